@@ -1,0 +1,55 @@
+"""Errbot configuration for the access bot.
+
+Text backend by default (`make run`): one terminal plays every role with `!asuser bob`,
+`!asadmin` and `!inroom #access-approvals`. Set SLACK_BOT_TOKEN (and SLACK_APP_TOKEN for
+Socket Mode, or SLACK_SIGNING_SECRET for HTTP events) to run on Slack instead.
+Every ACCESS_* key may also be set as an environment variable of the same name, which
+wins. Secrets (tokens, signing secrets) are read from the environment only.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATA = Path(os.environ.get("ACCESS_DATA_DIR", ROOT / "data"))
+
+SLACK = bool(os.environ.get("SLACK_BOT_TOKEN"))
+BACKEND = "SlackV3" if SLACK else "Text"
+if SLACK:
+    BOT_IDENTITY = {
+        "token": os.environ["SLACK_BOT_TOKEN"],
+        "app_token": os.environ.get("SLACK_APP_TOKEN"),
+        "signing_secret": os.environ.get("SLACK_SIGNING_SECRET"),
+    }
+else:
+    BOT_IDENTITY = {"username": "@accessbot"}
+    TEXT_DEMO_MODE = True  # print each message once, as a user would see it
+
+BOT_DATA_DIR = str(DATA / "errbot")
+BOT_EXTRA_PLUGIN_DIR = str(ROOT / "plugins")
+BOT_LOG_FILE = str(DATA / "errbot.log")
+BOT_LOG_LEVEL = logging.INFO
+BOT_PREFIX = "!"
+# Bot admins may reload policies and read the audit log. Comma-separated in the env.
+BOT_ADMINS = tuple(
+    a.strip() for a in os.environ.get("ACCESS_BOT_ADMINS", "@admin").split(",") if a.strip()
+)
+BOT_ADMINS_NOTIFICATIONS = ()
+CHATROOM_PRESENCE = ()
+SUPPRESS_CMD_NOT_FOUND = False
+
+ACCESS_POLICY_DIR = str(ROOT / "policies")
+ACCESS_DB_PATH = str(DATA / "access.json")
+ACCESS_AUDIT_PATH = str(DATA / "audit.jsonl")
+ACCESS_TICK_SECONDS = 1
+ACCESS_PENDING_TIMEOUT = "1h"
+# Used where the chat backend has no profile e-mail (the Text backend never has one).
+ACCESS_USER_EMAILS = {
+    "admin": "admin@example.com",
+    "alice": "alice@example.com",
+    "bob": "bob@example.com",
+    "carol": "carol@example.com",
+}
+ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
+# ACCESS_PAGERDUTY_TOKEN comes from the environment only.

@@ -1,0 +1,244 @@
+"""The Errbot plugin: chat commands in, service calls, rendered replies out.
+
+This is the only module that imports errbot. Each command parses its arguments, calls
+one service method, yields the reply to the person who typed it, then delivers the
+notices (approval card to the channel, DM to the requester).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from errbot import BotPlugin, botcmd
+from errbot.backends.base import Person, RoomOccupant
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
+
+from accessbot import messages  # noqa: E402
+from accessbot.audit import AuditLog  # noqa: E402
+from accessbot.commands import (  # noqa: E402
+    CommandSyntaxError,
+    parse_audit_args,
+    parse_id_and_text,
+    parse_request_args,
+)
+from accessbot.domain import AccessError  # noqa: E402
+from accessbot.scheduler import Scheduler  # noqa: E402
+from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
+from accessbot.settings import Settings  # noqa: E402
+from accessbot.store import TinyDBStore  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+HELP = """Just-in-time access. Commands:
+- `!access request <resource> [duration] <reason>`: ask for access, e.g. `!access request prod-db 30m fix INC-42`
+- `!access resources`: what you can request, limits and approvers
+- `!access mine`: your pending requests and active grants
+- `!access list`: everything pending or active (approvers, admins)
+- `!access show <id>`: one request with its history
+- `!access cancel <id>`: withdraw your pending request
+- `!access revoke <id>`: end an active grant now
+- `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
+- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Access(BotPlugin):
+    """Just-in-time access requests, approvals and automatic revocation."""
+
+    def activate(self):
+        super().activate()
+        self.settings = Settings.load(self.bot_config)
+        # Tests inject a controllable clock through the bot config; production uses UTC now.
+        self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
+        self.service = AccessService(
+            store=TinyDBStore(self.settings.db_path),
+            audit=AuditLog(self.settings.audit_path, self.clock),
+            policy_dir=self.settings.policy_dir,
+            clock=self.clock,
+            pending_timeout=self.settings.pending_timeout,
+        )
+        if self.service.policy_error:
+            self.warn_admins(
+                "Access bot: the policy files did not load, nothing can be requested:\n"
+                + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
+            )
+        # Whatever expired while the bot was down is revoked before anything else.
+        self.run_tick()
+        self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
+        self.scheduler.start()
+
+    def deactivate(self):
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            scheduler.stop()
+        super().deactivate()
+
+    def run_tick(self) -> None:
+        """One scheduler pass: expiries, retries, time-outs; then tell people."""
+        self.deliver(self.service.tick())
+
+    # -- commands -------------------------------------------------------------
+
+    @botcmd
+    def access(self, msg, args):
+        """Just-in-time access; `!access request <resource> [duration] <reason>` to ask."""
+        if args.strip():
+            word = args.split()[0]
+            return f"`{messages.inert(word, 40)}` is not an access command.\n\n{HELP}"
+        return HELP
+
+    @botcmd
+    def access_request(self, msg, args):
+        """Ask for access: `!access request prod-db 30m fixing INC-42` (duration optional)."""
+        yield from self.run(
+            msg, lambda actor: self.service.request(actor, *parse_request_args(args))
+        )
+
+    @botcmd
+    def access_resources(self, msg, args):
+        """List what you can request, with limits and approvers: `!access resources`."""
+        yield from self.run(msg, lambda actor: self.service.resources())
+
+    @botcmd
+    def access_mine(self, msg, args):
+        """Your pending requests and active grants: `!access mine`."""
+        yield from self.run(msg, lambda actor: self.service.mine(actor))
+
+    @botcmd
+    def access_list(self, msg, args):
+        """Everything pending or active, for approvers and admins: `!access list`."""
+        yield from self.run(msg, lambda actor: self.service.list_live(actor))
+
+    @botcmd
+    def access_show(self, msg, args):
+        """One request with its history: `!access show <id>`."""
+        yield from self.run(
+            msg, lambda actor: self.service.show(actor, parse_id_and_text(args, "access show")[0])
+        )
+
+    @botcmd
+    def access_cancel(self, msg, args):
+        """Withdraw your pending request: `!access cancel <id>`."""
+        yield from self.run(
+            msg,
+            lambda actor: self.service.cancel(actor, parse_id_and_text(args, "access cancel")[0]),
+        )
+
+    @botcmd
+    def access_revoke(self, msg, args):
+        """End an active grant now: `!access revoke <id>`."""
+        yield from self.run(
+            msg,
+            lambda actor: self.service.revoke(actor, parse_id_and_text(args, "access revoke")[0]),
+        )
+
+    @botcmd
+    def access_reload(self, msg, args):
+        """Reload the policy files, all or nothing (admins): `!access reload`."""
+        yield from self.run(msg, lambda actor: self.service.reload(actor))
+
+    @botcmd
+    def access_audit(self, msg, args):
+        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`."""
+
+        def audit(actor):
+            query = parse_audit_args(args)
+            if query.pop("verify", False):
+                return self.service.verify_audit(actor)
+            return self.service.audit_events(actor, **query)
+
+        yield from self.run(msg, audit)
+
+    @botcmd
+    def approve(self, msg, args):
+        """Approve a request (approvers): `!approve <id> [comment]`."""
+        yield from self.run(
+            msg, lambda actor: self.service.approve(actor, *parse_id_and_text(args, "approve"))
+        )
+
+    @botcmd
+    def deny(self, msg, args):
+        """Deny a request (approvers): `!deny <id> [reason]`."""
+        yield from self.run(
+            msg, lambda actor: self.service.deny(actor, *parse_id_and_text(args, "deny"))
+        )
+
+    # -- plumbing -------------------------------------------------------------
+
+    def run(self, msg, call):
+        """Run one service call for the sender; yield its reply, then deliver its notices."""
+        try:
+            result = call(self.actor(msg.frm))
+        except (AccessError, CommandSyntaxError) as exc:
+            yield str(exc)
+            return
+        except Exception:  # noqa: BLE001 - never a stack trace in chat
+            log.exception("command failed: %s", msg.body)
+            yield (
+                "Sorry, that failed inside the bot; nothing was decided. "
+                "An admin can find the details in the bot's log."
+            )
+            return
+        if isinstance(result, Outcome):
+            yield result.reply
+            self.deliver(result.notices)
+        else:
+            yield result
+
+    def deliver(self, notices: list[Notice]) -> None:
+        for notice in notices:
+            try:
+                to = self.build_identifier(notice.to)
+                if notice.kind == "card" and notice.request is not None:
+                    self.send_card(
+                        to=to,
+                        title=messages.card_title(notice.request),
+                        body=notice.text,
+                        color="yellow",
+                    )
+                else:
+                    self.send(to, notice.text)
+            except Exception:  # noqa: BLE001 - one unreachable user must not stop the rest
+                log.exception("could not deliver a notice to %s", notice.to)
+
+    def actor(self, frm) -> Actor:
+        person = frm.person if isinstance(frm, RoomOccupant) else frm
+        raw = getattr(person, "person", person)
+        if isinstance(raw, Person):  # the Text backend nests a person inside an occupant
+            person, raw = raw, raw.person
+        raw = str(raw)
+        handle = getattr(person, "nick", None) or getattr(frm, "nick", None) or raw
+        email = getattr(person, "email", None) or self.settings.user_emails.get(
+            handle.lstrip("@").lower()
+        )
+        return Actor(
+            handle=handle,
+            id=raw,
+            email=email or None,
+            address=self.address_of(raw),
+            is_admin=self.is_admin(frm, raw, handle),
+        )
+
+    def address_of(self, raw: str) -> str:
+        """The text `build_identifier` turns back into this person, for later DMs."""
+        if self._bot.mode == "text":
+            return "@" + raw.lstrip("@")
+        if self._bot.mode.startswith("slack"):
+            return f"<@{raw}>"
+        return raw
+
+    def is_admin(self, frm, raw: str, handle: str) -> bool:
+        names = {str(getattr(frm, "aclattr", raw)), raw, handle, "@" + handle.lstrip("@")}
+        return any(
+            fnmatch.fnmatchcase(name, str(pattern))
+            for pattern in self.bot_config.BOT_ADMINS
+            for name in names
+        )

@@ -1,0 +1,304 @@
+"""The request/grant state machine, durations and ids. Pure: no I/O, the clock is passed in."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+
+class AccessError(Exception):
+    """A refusal a user can act on; the message says what to type instead."""
+
+
+class DurationError(AccessError):
+    pass
+
+
+class TransitionError(AccessError):
+    pass
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+MAX_DURATION_TEXT = 366 * 86400  # nothing sane lasts longer; guards against 10**30d
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse the compact form people type: `30s`, `15m`, `2h`, `1d`, `1h30m`."""
+    cleaned = str(text).strip().lower()
+    match = _DURATION.match(cleaned)
+    if not cleaned or not match:
+        raise DurationError(f'"{text}" is not a duration: write it like 30m, 2h, 1h30m or 1d')
+    seconds = sum(int(n or 0) * mult for n, (_, mult) in zip(match.groups(), _UNITS))
+    if seconds > MAX_DURATION_TEXT:
+        raise DurationError(f'"{text}" is too long a duration: the most is 366d')
+    return timedelta(seconds=seconds)
+
+
+def looks_like_duration(text: str) -> bool:
+    return bool(text) and bool(_DURATION.match(text.strip().lower()))
+
+
+def format_duration(delta: timedelta) -> str:
+    """The compact form: `1h30m`, `10m`, `1d2h`; sub-second remainders are dropped."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, mult in _UNITS:
+        count, seconds = divmod(seconds, mult)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+_ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"  # no 0/o, 1/l/i: ids are read aloud
+
+
+def new_id(length: int = 6) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def normalize_handle(handle: str) -> str:
+    """`@Bob`, `bob` and ` bob ` are the same chat user."""
+    return str(handle).strip().lstrip("@").lower()
+
+
+def utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    return utc(dt).isoformat().replace("+00:00", "Z") if dt else None
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    GRANT_FAILED = "grant_failed"
+    REVOKE_FAILED = "revoke_failed"
+
+
+FINAL = {
+    Status.EXPIRED,
+    Status.REVOKED,
+    Status.DENIED,
+    Status.CANCELLED,
+    Status.TIMED_OUT,
+    Status.GRANT_FAILED,
+}
+HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
+
+# status -> statuses it may move to; anything else is a TransitionError.
+TRANSITIONS = {
+    Status.PENDING: {
+        Status.APPROVED,
+        Status.DENIED,
+        Status.CANCELLED,
+        Status.TIMED_OUT,
+    },
+    Status.APPROVED: {Status.ACTIVE, Status.GRANT_FAILED},
+    Status.ACTIVE: {Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED},
+    Status.REVOKE_FAILED: {Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED},
+}
+
+_DONE_WORDS = {
+    Status.APPROVED: "already approved",
+    Status.ACTIVE: "already approved and active",
+    Status.EXPIRED: "already expired",
+    Status.REVOKED: "already revoked",
+    Status.DENIED: "already denied",
+    Status.CANCELLED: "cancelled",
+    Status.TIMED_OUT: "timed out",
+    Status.GRANT_FAILED: "already decided (the grant failed)",
+    Status.REVOKE_FAILED: "already approved (its revoke is being retried)",
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    action: str
+    actor: str
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"at": iso(self.at), "action": self.action, "actor": self.actor, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Event:
+        return cls(from_iso(data["at"]), data["action"], data["actor"], data.get("note", ""))
+
+
+@dataclass(frozen=True)
+class Approval:
+    by: str
+    at: datetime
+    comment: str = ""
+
+
+@dataclass
+class Request:
+    """One access request and, once approved, its grant. The store holds these."""
+
+    id: str
+    requester: str  # normalised handle
+    resource: str
+    duration: timedelta
+    reason: str
+    created_at: datetime
+    channel: str
+    approvers: list[str]
+    approvals_required: int = 1
+    allow_self_approval: bool = False
+    strategy: dict = field(default_factory=dict)
+    requester_address: str = ""  # how the chat backend reaches the requester
+    requester_email: str | None = None
+    status: Status = Status.PENDING
+    approvals: list[Approval] = field(default_factory=list)
+    decided_by: str | None = None
+    decision_note: str = ""
+    auto_decision: str | None = None  # set when a policy hook decided
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    ending: str | None = None  # "expired" or "revoked": what a pending revoke will record
+    revoke_attempts: int = 0
+    next_retry_at: datetime | None = None
+    last_error: str = ""
+    policy_file: str = ""
+    notes: list[str] = field(default_factory=list)
+    history: list[Event] = field(default_factory=list)
+
+    @property
+    def grant_id(self) -> str:
+        return f"g-{self.id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def holds_access(self) -> bool:
+        return self.status in HOLDS_ACCESS
+
+    def move(self, to: Status, at: datetime, actor: str, note: str = "") -> None:
+        if to not in TRANSITIONS.get(self.status, set()):
+            raise TransitionError(
+                f"Request {self.id} is {_DONE_WORDS.get(self.status, self.status.value)}; "
+                f"see `!access show {self.id}`"
+            )
+        self.status = to
+        self.history.append(Event(at, to.value, actor, note))
+
+    def record(self, at: datetime, action: str, actor: str, note: str = "") -> None:
+        """An event in the history that does not change the status."""
+        self.history.append(Event(at, action, actor, note))
+
+    def add_approval(self, by: str, at: datetime, comment: str = "") -> bool:
+        """Count one approver's yes; returns True when the quorum is reached."""
+        if self.status is not Status.PENDING:
+            self.move(Status.APPROVED, at, by)  # raises with the right words
+        if any(a.by == by for a in self.approvals):
+            raise TransitionError(
+                f"You already approved {self.id}; it needs "
+                f"{self.approvals_required - len(self.approvals)} more approval(s) from someone else"
+            )
+        self.approvals.append(Approval(by, at, comment))
+        if len(self.approvals) >= self.approvals_required:
+            self.decided_by = ", ".join(a.by for a in self.approvals)
+            self.decision_note = comment
+            self.move(Status.APPROVED, at, by, comment)
+            return True
+        self.record(at, "approval", by, comment)
+        return False
+
+    def activate(self, at: datetime) -> None:
+        self.move(Status.ACTIVE, at, "bot", f"granted until {iso(at + self.duration)}")
+        self.granted_at = at
+        self.expires_at = at + self.duration
+
+    def remaining(self, now: datetime) -> timedelta:
+        if not self.expires_at:
+            return self.duration
+        return max(self.expires_at - now, timedelta(0))
+
+    def view(self) -> RequestView:
+        return RequestView(
+            id=self.id,
+            requester=self.requester,
+            requester_email=self.requester_email,
+            resource=self.resource,
+            duration=self.duration,
+            reason=self.reason,
+            created_at=self.created_at,
+        )
+
+    def to_dict(self) -> dict:
+        data = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = iso(value)
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            elif isinstance(value, Status):
+                value = value.value
+            elif f.name == "approvals":
+                value = [{"by": a.by, "at": iso(a.at), "comment": a.comment} for a in value]
+            elif f.name == "history":
+                value = [e.to_dict() for e in value]
+            data[f.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Request:
+        kwargs = dict(data)
+        for name in ("created_at", "granted_at", "expires_at", "ended_at", "next_retry_at"):
+            kwargs[name] = from_iso(kwargs.get(name))
+        kwargs["duration"] = timedelta(seconds=kwargs["duration"])
+        kwargs["status"] = Status(kwargs["status"])
+        kwargs["approvals"] = [
+            Approval(a["by"], from_iso(a["at"]), a.get("comment", ""))
+            for a in kwargs.get("approvals", [])
+        ]
+        kwargs["history"] = [Event.from_dict(e) for e in kwargs.get("history", [])]
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in known})
+
+    def copy(self) -> Request:
+        return replace(
+            self,
+            approvals=list(self.approvals),
+            history=list(self.history),
+            notes=list(self.notes),
+            approvers=list(self.approvers),
+            strategy=dict(self.strategy),
+        )
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What policy hooks see of a request: read-only, so a hook cannot change it."""
+
+    id: str
+    requester: str
+    requester_email: str | None
+    resource: str
+    duration: timedelta
+    reason: str
+    created_at: datetime
+    extends: str | None = None

@@ -1,0 +1,133 @@
+"""Every text the bot shows, in one place: chat markdown that reads well on any backend.
+
+User-supplied text (reasons, comments) goes through `inert` so that it cannot ping a
+channel, break the layout or smuggle control characters onto a card.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from .domain import Request, Status, format_duration
+
+REASON_LIMIT = 300
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_MASS_MENTION = re.compile(r"([@!])(here|channel|everyone)\b", re.IGNORECASE)
+ZWSP = "\u200b"
+
+STATUS_WORDS = {
+    Status.PENDING: "pending approval",
+    Status.APPROVED: "approved, granting",
+    Status.ACTIVE: "active",
+    Status.EXPIRED: "expired",
+    Status.REVOKED: "revoked",
+    Status.DENIED: "denied",
+    Status.CANCELLED: "cancelled",
+    Status.TIMED_OUT: "timed out",
+    Status.GRANT_FAILED: "grant failed",
+    Status.REVOKE_FAILED: "revoke failed, retrying",
+}
+
+
+def inert(text: str, limit: int = REASON_LIMIT) -> str:
+    """Show user text as text: no mass mentions, no control characters, one line, bounded."""
+    text = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    text = text.replace("<!", "<" + ZWSP + "!").replace("<@", "<" + ZWSP + "@")
+    text = _MASS_MENTION.sub(lambda m: m.group(1) + ZWSP + m.group(2), text)
+    text = text.replace("`", "'")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def when(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def who(handle: str) -> str:
+    return handle if handle.startswith("@") or "@" in handle else f"@{handle}"
+
+
+def approvers_text(entries) -> str:
+    return ", ".join(who(e) if not e.startswith(("U", "W")) else e for e in entries) or "nobody"
+
+
+def card_title(request: Request) -> str:
+    return f"Access request {request.id}: {request.resource} for {who(request.requester)}"
+
+
+def card_fields(request: Request) -> list[tuple[str, str]]:
+    fields = [
+        ("Requester", who(request.requester)),
+        ("Resource", request.resource),
+        ("Duration", format_duration(request.duration)),
+        ("Reason", inert(request.reason)),
+        ("Approvers", approvers_text(request.approvers)),
+    ]
+    if request.approvals_required > 1:
+        fields.append(("Approvals", f"{len(request.approvals)} of {request.approvals_required}"))
+    return fields
+
+
+def card_body(request: Request) -> str:
+    """The approval card as text: everything an approver needs, and the exact commands."""
+    lines = [f"**{card_title(request)}**"]
+    lines += [f"{name}: {value}" for name, value in card_fields(request)]
+    lines += [f"Note: {inert(n)}" for n in request.notes]
+    if request.status is Status.PENDING:
+        lines.append(f"Approve: `!approve {request.id}`   Deny: `!deny {request.id} <reason>`")
+    else:
+        lines.append(f"Status: {STATUS_WORDS[request.status]}")
+    return "\n".join(lines)
+
+
+def request_line(request: Request, now: datetime) -> str:
+    """One line for `!access mine` / `!access list`."""
+    base = (
+        f"`{request.id}` {request.resource} for {who(request.requester)}, "
+        f"{format_duration(request.duration)}: {STATUS_WORDS[request.status]}"
+    )
+    if request.holds_access and request.expires_at:
+        base += (
+            f", {format_duration(request.remaining(now))} left (until {when(request.expires_at)})"
+        )
+    elif request.status is Status.PENDING and request.approvals_required > 1:
+        base += f" ({len(request.approvals)} of {request.approvals_required} approvals)"
+    return base
+
+
+def show(request: Request, now: datetime) -> str:
+    lines = [
+        f"**Request {request.id}**: {STATUS_WORDS[request.status]}",
+        f"Requester: {who(request.requester)}"
+        + (f" ({request.requester_email})" if request.requester_email else ""),
+        f"Resource: {request.resource}",
+        f"Duration: {format_duration(request.duration)}",
+        f"Reason: {inert(request.reason)}",
+        f"Approvers: {approvers_text(request.approvers)} "
+        f"({request.approvals_required} needed) in {request.channel}",
+    ]
+    if request.expires_at:
+        lines.append(f"Granted: {when(request.granted_at)}; ends: {when(request.expires_at)}")
+        if request.holds_access:
+            lines.append(f"Time left: {format_duration(request.remaining(now))}")
+    if request.last_error:
+        lines.append(f"Last error: {inert(request.last_error)}")
+    lines += [f"Note: {inert(n)}" for n in request.notes]
+    lines.append("History:")
+    for event in request.history:
+        note = f": {inert(event.note)}" if event.note else ""
+        lines.append(
+            f"- {when(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
+        )
+    return "\n".join(lines)
+
+
+def audit_line(record: dict) -> str:
+    parts = [record.get("ts", "?"), record.get("event", "?")]
+    for key in ("request_id", "actor", "user", "resource", "outcome"):
+        if record.get(key):
+            parts.append(f"{key}={record[key]}")
+    if record.get("detail"):
+        parts.append(f"detail={inert(str(record['detail']), 120)}")
+    return " ".join(str(p) for p in parts)

@@ -1,0 +1,62 @@
+"""Command strategy: run a program (no shell) with the JSON payload on stdin."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .base import PROJECT_ROOT, SettingsError, Strategy, StrategyError, encode_payload
+
+
+class CommandStrategy(Strategy):
+    kind = "command"
+    allowed_keys = frozenset({"type", "argv", "timeout"})
+
+    def __init__(self, argv: list[str], timeout: float, root: Path = PROJECT_ROOT):
+        self.argv = argv
+        self.timeout = timeout
+        self.root = root
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> CommandStrategy:
+        cls.check_keys(settings)
+        argv = settings.get("argv")
+        if (
+            not isinstance(argv, (list, tuple))
+            or not argv
+            or not all(isinstance(a, str) and a for a in argv)
+        ):
+            raise SettingsError(
+                "strategy.argv", 'must be a list of strings like ["scripts/grant.sh"]'
+            )
+        return cls(list(argv), cls.timeout_setting(settings, "30s"))
+
+    def _resolved_argv(self) -> list[str]:
+        program = self.argv[0]
+        if "/" in program and not Path(program).is_absolute():
+            program = str(self.root / program)
+        return [program, *self.argv[1:]]
+
+    def call(self, action: str, payload: dict) -> str:
+        try:
+            done = subprocess.run(
+                self._resolved_argv(),
+                input=encode_payload(payload),
+                capture_output=True,
+                timeout=self.timeout,
+                cwd=self.root,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StrategyError(f"{self.argv[0]} did not finish within {self.timeout:g}s") from exc
+        except OSError as exc:
+            raise StrategyError(f"could not run {self.argv[0]}: {exc.strerror or exc}") from exc
+        if done.returncode != 0:
+            stderr = done.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise StrategyError(
+                f"{self.argv[0]} exited with {done.returncode}" + (f": {stderr}" if stderr else "")
+            )
+        return f"{self.argv[0]} exit 0"
+
+    def describe(self) -> str:
+        return "command"

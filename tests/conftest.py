@@ -1,0 +1,180 @@
+"""Shared test set-up: a real errbot TestBot with the real plugin, a movable clock, and
+small real HTTP servers on 127.0.0.1 at the edges."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from errbot.backends.test import TestBot, TestOccupant
+
+from tests.fakes import WebhookTarget
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ROOT / "plugins"
+START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock the test moves by hand; thread-safe, since the scheduler reads it too."""
+
+    def __init__(self, now: datetime = START):
+        self._now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, **kwargs) -> datetime:
+        with self._lock:
+            self._now += timedelta(**kwargs)
+            return self._now
+
+
+def policy_file(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def webhook_policy(url: str, **overrides) -> str:
+    """One resource, prod-db, granted through a webhook at `url`."""
+    settings = {
+        "description": "Production PostgreSQL",
+        "max_duration": "4h",
+        "default_duration": "1h",
+        "approvers": ["@alice", "@bob"],
+        "channel": "#access-approvals",
+        "strategy": {"type": "webhook", "url": url, "secret_env": "TEST_HOOK_SECRET"},
+    }
+    settings.update(overrides)
+    return f"RESOURCES = {{'prod-db': {settings!r}}}\n"
+
+
+class Chat:
+    """Drives a TestBot as several people and records where each message went.
+
+    The TestBackend puts every outgoing message into one queue; wrapping its
+    send_message lets a test also see the destination (a channel or a person).
+    """
+
+    def __init__(self, testbot: TestBot):
+        self.testbot = testbot
+        self.backend = testbot.bot
+        self.sent: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._sync = 0
+        original = self.backend.send_message
+
+        def recording_send(message):
+            with self._lock:
+                self.sent.append((str(message.to), message.body))
+            original(message)
+
+        self.backend.send_message = recording_send
+
+    def say(self, user: str, text: str, room: str | None = None) -> list[str]:
+        """`user` types `text` (in `room`, or to the bot directly); returns what the bot
+        said in response, the reply first, once the command has finished."""
+        if room:
+            self.backend.sender = TestOccupant(user, room)
+        else:
+            self.backend.sender = self.backend.build_identifier(user)
+        with self._lock:
+            start = len(self.sent)
+        self._sync += 1
+        marker = f"sync-{self._sync}"
+        self.testbot.push_message(text)
+        self.testbot.push_message(f"!echo {marker}")
+        while self.testbot.pop_message(timeout=15) != marker:
+            pass
+        with self._lock:
+            return [plain(body) for _, body in self.sent[start:] if body != marker]
+
+    def reply(self, user: str, text: str, room: str | None = None) -> str:
+        return self.say(user, text, room)[0]
+
+    def to(self, destination: str) -> list[str]:
+        """Everything sent to a channel or person so far."""
+        with self._lock:
+            return [plain(body) for to, body in self.sent if to == destination]
+
+    def wait_for(self, destination: str, needle: str, timeout: float = 10) -> str:
+        """Wait until the scheduler thread has said `needle` to `destination`."""
+        deadline = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            for text in self.to(destination):
+                if needle in text:
+                    return text
+            deadline.wait(0.02)
+        raise AssertionError(f"{needle!r} never reached {destination}: {self.to(destination)}")
+
+
+def plain(body: str) -> str:
+    """Markdown as a person reads it: no backticks or bold markers."""
+    return body.replace("`", "").replace("**", "")
+
+
+def request_id(text: str) -> str:
+    import re
+
+    match = re.search(r"Request (\w+) ", text)
+    assert match, f"no request id in {text!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def webhook():
+    target = WebhookTarget(secret="s3cret")
+    yield target
+    target.close()
+
+
+@pytest.fixture
+def policy_dir(tmp_path):
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
+def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
+    """Start (and later stop) real bots on the same data files; several in a row
+    model a restart."""
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    started: list[TestBot] = []
+
+    def start(**config) -> Chat:
+        extra = {
+            "BOT_ADMINS": ("admin",),
+            "BOT_ASYNC": False,
+            "ACCESS_POLICY_DIR": str(policy_dir),
+            "ACCESS_DB_PATH": str(tmp_path / "data" / "access.json"),
+            "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
+            "ACCESS_TICK_SECONDS": 0.05,
+            "ACCESS_CLOCK": clock,
+        }
+        extra.update(config)
+        bot = TestBot(extra_plugin_dir=str(PLUGINS), loglevel=logging.WARNING, extra_config=extra)
+        bot.start(timeout=10)
+        started.append(bot)
+        return Chat(bot)
+
+    def stop_last() -> None:
+        started.pop().stop()
+
+    start.stop_last = stop_last
+    yield start
+    while started:
+        started.pop().stop()

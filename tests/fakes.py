@@ -1,0 +1,79 @@
+"""Small real HTTP servers on 127.0.0.1 that speak the documented APIs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class WebhookTarget:
+    """A webhook receiver that checks `X-Access-Signature` like a real target would.
+
+    `status` is what it answers (a list is consumed one per call, then its last value
+    repeats); `delay` makes it slow. `calls` keeps every accepted JSON body.
+    """
+
+    def __init__(self, secret: str, status: int | list[int] = 200, delay: float = 0.0):
+        self.secret = secret
+        self.statuses = list(status) if isinstance(status, list) else [status]
+        self.delay = delay
+        self.calls: list[dict] = []
+        self.rejected: list[str] = []
+        self.lock = threading.Lock()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                expected = (
+                    "sha256=" + hmac.new(target.secret.encode(), body, hashlib.sha256).hexdigest()
+                )
+                if not hmac.compare_digest(self.headers.get("X-Access-Signature", ""), expected):
+                    with target.lock:
+                        target.rejected.append(self.headers.get("X-Access-Signature", ""))
+                    self._answer(401, b"bad signature")
+                    return
+                if target.delay:
+                    time.sleep(target.delay)
+                with target.lock:
+                    status = (
+                        target.statuses.pop(0) if len(target.statuses) > 1 else target.statuses[0]
+                    )
+                    if 200 <= status < 300:
+                        target.calls.append(json.loads(body))
+                self._answer(status, b"ok" if status < 300 else b"target exploded")
+
+            def _answer(self, status, text):
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/access"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def set_status(self, *statuses: int) -> None:
+        with self.lock:
+            self.statuses = list(statuses)
+
+    def actions(self) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(c["action"], c["request_id"]) for c in self.calls]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
