@@ -27,6 +27,7 @@ else:
     TEXT_DEMO_MODE = True  # print each message once, as a user would see it
 
 BOT_DATA_DIR = str(DATA / "errbot")
+os.makedirs(BOT_DATA_DIR, exist_ok=True)
 BOT_EXTRA_PLUGIN_DIR = str(ROOT / "plugins")
 BOT_LOG_FILE = str(DATA / "errbot.log")
 BOT_LOG_LEVEL = logging.INFO

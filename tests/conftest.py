@@ -142,6 +142,13 @@ def webhook():
 
 
 @pytest.fixture
+def webhook_target():
+    target = WebhookTarget(secret="s3cret")
+    yield target
+    target.close()
+
+
+@pytest.fixture
 def policy_dir(tmp_path):
     directory = tmp_path / "policies"
     directory.mkdir()

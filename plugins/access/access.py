@@ -196,16 +196,9 @@ class Access(BotPlugin):
     def deliver(self, notices: list[Notice]) -> None:
         for notice in notices:
             try:
-                to = self.build_identifier(notice.to)
-                if notice.kind == "card" and notice.request is not None:
-                    self.send_card(
-                        to=to,
-                        title=messages.card_title(notice.request),
-                        body=notice.text,
-                        color="yellow",
-                    )
-                else:
-                    self.send(to, notice.text)
+                # Cards go out as plain markdown: errbot's card template HTML-escapes the
+                # body, which would show a reason's "<" as "&lt;" on text backends.
+                self.send(self.build_identifier(notice.to), notice.text)
             except Exception:  # noqa: BLE001 - one unreachable user must not stop the rest
                 log.exception("could not deliver a notice to %s", notice.to)
 

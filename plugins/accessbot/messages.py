@@ -75,7 +75,7 @@ def card_body(request: Request) -> str:
     lines += [f"{name}: {value}" for name, value in card_fields(request)]
     lines += [f"Note: {inert(n)}" for n in request.notes]
     if request.status is Status.PENDING:
-        lines.append(f"Approve: `!approve {request.id}`   Deny: `!deny {request.id} <reason>`")
+        lines.append(f"Approve: `!approve {request.id}`   Deny: `!deny {request.id} [reason]`")
     else:
         lines.append(f"Status: {STATUS_WORDS[request.status]}")
     return "\n".join(lines)

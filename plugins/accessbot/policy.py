@@ -195,9 +195,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> Resource:
         if key not in ALLOWED_KEYS:
             allowed = ", ".join(sorted(ALLOWED_KEYS))
             raise _KeyProblem(str(key), f"unknown key (allowed: {allowed})")
-    for key in REQUIRED_KEYS:
-        if key not in settings:
-            raise _KeyProblem(key, "is required")
+    if "max_duration" not in settings:
+        raise _KeyProblem("max_duration", 'is required, e.g. "max_duration": "4h"')
 
     max_duration = _duration(settings, "max_duration")
     default_duration = (
@@ -242,6 +241,10 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> Resource:
     if not isinstance(description, str):
         raise _KeyProblem("description", "must be a string")
 
+    if "strategy" not in settings:
+        raise _KeyProblem(
+            "strategy", 'is required: how access is granted, e.g. {"type": "webhook", "url": ...}'
+        )
     try:
         strategy = build_strategy(settings["strategy"])
     except SettingsError as exc:

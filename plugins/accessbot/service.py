@@ -456,7 +456,7 @@ class AccessService:
                 "policy_reload_failed", actor.handle, outcome="failed", detail="; ".join(exc.errors)
             )
             kept = (
-                f"the {len(self.policies.resources)} resources already loaded stay in force"
+                f"the {len(self.policies.resources)} resource(s) already loaded stay in force"
                 if self.policies
                 else "no policies are loaded"
             )
@@ -584,17 +584,18 @@ class AccessService:
             self._inflight.add(request.id)
         try:
             error = None
+            started = self.clock()
+            preview = request.copy()
+            preview.expires_at = started + request.duration
             try:
-                note = build_strategy(request.strategy).call(
-                    "grant", payload_for("grant", self._with_expiry(request))
-                )
+                note = build_strategy(request.strategy).call("grant", payload_for("grant", preview))
             except (StrategyError, SettingsError) as exc:
                 error, note = str(exc), ""
             with self.lock:
                 request = self.store.get(request.id)
                 now = self.clock()
                 if error is None:
-                    request.activate(now)
+                    request.activate(started)  # the expiry the target was just told
                     self._commit(
                         request,
                         "granted",
@@ -748,12 +749,6 @@ class AccessService:
             self.audit.append(event, actor=actor, **fields)
         except AuditError as exc:
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
-
-    def _with_expiry(self, request: Request) -> Request:
-        """The grant payload names the end the grant will get when it succeeds now."""
-        preview = request.copy()
-        preview.expires_at = self.clock() + request.duration
-        return preview
 
     def _to_requester(self, request: Request, text: str) -> Notice:
         return Notice("user", request.requester_address or request.requester, text, request)
