@@ -23,6 +23,7 @@ from accessbot.audit import AuditLog  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
     parse_audit_args,
+    parse_extend_args,
     parse_id_and_text,
     parse_request_args,
 )
@@ -42,6 +43,7 @@ HELP = """Just-in-time access. Commands:
 - `!access show <id>`: one request with its history
 - `!access cancel <id>`: withdraw your pending request
 - `!access revoke <id>`: end an active grant now
+- `!access extend <id> [duration] [reason]`: ask for more time on your active grant
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins"""
 
@@ -64,6 +66,8 @@ class Access(BotPlugin):
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
+            expiry_reminder=self.settings.expiry_reminder,
+            approval_reminder=self.settings.approval_reminder,
         )
         if self.service.policy_error:
             self.warn_admins(
@@ -139,6 +143,11 @@ class Access(BotPlugin):
             msg,
             lambda actor: self.service.revoke(actor, parse_id_and_text(args, "access revoke")[0]),
         )
+
+    @botcmd
+    def access_extend(self, msg, args):
+        """Ask for more time on your active grant: `!access extend <id> [30m] [reason]`."""
+        yield from self.run(msg, lambda actor: self.service.extend(actor, *parse_extend_args(args)))
 
     @botcmd
     def access_reload(self, msg, args):

@@ -45,6 +45,22 @@ def parse_request_args(args: str) -> tuple[str, timedelta | None, str]:
     return resource, duration, reason
 
 
+def parse_extend_args(args: str) -> tuple[str, timedelta | None, str]:
+    """`<id> [duration] [reason...]` for `!access extend`."""
+    request_id, rest = parse_id_and_text(args, "access extend")
+    tokens = rest.split()
+    duration = None
+    if tokens and looks_like_duration(tokens[0]):
+        duration = parse_duration(tokens[0])
+        tokens = tokens[1:]
+    elif tokens and _maybe_duration(tokens[0]):
+        raise DurationError(
+            f'"{tokens[0][:20]}" is not a duration: write it like 30m, 2h, 1h30m or 1d, '
+            f"e.g. `!access extend {request_id} 30m <reason>`"
+        )
+    return request_id, duration, " ".join(tokens)
+
+
 def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
     """`<id> [free text]` for show, cancel, revoke, approve and deny."""
     tokens = str(args).split(maxsplit=1)

@@ -90,6 +90,7 @@ class Status(StrEnum):
     TIMED_OUT = "timed_out"
     GRANT_FAILED = "grant_failed"
     REVOKE_FAILED = "revoke_failed"
+    EXTENDED = "extended"  # an extension request whose time was added to its grant
 
 
 FINAL = {
@@ -99,6 +100,7 @@ FINAL = {
     Status.CANCELLED,
     Status.TIMED_OUT,
     Status.GRANT_FAILED,
+    Status.EXTENDED,
 }
 HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
 
@@ -110,7 +112,7 @@ TRANSITIONS = {
         Status.CANCELLED,
         Status.TIMED_OUT,
     },
-    Status.APPROVED: {Status.ACTIVE, Status.GRANT_FAILED},
+    Status.APPROVED: {Status.ACTIVE, Status.GRANT_FAILED, Status.EXTENDED},
     Status.ACTIVE: {Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED},
     Status.REVOKE_FAILED: {Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED},
 }
@@ -125,6 +127,7 @@ _DONE_WORDS = {
     Status.TIMED_OUT: "timed out",
     Status.GRANT_FAILED: "already decided (the grant failed)",
     Status.REVOKE_FAILED: "already approved (its revoke is being retried)",
+    Status.EXTENDED: "already approved and added to its grant",
 }
 
 
@@ -180,6 +183,11 @@ class Request:
     next_retry_at: datetime | None = None
     last_error: str = ""
     policy_file: str = ""
+    extends: str | None = None  # for an extension request: the id of the grant it extends
+    extensions: int = 0  # extensions applied to this grant
+    reminder_sent: bool = False  # the before-expiry reminder for the current end
+    next_nudge_at: datetime | None = None  # when the approvers are reminded next
+    nudges: int = 0
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
 
@@ -245,6 +253,7 @@ class Request:
             duration=self.duration,
             reason=self.reason,
             created_at=self.created_at,
+            extends=self.extends,
         )
 
     def to_dict(self) -> dict:
@@ -267,7 +276,14 @@ class Request:
     @classmethod
     def from_dict(cls, data: dict) -> Request:
         kwargs = dict(data)
-        for name in ("created_at", "granted_at", "expires_at", "ended_at", "next_retry_at"):
+        for name in (
+            "created_at",
+            "granted_at",
+            "expires_at",
+            "ended_at",
+            "next_retry_at",
+            "next_nudge_at",
+        ):
             kwargs[name] = from_iso(kwargs.get(name))
         kwargs["duration"] = timedelta(seconds=kwargs["duration"])
         kwargs["status"] = Status(kwargs["status"])

@@ -27,6 +27,7 @@ STATUS_WORDS = {
     Status.TIMED_OUT: "timed out",
     Status.GRANT_FAILED: "grant failed",
     Status.REVOKE_FAILED: "revoke failed, retrying",
+    Status.EXTENDED: "approved, added to its grant",
 }
 
 
@@ -53,6 +54,11 @@ def approvers_text(entries) -> str:
 
 
 def card_title(request: Request) -> str:
+    if request.extends:
+        return (
+            f"Extension request {request.id}: {format_duration(request.duration)} more on "
+            f"{request.extends} ({request.resource} for {who(request.requester)})"
+        )
     return f"Access request {request.id}: {request.resource} for {who(request.requester)}"
 
 

@@ -94,6 +94,8 @@ class AccessService:
         pending_timeout: timedelta = timedelta(hours=1),
         pagerduty=None,
         hook_timeout: float = 10.0,
+        expiry_reminder: timedelta = timedelta(minutes=10),
+        approval_reminder: timedelta = timedelta(minutes=15),
     ):
         self.store = store
         self.audit = audit
@@ -102,6 +104,8 @@ class AccessService:
         self.pending_timeout = pending_timeout
         self.pagerduty = pagerduty or PagerDutyNotConfigured()
         self.hook_timeout = hook_timeout
+        self.expiry_reminder = expiry_reminder
+        self.approval_reminder = approval_reminder
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
@@ -120,24 +124,99 @@ class AccessService:
         resource = self._resource(resource_name)
         if duration is None:
             duration = resource.default_duration
+        self._check_duration(resource, duration, f"!access request {resource.name}", reason)
+        reason = " ".join(str(reason).split())
+        if not reason:
+            raise AccessError(
+                f"Say why you need it: `!access request {resource.name} "
+                f"{format_duration(duration)} <reason>`."
+            )
+        self._refuse_duplicate(actor, resource.name)
+        request = self._new_request(actor, resource, duration, reason)
+        return self._submit(actor, request, resource)
+
+    def extend(
+        self, actor: Actor, grant_id: str, duration: timedelta | None, reason: str
+    ) -> Outcome:
+        """Ask for more time on an active grant: a request of its own, routed like any."""
+        grant = self._get(grant_id)
+        if grant.requester != actor.handle:
+            raise AccessError(f"Only {msg.who(grant.requester)} can extend {grant.id}.")
+        if grant.extends:
+            raise AccessError(
+                f"{grant.id} is an extension request; extend the grant itself: "
+                f"`!access extend {grant.extends}`."
+            )
+        if grant.status is not Status.ACTIVE:
+            raise AccessError(
+                f"{grant.id} is not an active grant ({msg.STATUS_WORDS[grant.status]}), so it "
+                f"cannot be extended. Ask afresh: `!access request {grant.resource} "
+                f"{format_duration(grant.duration)} <reason>`."
+            )
+        resource = self._resource(grant.resource)
+        if resource.max_extensions == 0:
+            raise AccessError(f"Extensions are turned off for {resource.name} (max_extensions: 0).")
+        if grant.extensions >= resource.max_extensions:
+            raise AccessError(
+                f"{grant.id} was already extended {grant.extensions} time(s); "
+                f"{resource.name} allows {resource.max_extensions} (max_extensions). "
+                f"Ask afresh when it ends: `!access request {resource.name} <duration> <reason>`."
+            )
+        for other in self.store.live():
+            if other.extends == grant.id and other.status is Status.PENDING:
+                raise AccessError(
+                    f"An extension of {grant.id} is already waiting: {other.id}. "
+                    f"Withdraw it with `!access cancel {other.id}`."
+                )
+        if duration is None:
+            duration = grant.duration
+        self._check_duration(resource, duration, f"!access extend {grant.id}", reason)
+        reason = " ".join(str(reason).split()) or f"more time on {grant.id}"
+        request = self._new_request(actor, resource, duration, reason, extends=grant)
+        return self._submit(actor, request, resource)
+
+    def _check_duration(
+        self, resource: Resource, duration: timedelta, command: str, reason: str
+    ) -> None:
         if duration <= timedelta(0):
             raise AccessError(
                 f"A duration must be longer than 0s; {resource.name} allows up to "
                 f"{format_duration(resource.max_duration)}, e.g. "
-                f"`!access request {resource.name} {format_duration(resource.default_duration)} <reason>`"
+                f"`{command} {format_duration(resource.default_duration)} <reason>`"
             )
         if duration > resource.max_duration:
             raise AccessError(
                 f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
                 f"you asked for {format_duration(duration)}. Try "
-                f"`!access request {resource.name} {format_duration(resource.max_duration)} {reason or '<reason>'}`"
+                f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`"
             )
-        reason = " ".join(str(reason).split())
-        if not reason:
-            raise AccessError(
-                f"Say why you need it: `!access request {resource.name} "
-                f"{format_duration(duration)} <reason>`"
-            )
+
+    def _refuse_duplicate(self, actor: Actor, resource: str) -> None:
+        """One pending request and one grant per person and resource: extend instead."""
+        now = self.clock()
+        for other in self.store.live():
+            if other.requester != actor.handle or other.resource != resource or other.extends:
+                continue
+            if other.status is Status.PENDING:
+                raise AccessError(
+                    f"You already asked for {resource}: request {other.id} is waiting for "
+                    f"approval. Withdraw it with `!access cancel {other.id}`."
+                )
+            if other.status in (Status.APPROVED, Status.ACTIVE, Status.REVOKE_FAILED):
+                left = format_duration(other.remaining(now))
+                raise AccessError(
+                    f"You already have {resource}: grant {other.id}, {left} left. Need more "
+                    f"time? `!access extend {other.id} {format_duration(other.duration)} <reason>`."
+                )
+
+    def _new_request(
+        self,
+        actor: Actor,
+        resource: Resource,
+        duration: timedelta,
+        reason: str,
+        extends: Request | None = None,
+    ) -> Request:
         now = self.clock()
         request = Request(
             id=self._unique_id(),
@@ -152,42 +231,61 @@ class AccessService:
             approvers=list(resource.approvers),
             approvals_required=resource.approvals_required,
             allow_self_approval=resource.allow_self_approval,
-            strategy=dict(resource.strategy_settings),
+            strategy=dict(extends.strategy if extends else resource.strategy_settings),
             policy_file=resource.file,
+            extends=extends.id if extends else None,
+            next_nudge_at=now + self.approval_reminder,
         )
+        if extends:
+            request.notes.append(
+                f"extends grant {extends.id}, which has "
+                f"{format_duration(extends.remaining(now))} left (ends {msg.when(extends.expires_at)})"
+            )
         request.record(now, "requested", actor.handle, reason)
+        return request
+
+    def _submit(self, actor: Actor, request: Request, resource: Resource) -> Outcome:
+        """Route a new request, let the policy decide if it will, store and announce it."""
+        now = request.created_at
         ctx = PolicyContext(self.pagerduty, now, logging.getLogger(f"policy.{resource.file}"))
         self._route(request, resource, ctx)
         decision = self._policy_decision(request, resource, ctx)
+        noun = "Extension request" if request.extends else "Request"
 
         with self.lock:
+            if not request.extends:
+                self._refuse_duplicate(actor, resource.name)  # again, under the lock
             self._commit(request, "requested", actor.handle, outcome="pending")
-            if decision is not None and not decision.approve:
+            if decision is not None:
                 request.decided_by = "policy"
                 request.decision_note = decision.reason
-                request.auto_decision = f"denied: {decision.reason}"
-                request.move(Status.DENIED, now, "policy", decision.reason)
-                self._commit(request, "denied", "policy", outcome="denied", detail=decision.reason)
-                return Outcome(
-                    f"Request {request.id} for {resource.name} was denied by policy: "
-                    f"{msg.inert(decision.reason)}",
-                    [],
-                    request,
+                verdict = "approved" if decision.approve else "denied"
+                request.auto_decision = f"{verdict}: {decision.reason}"
+                request.move(
+                    Status.APPROVED if decision.approve else Status.DENIED,
+                    now,
+                    "policy",
+                    decision.reason,
                 )
-            if decision is not None and decision.approve:
-                request.decided_by = "policy"
-                request.decision_note = decision.reason
-                request.auto_decision = f"approved: {decision.reason}"
-                request.move(Status.APPROVED, now, "policy", decision.reason)
-                self._commit(
-                    request, "approved", "policy", outcome="approved", detail=decision.reason
-                )
-        if decision is not None and decision.approve:
+                self._commit(request, verdict, "policy", outcome=verdict, detail=decision.reason)
+        if decision is not None and not decision.approve:
+            return Outcome(
+                f"{noun} {request.id} for {resource.name} was denied by policy: "
+                f"{msg.inert(decision.reason)}",
+                [],
+                request,
+            )
+        if decision is not None:
             return self._auto_granted(request)
 
         card = Notice("channel", request.channel, msg.card_body(request), request, kind="card")
+        what = (
+            f"{format_duration(request.duration)} more on {request.extends}"
+            if request.extends
+            else f"{resource.name} for {format_duration(request.duration)}"
+        )
         reply = (
-            f"Request {request.id} created: {resource.name} for {format_duration(duration)}. "
+            f"{noun} {request.id} created: {what}. "
             f"Waiting for {self._needed_text(request)} in {request.channel}. "
             f"Withdraw it with `!access cancel {request.id}`; "
             f"see it with `!access show {request.id}`."
@@ -195,6 +293,30 @@ class AccessService:
         return Outcome(reply, [card], request)
 
     def _auto_granted(self, request: Request) -> Outcome:
+        if request.extends:
+            notices = self._apply_extension(request)
+            grant = self.store.get(request.extends)
+            done = self.store.get(request.id)
+            if done and done.status is Status.EXTENDED:
+                alert = (
+                    f"BREAK-GLASS EXTENSION: {msg.who(request.requester)} got "
+                    f"{format_duration(request.duration)} more on {request.resource} (grant "
+                    f"{grant.id}, now until {msg.when(grant.expires_at)}), reason: "
+                    f"{msg.inert(request.reason)}. Approved by policy: "
+                    f"{msg.inert(request.decision_note)}."
+                )
+                return Outcome(
+                    f"Extension {request.id} approved by policy: {grant.id} now ends "
+                    f"{msg.when(grant.expires_at)}.",
+                    [Notice("channel", request.channel, alert, request, "alert")],
+                    done,
+                )
+            return Outcome(
+                f"Extension {request.id} was approved by policy but not applied: "
+                f"{msg.inert(done.last_error if done else '')}",
+                [n for n in notices if n.audience == "channel"],
+                done,
+            )
         notices = self._grant(request)
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
@@ -286,6 +408,18 @@ class AccessService:
                     request,
                 )
             self._commit(request, "approved", actor.handle, outcome="approved", detail=comment)
+        if request.extends:
+            notices = self._apply_extension(request)
+            request = self.store.get(request.id) or request
+            grant = self.store.get(request.extends)
+            if request.status is Status.EXTENDED:
+                reply = (
+                    f"Approved {request.id}: {msg.who(request.requester)}'s grant {grant.id} on "
+                    f"{request.resource} now ends {msg.when(grant.expires_at)}."
+                )
+            else:
+                reply = f"Approved {request.id}, but it was not applied: {msg.inert(request.last_error)}"
+            return Outcome(reply, notices, request)
         notices = self._grant(request)
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
@@ -544,12 +678,59 @@ class AccessService:
                 notices += self._grant(request)  # approved, but the bot stopped mid-grant
             elif request.status is Status.ACTIVE and request.ending == "revoked":
                 notices += self._revoke(request, "scheduler")  # stopped mid-revoke
-            elif (
-                request.status is Status.PENDING
-                and request.created_at + self.pending_timeout <= now
-            ):
-                notices += self._time_out(request.id)
+            elif request.status is Status.PENDING:
+                if request.created_at + self.pending_timeout <= now:
+                    notices += self._time_out(request.id)
+                elif request.next_nudge_at and request.next_nudge_at <= now:
+                    notices += self._nudge(request.id)
+            elif request.status is Status.ACTIVE and self._reminder_due(request, now):
+                notices += self._remind(request.id)
         return notices
+
+    def _reminder_due(self, request: Request, now: datetime) -> bool:
+        if request.reminder_sent or not request.expires_at or not request.granted_at:
+            return False
+        if request.expires_at - request.granted_at <= 2 * self.expiry_reminder:
+            return False
+        return request.expires_at - self.expiry_reminder <= now < request.expires_at
+
+    def _remind(self, request_id: str) -> list[Notice]:
+        """Tell the requester once, a little before the end, how to extend or give back."""
+        with self.lock:
+            request = self.store.get(request_id)
+            if not request or request.status is not Status.ACTIVE or request.reminder_sent:
+                return []
+            request.reminder_sent = True
+            request.record(self.clock(), "expiry_reminder", "scheduler")
+            self._commit(request, "expiry_reminder", "scheduler", outcome="active")
+        left = format_duration(request.remaining(self.clock()))
+        return [
+            self._to_requester(
+                request,
+                f"Your access to {request.resource} (grant {request.id}) ends in {left}, at "
+                f"{msg.when(request.expires_at)}. Need more time? "
+                f"`!access extend {request.id} {format_duration(request.duration)} <reason>`. "
+                f"Done already? `!access revoke {request.id}`.",
+            )
+        ]
+
+    def _nudge(self, request_id: str) -> list[Notice]:
+        """Announce an undecided request again, at doubling intervals."""
+        with self.lock:
+            request = self.store.get(request_id)
+            if not request or request.status is not Status.PENDING:
+                return []
+            now = self.clock()
+            request.nudges += 1
+            request.next_nudge_at = now + self.approval_reminder * 2**request.nudges
+            request.record(now, "nudge", "scheduler")
+            self._commit(request, "approvers_nudged", "scheduler", outcome="pending")
+        waited = format_duration(self.clock() - request.created_at)
+        text = (
+            f"Reminder: request {request.id} has waited {waited} for a decision.\n"
+            + msg.card_body(request)
+        )
+        return [Notice("channel", request.channel, text, request, "card")]
 
     def _time_out(self, request_id: str) -> list[Notice]:
         with self.lock:
@@ -684,6 +865,7 @@ class AccessService:
         finally:
             self._inflight.discard(request.id)
         if error is None:
+            void = self._cancel_pending_extensions(request)
             if request.status is Status.EXPIRED:
                 user_text = (
                     f"Your access to {request.resource} (request {request.id}) has expired and "
@@ -705,6 +887,7 @@ class AccessService:
             return [
                 self._to_requester(request, user_text),
                 Notice("channel", request.channel, channel_text, request),
+                *void,
             ]
         return [
             Notice(
@@ -718,6 +901,120 @@ class AccessService:
                 "alert",
             )
         ]
+
+    def _apply_extension(self, extension: Request) -> list[Notice]:
+        """Move the grant's end by the extension's duration, counted from its current end."""
+        with self.lock:
+            grant = self.store.get(extension.extends)
+            ended = grant is None or grant.status is not Status.ACTIVE
+            if ended or grant.id in self._inflight:
+                why = (
+                    f"grant {extension.extends} had already ended; ask afresh with "
+                    f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
+                    if ended
+                    else f"grant {extension.extends} is being revoked right now"
+                )
+                extension = self.store.get(extension.id)
+                extension.last_error = why
+                extension.move(Status.GRANT_FAILED, self.clock(), "bot", why)
+                self._commit(
+                    extension, "extension_refused", "bot", outcome="grant_failed", detail=why
+                )
+                return [
+                    self._to_requester(
+                        extension, f"Your extension {extension.id} was not applied: {why}."
+                    )
+                ]
+            self._inflight.add(grant.id)
+        try:
+            new_end = grant.expires_at + extension.duration
+            preview = grant.copy()
+            preview.expires_at = new_end
+            error = None
+            try:
+                build_strategy(grant.strategy).call("extend", payload_for("extend", preview))
+            except (StrategyError, SettingsError) as exc:
+                error = str(exc)
+            with self.lock:
+                grant = self.store.get(grant.id)
+                extension = self.store.get(extension.id)
+                now = self.clock()
+                if error is None:
+                    grant.expires_at = new_end
+                    grant.extensions += 1
+                    grant.reminder_sent = False  # a new end earns a new reminder
+                    grant.record(now, "extended", extension.decided_by or "policy", extension.id)
+                    self._commit(
+                        grant,
+                        "extended",
+                        extension.decided_by or "policy",
+                        outcome="active",
+                        detail=f"by {extension.id} until {msg.when(new_end)}",
+                    )
+                    extension.move(
+                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.when(new_end)}"
+                    )
+                    self._commit(extension, "extension_applied", "bot", outcome="extended")
+                else:
+                    extension.last_error = error
+                    extension.move(Status.GRANT_FAILED, now, "bot", error)
+                    self._commit(
+                        extension, "extension_failed", "bot", outcome="grant_failed", detail=error
+                    )
+        finally:
+            self._inflight.discard(grant.id)
+        if error is None:
+            return [
+                self._to_requester(
+                    grant,
+                    f"Your grant {grant.id} on {grant.resource} was extended by "
+                    f"{format_duration(extension.duration)} (extension {extension.id}): it now "
+                    f"ends {msg.when(grant.expires_at)}.",
+                ),
+                Notice(
+                    "channel",
+                    grant.channel,
+                    f"Extension {extension.id} approved: {msg.who(grant.requester)}'s grant "
+                    f"{grant.id} on {grant.resource} now ends {msg.when(grant.expires_at)}.",
+                    extension,
+                ),
+            ]
+        return [
+            self._to_requester(
+                grant,
+                f"Your extension {extension.id} was approved, but the target refused it: "
+                f"{msg.inert(error)}. Your grant still ends {msg.when(grant.expires_at)}.",
+            ),
+            Notice(
+                "channel",
+                grant.channel,
+                f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {msg.inert(error)}.",
+                extension,
+                "alert",
+            ),
+        ]
+
+    def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
+        """When a grant ends, its waiting extension requests can no longer be granted."""
+        notices = []
+        for other in self.store.live():
+            if other.extends != grant.id or other.status is not Status.PENDING:
+                continue
+            with self.lock:
+                other = self.store.get(other.id)
+                if other.status is not Status.PENDING:
+                    continue
+                other.move(Status.CANCELLED, self.clock(), "bot", f"grant {grant.id} ended")
+                self._commit(other, "cancelled", "bot", outcome="cancelled", detail="grant ended")
+            notices.append(
+                Notice(
+                    "channel",
+                    other.channel,
+                    f"Extension request {other.id} is void: grant {grant.id} has ended.",
+                    other,
+                )
+            )
+        return notices
 
     # -- helpers ------------------------------------------------------------------
 

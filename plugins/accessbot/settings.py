@@ -28,6 +28,8 @@ class Settings:
     pagerduty_token: str | None = None
     pagerduty_url: str = PUBLIC_PAGERDUTY_URL
     pending_timeout: timedelta = timedelta(hours=1)
+    expiry_reminder: timedelta = timedelta(minutes=10)
+    approval_reminder: timedelta = timedelta(minutes=15)
 
     @classmethod
     def load(cls, config: Any = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,12 +56,16 @@ class Settings:
             raise SettingsError("ACCESS_TICK_SECONDS must be a number of seconds, e.g. 1") from exc
         if tick <= 0:
             raise SettingsError("ACCESS_TICK_SECONDS must be more than 0")
-        timeout = get("ACCESS_PENDING_TIMEOUT", "1h")
-        if not isinstance(timeout, timedelta):
+
+        def duration(name: str, default: str) -> timedelta:
+            value = get(name, default)
+            if isinstance(value, timedelta):
+                return value
             try:
-                timeout = parse_duration(timeout)
+                return parse_duration(value)
             except DurationError as exc:
-                raise SettingsError(f"ACCESS_PENDING_TIMEOUT: {exc}") from exc
+                raise SettingsError(f"{name}: {exc}") from exc
+
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
@@ -68,5 +74,7 @@ class Settings:
             user_emails={k.lstrip("@").lower(): v for k, v in emails.items()},
             pagerduty_token=get("ACCESS_PAGERDUTY_TOKEN", None) or None,
             pagerduty_url=str(get("ACCESS_PAGERDUTY_URL", PUBLIC_PAGERDUTY_URL)),
-            pending_timeout=timeout,
+            pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
+            expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
+            approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
         )
