@@ -268,6 +268,8 @@ class AccessService:
                     decision.reason,
                 )
                 self._commit(request, verdict, "policy", outcome=verdict, detail=decision.reason)
+                if decision.approve:
+                    self._inflight.add(request.id)  # ours to grant; the scheduler keeps off
         if decision is not None and not decision.approve:
             return Outcome(
                 f"{noun} {request.id} for {resource.name} was denied by policy: "
@@ -408,6 +410,7 @@ class AccessService:
                     request,
                 )
             self._commit(request, "approved", actor.handle, outcome="approved", detail=comment)
+            self._inflight.add(request.id)  # ours to grant; the scheduler keeps off
         if request.extends:
             notices = self._apply_extension(request)
             request = self.store.get(request.id) or request
@@ -507,11 +510,15 @@ class AccessService:
                     f"{request.id} holds no access ({msg.STATUS_WORDS[request.status]}); "
                     f"see `!access show {request.id}`"
                 )
-            if request.id in self._inflight:
-                raise AccessError(f"{request.id} is being revoked right now.")
+            if not self._claim(request.id):
+                raise AccessError(f"{request.id} is being revoked or extended right now.")
             request.ending = "revoked"
             request.record(self.clock(), "revoke_requested", actor.handle)
-            self._commit(request, "revoke_requested", actor.handle, outcome="revoking")
+            try:
+                self._commit(request, "revoke_requested", actor.handle, outcome="revoking")
+            except BaseException:
+                self._inflight.discard(request.id)
+                raise
         notices = self._revoke(request, actor.handle)
         request = self.store.get(request.id) or request
         if request.status is Status.REVOKED:
@@ -659,33 +666,62 @@ class AccessService:
         """
         notices: list[Notice] = []
         now = self.clock()
-        for request in self.store.due_for_expiry(now):
-            if request.id in self._inflight:
+        for due in self.store.due_for_expiry(now):
+            request = self._claim_current(due.id, lambda r: r.holds_access)
+            if request is None:
                 continue
             if request.ending is None:
-                with self.lock:
-                    current = self.store.get(request.id)
-                    if not current or current.status is not Status.ACTIVE:
-                        continue
-                    current.ending = "expired"
-                    self.store.save(current)
-                    request = current
+                request.ending = "expired"
+                self._save_claimed(request)
             notices += self._revoke(request, "scheduler")
-        for request in self.store.live():
-            if request.id in self._inflight:
-                continue
-            if request.status is Status.APPROVED:
-                notices += self._grant(request)  # approved, but the bot stopped mid-grant
-            elif request.status is Status.ACTIVE and request.ending == "revoked":
-                notices += self._revoke(request, "scheduler")  # stopped mid-revoke
-            elif request.status is Status.PENDING:
-                if request.created_at + self.pending_timeout <= now:
-                    notices += self._time_out(request.id)
-                elif request.next_nudge_at and request.next_nudge_at <= now:
-                    notices += self._nudge(request.id)
-            elif request.status is Status.ACTIVE and self._reminder_due(request, now):
-                notices += self._remind(request.id)
+        for live in self.store.live():
+            if live.status is Status.APPROVED:
+                # Approved, but the bot stopped before the grant (or extension) was made.
+                request = self._claim_current(live.id, lambda r: r.status is Status.APPROVED)
+                if request is not None:
+                    finish = self._apply_extension if request.extends else self._grant
+                    notices += finish(request)
+            elif live.status is Status.ACTIVE and live.ending == "revoked":
+                # A revoke was asked for, but the bot stopped before it was made.
+                request = self._claim_current(
+                    live.id, lambda r: r.status is Status.ACTIVE and r.ending == "revoked"
+                )
+                if request is not None:
+                    notices += self._revoke(request, "scheduler")
+            elif live.status is Status.PENDING:
+                if live.created_at + self.pending_timeout <= now:
+                    notices += self._time_out(live.id)
+                elif live.next_nudge_at and live.next_nudge_at <= now:
+                    notices += self._nudge(live.id)
+            elif live.status is Status.ACTIVE and self._reminder_due(live, now):
+                notices += self._remind(live.id)
         return notices
+
+    def _claim(self, request_id: str) -> bool:
+        """Take the right to call a strategy for this request; False if someone has it."""
+        with self.lock:
+            if request_id in self._inflight:
+                return False
+            self._inflight.add(request_id)
+            return True
+
+    def _claim_current(self, request_id: str, still: Callable[[Request], bool]) -> Request | None:
+        """Claim a request and re-read it; None (and no claim) if it is taken or moved on."""
+        with self.lock:
+            if not self._claim(request_id):
+                return None
+            current = self.store.get(request_id)
+            if current is None or not still(current):
+                self._inflight.discard(request_id)
+                return None
+            return current
+
+    def _save_claimed(self, request: Request) -> None:
+        try:
+            self.store.save(request)
+        except BaseException:
+            self._inflight.discard(request.id)
+            raise
 
     def _reminder_due(self, request: Request, now: datetime) -> bool:
         if request.reminder_sent or not request.expires_at or not request.granted_at:
@@ -759,10 +795,7 @@ class AccessService:
     # -- granting and revoking ----------------------------------------------------
 
     def _grant(self, request: Request) -> list[Notice]:
-        with self.lock:
-            if request.id in self._inflight:
-                return []
-            self._inflight.add(request.id)
+        """Call the strategy for an approved request; the caller has claimed its id."""
         try:
             error = None
             started = self.clock()
@@ -829,10 +862,7 @@ class AccessService:
         ]
 
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
-        with self.lock:
-            if request.id in self._inflight:
-                return []
-            self._inflight.add(request.id)
+        """Call the strategy to take access away; the caller has claimed the request's id."""
         try:
             error = None
             try:
@@ -917,6 +947,7 @@ class AccessService:
                 extension = self.store.get(extension.id)
                 extension.last_error = why
                 extension.move(Status.GRANT_FAILED, self.clock(), "bot", why)
+                self._inflight.discard(extension.id)
                 self._commit(
                     extension, "extension_refused", "bot", outcome="grant_failed", detail=why
                 )
@@ -963,6 +994,7 @@ class AccessService:
                     )
         finally:
             self._inflight.discard(grant.id)
+            self._inflight.discard(extension.id)
         if error is None:
             return [
                 self._to_requester(
