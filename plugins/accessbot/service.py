@@ -37,7 +37,7 @@ from .policy import (
     run_hook,
 )
 from .store import RequestStore, StoreError
-from .strategies import SettingsError, StrategyError, build_strategy, payload_for
+from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class AccessService:
         pending_timeout: timedelta = timedelta(hours=1),
         pagerduty=None,
         hook_timeout: float = 10.0,
+        accounts: Accounts | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -102,6 +103,7 @@ class AccessService:
         self.pending_timeout = pending_timeout
         self.pagerduty = pagerduty or PagerDutyNotConfigured()
         self.hook_timeout = hook_timeout
+        self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
@@ -585,7 +587,7 @@ class AccessService:
         try:
             error = None
             try:
-                note = build_strategy(request.strategy).call(
+                note = build_strategy(request.strategy, self.accounts).call(
                     "grant", payload_for("grant", self._with_expiry(request))
                 )
             except (StrategyError, SettingsError) as exc:
@@ -654,7 +656,9 @@ class AccessService:
         try:
             error = None
             try:
-                build_strategy(request.strategy).call("revoke", payload_for("revoke", request))
+                build_strategy(request.strategy, self.accounts).call(
+                    "revoke", payload_for("revoke", request)
+                )
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
