@@ -287,7 +287,7 @@ class FakeIdentityCenter(JsonApi):
         return 200, {}, {"AccountAssignments": found}
 
     def _start(self, body, kind):
-        request_id = f"req-{len(self.requests) + 1}"
+        request_id = f"00000000-0000-4000-8000-{len(self.requests) + 1:012d}"  # a UUID, as AWS
         key = (body["TargetId"], body["PermissionSetArn"], body["PrincipalId"])
         self.requests[request_id] = {"kind": kind, "key": key, "polls": self.polls_in_progress}
         status = self._status(request_id)

@@ -30,6 +30,24 @@ def _boto():
     return boto3, botocore
 
 
+_loader = None
+
+
+def _session():
+    """A fresh boto3 session (so credentials are looked up anew each call) that shares
+    one model loader: reading the service models is most of a client's cost."""
+    global _loader
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    if _loader is None:
+        _loader = botocore.loaders.create_loader()
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
 def _require_boto(kind: str) -> None:
     if _boto() is None:
         raise SettingsError(
@@ -66,13 +84,13 @@ class _AwsStrategy(Strategy):
         boto = _boto()
         if boto is None:
             raise StrategyError("boto3 is not installed: pip install -r requirements-aws.txt")
-        boto3, botocore = boto
+        _, botocore = boto
         config = botocore.config.Config(
             connect_timeout=self.timeout,
             read_timeout=self.timeout,
             retries={"max_attempts": 3, "mode": "standard"},  # throttling is retried here
         )
-        return boto3.session.Session().client(
+        return _session().client(
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
         )
 
@@ -233,7 +251,7 @@ class AwsSsoStrategy(_AwsStrategy):
             "permission_set_arn",
             "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef",
         )
-        if not permission_set_arn.startswith("arn:") or ":permissionSet/" not in permission_set_arn:
+        if not permission_set_arn.startswith("arn:") or "/ps-" not in permission_set_arn:
             raise SettingsError(
                 "strategy.permission_set_arn",
                 f"{permission_set_arn!r} is not a permission set ARN "
