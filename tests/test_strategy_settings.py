@@ -6,7 +6,7 @@ import pytest
 
 from accessbot.policy import PolicyError, load_policies
 from accessbot.settings import Settings, SettingsError
-from tests.conftest import policy_file
+from tests.conftest import ROOT, policy_file
 
 VALID = {
     "okta_group": {
@@ -129,3 +129,11 @@ def test_account_maps_in_the_environment_win_over_the_config():
 def test_a_bad_account_map_says_what_it_should_look_like(bad):
     with pytest.raises(SettingsError, match=r'ACCESS_USER_GITHUB must .*\{"alice": "alice-gh"\}'):
         Settings.load(None, environ={"ACCESS_USER_GITHUB": bad})
+
+
+def test_the_shipped_targets_example_loads(policy_dir):
+    example = (ROOT / "policies" / "_targets_example.py").read_text()
+    policy_file(policy_dir, "targets.py", example)
+    policies = load_policies(policy_dir)
+    kinds = {r.strategy.kind for r in policies.resources.values()}
+    assert kinds == set(VALID)
