@@ -209,6 +209,13 @@ def test_sso_revoke_for_a_user_the_identity_store_lacks_succeeds(aws, sso):
     assert "nothing to remove" in note
 
 
+def test_sso_without_a_user_name_or_email_names_access_user_aws(aws, sso):
+    with pytest.raises(
+        StrategyError, match="no AWS user name or e-mail for @dave: add it to ACCESS_USER_AWS"
+    ):
+        sso_strategy(aws, sso).call("grant", payload(user="dave", email=None))
+
+
 def test_sso_with_an_unknown_instance_says_what_to_check(aws, sso):
     strategy = sso_strategy(aws, sso, instance_arn="arn:aws:sso:::instance/ssoins-0000000000000000")
     with pytest.raises(

@@ -329,7 +329,9 @@ class AwsSsoStrategy(_AwsStrategy):
             name = payload["user_email"]
             attribute = {"AttributePath": "emails.value", "AttributeValue": name}
         else:
-            self.account("aws", payload["user"])  # raises: names ACCESS_USER_AWS
+            raise StrategyError(
+                f"no AWS user name or e-mail for @{payload['user']}: add it to ACCESS_USER_AWS"
+            )
         store_id = self.identity_store_id or self._identity_store_id(sso)
         identitystore = self.client("identitystore")
         try:
