@@ -4,7 +4,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint format bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-aws.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	# `plugins/` on the venv's path, so `python -m accessbot` works from anywhere.

@@ -52,5 +52,10 @@ ACCESS_USER_EMAILS = {
     "bob": "bob@example.com",
     "carol": "carol@example.com",
 }
+# Who each chat user is on targets that know people by another name (github_team,
+# github_repo: GitHub login; aws_iam_group, aws_sso: AWS user name), e.g.
+# ACCESS_USER_GITHUB = {"carol": "carol-gh"}; ACCESS_USER_AWS = {"carol": "carol.doe"}
+ACCESS_USER_GITHUB = {}
+ACCESS_USER_AWS = {}
 ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.

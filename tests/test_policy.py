@@ -83,7 +83,7 @@ def test_a_missing_strategy_is_a_load_error(policy_dir):
 def test_an_unknown_strategy_type_names_the_known_ones(policy_dir):
     policy_file(policy_dir, "db.py", GOOD.replace('"type": "webhook"', '"type": "carrier-pigeon"'))
     error = load_error(policy_dir)
-    assert "db.py:8: prod-db.strategy.type" in error and "command, webhook" in error
+    assert "db.py:8: prod-db.strategy.type" in error and "command, github_repo" in error
 
 
 def test_a_default_longer_than_the_max_is_refused(policy_dir):

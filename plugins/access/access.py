@@ -32,6 +32,7 @@ from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.store import TinyDBStore  # noqa: E402
+from accessbot.strategies import Accounts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Access(BotPlugin):
             pending_timeout=self.settings.pending_timeout,
             expiry_reminder=self.settings.expiry_reminder,
             approval_reminder=self.settings.approval_reminder,
+            accounts=Accounts(github=self.settings.user_github, aws=self.settings.user_aws),
         )
         if self.service.policy_error:
             self.warn_admins(

@@ -37,7 +37,7 @@ from .policy import (
     run_hook,
 )
 from .store import RequestStore, StoreError
-from .strategies import SettingsError, StrategyError, build_strategy, payload_for
+from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class AccessService:
         hook_timeout: float = 10.0,
         expiry_reminder: timedelta = timedelta(minutes=10),
         approval_reminder: timedelta = timedelta(minutes=15),
+        accounts: Accounts | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -106,6 +107,7 @@ class AccessService:
         self.hook_timeout = hook_timeout
         self.expiry_reminder = expiry_reminder
         self.approval_reminder = approval_reminder
+        self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
@@ -802,7 +804,9 @@ class AccessService:
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                note = build_strategy(request.strategy).call("grant", payload_for("grant", preview))
+                note = build_strategy(request.strategy, self.accounts).call(
+                    "grant", payload_for("grant", preview)
+                )
             except (StrategyError, SettingsError) as exc:
                 error, note = str(exc), ""
             with self.lock:
@@ -866,7 +870,9 @@ class AccessService:
         try:
             error = None
             try:
-                build_strategy(request.strategy).call("revoke", payload_for("revoke", request))
+                build_strategy(request.strategy, self.accounts).call(
+                    "revoke", payload_for("revoke", request)
+                )
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -963,7 +969,9 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                build_strategy(grant.strategy).call("extend", payload_for("extend", preview))
+                build_strategy(grant.strategy, self.accounts).call(
+                    "extend", payload_for("extend", preview)
+                )
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:

@@ -25,6 +25,8 @@ class Settings:
     audit_path: str = "data/audit.jsonl"
     tick_seconds: float = 1.0
     user_emails: Mapping[str, str] = field(default_factory=dict)
+    user_github: Mapping[str, str] = field(default_factory=dict)  # handle -> GitHub login
+    user_aws: Mapping[str, str] = field(default_factory=dict)  # handle -> AWS user name
     pagerduty_token: str | None = None
     pagerduty_url: str = PUBLIC_PAGERDUTY_URL
     pending_timeout: timedelta = timedelta(hours=1)
@@ -40,16 +42,9 @@ class Settings:
                 return environ[name]
             return getattr(config, name, default) if config is not None else default
 
-        emails = get("ACCESS_USER_EMAILS", {})
-        if isinstance(emails, str):
-            try:
-                emails = json.loads(emails)
-            except ValueError as exc:
-                raise SettingsError(
-                    'ACCESS_USER_EMAILS must be JSON like {"alice": "alice@example.com"}'
-                ) from exc
-        if not isinstance(emails, Mapping):
-            raise SettingsError("ACCESS_USER_EMAILS must map chat handles to e-mails")
+        emails = _handle_map(get, "ACCESS_USER_EMAILS", "e-mails", "alice@example.com")
+        github = _handle_map(get, "ACCESS_USER_GITHUB", "GitHub logins", "alice-gh")
+        aws = _handle_map(get, "ACCESS_USER_AWS", "AWS user names", "alice")
         try:
             tick = float(get("ACCESS_TICK_SECONDS", 1))
         except (TypeError, ValueError) as exc:
@@ -71,10 +66,29 @@ class Settings:
             db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
             audit_path=str(get("ACCESS_AUDIT_PATH", "data/audit.jsonl")),
             tick_seconds=tick,
-            user_emails={k.lstrip("@").lower(): v for k, v in emails.items()},
+            user_emails=emails,
+            user_github=github,
+            user_aws=aws,
             pagerduty_token=get("ACCESS_PAGERDUTY_TOKEN", None) or None,
             pagerduty_url=str(get("ACCESS_PAGERDUTY_URL", PUBLIC_PAGERDUTY_URL)),
             pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
         )
+
+
+def _handle_map(get, name: str, what: str, example: str) -> dict[str, str]:
+    """A chat handle -> account dict from the config, or JSON from the environment."""
+    value = get(name, {})
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise SettingsError(f'{name} must be JSON like {{"alice": "{example}"}}') from exc
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, str) and v.strip() for v in value.values()
+    ):
+        raise SettingsError(
+            f'{name} must map chat handles to {what}, like {{"alice": "{example}"}}'
+        )
+    return {str(k).strip().lstrip("@").lower(): v.strip() for k, v in value.items()}

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import urlparse
 
 from ..domain import DurationError, iso, parse_duration
+
+if TYPE_CHECKING:
+    from .accounts import Accounts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,6 +35,8 @@ ACTIONS = ("grant", "revoke", "extend")
 class Strategy:
     kind: ClassVar[str]
     allowed_keys: ClassVar[frozenset[str]] = frozenset({"type"})
+    # Who each chat user is on each target; build_strategy sets it from the bot's settings.
+    accounts: Accounts | None = None
 
     @classmethod
     def from_settings(cls, settings: dict) -> Strategy:
@@ -45,15 +52,70 @@ class Strategy:
                 f"is not a setting of the {cls.kind} strategy (it takes: {allowed})",
             )
 
+    @classmethod
+    def timeout_setting(cls, settings: dict, default: str) -> float:
+        return cls.duration_setting(settings, "timeout", default)
+
     @staticmethod
-    def timeout_setting(settings: dict, default: str) -> float:
+    def duration_setting(settings: dict, key: str, default: str) -> float:
+        """A duration like "30s" or "2m", in seconds."""
         try:
-            seconds = parse_duration(settings.get("timeout", default)).total_seconds()
+            seconds = parse_duration(settings.get(key, default)).total_seconds()
         except DurationError as exc:
-            raise SettingsError("strategy.timeout", str(exc)) from exc
+            raise SettingsError(f"strategy.{key}", str(exc)) from exc
         if seconds <= 0:
-            raise SettingsError("strategy.timeout", "must be longer than 0s")
+            raise SettingsError(f"strategy.{key}", "must be longer than 0s")
         return seconds
+
+    @staticmethod
+    def text_setting(settings: dict, key: str, example: str, required: bool = True) -> str | None:
+        """A non-empty string setting; a missing or empty one is a load error naming it."""
+        value = settings.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise SettingsError(
+                f"strategy.{key}",
+                f"is required, e.g. {example!r}"
+                if value is None
+                else f"must be text like {example!r}",
+            )
+        return value.strip()
+
+    @classmethod
+    def url_setting(cls, settings: dict, key: str, example: str, required: bool = True):
+        url = cls.text_setting(settings, key, example, required)
+        if url is None:
+            return None
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(
+                f"strategy.{key}", f"{url!r} is not an http(s) URL like {example!r}"
+            )
+        return url.rstrip("/")
+
+    @classmethod
+    def env_setting(cls, settings: dict, key: str, example: str) -> str:
+        name = cls.text_setting(settings, key, example)
+        if not name.replace("_", "").isalnum():
+            raise SettingsError(
+                f"strategy.{key}", f"must name an environment variable, e.g. {example!r}"
+            )
+        return name
+
+    @staticmethod
+    def secret(env_name: str, what: str) -> str:
+        """Read a token from the environment at call time (never from a policy file)."""
+        value = os.environ.get(env_name, "").strip()
+        if not value:
+            raise StrategyError(f"the environment variable {env_name} ({what}) is not set")
+        return value
+
+    def account(self, system: str, handle: str) -> str:
+        """`handle`'s account on `system` (github, aws), or a StrategyError naming the key."""
+        from .accounts import NO_ACCOUNTS
+
+        return (self.accounts or NO_ACCOUNTS).require(system, handle)
 
     def call(self, action: str, payload: dict) -> str:
         """Carry out `action`; return a short note for the log, raise StrategyError."""

@@ -1,0 +1,417 @@
+"""AWS strategies: IAM group membership, and IAM Identity Center account assignments.
+
+Both need boto3 (`pip install -r requirements-aws.txt`) and take credentials from the
+usual AWS chain (environment, profile, instance or task role); a policy naming them on
+a bot without boto3 fails to load with that advice. `endpoint_url` points at another
+endpoint (a VPC endpoint, or a test server). Neither target knows about expiry, so
+`extend` needs no call.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from .base import SettingsError, Strategy, StrategyError
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+POLL_INTERVAL = 1.0  # seconds between looks at an Identity Center provisioning request
+
+
+def _boto():
+    try:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+    except ImportError:
+        return None
+    return boto3, botocore
+
+
+_loader = None
+
+
+def _session():
+    """A fresh boto3 session (so credentials are looked up anew each call) that shares
+    one model loader: reading the service models is most of a client's cost."""
+    global _loader
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    if _loader is None:
+        _loader = botocore.loaders.create_loader()
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
+def _require_boto(kind: str) -> None:
+    if _boto() is None:
+        raise SettingsError(
+            "strategy.type",
+            f"{kind} needs boto3, which is not installed: pip install -r requirements-aws.txt",
+        )
+
+
+class _AwsStrategy(Strategy):
+    service_label = "AWS"
+
+    def __init__(self, region: str, endpoint_url: str | None, timeout: float):
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.timeout = timeout
+
+    @classmethod
+    def common_settings(cls, settings: dict, default_region: str | None) -> dict:
+        region = cls.text_setting(settings, "region", "us-east-1", required=default_region is None)
+        region = region or default_region
+        if not _REGION.match(region):
+            raise SettingsError(
+                "strategy.region", f"{region!r} is not an AWS region like 'us-east-1'"
+            )
+        return {
+            "region": region,
+            "endpoint_url": cls.url_setting(
+                settings, "endpoint_url", "https://iam.amazonaws.com", required=False
+            ),
+            "timeout": cls.timeout_setting(settings, "10s"),
+        }
+
+    def client(self, service: str):
+        boto = _boto()
+        if boto is None:
+            raise StrategyError("boto3 is not installed: pip install -r requirements-aws.txt")
+        _, botocore = boto
+        config = botocore.config.Config(
+            connect_timeout=self.timeout,
+            read_timeout=self.timeout,
+            retries={"max_attempts": 3, "mode": "standard"},  # throttling is retried here
+        )
+        return _session().client(
+            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
+        )
+
+    def aws(self, doing: str, fn: Callable, **kwargs):
+        """Run one AWS call; turn every botocore failure into a StrategyError in AWS's words."""
+        _, botocore = _boto()
+        exceptions = botocore.exceptions
+        try:
+            return fn(**kwargs)
+        except exceptions.ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise AwsError(
+                f"{self.service_label} refused to {doing}: {error.get('Code', 'error')}: "
+                f"{error.get('Message', '')}".rstrip(": "),
+                code=error.get("Code", ""),
+            ) from exc
+        except (exceptions.NoCredentialsError, exceptions.PartialCredentialsError) as exc:
+            raise StrategyError(
+                f"no AWS credentials to {doing}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, or run the bot with an instance or task role"
+            ) from exc
+        except (exceptions.ConnectTimeoutError, exceptions.ReadTimeoutError) as exc:
+            raise StrategyError(
+                f"{self.service_label} did not answer within {self.timeout:g}s ({doing})"
+            ) from exc
+        except exceptions.EndpointConnectionError as exc:
+            raise StrategyError(f"{self.service_label} is unreachable ({doing}): {exc}") from exc
+        except exceptions.BotoCoreError as exc:
+            raise StrategyError(f"{self.service_label} failed to {doing}: {exc}") from exc
+
+    def _where(self) -> str:
+        return f" via {self.endpoint_url}" if self.endpoint_url else ""
+
+
+class AwsError(StrategyError):
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class AwsIamGroupStrategy(_AwsStrategy):
+    """Add the requester's IAM user (from ACCESS_USER_AWS) to an IAM group, and remove it."""
+
+    kind = "aws_iam_group"
+    service_label = "AWS IAM"
+    allowed_keys = frozenset({"type", "group", "region", "endpoint_url", "timeout"})
+
+    def __init__(self, group: str, **common):
+        super().__init__(**common)
+        self.group = group
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> AwsIamGroupStrategy:
+        cls.check_keys(settings)
+        group = cls.text_setting(settings, "group", "prod-admins")
+        if not re.match(r"^[\w+=,.@-]{1,128}$", group):
+            raise SettingsError("strategy.group", f"{group!r} is not an IAM group name")
+        common = cls.common_settings(settings, default_region="us-east-1")  # IAM is global
+        _require_boto(cls.kind)
+        return cls(group, **common)
+
+    def call(self, action: str, payload: dict) -> str:
+        if action == "extend":
+            return "IAM group memberships do not expire; nothing to extend"
+        if action not in ("grant", "revoke"):
+            raise StrategyError(f"aws_iam_group cannot {action!r}")
+        user = self.account("aws", payload["user"])
+        iam = self.client("iam")
+        if action == "grant":
+            # AddUserToGroup is idempotent: adding a member again succeeds.
+            self.aws(
+                f"add IAM user {user} to group {self.group}",
+                iam.add_user_to_group,
+                GroupName=self.group,
+                UserName=user,
+            )
+            return f"AWS IAM: {user} added to group {self.group}"
+        try:
+            self.aws(
+                f"remove IAM user {user} from group {self.group}",
+                iam.remove_user_from_group,
+                GroupName=self.group,
+                UserName=user,
+            )
+        except AwsError as exc:
+            if exc.code != "NoSuchEntity":
+                raise
+            # NoSuchEntity means "not a member", "no such user" or "no such group";
+            # only a missing group is a real failure.
+            self.aws(
+                f"find IAM group {self.group}", iam.get_group, GroupName=self.group, MaxItems=1
+            )
+            return f"AWS IAM: {user} was not in group {self.group}"
+        return f"AWS IAM: {user} removed from group {self.group}"
+
+    def describe(self) -> str:
+        return f"aws_iam_group ({self.group}{self._where()})"
+
+
+class AwsSsoStrategy(_AwsStrategy):
+    """IAM Identity Center: assign a permission set in one account to the requester.
+
+    The requester is found in the Identity Store by user name (ACCESS_USER_AWS) or else
+    by e-mail. Creating and deleting an assignment are asynchronous in AWS: the status is
+    polled until it succeeds or fails, for at most `wait`.
+    """
+
+    kind = "aws_sso"
+    service_label = "AWS IAM Identity Center"
+    allowed_keys = frozenset(
+        {
+            "type",
+            "instance_arn",
+            "permission_set_arn",
+            "account_id",
+            "identity_store_id",
+            "region",
+            "endpoint_url",
+            "timeout",
+            "wait",
+        }
+    )
+
+    def __init__(
+        self,
+        instance_arn: str,
+        permission_set_arn: str,
+        account_id: str,
+        identity_store_id: str | None,
+        wait: float,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        **common,
+    ):
+        super().__init__(**common)
+        self.instance_arn = instance_arn
+        self.permission_set_arn = permission_set_arn
+        self.account_id = account_id
+        self.identity_store_id = identity_store_id
+        self.wait = wait
+        self.sleep = sleep
+        self.monotonic = monotonic
+
+    @classmethod
+    def from_settings(cls, settings: dict, **wiring) -> AwsSsoStrategy:
+        cls.check_keys(settings)
+        instance_arn = cls.text_setting(
+            settings, "instance_arn", "arn:aws:sso:::instance/ssoins-1234567890abcdef"
+        )
+        if not instance_arn.startswith("arn:") or ":instance/" not in instance_arn:
+            raise SettingsError(
+                "strategy.instance_arn",
+                f"{instance_arn!r} is not an Identity Center instance ARN "
+                "(arn:aws:sso:::instance/ssoins-...)",
+            )
+        permission_set_arn = cls.text_setting(
+            settings,
+            "permission_set_arn",
+            "arn:aws:sso:::permissionSet/ssoins-1234567890abcdef/ps-1234567890abcdef",
+        )
+        if not permission_set_arn.startswith("arn:") or "/ps-" not in permission_set_arn:
+            raise SettingsError(
+                "strategy.permission_set_arn",
+                f"{permission_set_arn!r} is not a permission set ARN "
+                "(arn:aws:sso:::permissionSet/ssoins-.../ps-...)",
+            )
+        account_id = settings.get("account_id")
+        if account_id is None:
+            raise SettingsError("strategy.account_id", "is required, e.g. '123456789012'")
+        account_id = str(account_id).strip()
+        if not _ACCOUNT_ID.match(account_id):
+            raise SettingsError(
+                "strategy.account_id", f"{account_id!r} is not a 12-digit AWS account id"
+            )
+        identity_store_id = cls.text_setting(
+            settings, "identity_store_id", "d-1234567890", required=False
+        )
+        common = cls.common_settings(settings, default_region=None)
+        wait = cls.duration_setting(settings, "wait", "1m")
+        _require_boto(cls.kind)
+        return cls(
+            instance_arn,
+            permission_set_arn,
+            account_id,
+            identity_store_id,
+            wait,
+            **common,
+            **wiring,
+        )
+
+    def call(self, action: str, payload: dict) -> str:
+        if action == "extend":
+            return "Identity Center assignments do not expire; nothing to extend"
+        if action not in ("grant", "revoke"):
+            raise StrategyError(f"aws_sso cannot {action!r}")
+        sso = self.client("sso-admin")
+        name, principal_id = self._principal(sso, payload, must_exist=action == "grant")
+        if principal_id is None:
+            return f"Identity Center has no user {name}; nothing to remove"
+        assignment = {
+            "InstanceArn": self.instance_arn,
+            "TargetId": self.account_id,
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": self.permission_set_arn,
+            "PrincipalType": "USER",
+            "PrincipalId": principal_id,
+        }
+        assigned = self._is_assigned(sso, principal_id)
+        what = f"{self._permission_set_name()} in {self.account_id} for {name}"
+        if action == "grant":
+            if assigned:
+                return f"Identity Center: {what} was already assigned"
+            started = self.aws(f"assign {what}", sso.create_account_assignment, **assignment)[
+                "AccountAssignmentCreationStatus"
+            ]
+            self._wait_until_done(
+                sso, started, "create", sso.describe_account_assignment_creation_status
+            )
+            return f"Identity Center: assigned {what}"
+        if not assigned:
+            return f"Identity Center: {what} was not assigned"
+        started = self.aws(
+            f"remove the assignment of {what}", sso.delete_account_assignment, **assignment
+        )["AccountAssignmentDeletionStatus"]
+        self._wait_until_done(
+            sso, started, "delete", sso.describe_account_assignment_deletion_status
+        )
+        return f"Identity Center: removed {what}"
+
+    def _principal(self, sso, payload: dict, must_exist: bool) -> tuple[str, str | None]:
+        """The requester's Identity Store user id, by ACCESS_USER_AWS name or else e-mail."""
+        name = (self.accounts and self.accounts.find("aws", payload["user"])) or None
+        if name:
+            attribute = {"AttributePath": "UserName", "AttributeValue": name}
+        elif payload.get("user_email"):
+            name = payload["user_email"]
+            attribute = {"AttributePath": "emails.value", "AttributeValue": name}
+        else:
+            raise StrategyError(
+                f"no AWS user name or e-mail for @{payload['user']}: add it to ACCESS_USER_AWS"
+            )
+        store_id = self.identity_store_id or self._identity_store_id(sso)
+        identitystore = self.client("identitystore")
+        try:
+            found = self.aws(
+                f"find the Identity Center user {name}",
+                identitystore.get_user_id,
+                IdentityStoreId=store_id,
+                AlternateIdentifier={"UniqueAttribute": attribute},
+            )
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+            if must_exist:
+                how = "e-mail" if attribute["AttributePath"] == "emails.value" else "user name"
+                raise StrategyError(
+                    f"Identity Center has no user with the {how} {name} (store {store_id})"
+                ) from exc
+            return name, None
+        return name, found["UserId"]
+
+    def _identity_store_id(self, sso) -> str:
+        paginator = sso.get_paginator("list_instances")
+        pages = self.aws("list the Identity Center instances", lambda: list(paginator.paginate()))
+        for page in pages:
+            for instance in page.get("Instances", []):
+                if instance.get("InstanceArn") == self.instance_arn:
+                    return instance["IdentityStoreId"]
+        raise StrategyError(
+            f"there is no Identity Center instance {self.instance_arn} in {self.region}; "
+            "check instance_arn and region (or set identity_store_id)"
+        )
+
+    def _is_assigned(self, sso, principal_id: str) -> bool:
+        paginator = sso.get_paginator("list_account_assignments")
+        pages = self.aws(
+            f"list the assignments in account {self.account_id}",
+            lambda: list(
+                paginator.paginate(
+                    InstanceArn=self.instance_arn,
+                    AccountId=self.account_id,
+                    PermissionSetArn=self.permission_set_arn,
+                )
+            ),
+        )
+        return any(
+            a.get("PrincipalType") == "USER" and a.get("PrincipalId") == principal_id
+            for page in pages
+            for a in page.get("AccountAssignments", [])
+        )
+
+    def _wait_until_done(self, sso, status: dict, verb: str, describe: Callable) -> None:
+        """Poll a provisioning request until it leaves IN_PROGRESS, for at most `wait`."""
+        request_id = status.get("RequestId", "")
+        deadline = self.monotonic() + self.wait
+        key = "AccountAssignmentCreationRequestId"
+        if verb == "delete":
+            key = "AccountAssignmentDeletionRequestId"
+        while status.get("Status") == "IN_PROGRESS":
+            if self.monotonic() >= deadline:
+                raise StrategyError(
+                    f"Identity Center is still working on the {verb} after {self.wait:g}s "
+                    f"(request {request_id}); it is checked again on the next try"
+                )
+            self.sleep(POLL_INTERVAL)
+            answer = self.aws(
+                f"check the {verb} request {request_id}",
+                describe,
+                InstanceArn=self.instance_arn,
+                **{key: request_id},
+            )
+            status = next(v for k, v in answer.items() if k.startswith("AccountAssignment"))
+        if status.get("Status") != "SUCCEEDED":
+            raise StrategyError(
+                f"Identity Center could not {verb} the assignment: "
+                f"{status.get('Status', 'unknown status')}: "
+                f"{status.get('FailureReason') or 'no reason given'} (request {request_id})"
+            )
+
+    def _permission_set_name(self) -> str:
+        return "permission set " + self.permission_set_arn.rsplit("/", 1)[-1]
+
+    def describe(self) -> str:
+        return f"aws_sso ({self._permission_set_name()} in {self.account_id}{self._where()})"

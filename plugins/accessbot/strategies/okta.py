@@ -1,0 +1,127 @@
+"""Okta strategy: membership of an Okta group, for the requester found by e-mail.
+
+`{"type": "okta_group", "org_url": "https://acme.okta.com", "group_id": "00g...",
+"token_env": "OKTA_API_TOKEN"}`. Grant is `PUT /api/v1/groups/{group}/users/{user}`,
+revoke the same with `DELETE`; both are idempotent in Okta, and a user or membership that
+is already gone counts as revoked. Okta has no expiry on memberships, so `extend` needs
+no call.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote, urlparse
+
+import requests
+
+from .base import SettingsError, Strategy, StrategyError
+from .rest import RestClient, json_field
+
+
+def okta_error(response: requests.Response) -> str:
+    """Okta's own words: `errorSummary (errorCode)` plus any causes."""
+    try:
+        body = response.json()
+    except ValueError:
+        return json_field(response)
+    if not isinstance(body, dict) or "errorSummary" not in body:
+        return json_field(response)
+    words = str(body["errorSummary"])
+    causes = [
+        str(c.get("errorSummary")) for c in body.get("errorCauses") or [] if isinstance(c, dict)
+    ]
+    if causes:
+        words += " (" + "; ".join(causes) + ")"
+    if body.get("errorCode"):
+        words += f" [{body['errorCode']}]"
+    return words[:300]
+
+
+class OktaGroupStrategy(Strategy):
+    kind = "okta_group"
+    allowed_keys = frozenset({"type", "org_url", "group_id", "token_env", "timeout"})
+
+    def __init__(
+        self,
+        org_url: str,
+        group_id: str,
+        token_env: str,
+        timeout: float,
+        session: requests.Session | None = None,
+        sleep=time.sleep,
+    ):
+        self.org_url = org_url
+        self.group_id = group_id
+        self.token_env = token_env
+        self.timeout = timeout
+        self.session = session
+        self.sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: dict, **wiring) -> OktaGroupStrategy:
+        cls.check_keys(settings)
+        org_url = cls.url_setting(settings, "org_url", "https://acme.okta.com")
+        group_id = cls.text_setting(settings, "group_id", "00g1abcd2EFGH3ijk4x7")
+        if "/" in group_id:
+            raise SettingsError(
+                "strategy.group_id", "is the group's id (00g...), not a URL or a name"
+            )
+        token_env = cls.env_setting(settings, "token_env", "OKTA_API_TOKEN")
+        return cls(org_url, group_id, token_env, cls.timeout_setting(settings, "10s"), **wiring)
+
+    def _client(self) -> RestClient:
+        token = self.secret(self.token_env, "the Okta API token")
+        return RestClient(
+            "Okta",
+            self.org_url,
+            {"Authorization": f"SSWS {token}", "Accept": "application/json"},
+            self.timeout,
+            session=self.session,
+            sleep=self.sleep,
+            explain=okta_error,
+        )
+
+    def call(self, action: str, payload: dict) -> str:
+        if action == "extend":
+            return "Okta group memberships do not expire; nothing to extend"
+        if action not in ("grant", "revoke"):
+            raise StrategyError(f"okta_group cannot {action!r}")
+        email = payload.get("user_email")
+        if not email:
+            raise StrategyError(
+                f"no e-mail for @{payload['user']} to find them in Okta: add it to "
+                "ACCESS_USER_EMAILS (or to their chat profile)"
+            )
+        client = self._client()
+        found = client.call("GET", f"/api/v1/users/{quote(email, safe='@')}")
+        if found.status_code == 404:
+            if action == "revoke":
+                return f"Okta has no user {email}; nothing to remove"
+            raise StrategyError(f"Okta has no user {email}: {okta_error(found)}")
+        if found.status_code != 200:
+            raise client.failure(found, f"look up the user {email}")
+        try:
+            user_id = found.json()["id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StrategyError(f"Okta's answer for user {email} has no id") from exc
+
+        path = f"/api/v1/groups/{quote(self.group_id, safe='')}/users/{quote(user_id, safe='')}"
+        if action == "grant":
+            answer = client.call("PUT", path)
+            if answer.status_code in (200, 204):
+                return f"Okta: {email} added to group {self.group_id}"
+            raise client.failure(answer, f"add {email} to group {self.group_id}")
+        answer = client.call("DELETE", path)
+        if answer.status_code in (200, 204):
+            return f"Okta: {email} removed from group {self.group_id}"
+        if answer.status_code == 404:
+            # Okta says 404 both for "not a member" and for "no such group": only the
+            # first is a revoke that is already done.
+            group = client.call("GET", f"/api/v1/groups/{quote(self.group_id, safe='')}")
+            if group.status_code == 200:
+                return f"Okta: {email} was not in group {self.group_id}"
+            raise client.failure(group, f"find group {self.group_id}")
+        raise client.failure(answer, f"remove {email} from group {self.group_id}")
+
+    def describe(self) -> str:
+        return f"okta_group (group {self.group_id} at {urlparse(self.org_url).netloc})"

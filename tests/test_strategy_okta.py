@@ -1,0 +1,162 @@
+"""okta_group against a real HTTP server on 127.0.0.1 that speaks Okta's API."""
+
+import pytest
+
+from accessbot.strategies import StrategyError
+from accessbot.strategies.okta import OktaGroupStrategy
+from tests.fake_targets import FakeOkta
+from tests.strategy_helpers import Naps, payload
+
+GROUP = "00gprodadmins"
+
+
+@pytest.fixture
+def okta(monkeypatch):
+    fake = FakeOkta(token="okta-t0ken")
+    fake.users["carol@acme.com"] = "00ucarol"
+    fake.groups[GROUP] = set()
+    monkeypatch.setenv("OKTA_API_TOKEN", "okta-t0ken")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def naps():
+    return Naps()
+
+
+def strategy(okta, naps, **overrides):
+    settings = {
+        "type": "okta_group",
+        "org_url": okta.url,
+        "group_id": GROUP,
+        "token_env": "OKTA_API_TOKEN",
+        **overrides,
+    }
+    return OktaGroupStrategy.from_settings(settings, sleep=naps)
+
+
+def test_grant_finds_the_user_by_email_and_adds_them_to_the_group(okta, naps):
+    note = strategy(okta, naps).call("grant", payload())
+
+    assert okta.groups[GROUP] == {"00ucarol"}
+    assert okta.methods() == [
+        "GET /api/v1/users/carol@acme.com",
+        f"PUT /api/v1/groups/{GROUP}/users/00ucarol",
+    ]
+    assert okta.headers_seen[1]["Authorization"] == "SSWS okta-t0ken"
+    assert "carol@acme.com added" in note
+
+
+def test_granting_twice_succeeds(okta, naps):
+    strategy(okta, naps).call("grant", payload())
+    strategy(okta, naps).call("grant", payload())
+    assert okta.groups[GROUP] == {"00ucarol"}
+
+
+def test_revoke_removes_the_membership(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    note = strategy(okta, naps).call("revoke", payload("revoke"))
+    assert okta.groups[GROUP] == set()
+    assert okta.methods()[-1] == f"DELETE /api/v1/groups/{GROUP}/users/00ucarol"
+    assert "removed" in note
+
+
+def test_revoking_a_membership_that_is_gone_succeeds(okta, naps):
+    note = strategy(okta, naps).call("revoke", payload("revoke"))
+    assert "was not in group" in note
+
+
+def test_revoking_for_a_user_okta_does_not_know_succeeds(okta, naps):
+    note = strategy(okta, naps).call("revoke", payload("revoke", email="gone@acme.com"))
+    assert "nothing to remove" in note
+
+
+def test_revoke_against_a_group_that_does_not_exist_fails_in_oktas_words(okta, naps):
+    with pytest.raises(StrategyError, match=r"UserGroup.*E0000007"):
+        strategy(okta, naps, group_id="00gnosuchgroup").call("revoke", payload("revoke"))
+
+
+def test_grant_for_a_user_okta_does_not_know_fails(okta, naps):
+    with pytest.raises(StrategyError, match="Okta has no user dave@acme.com"):
+        strategy(okta, naps).call("grant", payload(email="dave@acme.com"))
+
+
+def test_a_wrong_token_fails_with_oktas_message_and_never_shows_the_token(okta, naps, monkeypatch):
+    monkeypatch.setenv("OKTA_API_TOKEN", "wrong-secret-value")
+    with pytest.raises(StrategyError) as caught:
+        strategy(okta, naps).call("grant", payload())
+    assert "HTTP 401" in str(caught.value)
+    assert "Invalid token provided" in str(caught.value)
+    assert "wrong-secret-value" not in str(caught.value)
+
+
+def test_a_rate_limit_is_waited_out_as_long_as_retry_after_says(okta, naps):
+    okta.script(
+        429,
+        {"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit"},
+        Retry_After="3",
+    )
+    strategy(okta, naps).call("grant", payload())
+    assert naps.taken == [3.0]
+    assert okta.groups[GROUP] == {"00ucarol"}
+
+
+def test_a_rate_limit_longer_than_the_bot_waits_fails_at_once(okta, naps):
+    okta.script(
+        429,
+        {"errorCode": "E0000047", "errorSummary": "API call exceeded rate limit"},
+        Retry_After="120",
+    )
+    with pytest.raises(
+        StrategyError, match=r"rate limiting us.*retry after 120s.*exceeded rate limit"
+    ):
+        strategy(okta, naps).call("grant", payload())
+    assert naps.taken == []
+
+
+def test_a_rate_limit_that_does_not_lift_fails_after_a_few_tries(okta, naps):
+    for _ in range(5):
+        okta.script(429, {"errorSummary": "API call exceeded rate limit"}, Retry_After="1")
+    with pytest.raises(StrategyError, match="rate limiting us"):
+        strategy(okta, naps).call("grant", payload())
+    assert naps.taken == [1.0, 1.0]
+    assert len(okta.calls) == 3
+
+
+def test_a_server_error_is_reported_with_the_status_and_oktas_words(okta, naps):
+    okta.users.clear()
+    okta.script(500, {"errorCode": "E0000009", "errorSummary": "Internal Server Error"})
+    with pytest.raises(
+        StrategyError, match=r"look up the user carol@acme.com: HTTP 500: Internal Server Error"
+    ):
+        strategy(okta, naps).call("grant", payload())
+
+
+def test_a_silent_okta_times_out(okta, naps):
+    okta.hang.set()
+    with pytest.raises(
+        StrategyError, match="did not answer GET /api/v1/users/carol@acme.com within 1s"
+    ):
+        strategy(okta, naps, timeout="1s").call("grant", payload())
+
+
+def test_a_missing_token_names_the_environment_variable(okta, naps, monkeypatch):
+    monkeypatch.delenv("OKTA_API_TOKEN")
+    with pytest.raises(StrategyError, match="OKTA_API_TOKEN"):
+        strategy(okta, naps).call("grant", payload())
+    assert okta.calls == []
+
+
+def test_a_requester_without_an_email_is_told_where_to_add_it(okta, naps):
+    with pytest.raises(StrategyError, match="no e-mail for @carol.*ACCESS_USER_EMAILS"):
+        strategy(okta, naps).call("grant", payload(email=None))
+
+
+def test_extend_succeeds_without_calling_okta(okta, naps):
+    strategy(okta, naps).call("extend", payload("extend"))
+    assert okta.calls == []
+
+
+def test_describe_names_the_kind_and_group(okta, naps):
+    assert strategy(okta, naps).describe() == f"okta_group (group {GROUP} at {okta.url[7:]})"
