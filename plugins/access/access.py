@@ -27,6 +27,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request_args,
 )
 from accessbot.domain import AccessError  # noqa: E402
+from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
@@ -43,6 +44,7 @@ HELP = """Just-in-time access. Commands:
 - `!access cancel <id>`: withdraw your pending request
 - `!access revoke <id>`: end an active grant now
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
+- `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins"""
 
 
@@ -64,6 +66,12 @@ class Access(BotPlugin):
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
+            pagerduty=on_call_checker(
+                self.settings.pagerduty_token,
+                self.settings.pagerduty_url,
+                self.clock,
+                self.settings.pagerduty_timeout,
+            ),
         )
         if self.service.policy_error:
             self.warn_admins(
@@ -156,6 +164,18 @@ class Access(BotPlugin):
             return self.service.audit_events(actor, **query)
 
         yield from self.run(msg, audit)
+
+    @botcmd
+    def access_ack(self, msg, args):
+        """Acknowledge a break-glass grant after the fact (approvers): `!access ack <id> [note]`."""
+        yield from self.run(
+            msg, lambda actor: self.service.ack(actor, *parse_id_and_text(args, "access ack"))
+        )
+
+    @botcmd
+    def access_review(self, msg, args):
+        """Break-glass grants nobody has acknowledged yet (approvers): `!access review`."""
+        yield from self.run(msg, lambda actor: self.service.review(actor))
 
     @botcmd
     def approve(self, msg, args):

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
+REVIEW_REMINDER_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class AccessService:
         pending_timeout: timedelta = timedelta(hours=1),
         pagerduty=None,
         hook_timeout: float = 10.0,
+        review_reminder_every: timedelta = REVIEW_REMINDER_EVERY,
     ):
         self.store = store
         self.audit = audit
@@ -102,6 +104,8 @@ class AccessService:
         self.pending_timeout = pending_timeout
         self.pagerduty = pagerduty or PagerDutyNotConfigured()
         self.hook_timeout = hook_timeout
+        self.review_reminder_every = review_reminder_every
+        self._review_check_at: datetime | None = None  # next tick that looks for reminders
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
@@ -156,12 +160,21 @@ class AccessService:
             policy_file=resource.file,
         )
         request.record(now, "requested", actor.handle, reason)
-        ctx = PolicyContext(self.pagerduty, now, logging.getLogger(f"policy.{resource.file}"))
+        # One set of PagerDuty lookups per request: its failures go on this request's card.
+        on_call = self.pagerduty.lookups()
+        ctx = PolicyContext(on_call, now, logging.getLogger(f"policy.{resource.file}"))
         self._route(request, resource, ctx)
         decision = self._policy_decision(request, resource, ctx)
+        request.notes += [f"PagerDuty check failed: {reason}" for reason in on_call.failures]
 
         with self.lock:
-            self._commit(request, "requested", actor.handle, outcome="pending")
+            self._commit(
+                request,
+                "requested",
+                actor.handle,
+                outcome="pending",
+                detail="; ".join(request.notes),
+            )
             if decision is not None and not decision.approve:
                 request.decided_by = "policy"
                 request.decision_note = decision.reason
@@ -178,6 +191,7 @@ class AccessService:
                 request.decided_by = "policy"
                 request.decision_note = decision.reason
                 request.auto_decision = f"approved: {decision.reason}"
+                request.review_required = True  # break-glass: a human looks afterwards
                 request.move(Status.APPROVED, now, "policy", decision.reason)
                 self._commit(
                     request, "approved", "policy", outcome="approved", detail=decision.reason
@@ -203,7 +217,8 @@ class AccessService:
                 f"{format_duration(request.duration)} (until {msg.when(request.expires_at)}), "
                 f"reason: {msg.inert(request.reason)}. Approved by policy: "
                 f"{msg.inert(request.decision_note)}. Request {request.id}; end it with "
-                f"`!access revoke {request.id}`."
+                f"`!access revoke {request.id}`. An approver must review it: "
+                f"`!access ack {request.id} [note]`."
             )
             reply = (
                 f"Request {request.id} approved by policy ({msg.inert(request.decision_note)}): "
@@ -389,6 +404,96 @@ class AccessService:
             )
         return Outcome(reply, notices, request)
 
+    # -- break-glass review ---------------------------------------------------------
+
+    def ack(self, actor: Actor, request_id: str, note: str = "") -> Outcome:
+        """An approver (or admin) acknowledges a break-glass grant after the fact."""
+        note = " ".join(note.split())
+        with self.lock:
+            request = self._get(request_id)
+            if not (actor.is_admin or any(actor.matches(a) for a in request.approvers)):
+                raise AccessError(
+                    f"Only the approvers of {request.resource} "
+                    f"({msg.approvers_text(request.approvers)}) or an admin can acknowledge "
+                    f"{request.id}."
+                )
+            if request.requester == actor.handle and request.review_required:
+                raise AccessError(
+                    f"You cannot review your own break-glass grant {request.id}; "
+                    f"{msg.approvers_text([a for a in request.approvers if not actor.matches(a)]) or 'another approver'} must."
+                )
+            request.acknowledge(actor.handle, self.clock(), note)
+            self._commit(request, "reviewed", actor.handle, outcome="reviewed", detail=note)
+        because = f": {msg.inert(note)}" if note else ""
+        notice = Notice(
+            "channel",
+            request.channel,
+            f"Break-glass grant {request.id} ({request.resource} for "
+            f"{msg.who(request.requester)}) was reviewed by {msg.who(actor.handle)}{because}.",
+            request,
+        )
+        return Outcome(
+            f"Acknowledged break-glass grant {request.id} ({request.resource} for "
+            f"{msg.who(request.requester)}). Thank you.",
+            [notice],
+            request,
+        )
+
+    def review(self, actor: Actor) -> str:
+        """The break-glass grants still waiting for a human to acknowledge them."""
+        waiting = self.store.awaiting_review()
+        if not actor.is_admin:
+            if not self._is_any_approver(actor):
+                raise AccessError(
+                    "`!access review` is for approvers and admins; see yours with `!access mine`."
+                )
+            waiting = [r for r in waiting if any(actor.matches(a) for a in r.approvers)]
+        if not waiting:
+            return "No break-glass grants are waiting for review."
+        return msg.review_list(waiting)
+
+    def _remind_reviews(self, now: datetime) -> list[Notice]:
+        """Once a day per channel, list the break-glass grants nobody has acknowledged.
+
+        Each reminded request records when, so a restart does not remind again early.
+        The next look is scheduled for the earliest time one becomes due.
+        """
+        if self._review_check_at is not None and now < self._review_check_at:
+            return []
+        every = self.review_reminder_every
+        waiting = self.store.awaiting_review()
+        next_check = now + every
+        due_channels: set[str] = set()
+        for request in waiting:
+            due = (request.review_reminded_at or request.granted_at) + every
+            if due <= now:
+                due_channels.add(request.channel)
+            else:
+                next_check = min(next_check, due)
+        notices = []
+        for channel in sorted(due_channels):
+            reminded = []
+            with self.lock:
+                for request in (r for r in waiting if r.channel == channel):
+                    current = self.store.get(request.id)
+                    if current is None or not current.awaits_review:
+                        continue
+                    current.review_reminded_at = now
+                    self._commit(
+                        current,
+                        "review_reminded",
+                        "scheduler",
+                        outcome="awaiting_review",
+                        detail=f"in {channel}",
+                    )
+                    reminded.append(current)
+            if reminded:
+                notices.append(
+                    Notice("channel", channel, msg.review_reminder(reminded), None, "alert")
+                )
+        self._review_check_at = next_check
+        return notices
+
     # -- reading ----------------------------------------------------------------
 
     def show(self, actor: Actor, request_id: str) -> str:
@@ -549,6 +654,7 @@ class AccessService:
                 and request.created_at + self.pending_timeout <= now
             ):
                 notices += self._time_out(request.id)
+        notices += self._remind_reviews(now)
         return notices
 
     def _time_out(self, request_id: str) -> list[Notice]:

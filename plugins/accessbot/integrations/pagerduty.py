@@ -291,7 +291,8 @@ class OnCallChecker:
             raise
         except Exception as exc:  # noqa: BLE001 - any surprise must fail closed
             reason = self._explain(exc)
-            log.debug("PagerDuty call failed: %s", reason, exc_info=True)
+            # No traceback: pdpyras' own 401 text shows the token's last characters.
+            log.debug("PagerDuty call failed (%s): %s", type(exc).__name__, reason)
             raise PagerDutyError(reason) from None
         finally:
             self._sessions.put(session)
