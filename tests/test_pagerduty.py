@@ -106,7 +106,7 @@ def test_shift_change_is_seen_once_the_on_call_ttl_passes(team, clock):
         ("500", "PagerDuty answered HTTP 500"),
         ("401", "PagerDuty refused the API token (HTTP 401); check ACCESS_PAGERDUTY_TOKEN"),
         ("hang", "PagerDuty did not answer within 0.25s"),
-        ("garbage", "PagerDuty's answer was not the JSON its API documents"),
+        ("garbage", "PagerDuty sent an answer that is not the JSON its API documents"),
         ("429", "PagerDuty is rate-limiting the bot (HTTP 429)"),
     ],
 )

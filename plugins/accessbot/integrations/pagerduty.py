@@ -339,7 +339,7 @@ class OnCallChecker:
             return "PagerDuty is rate-limiting the bot (HTTP 429)"
         if status is not None and not 200 <= status < 300:
             return f"PagerDuty answered HTTP {status}"
-        return "PagerDuty's answer was not the JSON its API documents"
+        return "PagerDuty sent an answer that is not the JSON its API documents"
 
 
 def _check_filters(schedule, escalation_policy, *, required: bool) -> None:
