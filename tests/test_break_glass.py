@@ -5,14 +5,18 @@ reviews every break-glass grant afterwards."""
 from __future__ import annotations
 
 import json
+import logging
+from datetime import timedelta
 
 import pytest
 
 from accessbot.audit import AuditLog
+from accessbot.domain import RequestView
 from accessbot.integrations.pagerduty import OnCallChecker
+from accessbot.policy import PolicyContext, load_policies, run_hook
 from accessbot.service import AccessService, Actor
 from accessbot.store import TinyDBStore
-from tests.conftest import policy_file, request_id
+from tests.conftest import ROOT, policy_file, request_id
 from tests.fake_pagerduty import TOKEN
 
 SCHEDULE = "PABC123"
@@ -403,3 +407,25 @@ def test_grants_in_one_channel_are_reminded_together(service_factory, clock):
 
     assert reminder.startswith("Reminder: 2 break-glass grants have not been reviewed")
     assert "INC-7" in reminder and "INC-8" in reminder
+
+
+# -- the shipped example ---------------------------------------------------------------
+
+
+def shipped_decision(pagerduty, clock, email):
+    resource = load_policies(ROOT / "policies").get("prod-shell")
+    request = RequestView("r1", "carol", email, "prod-shell", timedelta(minutes=30), "x", clock())
+    lookups = OnCallChecker(TOKEN, pagerduty.url, clock=clock).lookups()
+    ctx = PolicyContext(lookups, clock(), logging.getLogger("test"))
+    return run_hook(resource, "on_request", request, ctx, timeout=5)
+
+
+def test_shipped_break_glass_policy_approves_whoever_is_on_call_for_its_schedule(on_call, clock):
+    decision = shipped_decision(on_call, clock, "carol@example.com")
+
+    assert decision.approve and decision.reason == "break-glass: requester is on call"
+    assert on_call.requests[-1][1]["schedule_ids[]"] == ["PABC123"]
+
+
+def test_shipped_break_glass_policy_leaves_everyone_else_to_the_approvers(on_call, clock):
+    assert shipped_decision(on_call, clock, "dave@example.com") is None
