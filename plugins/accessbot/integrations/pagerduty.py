@@ -159,7 +159,7 @@ class OnCallChecker:
         user_ttl: timedelta = timedelta(hours=1),
         on_call_ttl: timedelta = timedelta(minutes=1),
         rate_limit_retries: int = 2,
-        rate_limit_pause: float = 1.0,
+        rate_limit_pause: float = 0.5,
     ):
         if not token:
             raise ValueError("an API token is required; without one use PagerDutyNotConfigured")
