@@ -88,6 +88,7 @@ class Chat:
         the address in the user's chat profile (as Slack's users.info gives it)."""
         if room:
             self.backend.sender = TestOccupant(user, room)
+            self.backend.sender._email = email  # as a Slack occupant carries it
         elif email:
             self.backend.sender = TestPerson(user, email=email)
         else:

@@ -194,6 +194,20 @@ def test_profile_email_from_the_chat_backend_wins_over_the_config(start, webhook
     assert webhook.actions() == [("grant", request_id(said[0]))]
 
 
+def test_profile_email_is_used_when_asking_in_a_channel(start, webhook):
+    chat = start(ACCESS_USER_EMAILS={})
+
+    said = chat.say(
+        "carol",
+        "!access request prod-shell 1h INC-9 outage",
+        room=CHANNEL,
+        email="carol@example.com",
+    )
+
+    assert "approved by policy" in said[0]
+    assert webhook.actions() == [("grant", request_id(said[0]))]
+
+
 def test_second_request_is_answered_from_the_cache(start, on_call, clock):
     chat = start()
     break_glass(chat)

@@ -236,8 +236,12 @@ class Access(BotPlugin):
             person, raw = raw, raw.person
         raw = str(raw)
         handle = getattr(person, "nick", None) or getattr(frm, "nick", None) or raw
-        email = getattr(person, "email", None) or self.settings.user_emails.get(
-            handle.lstrip("@").lower()
+        # The profile e-mail (Slack: users.info, with the users:read.email scope) first.
+        # In a channel, Slack's occupant carries it while `.person` is a bare user id.
+        email = (
+            getattr(person, "email", None)
+            or getattr(frm, "email", None)
+            or self.settings.user_emails.get(handle.lstrip("@").lower())
         )
         return Actor(
             handle=handle,
