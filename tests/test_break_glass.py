@@ -147,7 +147,7 @@ def test_requester_not_on_call_waits_for_a_human(start, webhook):
     ],
 )
 def test_pagerduty_failure_waits_for_a_human_and_the_card_says_why(
-    start, webhook, on_call, failure, shown
+    start, webhook, on_call, failure, shown, tmp_path
 ):
     on_call.fail_with(failure)
     chat = start()
@@ -161,6 +161,8 @@ def test_pagerduty_failure_waits_for_a_human_and_the_card_says_why(
     assert f"!approve {rid}" in card
     assert webhook.actions() == []
     assert TOKEN not in card
+    requested = [e for e in audit(tmp_path) if e["event"] == "requested"]
+    assert f"PagerDuty check failed: {shown}" in requested[-1]["detail"]
 
 
 def test_unknown_email_waits_for_a_human(start, webhook):
@@ -315,6 +317,17 @@ def test_ack_without_an_id_says_what_to_type(start):
     chat = start()
 
     assert "!access ack <id>" in chat.reply("bob", "!access ack")
+
+
+def test_a_break_glass_grant_that_failed_has_nothing_to_acknowledge(start, webhook):
+    webhook.set_status(500)
+    chat = start()
+    said = chat.say("carol", "!access request prod-shell 30m INC-7 database down")
+    rid = request_id(said[0])
+    assert "the grant failed" in said[0]
+
+    assert "nothing was granted" in chat.reply("bob", f"!access ack {rid}")
+    assert chat.reply("bob", "!access review") == "No break-glass grants are waiting for review."
 
 
 def test_review_lists_unreviewed_grants_including_finished_ones(start, clock):

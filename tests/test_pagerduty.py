@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -11,6 +12,7 @@ from accessbot.integrations.pagerduty import (
     PagerDutyNotConfigured,
     on_call_checker,
 )
+from accessbot.settings import Settings, SettingsError
 from tests.fake_pagerduty import TOKEN
 
 SCHEDULE = "PABC123"
@@ -194,3 +196,53 @@ def test_without_a_token_nobody_is_on_call_and_the_card_says_so(clock):
     assert lookups.is_on_call("alice@example.com", schedule=SCHEDULE) is False
     assert lookups.on_call_users(schedule=SCHEDULE) == []
     assert lookups.failures == ["PagerDuty is not configured (set ACCESS_PAGERDUTY_TOKEN)"]
+
+
+def test_concurrent_requests_get_their_own_answers_and_failures(team, clock):
+    on_call = checker(team, clock)
+    emails = ["alice@example.com", "bob@example.com", "nobody@example.com"] * 4
+    results: dict[int, tuple[bool, list[str]]] = {}
+
+    def ask(i: int, email: str) -> None:
+        lookups = on_call.lookups()
+        results[i] = (lookups.is_on_call(email, schedule=SCHEDULE), lookups.failures)
+
+    threads = [threading.Thread(target=ask, args=(i, e)) for i, e in enumerate(emails)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    for i, email in enumerate(emails):
+        on, failures = results[i]
+        assert on is (email == "alice@example.com")
+        assert failures == (
+            ["no PagerDuty user has the e-mail nobody@example.com"]
+            if email.startswith("nobody")
+            else []
+        )
+
+
+def test_pagerduty_settings_come_from_config_and_environment():
+    config = type(
+        "Config", (), {"ACCESS_PAGERDUTY_TOKEN": "from-config", "ACCESS_PAGERDUTY_TIMEOUT": "2s"}
+    )
+
+    settings = Settings.load(config, environ={"ACCESS_PAGERDUTY_TOKEN": "from-env"})
+
+    assert settings.pagerduty_token == "from-env"
+    assert settings.pagerduty_timeout == 2.0
+    assert settings.pagerduty_url == "https://api.pagerduty.com"
+    assert Settings.load(environ={"ACCESS_PAGERDUTY_TIMEOUT": "0.5"}).pagerduty_timeout == 0.5
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1"])
+def test_a_bad_pagerduty_timeout_says_what_to_write(value):
+    with pytest.raises(SettingsError, match="ACCESS_PAGERDUTY_TIMEOUT must be"):
+        Settings.load(environ={"ACCESS_PAGERDUTY_TIMEOUT": value})
+
+
+def test_the_checker_never_shows_its_token(team, clock):
+    on_call = checker(team, clock)
+
+    assert TOKEN not in repr(on_call) and TOKEN not in str(vars(on_call).get("url"))
