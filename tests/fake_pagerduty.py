@@ -36,6 +36,7 @@ _FAILURES = {"500", "401", "429", "hang", "garbage"}
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # concurrent tests connect at once; the default backlog is 5
 
 
 class FakePagerDuty:
