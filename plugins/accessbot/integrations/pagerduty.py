@@ -142,9 +142,9 @@ class OnCallChecker:
 
     User ids (by e-mail) are cached for `user_ttl`, on-call answers for `on_call_ttl`.
     A 429 is retried `rate_limit_retries` times by pdpyras, `rate_limit_pause` seconds
-    apart and doubling; a timeout or network error is not retried, so a check costs at
-    most about `timeout` seconds. Methods raise PagerDutyError; `lookups()` wraps them
-    for policy hooks.
+    apart and doubling; a timeout or network error is not retried, so each HTTP call
+    waits at most `timeout` seconds (a cold `is_on_call` makes two). Methods raise
+    PagerDutyError; `lookups()` wraps them for policy hooks.
     """
 
     configured = True
@@ -183,7 +183,7 @@ class OnCallChecker:
 
     @property
     def calls(self) -> int:
-        """HTTP requests sent to PagerDuty so far (retries included)."""
+        """HTTP answers received from PagerDuty so far (retries included)."""
         with self._calls_lock:
             return self._calls
 
