@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from errbot.backends.test import TestBot, TestOccupant
+from errbot.backends.test import TestBot, TestOccupant, TestPerson
 
+from tests.fake_pagerduty import FakePagerDuty
 from tests.fakes import WebhookTarget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +80,17 @@ class Chat:
 
         self.backend.send_message = recording_send
 
-    def say(self, user: str, text: str, room: str | None = None) -> list[str]:
+    def say(
+        self, user: str, text: str, room: str | None = None, email: str | None = None
+    ) -> list[str]:
         """`user` types `text` (in `room`, or to the bot directly); returns what the bot
-        said in response, the reply first, once the command has finished."""
+        said in response, the reply first, once the command has finished. `email` is
+        the address in the user's chat profile (as Slack's users.info gives it)."""
         if room:
             self.backend.sender = TestOccupant(user, room)
+            self.backend.sender._email = email  # as a Slack occupant carries it
+        elif email:
+            self.backend.sender = TestPerson(user, email=email)
         else:
             self.backend.sender = self.backend.build_identifier(user)
         with self._lock:
@@ -146,6 +153,13 @@ def webhook_target():
     target = WebhookTarget(secret="s3cret")
     yield target
     target.close()
+
+
+@pytest.fixture
+def pagerduty():
+    fake = FakePagerDuty()
+    yield fake
+    fake.close()
 
 
 @pytest.fixture

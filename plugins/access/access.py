@@ -28,6 +28,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request_args,
 )
 from accessbot.domain import AccessError  # noqa: E402
+from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
@@ -46,6 +47,7 @@ HELP = """Just-in-time access. Commands:
 - `!access revoke <id>`: end an active grant now
 - `!access extend <id> [duration] [reason]`: ask for more time on your active grant
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
+- `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins"""
 
 
@@ -70,6 +72,12 @@ class Access(BotPlugin):
             expiry_reminder=self.settings.expiry_reminder,
             approval_reminder=self.settings.approval_reminder,
             accounts=Accounts(github=self.settings.user_github, aws=self.settings.user_aws),
+            pagerduty=on_call_checker(
+                self.settings.pagerduty_token,
+                self.settings.pagerduty_url,
+                self.clock,
+                self.settings.pagerduty_timeout,
+            ),
         )
         if self.service.policy_error:
             self.warn_admins(
@@ -169,6 +177,18 @@ class Access(BotPlugin):
         yield from self.run(msg, audit)
 
     @botcmd
+    def access_ack(self, msg, args):
+        """Acknowledge a break-glass grant after the fact (approvers): `!access ack <id> [note]`."""
+        yield from self.run(
+            msg, lambda actor: self.service.ack(actor, *parse_id_and_text(args, "access ack"))
+        )
+
+    @botcmd
+    def access_review(self, msg, args):
+        """Break-glass grants nobody has acknowledged yet (approvers): `!access review`."""
+        yield from self.run(msg, lambda actor: self.service.review(actor))
+
+    @botcmd
     def approve(self, msg, args):
         """Approve a request (approvers): `!approve <id> [comment]`."""
         yield from self.run(
@@ -220,8 +240,12 @@ class Access(BotPlugin):
             person, raw = raw, raw.person
         raw = str(raw)
         handle = getattr(person, "nick", None) or getattr(frm, "nick", None) or raw
-        email = getattr(person, "email", None) or self.settings.user_emails.get(
-            handle.lstrip("@").lower()
+        # The profile e-mail (Slack: users.info, with the users:read.email scope) first.
+        # In a channel, Slack's occupant carries it while `.person` is a bare user id.
+        email = (
+            getattr(person, "email", None)
+            or getattr(frm, "email", None)
+            or self.settings.user_emails.get(handle.lstrip("@").lower())
         )
         return Actor(
             handle=handle,

@@ -188,6 +188,12 @@ class Request:
     reminder_sent: bool = False  # the before-expiry reminder for the current end
     next_nudge_at: datetime | None = None  # when the approvers are reminded next
     nudges: int = 0
+    # Break-glass: a grant a policy approved must be acknowledged by a human afterwards.
+    review_required: bool = False
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    review_note: str = ""
+    review_reminded_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
 
@@ -202,6 +208,33 @@ class Request:
     @property
     def holds_access(self) -> bool:
         return self.status in HOLDS_ACCESS
+
+    @property
+    def awaits_review(self) -> bool:
+        """A break-glass grant that really happened and no human has acknowledged yet."""
+        return self.review_required and self.granted_at is not None and self.reviewed_at is None
+
+    def acknowledge(self, by: str, at: datetime, note: str = "") -> None:
+        """A human has looked at this break-glass grant; refusals say what to do instead."""
+        if not self.review_required:
+            raise TransitionError(
+                f"{self.id} was not a break-glass grant (a person approved it), so there is "
+                "nothing to acknowledge. `!access review` lists the ones waiting."
+            )
+        if self.reviewed_at is not None:
+            raise TransitionError(
+                f"{self.id} was already acknowledged by @{self.reviewed_by} at "
+                f"{self.reviewed_at:%Y-%m-%d %H:%M} UTC; see `!access show {self.id}`."
+            )
+        if self.granted_at is None:
+            raise TransitionError(
+                f"{self.id} was approved by policy but nothing was granted "
+                f"({self.status.value}); there is nothing to acknowledge."
+            )
+        self.reviewed_by = by
+        self.reviewed_at = at
+        self.review_note = note
+        self.record(at, "reviewed", by, note)
 
     def move(self, to: Status, at: datetime, actor: str, note: str = "") -> None:
         if to not in TRANSITIONS.get(self.status, set()):
@@ -283,6 +316,8 @@ class Request:
             "ended_at",
             "next_retry_at",
             "next_nudge_at",
+            "reviewed_at",
+            "review_reminded_at",
         ):
             kwargs[name] = from_iso(kwargs.get(name))
         kwargs["duration"] = timedelta(seconds=kwargs["duration"])

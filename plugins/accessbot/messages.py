@@ -119,6 +119,8 @@ def show(request: Request, now: datetime) -> str:
             lines.append(f"Time left: {format_duration(request.remaining(now))}")
     if request.last_error:
         lines.append(f"Last error: {inert(request.last_error)}")
+    if request.review_required:
+        lines.append(f"Break-glass review: {review_status(request)}")
     lines += [f"Note: {inert(n)}" for n in request.notes]
     lines.append("History:")
     for event in request.history:
@@ -127,6 +129,42 @@ def show(request: Request, now: datetime) -> str:
             f"- {when(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
         )
     return "\n".join(lines)
+
+
+def review_status(request: Request) -> str:
+    if request.reviewed_at:
+        note = f": {inert(request.review_note)}" if request.review_note else ""
+        return f"acknowledged by {who(request.reviewed_by or '?')} at {when(request.reviewed_at)}{note}"
+    if request.granted_at is None:
+        return "nothing was granted, nothing to review"
+    return f"NOT YET REVIEWED; an approver acknowledges it with `!access ack {request.id} [note]`"
+
+
+def review_line(request: Request) -> str:
+    """One unreviewed break-glass grant, for `!access review` and the daily reminder."""
+    return (
+        f"`{request.id}` {request.resource} for {who(request.requester)}, "
+        f"{format_duration(request.duration)} from {when(request.granted_at)} "
+        f"({STATUS_WORDS[request.status]}), reason: {inert(request.reason, 120)}; "
+        f"policy said: {inert(request.decision_note, 120)}"
+    )
+
+
+def review_list(requests: list[Request]) -> str:
+    return (
+        f"Break-glass grants waiting for review ({len(requests)}); acknowledge each with "
+        "`!access ack <id> [note]`:\n" + "\n".join(f"- {review_line(r)}" for r in requests)
+    )
+
+
+def review_reminder(requests: list[Request]) -> str:
+    count = len(requests)
+    grants = "grant has" if count == 1 else "grants have"
+    return (
+        f"Reminder: {count} break-glass {grants} not been reviewed yet. An approver "
+        "acknowledges each with `!access ack <id> [note]`:\n"
+        + "\n".join(f"- {review_line(r)}" for r in requests)
+    )
 
 
 def audit_line(record: dict) -> str:

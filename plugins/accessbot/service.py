@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 RETRY_FIRST = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
+REVIEW_REMINDER_EVERY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class AccessService:
         expiry_reminder: timedelta = timedelta(minutes=10),
         approval_reminder: timedelta = timedelta(minutes=15),
         accounts: Accounts | None = None,
+        review_reminder_every: timedelta = REVIEW_REMINDER_EVERY,
     ):
         self.store = store
         self.audit = audit
@@ -108,6 +110,8 @@ class AccessService:
         self.expiry_reminder = expiry_reminder
         self.approval_reminder = approval_reminder
         self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
+        self.review_reminder_every = review_reminder_every
+        self._review_check_at: datetime | None = None  # next tick that looks for reminders
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
@@ -249,20 +253,31 @@ class AccessService:
     def _submit(self, actor: Actor, request: Request, resource: Resource) -> Outcome:
         """Route a new request, let the policy decide if it will, store and announce it."""
         now = request.created_at
-        ctx = PolicyContext(self.pagerduty, now, logging.getLogger(f"policy.{resource.file}"))
+        # One set of PagerDuty lookups per request: its failures go on this request's card.
+        on_call = self.pagerduty.lookups()
+        ctx = PolicyContext(on_call, now, logging.getLogger(f"policy.{resource.file}"))
         self._route(request, resource, ctx)
         decision = self._policy_decision(request, resource, ctx)
+        request.notes += [f"PagerDuty check failed: {reason}" for reason in on_call.failures]
         noun = "Extension request" if request.extends else "Request"
 
         with self.lock:
             if not request.extends:
                 self._refuse_duplicate(actor, resource.name)  # again, under the lock
-            self._commit(request, "requested", actor.handle, outcome="pending")
+            self._commit(
+                request,
+                "requested",
+                actor.handle,
+                outcome="pending",
+                detail="; ".join(request.notes),
+            )
             if decision is not None:
                 request.decided_by = "policy"
                 request.decision_note = decision.reason
                 verdict = "approved" if decision.approve else "denied"
                 request.auto_decision = f"{verdict}: {decision.reason}"
+                # Break-glass: whatever a policy approves, a human reviews afterwards.
+                request.review_required = decision.approve
                 request.move(
                     Status.APPROVED if decision.approve else Status.DENIED,
                     now,
@@ -329,7 +344,8 @@ class AccessService:
                 f"{format_duration(request.duration)} (until {msg.when(request.expires_at)}), "
                 f"reason: {msg.inert(request.reason)}. Approved by policy: "
                 f"{msg.inert(request.decision_note)}. Request {request.id}; end it with "
-                f"`!access revoke {request.id}`."
+                f"`!access revoke {request.id}`. An approver must review it: "
+                f"`!access ack {request.id} [note]`."
             )
             reply = (
                 f"Request {request.id} approved by policy ({msg.inert(request.decision_note)}): "
@@ -532,6 +548,96 @@ class AccessService:
             )
         return Outcome(reply, notices, request)
 
+    # -- break-glass review ---------------------------------------------------------
+
+    def ack(self, actor: Actor, request_id: str, note: str = "") -> Outcome:
+        """An approver (or admin) acknowledges a break-glass grant after the fact."""
+        note = " ".join(note.split())
+        with self.lock:
+            request = self._get(request_id)
+            if not (actor.is_admin or any(actor.matches(a) for a in request.approvers)):
+                raise AccessError(
+                    f"Only the approvers of {request.resource} "
+                    f"({msg.approvers_text(request.approvers)}) or an admin can acknowledge "
+                    f"{request.id}."
+                )
+            if request.requester == actor.handle and request.review_required:
+                raise AccessError(
+                    f"You cannot review your own break-glass grant {request.id}; "
+                    f"{msg.approvers_text([a for a in request.approvers if not actor.matches(a)]) or 'another approver'} must."
+                )
+            request.acknowledge(actor.handle, self.clock(), note)
+            self._commit(request, "reviewed", actor.handle, outcome="reviewed", detail=note)
+        because = f": {msg.inert(note)}" if note else ""
+        notice = Notice(
+            "channel",
+            request.channel,
+            f"Break-glass grant {request.id} ({request.resource} for "
+            f"{msg.who(request.requester)}) was reviewed by {msg.who(actor.handle)}{because}.",
+            request,
+        )
+        return Outcome(
+            f"Acknowledged break-glass grant {request.id} ({request.resource} for "
+            f"{msg.who(request.requester)}). Thank you.",
+            [notice],
+            request,
+        )
+
+    def review(self, actor: Actor) -> str:
+        """The break-glass grants still waiting for a human to acknowledge them."""
+        waiting = self.store.awaiting_review()
+        if not actor.is_admin:
+            if not self._is_any_approver(actor):
+                raise AccessError(
+                    "`!access review` is for approvers and admins; see yours with `!access mine`."
+                )
+            waiting = [r for r in waiting if any(actor.matches(a) for a in r.approvers)]
+        if not waiting:
+            return "No break-glass grants are waiting for review."
+        return msg.review_list(waiting)
+
+    def _remind_reviews(self, now: datetime) -> list[Notice]:
+        """Once a day per channel, list the break-glass grants nobody has acknowledged.
+
+        Each reminded request records when, so a restart does not remind again early.
+        The next look is scheduled for the earliest time one becomes due.
+        """
+        if self._review_check_at is not None and now < self._review_check_at:
+            return []
+        every = self.review_reminder_every
+        waiting = self.store.awaiting_review()
+        next_check = now + every
+        due_channels: set[str] = set()
+        for request in waiting:
+            due = (request.review_reminded_at or request.granted_at) + every
+            if due <= now:
+                due_channels.add(request.channel)
+            else:
+                next_check = min(next_check, due)
+        notices = []
+        for channel in sorted(due_channels):
+            reminded = []
+            with self.lock:
+                for request in (r for r in waiting if r.channel == channel):
+                    current = self.store.get(request.id)
+                    if current is None or not current.awaits_review:
+                        continue
+                    current.review_reminded_at = now
+                    self._commit(
+                        current,
+                        "review_reminded",
+                        "scheduler",
+                        outcome="awaiting_review",
+                        detail=f"in {channel}",
+                    )
+                    reminded.append(current)
+            if reminded:
+                notices.append(
+                    Notice("channel", channel, msg.review_reminder(reminded), None, "alert")
+                )
+        self._review_check_at = next_check
+        return notices
+
     # -- reading ----------------------------------------------------------------
 
     def show(self, actor: Actor, request_id: str) -> str:
@@ -697,6 +803,7 @@ class AccessService:
                     notices += self._nudge(live.id)
             elif live.status is Status.ACTIVE and self._reminder_due(live, now):
                 notices += self._remind(live.id)
+        notices += self._remind_reviews(now)
         return notices
 
     def _claim(self, request_id: str) -> bool:

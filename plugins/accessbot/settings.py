@@ -29,6 +29,7 @@ class Settings:
     user_aws: Mapping[str, str] = field(default_factory=dict)  # handle -> AWS user name
     pagerduty_token: str | None = None
     pagerduty_url: str = PUBLIC_PAGERDUTY_URL
+    pagerduty_timeout: float = 3.0
     pending_timeout: timedelta = timedelta(hours=1)
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
@@ -61,6 +62,17 @@ class Settings:
             except DurationError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
 
+        pd_timeout = get("ACCESS_PAGERDUTY_TIMEOUT", 3.0)
+        try:
+            pd_timeout = (
+                parse_duration(pd_timeout).total_seconds()
+                if isinstance(pd_timeout, str) and not pd_timeout.replace(".", "", 1).isdigit()
+                else float(pd_timeout)
+            )
+        except (DurationError, TypeError, ValueError) as exc:
+            raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be seconds, e.g. 3 or 3s") from exc
+        if pd_timeout <= 0:
+            raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be more than 0")
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
@@ -71,6 +83,7 @@ class Settings:
             user_aws=aws,
             pagerduty_token=get("ACCESS_PAGERDUTY_TOKEN", None) or None,
             pagerduty_url=str(get("ACCESS_PAGERDUTY_URL", PUBLIC_PAGERDUTY_URL)),
+            pagerduty_timeout=pd_timeout,
             pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),

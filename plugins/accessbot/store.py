@@ -34,6 +34,7 @@ class RequestStore(Protocol):
     def live(self) -> list[Request]: ...
     def due_for_expiry(self, now: datetime) -> list[Request]: ...
     def exists(self, request_id: str) -> bool: ...
+    def awaiting_review(self) -> list[Request]: ...
 
 
 def fsync_dir(path: Path) -> None:
@@ -125,6 +126,7 @@ class TinyDBStore:
         self._table = self._db.table("requests")
         self._live: dict[str, Request] = {}
         self._archive_index: dict[str, int] = {}
+        self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
         self._load()
 
     def _load(self) -> None:
@@ -136,6 +138,7 @@ class TinyDBStore:
                 stale.append(request.id)  # crashed between archive append and live delete
             else:
                 self._live[request.id] = request
+                self._track_review(request)
         if stale:
             self._table.remove(doc_ids=stale)
 
@@ -147,7 +150,12 @@ class TinyDBStore:
             for line in handle:
                 if line.endswith(b"\n"):
                     try:
-                        self._archive_index[json.loads(line)["id"]] = offset
+                        record = json.loads(line)
+                        self._archive_index[record["id"]] = offset
+                        if record.get("review_required"):  # rare: parse only these in full
+                            self._track_review(Request.from_dict(record))
+                        else:
+                            self._awaiting_review.discard(record["id"])
                         good_end = offset + len(line)
                     except (ValueError, KeyError):
                         pass
@@ -168,6 +176,7 @@ class TinyDBStore:
                 return
             self._table.upsert(Document(request.to_dict(), doc_id=request.id))
             self._live[request.id] = request.copy()
+            self._track_review(request)
 
     def get(self, request_id: str) -> Request | None:
         with self.lock:
@@ -202,16 +211,43 @@ class TinyDBStore:
             ]
             return [r.copy() for r in sorted(due, key=lambda r: r.expires_at)]
 
+    def awaiting_review(self) -> list[Request]:
+        """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first.
+
+        Kept as an index of ids, so this costs what is waiting, not the archive's size.
+        """
+        with self.lock:
+            ids = list(self._awaiting_review)
+        found = [r for r in (self.get(i) for i in ids) if r is not None and r.awaits_review]
+        return sorted(found, key=lambda r: r.created_at)
+
     def archived(self) -> Iterator[Request]:
-        """Every finished request, oldest first."""
+        """Every finished request once, in its latest version, in the order last saved.
+
+        A finished request is saved again when a break-glass grant is acknowledged or
+        reminded about; the archive appends that version, and older lines are skipped.
+        """
         if not self.archive_path.exists():
             return
-        with open(self.archive_path, encoding="utf-8") as handle:
+        with open(self.archive_path, "rb") as handle:
+            offset = 0
             for line in handle:
-                if line.endswith("\n"):
-                    yield Request.from_dict(json.loads(line))
+                start, offset = offset, offset + len(line)
+                if not line.endswith(b"\n"):
+                    continue
+                record = json.loads(line)
+                with self.lock:
+                    latest = self._archive_index.get(record["id"]) == start
+                if latest:
+                    yield Request.from_dict(record)
 
     # -- internals ---------------------------------------------------------------
+
+    def _track_review(self, request: Request) -> None:
+        if request.awaits_review:
+            self._awaiting_review.add(request.id)
+        else:
+            self._awaiting_review.discard(request.id)
 
     def _archive(self, request: Request) -> None:
         line = (json.dumps(request.to_dict(), separators=(",", ":")) + "\n").encode()
@@ -227,6 +263,7 @@ class TinyDBStore:
                 f"could not write {self.archive_path}: {exc.strerror or exc}; nothing was changed"
             ) from exc
         self._archive_index[request.id] = offset
+        self._track_review(request)
         if request.id in self._live:
             self._table.remove(doc_ids=[request.id])
             del self._live[request.id]

@@ -1,24 +1,384 @@
-"""On-call lookups for policy hooks (`ctx.pagerduty`)."""
+"""On-call lookups for policy hooks (`ctx.pagerduty`), through pdpyras, cached, fail-closed.
+
+`OnCallChecker` talks to PagerDuty's REST API (`GET /users?query=`, `GET /oncalls`) and
+caches the answers for a short time. Policy hooks never see it directly: each request
+gets an `OnCallLookups` (`checker.lookups()`), which turns every failure into "not on
+call" and keeps the reason, so the service can show it on the approval card. Failing
+closed is the point: PagerDuty down, slow, rate-limiting or refusing the token means a
+human decides, never that access is granted.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+with warnings.catch_warnings():
+    # pdpyras warns at import that it is deprecated in favour of `pagerduty`; it still
+    # works and is what this project pins.
+    warnings.simplefilter("ignore")
+    import pdpyras
 
 log = logging.getLogger(__name__)
 
+PUBLIC_API_URL = "https://api.pagerduty.com"
+NOT_CONFIGURED = "PagerDuty is not configured (set ACCESS_PAGERDUTY_TOKEN)"
+
+
+class PagerDutyError(Exception):
+    """A lookup failed; the message is safe to show in chat (never the token)."""
+
+
+class OnCallLookups:
+    """`ctx.pagerduty` for one request: the checker's answers, failures kept for the card.
+
+    Every failure is logged and means "not on call" / "nobody on call". One instance
+    serves one request, so the failures of concurrent requests never mix.
+    """
+
+    def __init__(self, checker: OnCallChecker | PagerDutyNotConfigured):
+        self._checker = checker
+        self._failures: list[str] = []
+        self._lock = threading.Lock()
+
+    def is_on_call(
+        self,
+        email: str | None,
+        schedule: str | None = None,
+        escalation_policy: str | None = None,
+    ) -> bool:
+        """True only when PagerDuty says the user with this e-mail is on call right now
+        (for `schedule` / `escalation_policy`, when given); False on any doubt."""
+        try:
+            return self._checker.is_on_call(email, schedule, escalation_policy)
+        except PagerDutyError as exc:
+            self._fail(str(exc))
+            return False
+
+    def on_call_users(
+        self, schedule: str | None = None, escalation_policy: str | None = None
+    ) -> list[str]:
+        """E-mails of whoever is on call right now for the schedule or escalation policy;
+        an empty list when PagerDuty cannot say."""
+        try:
+            return list(self._checker.on_call_users(schedule, escalation_policy))
+        except PagerDutyError as exc:
+            self._fail(str(exc))
+            return []
+
+    @property
+    def failures(self) -> list[str]:
+        """What went wrong during this request's lookups, each once, in order."""
+        with self._lock:
+            return list(self._failures)
+
+    def _fail(self, reason: str) -> None:
+        log.warning("PagerDuty check failed, treating it as not on call: %s", reason)
+        with self._lock:
+            if reason not in self._failures:
+                self._failures.append(reason)
+
 
 class PagerDutyNotConfigured:
-    """`ctx.pagerduty` when no ACCESS_PAGERDUTY_TOKEN is set: nobody is on call.
+    """The checker when no ACCESS_PAGERDUTY_TOKEN is set: nobody is on call.
 
-    Failing closed means a break-glass policy falls back to human approval.
+    Failing closed means a break-glass policy falls back to human approval, and the
+    card says why.
     """
 
     configured = False
-    last_error = "PagerDuty is not configured (set ACCESS_PAGERDUTY_TOKEN)"
+
+    def lookups(self) -> OnCallLookups:
+        return OnCallLookups(self)
 
     def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
-        log.info("on-call check for %s skipped: %s", email, self.last_error)
-        return False
+        _check_filters(schedule, escalation_policy, required=False)
+        raise PagerDutyError(NOT_CONFIGURED)
 
     def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
-        return []
+        _check_filters(schedule, escalation_policy, required=True)
+        raise PagerDutyError(NOT_CONFIGURED)
+
+
+class _TTLCache:
+    """A small thread-safe cache whose entries expire by the injected clock."""
+
+    MAX_ENTRIES = 5000
+
+    def __init__(self, clock: Callable[[], datetime]):
+        self._clock = clock
+        self._entries: dict[Any, tuple[datetime, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key) -> tuple[bool, Any]:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return False, None
+            if entry[0] <= self._clock():
+                del self._entries[key]
+                return False, None
+            return True, entry[1]
+
+    def put(self, key, value, ttl: timedelta) -> None:
+        now = self._clock()
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
+                if len(self._entries) >= self.MAX_ENTRIES:
+                    self._entries.clear()
+            self._entries[key] = (now + ttl, value)
+
+
+class OnCallChecker:
+    """Asks PagerDuty who is on call, with pdpyras, a short timeout and cached answers.
+
+    User ids (by e-mail) are cached for `user_ttl`, on-call answers for `on_call_ttl`.
+    A 429 is retried `rate_limit_retries` times by pdpyras, `rate_limit_pause` seconds
+    apart and doubling; a timeout or network error is not retried, so each HTTP call
+    waits at most `timeout` seconds (a cold `is_on_call` makes two). Methods raise
+    PagerDutyError; `lookups()` wraps them for policy hooks.
+    """
+
+    configured = True
+
+    def __init__(
+        self,
+        token: str,
+        url: str = PUBLIC_API_URL,
+        *,
+        clock: Callable[[], datetime],
+        timeout: float = 3.0,
+        user_ttl: timedelta = timedelta(hours=1),
+        on_call_ttl: timedelta = timedelta(minutes=1),
+        rate_limit_retries: int = 2,
+        rate_limit_pause: float = 0.5,
+    ):
+        if not token:
+            raise ValueError("an API token is required; without one use PagerDutyNotConfigured")
+        self._token = token
+        self.url = (url or PUBLIC_API_URL).rstrip("/")
+        self.clock = clock
+        self.timeout = timeout
+        self.user_ttl = user_ttl
+        self.on_call_ttl = on_call_ttl
+        self.rate_limit_retries = rate_limit_retries
+        self.rate_limit_pause = rate_limit_pause
+        self._cache = _TTLCache(clock)
+        # A requests.Session is not meant for concurrent use; commands run in parallel,
+        # so each call borrows a session from this pool (and keeps its connections).
+        self._sessions: queue.LifoQueue[pdpyras.APISession] = queue.LifoQueue()
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the token, not even in a traceback
+        return f"OnCallChecker(url={self.url!r}, timeout={self.timeout:g})"
+
+    @property
+    def calls(self) -> int:
+        """HTTP answers received from PagerDuty so far (retries included)."""
+        with self._calls_lock:
+            return self._calls
+
+    def lookups(self) -> OnCallLookups:
+        return OnCallLookups(self)
+
+    # -- the questions policies ask --------------------------------------------------
+
+    def is_on_call(
+        self,
+        email: str | None,
+        schedule: str | None = None,
+        escalation_policy: str | None = None,
+    ) -> bool:
+        _check_filters(schedule, escalation_policy, required=False)
+        user_id = self.user_id(email)
+        key = ("on_call", user_id, schedule, escalation_policy)
+        hit, answer = self._cache.get(key)
+        if hit:
+            return answer
+        params: dict[str, Any] = {"user_ids[]": [user_id]}
+        params.update(_filter_params(schedule, escalation_policy))
+        answer = self._request(
+            lambda s: any(
+                _ref_id(oncall, "user") == user_id and _matches(oncall, schedule, escalation_policy)
+                for oncall in s.iter_all("/oncalls", params=params)
+            )
+        )
+        self._cache.put(key, answer, self.on_call_ttl)
+        return answer
+
+    def on_call_users(
+        self, schedule: str | None = None, escalation_policy: str | None = None
+    ) -> list[str]:
+        _check_filters(schedule, escalation_policy, required=True)
+        key = ("on_call_users", schedule, escalation_policy)
+        hit, emails = self._cache.get(key)
+        if hit:
+            return list(emails)
+        params = {"include[]": ["users"], **_filter_params(schedule, escalation_policy)}
+
+        def collect(session: pdpyras.APISession) -> list[str]:
+            found: list[str] = []
+            for oncall in session.iter_all("/oncalls", params=params):
+                if not _matches(oncall, schedule, escalation_policy):
+                    continue
+                user_id = _ref_id(oncall, "user")
+                email = oncall["user"].get("email") or (user_id and self._email_of(user_id))
+                if email and email.lower() not in (e.lower() for e in found):
+                    found.append(str(email))
+            return found
+
+        found = self._request(collect)
+        self._cache.put(key, tuple(found), self.on_call_ttl)
+        return found
+
+    def user_id(self, email: str | None) -> str:
+        """The PagerDuty user id for an e-mail (exact, case-insensitive match)."""
+        if not email or not isinstance(email, str) or "@" not in email:
+            raise PagerDutyError(
+                "no e-mail address is known for the requester (set it in their chat "
+                "profile or in ACCESS_USER_EMAILS)"
+            )
+        wanted = email.strip().lower()
+        key = ("user", wanted)
+        hit, user_id = self._cache.get(key)
+        if not hit:
+            # `query` matches names and e-mails partially: alice@x also finds malice@x.
+            user = self._request(
+                lambda s: next(
+                    (
+                        u
+                        for u in s.iter_all("/users", params={"query": wanted})
+                        if str(u["email"]).strip().lower() == wanted
+                    ),
+                    None,
+                )
+            )
+            user_id = str(user["id"]) if user else None
+            # An unknown e-mail is remembered only briefly: the person may be added soon.
+            self._cache.put(key, user_id, self.user_ttl if user_id else self.on_call_ttl)
+            if user:
+                self._cache.put(("email", user_id), str(user["email"]), self.user_ttl)
+        if user_id is None:
+            raise PagerDutyError(f"no PagerDuty user has the e-mail {email.strip()}")
+        return user_id
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _email_of(self, user_id: str) -> str | None:
+        """An on-call entry without the user's e-mail: ask for the user (rare, cached)."""
+        hit, email = self._cache.get(("email", user_id))
+        if hit:
+            return email
+        user = self._request(lambda s: s.rget(f"/users/{user_id}"))
+        email = str(user["email"]) if user.get("email") else None
+        self._cache.put(("email", user_id), email, self.user_ttl)
+        return email
+
+    def _request(self, work: Callable[[pdpyras.APISession], Any]) -> Any:
+        session = self._session()
+        try:
+            return work(session)
+        except PagerDutyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any surprise must fail closed
+            reason = self._explain(exc)
+            # No traceback: pdpyras' own 401 text shows the token's last characters.
+            log.debug("PagerDuty call failed (%s): %s", type(exc).__name__, reason)
+            raise PagerDutyError(reason) from None
+        finally:
+            self._sessions.put(session)
+
+    def _session(self) -> pdpyras.APISession:
+        try:
+            return self._sessions.get_nowait()
+        except queue.Empty:
+            pass
+        session = pdpyras.APISession(self._token)
+        session.url = self.url
+        session.timeout = self.timeout
+        # A timeout or refused connection is reported at once, not retried for ~20s.
+        session.max_network_attempts = 0
+        # 429: pdpyras retries forever by default; a person is waiting, so only a few.
+        session.retry[429] = self.rate_limit_retries
+        session.sleep_timer = self.rate_limit_pause / session.sleep_timer_base
+        checker = self
+
+        def count(response, _session=session, _original=session.postprocess):
+            with checker._calls_lock:
+                checker._calls += 1
+            _original(response)
+
+        session.postprocess = count
+        return session
+
+    def _explain(self, exc: BaseException) -> str:
+        """A reason a person can act on; never the token (pdpyras' own texts show part)."""
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(exc, pdpyras.PDClientError) and response is None:
+            cause = exc.__cause__
+            if isinstance(cause, requests.Timeout):
+                return f"PagerDuty did not answer within {self.timeout:g}s"
+            if isinstance(cause, requests.ConnectionError):
+                return f"could not connect to PagerDuty at {self.url}"
+            return f"could not reach PagerDuty at {self.url}"
+        if status == 401:
+            return "PagerDuty refused the API token (HTTP 401); check ACCESS_PAGERDUTY_TOKEN"
+        if status == 403:
+            return "the PagerDuty API token may not read users or on-calls (HTTP 403)"
+        if status == 429:
+            return "PagerDuty is rate-limiting the bot (HTTP 429)"
+        if status is not None and not 200 <= status < 300:
+            return f"PagerDuty answered HTTP {status}"
+        return "PagerDuty sent an answer that is not the JSON its API documents"
+
+
+def _check_filters(schedule, escalation_policy, *, required: bool) -> None:
+    """Mistakes in a policy file raise, so the policy's author sees file and line."""
+    for name, value in (("schedule", schedule), ("escalation_policy", escalation_policy)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f'{name} must be a PagerDuty id like "PABC123", not {value!r}')
+    if required and schedule is None and escalation_policy is None:
+        raise ValueError('on_call_users needs schedule="P..." or escalation_policy="P..."')
+
+
+def _filter_params(schedule: str | None, escalation_policy: str | None) -> dict:
+    params = {}
+    if schedule:
+        params["schedule_ids[]"] = [schedule]
+    if escalation_policy:
+        params["escalation_policy_ids[]"] = [escalation_policy]
+    return params
+
+
+def _ref_id(oncall: dict, key: str) -> str | None:
+    ref = oncall.get(key)
+    return str(ref["id"]) if isinstance(ref, dict) and ref.get("id") else None
+
+
+def _matches(oncall: dict, schedule: str | None, escalation_policy: str | None) -> bool:
+    """The server filters too; checking again means a sloppy answer cannot grant."""
+    if schedule and _ref_id(oncall, "schedule") != schedule:
+        return False
+    return not (escalation_policy and _ref_id(oncall, "escalation_policy") != escalation_policy)
+
+
+def on_call_checker(
+    token: str | None,
+    url: str,
+    clock: Callable[[], datetime],
+    timeout: float = 3.0,
+) -> OnCallChecker | PagerDutyNotConfigured:
+    """The checker the plugin wires in: the real one when a token is set."""
+    if not token:
+        return PagerDutyNotConfigured()
+    return OnCallChecker(token, url, clock=clock, timeout=timeout)

@@ -1,0 +1,256 @@
+"""A small real PagerDuty REST API on 127.0.0.1: `GET /users`, `GET /users/{id}`, `GET /oncalls`.
+
+It answers with the JSON shapes PagerDuty documents, checks the `Authorization: Token
+token=...` header (401 otherwise) and rejects query parameters the real API does not
+take (400), so the real pdpyras client runs against it unchanged. `fail_with` makes it
+misbehave: "500", "401", "429", "hang" (no answer until closed) or "garbage".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+TOKEN = "pd-test-token-0123456789"
+
+_PAGING = {"limit", "offset", "total"}
+ALLOWED_PARAMS = {
+    "/users": _PAGING | {"query", "include[]", "team_ids[]"},
+    "/oncalls": _PAGING
+    | {
+        "user_ids[]",
+        "schedule_ids[]",
+        "escalation_policy_ids[]",
+        "include[]",
+        "since",
+        "until",
+        "earliest",
+        "time_zone",
+    },
+}
+_FAILURES = {"500", "401", "429", "hang", "garbage"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64  # concurrent tests connect at once; the default backlog is 5
+
+
+class FakePagerDuty:
+    def __init__(self, token: str = TOKEN):
+        self.token = token
+        self.users: list[dict] = []
+        self.oncalls: list[dict] = []
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []  # every call received
+        self.failure: str | None = None
+        self.failures_left: int | None = None  # None: fail until told otherwise
+        self.lock = threading.Lock()
+        self._release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlparse(self.path)
+                params = parse_qs(url.query, keep_blank_values=True)
+                failure = fake._take_failure()
+                with fake.lock:
+                    fake.requests.append((url.path, params))
+                if failure == "hang":
+                    fake._release.wait(30)
+                    return
+                if failure == "401" or self.headers.get("Authorization") != (
+                    f"Token token={fake.token}"
+                ):
+                    self._json(401, {"error": {"message": "Unauthorized", "code": 2006}})
+                    return
+                if failure == "500":
+                    self._json(500, {"error": {"message": "Internal Server Error", "code": 2000}})
+                elif failure == "429":
+                    self._json(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})
+                elif failure == "garbage":
+                    self._send(200, b"<html>upstream proxy error</html>", "text/html")
+                else:
+                    status, body = fake._answer(url.path, params)
+                    self._json(status, body)
+
+            def _json(self, status, body):
+                self._send(status, json.dumps(body).encode(), "application/json")
+
+            def _send(self, status, data, content_type):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    # -- arranging --------------------------------------------------------------------
+
+    def add_user(self, user_id: str, name: str, email: str) -> dict:
+        user = {
+            "id": user_id,
+            "type": "user",
+            "name": name,
+            "summary": name,
+            "email": email,
+            "time_zone": "Europe/London",
+            "role": "user",
+            "self": f"{self.url}/users/{user_id}",
+            "html_url": f"https://acme.pagerduty.com/users/{user_id}",
+        }
+        with self.lock:
+            self.users.append(user)
+        return user
+
+    def put_on_call(
+        self,
+        user_id: str,
+        schedule: str | None = None,
+        escalation_policy: str = "PEP0001",
+        level: int = 1,
+    ) -> None:
+        entry = {
+            "escalation_policy": _ref("escalation_policy", escalation_policy, "Production"),
+            "escalation_level": level,
+            "schedule": _ref("schedule", schedule, "Primary") if schedule else None,
+            "user": {"id": user_id},
+            "start": "2026-11-24T08:00:00Z",
+            "end": "2026-11-25T08:00:00Z",
+        }
+        with self.lock:
+            self.oncalls.append(entry)
+
+    def fail_with(self, failure: str | None, times: int | None = None) -> None:
+        """Misbehave on the next `times` calls (every call when None); None heals."""
+        assert failure is None or failure in _FAILURES, failure
+        with self.lock:
+            self.failure = failure
+            self.failures_left = times
+
+    # -- reading ----------------------------------------------------------------------
+
+    def count(self, path: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for p, _ in self.requests if path is None or p == path)
+
+    def calls(self) -> Counter:
+        with self.lock:
+            return Counter(p for p, _ in self.requests)
+
+    def close(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- the API ----------------------------------------------------------------------
+
+    def _take_failure(self) -> str | None:
+        with self.lock:
+            failure = self.failure
+            if failure and self.failures_left is not None:
+                self.failures_left -= 1
+                if self.failures_left <= 0:
+                    self.failure, self.failures_left = None, None
+            return failure
+
+    def _answer(self, path: str, params: dict[str, list[str]]) -> tuple[int, dict]:
+        if path.startswith("/users/") and path.count("/") == 2:
+            user = self._user(path.rsplit("/", 1)[1])
+            if user is None:
+                return 404, {"error": {"message": "Not Found", "code": 2100}}
+            return 200, {"user": user}
+        allowed = ALLOWED_PARAMS.get(path)
+        if allowed is None:
+            return 404, {"error": {"message": "Not Found", "code": 2100}}
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            return 400, {
+                "error": {
+                    "message": "Invalid Input Provided",
+                    "code": 2001,
+                    "errors": [f"{name} is not a parameter of GET {path}" for name in unknown],
+                }
+            }
+        with self.lock:
+            if path == "/users":
+                query = _one(params, "query").lower()
+                found = [
+                    u
+                    for u in self.users
+                    if query in u["email"].lower() or query in u["name"].lower()
+                ]
+                return 200, _page("users", found, params)
+            found = [
+                self._expand(o, "users" in params.get("include[]", []))
+                for o in self.oncalls
+                if _selected(o, "user", params.get("user_ids[]"))
+                and _selected(o, "schedule", params.get("schedule_ids[]"))
+                and _selected(o, "escalation_policy", params.get("escalation_policy_ids[]"))
+            ]
+            return 200, _page("oncalls", found, params)
+
+    def _user(self, user_id: str) -> dict | None:
+        with self.lock:
+            return next((u for u in self.users if u["id"] == user_id), None)
+
+    def _expand(self, oncall: dict, include_users: bool) -> dict:
+        user_id = oncall["user"]["id"]
+        user = next((u for u in self.users if u["id"] == user_id), None)
+        if include_users and user:
+            expanded = dict(user)
+        else:
+            expanded = {
+                "id": user_id,
+                "type": "user_reference",
+                "summary": user["name"] if user else user_id,
+                "self": f"{self.url}/users/{user_id}",
+                "html_url": f"https://acme.pagerduty.com/users/{user_id}",
+            }
+        return {**oncall, "user": expanded}
+
+
+def _ref(kind: str, ref_id: str, name: str) -> dict:
+    return {
+        "id": ref_id,
+        "type": f"{kind}_reference",
+        "summary": name,
+        "self": f"https://api.pagerduty.com/{kind}s/{ref_id}",
+        "html_url": f"https://acme.pagerduty.com/{kind}s/{ref_id}",
+    }
+
+
+def _one(params: dict[str, list[str]], name: str) -> str:
+    values = params.get(name) or [""]
+    return values[0]
+
+
+def _selected(oncall: dict, key: str, wanted: list[str] | None) -> bool:
+    if not wanted:
+        return True
+    ref = oncall.get(key)
+    return bool(ref) and ref["id"] in wanted
+
+
+def _page(wrapper: str, items: list[dict], params: dict[str, list[str]]) -> dict:
+    limit = int(_one(params, "limit") or 25)
+    offset = int(_one(params, "offset") or 0)
+    page = items[offset : offset + limit]
+    return {
+        wrapper: page,
+        "limit": limit,
+        "offset": offset,
+        "more": offset + limit < len(items),
+        "total": len(items) if _one(params, "total") in ("true", "1") else None,
+    }
