@@ -45,6 +45,8 @@ ACCESS_DB_PATH = str(DATA / "access.json")
 ACCESS_AUDIT_PATH = str(DATA / "audit.jsonl")
 ACCESS_TICK_SECONDS = 1
 ACCESS_PENDING_TIMEOUT = "1h"
+ACCESS_EXPIRY_REMINDER = "10m"  # DM the requester this long before a grant ends
+ACCESS_APPROVAL_REMINDER = "15m"  # re-announce undecided requests, then at doubling intervals
 # Used where the chat backend has no profile e-mail (the Text backend never has one).
 ACCESS_USER_EMAILS = {
     "admin": "admin@example.com",
@@ -58,4 +60,5 @@ ACCESS_USER_EMAILS = {
 ACCESS_USER_GITHUB = {}
 ACCESS_USER_AWS = {}
 ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
+ACCESS_PAGERDUTY_TIMEOUT = 3  # seconds; a slower PagerDuty counts as "not on call"
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
