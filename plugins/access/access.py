@@ -60,7 +60,7 @@ class Access(BotPlugin):
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.service = AccessService(
             store=TinyDBStore(self.settings.db_path),
-            audit=AuditLog(self.settings.audit_path, self.clock),
+            audit=AuditLog(self.settings.audit_path, self.clock, self.settings.audit_max_bytes),
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
