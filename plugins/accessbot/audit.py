@@ -313,13 +313,14 @@ def verify_chain(paths: list[Path], lone: bool = False) -> ChainResult:
     count = 0
     if not paths:
         return ChainResult(False, 0, 1, "there is no audit log", "", 0)
+    name = ""
+
+    def broken(number: int, reason: str) -> ChainResult:
+        return ChainResult(False, count, number, reason, name, len(paths), prev_seq)
+
     for index, path in enumerate(paths):
         first_in_file = True
         name = str(path)
-
-        def broken(number: int, reason: str, name=name) -> ChainResult:
-            return ChainResult(False, count, number, reason, name, len(paths), prev_seq)
-
         with open(path, "rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 if not raw.endswith(b"\n"):
