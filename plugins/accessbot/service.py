@@ -23,6 +23,7 @@ from .domain import (
     Status,
     TransitionError,
     format_duration,
+    iso,
     new_id,
     normalize_handle,
 )
@@ -161,7 +162,14 @@ class AccessService:
         decision = self._policy_decision(request, resource, ctx)
 
         with self.lock:
-            self._commit(request, "requested", actor.handle, outcome="pending")
+            self._commit(
+                request,
+                "requested",
+                actor.handle,
+                outcome="pending",
+                duration=format_duration(duration),
+                reason=reason,
+            )
             if decision is not None and not decision.approve:
                 request.decided_by = "policy"
                 request.decision_note = decision.reason
@@ -389,6 +397,84 @@ class AccessService:
             )
         return Outcome(reply, notices, request)
 
+    def retry(self, actor: Actor, request_id: str) -> Outcome:
+        """Retry a failed revoke now instead of waiting for the next backoff step.
+
+        A failed grant is not retried: it is final (nothing was granted) and the
+        requester asks again, so that nobody gets access long after the approval.
+        """
+        if not actor.is_admin:
+            raise AccessError(
+                "Only bot admins (BOT_ADMINS) can retry a revoke; failed revokes are also "
+                "retried automatically."
+            )
+        with self.lock:
+            request = self._get(request_id)
+            if request.status is Status.GRANT_FAILED:
+                raise AccessError(
+                    f"The grant of {request.id} failed and that is final: nothing was granted. "
+                    f"{msg.who(request.requester)} can ask again with `!access request "
+                    f"{request.resource} {format_duration(request.duration)} <reason>`."
+                )
+            if request.status is not Status.REVOKE_FAILED:
+                raise AccessError(
+                    f"{request.id} has no failed revoke to retry "
+                    f"({msg.STATUS_WORDS[request.status]}); `!access retry` is for a revoke "
+                    f"that failed. See `!access show {request.id}`."
+                )
+            if request.id in self._inflight:
+                raise AccessError(f"{request.id} is being revoked right now.")
+            request.record(self.clock(), "retry_requested", actor.handle)
+            self._commit(request, "revoke_retry", actor.handle, outcome="retrying")
+        notices = self._revoke(request, actor.handle)
+        request = self.store.get(request.id) or request
+        if request.holds_access:
+            reply = (
+                f"The retry of {request.id} failed again (attempt {request.revoke_attempts}): "
+                f"{msg.inert(request.last_error)}. Next automatic retry at "
+                f"{msg.when(request.next_retry_at)}."
+            )
+        else:
+            reply = (
+                f"Retried {request.id}: the revoke worked; {msg.who(request.requester)} no "
+                f"longer has {request.resource}."
+            )
+        return Outcome(reply, notices, request)
+
+    def review(self, actor: Actor, request_id: str, note: str = "") -> str:
+        """Record that a person looked at a break-glass grant (one approved by policy)."""
+        note = " ".join(note.split())
+        request = self._get(request_id)
+        if not (actor.is_admin or any(actor.matches(a) for a in request.approvers)):
+            raise AccessError(
+                f"Only the approvers of {request.resource} ({msg.approvers_text(request.approvers)}) "
+                f"or an admin can review {request.id}."
+            )
+        if request.decided_by != "policy" or request.granted_at is None:
+            raise AccessError(
+                f"{request.id} was not a break-glass grant; only grants approved by policy "
+                "are reviewed afterwards."
+            )
+        if request.requester == actor.handle:
+            raise AccessError(f"You cannot review your own break-glass grant {request.id}.")
+        with self.lock:
+            done = self.audit.query(request_id=request.id, limit=0)
+            earlier = [e for e in done if e.get("event") == "break_glass_reviewed"]
+            if earlier:
+                raise AccessError(
+                    f"{request.id} was already reviewed by {msg.who(earlier[0]['actor'])}."
+                )
+            self._audit(
+                "break_glass_reviewed",
+                actor.handle,
+                request_id=request.id,
+                user=request.requester,
+                resource=request.resource,
+                outcome="reviewed",
+                detail=note,
+            )
+        return f"Recorded your review of break-glass grant {request.id}."
+
     # -- reading ----------------------------------------------------------------
 
     def show(self, actor: Actor, request_id: str) -> str:
@@ -595,13 +681,18 @@ class AccessService:
                 now = self.clock()
                 if error is None:
                     request.activate(now)
-                    self._commit(
-                        request,
-                        "granted",
-                        "bot",
-                        outcome="active",
-                        detail=f"until {msg.when(request.expires_at)}; {note}",
-                    )
+                    try:
+                        self._commit(
+                            request,
+                            "granted",
+                            "bot",
+                            outcome="active",
+                            detail=f"until {msg.when(request.expires_at)}; {note}",
+                            expires_at=iso(request.expires_at),
+                        )
+                    except AccessError:
+                        self._take_back(request)
+                        raise
                 else:
                     request.last_error = error
                     request.move(Status.GRANT_FAILED, now, "bot", error)
@@ -645,6 +736,21 @@ class AccessService:
                 "alert",
             ),
         ]
+
+    def _take_back(self, request: Request) -> None:
+        """The target granted but we could not record it: revoke at once, so that no
+        access exists that the bot does not know to revoke. The request stays approved
+        in the store, and the scheduler grants it again once writes work."""
+        try:
+            build_strategy(request.strategy).call("revoke", payload_for("revoke", request))
+        except (StrategyError, SettingsError) as exc:
+            log.critical(
+                "request %s: granted at the target but not recorded, and the revoke failed "
+                "too (%s); revoke grant %s by hand",
+                request.id,
+                exc,
+                request.grant_id,
+            )
 
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
         with self.lock:
@@ -720,7 +826,9 @@ class AccessService:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _commit(self, request: Request, event: str, actor: str, outcome: str, detail: str = ""):
+    def _commit(
+        self, request: Request, event: str, actor: str, outcome: str, detail: str = "", **extra
+    ):
         """One audit event, then one store write: never a change that is not audited."""
         self._audit(
             event,
@@ -730,6 +838,7 @@ class AccessService:
             resource=request.resource,
             outcome=outcome,
             detail=detail,
+            **extra,
         )
         try:
             self.store.save(request)
