@@ -281,3 +281,51 @@ def test_time_moves_back_and_forth_without_early_revokes(bot_factory, policy_dir
     clock.advance(minutes=10)
     assert "active" in chat.reply("carol", f"!access show {rid}")
     assert webhook.count("revoke", rid) == 0
+
+
+# -- the audit trail in chat ----------------------------------------------------
+
+
+def test_admins_verify_the_audit_chain_in_chat_and_see_the_broken_line(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    granted(chat, webhook)
+    assert "Only bot admins" in chat.reply("carol", "!access audit verify")
+    assert chat.reply("admin", "!access audit verify") == (
+        "audit log intact: 3 events, hash chain verified"
+    )
+
+    path = tmp_path / "data" / "audit.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([lines[0], lines[1].replace("bob", "eve"), *lines[2:]]))
+    reply = chat.reply("admin", "!access audit verify")
+    assert reply == (
+        f"audit log BROKEN at {path} line 3: hash chain broken: this line does not follow "
+        "the line before it (a line was changed, removed or inserted)"
+    )
+
+    path.write_text("".join(lines[:2]))
+    assert "the last 1 line(s) were removed" in chat.reply("admin", "!access audit verify")
+
+
+def test_a_break_glass_grant_is_reviewed_once_by_an_approver(bot_factory, policy_dir, webhook):
+    policy_file(
+        policy_dir,
+        "db.py",
+        webhook_policy(webhook.url)
+        + "def on_request(request, ctx):\n    return ctx.approve('break-glass: on call')\n",
+    )
+    chat = bot_factory()
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m pager"))
+    normal = policy_dir / "db.py"
+    assert chat.reply("bob", f"!access review {rid} ok") == (
+        f"Recorded your review of break-glass grant {rid}."
+    )
+    assert "already reviewed by @bob" in chat.reply("alice", f"!access review {rid}")
+    normal.write_text(webhook_policy(webhook.url))
+    chat.reply("admin", "!access reload")
+    other = request_id(chat.reply("carol", "!access request prod-db 30m normal"))
+    assert "not a break-glass grant" in chat.reply("bob", f"!access review {other}")
+    assert "Only the approvers" in chat.reply("dave", f"!access review {rid}")
