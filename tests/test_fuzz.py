@@ -165,7 +165,7 @@ VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**12), max_value=10**12),
-    st.floats(allow_nan=True),
+    st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
     DURATION_TEXT,
     st.lists(st.one_of(st.text(max_size=10), st.integers()), max_size=3),
