@@ -190,6 +190,7 @@ class AccessService:
                 self._commit(
                     request, "approved", "policy", outcome="approved", detail=decision.reason
                 )
+                self._inflight.add(request.id)  # ours to grant: the scheduler keeps off
         if decision is not None and decision.approve:
             return self._auto_granted(request)
 
@@ -203,7 +204,7 @@ class AccessService:
         return Outcome(reply, [card], request)
 
     def _auto_granted(self, request: Request) -> Outcome:
-        notices = self._grant(request)
+        notices = self._grant(request, claimed=True)
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
             alert = (
@@ -294,7 +295,8 @@ class AccessService:
                     request,
                 )
             self._commit(request, "approved", actor.handle, outcome="approved", detail=comment)
-        notices = self._grant(request)
+            self._inflight.add(request.id)  # ours to grant: the scheduler keeps off
+        notices = self._grant(request, claimed=True)
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
             reply = (
@@ -386,7 +388,8 @@ class AccessService:
             request.ending = "revoked"
             request.record(self.clock(), "revoke_requested", actor.handle)
             self._commit(request, "revoke_requested", actor.handle, outcome="revoking")
-        notices = self._revoke(request, actor.handle)
+            self._inflight.add(request.id)
+        notices = self._revoke(request, actor.handle, claimed=True)
         request = self.store.get(request.id) or request
         if request.status is Status.REVOKED:
             reply = f"Revoked {request.id}: {msg.who(request.requester)} no longer has {request.resource}."
@@ -426,7 +429,8 @@ class AccessService:
                 raise AccessError(f"{request.id} is being revoked right now.")
             request.record(self.clock(), "retry_requested", actor.handle)
             self._commit(request, "revoke_retry", actor.handle, outcome="retrying")
-        notices = self._revoke(request, actor.handle)
+            self._inflight.add(request.id)
+        notices = self._revoke(request, actor.handle, claimed=True)
         request = self.store.get(request.id) or request
         if request.holds_access:
             reply = (
@@ -663,11 +667,24 @@ class AccessService:
 
     # -- granting and revoking ----------------------------------------------------
 
-    def _grant(self, request: Request) -> list[Notice]:
+    def _claim(self, request_id: str, statuses: set[Status]) -> Request | None:
+        """Take the request for one strategy call, if nobody else has it and it is still
+        in one of `statuses` (the caller's copy may be stale: the scheduler's list was
+        read before a person revoked, say). Returns the current request or None."""
         with self.lock:
-            if request.id in self._inflight:
+            if request_id in self._inflight:
+                return None
+            current = self.store.get(request_id)
+            if current is None or current.status not in statuses:
+                return None
+            self._inflight.add(request_id)
+            return current
+
+    def _grant(self, request: Request, claimed: bool = False) -> list[Notice]:
+        if not claimed:
+            request = self._claim(request.id, {Status.APPROVED})
+            if request is None:
                 return []
-            self._inflight.add(request.id)
         try:
             error = None
             try:
@@ -752,11 +769,11 @@ class AccessService:
                 request.grant_id,
             )
 
-    def _revoke(self, request: Request, actor: str) -> list[Notice]:
-        with self.lock:
-            if request.id in self._inflight:
+    def _revoke(self, request: Request, actor: str, claimed: bool = False) -> list[Notice]:
+        if not claimed:
+            request = self._claim(request.id, {Status.ACTIVE, Status.REVOKE_FAILED})
+            if request is None:
                 return []
-            self._inflight.add(request.id)
         try:
             error = None
             try:
