@@ -73,6 +73,9 @@ class WebhookTarget:
         with self.lock:
             self.statuses = list(statuses)
 
+    def count_all(self, action: str) -> int:
+        return sum(1 for a, _ in self.actions() if a == action)
+
     def count(self, action: str, request_id: str) -> int:
         return self.actions().count((action, request_id))
 
