@@ -43,6 +43,9 @@ SUPPRESS_CMD_NOT_FOUND = False
 ACCESS_POLICY_DIR = str(ROOT / "policies")
 ACCESS_DB_PATH = str(DATA / "access.json")
 ACCESS_AUDIT_PATH = str(DATA / "audit.jsonl")
+# Past this size the audit log is renamed audit.jsonl.1, .2, ... and a new file continues
+# its hash chain; `python -m accessbot audit verify` checks the whole set.
+ACCESS_AUDIT_MAX_BYTES = "50MB"
 ACCESS_TICK_SECONDS = 1
 ACCESS_PENDING_TIMEOUT = "1h"
 ACCESS_EXPIRY_REMINDER = "10m"  # DM the requester this long before a grant ends

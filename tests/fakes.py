@@ -26,6 +26,7 @@ class WebhookTarget:
         self.statuses = list(status) if isinstance(status, list) else [status]
         self.delay = delay
         self.calls: list[dict] = []
+        self.on_call = None  # a test's hook, called with each signed body before answering
         self.rejected: list[str] = []
         self.lock = threading.Lock()
         target = self
@@ -43,6 +44,8 @@ class WebhookTarget:
                     return
                 if target.delay:
                     time.sleep(target.delay)
+                if target.on_call is not None:
+                    target.on_call(json.loads(body))
                 with target.lock:
                     status = (
                         target.statuses.pop(0) if len(target.statuses) > 1 else target.statuses[0]
@@ -71,6 +74,12 @@ class WebhookTarget:
     def set_status(self, *statuses: int) -> None:
         with self.lock:
             self.statuses = list(statuses)
+
+    def count_all(self, action: str) -> int:
+        return sum(1 for a, _ in self.actions() if a == action)
+
+    def count(self, action: str, request_id: str) -> int:
+        return self.actions().count((action, request_id))
 
     def actions(self) -> list[tuple[str, str]]:
         with self.lock:

@@ -32,7 +32,7 @@ from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
-from accessbot.store import TinyDBStore  # noqa: E402
+from accessbot.store import StoreError, TinyDBStore  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ HELP = """Just-in-time access. Commands:
 - `!access extend <id> [duration] [reason]`: ask for more time on your active grant
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
-- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins"""
+- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
+- `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
 def utcnow() -> datetime:
@@ -63,9 +64,20 @@ class Access(BotPlugin):
         self.settings = Settings.load(self.bot_config)
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
+        self.scheduler = None
+        self.startup_error = None
+        try:
+            store = TinyDBStore(self.settings.db_path)
+        except StoreError as exc:
+            # Never start empty on a damaged store: that would forget live grants, which
+            # would then never be revoked. Refuse every command until an admin fixes it.
+            self.startup_error = f"The access bot did not start: {exc}"
+            log.critical("%s", self.startup_error)
+            self.warn_admins(self.startup_error)
+            return
         self.service = AccessService(
-            store=TinyDBStore(self.settings.db_path),
-            audit=AuditLog(self.settings.audit_path, self.clock),
+            store=store,
+            audit=AuditLog(self.settings.audit_path, self.clock, self.settings.audit_max_bytes),
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
@@ -177,6 +189,14 @@ class Access(BotPlugin):
         yield from self.run(msg, audit)
 
     @botcmd
+    def access_retry(self, msg, args):
+        """Retry a failed revoke now (admins): `!access retry <id>`. A failed grant is final: ask again."""
+        yield from self.run(
+            msg,
+            lambda actor: self.service.retry(actor, parse_id_and_text(args, "access retry")[0]),
+        )
+
+    @botcmd
     def access_ack(self, msg, args):
         """Acknowledge a break-glass grant after the fact (approvers): `!access ack <id> [note]`."""
         yield from self.run(
@@ -206,6 +226,9 @@ class Access(BotPlugin):
 
     def run(self, msg, call):
         """Run one service call for the sender; yield its reply, then deliver its notices."""
+        if self.startup_error:
+            yield self.startup_error
+            return
         try:
             result = call(self.actor(msg.frm))
         except (AccessError, CommandSyntaxError) as exc:

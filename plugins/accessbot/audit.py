@@ -1,8 +1,12 @@
-"""Append-only, hash-chained audit log: one JSON object a line.
+"""Append-only, hash-chained audit log: one JSON object a line, fsynced before we go on.
 
-Each line carries `prev`, the SHA-256 of the line before it; the first line records a
-random `seed` and chains from the SHA-256 of that seed. Editing, deleting or reordering
-any line breaks the chain at that point, and `verify` names the line.
+Each line carries `prev`, the SHA-256 of the line before it, and `seq`, its number in
+the whole log. The very first line records a random `seed` and chains from the SHA-256
+of that seed. When the file grows past `max_bytes` it is renamed `audit.jsonl.1`
+(then `.2`, ...: numbers only grow, old files are never renamed again) and a new file
+starts whose first line has `continues`, the hash of the old file's last line. Editing,
+deleting, reordering or inserting any line, or removing a rotated file, breaks the chain
+at that point, and `verify_chain` names the file and the line.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 
 from .domain import from_iso, iso
+
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
 
 class AuditError(Exception):
@@ -28,87 +35,204 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rotated_files(path: str | os.PathLike) -> list[Path]:
+    """The rotated siblings of the live log (`audit.jsonl.1`, `.2`, ...), oldest first."""
+    path = Path(path)
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)$")
+    found = []
+    if path.parent.is_dir():
+        for sibling in path.parent.iterdir():
+            match = pattern.match(sibling.name)
+            if match and sibling.is_file():
+                found.append((int(match.group(1)), sibling))
+    return [p for _, p in sorted(found)]
+
+
+def chain_files(path: str | os.PathLike) -> list[Path]:
+    """Every file of one log, oldest first: the rotated ones, then the live one."""
+    path = Path(path)
+    return rotated_files(path) + ([path] if path.exists() else [])
+
+
+def _last_line(path: Path) -> tuple[bytes, int]:
+    """The last complete line of `path` (without its newline) and where complete data ends.
+
+    The end is smaller than the file size when a crash left a torn, unterminated tail.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        chunk = min(size, 65536)
+        while True:
+            handle.seek(size - chunk)
+            data = handle.read(chunk)
+            if data.count(b"\n") >= 2 or chunk == size:
+                break
+            chunk = min(size, chunk * 4)
+    cut = data.rfind(b"\n")
+    if cut < 0:
+        return b"", 0  # not a single complete line
+    end = size - chunk + cut + 1
+    start = data.rfind(b"\n", 0, cut) + 1
+    return data[start:cut], end
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     lines: int
     bad_line: int | None = None
     reason: str = ""
+    file: str = ""
+    files: int = 1
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit log intact: {self.lines} events, hash chain verified"
-        return f"audit log BROKEN at line {self.bad_line}: {self.reason}"
+            spread = f" in {self.files} files" if self.files > 1 else ""
+            return f"audit log intact: {self.lines} events{spread}, hash chain verified"
+        where = f"{self.file} line {self.bad_line}" if self.file else f"line {self.bad_line}"
+        return f"audit log BROKEN at {where}: {self.reason}"
 
 
 class AuditLog:
-    def __init__(self, path: str | os.PathLike, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        clock: Callable[[], datetime],
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+    ):
         self.path = Path(path)
         self.clock = clock
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._last_hash: str | None = None
+        self._loaded = False
+        self._last_hash: str | None = None  # of the last line written, in any file
         self._seq = 0
+        self._size = 0  # of the live file
+        self._repair: str | None = None  # a torn tail we cut, to be recorded
 
     def _tail(self) -> None:
-        """Find the hash and sequence number of the last complete line."""
-        if self._last_hash is not None:
+        """Find the hash and sequence number of the last complete line, once."""
+        if self._loaded:
             return
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            chunk = min(size, 65536)
-            while True:
-                handle.seek(size - chunk)
-                data = handle.read(chunk)
-                lines = data.rstrip(b"\n").split(b"\n")
-                if len(lines) > 1 or chunk == size:
+        self._size = 0
+        if self.path.exists() and self.path.stat().st_size > 0:
+            size = self.path.stat().st_size
+            last, end = _last_line(self.path)
+            if end < size:
+                # A crash mid-append left an unterminated line. Appends are fsynced
+                # before the command goes on, so it was never acknowledged: cut it (or
+                # the next line would glue onto it) and record that we did.
+                with open(self.path, "rb") as handle:
+                    handle.seek(end)
+                    torn = handle.read()
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(end)
+                    os.fsync(handle.fileno())
+                self._repair = (
+                    f"cut a torn, unacknowledged last line of {len(torn)} bytes "
+                    f"(sha256 {_digest(torn)}) left by a crash mid-write"
+                )
+            self._size = end
+            if last:
+                self._adopt(last)
+        if self._last_hash is None:
+            for older in reversed(rotated_files(self.path)):
+                last, _ = _last_line(older)
+                if last:
+                    self._adopt(last)
                     break
-                chunk = min(size, chunk * 4)
-        if not data.endswith(b"\n"):
-            raise AuditError(
-                f"{self.path} ends in a torn line; run `python -m accessbot audit verify`"
-            )
-        last = lines[-1]
+        self._loaded = True
+
+    def _adopt(self, last: bytes) -> None:
         self._last_hash = _digest(last)
-        self._seq = json.loads(last).get("seq", 0)
+        try:
+            self._seq = int(json.loads(last).get("seq", 0))
+        except (ValueError, AttributeError) as exc:
+            raise AuditError(
+                f"the last line of {self.path} is not an audit event; "
+                "run `python -m accessbot audit verify` and restore the log"
+            ) from exc
 
     def append(self, event: str, **fields) -> dict:
         """Write one event and fsync it before returning; raises AuditError on failure."""
         with self._lock:
-            self._tail()
-            record = {"seq": self._seq + 1, "ts": iso(self.clock()), "event": event}
-            record.update({k: v for k, v in fields.items() if v not in (None, "")})
-            if self._last_hash is None:
-                seed = secrets.token_hex(16)
-                record["seed"] = seed
-                record["prev"] = _digest(seed.encode())
-            else:
-                record["prev"] = self._last_hash
-            line = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str)
-            data = line.encode("utf-8")
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "ab") as handle:
-                    handle.write(data + b"\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                self._tail()
             except OSError as exc:
                 raise AuditError(
-                    f"could not write the audit log {self.path}: {exc.strerror or exc}"
+                    f"could not read the audit log {self.path}: {exc.strerror or exc}"
                 ) from exc
-            self._last_hash = _digest(data)
-            self._seq = record["seq"]
-            return record
+            if self._repair:
+                self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
+                self._repair = None
+            return self._write(event, fields)
+
+    def _write(self, event: str, fields: dict) -> dict:
+        record = {"seq": self._seq + 1, "ts": iso(self.clock()), "event": event}
+        record.update({k: v for k, v in fields.items() if v not in (None, "")})
+        if self._last_hash is None:
+            seed = secrets.token_hex(16)
+            record["seed"] = seed
+            record["prev"] = _digest(seed.encode())
+        else:
+            record["prev"] = self._last_hash
+            if self._size == 0:
+                record["continues"] = self._last_hash  # first line after a rotation
+        data = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str).encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.max_bytes and self._size and self._size + len(data) + 1 > self.max_bytes:
+                self._rotate()
+                record["continues"] = self._last_hash
+                data = json.dumps(
+                    record, separators=(",", ":"), sort_keys=True, default=str
+                ).encode()
+            with open(self.path, "ab") as handle:
+                handle.write(data + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            # Whatever part of the line reached the disk has no newline; the next append
+            # (or the next start) finds it as a torn tail and cuts it.
+            self._loaded = False
+            raise AuditError(
+                f"could not write the audit log {self.path}: {exc.strerror or exc}"
+            ) from exc
+        self._last_hash = _digest(data)
+        self._seq = record["seq"]
+        self._size += len(data) + 1
+        return record
+
+    def _rotate(self) -> None:
+        """Rename the live file to the next free number; the next line starts a new file."""
+        taken = [int(p.name.rsplit(".", 1)[1]) for p in rotated_files(self.path)]
+        target = self.path.with_name(f"{self.path.name}.{max(taken, default=0) + 1}")
+        os.rename(self.path, target)
+        _fsync_dir(self.path.parent)
+        self._size = 0
 
     def events(self) -> Iterator[dict]:
-        if not self.path.exists():
-            return
-        with open(self.path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.endswith("\n"):
-                    yield json.loads(line)
+        """Every event of the log, oldest first, across rotated files."""
+        for path in chain_files(self.path):
+            with open(path, encoding="utf-8") as handle:
+                for line in handle:
+                    if line.endswith("\n"):
+                        try:
+                            yield json.loads(line)
+                        except ValueError:
+                            continue  # `verify` reports it; a reader skips it
 
     def query(
         self,
@@ -117,9 +241,10 @@ class AuditLog:
         resource: str | None = None,
         request_id: str | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 20,
     ) -> list[dict]:
-        """The newest `limit` events matching every filter given, oldest first."""
+        """The newest `limit` events matching every filter given, oldest first (0: all)."""
         found = []
         for record in self.events():
             if user and user not in (record.get("actor"), record.get("user")):
@@ -128,52 +253,128 @@ class AuditLog:
                 continue
             if request_id and record.get("request_id") != request_id:
                 continue
-            if since and (from_iso(record["ts"]) or since) < since:
-                continue
+            if since or until:
+                at = _event_time(record)
+                if at is None or (since and at < since) or (until and at > until):
+                    continue
             found.append(record)
         return found[-limit:] if limit else found
 
     def verify(self) -> VerifyResult:
-        return verify_file(self.path)
+        """Verify every file of this log, and that none of what this process wrote is gone."""
+        with self._lock:
+            result = verify_chain(chain_files(self.path))
+            if not result.ok or not self._loaded or not self._seq:
+                return result
+            if result.last_seq < self._seq:
+                return VerifyResult(
+                    False,
+                    result.lines,
+                    result.lines + 1,
+                    f"the log ends at event {result.last_seq}, but this bot has written up "
+                    f"to event {self._seq}: the last {self._seq - result.last_seq} line(s) "
+                    "were removed",
+                    str(self.path),
+                    result.files,
+                )
+            return result
+
+
+def _event_time(record: dict) -> datetime | None:
+    try:
+        return from_iso(record.get("ts"))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ChainResult(VerifyResult):
+    last_seq: int = 0
+    last_hash: str = ""
 
 
 def verify_file(path: str | os.PathLike) -> VerifyResult:
-    """Walk the chain; report the first line that is torn, unparsable or out of chain."""
+    """Verify one file on its own (a rotated file is anchored by its `continues`)."""
     path = Path(path)
     if not path.exists():
-        return VerifyResult(False, 0, 1, f"{path} does not exist")
-    prev_hash = None
+        return VerifyResult(False, 0, 1, f"{path} does not exist", str(path))
+    return verify_chain([path], lone=True)
+
+
+def verify_chain(paths: list[Path], lone: bool = False) -> ChainResult:
+    """Walk the chain through `paths` (oldest first); report the first line that is torn,
+    unparsable, out of sequence or out of chain.
+
+    Unless `lone`, the first file must start with a `seed`: a first file that
+    `continues` means older files are missing.
+    """
+    prev_hash: str | None = None
+    prev_seq = 0
     count = 0
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):
-                return VerifyResult(False, count, number, "torn line (no newline at the end)")
-            data = raw[:-1]
-            try:
-                record = json.loads(data)
-            except ValueError:
-                return VerifyResult(False, count, number, "not valid JSON")
-            if prev_hash is None:
-                if "seed" in record:
-                    expected = _digest(str(record["seed"]).encode())
-                else:
-                    expected = record.get("continues")  # first line of a rotated file
-                    if not expected:
-                        return VerifyResult(
-                            False, count, number, "first line has neither seed nor continues"
+    if not paths:
+        return ChainResult(False, 0, 1, "there is no audit log", "", 0)
+    name = ""
+
+    def broken(number: int, reason: str) -> ChainResult:
+        return ChainResult(False, count, number, reason, name, len(paths), prev_seq)
+
+    for index, path in enumerate(paths):
+        first_in_file = True
+        name = str(path)
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.endswith(b"\n"):
+                    return broken(number, "torn line (no newline at the end)")
+                data = raw[:-1]
+                try:
+                    record = json.loads(data)
+                    if not isinstance(record, dict):
+                        raise ValueError
+                except ValueError:
+                    return broken(number, "not a JSON audit event")
+                if prev_hash is None:
+                    if "seed" in record:
+                        expected = _digest(str(record["seed"]).encode())
+                    elif record.get("continues") and (lone or index > 0):
+                        expected = record["continues"]
+                    elif record.get("continues"):
+                        return broken(
+                            number,
+                            "this file continues an earlier audit file that is missing "
+                            f"(the chain starts at event {record.get('seq')})",
                         )
-            else:
-                expected = prev_hash
-            if record.get("prev") != expected:
-                return VerifyResult(
-                    False,
-                    count,
-                    number,
-                    "hash chain broken: this line does not follow the line before it "
-                    "(a line was changed, removed or inserted)",
-                )
-            prev_hash = _digest(data)
-            count += 1
+                    else:
+                        return broken(number, "first line has neither seed nor continues")
+                else:
+                    expected = prev_hash
+                    if first_in_file and record.get("continues") != prev_hash:
+                        return broken(
+                            number,
+                            f"this file does not continue {paths[index - 1].name}: a file "
+                            "between them is missing, or the end of that file was removed",
+                        )
+                seq = record.get("seq")
+                if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
+                    if seq > prev_seq + 1:
+                        gap = f"{seq - prev_seq - 1} event(s) missing before it"
+                    else:
+                        gap = "an event was inserted or repeated"
+                    return broken(
+                        number,
+                        f"hash chain broken: event {seq} follows event {prev_seq} ({gap})",
+                    )
+                if record.get("prev") != expected:
+                    return broken(
+                        number,
+                        "hash chain broken: this line does not follow the line before it "
+                        "(a line was changed, removed or inserted)",
+                    )
+                prev_hash = _digest(data)
+                prev_seq = seq if isinstance(seq, int) else prev_seq + 1
+                first_in_file = False
+                count += 1
+        if first_in_file and index < len(paths) - 1:
+            return ChainResult(False, count, 1, "a rotated audit file is empty", name, len(paths))
     if count == 0:
-        return VerifyResult(False, 0, 1, "the log is empty")
-    return VerifyResult(True, count)
+        return ChainResult(False, 0, 1, "the log is empty", str(paths[-1]), len(paths))
+    return ChainResult(True, count, files=len(paths), last_seq=prev_seq, last_hash=prev_hash)

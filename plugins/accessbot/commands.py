@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 from .domain import AccessError, DurationError, looks_like_duration, parse_duration
+from .messages import inert
 
 REQUEST_USAGE = "`!access request <resource> [duration] <reason>`, e.g. `!access request prod-db 30m fix INC-42`"
 _ID = re.compile(r"^[a-z0-9-]{1,40}$")
@@ -27,20 +28,21 @@ def parse_request_args(args: str) -> tuple[str, timedelta | None, str]:
             f"Tell me what you need: {REQUEST_USAGE}. See `!access resources`."
         )
     resource, rest = tokens[0], tokens[1:]
+    shown_resource = inert(resource, 60)  # echoed back: never a live mention
     duration = None
     if rest and looks_like_duration(rest[0]):
         duration = parse_duration(rest[0])
         rest = rest[1:]
     elif rest and _maybe_duration(rest[0]):
         raise DurationError(
-            f'"{rest[0][:20]}" is not a duration: write it like 30m, 2h, 1h30m or 1d, '
-            f"e.g. `!access request {resource} 30m <reason>`"
+            f'"{inert(rest[0], 20)}" is not a duration: write it like 30m, 2h, 1h30m or 1d, '
+            f"e.g. `!access request {shown_resource} 30m <reason>`"
         )
     reason = " ".join(rest)
     if not reason:
         shown = f" {args.split()[1]}" if duration is not None else ""
         raise CommandSyntaxError(
-            f"Say why you need it: `!access request {resource}{shown} <reason>`."
+            f"Say why you need it: `!access request {shown_resource}{shown} <reason>`."
         )
     return resource, duration, reason
 
@@ -71,7 +73,7 @@ def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
     request_id = tokens[0].strip("`").lower()
     if not _ID.match(request_id):
         raise CommandSyntaxError(
-            f"`{request_id[:40]}` is not a request id; ids look like `k3m9qx`. "
+            f"`{inert(request_id, 40)}` is not a request id; ids look like `k3m9qx`. "
             "Find them with `!access mine` or `!access list`."
         )
     return request_id, tokens[1] if len(tokens) > 1 else ""
@@ -91,7 +93,7 @@ def parse_audit_args(args: str) -> dict:
             continue
         key, sep, value = token.partition("=")
         if not sep or not value:
-            raise CommandSyntaxError(f"`{token[:40]}` is not a filter; use {AUDIT_USAGE}.")
+            raise CommandSyntaxError(f"`{inert(token, 40)}` is not a filter; use {AUDIT_USAGE}.")
         if key == "user":
             query["user"] = value
         elif key == "resource":
@@ -99,11 +101,16 @@ def parse_audit_args(args: str) -> dict:
         elif key in ("id", "request"):
             query["request_id"] = value.lower()
         elif key == "since":
-            query["since"] = parse_duration(value)
+            try:
+                query["since"] = parse_duration(value)
+            except DurationError:
+                raise DurationError(
+                    f'since: "{inert(value, 20)}" is not a duration; write it like since=2h or since=7d'
+                ) from None
         elif key == "limit":
             if not value.isdigit() or not 1 <= int(value) <= 500:
                 raise CommandSyntaxError("limit must be a number from 1 to 500, e.g. limit=50.")
             query["limit"] = int(value)
         else:
-            raise CommandSyntaxError(f"`{key[:20]}` is not a filter; use {AUDIT_USAGE}.")
+            raise CommandSyntaxError(f"`{inert(key, 20)}` is not a filter; use {AUDIT_USAGE}.")
     return query

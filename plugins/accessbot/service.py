@@ -23,6 +23,7 @@ from .domain import (
     Status,
     TransitionError,
     format_duration,
+    iso,
     new_id,
     normalize_handle,
 )
@@ -270,6 +271,9 @@ class AccessService:
                 actor.handle,
                 outcome="pending",
                 detail="; ".join(request.notes),
+                duration=format_duration(request.duration),
+                reason=request.reason,
+                extends=request.extends,
             )
             if decision is not None:
                 request.decided_by = "policy"
@@ -638,6 +642,54 @@ class AccessService:
         self._review_check_at = next_check
         return notices
 
+    def retry(self, actor: Actor, request_id: str) -> Outcome:
+        """Retry a failed revoke now instead of waiting for the next backoff step.
+
+        A failed grant is not retried: it is final (nothing was granted) and the
+        requester asks again, so that nobody gets access long after the approval.
+        """
+        if not actor.is_admin:
+            raise AccessError(
+                "Only bot admins (BOT_ADMINS) can retry a revoke; failed revokes are also "
+                "retried automatically."
+            )
+        with self.lock:
+            request = self._get(request_id)
+            if request.status is Status.GRANT_FAILED:
+                raise AccessError(
+                    f"The grant of {request.id} failed and that is final: nothing was granted. "
+                    f"{msg.who(request.requester)} can ask again with `!access request "
+                    f"{request.resource} {format_duration(request.duration)} <reason>`."
+                )
+            if request.status is not Status.REVOKE_FAILED:
+                raise AccessError(
+                    f"{request.id} has no failed revoke to retry "
+                    f"({msg.STATUS_WORDS[request.status]}); `!access retry` is for a revoke "
+                    f"that failed. See `!access show {request.id}`."
+                )
+            if not self._claim(request.id):
+                raise AccessError(f"{request.id} is being revoked right now.")
+            request.record(self.clock(), "retry_requested", actor.handle)
+            try:
+                self._commit(request, "revoke_retry", actor.handle, outcome="retrying")
+            except BaseException:
+                self._inflight.discard(request.id)
+                raise
+        notices = self._revoke(request, actor.handle)
+        request = self.store.get(request.id) or request
+        if request.holds_access:
+            reply = (
+                f"The retry of {request.id} failed again (attempt {request.revoke_attempts}): "
+                f"{msg.inert(request.last_error)}. Next automatic retry at "
+                f"{msg.when(request.next_retry_at)}."
+            )
+        else:
+            reply = (
+                f"Retried {request.id}: the revoke worked; {msg.who(request.requester)} no "
+                f"longer has {request.resource}."
+            )
+        return Outcome(reply, notices, request)
+
     # -- reading ----------------------------------------------------------------
 
     def show(self, actor: Actor, request_id: str) -> str:
@@ -921,13 +973,18 @@ class AccessService:
                 now = self.clock()
                 if error is None:
                     request.activate(started)  # the expiry the target was just told
-                    self._commit(
-                        request,
-                        "granted",
-                        "bot",
-                        outcome="active",
-                        detail=f"until {msg.when(request.expires_at)}; {note}",
-                    )
+                    try:
+                        self._commit(
+                            request,
+                            "granted",
+                            "bot",
+                            outcome="active",
+                            detail=f"until {msg.when(request.expires_at)}; {note}",
+                            expires_at=iso(request.expires_at),
+                        )
+                    except AccessError:
+                        self._take_back(request)
+                        raise
                 else:
                     request.last_error = error
                     request.move(Status.GRANT_FAILED, now, "bot", error)
@@ -971,6 +1028,23 @@ class AccessService:
                 "alert",
             ),
         ]
+
+    def _take_back(self, request: Request) -> None:
+        """The target granted but we could not record it: revoke at once, so that no
+        access exists that the bot does not know to revoke. The request stays approved
+        in the store, and the scheduler grants it again once writes work."""
+        try:
+            build_strategy(request.strategy, self.accounts).call(
+                "revoke", payload_for("revoke", request)
+            )
+        except (StrategyError, SettingsError) as exc:
+            log.critical(
+                "request %s: granted at the target but not recorded, and the revoke failed "
+                "too (%s); revoke grant %s by hand",
+                request.id,
+                exc,
+                request.grant_id,
+            )
 
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
         """Call the strategy to take access away; the caller has claimed the request's id."""
@@ -1165,7 +1239,9 @@ class AccessService:
 
     # -- helpers ------------------------------------------------------------------
 
-    def _commit(self, request: Request, event: str, actor: str, outcome: str, detail: str = ""):
+    def _commit(
+        self, request: Request, event: str, actor: str, outcome: str, detail: str = "", **extra
+    ):
         """One audit event, then one store write: never a change that is not audited."""
         self._audit(
             event,
@@ -1175,6 +1251,7 @@ class AccessService:
             resource=request.resource,
             outcome=outcome,
             detail=detail,
+            **extra,
         )
         try:
             self.store.save(request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +24,7 @@ class Settings:
     policy_dir: str = "policies"
     db_path: str = "data/access.json"
     audit_path: str = "data/audit.jsonl"
+    audit_max_bytes: int = 50 * 1024 * 1024
     tick_seconds: float = 1.0
     user_emails: Mapping[str, str] = field(default_factory=dict)
     user_github: Mapping[str, str] = field(default_factory=dict)  # handle -> GitHub login
@@ -73,10 +75,12 @@ class Settings:
             raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be seconds, e.g. 3 or 3s") from exc
         if pd_timeout <= 0:
             raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be more than 0")
+        max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
             audit_path=str(get("ACCESS_AUDIT_PATH", "data/audit.jsonl")),
+            audit_max_bytes=max_bytes,
             tick_seconds=tick,
             user_emails=emails,
             user_github=github,
@@ -105,3 +109,18 @@ def _handle_map(get, name: str, what: str, example: str) -> dict[str, str]:
             f'{name} must map chat handles to {what}, like {{"alice": "{example}"}}'
         )
     return {str(k).strip().lstrip("@").lower(): v.strip() for k, v in value.items()}
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmg]?)i?b?$", re.IGNORECASE)
+
+
+def parse_size(value) -> int:
+    """A byte count: `52428800`, `50MB`, `512k`; 0 turns rotation off."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(str(value).strip())
+    if not match:
+        raise SettingsError(
+            f"ACCESS_AUDIT_MAX_BYTES must be a size like 50MB, 512k or 52428800, not {value!r}"
+        )
+    return int(match.group(1)) * 1024 ** " kmg".index(match.group(2).lower() or " ")

@@ -1,0 +1,7 @@
+"""`python -m accessbot ...`: see accessbot.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,295 @@
+"""`python -m accessbot`: the command line for admins and auditors.
+
+    python -m accessbot audit verify [PATH]
+    python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
+    python -m accessbot report --since 30d --out report.html
+
+Paths default to the bot's own Settings (ACCESS_* environment variables, or the keys of
+an Errbot config file given with `--config config.py`). Exit codes: 0 ok, 1 the check
+failed or the data is bad, 2 usage.
+
+Adding a command: write a function that takes the subparsers object, adds one parser
+with `add_command` and gives it a `run(args, settings) -> int`; decorate it with
+`@subcommand`. `main` registers every decorated function in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import re
+import runpy
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+from .audit import chain_files, verify_chain, verify_file
+from .domain import DurationError, format_duration, from_iso, parse_duration
+from .settings import Settings, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Register = Callable[[argparse._SubParsersAction], None]
+SUBCOMMANDS: list[Register] = []
+
+
+class CliError(Exception):
+    """A failure to report on stderr; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def subcommand(register: Register) -> Register:
+    SUBCOMMANDS.append(register)
+    return register
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="CONFIG.PY",
+        default=argparse.SUPPRESS,  # so it may also come before the command
+        help="an Errbot config file to read the ACCESS_* settings from",
+    )
+    return common
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    run: Callable[[argparse.Namespace, Settings], int],
+    **kwargs,
+) -> argparse.ArgumentParser:
+    """One command: its parser knows `--config`, and `run` is what `main` calls."""
+    parser = subparsers.add_parser(name, help=help, description=help, parents=[_common()], **kwargs)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m accessbot",
+        description="Audit, export and report for the just-in-time access bot.",
+        parents=[_common()],
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in SUBCOMMANDS:
+        register(commands)
+    return parser
+
+
+def load_settings(config: str | None) -> Settings:
+    if not config:
+        return Settings.load()
+    path = Path(config)
+    if not path.is_file():
+        raise CliError(f"--config {config}: no such file", EXIT_USAGE)
+    try:
+        values = runpy.run_path(str(path))
+    except Exception as exc:  # noqa: BLE001 - a broken config is the user's to fix
+        raise CliError(f"--config {config} did not load: {type(exc).__name__}: {exc}") from exc
+    return Settings.load(SimpleNamespace(**values))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        return args.run(args, settings)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except BrokenPipeError:  # `... | head`
+        return EXIT_OK
+
+
+# -- shared argument types -------------------------------------------------------------
+
+
+def since_type(text: str) -> datetime:
+    """`30d`, `12h` (ago), or a date/time `2026-11-01` / `2026-11-01T09:00Z` (UTC)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except DurationError:
+        pass
+    try:
+        moment = from_iso(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration like 30d or 12h nor a date like 2026-11-01"
+        )
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def moment_type(text: str) -> datetime:
+    try:
+        moment = from_iso(text)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01T09:00Z")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _audit_files(path: str | None, settings: Settings) -> tuple[list[Path], bool]:
+    """The files of the log at `path` (a log file or a directory holding one), oldest
+    first, and whether that is a lone rotated file to check on its own."""
+    default = Path(settings.audit_path)
+    target = Path(path) if path else default
+    if target.is_dir():
+        target = target / default.name
+    files = chain_files(target)
+    if not files:
+        raise CliError(f"there is no audit log at {target}")
+    lone = len(files) == 1 and bool(re.search(r"\.\d+$", target.name))
+    return files, lone
+
+
+# -- audit verify / audit export -----------------------------------------------------
+
+
+@subcommand
+def register_audit(commands: argparse._SubParsersAction) -> None:
+    audit = commands.add_parser("audit", help="verify or export the audit log", parents=[_common()])
+    actions = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    verify = add_command(
+        actions,
+        "verify",
+        "check the hash chain of the audit log, across its rotated files",
+        run_verify,
+    )
+    verify.add_argument(
+        "path",
+        nargs="?",
+        help="the log file or its directory (default: ACCESS_AUDIT_PATH); a rotated "
+        "file like audit.jsonl.3 is checked on its own",
+    )
+
+    export = add_command(
+        actions, "export", "write audit events as CSV or JSON lines for auditors", run_export
+    )
+    export.add_argument("--since", type=since_type, help="30d, 12h or a date (default: all)")
+    export.add_argument("--until", type=moment_type, help="a date/time (default: now)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--resource", help="only this resource")
+    export.add_argument("--user", help="only events by or about this user")
+    export.add_argument("--out", help="write here instead of to standard output")
+    export.add_argument("--log", help="the audit log (default: ACCESS_AUDIT_PATH)")
+
+
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    files, lone = _audit_files(args.path, settings)
+    result = verify_file(files[0]) if lone else verify_chain(files)
+    print(result)
+    if len(files) > 1:
+        print("files checked, oldest first: " + ", ".join(str(f) for f in files))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+CSV_COLUMNS = (
+    "seq",
+    "ts",
+    "event",
+    "request_id",
+    "actor",
+    "user",
+    "resource",
+    "outcome",
+    "duration",
+    "expires_at",
+    "reason",
+    "detail",
+    "prev",
+)
+
+
+def _cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: no formula injection from a reason."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .audit import AuditLog
+
+    files, _ = _audit_files(args.log, settings)
+    verdict = verify_chain(files)
+    log = AuditLog(files[-1], clock=lambda: datetime.now(UTC), max_bytes=None)
+    records = log.query(
+        user=args.user.lstrip("@").lower() if args.user else None,
+        resource=args.resource,
+        since=args.since,
+        until=args.until,
+        limit=0,
+    )
+    with contextlib.ExitStack() as stack:
+        out = (
+            stack.enter_context(open(args.out, "w", newline="", encoding="utf-8"))
+            if args.out
+            else sys.stdout
+        )
+        if args.format == "jsonl":
+            for record in records:
+                out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.writer(out)
+            writer.writerow(CSV_COLUMNS)
+            for record in records:
+                writer.writerow([_cell(record.get(c)) for c in CSV_COLUMNS])
+    print(f"exported {len(records)} events; {verdict}", file=sys.stderr)
+    return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+@subcommand
+def register_report(commands: argparse._SubParsersAction) -> None:
+    report = add_command(
+        commands,
+        "report",
+        "write a self-contained HTML report: who had what access when, counts, verify result",
+        run_report,
+    )
+    report.add_argument(
+        "--since", type=since_type, default="30d", help="30d (default), 12h or a date"
+    )
+    report.add_argument("--until", type=moment_type, help="the report's end (default: now)")
+    report.add_argument("--out", default="report.html", help="default: report.html")
+    report.add_argument("--log", help="the audit log (default: ACCESS_AUDIT_PATH)")
+
+
+def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    from .audit import AuditLog
+    from .report import render_html, summarize
+
+    files, _ = _audit_files(args.log, settings)
+    verdict = verify_chain(files)
+    until = args.until or datetime.now(UTC)
+    since = args.since if isinstance(args.since, datetime) else since_type(args.since)
+    if since >= until:
+        raise CliError("--since must be before --until", EXIT_USAGE)
+    log = AuditLog(files[-1], clock=lambda: until, max_bytes=None)
+    summary = summarize(log.events(), since, until, verdict)
+    page = render_html(summary, log_files=[str(f) for f in files], generated=datetime.now(UTC))
+    Path(args.out).write_text(page, encoding="utf-8")
+    print(
+        f"wrote {args.out}: {format_duration(until - since)} from {since:%Y-%m-%d %H:%M} UTC, "
+        f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
+    )
+    return EXIT_OK if verdict.ok else EXIT_FAILED

@@ -1,0 +1,111 @@
+"""Small builders for tests that drive the service directly (no chat): a real store, a
+real audit log and real policies in tmp_path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from accessbot.audit import AuditLog
+from accessbot.service import AccessService, Actor
+from accessbot.store import TinyDBStore
+from tests.conftest import policy_file
+
+ADMIN = Actor("admin", is_admin=True)
+
+
+def person(handle: str) -> Actor:
+    return Actor(handle, address=f"@{handle}")
+
+
+def two_resource_policy(url: str) -> str:
+    """prod-db (a person approves) and prod-shell (the user `oncall` breaks glass)."""
+    strategy = {"type": "webhook", "url": url, "secret_env": "TEST_HOOK_SECRET"}
+    return f"""
+        RESOURCES = {{
+            "prod-db": {{
+                "description": "Production PostgreSQL",
+                "max_duration": "4h",
+                "approvers": ["@alice", "@bob"],
+                "channel": "#access-approvals",
+                "strategy": {strategy!r},
+            }},
+            "prod-shell": {{
+                "description": "Root shell on production",
+                "max_duration": "2h",
+                "approvers": ["@alice", "@bob"],
+                "channel": "#access-approvals",
+                "strategy": {strategy!r},
+            }},
+        }}
+
+        def on_request(request, ctx):
+            if request.requester == "oncall":
+                return ctx.approve("break-glass: requester is on call")
+            if "forbidden" in request.reason:
+                return ctx.deny("no reason to touch that")
+            return None
+        """
+
+
+def build_service(
+    tmp_path: Path, clock, url: str, audit_max_bytes: int | None = None
+) -> AccessService:
+    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
+    data = tmp_path / "data"
+    return AccessService(
+        store=TinyDBStore(data / "access.json"),
+        audit=AuditLog(data / "audit.jsonl", clock, audit_max_bytes),
+        policy_dir=tmp_path / "policies",
+        clock=clock,
+        pending_timeout=timedelta(hours=1),
+    )
+
+
+def month_of_activity(service: AccessService, clock, webhook) -> dict:
+    """About a month of realistic traffic; returns the ids of the interesting requests."""
+    ids: dict[str, str] = {}
+    users = ["carol", "dave", "erin", "frank"]
+    for day in range(28):
+        user = users[day % len(users)]
+        resource = "prod-db" if day % 3 else "prod-shell"
+        rid = service.request(
+            person(user), resource, timedelta(hours=2), f"INC-{100 + day}"
+        ).request.id
+        if day % 7 == 5:
+            service.deny(person("bob"), rid, "use the read replica")
+            ids.setdefault("denied", rid)
+        else:
+            service.approve(person("alice" if day % 2 else "bob"), rid)
+            clock.advance(minutes=40)
+            if day % 5 == 0:
+                service.revoke(person(user), rid)
+                ids.setdefault("revoked", rid)
+        clock.advance(hours=1, minutes=20)  # the 2h grant ends now
+        service.tick()
+        clock.advance(hours=3, minutes=40)
+        if day in (9, 20):
+            glass = service.request(
+                person("oncall"), "prod-shell", timedelta(hours=1), "pager: db down"
+            )
+            ids[f"glass{day}"] = glass.request.id
+            clock.advance(hours=2)
+            service.tick()
+        clock.advance(hours=17)
+    service.ack(person("alice"), ids["glass9"], "checked the incident")
+    ids["failing"] = service.request(
+        person("carol"), "prod-db", timedelta(hours=1), '=HYPERLINK("http://x") <!channel> *bold*'
+    ).request.id
+    service.approve(person("bob"), ids["failing"])
+    webhook.set_status(500)
+    clock.advance(hours=1, minutes=1)
+    service.tick()
+    ids["holding"] = service.request(
+        person("dave"), "prod-db", timedelta(hours=4), "migration"
+    ).request.id
+    webhook.set_status(200)
+    service.approve(person("alice"), ids["holding"])
+    service.cancel(
+        person("erin"), service.request(person("erin"), "prod-db", None, "oops").request.id
+    )
+    return ids

@@ -1,0 +1,189 @@
+"""`python -m accessbot audit verify|export` and `report`, run as a real subprocess."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.builders import build_service, month_of_activity
+from tests.conftest import PLUGINS, FakeClock
+from tests.fakes import WebhookTarget
+
+
+def accessbot(*args, cwd, env=None):
+    """Run the CLI as an operator would; returns (exit code, stdout, stderr)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACCESS_")}
+    environ["PYTHONPATH"] = str(PLUGINS)
+    environ.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "accessbot", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    """A month of traffic ending yesterday, in <dir>/data/audit.jsonl (one file)."""
+    os.environ["TEST_HOOK_SECRET"] = "s3cret"
+    root = tmp_path_factory.mktemp("month")
+    target = WebhookTarget(secret="s3cret")
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=31))
+    ids = month_of_activity(build_service(root, clock, target.url), clock, target)
+    target.close()
+    return root, ids
+
+
+@pytest.fixture
+def log_copy(month, tmp_path):
+    root, _ = month
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "audit.jsonl").write_bytes((root / "data" / "audit.jsonl").read_bytes())
+    return tmp_path / "data" / "audit.jsonl"
+
+
+def test_verify_passes_on_an_intact_log_from_the_configured_path(log_copy, tmp_path):
+    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)  # default data/audit.jsonl
+    assert code == 0
+    assert out.startswith("audit log intact: ") and "hash chain verified" in out
+
+
+def test_verify_names_the_first_changed_line_and_exits_1(log_copy, tmp_path):
+    lines = log_copy.read_text().splitlines(keepends=True)
+    lines[9] = lines[9].replace('"actor":"', '"actor":"x', 1)
+    log_copy.write_text("".join(lines))
+    code, out, _ = accessbot("audit", "verify", str(log_copy), cwd=tmp_path)
+    assert code == 1
+    assert f"audit log BROKEN at {log_copy} line 11: hash chain broken" in out
+
+
+def test_verify_names_a_deleted_line_as_missing(log_copy, tmp_path):
+    lines = log_copy.read_text().splitlines(keepends=True)
+    del lines[20]
+    log_copy.write_text("".join(lines))
+    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    assert code == 1 and "line 21" in out and "event 22 follows event 20" in out
+
+
+def test_verify_reads_the_path_from_the_environment_or_a_config_file(log_copy, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"ACCESS_AUDIT_PATH": str(log_copy)}
+    assert accessbot("audit", "verify", cwd=elsewhere, env=env)[0] == 0
+    config = tmp_path / "config.py"
+    config.write_text(f"ACCESS_AUDIT_PATH = {str(log_copy)!r}\n")
+    assert accessbot("--config", str(config), "audit", "verify", cwd=elsewhere)[0] == 0
+    assert accessbot("audit", "verify", "--config", str(config), cwd=elsewhere)[0] == 0
+
+
+def test_verify_checks_a_whole_rotated_set_given_its_directory(tmp_path):
+    os.environ["TEST_HOOK_SECRET"] = "s3cret"
+    target = WebhookTarget(secret="s3cret")
+    clock = FakeClock()
+    month_of_activity(build_service(tmp_path, clock, target.url, 4096), clock, target)
+    target.close()
+    data = tmp_path / "data"
+    rotated = sorted(data.glob("audit.jsonl.*"))
+    assert len(rotated) >= 5
+
+    code, out, _ = accessbot("audit", "verify", str(data), cwd=tmp_path)
+    assert code == 0 and f"in {len(rotated) + 1} files" in out
+    code, out, _ = accessbot("audit", "verify", str(data / "audit.jsonl.3"), cwd=tmp_path)
+    assert code == 0  # one rotated file, checked on its own
+
+    (data / "audit.jsonl.3").unlink()
+    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    assert code == 1 and "audit.jsonl.4 line 1" in out and "does not continue audit.jsonl.2" in out
+
+
+def test_verify_of_a_missing_log_fails_and_bad_usage_exits_2(tmp_path):
+    code, _, err = accessbot("audit", "verify", "nowhere.jsonl", cwd=tmp_path)
+    assert code == 1 and "there is no audit log at nowhere.jsonl" in err
+    assert accessbot("audit", cwd=tmp_path)[0] == 2
+    assert accessbot("audit", "verify", "--bogus", cwd=tmp_path)[0] == 2
+    code, _, err = accessbot("audit", "export", "--since", "last week", cwd=tmp_path)
+    assert code == 2 and "neither a duration like 30d" in err
+    code, _, err = accessbot("--config", "missing.py", "audit", "verify", cwd=tmp_path)
+    assert code == 2 and "no such file" in err
+
+
+def test_export_writes_csv_an_auditor_can_open_safely(log_copy, tmp_path, month):
+    _, ids = month
+    code, out, err = accessbot("audit", "export", "--since", "40d", "--format", "csv", cwd=tmp_path)
+    assert code == 0 and "hash chain verified" in err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == len(log_copy.read_text().splitlines())
+    assert list(rows[0])[:4] == ["seq", "ts", "event", "request_id"]
+    failing = next(
+        r for r in rows if r["request_id"] == ids["failing"] and r["event"] == "requested"
+    )
+    assert failing["reason"] == """'=HYPERLINK("http://x") <!channel> *bold*"""
+    assert {r["event"] for r in rows} >= {"requested", "approved", "granted", "expired", "denied"}
+
+
+def test_export_filters_by_resource_user_and_time(log_copy, tmp_path):
+    code, out, _ = accessbot(
+        "audit",
+        "export",
+        "--format",
+        "jsonl",
+        "--resource",
+        "prod-shell",
+        "--user",
+        "@oncall",
+        cwd=tmp_path,
+    )
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and records
+    assert {r["resource"] for r in records} == {"prod-shell"}
+    assert all("oncall" in (r.get("user"), r.get("actor")) for r in records)
+    assert all(r["prev"] for r in records)
+
+    _, recent, _ = accessbot("audit", "export", "--since", "7d", "--format", "jsonl", cwd=tmp_path)
+    since = datetime.now(UTC) - timedelta(days=7)
+    recent = [json.loads(line) for line in recent.splitlines()]
+    assert 0 < len(recent) < len(log_copy.read_text().splitlines())
+    assert all(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) >= since for r in recent)
+
+
+def test_export_of_a_tampered_log_still_writes_but_exits_1(log_copy, tmp_path):
+    lines = log_copy.read_text().splitlines(keepends=True)
+    log_copy.write_text("".join(lines[:5] + lines[6:]))
+    out_file = tmp_path / "events.csv"
+    code, _, err = accessbot("audit", "export", "--out", str(out_file), cwd=tmp_path)
+    assert code == 1 and "BROKEN at" in err
+    assert len(out_file.read_text().splitlines()) == len(lines)  # header + the rest
+
+
+def test_report_is_one_html_page_with_the_chart_counts_and_verify_result(log_copy, tmp_path, month):
+    _, ids = month
+    code, out, _ = accessbot("report", "--since", "35d", "--out", "report.html", cwd=tmp_path)
+    assert code == 0 and out.startswith("wrote report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!doctype html>")
+    assert "<img alt='Timeline of grants per resource' src='data:image/png;base64,iVBOR" in page
+    assert "hash chain verified" in page and "banner ok" in page
+    for label in ("Requests", "Approved by a person", "Denied", "Break-glass uses"):
+        assert f"{label}</div>" in page
+    assert "<b>2</b>Break-glass uses" in page
+    assert "<b>1</b>Unreviewed break-glass grants" in page  # glass9 was reviewed, glass20 not
+    assert f"!access ack {ids['glass20']}" in page and "reviewed by @alice" in page
+    assert "<!channel>" not in page and "&lt;" in page  # reasons are shown, inert
+    assert "src='http" not in page and "<script" not in page  # self-contained
+
+
+def test_report_of_a_broken_log_says_so_in_red_and_exits_1(log_copy, tmp_path):
+    lines = log_copy.read_text().splitlines(keepends=True)
+    log_copy.write_text("".join(lines[:3] + lines[4:]))
+    code, _, _ = accessbot("report", "--out", "r.html", cwd=tmp_path)
+    page = (tmp_path / "r.html").read_text()
+    assert code == 1 and "banner bad" in page and "BROKEN at" in page
