@@ -1,6 +1,7 @@
 """The core flow through the real plugin on errbot's TestBot, as several people."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,14 @@ def test_an_unexpected_error_never_shows_a_trace(chat, policy_dir):
     reply = chat.reply("carol", "!access request odd 10m test")
     assert "Request" in reply and "Traceback" not in reply
     assert any("on_request returned 42" in t for t in chat.to("#access-approvals"))
+
+
+def test_a_bot_configured_without_paths_keeps_its_files_in_its_own_data_dir(
+    bot_factory, policy_dir, webhook
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_DB_PATH=None, ACCESS_AUDIT_PATH=None)
+    ask(chat)
+    data_dir = chat.backend.bot_config.BOT_DATA_DIR
+    assert (Path(data_dir) / "access.json").exists()
+    assert (Path(data_dir) / "audit.jsonl").exists()

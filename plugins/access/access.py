@@ -61,7 +61,9 @@ class Access(BotPlugin):
 
     def activate(self):
         super().activate()
-        self.settings = Settings.load(self.bot_config)
+        self.settings = Settings.load(
+            self.bot_config, data_dir=getattr(self.bot_config, "BOT_DATA_DIR", None)
+        )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.scheduler = None

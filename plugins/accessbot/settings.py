@@ -37,13 +37,25 @@ class Settings:
     approval_reminder: timedelta = timedelta(minutes=15)
 
     @classmethod
-    def load(cls, config: Any = None, environ: Mapping[str, str] | None = None) -> Settings:
+    def load(
+        cls,
+        config: Any = None,
+        environ: Mapping[str, str] | None = None,
+        data_dir: str | None = None,
+    ) -> Settings:
+        """Read every ACCESS_* key: the environment wins over the config.
+
+        `data_dir` is where the DB and audit log go when neither names a path: the bot
+        passes errbot's BOT_DATA_DIR, so a bot started without the keys (a throwaway
+        TestBot, say) never shares files with another; the shipped config.py sets them.
+        """
         environ = os.environ if environ is None else environ
 
         def get(name: str, default):
             if name in environ and environ[name] != "":
                 return environ[name]
-            return getattr(config, name, default) if config is not None else default
+            value = getattr(config, name, None) if config is not None else None
+            return default if value is None else value  # None in the config means "unset"
 
         emails = _handle_map(get, "ACCESS_USER_EMAILS", "e-mails", "alice@example.com")
         github = _handle_map(get, "ACCESS_USER_GITHUB", "GitHub logins", "alice-gh")
@@ -78,8 +90,10 @@ class Settings:
         max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
-            db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
-            audit_path=str(get("ACCESS_AUDIT_PATH", "data/audit.jsonl")),
+            db_path=str(get("ACCESS_DB_PATH", os.path.join(data_dir or "data", "access.json"))),
+            audit_path=str(
+                get("ACCESS_AUDIT_PATH", os.path.join(data_dir or "data", "audit.jsonl"))
+            ),
             audit_max_bytes=max_bytes,
             tick_seconds=tick,
             user_emails=emails,
