@@ -24,6 +24,11 @@ TEAM = "T0ACME"
 BOT_USER = "UBOT"
 
 
+def form(values: dict) -> dict:
+    """parse_qs gives lists; Slack's form fields are single values."""
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -62,21 +67,18 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                self._handle(parse_qs(urlparse(self.path).query))
+                self._handle(form(parse_qs(urlparse(self.path).query)))
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
                 if "json" in self.headers.get("Content-Type", ""):
                     args = json.loads(body or b"{}")
                 else:
-                    args = parse_qs(body.decode())
-                    args.update(parse_qs(urlparse(self.path).query))
+                    args = form(parse_qs(body.decode()))
+                    args.update(form(parse_qs(urlparse(self.path).query)))
                 self._handle(args)
 
             def _handle(self, args):
-                args = {
-                    k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in args.items()
-                }
                 method = urlparse(self.path).path.rsplit("/", 1)[-1]
                 with fake.lock:
                     fake.calls.append(method)
@@ -156,6 +158,7 @@ class FakeSlack:
                     "channel": args.get("channel"),
                     "user": args.get("user"),
                     "text": args.get("text", ""),
+                    "blocks": validated_blocks(args["blocks"]) if args.get("blocks") else [],
                 }
             )
             return {"ok": True, "message_ts": "1700000000.999999"}

@@ -182,6 +182,7 @@ class Request:
     policy_file: str = ""
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
+    card_ref: dict | None = None  # where the chat backend posted the card, to update it later
 
     @property
     def grant_id(self) -> str:
@@ -287,6 +288,7 @@ class Request:
             notes=list(self.notes),
             approvers=list(self.approvers),
             strategy=dict(self.strategy),
+            card_ref=dict(self.card_ref) if self.card_ref else None,
         )
 
 
