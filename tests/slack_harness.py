@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from tempfile import mkdtemp
 
+import errbot.core_plugins
 import requests
 from errbot.backends.test import ShallowConfig
 from errbot.bootstrap import setup_bot
@@ -51,6 +52,7 @@ class SlackBot:
         config.BOT_EXTRA_PLUGIN_DIR = str(ROOT / "plugins")
         config.BOT_EXTRA_BACKEND_DIR = str(ROOT / "tests" / "slack_backend")
         config.BOT_PREFIX = "!"
+        config.BOT_ADMINS_NOTIFICATIONS = ()
         config.FAKE_SLACK_URL = fake.base_url
         config.BOT_IDENTITY = {
             "token": "xoxb-test",
@@ -84,6 +86,11 @@ class SlackBot:
         if plugin is None or not plugin.is_activated:
             return False
         if self.mode == "http":
+            # errbot routes a plugin's webhooks just after its activate(); Flask refuses new
+            # routes once it has served a request, so probe only when ours is there.
+            rules = {r.rule for r in errbot.core_plugins.flask_app.url_map.iter_rules()}
+            if "/slack/interactive" not in rules:
+                return False
             try:
                 requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
             except requests.ConnectionError:

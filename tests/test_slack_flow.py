@@ -101,8 +101,12 @@ def test_approve_click_grants_updates_the_card_and_tells_everyone(start_bot, fak
 
     clock.advance(minutes=30, seconds=1)
     fake.wait(lambda: "*expired*" in shown(current(fake, card)), "the card showing the expiry")
-    thread = fake.posted(CHANNEL, thread_ts=card["ts"])
-    assert any("expired and was revoked" in m["text"] for m in thread)
+    fake.wait(
+        lambda: any(
+            "expired and was revoked" in m["text"] for m in fake.posted(CHANNEL, card["ts"])
+        ),
+        "the expiry in the card's thread",
+    )
     fake.wait(lambda: any("has expired" in t for t in fake.dms("UCAROL")), "carol's expiry DM")
 
 
