@@ -116,7 +116,10 @@ class FakeSlack:
             if user not in self.users:
                 return {"ok": False, "error": "user_not_found"}
             name, email = self.users[user]
-            profile = {"display_name": name.title(), "real_name": name.title(), "email": email}
+            # A display name unlike the handle, as in real workspaces: `@bob` in a policy
+            # is the user's `name`, never "Bob B.".
+            shown = f"{name.title()} {name[0].upper()}."
+            profile = {"display_name": shown, "real_name": shown, "email": email}
             return {
                 "ok": True,
                 "user": {"id": user, "name": name, "team_id": TEAM, "profile": profile},

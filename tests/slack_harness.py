@@ -8,12 +8,15 @@ Slack's websocket would; in HTTP mode it POSTs signed requests to errbot's own w
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib
 import itertools
 import json
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 from tempfile import mkdtemp
 
@@ -122,7 +125,7 @@ class SlackBot:
             self.enqueue("events_api", envelope)
         else:
             body = json.dumps(envelope).encode()
-            headers = self._sign_raw(body)
+            headers = self.sign_raw(body)
             response = requests.post(
                 self.url("/slack/events"), data=body, headers=headers, timeout=10
             )
@@ -158,11 +161,7 @@ class SlackBot:
         return f"http://127.0.0.1:{self.port}{path}"
 
     @staticmethod
-    def _sign_raw(body: bytes) -> dict:
-        import hashlib
-        import hmac
-        import time
-
+    def sign_raw(body: bytes) -> dict:
         timestamp = str(int(time.time()))
         digest = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
         return {

@@ -7,11 +7,12 @@ import re
 import time
 
 import pytest
+import requests
 
 from accessbot.integrations import slack
 from tests.conftest import policy_file, webhook_policy
-from tests.slack_fakes import FakeSlack, click_payload, submission_payload
-from tests.slack_harness import SlackBot
+from tests.slack_fakes import FakeSlack, click_payload, signed, submission_payload
+from tests.slack_harness import SECRET, SlackBot
 
 CHANNEL = "CAPPROVALS"
 USERS = {
@@ -200,11 +201,7 @@ def test_socket_mode_clicks_are_acknowledged(start_bot, fake):
 def test_a_forged_click_is_refused_with_401(start_bot, fake, webhook):
     bot = start_bot("http")
     rid, card = request_card(bot, fake)
-    from tests.slack_fakes import signed
-
     body, headers = signed(click_payload(slack.APPROVE, rid, "UBOB", card), "not-the-secret")
-    import requests
-
     response = requests.post(bot.url("/slack/interactive"), data=body, headers=headers, timeout=10)
 
     assert response.status_code == 401
@@ -219,15 +216,21 @@ def test_a_stale_or_replayed_click_is_refused_with_401(start_bot, fake, webhook)
     stale = bot.interact(payload, timestamp=int(time.time()) - 600)
     assert stale.status_code == 401
 
-    import requests
-
-    from tests.slack_fakes import signed
-
-    body, headers = signed(payload, "test-signing-secret")
+    body, headers = signed(payload, SECRET)
     first = requests.post(bot.url("/slack/interactive"), data=body, headers=headers, timeout=10)
     replay = requests.post(bot.url("/slack/interactive"), data=body, headers=headers, timeout=10)
     assert (first.status_code, replay.status_code) == (200, 401)
     fake.wait(lambda: webhook.actions() == [("grant", rid)], "the one grant")
+
+
+def test_a_signed_click_that_is_not_a_slack_payload_is_refused_with_400(start_bot, fake):
+    bot = start_bot("http")
+    body = b"text=hello"
+    headers = {**bot.sign_raw(body), "Content-Type": "application/x-www-form-urlencoded"}
+
+    response = requests.post(bot.url("/slack/interactive"), data=body, headers=headers, timeout=10)
+
+    assert response.status_code == 400
 
 
 # -- the request form -------------------------------------------------------------------------

@@ -35,6 +35,11 @@ class RecordingSocketModeClient(socket_mode.SocketModeClient):
         with self.acks_lock:
             self.acks.append(json.loads(message))
 
+    def close(self) -> None:
+        self.closed = True
+        self.message_queue.put(None)  # wake the processor, which waits 1 s for a message
+        super().close()
+
     def connect(self) -> None:
         self.enqueue_message(json.dumps({"type": "hello"}))  # what Slack says first
 
