@@ -268,3 +268,9 @@ def test_the_app_manifest_grants_what_the_bot_calls_need():
     needed_events = {"message.channels", "message.im"}
     assert needed_scopes | needed_events <= listed
     assert re.search(r"interactivity:\n\s+is_enabled: true", manifest)
+
+
+def test_a_policy_channel_may_be_a_name_or_a_slack_channel_link():
+    assert slack.channel_of("#access-approvals") == "#access-approvals"
+    assert slack.channel_of("<#C0123ABC|access-approvals>") == "C0123ABC"
+    assert slack.channel_of("<#G0PRIVATE>") == "G0PRIVATE"

@@ -165,6 +165,20 @@ def test_a_double_click_grants_once(start_bot, fake, webhook):
     assert webhook.actions() == [("grant", rid)]
 
 
+def test_with_two_approvals_needed_the_card_counts_and_keeps_its_buttons(start_bot, fake, webhook):
+    bot = start_bot("socket", approvals_required=2)
+    rid, card = request_card(bot, fake)
+
+    bot.interact(click_payload(slack.APPROVE, rid, "UBOB", card))
+    fake.wait(lambda: "1 of 2 approvals so far (@bob)" in shown(current(fake, card)), "the count")
+    assert has_buttons(current(fake, card)) and webhook.actions() == []
+
+    bot.interact(click_payload(slack.APPROVE, rid, "UALICE", card))
+    fake.wait(lambda: "*Approved* by @bob, @alice" in shown(current(fake, card)), "the approval")
+    assert not has_buttons(current(fake, card))
+    fake.wait(lambda: webhook.actions() == [("grant", rid)], "the grant")
+
+
 @pytest.mark.parametrize("listed_as", ["@bob", "UBOB", "bob@acme.com"])
 def test_an_approver_listed_by_handle_id_or_email_can_click(start_bot, fake, webhook, listed_as):
     bot = start_bot("socket", approvers=[listed_as])

@@ -225,7 +225,10 @@ class Access(BotPlugin):
     def actor(self, frm) -> Actor:
         user_id = getattr(frm, "userid", None)
         if self.slack is not None and user_id:
-            return self.slack.actor(user_id)  # the same Actor a button click gets
+            try:
+                return self.slack.actor(user_id)  # the same Actor a button click gets
+            except Exception:  # noqa: BLE001 - users.info failed: the backend's view of them
+                log.warning("users.info failed for %s; using the backend's profile", user_id)
         person = frm.person if isinstance(frm, RoomOccupant) else frm
         raw = getattr(person, "person", person)
         if isinstance(raw, Person):  # the Text backend nests a person inside an occupant

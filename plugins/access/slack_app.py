@@ -10,6 +10,7 @@ take longer, so clicks are acknowledged at once and decided on a small worker po
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -48,6 +49,8 @@ class SlackApp:
         self.tell = tell
         self.verifier = slack.RequestVerifier(signing_secret) if signing_secret else None
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="access-slack")
+        self._cards_lock = threading.Lock()
+        self._card_versions: dict[str, int] = {}  # request id -> history length shown
 
     def close(self) -> None:
         """Finish the clicks under way; called from the plugin's deactivate()."""
@@ -64,28 +67,37 @@ class SlackApp:
         if request is None or notice.audience != "channel":
             return False
         ref = slack.CardRef.from_dict(request.card_ref)
-        if notice.kind == "card":
-            if ref is None:
-                ref = self.cards.post_card(notice.to, request)
+        if notice.kind == "card" and ref is None:
+            ref = self.cards.post_card(slack.channel_of(notice.to), request)
+            try:
                 self.service.remember_card(request.id, ref.to_dict())
-            else:
-                self.cards.update_card(ref, request)  # e.g. 1 of 2 approvals
+            except Exception:  # noqa: BLE001 - the card is up; later events go to the channel
+                log.exception("posted the card of %s but could not remember where", request.id)
             return True
         if ref is None:
             return False  # no card to hang it on (break-glass): a plain channel message
-        self.cards.update_card(ref, request)
-        self.cards.reply_in_thread(ref, notice.text, broadcast=notice.kind == "alert")
+        self._update(ref, request)
+        if notice.kind != "card":  # a card notice on a posted card is progress (1 of 2)
+            self.cards.reply_in_thread(ref, notice.text, broadcast=notice.kind == "alert")
         return True
+
+    def _update(self, ref: slack.CardRef, request) -> None:
+        """chat.update, unless a newer state of this request is already on the card.
+
+        Notices for one request can be delivered from two threads (a click's worker and
+        the scheduler); the longer history is the newer state.
+        """
+        with self._cards_lock:
+            if len(request.history) < self._card_versions.get(request.id, 0):
+                return
+            if len(self._card_versions) > 10000:
+                self._card_versions.clear()
+            self._card_versions[request.id] = len(request.history)
+            self.cards.update_card(ref, request)
 
     def offer_request_form(self, user_id: str, channel_id: str) -> None:
         """Slack opens a modal only in answer to a click, so first offer a button."""
-        text = "Request access with a form"
-        if channel_id.startswith("D"):
-            self.cards.client.chat_postMessage(
-                channel=channel_id, text=text, blocks=slack.request_form_button()
-            )
-        else:
-            self.cards.ephemeral(channel_id, user_id, text, slack.request_form_button())
+        self.cards.offer_request_form(channel_id, user_id)
 
     # -- interactions in --------------------------------------------------------------
 

@@ -538,6 +538,12 @@ class SlackDirectory:
 # -- posting --------------------------------------------------------------------------------
 
 
+def channel_of(destination: str) -> str:
+    """A policy's channel as chat.postMessage takes it: `#name`, or the id in `<#C123|name>`."""
+    match = re.fullmatch(r"<#([CG][A-Z0-9]+)(?:\|[^>]*)?>", destination.strip())
+    return match.group(1) if match else destination.strip()
+
+
 @dataclass(frozen=True)
 class CardRef:
     """Where a posted card is: enough to `chat.update` it and reply in its thread."""
@@ -587,6 +593,14 @@ class SlackCards:
         self.client.chat_postEphemeral(
             channel=channel, user=user_id, text=slack_text(text), blocks=blocks
         )
+
+    def offer_request_form(self, channel: str, user_id: str) -> None:
+        """The "Request access…" button: only to the asker (in a DM, simply posted)."""
+        text = "Request access with a form"
+        if channel.startswith("D"):
+            self.client.chat_postMessage(channel=channel, text=text, blocks=request_form_button())
+        else:
+            self.ephemeral(channel, user_id, text, request_form_button())
 
     def open_request_modal(self, trigger_id: str, resources: Iterable) -> None:
         self.client.views_open(trigger_id=trigger_id, view=request_modal(resources))
