@@ -269,7 +269,7 @@ class Access(BotPlugin):
         client = getattr(self._bot, "slack_web", None)
         if not self._bot.mode.startswith("slack") or client is None:
             return None
-        from slack_app import SlackApp  # only Slack deployments need slack_sdk's extras
+        from slack_app import SlackApp  # Slack-only code, loaded only on Slack
 
         identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
         app = SlackApp(
