@@ -8,15 +8,18 @@ notices (approval card to the channel, DM to the requester).
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from errbot import BotPlugin, botcmd
+from errbot import BotPlugin, botcmd, webhook
 from errbot.backends.base import Person, RoomOccupant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
 
 from accessbot import messages  # noqa: E402
 from accessbot.audit import AuditLog  # noqa: E402
@@ -67,6 +70,7 @@ class Access(BotPlugin):
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.scheduler = None
+        self.slack = None
         self.startup_error = None
         try:
             store = TinyDBStore(self.settings.db_path)
@@ -98,6 +102,7 @@ class Access(BotPlugin):
                 "Access bot: the policy files did not load, nothing can be requested:\n"
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
+        self.slack = self.start_slack()
         # Whatever expired while the bot was down is revoked before anything else.
         self.run_tick()
         self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
@@ -107,6 +112,7 @@ class Access(BotPlugin):
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None:
             scheduler.stop()
+        self.stop_slack()
         super().deactivate()
 
     def run_tick(self) -> None:
@@ -126,6 +132,8 @@ class Access(BotPlugin):
     @botcmd
     def access_request(self, msg, args):
         """Ask for access: `!access request prod-db 30m fixing INC-42` (duration optional)."""
+        if not args.strip() and self.slack is not None and self.offer_slack_form(msg):
+            return
         yield from self.run(
             msg, lambda actor: self.service.request(actor, *parse_request_args(args))
         )
@@ -251,6 +259,12 @@ class Access(BotPlugin):
 
     def deliver(self, notices: list[Notice]) -> None:
         for notice in notices:
+            if self.slack is not None:
+                try:
+                    if self.slack.deliver(notice):
+                        continue
+                except Exception:  # noqa: BLE001 - the card failed; the plain message still goes
+                    log.exception("could not post or update the Slack card for %s", notice.to)
             try:
                 # Cards go out as plain markdown: errbot's card template HTML-escapes the
                 # body, which would show a reason's "<" as "&lt;" on text backends.
@@ -259,6 +273,12 @@ class Access(BotPlugin):
                 log.exception("could not deliver a notice to %s", notice.to)
 
     def actor(self, frm) -> Actor:
+        user_id = getattr(frm, "userid", None)
+        if self.slack is not None and user_id:
+            try:
+                return self.slack.actor(user_id)  # the same Actor a button click gets
+            except Exception:  # noqa: BLE001 - users.info failed: the backend's view of them
+                log.warning("users.info failed for %s; using the backend's profile", user_id)
         person = frm.person if isinstance(frm, RoomOccupant) else frm
         raw = getattr(person, "person", person)
         if isinstance(raw, Person):  # the Text backend nests a person inside an occupant
@@ -295,3 +315,68 @@ class Access(BotPlugin):
             for pattern in self.bot_config.BOT_ADMINS
             for name in names
         )
+
+    # -- Slack --------------------------------------------------------------------
+
+    def start_slack(self):
+        """On the SlackV3 backend: Block Kit cards, and clicks from socket mode or HTTP."""
+        client = getattr(self._bot, "slack_web", None)
+        if not self._bot.mode.startswith("slack") or client is None:
+            return None
+        from slack_app import SlackApp  # Slack-only code, loaded only on Slack
+
+        identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
+        app = SlackApp(
+            service=self.service,
+            client=client,
+            make_actor=self.slack_actor,
+            deliver=self.deliver,
+            tell=lambda address, text: self.send(self.build_identifier(address), text),
+            signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or identity.get("signing_secret"),
+        )
+        socket = getattr(self._bot, "slack_socket_mode", None)
+        if socket is not None:
+            # Ahead of the backend's own listener, which acknowledges every envelope with an
+            # empty answer: a modal's validation errors must be in the first acknowledgement.
+            socket.socket_mode_request_listeners.insert(0, app.on_socket_request)
+        return app
+
+    def stop_slack(self) -> None:
+        app = getattr(self, "slack", None)
+        if app is None:
+            return
+        socket = getattr(self._bot, "slack_socket_mode", None)
+        if socket is not None and app.on_socket_request in socket.socket_mode_request_listeners:
+            socket.socket_mode_request_listeners.remove(app.on_socket_request)
+        app.close()
+        self.slack = None
+
+    def slack_actor(self, user) -> Actor:
+        """A Slack user (from users.info) as the service sees people."""
+        email = user.email or self.settings.user_emails.get(user.handle.lower())
+        return Actor(
+            handle=user.handle,
+            id=user.id,
+            email=email or None,
+            address=f"<@{user.id}>",
+            is_admin=self.is_admin(None, user.id, user.handle),
+        )
+
+    def offer_slack_form(self, msg) -> bool:
+        frm = msg.frm
+        channel = frm.room.id if isinstance(frm, RoomOccupant) else getattr(frm, "channelid", "")
+        try:
+            self.slack.offer_request_form(frm.userid, channel)
+            return True
+        except Exception:  # noqa: BLE001 - fall back to the typed usage
+            log.exception("could not offer the Slack request form")
+            return False
+
+    @webhook("/slack/interactive", methods=("POST",), raw=True)
+    def slack_interactive(self, request):
+        """Slack's Interactivity Request URL (HTTP mode): signed button clicks and forms."""
+        app = getattr(self, "slack", None)
+        if app is None:
+            return "Slack is not connected", 404
+        status, answer = app.handle_http(request.get_data(), dict(request.headers))
+        return json.dumps(answer) if answer else "", status, {"Content-Type": "application/json"}

@@ -196,6 +196,7 @@ class Request:
     review_reminded_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
+    card_ref: dict | None = None  # where the chat backend posted the card, to update it later
 
     @property
     def grant_id(self) -> str:
@@ -338,6 +339,7 @@ class Request:
             notes=list(self.notes),
             approvers=list(self.approvers),
             strategy=dict(self.strategy),
+            card_ref=dict(self.card_ref) if self.card_ref else None,
         )
 
 

@@ -690,6 +690,19 @@ class AccessService:
             )
         return Outcome(reply, notices, request)
 
+    def remember_card(self, request_id: str, ref: dict) -> None:
+        """Note where a chat backend posted the request's card, so later events update it.
+
+        Presentation, not a state change: one store write, no audit event. A request that
+        already finished keeps its archived record as it was.
+        """
+        with self.lock:
+            request = self.store.get(request_id)
+            if request is None or request.is_final or request.card_ref == ref:
+                return
+            request.card_ref = dict(ref)
+            self.store.save(request)
+
     # -- reading ----------------------------------------------------------------
 
     def show(self, actor: Actor, request_id: str) -> str:

@@ -1,0 +1,220 @@
+"""The plugin's Slack half: cards as Block Kit, button clicks and the request modal.
+
+Only the Access plugin imports this, and only when the backend is SlackV3. A click is
+decoded by `accessbot.integrations.slack` and handed to the same service methods as
+`!approve` / `!deny`, as the same kind of Actor a typed command gets, so a click can do
+exactly what typing can, no more. Slack wants an answer within 3 seconds and a grant can
+take longer, so clicks are acknowledged at once and decided on a small worker pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web import WebClient
+
+from accessbot.domain import AccessError
+from accessbot.integrations import slack
+from accessbot.service import AccessService, Actor, Notice, Outcome
+
+log = logging.getLogger(__name__)
+
+FAILED = (
+    "Sorry, that failed inside the bot; nothing was decided. "
+    "An admin can find the details in the bot's log."
+)
+MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on us
+
+
+class SlackApp:
+    def __init__(
+        self,
+        service: AccessService,
+        client: WebClient,
+        make_actor: Callable[[slack.SlackUser], Actor],
+        deliver: Callable[[list[Notice]], None],
+        tell: Callable[[str, str], None],
+        signing_secret: str | None = None,
+    ):
+        self.service = service
+        self.cards = slack.SlackCards(client)
+        self.directory = slack.SlackDirectory(client)
+        self.make_actor = make_actor
+        self.deliver_notices = deliver
+        self.tell = tell
+        self.verifier = slack.RequestVerifier(signing_secret) if signing_secret else None
+        self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="access-slack")
+        self._cards_lock = threading.Lock()
+        self._card_versions: dict[str, int] = {}  # request id -> history length shown
+
+    def close(self) -> None:
+        """Finish the clicks under way; called from the plugin's deactivate()."""
+        self.workers.shutdown(wait=True)
+
+    def actor(self, user_id: str) -> Actor:
+        return self.make_actor(self.directory.user(user_id))
+
+    # -- notices out ------------------------------------------------------------------
+
+    def deliver(self, notice: Notice) -> bool:
+        """Post or update the request's card; False when this notice is not card business."""
+        request = notice.request
+        if request is None or notice.audience != "channel":
+            return False
+        ref = slack.CardRef.from_dict(request.card_ref)
+        if notice.kind == "card" and ref is None:
+            ref = self.cards.post_card(slack.channel_of(notice.to), request)
+            try:
+                self.service.remember_card(request.id, ref.to_dict())
+            except Exception:  # noqa: BLE001 - the card is up; later events go to the channel
+                log.exception("posted the card of %s but could not remember where", request.id)
+            return True
+        if ref is None:
+            return False  # no card to hang it on (break-glass): a plain channel message
+        self._update(ref, request)
+        if notice.kind != "card":  # a card notice on a posted card is progress (1 of 2)
+            self.cards.reply_in_thread(ref, notice.text, broadcast=notice.kind == "alert")
+        return True
+
+    def _update(self, ref: slack.CardRef, request) -> None:
+        """chat.update, unless a newer state of this request is already on the card.
+
+        Notices for one request can be delivered from two threads (a click's worker and
+        the scheduler); the longer history is the newer state.
+        """
+        with self._cards_lock:
+            if len(request.history) < self._card_versions.get(request.id, 0):
+                return
+            if len(self._card_versions) > 10000:
+                self._card_versions.clear()
+            self._card_versions[request.id] = len(request.history)
+            self.cards.update_card(ref, request)
+
+    def offer_request_form(self, user_id: str, channel_id: str) -> None:
+        """Slack opens a modal only in answer to a click, so first offer a button."""
+        self.cards.offer_request_form(channel_id, user_id)
+
+    # -- interactions in --------------------------------------------------------------
+
+    def handle_http(self, body: bytes, headers) -> tuple[int, dict | None]:
+        """Slack's interactivity URL: (status, JSON body to answer with)."""
+        if self.verifier is None:
+            log.warning("refused a Slack interactivity call: SLACK_SIGNING_SECRET is not set")
+            return 401, {"error": "this bot has no signing secret configured"}
+        try:
+            self.verifier.verify(body, headers)
+        except slack.SignatureError as exc:
+            log.warning("refused a Slack interactivity call: %s", exc)
+            return 401, {"error": "invalid signature"}
+        try:
+            payload = slack.decode_form(body)
+        except slack.InteractionError as exc:
+            log.warning("refused a Slack interactivity call: %s", exc)
+            return 400, {"error": "bad payload"}
+        return 200, self.handle_payload(payload)
+
+    def on_socket_request(self, client, req) -> None:
+        """A socket-mode listener: acknowledges and handles `interactive` envelopes."""
+        if req.type != "interactive":
+            return
+        answer = self.handle_payload(req.payload)
+        client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=answer)
+        )
+
+    def handle_payload(self, payload: dict) -> dict | None:
+        """Decode one interaction; returns what to acknowledge it with (None: plain ack)."""
+        try:
+            action = slack.parse_interaction(payload)
+        except slack.InteractionError as exc:
+            log.warning("ignored a malformed Slack interaction: %s", exc)
+            return None
+        if isinstance(action, slack.Click):
+            self.workers.submit(self._decide, action)
+        elif isinstance(action, slack.OpenForm):
+            self.workers.submit(
+                self._guarded, self.cards.open_request_modal, action.trigger_id, self._resources()
+            )
+        elif isinstance(action, slack.ResourcePicked):
+            self.workers.submit(
+                self._guarded, self.cards.narrow_request_modal, action, self._resources()
+            )
+        elif isinstance(action, slack.RequestSubmission):
+            return self._submit(action)
+        return None
+
+    # -- the work -----------------------------------------------------------------------
+
+    def _decide(self, click: slack.Click) -> None:
+        """The button's twin of `!approve <id>` / `!deny <id>`."""
+        try:
+            actor = self.actor(click.user_id)
+            if click.action == "approve":
+                outcome = self.service.approve(actor, click.request_id, "")
+            else:
+                outcome = self.service.deny(actor, click.request_id, "")
+        except (AccessError, slack.SlackLookupError) as exc:
+            self._answer(click, str(exc))
+            return
+        except Exception:  # noqa: BLE001 - never a stack trace in chat
+            log.exception("a %s click on %s failed", click.action, click.request_id)
+            self._answer(click, FAILED)
+            return
+        self._answer(click, outcome.reply)
+        self.deliver_notices(outcome.notices)
+
+    def _answer(self, click: slack.Click, text: str) -> None:
+        """Only the person who clicked sees the answer."""
+        try:
+            self.cards.ephemeral(click.channel_id, click.user_id, text)
+        except Exception:  # noqa: BLE001
+            log.exception("could not answer %s's click", click.user_id)
+
+    def _submit(self, submission: slack.RequestSubmission) -> dict | None:
+        """Create the request; a refusal within Slack's time goes back onto the form."""
+        job = self.workers.submit(self._request, submission)
+        try:
+            error = job.result(timeout=MODAL_WAIT)
+        except FutureTimeout:
+            # Slow (a policy hook, an auto-grant): close the form; the answer comes by DM.
+            job.add_done_callback(lambda done: self._late_refusal(submission, done.result()))
+            return None
+        if error is None:
+            return None
+        return {"response_action": "errors", "errors": slack.modal_errors(error)}
+
+    def _request(self, submission: slack.RequestSubmission) -> str | None:
+        """Run the request; None when made, else the refusal to show."""
+        try:
+            actor = self.actor(submission.user_id)
+            outcome: Outcome = self.service.request(
+                actor, submission.resource, submission.duration, submission.reason
+            )
+        except (AccessError, slack.SlackLookupError) as exc:
+            return str(exc)
+        except Exception:  # noqa: BLE001
+            log.exception("a request from the Slack form failed")
+            return FAILED
+        self.tell(actor.address, outcome.reply)
+        self.deliver_notices(outcome.notices)
+        return None
+
+    def _late_refusal(self, submission: slack.RequestSubmission, error: str | None) -> None:
+        if error is not None:
+            self.tell(f"<@{submission.user_id}>", error)
+
+    def _resources(self) -> list:
+        policies = self.service.policies
+        return list(policies.resources.values()) if policies else []
+
+    @staticmethod
+    def _guarded(call, *args) -> None:
+        try:
+            call(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("a Slack form call failed")

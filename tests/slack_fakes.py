@@ -1,0 +1,303 @@
+"""A small real HTTP server on 127.0.0.1 that plays Slack's Web API for the calls the bot
+makes, and helpers that build and sign interactivity payloads the way Slack does.
+
+Point a `slack_sdk.WebClient(base_url=fake.base_url)` at it. Every block list and view
+it receives is parsed back through slack_sdk's models (which validate them); an invalid
+one is refused with `invalid_blocks`, as Slack would, and recorded in `invalid`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+TEAM = "T0ACME"
+BOT_USER = "UBOT"
+
+
+def form(values: dict) -> dict:
+    """parse_qs gives lists; Slack's form fields are single values."""
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def validated_blocks(blocks) -> list[dict]:
+    """Blocks as slack_sdk's models read them; raises if any is not valid Block Kit."""
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    parsed = Block.parse_all(blocks)
+    if any(b is None for b in parsed):
+        raise ValueError(f"unknown block type in {blocks}")
+    for block in parsed:
+        block.validate_json()
+    return [b.to_dict() for b in parsed]
+
+
+class FakeSlack:
+    """Slack's Web API for: auth.test, users.info, team.info, conversations.info/open/list,
+    chat.postMessage/update/postEphemeral, views.open/update.
+
+    `users` maps a user id to (name, email); `channels` maps a channel name to its id.
+    """
+
+    def __init__(self, users: dict[str, tuple[str, str]], channels: dict[str, str]):
+        self.users = {BOT_USER: ("accessbot", ""), **users}
+        self.channels = dict(channels)
+        self.messages: list[dict] = []  # every posted message, updated in place by chat.update
+        self.updates: list[dict] = []  # every chat.update call
+        self.ephemerals: list[dict] = []
+        self.views: list[dict] = []  # views.open and views.update calls
+        self.calls: list[str] = []  # method names, in order
+        self.invalid: list[str] = []
+        self.lock = threading.Lock()
+        self._ts = itertools.count(1)
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._handle(form(parse_qs(urlparse(self.path).query)))
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                if "json" in self.headers.get("Content-Type", ""):
+                    args = json.loads(body or b"{}")
+                else:
+                    args = form(parse_qs(body.decode()))
+                    args.update(form(parse_qs(urlparse(self.path).query)))
+                self._handle(args)
+
+            def _handle(self, args):
+                method = urlparse(self.path).path.rsplit("/", 1)[-1]
+                with fake.lock:
+                    fake.calls.append(method)
+                    try:
+                        answer = fake.answer(method, args)
+                    except Exception as exc:  # an invalid call is Slack's error, not a crash
+                        fake.invalid.append(f"{method}: {exc}")
+                        answer = {"ok": False, "error": "invalid_blocks"}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                # slackv3 reads the granted scopes from here to choose Events API over RTM.
+                self.send_header("x-oauth-scopes", "chat:write,users:read,users:read.email")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    # -- the API ---------------------------------------------------------------------
+
+    def answer(self, method: str, args: dict) -> dict:
+        if method == "auth.test":
+            return {"ok": True, "user_id": BOT_USER, "user": "accessbot", "team_id": TEAM}
+        if method == "users.info":
+            user = args.get("user", "")
+            if user not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            name, email = self.users[user]
+            # A display name unlike the handle, as in real workspaces: `@bob` in a policy
+            # is the user's `name`, never "Bob B.".
+            shown = f"{name.title()} {name[0].upper()}."
+            profile = {"display_name": shown, "real_name": shown, "email": email}
+            return {
+                "ok": True,
+                "user": {"id": user, "name": name, "team_id": TEAM, "profile": profile},
+            }
+        if method == "team.info":
+            return {"ok": True, "team": {"id": TEAM, "domain": "acme"}}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(args.get("users", ""))[1:]}}
+        if method == "conversations.info":
+            return {"ok": True, "channel": self._channel_info(args.get("channel", ""))}
+        if method == "conversations.list":
+            chans = [self._channel_info(cid) for cid in self.channels.values()]
+            return {"ok": True, "channels": chans, "response_metadata": {"next_cursor": ""}}
+        if method == "chat.postMessage":
+            channel = self._channel_id(args.get("channel", ""))
+            if channel is None:
+                return {"ok": False, "error": "channel_not_found"}
+            message = {
+                "channel": channel,
+                "ts": f"1700000000.{next(self._ts):06d}",
+                "text": args.get("text", ""),
+                "blocks": validated_blocks(args["blocks"]) if args.get("blocks") else [],
+                "thread_ts": args.get("thread_ts"),
+                "reply_broadcast": args.get("reply_broadcast") in (True, "true", "1"),
+            }
+            self.messages.append(message)
+            return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+        if method == "chat.update":
+            blocks = validated_blocks(args["blocks"]) if args.get("blocks") else []
+            for message in self.messages:
+                if message["channel"] == args.get("channel") and message["ts"] == args.get("ts"):
+                    message.update(text=args.get("text", ""), blocks=blocks)
+                    self.updates.append(dict(message))
+                    return {"ok": True, "channel": message["channel"], "ts": message["ts"]}
+            return {"ok": False, "error": "message_not_found"}
+        if method == "chat.postEphemeral":
+            self.ephemerals.append(
+                {
+                    "channel": args.get("channel"),
+                    "user": args.get("user"),
+                    "text": args.get("text", ""),
+                    "blocks": validated_blocks(args["blocks"]) if args.get("blocks") else [],
+                }
+            )
+            return {"ok": True, "message_ts": "1700000000.999999"}
+        if method in ("views.open", "views.update"):
+            view = args["view"] if isinstance(args["view"], dict) else json.loads(args["view"])
+            View(**view).validate_json()
+            validated_blocks(view["blocks"])
+            self.views.append({"method": method, **args, "view": view})
+            return {"ok": True, "view": {"id": "V0MODAL", "hash": "h1", **view}}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _channel_id(self, name_or_id: str) -> str | None:
+        if name_or_id[:1] in ("C", "G", "D"):
+            return name_or_id
+        return self.channels.get(name_or_id.lstrip("#"))
+
+    def _channel_info(self, channel_id: str) -> dict:
+        names = {cid: name for name, cid in self.channels.items()}
+        info = {
+            "id": channel_id,
+            "name": names.get(channel_id, channel_id.lower()),
+            "topic": {"value": ""},
+            "purpose": {"value": ""},
+            "is_private": False,
+        }
+        if channel_id.startswith("D"):
+            info.update(is_im=True, user="U" + channel_id[1:])
+        return info
+
+    # -- what tests read ----------------------------------------------------------------
+
+    def posted(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict]:
+        with self.lock:
+            return [
+                dict(m)
+                for m in self.messages
+                if (channel is None or m["channel"] == channel)
+                and (thread_ts is None or m["thread_ts"] == thread_ts)
+            ]
+
+    def cards(self, channel: str) -> list[dict]:
+        """Top-level messages with blocks in `channel` (the approval cards)."""
+        return [m for m in self.posted(channel) if m["blocks"] and not m["thread_ts"]]
+
+    def dms(self, user_id: str) -> list[str]:
+        return [m["text"] for m in self.posted("D" + user_id[1:])]
+
+    def ephemeral_to(self, user_id: str) -> list[str]:
+        with self.lock:
+            return [e["text"] for e in self.ephemerals if e["user"] == user_id]
+
+    def wait(self, predicate, what: str, timeout: float = 10.0):
+        """Poll until `predicate()` is truthy (the bot works in its own threads)."""
+        pause = threading.Event()
+        for _ in range(int(timeout / 0.02)):
+            result = predicate()
+            if result:
+                return result
+            pause.wait(0.02)
+        raise AssertionError(f"{what} never happened; calls: {self.calls[-20:]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- interactivity payloads, built and signed like Slack's ---------------------------------
+
+
+def click_payload(action_id: str, request_id: str, user_id: str, card: dict) -> dict:
+    """A `block_actions` payload for a button on a posted card."""
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "acme"},
+        "user": {"id": user_id, "team_id": TEAM},
+        "api_app_id": "A0ACCESS",
+        "container": {
+            "type": "message",
+            "message_ts": card["ts"],
+            "channel_id": card["channel"],
+            "is_ephemeral": False,
+        },
+        "trigger_id": "1337.42.abcd",
+        "channel": {"id": card["channel"], "name": "access-approvals"},
+        "message": {"ts": card["ts"], "text": card["text"], "blocks": card["blocks"]},
+        "response_url": "https://hooks.slack.invalid/actions/T0ACME/1/xyz",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": f"access:{request_id}:0",
+                "value": request_id,
+                "action_ts": "1700000001.000100",
+            }
+        ],
+    }
+
+
+def submission_payload(user_id: str, resource: str, duration: str, reason: str) -> dict:
+    """A `view_submission` payload of the request modal."""
+
+    def select(value):
+        return {
+            "type": "static_select",
+            "selected_option": {"value": value, "text": {"type": "plain_text", "text": value}},
+        }
+
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM},
+        "user": {"id": user_id, "team_id": TEAM},
+        "view": {
+            "id": "V0MODAL",
+            "type": "modal",
+            "callback_id": "access_request_modal",
+            "hash": "h1",
+            "state": {
+                "values": {
+                    "resource": {"access_pick_resource": select(resource)},
+                    "duration": {"duration": select(duration)},
+                    "reason": {"reason": {"type": "plain_text_input", "value": reason}},
+                }
+            },
+        },
+    }
+
+
+def signed(payload: dict, secret: str, timestamp: int | None = None) -> tuple[bytes, dict]:
+    """The form body and headers Slack would send for `payload`."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body.decode()}".encode()
+    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": signature,
+    }
+    return body, headers
