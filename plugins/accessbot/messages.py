@@ -243,7 +243,9 @@ def whatif(evaluation) -> str:
         "human": "would wait for the approvers",
         "refused": "would be REFUSED",
     }[e.outcome]
-    lines.append(f"Decision: {verdict}: {inert(e.explanation, 400)}")
+    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
+    why = inert(e.explanation, 400) if e.outcome in ("approve", "deny") else e.explanation
+    lines.append(f"Decision: {verdict}: {why}")
     lines += [f"Lookup: {inert(line, 200)}" for line in e.lookups]
     notes = (request.notes if request is not None else []) + e.notes
     lines += [f"Note: {inert(n, 400)}" for n in notes]

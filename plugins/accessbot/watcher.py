@@ -38,6 +38,10 @@ def snapshot(directory: Path) -> Snapshot:
     return found
 
 
+def _contents(files: Snapshot) -> dict[str, str]:
+    return {name: digest for name, (_, _, digest) in files.items()}
+
+
 class PolicyWatcher:
     def __init__(
         self,
@@ -73,7 +77,7 @@ class PolicyWatcher:
         if self._changed_at is None or now - self._changed_at < self.debounce:
             return False
         self._changed_at = None
-        if current == self._loaded:  # changed and changed back
+        if _contents(current) == _contents(self._loaded):  # changed and changed back
             return False
         self._loaded = current
         try:
