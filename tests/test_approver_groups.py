@@ -294,7 +294,18 @@ def test_slack_failures_name_nobody_with_a_reason(slack, arrange, says):
 
 def test_an_unreachable_slack_is_a_reason_not_a_crash():
     groups = SlackGroups(
-        WebClient(token=SLACK_TOKEN, base_url="http://127.0.0.1:9/api/", timeout=2), FakeClock()
+        WebClient(
+            token=SLACK_TOKEN, base_url="http://127.0.0.1:9/api/", timeout=2, retry_handlers=[]
+        ),
+        FakeClock(),
     )
     with pytest.raises(SlackGroupError, match="could not reach Slack for usergroups.list"):
         groups.members("sre-team")
+
+
+def test_a_group_member_counts_as_an_approver_for_list_and_whatif(bot_factory, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", policy(webhook.url, ["group:sre"]))
+    chat = bot_factory(ACCESS_GROUPS={"sre": ["@alice"]})
+    assert chat.reply("alice", "!access list") == "No pending requests or active grants."
+    assert chat.reply("alice", "!access whatif carol prod-db").startswith("What if @carol")
+    assert "is for approvers and admins" in chat.reply("mallory", "!access list")

@@ -134,3 +134,11 @@ def test_bad_field_declarations_are_load_errors_naming_the_field(policy_dir, fie
     with pytest.raises(PolicyError) as info:
         load_policies(policy_dir)
     assert says in str(info.value)
+
+
+def test_resources_tells_requesters_which_fields_to_give(chat):
+    listing = chat.reply("carol", "!access resources")
+    assert (
+        "give ticket=... (required: Jira key like OPS-12), env=... (optional: prod or staging)"
+        in listing
+    )

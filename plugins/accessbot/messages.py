@@ -73,6 +73,16 @@ def request_approvers(request: Request) -> str:
     return ", ".join(parts)
 
 
+def field_hints(specs) -> str:
+    """`; give ticket=... (required: Jira key)` for `!access resources`."""
+    hints = [
+        f"{s.name}=... ({'required' if s.required else 'optional'}"
+        + (f": {inert(s.help, 80)})" if s.help else ")")
+        for s in specs
+    ]
+    return f"; give {', '.join(hints)}" if hints else ""
+
+
 def fields_text(request: Request) -> str:
     return ", ".join(f"{name}={inert(value, 80)}" for name, value in request.fields.items())
 

@@ -908,6 +908,7 @@ class AccessService:
                 + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
                 + f"; channel {res.channel}; grants via {res.strategy.describe()}"
                 + ("; can auto-approve" if "on_request" in res.hooks else "")
+                + msg.field_hints(res.fields.values())
             )
         return "\n".join(lines)
 
@@ -984,11 +985,12 @@ class AccessService:
         """Run the checks, routing and hooks a request would go through, without storing,
         auditing or calling a strategy. On-call and Slack lookups are real (or whatever
         the injected checkers answer) and each is listed with where its answer came from."""
-        reason = " ".join(str(reason).split()) or "what-if check"
+        typed = " ".join(str(reason).split())
         try:
             resource, duration, reason, fields = self._checked_request(
-                resource_name, duration, reason, fields
+                resource_name, duration, typed or "<reason>", fields
             )
+            reason = typed or "what-if check"  # what hooks see when no reason was given
         except AccessError as exc:
             resource = self.policies.get(resource_name) if self.policies else None
             return Evaluation(target.handle, resource_name, duration, "refused", str(exc), resource)
@@ -1589,7 +1591,9 @@ class AccessService:
             return True
         policies = self.policies
         return bool(policies) and any(
-            actor.matches(a) for res in policies.resources.values() for a in res.approvers
+            actor.matches(a)
+            for res in policies.resources.values()
+            for a in static_members(res.approvers, policies.groups)
         )
 
     def _unique_id(self) -> str:
