@@ -1,6 +1,7 @@
 """Hot reload, safely: `!access reload` and the file watcher are all-or-nothing, tell
 the admins what changed, and never touch grants already active."""
 
+import logging
 import threading
 
 from accessbot.watcher import PolicyWatcher
@@ -177,3 +178,15 @@ def test_a_failing_reload_does_not_stop_the_watching(policy_dir):
         clock.now = second + 2
         assert watch.poll() is True
     assert attempts == [3.0, 7.0]
+
+
+def test_admins_are_told_at_start_when_the_policies_do_not_load(bot_factory, policy_dir, caplog):
+    policy_file(policy_dir, "db.py", "RESOURCES = {\n")
+    with caplog.at_level(logging.WARNING):
+        bot_factory()
+    # Sent during activate(); errbot's TestBot.start() drains (and logs) what was sent
+    # before the test gets the bot.
+    sent = [r.getMessage() for r in caplog.records if r.name == "errbot.backends.test"]
+    assert any(
+        "the policy files did not load" in m and "- db.py:1: syntax error" in m for m in sent
+    )

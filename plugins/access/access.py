@@ -78,7 +78,7 @@ class Access(BotPlugin):
             # would then never be revoked. Refuse every command until an admin fixes it.
             self.startup_error = f"The access bot did not start: {exc}"
             log.critical("%s", self.startup_error)
-            self.warn_admins(self.startup_error)
+            self.tell_admins(self.startup_error)
             return
         self.service = AccessService(
             store=store,
@@ -102,7 +102,7 @@ class Access(BotPlugin):
             ),
         )
         if self.service.policy_error:
-            self.warn_admins(
+            self.tell_admins(
                 "Access bot: the policy files did not load, nothing can be requested:\n"
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
