@@ -117,3 +117,26 @@ def test_one_person_under_two_spellings_counts_once(bot_factory, policy_dir, web
     chat.say("bob", f"!approve {rid}")
     assert "You already approved" in chat.reply(handle, f"!approve {rid}")
     assert webhook.calls == []
+
+
+def test_the_domain_itself_never_counts_the_requester_toward_a_quorum():
+    from datetime import timedelta
+
+    from accessbot.domain import Request, TransitionError
+    from tests.conftest import START
+
+    request = Request(
+        "abc234",
+        "carol",
+        "prod-db",
+        timedelta(hours=1),
+        "x",
+        START,
+        CHANNEL,
+        ["@carol", "@alice", "@bob"],
+        approvals_required=2,
+        allow_self_approval=True,
+    )
+    with pytest.raises(TransitionError, match="needs 2 approvals from people other than you"):
+        request.add_approval("carol", START)
+    assert request.approvals == []
