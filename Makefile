@@ -2,7 +2,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean policy-check
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-aws.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 ## Set up, then run the whole test suite.
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## What a policy repository's CI runs: load every policy as the bot does, then its tests.
+policy-check: $(STAMP)
+	$(PY) -m accessbot check policies
+	$(PY) -m accessbot test policies policies/tests.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -64,4 +64,12 @@ ACCESS_USER_GITHUB = {}
 ACCESS_USER_AWS = {}
 ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
 ACCESS_PAGERDUTY_TIMEOUT = 3  # seconds; a slower PagerDuty counts as "not on call"
+ACCESS_HOOK_TIMEOUT = 10  # seconds a policy hook may run; a slower one never approves
+# Named approver lists, used in policies as "group:sre"; policy files may add GROUPS
+# (a name is defined once), e.g. ACCESS_GROUPS = {"sre": ["@alice", "@bob"]}
+ACCESS_GROUPS = {}
+# Reload the policy files when they change (checked every ACCESS_POLICY_WATCH_SECONDS),
+# and DM the admins what changed or why it did not load.
+ACCESS_POLICY_WATCH = False
+ACCESS_POLICY_WATCH_SECONDS = 1
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.

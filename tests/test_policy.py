@@ -96,7 +96,7 @@ def test_a_default_longer_than_the_max_is_refused(policy_dir):
 def test_a_resource_defined_in_two_files_is_refused(policy_dir):
     policy_file(policy_dir, "a.py", GOOD)
     policy_file(policy_dir, "b.py", GOOD)
-    assert "b.py: resource 'prod-db' is already defined in a.py" in load_error(policy_dir)
+    assert "b.py:2: resource 'prod-db' is already defined in a.py" in load_error(policy_dir)
 
 
 def test_an_exception_at_import_names_the_file_and_line(policy_dir):

@@ -65,7 +65,8 @@ def test_a_missing_required_setting_is_a_load_error_naming_the_key(policy_dir, k
     settings = {k: v for k, v in VALID[kind].items() if k != key}
     with pytest.raises(PolicyError) as caught:
         load(policy_dir, settings)
-    assert f"prod.py:2: prod.strategy.{key}: is required" in str(caught.value)
+    # A missing key is reported on the line of the strategy that lacks it.
+    assert f"prod.py:6: prod.strategy.{key}: is required" in str(caught.value)
 
 
 @pytest.mark.parametrize(

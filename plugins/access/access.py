@@ -28,15 +28,18 @@ from accessbot.commands import (  # noqa: E402
     parse_audit_args,
     parse_extend_args,
     parse_id_and_text,
-    parse_request_args,
+    parse_request,
+    parse_whatif_args,
 )
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
+from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.store import StoreError, TinyDBStore  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
+from accessbot.watcher import PolicyWatcher  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ HELP = """Just-in-time access. Commands:
 - `!access extend <id> [duration] [reason]`: ask for more time on your active grant
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
+- `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
@@ -71,6 +75,7 @@ class Access(BotPlugin):
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.scheduler = None
         self.slack = None
+        self.watcher = None
         self.startup_error = None
         try:
             store = TinyDBStore(self.settings.db_path)
@@ -79,7 +84,7 @@ class Access(BotPlugin):
             # would then never be revoked. Refuse every command until an admin fixes it.
             self.startup_error = f"The access bot did not start: {exc}"
             log.critical("%s", self.startup_error)
-            self.warn_admins(self.startup_error)
+            self.tell_admins(self.startup_error)
             return
         self.service = AccessService(
             store=store,
@@ -90,6 +95,11 @@ class Access(BotPlugin):
             expiry_reminder=self.settings.expiry_reminder,
             approval_reminder=self.settings.approval_reminder,
             accounts=Accounts(github=self.settings.user_github, aws=self.settings.user_aws),
+            hook_timeout=self.settings.hook_timeout,
+            groups=self.settings.groups,
+            # The SlackV3 backend's own WebClient (replaced when it reconnects); on any
+            # other backend there is none and `slack-group:` entries name nobody.
+            slack_groups=SlackGroups(lambda: getattr(self._bot, "slack_web", None), self.clock),
             pagerduty=on_call_checker(
                 self.settings.pagerduty_token,
                 self.settings.pagerduty_url,
@@ -98,7 +108,7 @@ class Access(BotPlugin):
             ),
         )
         if self.service.policy_error:
-            self.warn_admins(
+            self.tell_admins(
                 "Access bot: the policy files did not load, nothing can be requested:\n"
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
@@ -107,13 +117,37 @@ class Access(BotPlugin):
         self.run_tick()
         self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
         self.scheduler.start()
+        if self.settings.policy_watch:
+            self.watcher = PolicyWatcher(
+                self.settings.policy_dir,
+                self.reload_changed_policies,
+                interval=self.settings.policy_watch_seconds,
+            )
+            self.watcher.start()
 
     def deactivate(self):
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is not None:
-            scheduler.stop()
+        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+            if thread is not None:
+                thread.stop()
         self.stop_slack()
         super().deactivate()
+
+    def reload_changed_policies(self) -> None:
+        """The watcher saw the policy files change: reload, and tell the admins."""
+        self.tell_admins(messages.watcher_reload(self.service.reload_policies("watcher")))
+
+    def tell_admins(self, text: str) -> None:
+        """DM the admins: BOT_ADMINS_NOTIFICATIONS if set, else every BOT_ADMINS entry
+        that names one person (not a pattern)."""
+        admins = getattr(self.bot_config, "BOT_ADMINS_NOTIFICATIONS", ()) or tuple(
+            a for a in self.bot_config.BOT_ADMINS if not any(c in a for c in "*?[")
+        )
+        log.warning("%s", text)
+        for admin in admins:
+            try:
+                self.send(self.build_identifier(admin), text)
+            except Exception:  # noqa: BLE001 - one unreachable admin must not stop the rest
+                log.exception("could not tell admin %s", admin)
 
     def run_tick(self) -> None:
         """One scheduler pass: expiries, retries, time-outs; then tell people."""
@@ -135,7 +169,10 @@ class Access(BotPlugin):
         if not args.strip() and self.slack is not None and self.offer_slack_form(msg):
             return
         yield from self.run(
-            msg, lambda actor: self.service.request(actor, *parse_request_args(args))
+            msg,
+            lambda actor: self.service.request(
+                actor, *parse_request(args, self.service.field_names)
+            ),
         )
 
     @botcmd
@@ -185,6 +222,16 @@ class Access(BotPlugin):
     def access_reload(self, msg, args):
         """Reload the policy files, all or nothing (admins): `!access reload`."""
         yield from self.run(msg, lambda actor: self.service.reload(actor))
+
+    @botcmd
+    def access_whatif(self, msg, args):
+        """Dry run (admins, approvers): `!access whatif carol prod-db 30m`: who would be asked, would a policy decide."""
+
+        def whatif(actor):
+            user, request = parse_whatif_args(args, self.service.field_names)
+            return self.service.whatif(actor, self.person_named(user), *request)
+
+        yield from self.run(msg, whatif)
 
     @botcmd
     def access_audit(self, msg, args):
@@ -299,6 +346,24 @@ class Access(BotPlugin):
             address=self.address_of(raw),
             is_admin=self.is_admin(frm, raw, handle),
         )
+
+    def person_named(self, text: str) -> Actor:
+        """Someone named in a command (`carol`, `@carol`, `carol@example.com`), with the
+        e-mail PagerDuty lookups need: ACCESS_USER_EMAILS, else the Slack profile."""
+        text = text.strip()
+        if "@" in text[1:]:
+            return Actor(handle=text.split("@")[0], email=text)
+        handle = text.lstrip("@")
+        email = self.settings.user_emails.get(handle.lower())
+        user_id = ""
+        if self._bot.mode.startswith("slack"):
+            try:
+                person = self.build_identifier("@" + handle)
+                email = email or getattr(person, "email", None)
+                user_id = str(getattr(person, "userid", "") or "")
+            except Exception:  # noqa: BLE001 - an unknown name is still a dry run
+                log.info("could not look up %s on Slack", handle, exc_info=True)
+        return Actor(handle=handle, id=user_id, email=email or None)
 
     def address_of(self, raw: str) -> str:
         """The text `build_identifier` turns back into this person, for later DMs."""

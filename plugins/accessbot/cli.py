@@ -3,6 +3,8 @@
     python -m accessbot audit verify [PATH]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
+    python -m accessbot check [POLICY_DIR]
+    python -m accessbot test POLICY_DIR TESTS.yaml
 
 Paths default to the bot's own Settings (ACCESS_* environment variables, or the keys of
 an Errbot config file given with `--config config.py`). Exit codes: 0 ok, 1 the check
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import csv
 import json
+import logging
 import re
 import runpy
 import sys
@@ -77,7 +80,7 @@ def add_command(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m accessbot",
-        description="Audit, export and report for the just-in-time access bot.",
+        description="Audit, export, report and policy checks for the just-in-time access bot.",
         parents=[_common()],
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -293,3 +296,80 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
     )
     return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+# -- check / test: policy CI -------------------------------------------------------------
+
+
+@subcommand
+def register_check(commands: argparse._SubParsersAction) -> None:
+    check = add_command(
+        commands,
+        "check",
+        "load the policy files exactly as the bot does; print file:line: message for each "
+        "problem and exit 1 if there is any",
+        run_check,
+    )
+    check.add_argument(
+        "policy_dir", nargs="?", help="the policy directory (default: ACCESS_POLICY_DIR)"
+    )
+
+
+def _located(directory: Path, error: str) -> str:
+    """`db.py:4: ...` from the loader becomes `policies/db.py:4: ...`, a path CI can
+    point at; errors not about a file (ACCESS_GROUPS) stay as they are."""
+    name = error.split(":", 1)[0]
+    return str(directory / error) if name.endswith(".py") and "/" not in name else error
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    from .policy import PolicyError, load_policies
+
+    directory = Path(args.policy_dir or settings.policy_dir)
+    try:
+        policies = load_policies(directory, settings.groups)
+    except PolicyError as exc:
+        for error in exc.errors:
+            print(_located(directory, error))
+        print(f"{directory}: {len(exc.errors)} problem(s); the bot would not load these policies")
+        return EXIT_FAILED
+    print(
+        f"{directory}: ok, {len(policies.files)} file(s), {len(policies.resources)} resource(s): "
+        + ", ".join(policies.names())
+    )
+    return EXIT_OK
+
+
+@subcommand
+def register_test(commands: argparse._SubParsersAction) -> None:
+    test = add_command(
+        commands,
+        "test",
+        "run table-driven policy tests (who asks for what, what PagerDuty says, what "
+        "should happen) and print a pass/fail table; exit 1 if any case fails",
+        run_test,
+    )
+    test.add_argument("policy_dir", help="the policy directory")
+    test.add_argument("tests", help="the YAML file of cases")
+
+
+def run_test(args: argparse.Namespace, settings: Settings) -> int:
+    from .policy import PolicyError
+    from .policy_tests import TestFileError, read_cases, report, run_cases
+
+    # Lookups that fail on purpose ("pagerduty: down") are in the table; not as warnings.
+    logging.getLogger("accessbot").setLevel(logging.ERROR)
+    directory, path = Path(args.policy_dir), Path(args.tests)
+    try:
+        cases = read_cases(path, settings.user_emails)
+        results = run_cases(directory, cases, settings.groups, settings.hook_timeout)
+    except TestFileError as exc:
+        print("\n".join(exc.errors))
+        print(f"{path}: {len(exc.errors)} problem(s) in the tests file; no case was run")
+        return EXIT_FAILED
+    except PolicyError as exc:
+        print("\n".join(_located(directory, e) for e in exc.errors))
+        print(f"{directory}: the policies do not load; no case was run")
+        return EXIT_FAILED
+    print("\n".join(report(path, results)))
+    return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED

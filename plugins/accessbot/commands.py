@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import NamedTuple
 
-from .domain import AccessError, DurationError, looks_like_duration, parse_duration
+from .domain import (
+    AccessError,
+    DurationError,
+    format_duration,
+    looks_like_duration,
+    parse_duration,
+)
 from .messages import inert
 
 REQUEST_USAGE = "`!access request <resource> [duration] <reason>`, e.g. `!access request prod-db 30m fix INC-42`"
@@ -21,14 +29,89 @@ def _maybe_duration(token: str) -> bool:
     return bool(re.match(r"^[-+]?\d", token))
 
 
+class RequestArgs(NamedTuple):
+    resource: str
+    duration: timedelta | None
+    reason: str
+    fields: dict[str, str]
+
+
 def parse_request_args(args: str) -> tuple[str, timedelta | None, str]:
+    """`<resource> [duration] <reason...>` for `!access request` (no prompt fields)."""
+    return tuple(parse_request(args)[:3])
+
+
+def parse_request(
+    args: str, field_names: Callable[[str], Iterable[str]] = lambda resource: ()
+) -> RequestArgs:
+    """`<resource> [duration] [field=value ...] <reason...>`.
+
+    `field_names(resource)` names the prompt fields the resource declares; a
+    `name=value` token for one of them, anywhere after the resource, is that field.
+    Any other `a=b` text is part of the reason.
+    """
     tokens = str(args).split()
     if not tokens:
         raise CommandSyntaxError(
             f"Tell me what you need: {REQUEST_USAGE}. See `!access resources`."
         )
-    resource, rest = tokens[0], tokens[1:]
-    shown_resource = inert(resource, 60)  # echoed back: never a live mention
+    declared = {str(n).lower() for n in field_names(tokens[0])}
+    fields, rest = extract_fields(tokens[1:], declared, f"!access request {inert(tokens[0], 60)}")
+    duration, reason = _duration_and_reason(f"!access request {inert(tokens[0], 60)}", rest)
+    if not reason:
+        shown = f" {format_duration(duration)}" if duration is not None else ""
+        shown += "".join(f" {k}={inert(v, 40)}" for k, v in fields.items())
+        raise CommandSyntaxError(
+            f"Say why you need it: `!access request {inert(tokens[0], 60)}{shown} <reason>`."
+        )
+    return RequestArgs(tokens[0], duration, reason, fields)
+
+
+WHATIF_USAGE = (
+    "`!access whatif <user> <resource> [duration] [field=value ...] [reason]`, "
+    "e.g. `!access whatif carol prod-db 30m`"
+)
+
+
+def parse_whatif_args(
+    args: str, field_names: Callable[[str], Iterable[str]] = lambda resource: ()
+) -> tuple[str, RequestArgs]:
+    """`<user> <resource> [duration] [field=value ...] [reason...]` for `!access whatif`."""
+    tokens = str(args).split()
+    if len(tokens) < 2:
+        raise CommandSyntaxError(f"Whose request, for what? {WHATIF_USAGE}.")
+    user, resource = tokens[0], tokens[1]
+    command = f"!access whatif {inert(user, 40)} {inert(resource, 60)}"
+    declared = {str(n).lower() for n in field_names(resource)}
+    fields, rest = extract_fields(tokens[2:], declared, command)
+    duration, reason = _duration_and_reason(command, rest)
+    return user, RequestArgs(resource, duration, reason, fields)
+
+
+def extract_fields(
+    tokens: list[str], declared: set[str], command: str
+) -> tuple[dict[str, str], list[str]]:
+    """Take `name=value` tokens for declared field names out of `tokens`."""
+    fields: dict[str, str] = {}
+    rest = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or key.lower() not in declared:
+            rest.append(token)
+            continue
+        key = key.lower()
+        if not value:
+            raise CommandSyntaxError(
+                f"`{key}=` needs a value, e.g. `{command} {key}=<value> <reason>`."
+            )
+        if key in fields:
+            raise CommandSyntaxError(f"`{key}` is given twice; give it once: `{key}=<value>`.")
+        fields[key] = value
+    return fields, rest
+
+
+def _duration_and_reason(command: str, rest: list[str]) -> tuple[timedelta | None, str]:
+    """An optional duration first, then the reason; a duration typo is an error."""
     duration = None
     if rest and looks_like_duration(rest[0]):
         duration = parse_duration(rest[0])
@@ -36,15 +119,9 @@ def parse_request_args(args: str) -> tuple[str, timedelta | None, str]:
     elif rest and _maybe_duration(rest[0]):
         raise DurationError(
             f'"{inert(rest[0], 20)}" is not a duration: write it like 30m, 2h, 1h30m or 1d, '
-            f"e.g. `!access request {shown_resource} 30m <reason>`"
+            f"e.g. `{command} 30m <reason>`"
         )
-    reason = " ".join(rest)
-    if not reason:
-        shown = f" {args.split()[1]}" if duration is not None else ""
-        raise CommandSyntaxError(
-            f"Say why you need it: `!access request {shown_resource}{shown} <reason>`."
-        )
-    return resource, duration, reason
+    return duration, " ".join(rest)
 
 
 def parse_extend_args(args: str) -> tuple[str, timedelta | None, str]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class AccessError(Exception):
@@ -164,7 +167,7 @@ class Request:
     reason: str
     created_at: datetime
     channel: str
-    approvers: list[str]
+    approvers: list[str]  # concrete entries (groups expanded at request time): who may decide
     approvals_required: int = 1
     allow_self_approval: bool = False
     strategy: dict = field(default_factory=dict)
@@ -197,6 +200,11 @@ class Request:
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
     card_ref: dict | None = None  # where the chat backend posted the card, to update it later
+    # The policy's own entries (`group:sre`, `pagerduty:P...`) and what each group-like
+    # entry expanded to when the request was made; shown on the card.
+    approver_entries: list[str] = field(default_factory=list)
+    approver_groups: dict[str, list[str]] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # the resource's prompt fields
 
     @property
     def grant_id(self) -> str:
@@ -250,10 +258,25 @@ class Request:
         """An event in the history that does not change the status."""
         self.history.append(Event(at, action, actor, note))
 
+    @property
+    def self_approval_allowed(self) -> bool:
+        """Separation of duties: with a quorum of two or more the requester never counts,
+        whatever the approver list or allow_self_approval say."""
+        return self.allow_self_approval and self.approvals_required == 1
+
     def add_approval(self, by: str, at: datetime, comment: str = "") -> bool:
         """Count one approver's yes; returns True when the quorum is reached."""
         if self.status is not Status.PENDING:
             self.move(Status.APPROVED, at, by)  # raises with the right words
+        if by == self.requester and not self.self_approval_allowed:
+            raise TransitionError(
+                f"You cannot approve your own request {self.id}"
+                + (
+                    f": it needs {self.approvals_required} approvals from people other than you."
+                    if self.approvals_required > 1
+                    else "."
+                )
+            )
         if any(a.by == by for a in self.approvals):
             raise TransitionError(
                 f"You already approved {self.id}; it needs "
@@ -288,11 +311,12 @@ class Request:
             reason=self.reason,
             created_at=self.created_at,
             extends=self.extends,
+            fields=MappingProxyType(dict(self.fields)),
         )
 
     def to_dict(self) -> dict:
         data = {}
-        for f in fields(self):
+        for f in dataclass_fields(self):
             value = getattr(self, f.name)
             if isinstance(value, datetime):
                 value = iso(value)
@@ -328,7 +352,7 @@ class Request:
             for a in kwargs.get("approvals", [])
         ]
         kwargs["history"] = [Event.from_dict(e) for e in kwargs.get("history", [])]
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in dataclass_fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in known})
 
     def copy(self) -> Request:
@@ -340,6 +364,9 @@ class Request:
             approvers=list(self.approvers),
             strategy=dict(self.strategy),
             card_ref=dict(self.card_ref) if self.card_ref else None,
+            approver_entries=list(self.approver_entries),
+            approver_groups={k: list(v) for k, v in self.approver_groups.items()},
+            fields=dict(self.fields),
         )
 
 
@@ -355,3 +382,4 @@ class RequestView:
     reason: str
     created_at: datetime
     extends: str | None = None
+    fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

@@ -50,7 +50,41 @@ def who(handle: str) -> str:
 
 
 def approvers_text(entries) -> str:
-    return ", ".join(who(e) if not e.startswith(("U", "W")) else e for e in entries) or "nobody"
+    return ", ".join(_entry(e) for e in entries) or "nobody"
+
+
+def _entry(entry: str) -> str:
+    if entry.startswith(("U", "W")) or ":" in entry:  # a Slack user id, a group-like entry
+        return entry
+    return who(entry)
+
+
+def request_approvers(request: Request) -> str:
+    """The policy's entries as written, each group with whom it named when the request
+    was made: `group:sre (@alice, @bob), @carol`."""
+    if not request.approver_groups:
+        return approvers_text(request.approvers)
+    parts = []
+    for entry in request.approver_entries:
+        if entry in request.approver_groups:
+            parts.append(f"{entry} ({approvers_text(request.approver_groups[entry])})")
+        else:
+            parts.append(_entry(entry))
+    return ", ".join(parts)
+
+
+def field_hints(specs) -> str:
+    """`; give ticket=... (required: Jira key)` for `!access resources`."""
+    hints = [
+        f"{s.name}=... ({'required' if s.required else 'optional'}"
+        + (f": {inert(s.help, 80)})" if s.help else ")")
+        for s in specs
+    ]
+    return f"; give {', '.join(hints)}" if hints else ""
+
+
+def fields_text(request: Request) -> str:
+    return ", ".join(f"{name}={inert(value, 80)}" for name, value in request.fields.items())
 
 
 def card_title(request: Request) -> str:
@@ -68,10 +102,18 @@ def card_fields(request: Request) -> list[tuple[str, str]]:
         ("Resource", request.resource),
         ("Duration", format_duration(request.duration)),
         ("Reason", inert(request.reason)),
-        ("Approvers", approvers_text(request.approvers)),
     ]
+    fields += [(name, inert(value, 80)) for name, value in request.fields.items()]
+    fields.append(("Approvers", request_approvers(request)))
     if request.approvals_required > 1:
-        fields.append(("Approvals", f"{len(request.approvals)} of {request.approvals_required}"))
+        approved = ", ".join(who(a.by) for a in request.approvals)
+        fields.append(
+            (
+                "Approvals",
+                f"{len(request.approvals)} of {request.approvals_required}"
+                + (f" ({approved})" if approved else ""),
+            )
+        )
     return fields
 
 
@@ -110,9 +152,13 @@ def show(request: Request, now: datetime) -> str:
         f"Resource: {request.resource}",
         f"Duration: {format_duration(request.duration)}",
         f"Reason: {inert(request.reason)}",
-        f"Approvers: {approvers_text(request.approvers)} "
-        f"({request.approvals_required} needed) in {request.channel}",
     ]
+    if request.fields:
+        lines.append(f"Fields: {fields_text(request)}")
+    lines.append(
+        f"Approvers: {request_approvers(request)} "
+        f"({request.approvals_required} needed) in {request.channel}"
+    )
     if request.expires_at:
         lines.append(f"Granted: {when(request.granted_at)}; ends: {when(request.expires_at)}")
         if request.holds_access:
@@ -175,3 +221,56 @@ def audit_line(record: dict) -> str:
     if record.get("detail"):
         parts.append(f"detail={inert(str(record['detail']), 120)}")
     return " ".join(str(p) for p in parts)
+
+
+def whatif(evaluation) -> str:
+    """`!access whatif`: what a request would do, and that nothing was done."""
+    e = evaluation
+    duration = f" for {format_duration(e.duration)}" if e.duration else ""
+    lines = [
+        f"**What if {who(e.user)} asked for {inert(e.resource_name, 60)}{duration}?** "
+        "(a dry run: nothing was created, no strategy was called)"
+    ]
+    resource, request = e.resource, e.request
+    if resource is not None:
+        lines.append(
+            f"Policy: {resource.file}, resource {resource.name} (max "
+            f"{format_duration(resource.max_duration)}, default "
+            f"{format_duration(resource.default_duration)}; hooks: "
+            f"{', '.join(sorted(resource.hooks)) or 'none'})"
+        )
+    if request is not None:
+        needed = f"; {request.approvals_required} approvals needed"
+        lines.append(
+            f"Approvers: {request_approvers(request)}{needed if request.approvals_required > 1 else ''}"
+        )
+        lines.append(f"Channel: {request.channel}")
+        if request.fields:
+            lines.append(f"Fields: {fields_text(request)}")
+    verdict = {
+        "approve": "would be APPROVED at once by on_request (break-glass, reviewed afterwards)",
+        "deny": "would be DENIED at once by on_request",
+        "human": "would wait for the approvers",
+        "refused": "would be REFUSED",
+    }[e.outcome]
+    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
+    why = inert(e.explanation, 400) if e.outcome in ("approve", "deny") else e.explanation
+    lines.append(f"Decision: {verdict}: {why}")
+    lines += [f"Lookup: {inert(line, 200)}" for line in e.lookups]
+    notes = (request.notes if request is not None else []) + e.notes
+    lines += [f"Note: {inert(n, 400)}" for n in notes]
+    return "\n".join(lines)
+
+
+def watcher_reload(result) -> str:
+    """What the admins are told when the watcher reloaded changed policy files."""
+    if result.ok:
+        return (
+            f"Policy files changed on disk and were reloaded: {result.summary}. Requests and "
+            "grants already made keep the rules they were made under."
+        )
+    return (
+        f"Policy files changed on disk but did NOT load, so nothing changed ({result.kept}). "
+        "Fix these and save again (or run `!access reload`):\n"
+        + "\n".join(f"- {e}" for e in result.errors)
+    )

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from . import messages as msg
+from .approvers import SLACK_GROUP, entry_problem, resolve, static_members
 from .audit import AuditError, AuditLog
 from .domain import (
     AccessError,
@@ -27,8 +28,10 @@ from .domain import (
     new_id,
     normalize_handle,
 )
-from .integrations.pagerduty import PagerDutyNotConfigured
+from .integrations.pagerduty import PagerDutyNotConfigured, RecordedLookups
+from .integrations.slack_groups import NoSlackGroups
 from .policy import (
+    Decision,
     HookFailed,
     PolicyContext,
     PolicyError,
@@ -86,6 +89,71 @@ class Outcome:
     request: Request | None = None
 
 
+@dataclass
+class PolicyReload:
+    """What a reload did: the resources added, removed and changed, or why it failed."""
+
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    kept: str = ""  # when it failed: what stays in force
+    files: int = 0
+    resources: int = 0
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    groups_changed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def between(cls, old: PolicySet | None, new: PolicySet) -> PolicyReload:
+        before = old.resources if old else {}
+        after = new.resources
+        old_groups = old.groups if old else {}
+        return cls(
+            ok=True,
+            files=len(new.files),
+            resources=len(after),
+            added=sorted(set(after) - set(before)),
+            removed=sorted(set(before) - set(after)),
+            changed=sorted(
+                n for n in set(before) & set(after) if before[n].summary() != after[n].summary()
+            ),
+            groups_changed=sorted(
+                g
+                for g in set(old_groups) | set(new.groups)
+                if old_groups.get(g) != new.groups.get(g)
+            ),
+        )
+
+    @property
+    def changes(self) -> str:
+        text = (
+            f"added: {', '.join(self.added) or 'none'}; removed: {', '.join(self.removed) or 'none'}; "
+            f"changed: {', '.join(self.changed) or 'none'}"
+        )
+        if self.groups_changed:
+            text += f"; groups changed: {', '.join(self.groups_changed)}"
+        return text
+
+    @property
+    def summary(self) -> str:
+        return f"{self.files} policy file(s), {self.resources} resource(s) ({self.changes})"
+
+
+@dataclass
+class Evaluation:
+    """A dry run of one request (`!access whatif`, `python -m accessbot test`)."""
+
+    user: str
+    resource_name: str
+    duration: timedelta | None
+    outcome: str  # "approve" / "deny" (by on_request), "human", or "refused" outright
+    explanation: str
+    resource: Resource | None = None
+    request: Request | None = None  # the request it would be: approvers, channel, notes
+    lookups: list[str] = field(default_factory=list)  # on-call / Slack questions asked
+    notes: list[str] = field(default_factory=list)
+
+
 class AccessService:
     def __init__(
         self,
@@ -100,6 +168,8 @@ class AccessService:
         approval_reminder: timedelta = timedelta(minutes=15),
         accounts: Accounts | None = None,
         review_reminder_every: timedelta = REVIEW_REMINDER_EVERY,
+        groups: Mapping[str, list[str]] | None = None,
+        slack_groups=None,
     ):
         self.store = store
         self.audit = audit
@@ -112,13 +182,15 @@ class AccessService:
         self.approval_reminder = approval_reminder
         self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
         self.review_reminder_every = review_reminder_every
+        self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
+        self.slack_groups = slack_groups or NoSlackGroups()
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:
-            self.policies = load_policies(self.policy_dir)
+            self.policies = load_policies(self.policy_dir, self.groups)
         except PolicyError as exc:
             self.policy_error = exc
             log.error("policies did not load:\n%s", exc)
@@ -126,8 +198,33 @@ class AccessService:
     # -- requesting -------------------------------------------------------------
 
     def request(
-        self, actor: Actor, resource_name: str, duration: timedelta | None, reason: str
+        self,
+        actor: Actor,
+        resource_name: str,
+        duration: timedelta | None,
+        reason: str,
+        fields: Mapping[str, str] | None = None,
     ) -> Outcome:
+        resource, duration, reason, fields = self._checked_request(
+            resource_name, duration, reason, fields
+        )
+        self._refuse_duplicate(actor, resource.name)
+        request = self._new_request(actor, resource, duration, reason, fields=fields)
+        return self._submit(actor, request, resource)
+
+    def field_names(self, resource_name: str) -> tuple[str, ...]:
+        """The prompt fields a resource declares (none when it is unknown)."""
+        resource = self.policies.get(resource_name) if self.policies else None
+        return tuple(resource.fields) if resource else ()
+
+    def _checked_request(
+        self,
+        resource_name: str,
+        duration: timedelta | None,
+        reason: str,
+        fields: Mapping[str, str] | None,
+    ) -> tuple[Resource, timedelta, str, dict[str, str]]:
+        """What `!access request` refuses before anything is routed or stored."""
         resource = self._resource(resource_name)
         if duration is None:
             duration = resource.default_duration
@@ -138,9 +235,38 @@ class AccessService:
                 f"Say why you need it: `!access request {resource.name} "
                 f"{format_duration(duration)} <reason>`."
             )
-        self._refuse_duplicate(actor, resource.name)
-        request = self._new_request(actor, resource, duration, reason)
-        return self._submit(actor, request, resource)
+        return resource, duration, reason, self._check_fields(resource, fields or {}, duration)
+
+    def _check_fields(
+        self, resource: Resource, values: Mapping[str, str], duration: timedelta
+    ) -> dict[str, str]:
+        """The resource's prompt fields: every required one given, every value valid."""
+        unknown = sorted(set(values) - set(resource.fields))
+        problems = [f"{resource.name} has no field `{msg.inert(k, 40)}`" for k in unknown]
+        for spec in resource.fields.values():
+            value = values.get(spec.name)
+            if value is None:
+                if spec.required:
+                    problems.append(
+                        f"{resource.name} needs `{spec.name}=...`"
+                        + (f" ({msg.inert(spec.help)})" if spec.help else "")
+                    )
+            else:
+                problem = spec.problem(str(value))
+                if problem:
+                    problems.append(msg.inert(problem))
+        if problems:
+            example = " ".join(
+                f"{spec.name}=<{msg.inert(spec.help, 40) or 'value'}>"
+                for spec in resource.fields.values()
+                if spec.required or spec.name in values
+            )
+            raise AccessError(
+                "; ".join(problems)
+                + f". Try `!access request {resource.name} {format_duration(duration)} "
+                f"{example} <reason>`."
+            )
+        return {name: str(values[name]) for name in resource.fields if name in values}
 
     def extend(
         self, actor: Actor, grant_id: str, duration: timedelta | None, reason: str
@@ -223,10 +349,12 @@ class AccessService:
         duration: timedelta,
         reason: str,
         extends: Request | None = None,
+        fields: Mapping[str, str] | None = None,
+        request_id: str | None = None,
     ) -> Request:
         now = self.clock()
         request = Request(
-            id=self._unique_id(),
+            id=request_id or self._unique_id(),
             requester=actor.handle,
             requester_address=actor.address,
             requester_email=actor.email,
@@ -236,6 +364,8 @@ class AccessService:
             created_at=now,
             channel=resource.channel,
             approvers=list(resource.approvers),
+            approver_entries=list(resource.approvers),
+            fields=dict(extends.fields if extends else fields or {}),
             approvals_required=resource.approvals_required,
             allow_self_approval=resource.allow_self_approval,
             strategy=dict(extends.strategy if extends else resource.strategy_settings),
@@ -258,6 +388,7 @@ class AccessService:
         on_call = self.pagerduty.lookups()
         ctx = PolicyContext(on_call, now, logging.getLogger(f"policy.{resource.file}"))
         self._route(request, resource, ctx)
+        self._note_unreachable_quorum(actor, request)
         decision = self._policy_decision(request, resource, ctx)
         request.notes += [f"PagerDuty check failed: {reason}" for reason in on_call.failures]
         noun = "Extension request" if request.extends else "Request"
@@ -274,6 +405,8 @@ class AccessService:
                 duration=format_duration(request.duration),
                 reason=request.reason,
                 extends=request.extends,
+                fields=request.fields or None,
+                approvers=", ".join(request.approvers),
             )
             if decision is not None:
                 request.decided_by = "policy"
@@ -367,27 +500,58 @@ class AccessService:
         )
 
     def _route(self, request: Request, resource: Resource, ctx: PolicyContext) -> None:
-        if "get_approvers" not in resource.hooks:
+        """Who may decide: get_approvers' answer, else the listed approvers, with every
+        group-like entry expanded now and kept on the request."""
+        if "get_approvers" in resource.hooks:
+            try:
+                found = run_hook(resource, "get_approvers", request.view(), ctx, self.hook_timeout)
+                if isinstance(found, str) or not isinstance(found, (list, tuple, set)):
+                    raise HookFailed(
+                        f"{resource.file}: get_approvers returned {type(found).__name__}, not a list"
+                    )
+                entries = [str(e).strip() for e in found if str(e).strip()]
+                problem = next(filter(None, map(entry_problem, entries)), None)
+                if problem:
+                    raise HookFailed(f"{resource.file}: get_approvers returned {problem}")
+                if entries and self._expand(request, entries, ctx):
+                    return
+                note = f"{resource.file}: get_approvers named nobody"
+            except HookFailed as exc:
+                note = str(exc)
+            log.warning("routing fell back to the listed approvers: %s", note)
+            request.notes.append(f"get_approvers failed ({note}); routed to the listed approvers")
+        if request.approver_entries and self._expand(request, request.approver_entries, ctx):
             return
-        try:
-            found = run_hook(resource, "get_approvers", request.view(), ctx, self.hook_timeout)
-            if isinstance(found, str) or not isinstance(found, (list, tuple, set)):
-                raise HookFailed(
-                    f"{resource.file}: get_approvers returned {type(found).__name__}, not a list"
-                )
-            entries = [str(e).strip() for e in found if str(e).strip()]
-            if entries:
-                request.approvers = entries
-                return
-            note = f"{resource.file}: get_approvers returned nobody"
-        except HookFailed as exc:
-            note = str(exc)
-        log.warning("routing fell back to the listed approvers: %s", note)
-        request.notes.append(f"get_approvers failed ({note}); routed to the listed approvers")
-        if not request.approvers:
-            raise AccessError(
-                f"Nobody can approve {resource.name} right now ({note}). "
-                "Ask an admin to check the policy file."
+        failures = [f"PagerDuty check failed: {f}" for f in getattr(ctx.pagerduty, "failures", [])]
+        why = "; ".join(request.notes + failures) or "no approvers are listed"
+        raise AccessError(
+            f"Nobody can approve {resource.name} right now ({msg.inert(why)}). "
+            "Ask an admin to check the policy file."
+        )
+
+    def _expand(self, request: Request, entries: list[str], ctx: PolicyContext) -> bool:
+        """Resolve approver entries onto the request; False when they name nobody."""
+        groups = self.policies.groups if self.policies else {}
+        resolved = resolve(entries, groups, ctx.pagerduty, self.slack_groups)
+        request.notes += resolved.notes
+        if not resolved.approvers:
+            return False
+        request.approvers = resolved.approvers
+        request.approver_entries = list(entries)
+        request.approver_groups = resolved.groups
+        return True
+
+    def _note_unreachable_quorum(self, actor: Actor, request: Request) -> None:
+        """Say on the card when the routed approvers cannot reach the quorum (the
+        requester never counts toward one of two or more)."""
+        others = [
+            a for a in request.approvers if request.self_approval_allowed or not actor.matches(a)
+        ]
+        if len(others) < request.approvals_required:
+            request.notes.append(
+                f"needs {request.approvals_required} approvals but only {len(others)} "
+                f"approver(s) other than the requester can decide "
+                f"({msg.approvers_text(others)}); ask an admin to fix the approvers"
             )
 
     def _policy_decision(self, request: Request, resource: Resource, ctx: PolicyContext):
@@ -757,47 +921,132 @@ class AccessService:
                 + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
                 + f"; channel {res.channel}; grants via {res.strategy.describe()}"
                 + ("; can auto-approve" if "on_request" in res.hooks else "")
+                + msg.field_hints(res.fields.values())
             )
         return "\n".join(lines)
 
     def reload(self, actor: Actor) -> str:
         if not actor.is_admin:
             raise AccessError("Only bot admins (BOT_ADMINS) can reload policies.")
-        try:
-            new = load_policies(self.policy_dir)
-        except PolicyError as exc:
-            self._audit(
-                "policy_reload_failed", actor.handle, outcome="failed", detail="; ".join(exc.errors)
+        result = self.reload_policies(actor.handle)
+        if not result.ok:
+            return (
+                f"Reload failed, nothing changed ({result.kept}). Fix these and run "
+                "`!access reload` again:\n" + "\n".join(f"- {e}" for e in result.errors)
             )
+        return (
+            f"Reloaded {result.summary}. Requests already made keep the rules they were made under."
+        )
+
+    def reload_policies(self, by: str) -> PolicyReload:
+        """Load the policy files again, all or nothing, and say what changed.
+
+        `!access reload` and the file watcher both come here. Requests and grants already
+        made keep their approvers and strategy (copied onto each request), so nothing
+        active is touched: a removed resource's grants still expire and are revoked.
+        """
+        try:
+            new = load_policies(self.policy_dir, self.groups)
+        except PolicyError as exc:
+            self._audit("policy_reload_failed", by, outcome="failed", detail="; ".join(exc.errors))
             kept = (
                 f"the {len(self.policies.resources)} resource(s) already loaded stay in force"
                 if self.policies
                 else "no policies are loaded"
             )
-            return (
-                "Reload failed, nothing changed (" + kept + "). Fix these and run "
-                "`!access reload` again:\n" + "\n".join(f"- {e}" for e in exc.errors)
-            )
-        old = self.policies.resources if self.policies else {}
-        added = sorted(set(new.resources) - set(old))
-        removed = sorted(set(old) - set(new.resources))
-        changed = sorted(
-            n
-            for n in set(old) & set(new.resources)
-            if old[n].summary() != new.resources[n].summary()
-        )
+            return PolicyReload(ok=False, errors=list(exc.errors), kept=kept)
         with self.lock:
+            old = self.policies
             self.policies = new
             self.policy_error = None
-        summary = (
-            f"added: {', '.join(added) or 'none'}; removed: {', '.join(removed) or 'none'}; "
-            f"changed: {', '.join(changed) or 'none'}"
+        result = PolicyReload.between(old, new)
+        self._audit("policy_reloaded", by, outcome="ok", detail=result.changes)
+        return result
+
+    # -- dry runs -------------------------------------------------------------------
+
+    def whatif(
+        self,
+        actor: Actor,
+        target: Actor,
+        resource_name: str,
+        duration: timedelta | None = None,
+        reason: str = "",
+        fields: Mapping[str, str] | None = None,
+    ) -> str:
+        """`!access whatif`: how a request would be routed and decided, creating nothing."""
+        resource = self._resource(resource_name)
+        groups = self.policies.groups if self.policies else {}
+        if not (
+            actor.is_admin
+            or any(actor.matches(a) for a in static_members(resource.approvers, groups))
+        ):
+            raise AccessError(
+                f"`!access whatif` is for admins and the approvers of {resource.name} "
+                f"({msg.approvers_text(resource.approvers)})."
+            )
+        return msg.whatif(self.evaluate(target, resource_name, duration, reason, fields))
+
+    def evaluate(
+        self,
+        target: Actor,
+        resource_name: str,
+        duration: timedelta | None = None,
+        reason: str = "",
+        fields: Mapping[str, str] | None = None,
+    ) -> Evaluation:
+        """Run the checks, routing and hooks a request would go through, without storing,
+        auditing or calling a strategy. On-call and Slack lookups are real (or whatever
+        the injected checkers answer) and each is listed with where its answer came from."""
+        typed = " ".join(str(reason).split())
+        try:
+            resource, duration, reason, fields = self._checked_request(
+                resource_name, duration, typed or "<reason>", fields
+            )
+            reason = typed or "what-if check"  # what hooks see when no reason was given
+        except AccessError as exc:
+            resource = self.policies.get(resource_name) if self.policies else None
+            return Evaluation(target.handle, resource_name, duration, "refused", str(exc), resource)
+        evaluation = Evaluation(target.handle, resource.name, duration, "human", "", resource)
+        try:
+            self._refuse_duplicate(target, resource.name)
+        except AccessError as exc:
+            evaluation.notes.append(f"as things stand it would be refused: {exc}")
+        request = self._new_request(
+            target, resource, duration, reason, fields=fields, request_id="whatif"
         )
-        self._audit("policy_reloaded", actor.handle, outcome="ok", detail=summary)
-        return (
-            f"Reloaded {len(new.files)} policy file(s), {len(new.resources)} resource(s) "
-            f"({summary}). Requests already made keep the rules they were made under."
+        on_call = RecordedLookups(self.pagerduty)
+        ctx = PolicyContext(
+            on_call, request.created_at, logging.getLogger(f"policy.{resource.file}")
         )
+        evaluation.request = request
+        try:
+            self._route(request, resource, ctx)
+        except AccessError as exc:
+            evaluation.outcome, evaluation.explanation = "refused", str(exc)
+        if evaluation.outcome != "refused":
+            self._note_unreachable_quorum(target, request)
+            notes_before = len(request.notes)
+            decision = self._policy_decision(request, resource, ctx)
+            if isinstance(decision, Decision):
+                evaluation.outcome = "approve" if decision.approve else "deny"
+                evaluation.explanation = decision.reason
+            elif "on_request" not in resource.hooks:
+                evaluation.explanation = "no on_request hook: the approvers decide"
+            elif len(request.notes) > notes_before:
+                evaluation.explanation = "on_request failed, so the approvers decide (see the note)"
+            else:
+                evaluation.explanation = "on_request returned None: the approvers decide"
+        request.notes += [f"PagerDuty check failed: {f}" for f in on_call.failures]
+        evaluation.lookups = list(on_call.lines)
+        source = getattr(self.slack_groups, "source", "")
+        evaluation.lookups += [
+            f"members of {entry}? {', '.join(members) or 'nobody'}"
+            + (f" ({source})" if source else "")
+            for entry, members in request.approver_groups.items()
+            if entry.startswith(SLACK_GROUP)
+        ]
+        return evaluation
 
     def audit_events(
         self,
@@ -1331,10 +1580,18 @@ class AccessService:
         if request.status is not Status.PENDING:
             request.move(Status.APPROVED, self.clock(), actor.handle)  # raises the right words
         is_requester = request.requester == actor.handle
+        others = msg.approvers_text([a for a in request.approvers if not actor.matches(a)])
         if is_requester and not request.allow_self_approval:
             raise AccessError(
                 f"You cannot {verb} your own request {request.id}; "
-                f"{msg.approvers_text([a for a in request.approvers if not actor.matches(a)]) or 'another approver'} must."
+                f"{others if others != 'nobody' else 'another approver'} must."
+            )
+        if is_requester and verb == "approve" and not request.self_approval_allowed:
+            # Separation of duties: a quorum means that many people besides the requester.
+            raise AccessError(
+                f"You cannot approve your own request {request.id}: it needs "
+                f"{request.approvals_required} approvals from people other than you "
+                f"({others})."
             )
         if not any(actor.matches(a) for a in request.approvers):
             raise AccessError(
@@ -1347,7 +1604,9 @@ class AccessService:
             return True
         policies = self.policies
         return bool(policies) and any(
-            actor.matches(a) for res in policies.resources.values() for a in res.approvers
+            actor.matches(a)
+            for res in policies.resources.values()
+            for a in static_members(res.approvers, policies.groups)
         )
 
     def _unique_id(self) -> str:

@@ -35,6 +35,10 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=1)
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
+    hook_timeout: float = 10.0  # seconds a policy hook may run
+    groups: Mapping[str, list[str]] = field(default_factory=dict)  # ACCESS_GROUPS
+    policy_watch: bool = False  # reload when the policy files change
+    policy_watch_seconds: float = 1.0  # how often the watcher looks
 
     @classmethod
     def load(
@@ -76,17 +80,21 @@ class Settings:
             except DurationError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
 
-        pd_timeout = get("ACCESS_PAGERDUTY_TIMEOUT", 3.0)
-        try:
-            pd_timeout = (
-                parse_duration(pd_timeout).total_seconds()
-                if isinstance(pd_timeout, str) and not pd_timeout.replace(".", "", 1).isdigit()
-                else float(pd_timeout)
-            )
-        except (DurationError, TypeError, ValueError) as exc:
-            raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be seconds, e.g. 3 or 3s") from exc
-        if pd_timeout <= 0:
-            raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be more than 0")
+        def seconds(name: str, default: float, example: str) -> float:
+            value = get(name, default)
+            try:
+                value = (
+                    parse_duration(value).total_seconds()
+                    if isinstance(value, str) and not value.replace(".", "", 1).isdigit()
+                    else float(value)
+                )
+            except (DurationError, TypeError, ValueError) as exc:
+                raise SettingsError(f"{name} must be seconds, e.g. {example}") from exc
+            if value <= 0:
+                raise SettingsError(f"{name} must be more than 0")
+            return value
+
+        pd_timeout = seconds("ACCESS_PAGERDUTY_TIMEOUT", 3.0, "3 or 3s")
         max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
@@ -105,7 +113,39 @@ class Settings:
             pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
+            hook_timeout=seconds("ACCESS_HOOK_TIMEOUT", 10.0, "10 or 10s"),
+            groups=_groups(get("ACCESS_GROUPS", {})),
+            policy_watch=_flag(get("ACCESS_POLICY_WATCH", False), "ACCESS_POLICY_WATCH"),
+            policy_watch_seconds=seconds("ACCESS_POLICY_WATCH_SECONDS", 1.0, "1 or 0.5"),
         )
+
+
+def _groups(value) -> dict[str, list[str]]:
+    """ACCESS_GROUPS: group name -> approvers; JSON in the environment. The policy loader
+    checks the names and members, so `python -m accessbot check` reports them too."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise SettingsError(
+                'ACCESS_GROUPS must be JSON like {"sre": ["@alice", "@bob"]}'
+            ) from exc
+    if not isinstance(value, Mapping):
+        raise SettingsError(
+            'ACCESS_GROUPS must map group names to approvers, like {"sre": ["@alice"]}'
+        )
+    return dict(value)
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be True or False, not {value!r}")
 
 
 def _handle_map(get, name: str, what: str, example: str) -> dict[str, str]:

@@ -86,6 +86,94 @@ class OnCallLookups:
                 self._failures.append(reason)
 
 
+class RecordedLookups(OnCallLookups):
+    """OnCallLookups that also write down each question and answer, for `!access whatif`:
+    `lines` says what was asked, what came back and where the answer came from."""
+
+    def __init__(self, checker):
+        super().__init__(checker)
+        self.source = getattr(checker, "source", "live PagerDuty lookup")
+        self.lines: list[str] = []
+
+    def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
+        before = len(self.failures)
+        answer = super().is_on_call(email, schedule, escalation_policy)
+        self._note(
+            f"is {email or 'the requester (no e-mail)'} on call{_for(schedule, escalation_policy)}",
+            answer,
+            before,
+        )
+        return answer
+
+    def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
+        before = len(self.failures)
+        answer = super().on_call_users(schedule, escalation_policy)
+        self._note(
+            f"who is on call{_for(schedule, escalation_policy)}",
+            ", ".join(answer) or "nobody",
+            before,
+        )
+        return answer
+
+    def _note(self, question: str, answer, failures_before: int) -> None:
+        failures = self.failures
+        if len(failures) > failures_before:
+            said = f"failed ({failures[-1]}), counted as {'no' if answer is False else 'nobody'}"
+        else:
+            said = "yes" if answer is True else "no" if answer is False else str(answer)
+        self.lines.append(f"{question}? {said} ({self.source})")
+
+
+def _for(schedule, escalation_policy) -> str:
+    parts = [
+        f"schedule {schedule}" if schedule else "",
+        f"escalation policy {escalation_policy}" if escalation_policy else "",
+    ]
+    parts = [p for p in parts if p]
+    return " for " + " and ".join(parts) if parts else ""
+
+
+class StaticOnCall:
+    """Fixed on-call answers, for `python -m accessbot test`: schedule or escalation policy
+    id -> the e-mails on call. `down` makes every lookup fail with that reason."""
+
+    configured = True
+    source = "answer from the test file"
+
+    def __init__(self, on_call: dict[str, list[str]] | None = None, down: str | None = None):
+        self._on_call = {
+            str(k): [str(e).strip().lower() for e in v] for k, v in (on_call or {}).items()
+        }
+        self.down = down
+
+    def lookups(self) -> OnCallLookups:
+        return OnCallLookups(self)
+
+    def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
+        _check_filters(schedule, escalation_policy, required=False)
+        if self.down:
+            raise PagerDutyError(self.down)
+        if not email or "@" not in str(email):
+            raise PagerDutyError("no e-mail address is known for the requester")
+        wanted = str(email).strip().lower()
+        ids = [i for i in (schedule, escalation_policy) if i]
+        if not ids:
+            return any(wanted in emails for emails in self._on_call.values())
+        return all(wanted in self._on_call.get(i, ()) for i in ids)
+
+    def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
+        _check_filters(schedule, escalation_policy, required=True)
+        if self.down:
+            raise PagerDutyError(self.down)
+        ids = [i for i in (schedule, escalation_policy) if i]
+        found = [
+            e
+            for e in self._on_call.get(ids[0], ())
+            if all(e in self._on_call.get(i, ()) for i in ids)
+        ]
+        return found
+
+
 class PagerDutyNotConfigured:
     """The checker when no ACCESS_PAGERDUTY_TOKEN is set: nobody is on call.
 
@@ -94,6 +182,7 @@ class PagerDutyNotConfigured:
     """
 
     configured = False
+    source = "PagerDuty is not configured"
 
     def lookups(self) -> OnCallLookups:
         return OnCallLookups(self)
@@ -148,6 +237,7 @@ class OnCallChecker:
     """
 
     configured = True
+    source = "live PagerDuty lookup"
 
     def __init__(
         self,

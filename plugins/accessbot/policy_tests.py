@@ -1,0 +1,374 @@
+"""Table-driven policy tests: `python -m accessbot test POLICY_DIR TESTS.yaml`.
+
+Each case says who asks for what (and what PagerDuty and Slack would answer), and what
+should happen. The cases run through the bot's own dry run (`AccessService.evaluate`,
+the code behind `!access whatif`) with fake on-call and Slack answers, so a policy
+change and its tests are reviewed together in one pull request. The format:
+
+    defaults:                 # optional: every case starts from these
+      duration: 30m
+      reason: testing the policy
+      now: "2026-11-24T09:00:00Z"   # what hooks see as ctx.now (default: the real now)
+    emails:                   # optional: handle -> e-mail (else ACCESS_USER_EMAILS)
+      carol: carol@example.com
+    cases:
+      - name: the on-call engineer breaks glass
+        user: carol
+        resource: prod-shell
+        on_call: {PABC123: [carol@example.com]}   # schedule/escalation id -> e-mails
+        expect:
+          decision: approve    # approve | deny (by on_request), human, refused
+          reason: break-glass  # a piece of the policy's reason (or of the refusal)
+      - name: anyone else waits for a person
+        user: dave
+        resource: prod-shell
+        expect: {decision: human, approvers: ["@alice", "@bob"], channel: "#access-approvals"}
+
+Case keys: name, user (required), email, resource (required), duration, reason, fields
+(dict), on_call (dict; without it nobody is on call), pagerduty ("down" makes every
+lookup fail), slack_groups (handle -> user ids), now, expect (required). Expect keys:
+decision, approvers (compared as a set, `@bob` = `bob`), channel, reason, note (a piece
+of one of the card's notes).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .approvers import same_person_key
+from .audit import AuditLog
+from .domain import DurationError, from_iso, parse_duration
+from .integrations.pagerduty import StaticOnCall
+from .integrations.slack_groups import StaticSlackGroups
+from .policy import PolicyError
+from .service import AccessService, Actor, Evaluation
+from .store import TinyDBStore
+
+CASE_KEYS = {
+    "name",
+    "user",
+    "email",
+    "resource",
+    "duration",
+    "reason",
+    "fields",
+    "on_call",
+    "pagerduty",
+    "slack_groups",
+    "now",
+    "expect",
+}
+EXPECT_KEYS = {"decision", "approvers", "channel", "reason", "note"}
+DECISIONS = ("approve", "deny", "human", "refused")
+TOP_KEYS = {"defaults", "emails", "cases"}
+
+
+class TestFileError(Exception):
+    """The tests file is not valid; `errors` holds `file:line: message` lines."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass
+class Case:
+    index: int
+    line: int
+    name: str
+    user: str
+    email: str | None
+    resource: str
+    duration: Any
+    reason: str
+    fields: dict[str, str]
+    on_call: dict[str, list[str]]
+    pagerduty_down: bool
+    slack_groups: dict[str, list[str]]
+    now: datetime | None
+    expect: dict[str, Any]
+
+
+@dataclass
+class Result:
+    case: Case
+    evaluation: Evaluation | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+# -- reading the file ------------------------------------------------------------------
+
+
+def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list[Case]:
+    """Parse and check the tests file; raise TestFileError listing every problem."""
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TestFileError([f"{path}:1: cannot be read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TestFileError([f"{path}:{line}: not valid YAML: {problem}"]) from None
+    lines = _lines(root)
+    where = lambda *keys: f"{path}:{lines.get(keys, lines.get(keys[:1], 1))}"  # noqa: E731
+
+    if isinstance(data, list):
+        data = {"cases": data}
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
+        raise TestFileError(
+            [f"{path}:1: {name} needs a non-empty list of cases: `cases: [{{user: ..., ...}}]`"]
+        )
+    errors = [
+        f"{where(key)}: unknown top-level key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})"
+        for key in data
+        if key not in TOP_KEYS
+    ]
+    defaults = data.get("defaults") or {}
+    emails = {str(k).lstrip("@").lower(): str(v) for k, v in (user_emails or {}).items()}
+    if not isinstance(defaults, dict):
+        errors.append(f"{where('defaults')}: defaults must be a mapping of case keys")
+        defaults = {}
+    raw_emails = data.get("emails") or {}
+    if not isinstance(raw_emails, dict):
+        errors.append(f"{where('emails')}: emails must map handles to e-mails, e.g. carol: c@x.io")
+    else:
+        emails.update({str(k).lstrip("@").lower(): str(v) for k, v in raw_emails.items()})
+
+    cases = []
+    for index, raw in enumerate(data["cases"], start=1):
+        at = lambda *keys, i=index: where(i, *keys)  # noqa: E731
+        if not isinstance(raw, dict):
+            errors.append(f"{at()}: case {index} must be a mapping with user, resource, expect")
+            continue
+        merged = {**defaults, **raw}
+        label = f"case {index}" + (f" ({merged['name']})" if merged.get("name") else "")
+        problems = _case_problems(merged)
+        if problems:
+            errors += [f"{at(key)}: {label}: {message}" for key, message in problems]
+            continue
+        user = str(merged["user"]).lstrip("@")
+        cases.append(
+            Case(
+                index=index,
+                line=lines.get((index,), 1),
+                name=str(merged.get("name") or f"{user} asks for {merged['resource']}"),
+                user=user,
+                email=str(merged["email"]) if merged.get("email") else emails.get(user.lower()),
+                resource=str(merged["resource"]),
+                duration=merged.get("duration"),
+                reason=str(merged.get("reason") or "policy test"),
+                fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
+                on_call={
+                    str(k): [str(e) for e in v] for k, v in (merged.get("on_call") or {}).items()
+                },
+                pagerduty_down=merged.get("pagerduty") == "down",
+                slack_groups={
+                    str(k): [str(u) for u in v]
+                    for k, v in (merged.get("slack_groups") or {}).items()
+                },
+                now=_moment(merged.get("now")),
+                expect=dict(merged["expect"]),
+            )
+        )
+    if errors:
+        raise TestFileError(errors)
+    return cases
+
+
+def _case_problems(case: dict) -> list[tuple[str, str]]:
+    problems = []
+    for key in case:
+        if key not in CASE_KEYS:
+            problems.append((key, f"unknown key {key!r} (allowed: {', '.join(sorted(CASE_KEYS))})"))
+    for key in ("user", "resource", "expect"):
+        if not case.get(key):
+            problems.append((key, f"{key} is required"))
+    if case.get("duration") is not None:
+        try:
+            parse_duration(str(case["duration"]))
+        except DurationError as exc:
+            problems.append(("duration", str(exc)))
+    if case.get("now") is not None and _moment(case["now"]) is None:
+        problems.append(("now", f"{case['now']!r} is not a time like 2026-11-24T03:00:00Z"))
+    for key in ("fields", "on_call", "slack_groups"):
+        value = case.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            problems.append((key, f"{key} must be a mapping"))
+        elif key != "fields" and not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+        ):
+            problems.append((key, f"{key} must map each id or handle to a list of strings"))
+    if case.get("pagerduty") not in (None, "ok", "down"):
+        problems.append(("pagerduty", 'pagerduty must be "ok" or "down"'))
+    expect = case.get("expect")
+    if expect and not isinstance(expect, dict):
+        problems.append(("expect", "expect must be a mapping, e.g. {decision: human}"))
+    elif expect:
+        for key in expect:
+            if key not in EXPECT_KEYS:
+                problems.append(
+                    (
+                        "expect",
+                        f"unknown expect key {key!r} (allowed: {', '.join(sorted(EXPECT_KEYS))})",
+                    )
+                )
+        if "decision" in expect and expect["decision"] not in DECISIONS:
+            problems.append(
+                (
+                    "expect",
+                    f"decision must be one of {', '.join(DECISIONS)}, not {expect['decision']!r}",
+                )
+            )
+        if "approvers" in expect and not isinstance(expect["approvers"], list):
+            problems.append(("expect", 'approvers must be a list like ["@alice", "@bob"]'))
+        if not set(expect) & EXPECT_KEYS:
+            problems.append(
+                ("expect", "expect needs at least one of " + ", ".join(sorted(EXPECT_KEYS)))
+            )
+    return problems
+
+
+def _moment(value) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        moment = from_iso(str(value))
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _lines(root) -> dict[tuple, int]:
+    """(key,), (case index,) and (case index, key) -> 1-based line in the YAML file."""
+    lines: dict[tuple, int] = {}
+    if root is None:
+        return lines
+    cases = None
+    if isinstance(root, yaml.SequenceNode):
+        cases = root
+    elif isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            lines[(key.value,)] = key.start_mark.line + 1
+            if key.value == "cases" and isinstance(value, yaml.SequenceNode):
+                cases = value
+    for index, item in enumerate(cases.value if cases else [], start=1):
+        lines[(index,)] = item.start_mark.line + 1
+        if isinstance(item, yaml.MappingNode):
+            for key, _ in item.value:
+                lines[(index, key.value)] = key.start_mark.line + 1
+    return lines
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.0) -> list[Result]:
+    """Run every case through the bot's dry run; raises PolicyError if the policies do
+    not load. Nothing is stored: the store and audit log live in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="accessbot-test-") as scratch:
+        now = {"at": datetime.now(UTC)}
+        service = AccessService(
+            store=TinyDBStore(Path(scratch) / "access.json"),
+            audit=AuditLog(Path(scratch) / "audit.jsonl", lambda: now["at"]),
+            policy_dir=policy_dir,
+            clock=lambda: now["at"],
+            hook_timeout=hook_timeout,
+            groups=groups,
+        )
+        if service.policy_error:
+            raise service.policy_error
+        results = []
+        for case in cases:
+            now["at"] = case.now or datetime.now(UTC)
+            service.pagerduty = StaticOnCall(
+                case.on_call,
+                down="PagerDuty is down (the test says so)" if case.pagerduty_down else None,
+            )
+            service.slack_groups = StaticSlackGroups(case.slack_groups)
+            duration = parse_duration(str(case.duration)) if case.duration is not None else None
+            evaluation = service.evaluate(
+                Actor(case.user, email=case.email),
+                case.resource,
+                duration,
+                case.reason,
+                case.fields,
+            )
+            results.append(Result(case, evaluation, compare(case.expect, evaluation)))
+        return results
+
+
+def compare(expect: dict, got: Evaluation) -> list[str]:
+    """What differs between the expectation and the dry run, one line each."""
+    failures = []
+    request = got.request
+    if "decision" in expect and expect["decision"] != got.outcome:
+        failures.append(
+            f"decision: expected {expect['decision']}, got {got.outcome} ({got.explanation})"
+        )
+    if "approvers" in expect:
+        wanted = {same_person_key(str(a)) for a in expect["approvers"]}
+        have = {same_person_key(a) for a in (request.approvers if request else [])}
+        if wanted != have:
+            failures.append(
+                f"approvers: expected {', '.join(sorted(wanted)) or 'nobody'}, "
+                f"got {', '.join(sorted(have)) or 'nobody'}"
+            )
+    if "channel" in expect:
+        channel = request.channel if request else None
+        if str(expect["channel"]) != channel:
+            failures.append(f"channel: expected {expect['channel']}, got {channel}")
+    if "reason" in expect and str(expect["reason"]).lower() not in got.explanation.lower():
+        failures.append(
+            f"reason: expected it to contain {expect['reason']!r}, got {got.explanation!r}"
+        )
+    if "note" in expect:
+        notes = (request.notes if request else []) + got.notes
+        if not any(str(expect["note"]).lower() in n.lower() for n in notes):
+            failures.append(
+                f"note: expected one containing {expect['note']!r}, got {notes or 'none'}"
+            )
+    return failures
+
+
+def report(path: Path, results: list[Result]) -> list[str]:
+    """The pass/fail table, with `file:line:` on each failure for CI annotations."""
+    width = max((len(r.case.name) for r in results), default=10)
+    lines = []
+    for result in results:
+        case = result.case
+        got = result.evaluation.outcome if result.evaluation else "?"
+        status = "PASS" if result.passed else "FAIL"
+        lines.append(
+            f"{status}  {case.index:>3}  {case.name:<{width}}  {case.user} -> {case.resource}: {got}"
+        )
+        lines += [
+            f"{path}:{case.line}: case {case.index} ({case.name}): {f}" for f in result.failures
+        ]
+    failed = sum(1 for r in results if not r.passed)
+    lines.append(f"{len(results)} case(s): {len(results) - failed} passed, {failed} failed")
+    return lines
+
+
+__all__ = ["PolicyError", "TestFileError", "read_cases", "report", "run_cases"]

@@ -1,0 +1,105 @@
+"""A small Slack Web API on 127.0.0.1: usergroups.list and usergroups.users.list, as
+documented (POST, form or JSON body, `Authorization: Bearer <token>`, answers
+`{"ok": ...}`), so the real slack_sdk WebClient runs against it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+TOKEN = "xoxb-test-token"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class FakeSlack:
+    def __init__(self, token: str = TOKEN):
+        self.token = token
+        self.groups: list[dict] = []  # {"id", "handle", "users", "date_delete"}
+        self.error: str | None = None  # answer every call with {"ok": false, "error": ...}
+        self._calls: Counter = Counter()
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                if self.headers.get("Content-Type", "").startswith("application/json"):
+                    params = json.loads(body or "{}")
+                else:
+                    params = {k: v[0] for k, v in parse_qs(body).items()}
+                method = self.path.rsplit("/", 1)[-1]
+                with fake.lock:
+                    fake._calls[method] += 1
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    self._json({"ok": False, "error": "invalid_auth"})
+                    return
+                self._json(fake._answer(method, params))
+
+            def _json(self, data):
+                text = json.dumps(data).encode()
+                self.send_response(200)  # Slack answers 200 with ok: false on errors
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def add_group(self, group_id: str, handle: str, users: list[str], deleted: bool = False):
+        with self.lock:
+            self.groups.append(
+                {
+                    "id": group_id,
+                    "handle": handle,
+                    "users": users,
+                    "date_delete": 1 if deleted else 0,
+                }
+            )
+
+    def calls(self) -> Counter:
+        with self.lock:
+            return Counter(self._calls)
+
+    def _answer(self, method: str, params: dict) -> dict:
+        with self.lock:
+            if self.error:
+                return {"ok": False, "error": self.error}
+            if method == "usergroups.list":
+                return {
+                    "ok": True,
+                    "usergroups": [
+                        {
+                            "id": g["id"],
+                            "team_id": "T0001",
+                            "name": g["handle"].title(),
+                            "handle": g["handle"],
+                            "date_delete": g["date_delete"],
+                            "user_count": len(g["users"]),
+                        }
+                        for g in self.groups
+                    ],
+                }
+            if method == "usergroups.users.list":
+                group = next((g for g in self.groups if g["id"] == params.get("usergroup")), None)
+                if group is None:
+                    return {"ok": False, "error": "no_such_subteam"}
+                return {"ok": True, "users": list(group["users"])}
+            return {"ok": False, "error": "unknown_method"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
