@@ -196,3 +196,9 @@ def test_a_request_while_holding_the_grant_points_to_extend(chat, clock):
     clock.advance(minutes=20)
     reply = chat.reply("carol", "!access request prod-db 1h more")
     assert f"grant {rid}, 40m left" in reply and f"!access extend {rid} 1h" in reply
+
+
+def test_a_bad_extension_duration_says_how_to_write_one(chat):
+    rid = granted(chat)
+    reply = chat.reply("carol", f"!access extend {rid} 4x more")
+    assert '"4x" is not a duration' in reply and f"!access extend {rid} 30m" in reply

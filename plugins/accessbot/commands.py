@@ -127,17 +127,8 @@ def _duration_and_reason(command: str, rest: list[str]) -> tuple[timedelta | Non
 def parse_extend_args(args: str) -> tuple[str, timedelta | None, str]:
     """`<id> [duration] [reason...]` for `!access extend`."""
     request_id, rest = parse_id_and_text(args, "access extend")
-    tokens = rest.split()
-    duration = None
-    if tokens and looks_like_duration(tokens[0]):
-        duration = parse_duration(tokens[0])
-        tokens = tokens[1:]
-    elif tokens and _maybe_duration(tokens[0]):
-        raise DurationError(
-            f'"{tokens[0][:20]}" is not a duration: write it like 30m, 2h, 1h30m or 1d, '
-            f"e.g. `!access extend {request_id} 30m <reason>`"
-        )
-    return request_id, duration, " ".join(tokens)
+    duration, reason = _duration_and_reason(f"!access extend {request_id}", rest.split())
+    return request_id, duration, reason
 
 
 def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
