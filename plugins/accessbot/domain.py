@@ -196,6 +196,8 @@ class Request:
     review_reminded_at: datetime | None = None
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
+    # Bumped by every store write; a write of an older version is refused (ConflictError).
+    version: int = 0
 
     @property
     def grant_id(self) -> str:
