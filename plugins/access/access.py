@@ -19,7 +19,7 @@ from errbot.backends.base import Person, RoomOccupant
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
 
 from accessbot import messages  # noqa: E402
-from accessbot.audit import AuditLog  # noqa: E402
+from accessbot.backends import open_backend  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
     parse_audit_args,
@@ -32,7 +32,7 @@ from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
-from accessbot.store import StoreError, TinyDBStore  # noqa: E402
+from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,9 @@ class Access(BotPlugin):
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.scheduler = None
         self.startup_error = None
+        self.backend = None
         try:
-            store = TinyDBStore(self.settings.db_path)
+            self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
             # Never start empty on a damaged store: that would forget live grants, which
             # would then never be revoked. Refuse every command until an admin fixes it.
@@ -76,8 +77,8 @@ class Access(BotPlugin):
             self.warn_admins(self.startup_error)
             return
         self.service = AccessService(
-            store=store,
-            audit=AuditLog(self.settings.audit_path, self.clock, self.settings.audit_max_bytes),
+            store=self.backend.store,
+            audit=self.backend.audit,
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
@@ -96,15 +97,21 @@ class Access(BotPlugin):
                 "Access bot: the policy files did not load, nothing can be requested:\n"
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
+        # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
+        self.scheduler = Scheduler(
+            self.run_tick, self.settings.tick_seconds, self.backend.leadership
+        )
         # Whatever expired while the bot was down is revoked before anything else.
-        self.run_tick()
-        self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
+        self.scheduler.run_once()
         self.scheduler.start()
 
     def deactivate(self):
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None:
             scheduler.stop()
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
         super().deactivate()
 
     def run_tick(self) -> None:

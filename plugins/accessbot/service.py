@@ -9,7 +9,6 @@ audit event (written first, so nothing changes unaudited) plus one store write.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +36,7 @@ from .policy import (
     load_policies,
     run_hook,
 )
-from .store import RequestStore, StoreError
+from .store import DecisionLock, RequestStore, StoreError
 from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
 
 log = logging.getLogger(__name__)
@@ -113,8 +112,10 @@ class AccessService:
         self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
         self.review_reminder_every = review_reminder_every
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
-        self.lock = threading.RLock()
-        self._inflight: set[str] = set()  # requests whose strategy call is under way
+        # One decision at a time: this process's threads, and (on a shared database) every
+        # bot; the claims on strategy calls are the store's, so other bots see them too.
+        self.lock = DecisionLock(store)
+        self._inflight = store.claims()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:

@@ -35,6 +35,8 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=1)
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
+    db_url: str | None = None  # PostgreSQL for several bots; None: TinyDB and files
+    lease_seconds: float = 10.0  # how long a dead bot's scheduler lease and claims last
 
     @classmethod
     def load(cls, config: Any = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +78,23 @@ class Settings:
         if pd_timeout <= 0:
             raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be more than 0")
         max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
+        db_url = str(get("ACCESS_DB_URL", "") or "").strip() or None
+        if db_url and not db_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(
+                "ACCESS_DB_URL must be a PostgreSQL URL like postgresql://accessbot@db/accessbot "
+                "(put the password in PGPASSWORD or ~/.pgpass), or empty for the TinyDB files"
+            )
+        try:
+            lease = float(get("ACCESS_LEASE_SECONDS", 10))
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(
+                "ACCESS_LEASE_SECONDS must be a number of seconds, e.g. 10"
+            ) from exc
+        if db_url and lease < tick:
+            raise SettingsError(
+                f"ACCESS_LEASE_SECONDS ({lease:g}) must be at least ACCESS_TICK_SECONDS "
+                f"({tick:g}): the scheduler renews its lease once a tick"
+            )
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", "data/access.json")),
@@ -91,6 +110,8 @@ class Settings:
             pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
+            db_url=db_url,
+            lease_seconds=lease,
         )
 
 

@@ -97,7 +97,7 @@ class Database:
         try:
             # One plain connection first: PostgreSQL's own words if it refuses us.
             with psycopg.connect(url, connect_timeout=max(2, int(connect_timeout))) as conn:
-                self._migrate(conn)
+                migrate(conn, self.where)
         except psycopg.Error as exc:
             raise DatabaseError(
                 f"cannot use PostgreSQL at {self.where}: {_reason(exc)}. Check ACCESS_DB_URL "
@@ -202,29 +202,34 @@ class Database:
 
     # -- schema ------------------------------------------------------------------------
 
-    def _migrate(self, conn: psycopg.Connection) -> None:
-        """Apply the migrations the database lacks, in one transaction, one bot at a time."""
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version     integer PRIMARY KEY,
-                    description text NOT NULL,
-                    applied_at  timestamptz NOT NULL DEFAULT now()
-                )
-                """
+    def schema_version(self) -> int:
+        with self.connection() as conn:
+            return conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(conn: psycopg.Connection, where: str, upto: int = NEWEST) -> None:
+    """Apply the migrations the database lacks (up to `upto`), in one transaction, one
+    bot at a time; refuse a database that a newer bot has migrated further."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                description text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
             )
-            current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            current = current.fetchone()[0]
-            if current > NEWEST:
-                raise DatabaseError(
-                    f"the database at {self.where} has schema version {current}, newer than "
-                    f"this bot knows ({NEWEST}): another bot was upgraded; upgrade this one too"
-                )
-            for migration in MIGRATIONS:
-                if migration.version <= current:
-                    continue
+            """
+        )
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = current.fetchone()[0]
+        if current > NEWEST:
+            raise DatabaseError(
+                f"the database at {where} has schema version {current}, newer than this bot "
+                f"knows ({NEWEST}): another bot was upgraded; upgrade this one too"
+            )
+        for migration in MIGRATIONS:
+            if current < migration.version <= upto:
                 for statement in migration.statements:
                     conn.execute(statement)
                 conn.execute(
@@ -234,10 +239,6 @@ class Database:
                 log.info(
                     "database migrated to version %s: %s", migration.version, migration.description
                 )
-
-    def schema_version(self) -> int:
-        with self.connection() as conn:
-            return conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
 
 
 def _configure(conn: psycopg.Connection) -> None:

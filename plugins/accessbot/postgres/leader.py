@@ -64,15 +64,3 @@ class LeaderLease:
                 "SELECT holder FROM leases WHERE name = %s AND expires_at > now()", (self.name,)
             ).fetchone()
         return row[0] if row else None
-
-
-class SoleLeader:
-    """One bot on its own files: it always runs the scheduler."""
-
-    held = True
-
-    def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
