@@ -87,7 +87,10 @@ class Database:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_connections: int = 10,
         connect_timeout: float = 10.0,
+        heartbeat: bool = True,
     ):
+        """`heartbeat=False` for tools that only read or copy (the CLI): no lease row, no
+        thread, so such a tool never looks like a bot to the others."""
         self.url = url
         self.where = safe_url(url)
         self.lease_seconds = lease_seconds
@@ -120,8 +123,9 @@ class Database:
         self._heartbeat = threading.Thread(
             target=self._beat, name="accessbot-heartbeat", daemon=True
         )
-        self.beat()  # registered before the first claim
-        self._heartbeat.start()
+        if heartbeat:
+            self.beat()  # registered before the first claim
+            self._heartbeat.start()
 
     # -- using it --------------------------------------------------------------------
 
@@ -191,7 +195,8 @@ class Database:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._heartbeat.join(5)
+        if self._heartbeat.is_alive():
+            self._heartbeat.join(5)
         try:
             with self.connection() as conn:
                 conn.execute("DELETE FROM claims WHERE owner = %s", (self.bot_id,))
