@@ -51,8 +51,9 @@ def free_port() -> int:
 class PostgresServer:
     """One throwaway cluster; `database()` makes a fresh empty database and its URL."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, durable: bool = False):
         self.bindir = bindir
+        self.durable = durable  # fsync and synchronous commits, as in production (benches)
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="accessbot-pg-"))
         self.data = self.root / "data"
@@ -104,12 +105,14 @@ class PostgresServer:
                 "-c listen_addresses=127.0.0.1",
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.root}",
-                # A throwaway cluster: durability costs time and proves nothing here.
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
                 "-c max_connections=200",
             ]
+            # A throwaway cluster for tests: durability costs time and proves nothing there.
+            + (
+                []
+                if self.durable
+                else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            )
         )
         self._run(
             "pg_ctl",
@@ -176,7 +179,7 @@ def _drop(admin_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_server() -> PostgresServer | ExistingServer:
+def start_server(durable: bool = False) -> PostgresServer | ExistingServer:
     """A server to test against, or NoServer saying why there is none."""
     try:
         import psycopg  # noqa: F401
@@ -192,7 +195,7 @@ def start_server() -> PostgresServer | ExistingServer:
             "postgresql package when it runs as root with apt-get; or set "
             "ACCESS_TEST_PG_BINDIR, or ACCESS_TEST_DB_URL to a server you run"
         )
-    server = PostgresServer(bindir)
+    server = PostgresServer(bindir, durable)
     try:
         return server.start()
     except BaseException:
