@@ -2,7 +2,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench clean policy-check
+.PHONY: run test lint format bench clean policy-check postgres-server
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-aws.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,8 +16,20 @@ run: $(STAMP)
 	mkdir -p data
 	$(VENV)/bin/errbot -c config.py
 
+## A PostgreSQL server for the tests and benches (they start a throwaway cluster in /tmp):
+## Debian's package, installed when no initdb is found and we may use apt-get. Without
+## one, the PostgreSQL tests skip and say why.
+postgres-server:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's postgresql package for the tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+			|| echo "could not install postgresql: the PostgreSQL tests will skip"; \
+	else echo "no PostgreSQL server and no apt-get as root: the PostgreSQL tests will skip"; fi
+
 ## Set up, then run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) postgres-server
 	$(PY) -m pytest -q
 
 ## What a policy repository's CI runs: load every policy as the bot does, then its tests.
@@ -33,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP)
+bench: $(STAMP) postgres-server
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:

@@ -73,3 +73,8 @@ ACCESS_GROUPS = {}
 ACCESS_POLICY_WATCH = False
 ACCESS_POLICY_WATCH_SECONDS = 1
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
+# Several bots on one PostgreSQL (README: "Two or more bots on PostgreSQL"). Unset: the
+# TinyDB and audit files above. E.g. postgresql://accessbot@db/accessbot; the password
+# in PGPASSWORD or ~/.pgpass, never here.
+ACCESS_DB_URL = None
+ACCESS_LEASE_SECONDS = 10  # a dead bot's scheduler lease and claims last this long

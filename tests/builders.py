@@ -49,13 +49,27 @@ def two_resource_policy(url: str) -> str:
 
 
 def build_service(
-    tmp_path: Path, clock, url: str, audit_max_bytes: int | None = None
+    tmp_path: Path,
+    clock,
+    url: str,
+    audit_max_bytes: int | None = None,
+    db_url: str | None = None,
+    lease_seconds: float = 10.0,
 ) -> AccessService:
+    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`."""
     policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
     data = tmp_path / "data"
+    if db_url:
+        from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
+
+        db = Database(db_url, lease_seconds=lease_seconds)
+        store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
+    else:
+        store = TinyDBStore(data / "access.json")
+        audit = AuditLog(data / "audit.jsonl", clock, audit_max_bytes)
     return AccessService(
-        store=TinyDBStore(data / "access.json"),
-        audit=AuditLog(data / "audit.jsonl", clock, audit_max_bytes),
+        store=store,
+        audit=audit,
         policy_dir=tmp_path / "policies",
         clock=clock,
         pending_timeout=timedelta(hours=1),

@@ -199,3 +199,26 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
     yield start
     while started:
         started.pop().stop()
+
+
+# -- PostgreSQL: a real throwaway server for the whole session, one database per test ----
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from tests.pgserver import NoServer, start_server
+
+    try:
+        server = start_server()
+    except NoServer as exc:
+        pytest.skip(f"PostgreSQL tests need a server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a fresh, empty database on the test server."""
+    url = pg_server.database()
+    yield url
+    pg_server.drop(url)

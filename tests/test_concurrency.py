@@ -1,5 +1,5 @@
 """50 threads requesting, approving and revoking against one store while the real
-scheduler thread expires grants and times out requests."""
+scheduler thread expires grants and times out requests: on TinyDB and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 
-from accessbot.audit import verify_file
 from accessbot.domain import FINAL, AccessError, Status
 from accessbot.scheduler import Scheduler
 from tests.builders import ADMIN, build_service, person
@@ -24,12 +23,15 @@ FINAL_EVENTS = {s.value for s in FINAL}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tinydb", "postgresql"])
 def test_fifty_threads_and_the_scheduler_leave_every_request_final_and_revoked_once(
-    tmp_path, webhook
+    tmp_path, webhook, backend, request
 ):
     os.environ["TEST_HOOK_SECRET"] = "s3cret"
     clock = FakeClock()
-    service = build_service(tmp_path, clock, webhook.url)
+    db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    service = build_service(tmp_path, clock, webhook.url, db_url=db_url)
+    request.addfinalizer(service.store.close)
     scheduler = Scheduler(service.tick, every_seconds=0.01)
     created: list[str] = []
     grants: list[str] = []
@@ -116,7 +118,7 @@ def test_fifty_threads_and_the_scheduler_leave_every_request_final_and_revoked_o
             assert webhook.count("grant", rid) == 1 and webhook.count("revoke", rid) == 1
         else:
             assert webhook.count("revoke", rid) == 0
-    result = verify_file(service.audit.path)
+    result = service.audit.verify()
     assert result.ok, str(result)
 
     print(

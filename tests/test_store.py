@@ -1,4 +1,5 @@
-"""The TinyDB store: atomic, archived, and refusing to start on a damaged file."""
+"""The store port: the same behaviour from TinyDB and from PostgreSQL (every test that
+takes `backend` runs against both), then what only the TinyDB files can get wrong."""
 
 import json
 from datetime import timedelta
@@ -6,58 +7,180 @@ from datetime import timedelta
 import pytest
 
 from accessbot.domain import Status
-from accessbot.store import StoreError, TinyDBStore
+from accessbot.store import ConflictError, StoreError, TinyDBStore
 from tests.conftest import START
 from tests.test_domain import make_request
 
 
-def active(request_id="abc234", minutes=30):
-    request = make_request(id=request_id, duration=timedelta(minutes=minutes))
+def active(request_id="abc234", minutes=30, **overrides):
+    request = make_request(id=request_id, duration=timedelta(minutes=minutes), **overrides)
     request.add_approval("alice", START)
     request.activate(START)
     return request
 
 
-def test_saved_requests_are_there_after_reopening(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
+class Backend:
+    """Opens the store under test, and opens it again as a restarted bot would."""
+
+    def __init__(self, kind, tmp_path, request):
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.request = request
+        self.opened = []
+        self.url = request.getfixturevalue("pg_url") if kind == "postgresql" else None
+
+    def open(self):
+        if self.kind == "tinydb":
+            store = TinyDBStore(self.tmp_path / "access.json")
+        else:
+            from accessbot.postgres import Database, PostgresStore
+
+            store = PostgresStore(Database(self.url, lease_seconds=5))
+        self.opened.append(store)
+        return store
+
+    def reopen(self):
+        for store in self.opened:
+            store.close()
+        return self.open()
+
+    def close(self):
+        for store in self.opened:
+            store.close()
+
+
+@pytest.fixture(params=["tinydb", "postgresql"])
+def backend(request, tmp_path):
+    opened = Backend(request.param, tmp_path, request)
+    yield opened
+    opened.close()
+
+
+def finished(request, status=Status.REVOKED, at=START):
+    request.move(status, at, "alice")
+    return request
+
+
+def test_saved_requests_are_there_after_reopening(backend):
+    store = backend.open()
     store.save(make_request(id="pend22"))
     store.save(active("actv22"))
-    again = TinyDBStore(tmp_path / "access.json")
+    again = backend.reopen()
     assert {r.id for r in again.live()} == {"pend22", "actv22"}
     assert again.get("actv22").status is Status.ACTIVE
+    assert again.get("actv22").expires_at == START + timedelta(minutes=30)
+    assert again.get("nope22") is None
 
 
-def test_finished_requests_move_to_the_archive_and_are_still_found(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
+def test_live_is_oldest_first(backend):
+    store = backend.open()
+    store.save(make_request(id="later2", created_at=START + timedelta(minutes=1)))
+    store.save(make_request(id="first2"))
+    assert [r.id for r in store.live()] == ["first2", "later2"]
+
+
+def test_finished_requests_leave_live_and_are_still_found(backend):
+    store = backend.open()
     request = active()
     store.save(request)
     request.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
     store.save(request)
     assert store.live() == []
-    hot = json.loads((tmp_path / "access.json").read_text())
-    assert hot["requests"] == {}
-    reopened = TinyDBStore(tmp_path / "access.json")
+    reopened = backend.reopen()
     assert reopened.get("abc234").status is Status.EXPIRED
+    assert reopened.exists("abc234") and not reopened.exists("zzz999")
     assert [r.id for r in reopened.archived()] == ["abc234"]
 
 
-def test_due_for_expiry_finds_only_grants_past_their_end(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
+def test_archived_lists_each_finished_request_once_in_its_latest_version(backend):
+    store = backend.open()
+    first, second = active("first2"), active("secnd2", review_required=True)
+    for request in (first, second):
+        store.save(request)
+        store.save(finished(request))
+    second.acknowledge("bob", START + timedelta(hours=1), "seen")  # saved again, archived
+    store.save(second)
+    archived = list(backend.reopen().archived())
+    assert [r.id for r in archived] == ["first2", "secnd2"]
+    assert archived[1].reviewed_by == "bob"
+
+
+def test_due_for_expiry_finds_only_grants_past_their_end(backend):
+    store = backend.open()
     store.save(active("short2", minutes=5))
     store.save(active("long22", minutes=60))
     store.save(make_request(id="pend22"))
     assert store.due_for_expiry(START + timedelta(minutes=4)) == []
     assert [r.id for r in store.due_for_expiry(START + timedelta(minutes=5))] == ["short2"]
+    assert [r.id for r in store.due_for_expiry(START + timedelta(hours=2))] == ["short2", "long22"]
 
 
-def test_a_failed_revoke_is_due_again_only_at_its_retry_time(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
+def test_a_failed_revoke_is_due_again_only_at_its_retry_time(backend):
+    store = backend.open()
     request = active()
     request.move(Status.REVOKE_FAILED, START + timedelta(minutes=30), "scheduler", "500")
     request.next_retry_at = START + timedelta(minutes=31)
     store.save(request)
     assert store.due_for_expiry(START + timedelta(minutes=30, seconds=30)) == []
     assert len(store.due_for_expiry(START + timedelta(minutes=31))) == 1
+
+
+def test_awaiting_review_lists_unacknowledged_break_glass_grants_live_and_finished(backend):
+    store = backend.open()
+    ended = active("ended2", review_required=True)
+    store.save(ended)
+    store.save(finished(ended))
+    running = active("runs22", review_required=True, created_at=START + timedelta(minutes=1))
+    store.save(running)
+    store.save(active("human2"))  # a person approved it: nothing to review
+    acked = active("acked2", review_required=True)
+    acked.acknowledge("bob", START, "fine")
+    store.save(acked)
+    assert [r.id for r in backend.reopen().awaiting_review()] == ["ended2", "runs22"]
+
+
+def test_a_write_of_a_stale_copy_is_refused_and_changes_nothing(backend):
+    store = backend.open()
+    store.save(make_request(id="race22"))
+    mine, theirs = store.get("race22"), store.get("race22")
+    theirs.move(Status.DENIED, START, "bob", "no")
+    store.save(theirs)
+    mine.add_approval("alice", START)
+    with pytest.raises(ConflictError, match="race22 was changed by"):
+        store.save(mine)
+    assert store.get("race22").status is Status.DENIED
+    assert store.get("race22").version == 2
+
+
+def test_a_new_request_with_a_taken_id_is_refused(backend):
+    store = backend.open()
+    store.save(make_request(id="same22", reason="first"))
+    with pytest.raises(ConflictError):
+        store.save(make_request(id="same22", reason="second"))
+    assert store.get("same22").reason == "first"
+
+
+def test_saving_bumps_the_version_so_the_same_copy_can_be_saved_again(backend):
+    store = backend.open()
+    request = make_request(id="again2")
+    store.save(request)
+    request.add_approval("alice", START)
+    store.save(request)
+    request.activate(START)
+    store.save(request)
+    assert request.version == 3 and store.get("again2").version == 3
+
+
+def test_claims_are_taken_seen_and_handed_back(backend):
+    store = backend.open()
+    store.save(make_request(id="clm222"))
+    claims = store.claims()
+    assert "clm222" not in claims
+    claims.add("clm222")
+    assert "clm222" in claims
+    claims.discard("clm222")
+    assert "clm222" not in claims
+    claims.discard("clm222")  # handing back twice is harmless
 
 
 def test_a_corrupt_store_refuses_to_open_and_names_the_file(tmp_path):

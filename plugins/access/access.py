@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` ho
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
 
 from accessbot import messages  # noqa: E402
-from accessbot.audit import AuditLog  # noqa: E402
+from accessbot.backends import open_backend  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
     parse_audit_args,
@@ -37,7 +37,7 @@ from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
-from accessbot.store import StoreError, TinyDBStore  # noqa: E402
+from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
@@ -77,8 +77,9 @@ class Access(BotPlugin):
         self.slack = None
         self.watcher = None
         self.startup_error = None
+        self.backend = None
         try:
-            store = TinyDBStore(self.settings.db_path)
+            self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
             # Never start empty on a damaged store: that would forget live grants, which
             # would then never be revoked. Refuse every command until an admin fixes it.
@@ -87,8 +88,8 @@ class Access(BotPlugin):
             self.tell_admins(self.startup_error)
             return
         self.service = AccessService(
-            store=store,
-            audit=AuditLog(self.settings.audit_path, self.clock, self.settings.audit_max_bytes),
+            store=self.backend.store,
+            audit=self.backend.audit,
             policy_dir=self.settings.policy_dir,
             clock=self.clock,
             pending_timeout=self.settings.pending_timeout,
@@ -113,9 +114,12 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
+        # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
+        self.scheduler = Scheduler(
+            self.run_tick, self.settings.tick_seconds, self.backend.leadership
+        )
         # Whatever expired while the bot was down is revoked before anything else.
-        self.run_tick()
-        self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
+        self.scheduler.run_once()
         self.scheduler.start()
         if self.settings.policy_watch:
             self.watcher = PolicyWatcher(
@@ -130,6 +134,9 @@ class Access(BotPlugin):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
         super().deactivate()
 
     def reload_changed_policies(self) -> None:

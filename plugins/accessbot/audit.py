@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,7 +105,40 @@ class VerifyResult:
         return f"audit log BROKEN at {where}: {self.reason}"
 
 
-class AuditLog:
+class EventQueries:
+    """Filtering over `events()`, for the audit log in files and the one in PostgreSQL."""
+
+    def events(self) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def query(
+        self,
+        *,
+        user: str | None = None,
+        resource: str | None = None,
+        request_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+    ) -> list[dict]:
+        """The newest `limit` events matching every filter given, oldest first (0: all)."""
+        found = []
+        for record in self.events():
+            if user and user not in (record.get("actor"), record.get("user")):
+                continue
+            if resource and record.get("resource") != resource:
+                continue
+            if request_id and record.get("request_id") != request_id:
+                continue
+            if since or until:
+                at = _event_time(record)
+                if at is None or (since and at < since) or (until and at > until):
+                    continue
+            found.append(record)
+        return found[-limit:] if limit else found
+
+
+class AuditLog(EventQueries):
     def __init__(
         self,
         path: str | os.PathLike,
@@ -234,32 +267,6 @@ class AuditLog:
                         except ValueError:
                             continue  # `verify` reports it; a reader skips it
 
-    def query(
-        self,
-        *,
-        user: str | None = None,
-        resource: str | None = None,
-        request_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 20,
-    ) -> list[dict]:
-        """The newest `limit` events matching every filter given, oldest first (0: all)."""
-        found = []
-        for record in self.events():
-            if user and user not in (record.get("actor"), record.get("user")):
-                continue
-            if resource and record.get("resource") != resource:
-                continue
-            if request_id and record.get("request_id") != request_id:
-                continue
-            if since or until:
-                at = _event_time(record)
-                if at is None or (since and at < since) or (until and at > until):
-                    continue
-            found.append(record)
-        return found[-limit:] if limit else found
-
     def verify(self) -> VerifyResult:
         """Verify every file of this log, and that none of what this process wrote is gone."""
         with self._lock:
@@ -308,71 +315,81 @@ def verify_chain(paths: list[Path], lone: bool = False) -> ChainResult:
     Unless `lone`, the first file must start with a `seed`: a first file that
     `continues` means older files are missing.
     """
+    if not paths:
+        return ChainResult(False, 0, 1, "there is no audit log", "", 0)
+    return verify_sources([(str(path), _raw_lines(path)) for path in paths], lone)
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as handle:
+        yield from handle
+
+
+def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = False) -> ChainResult:
+    """The chain check over named sources of raw lines, each ending in a newline: the
+    files of a log, or the rows of the audit table (one source)."""
     prev_hash: str | None = None
     prev_seq = 0
     count = 0
-    if not paths:
-        return ChainResult(False, 0, 1, "there is no audit log", "", 0)
     name = ""
+    paths = [Path(source_name) for source_name, _ in sources]
 
     def broken(number: int, reason: str) -> ChainResult:
         return ChainResult(False, count, number, reason, name, len(paths), prev_seq)
 
-    for index, path in enumerate(paths):
+    for index, (name, lines) in enumerate(sources):
         first_in_file = True
-        name = str(path)
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                if not raw.endswith(b"\n"):
-                    return broken(number, "torn line (no newline at the end)")
-                data = raw[:-1]
-                try:
-                    record = json.loads(data)
-                    if not isinstance(record, dict):
-                        raise ValueError
-                except ValueError:
-                    return broken(number, "not a JSON audit event")
-                if prev_hash is None:
-                    if "seed" in record:
-                        expected = _digest(str(record["seed"]).encode())
-                    elif record.get("continues") and (lone or index > 0):
-                        expected = record["continues"]
-                    elif record.get("continues"):
-                        return broken(
-                            number,
-                            "this file continues an earlier audit file that is missing "
-                            f"(the chain starts at event {record.get('seq')})",
-                        )
-                    else:
-                        return broken(number, "first line has neither seed nor continues")
+        for number, raw in enumerate(lines, start=1):
+            if not raw.endswith(b"\n"):
+                return broken(number, "torn line (no newline at the end)")
+            data = raw[:-1]
+            try:
+                record = json.loads(data)
+                if not isinstance(record, dict):
+                    raise ValueError
+            except ValueError:
+                return broken(number, "not a JSON audit event")
+            if prev_hash is None:
+                if "seed" in record:
+                    expected = _digest(str(record["seed"]).encode())
+                elif record.get("continues") and (lone or index > 0):
+                    expected = record["continues"]
+                elif record.get("continues"):
+                    return broken(
+                        number,
+                        "this file continues an earlier audit file that is missing "
+                        f"(the chain starts at event {record.get('seq')})",
+                    )
                 else:
-                    expected = prev_hash
-                    if first_in_file and record.get("continues") != prev_hash:
-                        return broken(
-                            number,
-                            f"this file does not continue {paths[index - 1].name}: a file "
-                            "between them is missing, or the end of that file was removed",
-                        )
-                seq = record.get("seq")
-                if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
-                    if seq > prev_seq + 1:
-                        gap = f"{seq - prev_seq - 1} event(s) missing before it"
-                    else:
-                        gap = "an event was inserted or repeated"
+                    return broken(number, "first line has neither seed nor continues")
+            else:
+                expected = prev_hash
+                if first_in_file and record.get("continues") != prev_hash:
                     return broken(
                         number,
-                        f"hash chain broken: event {seq} follows event {prev_seq} ({gap})",
+                        f"this file does not continue {paths[index - 1].name}: a file "
+                        "between them is missing, or the end of that file was removed",
                     )
-                if record.get("prev") != expected:
-                    return broken(
-                        number,
-                        "hash chain broken: this line does not follow the line before it "
-                        "(a line was changed, removed or inserted)",
-                    )
-                prev_hash = _digest(data)
-                prev_seq = seq if isinstance(seq, int) else prev_seq + 1
-                first_in_file = False
-                count += 1
+            seq = record.get("seq")
+            if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
+                if seq > prev_seq + 1:
+                    gap = f"{seq - prev_seq - 1} event(s) missing before it"
+                else:
+                    gap = "an event was inserted or repeated"
+                return broken(
+                    number,
+                    f"hash chain broken: event {seq} follows event {prev_seq} ({gap})",
+                )
+            if record.get("prev") != expected:
+                return broken(
+                    number,
+                    "hash chain broken: this line does not follow the line before it "
+                    "(a line was changed, removed or inserted)",
+                )
+            prev_hash = _digest(data)
+            prev_seq = seq if isinstance(seq, int) else prev_seq + 1
+            first_in_file = False
+            count += 1
         if first_in_file and index < len(paths) - 1:
             return ChainResult(False, count, 1, "a rotated audit file is empty", name, len(paths))
     if count == 0:

@@ -1,14 +1,18 @@
 """`python -m accessbot`: the command line for admins and auditors.
 
-    python -m accessbot audit verify [PATH]
+    python -m accessbot audit verify [PATH | postgresql://...]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
     python -m accessbot check [POLICY_DIR]
     python -m accessbot test POLICY_DIR TESTS.yaml
 
+
+    python -m accessbot migrate --to postgresql://accessbot@db/accessbot
+
 Paths default to the bot's own Settings (ACCESS_* environment variables, or the keys of
-an Errbot config file given with `--config config.py`). Exit codes: 0 ok, 1 the check
-failed or the data is bad, 2 usage.
+an Errbot config file given with `--config config.py`); with ACCESS_DB_URL set, the
+audit commands read the audit table there. Exit codes: 0 ok, 1 the check failed or the
+data is bad, 2 usage.
 
 Adding a command: write a function that takes the subparsers object, adds one parser
 with `add_command` and gives it a `run(args, settings) -> int`; decorate it with
@@ -148,6 +152,29 @@ def moment_type(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def is_db_url(text: str | None) -> bool:
+    return bool(text) and text.startswith(("postgresql://", "postgres://"))
+
+
+@contextlib.contextmanager
+def _audit_table(url: str):
+    """The audit log in PostgreSQL, opened to read (no heartbeat: the CLI is no bot)."""
+    from .postgres import Database, PostgresAuditLog
+
+    db = Database(url, heartbeat=False)
+    try:
+        yield PostgresAuditLog(db, clock=lambda: datetime.now(UTC))
+    finally:
+        db.close()
+
+
+def _db_source(path: str | None, settings: Settings) -> str | None:
+    """The database URL to read the audit from: given, or ACCESS_DB_URL when no path is."""
+    if is_db_url(path):
+        return path
+    return settings.db_url if not path else None
+
+
 def _audit_files(path: str | None, settings: Settings) -> tuple[list[Path], bool]:
     """The files of the log at `path` (a log file or a directory holding one), oldest
     first, and whether that is a lone rotated file to check on its own."""
@@ -179,8 +206,9 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "path",
         nargs="?",
-        help="the log file or its directory (default: ACCESS_AUDIT_PATH); a rotated "
-        "file like audit.jsonl.3 is checked on its own",
+        help="the log file or its directory (default: ACCESS_AUDIT_PATH), or a "
+        "postgresql:// URL (default when ACCESS_DB_URL is set); a rotated file like "
+        "audit.jsonl.3 is checked on its own",
     )
 
     export = add_command(
@@ -192,10 +220,18 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--resource", help="only this resource")
     export.add_argument("--user", help="only events by or about this user")
     export.add_argument("--out", help="write here instead of to standard output")
-    export.add_argument("--log", help="the audit log (default: ACCESS_AUDIT_PATH)")
+    export.add_argument(
+        "--log", help="the audit log file or a postgresql:// URL (default: the bot's own)"
+    )
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    url = _db_source(args.path, settings)
+    if url:
+        with _audit_table(url) as log:
+            result = log.verify()
+        print(result)
+        return EXIT_OK if result.ok else EXIT_FAILED
     files, lone = _audit_files(args.path, settings)
     result = verify_file(files[0]) if lone else verify_chain(files)
     print(result)
@@ -228,11 +264,27 @@ def _cell(value) -> str:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    with _opened_log(args.log, settings) as (log, verdict, _):
+        return _export(args, log, verdict)
+
+
+@contextlib.contextmanager
+def _opened_log(path: str | None, settings: Settings, clock=None):
+    """The audit log to read (files or the table), its verdict, and where it lives."""
     from .audit import AuditLog
 
-    files, _ = _audit_files(args.log, settings)
+    url = _db_source(path, settings)
+    if url:
+        with _audit_table(url) as log:
+            yield log, log.verify(), [log.where]
+        return
+    files, _ = _audit_files(path, settings)
     verdict = verify_chain(files)
-    log = AuditLog(files[-1], clock=lambda: datetime.now(UTC), max_bytes=None)
+    log = AuditLog(files[-1], clock=clock or (lambda: datetime.now(UTC)), max_bytes=None)
+    yield log, verdict, [str(f) for f in files]
+
+
+def _export(args: argparse.Namespace, log, verdict) -> int:
     records = log.query(
         user=args.user.lstrip("@").lower() if args.user else None,
         resource=args.resource,
@@ -274,22 +326,21 @@ def register_report(commands: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--until", type=moment_type, help="the report's end (default: now)")
     report.add_argument("--out", default="report.html", help="default: report.html")
-    report.add_argument("--log", help="the audit log (default: ACCESS_AUDIT_PATH)")
+    report.add_argument(
+        "--log", help="the audit log file or a postgresql:// URL (default: the bot's own)"
+    )
 
 
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
-    from .audit import AuditLog
     from .report import render_html, summarize
 
-    files, _ = _audit_files(args.log, settings)
-    verdict = verify_chain(files)
     until = args.until or datetime.now(UTC)
     since = args.since if isinstance(args.since, datetime) else since_type(args.since)
     if since >= until:
         raise CliError("--since must be before --until", EXIT_USAGE)
-    log = AuditLog(files[-1], clock=lambda: until, max_bytes=None)
-    summary = summarize(log.events(), since, until, verdict)
-    page = render_html(summary, log_files=[str(f) for f in files], generated=datetime.now(UTC))
+    with _opened_log(args.log, settings, clock=lambda: until) as (log, verdict, sources):
+        summary = summarize(log.events(), since, until, verdict)
+    page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
     print(
         f"wrote {args.out}: {format_duration(until - since)} from {since:%Y-%m-%d %H:%M} UTC, "
@@ -373,3 +424,48 @@ def run_test(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     print("\n".join(report(path, results)))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
+
+
+# -- migrate ---------------------------------------------------------------------------
+
+
+@subcommand
+def register_migrate(commands: argparse._SubParsersAction) -> None:
+    migrate = add_command(
+        commands,
+        "migrate",
+        "copy a TinyDB deployment (live requests, archive, audit log) into an empty "
+        "PostgreSQL database and check the counts and the audit chain there; stop the bot first",
+        run_migrate,
+    )
+    migrate.add_argument(
+        "--to", required=True, metavar="URL", help="postgresql://user@host/dbname (empty)"
+    )
+    migrate.add_argument("--db", help="the TinyDB file (default: ACCESS_DB_PATH)")
+    migrate.add_argument("--audit", help="the audit log (default: ACCESS_AUDIT_PATH)")
+
+
+def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .postgres.database import safe_url
+    from .postgres.migrate import migrate_tinydb
+    from .store import StoreError
+
+    if not is_db_url(args.to):
+        raise CliError(
+            f"--to must be a PostgreSQL URL like postgresql://accessbot@db/accessbot, "
+            f"not {args.to!r}",
+            EXIT_USAGE,
+        )
+    db_path = args.db or settings.db_path
+    audit_path = args.audit or settings.audit_path
+    try:
+        copied = migrate_tinydb(db_path, audit_path, args.to)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"copied {copied.live} live and {copied.archived} archived requests from {db_path}, "
+        f"and {copied.audit_events} audit events from {copied.audit_files} file(s) at "
+        f"{audit_path}, into {safe_url(args.to)}; counts checked; {copied.verdict}.\n"
+        f"Now set ACCESS_DB_URL={safe_url(args.to)} and start the bots."
+    )
+    return EXIT_OK

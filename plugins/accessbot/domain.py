@@ -205,6 +205,8 @@ class Request:
     approver_entries: list[str] = field(default_factory=list)
     approver_groups: dict[str, list[str]] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)  # the resource's prompt fields
+    # Bumped by every store write; a write of an older version is refused (ConflictError).
+    version: int = 0
 
     @property
     def grant_id(self) -> str:

@@ -1,7 +1,9 @@
 """The scheduler thread: runs the service's tick every ACCESS_TICK_SECONDS with `schedule`.
 
 One instance per plugin activation; `stop()` joins the thread, so a plugin reload never
-leaves two schedulers running.
+leaves two schedulers running. With several bots on one database, each has a scheduler
+but only the one holding the leadership lease ticks; the others ask again every tick
+and take over when the lease of a dead leader runs out.
 """
 
 from __future__ import annotations
@@ -9,16 +11,42 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 import schedule
 
 log = logging.getLogger(__name__)
 
 
+class Leadership(Protocol):
+    def acquire(self) -> bool:
+        """Take or renew the right to tick; True while this bot has it."""
+
+    def release(self) -> None: ...
+
+
+class SoleLeader:
+    """One bot on its own files: it always runs the scheduler."""
+
+    held = True
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class Scheduler:
-    def __init__(self, tick: Callable[[], None], every_seconds: float):
+    def __init__(
+        self,
+        tick: Callable[[], None],
+        every_seconds: float,
+        leadership: Leadership | None = None,
+    ):
         self.tick = tick
         self.every_seconds = every_seconds
+        self.leadership = leadership or SoleLeader()
         self._jobs = schedule.Scheduler()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -44,6 +72,14 @@ class Scheduler:
                 log.error("the scheduler thread did not stop within %ss", timeout)
         self._thread = None
         self._jobs.clear()
+        self.leadership.release()  # a standby takes over at its next tick, not after the lease
+
+    def run_once(self) -> bool:
+        """One tick now, on the caller's thread, if this bot leads; True if it ticked."""
+        if not self.leadership.acquire():
+            return False
+        self.tick()
+        return True
 
     def _run(self) -> None:
         poll = min(0.2, self.every_seconds / 4)
@@ -53,6 +89,6 @@ class Scheduler:
 
     def _safe_tick(self) -> None:
         try:
-            self.tick()
+            self.run_once()
         except Exception:  # noqa: BLE001 - one bad tick must not kill revocation for good
             log.exception("scheduler tick failed; trying again next tick")

@@ -9,7 +9,6 @@ audit event (written first, so nothing changes unaudited) plus one store write.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,7 +39,7 @@ from .policy import (
     load_policies,
     run_hook,
 )
-from .store import RequestStore, StoreError
+from .store import DecisionLock, RequestStore, StoreError
 from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
 
 log = logging.getLogger(__name__)
@@ -185,8 +184,10 @@ class AccessService:
         self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
         self.slack_groups = slack_groups or NoSlackGroups()
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
-        self.lock = threading.RLock()
-        self._inflight: set[str] = set()  # requests whose strategy call is under way
+        # One decision at a time: this process's threads, and (on a shared database) every
+        # bot; the claims on strategy calls are the store's, so other bots see them too.
+        self.lock = DecisionLock(store)
+        self._inflight = store.claims()  # requests whose strategy call is under way
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:

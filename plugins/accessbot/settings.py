@@ -39,6 +39,8 @@ class Settings:
     groups: Mapping[str, list[str]] = field(default_factory=dict)  # ACCESS_GROUPS
     policy_watch: bool = False  # reload when the policy files change
     policy_watch_seconds: float = 1.0  # how often the watcher looks
+    db_url: str | None = None  # PostgreSQL for several bots; None: TinyDB and files
+    lease_seconds: float = 10.0  # how long a dead bot's scheduler lease and claims last
 
     @classmethod
     def load(
@@ -96,6 +98,23 @@ class Settings:
 
         pd_timeout = seconds("ACCESS_PAGERDUTY_TIMEOUT", 3.0, "3 or 3s")
         max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
+        db_url = str(get("ACCESS_DB_URL", "") or "").strip() or None
+        if db_url and not db_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(
+                "ACCESS_DB_URL must be a PostgreSQL URL like postgresql://accessbot@db/accessbot "
+                "(put the password in PGPASSWORD or ~/.pgpass), or empty for the TinyDB files"
+            )
+        try:
+            lease = float(get("ACCESS_LEASE_SECONDS", 10))
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(
+                "ACCESS_LEASE_SECONDS must be a number of seconds, e.g. 10"
+            ) from exc
+        if db_url and lease < tick:
+            raise SettingsError(
+                f"ACCESS_LEASE_SECONDS ({lease:g}) must be at least ACCESS_TICK_SECONDS "
+                f"({tick:g}): the scheduler renews its lease once a tick"
+            )
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", os.path.join(data_dir or "data", "access.json"))),
@@ -117,6 +136,8 @@ class Settings:
             groups=_groups(get("ACCESS_GROUPS", {})),
             policy_watch=_flag(get("ACCESS_POLICY_WATCH", False), "ACCESS_POLICY_WATCH"),
             policy_watch_seconds=seconds("ACCESS_POLICY_WATCH_SECONDS", 1.0, "1 or 0.5"),
+            db_url=db_url,
+            lease_seconds=lease,
         )
 
 

@@ -3,7 +3,13 @@
 Live requests (pending, approved, active, revoke_failed) sit in a TinyDB file that is
 rewritten atomically on every change, so its cost tracks live records only. Finished
 requests move to an append-only JSONL archive beside it. No TinyDB query leaves this
-module: a PostgreSQL store will sit behind the same methods.
+module: the PostgreSQL store (accessbot.postgres) sits behind the same methods.
+
+Besides reading and writing, the port has what several bots on one database need, which
+one process gets almost for free: `transaction()` (one decision at a time across every
+bot), `claims()` (who is calling a strategy for which request right now) and the
+`version` check on `save`. TinyDBStore serves one process, so its transaction is empty
+(the service's own lock already serialises) and its claims are a plain set.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableSet
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -28,13 +35,63 @@ class StoreError(Exception):
     """The store cannot be read or written; the message names the path and the fix."""
 
 
+class ConflictError(StoreError):
+    """A write of a request that someone else changed since it was read: nothing was written."""
+
+
 class RequestStore(Protocol):
-    def save(self, request: Request) -> None: ...
+    def save(self, request: Request) -> None:
+        """Write `request` if the stored copy still has `request.version` (0: new), then
+        bump the version on the object; otherwise raise ConflictError."""
+
     def get(self, request_id: str) -> Request | None: ...
     def live(self) -> list[Request]: ...
     def due_for_expiry(self, now: datetime) -> list[Request]: ...
     def exists(self, request_id: str) -> bool: ...
     def awaiting_review(self) -> list[Request]: ...
+    def archived(self) -> Iterator[Request]: ...
+
+    def transaction(self) -> AbstractContextManager:
+        """One atomic decision: every bot on this store waits while a block runs in one;
+        an exception inside rolls back what it wrote (the store's and the audit's)."""
+
+    def claims(self) -> MutableSet[str]:
+        """The ids whose strategy call is under way, by this service or any live bot:
+        `add` claims for this service, `discard` gives its claim back, `in` asks."""
+
+    def close(self) -> None: ...
+
+
+class DecisionLock:
+    """The service's lock: one thread of this process at a time (a re-entrant lock) and,
+    inside it, one store transaction, so that one bot of all sharing the database decides
+    at a time. Re-entrant: only the outermost `with` opens and commits the transaction."""
+
+    def __init__(self, store: RequestStore):
+        self._lock = threading.RLock()
+        self._store = store
+        self._open: list[AbstractContextManager | None] = []  # guarded by _lock
+
+    def __enter__(self) -> DecisionLock:
+        self._lock.acquire()
+        if self._open:
+            self._open.append(None)
+            return self
+        transaction = self._store.transaction()
+        try:
+            transaction.__enter__()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._open.append(transaction)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        transaction = self._open.pop()
+        try:
+            return bool(transaction is not None and transaction.__exit__(*exc))
+        finally:
+            self._lock.release()
 
 
 def fsync_dir(path: Path) -> None:
@@ -169,12 +226,27 @@ class TinyDBStore:
 
     # -- the port ----------------------------------------------------------------
 
+    def transaction(self) -> AbstractContextManager:
+        return nullcontext()  # one process: the service's lock is all it takes
+
+    def claims(self) -> MutableSet[str]:
+        return set()
+
+    def close(self) -> None:
+        pass
+
     def save(self, request: Request) -> None:
         with self.lock:
-            if request.is_final:
-                self._archive(request)
-                return
-            self._table.upsert(Document(request.to_dict(), doc_id=request.id))
+            self._check_version(request)
+            request.version += 1  # what goes to disk is the new version
+            try:
+                if request.is_final:
+                    self._archive(request)
+                    return
+                self._table.upsert(Document(request.to_dict(), doc_id=request.id))
+            except BaseException:
+                request.version -= 1
+                raise
             self._live[request.id] = request.copy()
             self._track_review(request)
 
@@ -242,6 +314,17 @@ class TinyDBStore:
                     yield Request.from_dict(record)
 
     # -- internals ---------------------------------------------------------------
+
+    def _check_version(self, request: Request) -> None:
+        stored = self._live.get(request.id)
+        if stored is None and request.id in self._archive_index:
+            stored = self.get(request.id)
+        version = stored.version if stored is not None else 0
+        if version != request.version:
+            raise ConflictError(
+                f"request {request.id} was changed by someone else meanwhile (version "
+                f"{version}, not {request.version}); nothing was written, try again"
+            )
 
     def _track_review(self, request: Request) -> None:
         if request.awaits_review:

@@ -1,0 +1,126 @@
+"""The hash-chained audit log in a table: one chain for every bot on the database.
+
+Lines are the same JSON as in the audit file, hashed the same way, and `verify` runs the
+same chain check over them, so a deployment moved over from files (`migrate --to`)
+continues its chain. An append reads the chain's tail and inserts the next line inside
+a transaction that holds the decision lock, so appends from all bots are serialised,
+and an append made during a decision commits (or rolls back) with that decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from ..audit import AuditError, EventQueries, VerifyResult, verify_sources
+from ..domain import iso
+from ..store import StoreError
+from .database import Database
+
+BATCH = 1000
+
+
+def encode(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def digest(line: str) -> str:
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
+class PostgresAuditLog(EventQueries):
+    def __init__(self, db: Database, clock: Callable[[], datetime]):
+        self.db = db
+        self.clock = clock
+        self.where = f"the audit table at {db.where}"
+        self.path = None  # no file: `where` says where it lives
+        self._seq = 0  # the last event this process wrote
+        self._lock = threading.Lock()
+
+    def append(self, event: str, **fields) -> dict:
+        """Write one event as the chain's next line; raises AuditError on failure."""
+        try:
+            with self.db.transaction() as conn:
+                tail = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                tail = tail.fetchone()
+                record = {"seq": (tail[0] if tail else 0) + 1, "ts": iso(self.clock())}
+                record["event"] = event
+                record.update({k: v for k, v in fields.items() if v not in (None, "")})
+                if tail is None:
+                    seed = secrets.token_hex(16)
+                    record["seed"] = seed
+                    record["prev"] = hashlib.sha256(seed.encode()).hexdigest()
+                else:
+                    record["prev"] = tail[1]
+                line = encode(record)
+                insert(conn, record, line)
+        except StoreError as exc:
+            raise AuditError(f"could not write {self.where}: {exc}") from exc
+        with self._lock:
+            self._seq = max(self._seq, record["seq"])
+        return record
+
+    def lines(self) -> Iterator[str]:
+        """The stored lines in chain order, read in batches."""
+        after = 0
+        while True:
+            with self.db.connection() as conn:
+                rows = conn.execute(
+                    "SELECT seq, line FROM audit WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (after, BATCH),
+                ).fetchall()
+            for after, line in rows:  # noqa: B007 - `after` is where the next batch starts
+                yield line
+            if len(rows) < BATCH:
+                return
+
+    def events(self) -> Iterator[dict]:
+        for line in self.lines():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue  # `verify` reports it; a reader skips it
+
+    def count(self) -> int:
+        with self.db.connection() as conn:
+            return conn.execute("SELECT count(*) FROM audit").fetchone()[0]
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain, and that nothing this process wrote has gone."""
+        try:
+            result = verify_sources(
+                [(self.where, (line.encode() + b"\n" for line in self.lines()))]
+            )
+        except StoreError as exc:
+            return VerifyResult(False, 0, None, f"could not read {self.where}: {exc}", self.where)
+        if result.ok and result.last_seq < self._seq:
+            return VerifyResult(
+                False,
+                result.lines,
+                result.lines + 1,
+                f"the log ends at event {result.last_seq}, but this bot has written up to "
+                f"event {self._seq}: the last {self._seq - result.last_seq} event(s) were removed",
+                self.where,
+            )
+        if not result.ok and result.lines == 0 and result.reason == "the log is empty":
+            return VerifyResult(False, 0, 1, "the audit table is empty", self.where)
+        return result
+
+
+def insert(conn, record: dict, line: str) -> None:
+    """Store one line of the chain (also used to copy a file chain over, unchanged)."""
+    conn.execute(
+        "INSERT INTO audit (seq, ts, event, request_id, hash, line) VALUES (%s, %s, %s, %s, %s, %s)",
+        (
+            record["seq"],
+            record.get("ts"),
+            str(record.get("event", "")),
+            record.get("request_id"),
+            digest(line),
+            line,
+        ),
+    )

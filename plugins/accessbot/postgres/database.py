@@ -1,0 +1,260 @@
+"""The connection pool, the migrations, the thread's transaction and this bot's heartbeat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ..store import StoreError
+from .schema import MIGRATIONS, NEWEST
+
+log = logging.getLogger(__name__)
+
+# Keys of PostgreSQL advisory locks (any 64-bit numbers, the same in every bot).
+DECISION_LOCK = 0x61636365737301  # held by each decision's transaction until it commits
+MIGRATION_LOCK = 0x61636365737302  # one bot migrates at a time
+
+DEFAULT_LEASE_SECONDS = 10.0
+
+
+class DatabaseError(StoreError):
+    """PostgreSQL refused or could not be reached; the message says where, never a password."""
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the configured database"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def renew_lease(conn, name: str, holder: str, seconds: float) -> bool:
+    """Take the lease `name` for `seconds` if it is free, expired or ours; True if ours.
+
+    The database's clock decides, so the bots' clocks need not agree. Two bots racing for
+    an expired lease both reach the same row; the second re-checks it after the first
+    commits, finds it taken, and gets no row back.
+    """
+    row = conn.execute(
+        """
+        INSERT INTO leases (name, holder, expires_at, renewed_at, host, pid)
+        VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(seconds)s), now(),
+                %(host)s, %(pid)s)
+        ON CONFLICT (name) DO UPDATE
+           SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+               renewed_at = EXCLUDED.renewed_at, host = EXCLUDED.host, pid = EXCLUDED.pid
+         WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < now()
+        RETURNING holder
+        """,
+        {
+            "name": name,
+            "holder": holder,
+            "seconds": seconds,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        },
+    ).fetchone()
+    return row is not None
+
+
+class Database:
+    """One bot's way into the shared database: a pool of short-lived uses of connections.
+
+    Opening it checks the connection (with PostgreSQL's own words on failure), applies the
+    migrations this version knows and the database lacks, and starts the heartbeat that
+    keeps this bot's claims alive. `close()` ends all of it and hands its claims back.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+        heartbeat: bool = True,
+    ):
+        """`heartbeat=False` for tools that only read or copy (the CLI): no lease row, no
+        thread, so such a tool never looks like a bot to the others."""
+        self.url = url
+        self.where = safe_url(url)
+        self.lease_seconds = lease_seconds
+        self.bot_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._local = threading.local()
+        self._connect_timeout = connect_timeout
+        try:
+            # One plain connection first: PostgreSQL's own words if it refuses us.
+            with psycopg.connect(url, connect_timeout=max(2, int(connect_timeout))) as conn:
+                migrate(conn, self.where)
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot use PostgreSQL at {self.where}: {_reason(exc)}. Check ACCESS_DB_URL "
+                "(postgresql://user@host/dbname; the password in PGPASSWORD or ~/.pgpass) "
+                "and that the database exists and is reachable"
+            ) from exc
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True, "application_name": "accessbot"},
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="accessbot",
+            timeout=connect_timeout,
+        )
+        self.pool.open(wait=True, timeout=connect_timeout)
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="accessbot-heartbeat", daemon=True
+        )
+        if heartbeat:
+            self.beat()  # registered before the first claim
+            self._heartbeat.start()
+
+    # -- using it --------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """One decision: a transaction holding the decision lock until it commits.
+
+        Nested uses (and every `connection()` on this thread meanwhile) join it.
+        """
+        joined = getattr(self._local, "conn", None)
+        if joined is not None:
+            with self._errors():
+                yield joined
+            return
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (DECISION_LOCK,))
+                self._local.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._local.conn = None
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"PostgreSQL at {self.where}: {_reason(exc)}; nothing was changed"
+            ) from exc
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """The thread's open transaction, or a pooled connection in autocommit."""
+        joined = getattr(self._local, "conn", None)
+        if joined is not None:
+            with self._errors():
+                yield joined
+            return
+        with self._errors(), self.pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "conn", None) is not None
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def beat(self) -> bool:
+        """Renew this bot's lease; while it is fresh, its claims hold."""
+        with self.connection() as conn:
+            return renew_lease(conn, f"bot:{self.bot_id}", self.bot_id, self.lease_seconds)
+
+    def _beat(self) -> None:
+        every = max(0.05, self.lease_seconds / 3)
+        while not self._stop.wait(every):
+            try:
+                self.beat()
+            except StoreError as exc:
+                log.warning("heartbeat failed (%s); this bot's claims lapse if it goes on", exc)
+
+    def close(self) -> None:
+        """Stop the heartbeat, hand back this bot's claims and leases, close the pool."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join(5)
+        try:
+            with self.connection() as conn:
+                conn.execute("DELETE FROM claims WHERE owner = %s", (self.bot_id,))
+                conn.execute("DELETE FROM leases WHERE holder = %s", (self.bot_id,))
+        except StoreError as exc:
+            log.warning("could not hand back claims and leases at close: %s", exc)
+        self.pool.close()
+
+    # -- schema ------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self.connection() as conn:
+            return conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(conn: psycopg.Connection, where: str, upto: int = NEWEST) -> None:
+    """Apply the migrations the database lacks (up to `upto`), in one transaction, one
+    bot at a time; refuse a database that a newer bot has migrated further."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                description text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        current = current.fetchone()[0]
+        if current > NEWEST:
+            raise DatabaseError(
+                f"the database at {where} has schema version {current}, newer than this bot "
+                f"knows ({NEWEST}): another bot was upgraded; upgrade this one too"
+            )
+        for migration in MIGRATIONS:
+            if current < migration.version <= upto:
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                    (migration.version, migration.description),
+                )
+                log.info(
+                    "database migrated to version %s: %s", migration.version, migration.description
+                )
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    # A bot whose host vanished holds nothing for long: its session is dropped after
+    # about 20 s of silence instead of TCP's default two hours.
+    conn.execute(
+        "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 3; "
+        "SET tcp_keepalives_count = 3; SET TIME ZONE 'UTC'"
+    )
+
+
+def _reason(exc: psycopg.Error) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

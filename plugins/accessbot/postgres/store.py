@@ -1,0 +1,205 @@
+"""The request store port on PostgreSQL: one row per request, live and finished alike.
+
+The request itself is the JSON its `to_dict` makes; beside it sit the columns the queries
+filter on (status, expiry, retry time, review flag) with partial indexes, so the tick's
+look-ups cost what is due, not what is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableSet
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+from psycopg.types.json import Jsonb
+
+from ..domain import Request
+from ..store import ConflictError
+from .database import Database
+
+_COLUMNS = """
+    status = %(status)s, final = %(final)s, requester = %(requester)s,
+    resource = %(resource)s, created_at = %(created_at)s, expires_at = %(expires_at)s,
+    next_retry_at = %(next_retry_at)s, awaits_review = %(awaits_review)s,
+    version = %(version)s, saved_seq = nextval('requests_saved_seq'), data = %(data)s
+"""
+ARCHIVE_BATCH = 500
+
+
+class PostgresStore:
+    """Requests in PostgreSQL, for one bot or several sharing the database."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- the port ----------------------------------------------------------------
+
+    def save(self, request: Request) -> None:
+        row = _row(request, request.version + 1)
+        with self.db.connection() as conn:
+            if request.version == 0:
+                written = conn.execute(
+                    """
+                    INSERT INTO requests (id, status, final, requester, resource, created_at,
+                        expires_at, next_retry_at, awaits_review, version, saved_seq, data)
+                    VALUES (%(id)s, %(status)s, %(final)s, %(requester)s, %(resource)s,
+                        %(created_at)s, %(expires_at)s, %(next_retry_at)s, %(awaits_review)s,
+                        %(version)s, nextval('requests_saved_seq'), %(data)s)
+                    ON CONFLICT (id) DO NOTHING
+                    """,
+                    row,
+                ).rowcount
+            else:
+                written = conn.execute(
+                    f"UPDATE requests SET {_COLUMNS} WHERE id = %(id)s AND version = %(expected)s",
+                    {**row, "expected": request.version},
+                ).rowcount
+        if written != 1:
+            raise ConflictError(
+                f"request {request.id} was changed by another bot meanwhile; nothing was "
+                "written, try again"
+            )
+        request.version += 1
+
+    def get(self, request_id: str) -> Request | None:
+        with self.db.connection() as conn:
+            row = conn.execute("SELECT data FROM requests WHERE id = %s", (request_id,)).fetchone()
+        return Request.from_dict(row[0]) if row else None
+
+    def exists(self, request_id: str) -> bool:
+        with self.db.connection() as conn:
+            return bool(
+                conn.execute("SELECT 1 FROM requests WHERE id = %s", (request_id,)).fetchone()
+            )
+
+    def live(self) -> list[Request]:
+        return self._select("WHERE NOT final ORDER BY created_at, id")
+
+    def due_for_expiry(self, now: datetime) -> list[Request]:
+        """Active grants past their end, and failed revokes whose retry time has come."""
+        return self._select(
+            """
+            WHERE (status = 'active' AND expires_at <= %(now)s)
+               OR (status = 'revoke_failed' AND (next_retry_at IS NULL OR next_retry_at <= %(now)s))
+            ORDER BY expires_at, id
+            """,
+            {"now": now},
+        )
+
+    def awaiting_review(self) -> list[Request]:
+        """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first."""
+        return self._select("WHERE awaits_review ORDER BY created_at, id")
+
+    def archived(self) -> Iterator[Request]:
+        """Every finished request once, in its latest version, in the order last saved.
+
+        Read in batches, so a long archive neither sits in memory nor holds a connection.
+        """
+        after = -1
+        while True:
+            with self.db.connection() as conn:
+                rows = conn.execute(
+                    "SELECT saved_seq, data FROM requests WHERE final AND saved_seq > %s "
+                    "ORDER BY saved_seq LIMIT %s",
+                    (after, ARCHIVE_BATCH),
+                ).fetchall()
+            for after, data in rows:  # noqa: B007 - `after` is where the next batch starts
+                yield Request.from_dict(data)
+            if len(rows) < ARCHIVE_BATCH:
+                return
+
+    def transaction(self) -> AbstractContextManager:
+        return self.db.transaction()
+
+    def claims(self) -> MutableSet[str]:
+        return Claims(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- beyond the port: counts for `migrate` and the bench ---------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self.db.connection() as conn:
+            live, final = conn.execute(
+                "SELECT count(*) FILTER (WHERE NOT final), count(*) FILTER (WHERE final) "
+                "FROM requests"
+            ).fetchone()
+        return {"live": live, "archived": final}
+
+    def _select(self, where: str, params: dict | None = None) -> list[Request]:
+        with self.db.connection() as conn:
+            rows = conn.execute(f"SELECT data FROM requests {where}", params).fetchall()
+        return [Request.from_dict(data) for (data,) in rows]
+
+
+class Claims(MutableSet):
+    """Who is calling a strategy for which request, across every bot on the database.
+
+    `in` is true while any bot whose heartbeat is fresh holds the claim, so a dead bot's
+    claims lapse after the lease time and another bot finishes its work. `add` claims for
+    this bot (inside the caller's decision transaction, if one is open, so the claim and
+    the decision commit together); `discard` hands back only this bot's own claim.
+    Iterating lists this bot's own claims.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def __contains__(self, request_id: object) -> bool:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                """
+                SELECT 1 FROM claims c JOIN leases l ON l.name = 'bot:' || c.owner
+                 WHERE c.request_id = %s AND l.expires_at > now()
+                """,
+                (str(request_id),),
+            ).fetchone()
+        return row is not None
+
+    def add(self, request_id: str) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                """
+                INSERT INTO claims (request_id, owner) VALUES (%s, %s)
+                ON CONFLICT (request_id) DO UPDATE
+                   SET owner = EXCLUDED.owner, claimed_at = now()
+                """,
+                (request_id, self.db.bot_id),
+            )
+
+    def discard(self, request_id: str) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                "DELETE FROM claims WHERE request_id = %s AND owner = %s",
+                (request_id, self.db.bot_id),
+            )
+
+    def __iter__(self) -> Iterator[str]:
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT request_id FROM claims WHERE owner = %s ORDER BY request_id",
+                (self.db.bot_id,),
+            ).fetchall()
+        return iter([r for (r,) in rows])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _row(request: Request, version: int) -> dict:
+    data = request.to_dict()
+    data["version"] = version
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "final": request.is_final,
+        "requester": request.requester,
+        "resource": request.resource,
+        "created_at": request.created_at,
+        "expires_at": request.expires_at,
+        "next_retry_at": request.next_retry_at,
+        "awaits_review": request.awaits_review,
+        "version": version,
+        "data": Jsonb(data),
+    }
