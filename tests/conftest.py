@@ -4,6 +4,9 @@ small real HTTP servers on 127.0.0.1 at the edges."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import textwrap
 import threading
 from datetime import UTC, datetime, timedelta
@@ -121,6 +124,22 @@ class Chat:
                     return text
             deadline.wait(0.02)
         raise AssertionError(f"{needle!r} never reached {destination}: {self.to(destination)}")
+
+
+def accessbot(*args, cwd, env=None):
+    """Run the CLI as an operator or CI would; returns (exit code, stdout, stderr)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACCESS_")}
+    environ["PYTHONPATH"] = str(PLUGINS)
+    environ.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "accessbot", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
 
 
 def plain(body: str) -> str:

@@ -4,31 +4,13 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.builders import build_service, month_of_activity
-from tests.conftest import PLUGINS, FakeClock
+from tests.conftest import FakeClock, accessbot
 from tests.fakes import WebhookTarget
-
-
-def accessbot(*args, cwd, env=None):
-    """Run the CLI as an operator would; returns (exit code, stdout, stderr)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACCESS_")}
-    environ["PYTHONPATH"] = str(PLUGINS)
-    environ.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "accessbot", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.fixture(scope="module")

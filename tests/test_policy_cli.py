@@ -1,14 +1,11 @@
 """`python -m accessbot check` and `test`, run as a real subprocess the way a policy
 repository's CI runs them: exit codes, `file:line: message` lines, the pass/fail table."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import PLUGINS, ROOT, policy_file
+from tests.conftest import ROOT, accessbot, policy_file
 
 GOOD = """
 GROUPS = {"sre": ["@alice", "@bob"]}
@@ -31,22 +28,6 @@ def on_request(request, ctx):
     if ctx.pagerduty.is_on_call(request.requester_email, schedule="PABC123"):
         return ctx.approve("break-glass: requester is on call")
 """
-
-
-def accessbot(*args, cwd, env=None):
-    """Run the CLI as CI would; returns (exit code, stdout, stderr)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACCESS_")}
-    environ["PYTHONPATH"] = str(PLUGINS)
-    environ.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "accessbot", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
 
 
 def write_cases(tmp_path, text: str):
