@@ -34,6 +34,7 @@ def test_finished_requests_move_to_the_archive_and_are_still_found(tmp_path):
     request.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
     store.save(request)
     assert store.live() == []
+    store.compact()
     hot = json.loads((tmp_path / "access.json").read_text())
     assert hot["requests"] == {}
     reopened = TinyDBStore(tmp_path / "access.json")

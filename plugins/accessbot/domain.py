@@ -103,6 +103,7 @@ FINAL = {
     Status.EXTENDED,
 }
 HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # "due now, before anything with a real time"
 
 # status -> statuses it may move to; anything else is a TransitionError.
 TRANSITIONS = {
@@ -213,6 +214,18 @@ class Request:
     def awaits_review(self) -> bool:
         """A break-glass grant that really happened and no human has acknowledged yet."""
         return self.review_required and self.granted_at is not None and self.reviewed_at is None
+
+    @property
+    def revoke_due_at(self) -> datetime | None:
+        """When the scheduler should (next) take this access away; None if it holds none.
+
+        An asked-for revoke, or a failed revoke with no retry time, is due at once.
+        """
+        if self.status is Status.ACTIVE:
+            return LONG_AGO if self.ending == "revoked" else self.expires_at
+        if self.status is Status.REVOKE_FAILED:
+            return self.next_retry_at or LONG_AGO
+        return None
 
     def acknowledge(self, by: str, at: datetime, note: str = "") -> None:
         """A human has looked at this break-glass grant; refusals say what to do instead."""

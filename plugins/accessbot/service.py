@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from . import messages as msg
@@ -45,6 +47,64 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
 REVIEW_REMINDER_EVERY = timedelta(days=1)
+DEFAULT_STRATEGY_WORKERS = 16
+
+
+def _revoke_due(request: Request, now: datetime) -> bool:
+    due = request.revoke_due_at
+    return due is not None and due <= now
+
+
+class StrategyCalls:
+    """Run a tick's strategy calls on at most `workers` threads, and gather their notices.
+
+    One call that raises (say, its store write failed) is logged and the others go on:
+    its request stays as it was in the store, unclaimed, and the next tick tries again.
+    A single call runs on the caller's thread.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures = []
+        self._done: list[Notice] = []
+
+    def __enter__(self) -> StrategyCalls:
+        return self
+
+    def start(self, calls: list[Callable[[], list[Notice]]]) -> None:
+        if len(calls) <= 1 or self.workers == 1:
+            for call in calls:
+                self._done += _logged(call)
+            return
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(self.workers, len(calls)), thread_name_prefix="accessbot-strategy"
+        )
+        self._futures = [self._pool.submit(_logged, call) for call in calls]
+
+    def results(self) -> list[Notice]:
+        notices, self._done = self._done, []
+        for future in self._futures:
+            notices += future.result()
+        self._futures = []
+        return notices
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # never leave a call running past the tick
+            self._pool = None
+
+
+def _logged(call: Callable[[], list[Notice]]) -> list[Notice]:
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - one failed call must not stop the others
+        request = getattr(call, "args", ("?",))[0]
+        log.exception(
+            "strategy call for %s failed; the next tick tries again",
+            getattr(request, "id", request),
+        )
+        return []
 
 
 @dataclass(frozen=True)
@@ -100,6 +160,7 @@ class AccessService:
         approval_reminder: timedelta = timedelta(minutes=15),
         accounts: Accounts | None = None,
         review_reminder_every: timedelta = REVIEW_REMINDER_EVERY,
+        strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
     ):
         self.store = store
         self.audit = audit
@@ -112,6 +173,7 @@ class AccessService:
         self.approval_reminder = approval_reminder
         self.accounts = accounts or Accounts()  # who each chat user is on GitHub, AWS, ...
         self.review_reminder_every = review_reminder_every
+        self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
@@ -169,8 +231,8 @@ class AccessService:
                 f"{resource.name} allows {resource.max_extensions} (max_extensions). "
                 f"Ask afresh when it ends: `!access request {resource.name} <duration> <reason>`."
             )
-        for other in self.store.live():
-            if other.extends == grant.id and other.status is Status.PENDING:
+        for other in self.store.extensions_of(grant.id):
+            if other.status is Status.PENDING:
                 raise AccessError(
                     f"An extension of {grant.id} is already waiting: {other.id}. "
                     f"Withdraw it with `!access cancel {other.id}`."
@@ -201,8 +263,8 @@ class AccessService:
     def _refuse_duplicate(self, actor: Actor, resource: str) -> None:
         """One pending request and one grant per person and resource: extend instead."""
         now = self.clock()
-        for other in self.store.live():
-            if other.requester != actor.handle or other.resource != resource or other.extends:
+        for other in self.store.live_of(actor.handle):
+            if other.resource != resource or other.extends:
                 continue
             if other.status is Status.PENDING:
                 raise AccessError(
@@ -707,7 +769,7 @@ class AccessService:
 
     def mine(self, actor: Actor) -> str:
         now = self.clock()
-        own = [r for r in self.store.live() if r.requester == actor.handle]
+        own = self.store.live_of(actor.handle)
         if not own:
             return "You have no pending requests or active grants. Ask with `!access request <resource> [duration] <reason>`; see `!access resources`."
         return "Your requests and grants:\n" + "\n".join(
@@ -822,41 +884,52 @@ class AccessService:
     def tick(self) -> list[Notice]:
         """Revoke what expired, retry failed revokes, finish interrupted grants, time out.
 
-        Revocations go first: they are the promise that matters most.
+        Revocations go first: they are the promise that matters most. Strategy calls run
+        on a pool of `strategy_workers` threads, so a thousand grants ending in the same
+        second are not revoked one after another; each request is claimed before its
+        call, so none is called twice. Every look is an index lookup: a tick with
+        nothing due costs next to nothing, however many grants are active.
         """
-        notices: list[Notice] = []
         now = self.clock()
-        for due in self.store.due_for_expiry(now):
-            request = self._claim_current(due.id, lambda r: r.holds_access)
-            if request is None:
-                continue
-            if request.ending is None:
-                request.ending = "expired"
-                self._save_claimed(request)
-            notices += self._revoke(request, "scheduler")
-        for live in self.store.live():
-            if live.status is Status.APPROVED:
-                # Approved, but the bot stopped before the grant (or extension) was made.
-                request = self._claim_current(live.id, lambda r: r.status is Status.APPROVED)
-                if request is not None:
-                    finish = self._apply_extension if request.extends else self._grant
-                    notices += finish(request)
-            elif live.status is Status.ACTIVE and live.ending == "revoked":
-                # A revoke was asked for, but the bot stopped before it was made.
-                request = self._claim_current(
-                    live.id, lambda r: r.status is Status.ACTIVE and r.ending == "revoked"
+        calls: list[Callable[[], list[Notice]]] = []
+        claimed = []
+        for due in self.store.due_for_revocation(now):
+            request = self._claim_current(due.id, lambda r: _revoke_due(r, now))
+            if request is not None:
+                claimed.append(request)
+        marked = [r for r in claimed if r.ending is None]
+        for request in marked:
+            request.ending = "expired"
+        try:
+            self.store.save_many(marked)
+        except BaseException:
+            for request in claimed:
+                self._inflight.discard(request.id)
+            raise
+        calls += [partial(self._revoke, r, "scheduler") for r in claimed]
+        for approved in self.store.live_in([Status.APPROVED]):
+            # Approved, but the bot stopped before the grant (or extension) was made.
+            request = self._claim_current(approved.id, lambda r: r.status is Status.APPROVED)
+            if request is not None:
+                calls.append(
+                    partial(self._apply_extension if request.extends else self._grant, request)
                 )
-                if request is not None:
-                    notices += self._revoke(request, "scheduler")
-            elif live.status is Status.PENDING:
-                if live.created_at + self.pending_timeout <= now:
-                    notices += self._time_out(live.id)
-                elif live.next_nudge_at and live.next_nudge_at <= now:
-                    notices += self._nudge(live.id)
-            elif live.status is Status.ACTIVE and self._reminder_due(live, now):
-                notices += self._remind(live.id)
-        notices += self._remind_reviews(now)
-        return notices
+        with StrategyCalls(self.strategy_workers) as running:
+            running.start(calls)
+            notices: list[Notice] = []
+            for pending in self.store.pending_created_before(now - self.pending_timeout):
+                notices += self._time_out(pending.id)
+            for pending in self.store.nudges_due(now):
+                notices += self._nudge(pending.id)  # skips the ones just timed out
+            for grant in self.store.expiring_unreminded(now + self.expiry_reminder):
+                if grant.ending is None and self._reminder_due(grant, now):
+                    notices += self._remind(grant.id)
+            notices += self._remind_reviews(now)
+            return running.results() + notices
+
+    def next_revocation_at(self) -> datetime | None:
+        """When the next grant is due to be taken away, so the scheduler can wake for it."""
+        return self.store.next_revocation_at()
 
     def _claim(self, request_id: str) -> bool:
         """Take the right to call a strategy for this request; False if someone has it."""
@@ -876,13 +949,6 @@ class AccessService:
                 self._inflight.discard(request_id)
                 return None
             return current
-
-    def _save_claimed(self, request: Request) -> None:
-        try:
-            self.store.save(request)
-        except BaseException:
-            self._inflight.discard(request.id)
-            raise
 
     def _reminder_due(self, request: Request, now: datetime) -> bool:
         if request.reminder_sent or not request.expires_at or not request.granted_at:
@@ -1218,8 +1284,8 @@ class AccessService:
     def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
         """When a grant ends, its waiting extension requests can no longer be granted."""
         notices = []
-        for other in self.store.live():
-            if other.extends != grant.id or other.status is not Status.PENDING:
+        for other in self.store.extensions_of(grant.id):
+            if other.status is not Status.PENDING:
                 continue
             with self.lock:
                 other = self.store.get(other.id)
@@ -1330,12 +1396,12 @@ class AccessService:
             )
 
     def _is_any_approver(self, actor: Actor) -> bool:
-        if any(actor.matches(a) for r in self.store.live() for a in r.approvers):
-            return True
-        policies = self.policies
-        return bool(policies) and any(
+        policies = self.policies  # the cheap look first: live requests can be many
+        if policies and any(
             actor.matches(a) for res in policies.resources.values() for a in res.approvers
-        )
+        ):
+            return True
+        return any(actor.matches(a) for r in self.store.live() for a in r.approvers)
 
     def _unique_id(self) -> str:
         for _ in range(100):
