@@ -90,6 +90,7 @@ class Access(BotPlugin):
                 self.clock,
                 self.settings.pagerduty_timeout,
             ),
+            strategy_workers=self.settings.strategy_workers,
         )
         if self.service.policy_error:
             self.warn_admins(
@@ -98,7 +99,12 @@ class Access(BotPlugin):
             )
         # Whatever expired while the bot was down is revoked before anything else.
         self.run_tick()
-        self.scheduler = Scheduler(self.run_tick, self.settings.tick_seconds)
+        self.scheduler = Scheduler(
+            self.run_tick,
+            self.settings.tick_seconds,
+            next_due=self.service.next_revocation_at,
+            clock=self.clock,
+        )
         self.scheduler.start()
 
     def deactivate(self):
