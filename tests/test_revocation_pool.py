@@ -132,12 +132,12 @@ def test_the_scheduler_wakes_for_an_expiry_instead_of_waiting_for_its_tick(
 
 
 def test_the_number_of_strategy_workers_is_a_setting_with_a_clear_error():
-    assert Settings.load(None, {}).strategy_workers == 16
+    assert Settings.load(None, {}).strategy_workers == 32
     assert Settings.load(None, {"ACCESS_STRATEGY_WORKERS": "4"}).strategy_workers == 4
-    for bad in ("0", "many", "1000", "2.5"):
+    for bad in ("0", "many", "65", "2.5"):
         try:
             Settings.load(None, {"ACCESS_STRATEGY_WORKERS": bad})
         except SettingsError as exc:
-            assert "ACCESS_STRATEGY_WORKERS must be a whole number from 1 to 256" in str(exc)
+            assert "ACCESS_STRATEGY_WORKERS must be a whole number from 1 to 64" in str(exc)
         else:
             raise AssertionError(f"{bad!r} was accepted")

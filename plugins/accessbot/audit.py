@@ -189,6 +189,9 @@ class AuditLog:
                 raise AuditError(
                     f"could not read the audit log {self.path}: {exc.strerror or exc}"
                 ) from exc
+            if self._repair:
+                self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
+                self._repair = None
             written = [self._write(event, dict(fields), sync=False) for event, fields in events]
             try:
                 with open(self.path, "ab") as handle:

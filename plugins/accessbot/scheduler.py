@@ -65,7 +65,19 @@ class Scheduler:
             if self._revocation_due():
                 self._safe_tick()
             self._jobs.run_pending()
-            self._stop.wait(poll)
+            self._stop.wait(self._pause(poll))
+
+    def _pause(self, poll: float) -> float:
+        """Sleep one poll, or less when the next revocation comes due sooner."""
+        if self.next_due is None:
+            return poll
+        try:
+            due = self.next_due()
+            left = (due - self.clock()).total_seconds() if due is not None else poll
+        except Exception:  # noqa: BLE001 - _revocation_due reports it
+            return poll
+        # Already due means a revoke is in flight or waits for the regular tick: poll.
+        return min(poll, left + 0.001) if left > 0 else poll
 
     def _revocation_due(self) -> bool:
         """Something new is due to be revoked. A due time already ticked for (its revoke

@@ -8,7 +8,9 @@ audit event (written first, so nothing changes unaudited) plus one store write.
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,14 +42,21 @@ from .policy import (
     run_hook,
 )
 from .store import RequestStore, StoreError
-from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
+from .strategies import (
+    Accounts,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    build_strategy,
+    payload_for,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
 REVIEW_REMINDER_EVERY = timedelta(days=1)
-DEFAULT_STRATEGY_WORKERS = 16
+DEFAULT_STRATEGY_WORKERS = 32
 
 
 def _revoke_due(request: Request, now: datetime) -> bool:
@@ -177,6 +186,8 @@ class AccessService:
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         self.lock = threading.RLock()
         self._inflight: set[str] = set()  # requests whose strategy call is under way
+        self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
+        self._strategies_lock = threading.Lock()
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:
@@ -897,16 +908,7 @@ class AccessService:
             request = self._claim_current(due.id, lambda r: _revoke_due(r, now))
             if request is not None:
                 claimed.append(request)
-        marked = [r for r in claimed if r.ending is None]
-        for request in marked:
-            request.ending = "expired"
-        try:
-            self.store.save_many(marked)
-        except BaseException:
-            for request in claimed:
-                self._inflight.discard(request.id)
-            raise
-        calls += [partial(self._revoke, r, "scheduler") for r in claimed]
+        notices = self._revoke_on_pool(claimed, "scheduler")
         for approved in self.store.live_in([Status.APPROVED]):
             # Approved, but the bot stopped before the grant (or extension) was made.
             request = self._claim_current(approved.id, lambda r: r.status is Status.APPROVED)
@@ -916,7 +918,6 @@ class AccessService:
                 )
         with StrategyCalls(self.strategy_workers) as running:
             running.start(calls)
-            notices: list[Notice] = []
             for pending in self.store.pending_created_before(now - self.pending_timeout):
                 notices += self._time_out(pending.id)
             for pending in self.store.nudges_due(now):
@@ -925,7 +926,7 @@ class AccessService:
                 if grant.ending is None and self._reminder_due(grant, now):
                     notices += self._remind(grant.id)
             notices += self._remind_reviews(now)
-            return running.results() + notices
+            return notices + running.results()
 
     def next_revocation_at(self) -> datetime | None:
         """When the next grant is due to be taken away, so the scheduler can wake for it."""
@@ -1029,9 +1030,7 @@ class AccessService:
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                note = build_strategy(request.strategy, self.accounts).call(
-                    "grant", payload_for("grant", preview)
-                )
+                note = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
             except (StrategyError, SettingsError) as exc:
                 error, note = str(exc), ""
             with self.lock:
@@ -1100,9 +1099,7 @@ class AccessService:
         access exists that the bot does not know to revoke. The request stays approved
         in the store, and the scheduler grants it again once writes work."""
         try:
-            build_strategy(request.strategy, self.accounts).call(
-                "revoke", payload_for("revoke", request)
-            )
+            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             log.critical(
                 "request %s: granted at the target but not recorded, and the revoke failed "
@@ -1115,38 +1112,113 @@ class AccessService:
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
         """Call the strategy to take access away; the caller has claimed the request's id."""
         try:
-            error = None
-            try:
-                build_strategy(request.strategy, self.accounts).call(
-                    "revoke", payload_for("revoke", request)
-                )
-            except (StrategyError, SettingsError) as exc:
-                error = str(exc)
-            with self.lock:
-                request = self.store.get(request.id)
-                now = self.clock()
-                if error is None:
-                    final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
-                    request.ended_at = now
-                    request.last_error = ""
-                    request.next_retry_at = None
-                    request.move(final, now, actor)
-                    self._commit(request, final.value, actor, outcome=final.value)
-                else:
-                    request.revoke_attempts += 1
-                    delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
-                    request.next_retry_at = now + delay
-                    request.last_error = error
-                    request.move(Status.REVOKE_FAILED, now, actor, error)
-                    self._commit(
-                        request,
-                        "revoke_failed",
-                        actor,
-                        outcome="revoke_failed",
-                        detail=f"attempt {request.revoke_attempts}: {error}",
-                    )
-        finally:
+            error = self._revoke_call(request)
+        except BaseException:
             self._inflight.discard(request.id)
+            raise
+        return self._record_revokes([(request, error)], actor)
+
+    def _revoke_call(self, request: Request) -> str | None:
+        """The strategy's revoke call: None if it worked, else what went wrong."""
+        try:
+            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+        except (StrategyError, SettingsError) as exc:
+            return str(exc)
+        return None
+
+    def _revoke_on_pool(self, requests: list[Request], actor: str) -> list[Notice]:
+        """Revoke claimed requests: the calls on up to `strategy_workers` threads, their
+        outcomes recorded in batches as they come back (see `_record_revokes`)."""
+        if len(requests) <= 1 or self.strategy_workers == 1:
+            notices = []
+            for request in requests:
+                notices += _logged(partial(self._revoke, request, actor))
+            return notices
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+
+        def call(request: Request) -> None:
+            try:
+                finished.put((request, self._revoke_call(request), None))
+            except Exception as exc:  # noqa: BLE001 - reported below, and retried
+                finished.put((request, None, exc))
+
+        notices: list[Notice] = []
+        with ThreadPoolExecutor(
+            max_workers=min(self.strategy_workers, len(requests)),
+            thread_name_prefix="accessbot-strategy",
+        ) as pool:
+            for request in requests:
+                pool.submit(call, request)
+            left = len(requests)
+            while left:
+                batch = [finished.get()]
+                while True:
+                    try:
+                        batch.append(finished.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(batch)
+                for request, _, exc in batch:
+                    if exc is not None:
+                        self._inflight.discard(request.id)
+                        log.error(
+                            "the revoke call for %s failed; the next tick tries again",
+                            request.id,
+                            exc_info=exc,
+                        )
+                results = [(request, error) for request, error, exc in batch if exc is None]
+                if results:
+                    try:
+                        notices += self._record_revokes(results, actor)
+                    except Exception:  # noqa: BLE001 - the other batches go on
+                        log.exception(
+                            "could not record %d revocation(s); the next tick tries again",
+                            len(results),
+                        )
+        return notices
+
+    def _record_revokes(
+        self, results: list[tuple[Request, str | None]], actor: str
+    ) -> list[Notice]:
+        """Record the outcome of claimed revoke calls (error None: it worked) and release
+        the claims. Outcomes that arrive together are committed together: all their audit
+        events with one fsync, then all their store writes with one, so revocations that
+        end at the same moment do not queue behind each other's disk flushes."""
+        try:
+            with self.lock:
+                done = []
+                now = self.clock()
+                for claimed, error in results:
+                    request = self.store.get(claimed.id)
+                    request.ending = request.ending or "expired"
+                    if error is None:
+                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
+                        request.ended_at = now
+                        request.last_error = ""
+                        request.next_retry_at = None
+                        request.move(final, now, actor)
+                        done.append((request, error, final.value, {"outcome": final.value}))
+                    else:
+                        request.revoke_attempts += 1
+                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
+                        request.next_retry_at = now + delay
+                        request.last_error = error
+                        request.move(Status.REVOKE_FAILED, now, actor, error)
+                        fields = {
+                            "outcome": "revoke_failed",
+                            "detail": f"attempt {request.revoke_attempts}: {error}",
+                        }
+                        done.append((request, error, "revoke_failed", fields))
+                self._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
+        finally:
+            for claimed, _ in results:
+                self._inflight.discard(claimed.id)
+        notices = []
+        for request, error, _, _ in done:
+            notices += self._revoke_notices(request, actor, error)
+        return notices
+
+    def _revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
         if error is None:
             void = self._cancel_pending_extensions(request)
             if request.status is Status.EXPIRED:
@@ -1216,9 +1288,7 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                build_strategy(grant.strategy, self.accounts).call(
-                    "extend", payload_for("extend", preview)
-                )
+                self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -1331,11 +1401,65 @@ class AccessService:
             )
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
 
+    def _commit_many(self, items: list[tuple[Request, str, str, dict]]) -> None:
+        """`_commit` for several (request, event, actor, fields): every audit event first,
+        flushed to disk once, then every store write, flushed once."""
+        if not items:
+            return
+        events = [
+            (
+                event,
+                {
+                    "actor": actor,
+                    "request_id": request.id,
+                    "user": request.requester,
+                    "resource": request.resource,
+                    **fields,
+                },
+            )
+            for request, event, actor, fields in items
+        ]
+        try:
+            self.audit.append_many(events)
+        except AuditError as exc:
+            raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+        try:
+            self.store.save_many([request for request, *_ in items])
+        except StoreError as exc:
+            for request, event, actor, _ in items:
+                self._audit(
+                    "store_write_failed",
+                    actor,
+                    request_id=request.id,
+                    outcome="failed",
+                    detail=f"{event} was not saved: {exc}",
+                )
+            raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
     def _audit(self, event: str, actor: str, **fields) -> None:
         try:
             self.audit.append(event, actor=actor, **fields)
         except AuditError as exc:
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
+    def _strategy(self, settings: dict) -> Strategy:
+        """The strategy for a request's settings; a shareable one is built once and reused,
+        so its HTTP connections stay open across calls."""
+        try:
+            key = json.dumps(settings, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            return build_strategy(settings, self.accounts)
+        with self._strategies_lock:
+            found = self._strategies.get(key)
+        if found is not None:
+            return found
+        strategy = build_strategy(settings, self.accounts)
+        if strategy.shareable:
+            with self._strategies_lock:
+                if len(self._strategies) >= 256:  # policies changed a lot: start afresh
+                    self._strategies.clear()
+                strategy = self._strategies.setdefault(key, strategy)
+        return strategy
 
     def _to_requester(self, request: Request, text: str) -> Notice:
         return Notice("user", request.requester_address or request.requester, text, request)

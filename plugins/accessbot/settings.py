@@ -35,7 +35,7 @@ class Settings:
     pending_timeout: timedelta = timedelta(hours=1)
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
-    strategy_workers: int = 16  # concurrent strategy calls in one scheduler tick
+    strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
 
     @classmethod
     def load(cls, config: Any = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,14 +77,14 @@ class Settings:
         if pd_timeout <= 0:
             raise SettingsError("ACCESS_PAGERDUTY_TIMEOUT must be more than 0")
         max_bytes = parse_size(get("ACCESS_AUDIT_MAX_BYTES", 50 * 1024 * 1024))
-        raw_workers = get("ACCESS_STRATEGY_WORKERS", 16)
+        raw_workers = get("ACCESS_STRATEGY_WORKERS", 32)
         try:
             workers = 0 if isinstance(raw_workers, bool) else int(str(raw_workers).strip())
         except ValueError:
             workers = 0
-        if not 1 <= workers <= 256:
+        if not 1 <= workers <= 64:
             raise SettingsError(
-                "ACCESS_STRATEGY_WORKERS must be a whole number from 1 to 256, e.g. 16"
+                "ACCESS_STRATEGY_WORKERS must be a whole number from 1 to 64, e.g. 32"
             )
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),

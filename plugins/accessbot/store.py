@@ -182,7 +182,6 @@ class _AppendFile:
     def append(self, data: bytes, what: Path) -> int:
         """Append whole lines; returns the offset they start at. Raises StoreError."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as handle:
                 start = handle.tell()
                 if self.end is not None and start > self.end:
@@ -261,7 +260,8 @@ class TinyDBStore:
         self.journal_path = self.path.with_suffix(".journal.jsonl")
         self.compact_after = compact_after
         self.lock = threading.RLock()
-        self._db = _DB(str(self.path), storage=AtomicJSONStorage)
+        self._db = _DB(str(self.path), storage=AtomicJSONStorage)  # makes the directory
+        self.archive_path.parent.mkdir(parents=True, exist_ok=True)
         self._table = self._db.table("requests")
         self._archive = _AppendFile(self.archive_path)
         self._journal = _AppendFile(self.journal_path)
