@@ -76,7 +76,7 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return datetime.fromisoformat(text) if text else None  # 3.11 reads a trailing Z
 
 
 class Status(StrEnum):
@@ -152,6 +152,9 @@ class Approval:
     by: str
     at: datetime
     comment: str = ""
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}  # from_dict's known keys, per class
 
 
 @dataclass
@@ -340,7 +343,9 @@ class Request:
             for a in kwargs.get("approvals", [])
         ]
         kwargs["history"] = [Event.from_dict(e) for e in kwargs.get("history", [])]
-        known = {f.name for f in fields(cls)}
+        known = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(
+            cls, frozenset(f.name for f in fields(cls))
+        )
         return cls(**{k: v for k, v in kwargs.items() if k in known})
 
     def copy(self) -> Request:
