@@ -257,3 +257,29 @@ def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_
             store = TinyDBStore(tmp_path / "access.json", compact_after=15)  # a restart
         now = START + timedelta(minutes=rng.randint(0, 150))
         assert indexed(store, now) == scan(store, now), f"step {step}"
+
+
+def test_a_db_file_in_tinydbs_own_layout_still_loads(tmp_path):
+    grant = active("old222")
+    (tmp_path / "access.json").write_text(
+        json.dumps({"requests": {"old222": grant.to_dict()}}, indent=2)
+    )
+    store = TinyDBStore(tmp_path / "access.json")
+    assert [r.id for r in store.live()] == ["old222"]
+    store.compact()  # rewritten in the line-a-request layout
+    assert [r.id for r in TinyDBStore(tmp_path / "access.json").live()] == ["old222"]
+    assert json.loads((tmp_path / "access.json").read_text())["requests"]["old222"]
+
+
+def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save_many([active("first2"), active("secnd2", requester="dave")])
+    store.compact()
+    good = (tmp_path / "access.json").read_bytes()
+
+    (tmp_path / "access.json").write_bytes(good.replace(b'"status":"active"', b'"status":act', 1))
+    with pytest.raises(StoreError, match=r"access.json is not valid JSON \(line 2"):
+        TinyDBStore(tmp_path / "access.json")
+    (tmp_path / "access.json").write_bytes(good[: good.index(b"\n", 20) + 1])  # cut short
+    with pytest.raises(StoreError, match=r"not valid JSON \(line 2: the file ends early"):
+        TinyDBStore(tmp_path / "access.json")

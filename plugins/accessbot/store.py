@@ -33,6 +33,8 @@ from .domain import Request, Status
 log = logging.getLogger(__name__)
 
 COMPACT_AFTER = 1000  # journal lines before a snapshot, or the live count if larger
+SNAPSHOT_HEAD = b'{"requests":{\n'  # the layout _compact writes: one request a line
+SNAPSHOT_TAIL = b"}}"
 
 
 class StoreError(Exception):
@@ -123,9 +125,9 @@ def atomic_write(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-def _damaged(path: Path, exc: json.JSONDecodeError) -> StoreError:
+def _damaged(path: Path, line: int, why: str) -> StoreError:
     return StoreError(
-        f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}). "
+        f"{path} is not valid JSON (line {line}: {why}). "
         "The bot will not start on a damaged store: restore the file from a "
         "backup, or move it away to start with an empty one."
     )
@@ -149,7 +151,7 @@ class AtomicJSONStorage(Storage):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _damaged(self.path, exc) from exc
+            raise _damaged(self.path, exc.lineno, exc.msg) from exc
 
     def write(self, data) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
@@ -298,14 +300,15 @@ class TinyDBStore:
         self._index_archive()
         # The latest version of every live request: the snapshot, then the journal's
         # lines in order. Only the versions that win are turned into Requests.
-        snapshot = (self._db.storage.read() or {}).get("requests") or {}
-        latest: dict[str, tuple[dict, str | None]] = {
-            request_id: (record, None) for request_id, record in snapshot.items()
-        }
-        latest.update(self._read_journal())
-        for request_id, (record, text) in latest.items():
-            # Archived requests are finished: a live copy of one is older (a crash came
-            # between the archive append and the next snapshot). The archive wins.
+        journal = self._read_journal()
+        # Archived requests are finished: a live copy of one is older (a crash came
+        # between the archive append and the next snapshot). The archive wins, and the
+        # journal's version wins over the snapshot's.
+        for request_id, record, text in self._read_snapshot():
+            if request_id not in self._archive_index and request_id not in journal:
+                self._take(Request.from_dict(record), text)
+        while journal:  # popped as built, so the parsed JSON does not outlive its use
+            request_id, (record, text) = journal.popitem()
             if request_id not in self._archive_index:
                 self._take(Request.from_dict(record), text)
         self._table.clear_cache()
@@ -327,6 +330,36 @@ class TinyDBStore:
         self._text.pop(request_id, None)
         if request is not None:
             self._unindex(request)
+
+    def _read_snapshot(self) -> Iterator[tuple[str, dict, str | None]]:
+        """(id, record, its JSON text) of each request in the TinyDB file, one at a time.
+
+        `_compact` writes one request a line, so a large file is parsed line by line and
+        never held whole in memory; a file in any other layout (written by TinyDB
+        itself) is parsed whole.
+        """
+        if not self.path.exists():
+            return
+        number = 1
+        with open(self.path, "rb") as handle:
+            if handle.readline() != SNAPSHOT_HEAD:
+                records = (self._db.storage.read() or {}).get("requests") or {}
+                for request_id, record in records.items():
+                    yield request_id, record, None
+                return
+            for number, line in enumerate(handle, start=2):  # noqa: B007 - used below
+                line = line.rstrip(b"\n").removesuffix(b",")
+                if line == SNAPSHOT_TAIL:
+                    return
+                if not line:
+                    continue
+                try:
+                    ((request_id, record),) = json.loads(b"{" + line + b"}").items()
+                    text = line[line.index(b'":') + 2 :].decode()
+                except ValueError as exc:
+                    raise _damaged(self.path, number, str(exc)) from exc
+                yield request_id, record, text
+        raise _damaged(self.path, number, "the file ends early")
 
     def _read_journal(self) -> dict[str, tuple[dict, str]]:
         """id -> (record, its JSON text) of the last journal line for each request."""
@@ -365,7 +398,7 @@ class TinyDBStore:
         offset = good_end = 0
         rest = b""
         with open(self.archive_path, "rb") as handle:
-            while chunk := handle.read(1 << 24):
+            while chunk := handle.read(1 << 20):
                 lines = (rest + chunk).split(b"\n")
                 rest = lines.pop()  # the start of a line the next block finishes
                 for line in lines:
@@ -434,7 +467,8 @@ class TinyDBStore:
             if text is None:
                 text = self._text[request_id] = json.dumps(request.to_dict(), separators=(",", ":"))
             parts.append(f"{json.dumps(request_id)}:{text}")
-        snapshot = '{"requests":{' + ",".join(parts) + "}}"
+        # One request a line, so that loading can parse it a line at a time.
+        snapshot = SNAPSHOT_HEAD.decode() + ",\n".join(parts) + "\n" + SNAPSHOT_TAIL.decode()
         try:
             atomic_write(self.path, snapshot)
             if self.journal_path.exists():
