@@ -47,6 +47,7 @@ ACCESS_AUDIT_PATH = str(DATA / "audit.jsonl")
 # its hash chain; `python -m accessbot audit verify` checks the whole set.
 ACCESS_AUDIT_MAX_BYTES = "50MB"
 ACCESS_TICK_SECONDS = 1
+ACCESS_STRATEGY_WORKERS = 32  # grant/revoke calls at once when many grants end together
 ACCESS_PENDING_TIMEOUT = "1h"
 ACCESS_EXPIRY_REMINDER = "10m"  # DM the requester this long before a grant ends
 ACCESS_APPROVAL_REMINDER = "15m"  # re-announce undecided requests, then at doubling intervals

@@ -99,6 +99,11 @@ def main() -> None:
             elapsed = (time.perf_counter() - start) * 1000
             result = outcome.request.status.value
             rows.append((label, fake.count() - before, f"{elapsed:.1f}", result))
+            # End it, so the same person may ask again (one grant per person and resource).
+            if outcome.request.status.value == "active":
+                service.revoke(actor, outcome.request.id)
+            elif outcome.request.status.value == "pending":
+                service.cancel(actor, outcome.request.id)
 
         service = fresh_service()
         measure("on call, cold cache", service, "carol", "prod-shell")

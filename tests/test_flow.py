@@ -283,5 +283,6 @@ def test_a_bot_configured_without_paths_keeps_its_files_in_its_own_data_dir(
     chat = bot_factory(ACCESS_DB_PATH=None, ACCESS_AUDIT_PATH=None)
     ask(chat)
     data_dir = chat.backend.bot_config.BOT_DATA_DIR
-    assert (Path(data_dir) / "access.json").exists()
+    # A live write goes to the journal beside access.json (folded into it as it grows).
+    assert (Path(data_dir) / "access.journal.jsonl").exists()
     assert (Path(data_dir) / "audit.jsonl").exists()

@@ -4,7 +4,6 @@ exception trace, never a half-stored request, and user text is always shown iner
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import tempfile
@@ -15,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accessbot.commands import parse_audit_args, parse_id_and_text, parse_request_args
-from accessbot.domain import AccessError, DurationError, format_duration, parse_duration
+from accessbot.domain import AccessError, DurationError, Status, format_duration, parse_duration
 from accessbot.messages import REASON_LIMIT, card_body, inert
 from accessbot.policy import PolicyError, load_policies
+from accessbot.store import TinyDBStore
 from tests.builders import build_service, person
 from tests.conftest import FakeClock, policy_file, request_id, webhook_policy
 
@@ -253,11 +253,11 @@ def test_nothing_typed_in_chat_gets_a_stack_trace_or_a_half_request(
             assert "<!channel>" not in said and "<!here>" not in said
 
     check()
-    db = json.loads((tmp_path / "data" / "access.json").read_text())
-    assert db["requests"]  # some fuzzed requests were valid
-    for stored in db["requests"].values():
-        assert stored["reason"].strip() and stored["resource"] == "prod-db"
-        assert stored["status"] == "pending" and stored["history"]
+    stored = TinyDBStore(tmp_path / "data" / "access.json").live()  # as reloaded from disk
+    assert stored  # some fuzzed requests were valid
+    for request in stored:
+        assert request.reason.strip() and request.resource == "prod-db"
+        assert request.status is Status.PENDING and request.history
 
 
 def test_a_hostile_reason_is_inert_and_truncated_on_the_card(bot_factory, policy_dir, webhook):

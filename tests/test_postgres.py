@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import psycopg
+import psycopg.types.json
 import pytest
 
 from accessbot.domain import Status
@@ -47,6 +48,37 @@ def test_an_older_database_is_migrated_forward_at_start(open_db, pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         migrate(conn, "the test database", upto=1)  # as the first release left it
     assert open_db().schema_version() == NEWEST
+
+
+def test_migration_4_fills_the_look_up_columns_of_requests_written_before_it(open_db, pg_url):
+    asked = make_request(id="asked2", duration=timedelta(hours=1), extends="base22")
+    asked.add_approval("alice", START)
+    asked.activate(START)
+    asked.ending = "revoked"
+    pending = make_request(id="pend22", next_nudge_at=START + timedelta(minutes=5))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        migrate(conn, "the test database", upto=3)  # as the release before it left it
+        for request in (asked, pending):
+            conn.execute(
+                "INSERT INTO requests (id, status, final, requester, resource, created_at, "
+                "expires_at, version, saved_seq, data) VALUES (%s, %s, false, %s, %s, %s, %s, "
+                "1, nextval('requests_saved_seq'), %s)",
+                (
+                    request.id,
+                    request.status.value,
+                    request.requester,
+                    request.resource,
+                    request.created_at,
+                    request.expires_at,
+                    psycopg.types.json.Jsonb({**request.to_dict(), "version": 1}),
+                ),
+            )
+    store = PostgresStore(open_db())
+    assert [r.id for r in store.due_for_revocation(START)] == ["asked2"]
+    assert store.next_revocation_at() < START
+    assert [r.id for r in store.extensions_of("base22")] == ["asked2"]
+    assert [r.id for r in store.nudges_due(START + timedelta(minutes=5))] == ["pend22"]
+    assert [r.id for r in store.expiring_unreminded(START + timedelta(hours=1))] == ["asked2"]
 
 
 def test_a_database_migrated_by_a_newer_bot_is_refused(open_db, pg_url):
@@ -142,6 +174,24 @@ def test_two_bots_append_to_one_chain_that_verifies(open_db):
     assert result.lines == 5
     assert [e["seq"] for e in two.events()] == [1, 2, 3, 4, 5]
     assert str(result) == "audit log intact: 5 events, hash chain verified"
+
+
+def test_a_batch_of_audit_events_and_writes_commits_together_or_not_at_all(open_db):
+    db = open_db()
+    store, audit = PostgresStore(db), PostgresAuditLog(db, FakeClock())
+    audit.append("started", actor="bot")
+    one, two = make_request(id="one222"), make_request(id="two222")
+    with pytest.raises(RuntimeError), store.transaction():
+        audit.append_many([("requested", {"request_id": "one222"}), ("requested", {})])
+        store.save_many([one, two])
+        raise RuntimeError("the bot fell over mid-batch")
+    assert store.get("one222") is None and store.get("two222") is None
+    assert [e["event"] for e in audit.events()] == ["started"]
+    written = audit.append_many([("expired", {"request_id": f"r{n}"}) for n in range(3)])
+    assert [e["seq"] for e in written] == [2, 3, 4]
+    assert audit.verify().ok, str(audit.verify())
+    assert [e["request_id"] for e in audit.query(limit=2)] == ["r1", "r2"]
+    assert [e["seq"] for e in audit.events_newest_first()] == [4, 3, 2, 1]
 
 
 def test_a_changed_row_in_the_audit_table_is_found(open_db, pg_url):

@@ -2,6 +2,7 @@
 takes `backend` runs against both), then what only the TinyDB files can get wrong."""
 
 import json
+import random
 from datetime import timedelta
 
 import pytest
@@ -86,6 +87,10 @@ def test_finished_requests_leave_live_and_are_still_found(backend):
     request.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
     store.save(request)
     assert store.live() == []
+    if backend.kind == "tinydb":  # the DB file keeps live requests only
+        store.compact()
+        hot = json.loads((backend.tmp_path / "access.json").read_text())
+        assert hot["requests"] == {}
     reopened = backend.reopen()
     assert reopened.get("abc234").status is Status.EXPIRED
     assert reopened.exists("abc234") and not reopened.exists("zzz999")
@@ -231,3 +236,96 @@ def test_an_unwritable_store_raises_and_keeps_the_old_state(tmp_path):
         (tmp_path / "db-away").rename(tmp_path / "db")
     assert [r.id for r in store.live()] == ["keep22"]
     assert [r.id for r in TinyDBStore(tmp_path / "db" / "access.json").live()] == ["keep22"]
+
+
+# -- the scheduler's look-ups: indexes on TinyDB, indexed columns on PostgreSQL ----------
+
+
+def test_save_many_writes_live_and_finished_requests_in_one_go(backend):
+    store = backend.open()
+    done = active("done22")
+    store.save(done)
+    done.move(Status.EXPIRED, START, "scheduler")
+    live, pending = active("live22"), make_request(id="pend22", requester="dave")
+    store.save_many([live, done, pending])
+    assert (live.version, done.version, pending.version) == (1, 2, 1)
+    again = backend.reopen()
+    assert sorted(r.id for r in again.live()) == ["live22", "pend22"]
+    assert again.get("done22").status is Status.EXPIRED
+
+
+def test_save_many_with_one_stale_copy_writes_none_of_them(backend):
+    store = backend.open()
+    store.save(make_request(id="taken2"))
+    stale, fresh = make_request(id="taken2"), make_request(id="fresh2")
+    with pytest.raises(ConflictError, match="taken2"):
+        store.save_many([fresh, stale])
+    assert fresh.version == 0 and not store.exists("fresh2")
+    assert [r.id for r in store.live()] == ["taken2"]
+
+
+def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(backend):
+    store = backend.open()
+    assert store.next_revocation_at() is None
+    asked = active("asked2", minutes=60)
+    asked.ending = "revoked"
+    failed = active("faild2", minutes=5, requester="dave")
+    failed.move(Status.REVOKE_FAILED, START + timedelta(minutes=5), "scheduler", "500")
+    failed.next_retry_at = START + timedelta(minutes=6)
+    store.save_many([asked, failed, active("later2", minutes=60, requester="erin")])
+
+    assert [r.id for r in store.due_for_revocation(START)] == ["asked2"]
+    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=6))] == [
+        "asked2",
+        "faild2",
+    ]
+    assert store.due_for_expiry(START) == []  # the old question keeps its meaning
+    assert store.next_revocation_at() < START
+
+
+def test_the_look_ups_give_the_same_answers_as_a_scan_through_random_changes(backend):
+    from tests.test_store_indexes import indexed, scan
+
+    rng = random.Random(11)
+    store = backend.open()
+    ids = [f"req{n:03d}" for n in range(30)]
+    for step in range(150):
+        rid = rng.choice(ids)
+        request = store.get(rid)
+        at = START + timedelta(minutes=rng.randint(0, 120))
+        if request is None:
+            request = make_request(
+                id=rid,
+                requester=rng.choice(["carol", "dave", "erin"]),
+                created_at=at,
+                duration=timedelta(minutes=rng.choice([5, 30, 90])),
+                extends=rng.choice([None, None, "base22"]),
+                next_nudge_at=at + timedelta(minutes=rng.randint(1, 30)),
+            )
+        elif request.is_final:
+            continue
+        elif request.status is Status.PENDING:
+            if rng.random() < 0.6:
+                request.add_approval("alice", at)
+            else:
+                request.next_nudge_at = at + timedelta(minutes=rng.randint(1, 30))
+        elif request.status is Status.APPROVED:
+            request.activate(at)
+        elif request.status is Status.ACTIVE:
+            choice = rng.random()
+            if choice < 0.3:
+                request.reminder_sent = True
+            elif choice < 0.5:
+                request.ending = "revoked"
+            elif choice < 0.7:
+                request.move(Status.REVOKE_FAILED, at, "scheduler", "500")
+                request.next_retry_at = rng.choice([None, at + timedelta(minutes=2)])
+            else:
+                request.move(Status.EXPIRED, at, "scheduler")
+        elif request.status is Status.REVOKE_FAILED:
+            request.move(Status.EXPIRED, at, "scheduler")
+        store.save(request)
+        if step % 50 == 49:
+            store = backend.reopen()
+        now = START + timedelta(minutes=rng.randint(0, 150))
+        assert indexed(store, now) == scan(store, now), f"step {step}"

@@ -107,6 +107,7 @@ class Access(BotPlugin):
                 self.clock,
                 self.settings.pagerduty_timeout,
             ),
+            strategy_workers=self.settings.strategy_workers,
         )
         if self.service.policy_error:
             self.tell_admins(
@@ -116,7 +117,11 @@ class Access(BotPlugin):
         self.slack = self.start_slack()
         # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
         self.scheduler = Scheduler(
-            self.run_tick, self.settings.tick_seconds, self.backend.leadership
+            self.run_tick,
+            self.settings.tick_seconds,
+            self.backend.leadership,
+            next_due=self.service.next_revocation_at,
+            clock=self.clock,
         )
         # Whatever expired while the bot was down is revoked before anything else.
         self.scheduler.run_once()

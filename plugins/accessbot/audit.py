@@ -121,9 +121,13 @@ class EventQueries:
         until: datetime | None = None,
         limit: int = 20,
     ) -> list[dict]:
-        """The newest `limit` events matching every filter given, oldest first (0: all)."""
+        """The newest `limit` events matching every filter given, oldest first (0: all).
+
+        With a limit the events are read newest first, and reading stops at the limit."""
         found = []
-        for record in self.events():
+        for record in self.events_newest_first() if limit else self.events():
+            if limit and len(found) == limit:
+                break
             if user and user not in (record.get("actor"), record.get("user")):
                 continue
             if resource and record.get("resource") != resource:
@@ -135,7 +139,10 @@ class EventQueries:
                 if at is None or (since and at < since) or (until and at > until):
                     continue
             found.append(record)
-        return found[-limit:] if limit else found
+        return found[::-1] if limit else found
+
+    def events_newest_first(self) -> Iterator[dict]:
+        return reversed(list(self.events()))
 
 
 class AuditLog(EventQueries):
@@ -212,7 +219,31 @@ class AuditLog(EventQueries):
                 self._repair = None
             return self._write(event, fields)
 
-    def _write(self, event: str, fields: dict) -> dict:
+    def append_many(self, events: Iterable[tuple[str, dict]]) -> list[dict]:
+        """Write several events, chained as if appended one by one, with one fsync at the
+        end (imports and benchmarks); raises AuditError on failure."""
+        with self._lock:
+            try:
+                self._tail()
+            except OSError as exc:
+                raise AuditError(
+                    f"could not read the audit log {self.path}: {exc.strerror or exc}"
+                ) from exc
+            if self._repair:
+                self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
+                self._repair = None
+            written = [self._write(event, dict(fields), sync=False) for event, fields in events]
+            try:
+                with open(self.path, "ab") as handle:
+                    os.fsync(handle.fileno())
+            except OSError as exc:
+                self._loaded = False
+                raise AuditError(
+                    f"could not write the audit log {self.path}: {exc.strerror or exc}"
+                ) from exc
+            return written
+
+    def _write(self, event: str, fields: dict, sync: bool = True) -> dict:
         record = {"seq": self._seq + 1, "ts": iso(self.clock()), "event": event}
         record.update({k: v for k, v in fields.items() if v not in (None, "")})
         if self._last_hash is None:
@@ -235,7 +266,8 @@ class AuditLog(EventQueries):
             with open(self.path, "ab") as handle:
                 handle.write(data + b"\n")
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
         except OSError as exc:
             # Whatever part of the line reached the disk has no newline; the next append
             # (or the next start) finds it as a torn tail and cuts it.
@@ -267,6 +299,81 @@ class AuditLog(EventQueries):
                         except ValueError:
                             continue  # `verify` reports it; a reader skips it
 
+    def events_newest_first(self) -> Iterator[dict]:
+        """Every event of the log, newest first, read backwards from the end."""
+        for path in reversed(chain_files(self.path)):
+            for raw in _lines_backwards(path):
+                try:
+                    yield json.loads(raw)
+                except ValueError:
+                    continue
+
+    def query(
+        self,
+        *,
+        user: str | None = None,
+        resource: str | None = None,
+        request_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+    ) -> list[dict]:
+        """The newest `limit` events matching every filter given, oldest first (0: all).
+
+        With a limit the log is read backwards and the reading stops at the limit, so
+        `!access audit` costs the same at a hundred events or a million. A line is
+        parsed only when the filter's text appears in it.
+        """
+        # Lines are written with compact, sorted, ASCII-escaped JSON, so a matching line
+        # contains these bytes verbatim.
+        needles = []
+        if user:
+            needles.append((_field_bytes("actor", user), _field_bytes("user", user)))
+        if resource:
+            needles.append((_field_bytes("resource", resource),))
+        if request_id:
+            needles.append((_field_bytes("request_id", request_id),))
+
+        def matches(raw: bytes) -> dict | None:
+            if not all(any(n in raw for n in options) for options in needles):
+                return None
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                return None
+            if not isinstance(record, dict):
+                return None
+            if user and user not in (record.get("actor"), record.get("user")):
+                return None
+            if resource and record.get("resource") != resource:
+                return None
+            if request_id and record.get("request_id") != request_id:
+                return None
+            if since or until:
+                at = _event_time(record)
+                if at is None or (since and at < since) or (until and at > until):
+                    return None
+            return record
+
+        found = []
+        if limit:
+            for path in reversed(chain_files(self.path)):
+                for raw in _lines_backwards(path):
+                    record = matches(raw)
+                    if record is not None:
+                        found.append(record)
+                        if len(found) == limit:
+                            return found[::-1]
+            return found[::-1]
+        for path in chain_files(self.path):
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    if raw.endswith(b"\n"):
+                        record = matches(raw)
+                        if record is not None:
+                            found.append(record)
+        return found
+
     def verify(self) -> VerifyResult:
         """Verify every file of this log, and that none of what this process wrote is gone."""
         with self._lock:
@@ -285,6 +392,30 @@ class AuditLog(EventQueries):
                     result.files,
                 )
             return result
+
+
+def _field_bytes(key: str, value: str) -> bytes:
+    return (json.dumps(key) + ":" + json.dumps(value)).encode()
+
+
+def _lines_backwards(path: Path, block: int = 65536) -> Iterator[bytes]:
+    """The complete lines of a file (without newlines), last first; a torn tail is skipped."""
+    if not path.exists():
+        return
+    _, position = _last_line(path)  # where the complete lines end
+    rest = b""
+    with open(path, "rb") as handle:
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            lines = (handle.read(step) + rest).split(b"\n")
+            rest = lines[0]  # may go on in the block before
+            for line in reversed(lines[1:]):
+                if line:
+                    yield line
+    if rest:
+        yield rest
 
 
 def _event_time(record: dict) -> datetime | None:

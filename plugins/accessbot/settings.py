@@ -41,6 +41,7 @@ class Settings:
     policy_watch_seconds: float = 1.0  # how often the watcher looks
     db_url: str | None = None  # PostgreSQL for several bots; None: TinyDB and files
     lease_seconds: float = 10.0  # how long a dead bot's scheduler lease and claims last
+    strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
 
     @classmethod
     def load(
@@ -115,6 +116,15 @@ class Settings:
                 f"ACCESS_LEASE_SECONDS ({lease:g}) must be at least ACCESS_TICK_SECONDS "
                 f"({tick:g}): the scheduler renews its lease once a tick"
             )
+        raw_workers = get("ACCESS_STRATEGY_WORKERS", 32)
+        try:
+            workers = 0 if isinstance(raw_workers, bool) else int(str(raw_workers).strip())
+        except ValueError:
+            workers = 0
+        if not 1 <= workers <= 64:
+            raise SettingsError(
+                "ACCESS_STRATEGY_WORKERS must be a whole number from 1 to 64, e.g. 32"
+            )
         return cls(
             policy_dir=str(get("ACCESS_POLICY_DIR", "policies")),
             db_path=str(get("ACCESS_DB_PATH", os.path.join(data_dir or "data", "access.json"))),
@@ -138,6 +148,7 @@ class Settings:
             policy_watch_seconds=seconds("ACCESS_POLICY_WATCH_SECONDS", 1.0, "1 or 0.5"),
             db_url=db_url,
             lease_seconds=lease,
+            strategy_workers=workers,
         )
 
 

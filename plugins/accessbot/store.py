@@ -1,24 +1,32 @@
 """The request store: a small port, and its TinyDB adapter.
 
-Live requests (pending, approved, active, revoke_failed) sit in a TinyDB file that is
-rewritten atomically on every change, so its cost tracks live records only. Finished
-requests move to an append-only JSONL archive beside it. No TinyDB query leaves this
-module: the PostgreSQL store (accessbot.postgres) sits behind the same methods.
+Live requests (pending, approved, active, revoke_failed) are held in memory with
+indexes, and made durable by appending each saved version, fsynced, to a journal
+beside the TinyDB file; now and then the journal is folded into the TinyDB file (a
+snapshot written to a temp file, fsynced and `os.replace`d) and emptied. So a write
+costs one record, not every live record, and the TinyDB file never holds a half-written
+state. Finished requests move to an append-only JSONL archive with an id -> offset
+index. No TinyDB query leaves this module: a PostgreSQL store sits behind the same
+methods (`RequestStore`).
 
 Besides reading and writing, the port has what several bots on one database need, which
 one process gets almost for free: `transaction()` (one decision at a time across every
 bot), `claims()` (who is calling a strategy for which request right now) and the
-`version` check on `save`. TinyDBStore serves one process, so its transaction is empty
-(the service's own lock already serialises) and its claims are a plain set.
+`version` check on `save`/`save_many`. TinyDBStore serves one process, so its
+transaction is empty (the service's own lock already serialises) and its claims are a
+plain set.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, MutableSet
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -26,9 +34,15 @@ from typing import Protocol
 
 from tinydb import TinyDB
 from tinydb.storages import Storage
-from tinydb.table import Document, Table
+from tinydb.table import Table
 
 from .domain import Request, Status
+
+log = logging.getLogger(__name__)
+
+COMPACT_AFTER = 1000  # journal lines before a snapshot, or the live count if larger
+SNAPSHOT_HEAD = b'{"requests":{\n'  # the layout _compact writes: one request a line
+SNAPSHOT_TAIL = b"}}"
 
 
 class StoreError(Exception):
@@ -40,16 +54,62 @@ class ConflictError(StoreError):
 
 
 class RequestStore(Protocol):
-    def save(self, request: Request) -> None:
-        """Write `request` if the stored copy still has `request.version` (0: new), then
-        bump the version on the object; otherwise raise ConflictError."""
+    """What the service needs from storage. Every method is atomic under the store's lock;
+    requests handed out are copies, so a caller's changes count only once `save`d.
 
-    def get(self, request_id: str) -> Request | None: ...
-    def live(self) -> list[Request]: ...
-    def due_for_expiry(self, now: datetime) -> list[Request]: ...
+    The methods below `awaiting_review` cost what they return (an index lookup), not the
+    number of live or finished requests; the scheduler calls them every tick.
+    """
+
+    def save(self, request: Request) -> None:
+        """Store this version durably before returning; a finished one goes to the archive.
+
+        Written only if the stored copy still has `request.version` (0: new), then the
+        version on the object is bumped; otherwise ConflictError and nothing is written."""
+
+    def save_many(self, requests: Iterable[Request]) -> None:
+        """`save` for several requests with one durable write (imports, bulk changes):
+        every version is checked first, and a conflict on any writes none of them."""
+
+    def get(self, request_id: str) -> Request | None:
+        """The latest version of one request, live or finished; None if unknown."""
+
     def exists(self, request_id: str) -> bool: ...
-    def awaiting_review(self) -> list[Request]: ...
-    def archived(self) -> Iterator[Request]: ...
+
+    def live(self) -> list[Request]:
+        """Every live request (pending, approved, active, revoke_failed), oldest first."""
+
+    def due_for_expiry(self, now: datetime) -> list[Request]:
+        """Active grants past their end, and failed revokes whose retry time has come."""
+
+    def awaiting_review(self) -> list[Request]:
+        """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first."""
+
+    def live_of(self, requester: str) -> list[Request]:
+        """The live requests of one requester (a normalised handle), oldest first."""
+
+    def live_in(self, statuses: Iterable[Status]) -> list[Request]:
+        """The live requests in these statuses, oldest first."""
+
+    def extensions_of(self, grant_id: str) -> list[Request]:
+        """The live extension requests of one grant (`extends == grant_id`), oldest first."""
+
+    def due_for_revocation(self, now: datetime) -> list[Request]:
+        """Requests holding access whose `revoke_due_at` is at or before `now`, earliest
+        first: `due_for_expiry` plus asked-for revokes the bot has not finished."""
+
+    def next_revocation_at(self) -> datetime | None:
+        """The earliest `revoke_due_at` of any live request; None if none holds access."""
+
+    def expiring_unreminded(self, until: datetime) -> list[Request]:
+        """Active grants with `reminder_sent` false that end at or before `until`, earliest
+        first."""
+
+    def pending_created_before(self, at: datetime) -> list[Request]:
+        """Pending requests created at or before `at`, oldest first (time-outs)."""
+
+    def nudges_due(self, at: datetime) -> list[Request]:
+        """Pending requests whose `next_nudge_at` is at or before `at`, earliest first."""
 
     def transaction(self) -> AbstractContextManager:
         """One atomic decision: every bot on this store waits while a block runs in one;
@@ -123,32 +183,33 @@ def atomic_write(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
-class AtomicJSONStorage(Storage):
-    """TinyDB storage that writes via temp file + fsync + os.replace, and caches the text.
+def _damaged(path: Path, line: int, why: str) -> StoreError:
+    return StoreError(
+        f"{path} is not valid JSON (line {line}: {why}). "
+        "The bot will not start on a damaged store: restore the file from a "
+        "backup, or move it away to start with an empty one."
+    )
 
-    We are the file's only writer, so the cached text is the truth; TinyDB mutates what
-    `read` returns, so every read hands out a fresh parse, never the cache itself.
-    """
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that reads the snapshot once and writes via temp file + fsync +
+    os.replace; a damaged file is a StoreError naming it."""
 
     def __init__(self, path: str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._text: str | None = None
-        if self.path.exists():
-            text = self.path.read_text(encoding="utf-8")
-            if text.strip():
-                try:
-                    json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise StoreError(
-                        f"{self.path} is not valid JSON (line {exc.lineno}: {exc.msg}). "
-                        "The bot will not start on a damaged store: restore the file from a "
-                        "backup, or move it away to start with an empty one."
-                    ) from exc
-                self._text = text
 
     def read(self):
-        return json.loads(self._text) if self._text else None
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _damaged(self.path, exc.lineno, exc.msg) from exc
 
     def write(self, data) -> None:
         text = json.dumps(data, separators=(",", ":"), sort_keys=True)
@@ -158,7 +219,6 @@ class AtomicJSONStorage(Storage):
             raise StoreError(
                 f"could not write {self.path}: {exc.strerror or exc}; nothing was changed"
             ) from exc
-        self._text = text
 
     def close(self) -> None:
         pass
@@ -172,59 +232,253 @@ class _DB(TinyDB):
     table_class = _IdTable
 
 
-class TinyDBStore:
-    """Requests in TinyDB (live) plus a JSONL archive (finished); one lock for all writers."""
+class _AppendFile:
+    """A file of JSON lines, each append fsynced. An append that failed part-way is cut
+    before the next one, so a later line never glues onto a torn one."""
 
-    def __init__(self, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
-        self.path = Path(path)
-        self.archive_path = Path(archive_path or self.path.with_suffix(".archive.jsonl"))
-        self.lock = threading.RLock()
-        self._db = _DB(str(self.path), storage=AtomicJSONStorage)
-        self._table = self._db.table("requests")
-        self._live: dict[str, Request] = {}
-        self._archive_index: dict[str, int] = {}
-        self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
-        self._load()
+    def __init__(self, path: Path):
+        self.path = path
+        self.end: int | None = None  # where the last good append ended, once known
 
-    def _load(self) -> None:
-        self._index_archive()
-        stale = []
-        for doc in self._table.all():
-            request = Request.from_dict(dict(doc))
-            if request.id in self._archive_index:
-                stale.append(request.id)  # crashed between archive append and live delete
-            else:
-                self._live[request.id] = request
-                self._track_review(request)
-        if stale:
-            self._table.remove(doc_ids=stale)
+    def append(self, data: bytes, what: Path) -> int:
+        """Append whole lines; returns the offset they start at. Raises StoreError."""
+        try:
+            with open(self.path, "ab") as handle:
+                start = handle.tell()
+                if self.end is not None and start > self.end:
+                    handle.truncate(self.end)  # a failed append left part of a line
+                    start = self.end
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StoreError(
+                f"could not write {what}: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+        self.end = start + len(data)
+        return start
 
-    def _index_archive(self) -> None:
-        if not self.archive_path.exists():
-            return
-        offset = good_end = 0
-        with open(self.archive_path, "rb") as handle:
-            for line in handle:
-                if line.endswith(b"\n"):
-                    try:
-                        record = json.loads(line)
-                        self._archive_index[record["id"]] = offset
-                        if record.get("review_required"):  # rare: parse only these in full
-                            self._track_review(Request.from_dict(record))
-                        else:
-                            self._awaiting_review.discard(record["id"])
-                        good_end = offset + len(line)
-                    except (ValueError, KeyError):
-                        pass
-                offset += len(line)
-        if good_end < offset:
-            # A crash mid-append left a torn tail that was never acknowledged: cut it,
-            # so the next record does not glue onto it.
-            with open(self.archive_path, "r+b") as handle:
+    def cut_torn_tail(self, good_end: int, size: int) -> None:
+        if good_end < size:
+            # A crash mid-append left a torn tail that was never acknowledged: cut it.
+            with open(self.path, "r+b") as handle:
                 handle.truncate(good_end)
                 os.fsync(handle.fileno())
+        self.end = good_end
 
-    # -- the port ----------------------------------------------------------------
+
+class _TimeIndex:
+    """Request ids ordered by a time. Changes and range reads are binary searches (plus
+    a list insert, a memmove), so a tick costs what is due, not what is stored."""
+
+    def __init__(self):
+        self._order: list[tuple[float, str]] = []
+        self._key: dict[str, float] = {}
+
+    def put(self, request_id: str, at: datetime | None) -> None:
+        """Place `request_id` at `at`, or take it out when `at` is None."""
+        old = self._key.pop(request_id, None)
+        if old is not None:
+            del self._order[bisect_left(self._order, (old, request_id))]
+        if at is not None:
+            key = at.timestamp()
+            self._key[request_id] = key
+            insort(self._order, (key, request_id))
+
+    def until(self, at: datetime) -> list[str]:
+        """Ids placed at or before `at`, earliest first."""
+        end = bisect_right(self._order, (at.timestamp(), "\U0010ffff"))
+        return [request_id for _, request_id in self._order[:end]]
+
+    def first(self) -> str | None:
+        """The id placed earliest, or None."""
+        return self._order[0][1] if self._order else None
+
+
+def _archive_id(line: bytes) -> str:
+    """The id of an archive line, cheaply: `to_dict` puts `id` first, so a line starts
+    `{"id":"abc234",`. Anything else is parsed in full."""
+    if line.startswith(b'{"id":"'):
+        end = line.find(b'"', 7)
+        if end > 7 and b"\\" not in line[7:end]:
+            return line[7:end].decode()
+    record = json.loads(line)
+    return record["id"]
+
+
+class TinyDBStore:
+    """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
+    JSONL archive. One lock serialises every writer."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        archive_path: str | os.PathLike | None = None,
+        compact_after: int = COMPACT_AFTER,
+    ):
+        self.path = Path(path)
+        self.archive_path = Path(archive_path or self.path.with_suffix(".archive.jsonl"))
+        self.journal_path = self.path.with_suffix(".journal.jsonl")
+        self.compact_after = compact_after
+        self.lock = threading.RLock()
+        self._db = _DB(str(self.path), storage=AtomicJSONStorage)  # makes the directory
+        self.archive_path.parent.mkdir(parents=True, exist_ok=True)
+        self._table = self._db.table("requests")
+        self._archive = _AppendFile(self.archive_path)
+        self._journal = _AppendFile(self.journal_path)
+        self._journal_lines = 0
+        self._live: dict[str, Request] = {}
+        self._text: dict[str, str] = {}  # id -> JSON of the live version, for snapshots
+        self._archive_index: dict[str, int] = {}
+        self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
+        # Indexes over the live requests.
+        self._by_status: dict[Status, set[str]] = {}
+        self._by_requester: dict[str, set[str]] = {}
+        self._by_extends: dict[str, set[str]] = {}
+        self._revoke_at = _TimeIndex()  # holds access: when to take it away
+        self._remind_at = _TimeIndex()  # active, not reminded: when it ends
+        self._pending_since = _TimeIndex()  # pending: when it was created
+        self._nudge_at = _TimeIndex()  # pending: when the approvers are reminded
+        self._load()
+
+    # -- loading -------------------------------------------------------------------
+
+    def _load(self) -> None:
+        # Loading makes a few hundred thousand objects and no garbage cycles; the cyclic
+        # collector would walk them all again and again (a third of the start-up time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._load_files()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load_files(self) -> None:
+        self._index_archive()
+        # The latest version of every live request: the snapshot, then the journal's
+        # lines in order. Only the versions that win are turned into Requests.
+        journal = self._read_journal()
+        # Archived requests are finished: a live copy of one is older (a crash came
+        # between the archive append and the next snapshot). The archive wins, and the
+        # journal's version wins over the snapshot's.
+        for request_id, record, text in self._read_snapshot():
+            if request_id not in self._archive_index and request_id not in journal:
+                self._take(Request.from_dict(record), text)
+        while journal:  # popped as built, so the parsed JSON does not outlive its use
+            request_id, (record, text) = journal.popitem()
+            if request_id not in self._archive_index:
+                self._take(Request.from_dict(record), text)
+        self._table.clear_cache()
+        if self._journal_lines > max(self.compact_after, len(self._live)):
+            self._compact()
+
+    def _take(self, request: Request, text: str | None = None) -> None:
+        if request.id in self._live:
+            self._unindex(self._live[request.id])
+        self._live[request.id] = request
+        self._track_review(request)  # also on loading: break-glass grants still live
+        if text is not None:
+            self._text[request.id] = text
+        else:
+            self._text.pop(request.id, None)
+        self._index(request)
+
+    def _drop(self, request_id: str) -> None:
+        request = self._live.pop(request_id, None)
+        self._text.pop(request_id, None)
+        if request is not None:
+            self._unindex(request)
+
+    def _read_snapshot(self) -> Iterator[tuple[str, dict, str | None]]:
+        """(id, record, its JSON text) of each request in the TinyDB file, one at a time.
+
+        `_compact` writes one request a line, so a large file is parsed line by line and
+        never held whole in memory; a file in any other layout (written by TinyDB
+        itself) is parsed whole.
+        """
+        if not self.path.exists():
+            return
+        number = 1
+        with open(self.path, "rb") as handle:
+            if handle.readline() != SNAPSHOT_HEAD:
+                records = (self._db.storage.read() or {}).get("requests") or {}
+                for request_id, record in records.items():
+                    yield request_id, record, None
+                return
+            for number, line in enumerate(handle, start=2):  # noqa: B007 - used below
+                line = line.rstrip(b"\n").removesuffix(b",")
+                if line == SNAPSHOT_TAIL:
+                    return
+                if not line:
+                    continue
+                try:
+                    ((request_id, record),) = json.loads(b"{" + line + b"}").items()
+                    text = line[line.index(b'":') + 2 :].decode()
+                except ValueError as exc:
+                    raise _damaged(self.path, number, str(exc)) from exc
+                yield request_id, record, text
+        raise _damaged(self.path, number, "the file ends early")
+
+    def _read_journal(self) -> dict[str, tuple[dict, str]]:
+        """id -> (record, its JSON text) of the last journal line for each request."""
+        found: dict[str, tuple[dict, str]] = {}
+        if not self.journal_path.exists():
+            self._journal.end = 0
+            return found
+        offset = good_end = 0
+        with open(self.journal_path, "rb") as handle:
+            for line in handle:
+                offset += len(line)
+                if not line.endswith(b"\n"):
+                    continue
+                try:
+                    text = line[:-1].decode()
+                    record = json.loads(text)
+                    found[record["id"]] = (record, text)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise StoreError(
+                        f"{self.journal_path} has a damaged line at byte {offset - len(line)} "
+                        f"({exc}). The bot will not start on a damaged store: restore the "
+                        "data directory from a backup."
+                    ) from exc
+                self._journal_lines += 1
+                good_end = offset
+        self._journal.cut_torn_tail(good_end, offset)
+        return found
+
+    def _index_archive(self) -> None:
+        """id -> offset of its latest line, reading the archive in large blocks: at start
+        this is the one cost that grows with history."""
+        if not self.archive_path.exists():
+            self._archive.end = 0
+            return
+        index, awaiting = self._archive_index, self._awaiting_review
+        offset = good_end = 0
+        rest = b""
+        with open(self.archive_path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()  # the start of a line the next block finishes
+                for line in lines:
+                    start, offset = offset, offset + len(line) + 1
+                    end = line.find(b'"', 7)
+                    if end > 7 and line.startswith(b'{"id":"') and b"\\" not in line[7:end]:
+                        request_id = line[7:end].decode()  # the fast path of _archive_id
+                    else:
+                        try:
+                            request_id = _archive_id(line)
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                    index[request_id] = start
+                    good_end = offset
+                    if b'"review_required":true' in line:  # rare: parse only these
+                        self._track_review(Request.from_dict(json.loads(line)))
+                    else:
+                        awaiting.discard(request_id)
+        self._archive.cut_torn_tail(good_end, offset + len(rest))
+
+    # -- the port: writing -----------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager:
         return nullcontext()  # one process: the service's lock is all it takes
@@ -236,19 +490,82 @@ class TinyDBStore:
         pass
 
     def save(self, request: Request) -> None:
+        self.save_many([request])
+
+    def save_many(self, requests: Iterable[Request]) -> None:
+        originals = list(requests)
+        requests = [r.copy() for r in originals]
+        if not requests:
+            return
         with self.lock:
-            self._check_version(request)
-            request.version += 1  # what goes to disk is the new version
+            self._check_versions(originals)
+            for request in requests:
+                request.version += 1  # what goes to disk is the new version
             try:
-                if request.is_final:
-                    self._archive(request)
-                    return
-                self._table.upsert(Document(request.to_dict(), doc_id=request.id))
+                self._write(requests)
             except BaseException:
-                request.version -= 1
+                for request in requests:
+                    request.version -= 1
                 raise
-            self._live[request.id] = request.copy()
-            self._track_review(request)
+            for original in originals:
+                original.version += 1
+
+    def _write(self, requests: list[Request]) -> None:
+        """Archive the finished, journal the live; the caller holds the lock."""
+        finished = [r for r in requests if r.is_final]
+        live = [r for r in requests if not r.is_final]
+        if finished:
+            lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
+            data = "".join(line + "\n" for line in lines).encode()
+            offset = self._archive.append(data, self.archive_path)
+            for request, line in zip(finished, lines):
+                self._archive_index[request.id] = offset
+                offset += len(line.encode()) + 1
+                self._track_review(request)
+                self._drop(request.id)
+        if live:
+            texts = [json.dumps(r.to_dict(), separators=(",", ":")) for r in live]
+            data = "".join(text + "\n" for text in texts).encode()
+            self._journal.append(data, self.path)
+            self._journal_lines += len(live)
+            for request, text in zip(live, texts):
+                self._take(request, text)
+            if self._journal_lines > max(self.compact_after, len(self._live)):
+                try:
+                    self._compact()
+                except (OSError, StoreError) as exc:
+                    # The journal holds every write; the next save tries again.
+                    log.warning("could not fold the journal into %s: %s", self.path, exc)
+
+    def compact(self) -> None:
+        """Fold the journal into the TinyDB file now (it happens by itself as it grows)."""
+        with self.lock:
+            self._compact()
+
+    def _compact(self) -> None:
+        parts = []
+        for request_id, request in self._live.items():
+            text = self._text.get(request_id)
+            if text is None:
+                text = self._text[request_id] = json.dumps(request.to_dict(), separators=(",", ":"))
+            parts.append(f"{json.dumps(request_id)}:{text}")
+        # One request a line, so that loading can parse it a line at a time.
+        snapshot = SNAPSHOT_HEAD.decode() + ",\n".join(parts) + "\n" + SNAPSHOT_TAIL.decode()
+        try:
+            atomic_write(self.path, snapshot)
+            if self.journal_path.exists():
+                with open(self.journal_path, "r+b") as handle:
+                    handle.truncate(0)
+                    os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StoreError(f"could not write {self.path}: {exc.strerror or exc}") from exc
+        # A crash between the two steps replays the journal onto a snapshot that already
+        # holds its changes: the same state again, so nothing is lost or doubled.
+        self._journal.end = 0
+        self._journal_lines = 0
+        self._table.clear_cache()
+
+    # -- the port: reading -----------------------------------------------------------
 
     def get(self, request_id: str) -> Request | None:
         with self.lock:
@@ -259,7 +576,14 @@ class TinyDBStore:
             return None
         with open(self.archive_path, "rb") as handle:
             handle.seek(offset)
-            return Request.from_dict(json.loads(handle.readline()))
+            line = handle.readline()
+        try:
+            return Request.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"{self.archive_path} has a damaged line at byte {offset} ({exc}); "
+                "restore it from a backup"
+            ) from exc
 
     def exists(self, request_id: str) -> bool:
         with self.lock:
@@ -267,21 +591,50 @@ class TinyDBStore:
 
     def live(self) -> list[Request]:
         with self.lock:
-            return sorted((r.copy() for r in self._live.values()), key=lambda r: r.created_at)
+            return self._copies(self._live)
+
+    def live_of(self, requester: str) -> list[Request]:
+        with self.lock:
+            return self._copies(self._by_requester.get(requester, ()))
+
+    def live_in(self, statuses: Iterable[Status]) -> list[Request]:
+        with self.lock:
+            ids = [i for s in statuses for i in self._by_status.get(Status(s), ())]
+            return self._copies(ids)
+
+    def extensions_of(self, grant_id: str) -> list[Request]:
+        with self.lock:
+            return self._copies(self._by_extends.get(grant_id, ()))
+
+    def due_for_revocation(self, now: datetime) -> list[Request]:
+        with self.lock:
+            return [self._live[i].copy() for i in self._revoke_at.until(now)]
+
+    def next_revocation_at(self) -> datetime | None:
+        with self.lock:
+            first = self._revoke_at.first()
+            return None if first is None else self._live[first].revoke_due_at
 
     def due_for_expiry(self, now: datetime) -> list[Request]:
         """Active grants past their end, and failed revokes whose retry time has come."""
+        due = [
+            r
+            for r in self.due_for_revocation(now)
+            if r.status is Status.REVOKE_FAILED or (r.expires_at and r.expires_at <= now)
+        ]
+        return sorted(due, key=lambda r: r.expires_at)
+
+    def expiring_unreminded(self, until: datetime) -> list[Request]:
         with self.lock:
-            due = [
-                r
-                for r in self._live.values()
-                if (r.status is Status.ACTIVE and r.expires_at and r.expires_at <= now)
-                or (
-                    r.status is Status.REVOKE_FAILED
-                    and (r.next_retry_at is None or r.next_retry_at <= now)
-                )
-            ]
-            return [r.copy() for r in sorted(due, key=lambda r: r.expires_at)]
+            return [self._live[i].copy() for i in self._remind_at.until(until)]
+
+    def pending_created_before(self, at: datetime) -> list[Request]:
+        with self.lock:
+            return [self._live[i].copy() for i in self._pending_since.until(at)]
+
+    def nudges_due(self, at: datetime) -> list[Request]:
+        with self.lock:
+            return [self._live[i].copy() for i in self._nudge_at.until(at)]
 
     def awaiting_review(self) -> list[Request]:
         """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first.
@@ -315,6 +668,16 @@ class TinyDBStore:
 
     # -- internals ---------------------------------------------------------------
 
+    def _check_versions(self, requests: list[Request]) -> None:
+        seen: set[str] = set()
+        for request in requests:
+            if request.id in seen:
+                raise ConflictError(
+                    f"request {request.id} is twice in one write; nothing was written"
+                )
+            seen.add(request.id)
+            self._check_version(request)
+
     def _check_version(self, request: Request) -> None:
         stored = self._live.get(request.id)
         if stored is None and request.id in self._archive_index:
@@ -326,27 +689,41 @@ class TinyDBStore:
                 f"{version}, not {request.version}); nothing was written, try again"
             )
 
+    def _copies(self, ids: Iterable[str]) -> list[Request]:
+        found = [self._live[i] for i in ids]
+        found.sort(key=lambda r: (r.created_at, r.id))
+        return [r.copy() for r in found]
+
+    def _index(self, request: Request) -> None:
+        rid = request.id
+        self._by_status.setdefault(request.status, set()).add(rid)
+        self._by_requester.setdefault(request.requester, set()).add(rid)
+        if request.extends:
+            self._by_extends.setdefault(request.extends, set()).add(rid)
+        self._revoke_at.put(rid, request.revoke_due_at)
+        unreminded = request.status is Status.ACTIVE and not request.reminder_sent
+        self._remind_at.put(rid, request.expires_at if unreminded else None)
+        pending = request.status is Status.PENDING
+        self._pending_since.put(rid, request.created_at if pending else None)
+        self._nudge_at.put(rid, request.next_nudge_at if pending else None)
+
+    def _unindex(self, request: Request) -> None:
+        rid = request.id
+        for index, key in (
+            (self._by_status, request.status),
+            (self._by_requester, request.requester),
+            (self._by_extends, request.extends),
+        ):
+            ids = index.get(key)
+            if ids is not None:
+                ids.discard(rid)
+                if not ids:
+                    del index[key]
+        for index in (self._revoke_at, self._remind_at, self._pending_since, self._nudge_at):
+            index.put(rid, None)
+
     def _track_review(self, request: Request) -> None:
         if request.awaits_review:
             self._awaiting_review.add(request.id)
         else:
             self._awaiting_review.discard(request.id)
-
-    def _archive(self, request: Request) -> None:
-        line = (json.dumps(request.to_dict(), separators=(",", ":")) + "\n").encode()
-        self.archive_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(self.archive_path, "ab") as handle:
-                offset = handle.tell()
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise StoreError(
-                f"could not write {self.archive_path}: {exc.strerror or exc}; nothing was changed"
-            ) from exc
-        self._archive_index[request.id] = offset
-        self._track_review(request)
-        if request.id in self._live:
-            self._table.remove(doc_ids=[request.id])
-            del self._live[request.id]

@@ -13,7 +13,7 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from ..audit import AuditError, EventQueries, VerifyResult, verify_sources
@@ -43,26 +43,60 @@ class PostgresAuditLog(EventQueries):
 
     def append(self, event: str, **fields) -> dict:
         """Write one event as the chain's next line; raises AuditError on failure."""
+        return self.append_many([(event, fields)])[0]
+
+    def append_many(self, events: Iterable[tuple[str, dict]]) -> list[dict]:
+        """Write several events as the chain's next lines, in one transaction (the
+        decision's, if one is open): all of them or none; raises AuditError on failure."""
+        events = list(events)
+        if not events:
+            return []
+        written = []
         try:
             with self.db.transaction() as conn:
                 tail = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                tail = tail.fetchone()
-                record = {"seq": (tail[0] if tail else 0) + 1, "ts": iso(self.clock())}
-                record["event"] = event
-                record.update({k: v for k, v in fields.items() if v not in (None, "")})
-                if tail is None:
-                    seed = secrets.token_hex(16)
-                    record["seed"] = seed
-                    record["prev"] = hashlib.sha256(seed.encode()).hexdigest()
-                else:
-                    record["prev"] = tail[1]
-                line = encode(record)
-                insert(conn, record, line)
+                seq, prev = tail.fetchone() or (0, None)
+                rows = []
+                for event, fields in events:
+                    seq += 1
+                    record = {"seq": seq, "ts": iso(self.clock()), "event": event}
+                    record.update({k: v for k, v in fields.items() if v not in (None, "")})
+                    if prev is None:
+                        seed = secrets.token_hex(16)
+                        record["seed"] = seed
+                        record["prev"] = hashlib.sha256(seed.encode()).hexdigest()
+                    else:
+                        record["prev"] = prev
+                    line = encode(record)
+                    prev = digest(line)
+                    rows.append(_values(record, line))
+                    written.append(record)
+                with conn.cursor() as cursor:
+                    cursor.executemany(INSERT, rows)
         except StoreError as exc:
             raise AuditError(f"could not write {self.where}: {exc}") from exc
         with self._lock:
-            self._seq = max(self._seq, record["seq"])
-        return record
+            self._seq = max(self._seq, written[-1]["seq"])
+        return written
+
+    def events_newest_first(self) -> Iterator[dict]:
+        """Every event, newest first, read backwards in batches (`query` with a limit
+        stops as soon as it has enough)."""
+        before = None
+        while True:
+            with self.db.connection() as conn:
+                rows = conn.execute(
+                    "SELECT seq, line FROM audit WHERE %s::bigint IS NULL OR seq < %s "
+                    "ORDER BY seq DESC LIMIT %s",
+                    (before, before, BATCH),
+                ).fetchall()
+            for before, line in rows:  # noqa: B007 - `before` is where the next batch starts
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+            if len(rows) < BATCH:
+                return
 
     def lines(self) -> Iterator[str]:
         """The stored lines in chain order, read in batches."""
@@ -111,16 +145,22 @@ class PostgresAuditLog(EventQueries):
         return result
 
 
+INSERT = (
+    "INSERT INTO audit (seq, ts, event, request_id, hash, line) VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def _values(record: dict, line: str) -> tuple:
+    return (
+        record["seq"],
+        record.get("ts"),
+        str(record.get("event", "")),
+        record.get("request_id"),
+        digest(line),
+        line,
+    )
+
+
 def insert(conn, record: dict, line: str) -> None:
     """Store one line of the chain (also used to copy a file chain over, unchanged)."""
-    conn.execute(
-        "INSERT INTO audit (seq, ts, event, request_id, hash, line) VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            record["seq"],
-            record.get("ts"),
-            str(record.get("event", "")),
-            record.get("request_id"),
-            digest(line),
-            line,
-        ),
-    )
+    conn.execute(INSERT, _values(record, line))

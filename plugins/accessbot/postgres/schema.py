@@ -84,6 +84,54 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "requests: columns and indexes for the scheduler's look-ups (revocations due, "
+        "reminders, time-outs, nudges, a requester's and a grant's live requests)",
+        (
+            """
+            ALTER TABLE requests
+                ADD COLUMN revoke_due_at timestamptz,
+                ADD COLUMN extends       text,
+                ADD COLUMN next_nudge_at timestamptz,
+                ADD COLUMN reminder_sent boolean NOT NULL DEFAULT false
+            """,
+            # Rows written before this migration: the same values `_row` writes now.
+            """
+            UPDATE requests SET
+                extends = data->>'extends',
+                next_nudge_at = (data->>'next_nudge_at')::timestamptz,
+                reminder_sent = coalesce((data->>'reminder_sent')::boolean, false),
+                revoke_due_at = CASE
+                    WHEN status = 'active' AND data->>'ending' = 'revoked'
+                        THEN timestamptz '1970-01-01 00:00:00+00'
+                    WHEN status = 'active' THEN expires_at
+                    WHEN status = 'revoke_failed'
+                        THEN coalesce(next_retry_at, timestamptz '1970-01-01 00:00:00+00')
+                END
+            WHERE NOT final
+            """,
+            """
+            CREATE INDEX requests_revoke_due ON requests (revoke_due_at, id)
+                WHERE revoke_due_at IS NOT NULL
+            """,
+            "CREATE INDEX requests_live_requester ON requests (requester) WHERE NOT final",
+            "CREATE INDEX requests_live_status ON requests (status) WHERE NOT final",
+            """
+            CREATE INDEX requests_live_extends ON requests (extends)
+                WHERE NOT final AND extends IS NOT NULL
+            """,
+            "CREATE INDEX requests_pending ON requests (created_at) WHERE status = 'pending'",
+            """
+            CREATE INDEX requests_nudge ON requests (next_nudge_at)
+                WHERE status = 'pending' AND next_nudge_at IS NOT NULL
+            """,
+            """
+            CREATE INDEX requests_unreminded ON requests (expires_at)
+                WHERE status = 'active' AND NOT reminder_sent
+            """,
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version

@@ -1,19 +1,20 @@
 """The request store port on PostgreSQL: one row per request, live and finished alike.
 
 The request itself is the JSON its `to_dict` makes; beside it sit the columns the queries
-filter on (status, expiry, retry time, review flag) with partial indexes, so the tick's
+filter on (status, expiry, retry time, review flag, when its revocation is due, what it
+extends, its next nudge, whether it was reminded) with partial indexes, so the tick's
 look-ups cost what is due, not what is stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableSet
+from collections.abc import Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager
 from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
-from ..domain import Request
+from ..domain import Request, Status
 from ..store import ConflictError
 from .database import Database
 
@@ -21,7 +22,9 @@ _COLUMNS = """
     status = %(status)s, final = %(final)s, requester = %(requester)s,
     resource = %(resource)s, created_at = %(created_at)s, expires_at = %(expires_at)s,
     next_retry_at = %(next_retry_at)s, awaits_review = %(awaits_review)s,
-    version = %(version)s, saved_seq = nextval('requests_saved_seq'), data = %(data)s
+    version = %(version)s, saved_seq = nextval('requests_saved_seq'), data = %(data)s,
+    revoke_due_at = %(revoke_due_at)s, extends = %(extends)s,
+    next_nudge_at = %(next_nudge_at)s, reminder_sent = %(reminder_sent)s
 """
 ARCHIVE_BATCH = 500
 
@@ -35,31 +38,51 @@ class PostgresStore:
     # -- the port ----------------------------------------------------------------
 
     def save(self, request: Request) -> None:
-        row = _row(request, request.version + 1)
-        with self.db.connection() as conn:
-            if request.version == 0:
-                written = conn.execute(
-                    """
-                    INSERT INTO requests (id, status, final, requester, resource, created_at,
-                        expires_at, next_retry_at, awaits_review, version, saved_seq, data)
-                    VALUES (%(id)s, %(status)s, %(final)s, %(requester)s, %(resource)s,
-                        %(created_at)s, %(expires_at)s, %(next_retry_at)s, %(awaits_review)s,
-                        %(version)s, nextval('requests_saved_seq'), %(data)s)
-                    ON CONFLICT (id) DO NOTHING
-                    """,
-                    row,
-                ).rowcount
-            else:
-                written = conn.execute(
-                    f"UPDATE requests SET {_COLUMNS} WHERE id = %(id)s AND version = %(expected)s",
-                    {**row, "expected": request.version},
-                ).rowcount
-        if written != 1:
-            raise ConflictError(
-                f"request {request.id} was changed by another bot meanwhile; nothing was "
-                "written, try again"
-            )
-        request.version += 1
+        self.save_many([request])
+
+    def save_many(self, requests: Iterable[Request]) -> None:
+        """Every request written in one transaction (the caller's, if one is open), each
+        only if its stored version is still the one it was read at; a conflict on any
+        one writes none of them. The versions on the objects are bumped once it is done."""
+        requests = list(requests)
+        if not requests:
+            return
+        ids = [r.id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise ConflictError("the same request is twice in one write; nothing was written")
+        with self.db.transaction() as conn:
+            for request in requests:
+                row = _row(request, request.version + 1)
+                if request.version == 0:
+                    written = conn.execute(
+                        """
+                        INSERT INTO requests (id, status, final, requester, resource,
+                            created_at, expires_at, next_retry_at, awaits_review, version,
+                            saved_seq, data, revoke_due_at, extends, next_nudge_at,
+                            reminder_sent)
+                        VALUES (%(id)s, %(status)s, %(final)s, %(requester)s, %(resource)s,
+                            %(created_at)s, %(expires_at)s, %(next_retry_at)s,
+                            %(awaits_review)s, %(version)s, nextval('requests_saved_seq'),
+                            %(data)s, %(revoke_due_at)s, %(extends)s, %(next_nudge_at)s,
+                            %(reminder_sent)s)
+                        ON CONFLICT (id) DO NOTHING
+                        """,
+                        row,
+                    ).rowcount
+                else:
+                    written = conn.execute(
+                        f"UPDATE requests SET {_COLUMNS} "
+                        "WHERE id = %(id)s AND version = %(expected)s",
+                        {**row, "expected": request.version},
+                    ).rowcount
+                if written != 1:
+                    # Raising rolls the transaction back: nothing of this write stays.
+                    raise ConflictError(
+                        f"request {request.id} was changed by another bot meanwhile; nothing "
+                        "was written, try again"
+                    )
+        for request in requests:
+            request.version += 1
 
     def get(self, request_id: str) -> Request | None:
         with self.db.connection() as conn:
@@ -84,6 +107,52 @@ class PostgresStore:
             ORDER BY expires_at, id
             """,
             {"now": now},
+        )
+
+    def live_of(self, requester: str) -> list[Request]:
+        return self._select(
+            "WHERE NOT final AND requester = %(who)s ORDER BY created_at, id", {"who": requester}
+        )
+
+    def live_in(self, statuses: Iterable[Status]) -> list[Request]:
+        return self._select(
+            "WHERE NOT final AND status = ANY(%(statuses)s) ORDER BY created_at, id",
+            {"statuses": [Status(s).value for s in statuses]},
+        )
+
+    def extensions_of(self, grant_id: str) -> list[Request]:
+        return self._select(
+            "WHERE NOT final AND extends = %(grant)s ORDER BY created_at, id", {"grant": grant_id}
+        )
+
+    def due_for_revocation(self, now: datetime) -> list[Request]:
+        return self._select(
+            "WHERE revoke_due_at <= %(now)s ORDER BY revoke_due_at, id", {"now": now}
+        )
+
+    def next_revocation_at(self) -> datetime | None:
+        with self.db.connection() as conn:
+            return conn.execute(
+                "SELECT min(revoke_due_at) FROM requests WHERE revoke_due_at IS NOT NULL"
+            ).fetchone()[0]
+
+    def expiring_unreminded(self, until: datetime) -> list[Request]:
+        return self._select(
+            "WHERE status = 'active' AND NOT reminder_sent AND expires_at <= %(until)s "
+            "ORDER BY expires_at, id",
+            {"until": until},
+        )
+
+    def pending_created_before(self, at: datetime) -> list[Request]:
+        return self._select(
+            "WHERE status = 'pending' AND created_at <= %(at)s ORDER BY created_at, id",
+            {"at": at},
+        )
+
+    def nudges_due(self, at: datetime) -> list[Request]:
+        return self._select(
+            "WHERE status = 'pending' AND next_nudge_at <= %(at)s ORDER BY next_nudge_at, id",
+            {"at": at},
         )
 
     def awaiting_review(self) -> list[Request]:
@@ -202,4 +271,8 @@ def _row(request: Request, version: int) -> dict:
         "awaits_review": request.awaits_review,
         "version": version,
         "data": Jsonb(data),
+        "revoke_due_at": request.revoke_due_at,
+        "extends": request.extends,
+        "next_nudge_at": request.next_nudge_at if request.status is Status.PENDING else None,
+        "reminder_sent": bool(request.reminder_sent),
     }

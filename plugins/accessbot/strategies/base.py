@@ -37,6 +37,9 @@ class Strategy:
     allowed_keys: ClassVar[frozenset[str]] = frozenset({"type"})
     # Who each chat user is on each target; build_strategy sets it from the bot's settings.
     accounts: Accounts | None = None
+    # True when one instance may serve many calls from several threads at once (it keeps
+    # no per-call state), so the service builds it once and reuses its connections.
+    shareable: ClassVar[bool] = False
 
     @classmethod
     def from_settings(cls, settings: dict) -> Strategy:

@@ -9,12 +9,14 @@ import os
 from urllib.parse import urlparse
 
 import requests
+import requests.adapters
 
 from .base import SettingsError, Strategy, StrategyError, encode_payload
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Access-Signature"
+POOL_SIZE = 64
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -25,11 +27,20 @@ class WebhookStrategy(Strategy):
     kind = "webhook"
     allowed_keys = frozenset({"type", "url", "secret_env", "timeout"})
 
+    shareable = True  # reused across calls and threads: keep-alive to the target
+
     def __init__(self, url: str, secret_env: str | None, timeout: float, session=None):
         self.url = url
         self.secret_env = secret_env
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # One kept-alive connection per concurrent caller (ACCESS_STRATEGY_WORKERS
+            # is at most POOL_SIZE), not urllib3's default of 10.
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
 
     @classmethod
     def from_settings(cls, settings: dict) -> WebhookStrategy:

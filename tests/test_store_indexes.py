@@ -1,0 +1,285 @@
+"""The store at scale: live writes go to a journal, the indexes agree with a full scan,
+and a crash at any step of folding the journal loses nothing."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from datetime import timedelta
+
+import pytest
+
+from accessbot.domain import Status
+from accessbot.store import StoreError, TinyDBStore
+from tests.conftest import START
+from tests.test_domain import make_request
+
+
+def active(request_id, minutes=30, requester="carol", **overrides):
+    request = make_request(
+        id=request_id, requester=requester, duration=timedelta(minutes=minutes), **overrides
+    )
+    request.add_approval("alice", START)
+    request.activate(START)
+    return request
+
+
+def journal_lines(tmp_path) -> int:
+    path = tmp_path / "access.journal.jsonl"
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def test_a_live_write_appends_one_line_and_leaves_the_db_file_alone(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    store.compact()
+    before = (tmp_path / "access.json").read_bytes()
+
+    for number in range(20):
+        store.save(active(f"more{number:02d}", requester=f"user{number}"))
+
+    assert (tmp_path / "access.json").read_bytes() == before
+    assert journal_lines(tmp_path) == 20
+    assert len(TinyDBStore(tmp_path / "access.json").live()) == 21
+
+
+def test_the_journal_is_folded_into_the_db_file_once_it_outgrows_the_live_set(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json", compact_after=10)
+    grants = [active(f"grant{n}", requester=f"user{n}") for n in range(5)]
+    for round_ in range(5):  # 25 writes of 5 live grants
+        for grant in grants:
+            grant.record(START, "note", "bot", f"round {round_}")
+            store.save(grant)
+
+    assert journal_lines(tmp_path) <= 10
+    hot = json.loads((tmp_path / "access.json").read_text())
+    assert sorted(hot["requests"]) == [f"grant{n}" for n in range(5)]
+    again = TinyDBStore(tmp_path / "access.json")
+    assert [len(again.get(f"grant{n}").history) for n in range(5)] == [len(grants[0].history)] * 5
+
+
+def test_a_crash_between_the_new_db_file_and_emptying_the_journal_loses_nothing(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    grant = active("grant2")
+    store.save(grant)
+    grant.reminder_sent = True
+    store.save(grant)
+    store.save(make_request(id="pend22", requester="dave"))
+    journal = tmp_path / "access.journal.jsonl"
+    shutil.copy(journal, tmp_path / "journal.saved")
+    store.compact()
+    shutil.copy(tmp_path / "journal.saved", journal)  # as if the crash came before truncation
+
+    again = TinyDBStore(tmp_path / "access.json")
+    assert sorted(r.id for r in again.live()) == ["grant2", "pend22"]
+    assert again.get("grant2").reminder_sent is True  # the later version, not the first
+
+
+def test_a_finished_request_leaves_the_live_set_even_before_the_journal_is_folded(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    grant = active("grant2")
+    store.save(grant)
+    grant.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
+    store.save(grant)  # one archive line; the journal still holds the active version
+
+    again = TinyDBStore(tmp_path / "access.json")
+    assert again.live() == []
+    assert again.get("grant2").status is Status.EXPIRED
+    assert again.due_for_revocation(START + timedelta(days=1)) == []
+
+
+def test_a_torn_journal_tail_is_cut_so_the_next_line_is_whole(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    with open(tmp_path / "access.journal.jsonl", "ab") as handle:
+        handle.write(b'{"id":"torn')  # a crash mid-append
+    again = TinyDBStore(tmp_path / "access.json")
+    again.save(active("secnd2", requester="dave"))
+    assert sorted(r.id for r in TinyDBStore(tmp_path / "access.json").live()) == [
+        "first2",
+        "secnd2",
+    ]
+
+
+def test_bytes_left_by_a_failed_append_are_cut_before_the_next_one(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    for name in ("access.journal.jsonl", "access.archive.jsonl"):
+        with open(tmp_path / name, "ab") as handle:
+            handle.write(b'{"id":"half-written')  # what a write that then failed left
+    store.save(active("secnd2", requester="dave"))
+    done = active("third2", requester="erin")
+    done.move(Status.REVOKED, START, "erin")
+    store.save(done)
+
+    again = TinyDBStore(tmp_path / "access.json")
+    assert sorted(r.id for r in again.live()) == ["first2", "secnd2"]
+    assert again.get("third2").status is Status.REVOKED
+    assert [r.id for r in again.archived()] == ["third2"]
+
+
+def test_a_damaged_journal_line_refuses_to_start_and_names_the_file(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    store.save(active("secnd2", requester="dave"))
+    journal = tmp_path / "access.journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b'{"id": "first2", "status": "act\n' + lines[1])
+    with pytest.raises(StoreError, match=r"access.journal.jsonl has a damaged line at byte 0"):
+        TinyDBStore(tmp_path / "access.json")
+
+
+def test_save_many_writes_live_and_finished_requests_in_one_go(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    done = active("done22")
+    done.move(Status.EXPIRED, START, "scheduler")
+    store.save_many([active("live22"), done, make_request(id="pend22", requester="dave")])
+    again = TinyDBStore(tmp_path / "access.json")
+    assert sorted(r.id for r in again.live()) == ["live22", "pend22"]
+    assert again.get("done22").status is Status.EXPIRED
+
+
+def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    asked = active("asked2", minutes=60)
+    asked.ending = "revoked"
+    failed = active("faild2", minutes=5, requester="dave")
+    failed.move(Status.REVOKE_FAILED, START + timedelta(minutes=5), "scheduler", "500")
+    failed.next_retry_at = START + timedelta(minutes=6)
+    store.save_many([asked, failed, active("later2", minutes=60, requester="erin")])
+
+    assert [r.id for r in store.due_for_revocation(START)] == ["asked2"]
+    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=6))] == [
+        "asked2",
+        "faild2",
+    ]
+    assert store.due_for_expiry(START) == []  # the old question keeps its meaning
+    assert store.next_revocation_at() < START
+
+
+# -- every index agrees with a scan of everything live ---------------------------------
+
+
+def scan(store, now):
+    """The answers the indexes give, worked out the slow way from live()."""
+    live = store.live()
+
+    def ids(requests):
+        return sorted(r.id for r in requests)
+
+    return {
+        "due": ids(r for r in live if r.revoke_due_at and r.revoke_due_at <= now),
+        "remind": ids(
+            r
+            for r in live
+            if r.status is Status.ACTIVE
+            and not r.reminder_sent
+            and r.expires_at <= now + timedelta(minutes=10)
+        ),
+        "timed_out": ids(
+            r
+            for r in live
+            if r.status is Status.PENDING and r.created_at <= now - timedelta(minutes=30)
+        ),
+        "nudge": ids(
+            r
+            for r in live
+            if r.status is Status.PENDING and r.next_nudge_at and r.next_nudge_at <= now
+        ),
+        "approved": ids(r for r in live if r.status is Status.APPROVED),
+        "carol": ids(r for r in live if r.requester == "carol"),
+        "ext": ids(r for r in live if r.extends == "base22"),
+        "next": min((r.revoke_due_at for r in live if r.revoke_due_at), default=None),
+    }
+
+
+def indexed(store, now):
+    def ids(requests):
+        return sorted(r.id for r in requests)
+
+    return {
+        "due": ids(store.due_for_revocation(now)),
+        "remind": ids(store.expiring_unreminded(now + timedelta(minutes=10))),
+        "timed_out": ids(store.pending_created_before(now - timedelta(minutes=30))),
+        "nudge": ids(store.nudges_due(now)),
+        "approved": ids(store.live_in([Status.APPROVED])),
+        "carol": ids(store.live_of("carol")),
+        "ext": ids(store.extensions_of("base22")),
+        "next": store.next_revocation_at(),
+    }
+
+
+def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_path):
+    rng = random.Random(7)
+    store = TinyDBStore(tmp_path / "access.json", compact_after=15)
+    ids = [f"req{n:03d}" for n in range(60)]
+    for step in range(400):
+        rid = rng.choice(ids)
+        request = store.get(rid)
+        at = START + timedelta(minutes=rng.randint(0, 120))
+        if request is None:
+            request = make_request(
+                id=rid,
+                requester=rng.choice(["carol", "dave", "erin"]),
+                created_at=at,
+                duration=timedelta(minutes=rng.choice([5, 30, 90])),
+                extends=rng.choice([None, None, "base22"]),
+                next_nudge_at=at + timedelta(minutes=rng.randint(1, 30)),
+            )
+        elif request.is_final:
+            continue
+        elif request.status is Status.PENDING:
+            choice = rng.random()
+            if choice < 0.5:
+                request.add_approval("alice", at)
+            elif choice < 0.7:
+                request.next_nudge_at = at + timedelta(minutes=rng.randint(1, 30))
+            else:
+                request.move(Status.CANCELLED, at, "carol")
+        elif request.status is Status.APPROVED:
+            request.activate(at)
+        elif request.status is Status.ACTIVE:
+            choice = rng.random()
+            if choice < 0.3:
+                request.reminder_sent = True
+            elif choice < 0.5:
+                request.ending = "revoked"
+            elif choice < 0.7:
+                request.move(Status.REVOKE_FAILED, at, "scheduler", "500")
+                request.next_retry_at = rng.choice([None, at + timedelta(minutes=2)])
+            else:
+                request.move(Status.EXPIRED, at, "scheduler")
+        elif request.status is Status.REVOKE_FAILED:
+            request.move(Status.EXPIRED, at, "scheduler")
+        store.save(request)
+        if step % 20 == 0:
+            store = TinyDBStore(tmp_path / "access.json", compact_after=15)  # a restart
+        now = START + timedelta(minutes=rng.randint(0, 150))
+        assert indexed(store, now) == scan(store, now), f"step {step}"
+
+
+def test_a_db_file_in_tinydbs_own_layout_still_loads(tmp_path):
+    grant = active("old222")
+    (tmp_path / "access.json").write_text(
+        json.dumps({"requests": {"old222": grant.to_dict()}}, indent=2)
+    )
+    store = TinyDBStore(tmp_path / "access.json")
+    assert [r.id for r in store.live()] == ["old222"]
+    store.compact()  # rewritten in the line-a-request layout
+    assert [r.id for r in TinyDBStore(tmp_path / "access.json").live()] == ["old222"]
+    assert json.loads((tmp_path / "access.json").read_text())["requests"]["old222"]
+
+
+def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save_many([active("first2"), active("secnd2", requester="dave")])
+    store.compact()
+    good = (tmp_path / "access.json").read_bytes()
+
+    (tmp_path / "access.json").write_bytes(good.replace(b'"status":"active"', b'"status":act', 1))
+    with pytest.raises(StoreError, match=r"access.json is not valid JSON \(line 2"):
+        TinyDBStore(tmp_path / "access.json")
+    (tmp_path / "access.json").write_bytes(good[: good.index(b"\n", 20) + 1])  # cut short
+    with pytest.raises(StoreError, match=r"not valid JSON \(line 2: the file ends early"):
+        TinyDBStore(tmp_path / "access.json")
