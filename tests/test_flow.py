@@ -286,3 +286,16 @@ def test_a_bot_configured_without_paths_keeps_its_files_in_its_own_data_dir(
     # A live write goes to the journal beside access.json (folded into it as it grows).
     assert (Path(data_dir) / "access.journal.jsonl").exists()
     assert (Path(data_dir) / "audit.jsonl").exists()
+
+
+def test_audit_filters_can_be_typed_as_bare_words(chat):
+    first = ask(chat)
+    second = ask(chat, user="dave")
+    chat.say("alice", f"!deny {first} no")
+    by_resource = chat.reply("admin", "!access audit prod-db 2h")
+    assert first in by_resource and second in by_resource
+    by_user = chat.reply("admin", "!access audit @dave")
+    assert second in by_user and first not in by_user
+    by_id = chat.reply("admin", f"!access audit {first}")
+    assert first in by_id and second not in by_id
+    assert "dave" in chat.reply("admin", "!access audit dave")

@@ -149,7 +149,7 @@ def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
 
 AUDIT_USAGE = (
     "`!access audit [user=alice] [resource=prod-db] [id=k3m9qx] [since=2h] [limit=20]` "
-    "or `!access audit verify`"
+    "(bare words work too: `!access audit prod-db 2h`) or `!access audit verify`"
 )
 
 
@@ -160,7 +160,17 @@ def parse_audit_args(args: str) -> dict:
             query["verify"] = True
             continue
         key, sep, value = token.partition("=")
-        if not sep or not value:
+        if not sep:
+            # A bare word: a duration is "since", `@name` a user; anything else the
+            # service resolves against resources, request ids and users.
+            if looks_like_duration(token):
+                query["since"] = parse_duration(token)
+            elif token.startswith("@") and len(token) > 1:
+                query["user"] = token
+            else:
+                query.setdefault("terms", []).append(token)
+            continue
+        if not value:
             raise CommandSyntaxError(f"`{inert(token, 40)}` is not a filter; use {AUDIT_USAGE}.")
         if key == "user":
             query["user"] = value

@@ -1132,9 +1132,24 @@ class AccessService:
         request_id: str | None = None,
         since: timedelta | None = None,
         limit: int = 20,
+        terms: list[str] | None = None,
     ) -> str:
         if not actor.is_admin:
             raise AccessError("Only bot admins (BOT_ADMINS) can read the audit log.")
+        for term in terms or []:
+            # A bare word is a resource if one is called that, else a request id if one
+            # exists, else a user.
+            if self.policies and self.policies.get(term) and not resource:
+                resource = term
+            elif self.store.exists(term.lower()) and not request_id:
+                request_id = term.lower()
+            elif not user:
+                user = term
+            else:
+                raise AccessError(
+                    f"`{msg.inert(term, 40)}` is a second user; filter one at a time, e.g. "
+                    "`!access audit user=alice resource=prod-db since=2h`."
+                )
         start = self.clock() - since if since else None
         records = self.audit.query(
             user=normalize_handle(user) if user else None,
