@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .domain import from_iso, iso
+from .store import fsync_dir
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 
@@ -33,17 +34,6 @@ class AuditError(Exception):
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rotated_files(path: str | os.PathLike) -> list[Path]:
@@ -208,40 +198,32 @@ class AuditLog(EventQueries):
     def append(self, event: str, **fields) -> dict:
         """Write one event and fsync it before returning; raises AuditError on failure."""
         with self._lock:
-            try:
-                self._tail()
-            except OSError as exc:
-                raise AuditError(
-                    f"could not read the audit log {self.path}: {exc.strerror or exc}"
-                ) from exc
-            if self._repair:
-                self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
-                self._repair = None
+            self._ready()
             return self._write(event, fields)
 
     def append_many(self, events: Iterable[tuple[str, dict]]) -> list[dict]:
-        """Write several events, chained as if appended one by one, with one fsync at the
-        end (imports and benchmarks); raises AuditError on failure."""
+        """Write several events, chained as if appended one by one, with one fsync after
+        the last; raises AuditError on failure."""
+        events = list(events)
         with self._lock:
-            try:
-                self._tail()
-            except OSError as exc:
-                raise AuditError(
-                    f"could not read the audit log {self.path}: {exc.strerror or exc}"
-                ) from exc
-            if self._repair:
-                self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
-                self._repair = None
-            written = [self._write(event, dict(fields), sync=False) for event, fields in events]
-            try:
-                with open(self.path, "ab") as handle:
-                    os.fsync(handle.fileno())
-            except OSError as exc:
-                self._loaded = False
-                raise AuditError(
-                    f"could not write the audit log {self.path}: {exc.strerror or exc}"
-                ) from exc
-            return written
+            self._ready()
+            last = len(events) - 1
+            return [
+                self._write(event, dict(fields), sync=number == last)
+                for number, (event, fields) in enumerate(events)
+            ]
+
+    def _ready(self) -> None:
+        """Under the lock, before a write: know the tail, and record a repair made at load."""
+        try:
+            self._tail()
+        except OSError as exc:
+            raise AuditError(
+                f"could not read the audit log {self.path}: {exc.strerror or exc}"
+            ) from exc
+        if self._repair:
+            self._write("audit_repaired", {"actor": "bot", "detail": self._repair})
+            self._repair = None
 
     def _write(self, event: str, fields: dict, sync: bool = True) -> dict:
         record = {"seq": self._seq + 1, "ts": iso(self.clock()), "event": event}
@@ -285,7 +267,7 @@ class AuditLog(EventQueries):
         taken = [int(p.name.rsplit(".", 1)[1]) for p in rotated_files(self.path)]
         target = self.path.with_name(f"{self.path.name}.{max(taken, default=0) + 1}")
         os.rename(self.path, target)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._size = 0
 
     def events(self) -> Iterator[dict]:

@@ -1658,31 +1658,13 @@ class AccessService:
         self, request: Request, event: str, actor: str, outcome: str, detail: str = "", **extra
     ):
         """One audit event, then one store write: never a change that is not audited."""
-        self._audit(
-            event,
-            actor,
-            request_id=request.id,
-            user=request.requester,
-            resource=request.resource,
-            outcome=outcome,
-            detail=detail,
-            **extra,
+        self._commit_many(
+            [(request, event, actor, {"outcome": outcome, "detail": detail, **extra})]
         )
-        try:
-            self.store.save(request)
-        except StoreError as exc:
-            self._audit(
-                "store_write_failed",
-                actor,
-                request_id=request.id,
-                outcome="failed",
-                detail=f"{event} was not saved: {exc}",
-            )
-            raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
 
     def _commit_many(self, items: list[tuple[Request, str, str, dict]]) -> None:
-        """`_commit` for several (request, event, actor, fields): every audit event first,
-        flushed to disk once, then every store write, flushed once."""
+        """Commit several (request, event, actor, fields): every audit event first, flushed
+        to disk once, then every store write, flushed once."""
         if not items:
             return
         events = [
