@@ -2,7 +2,6 @@
 takes `backend` runs against both), then what only the TinyDB files can get wrong."""
 
 import json
-import random
 from datetime import timedelta
 
 import pytest
@@ -284,48 +283,11 @@ def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(backen
 
 
 def test_the_look_ups_give_the_same_answers_as_a_scan_through_random_changes(backend):
-    from tests.test_store_indexes import indexed, scan
+    from tests.test_store_indexes import check_indexes_through_random_changes
 
-    rng = random.Random(11)
-    store = backend.open()
-    ids = [f"req{n:03d}" for n in range(30)]
-    for step in range(150):
-        rid = rng.choice(ids)
-        request = store.get(rid)
-        at = START + timedelta(minutes=rng.randint(0, 120))
-        if request is None:
-            request = make_request(
-                id=rid,
-                requester=rng.choice(["carol", "dave", "erin"]),
-                created_at=at,
-                duration=timedelta(minutes=rng.choice([5, 30, 90])),
-                extends=rng.choice([None, None, "base22"]),
-                next_nudge_at=at + timedelta(minutes=rng.randint(1, 30)),
-            )
-        elif request.is_final:
-            continue
-        elif request.status is Status.PENDING:
-            if rng.random() < 0.6:
-                request.add_approval("alice", at)
-            else:
-                request.next_nudge_at = at + timedelta(minutes=rng.randint(1, 30))
-        elif request.status is Status.APPROVED:
-            request.activate(at)
-        elif request.status is Status.ACTIVE:
-            choice = rng.random()
-            if choice < 0.3:
-                request.reminder_sent = True
-            elif choice < 0.5:
-                request.ending = "revoked"
-            elif choice < 0.7:
-                request.move(Status.REVOKE_FAILED, at, "scheduler", "500")
-                request.next_retry_at = rng.choice([None, at + timedelta(minutes=2)])
-            else:
-                request.move(Status.EXPIRED, at, "scheduler")
-        elif request.status is Status.REVOKE_FAILED:
-            request.move(Status.EXPIRED, at, "scheduler")
-        store.save(request)
-        if step % 50 == 49:
-            store = backend.reopen()
-        now = START + timedelta(minutes=rng.randint(0, 150))
-        assert indexed(store, now) == scan(store, now), f"step {step}"
+    opened = iter([backend.open])
+
+    def open_store():  # the first call opens, each later one is a restart
+        return next(opened, backend.reopen)()
+
+    check_indexes_through_random_changes(open_store, seed=11, count=30, steps=150, reopen_every=50)

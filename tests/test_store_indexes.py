@@ -210,11 +210,13 @@ def indexed(store, now):
     }
 
 
-def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_path):
-    rng = random.Random(7)
-    store = TinyDBStore(tmp_path / "access.json", compact_after=15)
-    ids = [f"req{n:03d}" for n in range(60)]
-    for step in range(400):
+def check_indexes_through_random_changes(open_store, seed, count, steps, reopen_every):
+    """Random requests moving through their life, with restarts (`open_store()` opens
+    the same data again); after every step each index must agree with a scan."""
+    rng = random.Random(seed)
+    store = open_store()
+    ids = [f"req{n:03d}" for n in range(count)]
+    for step in range(steps):
         rid = rng.choice(ids)
         request = store.get(rid)
         at = START + timedelta(minutes=rng.randint(0, 120))
@@ -253,10 +255,20 @@ def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_
         elif request.status is Status.REVOKE_FAILED:
             request.move(Status.EXPIRED, at, "scheduler")
         store.save(request)
-        if step % 20 == 0:
-            store = TinyDBStore(tmp_path / "access.json", compact_after=15)  # a restart
+        if step % reopen_every == reopen_every - 1:
+            store = open_store()  # a restart
         now = START + timedelta(minutes=rng.randint(0, 150))
         assert indexed(store, now) == scan(store, now), f"step {step}"
+
+
+def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_path):
+    check_indexes_through_random_changes(
+        lambda: TinyDBStore(tmp_path / "access.json", compact_after=15),
+        seed=7,
+        count=60,
+        steps=400,
+        reopen_every=20,
+    )
 
 
 def test_a_db_file_in_tinydbs_own_layout_still_loads(tmp_path):
