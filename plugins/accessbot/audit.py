@@ -95,6 +95,28 @@ class VerifyResult:
         return f"audit log BROKEN at {where}: {self.reason}"
 
 
+def _matches(
+    record: dict,
+    user: str | None,
+    resource: str | None,
+    request_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> bool:
+    """The event passes every filter given (the user as actor or as requester)."""
+    if user and user not in (record.get("actor"), record.get("user")):
+        return False
+    if resource and record.get("resource") != resource:
+        return False
+    if request_id and record.get("request_id") != request_id:
+        return False
+    if since or until:
+        at = _event_time(record)
+        if at is None or (since and at < since) or (until and at > until):
+            return False
+    return True
+
+
 class EventQueries:
     """Filtering over `events()`, for the audit log in files and the one in PostgreSQL."""
 
@@ -118,17 +140,8 @@ class EventQueries:
         for record in self.events_newest_first() if limit else self.events():
             if limit and len(found) == limit:
                 break
-            if user and user not in (record.get("actor"), record.get("user")):
-                continue
-            if resource and record.get("resource") != resource:
-                continue
-            if request_id and record.get("request_id") != request_id:
-                continue
-            if since or until:
-                at = _event_time(record)
-                if at is None or (since and at < since) or (until and at > until):
-                    continue
-            found.append(record)
+            if _matches(record, user, resource, request_id, since, until):
+                found.append(record)
         return found[::-1] if limit else found
 
     def events_newest_first(self) -> Iterator[dict]:
@@ -323,19 +336,11 @@ class AuditLog(EventQueries):
                 record = json.loads(raw)
             except ValueError:
                 return None
-            if not isinstance(record, dict):
-                return None
-            if user and user not in (record.get("actor"), record.get("user")):
-                return None
-            if resource and record.get("resource") != resource:
-                return None
-            if request_id and record.get("request_id") != request_id:
-                return None
-            if since or until:
-                at = _event_time(record)
-                if at is None or (since and at < since) or (until and at > until):
-                    return None
-            return record
+            if isinstance(record, dict) and _matches(
+                record, user, resource, request_id, since, until
+            ):
+                return record
+            return None
 
         found = []
         if limit:
