@@ -140,24 +140,6 @@ def test_save_many_writes_live_and_finished_requests_in_one_go(tmp_path):
     assert again.get("done22").status is Status.EXPIRED
 
 
-def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
-    asked = active("asked2", minutes=60)
-    asked.ending = "revoked"
-    failed = active("faild2", minutes=5, requester="dave")
-    failed.move(Status.REVOKE_FAILED, START + timedelta(minutes=5), "scheduler", "500")
-    failed.next_retry_at = START + timedelta(minutes=6)
-    store.save_many([asked, failed, active("later2", minutes=60, requester="erin")])
-
-    assert [r.id for r in store.due_for_revocation(START)] == ["asked2"]
-    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=6))] == [
-        "asked2",
-        "faild2",
-    ]
-    assert store.due_for_expiry(START) == []  # the old question keeps its meaning
-    assert store.next_revocation_at() < START
-
-
 # -- every index agrees with a scan of everything live ---------------------------------
 
 
