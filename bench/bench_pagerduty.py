@@ -112,9 +112,10 @@ def main() -> None:
         measure("on call, on-call answer expired (60s)", service, "carol", "prod-shell")
         clock.now += timedelta(hours=1, minutes=1)
         measure("on call, user id expired too (1h)", service, "carol", "prod-shell")
+        service = fresh_service()  # cold: neither the schedule's list nor dave is known
         measure("not on call, cold cache", service, "dave", "prod-shell")
         measure("not on call, warm cache", service, "dave", "prod-shell")
-        measure("unknown e-mail, cold", service, "erin", "prod-shell")
+        measure("unknown e-mail, cold (list cached)", service, "erin", "prod-shell")
         measure("unknown e-mail, warm", service, "erin", "prod-shell")
 
         service = fresh_service()

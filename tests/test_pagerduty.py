@@ -37,16 +37,28 @@ def team(pagerduty):
     return pagerduty
 
 
-def test_on_call_user_is_found_by_email_then_oncalls_for_the_schedule(team, clock):
+def test_on_call_for_a_schedule_is_one_call_for_whoever_is_on_call_there(team, clock):
     lookups = checker(team, clock).lookups()
 
     assert lookups.is_on_call("alice@example.com", schedule=SCHEDULE) is True
     assert lookups.failures == []
-    (users_path, users_query), (oncalls_path, oncalls_query) = team.requests
+    ((path, query),) = team.requests
+    assert path == "/oncalls"
+    assert query["schedule_ids[]"] == [SCHEDULE] and query["include[]"] == ["users"]
+    # Routing that asks who is on call for the same schedule is answered from it.
+    assert lookups.on_call_users(schedule=SCHEDULE) == ["alice@example.com"]
+    assert team.count() == 1
+
+
+def test_on_call_anywhere_is_found_by_email_then_that_users_oncalls(team, clock):
+    lookups = checker(team, clock).lookups()
+
+    assert lookups.is_on_call("alice@example.com") is True
+    assert lookups.is_on_call("bob@example.com") is True
+    (users_path, users_query), (oncalls_path, oncalls_query), *_ = team.requests
     assert users_path == "/users" and users_query["query"] == ["alice@example.com"]
-    assert oncalls_path == "/oncalls"
-    assert oncalls_query["user_ids[]"] == ["PALICE1"]
-    assert oncalls_query["schedule_ids[]"] == [SCHEDULE]
+    assert oncalls_path == "/oncalls" and oncalls_query["user_ids[]"] == ["PALICE1"]
+    assert "schedule_ids[]" not in oncalls_query
 
 
 def test_user_on_call_for_another_schedule_is_not_on_call(team, clock):
@@ -61,16 +73,20 @@ def test_escalation_policy_filter_is_sent_and_matched(team, clock):
 
     assert lookups.is_on_call("bob@example.com", escalation_policy="PEP0002") is True
     assert lookups.is_on_call("alice@example.com", escalation_policy="PEP0002") is False
-    assert team.requests[-1][1]["escalation_policy_ids[]"] == ["PEP0002"]
+    oncalls = [query for path, query in team.requests if path == "/oncalls"]
+    assert [q["escalation_policy_ids[]"] for q in oncalls] == [["PEP0002"]]
 
 
 def test_partial_email_matches_are_ignored_and_case_does_not_matter(team, clock):
     # GET /users?query=alice@example.com also returns malice@example.com.
     lookups = checker(team, clock).lookups()
 
-    assert lookups.is_on_call("MAlice@Example.com", schedule=SCHEDULE) is False
+    assert lookups.is_on_call("MAlice@Example.com") is False
     assert team.requests[1][1]["user_ids[]"] == ["PMALICE"]
-    assert lookups.is_on_call("Alice@EXAMPLE.com", schedule=SCHEDULE) is True
+    assert lookups.is_on_call("Alice@EXAMPLE.com") is True
+    assert lookups.is_on_call("MAlice@Example.com", schedule=SCHEDULE) is False
+    assert lookups.is_on_call(" Alice@EXAMPLE.com ", schedule=SCHEDULE) is True
+    assert lookups.failures == []
 
 
 def test_cached_answer_needs_no_second_call(team, clock):
@@ -78,19 +94,20 @@ def test_cached_answer_needs_no_second_call(team, clock):
 
     assert on_call.lookups().is_on_call("alice@example.com", schedule=SCHEDULE)
     assert on_call.lookups().is_on_call("alice@example.com", schedule=SCHEDULE)
-    assert team.count() == 2 and on_call.calls == 2
+    assert team.count() == 1 and on_call.calls == 1
 
 
 def test_on_call_answers_expire_before_user_ids(team, clock):
     on_call = checker(team, clock)
-    on_call.lookups().is_on_call("alice@example.com", schedule=SCHEDULE)
+    on_call.lookups().is_on_call("bob@example.com", schedule=SCHEDULE)  # not on call there
+    assert team.calls() == {"/oncalls": 1, "/users": 1}
 
     clock.advance(minutes=2)  # past the on-call TTL, within the user TTL
-    on_call.lookups().is_on_call("alice@example.com", schedule=SCHEDULE)
+    on_call.lookups().is_on_call("bob@example.com", schedule=SCHEDULE)
     assert team.calls() == {"/users": 1, "/oncalls": 2}
 
     clock.advance(hours=2)  # past both
-    on_call.lookups().is_on_call("alice@example.com", schedule=SCHEDULE)
+    on_call.lookups().is_on_call("bob@example.com", schedule=SCHEDULE)
     assert team.calls() == {"/users": 2, "/oncalls": 3}
 
 
@@ -136,7 +153,7 @@ def test_rate_limit_is_retried_by_pdpyras(team, clock):
     lookups = checker(team, clock).lookups()
 
     assert lookups.is_on_call("alice@example.com", schedule=SCHEDULE) is True
-    assert team.calls() == {"/users": 3, "/oncalls": 1}
+    assert team.calls() == {"/oncalls": 3}
 
 
 def test_wrong_token_is_refused_and_never_shown(team, clock, caplog):
@@ -153,8 +170,9 @@ def test_unknown_email_is_not_on_call(team, clock):
     lookups = checker(team, clock).lookups()
 
     assert lookups.is_on_call("nobody@example.com", schedule=SCHEDULE) is False
+    # Not among those on call, and the card says why: PagerDuty does not know the e-mail.
     assert lookups.failures == ["no PagerDuty user has the e-mail nobody@example.com"]
-    assert team.count("/oncalls") == 0
+    assert team.calls() == {"/oncalls": 1, "/users": 1}
 
 
 @pytest.mark.parametrize("email", [None, "", "alice"])

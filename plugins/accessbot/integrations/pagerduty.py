@@ -289,6 +289,16 @@ class OnCallChecker:
         escalation_policy: str | None = None,
     ) -> bool:
         _check_filters(schedule, escalation_policy, required=False)
+        if schedule or escalation_policy:
+            # Who is on call there answers it in one call, shared with routing that asks
+            # `on_call_users` for the same schedule. Somebody not in it is looked up, so
+            # an e-mail PagerDuty does not know is reported rather than a quiet "no".
+            wanted = _email_key(email)
+            on_call = self.on_call_users(schedule, escalation_policy)
+            if wanted in (e.strip().lower() for e in on_call):
+                return True
+            self.user_id(email)
+            return False
         user_id = self.user_id(email)
         key = ("on_call", user_id, schedule, escalation_policy)
         hit, answer = self._cache.get(key)
@@ -332,12 +342,7 @@ class OnCallChecker:
 
     def user_id(self, email: str | None) -> str:
         """The PagerDuty user id for an e-mail (exact, case-insensitive match)."""
-        if not email or not isinstance(email, str) or "@" not in email:
-            raise PagerDutyError(
-                "no e-mail address is known for the requester (set it in their chat "
-                "profile or in ACCESS_USER_EMAILS)"
-            )
-        wanted = email.strip().lower()
+        wanted = _email_key(email)
         key = ("user", wanted)
         hit, user_id = self._cache.get(key)
         if not hit:
@@ -430,6 +435,16 @@ class OnCallChecker:
         if status is not None and not 200 <= status < 300:
             return f"PagerDuty answered HTTP {status}"
         return "PagerDuty sent an answer that is not the JSON its API documents"
+
+
+def _email_key(email: str | None) -> str:
+    """The e-mail as PagerDuty compares it; raises when there is none to ask about."""
+    if not email or not isinstance(email, str) or "@" not in email:
+        raise PagerDutyError(
+            "no e-mail address is known for the requester (set it in their chat "
+            "profile or in ACCESS_USER_EMAILS)"
+        )
+    return email.strip().lower()
 
 
 def _check_filters(schedule, escalation_policy, *, required: bool) -> None:
