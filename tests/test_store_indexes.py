@@ -277,3 +277,79 @@ def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):
     (tmp_path / "access.json").write_bytes(good[: good.index(b"\n", 20) + 1])  # cut short
     with pytest.raises(StoreError, match=r"not valid JSON \(line 2: the file ends early"):
         TinyDBStore(tmp_path / "access.json")
+
+
+# -- the archive's index file: a cache of where each finished request is ----------------
+
+
+def finished(request_id, requester="carol", **overrides):
+    request = active(request_id, requester=requester, **overrides)
+    request.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
+    return request
+
+
+def archive_with_index(tmp_path):
+    """A store whose archive index file covers ten finished requests (one a break-glass
+    grant nobody has acknowledged), then two more archived after it was written."""
+    store = TinyDBStore(tmp_path / "access.json")
+    store.index_archive_after = 0
+    store.save_many([finished(f"old{n:03d}") for n in range(9)])
+    store.save(finished("glass2", review_required=True))
+    store.compact()  # a fold writes the index file
+    store.save_many([finished("new001"), finished("new002", requester="dave")])
+    store.save(active("live22"))
+    return store
+
+
+def answers(store):
+    return {
+        "ids": sorted(r.id for r in store.archived()),
+        "found": {i: store.get(i).requester for i in ("old004", "glass2", "new002")},
+        "exists": [store.exists(i) for i in ("old008", "new001", "nope22")],
+        "review": [r.id for r in store.awaiting_review()],
+        "live": [r.id for r in store.live()],
+    }
+
+
+def test_a_restart_reads_the_archive_index_file_and_only_the_lines_after_it(tmp_path):
+    expected = answers(archive_with_index(tmp_path))
+    assert expected["review"] == ["glass2"] and expected["exists"] == [True, True, False]
+    assert (tmp_path / "access.archive.index.json").exists()
+
+    again = TinyDBStore(tmp_path / "access.json")
+    assert 0 < again._archive_indexed_to < (tmp_path / "access.archive.jsonl").stat().st_size
+    assert answers(again) == expected
+    # Acknowledging the archived break-glass grant appends it again; a restart agrees.
+    glass = again.get("glass2")
+    glass.reviewed_at, glass.reviewed_by = START, "alice"
+    again.save(glass)
+    assert answers(TinyDBStore(tmp_path / "access.json"))["review"] == []
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda index, archive: index.write_text("{not json"),
+        lambda index, archive: index.write_text('{"covers": 5, "ids": {}}'),
+        # The archive was replaced by another copy (a restore): the index does not match.
+        lambda index, archive: archive.write_bytes(
+            b"".join(reversed(archive.read_bytes().splitlines(keepends=True)))
+        ),
+        lambda index, archive: archive.write_bytes(archive.read_bytes()[:300]),
+    ],
+    ids=["garbage", "fields missing", "archive changed", "archive shorter"],
+)
+def test_an_unusable_archive_index_file_means_reading_the_whole_archive(tmp_path, spoil, caplog):
+    archive_with_index(tmp_path)
+    archive = tmp_path / "access.archive.jsonl"
+    spoil(tmp_path / "access.archive.index.json", archive)
+    (tmp_path / "access.json").unlink()  # only the archive counts in this test
+    (tmp_path / "access.journal.jsonl").unlink()
+
+    store = TinyDBStore(tmp_path / "access.json")
+
+    assert store._archive_indexed_to == 0
+    assert "reading the whole archive" in caplog.text
+    on_disk = sorted({line.split('"')[3] for line in archive.read_text().splitlines()})
+    assert sorted(r.id for r in store.archived()) == on_disk
+    assert all(store.get(i).id == i for i in on_disk)

@@ -26,7 +26,7 @@ import os
 import tempfile
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Iterator, MutableSet
+from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -319,7 +319,11 @@ class TinyDBStore:
         self.path = Path(path)
         self.archive_path = Path(archive_path or self.path.with_suffix(".archive.jsonl"))
         self.journal_path = self.path.with_suffix(".journal.jsonl")
+        self.archive_index_path = self.archive_path.with_suffix(".index.json")
         self.compact_after = compact_after
+        # At a fold, the archive index file is written again once this many bytes of
+        # archive are not in it (reading them at start costs a few milliseconds).
+        self.index_archive_after = 1 << 20
         self.lock = threading.RLock()
         self._db = _DB(str(self.path), storage=AtomicJSONStorage)  # makes the directory
         self.archive_path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +334,7 @@ class TinyDBStore:
         self._live: dict[str, Request] = {}
         self._text: dict[str, str] = {}  # id -> JSON of the live version, for snapshots
         self._archive_index: dict[str, int] = {}
+        self._archive_indexed_to = 0  # how much of the archive the index file covers
         self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
         # Indexes over the live requests.
         self._by_status: dict[Status, set[str]] = {}
@@ -362,9 +367,13 @@ class TinyDBStore:
         # Archived requests are finished: a live copy of one is older (a crash came
         # between the archive append and the next snapshot). The archive wins, and the
         # journal's version wins over the snapshot's.
-        for request_id, record, text in self._read_snapshot():
-            if request_id not in self._archive_index and request_id not in journal:
-                self._take(Request.from_dict(record), text)
+        archived = self._archive_index
+
+        def superseded(request_id: str) -> bool:
+            return request_id in archived or request_id in journal
+
+        for _, record, text in self._read_snapshot(superseded):
+            self._take(Request.from_dict(record), text)
         while journal:  # popped as built, so the parsed JSON does not outlive its use
             request_id, (record, text) = journal.popitem()
             if request_id not in self._archive_index:
@@ -390,8 +399,11 @@ class TinyDBStore:
         if request is not None:
             self._unindex(request)
 
-    def _read_snapshot(self) -> Iterator[tuple[str, dict, str | None]]:
-        """(id, record, its JSON text) of each request in the TinyDB file, one at a time.
+    def _read_snapshot(
+        self, superseded: Callable[[str], bool]
+    ) -> Iterator[tuple[str, dict, str | None]]:
+        """(id, record, its JSON text) of each request in the TinyDB file, one at a time,
+        but for those `superseded` (archived, or newer in the journal): not even parsed.
 
         `_compact` writes one request a line, so a large file is parsed line by line and
         never held whole in memory; a file in any other layout (written by TinyDB
@@ -404,7 +416,8 @@ class TinyDBStore:
             if handle.readline() != SNAPSHOT_HEAD:
                 records = (self._db.storage.read() or {}).get("requests") or {}
                 for request_id, record in records.items():
-                    yield request_id, record, None
+                    if not superseded(request_id):
+                        yield request_id, record, None
                 return
             for number, line in enumerate(handle, start=2):  # noqa: B007 - used below
                 line = line.rstrip(b"\n").removesuffix(b",")
@@ -412,6 +425,15 @@ class TinyDBStore:
                     return
                 if not line:
                     continue
+                close = line.find(b'"', 1)
+                if (
+                    line[:1] == b'"'
+                    and close > 1
+                    and b"\\" not in line[1:close]
+                    and line[close : close + 2] == b'":'
+                    and superseded(line[1:close].decode())
+                ):
+                    continue  # a newer version is known: not parsed at all
                 try:
                     ((request_id, record),) = json.loads(b"{" + line + b"}").items()
                     text = line[line.index(b'":') + 2 :].decode()
@@ -448,15 +470,20 @@ class TinyDBStore:
         return found
 
     def _index_archive(self) -> None:
-        """id -> offset of its latest line, reading the archive in large blocks: at start
-        this is the one cost that grows with history."""
+        """id -> offset of its latest line: from the index file saved at the last fold,
+        then the archive's lines written since, read in large blocks. Without a usable
+        index file the whole archive is read (the archive is the truth, the file a
+        cache)."""
         if not self.archive_path.exists():
             self._archive.end = 0
             return
+        size = self.archive_path.stat().st_size
+        offset = self._load_archive_index(size)
         index, awaiting = self._archive_index, self._awaiting_review
-        offset = good_end = 0
+        good_end = offset
         rest = b""
         with open(self.archive_path, "rb") as handle:
+            handle.seek(offset)
             while chunk := handle.read(1 << 20):
                 lines = (rest + chunk).split(b"\n")
                 rest = lines.pop()  # the start of a line the next block finishes
@@ -477,6 +504,52 @@ class TinyDBStore:
                     else:
                         awaiting.discard(request_id)
         self._archive.cut_torn_tail(good_end, offset + len(rest))
+
+    def _load_archive_index(self, size: int) -> int:
+        """Fill the archive index from its file; returns the archive offset it covers
+        (0 when the file is missing, damaged or does not match the archive)."""
+        try:
+            saved = json.loads(self.archive_index_path.read_bytes())
+            covers, ids = int(saved["covers"]), saved["ids"]
+            awaiting, (last_id, last_offset) = saved["awaiting"], saved["last"]
+            if not (isinstance(ids, dict) and isinstance(awaiting, list) and 0 < covers <= size):
+                raise ValueError("not an index of this archive")
+            with open(self.archive_path, "rb") as handle:
+                # The newest line it knows is where it says, and ends where it says.
+                handle.seek(last_offset)
+                line = handle.readline()
+                if last_offset + len(line) != covers or _archive_id(line) != last_id:
+                    raise ValueError("the archive does not match it")
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "reading the whole archive: %s is unusable (%s)", self.archive_index_path, exc
+            )
+            return 0
+        self._archive_index.update(ids)
+        self._awaiting_review.update(awaiting)
+        self._archive_indexed_to = covers
+        return covers
+
+    def _save_archive_index(self) -> None:
+        """Write the archive index for the next start (at a fold; it is only a cache)."""
+        end = self._archive.end
+        if not end or end - self._archive_indexed_to < self.index_archive_after:
+            return
+        last_id = max(self._archive_index, key=self._archive_index.__getitem__)
+        saved = {
+            "covers": end,
+            "last": [last_id, self._archive_index[last_id]],
+            "ids": self._archive_index,
+            "awaiting": [i for i in self._awaiting_review if i in self._archive_index],
+        }
+        try:
+            atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
+        except OSError as exc:
+            log.warning("could not write %s: %s", self.archive_index_path, exc)
+            return
+        self._archive_indexed_to = end
 
     # -- the port: writing -----------------------------------------------------------
 
@@ -564,6 +637,7 @@ class TinyDBStore:
         self._journal.end = 0
         self._journal_lines = 0
         self._table.clear_cache()
+        self._save_archive_index()
 
     # -- the port: reading -----------------------------------------------------------
 
@@ -578,12 +652,15 @@ class TinyDBStore:
             handle.seek(offset)
             line = handle.readline()
         try:
-            return Request.from_dict(json.loads(line))
+            request = Request.from_dict(json.loads(line))
+            if request.id != request_id:
+                raise ValueError(f"it holds {request.id}, not {request_id}")
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
                 f"{self.archive_path} has a damaged line at byte {offset} ({exc}); "
                 "restore it from a backup"
             ) from exc
+        return request
 
     def exists(self, request_id: str) -> bool:
         with self.lock:
