@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes import serve_local, stop_local
 
 TOKEN = "pd-test-token-0123456789"
 
@@ -32,11 +34,6 @@ ALLOWED_PARAMS = {
     },
 }
 _FAILURES = {"500", "401", "429", "hang", "garbage"}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64  # concurrent tests connect at once; the default backlog is 5
 
 
 class FakePagerDuty:
@@ -89,12 +86,7 @@ class FakePagerDuty:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server, self.url = serve_local(Handler)
 
     # -- arranging --------------------------------------------------------------------
 
@@ -151,8 +143,7 @@ class FakePagerDuty:
 
     def close(self) -> None:
         self._release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_local(self.server)
 
     # -- the API ----------------------------------------------------------------------
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
+from tests.fakes import serve_local, stop_local
+
 TOKEN = "xoxb-test-token"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
 
 
 class FakeSlack:
@@ -52,12 +50,8 @@ class FakeSlack:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server, base = serve_local(Handler)
+        self.url = base + "/api/"
 
     def add_group(self, group_id: str, handle: str, users: list[str], deleted: bool = False):
         with self.lock:
@@ -101,5 +95,4 @@ class FakeSlack:
             return {"ok": False, "error": "unknown_method"}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_local(self.server)

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+from tests.fakes import serve_local, stop_local
 
 
 class JsonApi:
@@ -70,12 +68,7 @@ class JsonApi:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
+        self.server, self.url = serve_local(Handler, poll_interval=0.02)
 
     def route(self, method, path, body, headers, compiled):
         denied = self.check_auth(headers)
@@ -106,8 +99,7 @@ class JsonApi:
 
     def close(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        stop_local(self.server)
 
 
 class FakeOkta(JsonApi):

@@ -10,9 +10,27 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class _Server(ThreadingHTTPServer):
+class LocalServer(ThreadingHTTPServer):
+    """The fakes' HTTP server: one thread a connection, a deep backlog (the scheduler and
+    concurrent tests connect many at once; the default backlog is 5)."""
+
     daemon_threads = True
-    request_queue_size = 128  # the scheduler calls a target from many threads at once
+    request_queue_size = 128
+
+
+def serve_local(handler, poll_interval: float = 0.05) -> tuple[LocalServer, str]:
+    """Serve `handler` on a free port of 127.0.0.1 from a daemon thread; returns the
+    server (stop it with `stop_local`) and its base URL, without a trailing slash."""
+    server = LocalServer(("127.0.0.1", 0), handler)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    ).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def stop_local(server: LocalServer) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 class WebhookTarget:
@@ -65,12 +83,8 @@ class WebhookTarget:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/access"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server, base = serve_local(Handler)
+        self.url = base + "/access"
 
     def set_status(self, *statuses: int) -> None:
         with self.lock:
@@ -87,5 +101,4 @@ class WebhookTarget:
             return [(c["action"], c["request_id"]) for c in self.calls]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_local(self.server)

@@ -14,11 +14,13 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
+
+from tests.fakes import serve_local, stop_local
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
@@ -27,10 +29,6 @@ BOT_USER = "UBOT"
 def form(values: dict) -> dict:
     """parse_qs gives lists; Slack's form fields are single values."""
     return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
 
 
 def validated_blocks(blocks) -> list[dict]:
@@ -99,12 +97,8 @@ class FakeSlack:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.server, base = serve_local(Handler)
+        self.base_url = base + "/api/"
 
     # -- the API ---------------------------------------------------------------------
 
@@ -224,8 +218,7 @@ class FakeSlack:
         raise AssertionError(f"{what} never happened; calls: {self.calls[-20:]}")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_local(self.server)
 
 
 # -- interactivity payloads, built and signed like Slack's ---------------------------------
