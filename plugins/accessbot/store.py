@@ -375,9 +375,9 @@ class TinyDBStore:
         for _, record, text in self._read_snapshot(superseded):
             self._take(Request.from_dict(record), text)
         while journal:  # popped as built, so the parsed JSON does not outlive its use
-            request_id, (record, text) = journal.popitem()
+            request_id, text = journal.popitem()
             if request_id not in self._archive_index:
-                self._take(Request.from_dict(record), text)
+                self._take(Request.from_dict(json.loads(text)), text)
         self._table.clear_cache()
         if self._journal_lines > max(self.compact_after, len(self._live)):
             self._compact()
@@ -442,9 +442,9 @@ class TinyDBStore:
                 yield request_id, record, text
         raise _damaged(self.path, number, "the file ends early")
 
-    def _read_journal(self) -> dict[str, tuple[dict, str]]:
-        """id -> (record, its JSON text) of the last journal line for each request."""
-        found: dict[str, tuple[dict, str]] = {}
+    def _read_journal(self) -> dict[str, str]:
+        """id -> the JSON text of the last journal line for each request."""
+        found: dict[str, str] = {}
         if not self.journal_path.exists():
             self._journal.end = 0
             return found
@@ -456,8 +456,9 @@ class TinyDBStore:
                     continue
                 try:
                     text = line[:-1].decode()
-                    record = json.loads(text)
-                    found[record["id"]] = (record, text)
+                    # Checked whole, kept as text: a request saved many times since the
+                    # last fold is parsed for good only once, from its last line.
+                    found[json.loads(text)["id"]] = text
                 except (ValueError, KeyError, TypeError) as exc:
                     raise StoreError(
                         f"{self.journal_path} has a damaged line at byte {offset - len(line)} "
