@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
-from tests.fakes import serve_local, stop_local
+from tests.fakes import FakeHandler, serve_local, stop_local
 
 TOKEN = "pd-test-token-0123456789"
 
@@ -48,7 +47,7 @@ class FakePagerDuty:
         self._release = threading.Event()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def do_GET(self):
                 url = urlparse(self.path)
                 params = parse_qs(url.query, keep_blank_values=True)
@@ -68,23 +67,13 @@ class FakePagerDuty:
                 elif failure == "429":
                     self._json(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})
                 elif failure == "garbage":
-                    self._send(200, b"<html>upstream proxy error</html>", "text/html")
+                    self.respond(200, b"<html>upstream proxy error</html>", "text/html")
                 else:
                     status, body = fake._answer(url.path, params)
                     self._json(status, body)
 
             def _json(self, status, body):
-                self._send(status, json.dumps(body).encode(), "application/json")
-
-            def _send(self, status, data, content_type):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
+                self.respond(status, json.dumps(body).encode(), "application/json")
 
         self.server, self.url = serve_local(Handler)
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
-from tests.fakes import serve_local, stop_local
+from tests.fakes import FakeHandler, serve_local, stop_local
 
 TOKEN = "xoxb-test-token"
 
@@ -24,7 +23,7 @@ class FakeSlack:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 if self.headers.get("Content-Type", "").startswith("application/json"):
@@ -40,15 +39,8 @@ class FakeSlack:
                 self._json(fake._answer(method, params))
 
             def _json(self, data):
-                text = json.dumps(data).encode()
-                self.send_response(200)  # Slack answers 200 with ok: false on errors
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, *args):
-                pass
+                # Slack answers 200 with ok: false on errors
+                self.respond(200, json.dumps(data).encode(), "application/json")
 
         self.server, base = serve_local(Handler)
         self.url = base + "/api/"

@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
-from tests.fakes import serve_local, stop_local
+from tests.fakes import FakeHandler, serve_local, stop_local
 
 
 class JsonApi:
@@ -35,7 +34,7 @@ class JsonApi:
         api = self
         compiled = [(m, re.compile(f"^{p}$"), h) for m, p, h in self.routes]
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def _serve(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
@@ -53,20 +52,11 @@ class JsonApi:
                 status, headers, payload = canned
                 data = b"" if payload is None else json.dumps(payload).encode()
                 try:
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    self.respond(status, data, "application/json", headers.items())
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
             do_GET = do_PUT = do_DELETE = do_POST = _serve
-
-            def log_message(self, *args):
-                pass
 
         self.server, self.url = serve_local(Handler, poll_interval=0.02)
 

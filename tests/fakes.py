@@ -18,6 +18,22 @@ class LocalServer(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class FakeHandler(BaseHTTPRequestHandler):
+    """A fake service's request handler: silent, with one way to answer."""
+
+    def respond(self, status: int, data: bytes, content_type: str, headers=()) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
 def serve_local(handler, poll_interval: float = 0.05) -> tuple[LocalServer, str]:
     """Serve `handler` on a free port of 127.0.0.1 from a daemon thread; returns the
     server (stop it with `stop_local`) and its base URL, without a trailing slash."""
@@ -50,7 +66,7 @@ class WebhookTarget:
         self.lock = threading.Lock()
         target = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 expected = (
@@ -59,7 +75,7 @@ class WebhookTarget:
                 if not hmac.compare_digest(self.headers.get("X-Access-Signature", ""), expected):
                     with target.lock:
                         target.rejected.append(self.headers.get("X-Access-Signature", ""))
-                    self._answer(401, b"bad signature")
+                    self.respond(401, b"bad signature", "text/plain")
                     return
                 if target.delay:
                     time.sleep(target.delay)
@@ -71,17 +87,7 @@ class WebhookTarget:
                     )
                     if 200 <= status < 300:
                         target.calls.append(json.loads(body))
-                self._answer(status, b"ok" if status < 300 else b"target exploded")
-
-            def _answer(self, status, text):
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, *args):
-                pass
+                self.respond(status, b"ok" if status < 300 else b"target exploded", "text/plain")
 
         self.server, base = serve_local(Handler)
         self.url = base + "/access"

@@ -14,13 +14,12 @@ import itertools
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from tests.fakes import serve_local, stop_local
+from tests.fakes import FakeHandler, serve_local, stop_local
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
@@ -63,7 +62,7 @@ class FakeSlack:
         self._ts = itertools.count(1)
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(FakeHandler):
             def do_GET(self):
                 self._handle(form(parse_qs(urlparse(self.path).query)))
 
@@ -85,17 +84,9 @@ class FakeSlack:
                     except Exception as exc:  # an invalid call is Slack's error, not a crash
                         fake.invalid.append(f"{method}: {exc}")
                         answer = {"ok": False, "error": "invalid_blocks"}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
                 # slackv3 reads the granted scopes from here to choose Events API over RTM.
-                self.send_header("x-oauth-scopes", "chat:write,users:read,users:read.email")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
+                scopes = [("x-oauth-scopes", "chat:write,users:read,users:read.email")]
+                self.respond(200, json.dumps(answer).encode(), "application/json", scopes)
 
         self.server, base = serve_local(Handler)
         self.base_url = base + "/api/"
