@@ -18,6 +18,8 @@ from errbot.backends.test import TestBot, TestOccupant, TestPerson
 from tests.fake_pagerduty import FakePagerDuty
 from tests.fakes import WebhookTarget
 
+pytest_plugins = ["tests.slack_fixtures"]  # the Slack fake and bot factory, for any module
+
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)

@@ -46,11 +46,16 @@ class FakeSlack:
     """Slack's Web API for: auth.test, users.info, team.info, conversations.info/open/list,
     chat.postMessage/update/postEphemeral, views.open/update.
 
-    `users` maps a user id to (name, email); `channels` maps a channel name to its id.
+    `users` maps a user id to (name, email) or (name, email, team id); `channels` maps
+    a channel name to its id. users.list pages `page_size` users at a time. A user id in
+    `broken_users` makes users.info fail, as a timeout or Slack error would, once it has
+    answered `broken_users[id]` more times.
     """
 
     def __init__(self, users: dict[str, tuple[str, str]], channels: dict[str, str]):
         self.users = {BOT_USER: ("accessbot", ""), **users}
+        self.broken_users: dict[str, int] = {}
+        self.page_size = 2
         self.channels = dict(channels)
         self.messages: list[dict] = []  # every posted message, updated in place by chat.update
         self.updates: list[dict] = []  # every chat.update call
@@ -98,17 +103,33 @@ class FakeSlack:
             return {"ok": True, "user_id": BOT_USER, "user": "accessbot", "team_id": TEAM}
         if method == "users.info":
             user = args.get("user", "")
+            if user in self.broken_users:
+                if self.broken_users[user] <= 0:
+                    return {"ok": False, "error": "fatal_error"}
+                self.broken_users[user] -= 1
             if user not in self.users:
                 return {"ok": False, "error": "user_not_found"}
-            name, email = self.users[user]
-            # A display name unlike the handle, as in real workspaces: `@bob` in a policy
-            # is the user's `name`, never "Bob B.".
-            shown = f"{name.title()} {name[0].upper()}."
-            profile = {"display_name": shown, "real_name": shown, "email": email}
+            return {"ok": True, "user": self._user(user)}
+        if method == "users.list":
+            # The workspace's own members: Slack Connect guests of other teams are not listed.
+            ids = sorted(u for u in self.users if self._user(u)["team_id"] == TEAM)
+            start = int(args.get("cursor") or 0)
+            page = ids[start : start + self.page_size]
+            more = start + self.page_size < len(ids)
             return {
                 "ok": True,
-                "user": {"id": user, "name": name, "team_id": TEAM, "profile": profile},
+                "members": [self._user(u) for u in page],
+                "response_metadata": {"next_cursor": str(start + self.page_size) if more else ""},
             }
+        if method == "users.lookupByEmail":
+            wanted = str(args.get("email", "")).lower()
+            for user, (_, email, *_team) in self.users.items():
+                if email and email.lower() == wanted:
+                    return {"ok": True, "user": self._user(user)}
+            return {"ok": False, "error": "users_not_found"}
+        if method == "bots.info":
+            bot = str(args.get("bot", ""))
+            return {"ok": True, "bot": {"id": bot, "app_id": "A0HOOK", "name": "hook"}}
         if method == "team.info":
             return {"ok": True, "team": {"id": TEAM, "domain": "acme"}}
         if method == "conversations.open":
@@ -157,6 +178,14 @@ class FakeSlack:
             self.views.append({"method": method, **args, "view": view})
             return {"ok": True, "view": {"id": "V0MODAL", "hash": "h1", **view}}
         return {"ok": False, "error": "unknown_method"}
+
+    def _user(self, user: str) -> dict:
+        name, email, *team = self.users[user]
+        # A display name unlike the handle, as in real workspaces: `@bob` in a policy
+        # is the user's `name`, never "Bob B.".
+        shown = f"{name.title()} {name[0].upper()}."
+        profile = {"display_name": shown, "real_name": shown, "email": email}
+        return {"id": user, "name": name, "team_id": team[0] if team else TEAM, "profile": profile}
 
     def _channel_id(self, name_or_id: str) -> str | None:
         if name_or_id[:1] in ("C", "G", "D"):

@@ -26,7 +26,7 @@ from errbot.backends.test import ShallowConfig
 from errbot.bootstrap import setup_bot
 from errbot.core_plugins.wsview import reset_app
 
-from tests.slack_fakes import FakeSlack, signed
+from tests.slack_fakes import TEAM, FakeSlack, signed
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-signing-secret"
@@ -110,17 +110,39 @@ class SlackBot:
 
     # -- what Slack would send ------------------------------------------------------
 
-    def type(self, user_id: str, channel_id: str, text: str) -> None:
-        """`user_id` types `text` in `channel_id` (a C... channel or their D... DM)."""
+    def type(self, user_id: str, channel_id: str, text: str, **extra) -> None:
+        """`user_id` types `text` in `channel_id` (a C... channel or their D... DM);
+        `extra` adds or overrides event fields (`user_team` for Slack Connect, say)."""
         event = {
             "type": "message",
             "channel": channel_id,
             "user": user_id,
             "text": text,
             "ts": f"1700000500.{next(self._ts):06d}",
+            "team": TEAM,
             "channel_type": "im" if channel_id.startswith("D") else "channel",
+            **extra,
         }
-        envelope = {"type": "event_callback", "team_id": "T0ACME", "event": event}
+        self.send_event(event)
+
+    def post_as_integration(self, bot_id: str, username: str, channel_id: str, text: str):
+        """An incoming webhook or app posts `text` under a name it chose, as Slack sends it:
+        a `bot_message` with `bot_id` and `username`, and no `user`."""
+        self.send_event(
+            {
+                "type": "message",
+                "subtype": "bot_message",
+                "channel": channel_id,
+                "bot_id": bot_id,
+                "username": username,
+                "text": text,
+                "ts": f"1700000500.{next(self._ts):06d}",
+                "team": TEAM,
+            }
+        )
+
+    def send_event(self, event: dict) -> None:
+        envelope = {"type": "event_callback", "team_id": TEAM, "event": event}
         if self.mode == "socket":
             self.enqueue("events_api", envelope)
         else:

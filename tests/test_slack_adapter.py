@@ -202,7 +202,7 @@ def test_users_are_looked_up_once_and_cached(fake):
     first = directory.user("UBOB")
     second = directory.user("UBOB")
 
-    assert first == second == slack.SlackUser("UBOB", "bob", "bob@acme.com", "Bob B.")
+    assert first == second == slack.SlackUser("UBOB", "bob", "bob@acme.com", "Bob B.", "T0ACME")
     assert fake.calls.count("users.info") == 1
 
 

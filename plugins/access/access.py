@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from errbot import BotPlugin, botcmd, webhook
+from errbot import BotPlugin, botcmd, cmdfilter, webhook
 from errbot.backends.base import Person, RoomOccupant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
@@ -32,7 +32,9 @@ from accessbot.commands import (  # noqa: E402
     parse_whatif_args,
 )
 from accessbot.domain import AccessError  # noqa: E402
+from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
+from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
@@ -108,6 +110,11 @@ class Access(BotPlugin):
                 self.settings.pagerduty_timeout,
             ),
             strategy_workers=self.settings.strategy_workers,
+            # Slack's user ids once the backend has a Slack client; names elsewhere.
+            people=SlackPeople(
+                lambda: getattr(self._bot, "slack_web", None),
+                fallback=NamedPeople(self.settings.user_emails),
+            ),
         )
         if self.service.policy_error:
             self.tell_admins(
@@ -332,32 +339,57 @@ class Access(BotPlugin):
                 log.exception("could not deliver a notice to %s", notice.to)
 
     def actor(self, frm) -> Actor:
-        user_id = getattr(frm, "userid", None)
-        if self.slack is not None and user_id:
-            try:
-                return self.slack.actor(user_id)  # the same Actor a button click gets
-            except Exception:  # noqa: BLE001 - users.info failed: the backend's view of them
-                log.warning("users.info failed for %s; using the backend's profile", user_id)
+        """Who sent a command. On Slack: the user id, and handle and e-mail from users.info
+        (refused when Slack cannot confirm them); never a name the message carries."""
+        if self.on_slack:
+            if self.slack is None:
+                raise AccessError(NOT_CONFIRMED)
+            return self.slack.actor(str(getattr(frm, "userid", "") or ""))
         person = frm.person if isinstance(frm, RoomOccupant) else frm
         raw = getattr(person, "person", person)
         if isinstance(raw, Person):  # the Text backend nests a person inside an occupant
             person, raw = raw, raw.person
         raw = str(raw)
         handle = getattr(person, "nick", None) or getattr(frm, "nick", None) or raw
-        # The profile e-mail (Slack: users.info, with the users:read.email scope) first.
-        # In a channel, Slack's occupant carries it while `.person` is a bare user id.
         email = (
             getattr(person, "email", None)
             or getattr(frm, "email", None)
             or self.settings.user_emails.get(handle.lstrip("@").lower())
         )
+        # No user ids on this backend: the handle is the id (identity.NamedPeople).
         return Actor(
             handle=handle,
-            id=raw,
             email=email or None,
             address=self.address_of(raw),
             is_admin=self.is_admin(frm, raw, handle),
         )
+
+    @property
+    def on_slack(self) -> bool:
+        return self._bot.mode.startswith("slack")
+
+    @cmdfilter
+    def only_people_command(self, msg, cmd, args, dry_run):
+        """On Slack, only messages a person typed are commands: a message an integration
+        posted (`bot_id`, `bot_message`) names its own `username`, so it is never one; nor
+        is an edit or any other subtype. Nor is a message from another Slack team."""
+        event = (getattr(msg, "extras", None) or {}).get("slack_event")
+        if not isinstance(event, dict):
+            return msg, cmd, args
+        subtype = event.get("subtype")
+        if event.get("bot_id") or subtype not in (None, "thread_broadcast", "file_share"):
+            log.debug("not a command: a Slack message with bot_id/subtype %s", subtype)
+            return None, None, None
+        team = event.get("user_team") or event.get("team")
+        if team and team not in self.slack_teams():
+            log.warning("not a command: a Slack message from team %s", team)
+            return None, None, None
+        return msg, cmd, args
+
+    def slack_teams(self) -> frozenset[str]:
+        """The Slack teams whose people may act: the bot's own and ACCESS_SLACK_ALLOWED_TEAMS."""
+        own = (getattr(self._bot, "auth", None) or {}).get("team_id")
+        return self.settings.slack_allowed_teams | ({own} if own else set())
 
     def person_named(self, text: str) -> Actor:
         """Someone named in a command (`carol`, `@carol`, `carol@example.com`), with the
@@ -410,6 +442,7 @@ class Access(BotPlugin):
             deliver=self.deliver,
             tell=lambda address, text: self.send(self.build_identifier(address), text),
             signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or identity.get("signing_secret"),
+            teams=self.slack_teams,
         )
         socket = getattr(self._bot, "slack_socket_mode", None)
         if socket is not None:

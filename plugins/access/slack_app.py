@@ -19,6 +19,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from accessbot.domain import AccessError
+from accessbot.identity import USER_ID
 from accessbot.integrations import slack
 from accessbot.service import AccessService, Actor, Notice, Outcome
 
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 FAILED = (
     "Sorry, that failed inside the bot; nothing was decided. "
     "An admin can find the details in the bot's log."
+)
+FOREIGN_TEAM = (
+    "Sorry, this access bot takes commands only from people in its own Slack workspace "
+    "(an admin can allow a partner team with ACCESS_SLACK_ALLOWED_TEAMS)."
 )
 MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on us
 
@@ -40,6 +45,7 @@ class SlackApp:
         deliver: Callable[[list[Notice]], None],
         tell: Callable[[str, str], None],
         signing_secret: str | None = None,
+        teams: Callable[[], frozenset[str]] = frozenset,
     ):
         self.service = service
         self.cards = slack.SlackCards(client)
@@ -47,6 +53,7 @@ class SlackApp:
         self.make_actor = make_actor
         self.deliver_notices = deliver
         self.tell = tell
+        self.teams = teams  # the bot's own Slack team and ACCESS_SLACK_ALLOWED_TEAMS
         self.verifier = slack.RequestVerifier(signing_secret) if signing_secret else None
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="access-slack")
         self._cards_lock = threading.Lock()
@@ -56,8 +63,24 @@ class SlackApp:
         """Finish the clicks under way; called from the plugin's deactivate()."""
         self.workers.shutdown(wait=True)
 
-    def actor(self, user_id: str) -> Actor:
-        return self.make_actor(self.directory.user(user_id))
+    def actor(self, user_id: str, team_id: str = "") -> Actor:
+        """The person behind a Slack user id, from users.info; refused (AccessError) when
+        Slack cannot confirm them or they belong to a team this bot does not serve."""
+        if not USER_ID.match(str(user_id or "")):
+            log.debug("refused an actor that is not a Slack user: %r", user_id)
+            raise AccessError(slack.NOT_CONFIRMED)
+        allowed = self.teams()
+        if team_id and team_id not in allowed:
+            raise AccessError(FOREIGN_TEAM)
+        try:
+            user = self.directory.user(user_id)
+        except slack.SlackLookupError as exc:
+            log.warning("refused a command: %s", exc)
+            raise AccessError(slack.NOT_CONFIRMED) from exc
+        if user.team_id and user.team_id not in allowed:
+            log.warning("refused %s of team %s: not an allowed Slack team", user_id, user.team_id)
+            raise AccessError(FOREIGN_TEAM)
+        return self.make_actor(user)
 
     # -- notices out ------------------------------------------------------------------
 
@@ -134,8 +157,9 @@ class SlackApp:
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
+        team = payload_team(payload)
         if isinstance(action, slack.Click):
-            self.workers.submit(self._decide, action)
+            self.workers.submit(self._decide, action, team)
         elif isinstance(action, slack.OpenForm):
             self.workers.submit(
                 self._guarded, self.cards.open_request_modal, action.trigger_id, self._resources()
@@ -145,15 +169,15 @@ class SlackApp:
                 self._guarded, self.cards.narrow_request_modal, action, self._resources()
             )
         elif isinstance(action, slack.RequestSubmission):
-            return self._submit(action)
+            return self._submit(action, team)
         return None
 
     # -- the work -----------------------------------------------------------------------
 
-    def _decide(self, click: slack.Click) -> None:
+    def _decide(self, click: slack.Click, team: str = "") -> None:
         """The button's twin of `!approve <id>` / `!deny <id>`."""
         try:
-            actor = self.actor(click.user_id)
+            actor = self.actor(click.user_id, team)
             if click.action == "approve":
                 outcome = self.service.approve(actor, click.request_id, "")
             else:
@@ -175,9 +199,9 @@ class SlackApp:
         except Exception:  # noqa: BLE001
             log.exception("could not answer %s's click", click.user_id)
 
-    def _submit(self, submission: slack.RequestSubmission) -> dict | None:
+    def _submit(self, submission: slack.RequestSubmission, team: str = "") -> dict | None:
         """Create the request; a refusal within Slack's time goes back onto the form."""
-        job = self.workers.submit(self._request, submission)
+        job = self.workers.submit(self._request, submission, team)
         try:
             error = job.result(timeout=MODAL_WAIT)
         except FutureTimeout:
@@ -188,10 +212,10 @@ class SlackApp:
             return None
         return {"response_action": "errors", "errors": slack.modal_errors(error)}
 
-    def _request(self, submission: slack.RequestSubmission) -> str | None:
+    def _request(self, submission: slack.RequestSubmission, team: str = "") -> str | None:
         """Run the request; None when made, else the refusal to show."""
         try:
-            actor = self.actor(submission.user_id)
+            actor = self.actor(submission.user_id, team)
             outcome: Outcome = self.service.request(
                 actor, submission.resource, submission.duration, submission.reason
             )
@@ -218,3 +242,10 @@ class SlackApp:
             call(*args)
         except Exception:  # noqa: BLE001
             log.exception("a Slack form call failed")
+
+
+def payload_team(payload: dict) -> str:
+    """The team of the person behind an interaction (Slack Connect: their own team)."""
+    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+    team = payload.get("team") if isinstance(payload.get("team"), dict) else {}
+    return str(user.get("team_id") or team.get("id") or "")

@@ -152,9 +152,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    by: str
+    by: str  # the approver's handle, for people to read
     at: datetime
     comment: str = ""
+    by_id: str = ""  # the approver's platform user id: what makes two approvals distinct
 
 
 _FIELD_NAMES: dict[type, frozenset[str]] = {}  # from_dict's known keys, per class
@@ -177,6 +178,7 @@ class Request:
     strategy: dict = field(default_factory=dict)
     requester_address: str = ""  # how the chat backend reaches the requester
     requester_email: str | None = None
+    requester_id: str = ""  # the platform user id: who the requester is (the handle is a name)
     status: Status = Status.PENDING
     approvals: list[Approval] = field(default_factory=list)
     decided_by: str | None = None
@@ -208,6 +210,9 @@ class Request:
     # entry expanded to when the request was made; shown on the card.
     approver_entries: list[str] = field(default_factory=list)
     approver_groups: dict[str, list[str]] = field(default_factory=dict)
+    # The user id each of `approvers` named when the request was made (same order): who
+    # may decide is compared by id only, so a rename or a look-alike name decides nothing.
+    approver_ids: list[str] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)  # the resource's prompt fields
     # Bumped by every store write; a write of an older version is refused (ConflictError).
     version: int = 0
@@ -282,11 +287,18 @@ class Request:
         whatever the approver list or allow_self_approval say."""
         return self.allow_self_approval and self.approvals_required == 1
 
-    def add_approval(self, by: str, at: datetime, comment: str = "") -> bool:
+    def is_requester(self, user_id: str, handle: str = "") -> bool:
+        """Is this person the requester? By user id; by handle only for requests made
+        before ids were recorded."""
+        if self.requester_id:
+            return bool(user_id) and user_id == self.requester_id
+        return normalize_handle(handle) == self.requester
+
+    def add_approval(self, by: str, at: datetime, comment: str = "", by_id: str = "") -> bool:
         """Count one approver's yes; returns True when the quorum is reached."""
         if self.status is not Status.PENDING:
             self.move(Status.APPROVED, at, by)  # raises with the right words
-        if by == self.requester and not self.self_approval_allowed:
+        if self.is_requester(by_id, by) and not self.self_approval_allowed:
             raise TransitionError(
                 f"You cannot approve your own request {self.id}"
                 + (
@@ -295,12 +307,12 @@ class Request:
                     else "."
                 )
             )
-        if any(a.by == by for a in self.approvals):
+        if any((a.by_id or a.by) == (by_id or by) for a in self.approvals):
             raise TransitionError(
                 f"You already approved {self.id}; it needs "
                 f"{self.approvals_required - len(self.approvals)} more approval(s) from someone else"
             )
-        self.approvals.append(Approval(by, at, comment))
+        self.approvals.append(Approval(by, at, comment, by_id))
         if len(self.approvals) >= self.approvals_required:
             self.decided_by = ", ".join(a.by for a in self.approvals)
             self.decision_note = comment
@@ -343,7 +355,10 @@ class Request:
             elif isinstance(value, Status):
                 value = value.value
             elif f.name == "approvals":
-                value = [{"by": a.by, "at": iso(a.at), "comment": a.comment} for a in value]
+                value = [
+                    {"by": a.by, "at": iso(a.at), "comment": a.comment, "by_id": a.by_id}
+                    for a in value
+                ]
             elif f.name == "history":
                 value = [e.to_dict() for e in value]
             data[f.name] = value
@@ -366,7 +381,7 @@ class Request:
         kwargs["duration"] = timedelta(seconds=kwargs["duration"])
         kwargs["status"] = Status(kwargs["status"])
         kwargs["approvals"] = [
-            Approval(a["by"], from_iso(a["at"]), a.get("comment", ""))
+            Approval(a["by"], from_iso(a["at"]), a.get("comment", ""), a.get("by_id", ""))
             for a in kwargs.get("approvals", [])
         ]
         kwargs["history"] = [Event.from_dict(e) for e in kwargs.get("history", [])]
@@ -386,6 +401,7 @@ class Request:
             card_ref=dict(self.card_ref) if self.card_ref else None,
             approver_entries=list(self.approver_entries),
             approver_groups={k: list(v) for k, v in self.approver_groups.items()},
+            approver_ids=list(self.approver_ids),
             fields=dict(self.fields),
         )
 

@@ -45,6 +45,7 @@ import yaml
 from .approvers import same_person_key
 from .audit import AuditLog
 from .domain import DurationError, from_iso, parse_duration
+from .identity import EntryPeople
 from .integrations.pagerduty import StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
 from .policy import PolicyError
@@ -296,6 +297,7 @@ def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.
             clock=lambda: now["at"],
             hook_timeout=hook_timeout,
             groups=groups,
+            people=EntryPeople(),
         )
         if service.policy_error:
             raise service.policy_error

@@ -32,6 +32,7 @@ from .domain import (
     new_id,
     normalize_handle,
 )
+from .identity import NamedPeople, People, entry_kind
 from .integrations.pagerduty import PagerDutyNotConfigured, RecordedLookups
 from .integrations.slack_groups import NoSlackGroups
 from .policy import (
@@ -131,14 +132,19 @@ class Actor:
 
     def __post_init__(self):
         object.__setattr__(self, "handle", normalize_handle(self.handle))
+        if not self.id:  # a backend without user ids (Text): the handle is the id
+            object.__setattr__(self, "id", self.handle)
 
     def matches(self, entry: str) -> bool:
-        """Does an approver entry (`@bob`, `bob`, `U024BE7LH`, `bob@acme.com`) name me?"""
+        """Does an approver entry (`@bob`, `bob`, `U024BE7LH`, `bob@acme.com`) name me?
+        Only by its own kind: an id entry only matches my id, never my handle. For display
+        and dry runs; authorisation compares the ids a request recorded (see identity.py)."""
         entry = str(entry).strip()
-        if "@" in entry[1:]:
+        kind = entry_kind(entry)
+        if kind == "email":
             return bool(self.email) and entry.lower() == self.email.lower()
-        if self.id and entry == self.id:
-            return True
+        if kind == "id":
+            return bool(self.id) and entry == self.id
         return normalize_handle(entry) == self.handle
 
 
@@ -240,6 +246,7 @@ class AccessService:
         groups: Mapping[str, list[str]] | None = None,
         slack_groups=None,
         strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
+        people: People | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -254,6 +261,7 @@ class AccessService:
         self.review_reminder_every = review_reminder_every
         self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
         self.slack_groups = slack_groups or NoSlackGroups()
+        self.people = people or NamedPeople()  # approver entries -> platform user ids
         self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         # One decision at a time: this process's threads, and (on a shared database) every
@@ -348,7 +356,7 @@ class AccessService:
     ) -> Outcome:
         """Ask for more time on an active grant: a request of its own, routed like any."""
         grant = self._get(grant_id)
-        if grant.requester != actor.handle:
+        if not grant.is_requester(actor.id, actor.handle):
             raise AccessError(f"Only {msg.who(grant.requester)} can extend {grant.id}.")
         if grant.extends:
             raise AccessError(
@@ -405,6 +413,8 @@ class AccessService:
         for other in self.store.live_of(actor.handle):
             if other.resource != resource or other.extends:
                 continue
+            if not other.is_requester(actor.id, actor.handle):
+                continue
             if other.status is Status.PENDING:
                 raise AccessError(
                     f"You already asked for {resource}: request {other.id} is waiting for "
@@ -431,6 +441,7 @@ class AccessService:
         request = Request(
             id=request_id or self._unique_id(),
             requester=actor.handle,
+            requester_id=actor.id,
             requester_address=actor.address,
             requester_email=actor.email,
             resource=resource.name,
@@ -609,9 +620,11 @@ class AccessService:
         groups = self.policies.groups if self.policies else {}
         resolved = resolve(entries, groups, ctx.pagerduty, self.slack_groups)
         request.notes += resolved.notes
-        if not resolved.approvers:
+        approvers, ids = self._identify(resolved.approvers, request.notes)
+        if not approvers:
             return False
-        request.approvers = resolved.approvers
+        request.approvers = approvers
+        request.approver_ids = ids
         request.approver_entries = list(entries)
         request.approver_groups = resolved.groups
         return True
@@ -619,9 +632,11 @@ class AccessService:
     def _note_unreachable_quorum(self, actor: Actor, request: Request) -> None:
         """Say on the card when the routed approvers cannot reach the quorum (the
         requester never counts toward one of two or more)."""
-        others = [
-            a for a in request.approvers if request.self_approval_allowed or not actor.matches(a)
-        ]
+        others = (
+            request.approvers
+            if request.self_approval_allowed
+            else self._approvers_other_than(actor, request)
+        )
         if len(others) < request.approvals_required:
             request.notes.append(
                 f"needs {request.approvals_required} approvals but only {len(others)} "
@@ -656,7 +671,7 @@ class AccessService:
             request = self._get(request_id)
             self._check_approver(actor, request, "approve")
             now = self.clock()
-            done = request.add_approval(actor.handle, now, comment)
+            done = request.add_approval(actor.handle, now, comment, actor.id)
             if not done:
                 self._commit(request, "approval", actor.handle, outcome="pending", detail=comment)
                 left = request.approvals_required - len(request.approvals)
@@ -730,7 +745,7 @@ class AccessService:
     def cancel(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
             request = self._get(request_id)
-            if request.requester != actor.handle:
+            if not request.is_requester(actor.id, actor.handle):
                 raise AccessError(
                     f"Only {msg.who(request.requester)} can cancel {request.id}; "
                     f"approvers can `!deny {request.id} <reason>`."
@@ -753,11 +768,7 @@ class AccessService:
     def revoke(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
             request = self._get(request_id)
-            if not (
-                actor.is_admin
-                or request.requester == actor.handle
-                or any(actor.matches(a) for a in request.approvers)
-            ):
+            if not (actor.is_admin or self._involved(actor, request)):
                 raise AccessError(
                     f"Only {msg.who(request.requester)}, the approvers of {request.resource} "
                     f"or an admin can revoke {request.id}."
@@ -798,16 +809,17 @@ class AccessService:
         note = " ".join(note.split())
         with self.lock:
             request = self._get(request_id)
-            if not (actor.is_admin or any(actor.matches(a) for a in request.approvers)):
+            if not (actor.is_admin or self._is_approver(actor, request)):
                 raise AccessError(
                     f"Only the approvers of {request.resource} "
                     f"({msg.approvers_text(request.approvers)}) or an admin can acknowledge "
                     f"{request.id}."
                 )
-            if request.requester == actor.handle and request.review_required:
+            if request.is_requester(actor.id, actor.handle) and request.review_required:
+                others = msg.approvers_text(self._approvers_other_than(actor, request))
                 raise AccessError(
                     f"You cannot review your own break-glass grant {request.id}; "
-                    f"{msg.approvers_text([a for a in request.approvers if not actor.matches(a)]) or 'another approver'} must."
+                    f"{others if others != 'nobody' else 'another approver'} must."
                 )
             request.acknowledge(actor.handle, self.clock(), note)
             self._commit(request, "reviewed", actor.handle, outcome="reviewed", detail=note)
@@ -834,7 +846,7 @@ class AccessService:
                 raise AccessError(
                     "`!access review` is for approvers and admins; see yours with `!access mine`."
                 )
-            waiting = [r for r in waiting if any(actor.matches(a) for a in r.approvers)]
+            waiting = [r for r in waiting if self._is_approver(actor, r)]
         if not waiting:
             return "No break-glass grants are waiting for review."
         return msg.review_list(waiting)
@@ -946,11 +958,7 @@ class AccessService:
 
     def show(self, actor: Actor, request_id: str) -> str:
         request = self._get(request_id)
-        if not (
-            actor.is_admin
-            or request.requester == actor.handle
-            or any(actor.matches(a) for a in request.approvers)
-        ):
+        if not (actor.is_admin or self._involved(actor, request)):
             raise AccessError(
                 f"Only the requester, the approvers of {request.resource} and admins can see "
                 f"{request.id}. Your own requests: `!access mine`."
@@ -959,7 +967,9 @@ class AccessService:
 
     def mine(self, actor: Actor) -> str:
         now = self.clock()
-        own = self.store.live_of(actor.handle)
+        own = [
+            r for r in self.store.live_of(actor.handle) if r.is_requester(actor.id, actor.handle)
+        ]
         if not own:
             return "You have no pending requests or active grants. Ask with `!access request <resource> [duration] <reason>`; see `!access resources`."
         return "Your requests and grants:\n" + "\n".join(
@@ -974,7 +984,7 @@ class AccessService:
                 raise AccessError(
                     "`!access list` is for approvers and admins; see yours with `!access mine`."
                 )
-            live = [r for r in live if any(actor.matches(a) for a in r.approvers)]
+            live = [r for r in live if self._is_approver(actor, r)]
         if not live:
             return "No pending requests or active grants."
         return "Pending requests and active grants:\n" + "\n".join(
@@ -1054,7 +1064,7 @@ class AccessService:
         groups = self.policies.groups if self.policies else {}
         if not (
             actor.is_admin
-            or any(actor.matches(a) for a in static_members(resource.approvers, groups))
+            or any(self._names(actor, a) for a in static_members(resource.approvers, groups))
         ):
             raise AccessError(
                 f"`!access whatif` is for admins and the approvers of {resource.name} "
@@ -1768,8 +1778,8 @@ class AccessService:
     def _check_approver(self, actor: Actor, request: Request, verb: str) -> None:
         if request.status is not Status.PENDING:
             request.move(Status.APPROVED, self.clock(), actor.handle)  # raises the right words
-        is_requester = request.requester == actor.handle
-        others = msg.approvers_text([a for a in request.approvers if not actor.matches(a)])
+        is_requester = request.is_requester(actor.id, actor.handle)
+        others = msg.approvers_text(self._approvers_other_than(actor, request))
         if is_requester and not request.allow_self_approval:
             raise AccessError(
                 f"You cannot {verb} your own request {request.id}; "
@@ -1782,21 +1792,58 @@ class AccessService:
                 f"{request.approvals_required} approvals from people other than you "
                 f"({others})."
             )
-        if not any(actor.matches(a) for a in request.approvers):
+        if not self._is_approver(actor, request):
             raise AccessError(
                 f"Only the approvers of {request.resource} "
                 f"({msg.approvers_text(request.approvers)}) can {verb} {request.id}."
             )
 
+    # -- who is who: user ids only (identity.py) ------------------------------------
+
+    def _approver_ids(self, request: Request) -> list[str]:
+        """The user ids a request's approvers named when it was made (requests made before
+        ids were recorded: what their entries name now)."""
+        if request.approver_ids:
+            return request.approver_ids
+        return [self.people.user_id(a) or "" for a in request.approvers]
+
+    def _is_approver(self, actor: Actor, request: Request) -> bool:
+        return bool(actor.id) and actor.id in self._approver_ids(request)
+
+    def _involved(self, actor: Actor, request: Request) -> bool:
+        return request.is_requester(actor.id, actor.handle) or self._is_approver(actor, request)
+
+    def _approvers_other_than(self, actor: Actor, request: Request) -> list[str]:
+        ids = self._approver_ids(request)
+        return [a for a, i in zip(request.approvers, ids) if not (actor.id and i == actor.id)]
+
+    def _names(self, actor: Actor, entry: str) -> bool:
+        """Does a policy's person entry name this actor right now?"""
+        return bool(actor.id) and self.people.user_id(entry) == actor.id
+
+    def _identify(self, entries: list[str], notes: list[str]) -> tuple[list[str], list[str]]:
+        """Approver entries -> (the entries that name someone, their user ids), each person
+        once; an entry that names nobody leaves a note for the card."""
+        shown: list[str] = []
+        ids: list[str] = []
+        for entry in entries:
+            user_id = self.people.user_id(entry)
+            if not user_id:
+                notes.append(f"{entry}: no such user; it names nobody")
+            elif user_id not in ids:
+                shown.append(entry)
+                ids.append(user_id)
+        return shown, ids
+
     def _is_any_approver(self, actor: Actor) -> bool:
         policies = self.policies  # the cheap look first: live requests can be many
         if policies and any(
-            actor.matches(a)
+            self._names(actor, a)
             for res in policies.resources.values()
             for a in static_members(res.approvers, policies.groups)
         ):
             return True
-        return any(actor.matches(a) for r in self.store.live() for a in r.approvers)
+        return any(self._is_approver(actor, r) for r in self.store.live())
 
     def _unique_id(self) -> str:
         for _ in range(100):

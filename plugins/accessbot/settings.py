@@ -42,6 +42,8 @@ class Settings:
     db_url: str | None = None  # PostgreSQL for several bots; None: TinyDB and files
     lease_seconds: float = 10.0  # how long a dead bot's scheduler lease and claims last
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
+    # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
+    slack_allowed_teams: frozenset[str] = frozenset()
 
     @classmethod
     def load(
@@ -149,6 +151,7 @@ class Settings:
             db_url=db_url,
             lease_seconds=lease,
             strategy_workers=workers,
+            slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
         )
 
 
@@ -167,6 +170,30 @@ def _groups(value) -> dict[str, list[str]]:
             'ACCESS_GROUPS must map group names to approvers, like {"sre": ["@alice"]}'
         )
     return dict(value)
+
+
+def _teams(value) -> frozenset[str]:
+    """ACCESS_SLACK_ALLOWED_TEAMS: Slack team ids (T...); a list, JSON, or comma-separated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise SettingsError(
+                    'ACCESS_SLACK_ALLOWED_TEAMS must be team ids like ["T0PARTNER"] or '
+                    "T0PARTNER,T0OTHER"
+                ) from exc
+        else:
+            value = [t for t in text.split(",") if t.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(t, str) and re.fullmatch(r"[TE][A-Z0-9]{2,30}", t.strip()) for t in value
+    ):
+        raise SettingsError(
+            "ACCESS_SLACK_ALLOWED_TEAMS must list Slack team ids (T..., or E... for an "
+            'Enterprise Grid), like ["T0PARTNER"]'
+        )
+    return frozenset(t.strip() for t in value)
 
 
 def _flag(value, name: str) -> bool:

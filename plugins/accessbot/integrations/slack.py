@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qs
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -485,22 +484,32 @@ class RequestVerifier:
 @dataclass(frozen=True)
 class SlackUser:
     id: str
-    handle: str  # the unique `name`, what `@handle` means in a policy
+    handle: str  # the unique `name`, what `@handle` means in a policy (never a display name)
     email: str | None = None
     display_name: str = ""
+    team_id: str = ""  # the user's own workspace: another one's for a Slack Connect user
 
 
 class SlackLookupError(Exception):
     pass
 
 
+NOT_CONFIRMED = (
+    "Sorry, I could not confirm who you are with Slack, so nothing was done; try again in a moment."
+)
+
+
 class SlackDirectory:
-    """`users.info`, cached for `ttl` seconds, so each click costs no extra round trip."""
+    """`users.info`, cached for `ttl` seconds, so a burst of clicks costs one round trip.
+
+    Only for the names people read: who may do what is decided by the user id, so a
+    rename seen up to `ttl` late changes how someone is shown, never what they may do.
+    """
 
     def __init__(
         self,
         client: WebClient,
-        ttl: float = 600.0,
+        ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.client = client
@@ -519,14 +528,22 @@ class SlackDirectory:
                 return hit[1]
         try:
             data = self.client.users_info(user=user_id)["user"]
-        except (SlackApiError, KeyError) as exc:
+            if not isinstance(data, dict) or data.get("id", user_id) != user_id:
+                raise KeyError("user")
+        except Exception as exc:  # noqa: BLE001 - Slack's error, a timeout, a bad answer
             raise SlackLookupError(f"users.info failed for {user_id}: {exc}") from exc
-        profile = data.get("profile") or {}
+        if data.get("deleted"):
+            raise SlackLookupError(f"{user_id} is a deactivated Slack user")
+        profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
+        name = data.get("name")
         user = SlackUser(
             id=user_id,
-            handle=data.get("name") or profile.get("display_name") or user_id,
+            # The unique user name, or the id itself: never the display name, which anyone
+            # can set to "alice".
+            handle=name if isinstance(name, str) and name.strip() else user_id,
             email=profile.get("email") or None,
             display_name=profile.get("display_name") or "",
+            team_id=str(data.get("team_id") or ""),
         )
         with self._lock:
             if len(self._cache) > 5000:

@@ -1,0 +1,164 @@
+"""Who a person is: the platform's user id. Names and e-mails are only ways to find one.
+
+Every authorisation check (may this person approve, is this their own request, is this a
+second distinct approver) compares user ids. A policy's approver entries are turned into
+ids when a request is made (`People.user_id`), and the request keeps them, so a later
+rename, a display name, or a look-alike entry of another kind never changes who may decide.
+
+An entry has exactly one kind, and an entry of one kind never matches another kind:
+- `U024BE7LH` / `W0123ABCD` (upper case, as Slack writes them): a platform user id;
+- `bob@acme.com`: an e-mail, found through the platform (Slack: `users.lookupByEmail`);
+- `@bob` or `bob`: a handle, the platform's unique user name (never a display name).
+
+On the Text backend there are no platform ids: a person's id is their normalised handle,
+e-mails are found through `ACCESS_USER_EMAILS`, and a `U…` entry names nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .domain import normalize_handle
+
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+
+
+def entry_kind(entry: str) -> str:
+    """ "id", "email" or "handle" for one person entry."""
+    entry = str(entry).strip()
+    if USER_ID.match(entry):
+        return "id"
+    if "@" in entry[1:]:
+        return "email"
+    return "handle"
+
+
+class People(Protocol):
+    def user_id(self, entry: str) -> str | None:
+        """The user id one person entry names right now; None when it names nobody."""
+
+
+class NamedPeople:
+    """The Text backend (and any backend without user ids): the handle is the id."""
+
+    def __init__(self, emails: Mapping[str, str] | None = None):
+        self._by_email = {
+            str(email).strip().lower(): normalize_handle(handle)
+            for handle, email in (emails or {}).items()
+            if email
+        }
+
+    def user_id(self, entry: str) -> str | None:
+        kind = entry_kind(entry)
+        if kind == "id":
+            return None
+        if kind == "email":
+            return self._by_email.get(str(entry).strip().lower())
+        return normalize_handle(entry) or None
+
+
+class SlackPeople:
+    """Slack: ids as they are; e-mails by `users.lookupByEmail`; handles by the workspace's
+    `users.list` (the unique `name`, never a display name). Answers are cached for `ttl`
+    seconds. A failed lookup names nobody (fail closed) and is logged.
+
+    `client` is a WebClient or a callable returning the current one (the SlackV3 backend
+    replaces its client when it reconnects); while there is none (not on Slack), `fallback`
+    answers.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        fallback: People | None = None,
+    ):
+        self._client = client
+        self.fallback = fallback or NamedPeople()
+        self.ttl = ttl
+        self.clock = clock
+        self._emails: dict[str, tuple[float, str | None]] = {}
+        self._names: tuple[float, dict[str, str]] | None = None
+        self._lock = threading.Lock()
+
+    def user_id(self, entry: str) -> str | None:
+        if self._client_now() is None:
+            return self.fallback.user_id(entry)
+        entry = str(entry).strip()
+        kind = entry_kind(entry)
+        if kind == "id":
+            return entry
+        if kind == "email":
+            return self._by_email(entry.lower())
+        return self._by_name().get(normalize_handle(entry)) or None
+
+    def _client_now(self):
+        return self._client() if callable(self._client) else self._client
+
+    def _by_email(self, email: str) -> str | None:
+        now = self.clock()
+        with self._lock:
+            hit = self._emails.get(email)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1]
+        found = None
+        try:
+            answer = self._client_now().users_lookupByEmail(email=email)
+            user = answer.get("user") or {}
+            if not user.get("deleted") and USER_ID.match(str(user.get("id", ""))):
+                found = user["id"]
+        except Exception as exc:  # noqa: BLE001 - users_not_found, or Slack is down: nobody
+            log.info("users.lookupByEmail found nobody for an approver entry: %s", exc)
+        with self._lock:
+            if len(self._emails) > 5000:
+                self._emails.clear()
+            self._emails[email] = (now, found)
+        return found
+
+    def _by_name(self) -> dict[str, str]:
+        now = self.clock()
+        with self._lock:
+            if self._names and now - self._names[0] < self.ttl:
+                return self._names[1]
+        names: dict[str, str] = {}
+        try:
+            cursor = None
+            while True:
+                answer = self._client_now().users_list(limit=200, cursor=cursor)
+                for user in answer.get("members") or []:
+                    if user.get("deleted") or not user.get("name"):
+                        continue
+                    if USER_ID.match(str(user.get("id", ""))):
+                        name = normalize_handle(user["name"])
+                        # Two people with one name (it should not happen): it names nobody.
+                        names[name] = "" if name in names else user["id"]
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except Exception as exc:  # noqa: BLE001 - keep what we had; a handle may name nobody
+            log.warning("users.list failed; handles in approver lists may name nobody: %s", exc)
+            with self._lock:
+                return self._names[1] if self._names else {}
+        with self._lock:
+            self._names = (now, names)
+        return names
+
+
+class EntryPeople:
+    """Dry runs with no chat platform (`python -m accessbot test`): every entry names the
+    one person it spells, so the result shows who would be asked."""
+
+    def user_id(self, entry: str) -> str | None:
+        entry = str(entry).strip()
+        kind = entry_kind(entry)
+        if kind == "handle":
+            return normalize_handle(entry) or None
+        return f"{kind}:{entry.lower() if kind == 'email' else entry}"
