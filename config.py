@@ -79,3 +79,5 @@ ACCESS_POLICY_WATCH_SECONDS = 1
 # in PGPASSWORD or ~/.pgpass, never here.
 ACCESS_DB_URL = None
 ACCESS_LEASE_SECONDS = 10  # a dead bot's scheduler lease and claims last this long
+# Slack teams (T...) besides the bot's own whose people may act: Slack Connect partners.
+ACCESS_SLACK_ALLOWED_TEAMS = []
