@@ -283,6 +283,8 @@ class Bot:
 
     def start(self) -> None:
         self.testbot.start(timeout=30)
+        # The plugin finishes starting on its own thread.
+        self.testbot.bot.plugin_manager.get_plugin_obj_by_name("Access").started.wait(60)
 
     def stop(self) -> None:
         self.testbot.stop()

@@ -42,6 +42,11 @@ class FakeClock:
             return self._now
 
 
+def access_plugin(backend):
+    """The running Access plugin of an errbot backend."""
+    return backend.plugin_manager.get_plugin_obj_by_name("Access")
+
+
 def policy_file(directory: Path, name: str, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
@@ -211,6 +216,7 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
         bot = TestBot(extra_plugin_dir=str(PLUGINS), loglevel=logging.WARNING, extra_config=extra)
         bot.start(timeout=10)
         started.append(bot)
+        access_plugin(bot.bot).started.wait(30)  # it finishes starting on its own thread
         return Chat(bot)
 
     def stop_last() -> None:

@@ -35,7 +35,9 @@ def start_bot(fake, tmp_path, clock, policy_dir, webhook, monkeypatch):
     monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
     bots: list[SlackBot] = []
 
-    def start(mode: str = "socket", config: dict | None = None, **policy) -> SlackBot:
+    def start(
+        mode: str = "socket", config: dict | None = None, wait: bool = True, **policy
+    ) -> SlackBot:
         if not list(policy_dir.glob("*.py")) or policy:
             policy_file(policy_dir, "db.py", webhook_policy(webhook.url, **policy))
         bot = SlackBot(
@@ -50,6 +52,7 @@ def start_bot(fake, tmp_path, clock, policy_dir, webhook, monkeypatch):
                 "ACCESS_CLOCK": clock,
                 **(config or {}),
             },
+            wait=wait,
         )
         bots.append(bot)
         return bot

@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class SlackBot:
-    def __init__(self, fake: FakeSlack, mode: str, extra_config: dict):
+    def __init__(self, fake: FakeSlack, mode: str, extra_config: dict, wait: bool = True):
         self.fake = fake
         self.mode = mode
         self.port = free_port() if mode == "http" else None
@@ -82,11 +82,15 @@ class SlackBot:
             )
         self.thread = threading.Thread(target=self.bot.serve_forever, daemon=True)
         self.thread.start()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         self.fake.wait(self._ready, "the bot starting")
 
     def _ready(self) -> bool:
         plugin = self.bot.plugin_manager.get_plugin_obj_by_name("Access")
-        if plugin is None or not plugin.is_activated:
+        if plugin is None or not getattr(plugin, "ready", False):
             return False
         if self.mode == "http":
             # errbot routes a plugin's webhooks just after its activate(); Flask refuses new

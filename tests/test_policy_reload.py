@@ -183,10 +183,12 @@ def test_a_failing_reload_does_not_stop_the_watching(policy_dir):
 def test_admins_are_told_at_start_when_the_policies_do_not_load(bot_factory, policy_dir, caplog):
     policy_file(policy_dir, "db.py", "RESOURCES = {\n")
     with caplog.at_level(logging.WARNING):
-        bot_factory()
-    # Sent during activate(); errbot's TestBot.start() drains (and logs) what was sent
-    # before the test gets the bot.
+        chat = bot_factory()
+    # Sent while the plugin starts on its own thread: TestBot.start() drains (and logs)
+    # what came before its "ready"; anything later waits in the queue.
     sent = [r.getMessage() for r in caplog.records if r.name == "errbot.backends.test"]
+    while not chat.testbot.bot.outgoing_message_queue.empty():
+        sent.append(chat.testbot.pop_message(timeout=1))
     assert any(
         "the policy files did not load" in m and "- db.py:1: syntax error" in m for m in sent
     )

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,6 +62,9 @@ HELP = """Just-in-time access. Commands:
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
+STARTING = "The access bot is starting; try again in a moment. Nothing was done."
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -69,17 +73,44 @@ class Access(BotPlugin):
     """Just-in-time access requests, approvals and automatic revocation."""
 
     def activate(self):
+        # super().activate() registers the commands; the rest starts on its own thread, so
+        # errbot routes our webhooks at once (Flask refuses new routes once it has served a
+        # request, and Slack may call during a slow start). Until the service, scheduler
+        # and Slack listener exist, commands and clicks answer "starting" (see `run`):
+        # nothing that arrives during a slow start fails or is lost silently.
+        self.ready = False
+        self.started = threading.Event()  # set once `ready`: tests and benches wait on it
+        self.startup_error = None
+        self.scheduler = self.slack = self.watcher = self.backend = None
         super().activate()
+        self.starter = threading.Thread(
+            target=self.start_then_serve, name="accessbot-start", daemon=True
+        )
+        self.starter.start()
+
+    def start_then_serve(self) -> None:
+        starting = self.answer_clicks_while_starting()
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 - refuse commands with a reason, tell admins
+            log.exception("the access bot did not start")
+            self.startup_error = (
+                f"The access bot did not start ({type(exc).__name__}); an admin can find the "
+                "details in the bot's log."
+            )
+            self.tell_admins(self.startup_error)
+        finally:
+            self.stop_answering_clicks(starting)
+            self.ready = True
+            self.started.set()
+
+    def start(self) -> None:
+        """Open the store, load the policies, connect Slack, start the scheduler."""
         self.settings = Settings.load(
             self.bot_config, data_dir=getattr(self.bot_config, "BOT_DATA_DIR", None)
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
-        self.scheduler = None
-        self.slack = None
-        self.watcher = None
-        self.startup_error = None
-        self.backend = None
         try:
             self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
@@ -142,6 +173,9 @@ class Access(BotPlugin):
             self.watcher.start()
 
     def deactivate(self):
+        starter = getattr(self, "starter", None)
+        if starter is not None:
+            starter.join(timeout=120)  # a start under way finishes before we stop it
         for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
             if thread is not None:
                 thread.stop()
@@ -302,6 +336,9 @@ class Access(BotPlugin):
 
     def run(self, msg, call):
         """Run one service call for the sender; yield its reply, then deliver its notices."""
+        if not getattr(self, "ready", False):
+            yield STARTING
+            return
         if self.startup_error:
             yield self.startup_error
             return
@@ -451,6 +488,41 @@ class Access(BotPlugin):
             socket.socket_mode_request_listeners.insert(0, app.on_socket_request)
         return app
 
+    def answer_clicks_while_starting(self):
+        """A socket-mode listener that, until the plugin is ready, acknowledges each click
+        and tells the clicker privately to try again (the backend's own listener would
+        acknowledge it and drop it)."""
+        socket = getattr(self._bot, "slack_socket_mode", None)
+        if socket is None:
+            return None
+
+        def starting(client, req) -> None:
+            if req.type != "interactive" or getattr(self, "ready", False):
+                return
+            payload = req.payload if isinstance(req.payload, dict) else {}
+            user = (payload.get("user") or {}).get("id")
+            channel = (payload.get("channel") or {}).get("id") or (
+                payload.get("container") or {}
+            ).get("channel_id")
+            if user and channel:
+                try:
+                    self._bot.slack_web.chat_postEphemeral(
+                        channel=channel, user=user, text=STARTING
+                    )
+                except Exception:  # noqa: BLE001 - the click is lost either way; say so in the log
+                    log.warning("a click arrived while starting and could not be answered")
+
+        socket.socket_mode_request_listeners.insert(0, starting)
+        return starting
+
+    def stop_answering_clicks(self, listener) -> None:
+        socket = getattr(self._bot, "slack_socket_mode", None)
+        if listener is not None and socket is not None:
+            try:
+                socket.socket_mode_request_listeners.remove(listener)
+            except ValueError:
+                pass
+
     def stop_slack(self) -> None:
         app = getattr(self, "slack", None)
         if app is None:
@@ -486,6 +558,8 @@ class Access(BotPlugin):
     def slack_interactive(self, request):
         """Slack's Interactivity Request URL (HTTP mode): signed button clicks and forms."""
         app = getattr(self, "slack", None)
+        if not getattr(self, "ready", False):
+            return json.dumps({"error": STARTING}), 503, {"Content-Type": "application/json"}
         if app is None:
             return "Slack is not connected", 404
         status, answer = app.handle_http(request.get_data(), dict(request.headers))
