@@ -70,7 +70,7 @@ def members(iam, group="prod-admins"):
 
 
 def test_iam_grant_adds_the_mapped_user_to_the_group(aws, iam):
-    note = iam_group(aws).call("grant", payload())
+    note = iam_group(aws).call("grant", payload()).note
     assert members(iam) == ["carol"]
     assert "carol added to group prod-admins" in note
 
@@ -85,7 +85,7 @@ def test_iam_revoke_removes_the_user_and_a_second_revoke_succeeds(aws, iam):
     iam.add_user_to_group(GroupName="prod-admins", UserName="carol")
     iam_group(aws).call("revoke", payload("revoke"))
     assert members(iam) == []
-    note = iam_group(aws).call("revoke", payload("revoke"))
+    note = iam_group(aws).call("revoke", payload("revoke")).note
     assert "was not in group" in note
 
 
@@ -120,7 +120,10 @@ def test_iam_unreachable_endpoint_is_a_failure_not_a_crash(aws):
 
 
 def test_iam_extend_makes_no_call(aws):
-    assert "nothing to extend" in iam_group("http://127.0.0.1:9").call("extend", payload("extend"))
+    assert (
+        "nothing to extend"
+        in iam_group("http://127.0.0.1:9").call("extend", payload("extend")).note
+    )
 
 
 # -- aws_sso on moto ------------------------------------------------------------------
@@ -173,14 +176,14 @@ def assigned(sso):
 
 
 def test_sso_grant_assigns_the_permission_set_to_the_user(aws, sso):
-    note = sso_strategy(aws, sso).call("grant", payload())
+    note = sso_strategy(aws, sso).call("grant", payload()).note
     assert assigned(sso) == [("USER", sso["user_id"])]
     assert "assigned permission set" in note
 
 
 def test_sso_grant_twice_makes_one_assignment(aws, sso):
     sso_strategy(aws, sso).call("grant", payload())
-    note = sso_strategy(aws, sso).call("grant", payload())
+    note = sso_strategy(aws, sso).call("grant", payload()).note
     assert assigned(sso) == [("USER", sso["user_id"])]
     assert "already assigned" in note
 
@@ -194,7 +197,7 @@ def test_sso_revoke_deletes_the_assignment_and_a_second_revoke_succeeds(aws, sso
     sso_strategy(aws, sso).call("grant", payload())
     sso_strategy(aws, sso).call("revoke", payload("revoke"))
     assert assigned(sso) == []
-    assert "was not assigned" in sso_strategy(aws, sso).call("revoke", payload("revoke"))
+    assert "was not assigned" in sso_strategy(aws, sso).call("revoke", payload("revoke")).note
 
 
 def test_sso_grant_for_a_user_the_identity_store_lacks_fails(aws, sso):
@@ -203,8 +206,10 @@ def test_sso_grant_for_a_user_the_identity_store_lacks_fails(aws, sso):
 
 
 def test_sso_revoke_for_a_user_the_identity_store_lacks_succeeds(aws, sso):
-    note = sso_strategy(aws, sso, Accounts(aws={"carol": "ghost"})).call(
-        "revoke", payload("revoke")
+    note = (
+        sso_strategy(aws, sso, Accounts(aws={"carol": "ghost"}))
+        .call("revoke", payload("revoke"))
+        .note
     )
     assert "nothing to remove" in note
 

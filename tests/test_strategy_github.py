@@ -57,7 +57,7 @@ def test_team_grant_puts_the_membership_of_the_mapped_login(github):
 
 def test_team_grant_to_someone_outside_the_org_says_the_invitation_is_pending(github):
     accounts = Accounts(github={"carol": "dave-gh"})
-    note = team(github, accounts).call("grant", payload())
+    note = team(github, accounts).call("grant", payload()).note
     assert "pending" in note
 
 
@@ -75,7 +75,7 @@ def test_team_revoke_deletes_the_membership(github):
 
 
 def test_team_revoke_of_a_missing_membership_succeeds(github):
-    note = team(github).call("revoke", payload("revoke"))
+    note = team(github).call("revoke", payload("revoke")).note
     assert "was not in acme/sre" in note
     assert github.methods() == [
         "DELETE /orgs/acme/teams/sre/memberships/carol-gh",
@@ -151,10 +151,10 @@ def test_repo_revoke_removes_the_collaborator(github):
 
 def test_repo_revoke_withdraws_an_invitation_not_yet_accepted(github):
     outsider = Accounts(github={"carol": "dave-gh"})
-    note = repo(github, outsider).call("grant", payload())
+    note = repo(github, outsider).call("grant", payload()).note
     assert "invited" in note and github.invitations["acme/api"]
 
-    note = repo(github, outsider).call("revoke", payload("revoke"))
+    note = repo(github, outsider).call("revoke", payload("revoke")).note
     assert github.invitations["acme/api"] == []
     assert "1 pending invitation(s) withdrawn" in note
 

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 
-from .base import SettingsError, Strategy, StrategyError
+from .base import Done, SettingsError, Strategy, StrategyError
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -152,9 +152,9 @@ class AwsIamGroupStrategy(_AwsStrategy):
         _require_boto(cls.kind)
         return cls(group, **common)
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "IAM group memberships do not expire; nothing to extend"
+            return Done("IAM group memberships do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"aws_iam_group cannot {action!r}")
         user = self.account("aws", payload["user"])
@@ -167,7 +167,7 @@ class AwsIamGroupStrategy(_AwsStrategy):
                 GroupName=self.group,
                 UserName=user,
             )
-            return f"AWS IAM: {user} added to group {self.group}"
+            return Done(f"AWS IAM: {user} added to group {self.group}")
         try:
             self.aws(
                 f"remove IAM user {user} from group {self.group}",
@@ -183,8 +183,8 @@ class AwsIamGroupStrategy(_AwsStrategy):
             self.aws(
                 f"find IAM group {self.group}", iam.get_group, GroupName=self.group, MaxItems=1
             )
-            return f"AWS IAM: {user} was not in group {self.group}"
-        return f"AWS IAM: {user} removed from group {self.group}"
+            return Done(f"AWS IAM: {user} was not in group {self.group}")
+        return Done(f"AWS IAM: {user} removed from group {self.group}")
 
     def describe(self) -> str:
         return f"aws_iam_group ({self.group}{self._where()})"
@@ -281,15 +281,15 @@ class AwsSsoStrategy(_AwsStrategy):
             **wiring,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "Identity Center assignments do not expire; nothing to extend"
+            return Done("Identity Center assignments do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"aws_sso cannot {action!r}")
         sso = self.client("sso-admin")
         name, principal_id = self._principal(sso, payload, must_exist=action == "grant")
         if principal_id is None:
-            return f"Identity Center has no user {name}; nothing to remove"
+            return Done(f"Identity Center has no user {name}; nothing to remove")
         assignment = {
             "InstanceArn": self.instance_arn,
             "TargetId": self.account_id,
@@ -302,23 +302,23 @@ class AwsSsoStrategy(_AwsStrategy):
         what = f"{self._permission_set_name()} in {self.account_id} for {name}"
         if action == "grant":
             if assigned:
-                return f"Identity Center: {what} was already assigned"
+                return Done(f"Identity Center: {what} was already assigned")
             started = self.aws(f"assign {what}", sso.create_account_assignment, **assignment)[
                 "AccountAssignmentCreationStatus"
             ]
             self._wait_until_done(
                 sso, started, "create", sso.describe_account_assignment_creation_status
             )
-            return f"Identity Center: assigned {what}"
+            return Done(f"Identity Center: assigned {what}")
         if not assigned:
-            return f"Identity Center: {what} was not assigned"
+            return Done(f"Identity Center: {what} was not assigned")
         started = self.aws(
             f"remove the assignment of {what}", sso.delete_account_assignment, **assignment
         )["AccountAssignmentDeletionStatus"]
         self._wait_until_done(
             sso, started, "delete", sso.describe_account_assignment_deletion_status
         )
-        return f"Identity Center: removed {what}"
+        return Done(f"Identity Center: removed {what}")
 
     def _principal(self, sso, payload: dict, must_exist: bool) -> tuple[str, str | None]:
         """The requester's Identity Store user id, by ACCESS_USER_AWS name or else e-mail."""

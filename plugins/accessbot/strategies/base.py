@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
@@ -30,6 +31,17 @@ class SettingsError(Exception):
 
 
 ACTIONS = ("grant", "revoke", "extend")
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a strategy call did: a short note for the log and audit, the target's stable
+    id for the user when the call learnt it (recorded at grant, used by revoke and
+    extend), and the target's JSON answer where there is one."""
+
+    note: str = ""
+    account: str | None = None
+    answer: dict | None = None
 
 
 class Strategy:
@@ -120,8 +132,11 @@ class Strategy:
 
         return (self.accounts or NO_ACCOUNTS).require(system, handle)
 
-    def call(self, action: str, payload: dict) -> str:
-        """Carry out `action`; return a short note for the log, raise StrategyError."""
+    def call(self, action: str, payload: dict) -> Done:
+        """Carry out `action`; return what was done, or raise StrategyError.
+
+        `payload["account"]` is the account recorded at grant (None for grants made
+        before accounts were recorded): revoke and extend act on that account."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -138,6 +153,7 @@ def payload_for(action: str, request) -> dict:
         "resource": request.resource,
         "expires_at": iso(request.expires_at),
         "reason": request.reason,
+        "account": request.account,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .base import PROJECT_ROOT, SettingsError, Strategy, StrategyError, encode_payload
+from .base import PROJECT_ROOT, Done, SettingsError, Strategy, StrategyError, encode_payload
 
 
 class CommandStrategy(Strategy):
@@ -37,7 +37,7 @@ class CommandStrategy(Strategy):
             program = str(self.root / program)
         return [program, *self.argv[1:]]
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         try:
             done = subprocess.run(
                 self._resolved_argv(),
@@ -56,7 +56,7 @@ class CommandStrategy(Strategy):
             raise StrategyError(
                 f"{self.argv[0]} exited with {done.returncode}" + (f": {stderr}" if stderr else "")
             )
-        return f"{self.argv[0]} exit 0"
+        return Done(f"{self.argv[0]} exit 0")
 
     def describe(self) -> str:
         return "command"

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlparse
 
 import requests
 
-from .base import SettingsError, Strategy, StrategyError
+from .base import Done, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 PUBLIC_API = "https://api.github.com"
@@ -86,14 +86,15 @@ class _GitHubStrategy(Strategy):
             explain=github_error,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return f"{self.target_label} access does not expire; nothing to extend"
+            return Done(f"{self.target_label} access does not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"{self.kind} cannot {action!r}")
         login = self.account("github", payload["user"])
         client = self._client()
-        return self.grant(client, login) if action == "grant" else self.revoke(client, login)
+        note = self.grant(client, login) if action == "grant" else self.revoke(client, login)
+        return Done(note)
 
     def grant(self, client: RestClient, login: str) -> str:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlparse
 
 import requests
 
-from .base import SettingsError, Strategy, StrategyError
+from .base import Done, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 
@@ -81,9 +81,9 @@ class OktaGroupStrategy(Strategy):
             explain=okta_error,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "Okta group memberships do not expire; nothing to extend"
+            return Done("Okta group memberships do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"okta_group cannot {action!r}")
         email = payload.get("user_email")
@@ -96,7 +96,7 @@ class OktaGroupStrategy(Strategy):
         found = client.call("GET", f"/api/v1/users/{quote(email, safe='@')}")
         if found.status_code == 404:
             if action == "revoke":
-                return f"Okta has no user {email}; nothing to remove"
+                return Done(f"Okta has no user {email}; nothing to remove")
             raise StrategyError(f"Okta has no user {email}: {okta_error(found)}")
         if found.status_code != 200:
             raise client.failure(found, f"look up the user {email}")
@@ -109,17 +109,17 @@ class OktaGroupStrategy(Strategy):
         if action == "grant":
             answer = client.call("PUT", path)
             if answer.status_code in (200, 204):
-                return f"Okta: {email} added to group {self.group_id}"
+                return Done(f"Okta: {email} added to group {self.group_id}")
             raise client.failure(answer, f"add {email} to group {self.group_id}")
         answer = client.call("DELETE", path)
         if answer.status_code in (200, 204):
-            return f"Okta: {email} removed from group {self.group_id}"
+            return Done(f"Okta: {email} removed from group {self.group_id}")
         if answer.status_code == 404:
             # Okta says 404 both for "not a member" and for "no such group": only the
             # first is a revoke that is already done.
             group = client.call("GET", f"/api/v1/groups/{quote(self.group_id, safe='')}")
             if group.status_code == 200:
-                return f"Okta: {email} was not in group {self.group_id}"
+                return Done(f"Okta: {email} was not in group {self.group_id}")
             raise client.failure(group, f"find group {self.group_id}")
         raise client.failure(answer, f"remove {email} from group {self.group_id}")
 

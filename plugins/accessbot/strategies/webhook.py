@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import requests
 import requests.adapters
 
-from .base import SettingsError, Strategy, StrategyError, encode_payload
+from .base import Done, SettingsError, Strategy, StrategyError, encode_payload
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class WebhookStrategy(Strategy):
             log.warning("webhook %s has no secret_env: its calls are not signed", url)
         return cls(url, secret_env, cls.timeout_setting(settings, "10s"))
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         body = encode_payload(payload)
         headers = {
             "Content-Type": "application/json",
@@ -86,7 +86,7 @@ class WebhookStrategy(Strategy):
                 f"webhook {self.url} answered HTTP {response.status_code}"
                 + (f": {snippet}" if snippet else "")
             )
-        return f"webhook HTTP {response.status_code}"
+        return Done(f"webhook HTTP {response.status_code}")
 
     def describe(self) -> str:
         return "webhook"
