@@ -118,7 +118,7 @@ class FakeOkta(JsonApi):
         self.token = token
         self.users: dict[str, str] = {}  # user id -> login (an e-mail)
         self.groups: dict[str, set[str]] = {}  # group id -> member user ids
-        self.page_size = 200  # `limit` when the caller gives none
+        self.page_size = 1000  # the most users one page holds, whatever `limit` asks
         super().__init__()
 
     def add_user(self, login: str, user_id: str) -> str:
@@ -168,7 +168,7 @@ class FakeOkta(JsonApi):
             return self._no_group(group_id)
         members = [self._user(u) for u in sorted(self.groups[group_id]) if u in self.users]
         after = query.get("after", [""])[0]
-        limit = int(query.get("limit", [self.page_size])[0])
+        limit = min(int(query.get("limit", [self.page_size])[0]), self.page_size)
         start = next((n + 1 for n, m in enumerate(members) if m["id"] == after), 0)
         page = members[start : start + limit]
         headers = {}
