@@ -379,3 +379,11 @@ def test_sso_gives_up_waiting_after_the_wait_setting(center):
     ):
         slow_sso(center, clock, wait="5s").call("grant", payload())
     assert sum(clock.naps.taken) == 5.0
+
+
+def test_an_unreachable_endpoint_with_credentials_in_its_url_never_shows_them(aws):
+    url = "http://robot:hunter2@127.0.0.1:9/?token=T0PSECRET"
+    with pytest.raises(StrategyError) as caught:
+        iam_group(url, timeout="1s").call("grant", payload())
+    assert "AWS IAM is unreachable" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "T0PSECRET" not in str(caught.value)
