@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from tests.fakes import FakeHandler, serve_local, stop_local
 
@@ -39,7 +39,9 @@ class JsonApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                path = urlparse(self.path).path
+                parsed = urlparse(self.path)
+                path = parsed.path
+                query = parse_qs(parsed.query)
                 with api.lock:
                     api.calls.append((self.command, path))
                     api.bodies.append(body)
@@ -48,7 +50,7 @@ class JsonApi:
                 if api.hang.is_set():
                     api.released.wait(10)
                 if canned is None:
-                    canned = api.route(self.command, path, body, self.headers, compiled)
+                    canned = api.route(self.command, path, query, body, self.headers, compiled)
                 status, headers, payload = canned
                 data = b"" if payload is None else json.dumps(payload).encode()
                 try:
@@ -60,7 +62,7 @@ class JsonApi:
 
         self.server, self.url = serve_local(Handler, poll_interval=0.02)
 
-    def route(self, method, path, body, headers, compiled):
+    def route(self, method, path, query, body, headers, compiled):
         denied = self.check_auth(headers)
         if denied:
             return denied
@@ -69,7 +71,11 @@ class JsonApi:
             if match and route_method == method:
                 with self.lock:
                     return getattr(self, handler)(
-                        *[unquote(g) for g in match.groups()], body=body, headers=headers
+                        *[unquote(g) for g in match.groups()],
+                        body=body,
+                        headers=headers,
+                        query=query,
+                        path=path,
                     )
         return 404, {}, {"message": "Not Found"}
 
@@ -93,20 +99,39 @@ class JsonApi:
 
 
 class FakeOkta(JsonApi):
-    """Okta's users and group-membership API, with SSWS token checks."""
+    """Okta's users and group-membership API, with SSWS token checks.
+
+    State is keyed by Okta user id, as in Okta: a user's login (their e-mail here) can
+    change (`rename`) and their group memberships stay with the id. Listing a group's
+    members is paginated with `after` cursors and a `Link: rel="next"` header.
+    """
 
     routes = [
         ("GET", r"/api/v1/users/([^/]+)", "get_user"),
         ("GET", r"/api/v1/groups/([^/]+)", "get_group"),
+        ("GET", r"/api/v1/groups/([^/]+)/users", "list_members"),
         ("PUT", r"/api/v1/groups/([^/]+)/users/([^/]+)", "add_member"),
         ("DELETE", r"/api/v1/groups/([^/]+)/users/([^/]+)", "remove_member"),
     ]
 
     def __init__(self, token: str = "okta-t0ken"):
         self.token = token
-        self.users: dict[str, str] = {}  # login (e-mail) -> user id
+        self.users: dict[str, str] = {}  # user id -> login (an e-mail)
         self.groups: dict[str, set[str]] = {}  # group id -> member user ids
+        self.page_size = 1000  # the most users one page holds, whatever `limit` asks
         super().__init__()
+
+    def add_user(self, login: str, user_id: str) -> str:
+        self.users[user_id] = login
+        return user_id
+
+    def rename(self, old_login: str, new_login: str) -> None:
+        """The user's login changes; their id and memberships stay."""
+        user_id = self.user_id(old_login)
+        self.users[user_id] = new_login
+
+    def user_id(self, login: str) -> str | None:
+        return next((i for i, name in self.users.items() if name == login), None)
 
     @staticmethod
     def error(status: int, code: str, summary: str):
@@ -117,20 +142,43 @@ class FakeOkta(JsonApi):
             return self.error(401, "E0000011", "Invalid token provided")
         return None
 
-    def get_user(self, login, **_):
-        if login not in self.users:
-            return self.error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
-        return 200, {}, {"id": self.users[login], "profile": {"login": login, "email": login}}
+    def _user(self, user_id):
+        login = self.users[user_id]
+        return {"id": user_id, "status": "ACTIVE", "profile": {"login": login, "email": login}}
+
+    def get_user(self, id_or_login, **_):
+        # Okta's GET /api/v1/users/{id} takes the user's id or login.
+        user_id = id_or_login if id_or_login in self.users else self.user_id(id_or_login)
+        if user_id is None:
+            return self.error(
+                404, "E0000007", f"Not found: Resource not found: {id_or_login} (User)"
+            )
+        return 200, {}, self._user(user_id)
+
+    def _no_group(self, group_id):
+        return self.error(404, "E0000007", f"Not found: Resource not found: {group_id} (UserGroup)")
 
     def get_group(self, group_id, **_):
         if group_id not in self.groups:
-            return self.error(
-                404, "E0000007", f"Not found: Resource not found: {group_id} (UserGroup)"
-            )
+            return self._no_group(group_id)
         return 200, {}, {"id": group_id, "profile": {"name": "Prod admins"}}
 
+    def list_members(self, group_id, query, **_):
+        if group_id not in self.groups:
+            return self._no_group(group_id)
+        members = [self._user(u) for u in sorted(self.groups[group_id]) if u in self.users]
+        after = query.get("after", [""])[0]
+        limit = min(int(query.get("limit", [self.page_size])[0]), self.page_size)
+        start = next((n + 1 for n, m in enumerate(members) if m["id"] == after), 0)
+        page = members[start : start + limit]
+        headers = {}
+        if start + limit < len(members):
+            link = f"{self.url}/api/v1/groups/{group_id}/users?after={page[-1]['id']}&limit={limit}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        return 200, headers, page
+
     def add_member(self, group_id, user_id, **_):
-        if group_id not in self.groups or user_id not in self.users.values():
+        if group_id not in self.groups or user_id not in self.users:
             return self.error(404, "E0000007", "Not found: Resource not found")
         self.groups[group_id].add(user_id)
         return 204, {}, None
@@ -143,13 +191,22 @@ class FakeOkta(JsonApi):
 
 
 class FakeGitHub(JsonApi):
-    """GitHub's team-membership, collaborator and invitation endpoints."""
+    """GitHub's users, team-membership, collaborator and invitation endpoints.
+
+    State is keyed by GitHub user id, as on GitHub: a login can be renamed (`rename`)
+    or deleted, and memberships stay with the id. Lists are paginated as GitHub does
+    (`per_page`, at most 100, default 30; `page`; a `Link: rel="next"` header).
+    """
 
     routes = [
+        ("GET", r"/user/(\d+)", "get_user_by_id"),
+        ("GET", r"/users/([^/]+)", "get_user"),
         ("GET", r"/orgs/([^/]+)/teams/([^/]+)", "get_team"),
+        ("GET", r"/orgs/([^/]+)/teams/([^/]+)/members", "list_team_members"),
         ("PUT", r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", "add_member"),
         ("DELETE", r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", "remove_member"),
         ("GET", r"/repos/([^/]+)/([^/]+)", "get_repo"),
+        ("GET", r"/repos/([^/]+)/([^/]+)/collaborators", "list_collaborators"),
         ("PUT", r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", "add_collaborator"),
         ("DELETE", r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", "remove_collaborator"),
         ("GET", r"/repos/([^/]+)/([^/]+)/invitations", "list_invitations"),
@@ -158,67 +215,154 @@ class FakeGitHub(JsonApi):
 
     def __init__(self, token: str = "gh-t0ken"):
         self.token = token
-        self.logins: set[str] = set()  # users that exist on GitHub
-        self.org_members: set[str] = set()  # added to teams at once; others get invited
-        self.teams: dict[tuple[str, str], dict[str, str]] = {}  # -> login -> state
-        self.repos: dict[str, dict[str, str]] = {}  # "owner/name" -> login -> permission
-        self.invitations: dict[str, list[dict]] = {}  # "owner/name" -> invitations
+        self.users: dict[int, str] = {}  # user id -> current login
+        self.org_members: set[int] = set()  # added to teams at once; others get invited
+        self.teams: dict[tuple[str, str], dict[int, str]] = {}  # -> user id -> state
+        self.repos: dict[str, dict[int, str]] = {}  # "owner/name" -> user id -> permission
+        self.invitations: dict[str, list[dict]] = {}  # "owner/name" -> {"id", "invitee_id"}
         self._next_invitation = 1
         super().__init__()
+
+    # -- arranging and inspecting -------------------------------------------------------
+
+    def add_user(self, login: str, user_id: int | None = None, org_member: bool = False) -> int:
+        user_id = user_id or 1000 + len(self.users)
+        self.users[user_id] = login
+        if org_member:
+            self.org_members.add(user_id)
+        return user_id
+
+    def user_id(self, login: str) -> int | None:
+        return next((i for i, name in self.users.items() if name.lower() == login.lower()), None)
+
+    def rename(self, old_login: str, new_login: str) -> None:
+        """The account's login changes (GitHub allows it); its id and access stay."""
+        self.users[self.user_id(old_login)] = new_login
+
+    def delete_user(self, login: str) -> None:
+        """The account is deleted; GitHub drops its memberships with it."""
+        user_id = self.user_id(login)
+        del self.users[user_id]
+        for members in (*self.teams.values(), *self.repos.values()):
+            members.pop(user_id, None)
+
+    def team(self, org: str, team: str) -> dict[str, str]:
+        """The team's members as {current login: state}."""
+        return {self.users.get(i, f"#{i}"): s for i, s in self.teams[(org, team)].items()}
+
+    def collaborators(self, repo: str) -> dict[str, str]:
+        """The repository's collaborators as {current login: permission}."""
+        return {self.users.get(i, f"#{i}"): p for i, p in self.repos[repo].items()}
+
+    def invite(self, repo: str, user_id: int) -> dict:
+        invitation = {"id": self._next_invitation, "invitee_id": user_id}
+        self._next_invitation += 1
+        self.invitations.setdefault(repo, []).append(invitation)
+        return invitation
+
+    # -- the API --------------------------------------------------------------------------
 
     def check_auth(self, headers):
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs"}
         return None
 
+    @staticmethod
+    def not_found():
+        return 404, {}, {"message": "Not Found"}
+
+    def _user(self, user_id: int) -> dict:
+        return {"login": self.users[user_id], "id": user_id, "type": "User"}
+
+    def page(self, items: list, path: str, query: dict):
+        """One page of `items`, with GitHub's Link header when more follow."""
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100)
+        number = int(query.get("page", ["1"])[0])
+        start = (number - 1) * per_page
+        headers = {}
+        if start + per_page < len(items):
+            following = f"{self.url}{path}?per_page={per_page}&page={number + 1}"
+            headers["Link"] = f'<{following}>; rel="next"'
+        return 200, headers, items[start : start + per_page]
+
+    def get_user_by_id(self, user_id, **_):
+        if int(user_id) not in self.users:
+            return self.not_found()
+        return 200, {}, self._user(int(user_id))
+
+    def get_user(self, login, **_):
+        user_id = self.user_id(login)
+        return self.not_found() if user_id is None else (200, {}, self._user(user_id))
+
     def get_team(self, org, team, **_):
         if (org, team) not in self.teams:
-            return 404, {}, {"message": "Not Found"}
+            return self.not_found()
         return 200, {}, {"slug": team, "organization": {"login": org}}
 
+    def list_team_members(self, org, team, query, path, **_):
+        if (org, team) not in self.teams:
+            return self.not_found()
+        active = [i for i, s in self.teams[(org, team)].items() if s == "active"]
+        return self.page([self._user(i) for i in active if i in self.users], path, query)
+
     def add_member(self, org, team, login, **_):
-        if (org, team) not in self.teams or login not in self.logins:
-            return 404, {}, {"message": "Not Found"}
-        state = "active" if login in self.org_members else "pending"
-        self.teams[(org, team)][login] = state
+        user_id = self.user_id(login)
+        if (org, team) not in self.teams or user_id is None:
+            return self.not_found()
+        state = "active" if user_id in self.org_members else "pending"
+        self.teams[(org, team)][user_id] = state
         return 200, {}, {"role": "member", "state": state}
 
     def remove_member(self, org, team, login, **_):
         members = self.teams.get((org, team), {})
-        if login not in members:
-            return 404, {}, {"message": "Not Found"}
-        del members[login]
+        user_id = self.user_id(login)
+        if user_id not in members:
+            return self.not_found()
+        del members[user_id]
         return 204, {}, None
 
     def get_repo(self, owner, name, **_):
         if f"{owner}/{name}" not in self.repos:
-            return 404, {}, {"message": "Not Found"}
+            return self.not_found()
         return 200, {}, {"full_name": f"{owner}/{name}"}
+
+    def list_collaborators(self, owner, name, query, path, **_):
+        if f"{owner}/{name}" not in self.repos:
+            return self.not_found()
+        found = [self._user(i) for i in self.repos[f"{owner}/{name}"] if i in self.users]
+        return self.page(found, path, query)
 
     def add_collaborator(self, owner, name, login, body, **_):
         repo = f"{owner}/{name}"
-        if repo not in self.repos or login not in self.logins:
-            return 404, {}, {"message": "Not Found"}
+        user_id = self.user_id(login)
+        if repo not in self.repos or user_id is None:
+            return self.not_found()
         permission = (body or {}).get("permission", "push")
         if permission not in ("pull", "triage", "push", "maintain", "admin"):
             return 422, {}, {"message": "Validation Failed", "errors": [{"code": "invalid"}]}
-        if login in self.org_members:
-            self.repos[repo][login] = permission
+        if user_id in self.org_members:
+            self.repos[repo][user_id] = permission
             return 204, {}, None
-        invitation = {"id": self._next_invitation, "invitee": {"login": login}}
-        self._next_invitation += 1
-        self.invitations.setdefault(repo, []).append(invitation)
+        invitation = self.invite(repo, user_id)
         return 201, {}, {"id": invitation["id"], "permissions": permission}
 
     def remove_collaborator(self, owner, name, login, **_):
         repo = self.repos.get(f"{owner}/{name}", {})
-        if login not in repo:
-            return 404, {}, {"message": "Not Found"}
-        del repo[login]
+        user_id = self.user_id(login)
+        if user_id not in repo:
+            return self.not_found()
+        del repo[user_id]
         return 204, {}, None
 
-    def list_invitations(self, owner, name, **_):
-        return 200, {}, list(self.invitations.get(f"{owner}/{name}", []))
+    def list_invitations(self, owner, name, query, path, **_):
+        if f"{owner}/{name}" not in self.repos:
+            return self.not_found()
+        shown = [
+            {"id": i["id"], "invitee": self._user(i["invitee_id"])}
+            for i in self.invitations.get(f"{owner}/{name}", [])
+            if i["invitee_id"] in self.users
+        ]
+        return self.page(shown, path, query)
 
     def delete_invitation(self, owner, name, invitation_id, **_):
         pending = self.invitations.get(f"{owner}/{name}", [])

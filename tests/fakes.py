@@ -50,29 +50,60 @@ def stop_local(server: LocalServer) -> None:
 
 
 class WebhookTarget:
-    """A webhook receiver that checks `X-Access-Signature` like a real target would.
+    """A webhook receiver that checks the signature like a real target would (DESIGN
+    section 3): `X-Access-Signature` is HMAC-SHA256 of `"<X-Access-Timestamp>." + body`,
+    and a timestamp more than 5 minutes from `clock()` is refused.
 
     `status` is what it answers (a list is consumed one per call, then its last value
-    repeats); `delay` makes it slow. `calls` keeps every accepted JSON body.
+    repeats); `delay` makes it slow; `answer` is a JSON body for 2xx answers; `location`
+    is sent with 3xx answers; `GET /login` is a login page that answers 200. `calls` keeps every accepted JSON body, `headers_seen` the
+    headers of every signed call.
     """
 
-    def __init__(self, secret: str, status: int | list[int] = 200, delay: float = 0.0):
+    MAX_AGE = 300
+
+    def __init__(
+        self,
+        secret: str,
+        status: int | list[int] = 200,
+        delay: float = 0.0,
+        clock=time.time,
+    ):
         self.secret = secret
         self.statuses = list(status) if isinstance(status, list) else [status]
         self.delay = delay
+        self.clock = clock
+        self.answer: dict | None = None
+        self.location: str | None = None
         self.calls: list[dict] = []
+        self.headers_seen: list[dict] = []
+        self.logins = 0  # calls that reached the login page
         self.on_call = None  # a test's hook, called with each signed body before answering
         self.rejected: list[str] = []
         self.lock = threading.Lock()
         target = self
 
         class Handler(FakeHandler):
+            def do_GET(self):
+                """A login page, as an SSO proxy in front of a receiver redirects to."""
+                with target.lock:
+                    target.logins += 1
+                self.respond(200, b"<html>Sign in</html>", "text/html")
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/login"):
+                    self.do_GET()
+                    return
+                stamp = self.headers.get("X-Access-Timestamp", "")
+                signed = stamp.encode() + b"." + body
                 expected = (
-                    "sha256=" + hmac.new(target.secret.encode(), body, hashlib.sha256).hexdigest()
+                    "sha256=" + hmac.new(target.secret.encode(), signed, hashlib.sha256).hexdigest()
                 )
-                if not hmac.compare_digest(self.headers.get("X-Access-Signature", ""), expected):
+                fresh = stamp.isdigit() and abs(target.clock() - int(stamp)) <= target.MAX_AGE
+                if not fresh or not hmac.compare_digest(
+                    self.headers.get("X-Access-Signature", ""), expected
+                ):
                     with target.lock:
                         target.rejected.append(self.headers.get("X-Access-Signature", ""))
                     self.respond(401, b"bad signature", "text/plain")
@@ -82,14 +113,24 @@ class WebhookTarget:
                 if target.on_call is not None:
                     target.on_call(json.loads(body))
                 with target.lock:
+                    target.headers_seen.append(dict(self.headers))
                     status = (
                         target.statuses.pop(0) if len(target.statuses) > 1 else target.statuses[0]
                     )
                     if 200 <= status < 300:
                         target.calls.append(json.loads(body))
-                self.respond(status, b"ok" if status < 300 else b"target exploded", "text/plain")
+                if 200 <= status < 300 and target.answer is not None:
+                    self.respond(status, json.dumps(target.answer).encode(), "application/json")
+                elif 300 <= status < 400:
+                    where = [("Location", target.location)] if target.location else []
+                    self.respond(status, b"", "text/plain", where)
+                else:
+                    self.respond(
+                        status, b"ok" if status < 300 else b"target exploded", "text/plain"
+                    )
 
         self.server, base = serve_local(Handler)
+        self.base = base
         self.url = base + "/access"
 
     def set_status(self, *statuses: int) -> None:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 
-def payload(action: str = "grant", user: str = "carol", email: str | None = "carol@acme.com"):
-    """The JSON every strategy receives (DESIGN section 3), for request abc234."""
+def payload(
+    action: str = "grant",
+    user: str = "carol",
+    email: str | None = "carol@acme.com",
+    account: str | None = None,
+):
+    """The JSON every strategy receives (DESIGN section 3), for request abc234; `account`
+    is what the grant recorded (None: a grant made before accounts were recorded)."""
     return {
         "action": action,
         "grant_id": "g-abc234",
@@ -14,6 +20,7 @@ def payload(action: str = "grant", user: str = "carol", email: str | None = "car
         "resource": "prod",
         "expires_at": "2026-11-24T10:00:00Z",
         "reason": "fixing INC-42",
+        "account": account,
     }
 
 

@@ -69,10 +69,16 @@ def members(iam, group="prod-admins"):
     return [u["UserName"] for u in iam.get_group(GroupName=group)["Users"]]
 
 
-def test_iam_grant_adds_the_mapped_user_to_the_group(aws, iam):
-    note = iam_group(aws).call("grant", payload())
+def user_id(iam, name="carol"):
+    return iam.get_user(UserName=name)["User"]["UserId"]
+
+
+def test_iam_grant_adds_the_mapped_user_to_the_group_and_records_its_user_id(aws, iam):
+    done = iam_group(aws).call("grant", payload())
     assert members(iam) == ["carol"]
-    assert "carol added to group prod-admins" in note
+    assert "carol added to group prod-admins" in done.note
+    assert done.account == user_id(iam)
+    assert done.answer == {"UserName": "carol", "UserId": user_id(iam)}
 
 
 def test_iam_grant_twice_succeeds(aws, iam):
@@ -83,20 +89,54 @@ def test_iam_grant_twice_succeeds(aws, iam):
 
 def test_iam_revoke_removes_the_user_and_a_second_revoke_succeeds(aws, iam):
     iam.add_user_to_group(GroupName="prod-admins", UserName="carol")
-    iam_group(aws).call("revoke", payload("revoke"))
+    iam_group(aws).call("revoke", payload("revoke", account=user_id(iam)))
     assert members(iam) == []
-    note = iam_group(aws).call("revoke", payload("revoke"))
+    note = iam_group(aws).call("revoke", payload("revoke", account=user_id(iam))).note
     assert "was not in group" in note
 
 
+def test_iam_revoke_after_the_user_was_renamed_still_removes_it(aws, iam):
+    done = iam_group(aws).call("grant", payload())
+    iam.update_user(UserName="carol", NewUserName="carol.doe")  # ACCESS_USER_AWS says carol
+
+    note = iam_group(aws).call("revoke", payload("revoke", account=done.account)).note
+
+    assert members(iam) == []
+    assert "carol.doe removed from group prod-admins" in note
+
+
+def test_iam_revoke_of_a_deleted_user_checks_the_group_by_user_id(aws, iam):
+    done = iam_group(aws).call("grant", payload())
+    iam.remove_user_from_group(GroupName="prod-admins", UserName="carol")
+    iam.delete_user(UserName="carol")
+    note = iam_group(aws).call("revoke", payload("revoke", account=done.account)).note
+    assert f"user {done.account} was not in group prod-admins" in note
+
+
+def test_a_legacy_iam_revoke_looks_the_name_up_once_and_returns_the_user_id(aws, iam):
+    iam.add_user_to_group(GroupName="prod-admins", UserName="carol")
+    done = iam_group(aws).call("revoke", payload("revoke"))
+    assert members(iam) == [] and done.account == user_id(iam)
+
+
+def test_a_legacy_iam_revoke_whose_user_name_is_gone_fails_instead_of_calling_it_done(aws, iam):
+    iam.add_user_to_group(GroupName="prod-admins", UserName="carol")
+    iam.update_user(UserName="carol", NewUserName="carol.doe")
+    with pytest.raises(StrategyError, match="no user carol any more .* ACCESS_USER_AWS"):
+        iam_group(aws).call("revoke", payload("revoke"))
+    assert members(iam) == ["carol.doe"]
+
+
 def test_iam_revoke_against_a_missing_group_fails_in_aws_words(aws, iam):
-    with pytest.raises(StrategyError, match=r"find IAM group nope: NoSuchEntity: .*nope"):
-        iam_group(aws, group="nope").call("revoke", payload("revoke"))
+    with pytest.raises(
+        StrategyError, match=r"list the members of IAM group nope: NoSuchEntity: .*nope"
+    ):
+        iam_group(aws, group="nope").call("revoke", payload("revoke", account=user_id(iam)))
 
 
 def test_iam_grant_for_an_unknown_iam_user_fails_in_aws_words(aws, iam):
     accounts = Accounts(aws={"carol": "carol-typo"})
-    with pytest.raises(StrategyError, match=r"add IAM user carol-typo .*NoSuchEntity"):
+    with pytest.raises(StrategyError, match=r"find IAM user carol-typo: NoSuchEntity"):
         iam_group(aws, accounts).call("grant", payload())
 
 
@@ -120,7 +160,10 @@ def test_iam_unreachable_endpoint_is_a_failure_not_a_crash(aws):
 
 
 def test_iam_extend_makes_no_call(aws):
-    assert "nothing to extend" in iam_group("http://127.0.0.1:9").call("extend", payload("extend"))
+    assert (
+        "nothing to extend"
+        in iam_group("http://127.0.0.1:9").call("extend", payload("extend")).note
+    )
 
 
 # -- aws_sso on moto ------------------------------------------------------------------
@@ -172,15 +215,16 @@ def assigned(sso):
     return [(a["PrincipalType"], a["PrincipalId"]) for a in found]
 
 
-def test_sso_grant_assigns_the_permission_set_to_the_user(aws, sso):
-    note = sso_strategy(aws, sso).call("grant", payload())
+def test_sso_grant_assigns_the_permission_set_and_records_the_identity_store_user_id(aws, sso):
+    done = sso_strategy(aws, sso).call("grant", payload())
     assert assigned(sso) == [("USER", sso["user_id"])]
-    assert "assigned permission set" in note
+    assert "assigned permission set" in done.note
+    assert done.account == sso["user_id"]
 
 
 def test_sso_grant_twice_makes_one_assignment(aws, sso):
     sso_strategy(aws, sso).call("grant", payload())
-    note = sso_strategy(aws, sso).call("grant", payload())
+    note = sso_strategy(aws, sso).call("grant", payload()).note
     assert assigned(sso) == [("USER", sso["user_id"])]
     assert "already assigned" in note
 
@@ -191,10 +235,18 @@ def test_sso_finds_the_user_by_email_when_access_user_aws_has_no_entry(aws, sso)
 
 
 def test_sso_revoke_deletes_the_assignment_and_a_second_revoke_succeeds(aws, sso):
-    sso_strategy(aws, sso).call("grant", payload())
-    sso_strategy(aws, sso).call("revoke", payload("revoke"))
+    done = sso_strategy(aws, sso).call("grant", payload())
+    sso_strategy(aws, sso).call("revoke", payload("revoke", account=done.account))
     assert assigned(sso) == []
-    assert "was not assigned" in sso_strategy(aws, sso).call("revoke", payload("revoke"))
+    again = sso_strategy(aws, sso).call("revoke", payload("revoke", account=done.account))
+    assert "was not assigned" in again.note
+
+
+def test_sso_revoke_by_the_recorded_id_works_after_the_user_name_changed(aws, sso):
+    done = sso_strategy(aws, sso).call("grant", payload())
+    renamed = Accounts(aws={"carol": "carol.doe"})  # the store no longer has "carol"
+    sso_strategy(aws, sso, renamed).call("revoke", payload("revoke", account=done.account))
+    assert assigned(sso) == []
 
 
 def test_sso_grant_for_a_user_the_identity_store_lacks_fails(aws, sso):
@@ -202,11 +254,17 @@ def test_sso_grant_for_a_user_the_identity_store_lacks_fails(aws, sso):
         sso_strategy(aws, sso, Accounts(aws={"carol": "ghost"})).call("grant", payload())
 
 
-def test_sso_revoke_for_a_user_the_identity_store_lacks_succeeds(aws, sso):
-    note = sso_strategy(aws, sso, Accounts(aws={"carol": "ghost"})).call(
-        "revoke", payload("revoke")
-    )
-    assert "nothing to remove" in note
+def test_a_legacy_sso_revoke_for_a_user_the_identity_store_lacks_fails(aws, sso):
+    sso_strategy(aws, sso).call("grant", payload())
+    with pytest.raises(StrategyError, match="no user with the user name ghost any more"):
+        sso_strategy(aws, sso, Accounts(aws={"carol": "ghost"})).call("revoke", payload("revoke"))
+    assert assigned(sso) == [("USER", sso["user_id"])]
+
+
+def test_a_legacy_sso_revoke_looks_the_user_up_once_and_returns_the_id(aws, sso):
+    sso_strategy(aws, sso).call("grant", payload())
+    done = sso_strategy(aws, sso).call("revoke", payload("revoke"))
+    assert assigned(sso) == [] and done.account == sso["user_id"]
 
 
 def test_sso_without_a_user_name_or_email_names_access_user_aws(aws, sso):
@@ -288,9 +346,18 @@ def test_sso_polls_a_deletion_until_it_succeeds(center):
     strategy = slow_sso(center, clock)
     center.assignments.add((ACCOUNT_ID, strategy.permission_set_arn, "user-carol"))
     center.polls_in_progress = 1
-    strategy.call("revoke", payload("revoke"))
+    strategy.call("revoke", payload("revoke", account="user-carol"))
     assert center.assignments == set()
     assert center.targets[-1] == "DescribeAccountAssignmentDeletionStatus"
+    assert "GetUserId" not in center.targets  # the recorded id needs no look-up
+
+
+def test_sso_revoke_after_the_user_was_renamed_in_the_identity_store(center):
+    strategy = slow_sso(center, Monotonic())
+    done = strategy.call("grant", payload())
+    center.users = {"carol.doe": "user-carol"}  # renamed: same user id
+    strategy.call("revoke", payload("revoke", account=done.account))
+    assert center.assignments == set()
 
 
 def test_sso_a_failed_provisioning_is_reported_with_awss_reason(center):
@@ -312,3 +379,11 @@ def test_sso_gives_up_waiting_after_the_wait_setting(center):
     ):
         slow_sso(center, clock, wait="5s").call("grant", payload())
     assert sum(clock.naps.taken) == 5.0
+
+
+def test_an_unreachable_endpoint_with_credentials_in_its_url_never_shows_them(aws):
+    url = "http://robot:hunter2@127.0.0.1:9/?token=T0PSECRET"
+    with pytest.raises(StrategyError) as caught:
+        iam_group(url, timeout="1s").call("grant", payload())
+    assert "AWS IAM is unreachable" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "T0PSECRET" not in str(caught.value)

@@ -13,7 +13,7 @@ GROUP = "00gprodadmins"
 @pytest.fixture
 def okta(monkeypatch):
     fake = FakeOkta(token="okta-t0ken")
-    fake.users["carol@acme.com"] = "00ucarol"
+    fake.add_user("carol@acme.com", "00ucarol")
     fake.groups[GROUP] = set()
     monkeypatch.setenv("OKTA_API_TOKEN", "okta-t0ken")
     yield fake
@@ -36,9 +36,15 @@ def strategy(okta, naps, **overrides):
     return OktaGroupStrategy.from_settings(settings, sleep=naps)
 
 
-def test_grant_finds_the_user_by_email_and_adds_them_to_the_group(okta, naps):
-    note = strategy(okta, naps).call("grant", payload())
+def revoke(account="00ucarol", **kwargs):
+    return payload("revoke", account=account, **kwargs)
 
+
+def test_grant_finds_the_user_by_email_adds_them_to_the_group_and_records_their_id(okta, naps):
+    done = strategy(okta, naps).call("grant", payload())
+    note = done.note
+
+    assert done.account == "00ucarol"
     assert okta.groups[GROUP] == {"00ucarol"}
     assert okta.methods() == [
         "GET /api/v1/users/carol@acme.com",
@@ -54,27 +60,66 @@ def test_granting_twice_succeeds(okta, naps):
     assert okta.groups[GROUP] == {"00ucarol"}
 
 
-def test_revoke_removes_the_membership(okta, naps):
+def test_revoke_removes_the_membership_of_the_recorded_id(okta, naps):
     okta.groups[GROUP].add("00ucarol")
-    note = strategy(okta, naps).call("revoke", payload("revoke"))
+    note = strategy(okta, naps).call("revoke", revoke()).note
     assert okta.groups[GROUP] == set()
-    assert okta.methods()[-1] == f"DELETE /api/v1/groups/{GROUP}/users/00ucarol"
+    assert okta.methods() == [f"DELETE /api/v1/groups/{GROUP}/users/00ucarol"]
     assert "removed" in note
 
 
-def test_revoking_a_membership_that_is_gone_succeeds(okta, naps):
-    note = strategy(okta, naps).call("revoke", payload("revoke"))
+def test_revoke_after_the_users_login_changed_still_removes_the_membership(okta, naps):
+    done = strategy(okta, naps).call("grant", payload())
+    okta.rename("carol@acme.com", "carol.doe@acme.com")
+
+    strategy(okta, naps).call("revoke", revoke(done.account))
+
+    assert okta.groups[GROUP] == set()
+
+
+def test_revoking_a_membership_that_is_gone_succeeds_once_the_member_list_proves_it(okta, naps):
+    okta.groups[GROUP].add(okta.add_user("dave@acme.com", "00udave"))
+    note = strategy(okta, naps).call("revoke", revoke()).note
     assert "was not in group" in note
+    assert okta.methods()[-1] == f"GET /api/v1/groups/{GROUP}/users"
 
 
-def test_revoking_for_a_user_okta_does_not_know_succeeds(okta, naps):
-    note = strategy(okta, naps).call("revoke", payload("revoke", email="gone@acme.com"))
-    assert "nothing to remove" in note
+def test_a_404_while_the_member_list_still_has_the_id_is_a_failure(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    okta.script(404, {"errorCode": "E0000007", "errorSummary": "Not found"})  # the DELETE
+    with pytest.raises(StrategyError, match=r"still lists Okta user 00ucarol .* in group"):
+        strategy(okta, naps).call("revoke", revoke())
+    assert okta.groups[GROUP] == {"00ucarol"}
+
+
+def test_the_member_list_is_read_to_its_last_page(okta, naps):
+    okta.page_size = 2
+    for n in range(5):
+        okta.groups[GROUP].add(okta.add_user(f"u{n}@acme.com", f"00u{n}"))
+    okta.groups[GROUP].add("00ucarol")  # sorted last: on the third page
+    okta.script(404, {"errorCode": "E0000007", "errorSummary": "Not found"})  # the DELETE
+    with pytest.raises(StrategyError, match="still lists"):
+        strategy(okta, naps).call("revoke", revoke())
+    assert okta.methods().count(f"GET /api/v1/groups/{GROUP}/users") == 3
+
+
+def test_a_legacy_revoke_looks_the_user_up_by_email_once_and_returns_the_id(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    done = strategy(okta, naps).call("revoke", revoke(account=None))
+    assert done.account == "00ucarol" and okta.groups[GROUP] == set()
+
+
+def test_a_legacy_revoke_for_an_email_okta_no_longer_knows_fails(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    okta.rename("carol@acme.com", "carol.doe@acme.com")
+    with pytest.raises(StrategyError, match="no user carol@acme.com any more .* check the group"):
+        strategy(okta, naps).call("revoke", revoke(account=None))
+    assert okta.groups[GROUP] == {"00ucarol"}
 
 
 def test_revoke_against_a_group_that_does_not_exist_fails_in_oktas_words(okta, naps):
     with pytest.raises(StrategyError, match=r"UserGroup.*E0000007"):
-        strategy(okta, naps, group_id="00gnosuchgroup").call("revoke", payload("revoke"))
+        strategy(okta, naps, group_id="00gnosuchgroup").call("revoke", revoke())
 
 
 def test_grant_for_a_user_okta_does_not_know_fails(okta, naps):
@@ -125,7 +170,6 @@ def test_a_rate_limit_that_does_not_lift_fails_after_a_few_tries(okta, naps):
 
 
 def test_a_server_error_is_reported_with_the_status_and_oktas_words(okta, naps):
-    okta.users.clear()
     okta.script(500, {"errorCode": "E0000009", "errorSummary": "Internal Server Error"})
     with pytest.raises(
         StrategyError, match=r"look up the user carol@acme.com: HTTP 500: Internal Server Error"
@@ -159,4 +203,4 @@ def test_extend_succeeds_without_calling_okta(okta, naps):
 
 
 def test_describe_names_the_kind_and_group(okta, naps):
-    assert strategy(okta, naps).describe() == f"okta_group (group {GROUP} at {okta.url[7:]})"
+    assert strategy(okta, naps).describe() == f"okta_group (group {GROUP} at {okta.url})"

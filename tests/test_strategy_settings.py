@@ -138,3 +138,32 @@ def test_the_shipped_targets_example_loads(policy_dir):
     policies = load_policies(policy_dir)
     kinds = {r.strategy.kind for r in policies.resources.values()}
     assert kinds == set(VALID)
+
+
+SECRET_URL = "https://robot:hunter2@api.acme.test:8443/v1?token=T0PSECRET#x"
+
+
+@pytest.mark.parametrize(
+    "kind, key",
+    [
+        ("okta_group", "org_url"),
+        ("github_team", "api_url"),
+        ("github_repo", "api_url"),
+        ("aws_iam_group", "endpoint_url"),
+        ("aws_sso", "endpoint_url"),
+        ("webhook", "url"),
+    ],
+)
+def test_a_url_setting_with_credentials_is_described_without_them(policy_dir, kind, key):
+    settings = dict(VALID.get(kind, {"type": "webhook"}), **{key: SECRET_URL})
+    described = load(policy_dir, settings).resources["prod"].strategy.describe()
+    assert "https://api.acme.test:8443/v1" in described
+    for secret in ("robot", "hunter2", "T0PSECRET", "#x"):
+        assert secret not in described
+
+
+def test_a_bad_url_setting_is_named_in_the_load_error_without_its_credentials(policy_dir):
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, {"type": "webhook", "url": "ftp://robot:hunter2@h.test/x?token=T0P"})
+    assert "strategy.url" in str(caught.value) and "ftp://h.test/x" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "T0P" not in str(caught.value)

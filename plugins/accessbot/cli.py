@@ -36,6 +36,7 @@ from types import SimpleNamespace
 
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
+from .messages import redact_urls
 from .settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -263,6 +264,14 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _shown(record: dict) -> dict:
+    """A record as exported: a `detail` written before strategy errors were redacted
+    may quote a URL with its credentials; it is shown as scheme://host/path."""
+    if isinstance(record.get("detail"), str):
+        return {**record, "detail": redact_urls(record["detail"])}
+    return record
+
+
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     with _opened_log(args.log, settings) as (log, verdict, _):
         return _export(args, log, verdict)
@@ -299,12 +308,12 @@ def _export(args: argparse.Namespace, log, verdict) -> int:
             else sys.stdout
         )
         if args.format == "jsonl":
-            for record in records:
+            for record in map(_shown, records):
                 out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         else:
             writer = csv.writer(out)
             writer.writerow(CSV_COLUMNS)
-            for record in records:
+            for record in map(_shown, records):
                 writer.writerow([_cell(record.get(c)) for c in CSV_COLUMNS])
     print(f"exported {len(records)} events; {verdict}", file=sys.stderr)
     return EXIT_OK if verdict.ok else EXIT_FAILED

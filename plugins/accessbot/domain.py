@@ -206,6 +206,10 @@ class Request:
     notes: list[str] = field(default_factory=list)
     history: list[Event] = field(default_factory=list)
     card_ref: dict | None = None  # where the chat backend posted the card, to update it later
+    # The target's stable id for the requester (GitHub user id, Okta user id, ...), recorded
+    # at grant so that revoke and extend find the same account even after a rename.
+    account: str | None = None
+    grant_result: dict | None = None  # the strategy's JSON answer to the grant, if any
     # The policy's own entries (`group:sre`, `pagerduty:P...`) and what each group-like
     # entry expanded to when the request was made; shown on the card.
     approver_entries: list[str] = field(default_factory=list)
@@ -399,6 +403,7 @@ class Request:
             approvers=list(self.approvers),
             strategy=dict(self.strategy),
             card_ref=dict(self.card_ref) if self.card_ref else None,
+            grant_result=dict(self.grant_result) if self.grant_result is not None else None,
             approver_entries=list(self.approver_entries),
             approver_groups={k: list(v) for k, v in self.approver_groups.items()},
             approver_ids=list(self.approver_ids),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from .domain import Request, Status, format_duration
 
@@ -15,6 +16,7 @@ REASON_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MASS_MENTION = re.compile(r"([@!])(here|channel|everyone)\b", re.IGNORECASE)
 ZWSP = "\u200b"
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>`]+")
 
 STATUS_WORDS = {
     Status.PENDING: "pending approval",
@@ -39,6 +41,23 @@ def inert(text: str, limit: int = REASON_LIMIT) -> str:
     text = text.replace("`", "'")
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact_url(url: str) -> str:
+    """A URL as scheme://host[:port]/path only: `user:password@`, the query and the
+    fragment often carry credentials (`?token=...`), so they are never shown."""
+    try:
+        parts = urlsplit(str(url).strip())
+    except ValueError:
+        return "(an unreadable URL)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL in it shown as `redact_url` shows it (errors from a target or
+    a library may quote the URL they called)."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), str(text))
 
 
 def when(dt: datetime | None) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from .audit import VerifyResult
 from .domain import format_duration, from_iso
-from .messages import inert
+from .messages import inert, redact_urls
 
 BREAK_GLASS_ACTOR = "policy"  # the actor of an approval made by a policy hook
 
@@ -334,7 +334,7 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
             f"<td><code>{_e(r.get('request_id'))}</code></td><td>@{_e(r.get('user'))}</td>"
             f"<td>{_e(r.get('resource'))}</td><td>{_e(r.get('event', '').replace('_', ' '))}"
             f" by {_e(r.get('actor'))}</td><td class='reason'>{_e(inert(r.get('reason', '')))}</td>"
-            f"<td class='reason'>{_e(inert(r.get('detail', ''), 160))}</td></tr>"
+            f"<td class='reason'>{_e(inert(redact_urls(r.get('detail', '')), 160))}</td></tr>"
             for r in summary.refused
         ]
         parts.append(

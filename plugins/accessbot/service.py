@@ -1319,14 +1319,17 @@ class AccessService:
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                note = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
+                done = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
+                note = done.note
             except (StrategyError, SettingsError) as exc:
-                error, note = str(exc), ""
+                error, note, done = str(exc), "", None
             with self.lock:
                 request = self.store.get(request.id)
                 now = self.clock()
                 if error is None:
                     request.activate(started)  # the expiry the target was just told
+                    request.account = done.account  # revoke and extend act on this account
+                    request.grant_result = done.answer
                     try:
                         self._commit(
                             request,
@@ -1401,19 +1404,20 @@ class AccessService:
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
         """Call the strategy to take access away; the caller has claimed the request's id."""
         try:
-            error = self._revoke_call(request)
+            outcome = self._revoke_call(request)
         except BaseException:
             self._inflight.discard(request.id)
             raise
-        return self._record_revokes([(request, error)], actor)
+        return self._record_revokes([(request, outcome)], actor)
 
-    def _revoke_call(self, request: Request) -> str | None:
-        """The strategy's revoke call: None if it worked, else what went wrong."""
+    def _revoke_call(self, request: Request) -> tuple[str | None, str | None]:
+        """The strategy's revoke call: what went wrong (None if it worked), and the account
+        the target named (for a grant made before accounts were recorded)."""
         try:
-            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+            done = self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
-            return str(exc)
-        return None
+            return str(exc), None
+        return None, done.account
 
     def _revoke_on_pool(self, requests: list[Request], actor: str) -> list[Notice]:
         """Revoke claimed requests: the calls on up to `strategy_workers` threads, their
@@ -1455,7 +1459,7 @@ class AccessService:
                             request.id,
                             exc_info=exc,
                         )
-                results = [(request, error) for request, error, exc in batch if exc is None]
+                results = [(request, outcome) for request, outcome, exc in batch if exc is None]
                 if results:
                     try:
                         notices += self._record_revokes(results, actor)
@@ -1467,7 +1471,7 @@ class AccessService:
         return notices
 
     def _record_revokes(
-        self, results: list[tuple[Request, str | None]], actor: str
+        self, results: list[tuple[Request, tuple[str | None, str | None]]], actor: str
     ) -> list[Notice]:
         """Record the outcome of claimed revoke calls (error None: it worked) and release
         the claims. Outcomes that arrive together are committed together: all their audit
@@ -1477,9 +1481,10 @@ class AccessService:
             with self.lock:
                 done = []
                 now = self.clock()
-                for claimed, error in results:
+                for claimed, (error, account) in results:
                     request = self.store.get(claimed.id)
                     request.ending = request.ending or "expired"
+                    request.account = request.account or account
                     if error is None:
                         final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
                         request.ended_at = now
@@ -1577,7 +1582,7 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
+                done = self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -1585,6 +1590,7 @@ class AccessService:
                 extension = self.store.get(extension.id)
                 now = self.clock()
                 if error is None:
+                    grant.account = grant.account or done.account
                     grant.expires_at = new_end
                     grant.extensions += 1
                     grant.reminder_sent = False  # a new end earns a new reminder

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .accounts import Accounts
 from .aws import AwsIamGroupStrategy, AwsSsoStrategy
-from .base import SettingsError, Strategy, StrategyError, payload_for
+from .base import Done, SettingsError, Strategy, StrategyError, payload_for
 from .command import CommandStrategy
 from .github import GitHubRepoStrategy, GitHubTeamStrategy
 from .okta import OktaGroupStrategy
@@ -51,6 +51,7 @@ def build_strategy(settings: dict, accounts: Accounts | None = None) -> Strategy
 __all__ = [
     "KINDS",
     "Accounts",
+    "Done",
     "SettingsError",
     "Strategy",
     "StrategyError",

@@ -13,7 +13,8 @@ import re
 import time
 from collections.abc import Callable
 
-from .base import SettingsError, Strategy, StrategyError
+from ..messages import redact_url
+from .base import Done, SettingsError, Strategy, StrategyError
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -122,7 +123,7 @@ class _AwsStrategy(Strategy):
             raise StrategyError(f"{self.service_label} failed to {doing}: {exc}") from exc
 
     def _where(self) -> str:
-        return f" via {self.endpoint_url}" if self.endpoint_url else ""
+        return f" via {redact_url(self.endpoint_url)}" if self.endpoint_url else ""
 
 
 class AwsError(StrategyError):
@@ -132,7 +133,11 @@ class AwsError(StrategyError):
 
 
 class AwsIamGroupStrategy(_AwsStrategy):
-    """Add the requester's IAM user (from ACCESS_USER_AWS) to an IAM group, and remove it."""
+    """Add the requester's IAM user (from ACCESS_USER_AWS) to an IAM group, and remove it.
+
+    The grant records the user's UserId (and name); an IAM user can be renamed, so the
+    revoke finds the group member with that UserId and removes it by its current name.
+    """
 
     kind = "aws_iam_group"
     service_label = "AWS IAM"
@@ -152,39 +157,67 @@ class AwsIamGroupStrategy(_AwsStrategy):
         _require_boto(cls.kind)
         return cls(group, **common)
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "IAM group memberships do not expire; nothing to extend"
+            return Done("IAM group memberships do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"aws_iam_group cannot {action!r}")
-        user = self.account("aws", payload["user"])
         iam = self.client("iam")
+        account = payload.get("account")
+        if action == "grant" or not account:
+            name = self.account("aws", payload["user"])
+            user = self._user(iam, name, revoking=action == "revoke")
+            account = user["UserId"]
         if action == "grant":
             # AddUserToGroup is idempotent: adding a member again succeeds.
             self.aws(
-                f"add IAM user {user} to group {self.group}",
+                f"add IAM user {name} to group {self.group}",
                 iam.add_user_to_group,
                 GroupName=self.group,
-                UserName=user,
+                UserName=name,
             )
-            return f"AWS IAM: {user} added to group {self.group}"
+            return Done(f"AWS IAM: {name} added to group {self.group}", account, user)
+        # User names can be changed (UpdateUser); the UserId cannot. The group's members,
+        # read in full, say whether the user is still in it and by what name.
+        name = self._member_name(iam, account)
+        if name is None:
+            return Done(f"AWS IAM: user {account} was not in group {self.group}", account)
+        self.aws(
+            f"remove IAM user {name} from group {self.group}",
+            iam.remove_user_from_group,
+            GroupName=self.group,
+            UserName=name,
+        )
+        return Done(f"AWS IAM: {name} removed from group {self.group}", account)
+
+    def _user(self, iam, name: str, revoking: bool) -> dict:
+        """`{"UserName", "UserId"}` of the IAM user called `name` now."""
         try:
-            self.aws(
-                f"remove IAM user {user} from group {self.group}",
-                iam.remove_user_from_group,
-                GroupName=self.group,
-                UserName=user,
-            )
+            found = self.aws(f"find IAM user {name}", iam.get_user, UserName=name)["User"]
         except AwsError as exc:
-            if exc.code != "NoSuchEntity":
+            if exc.code != "NoSuchEntity" or not revoking:
                 raise
-            # NoSuchEntity means "not a member", "no such user" or "no such group";
-            # only a missing group is a real failure.
-            self.aws(
-                f"find IAM group {self.group}", iam.get_group, GroupName=self.group, MaxItems=1
-            )
-            return f"AWS IAM: {user} was not in group {self.group}"
-        return f"AWS IAM: {user} removed from group {self.group}"
+            raise StrategyError(
+                f"AWS IAM has no user {name} any more (renamed or deleted?), and this grant "
+                "is older than recorded user ids, so the bot cannot tell whether they are "
+                f"still in group {self.group}: put their current name in ACCESS_USER_AWS "
+                "(the revoke is retried), or check by hand"
+            ) from exc
+        return {"UserName": found["UserName"], "UserId": found["UserId"]}
+
+    def _member_name(self, iam, user_id: str) -> str | None:
+        """The current name of the member of the group whose UserId is `user_id`, or None
+        when no member has that id (a missing group is a failure, not "not a member")."""
+        paginator = iam.get_paginator("get_group")
+        pages = self.aws(
+            f"list the members of IAM group {self.group}",
+            lambda: list(paginator.paginate(GroupName=self.group)),
+        )
+        for page in pages:
+            for user in page.get("Users", []):
+                if user.get("UserId") == user_id:
+                    return user["UserName"]
+        return None
 
     def describe(self) -> str:
         return f"aws_iam_group ({self.group}{self._where()})"
@@ -194,7 +227,8 @@ class AwsSsoStrategy(_AwsStrategy):
     """IAM Identity Center: assign a permission set in one account to the requester.
 
     The requester is found in the Identity Store by user name (ACCESS_USER_AWS) or else
-    by e-mail. Creating and deleting an assignment are asynchronous in AWS: the status is
+    by e-mail, and their Identity Store user id (the assignment's PrincipalId) is
+    recorded at grant; the revoke acts on that id. Creating and deleting an assignment are asynchronous in AWS: the status is
     polled until it succeeds or fails, for at most `wait`.
     """
 
@@ -281,15 +315,19 @@ class AwsSsoStrategy(_AwsStrategy):
             **wiring,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "Identity Center assignments do not expire; nothing to extend"
+            return Done("Identity Center assignments do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"aws_sso cannot {action!r}")
         sso = self.client("sso-admin")
-        name, principal_id = self._principal(sso, payload, must_exist=action == "grant")
-        if principal_id is None:
-            return f"Identity Center has no user {name}; nothing to remove"
+        principal_id = payload.get("account")
+        if action == "grant" or not principal_id:
+            name, principal_id = self._principal(sso, payload, revoking=action == "revoke")
+        else:
+            # The recorded Identity Store user id: assignments name their principal by
+            # it, so a changed user name or e-mail does not matter.
+            name = f"user {principal_id}"
         assignment = {
             "InstanceArn": self.instance_arn,
             "TargetId": self.account_id,
@@ -302,25 +340,25 @@ class AwsSsoStrategy(_AwsStrategy):
         what = f"{self._permission_set_name()} in {self.account_id} for {name}"
         if action == "grant":
             if assigned:
-                return f"Identity Center: {what} was already assigned"
+                return Done(f"Identity Center: {what} was already assigned", principal_id)
             started = self.aws(f"assign {what}", sso.create_account_assignment, **assignment)[
                 "AccountAssignmentCreationStatus"
             ]
             self._wait_until_done(
                 sso, started, "create", sso.describe_account_assignment_creation_status
             )
-            return f"Identity Center: assigned {what}"
+            return Done(f"Identity Center: assigned {what}", principal_id)
         if not assigned:
-            return f"Identity Center: {what} was not assigned"
+            return Done(f"Identity Center: {what} was not assigned", principal_id)
         started = self.aws(
             f"remove the assignment of {what}", sso.delete_account_assignment, **assignment
         )["AccountAssignmentDeletionStatus"]
         self._wait_until_done(
             sso, started, "delete", sso.describe_account_assignment_deletion_status
         )
-        return f"Identity Center: removed {what}"
+        return Done(f"Identity Center: removed {what}", principal_id)
 
-    def _principal(self, sso, payload: dict, must_exist: bool) -> tuple[str, str | None]:
+    def _principal(self, sso, payload: dict, revoking: bool) -> tuple[str, str]:
         """The requester's Identity Store user id, by ACCESS_USER_AWS name or else e-mail."""
         name = (self.accounts and self.accounts.find("aws", payload["user"])) or None
         if name:
@@ -344,12 +382,20 @@ class AwsSsoStrategy(_AwsStrategy):
         except AwsError as exc:
             if exc.code != "ResourceNotFoundException":
                 raise
-            if must_exist:
-                how = "e-mail" if attribute["AttributePath"] == "emails.value" else "user name"
+            how = "e-mail" if attribute["AttributePath"] == "emails.value" else "user name"
+            if revoking:
+                # Renamed, or deleted: a missing name proves nothing about who still
+                # holds the assignment.
                 raise StrategyError(
-                    f"Identity Center has no user with the {how} {name} (store {store_id})"
+                    f"Identity Center has no user with the {how} {name} any more (store "
+                    f"{store_id}), and this grant is older than recorded user ids, so the "
+                    "bot cannot tell whether the assignment is still in place: put their "
+                    "current user name in ACCESS_USER_AWS (the revoke is retried), or "
+                    "check by hand"
                 ) from exc
-            return name, None
+            raise StrategyError(
+                f"Identity Center has no user with the {how} {name} (store {store_id})"
+            ) from exc
         return name, found["UserId"]
 
     def _identity_store_id(self, sso) -> str:

@@ -3,33 +3,57 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
 from ..domain import DurationError, iso, parse_duration
+from ..messages import redact_urls
 
 if TYPE_CHECKING:
     from .accounts import Accounts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+ANSWER_LIMIT = 16 * 1024  # bytes of a target's JSON answer kept on the request
+
+log = logging.getLogger(__name__)
 
 
 class StrategyError(Exception):
-    """The target refused or did not answer; the message is the target's own words."""
+    """The target refused or did not answer; the message is the target's own words.
+
+    The message reaches chat, alerts and the audit log, so any URL in it is shown as
+    scheme://host[:port]/path only: never the credentials or token a URL may carry."""
+
+    def __init__(self, message: str):
+        super().__init__(redact_urls(message))
 
 
 class SettingsError(Exception):
     """A strategy setting in a policy file is missing or wrong."""
 
     def __init__(self, key: str, message: str):
+        message = redact_urls(message)  # a bad URL setting may carry a password
         super().__init__(f"{key}: {message}")
         self.key = key
         self.message = message
 
 
 ACTIONS = ("grant", "revoke", "extend")
+
+
+@dataclass(frozen=True)
+class Done:
+    """What a strategy call did: a short note for the log and audit, the target's stable
+    id for the user when the call learnt it (recorded at grant, used by revoke and
+    extend), and the target's JSON answer where there is one."""
+
+    note: str = ""
+    account: str | None = None
+    answer: dict | None = None
 
 
 class Strategy:
@@ -120,8 +144,11 @@ class Strategy:
 
         return (self.accounts or NO_ACCOUNTS).require(system, handle)
 
-    def call(self, action: str, payload: dict) -> str:
-        """Carry out `action`; return a short note for the log, raise StrategyError."""
+    def call(self, action: str, payload: dict) -> Done:
+        """Carry out `action`; return what was done, or raise StrategyError.
+
+        `payload["account"]` is the account recorded at grant (None for grants made
+        before accounts were recorded): revoke and extend act on that account."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -138,7 +165,34 @@ def payload_for(action: str, request) -> dict:
         "resource": request.resource,
         "expires_at": iso(request.expires_at),
         "reason": request.reason,
+        "account": request.account,
     }
+
+
+def done_from_answer(note: str, raw: bytes, who: str) -> Done:
+    """A Done from a target's answer (a webhook's body, a command's stdout): when it is a
+    JSON object, it is kept as the answer and its `account` is the account to record.
+
+    Anything else (empty, plain text) is fine: the call still succeeded. A malformed
+    `account` is left out with a warning rather than failing a call that did its work.
+    """
+    if not raw or len(raw) > ANSWER_LIMIT:
+        return Done(note)
+    try:
+        answer = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return Done(note)
+    if not isinstance(answer, dict):
+        return Done(note)
+    account = answer.get("account")
+    if isinstance(account, bool) or not isinstance(account, (str, int)) or not str(account):
+        if account is not None:
+            log.warning("%s answered an account that is not a string: %r", who, account)
+        account = None
+    elif len(str(account)) > 200:
+        log.warning("%s answered an account longer than 200 characters; not recorded", who)
+        account = None
+    return Done(note, None if account is None else str(account), answer)
 
 
 def encode_payload(payload: dict) -> bytes:

@@ -1,11 +1,23 @@
-"""Command strategy: run a program (no shell) with the JSON payload on stdin."""
+"""Command strategy: run a program (no shell) with the JSON payload on stdin.
+
+Exit 0 is success; when stdout is a JSON object with `account`, that account is
+recorded at grant and handed back on revoke and extend, as with a webhook's answer.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from .base import PROJECT_ROOT, SettingsError, Strategy, StrategyError, encode_payload
+from .base import (
+    PROJECT_ROOT,
+    Done,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    done_from_answer,
+    encode_payload,
+)
 
 
 class CommandStrategy(Strategy):
@@ -37,7 +49,7 @@ class CommandStrategy(Strategy):
             program = str(self.root / program)
         return [program, *self.argv[1:]]
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         try:
             done = subprocess.run(
                 self._resolved_argv(),
@@ -56,7 +68,8 @@ class CommandStrategy(Strategy):
             raise StrategyError(
                 f"{self.argv[0]} exited with {done.returncode}" + (f": {stderr}" if stderr else "")
             )
-        return f"{self.argv[0]} exit 0"
+        # A JSON object on stdout may name the account (as a webhook's answer does).
+        return done_from_answer(f"{self.argv[0]} exit 0", done.stdout.strip(), self.argv[0])
 
     def describe(self) -> str:
         return "command"

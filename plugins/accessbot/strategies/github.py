@@ -4,17 +4,24 @@ The requester's GitHub login comes from ACCESS_USER_GITHUB (chat handle -> login
 handed in by the service. `api_url` points at GitHub Enterprise Server
 (`https://github.acme.com/api/v3`); it defaults to the public API. GitHub memberships
 do not expire, so `extend` needs no call.
+
+Logins can be renamed, so the grant records the user's id (`GET /users/{login}`) and
+the revoke acts on the login that id has at that moment (`GET /user/{id}`). A revoke
+counts as done only when GitHub removed the access, or when the team's member list
+(the repository's collaborators), read in full and compared by id, lacks the user: a
+404 for a login never proves the access is gone.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import requests
 
-from .base import SettingsError, Strategy, StrategyError
+from ..messages import redact_url
+from .base import Done, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 PUBLIC_API = "https://api.github.com"
@@ -40,6 +47,21 @@ def github_error(response: requests.Response) -> str:
 
 def _part(value: str) -> str:
     return quote(value, safe="")
+
+
+def _entry_id(entry: dict) -> int | None:
+    """The user id of a listed user, or of a listed invitation's invitee."""
+    user = entry.get("invitee") if "invitee" in entry else entry
+    try:
+        return int((user or {}).get("id"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _who(user_id: int, login: str | None, with_id: bool = False) -> str:
+    if login is None:
+        return f"the deleted account {user_id}"
+    return f"{login} (user id {user_id})" if with_id else login
 
 
 class _GitHubStrategy(Strategy):
@@ -86,23 +108,86 @@ class _GitHubStrategy(Strategy):
             explain=github_error,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return f"{self.target_label} access does not expire; nothing to extend"
+            return Done(f"{self.target_label} access does not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"{self.kind} cannot {action!r}")
-        login = self.account("github", payload["user"])
+        if action == "grant":
+            login = self.account("github", payload["user"])
+            client = self._client()
+            user_id = self._user_id(client, login)
+            return Done(self.grant(client, login), account=str(user_id))
         client = self._client()
-        return self.grant(client, login) if action == "grant" else self.revoke(client, login)
+        account = payload.get("account")
+        if account:
+            login = self._current_login(client, account)
+        else:  # granted before user ids were recorded: look the login up once
+            login = self.account("github", payload["user"])
+            account = str(self._user_id(client, login, revoking=True))
+        return Done(self.revoke(client, int(account), login), account=account)
+
+    def _user_id(self, client: RestClient, login: str, revoking: bool = False) -> int:
+        """The stable id of the user `login` names now (`GET /users/{login}`)."""
+        answer = client.call("GET", f"/users/{_part(login)}")
+        if answer.status_code == 404:
+            if revoking:
+                # The login may have been renamed, or the account deleted: a 404 for a
+                # name proves nothing about who still holds the access.
+                raise StrategyError(
+                    f"GitHub has no user {login} any more (renamed or deleted?), and this "
+                    "grant is older than recorded user ids, so the bot cannot tell whether "
+                    f"they still have access to {self.target()}: put their current login "
+                    "in ACCESS_USER_GITHUB (the revoke is retried), or check by hand"
+                )
+            raise StrategyError(f"GitHub has no user {login}: check ACCESS_USER_GITHUB")
+        if answer.status_code != 200:
+            raise client.failure(answer, f"look up the user {login}")
+        return self._id_of(answer, f"user {login}")
+
+    def _current_login(self, client: RestClient, account: str) -> str | None:
+        """The login the user with id `account` has now (`GET /user/{id}`); None when
+        GitHub has no such account any more (deleted)."""
+        if not str(account).isdigit():
+            raise StrategyError(f"the recorded GitHub user id {account!r} is not a number")
+        answer = client.call("GET", f"/user/{account}")
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise client.failure(answer, f"look up the user with id {account}")
+        try:
+            login = answer.json()["login"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StrategyError(f"GitHub's answer for user id {account} has no login") from exc
+        return str(login)
+
+    @staticmethod
+    def _id_of(answer: requests.Response, what: str) -> int:
+        try:
+            return int(answer.json()["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StrategyError(f"GitHub's answer for {what} has no id") from exc
+
+    def _listed(self, client: RestClient, path: str, user_id: int, doing: str) -> bool:
+        """Whether the user id appears in every page of a listing (users or invitations)."""
+        for entry in client.get_all(path, doing):
+            if isinstance(entry, dict) and _entry_id(entry) == user_id:
+                return True
+        return False
+
+    def target(self) -> str:
+        raise NotImplementedError
 
     def grant(self, client: RestClient, login: str) -> str:
         raise NotImplementedError
 
-    def revoke(self, client: RestClient, login: str) -> str:
+    def revoke(self, client: RestClient, user_id: int, login: str | None) -> str:
+        """Remove the user with id `user_id` (`login` is their login now; None when the
+        account was deleted): succeed only when the access is proved gone."""
         raise NotImplementedError
 
     def _host(self) -> str:
-        return "" if self.api_url == PUBLIC_API else f" at {urlparse(self.api_url).netloc}"
+        return "" if self.api_url == PUBLIC_API else f" at {redact_url(self.api_url)}"
 
 
 class GitHubTeamStrategy(_GitHubStrategy):
@@ -146,18 +231,26 @@ class GitHubTeamStrategy(_GitHubStrategy):
             return f"GitHub: {login} is a member of {self.org}/{self.team}"
         raise client.failure(answer, f"add {login} to team {self.org}/{self.team}")
 
-    def revoke(self, client: RestClient, login: str) -> str:
-        answer = client.call("DELETE", self._path(login))
-        if answer.status_code in (200, 204):
-            return f"GitHub: {login} removed from {self.org}/{self.team}"
-        if answer.status_code == 404:
-            # GitHub answers 404 for "not a member" and for "no such team (that this
-            # token can see)": only the first means the revoke is already done.
-            team = client.call("GET", self._path())
-            if team.status_code == 200:
-                return f"GitHub: {login} was not in {self.org}/{self.team}"
-            raise client.failure(team, f"find team {self.org}/{self.team}")
-        raise client.failure(answer, f"remove {login} from team {self.org}/{self.team}")
+    def target(self) -> str:
+        return f"team {self.org}/{self.team}"
+
+    def revoke(self, client: RestClient, user_id: int, login: str | None) -> str:
+        if login is not None:
+            answer = client.call("DELETE", self._path(login))
+            if answer.status_code in (200, 204):
+                return f"GitHub: {login} removed from {self.org}/{self.team}"
+            if answer.status_code != 404:
+                raise client.failure(answer, f"remove {login} from team {self.org}/{self.team}")
+        # GitHub answers 404 for "not a member" and for "no such team (that this token
+        # can see)"; a deleted account cannot be named at all. Only the team's member
+        # list, read in full and compared by user id, proves the membership is gone.
+        members = self._path() + "/members?per_page=100"
+        if self._listed(client, members, user_id, f"list the members of {self.target()}"):
+            raise StrategyError(
+                f"GitHub still lists {_who(user_id, login, with_id=True)} in "
+                f"{self.target()} (perhaps through a child team); the revoke is retried"
+            )
+        return f"GitHub: {_who(user_id, login)} was not in {self.org}/{self.team}"
 
     def describe(self) -> str:
         return f"github_team ({self.org}/{self.team}{self._host()})"
@@ -206,36 +299,47 @@ class GitHubRepoStrategy(_GitHubStrategy):
             return f"GitHub: {login} has {self.permission} on {self.repo}"
         raise client.failure(answer, f"give {login} {self.permission} on {self.repo}")
 
-    def revoke(self, client: RestClient, login: str) -> str:
-        answer = client.call("DELETE", self._path(f"/collaborators/{_part(login)}"))
-        if answer.status_code == 404:
-            repo = client.call("GET", self._path())
-            if repo.status_code != 200:
-                raise client.failure(repo, f"find repository {self.repo}")
-        elif answer.status_code not in (200, 204):
-            raise client.failure(answer, f"remove {login} from {self.repo}")
+    def target(self) -> str:
+        return f"repository {self.repo}"
+
+    def revoke(self, client: RestClient, user_id: int, login: str | None) -> str:
+        removed = False
+        if login is not None:
+            answer = client.call("DELETE", self._path(f"/collaborators/{_part(login)}"))
+            if answer.status_code not in (200, 204, 404):
+                raise client.failure(answer, f"remove {login} from {self.repo}")
+            removed = answer.status_code != 404
+        if not removed:
+            # As for teams: a 404, or an account with no login, proves nothing until the
+            # collaborator list, read in full, no longer has the user id.
+            path = self._path("/collaborators?affiliation=direct&per_page=100")
+            if self._listed(client, path, user_id, f"list the collaborators of {self.repo}"):
+                raise StrategyError(
+                    f"GitHub still lists {_who(user_id, login, with_id=True)} as a "
+                    f"collaborator on {self.repo}; the revoke is retried"
+                )
         # An invitation not yet accepted is not a collaborator: withdraw it too, or it
         # could be accepted after the grant has ended.
-        withdrawn = self._withdraw_invitations(client, login)
-        note = f"GitHub: {login} removed from {self.repo}"
+        withdrawn = self._withdraw_invitations(client, user_id, login)
+        note = f"GitHub: {_who(user_id, login)} " + (
+            f"removed from {self.repo}" if removed else f"had no access to {self.repo}"
+        )
         return note + (f"; {withdrawn} pending invitation(s) withdrawn" if withdrawn else "")
 
-    def _withdraw_invitations(self, client: RestClient, login: str) -> int:
-        listing = client.call("GET", self._path("/invitations?per_page=100"))
-        if listing.status_code != 200:
-            raise client.failure(listing, f"list the invitations of {self.repo}")
-        try:
-            invitations = listing.json()
-        except ValueError:
-            invitations = []
+    def _withdraw_invitations(self, client: RestClient, user_id: int, login: str | None) -> int:
+        """Withdraw every pending invitation of the user id, read from all pages."""
+        invitations = client.get_all(
+            self._path("/invitations?per_page=100"), f"list the invitations of {self.repo}"
+        )
         withdrawn = 0
-        for invitation in invitations if isinstance(invitations, list) else []:
-            invitee = (invitation.get("invitee") or {}).get("login", "")
-            if invitee.lower() != login.lower():
+        for invitation in invitations:
+            if not isinstance(invitation, dict) or _entry_id(invitation) != user_id:
                 continue
             answer = client.call("DELETE", self._path(f"/invitations/{invitation.get('id')}"))
             if answer.status_code not in (204, 404):
-                raise client.failure(answer, f"withdraw {login}'s invitation to {self.repo}")
+                raise client.failure(
+                    answer, f"withdraw {_who(user_id, login)}'s invitation to {self.repo}"
+                )
             withdrawn += 1
         return withdrawn
 

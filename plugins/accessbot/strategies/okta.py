@@ -1,20 +1,22 @@
 """Okta strategy: membership of an Okta group, for the requester found by e-mail.
 
 `{"type": "okta_group", "org_url": "https://acme.okta.com", "group_id": "00g...",
-"token_env": "OKTA_API_TOKEN"}`. Grant is `PUT /api/v1/groups/{group}/users/{user}`,
-revoke the same with `DELETE`; both are idempotent in Okta, and a user or membership that
-is already gone counts as revoked. Okta has no expiry on memberships, so `extend` needs
-no call.
+"token_env": "OKTA_API_TOKEN"}`. Grant finds the user by e-mail, records their Okta
+user id and does `PUT /api/v1/groups/{group}/users/{id}`; revoke does the same with
+`DELETE` on the recorded id, so a changed login or e-mail does not matter. A 404 on the
+revoke counts as done only when the group's member list, read in full, lacks the id.
+Okta has no expiry on memberships, so `extend` needs no call.
 """
 
 from __future__ import annotations
 
 import time
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 import requests
 
-from .base import SettingsError, Strategy, StrategyError
+from ..messages import redact_url
+from .base import Done, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 
@@ -81,47 +83,70 @@ class OktaGroupStrategy(Strategy):
             explain=okta_error,
         )
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
-            return "Okta group memberships do not expire; nothing to extend"
+            return Done("Okta group memberships do not expire; nothing to extend")
         if action not in ("grant", "revoke"):
             raise StrategyError(f"okta_group cannot {action!r}")
-        email = payload.get("user_email")
-        if not email:
-            raise StrategyError(
-                f"no e-mail for @{payload['user']} to find them in Okta: add it to "
-                "ACCESS_USER_EMAILS (or to their chat profile)"
-            )
         client = self._client()
+        account = payload.get("account")
+        if action == "grant" or not account:
+            email = payload.get("user_email")
+            if not email:
+                raise StrategyError(
+                    f"no e-mail for @{payload['user']} to find them in Okta: add it to "
+                    "ACCESS_USER_EMAILS (or to their chat profile)"
+                )
+            account = self._user_id(client, email, revoking=action == "revoke")
+            who = email
+        else:
+            who = f"Okta user {account}" + (
+                f" ({payload['user_email']} when granted)" if payload.get("user_email") else ""
+            )
+        path = f"/api/v1/groups/{quote(self.group_id, safe='')}/users/{quote(account, safe='')}"
+        if action == "grant":
+            answer = client.call("PUT", path)
+            if answer.status_code in (200, 204):
+                return Done(f"Okta: {who} added to group {self.group_id}", account=account)
+            raise client.failure(answer, f"add {who} to group {self.group_id}")
+        answer = client.call("DELETE", path)
+        if answer.status_code in (200, 204):
+            return Done(f"Okta: {who} removed from group {self.group_id}", account=account)
+        if answer.status_code != 404:
+            raise client.failure(answer, f"remove {who} from group {self.group_id}")
+        # Okta says 404 for "not a member", "no such group" and "no such user": only the
+        # group's member list, read in full and compared by id, proves the first.
+        members = client.get_all(
+            f"/api/v1/groups/{quote(self.group_id, safe='')}/users?limit=200",
+            f"list the members of group {self.group_id}",
+        )
+        if any(isinstance(m, dict) and m.get("id") == account for m in members):
+            raise StrategyError(
+                f"Okta still lists {who} in group {self.group_id} but would not remove "
+                "them; the revoke is retried"
+            )
+        return Done(f"Okta: {who} was not in group {self.group_id}", account=account)
+
+    def _user_id(self, client: RestClient, email: str, revoking: bool) -> str:
+        """The Okta user id of the user whose login is `email` now."""
         found = client.call("GET", f"/api/v1/users/{quote(email, safe='@')}")
         if found.status_code == 404:
-            if action == "revoke":
-                return f"Okta has no user {email}; nothing to remove"
+            if revoking:
+                # Their login may have changed, or the user was deleted: a 404 for a
+                # name proves nothing about who is still in the group.
+                raise StrategyError(
+                    f"Okta has no user {email} any more (login changed or user deleted?), "
+                    "and this grant is older than recorded user ids, so the bot cannot "
+                    f"tell whether they are still in group {self.group_id}: check the "
+                    "group by hand; the revoke is retried"
+                )
             raise StrategyError(f"Okta has no user {email}: {okta_error(found)}")
         if found.status_code != 200:
             raise client.failure(found, f"look up the user {email}")
         try:
-            user_id = found.json()["id"]
+            return str(found.json()["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StrategyError(f"Okta's answer for user {email} has no id") from exc
 
-        path = f"/api/v1/groups/{quote(self.group_id, safe='')}/users/{quote(user_id, safe='')}"
-        if action == "grant":
-            answer = client.call("PUT", path)
-            if answer.status_code in (200, 204):
-                return f"Okta: {email} added to group {self.group_id}"
-            raise client.failure(answer, f"add {email} to group {self.group_id}")
-        answer = client.call("DELETE", path)
-        if answer.status_code in (200, 204):
-            return f"Okta: {email} removed from group {self.group_id}"
-        if answer.status_code == 404:
-            # Okta says 404 both for "not a member" and for "no such group": only the
-            # first is a revoke that is already done.
-            group = client.call("GET", f"/api/v1/groups/{quote(self.group_id, safe='')}")
-            if group.status_code == 200:
-                return f"Okta: {email} was not in group {self.group_id}"
-            raise client.failure(group, f"find group {self.group_id}")
-        raise client.failure(answer, f"remove {email} from group {self.group_id}")
-
     def describe(self) -> str:
-        return f"okta_group (group {self.group_id} at {urlparse(self.org_url).netloc})"
+        return f"okta_group (group {self.group_id} at {redact_url(self.org_url)})"

@@ -19,6 +19,7 @@ from .base import StrategyError
 
 MAX_RETRIES = 2  # rate-limited calls are tried at most this many more times
 MAX_WAIT = 10.0  # seconds; a target asking for longer gets a failure the core retries
+MAX_PAGES = 200  # of a listing: 20,000 entries at GitHub's 100 a page
 
 
 class RestClient:
@@ -70,6 +71,33 @@ class RestClient:
                 )
             self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_all(self, path: str, doing: str, max_pages: int = MAX_PAGES) -> list:
+        """Every entry of a paginated listing, following `Link: <...>; rel="next"` (GitHub
+        and Okta both page this way). Any answer but 200 with a JSON list is a failure:
+        a caller proving that someone is absent must have seen every page."""
+        entries: list = []
+        for _ in range(max_pages):
+            response = self.call("GET", path)
+            if response.status_code != 200:
+                raise self.failure(response, doing)
+            try:
+                page = response.json()
+            except ValueError:
+                page = None
+            if not isinstance(page, list):
+                raise StrategyError(f"{self.name} did not answer a list to {doing}")
+            entries += page
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return entries
+            # Only ever follow a link back to the same API: the token goes with the call.
+            if not following.startswith(self.base_url + "/"):
+                raise StrategyError(
+                    f"{self.name} sent a next page outside {self.base_url} to {doing}"
+                )
+            path = following[len(self.base_url) :]
+        raise StrategyError(f"{self.name} had more than {max_pages} pages to {doing}")
 
     def failure(self, response: requests.Response, doing: str) -> StrategyError:
         """The error to raise for an unexpected answer: what we did, the status, their words."""

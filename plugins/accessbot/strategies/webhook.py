@@ -1,4 +1,10 @@
-"""Webhook strategy: a signed JSON POST per action (DESIGN section 3)."""
+"""Webhook strategy: a signed JSON POST per action (DESIGN section 3).
+
+The signature covers a timestamp and the body (`X-Access-Timestamp`,
+`X-Access-Signature: sha256=HMAC(secret, "<timestamp>." + body)`), so a receiver can
+refuse a captured call replayed later. Redirects are never followed: a 3xx (an SSO
+proxy sending the bot to a login page, say) is a failure to retry, not a success.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,41 @@ import hashlib
 import hmac
 import logging
 import os
+import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import requests
 import requests.adapters
 
-from .base import SettingsError, Strategy, StrategyError, encode_payload
+from ..messages import redact_url
+from .base import (
+    Done,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    done_from_answer,
+    encode_payload,
+)
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Access-Signature"
+TIMESTAMP_HEADER = "X-Access-Timestamp"
 POOL_SIZE = 64
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """`sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`."""
+    signed = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def idempotency_key(action: str, payload: dict) -> str:
+    """The same for every retry of one call: `grant_id:action`. Each extension of a grant
+    is its own call, so an extend's key also names the end it asks for."""
+    key = f"{payload['grant_id']}:{action}"
+    return f"{key}:{payload.get('expires_at')}" if action == "extend" else key
 
 
 class WebhookStrategy(Strategy):
@@ -29,10 +55,18 @@ class WebhookStrategy(Strategy):
 
     shareable = True  # reused across calls and threads: keep-alive to the target
 
-    def __init__(self, url: str, secret_env: str | None, timeout: float, session=None):
+    def __init__(
+        self,
+        url: str,
+        secret_env: str | None,
+        timeout: float,
+        session=None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.url = url
         self.secret_env = secret_env
         self.timeout = timeout
+        self.clock = clock  # unix seconds, for X-Access-Timestamp
         if session is None:
             session = requests.Session()
             # One kept-alive connection per concurrent caller (ACCESS_STRATEGY_WORKERS
@@ -43,7 +77,7 @@ class WebhookStrategy(Strategy):
         self.session = session
 
     @classmethod
-    def from_settings(cls, settings: dict) -> WebhookStrategy:
+    def from_settings(cls, settings: dict, **wiring) -> WebhookStrategy:
         cls.check_keys(settings)
         url = settings.get("url")
         if not url:
@@ -57,14 +91,16 @@ class WebhookStrategy(Strategy):
                 "strategy.secret_env", "must name an environment variable, e.g. PROD_DB_HOOK_SECRET"
             )
         if secret_env is None:
-            log.warning("webhook %s has no secret_env: its calls are not signed", url)
-        return cls(url, secret_env, cls.timeout_setting(settings, "10s"))
+            log.warning("webhook %s has no secret_env: its calls are not signed", redact_url(url))
+        return cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
 
-    def call(self, action: str, payload: dict) -> str:
+    def call(self, action: str, payload: dict) -> Done:
         body = encode_payload(payload)
+        timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": f"{payload['grant_id']}:{action}:{payload.get('expires_at')}",
+            "Idempotency-Key": idempotency_key(action, payload),
+            TIMESTAMP_HEADER: str(timestamp),
         }
         if self.secret_env:
             secret = os.environ.get(self.secret_env)
@@ -73,20 +109,31 @@ class WebhookStrategy(Strategy):
                     f"the environment variable {self.secret_env} (the webhook's signing "
                     "secret) is not set"
                 )
-            headers[SIGNATURE_HEADER] = sign(body, secret)
+            headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
+        where = redact_url(self.url)
         try:
-            response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+            response = self.session.post(
+                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout as exc:
-            raise StrategyError(f"webhook {self.url} timed out after {self.timeout:g}s") from exc
+            raise StrategyError(f"webhook {where} timed out after {self.timeout:g}s") from exc
         except requests.RequestException as exc:
-            raise StrategyError(f"webhook {self.url} unreachable: {type(exc).__name__}") from exc
-        if not 200 <= response.status_code < 300:
+            raise StrategyError(f"webhook {where} unreachable: {type(exc).__name__}") from exc
+        status = response.status_code
+        if 300 <= status < 400:
+            to = response.headers.get("Location")
+            raise StrategyError(
+                f"webhook {where} answered HTTP {status}, a redirect"
+                + (f" to {redact_url(to)}" if to else "")
+                + ": redirects are not followed, so nothing is known to be done; "
+                "point the policy's url at the receiver itself"
+            )
+        if not 200 <= status < 300:
             snippet = response.text.strip().replace("\n", " ")[:200]
             raise StrategyError(
-                f"webhook {self.url} answered HTTP {response.status_code}"
-                + (f": {snippet}" if snippet else "")
+                f"webhook {where} answered HTTP {status}" + (f": {snippet}" if snippet else "")
             )
-        return f"webhook HTTP {response.status_code}"
+        return done_from_answer(f"webhook HTTP {status}", response.content, f"webhook {where}")
 
     def describe(self) -> str:
-        return "webhook"
+        return f"webhook ({redact_url(self.url)})"

@@ -1,0 +1,49 @@
+"""A webhook receiver for accessbot: signed, fresh, idempotent, and it ends access at expires_at."""
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SECRET = os.environ.get("PROD_DB_HOOK_SECRET", "").encode()
+clock = time.time  # unix seconds
+answers = {}  # Idempotency-Key -> the answer given: a retry or a replay changes nothing
+grants = {}  # (resource, user) -> unix time the access ends, whether or not a revoke comes
+
+
+def holds(resource, user):
+    return grants.get((resource, user), 0) > clock()
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        stamp = self.headers.get("X-Access-Timestamp", "")
+        mac = hmac.new(SECRET, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(self.headers.get("X-Access-Signature", ""), "sha256=" + mac):
+            return self.reply(401, {"error": "bad signature"})
+        if not stamp.isdigit() or abs(clock() - int(stamp)) > 300:
+            return self.reply(401, {"error": "older than 5 minutes"})
+        key, call = self.headers["Idempotency-Key"], json.loads(body)
+        if key not in answers:
+            who, ends = (call["resource"], call["user"]), datetime.fromisoformat(call["expires_at"])
+            if call["action"] == "revoke":
+                grants.pop(who, None)
+            elif ends.timestamp() > clock():  # grant or extend: until expires_at, no longer
+                grants[who] = ends.timestamp()
+            answers[key] = {"account": call["account"] or call["user"]}  # your stable user id
+        self.reply(200, answers[key])
+
+    def reply(self, status, answer):
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("0.0.0.0", 8080), Receiver).serve_forever()

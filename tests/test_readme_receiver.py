@@ -1,0 +1,146 @@
+"""The webhook receiver the README shows (tests/readme_receiver.py, the same text), run
+against the bot's real webhook strategy: it checks the signature, refuses a call older
+than 5 minutes (a captured grant replayed after the revoke), honours Idempotency-Key and
+ends access at expires_at."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from accessbot.strategies import StrategyError
+from accessbot.strategies.webhook import WebhookStrategy
+from tests import readme_receiver
+from tests.fakes import serve_local, stop_local
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Unix seconds that move only when the test says so; shared by bot and receiver."""
+
+    def __init__(self):
+        self.now = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, **kwargs) -> None:
+        self.now += timedelta(**kwargs).total_seconds()
+
+
+class Recording(requests.Session):
+    """A session that keeps every POST it sends, as someone on the path could."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[dict] = []
+
+    def post(self, url, **kwargs):
+        self.sent.append({"url": url, **kwargs})
+        return super().post(url, **kwargs)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(readme_receiver, "SECRET", b"s3cret")
+    monkeypatch.setattr(readme_receiver, "clock", clock)
+    monkeypatch.setattr(readme_receiver, "answers", {})
+    monkeypatch.setattr(readme_receiver, "grants", {})
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    return clock
+
+
+@pytest.fixture
+def receiver():
+    server, url = serve_local(readme_receiver.Receiver)
+    yield url + "/access"
+    stop_local(server)
+
+
+def hook(url, clock, session=None) -> WebhookStrategy:
+    return WebhookStrategy(url, "HOOK_SECRET", timeout=5, session=session, clock=clock)
+
+
+def call(action: str, request_id: str = "abc234", hours: float = 1, account=None) -> dict:
+    return {
+        "action": action,
+        "grant_id": f"g-{request_id}",
+        "request_id": request_id,
+        "user": "carol",
+        "user_email": "carol@acme.com",
+        "resource": "prod-db",
+        "expires_at": (T0 + timedelta(hours=hours)).isoformat().replace("+00:00", "Z"),
+        "reason": "deploy",
+        "account": account,
+    }
+
+
+def replay(sent: dict) -> requests.Response:
+    return requests.post(sent["url"], data=sent["data"], headers=sent["headers"], timeout=5)
+
+
+def test_a_captured_grant_replayed_after_six_minutes_is_refused_and_a_fresh_one_accepted(
+    receiver, clock
+):
+    captured = Recording()
+    done = hook(receiver, clock, captured).call("grant", call("grant"))
+    assert readme_receiver.holds("prod-db", "carol")
+    clock.advance(minutes=1)
+    hook(receiver, clock).call("revoke", call("revoke", account=done.account))
+    assert not readme_receiver.holds("prod-db", "carol")
+
+    clock.advance(minutes=5)
+    replayed = replay(captured.sent[0])
+    assert replayed.status_code == 401 and "older than 5 minutes" in replayed.text
+    assert not readme_receiver.holds("prod-db", "carol")
+
+    hook(receiver, clock).call("grant", call("grant", request_id="def567"))  # signed now
+    assert readme_receiver.holds("prod-db", "carol")
+
+
+def test_a_replay_within_five_minutes_changes_nothing_thanks_to_the_idempotency_key(
+    receiver, clock
+):
+    captured = Recording()
+    hook(receiver, clock, captured).call("grant", call("grant"))
+    hook(receiver, clock).call("revoke", call("revoke"))
+    clock.advance(minutes=2)
+    assert replay(captured.sent[0]).status_code == 200  # the same answer as before...
+    assert not readme_receiver.holds("prod-db", "carol")  # ...and no grant again
+
+
+def test_a_call_from_a_bot_with_the_wrong_secret_is_refused(receiver, clock, monkeypatch):
+    monkeypatch.setenv("HOOK_SECRET", "guess")
+    with pytest.raises(StrategyError, match="HTTP 401"):
+        hook(receiver, clock).call("grant", call("grant"))
+    assert not readme_receiver.holds("prod-db", "carol")
+
+
+def test_the_receiver_ends_the_access_at_expires_at_if_no_revoke_comes(receiver, clock):
+    hook(receiver, clock).call("grant", call("grant", hours=0.5))
+    clock.advance(minutes=29)
+    assert readme_receiver.holds("prod-db", "carol")
+    clock.advance(minutes=2)
+    assert not readme_receiver.holds("prod-db", "carol")
+
+
+def test_an_extend_moves_the_end_and_the_account_comes_back_to_the_bot(receiver, clock):
+    done = hook(receiver, clock).call("grant", call("grant", hours=0.5))
+    assert done.account == "carol"
+    hook(receiver, clock).call("extend", call("extend", hours=1.5, account=done.account))
+    clock.advance(hours=1)
+    assert readme_receiver.holds("prod-db", "carol")
+
+
+def test_the_readme_shows_exactly_this_receiver():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    shown = [b for b in blocks if "class Receiver(BaseHTTPRequestHandler)" in b]
+    assert shown == [(ROOT / "tests" / "readme_receiver.py").read_text()]
