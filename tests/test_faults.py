@@ -10,7 +10,7 @@ import pytest
 
 from accessbot.audit import verify_chain
 from accessbot.store import StoreError, TinyDBStore
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import access_plugin, policy_file, request_id, webhook_policy
 
 APPROVALS = "#access-approvals"
 
@@ -214,11 +214,55 @@ def test_a_grant_that_cannot_be_recorded_is_taken_back_at_the_target(
     webhook.on_call = break_the_disk
     reply = chat.reply("bob", f"!approve {rid}")
 
-    assert reply.startswith("Nothing was changed")
+    assert reply.startswith(f"Your approval of {rid} is recorded: it is approved.")
     assert webhook.actions() == [("grant", rid), ("revoke", rid)]  # no unrecorded access
     webhook.on_call = None
     db_dir.unlink()
     db_dir.mkdir()
+
+
+def test_a_grant_the_audit_log_cannot_record_is_taken_back_once_and_waits_for_the_disk(
+    bot_factory, policy_dir, webhook, tmp_path, clock
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_TICK_SECONDS=3600)  # the test drives the ticks itself
+    plugin = access_plugin(chat.backend)
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing INC-42"))
+    audit = tmp_path / "data" / "audit.jsonl"
+
+    def fill_the_disk(call):
+        if call["action"] == "grant" and not audit.is_symlink():
+            audit.rename(tmp_path / "audit.saved")
+            audit.symlink_to("/dev/full")  # every audit write from now on: ENOSPC
+
+    webhook.on_call = fill_the_disk
+    reply = chat.reply("bob", f"!approve {rid}")
+
+    # The approver learns exactly where the request stands: approved, not granted.
+    assert reply.startswith(f"Your approval of {rid} is recorded: it is approved.")
+    assert "took the access back" in reply
+    assert webhook.actions() == [("grant", rid), ("revoke", rid)]
+    for _ in range(12):  # six minutes of ticks with the disk still full: no grant loop
+        clock.advance(seconds=30)
+        plugin.run_tick()
+    assert webhook.actions() == [("grant", rid), ("revoke", rid)]
+    told = [t for t in chat.to(APPROVALS) if "could not record the grant" in t]
+    assert len(told) == 1  # announced once
+    assert "approved" in chat.reply("carol", f"!access show {rid}")
+
+    webhook.on_call = None
+    audit.unlink()
+    (tmp_path / "audit.saved").rename(audit)
+    clock.advance(minutes=5)
+    plugin.run_tick()
+
+    assert webhook.actions() == [("grant", rid), ("revoke", rid), ("grant", rid)]
+    # A new grant id: an idempotent target must not answer with the taken-back grant.
+    assert [c["grant_id"] for c in webhook.calls] == [f"g-{rid}", f"g-{rid}", f"g-{rid}.1"]
+    assert "active" in chat.reply("carol", f"!access show {rid}")
+    events = [e["event"] for e in audit_events(tmp_path)]
+    assert events.count("granted") == 1 and "grant_retry" in events
+    assert audit_ok(tmp_path)
 
 
 def test_a_corrupt_db_file_stops_the_bot_with_the_path_and_the_reason(

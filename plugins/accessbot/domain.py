@@ -194,6 +194,7 @@ class Request:
     policy_file: str = ""
     extends: str | None = None  # for an extension request: the id of the grant it extends
     extensions: int = 0  # extensions applied to this grant
+    grant_round: int = 0  # grants taken back because they could not be recorded
     reminder_sent: bool = False  # the before-expiry reminder for the current end
     next_nudge_at: datetime | None = None  # when the approvers are reminded next
     nudges: int = 0
@@ -223,7 +224,10 @@ class Request:
 
     @property
     def grant_id(self) -> str:
-        return f"g-{self.id}"
+        """The target's name for this grant. A grant taken back because it could not be
+        recorded is granted again under a new one, so an idempotent target does not
+        answer the new grant with the old, taken-back one."""
+        return f"g-{self.id}" if not self.grant_round else f"g-{self.id}.{self.grant_round}"
 
     @property
     def is_final(self) -> bool:

@@ -268,6 +268,8 @@ class AccessService:
         # bot; the claims on strategy calls are the store's, so other bots see them too.
         self.lock = DecisionLock(store)
         self._inflight = store.claims()  # requests whose strategy call is under way
+        # Grants taken back because they could not be recorded: id -> (attempts, next try).
+        self._grant_waits: dict[str, tuple[int, datetime]] = {}
         self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
         self._strategies_lock = threading.Lock()
         self.policies: PolicySet | None = None
@@ -578,6 +580,14 @@ class AccessService:
             return Outcome(
                 reply, [Notice("channel", request.channel, alert, request, "alert")], request
             )
+        if request.status is Status.APPROVED:
+            return Outcome(
+                f"Request {request.id} was approved by policy, but the bot could not record "
+                "the grant, so it took it back; you get it as soon as the bot's disk can be "
+                "written. The approvers were told.",
+                notices,
+                request,
+            )
         return Outcome(
             f"Request {request.id} was approved by policy, but the grant failed: "
             f"{msg.inert(request.last_error)}. The approvers in {request.channel} were told.",
@@ -705,6 +715,13 @@ class AccessService:
             reply = (
                 f"Approved {request.id}: {msg.who(request.requester)} has {request.resource} "
                 f"for {format_duration(request.duration)}, until {msg.when(request.expires_at)}."
+            )
+        elif request.status is Status.APPROVED:
+            reply = (
+                f"Your approval of {request.id} is recorded: it is approved. But the bot could "
+                "not record the grant, so it took the access back at once; it grants it as "
+                "soon as its audit log and store can be written. Nothing more to do for you; "
+                "an admin must check the bot's disk."
             )
         else:
             reply = (
@@ -1199,7 +1216,11 @@ class AccessService:
                 claimed.append(request)
         notices = self._revoke_on_pool(claimed, "scheduler")
         for approved in self.store.live_in([Status.APPROVED]):
-            # Approved, but the bot stopped before the grant (or extension) was made.
+            # Approved, but the bot stopped before the grant (or extension) was made, or
+            # the grant was taken back and waits for the disk (see `_taken_back`).
+            wait = self._grant_waits.get(approved.id)
+            if wait and wait[1] > now:
+                continue
             request = self._claim_current(approved.id, lambda r: r.status is Status.APPROVED)
             if request is not None:
                 calls.append(
@@ -1313,6 +1334,9 @@ class AccessService:
 
     def _grant(self, request: Request) -> list[Notice]:
         """Call the strategy for an approved request; the caller has claimed its id."""
+        if request.grant_round and not self._audit_grant_retry(request):
+            return []  # the audit log is still not writable: nothing is granted
+        unrecorded = None
         try:
             error = None
             started = self.clock()
@@ -1339,15 +1363,16 @@ class AccessService:
                             detail=f"until {msg.when(request.expires_at)}; {note}",
                             expires_at=iso(request.expires_at),
                         )
-                    except AccessError:
-                        self._take_back(request)
-                        raise
+                    except AccessError as exc:
+                        unrecorded = str(exc)
                 else:
                     request.last_error = error
                     request.move(Status.GRANT_FAILED, now, "bot", error)
                     self._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
+            if unrecorded is not None:
+                return self._taken_back(request, unrecorded)  # still claimed: no other call
         finally:
             self._inflight.discard(request.id)
         if error is None:
@@ -1386,10 +1411,74 @@ class AccessService:
             ),
         ]
 
+    def _taken_back(self, granted: Request, why: str) -> list[Notice]:
+        """The target granted but the bot could not record it: take the grant back at once
+        (no access may exist that the bot does not know to revoke). The request stays
+        approved and waits, with backoff, until the audit log and store take writes; the
+        next grant has a new grant id. Announced once, not at every attempt."""
+        self._take_back(granted)
+        request = self.store.get(granted.id) or granted
+        request.grant_round = granted.grant_round + 1
+        wait = self._grant_waits.get(request.id)
+        attempt = wait[0] + 1 if wait else 1
+        delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
+        self._grant_waits[request.id] = (attempt, self.clock() + delay)
+        try:  # so a restart grants under the new id too; the audit records it when it can
+            self.store.save(request)
+        except StoreError as exc:
+            log.error("request %s: could not save its next grant id: %s", request.id, exc)
+        try:
+            self._audit(
+                "grant_taken_back",
+                "bot",
+                request_id=request.id,
+                user=request.requester,
+                resource=request.resource,
+                outcome="approved",
+                detail=f"granted as {granted.grant_id} but not recorded ({why}); taken back",
+            )
+        except AccessError:
+            pass  # the log is what failed; the retry's own event records the round
+        if wait:
+            return []
+        text = (
+            f"Request {request.id} ({request.resource} for {msg.who(request.requester)}) is "
+            f"approved, but the bot could not record the grant ({msg.inert(why)}), so it "
+            "took it back at once. It grants it again as soon as the audit log and the store "
+            "can be written; an admin must check the bot's disk."
+        )
+        return [
+            Notice("channel", request.channel, text, request, "alert"),
+            self._to_requester(request, text),
+        ]
+
+    def _audit_grant_retry(self, request: Request) -> bool:
+        """Before granting again after a take-back: record the new attempt, which also
+        proves the audit log takes writes again. False (and a longer wait) if not yet."""
+        wait = self._grant_waits.get(request.id)
+        try:
+            with self.lock:
+                current = self.store.get(request.id)
+                self._commit(
+                    current,
+                    "grant_retry",
+                    "bot",
+                    outcome="approved",
+                    detail=f"granting again as {current.grant_id}",
+                )
+        except AccessError as exc:
+            attempt = (wait[0] if wait else 0) + 1
+            delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
+            self._grant_waits[request.id] = (attempt, self.clock() + delay)
+            log.warning("request %s waits to be granted: %s", request.id, exc)
+            self._inflight.discard(request.id)
+            return False
+        self._grant_waits.pop(request.id, None)
+        request.grant_round = current.grant_round
+        return True
+
     def _take_back(self, request: Request) -> None:
-        """The target granted but we could not record it: revoke at once, so that no
-        access exists that the bot does not know to revoke. The request stays approved
-        in the store, and the scheduler grants it again once writes work."""
+        """Revoke a grant the bot could not record, once."""
         try:
             self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
