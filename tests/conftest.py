@@ -21,6 +21,9 @@ from tests.fakes import WebhookTarget
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+# The signing secret the test policies' webhooks name: the bot refuses a policy whose
+# secret_env is not set, so every test environment has it, as a real deployment would.
+os.environ.setdefault("TEST_HOOK_SECRET", "s3cret")
 
 
 class FakeClock:

@@ -25,6 +25,12 @@ def month(tmp_path_factory):
     return root, ids
 
 
+def deployed(*args, cwd):
+    """The CLI as an operator runs it in a deployment whose ACCESS_AUDIT_PATH is
+    <cwd>/data/audit.jsonl (the environment wins over the project's config.py)."""
+    return accessbot(*args, cwd=cwd, env={"ACCESS_AUDIT_PATH": str(cwd / "data" / "audit.jsonl")})
+
+
 @pytest.fixture
 def log_copy(month, tmp_path):
     root, _ = month
@@ -34,7 +40,7 @@ def log_copy(month, tmp_path):
 
 
 def test_verify_passes_on_an_intact_log_from_the_configured_path(log_copy, tmp_path):
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)  # default data/audit.jsonl
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 0
     assert out.startswith("audit log intact: ") and "hash chain verified" in out
 
@@ -52,7 +58,7 @@ def test_verify_names_a_deleted_line_as_missing(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     del lines[20]
     log_copy.write_text("".join(lines))
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 1 and "line 21" in out and "event 22 follows event 20" in out
 
 
@@ -83,7 +89,7 @@ def test_verify_checks_a_whole_rotated_set_given_its_directory(tmp_path):
     assert code == 0  # one rotated file, checked on its own
 
     (data / "audit.jsonl.3").unlink()
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 1 and "audit.jsonl.4 line 1" in out and "does not continue audit.jsonl.2" in out
 
 
@@ -100,7 +106,7 @@ def test_verify_of_a_missing_log_fails_and_bad_usage_exits_2(tmp_path):
 
 def test_export_writes_csv_an_auditor_can_open_safely(log_copy, tmp_path, month):
     _, ids = month
-    code, out, err = accessbot("audit", "export", "--since", "40d", "--format", "csv", cwd=tmp_path)
+    code, out, err = deployed("audit", "export", "--since", "40d", "--format", "csv", cwd=tmp_path)
     assert code == 0 and "hash chain verified" in err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == len(log_copy.read_text().splitlines())
@@ -113,7 +119,7 @@ def test_export_writes_csv_an_auditor_can_open_safely(log_copy, tmp_path, month)
 
 
 def test_export_filters_by_resource_user_and_time(log_copy, tmp_path):
-    code, out, _ = accessbot(
+    code, out, _ = deployed(
         "audit",
         "export",
         "--format",
@@ -130,7 +136,7 @@ def test_export_filters_by_resource_user_and_time(log_copy, tmp_path):
     assert all("oncall" in (r.get("user"), r.get("actor")) for r in records)
     assert all(r["prev"] for r in records)
 
-    _, recent, _ = accessbot("audit", "export", "--since", "7d", "--format", "jsonl", cwd=tmp_path)
+    _, recent, _ = deployed("audit", "export", "--since", "7d", "--format", "jsonl", cwd=tmp_path)
     since = datetime.now(UTC) - timedelta(days=7)
     recent = [json.loads(line) for line in recent.splitlines()]
     assert 0 < len(recent) < len(log_copy.read_text().splitlines())
@@ -141,14 +147,14 @@ def test_export_of_a_tampered_log_still_writes_but_exits_1(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     log_copy.write_text("".join(lines[:5] + lines[6:]))
     out_file = tmp_path / "events.csv"
-    code, _, err = accessbot("audit", "export", "--out", str(out_file), cwd=tmp_path)
+    code, _, err = deployed("audit", "export", "--out", str(out_file), cwd=tmp_path)
     assert code == 1 and "BROKEN at" in err
     assert len(out_file.read_text().splitlines()) == len(lines)  # header + the rest
 
 
 def test_report_is_one_html_page_with_the_chart_counts_and_verify_result(log_copy, tmp_path, month):
     _, ids = month
-    code, out, _ = accessbot("report", "--since", "35d", "--out", "report.html", cwd=tmp_path)
+    code, out, _ = deployed("report", "--since", "35d", "--out", "report.html", cwd=tmp_path)
     assert code == 0 and out.startswith("wrote report.html")
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!doctype html>")
@@ -166,6 +172,6 @@ def test_report_is_one_html_page_with_the_chart_counts_and_verify_result(log_cop
 def test_report_of_a_broken_log_says_so_in_red_and_exits_1(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     log_copy.write_text("".join(lines[:3] + lines[4:]))
-    code, _, _ = accessbot("report", "--out", "r.html", cwd=tmp_path)
+    code, _, _ = deployed("report", "--out", "r.html", cwd=tmp_path)
     page = (tmp_path / "r.html").read_text()
     assert code == 1 and "banner bad" in page and "BROKEN at" in page

@@ -17,7 +17,7 @@ RESOURCES = {
         "approvers": ["group:sre"],
         "channel": "#access-approvals",
         "fields": {"ticket": {"pattern": "^[A-Z]+-[0-9]+$", "help": "Jira key"}},
-        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret_env": "S"},
+        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret_env": "TEST_HOOK_SECRET"},
     },
 }
 
@@ -59,7 +59,9 @@ def test_check_prints_file_line_message_for_every_problem_and_exits_1(tmp_path, 
         "policies/broken.py:2: syntax error: invalid syntax",
         'policies/shell.py:6: prod-shell.default_duration: "soon" is not a duration (try "4h", '
         '"30m" or "1h30m")',
-        "policies: 2 problem(s); the bot would not load these policies",
+        'policies/shell.py:7: prod-shell.approvers: unknown group "ops" (groups: sre); define it '
+        "in a policy file's GROUPS or in ACCESS_GROUPS",
+        "policies: 3 problem(s); the bot would not load these policies",
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -240,10 +241,14 @@ class AccessService:
         groups: Mapping[str, list[str]] | None = None,
         slack_groups=None,
         strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
+        check_env: bool = True,
     ):
         self.store = store
         self.audit = audit
         self.policy_dir = Path(policy_dir)
+        # The bot has its real environment: a strategy naming an unset variable (its
+        # secret_env, token_env) is a load error, not a failure after a human approved.
+        self.environ = os.environ if check_env else None
         self.clock = clock
         self.pending_timeout = pending_timeout
         self.pagerduty = pagerduty or PagerDutyNotConfigured()
@@ -265,7 +270,7 @@ class AccessService:
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:
-            self.policies = load_policies(self.policy_dir, self.groups)
+            self.policies = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self.policy_error = exc
             log.error("policies did not load:\n%s", exc)
@@ -1021,7 +1026,7 @@ class AccessService:
         active is touched: a removed resource's grants still expire and are revoked.
         """
         try:
-            new = load_policies(self.policy_dir, self.groups)
+            new = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self._audit("policy_reload_failed", by, outcome="failed", detail="; ".join(exc.errors))
             kept = (
