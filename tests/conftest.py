@@ -77,11 +77,16 @@ class Chat:
         self.sent: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._sync = 0
+        self.refusing: dict[str, str] = {}  # destination -> the error the chat answers
         original = self.backend.send_message
 
         def recording_send(message):
             with self._lock:
-                self.sent.append((str(message.to), message.body))
+                refusal = self.refusing.get(str(message.to))
+                if refusal is None:
+                    self.sent.append((str(message.to), message.body))
+            if refusal is not None:
+                raise RuntimeError(refusal)
             original(message)
 
         self.backend.send_message = recording_send
@@ -109,6 +114,14 @@ class Chat:
             pass
         with self._lock:
             return [plain(body) for _, body in self.sent[start:] if body != marker]
+
+    def refuse(self, destination: str, error: str | None) -> None:
+        """The chat refuses every message to `destination` with `error` (None: no more)."""
+        with self._lock:
+            if error is None:
+                self.refusing.pop(destination, None)
+            else:
+                self.refusing[destination] = error
 
     def reply(self, user: str, text: str, room: str | None = None) -> str:
         return self.say(user, text, room)[0]

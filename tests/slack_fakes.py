@@ -52,6 +52,7 @@ class FakeSlack:
     def __init__(self, users: dict[str, tuple[str, str]], channels: dict[str, str]):
         self.users = {BOT_USER: ("accessbot", ""), **users}
         self.channels = dict(channels)
+        self.not_member: set[str] = set()  # channel ids the bot was never invited to
         self.messages: list[dict] = []  # every posted message, updated in place by chat.update
         self.updates: list[dict] = []  # every chat.update call
         self.ephemerals: list[dict] = []
@@ -122,6 +123,8 @@ class FakeSlack:
             channel = self._channel_id(args.get("channel", ""))
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
+            if channel in self.not_member:
+                return {"ok": False, "error": "not_in_channel"}
             message = {
                 "channel": channel,
                 "ts": f"1700000000.{next(self._ts):06d}",

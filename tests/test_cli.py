@@ -4,12 +4,14 @@ import csv
 import io
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from tests.builders import build_service, month_of_activity
-from tests.conftest import FakeClock, accessbot
+from tests.conftest import PLUGINS, ROOT, FakeClock, accessbot, policy_file, webhook_policy
 from tests.fakes import WebhookTarget
 
 
@@ -175,3 +177,80 @@ def test_report_of_a_broken_log_says_so_in_red_and_exits_1(log_copy, tmp_path):
     code, _, _ = deployed("report", "--out", "r.html", cwd=tmp_path)
     page = (tmp_path / "r.html").read_text()
     assert code == 1 and "banner bad" in page and "BROKEN at" in page
+
+
+# -- where the CLI finds its settings: as the bot does, from any folder ------------------
+
+PROJECT_CONFIG = """
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BOT_DATA_DIR = str(ROOT / "data")  # the audit log defaults to <BOT_DATA_DIR>/audit.jsonl
+ACCESS_POLICY_DIR = str(ROOT / "policies")
+"""
+
+
+def project(tmp_path, config: str | None = PROJECT_CONFIG) -> Path:
+    """A checkout of its own: plugins/accessbot, policies/ and (unless None) config.py."""
+    root = tmp_path / "project"
+    shutil.copytree(
+        PLUGINS / "accessbot",
+        root / "plugins" / "accessbot",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    policy_file(root / "policies", "db.py", webhook_policy("http://127.0.0.1:9/x"))
+    if config is not None:
+        (root / "config.py").write_text(config)
+    return root
+
+
+def run_from(folder: Path, root: Path, *args, env=None):
+    """The CLI of the checkout at `root`, run in `folder`."""
+    folder.mkdir(exist_ok=True)
+    return accessbot(*args, cwd=folder, env={"PYTHONPATH": str(root / "plugins"), **(env or {})})
+
+
+def test_the_cli_reads_the_projects_config_from_any_folder(tmp_path, log_copy):
+    root = project(tmp_path)
+    (root / "data").mkdir()
+    shutil.copy(log_copy, root / "data" / "audit.jsonl")
+    elsewhere = tmp_path / "elsewhere"
+
+    code, out, _ = run_from(elsewhere, root, "check")
+    assert (code, out) == (0, f"{root / 'policies'}: ok, 1 file(s), 1 resource(s): prod-db\n")
+    code, out, _ = run_from(elsewhere, root, "audit", "verify")
+    assert code == 0 and out.startswith("audit log intact: ")
+
+
+def test_environment_variables_win_over_the_projects_config(tmp_path):
+    root = project(tmp_path)
+    other = tmp_path / "other-policies"
+    policy_file(other, "k8s.py", webhook_policy("http://127.0.0.1:9/x").replace("prod-db", "k8s"))
+    env = {"ACCESS_POLICY_DIR": str(other)}
+    code, out, _ = run_from(tmp_path / "elsewhere", root, "check", env=env)
+    assert (code, out) == (0, f"{other}: ok, 1 file(s), 1 resource(s): k8s\n")
+
+
+def test_when_nothing_is_found_the_cli_says_where_it_looked(tmp_path):
+    root = project(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    code, _, err = run_from(elsewhere, root, "audit", "verify")
+    assert code == 1
+    assert err == (
+        f"error: there is no audit log at {root / 'data' / 'audit.jsonl'} (the default: "
+        f"ACCESS_AUDIT_PATH is neither in the environment nor in {root / 'config.py'})\n"
+    )
+
+    (root / "config.py").unlink()
+    code, _, err = run_from(elsewhere, root, "check")
+    assert code == 1
+    assert err == (
+        "error: policies: the policy directory does not exist (the default: ACCESS_POLICY_DIR "
+        f"is not in the environment and there is no config file at {root / 'config.py'} (give "
+        "one with --config)); name it: python -m accessbot check POLICY_DIR\n"
+    )
+
+
+def test_the_shipped_config_is_found_from_another_folder(tmp_path):
+    code, out, _ = accessbot("check", cwd=tmp_path)
+    assert (code, out.split(":")[0]) == (0, str(ROOT / "policies"))

@@ -97,6 +97,80 @@ def test_the_shipped_policies_pass_check_and_their_tests():
     assert out.splitlines()[-1].endswith("passed, 0 failed")
 
 
+FIVE_MISTAKES = """
+RESOURCES = {
+    "prod-shell": {
+        "max_duration": "2h",
+        "default_duration": "3h",
+        "approvers": ["@alice", "pagerduty:oncall"],
+        "channel": "access-approvals",
+        "aproval_count": 2,
+        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "timeout": "soon"},
+    },
+}
+"""
+
+
+def test_check_reports_five_mistakes_in_one_file_as_five_lines_in_one_run(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", FIVE_MISTAKES)
+
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split(": ")[:2] for line in lines[:-1]] == [
+        ["policies/shell.py:7", "prod-shell.aproval_count"],
+        ["policies/shell.py:4", "prod-shell.default_duration"],
+        ["policies/shell.py:5", "prod-shell.approvers"],
+        ["policies/shell.py:6", "prod-shell.channel"],
+        ["policies/shell.py:8", "prod-shell.strategy.timeout"],
+    ]
+    assert lines[-1] == "policies: 5 problem(s); the bot would not load these policies"
+
+
+def test_check_warns_about_an_unset_secret_and_strict_makes_it_an_error(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", GOOD.replace("TEST_HOOK_SECRET", "SHELL_HOOK_SECRET"))
+    warning = (
+        "policies/shell.py:10: warning: prod-shell.strategy.secret_env: the environment "
+        "variable SHELL_HOOK_SECRET is not set; the webhook strategy reads it at every grant "
+        "and revoke: set SHELL_HOOK_SECRET where the bot runs"
+    )
+
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 0
+    assert out.splitlines() == [
+        warning,
+        "policies: ok, 1 file(s), 1 resource(s): prod-shell; 1 warning(s): the bot refuses "
+        "these policies where those variables are not set",
+    ]
+
+    code, out, _ = accessbot("check", "--strict", "policies", cwd=tmp_path)
+    assert code == 1
+    assert out.splitlines()[0] == warning.replace(": warning:", ":")
+
+    env = {"SHELL_HOOK_SECRET": "s3cret"}
+    assert accessbot("check", "--strict", "policies", cwd=tmp_path, env=env)[0] == 0
+
+
+def test_check_shows_the_warnings_beside_the_errors(tmp_path, policy_dir):
+    policy_file(
+        policy_dir,
+        "shell.py",
+        GOOD.replace("TEST_HOOK_SECRET", "SHELL_HOOK_SECRET").replace('"2h"', '"forever"'),
+    )
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 1
+    assert [line.split(": ")[:3] for line in out.splitlines()] == [
+        [
+            "policies/shell.py:5",
+            "prod-shell.max_duration",
+            '"forever" is not a duration (try "4h", "30m" or "1h30m")',
+        ],
+        ["policies/shell.py:10", "warning", "prod-shell.strategy.secret_env"],
+        ["policies", "1 problem(s); the bot would not load these policies"],
+    ]
+
+
 # -- test -------------------------------------------------------------------------------
 
 CASES = """

@@ -32,6 +32,9 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 MAX_DURATION_TEXT = 366 * 86400  # nothing sane lasts longer; guards against 10**30d
 MAX_DURATION = timedelta(seconds=MAX_DURATION_TEXT)
+# What a command holds for a typed duration past MAX_DURATION (`99999d`): longer than any
+# resource allows, so the service refuses it naming the resource's own limit.
+TOO_LONG = MAX_DURATION + timedelta(seconds=1)
 
 
 def parse_duration(text: str) -> timedelta:

@@ -216,16 +216,11 @@ def load_policies(
             else:
                 resources[name] = resource
     for loaded in loaded_files:
-        for name, entries in loaded.approvers.items():
-            resource = loaded.resources.get(name)
-            errors += [
-                loaded.problem(name, p) for p in _approver_problems(entries, resource, all_groups)
-            ]
-        if environ is None:
-            continue
-        for name, resource in loaded.resources.items():
-            unset = [loaded.problem(name, p) for p in _unset_env(resource, environ)]
-            (errors if unset_env_is_error else warnings).extend(unset)
+        for name, checked in loaded.checked.items():
+            errors += [loaded.problem(name, p) for p in _approver_problems(checked, all_groups)]
+            if environ is not None:
+                unset = [loaded.problem(name, p) for p in _unset_env(checked, environ)]
+                (errors if unset_env_is_error else warnings).extend(unset)
     if errors:
         raise PolicyError(errors, warnings)
     return PolicySet(resources, tuple(p.name for p in files), all_groups, sources, tuple(warnings))
@@ -238,9 +233,9 @@ class _File:
     resources: dict[str, Resource] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    # Each resource's well-formed approver entries, loaded or not: which groups they name
-    # is checked once every file's GROUPS are known.
-    approvers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every resource, loaded or not: which groups its approvers name is checked once
+    # every file's GROUPS are known, and its strategy's variables against the environment.
+    checked: dict[str, _Checked] = field(default_factory=dict)
 
     def where(self, *keys: str) -> str:
         """`file:line` of the most specific known key: (res, "fields.ticket.pattern")
@@ -319,12 +314,11 @@ def _load_file(path: Path) -> _File:
             hooks[hook] = fn
 
     for res_name, settings in raw.items():
-        resource, problems = _resource(res_name, settings, name, hooks)
-        result.errors += [result.problem(res_name, p) for p in problems]
-        if resource is not None:
-            result.resources[res_name] = resource
-        if isinstance(settings, dict):
-            result.approvers[res_name] = _approvers(settings, hooks, [])
+        checked = _resource(res_name, settings, name, hooks)
+        result.checked[res_name] = checked
+        result.errors += [result.problem(res_name, p) for p in checked.problems]
+        if checked.resource is not None:
+            result.resources[res_name] = checked.resource
     return result
 
 
@@ -354,9 +348,7 @@ def _group(name: Any, members: Any) -> tuple[str, ...]:
     return tuple(m.strip() for m in members)
 
 
-def _approver_problems(
-    entries: tuple[str, ...], resource: Resource | None, groups: Mapping[str, tuple]
-) -> list[_KeyProblem]:
+def _approver_problems(checked: _Checked, groups: Mapping[str, tuple]) -> list[_KeyProblem]:
     """Checks that need every file's GROUPS: known group names, and a quorum the
     listed approvers can reach (for a resource that loaded)."""
     known = ", ".join(sorted(groups)) or "none are defined"
@@ -366,9 +358,10 @@ def _approver_problems(
             f'unknown group "{entry[len(GROUP) :]}" (groups: {known}); define it in a policy '
             f"file's GROUPS or in {CONFIG_GROUPS}",
         )
-        for entry in entries
+        for entry in checked.approvers
         if entry.startswith(GROUP) and entry[len(GROUP) :] not in groups
     ]
+    resource = checked.resource
     if problems or resource is None:
         return problems
     if "get_approvers" in resource.hooks or any(is_dynamic(e) for e in resource.approvers):
@@ -436,9 +429,19 @@ def _field(name: Any, spec: Any, example: str) -> FieldSpec:
     return FieldSpec(name, compiled, required, help_text.strip())
 
 
-def _resource(
-    name: Any, settings: Any, file: str, hooks: dict
-) -> tuple[Resource | None, list[_KeyProblem]]:
+@dataclass
+class _Checked:
+    """One resource as far as it got: built, or every problem with it, and the parts
+    load_policies checks across files either way."""
+
+    resource: Resource | None
+    problems: list[_KeyProblem]
+    approvers: tuple[str, ...] = ()  # the well-formed entries
+    strategy: Strategy | None = None  # when its settings are valid
+    strategy_settings: dict = field(default_factory=dict)
+
+
+def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
     """Build one resource, or say everything wrong with it: each problem names its key."""
     problems: list[_KeyProblem] = []
 
@@ -454,7 +457,7 @@ def _resource(
             _KeyProblem("name", "a resource name must be a string without spaces, e.g. prod-db")
         )
     if not isinstance(settings, dict):
-        return None, [*problems, _KeyProblem("settings", "must be a dict of settings")]
+        return _Checked(None, [*problems, _KeyProblem("settings", "must be a dict of settings")])
     allowed = ", ".join(sorted(ALLOWED_KEYS))
     problems += [
         _KeyProblem(str(key), f"unknown key (allowed: {allowed})")
@@ -491,10 +494,11 @@ def _resource(
         problems.append(_KeyProblem("description", "must be a string"))
     strategy = attempt(_strategy, settings)
     fields = _fields(settings, problems)
+    checked = _Checked(None, problems, approvers, strategy, settings.get("strategy"))
     if problems:
-        return None, problems
+        return checked
 
-    return Resource(
+    checked.resource = Resource(
         name=name,
         description=description,
         max_duration=max_duration,
@@ -509,7 +513,8 @@ def _resource(
         file=file,
         hooks=hooks,
         fields=fields,
-    ), []
+    )
+    return checked
 
 
 def _approvers(settings: dict, hooks: dict, problems: list[_KeyProblem]) -> tuple[str, ...]:
@@ -556,15 +561,13 @@ def _channel(value: Any) -> str:
         return channel
     if SLACK_CHANNEL_ID.match(channel):
         return f"<#{channel}>"
-    name = re.sub(r"[\s#,<>|@]+", "-", channel.lower()).strip("-")
-    instead = f'write "#{name}"' if name else f"write it like {CHANNEL_EXAMPLE}"
-    if name and not channel.startswith("#"):
-        instead += " (a channel name starts with #)"
-    raise _KeyProblem(
-        "channel",
-        f'"{channel}" is not a channel: {instead}; on Slack a channel id like "C024BE91L" '
-        "works too",
-    )
+    name = re.sub(r"[\s#,<>|@]+", "-", channel.lower()).strip("-")[:80]
+    if name:
+        starts = "" if channel.startswith("#") else " (a channel name starts with #)"
+        instead = f'write "#{name}"{starts}; on Slack a channel id like "C024BE91L" works too'
+    else:
+        instead = f"write it like {CHANNEL_EXAMPLE}"
+    raise _KeyProblem("channel", f'"{channel}" is not a channel: {instead}')
 
 
 def _whole_number(settings: dict, key: str, default: int, least: int) -> int:
@@ -592,16 +595,19 @@ def _strategy(settings: dict) -> Strategy:
         raise _KeyProblem(exc.key, exc.message) from exc
 
 
-def _unset_env(resource: Resource, environ: Mapping[str, str]) -> list[_KeyProblem]:
+def _unset_env(checked: _Checked, environ: Mapping[str, str]) -> list[_KeyProblem]:
     """The strategy settings that name an environment variable `environ` lacks: the
     strategy would fail at its first grant, after a human approved."""
+    strategy = checked.strategy
+    if strategy is None:
+        return []  # its settings are wrong: that is the problem to report
     return [
         _KeyProblem(
             key,
-            f"the environment variable {variable} is not set; the {resource.strategy.kind} "
+            f"the environment variable {variable} is not set; the {strategy.kind} "
             f"strategy reads it at every grant and revoke: set {variable} where the bot runs",
         )
-        for key, variable in type(resource.strategy).env_names(resource.strategy_settings).items()
+        for key, variable in type(strategy).env_names(checked.strategy_settings).items()
         if not str(environ.get(variable, "")).strip()
     ]
 

@@ -292,6 +292,13 @@ class AccessService:
         request = self._new_request(actor, resource, duration, reason, fields=fields)
         return self._submit(actor, request, resource)
 
+    def _ask_again(self, request: Request) -> str:
+        """The command to ask afresh for what `request` asked, with the fields its
+        resource requires now."""
+        resource = self.policies.get(request.resource) if self.policies else None
+        specs = resource.fields.values() if resource else ()
+        return msg.ask_again(request.resource, request.duration, specs)
+
     def field_names(self, resource_name: str) -> tuple[str, ...]:
         """The prompt fields a resource declares (none when it is unknown)."""
         resource = self.policies.get(resource_name) if self.policies else None
@@ -400,7 +407,7 @@ class AccessService:
         if duration > resource.max_duration:
             raise AccessError(
                 f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
-                f"you asked for {format_duration(duration)}. Try "
+                f"you asked for {msg.asked(duration)}. Try "
                 f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`"
             )
 
@@ -902,8 +909,7 @@ class AccessService:
             if request.status is Status.GRANT_FAILED:
                 raise AccessError(
                     f"The grant of {request.id} failed and that is final: nothing was granted. "
-                    f"{msg.who(request.requester)} can ask again with `!access request "
-                    f"{request.resource} {format_duration(request.duration)} <reason>`."
+                    f"{msg.who(request.requester)} can ask again with {self._ask_again(request)}."
                 )
             if request.status is not Status.REVOKE_FAILED:
                 raise AccessError(
@@ -1292,8 +1298,7 @@ class AccessService:
             self._to_requester(
                 request,
                 f"Your request {request.id} for {request.resource} timed out after {waited} "
-                f"without a decision. Ask again with `!access request {request.resource} "
-                f"{format_duration(request.duration)} <reason>`.",
+                f"without a decision. Ask again with {self._ask_again(request)}.",
             ),
             Notice(
                 "channel",
@@ -1365,8 +1370,7 @@ class AccessService:
                 request,
                 f"Your request {request.id} for {request.resource} was approved, but the grant "
                 f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
-                f"`!access request {request.resource} {format_duration(request.duration)} <reason>` "
-                "once the approvers have looked at it.",
+                f"{self._ask_again(request)} once the approvers have looked at it.",
             ),
             Notice(
                 "channel",
