@@ -311,6 +311,15 @@ def test_broken_policies_stop_the_tests_with_the_load_errors(tmp_path, policy_di
     assert out.splitlines()[-1] == "policies: the policies do not load; no case was run"
 
 
+def test_a_slack_channel_id_is_expected_as_the_policy_writes_it(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", GOOD.replace('"#access-approvals"', '"C024BE91L"'))
+    path = write_cases(
+        tmp_path, "- {user: dave, resource: prod-shell, expect: {channel: C024BE91L}}\n"
+    )
+    code, out, _ = accessbot("test", "policies", path.name, cwd=tmp_path)
+    assert code == 0, out
+
+
 def test_hooks_see_the_time_the_case_gives(tmp_path, policy_dir):
     hours = (
         GOOD

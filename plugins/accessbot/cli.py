@@ -3,7 +3,7 @@
     python -m accessbot audit verify [PATH | postgresql://...]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
-    python -m accessbot check [POLICY_DIR]
+    python -m accessbot check [--strict] [POLICY_DIR]
     python -m accessbot test POLICY_DIR TESTS.yaml
 
 
@@ -66,7 +66,8 @@ def _common() -> argparse.ArgumentParser:
         "--config",
         metavar="CONFIG.PY",
         default=argparse.SUPPRESS,  # so it may also come before the command
-        help="an Errbot config file to read the ACCESS_* settings from",
+        help="the Errbot config file to read the ACCESS_* settings from (default: the "
+        "project's config.py, beside plugins/); ACCESS_* environment variables win",
     )
     return common
 
@@ -535,7 +536,12 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         copied = migrate_tinydb(db_path, audit_path, args.to)
     except StoreError as exc:
-        raise CliError(str(exc)) from exc
+        origins = [
+            args.source.origin(key)
+            for given, key in ((args.db, "ACCESS_DB_PATH"), (args.audit, "ACCESS_AUDIT_PATH"))
+            if not given
+        ]
+        raise CliError(f"{exc}" + (f" ({'; '.join(origins)})" if origins else "")) from exc
     print(
         f"copied {copied.live} live and {copied.archived} archived requests from {db_path}, "
         f"and {copied.audit_events} audit events from {copied.audit_files} file(s) at "

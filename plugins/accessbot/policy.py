@@ -570,6 +570,15 @@ def _channel(value: Any) -> str:
     raise _KeyProblem("channel", f'"{channel}" is not a channel: {instead}')
 
 
+def normalized_channel(value: str) -> str:
+    """A channel as a loaded policy holds it (`C024BE91L` is `<#C024BE91L>`), so a
+    policy test may write it as the policy does; anything else unchanged."""
+    try:
+        return _channel(value)
+    except _KeyProblem:
+        return value
+
+
 def _whole_number(settings: dict, key: str, default: int, least: int) -> int:
     value = settings.get(key, default)
     if type(value) is not int or value < least:

@@ -47,7 +47,7 @@ from .audit import AuditLog
 from .domain import DurationError, from_iso, parse_duration
 from .integrations.pagerduty import StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
-from .policy import PolicyError
+from .policy import PolicyError, normalized_channel
 from .service import AccessService, Actor, Evaluation
 from .store import TinyDBStore
 
@@ -338,7 +338,7 @@ def compare(expect: dict, got: Evaluation) -> list[str]:
             )
     if "channel" in expect:
         channel = request.channel if request else None
-        if str(expect["channel"]) != channel:
+        if normalized_channel(str(expect["channel"])) != channel:
             failures.append(f"channel: expected {expect['channel']}, got {channel}")
     if "reason" in expect and str(expect["reason"]).lower() not in got.explanation.lower():
         failures.append(
