@@ -27,10 +27,14 @@ def month(tmp_path_factory):
     return root, ids
 
 
-def deployed(*args, cwd):
-    """The CLI as an operator runs it in a deployment whose ACCESS_AUDIT_PATH is
-    <cwd>/data/audit.jsonl (the environment wins over the project's config.py)."""
-    return accessbot(*args, cwd=cwd, env={"ACCESS_AUDIT_PATH": str(cwd / "data" / "audit.jsonl")})
+def deployed(*args, cwd, env=None):
+    """The CLI as an operator runs it for a deployment whose data files are in
+    <cwd>/data (the environment wins over the project's config.py)."""
+    files = {
+        "ACCESS_AUDIT_PATH": str(cwd / "data" / "audit.jsonl"),
+        "ACCESS_DB_PATH": str(cwd / "data" / "access.json"),
+    }
+    return accessbot(*args, cwd=cwd, env={**files, **(env or {})})
 
 
 @pytest.fixture
