@@ -293,15 +293,11 @@ def watcher_reload(result) -> str:
 
 def undeliverable(notice, error: str) -> str:
     """What the admins are told when a notice could not be delivered, and how to fix it."""
-    where = notice.to
-    request = notice.request
-    about = (
-        f" (request {request.id}, {request.resource}, policy file {request.policy_file})"
-        if request is not None and request.policy_file
-        else f" (request {request.id}, {request.resource})"
-        if request is not None
-        else ""
-    )
+    where, request = notice.to, notice.request
+    about = ""
+    if request is not None:
+        in_file = f", policy file {request.policy_file}" if request.policy_file else ""
+        about = f" (request {request.id}, {request.resource}{in_file})"
     if notice.audience != "channel":
         fix = f"check that {where} is still a member of the chat and can get messages from the bot"
     elif error == "not_in_channel":

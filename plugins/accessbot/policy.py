@@ -216,11 +216,9 @@ def load_policies(
             else:
                 resources[name] = resource
     for loaded in loaded_files:
-        for name, checked in loaded.checked.items():
-            errors += [loaded.problem(name, p) for p in _approver_problems(checked, all_groups)]
-            if environ is not None:
-                unset = [loaded.problem(name, p) for p in _unset_env(checked, environ)]
-                (errors if unset_env_is_error else warnings).extend(unset)
+        errors += loaded.across_files(all_groups)
+        if environ is not None:
+            (errors if unset_env_is_error else warnings).extend(loaded.unset_env(environ))
     if errors:
         raise PolicyError(errors, warnings)
     return PolicySet(resources, tuple(p.name for p in files), all_groups, sources, tuple(warnings))
@@ -254,6 +252,22 @@ class _File:
     def problem(self, resource: str, problem: _KeyProblem) -> str:
         """`db.py:7: prod-db.channel: message`."""
         return f"{self.where(resource, problem.key)}: {resource}.{problem.key}: {problem}"
+
+    def across_files(self, groups: Mapping[str, tuple]) -> list[str]:
+        """What needs every file's GROUPS: unknown groups, unreachable quorums."""
+        return [
+            self.problem(name, p)
+            for name, checked in self.checked.items()
+            for p in _approver_problems(checked, groups)
+        ]
+
+    def unset_env(self, environ: Mapping[str, str]) -> list[str]:
+        """Strategy settings naming a variable `environ` lacks."""
+        return [
+            self.problem(name, p)
+            for name, checked in self.checked.items()
+            for p in _unset_env(checked, environ)
+        ]
 
 
 def _load_file(path: Path) -> _File:
