@@ -23,6 +23,9 @@ pytest_plugins = ["tests.slack_fixtures"]  # the Slack fake and bot factory, for
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+# The signing secret the test policies' webhooks name: the bot refuses a policy whose
+# secret_env is not set, so every test environment has it, as a real deployment would.
+os.environ.setdefault("TEST_HOOK_SECRET", "s3cret")
 
 
 class FakeClock:
@@ -81,11 +84,16 @@ class Chat:
         self.sent: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._sync = 0
+        self.refusing: dict[str, str] = {}  # destination -> the error the chat answers
         original = self.backend.send_message
 
         def recording_send(message):
             with self._lock:
-                self.sent.append((str(message.to), message.body))
+                refusal = self.refusing.get(str(message.to))
+                if refusal is None:
+                    self.sent.append((str(message.to), message.body))
+            if refusal is not None:
+                raise RuntimeError(refusal)
             original(message)
 
         self.backend.send_message = recording_send
@@ -113,6 +121,14 @@ class Chat:
             pass
         with self._lock:
             return [plain(body) for _, body in self.sent[start:] if body != marker]
+
+    def refuse(self, destination: str, error: str | None) -> None:
+        """The chat refuses every message to `destination` with `error` (None: no more)."""
+        with self._lock:
+            if error is None:
+                self.refusing.pop(destination, None)
+            else:
+                self.refusing[destination] = error
 
     def reply(self, user: str, text: str, room: str | None = None) -> str:
         return self.say(user, text, room)[0]

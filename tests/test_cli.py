@@ -4,12 +4,14 @@ import csv
 import io
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from tests.builders import build_service, month_of_activity
-from tests.conftest import FakeClock, accessbot
+from tests.conftest import PLUGINS, ROOT, FakeClock, accessbot, policy_file, webhook_policy
 from tests.fakes import WebhookTarget
 
 
@@ -25,6 +27,16 @@ def month(tmp_path_factory):
     return root, ids
 
 
+def deployed(*args, cwd, env=None):
+    """The CLI as an operator runs it for a deployment whose data files are in
+    <cwd>/data (the environment wins over the project's config.py)."""
+    files = {
+        "ACCESS_AUDIT_PATH": str(cwd / "data" / "audit.jsonl"),
+        "ACCESS_DB_PATH": str(cwd / "data" / "access.json"),
+    }
+    return accessbot(*args, cwd=cwd, env={**files, **(env or {})})
+
+
 @pytest.fixture
 def log_copy(month, tmp_path):
     root, _ = month
@@ -34,7 +46,7 @@ def log_copy(month, tmp_path):
 
 
 def test_verify_passes_on_an_intact_log_from_the_configured_path(log_copy, tmp_path):
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)  # default data/audit.jsonl
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 0
     assert out.startswith("audit log intact: ") and "hash chain verified" in out
 
@@ -52,7 +64,7 @@ def test_verify_names_a_deleted_line_as_missing(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     del lines[20]
     log_copy.write_text("".join(lines))
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 1 and "line 21" in out and "event 22 follows event 20" in out
 
 
@@ -83,7 +95,7 @@ def test_verify_checks_a_whole_rotated_set_given_its_directory(tmp_path):
     assert code == 0  # one rotated file, checked on its own
 
     (data / "audit.jsonl.3").unlink()
-    code, out, _ = accessbot("audit", "verify", cwd=tmp_path)
+    code, out, _ = deployed("audit", "verify", cwd=tmp_path)
     assert code == 1 and "audit.jsonl.4 line 1" in out and "does not continue audit.jsonl.2" in out
 
 
@@ -100,7 +112,7 @@ def test_verify_of_a_missing_log_fails_and_bad_usage_exits_2(tmp_path):
 
 def test_export_writes_csv_an_auditor_can_open_safely(log_copy, tmp_path, month):
     _, ids = month
-    code, out, err = accessbot("audit", "export", "--since", "40d", "--format", "csv", cwd=tmp_path)
+    code, out, err = deployed("audit", "export", "--since", "40d", "--format", "csv", cwd=tmp_path)
     assert code == 0 and "hash chain verified" in err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == len(log_copy.read_text().splitlines())
@@ -113,7 +125,7 @@ def test_export_writes_csv_an_auditor_can_open_safely(log_copy, tmp_path, month)
 
 
 def test_export_filters_by_resource_user_and_time(log_copy, tmp_path):
-    code, out, _ = accessbot(
+    code, out, _ = deployed(
         "audit",
         "export",
         "--format",
@@ -130,7 +142,7 @@ def test_export_filters_by_resource_user_and_time(log_copy, tmp_path):
     assert all("oncall" in (r.get("user"), r.get("actor")) for r in records)
     assert all(r["prev"] for r in records)
 
-    _, recent, _ = accessbot("audit", "export", "--since", "7d", "--format", "jsonl", cwd=tmp_path)
+    _, recent, _ = deployed("audit", "export", "--since", "7d", "--format", "jsonl", cwd=tmp_path)
     since = datetime.now(UTC) - timedelta(days=7)
     recent = [json.loads(line) for line in recent.splitlines()]
     assert 0 < len(recent) < len(log_copy.read_text().splitlines())
@@ -141,14 +153,14 @@ def test_export_of_a_tampered_log_still_writes_but_exits_1(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     log_copy.write_text("".join(lines[:5] + lines[6:]))
     out_file = tmp_path / "events.csv"
-    code, _, err = accessbot("audit", "export", "--out", str(out_file), cwd=tmp_path)
+    code, _, err = deployed("audit", "export", "--out", str(out_file), cwd=tmp_path)
     assert code == 1 and "BROKEN at" in err
     assert len(out_file.read_text().splitlines()) == len(lines)  # header + the rest
 
 
 def test_report_is_one_html_page_with_the_chart_counts_and_verify_result(log_copy, tmp_path, month):
     _, ids = month
-    code, out, _ = accessbot("report", "--since", "35d", "--out", "report.html", cwd=tmp_path)
+    code, out, _ = deployed("report", "--since", "35d", "--out", "report.html", cwd=tmp_path)
     assert code == 0 and out.startswith("wrote report.html")
     page = (tmp_path / "report.html").read_text()
     assert page.startswith("<!doctype html>")
@@ -166,6 +178,83 @@ def test_report_is_one_html_page_with_the_chart_counts_and_verify_result(log_cop
 def test_report_of_a_broken_log_says_so_in_red_and_exits_1(log_copy, tmp_path):
     lines = log_copy.read_text().splitlines(keepends=True)
     log_copy.write_text("".join(lines[:3] + lines[4:]))
-    code, _, _ = accessbot("report", "--out", "r.html", cwd=tmp_path)
+    code, _, _ = deployed("report", "--out", "r.html", cwd=tmp_path)
     page = (tmp_path / "r.html").read_text()
     assert code == 1 and "banner bad" in page and "BROKEN at" in page
+
+
+# -- where the CLI finds its settings: as the bot does, from any folder ------------------
+
+PROJECT_CONFIG = """
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+BOT_DATA_DIR = str(ROOT / "data")  # the audit log defaults to <BOT_DATA_DIR>/audit.jsonl
+ACCESS_POLICY_DIR = str(ROOT / "policies")
+"""
+
+
+def project(tmp_path, config: str | None = PROJECT_CONFIG) -> Path:
+    """A checkout of its own: plugins/accessbot, policies/ and (unless None) config.py."""
+    root = tmp_path / "project"
+    shutil.copytree(
+        PLUGINS / "accessbot",
+        root / "plugins" / "accessbot",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    policy_file(root / "policies", "db.py", webhook_policy("http://127.0.0.1:9/x"))
+    if config is not None:
+        (root / "config.py").write_text(config)
+    return root
+
+
+def run_from(folder: Path, root: Path, *args, env=None):
+    """The CLI of the checkout at `root`, run in `folder`."""
+    folder.mkdir(exist_ok=True)
+    return accessbot(*args, cwd=folder, env={"PYTHONPATH": str(root / "plugins"), **(env or {})})
+
+
+def test_the_cli_reads_the_projects_config_from_any_folder(tmp_path, log_copy):
+    root = project(tmp_path)
+    (root / "data").mkdir()
+    shutil.copy(log_copy, root / "data" / "audit.jsonl")
+    elsewhere = tmp_path / "elsewhere"
+
+    code, out, _ = run_from(elsewhere, root, "check")
+    assert (code, out) == (0, f"{root / 'policies'}: ok, 1 file(s), 1 resource(s): prod-db\n")
+    code, out, _ = run_from(elsewhere, root, "audit", "verify")
+    assert code == 0 and out.startswith("audit log intact: ")
+
+
+def test_environment_variables_win_over_the_projects_config(tmp_path):
+    root = project(tmp_path)
+    other = tmp_path / "other-policies"
+    policy_file(other, "k8s.py", webhook_policy("http://127.0.0.1:9/x").replace("prod-db", "k8s"))
+    env = {"ACCESS_POLICY_DIR": str(other)}
+    code, out, _ = run_from(tmp_path / "elsewhere", root, "check", env=env)
+    assert (code, out) == (0, f"{other}: ok, 1 file(s), 1 resource(s): k8s\n")
+
+
+def test_when_nothing_is_found_the_cli_says_where_it_looked(tmp_path):
+    root = project(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    code, _, err = run_from(elsewhere, root, "audit", "verify")
+    assert code == 1
+    assert err == (
+        f"error: there is no audit log at {root / 'data' / 'audit.jsonl'} (the default: "
+        f"ACCESS_AUDIT_PATH is neither in the environment nor in {root / 'config.py'})\n"
+    )
+
+    (root / "config.py").unlink()
+    code, _, err = run_from(elsewhere, root, "check")
+    assert code == 1
+    assert err == (
+        "error: policies: the policy directory does not exist (the default: ACCESS_POLICY_DIR "
+        f"is not in the environment and there is no config file at {root / 'config.py'} (give "
+        "one with --config)); name it: python -m accessbot check POLICY_DIR\n"
+    )
+
+
+def test_the_shipped_config_is_found_from_another_folder(tmp_path):
+    code, out, _ = accessbot("check", cwd=tmp_path)
+    assert (code, out.split(":")[0]) == (0, str(ROOT / "policies"))

@@ -73,6 +73,27 @@ def test_the_whole_value_must_match_the_pattern(chat):
     assert "env=preprod is not valid" in reply
 
 
+ASK_AGAIN = "!access request prod-db 30m ticket=<ticket> <reason>"
+
+
+def test_after_a_failed_grant_the_advice_to_ask_again_names_the_required_fields(chat, webhook):
+    webhook.set_status(503)
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 index"))
+
+    chat.say("bob", f"!approve {rid}")
+
+    told = [t for t in chat.to("carol") if "grant failed" in t]
+    assert told and f"Ask again with {ASK_AGAIN} once the approvers" in told[-1]
+    assert f"@carol can ask again with {ASK_AGAIN}." in chat.reply("admin", f"!access retry {rid}")
+
+
+def test_after_a_time_out_the_advice_to_ask_again_names_the_required_fields(chat, clock, webhook):
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 index"))
+    clock.advance(hours=1)
+    told = chat.wait_for("carol", "timed out")
+    assert rid in told and f"Ask again with {ASK_AGAIN}." in told
+
+
 def test_hooks_see_the_fields(chat, webhook):
     reply = chat.reply("carol", "!access request prod-db 30m ticket=SEC-9 rotate keys")
     assert "denied by policy: security tickets go through #security: SEC-9" in reply

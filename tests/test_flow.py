@@ -164,6 +164,22 @@ def test_bad_input_gets_a_message_that_says_what_to_type(chat, command, expected
     assert expected in chat.reply("carol", command)
 
 
+@pytest.mark.parametrize("duration", ["367d", "99999d", "1" * 40 + "d"])
+def test_a_duration_past_any_limit_is_refused_with_the_resources_own_maximum(chat, duration):
+    assert chat.reply("carol", f"!access request prod-db {duration} fix INC-42") == (
+        "prod-db allows at most 4h; you asked for more than 366d. Try "
+        "!access request prod-db 4h fix INC-42"
+    )
+    rid = ask(chat)
+    chat.say("alice", f"!approve {rid}")
+    assert chat.reply("carol", f"!access extend {rid} {duration}").startswith(
+        "prod-db allows at most 4h; you asked for more than 366d. Try !access extend"
+    )
+    assert "REFUSED: prod-db allows at most 4h; you asked for more than 366d" in chat.reply(
+        "admin", f"!access whatif dave prod-db {duration}"
+    )
+
+
 def test_bad_input_never_stores_anything(chat, tmp_path):
     for command in ("!access request prod-db 5h fix", "!access request nope 1h x"):
         chat.say("carol", command)

@@ -16,7 +16,7 @@ from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
 from accessbot.store import TinyDBStore
 from tests.builders import build_service, month_of_activity, person
 from tests.conftest import FakeClock
-from tests.test_cli import accessbot
+from tests.test_cli import accessbot, deployed
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_migrate_copies_live_records_archive_and_audit_and_checks_them(deploymen
     files = chain_files(root / "data" / "audit.jsonl")
     assert len(files) > 1  # rotated: the chain spans files
 
-    code, out, err = accessbot("migrate", "--to", pg_url, cwd=root)
+    code, out, err = deployed("migrate", "--to", pg_url, cwd=root)
     assert code == 0, err
     assert f"copied {len(source.live())} live and {len(list(source.archived()))} archived" in out
     assert "counts checked; audit log intact" in out
@@ -59,7 +59,7 @@ def test_migrate_copies_live_records_archive_and_audit_and_checks_them(deploymen
 
 def test_the_bots_continue_the_migrated_chain(deployment, pg_url, webhook):
     root, ids, clock = deployment
-    assert accessbot("migrate", "--to", pg_url, cwd=root)[0] == 0
+    assert deployed("migrate", "--to", pg_url, cwd=root)[0] == 0
     service = build_service(root, clock, webhook.url, db_url=pg_url)
     try:
         service.revoke(person("dave"), ids["holding"])
@@ -74,8 +74,8 @@ def test_the_bots_continue_the_migrated_chain(deployment, pg_url, webhook):
 
 def test_migrate_refuses_a_database_that_is_not_empty(deployment, pg_url):
     root, _, _ = deployment
-    assert accessbot("migrate", "--to", pg_url, cwd=root)[0] == 0
-    code, _, err = accessbot("migrate", "--to", pg_url, cwd=root)
+    assert deployed("migrate", "--to", pg_url, cwd=root)[0] == 0
+    code, _, err = deployed("migrate", "--to", pg_url, cwd=root)
     assert code == 1
     assert "already holds" in err and "only writes into an empty database" in err
 
@@ -85,7 +85,7 @@ def test_migrate_refuses_a_broken_audit_log_and_copies_nothing(deployment, pg_ur
     live = root / "data" / "audit.jsonl"
     lines = live.read_text().splitlines(keepends=True)
     live.write_text("".join(lines[:1] + lines[2:]))  # a line removed
-    code, _, err = accessbot("migrate", "--to", pg_url, cwd=root)
+    code, _, err = deployed("migrate", "--to", pg_url, cwd=root)
     assert code == 1 and "does not verify" in err and "nothing was copied" in err
     with psycopg.connect(pg_url) as conn:
         tables = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'requests'")
@@ -99,8 +99,8 @@ def test_migrate_needs_a_postgresql_url(tmp_path):
 
 def test_audit_export_and_verify_read_the_table_when_access_db_url_is_set(deployment, pg_url):
     root, _, _ = deployment
-    from_files = accessbot("audit", "export", "--format", "jsonl", cwd=root)
-    assert accessbot("migrate", "--to", pg_url, cwd=root)[0] == 0
+    from_files = deployed("audit", "export", "--format", "jsonl", cwd=root)
+    assert deployed("migrate", "--to", pg_url, cwd=root)[0] == 0
     env = {"ACCESS_DB_URL": pg_url}
     code, out, err = accessbot("audit", "export", "--format", "jsonl", cwd=root, env=env)
     assert code == 0 and "hash chain verified" in err

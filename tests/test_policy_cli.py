@@ -17,7 +17,7 @@ RESOURCES = {
         "approvers": ["group:sre"],
         "channel": "#access-approvals",
         "fields": {"ticket": {"pattern": "^[A-Z]+-[0-9]+$", "help": "Jira key"}},
-        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret_env": "S"},
+        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "secret_env": "TEST_HOOK_SECRET"},
     },
 }
 
@@ -59,7 +59,9 @@ def test_check_prints_file_line_message_for_every_problem_and_exits_1(tmp_path, 
         "policies/broken.py:2: syntax error: invalid syntax",
         'policies/shell.py:6: prod-shell.default_duration: "soon" is not a duration (try "4h", '
         '"30m" or "1h30m")',
-        "policies: 2 problem(s); the bot would not load these policies",
+        'policies/shell.py:7: prod-shell.approvers: unknown group "ops" (groups: sre); define it '
+        "in a policy file's GROUPS or in ACCESS_GROUPS",
+        "policies: 3 problem(s); the bot would not load these policies",
     ]
 
 
@@ -93,6 +95,80 @@ def test_the_shipped_policies_pass_check_and_their_tests():
     code, out, _ = accessbot("test", "policies", "policies/tests.yaml", cwd=ROOT)
     assert code == 0, out
     assert out.splitlines()[-1].endswith("passed, 0 failed")
+
+
+FIVE_MISTAKES = """
+RESOURCES = {
+    "prod-shell": {
+        "max_duration": "2h",
+        "default_duration": "3h",
+        "approvers": ["@alice", "pagerduty:oncall"],
+        "channel": "access-approvals",
+        "aproval_count": 2,
+        "strategy": {"type": "webhook", "url": "http://127.0.0.1:9/x", "timeout": "soon"},
+    },
+}
+"""
+
+
+def test_check_reports_five_mistakes_in_one_file_as_five_lines_in_one_run(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", FIVE_MISTAKES)
+
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split(": ")[:2] for line in lines[:-1]] == [
+        ["policies/shell.py:7", "prod-shell.aproval_count"],
+        ["policies/shell.py:4", "prod-shell.default_duration"],
+        ["policies/shell.py:5", "prod-shell.approvers"],
+        ["policies/shell.py:6", "prod-shell.channel"],
+        ["policies/shell.py:8", "prod-shell.strategy.timeout"],
+    ]
+    assert lines[-1] == "policies: 5 problem(s); the bot would not load these policies"
+
+
+def test_check_warns_about_an_unset_secret_and_strict_makes_it_an_error(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", GOOD.replace("TEST_HOOK_SECRET", "SHELL_HOOK_SECRET"))
+    warning = (
+        "policies/shell.py:10: warning: prod-shell.strategy.secret_env: the environment "
+        "variable SHELL_HOOK_SECRET is not set; the webhook strategy reads it at every grant "
+        "and revoke: set SHELL_HOOK_SECRET where the bot runs"
+    )
+
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 0
+    assert out.splitlines() == [
+        warning,
+        "policies: ok, 1 file(s), 1 resource(s): prod-shell; 1 warning(s): the bot refuses "
+        "these policies where those variables are not set",
+    ]
+
+    code, out, _ = accessbot("check", "--strict", "policies", cwd=tmp_path)
+    assert code == 1
+    assert out.splitlines()[0] == warning.replace(": warning:", ":")
+
+    env = {"SHELL_HOOK_SECRET": "s3cret"}
+    assert accessbot("check", "--strict", "policies", cwd=tmp_path, env=env)[0] == 0
+
+
+def test_check_shows_the_warnings_beside_the_errors(tmp_path, policy_dir):
+    policy_file(
+        policy_dir,
+        "shell.py",
+        GOOD.replace("TEST_HOOK_SECRET", "SHELL_HOOK_SECRET").replace('"2h"', '"forever"'),
+    )
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 1
+    assert [line.split(": ")[:3] for line in out.splitlines()] == [
+        [
+            "policies/shell.py:5",
+            "prod-shell.max_duration",
+            '"forever" is not a duration (try "4h", "30m" or "1h30m")',
+        ],
+        ["policies/shell.py:10", "warning", "prod-shell.strategy.secret_env"],
+        ["policies", "1 problem(s); the bot would not load these policies"],
+    ]
 
 
 # -- test -------------------------------------------------------------------------------
@@ -233,6 +309,15 @@ def test_broken_policies_stop_the_tests_with_the_load_errors(tmp_path, policy_di
     assert code == 1
     assert 'policies/shell.py:5: prod-shell.max_duration: "forever" is not a duration' in out
     assert out.splitlines()[-1] == "policies: the policies do not load; no case was run"
+
+
+def test_a_slack_channel_id_is_expected_as_the_policy_writes_it(tmp_path, policy_dir):
+    policy_file(policy_dir, "shell.py", GOOD.replace('"#access-approvals"', '"C024BE91L"'))
+    path = write_cases(
+        tmp_path, "- {user: dave, resource: prod-shell, expect: {channel: C024BE91L}}\n"
+    )
+    code, out, _ = accessbot("test", "policies", path.name, cwd=tmp_path)
+    assert code == 0, out
 
 
 def test_hooks_see_the_time_the_case_gives(tmp_path, policy_dir):

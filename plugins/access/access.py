@@ -32,6 +32,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request,
     parse_whatif_args,
 )
+from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
@@ -111,6 +112,7 @@ class Access(BotPlugin):
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
+        self.undelivered = UndeliveredNotices()
         try:
             self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
@@ -361,19 +363,36 @@ class Access(BotPlugin):
             yield result
 
     def deliver(self, notices: list[Notice]) -> None:
+        """Send each notice; tell the admins (once) about one the chat would not take."""
         for notice in notices:
-            if self.slack is not None:
-                try:
-                    if self.slack.deliver(notice):
-                        continue
-                except Exception:  # noqa: BLE001 - the card failed; the plain message still goes
-                    log.exception("could not post or update the Slack card for %s", notice.to)
+            error = self.deliver_one(notice)
+            if error and self.undelivered.failed(notice.to, error):
+                self.tell_admins(messages.undeliverable(notice, error))
+
+    def deliver_one(self, notice: Notice) -> str | None:
+        """Post the notice (a Slack card, else a plain message); the error that kept it
+        from arriving, or None."""
+        if self.slack is not None:
             try:
-                # Cards go out as plain markdown: errbot's card template HTML-escapes the
-                # body, which would show a reason's "<" as "&lt;" on text backends.
-                self.send(self.build_identifier(notice.to), notice.text)
-            except Exception:  # noqa: BLE001 - one unreachable user must not stop the rest
-                log.exception("could not deliver a notice to %s", notice.to)
+                if self.slack.deliver(notice):
+                    self.undelivered.delivered(notice.to)
+                    return None
+            except Exception as exc:  # noqa: BLE001 - the card failed; the plain message still goes
+                log.exception("could not post or update the Slack card for %s", notice.to)
+                if error_code(exc) in CHANNEL_ERRORS:
+                    # A plain message would fail the same way, and errbot's Slack backend
+                    # only logs that: this is the one chance to know.
+                    return error_code(exc)
+        try:
+            # Cards go out as plain markdown: errbot's card template HTML-escapes the
+            # body, which would show a reason's "<" as "&lt;" on text backends.
+            self.send(self.build_identifier(notice.to), notice.text)
+        except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
+            log.exception("could not deliver a notice to %s", notice.to)
+            return error_code(exc)
+        if self.slack is None:  # on Slack, errbot's send never says whether it got through
+            self.undelivered.delivered(notice.to)
+        return None
 
     def actor(self, frm) -> Actor:
         """Who sent a command. On Slack: the user id, and handle and e-mail from users.info

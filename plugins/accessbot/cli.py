@@ -3,16 +3,17 @@
     python -m accessbot audit verify [PATH | postgresql://...]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
-    python -m accessbot check [POLICY_DIR]
+    python -m accessbot check [--strict] [POLICY_DIR]
     python -m accessbot test POLICY_DIR TESTS.yaml
 
 
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
 
-Paths default to the bot's own Settings (ACCESS_* environment variables, or the keys of
-an Errbot config file given with `--config config.py`); with ACCESS_DB_URL set, the
-audit commands read the audit table there. Exit codes: 0 ok, 1 the check failed or the
-data is bad, 2 usage.
+Paths default to the bot's own Settings, found as the bot finds them from any folder:
+ACCESS_* environment variables win over the keys of the Errbot config file, which is
+`--config config.py` or else the project's own `config.py` (beside `plugins/`, where
+this package lives). With ACCESS_DB_URL set, the audit commands read the audit table
+there. Exit codes: 0 ok, 1 the check failed or the data is bad, 2 usage.
 
 Adding a command: write a function that takes the subparsers object, adds one parser
 with `add_command` and gives it a `run(args, settings) -> int`; decorate it with
@@ -26,10 +27,12 @@ import contextlib
 import csv
 import json
 import logging
+import os
 import re
 import runpy
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,7 +40,7 @@ from types import SimpleNamespace
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
 from .messages import redact_urls
-from .settings import Settings, SettingsError
+from .settings import PROJECT_CONFIG, Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -64,7 +67,8 @@ def _common() -> argparse.ArgumentParser:
         "--config",
         metavar="CONFIG.PY",
         default=argparse.SUPPRESS,  # so it may also come before the command
-        help="an Errbot config file to read the ACCESS_* settings from",
+        help="the Errbot config file to read the ACCESS_* settings from (default: the "
+        "project's config.py, beside plugins/); ACCESS_* environment variables win",
     )
     return common
 
@@ -94,24 +98,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(config: str | None) -> Settings:
-    if not config:
-        return Settings.load()
-    path = Path(config)
-    if not path.is_file():
-        raise CliError(f"--config {config}: no such file", EXIT_USAGE)
+@dataclass(frozen=True)
+class ConfigSource:
+    """The config file the settings came from (its values), to say where a path came from."""
+
+    path: Path | None  # the config file read; None when there was none
+    looked_for: Path  # where it was looked for
+    values: dict = field(default_factory=dict)
+
+    def origin(self, key: str) -> str:
+        """`ACCESS_AUDIT_PATH in /srv/accessbot/config.py`, or why it is the default."""
+        if os.environ.get(key, "") != "":
+            return f"{key} from the environment"
+        if self.path is None:
+            return (
+                f"the default: {key} is not in the environment and there is no config file "
+                f"at {self.looked_for} (give one with --config)"
+            )
+        if self.values.get(key) is not None:
+            return f"{key} in {self.path}"
+        return f"the default: {key} is neither in the environment nor in {self.path}"
+
+
+def find_config(config: str | None) -> ConfigSource:
+    """`--config PATH`, else the project's config.py the bot runs with, if it is there."""
+    if config:
+        path = Path(config).resolve()
+        if not path.is_file():
+            raise CliError(f"--config {config}: no such file", EXIT_USAGE)
+    elif PROJECT_CONFIG.is_file():
+        path = PROJECT_CONFIG
+    else:
+        return ConfigSource(None, PROJECT_CONFIG)
     try:
         values = runpy.run_path(str(path))
     except Exception as exc:  # noqa: BLE001 - a broken config is the user's to fix
-        raise CliError(f"--config {config} did not load: {type(exc).__name__}: {exc}") from exc
-    return Settings.load(SimpleNamespace(**values))
+        raise CliError(f"{path} did not load: {type(exc).__name__}: {exc}") from exc
+    return ConfigSource(path, path, values)
+
+
+def load_settings(source: ConfigSource) -> Settings:
+    """The settings as the bot reads them: the environment wins over the config, and
+    the data files default to the config's BOT_DATA_DIR."""
+    if source.path is None:
+        return Settings.load()
+    config = SimpleNamespace(**source.values)
+    return Settings.load(config, data_dir=source.values.get("BOT_DATA_DIR"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(getattr(args, "config", None))
+        args.source = find_config(getattr(args, "config", None))
+        settings = load_settings(args.source)
         return args.run(args, settings)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -176,7 +216,9 @@ def _db_source(path: str | None, settings: Settings) -> str | None:
     return settings.db_url if not path else None
 
 
-def _audit_files(path: str | None, settings: Settings) -> tuple[list[Path], bool]:
+def _audit_files(
+    path: str | None, settings: Settings, source: ConfigSource | None = None
+) -> tuple[list[Path], bool]:
     """The files of the log at `path` (a log file or a directory holding one), oldest
     first, and whether that is a lone rotated file to check on its own."""
     default = Path(settings.audit_path)
@@ -185,7 +227,8 @@ def _audit_files(path: str | None, settings: Settings) -> tuple[list[Path], bool
         target = target / default.name
     files = chain_files(target)
     if not files:
-        raise CliError(f"there is no audit log at {target}")
+        where = f" ({source.origin('ACCESS_AUDIT_PATH')})" if source and not path else ""
+        raise CliError(f"there is no audit log at {target}{where}")
     lone = len(files) == 1 and bool(re.search(r"\.\d+$", target.name))
     return files, lone
 
@@ -233,7 +276,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             result = log.verify()
         print(result)
         return EXIT_OK if result.ok else EXIT_FAILED
-    files, lone = _audit_files(args.path, settings)
+    files, lone = _audit_files(args.path, settings, args.source)
     result = verify_file(files[0]) if lone else verify_chain(files)
     print(result)
     if len(files) > 1:
@@ -273,12 +316,12 @@ def _shown(record: dict) -> dict:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    with _opened_log(args.log, settings) as (log, verdict, _):
+    with _opened_log(args.log, settings, source=args.source) as (log, verdict, _):
         return _export(args, log, verdict)
 
 
 @contextlib.contextmanager
-def _opened_log(path: str | None, settings: Settings, clock=None):
+def _opened_log(path: str | None, settings: Settings, clock=None, source=None):
     """The audit log to read (files or the table), its verdict, and where it lives."""
     from .audit import AuditLog
 
@@ -287,7 +330,7 @@ def _opened_log(path: str | None, settings: Settings, clock=None):
         with _audit_table(url) as log:
             yield log, log.verify(), [log.where]
         return
-    files, _ = _audit_files(path, settings)
+    files, _ = _audit_files(path, settings, source)
     verdict = verify_chain(files)
     log = AuditLog(files[-1], clock=clock or (lambda: datetime.now(UTC)), max_bytes=None)
     yield log, verdict, [str(f) for f in files]
@@ -347,7 +390,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     since = args.since if isinstance(args.since, datetime) else since_type(args.since)
     if since >= until:
         raise CliError("--since must be before --until", EXIT_USAGE)
-    with _opened_log(args.log, settings, clock=lambda: until) as (log, verdict, sources):
+    with _opened_log(args.log, settings, lambda: until, args.source) as (log, verdict, sources):
         summary = summarize(log.events(), since, until, verdict)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
@@ -366,12 +409,19 @@ def register_check(commands: argparse._SubParsersAction) -> None:
     check = add_command(
         commands,
         "check",
-        "load the policy files exactly as the bot does; print file:line: message for each "
-        "problem and exit 1 if there is any",
+        "load the policy files exactly as the bot does; print file:line: key: message for "
+        "every problem in every file and exit 1 if there is any. A strategy setting naming "
+        "an environment variable that is not set here is a warning (CI rarely has the bot's "
+        "secrets; the bot refuses it)",
         run_check,
     )
     check.add_argument(
         "policy_dir", nargs="?", help="the policy directory (default: ACCESS_POLICY_DIR)"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="unset environment variables are errors too, as in the bot (exit 1)",
     )
 
 
@@ -382,20 +432,45 @@ def _located(directory: Path, error: str) -> str:
     return str(directory / error) if name.endswith(".py") and "/" not in name else error
 
 
+def _warning(directory: Path, warning: str) -> str:
+    """`policies/db.py:7: warning: prod-db.strategy.secret_env: ...`."""
+    where, _, message = _located(directory, warning).partition(": ")
+    return f"{where}: warning: {message}"
+
+
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
     from .policy import PolicyError, load_policies
 
     directory = Path(args.policy_dir or settings.policy_dir)
+    if not args.policy_dir and not directory.is_dir():
+        raise CliError(
+            f"{directory}: the policy directory does not exist "
+            f"({args.source.origin('ACCESS_POLICY_DIR')}); name it: "
+            "python -m accessbot check POLICY_DIR"
+        )
     try:
-        policies = load_policies(directory, settings.groups)
+        policies = load_policies(
+            directory, settings.groups, os.environ, unset_env_is_error=args.strict
+        )
     except PolicyError as exc:
         for error in exc.errors:
             print(_located(directory, error))
+        for warning in exc.warnings:
+            print(_warning(directory, warning))
         print(f"{directory}: {len(exc.errors)} problem(s); the bot would not load these policies")
         return EXIT_FAILED
+    for warning in policies.warnings:
+        print(_warning(directory, warning))
+    warned = (
+        f"; {len(policies.warnings)} warning(s): the bot refuses these policies where those "
+        "variables are not set"
+        if policies.warnings
+        else ""
+    )
     print(
         f"{directory}: ok, {len(policies.files)} file(s), {len(policies.resources)} resource(s): "
         + ", ".join(policies.names())
+        + warned
     )
     return EXIT_OK
 
@@ -470,7 +545,12 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         copied = migrate_tinydb(db_path, audit_path, args.to)
     except StoreError as exc:
-        raise CliError(str(exc)) from exc
+        origins = [
+            args.source.origin(key)
+            for given, key in ((args.db, "ACCESS_DB_PATH"), (args.audit, "ACCESS_AUDIT_PATH"))
+            if not given
+        ]
+        raise CliError(f"{exc}" + (f" ({'; '.join(origins)})" if origins else "")) from exc
     print(
         f"copied {copied.live} live and {copied.archived} archived requests from {db_path}, "
         f"and {copied.audit_events} audit events from {copied.audit_files} file(s) at "

@@ -8,8 +8,10 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from .domain import (
+    TOO_LONG,
     AccessError,
     DurationError,
+    DurationTooLong,
     format_duration,
     looks_like_duration,
     parse_duration,
@@ -114,7 +116,10 @@ def _duration_and_reason(command: str, rest: list[str]) -> tuple[timedelta | Non
     """An optional duration first, then the reason; a duration typo is an error."""
     duration = None
     if rest and looks_like_duration(rest[0]):
-        duration = parse_duration(rest[0])
+        try:
+            duration = parse_duration(rest[0])
+        except DurationTooLong:
+            duration = TOO_LONG  # the service says the resource's own limit
         rest = rest[1:]
     elif rest and _maybe_duration(rest[0]):
         raise DurationError(

@@ -20,6 +20,10 @@ class DurationError(AccessError):
     pass
 
 
+class DurationTooLong(DurationError):
+    """A well-formed duration past MAX_DURATION: the caller may know a tighter limit."""
+
+
 class TransitionError(AccessError):
     pass
 
@@ -27,6 +31,10 @@ class TransitionError(AccessError):
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 MAX_DURATION_TEXT = 366 * 86400  # nothing sane lasts longer; guards against 10**30d
+MAX_DURATION = timedelta(seconds=MAX_DURATION_TEXT)
+# What a command holds for a typed duration past MAX_DURATION (`99999d`): longer than any
+# resource allows, so the service refuses it naming the resource's own limit.
+TOO_LONG = MAX_DURATION + timedelta(seconds=1)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -37,7 +45,7 @@ def parse_duration(text: str) -> timedelta:
         raise DurationError(f'"{text}" is not a duration: write it like 30m, 2h, 1h30m or 1d')
     seconds = sum(int(n or 0) * mult for n, (_, mult) in zip(match.groups(), _UNITS))
     if seconds > MAX_DURATION_TEXT:
-        raise DurationError(f'"{text}" is too long a duration: the most is 366d')
+        raise DurationTooLong(f'"{text}" is too long a duration: the most is 366d')
     return timedelta(seconds=seconds)
 
 

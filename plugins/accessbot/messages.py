@@ -7,10 +7,10 @@ channel, break the layout or smuggle control characters onto a card.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from .domain import Request, Status, format_duration
+from .domain import MAX_DURATION, Request, Status, format_duration
 
 REASON_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -62,6 +62,21 @@ def redact_urls(text: str) -> str:
 
 def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def asked(duration: timedelta) -> str:
+    """A requested duration in a refusal; one past what any duration may be (`99999d`)
+    is "more than 366d"."""
+    if duration > MAX_DURATION:
+        return f"more than {format_duration(MAX_DURATION)}"
+    return format_duration(duration)
+
+
+def ask_again(resource: str, duration: timedelta, specs=()) -> str:
+    """The command that asks afresh, with a placeholder for every field the resource
+    requires: `!access request payroll 30m ticket=<ticket> <reason>`."""
+    fields = "".join(f" {s.name}=<{s.name}>" for s in specs if s.required)
+    return f"`!access request {resource} {format_duration(duration)}{fields} <reason>`"
 
 
 def who(handle: str) -> str:
@@ -292,4 +307,42 @@ def watcher_reload(result) -> str:
         f"Policy files changed on disk but did NOT load, so nothing changed ({result.kept}). "
         "Fix these and save again (or run `!access reload`):\n"
         + "\n".join(f"- {e}" for e in result.errors)
+    )
+
+
+def undeliverable(notice, error: str) -> str:
+    """What the admins are told when a notice could not be delivered, and how to fix it."""
+    where, request = notice.to, notice.request
+    about = ""
+    if request is not None:
+        in_file = f", policy file {request.policy_file}" if request.policy_file else ""
+        about = f" (request {request.id}, {request.resource}{in_file})"
+    if notice.audience != "channel":
+        fix = f"check that {where} is still a member of the chat and can get messages from the bot"
+    elif error == "not_in_channel":
+        fix = f"invite the bot to {where} (in {where}, type /invite and the bot's @name)"
+    elif error == "channel_not_found":
+        fix = (
+            f"{where} does not exist or is private: create it or invite the bot to it, or "
+            'change the resource\'s "channel" in its policy file'
+        )
+    elif error == "is_archived":
+        fix = (
+            f'{where} is archived: unarchive it, or change the resource\'s "channel" in its '
+            "policy file"
+        )
+    else:
+        fix = (
+            f"check that {where} exists and the bot may post there, or change the resource's "
+            '"channel" in its policy file'
+        )
+    waiting = (
+        " Until then nobody there sees these requests; approvers can still use `!access list`."
+        if notice.audience == "channel"
+        else ""
+    )
+    return (
+        f"Access bot: a message to {where}{about} could not be delivered: {inert(error, 200)}. "
+        f"To fix: {fix}.{waiting} You will hear about {where} again only if this happens after "
+        "a message there got through."
     )

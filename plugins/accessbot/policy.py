@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from .approvers import GROUP, GROUP_NAME, entry_problem, is_dynamic, kind_of, static_members
-from .domain import DurationError, RequestView, format_duration, parse_duration
+from .domain import (
+    MAX_DURATION,
+    DurationError,
+    DurationTooLong,
+    RequestView,
+    format_duration,
+    parse_duration,
+)
 from .strategies import SettingsError, Strategy, build_strategy
 
 log = logging.getLogger(__name__)
@@ -47,10 +54,12 @@ CONFIG_GROUPS = "ACCESS_GROUPS"  # where groups from the bot's configuration com
 
 
 class PolicyError(Exception):
-    """The policy directory did not load; `errors` holds one `file:line: message` each."""
+    """The policy directory did not load; `errors` holds one `file:line: message` each,
+    `warnings` what would not stop the bot from loading them (see load_policies)."""
 
-    def __init__(self, errors: list[str]):
+    def __init__(self, errors: list[str], warnings: list[str] | None = None):
         self.errors = errors
+        self.warnings = list(warnings or [])
         super().__init__("\n".join(errors))
 
 
@@ -118,6 +127,7 @@ class PolicySet:
     files: tuple[str, ...]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> members
     group_sources: dict[str, str] = field(default_factory=dict)  # name -> file or ACCESS_GROUPS
+    warnings: tuple[str, ...] = ()  # `file:line: message`s that did not stop the load
 
     def get(self, name: str) -> Resource | None:
         return self.resources.get(name)
@@ -152,16 +162,25 @@ class PolicyContext:
 # -- loading ------------------------------------------------------------------------
 
 
-def load_policies(directory: str | Path, groups: Mapping[str, Any] | None = None) -> PolicySet:
+def load_policies(
+    directory: str | Path,
+    groups: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    unset_env_is_error: bool = True,
+) -> PolicySet:
     """Load every policy file in `directory`; raise PolicyError listing every problem.
 
     `groups` are the named approver lists from the configuration (ACCESS_GROUPS); a
     policy file's own `GROUPS` add to them, and every group is usable from every file.
+    With `environ`, a strategy setting naming an environment variable that is not set
+    there (`secret_env`, `token_env`) is an error, or only a warning when
+    `unset_env_is_error` is False (`check` in CI, which rarely has the bot's secrets).
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise PolicyError([f"{directory}: the policy directory does not exist"])
     errors: list[str] = []
+    warnings: list[str] = []
     all_groups: dict[str, tuple[str, ...]] = {}
     sources: dict[str, str] = {}
     for name, members in (groups or {}).items():
@@ -197,16 +216,12 @@ def load_policies(directory: str | Path, groups: Mapping[str, Any] | None = None
             else:
                 resources[name] = resource
     for loaded in loaded_files:
-        for resource in loaded.resources.values():
-            problem = _approver_problem(resource, all_groups)
-            if problem:
-                errors.append(
-                    f"{loaded.where(resource.name, problem.key)}: {resource.name}.{problem.key}: "
-                    f"{problem}"
-                )
+        errors += loaded.across_files(all_groups)
+        if environ is not None:
+            (errors if unset_env_is_error else warnings).extend(loaded.unset_env(environ))
     if errors:
-        raise PolicyError(errors)
-    return PolicySet(resources, tuple(p.name for p in files), all_groups, sources)
+        raise PolicyError(errors, warnings)
+    return PolicySet(resources, tuple(p.name for p in files), all_groups, sources, tuple(warnings))
 
 
 @dataclass
@@ -216,6 +231,9 @@ class _File:
     resources: dict[str, Resource] = field(default_factory=dict)
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Every resource, loaded or not: which groups its approvers name is checked once
+    # every file's GROUPS are known, and its strategy's variables against the environment.
+    checked: dict[str, _Checked] = field(default_factory=dict)
 
     def where(self, *keys: str) -> str:
         """`file:line` of the most specific known key: (res, "fields.ticket.pattern")
@@ -230,6 +248,26 @@ class _File:
             if candidate in self.lines:
                 return f"{self.name}:{self.lines[candidate]}"
         return f"{self.name}:1"
+
+    def problem(self, resource: str, problem: _KeyProblem) -> str:
+        """`db.py:7: prod-db.channel: message`."""
+        return f"{self.where(resource, problem.key)}: {resource}.{problem.key}: {problem}"
+
+    def across_files(self, groups: Mapping[str, tuple]) -> list[str]:
+        """What needs every file's GROUPS: unknown groups, unreachable quorums."""
+        return [
+            self.problem(name, p)
+            for name, checked in self.checked.items()
+            for p in _approver_problems(checked, groups)
+        ]
+
+    def unset_env(self, environ: Mapping[str, str]) -> list[str]:
+        """Strategy settings naming a variable `environ` lacks."""
+        return [
+            self.problem(name, p)
+            for name, checked in self.checked.items()
+            for p in _unset_env(checked, environ)
+        ]
 
 
 def _load_file(path: Path) -> _File:
@@ -290,12 +328,11 @@ def _load_file(path: Path) -> _File:
             hooks[hook] = fn
 
     for res_name, settings in raw.items():
-        try:
-            result.resources[res_name] = _resource(res_name, settings, name, hooks)
-        except _KeyProblem as problem:
-            result.errors.append(
-                f"{where(res_name, problem.key)}: {res_name}.{problem.key}: {problem}"
-            )
+        checked = _resource(res_name, settings, name, hooks)
+        result.checked[res_name] = checked
+        result.errors += [result.problem(res_name, p) for p in checked.problems]
+        if checked.resource is not None:
+            result.resources[res_name] = checked.resource
     return result
 
 
@@ -325,145 +362,163 @@ def _group(name: Any, members: Any) -> tuple[str, ...]:
     return tuple(m.strip() for m in members)
 
 
-def _approver_problem(resource: Resource, groups: Mapping[str, tuple]) -> _KeyProblem | None:
+def _approver_problems(checked: _Checked, groups: Mapping[str, tuple]) -> list[_KeyProblem]:
     """Checks that need every file's GROUPS: known group names, and a quorum the
-    listed approvers can reach."""
-    for entry in resource.approvers:
-        if entry.startswith(GROUP) and entry[len(GROUP) :] not in groups:
-            known = ", ".join(sorted(groups)) or "none are defined"
-            return _KeyProblem(
-                "approvers",
-                f'unknown group "{entry[len(GROUP) :]}" (groups: {known}); define it in a policy '
-                f"file's GROUPS or in {CONFIG_GROUPS}",
-            )
+    listed approvers can reach (for a resource that loaded)."""
+    known = ", ".join(sorted(groups)) or "none are defined"
+    problems = [
+        _KeyProblem(
+            "approvers",
+            f'unknown group "{entry[len(GROUP) :]}" (groups: {known}); define it in a policy '
+            f"file's GROUPS or in {CONFIG_GROUPS}",
+        )
+        for entry in checked.approvers
+        if entry.startswith(GROUP) and entry[len(GROUP) :] not in groups
+    ]
+    resource = checked.resource
+    if problems or resource is None:
+        return problems
     if "get_approvers" in resource.hooks or any(is_dynamic(e) for e in resource.approvers):
-        return None  # who is asked is only known at request time
+        return []  # who is asked is only known at request time
     people = static_members(resource.approvers, groups)
     if people and resource.approvals_required > len(people):
-        return _KeyProblem(
-            "approvals_required",
-            f"is {resource.approvals_required} but the approvers name only {len(people)} "
-            f"person(s): {', '.join(people)}",
-        )
-    return None
+        return [
+            _KeyProblem(
+                "approvals_required",
+                f"is {resource.approvals_required} but the approvers name only {len(people)} "
+                f"person(s): {', '.join(people)}",
+            )
+        ]
+    return []
 
 
-def _fields(settings: dict) -> dict[str, FieldSpec]:
+def _fields(settings: dict, problems: list[_KeyProblem]) -> dict[str, FieldSpec]:
+    """The resource's prompt fields; every problem with them goes into `problems`."""
     raw = settings.get("fields", {})
     example = '{"ticket": {"pattern": "^[A-Z]+-[0-9]+$", "required": True, "help": "Jira key"}}'
     if not isinstance(raw, dict):
-        raise _KeyProblem("fields", f"must be a dict like {example}")
+        problems.append(_KeyProblem("fields", f"must be a dict like {example}"))
+        return {}
     specs = {}
     for name, spec in raw.items():
-        if not isinstance(name, str) or not FIELD_NAME.match(name):
-            raise _KeyProblem(
-                "fields",
-                f"{name!r} is not a field name: lower-case letters, digits and _, e.g. ticket",
-            )
-        if not isinstance(spec, dict):
-            raise _KeyProblem(f"fields.{name}", f"must be a dict like {example[12:-1]}")
-        for key in spec:
-            if key not in FIELD_KEYS:
-                raise _KeyProblem(
-                    f"fields.{name}.{key}",
-                    f"unknown key (allowed: {', '.join(sorted(FIELD_KEYS))})",
-                )
-        pattern = spec.get("pattern")
-        compiled = None
-        if pattern is not None:
-            if not isinstance(pattern, str) or not pattern:
-                raise _KeyProblem(f"fields.{name}.pattern", "must be a regular expression string")
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise _KeyProblem(
-                    f"fields.{name}.pattern",
-                    f"{pattern!r} is not a valid regular expression: {exc}",
-                ) from None
-        required = spec.get("required", False)
-        if not isinstance(required, bool):
-            raise _KeyProblem(f"fields.{name}.required", "must be True or False")
-        help_text = spec.get("help", "")
-        if not isinstance(help_text, str):
-            raise _KeyProblem(
-                f"fields.{name}.help", 'must be a string, e.g. "Jira key like OPS-12"'
-            )
-        specs[name] = FieldSpec(name, compiled, required, help_text.strip())
+        try:
+            specs[name] = _field(name, spec, example)
+        except _KeyProblem as problem:
+            problems.append(problem)
     return specs
 
 
-def _resource(name: Any, settings: Any, file: str, hooks: dict) -> Resource:
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise _KeyProblem("name", "a resource name must be a string without spaces, e.g. prod-db")
-    if not isinstance(settings, dict):
-        raise _KeyProblem("settings", "must be a dict of settings")
-    for key in settings:
-        if key not in ALLOWED_KEYS:
-            allowed = ", ".join(sorted(ALLOWED_KEYS))
-            raise _KeyProblem(str(key), f"unknown key (allowed: {allowed})")
-    if "max_duration" not in settings:
-        raise _KeyProblem("max_duration", 'is required, e.g. "max_duration": "4h"')
-
-    max_duration = _duration(settings, "max_duration")
-    default_duration = (
-        _duration(settings, "default_duration")
-        if "default_duration" in settings
-        else min(max_duration, timedelta(hours=1))
-    )
-    if default_duration > max_duration:
+def _field(name: Any, spec: Any, example: str) -> FieldSpec:
+    if not isinstance(name, str) or not FIELD_NAME.match(name):
         raise _KeyProblem(
-            "default_duration",
-            f"{format_duration(default_duration)} is longer than max_duration "
-            f"{format_duration(max_duration)}",
+            "fields",
+            f"{name!r} is not a field name: lower-case letters, digits and _, e.g. ticket",
+        )
+    if not isinstance(spec, dict):
+        raise _KeyProblem(f"fields.{name}", f"must be a dict like {example[12:-1]}")
+    for key in spec:
+        if key not in FIELD_KEYS:
+            raise _KeyProblem(
+                f"fields.{name}.{key}",
+                f"unknown key (allowed: {', '.join(sorted(FIELD_KEYS))})",
+            )
+    pattern = spec.get("pattern")
+    compiled = None
+    if pattern is not None:
+        if not isinstance(pattern, str) or not pattern:
+            raise _KeyProblem(f"fields.{name}.pattern", "must be a regular expression string")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise _KeyProblem(
+                f"fields.{name}.pattern",
+                f"{pattern!r} is not a valid regular expression: {exc}",
+            ) from None
+    required = spec.get("required", False)
+    if not isinstance(required, bool):
+        raise _KeyProblem(f"fields.{name}.required", "must be True or False")
+    help_text = spec.get("help", "")
+    if not isinstance(help_text, str):
+        raise _KeyProblem(f"fields.{name}.help", 'must be a string, e.g. "Jira key like OPS-12"')
+    return FieldSpec(name, compiled, required, help_text.strip())
+
+
+@dataclass
+class _Checked:
+    """One resource as far as it got: built, or every problem with it, and the parts
+    load_policies checks across files either way."""
+
+    resource: Resource | None
+    problems: list[_KeyProblem]
+    approvers: tuple[str, ...] = ()  # the well-formed entries
+    strategy: Strategy | None = None  # when its settings are valid
+    strategy_settings: dict = field(default_factory=dict)
+
+
+def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
+    """Build one resource, or say everything wrong with it: each problem names its key."""
+    problems: list[_KeyProblem] = []
+
+    def attempt(check: Callable, *args):
+        try:
+            return check(*args)
+        except _KeyProblem as problem:
+            problems.append(problem)
+            return None
+
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        problems.append(
+            _KeyProblem("name", "a resource name must be a string without spaces, e.g. prod-db")
+        )
+    if not isinstance(settings, dict):
+        return _Checked(None, [*problems, _KeyProblem("settings", "must be a dict of settings")])
+    allowed = ", ".join(sorted(ALLOWED_KEYS))
+    problems += [
+        _KeyProblem(str(key), f"unknown key (allowed: {allowed})")
+        for key in settings
+        if key not in ALLOWED_KEYS
+    ]
+
+    max_duration = default_duration = None
+    if "max_duration" in settings:
+        max_duration = attempt(_duration, settings, "max_duration")
+    else:
+        problems.append(_KeyProblem("max_duration", 'is required, e.g. "max_duration": "4h"'))
+    if "default_duration" in settings:
+        default_duration = attempt(_duration, settings, "default_duration")
+    elif max_duration is not None:
+        default_duration = min(max_duration, timedelta(hours=1))
+    if max_duration and default_duration and default_duration > max_duration:
+        problems.append(
+            _KeyProblem(
+                "default_duration",
+                f"{format_duration(default_duration)} is longer than max_duration "
+                f"{format_duration(max_duration)}",
+            )
         )
 
-    approvers = settings.get("approvers", [])
-    if isinstance(approvers, str) or not isinstance(approvers, (list, tuple)):
-        raise _KeyProblem("approvers", 'must be a list like ["@alice", "@bob"]')
-    if not all(isinstance(a, str) and a.strip() for a in approvers):
-        raise _KeyProblem("approvers", "every approver must be a handle, user id or e-mail")
-    for entry in approvers:
-        problem = entry_problem(entry.strip())
-        if problem:
-            raise _KeyProblem("approvers", problem)
-    if not approvers and "get_approvers" not in hooks:
-        raise _KeyProblem("approvers", "is required (or define get_approvers in the file)")
-
-    channel = settings.get("channel")
-    if not isinstance(channel, str) or not channel.strip():
-        raise _KeyProblem("channel", 'is required: where the approval card goes, e.g. "#access"')
-
-    approvals_required = settings.get("approvals_required", 1)
-    if type(approvals_required) is not int or approvals_required < 1:
-        raise _KeyProblem("approvals_required", "must be a whole number of 1 or more")
+    approvers = _approvers(settings, hooks, problems)
+    channel = attempt(_channel, settings.get("channel"))
     # Whether the approvers can reach the quorum needs every file's GROUPS: load_policies.
-    allow_self = settings.get("allow_self_approval", False)
-    if not isinstance(allow_self, bool):
-        raise _KeyProblem("allow_self_approval", "must be True or False")
-    max_extensions = settings.get("max_extensions", 2)
-    if type(max_extensions) is not int or max_extensions < 0:
-        raise _KeyProblem("max_extensions", "must be a whole number of 0 or more")
+    approvals_required = attempt(_whole_number, settings, "approvals_required", 1, 1)
+    allow_self = attempt(_flag, settings, "allow_self_approval")
+    max_extensions = attempt(_whole_number, settings, "max_extensions", 2, 0)
     description = settings.get("description", "")
     if not isinstance(description, str):
-        raise _KeyProblem("description", "must be a string")
+        problems.append(_KeyProblem("description", "must be a string"))
+    strategy = attempt(_strategy, settings)
+    fields = _fields(settings, problems)
+    checked = _Checked(None, problems, approvers, strategy, settings.get("strategy"))
+    if problems:
+        return checked
 
-    if "strategy" not in settings:
-        raise _KeyProblem(
-            "strategy", 'is required: how access is granted, e.g. {"type": "webhook", "url": ...}'
-        )
-    try:
-        strategy = build_strategy(settings["strategy"])
-    except SettingsError as exc:
-        raise _KeyProblem(exc.key, exc.message) from exc
-    fields = _fields(settings)
-
-    return Resource(
+    checked.resource = Resource(
         name=name,
         description=description,
         max_duration=max_duration,
         default_duration=default_duration,
-        approvers=tuple(a.strip() for a in approvers),
-        channel=channel.strip(),
+        approvers=approvers,
+        channel=channel,
         approvals_required=approvals_required,
         allow_self_approval=allow_self,
         max_extensions=max_extensions,
@@ -473,6 +528,111 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> Resource:
         hooks=hooks,
         fields=fields,
     )
+    return checked
+
+
+def _approvers(settings: dict, hooks: dict, problems: list[_KeyProblem]) -> tuple[str, ...]:
+    """The approver entries that are well-formed; one problem for each one that is not."""
+    approvers = settings.get("approvers", [])
+    if isinstance(approvers, str) or not isinstance(approvers, (list, tuple)):
+        problems.append(_KeyProblem("approvers", 'must be a list like ["@alice", "@bob"]'))
+        return ()
+    good = []
+    for entry in approvers:
+        if not isinstance(entry, str) or not entry.strip():
+            problems.append(
+                _KeyProblem("approvers", "every approver must be a handle, user id or e-mail")
+            )
+            continue
+        problem = entry_problem(entry.strip())
+        if problem:
+            problems.append(_KeyProblem("approvers", problem))
+        else:
+            good.append(entry.strip())
+    if not approvers and "get_approvers" not in hooks:
+        problems.append(
+            _KeyProblem("approvers", "is required (or define get_approvers in the file)")
+        )
+    return tuple(good)
+
+
+CHANNEL_NAME = re.compile(r"^#[^\s#,<>|@]{1,80}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CG](?=[A-Z0-9]*[0-9])[A-Z0-9]{6,20}$")
+SLACK_CHANNEL_LINK = re.compile(r"^<#([CG][A-Z0-9]+)(?:\|[^>]*)?>$")
+CHANNEL_EXAMPLE = '"#access-approvals" (or, on Slack, a channel id like "C024BE91L")'
+
+
+def _channel(value: Any) -> str:
+    """Where the approval card goes: `#name`, or on Slack a channel id (`C024BE91L`, kept
+    as `<#C024BE91L>`, which Slack and errbot's Slack backend both understand) or
+    Slack's own `<#C024BE91L|name>`."""
+    if not isinstance(value, str) or not value.strip():
+        raise _KeyProblem(
+            "channel", f"is required: where the approval card goes, e.g. {CHANNEL_EXAMPLE}"
+        )
+    channel = value.strip()
+    if CHANNEL_NAME.match(channel) or SLACK_CHANNEL_LINK.match(channel):
+        return channel
+    if SLACK_CHANNEL_ID.match(channel):
+        return f"<#{channel}>"
+    name = re.sub(r"[\s#,<>|@]+", "-", channel.lower()).strip("-")[:80]
+    if name:
+        starts = "" if channel.startswith("#") else " (a channel name starts with #)"
+        instead = f'write "#{name}"{starts}; on Slack a channel id like "C024BE91L" works too'
+    else:
+        instead = f"write it like {CHANNEL_EXAMPLE}"
+    raise _KeyProblem("channel", f'"{channel}" is not a channel: {instead}')
+
+
+def normalized_channel(value: str) -> str:
+    """A channel as a loaded policy holds it (`C024BE91L` is `<#C024BE91L>`), so a
+    policy test may write it as the policy does; anything else unchanged."""
+    try:
+        return _channel(value)
+    except _KeyProblem:
+        return value
+
+
+def _whole_number(settings: dict, key: str, default: int, least: int) -> int:
+    value = settings.get(key, default)
+    if type(value) is not int or value < least:
+        raise _KeyProblem(key, f"must be a whole number of {least} or more")
+    return value
+
+
+def _flag(settings: dict, key: str) -> bool:
+    value = settings.get(key, False)
+    if not isinstance(value, bool):
+        raise _KeyProblem(key, "must be True or False")
+    return value
+
+
+def _strategy(settings: dict) -> Strategy:
+    if "strategy" not in settings:
+        raise _KeyProblem(
+            "strategy", 'is required: how access is granted, e.g. {"type": "webhook", "url": ...}'
+        )
+    try:
+        return build_strategy(settings["strategy"])
+    except SettingsError as exc:
+        raise _KeyProblem(exc.key, exc.message) from exc
+
+
+def _unset_env(checked: _Checked, environ: Mapping[str, str]) -> list[_KeyProblem]:
+    """The strategy settings that name an environment variable `environ` lacks: the
+    strategy would fail at its first grant, after a human approved."""
+    strategy = checked.strategy
+    if strategy is None:
+        return []  # its settings are wrong: that is the problem to report
+    return [
+        _KeyProblem(
+            key,
+            f"the environment variable {variable} is not set; the {strategy.kind} "
+            f"strategy reads it at every grant and revoke: set {variable} where the bot runs",
+        )
+        for key, variable in type(strategy).env_names(checked.strategy_settings).items()
+        if not str(environ.get(variable, "")).strip()
+    ]
 
 
 def _duration(settings: dict, key: str) -> timedelta:
@@ -482,12 +642,21 @@ def _duration(settings: dict, key: str) -> timedelta:
     else:
         try:
             duration = parse_duration(value)
+        except DurationTooLong:
+            raise _KeyProblem(
+                key,
+                f'"{value}" is longer than any access may last (at most {format_duration(MAX_DURATION)})',
+            ) from None
         except DurationError:
             raise _KeyProblem(
                 key, f'"{value}" is not a duration (try "4h", "30m" or "1h30m")'
             ) from None
     if duration <= timedelta(0):
         raise _KeyProblem(key, "must be longer than 0s")
+    if duration > MAX_DURATION:
+        raise _KeyProblem(
+            key, f"is longer than any access may last (at most {format_duration(MAX_DURATION)})"
+        )
     return duration
 
 

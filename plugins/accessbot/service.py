@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -247,10 +248,14 @@ class AccessService:
         slack_groups=None,
         strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
         people: People | None = None,
+        check_env: bool = True,
     ):
         self.store = store
         self.audit = audit
         self.policy_dir = Path(policy_dir)
+        # The bot has its real environment: a strategy naming an unset variable (its
+        # secret_env, token_env) is a load error, not a failure after a human approved.
+        self.environ = os.environ if check_env else None
         self.clock = clock
         self.pending_timeout = pending_timeout
         self.pagerduty = pagerduty or PagerDutyNotConfigured()
@@ -275,7 +280,7 @@ class AccessService:
         self.policies: PolicySet | None = None
         self.policy_error: PolicyError | None = None
         try:
-            self.policies = load_policies(self.policy_dir, self.groups)
+            self.policies = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self.policy_error = exc
             log.error("policies did not load:\n%s", exc)
@@ -296,6 +301,13 @@ class AccessService:
         self._refuse_duplicate(actor, resource.name)
         request = self._new_request(actor, resource, duration, reason, fields=fields)
         return self._submit(actor, request, resource)
+
+    def _ask_again(self, request: Request) -> str:
+        """The command to ask afresh for what `request` asked, with the fields its
+        resource requires now."""
+        resource = self.policies.get(request.resource) if self.policies else None
+        specs = resource.fields.values() if resource else ()
+        return msg.ask_again(request.resource, request.duration, specs)
 
     def field_names(self, resource_name: str) -> tuple[str, ...]:
         """The prompt fields a resource declares (none when it is unknown)."""
@@ -405,7 +417,7 @@ class AccessService:
         if duration > resource.max_duration:
             raise AccessError(
                 f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
-                f"you asked for {format_duration(duration)}. Try "
+                f"you asked for {msg.asked(duration)}. Try "
                 f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`"
             )
 
@@ -926,8 +938,7 @@ class AccessService:
             if request.status is Status.GRANT_FAILED:
                 raise AccessError(
                     f"The grant of {request.id} failed and that is final: nothing was granted. "
-                    f"{msg.who(request.requester)} can ask again with `!access request "
-                    f"{request.resource} {format_duration(request.duration)} <reason>`."
+                    f"{msg.who(request.requester)} can ask again with {self._ask_again(request)}."
                 )
             if request.status is not Status.REVOKE_FAILED:
                 raise AccessError(
@@ -1048,7 +1059,7 @@ class AccessService:
         active is touched: a removed resource's grants still expire and are revoked.
         """
         try:
-            new = load_policies(self.policy_dir, self.groups)
+            new = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self._audit("policy_reload_failed", by, outcome="failed", detail="; ".join(exc.errors))
             kept = (
@@ -1318,8 +1329,7 @@ class AccessService:
             self._to_requester(
                 request,
                 f"Your request {request.id} for {request.resource} timed out after {waited} "
-                f"without a decision. Ask again with `!access request {request.resource} "
-                f"{format_duration(request.duration)} <reason>`.",
+                f"without a decision. Ask again with {self._ask_again(request)}.",
             ),
             Notice(
                 "channel",
@@ -1398,8 +1408,7 @@ class AccessService:
                 request,
                 f"Your request {request.id} for {request.resource} was approved, but the grant "
                 f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
-                f"`!access request {request.resource} {format_duration(request.duration)} <reason>` "
-                "once the approvers have looked at it.",
+                f"{self._ask_again(request)} once the approvers have looked at it.",
             ),
             Notice(
                 "channel",

@@ -8,11 +8,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .domain import DurationError, parse_duration
 
 PUBLIC_PAGERDUTY_URL = "https://api.pagerduty.com"
+# The checkout this package lives in (plugins/accessbot/ -> the project), and the Errbot
+# config the bot runs with there: the CLI reads it too, from whatever folder it runs in.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_CONFIG = PROJECT_ROOT / "config.py"
 
 
 class SettingsError(Exception):

@@ -130,6 +130,16 @@ class Strategy:
             )
         return name
 
+    @classmethod
+    def env_names(cls, settings: dict) -> dict[str, str]:
+        """The environment variables these settings need, by key: every `*_env` setting
+        (`secret_env`, `token_env`) names one, e.g. {"strategy.token_env": "GITHUB_TOKEN"}."""
+        return {
+            f"strategy.{key}": settings[key].strip()
+            for key in sorted(cls.allowed_keys)
+            if key.endswith("_env") and isinstance(settings.get(key), str) and settings[key].strip()
+        }
+
     @staticmethod
     def secret(env_name: str, what: str) -> str:
         """Read a token from the environment at call time (never from a policy file)."""
