@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.builders import build_service, month_of_activity
-from tests.conftest import FakeClock, accessbot
+from tests.conftest import PLUGINS, FakeClock, accessbot
 from tests.fakes import WebhookTarget
 
 
@@ -169,3 +169,23 @@ def test_report_of_a_broken_log_says_so_in_red_and_exits_1(log_copy, tmp_path):
     code, _, _ = accessbot("report", "--out", "r.html", cwd=tmp_path)
     page = (tmp_path / "r.html").read_text()
     assert code == 1 and "banner bad" in page and "BROKEN at" in page
+
+
+def test_report_without_matplotlib_has_every_table_and_says_how_to_add_the_chart(
+    log_copy, tmp_path
+):
+    # A bot installed from requirements.txt alone has no matplotlib: shadow it so that
+    # importing it fails, as it would there.
+    blocker = tmp_path / "no-matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    path = os.pathsep.join([str(blocker.parent), str(PLUGINS)])
+    code, out, err = accessbot(
+        "report", "--since", "35d", "--out", "r.html", cwd=tmp_path, env={"PYTHONPATH": path}
+    )
+    assert code == 0 and out.startswith("wrote r.html")
+    assert "pip install -r requirements-report.txt" in err
+    page = (tmp_path / "r.html").read_text()
+    assert "data:image/png" not in page
+    assert "No chart: the timeline chart needs matplotlib" in page
+    assert "<b>2</b>Break-glass uses" in page and "hash chain verified" in page

@@ -332,7 +332,7 @@ def register_report(commands: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
-    from .report import render_html, summarize
+    from .report import chart_missing, render_html, summarize
 
     until = args.until or datetime.now(UTC)
     since = args.since if isinstance(args.since, datetime) else since_type(args.since)
@@ -342,6 +342,8 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         summary = summarize(log.events(), since, until, verdict)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
+    if summary.spans and (missing := chart_missing()):
+        print(f"note: {missing}", file=sys.stderr)
     print(
         f"wrote {args.out}: {format_duration(until - since)} from {since:%Y-%m-%d %H:%M} UTC, "
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
