@@ -8,6 +8,8 @@
 
 
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
+    python -m accessbot backup --out FILE
+    python -m accessbot restore FILE [--force]
 
 Paths default to the bot's own Settings (ACCESS_* environment variables, or the keys of
 an Errbot config file given with `--config config.py`); with ACCESS_DB_URL set, the
@@ -471,3 +473,86 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
         f"Now set ACCESS_DB_URL={safe_url(args.to)} and start the bots."
     )
     return EXIT_OK
+
+
+# -- backup / restore (one bot on files) ------------------------------------------------
+
+PG_BACKUP = (
+    "with ACCESS_DB_URL set the state is in PostgreSQL: back it up with pg_dump "
+    "(pg_dump -Fc accessbot > accessbot.dump) and restore with pg_restore; see the README"
+)
+
+
+@subcommand
+def register_backup(commands: argparse._SubParsersAction) -> None:
+    backup = add_command(
+        commands,
+        "backup",
+        "copy the store (live requests, archive) and every audit file into one .tar.gz, "
+        "consistently, also while the bot runs; the copy is loaded and its audit chain "
+        "verified before the file is written",
+        run_backup,
+    )
+    backup.add_argument(
+        "--out", required=True, metavar="FILE", help="e.g. accessbot-2026-11-24.tar.gz"
+    )
+
+
+def run_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, take_backup
+
+    if settings.db_url:
+        raise CliError(PG_BACKUP, EXIT_USAGE)
+    try:
+        contents = take_backup(
+            settings.db_path, settings.audit_path, Path(args.out), datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"backed up {contents.describe()} from {settings.db_path} and {settings.audit_path} "
+        f"to {args.out} ({Path(args.out).stat().st_size:,} bytes), as of "
+        f"{contents.taken_at}; {contents.verdict}"
+    )
+    return EXIT_OK if contents.verdict.ok else EXIT_FAILED
+
+
+@subcommand
+def register_restore(commands: argparse._SubParsersAction) -> None:
+    restore = add_command(
+        commands,
+        "restore",
+        "put a backup made by `backup` back as the store and audit log; the bot must be "
+        "stopped, and the data directory must hold no store or audit log unless --force",
+        run_restore,
+    )
+    restore.add_argument("file", metavar="FILE", help="the backup's .tar.gz")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="move a store or audit log already there aside (into before-restore-<time>/) "
+        "instead of refusing",
+    )
+
+
+def run_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, restore_backup
+
+    if settings.db_url:
+        raise CliError(PG_BACKUP, EXIT_USAGE)
+    try:
+        restored = restore_backup(
+            Path(args.file), settings.db_path, settings.audit_path, args.force, datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    contents = restored.contents
+    if restored.moved_aside:
+        print(f"moved the files that were there to {restored.moved_aside}")
+    print(
+        f"restored {contents.describe()} as of {contents.taken_at} to {settings.db_path} and "
+        f"{settings.audit_path}; {contents.verdict}.\n"
+        "Start the bot: it revokes first what expired since. Grants made after the backup "
+        "are not in it: compare the targets with the old audit log and revoke those by hand."
+    )
+    return EXIT_OK if contents.verdict.ok else EXIT_FAILED
