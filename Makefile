@@ -6,7 +6,7 @@ PIP     := $(PY) -m pip install -q --disable-pip-version-check
 RUNTIME := $(VENV)/.runtime-stamp
 DEV     := $(VENV)/.dev-stamp
 
-.PHONY: run test lint format bench clean policy-check postgres-server
+.PHONY: run venv test lint format bench clean policy-check postgres-server deploy-check
 
 $(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,14 @@ $(DEV): $(RUNTIME) requirements-dev.txt requirements-aws.txt requirements-report
 run: $(RUNTIME)
 	mkdir -p data
 	$(VENV)/bin/errbot -c config.py
+
+## Only the virtualenv with the runtime requirements: what deploy/accessbot.service runs.
+venv: $(RUNTIME)
+
+## The Dockerfile's pip install lines, run in a clean virtualenv, then the bot started from
+## it (this machine may build no image; CI runs this).
+deploy-check:
+	python3 deploy/check_install.py
 
 ## A PostgreSQL server for the tests and benches (they start a throwaway cluster in /tmp):
 ## Debian's package, installed when no initdb is found and we may use apt-get. Without
