@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tarfile
 import threading
@@ -318,3 +319,13 @@ def test_backup_on_postgresql_points_to_pg_dump(tmp_path):
         env={"ACCESS_DB_URL": "postgresql://accessbot@db/accessbot"},
     )
     assert code == 2 and "pg_dump -Fc accessbot > accessbot.dump" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_a_restore_run_as_root_gives_the_files_to_the_bots_user(backup_file, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 12345, 12345)  # the directory of the bot's user
+    restore_backup(backup_file, data / "access.json", data / "audit.jsonl", False, NOW)
+    for path in chain_files(data / "audit.jsonl"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (12345, 12345)

@@ -277,6 +277,7 @@ def restore_backup(
             for name, target in _targets(staged, files, audit):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(staged / name, target)
+                _owned_like_its_directory(target)
             for directory in {files.snapshot.parent, audit.parent}:
                 fsync_dir(directory)
     return Restored(contents, moved)
@@ -356,6 +357,14 @@ def _clear(files: StoreFiles, audit: Path, force: bool, now) -> Path | None:
     for path in present:
         shutil.move(path, aside / path.name)
     return aside
+
+
+def _owned_like_its_directory(path: Path) -> None:
+    """Run as root (sudo), give a restored file to the owner of its directory, the bot's
+    user, or the bot could not write it."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        owner = path.parent.stat()
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _targets(staged: Path, files: StoreFiles, audit: Path) -> Iterator[tuple[str, Path]]:

@@ -361,7 +361,9 @@ class FileLock:
         """Take the lock; False if `wait` is off and another holder is in the way."""
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # Read-only is enough for flock, so a lock file that another user (root
+            # running a backup) created still opens.
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         if fcntl is None:
             return True
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
