@@ -87,7 +87,7 @@ def take_backup(store_path: str | os.PathLike, audit_path: str | os.PathLike, ou
     if not any(p.exists() for p in files.data) and not chain_files(audit):
         raise BackupError(
             f"there is nothing to back up: no store at {files.snapshot} and no audit log at "
-            f"{audit} (is ACCESS_DATA_DIR, ACCESS_DB_PATH or --config right?)"
+            f"{audit} (set ACCESS_DB_PATH and ACCESS_AUDIT_PATH, or give --config config.py)"
         )
     out = Path(out)
     if out.is_dir():
@@ -352,7 +352,11 @@ def _clear(files: StoreFiles, audit: Path, force: bool, now) -> Path | None:
         )
     if not present:
         return None
-    aside = files.snapshot.parent / f"before-restore-{now:%Y%m%dT%H%M%SZ}"
+    base = files.snapshot.parent / f"before-restore-{now:%Y%m%dT%H%M%SZ}"
+    aside, number = base, 1
+    while aside.exists():  # two restores within a second
+        number += 1
+        aside = base.with_name(f"{base.name}-{number}")
     aside.mkdir()
     for path in present:
         shutil.move(path, aside / path.name)
