@@ -1,20 +1,36 @@
-VENV  := .venv
-PY    := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip install -q --disable-pip-version-check
+# Two stamps: `make run` installs only what the bot needs (requirements.txt); `make test`,
+# `lint` and `bench` add the test and AWS tools (requirements-dev.txt) on top.
+RUNTIME := $(VENV)/.runtime-stamp
+DEV     := $(VENV)/.dev-stamp
 
-.PHONY: run test lint format bench clean policy-check postgres-server
+.PHONY: run venv test lint format bench clean policy-check postgres-server deploy-check
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-aws.txt pyproject.toml
+$(RUNTIME): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PIP) -r requirements.txt
 	# `plugins/` on the venv's path, so `python -m accessbot` works from anywhere.
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "accessbot-plugins.pth").write_text("$(CURDIR)/plugins\n")'
-	touch $(STAMP)
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt requirements-aws.txt requirements-report.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
 
 ## Start the bot on the Text backend with the example policies (Slack if SLACK_BOT_TOKEN is set).
-run: $(STAMP)
+run: $(RUNTIME)
 	mkdir -p data
 	$(VENV)/bin/errbot -c config.py
+
+## Only the virtualenv with the runtime requirements: what deploy/accessbot.service runs.
+venv: $(RUNTIME)
+
+## The Dockerfile's pip install lines, run in a clean virtualenv, then the bot started from
+## it (this machine may build no image; CI runs this).
+deploy-check:
+	python3 deploy/check_install.py
 
 ## A PostgreSQL server for the tests and benches (they start a throwaway cluster in /tmp):
 ## Debian's package, installed when no initdb is found and we may use apt-get. Without
@@ -29,23 +45,23 @@ postgres-server:
 	else echo "no PostgreSQL server and no apt-get as root: the PostgreSQL tests will skip"; fi
 
 ## Set up, then run the whole test suite.
-test: $(STAMP) postgres-server
+test: $(DEV) postgres-server
 	$(PY) -m pytest -q
 
 ## What a policy repository's CI runs: load every policy as the bot does, then its tests.
-policy-check: $(STAMP)
+policy-check: $(RUNTIME)
 	$(PY) -m accessbot check policies
 	$(PY) -m accessbot test policies policies/tests.yaml
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP) postgres-server
+bench: $(DEV) postgres-server
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:

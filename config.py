@@ -29,7 +29,10 @@ else:
 BOT_DATA_DIR = str(DATA / "errbot")
 os.makedirs(BOT_DATA_DIR, exist_ok=True)
 BOT_EXTRA_PLUGIN_DIR = str(ROOT / "plugins")
-BOT_LOG_FILE = str(DATA / "errbot.log")
+# errbot's log file, beside the data (deploy/accessbot.logrotate rotates it). Set
+# ACCESS_LOG_FILE to log elsewhere, or to nothing for the console only (journald,
+# `docker logs`).
+BOT_LOG_FILE = os.environ.get("ACCESS_LOG_FILE", str(DATA / "errbot.log")) or None
 BOT_LOG_LEVEL = logging.INFO
 BOT_PREFIX = "!"
 # Bot admins may reload policies and read the audit log. Comma-separated in the env.

@@ -258,3 +258,23 @@ def test_when_nothing_is_found_the_cli_says_where_it_looked(tmp_path):
 def test_the_shipped_config_is_found_from_another_folder(tmp_path):
     code, out, _ = accessbot("check", cwd=tmp_path)
     assert (code, out.split(":")[0]) == (0, str(ROOT / "policies"))
+
+
+def test_report_without_matplotlib_has_every_table_and_says_how_to_add_the_chart(
+    log_copy, tmp_path
+):
+    # A bot installed from requirements.txt alone has no matplotlib: shadow it so that
+    # importing it fails, as it would there.
+    blocker = tmp_path / "no-matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named matplotlib')\n")
+    path = os.pathsep.join([str(blocker.parent), str(PLUGINS)])
+    code, out, err = deployed(
+        "report", "--since", "35d", "--out", "r.html", cwd=tmp_path, env={"PYTHONPATH": path}
+    )
+    assert code == 0 and out.startswith("wrote r.html")
+    assert "pip install -r requirements-report.txt" in err
+    page = (tmp_path / "r.html").read_text()
+    assert "data:image/png" not in page
+    assert "No chart: the timeline chart needs matplotlib" in page
+    assert "<b>2</b>Break-glass uses" in page and "hash chain verified" in page

@@ -8,6 +8,8 @@
 
 
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
+    python -m accessbot backup --out FILE
+    python -m accessbot restore FILE [--force]
 
 Paths default to the bot's own Settings, found as the bot finds them from any folder:
 ACCESS_* environment variables win over the keys of the Errbot config file, which is
@@ -384,7 +386,7 @@ def register_report(commands: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace, settings: Settings) -> int:
-    from .report import render_html, summarize
+    from .report import chart_missing, render_html, summarize
 
     until = args.until or datetime.now(UTC)
     since = args.since if isinstance(args.since, datetime) else since_type(args.since)
@@ -394,6 +396,8 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         summary = summarize(log.events(), since, until, verdict)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
+    if summary.spans and (missing := chart_missing()):
+        print(f"note: {missing}", file=sys.stderr)
     print(
         f"wrote {args.out}: {format_duration(until - since)} from {since:%Y-%m-%d %H:%M} UTC, "
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
@@ -558,3 +562,86 @@ def run_migrate(args: argparse.Namespace, settings: Settings) -> int:
         f"Now set ACCESS_DB_URL={safe_url(args.to)} and start the bots."
     )
     return EXIT_OK
+
+
+# -- backup / restore (one bot on files) ------------------------------------------------
+
+PG_BACKUP = (
+    "with ACCESS_DB_URL set the state is in PostgreSQL: back it up with pg_dump "
+    "(pg_dump -Fc accessbot > accessbot.dump) and restore with pg_restore; see the README"
+)
+
+
+@subcommand
+def register_backup(commands: argparse._SubParsersAction) -> None:
+    backup = add_command(
+        commands,
+        "backup",
+        "copy the store (live requests, archive) and every audit file into one .tar.gz, "
+        "consistently, also while the bot runs; the copy is loaded and its audit chain "
+        "verified before the file is written",
+        run_backup,
+    )
+    backup.add_argument(
+        "--out", required=True, metavar="FILE", help="e.g. accessbot-2026-11-24.tar.gz"
+    )
+
+
+def run_backup(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, take_backup
+
+    if settings.db_url:
+        raise CliError(PG_BACKUP, EXIT_USAGE)
+    try:
+        contents = take_backup(
+            settings.db_path, settings.audit_path, Path(args.out), datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"backed up {contents.describe()} from {settings.db_path} and {settings.audit_path} "
+        f"to {args.out} ({Path(args.out).stat().st_size:,} bytes), as of "
+        f"{contents.taken_at}; {contents.verdict}"
+    )
+    return EXIT_OK if contents.verdict.ok else EXIT_FAILED
+
+
+@subcommand
+def register_restore(commands: argparse._SubParsersAction) -> None:
+    restore = add_command(
+        commands,
+        "restore",
+        "put a backup made by `backup` back as the store and audit log; the bot must be "
+        "stopped, and the data directory must hold no store or audit log unless --force",
+        run_restore,
+    )
+    restore.add_argument("file", metavar="FILE", help="the backup's .tar.gz")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="move a store or audit log already there aside (into before-restore-<time>/) "
+        "instead of refusing",
+    )
+
+
+def run_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from .backup import BackupError, restore_backup
+
+    if settings.db_url:
+        raise CliError(PG_BACKUP, EXIT_USAGE)
+    try:
+        restored = restore_backup(
+            Path(args.file), settings.db_path, settings.audit_path, args.force, datetime.now(UTC)
+        )
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    contents = restored.contents
+    if restored.moved_aside:
+        print(f"moved the files that were there to {restored.moved_aside}")
+    print(
+        f"restored {contents.describe()} as of {contents.taken_at} to {settings.db_path} and "
+        f"{settings.audit_path}; {contents.verdict}.\n"
+        "Start the bot: it revokes first what expired since. Grants made after the backup "
+        "are not in it: compare the targets with the old audit log and revoke those by hand."
+    )
+    return EXIT_OK if contents.verdict.ok else EXIT_FAILED

@@ -2,12 +2,15 @@
 
 `summarize` turns audit events into grant spans and counts (pure); `render_html` makes a
 self-contained page (CSS inline, the timeline chart an inline PNG drawn by matplotlib).
+matplotlib is optional (requirements-report.txt): without it the page has every table
+and count, and says how to add the chart.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import importlib
 import io
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -161,6 +164,19 @@ def _count(summary: Summary, record: dict, requested: dict[str, dict]) -> None:
 # -- the chart -----------------------------------------------------------------------
 
 COLORS = {"approved": "#4c78a8", "break_glass": "#e45756", "failing": "#f58518"}
+CHART_NEEDS = (
+    "the timeline chart needs matplotlib, which the bot itself does not: "
+    "pip install -r requirements-report.txt"
+)
+
+
+def chart_missing() -> str | None:
+    """Why there can be no chart (matplotlib is not installed), or None."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return CHART_NEEDS
+    return None
 
 
 def timeline_png(summary: Summary) -> bytes | None:
@@ -278,7 +294,8 @@ def _when(dt: datetime | None) -> str:
 
 
 def render_html(summary: Summary, *, log_files: list[str], generated: datetime) -> str:
-    png = timeline_png(summary)
+    missing = chart_missing() if summary.spans else None
+    png = None if missing else timeline_png(summary)
     verdict = "ok" if summary.verify.ok else "bad"
     mark = "&#10003;" if summary.verify.ok else "&#10007;"
     parts = [
@@ -301,6 +318,8 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
         parts.append(
             f"<img alt='Timeline of grants per resource' src='data:image/png;base64,{data}'>"
         )
+    elif missing:
+        parts.append(f"<p>No chart: {_e(missing)}. The table below lists every grant.</p>")
     else:
         parts.append("<p>Nobody held access in this period.</p>")
     parts.append(_grants_table(summary))

@@ -9,6 +9,12 @@ state. Finished requests move to an append-only JSONL archive with an id -> offs
 index. No TinyDB query leaves this module: a PostgreSQL store sits behind the same
 methods (`RequestStore`).
 
+Two small lock files sit beside them (`StoreFiles`), for other processes: every process
+that has the store open holds `access.open.lock` shared (so `restore` can tell that a bot
+is running), and every write and fold holds `access.write.lock` shared while a backup
+holds it exclusively for the moment it takes its copy, so a backup taken while the bot
+runs is one point in time.
+
 Besides reading and writing, the port has what several bots on one database need, which
 one process gets almost for free: `transaction()` (one decision at a time across every
 bot), `claims()` (who is calling a strategy for which request right now) and the
@@ -27,7 +33,8 @@ import tempfile
 import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +44,11 @@ from tinydb.storages import Storage
 from tinydb.table import Table
 
 from .domain import Request, Status
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no other process can be kept out, the locks do nothing
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +318,79 @@ def _archive_id(line: bytes) -> str:
     return record["id"]
 
 
+@dataclass(frozen=True)
+class StoreFiles:
+    """Where a TinyDB store keeps what: all beside the snapshot unless the archive is
+    placed elsewhere. The backup and restore commands find the files here too."""
+
+    snapshot: Path  # the TinyDB file, e.g. data/access.json
+    journal: Path
+    archive: Path
+    archive_index: Path  # only a cache of the archive
+    open_lock: Path  # held shared by every process that has the store open
+    write_lock: Path  # held shared by each write, exclusively by a backup's copy
+
+    @classmethod
+    def of(cls, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
+        path = Path(path)
+        archive = Path(archive_path or path.with_suffix(".archive.jsonl"))
+        return cls(
+            snapshot=path,
+            journal=path.with_suffix(".journal.jsonl"),
+            archive=archive,
+            archive_index=archive.with_suffix(".index.json"),
+            open_lock=path.with_suffix(".open.lock"),
+            write_lock=path.with_suffix(".write.lock"),
+        )
+
+    @property
+    def data(self) -> tuple[Path, ...]:
+        """The files that hold requests (the lock files hold nothing)."""
+        return (self.snapshot, self.journal, self.archive, self.archive_index)
+
+
+class FileLock:
+    """flock(2) on a small file, shared or exclusive, seen by every process; the kernel
+    drops it when its holder closes the file or dies, so a crash never leaves it held."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
+        """Take the lock; False if `wait` is off and another holder is in the way."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Read-only is enough for flock, so a lock file that another user (root
+            # running a backup) created still opens.
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return True
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self._fd, mode)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def held(self, *, exclusive: bool) -> Iterator[None]:
+        self.acquire(exclusive=exclusive)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock too
+            self._fd = None
+
+
 class TinyDBStore:
     """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
     JSONL archive. One lock serialises every writer."""
@@ -316,11 +401,20 @@ class TinyDBStore:
         archive_path: str | os.PathLike | None = None,
         compact_after: int = COMPACT_AFTER,
     ):
-        self.path = Path(path)
-        self.archive_path = Path(archive_path or self.path.with_suffix(".archive.jsonl"))
-        self.journal_path = self.path.with_suffix(".journal.jsonl")
-        self.archive_index_path = self.archive_path.with_suffix(".index.json")
+        files = StoreFiles.of(path, archive_path)
+        self.path = files.snapshot
+        self.archive_path = files.archive
+        self.journal_path = files.journal
+        self.archive_index_path = files.archive_index
         self.compact_after = compact_after
+        self._open_lock = FileLock(files.open_lock)
+        if not self._open_lock.acquire(exclusive=False, wait=False):
+            self._open_lock.close()
+            raise StoreError(
+                f"{self.path} is being restored from a backup (`python -m accessbot "
+                "restore` holds it); start the bot again once the restore has finished"
+            )
+        self._write_lock = FileLock(files.write_lock)
         # At a fold, the archive index file is written again once this many bytes of
         # archive are not in it (reading them at start costs a few milliseconds).
         self.index_archive_after = 1 << 20
@@ -354,7 +448,8 @@ class TinyDBStore:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self._load_files()
+            with self._write_lock.held(exclusive=False):  # it may cut torn tails, or fold
+                self._load_files()
         finally:
             if collecting:
                 gc.enable()
@@ -561,7 +656,9 @@ class TinyDBStore:
         return set()
 
     def close(self) -> None:
-        pass
+        with self.lock:
+            self._write_lock.close()
+            self._open_lock.close()
 
     def save(self, request: Request) -> None:
         self.save_many([request])
@@ -571,7 +668,7 @@ class TinyDBStore:
         requests = [r.copy() for r in originals]
         if not requests:
             return
-        with self.lock:
+        with self.lock, self._write_lock.held(exclusive=False):
             self._check_versions(originals)
             for request in requests:
                 request.version += 1  # what goes to disk is the new version
@@ -613,7 +710,7 @@ class TinyDBStore:
 
     def compact(self) -> None:
         """Fold the journal into the TinyDB file now (it happens by itself as it grows)."""
-        with self.lock:
+        with self.lock, self._write_lock.held(exclusive=False):
             self._compact()
 
     def _compact(self) -> None:

@@ -1,0 +1,55 @@
+"""The README's policy examples, as a newcomer copies them: into a policy file, then into
+a running bot."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from accessbot.policy import load_policies
+from tests.conftest import ROOT, policy_file, request_id
+
+
+def python_blocks(heading: str) -> list[str]:
+    """The ```python blocks of one README section, in order."""
+    text = (ROOT / "README.md").read_text()
+    level = heading.split(" ")[0]
+    start = text.index(f"\n{heading}\n")
+    end = text.find(f"\n{level} ", start + 1)
+    section = text[start : end if end >= 0 else None]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_first_policy_example_grants_and_revokes_offline_as_copied(
+    bot_factory, policy_dir, tmp_path, monkeypatch, clock
+):
+    first = python_blocks("## Writing a policy")[0]
+    assert '"type": "command"' in first
+    monkeypatch.setenv("ACCESS_DATA_DIR", str(tmp_path / "data"))  # where grant.py records
+    policy_file(policy_dir, "example.py", first)
+    chat = bot_factory()
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m copied from the README"))
+    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")
+    holding = tmp_path / "data" / "grants" / "prod-db" / "carol.json"
+    assert json.loads(holding.read_text())["request_id"] == rid
+    clock.advance(minutes=30)
+    chat.wait_for("carol", "expired")
+    assert not holding.exists()
+
+
+def test_the_webhook_comes_second_and_fits_into_the_first_example():
+    first, second = python_blocks("## Writing a policy")[:2]
+    assert second.lstrip().startswith('"strategy": {') and '"type": "webhook"' in second
+    start = first.index('        "strategy": {')
+    end = first.index("        },\n", start) + len("        },\n")
+    swapped = first[:start] + second + first[end:]
+    assert '"secret_env": "PROD_DB_HOOK_SECRET"' in swapped
+    compile(swapped, "example.py", "exec")
+
+
+def test_the_fields_example_is_a_whole_resource_that_loads(tmp_path):
+    (example,) = python_blocks("### Prompt fields")
+    policy_file(tmp_path, "fields.py", example)
+    resource = load_policies(tmp_path).get("prod-db")
+    assert set(resource.fields) == {"ticket", "env"}
+    assert resource.fields["ticket"].required
