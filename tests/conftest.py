@@ -50,6 +50,16 @@ def access_plugin(backend):
     return backend.plugin_manager.get_plugin_obj_by_name("Access")
 
 
+def sent_at_start(chat, caplog) -> list[str]:
+    """What the bot sent while it started (the plugin starts on its own thread):
+    TestBot.start() drains (and logs) what came before its "ready"; the rest waits in the
+    queue. Start the bot inside `caplog.at_level(logging.WARNING)`."""
+    sent = [r.getMessage() for r in caplog.records if r.name == "errbot.backends.test"]
+    while not chat.testbot.bot.outgoing_message_queue.empty():
+        sent.append(chat.testbot.pop_message(timeout=1))
+    return sent
+
+
 def policy_file(directory: Path, name: str, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name

@@ -68,7 +68,11 @@ def test_on_slack_a_channel_the_bot_was_not_invited_to_tells_the_admins_to_invit
     tmp_path, clock, policy_dir, webhook
 ):
     fake = FakeSlack(
-        users={"UCAROL": ("carol", "carol@acme.com"), "UADMIN": ("admin", "admin@acme.com")},
+        users={
+            "UCAROL": ("carol", "carol@acme.com"),
+            "UALICE": ("alice", "alice@acme.com"),  # an approver: the request needs one
+            "UADMIN": ("admin", "admin@acme.com"),
+        },
         channels={"access-approvals": "CAPPROVALS"},
     )
     fake.not_member.add("CAPPROVALS")

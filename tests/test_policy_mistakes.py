@@ -8,7 +8,7 @@ import pytest
 
 from accessbot.policy import PolicyError, load_policies
 from accessbot.strategies import KINDS
-from tests.conftest import policy_file, webhook_policy
+from tests.conftest import policy_file, sent_at_start, webhook_policy
 
 GOOD = """
 RESOURCES = {
@@ -104,8 +104,7 @@ def test_the_bot_refuses_at_start_a_policy_whose_secret_is_not_set(
     policy_file(policy_dir, "pay.py", GOOD)
     with caplog.at_level(logging.WARNING):
         chat = bot_factory()
-    # Sent during activate(); TestBot.start() drains (and logs) what was sent before.
-    sent = [r.getMessage() for r in caplog.records if r.name == "errbot.backends.test"]
+    sent = sent_at_start(chat, caplog)
     assert any(
         "the policy files did not load" in m
         and "pay.py:6: payroll.strategy.secret_env: the environment variable PAYROLL_SECRET" in m

@@ -5,7 +5,7 @@ import logging
 import threading
 
 from accessbot.watcher import PolicyWatcher
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import policy_file, request_id, sent_at_start, webhook_policy
 
 CHANNEL = "#access-approvals"
 
@@ -184,11 +184,7 @@ def test_admins_are_told_at_start_when_the_policies_do_not_load(bot_factory, pol
     policy_file(policy_dir, "db.py", "RESOURCES = {\n")
     with caplog.at_level(logging.WARNING):
         chat = bot_factory()
-    # Sent while the plugin starts on its own thread: TestBot.start() drains (and logs)
-    # what came before its "ready"; anything later waits in the queue.
-    sent = [r.getMessage() for r in caplog.records if r.name == "errbot.backends.test"]
-    while not chat.testbot.bot.outgoing_message_queue.empty():
-        sent.append(chat.testbot.pop_message(timeout=1))
+    sent = sent_at_start(chat, caplog)
     assert any(
         "the policy files did not load" in m and "- db.py:1: syntax error" in m for m in sent
     )
