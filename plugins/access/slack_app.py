@@ -9,6 +9,7 @@ take longer, so clicks are acknowledged at once and decided on a small worker po
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Callable
@@ -29,6 +30,61 @@ FAILED = (
     "An admin can find the details in the bot's log."
 )
 MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on us
+# Slack's payloads are a few kB (a modal's state, a message's blocks); anyone may POST to
+# these URLs before the signature is checked, so a body above this is refused unread.
+BODY_LIMIT = 1024 * 1024
+LIMITED_PATHS = ("/slack/interactive", "/slack/events")
+
+
+def limit_request_bodies(app) -> None:
+    """Make errbot's Flask app refuse a body over BODY_LIMIT on the Slack URLs with 413.
+
+    Called at each activation: a plugin reload finds the hook already there. Appended to
+    Flask's list directly, as `before_request` refuses once the app has served a request.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    if not any(getattr(hook, "limits_slack_bodies", False) for hook in hooks):
+        hooks.insert(0, refuse_large_bodies)
+
+
+def refuse_large_bodies():
+    """A Flask before-request hook: 413 before reading a Slack URL's oversized body.
+
+    A declared Content-Length is checked without reading; a chunked body is read up to
+    one byte past the limit and, when it fits, handed on to the view from memory."""
+    from flask import request
+
+    if request.path.rstrip("/") not in LIMITED_PATHS:
+        return None
+    length = request.content_length
+    if length is not None:
+        return _too_large(request.path) if length > BODY_LIMIT else None
+    environ = request.environ
+    if not environ.get("wsgi.input_terminated"):
+        return None  # no length and no chunking: werkzeug reads such a body as empty
+    stream, parts, size = environ["wsgi.input"], [], 0
+    while size <= BODY_LIMIT:
+        part = stream.read(BODY_LIMIT + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > BODY_LIMIT:
+        return _too_large(request.path)
+    environ["wsgi.input"] = io.BytesIO(b"".join(parts))
+    return None
+
+
+refuse_large_bodies.limits_slack_bodies = True
+
+
+def _too_large(path: str):
+    log.warning("refused a call to %s: its body is over %d bytes", path, BODY_LIMIT)
+    return (
+        {"error": f"the body is over {BODY_LIMIT} bytes"},
+        413,
+        {"Connection": "close"},
+    )
 
 
 class SlackApp:
