@@ -7,9 +7,21 @@ against the fake Slack Web API.
 
 from __future__ import annotations
 
-import errbot.core_plugins
-import requests
+import copy
+import itertools
+import json
+import re
+import time
+from urllib.parse import urlencode
 
+import errbot.core_plugins
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from slack_sdk.signature import SignatureVerifier
+
+from accessbot.integrations import slack
 from tests import test_slack_flow as flow
 from tests.slack_fakes import signed, submission_payload
 from tests.slack_harness import SECRET
@@ -111,3 +123,243 @@ def test_a_signed_body_just_under_the_limit_is_still_read(start_bot, fake):
 
     assert response.status_code == 200
     assert response.json()["response_action"] == "errors"
+
+
+# -- signed payloads of the wrong shape -------------------------------------------------------
+
+
+def click(**overrides) -> dict:
+    """A block_actions payload of an Approve click, with some parts replaced."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "UBOB", "team_id": "T0ACME"},
+        "channel": {"id": CHANNEL},
+        "actions": [{"action_id": slack.APPROVE, "value": "k3m9qx"}],
+    }
+    payload.update(overrides)
+    return payload
+
+
+def form(**state_values) -> dict:
+    """A view_submission of the request modal, with some blocks' state replaced."""
+    payload = submission_payload("UCAROL", "prod-db", "30m", "fixing INC-42")
+    payload["view"]["state"]["values"].update(state_values)
+    return payload
+
+
+MALFORMED = {
+    "actions are strings": click(actions=["x"]),
+    "actions is an object": click(actions={"action_id": slack.APPROVE}),
+    "user is a string": click(user="UBOB"),
+    "user id is a number": click(user={"id": 42}),
+    "type is a list": click(type=["block_actions"]),
+    "button value is an object": click(actions=[{"action_id": slack.APPROVE, "value": {}}]),
+    "channel is a string": click(channel=CHANNEL),
+    "view is a list": {**form(), "view": []},
+    "state values is a list": {
+        **form(),
+        "view": {**form()["view"], "state": {"values": ["resource"]}},
+    },
+    "a block is a string": form(resource="prod-db"),
+    "selected option is a string": form(resource={"access_pick_resource": "prod-db"}),
+    "option value is a number": form(duration={"duration": {"selected_option": {"value": 30}}}),
+    "reason is a list": form(reason={"reason": {"value": ["fixing"]}}),
+}
+
+
+@pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_signed_payload_of_the_wrong_shape_is_refused_with_400(start_bot, fake, payload):
+    bot = start_bot("http")
+
+    response = bot.interact(payload)
+
+    assert response.status_code == 400, response.text
+    assert fake.cards(CHANNEL) == [] and fake.ephemerals == [] and fake.views == []
+
+
+def test_in_socket_mode_a_payload_of_the_wrong_shape_gets_a_plain_ack_and_a_log_line(
+    start_bot, fake, caplog
+):
+    bot = start_bot("socket")
+
+    envelope = bot.enqueue("interactive", click(actions=["x"]))
+
+    acks = fake.wait(lambda: bot.acks(envelope), "the acknowledgement")
+    assert all(ack == {"envelope_id": envelope} for ack in acks)  # no payload, no error
+    fake.wait(
+        lambda: any("malformed Slack interaction" in r.getMessage() for r in caplog.records),
+        "the log line",
+    )
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+@pytest.mark.parametrize("duration", ["-5m", "0s", "soon", "99999999d"])
+def test_a_duration_the_form_cannot_take_comes_back_on_the_duration_field(
+    start_bot, fake, mode, duration
+):
+    bot = start_bot(mode)
+    payload = submission_payload("UCAROL", "prod-db", duration, "fixing INC-42")
+
+    if mode == "http":
+        response = bot.interact(payload)
+        assert response.status_code == 200
+        answer = response.json()
+    else:
+        envelope = bot.enqueue("interactive", payload)
+        answer = fake.wait(lambda: bot.acks(envelope), "the acknowledgement")[0]["payload"]
+
+    assert answer["response_action"] == "errors"
+    assert set(answer["errors"]) == {"duration"}
+    assert re.search(r"\d+[smhd]", answer["errors"]["duration"])  # says what would do
+    assert fake.cards(CHANNEL) == []
+
+
+# -- random shapes ----------------------------------------------------------------------------
+
+WORDS = st.sampled_from(
+    [
+        "block_actions",
+        "view_submission",
+        "view_closed",
+        slack.APPROVE,
+        slack.DENY,
+        slack.OPEN_FORM,
+        slack.PICK_RESOURCE,
+        slack.REQUEST_MODAL,
+        "UCAROL",
+        "UBOB",
+        "prod-db",
+        "30m",
+        "-5m",
+        "0s",
+        "99999999d",
+        "",
+    ]
+)
+KEYS = st.one_of(
+    st.sampled_from(
+        [
+            "type",
+            "user",
+            "id",
+            "actions",
+            "action_id",
+            "value",
+            "selected_option",
+            "view",
+            "callback_id",
+            "state",
+            "values",
+            "trigger_id",
+            "channel",
+            "container",
+            "message",
+            "ts",
+            "hash",
+            "resource",
+            "duration",
+            "reason",
+            slack.PICK_RESOURCE,
+        ]
+    ),
+    st.text(max_size=6),
+)
+JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        WORDS,
+        st.text(max_size=10),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=5)),
+    max_leaves=25,
+)
+VALID = [
+    click(),
+    click(actions=[{"action_id": slack.OPEN_FORM, "value": "open"}], trigger_id="1.2.3"),
+    {
+        **click(actions=[{"action_id": slack.PICK_RESOURCE, "selected_option": {"value": "x"}}]),
+        "view": {"id": "V1", "hash": "h"},
+    },
+    submission_payload("UCAROL", "prod-db", "30m", "fixing INC-42"),
+]
+
+
+@st.composite
+def payloads(draw):
+    """Slack's own payloads with parts replaced by random JSON, or random JSON outright."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(JSON)
+    payload = copy.deepcopy(draw(st.sampled_from(VALID)))
+    for _ in range(draw(st.integers(1, 3))):
+        node = payload
+        while True:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = draw(st.sampled_from(keys))
+            if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
+                node = node[key]
+                continue
+            node[key] = draw(JSON)
+            break
+    return payload
+
+
+@settings(max_examples=500, deadline=None)
+@given(payloads())
+def test_any_json_either_decodes_to_slack_data_or_is_refused_as_malformed(payload):
+    try:
+        action = slack.parse_interaction(payload)
+    except slack.InteractionError:
+        return
+    if action is not None:
+        assert all(
+            isinstance(getattr(action, name), str)
+            for name in ("user_id", "request_id", "trigger_id", "resource", "reason", "view_id")
+            if hasattr(action, name)
+        )
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(payload=payloads(), raw=st.booleans())
+def test_the_interactivity_url_answers_any_signed_json_with_200_or_400(
+    start_bot, fake, payload, raw
+):
+    bot = http_bot(start_bot)
+    # A field of its own makes each example a new signed request, never a replay.
+    nonce = next(NONCES)
+    if raw:  # not even a form: the JSON is the whole body
+        body = json.dumps(payload).encode() + f"&nonce={nonce}".encode()
+    else:
+        body = urlencode({"payload": json.dumps(payload), "nonce": nonce}).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(
+            timestamp=timestamp, body=body
+        ),
+    }
+
+    response = requests.post(bot.url("/slack/interactive"), data=body, headers=headers, timeout=10)
+
+    assert response.status_code in (200, 400)
+
+
+NONCES = itertools.count()
+_BOTS: dict[int, object] = {}
+
+
+def http_bot(start_bot):
+    """One HTTP-mode bot for all of a hypothesis test's examples."""
+    if id(start_bot) not in _BOTS:
+        _BOTS.clear()
+        _BOTS[id(start_bot)] = start_bot("http")
+    return _BOTS[id(start_bot)]

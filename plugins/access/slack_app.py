@@ -168,11 +168,11 @@ class SlackApp:
             log.warning("refused a Slack interactivity call: %s", exc)
             return 401, {"error": "invalid signature"}
         try:
-            payload = slack.decode_form(body)
+            action = slack.parse_interaction(slack.decode_form(body))
         except slack.InteractionError as exc:
-            log.warning("refused a Slack interactivity call: %s", exc)
+            log.warning("refused a malformed Slack interaction: %s", exc)
             return 400, {"error": "bad payload"}
-        return 200, self.handle_payload(payload)
+        return 200, self.handle(action)
 
     def on_socket_request(self, client, req) -> None:
         """A socket-mode listener: acknowledges and handles `interactive` envelopes."""
@@ -183,13 +183,18 @@ class SlackApp:
             SocketModeResponse(envelope_id=req.envelope_id, payload=answer)
         )
 
-    def handle_payload(self, payload: dict) -> dict | None:
-        """Decode one interaction; returns what to acknowledge it with (None: plain ack)."""
+    def handle_payload(self, payload) -> dict | None:
+        """A socket-mode payload; a malformed one is logged and acknowledged plainly
+        (Socket Mode has no status code to refuse it with)."""
         try:
             action = slack.parse_interaction(payload)
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
+        return self.handle(action)
+
+    def handle(self, action: slack.Interaction | None) -> dict | None:
+        """Act on one decoded interaction; returns what to acknowledge it with (None: plain ack)."""
         if isinstance(action, slack.Click):
             self.workers.submit(self._decide, action)
         elif isinstance(action, slack.OpenForm):
@@ -201,6 +206,8 @@ class SlackApp:
                 self._guarded, self.cards.narrow_request_modal, action, self._resources()
             )
         elif isinstance(action, slack.RequestSubmission):
+            if action.field_errors:
+                return {"response_action": "errors", "errors": action.field_errors}
             return self._submit(action)
         return None
 

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
@@ -39,7 +39,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web import WebClient
 
 from .. import messages
-from ..domain import Request, Status, format_duration, parse_duration
+from ..domain import DurationError, Request, Status, format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -308,11 +308,14 @@ def request_form_button() -> list[Block]:
     ]
 
 
+def field_error(message: str) -> str:
+    """A message as a form field's error: plain, and short (the rest is in the DM)."""
+    return messages.inert(message.replace("`", ""), 150)
+
+
 def modal_errors(message: str) -> dict[str, str]:
     """A refusal from the service, placed on the form field it is about."""
-    text = message.replace("`", "")
-    if len(text) > 150:  # Slack shows short field errors; the rest is in the DM
-        text = text[:149] + "…"
+    text = field_error(message)
     lowered = message.lower()
     if "unknown resource" in lowered or "no policies" in lowered:
         return {RESOURCE_BLOCK: text}
@@ -360,12 +363,14 @@ class ResourcePicked:
 
 @dataclass(frozen=True)
 class RequestSubmission:
-    """The request modal, submitted."""
+    """The request modal, submitted. `field_errors` (block id -> message) are what the
+    form itself got wrong, such as a duration that is not one; shown on the form."""
 
     user_id: str
     resource: str
     duration: timedelta | None
     reason: str
+    field_errors: dict[str, str] = field(default_factory=dict)
 
 
 Interaction = Click | OpenForm | ResourcePicked | RequestSubmission
@@ -380,64 +385,96 @@ def decode_form(body: bytes | str) -> dict:
         raise InteractionError("no payload field in the form body")
     try:
         payload = json.loads(values[0])
-    except ValueError as exc:
-        raise InteractionError(f"the payload is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        raise InteractionError(f"the payload is not JSON: {str(exc)[:100]}") from exc
     if not isinstance(payload, dict):
         raise InteractionError("the payload is not a JSON object")
     return payload
 
 
+def _member(data: dict, key: str, kind: type):
+    """`data[key]` when it is a `kind` (str, dict or list); missing or null is an empty one.
+
+    Anything else is not a payload Slack sends: InteractionError."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InteractionError(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
 def parse_interaction(payload: dict) -> Interaction | None:
-    """What a Slack interactivity payload asks for, or None when it is none of ours."""
-    try:
-        kind = payload["type"]
-        user_id = payload["user"]["id"]
-    except (KeyError, TypeError) as exc:
-        raise InteractionError(f"not a Slack interaction payload (missing {exc})") from exc
+    """What a Slack interactivity payload asks for, or None when it is none of ours.
+
+    Raises InteractionError for any payload not shaped like Slack's, whatever the JSON."""
+    if not isinstance(payload, dict):
+        raise InteractionError("the payload is not a JSON object")
+    kind = _member(payload, "type", str)
+    user_id = _member(_member(payload, "user", dict), "id", str)
+    if not kind or not user_id:
+        raise InteractionError("not a Slack interaction payload (no type or no user id)")
     if kind == "block_actions":
-        for action in payload.get("actions") or []:
-            action_id = action.get("action_id")
-            if action_id in (APPROVE, DENY):
-                return Click(
-                    action="approve" if action_id == APPROVE else "deny",
-                    request_id=str(action.get("value", "")).strip().lower(),
-                    user_id=user_id,
-                    channel_id=(payload.get("channel") or {}).get("id", "")
-                    or (payload.get("container") or {}).get("channel_id", ""),
-                    message_ts=(payload.get("message") or {}).get("ts", "")
-                    or (payload.get("container") or {}).get("message_ts", ""),
-                    response_url=payload.get("response_url", ""),
-                )
-            if action_id == OPEN_FORM and payload.get("trigger_id"):
-                return OpenForm(user_id, payload["trigger_id"])
-            if action_id == PICK_RESOURCE and payload.get("view"):
-                picked = (action.get("selected_option") or {}).get("value", "")
-                view = payload["view"]
-                return ResourcePicked(user_id, view.get("id", ""), view.get("hash", ""), picked)
-        return None
+        return _block_action(payload, user_id)
     if kind == "view_submission":
-        view = payload.get("view") or {}
-        if view.get("callback_id") != REQUEST_MODAL:
-            return None
-        values = (view.get("state") or {}).get("values") or {}
-
-        def selected(block: str, action: str) -> str:
-            option = (values.get(block, {}).get(action) or {}).get("selected_option") or {}
-            return str(option.get("value") or "")
-
-        duration_text = selected(DURATION_BLOCK, "duration")
-        try:
-            duration = parse_duration(duration_text) if duration_text else None
-        except ValueError as exc:
-            raise InteractionError(str(exc)) from exc
-        reason = (values.get(REASON_BLOCK, {}).get("reason") or {}).get("value") or ""
-        return RequestSubmission(
-            user_id=user_id,
-            resource=selected(RESOURCE_BLOCK, PICK_RESOURCE),
-            duration=duration,
-            reason=str(reason),
-        )
+        return _submission(payload, user_id)
     return None
+
+
+def _block_action(payload: dict, user_id: str) -> Interaction | None:
+    for action in _member(payload, "actions", list):
+        if not isinstance(action, dict):
+            raise InteractionError(f"an action is a {type(action).__name__}, not an object")
+        action_id = _member(action, "action_id", str)
+        if action_id in (APPROVE, DENY):
+            container = _member(payload, "container", dict)
+            return Click(
+                action="approve" if action_id == APPROVE else "deny",
+                request_id=_member(action, "value", str).strip().lower(),
+                user_id=user_id,
+                channel_id=_member(_member(payload, "channel", dict), "id", str)
+                or _member(container, "channel_id", str),
+                message_ts=_member(_member(payload, "message", dict), "ts", str)
+                or _member(container, "message_ts", str),
+                response_url=_member(payload, "response_url", str),
+            )
+        if action_id == OPEN_FORM and _member(payload, "trigger_id", str):
+            return OpenForm(user_id, payload["trigger_id"])
+        if action_id == PICK_RESOURCE and _member(payload, "view", dict):
+            view = payload["view"]
+            picked = _member(_member(action, "selected_option", dict), "value", str)
+            return ResourcePicked(
+                user_id, _member(view, "id", str), _member(view, "hash", str), picked
+            )
+    return None
+
+
+def _submission(payload: dict, user_id: str) -> RequestSubmission | None:
+    view = _member(payload, "view", dict)
+    if _member(view, "callback_id", str) != REQUEST_MODAL:
+        return None
+    values = _member(_member(view, "state", dict), "values", dict)
+
+    def state(block: str, action: str) -> dict:
+        return _member(_member(values, block, dict), action, dict)
+
+    def selected(block: str, action: str) -> str:
+        return _member(_member(state(block, action), "selected_option", dict), "value", str)
+
+    duration_text = selected(DURATION_BLOCK, "duration")
+    duration, errors = None, {}
+    if duration_text:
+        try:
+            duration = parse_duration(duration_text)
+        except DurationError as exc:
+            errors[DURATION_BLOCK] = field_error(str(exc))
+    return RequestSubmission(
+        user_id=user_id,
+        resource=selected(RESOURCE_BLOCK, PICK_RESOURCE),
+        duration=duration,
+        reason=_member(state(REASON_BLOCK, "reason"), "value", str),
+        field_errors=errors,
+    )
 
 
 # -- request signatures ---------------------------------------------------------------------
