@@ -109,7 +109,7 @@ def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
     fake.wait(lambda: bot.plugin.is_activated and bot.plugin.slack, "the plugin back")
 
     hooks = errbot.core_plugins.flask_app.before_request_funcs[None]
-    assert sum(getattr(h, "limits_slack_bodies", False) for h in hooks) == 1
+    assert sum(getattr(h, "guards_slack_urls", False) for h in hooks) == 1
     assert post_huge(bot.url("/slack/interactive"), Zeros(HUGE)) == 413
 
 
@@ -212,6 +212,20 @@ def test_a_duration_the_form_cannot_take_comes_back_on_the_duration_field(
     assert set(answer["errors"]) == {"duration"}
     assert re.search(r"\d+[smhd]", answer["errors"]["duration"])  # says what would do
     assert fake.cards(CHANNEL) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'"event"', b'{"event": {}}', b'{"event": []}', b'{"event": {"type": 1}}'],
+)
+def test_a_signed_event_of_the_wrong_shape_is_refused_with_400(start_bot, fake, body):
+    bot = start_bot("http")
+
+    response = requests.post(
+        bot.url("/slack/events"), data=body, headers=bot.sign_raw(body), timeout=10
+    )
+
+    assert response.status_code == 400
 
 
 # -- random shapes ----------------------------------------------------------------------------

@@ -401,9 +401,9 @@ class Access(BotPlugin):
         if not self._bot.mode.startswith("slack") or client is None:
             return None
         import errbot.core_plugins
-        from slack_app import SlackApp, limit_request_bodies  # Slack-only code
+        from slack_app import SlackApp, guard_slack_urls  # Slack-only code
 
-        limit_request_bodies(errbot.core_plugins.flask_app)
+        guard_slack_urls(errbot.core_plugins.flask_app)
 
         identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
         app = SlackApp(

@@ -33,35 +33,56 @@ MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on
 # Slack's payloads are a few kB (a modal's state, a message's blocks); anyone may POST to
 # these URLs before the signature is checked, so a body above this is refused unread.
 BODY_LIMIT = 1024 * 1024
-LIMITED_PATHS = ("/slack/interactive", "/slack/events")
+EVENTS_PATH = "/slack/events"  # slackv3's Events API URL, served by slackeventsapi
+GUARDED_PATHS = ("/slack/interactive", EVENTS_PATH)
 
 
-def limit_request_bodies(app) -> None:
-    """Make errbot's Flask app refuse a body over BODY_LIMIT on the Slack URLs with 413.
+def guard_slack_urls(app) -> None:
+    """Put `check_slack_call` in front of every view of errbot's Flask app.
 
-    Called at each activation: a plugin reload finds the hook already there. Appended to
+    Called at each activation: a plugin reload finds the hook already there. Inserted in
     Flask's list directly, as `before_request` refuses once the app has served a request.
     """
     hooks = app.before_request_funcs.setdefault(None, [])
-    if not any(getattr(hook, "limits_slack_bodies", False) for hook in hooks):
-        hooks.insert(0, refuse_large_bodies)
+    if not any(getattr(hook, "guards_slack_urls", False) for hook in hooks):
+        hooks.insert(0, check_slack_call)
 
 
-def refuse_large_bodies():
-    """A Flask before-request hook: 413 before reading a Slack URL's oversized body.
-
-    A declared Content-Length is checked without reading; a chunked body is read up to
-    one byte past the limit and, when it fits, handed on to the view from memory."""
+def check_slack_call():
+    """A Flask before-request hook for the Slack URLs: 413 for a body over BODY_LIMIT,
+    before it is read; 400 for an Events API body that is not a Slack event (which
+    slackeventsapi would answer with a 500)."""
     from flask import request
 
-    if request.path.rstrip("/") not in LIMITED_PATHS:
+    path = request.path.rstrip("/")
+    if path not in GUARDED_PATHS:
         return None
+    if too_large(request):
+        log.warning("refused a call to %s: its body is over %d bytes", path, BODY_LIMIT)
+        return {"error": f"the body is over {BODY_LIMIT} bytes"}, 413, {"Connection": "close"}
+    if path == EVENTS_PATH and request.method == "POST":
+        try:
+            slack.check_event_body(request.get_data(cache=True))
+        except slack.InteractionError as exc:
+            log.warning("refused a malformed Slack event: %s", exc)
+            return {"error": "bad payload"}, 400
+    return None
+
+
+check_slack_call.guards_slack_urls = True
+
+
+def too_large(request) -> bool:
+    """Whether the body is over BODY_LIMIT, reading no more than one byte past it.
+
+    A declared Content-Length is checked without reading. A chunked body is read up to
+    one byte past the limit and, when it fits, put back for the view to read."""
     length = request.content_length
     if length is not None:
-        return _too_large(request.path) if length > BODY_LIMIT else None
+        return length > BODY_LIMIT
     environ = request.environ
     if not environ.get("wsgi.input_terminated"):
-        return None  # no length and no chunking: werkzeug reads such a body as empty
+        return False  # no length and no chunking: werkzeug reads such a body as empty
     stream, parts, size = environ["wsgi.input"], [], 0
     while size <= BODY_LIMIT:
         part = stream.read(BODY_LIMIT + 1 - size)
@@ -69,22 +90,8 @@ def refuse_large_bodies():
             break
         parts.append(part)
         size += len(part)
-    if size > BODY_LIMIT:
-        return _too_large(request.path)
     environ["wsgi.input"] = io.BytesIO(b"".join(parts))
-    return None
-
-
-refuse_large_bodies.limits_slack_bodies = True
-
-
-def _too_large(path: str):
-    log.warning("refused a call to %s: its body is over %d bytes", path, BODY_LIMIT)
-    return (
-        {"error": f"the body is over {BODY_LIMIT} bytes"},
-        413,
-        {"Connection": "close"},
-    )
+    return size > BODY_LIMIT
 
 
 class SlackApp:

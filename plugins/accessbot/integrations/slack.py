@@ -376,6 +376,21 @@ class RequestSubmission:
 Interaction = Click | OpenForm | ResourcePicked | RequestSubmission
 
 
+def check_event_body(body: bytes) -> None:
+    """An Events API body is a JSON object, and its `event`, if any, an object with a
+    string `type`; InteractionError otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        raise InteractionError(f"the body is not JSON: {str(exc)[:100]}") from exc
+    if not isinstance(data, dict):
+        raise InteractionError("the body is not a JSON object")
+    if "event" in data:
+        event = _member(data, "event", dict)
+        if not isinstance(event.get("type"), str):
+            raise InteractionError("the event has no type")
+
+
 def decode_form(body: bytes | str) -> dict:
     """The JSON `payload` field of Slack's form-encoded interactivity POST."""
     if isinstance(body, bytes):
