@@ -214,7 +214,7 @@ def timeline_png(summary: Summary) -> bytes | None:
                     height=0.25,
                     color=COLORS["failing"],
                 )
-        # parse_math=False: user text is never mathtext ("$\\frac{$" would not draw).
+        # parse_math=False: user text is never mathtext ("$\frac{$" would not draw).
         ax.set_yticks(range(len(users)), [f"@{inert(u, 40)}" for u in users], parse_math=False)
         ax.set_ylim(-0.7, len(users) - 0.3)
         ax.invert_yaxis()
