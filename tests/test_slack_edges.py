@@ -2,7 +2,7 @@
 signed payloads of the wrong shape, and user text that tries to be Slack markup.
 
 Through the real plugin on errbot's real SlackV3 backend code (tests/slack_harness.py)
-against the fake Slack Web API.
+against the fake Slack Web API; cards also through slack_sdk's Block Kit models alone.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import errbot.core_plugins
@@ -21,9 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 
+from accessbot.domain import Request
 from accessbot.integrations import slack
 from tests import test_slack_flow as flow
-from tests.slack_fakes import signed, submission_payload
+from tests.conftest import START
+from tests.slack_fakes import signed, submission_payload, validated_blocks
 from tests.slack_harness import SECRET
 
 # The Slack end-to-end fixtures: the fake Slack and a bot in "socket" or "http" mode.
@@ -377,3 +380,55 @@ def http_bot(start_bot):
         _BOTS.clear()
         _BOTS[id(start_bot)] = start_bot("http")
     return _BOTS[id(start_bot)]
+
+
+# -- cards within Block Kit's limits ------------------------------------------------------------
+
+
+def a_request(**overrides) -> Request:
+    fields = {
+        "id": "k3m9qx",
+        "requester": "carol",
+        "resource": "prod-db",
+        "duration": timedelta(minutes=30),
+        "reason": "fixing INC-42",
+        "created_at": START,
+        "channel": "#access-approvals",
+        "approvers": ["@alice", "@bob"],
+    }
+    fields.update(overrides)
+    return Request(**fields)
+
+
+def card_json(request: Request) -> list[dict]:
+    """The card as slack_sdk's models validate it (they raise on any Block Kit limit)."""
+    blocks = slack.approval_card(request)
+    for block in blocks:
+        block.validate_json()
+    return validated_blocks([block.to_dict() for block in blocks])
+
+
+@pytest.mark.parametrize("quorum", [1, 2])
+@pytest.mark.parametrize("count", range(21))
+def test_a_card_with_any_number_of_prompt_fields_is_valid_block_kit(count, quorum):
+    values = {f"field_{n}": f"value-{n}" for n in range(count)}
+    request = a_request(fields=values, approvals_required=quorum)
+
+    blocks = card_json(request)
+
+    shown = repr(blocks)
+    assert all(f"*{name}*\\n{value}" in shown for name, value in values.items())
+    assert ("*Approvals*" in shown) == (quorum > 1)
+    assert [b["type"] for b in blocks].count("actions") == 1  # the buttons are there
+
+
+def test_a_card_with_twenty_fields_is_posted_with_its_buttons(start_bot, fake):
+    fields = {f"f{n}": {"pattern": "[a-z0-9-]+", "required": True} for n in range(20)}
+    bot = start_bot("socket", fields=fields, approvals_required=2)
+    values = " ".join(f"f{n}=v{n}" for n in range(20))
+
+    bot.type("UCAROL", CHANNEL, f"!access request prod-db 30m {values} fixing INC-42")
+
+    (card,) = fake.wait(lambda: fake.cards(CHANNEL), "the approval card")
+    assert any(b["type"] == "actions" for b in card["blocks"]) and fake.invalid == []
+    assert all(f"*f{n}*\\nv{n}" in repr(card["blocks"]) for n in range(20))

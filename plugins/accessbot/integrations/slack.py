@@ -51,6 +51,7 @@ REQUEST_MODAL = "access_request_modal"  # callback_id of the modal
 RESOURCE_BLOCK, DURATION_BLOCK, REASON_BLOCK = "resource", "duration", "reason"
 DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d")
 SIGNATURE_WINDOW = 5 * 60  # seconds; Slack's documented replay window
+SECTION_FIELDS = 10  # Block Kit's most fields in one section block
 
 
 def escape(text: str) -> str:
@@ -133,13 +134,17 @@ def card_fallback(request: Request) -> str:
 def approval_card(request: Request) -> list[Block]:
     """The approval card in its current state: buttons while pending, the outcome after."""
     fields = [
-        MarkdownTextObject(text=f"*{name}*\n{user_text(value, 1900)}")
+        MarkdownTextObject(text=f"*{escape(name)}*\n{user_text(value, 1900)}")
         for name, value in messages.card_fields(request)
         if name != "Reason"
     ]
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=messages.inert(messages.card_title(request), 150))),
-        SectionBlock(fields=fields),
+        # A section holds at most SECTION_FIELDS fields: many prompt fields take several.
+        *(
+            SectionBlock(fields=fields[start : start + SECTION_FIELDS])
+            for start in range(0, len(fields), SECTION_FIELDS)
+        ),
         SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{user_text(request.reason)}")),
     ]
     notes = [n for n in request.notes if n] + (
