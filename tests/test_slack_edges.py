@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 
-from accessbot.domain import Request
+from accessbot.domain import Request, Status
 from accessbot.integrations import slack
 from tests import test_slack_flow as flow
 from tests.conftest import START
@@ -432,3 +432,91 @@ def test_a_card_with_twenty_fields_is_posted_with_its_buttons(start_bot, fake):
     (card,) = fake.wait(lambda: fake.cards(CHANNEL), "the approval card")
     assert any(b["type"] == "actions" for b in card["blocks"]) and fake.invalid == []
     assert all(f"*f{n}*\\nv{n}" in repr(card["blocks"]) for n in range(20))
+
+
+# -- user text in mrkdwn ----------------------------------------------------------------------
+
+NASTY = "<!channel> & <https://evil.example|click>"
+MARKUP = re.compile(r"[<>]|&(?!amp;|lt;|gt;)")  # what mrkdwn would read as markup
+
+
+def text_objects(node):
+    """Every (type, text) of the Slack text objects in a block tree."""
+    if isinstance(node, dict):
+        if node.get("type") in ("mrkdwn", "plain_text") and "text" in node:
+            yield node["type"], node["text"]
+            return
+        for value in node.values():
+            yield from text_objects(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from text_objects(item)
+
+
+def assert_escaped(message: dict) -> None:
+    """mrkdwn (and a message's top-level text, which Slack reads as mrkdwn) holds no
+    markup but Slack's three entities; plain_text holds no entities."""
+    texts = [("mrkdwn", message["text"]), *text_objects(message["blocks"])]
+    for kind, text in texts:
+        if kind == "mrkdwn":
+            assert not MARKUP.search(text), text
+        else:
+            assert not re.search(r"&(amp|lt|gt);", text), text
+
+
+def test_user_text_on_a_slack_card_is_escaped_in_mrkdwn_and_left_alone_in_plain_text(
+    start_bot, fake
+):
+    bot = start_bot("socket", fields={"ticket": {"pattern": ".+", "required": False}})
+
+    bot.type("UCAROL", CHANNEL, f"!access request prod-db 30m ticket=a&<b> {NASTY}")
+
+    (card,) = fake.wait(lambda: fake.cards(CHANNEL), "the approval card")
+    assert_escaped(card)
+    shown = repr(card["blocks"])
+    # The reason as text (slackv3 turns Slack's `<url|label>` into the label).
+    assert "channel&gt; &amp; click" in shown
+    assert "a&amp;&lt;b&gt;" in shown  # the field value
+
+
+@pytest.mark.parametrize(
+    "status", ["pending", "denied", "grant_failed", "active", "revoked", "extension"]
+)
+def test_every_text_on_a_card_is_escaped_whatever_its_state(status):
+    """Requester, resource, reason, fields, notes and decisions: any of them may be text
+    someone typed (a request stored before resource names were checked, a hook's note)."""
+    request = a_request(
+        requester="eve<&>",
+        resource="db<&>",
+        reason=NASTY,
+        fields={"ticket": NASTY},
+        notes=[NASTY],
+        auto_decision=NASTY,
+        approvals_required=2,
+        approvers=["@alice<&>", "bob@x.example"],
+        extends="abc<&>" if status == "extension" else None,
+    )
+    if status != "pending" and status != "extension":
+        request.add_approval("alice<&>", START, NASTY)
+        request.decided_by, request.decision_note = "alice<&>", NASTY
+        request.status = {
+            "denied": Status.DENIED,
+            "grant_failed": Status.GRANT_FAILED,
+            "active": Status.ACTIVE,
+            "revoked": Status.REVOKED,
+        }[status]
+        request.last_error = NASTY
+        request.expires_at = request.ended_at = START
+
+    blocks = card_json(request)
+
+    assert_escaped({"text": slack.card_fallback(request), "blocks": blocks})
+    header = next(b for b in blocks if b["type"] == "header")
+    assert "db<&>" in header["text"]["text"]  # plain_text: shown as typed, not as &lt;
+
+
+def test_the_form_offer_and_its_hint_are_escaped():
+    blocks = [b.to_dict() for b in slack.request_form_button()]
+
+    assert_escaped({"text": "", "blocks": blocks})
+    assert "&lt;resource&gt;" in repr(blocks)

@@ -127,8 +127,8 @@ def card_fallback(request: Request) -> str:
     """The notification text of a card (and what clients without Block Kit show)."""
     head = messages.card_title(request)
     if request.status is Status.PENDING:
-        return f"{head}: `!approve {request.id}` or `!deny {request.id} <reason>`"
-    return f"{head}: {messages.STATUS_WORDS[request.status]}"
+        return escape(f"{head}: `!approve {request.id}` or `!deny {request.id} <reason>`")
+    return escape(f"{head}: {messages.STATUS_WORDS[request.status]}")
 
 
 def approval_card(request: Request) -> list[Block]:
@@ -178,8 +178,11 @@ def approval_card(request: Request) -> list[Block]:
                         style="danger",
                         confirm=ConfirmObject(
                             title="Deny this request?",
-                            text=f"{messages.who(request.requester)} will be told it was denied. "
-                            f"To give a reason, type `!deny {request.id} <reason>` instead.",
+                            text=escape(
+                                f"{messages.who(request.requester)} will be told it was "
+                                f"denied. To give a reason, type `!deny {request.id} <reason>` "
+                                "instead."
+                            ),
                             confirm="Deny",
                             deny="Back",
                         ),
@@ -191,8 +194,10 @@ def approval_card(request: Request) -> list[Block]:
             ContextBlock(
                 elements=[
                     MarkdownTextObject(
-                        text=f"Or type `!approve {request.id} [comment]` / "
-                        f"`!deny {request.id} <reason>`"
+                        text=escape(
+                            f"Or type `!approve {request.id} [comment]` / "
+                            f"`!deny {request.id} <reason>`"
+                        )
                     )
                 ]
             )
@@ -304,7 +309,9 @@ def request_form_button() -> list[Block]:
     return [
         SectionBlock(
             text=MarkdownTextObject(
-                text="Fill in the form, or type `!access request <resource> [duration] <reason>`."
+                text=escape(
+                    "Fill in the form, or type `!access request <resource> [duration] <reason>`."
+                )
             ),
             accessory=ButtonElement(
                 text=PlainTextObject(text="Request access…"), action_id=OPEN_FORM, value="open"
