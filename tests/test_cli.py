@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from accessbot.audit import AuditLog
 from tests.builders import build_service, month_of_activity
 from tests.conftest import PLUGINS, ROOT, FakeClock, accessbot, policy_file, webhook_policy
 from tests.fakes import WebhookTarget
@@ -278,3 +279,28 @@ def test_report_without_matplotlib_has_every_table_and_says_how_to_add_the_chart
     assert "data:image/png" not in page
     assert "No chart: the timeline chart needs matplotlib" in page
     assert "<b>2</b>Break-glass uses" in page and "hash chain verified" in page
+
+
+NASTY_NAMES = ["$\\frac{$", "a$b^{", "$x$_{y}", "\\", "$$", "50$ \\n {}", "<b>&amp;</b>"]
+
+
+def test_report_shows_any_handle_resource_or_reason_as_plain_text(tmp_path):
+    """Matplotlib reads `$...$` as math; `$\\frac{$` made the report exit 1."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=2))
+    log = AuditLog(tmp_path / "data" / "audit.jsonl", clock)
+    for number, name in enumerate(NASTY_NAMES):
+        rid = f"nasty{number}"
+        fields = {"request_id": rid, "user": name, "resource": name}
+        log.append("requested", actor=name, reason=f"{name} <!channel> & $\\frac{{$", **fields)
+        log.append("approved", actor=name, **fields)
+        log.append("granted", actor="policy", **fields)
+        clock.advance(hours=1)
+        if number % 2:
+            log.append("expired", actor="scheduler", **fields)
+
+    code, out, err = deployed("report", "--since", "7d", "--out", "report.html", cwd=tmp_path)
+
+    assert code == 0, err
+    page = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64,iVBOR" in page  # the chart was drawn
+    assert "@$\\frac{$" in page and "&lt;b&gt;&amp;amp;&lt;/b&gt;" in page

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from slack_sdk.web import WebClient
@@ -258,16 +256,6 @@ def test_a_refusal_lands_on_the_field_it_is_about():
     assert set(slack.modal_errors("prod-db allows at most 4h; you asked for 8h.")) == {"duration"}
     assert set(slack.modal_errors("Unknown resource `x`.")) == {"resource"}
     assert set(slack.modal_errors("Say why you need it")) == {"reason"}
-
-
-def test_the_app_manifest_grants_what_the_bot_calls_need():
-    manifest = (Path(__file__).resolve().parent.parent / "slack-app-manifest.yml").read_text()
-    listed = set(re.findall(r"^\s+- ([a-z:.]+)", manifest, re.MULTILINE))
-
-    needed_scopes = {"chat:write", "im:write", "users:read", "users:read.email", "channels:read"}
-    needed_events = {"message.channels", "message.im"}
-    assert needed_scopes | needed_events <= listed
-    assert re.search(r"interactivity:\n\s+is_enabled: true", manifest)
 
 
 def test_a_policy_channel_may_be_a_name_or_a_slack_channel_link():

@@ -488,7 +488,10 @@ class Access(BotPlugin):
         client = getattr(self._bot, "slack_web", None)
         if not self._bot.mode.startswith("slack") or client is None:
             return None
-        from slack_app import SlackApp  # Slack-only code, loaded only on Slack
+        import errbot.core_plugins
+        from slack_app import SlackApp, guard_slack_urls  # Slack-only code
+
+        guard_slack_urls(errbot.core_plugins.flask_app)
 
         identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
         app = SlackApp(

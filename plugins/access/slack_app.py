@@ -9,6 +9,7 @@ take longer, so clicks are acknowledged at once and decided on a small worker po
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +35,68 @@ FOREIGN_TEAM = (
     "(an admin can allow a partner team with ACCESS_SLACK_ALLOWED_TEAMS)."
 )
 MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on us
+# Slack's payloads are a few kB (a modal's state, a message's blocks); anyone may POST to
+# these URLs before the signature is checked, so a body above this is refused unread.
+BODY_LIMIT = 1024 * 1024
+EVENTS_PATH = "/slack/events"  # slackv3's Events API URL, served by slackeventsapi
+GUARDED_PATHS = ("/slack/interactive", EVENTS_PATH)
+
+
+def guard_slack_urls(app) -> None:
+    """Put `check_slack_call` in front of every view of errbot's Flask app.
+
+    Called at each activation: a plugin reload finds the hook already there. Inserted in
+    Flask's list directly, as `before_request` refuses once the app has served a request.
+    """
+    hooks = app.before_request_funcs.setdefault(None, [])
+    if not any(getattr(hook, "guards_slack_urls", False) for hook in hooks):
+        hooks.insert(0, check_slack_call)
+
+
+def check_slack_call():
+    """A Flask before-request hook for the Slack URLs: 413 for a body over BODY_LIMIT,
+    before it is read; 400 for an Events API body that is not a Slack event (which
+    slackeventsapi would answer with a 500)."""
+    from flask import request
+
+    path = request.path.rstrip("/")
+    if path not in GUARDED_PATHS:
+        return None
+    if too_large(request):
+        log.warning("refused a call to %s: its body is over %d bytes", path, BODY_LIMIT)
+        return {"error": f"the body is over {BODY_LIMIT} bytes"}, 413, {"Connection": "close"}
+    if path == EVENTS_PATH and request.method == "POST":
+        try:
+            slack.check_event_body(request.get_data(cache=True))
+        except slack.InteractionError as exc:
+            log.warning("refused a malformed Slack event: %s", exc)
+            return {"error": "bad payload"}, 400
+    return None
+
+
+check_slack_call.guards_slack_urls = True
+
+
+def too_large(request) -> bool:
+    """Whether the body is over BODY_LIMIT, reading no more than one byte past it.
+
+    A declared Content-Length is checked without reading. A chunked body is read up to
+    one byte past the limit and, when it fits, put back for the view to read."""
+    length = request.content_length
+    if length is not None:
+        return length > BODY_LIMIT
+    environ = request.environ
+    if not environ.get("wsgi.input_terminated"):
+        return False  # no length and no chunking: werkzeug reads such a body as empty
+    stream, parts, size = environ["wsgi.input"], [], 0
+    while size <= BODY_LIMIT:
+        part = stream.read(BODY_LIMIT + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    environ["wsgi.input"] = io.BytesIO(b"".join(parts))
+    return size > BODY_LIMIT
 
 
 class SlackApp:
@@ -136,10 +199,11 @@ class SlackApp:
             return 401, {"error": "invalid signature"}
         try:
             payload = slack.decode_form(body)
+            action = slack.parse_interaction(payload)
         except slack.InteractionError as exc:
-            log.warning("refused a Slack interactivity call: %s", exc)
+            log.warning("refused a malformed Slack interaction: %s", exc)
             return 400, {"error": "bad payload"}
-        return 200, self.handle_payload(payload)
+        return 200, self.handle(action, payload_team(payload))
 
     def on_socket_request(self, client, req) -> None:
         """A socket-mode listener: acknowledges and handles `interactive` envelopes."""
@@ -150,14 +214,19 @@ class SlackApp:
             SocketModeResponse(envelope_id=req.envelope_id, payload=answer)
         )
 
-    def handle_payload(self, payload: dict) -> dict | None:
-        """Decode one interaction; returns what to acknowledge it with (None: plain ack)."""
+    def handle_payload(self, payload) -> dict | None:
+        """A socket-mode payload; a malformed one is logged and acknowledged plainly
+        (Socket Mode has no status code to refuse it with)."""
         try:
             action = slack.parse_interaction(payload)
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
-        team = payload_team(payload)
+        return self.handle(action, payload_team(payload))
+
+    def handle(self, action: slack.Interaction | None, team: str = "") -> dict | None:
+        """Act on one decoded interaction of a person of `team`; returns what to acknowledge
+        it with (None: plain ack)."""
         if isinstance(action, slack.Click):
             self.workers.submit(self._decide, action, team)
         elif isinstance(action, slack.OpenForm):
@@ -169,6 +238,8 @@ class SlackApp:
                 self._guarded, self.cards.narrow_request_modal, action, self._resources()
             )
         elif isinstance(action, slack.RequestSubmission):
+            if action.field_errors:
+                return {"response_action": "errors", "errors": action.field_errors}
             return self._submit(action, team)
         return None
 

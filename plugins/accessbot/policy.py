@@ -408,6 +408,27 @@ def _fields(settings: dict, problems: list[_KeyProblem]) -> dict[str, FieldSpec]
     return specs
 
 
+# Typed in commands, carried as a Slack option value (at most 150 characters) and shown
+# on cards and in reports: short, lower-case, and nothing that is markup anywhere.
+RESOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def check_resource_name(name: Any) -> None:
+    """A _KeyProblem unless `name` is 1 to 64 characters of a-z, 0-9, '.', '_' and '-',
+    starting with a letter or digit; the message suggests a name that would do."""
+    if isinstance(name, str) and RESOURCE_NAME.fullmatch(name):
+        return
+    if not isinstance(name, str):
+        raise _KeyProblem("name", f"{name!r} is not a string; a resource name is, e.g. 'prod-db'")
+    shown = repr(name) if len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
+    instead = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).lstrip("-._")[:64].rstrip("-._")
+    raise _KeyProblem(
+        "name",
+        f"{shown} is not a resource name: use 1 to 64 characters of a-z, 0-9, '.', '_' "
+        f"and '-', starting with a letter or digit; write {instead or 'prod-db'!r}",
+    )
+
+
 def _field(name: Any, spec: Any, example: str) -> FieldSpec:
     if not isinstance(name, str) or not FIELD_NAME.match(name):
         raise _KeyProblem(
@@ -466,10 +487,7 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
             problems.append(problem)
             return None
 
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        problems.append(
-            _KeyProblem("name", "a resource name must be a string without spaces, e.g. prod-db")
-        )
+    attempt(check_resource_name, name)
     if not isinstance(settings, dict):
         return _Checked(None, [*problems, _KeyProblem("settings", "must be a dict of settings")])
     allowed = ", ".join(sorted(ALLOWED_KEYS))

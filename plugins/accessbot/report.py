@@ -230,10 +230,13 @@ def timeline_png(summary: Summary) -> bytes | None:
                     height=0.25,
                     color=COLORS["failing"],
                 )
-        ax.set_yticks(range(len(users)), [f"@{u}" for u in users])
+        # parse_math=False: user text is never mathtext ("$\frac{$" would not draw).
+        ax.set_yticks(range(len(users)), [f"@{inert(u, 40)}" for u in users], parse_math=False)
         ax.set_ylim(-0.7, len(users) - 0.3)
         ax.invert_yaxis()
-        ax.set_title(resource, loc="left", fontsize=11, fontweight="bold")
+        ax.set_title(
+            inert(resource, 80), loc="left", fontsize=11, fontweight="bold", parse_math=False
+        )
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
         for side in ("top", "right"):

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import parse_qs
 
@@ -38,7 +38,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web import WebClient
 
 from .. import messages
-from ..domain import Request, Status, format_duration, parse_duration
+from ..domain import DurationError, Request, Status, format_duration, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ REQUEST_MODAL = "access_request_modal"  # callback_id of the modal
 RESOURCE_BLOCK, DURATION_BLOCK, REASON_BLOCK = "resource", "duration", "reason"
 DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d")
 SIGNATURE_WINDOW = 5 * 60  # seconds; Slack's documented replay window
+SECTION_FIELDS = 10  # Block Kit's most fields in one section block
 
 
 def escape(text: str) -> str:
@@ -125,20 +126,24 @@ def card_fallback(request: Request) -> str:
     """The notification text of a card (and what clients without Block Kit show)."""
     head = messages.card_title(request)
     if request.status is Status.PENDING:
-        return f"{head}: `!approve {request.id}` or `!deny {request.id} <reason>`"
-    return f"{head}: {messages.STATUS_WORDS[request.status]}"
+        return escape(f"{head}: `!approve {request.id}` or `!deny {request.id} <reason>`")
+    return escape(f"{head}: {messages.STATUS_WORDS[request.status]}")
 
 
 def approval_card(request: Request) -> list[Block]:
     """The approval card in its current state: buttons while pending, the outcome after."""
     fields = [
-        MarkdownTextObject(text=f"*{name}*\n{user_text(value, 1900)}")
+        MarkdownTextObject(text=f"*{escape(name)}*\n{user_text(value, 1900)}")
         for name, value in messages.card_fields(request)
         if name != "Reason"
     ]
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=messages.inert(messages.card_title(request), 150))),
-        SectionBlock(fields=fields),
+        # A section holds at most SECTION_FIELDS fields: many prompt fields take several.
+        *(
+            SectionBlock(fields=fields[start : start + SECTION_FIELDS])
+            for start in range(0, len(fields), SECTION_FIELDS)
+        ),
         SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{user_text(request.reason)}")),
     ]
     notes = [n for n in request.notes if n] + (
@@ -172,8 +177,11 @@ def approval_card(request: Request) -> list[Block]:
                         style="danger",
                         confirm=ConfirmObject(
                             title="Deny this request?",
-                            text=f"{messages.who(request.requester)} will be told it was denied. "
-                            f"To give a reason, type `!deny {request.id} <reason>` instead.",
+                            text=escape(
+                                f"{messages.who(request.requester)} will be told it was "
+                                f"denied. To give a reason, type `!deny {request.id} <reason>` "
+                                "instead."
+                            ),
                             confirm="Deny",
                             deny="Back",
                         ),
@@ -185,8 +193,10 @@ def approval_card(request: Request) -> list[Block]:
             ContextBlock(
                 elements=[
                     MarkdownTextObject(
-                        text=f"Or type `!approve {request.id} [comment]` / "
-                        f"`!deny {request.id} <reason>`"
+                        text=escape(
+                            f"Or type `!approve {request.id} [comment]` / "
+                            f"`!deny {request.id} <reason>`"
+                        )
                     )
                 ]
             )
@@ -298,7 +308,9 @@ def request_form_button() -> list[Block]:
     return [
         SectionBlock(
             text=MarkdownTextObject(
-                text="Fill in the form, or type `!access request <resource> [duration] <reason>`."
+                text=escape(
+                    "Fill in the form, or type `!access request <resource> [duration] <reason>`."
+                )
             ),
             accessory=ButtonElement(
                 text=PlainTextObject(text="Request access…"), action_id=OPEN_FORM, value="open"
@@ -307,11 +319,14 @@ def request_form_button() -> list[Block]:
     ]
 
 
+def field_error(message: str) -> str:
+    """A message as a form field's error: plain, and short (the rest is in the DM)."""
+    return messages.inert(message.replace("`", ""), 150)
+
+
 def modal_errors(message: str) -> dict[str, str]:
     """A refusal from the service, placed on the form field it is about."""
-    text = message.replace("`", "")
-    if len(text) > 150:  # Slack shows short field errors; the rest is in the DM
-        text = text[:149] + "…"
+    text = field_error(message)
     lowered = message.lower()
     if "unknown resource" in lowered or "no policies" in lowered:
         return {RESOURCE_BLOCK: text}
@@ -359,15 +374,32 @@ class ResourcePicked:
 
 @dataclass(frozen=True)
 class RequestSubmission:
-    """The request modal, submitted."""
+    """The request modal, submitted. `field_errors` (block id -> message) are what the
+    form itself got wrong, such as a duration that is not one; shown on the form."""
 
     user_id: str
     resource: str
     duration: timedelta | None
     reason: str
+    field_errors: dict[str, str] = field(default_factory=dict)
 
 
 Interaction = Click | OpenForm | ResourcePicked | RequestSubmission
+
+
+def check_event_body(body: bytes) -> None:
+    """An Events API body is a JSON object, and its `event`, if any, an object with a
+    string `type`; InteractionError otherwise."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        raise InteractionError(f"the body is not JSON: {str(exc)[:100]}") from exc
+    if not isinstance(data, dict):
+        raise InteractionError("the body is not a JSON object")
+    if "event" in data:
+        event = _member(data, "event", dict)
+        if not isinstance(event.get("type"), str):
+            raise InteractionError("the event has no type")
 
 
 def decode_form(body: bytes | str) -> dict:
@@ -379,64 +411,96 @@ def decode_form(body: bytes | str) -> dict:
         raise InteractionError("no payload field in the form body")
     try:
         payload = json.loads(values[0])
-    except ValueError as exc:
-        raise InteractionError(f"the payload is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        raise InteractionError(f"the payload is not JSON: {str(exc)[:100]}") from exc
     if not isinstance(payload, dict):
         raise InteractionError("the payload is not a JSON object")
     return payload
 
 
+def _member(data: dict, key: str, kind: type):
+    """`data[key]` when it is a `kind` (str, dict or list); missing or null is an empty one.
+
+    Anything else is not a payload Slack sends: InteractionError."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise InteractionError(f"{key!r} is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
 def parse_interaction(payload: dict) -> Interaction | None:
-    """What a Slack interactivity payload asks for, or None when it is none of ours."""
-    try:
-        kind = payload["type"]
-        user_id = payload["user"]["id"]
-    except (KeyError, TypeError) as exc:
-        raise InteractionError(f"not a Slack interaction payload (missing {exc})") from exc
+    """What a Slack interactivity payload asks for, or None when it is none of ours.
+
+    Raises InteractionError for any payload not shaped like Slack's, whatever the JSON."""
+    if not isinstance(payload, dict):
+        raise InteractionError("the payload is not a JSON object")
+    kind = _member(payload, "type", str)
+    user_id = _member(_member(payload, "user", dict), "id", str)
+    if not kind or not user_id:
+        raise InteractionError("not a Slack interaction payload (no type or no user id)")
     if kind == "block_actions":
-        for action in payload.get("actions") or []:
-            action_id = action.get("action_id")
-            if action_id in (APPROVE, DENY):
-                return Click(
-                    action="approve" if action_id == APPROVE else "deny",
-                    request_id=str(action.get("value", "")).strip().lower(),
-                    user_id=user_id,
-                    channel_id=(payload.get("channel") or {}).get("id", "")
-                    or (payload.get("container") or {}).get("channel_id", ""),
-                    message_ts=(payload.get("message") or {}).get("ts", "")
-                    or (payload.get("container") or {}).get("message_ts", ""),
-                    response_url=payload.get("response_url", ""),
-                )
-            if action_id == OPEN_FORM and payload.get("trigger_id"):
-                return OpenForm(user_id, payload["trigger_id"])
-            if action_id == PICK_RESOURCE and payload.get("view"):
-                picked = (action.get("selected_option") or {}).get("value", "")
-                view = payload["view"]
-                return ResourcePicked(user_id, view.get("id", ""), view.get("hash", ""), picked)
-        return None
+        return _block_action(payload, user_id)
     if kind == "view_submission":
-        view = payload.get("view") or {}
-        if view.get("callback_id") != REQUEST_MODAL:
-            return None
-        values = (view.get("state") or {}).get("values") or {}
-
-        def selected(block: str, action: str) -> str:
-            option = (values.get(block, {}).get(action) or {}).get("selected_option") or {}
-            return str(option.get("value") or "")
-
-        duration_text = selected(DURATION_BLOCK, "duration")
-        try:
-            duration = parse_duration(duration_text) if duration_text else None
-        except ValueError as exc:
-            raise InteractionError(str(exc)) from exc
-        reason = (values.get(REASON_BLOCK, {}).get("reason") or {}).get("value") or ""
-        return RequestSubmission(
-            user_id=user_id,
-            resource=selected(RESOURCE_BLOCK, PICK_RESOURCE),
-            duration=duration,
-            reason=str(reason),
-        )
+        return _submission(payload, user_id)
     return None
+
+
+def _block_action(payload: dict, user_id: str) -> Interaction | None:
+    for action in _member(payload, "actions", list):
+        if not isinstance(action, dict):
+            raise InteractionError(f"an action is a {type(action).__name__}, not an object")
+        action_id = _member(action, "action_id", str)
+        if action_id in (APPROVE, DENY):
+            container = _member(payload, "container", dict)
+            return Click(
+                action="approve" if action_id == APPROVE else "deny",
+                request_id=_member(action, "value", str).strip().lower(),
+                user_id=user_id,
+                channel_id=_member(_member(payload, "channel", dict), "id", str)
+                or _member(container, "channel_id", str),
+                message_ts=_member(_member(payload, "message", dict), "ts", str)
+                or _member(container, "message_ts", str),
+                response_url=_member(payload, "response_url", str),
+            )
+        if action_id == OPEN_FORM and _member(payload, "trigger_id", str):
+            return OpenForm(user_id, payload["trigger_id"])
+        if action_id == PICK_RESOURCE and _member(payload, "view", dict):
+            view = payload["view"]
+            picked = _member(_member(action, "selected_option", dict), "value", str)
+            return ResourcePicked(
+                user_id, _member(view, "id", str), _member(view, "hash", str), picked
+            )
+    return None
+
+
+def _submission(payload: dict, user_id: str) -> RequestSubmission | None:
+    view = _member(payload, "view", dict)
+    if _member(view, "callback_id", str) != REQUEST_MODAL:
+        return None
+    values = _member(_member(view, "state", dict), "values", dict)
+
+    def state(block: str, action: str) -> dict:
+        return _member(_member(values, block, dict), action, dict)
+
+    def selected(block: str, action: str) -> str:
+        return _member(_member(state(block, action), "selected_option", dict), "value", str)
+
+    duration_text = selected(DURATION_BLOCK, "duration")
+    duration, errors = None, {}
+    if duration_text:
+        try:
+            duration = parse_duration(duration_text)
+        except DurationError as exc:
+            errors[DURATION_BLOCK] = field_error(str(exc))
+    return RequestSubmission(
+        user_id=user_id,
+        resource=selected(RESOURCE_BLOCK, PICK_RESOURCE),
+        duration=duration,
+        reason=_member(state(REASON_BLOCK, "reason"), "value", str),
+        field_errors=errors,
+    )
 
 
 # -- request signatures ---------------------------------------------------------------------
