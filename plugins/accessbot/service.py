@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from .domain import (
 from .identity import NamedPeople, People, entry_kind
 from .integrations.pagerduty import PagerDutyNotConfigured, RecordedLookups
 from .integrations.slack_groups import NoSlackGroups
+from .metrics import Metrics
 from .policy import (
     Decision,
     HookFailed,
@@ -249,6 +251,7 @@ class AccessService:
         strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
         people: People | None = None,
         check_env: bool = True,
+        metrics: Metrics | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -267,6 +270,7 @@ class AccessService:
         self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
         self.slack_groups = slack_groups or NoSlackGroups()
         self.people = people or NamedPeople()  # approver entries -> platform user ids
+        self.metrics = metrics or Metrics()
         self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         # One decision at a time: this process's threads, and (on a shared database) every
@@ -1353,7 +1357,7 @@ class AccessService:
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                done = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
+                done = self._call(request.strategy, "grant", payload_for("grant", preview))
                 note = done.note
             except (StrategyError, SettingsError) as exc:
                 error, note, done = str(exc), "", None
@@ -1381,6 +1385,12 @@ class AccessService:
                     self._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
+            self.metrics.grants.labels(
+                request.strategy.get("type", "?"),
+                "granted"
+                if error is None and unrecorded is None
+                else ("taken_back" if error is None else "grant_failed"),
+            ).inc()
             if unrecorded is not None:
                 return self._taken_back(request, unrecorded)  # still claimed: no other call
         finally:
@@ -1489,7 +1499,7 @@ class AccessService:
     def _take_back(self, request: Request) -> None:
         """Revoke a grant the bot could not record, once."""
         try:
-            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+            self._call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             log.critical(
                 "request %s: granted at the target but not recorded, and the revoke failed "
@@ -1512,7 +1522,7 @@ class AccessService:
         """The strategy's revoke call: what went wrong (None if it worked), and the account
         the target named (for a grant made before accounts were recorded)."""
         try:
-            done = self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+            done = self._call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             return str(exc), None
         return None, done.account
@@ -1606,7 +1616,11 @@ class AccessService:
             for claimed, _ in results:
                 self._inflight.discard(claimed.id)
         notices = []
-        for request, error, _, _ in done:
+        for request, error, outcome, _ in done:
+            self.metrics.revokes.labels(request.strategy.get("type", "?"), outcome).inc()
+            if request.status is Status.EXPIRED and request.expires_at is not None:
+                late = (request.ended_at - request.expires_at).total_seconds()
+                self.metrics.lateness.observe(max(late, 0.0))
             notices += self._revoke_notices(request, actor, error)
         return notices
 
@@ -1680,7 +1694,7 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                done = self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
+                done = self._call(grant.strategy, "extend", payload_for("extend", preview))
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -1816,6 +1830,17 @@ class AccessService:
             self.audit.append(event, actor=actor, **fields)
         except AuditError as exc:
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
+    def _call(self, settings: dict, action: str, payload: dict):
+        """One strategy call, timed and counted for /metrics."""
+        started, ok = time.monotonic(), False
+        try:
+            done = self._strategy(settings).call(action, payload)
+            ok = True
+            return done
+        finally:
+            kind = str(settings.get("type", "?")) if isinstance(settings, dict) else "?"
+            self.metrics.target_call(kind, action, time.monotonic() - started, ok)
 
     def _strategy(self, settings: dict) -> Strategy:
         """The strategy for a request's settings; a shareable one is built once and reused,

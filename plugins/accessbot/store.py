@@ -106,6 +106,9 @@ class RequestStore(Protocol):
     def extensions_of(self, grant_id: str) -> list[Request]:
         """The live extension requests of one grant (`extends == grant_id`), oldest first."""
 
+    def live_counts(self) -> dict[Status, int]:
+        """How many live requests are in each status (for /metrics): an index count."""
+
     def due_for_revocation(self, now: datetime) -> list[Request]:
         """Requests holding access whose `revoke_due_at` is at or before `now`, earliest
         first: `due_for_expiry` plus asked-for revokes the bot has not finished."""
@@ -780,6 +783,10 @@ class TinyDBStore:
     def extensions_of(self, grant_id: str) -> list[Request]:
         with self.lock:
             return self._copies(self._by_extends.get(grant_id, ()))
+
+    def live_counts(self) -> dict[Status, int]:
+        with self.lock:
+            return {status: len(ids) for status, ids in self._by_status.items() if ids}
 
     def due_for_revocation(self, now: datetime) -> list[Request]:
         with self.lock:

@@ -114,6 +114,13 @@ class PostgresStore:
             "WHERE NOT final AND requester = %(who)s ORDER BY created_at, id", {"who": requester}
         )
 
+    def live_counts(self) -> dict[Status, int]:
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM requests WHERE NOT final GROUP BY status"
+            ).fetchall()
+        return {Status(status): count for status, count in rows}
+
     def live_in(self, statuses: Iterable[Status]) -> list[Request]:
         return self._select(
             "WHERE NOT final AND status = ANY(%(statuses)s) ORDER BY created_at, id",
