@@ -98,17 +98,6 @@ class PostgresStore:
     def live(self) -> list[Request]:
         return self._select("WHERE NOT final ORDER BY created_at, id")
 
-    def due_for_expiry(self, now: datetime) -> list[Request]:
-        """Active grants past their end, and failed revokes whose retry time has come."""
-        return self._select(
-            """
-            WHERE (status = 'active' AND expires_at <= %(now)s)
-               OR (status = 'revoke_failed' AND (next_retry_at IS NULL OR next_retry_at <= %(now)s))
-            ORDER BY expires_at, id
-            """,
-            {"now": now},
-        )
-
     def live_of(self, requester: str) -> list[Request]:
         return self._select(
             "WHERE NOT final AND requester = %(who)s ORDER BY created_at, id", {"who": requester}
