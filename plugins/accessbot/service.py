@@ -279,6 +279,8 @@ class AccessService:
         self._inflight = store.claims()  # requests whose strategy call is under way
         # Grants taken back because they could not be recorded: id -> (attempts, next try).
         self._grant_waits: dict[str, tuple[int, datetime]] = {}
+        # Grant calls made but not yet recorded: grant id -> when the target was called.
+        self._grant_started: dict[str, datetime] = {}
         self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
         self._strategies_lock = threading.Lock()
         self.policies: PolicySet | None = None
@@ -1353,7 +1355,10 @@ class AccessService:
         unrecorded = None
         try:
             error = None
-            started = self.clock()
+            # A grant call whose outcome could not be recorded (the database went away) is
+            # made again with the same start, so the same expiry and Idempotency-Key: the
+            # target's answer and the audit tell the same access window.
+            started = self._grant_started.setdefault(request.grant_id, self.clock())
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
@@ -1366,6 +1371,7 @@ class AccessService:
                 now = self.clock()
                 if error is None:
                     request.activate(started)  # the expiry the target was just told
+                    self._grant_started.pop(request.grant_id, None)
                     request.account = done.account  # revoke and extend act on this account
                     request.grant_result = done.answer
                     try:
@@ -1380,6 +1386,7 @@ class AccessService:
                     except AccessError as exc:
                         unrecorded = str(exc)
                 else:
+                    self._grant_started.pop(request.grant_id, None)
                     request.last_error = error
                     request.move(Status.GRANT_FAILED, now, "bot", error)
                     self._commit(
@@ -1436,6 +1443,7 @@ class AccessService:
         approved and waits, with backoff, until the audit log and store take writes; the
         next grant has a new grant id. Announced once, not at every attempt."""
         self._take_back(granted)
+        self._grant_started.pop(granted.grant_id, None)
         request = self.store.get(granted.id) or granted
         request.grant_round = granted.grant_round + 1
         wait = self._grant_waits.get(request.id)

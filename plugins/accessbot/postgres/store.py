@@ -8,6 +8,7 @@ look-ups cost what is due, not what is stored.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -210,17 +211,27 @@ class Claims(MutableSet):
 
     def __init__(self, db: Database):
         self.db = db
+        # What this process is calling right now. A claim row of ours that is not here was
+        # left behind when the database failed before `discard` could delete it: it is
+        # stale, and ours to take again (otherwise the request would wait for good).
+        self._mine: set[str] = set()
+        self._mine_lock = threading.Lock()
 
     def __contains__(self, request_id: object) -> bool:
         with self.db.connection() as conn:
             row = conn.execute(
                 """
-                SELECT 1 FROM claims c JOIN leases l ON l.name = 'bot:' || c.owner
+                SELECT c.owner FROM claims c JOIN leases l ON l.name = 'bot:' || c.owner
                  WHERE c.request_id = %s AND l.expires_at > now()
                 """,
                 (str(request_id),),
             ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+        if row[0] == self.db.bot_id:
+            with self._mine_lock:
+                return str(request_id) in self._mine
+        return True
 
     def add(self, request_id: str) -> None:
         with self.db.connection() as conn:
@@ -232,8 +243,12 @@ class Claims(MutableSet):
                 """,
                 (request_id, self.db.bot_id),
             )
+        with self._mine_lock:
+            self._mine.add(request_id)
 
     def discard(self, request_id: str) -> None:
+        with self._mine_lock:
+            self._mine.discard(request_id)
         with self.db.connection() as conn:
             conn.execute(
                 "DELETE FROM claims WHERE request_id = %s AND owner = %s",
