@@ -33,6 +33,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request,
     parse_whatif_args,
 )
+from accessbot.courier import Courier  # noqa: E402
 from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
@@ -85,6 +86,7 @@ class Access(BotPlugin):
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
+        self.courier = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         super().activate()
         self.starter = threading.Thread(
@@ -155,6 +157,7 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
+        self.courier = Courier(self.deliver)
         # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
         self.scheduler = Scheduler(
             self.run_tick,
@@ -184,7 +187,11 @@ class Access(BotPlugin):
         starter = getattr(self, "starter", None)
         if starter is not None:
             starter.join(timeout=120)  # a start under way finishes before we stop it
-        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+        for thread in (
+            getattr(self, "watcher", None),
+            getattr(self, "scheduler", None),
+            getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+        ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
@@ -238,8 +245,9 @@ class Access(BotPlugin):
             self.health.beat()
 
     def run_tick(self) -> None:
-        """One scheduler pass: expiries, retries, time-outs; then tell people."""
-        self.deliver(self.service.tick())
+        """One scheduler pass: expiries, retries, time-outs. People are told by the
+        courier's thread, so a slow chat never delays the next revocation."""
+        self.courier.send(self.service.tick())
 
     # -- commands -------------------------------------------------------------
 
