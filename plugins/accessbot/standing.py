@@ -653,10 +653,10 @@ class StandingSweep:
     # -- what people read ----------------------------------------------------------------
 
     def _found_notice(self, resource: Resource, found: list[Finding]) -> Notice:
-        count = f"{len(found)} account(s) hold" if len(found) > 1 else "someone holds"
+        count = f"{len(found)} accounts hold" if len(found) > 1 else "1 account holds"
         lines = [
-            f"STANDING ACCESS on {resource.name}: {count} it at the target with no grant "
-            f"that explains it (found {msg.when(found[0].found_at)}):"
+            f"STANDING ACCESS on {resource.name}: {count} it at the target and no grant "
+            f"explains it (found {msg.when(found[0].found_at)}):"
         ]
         lines += [f"- {f.who}" for f in found[:SHOWN]]
         if len(found) > SHOWN:
@@ -783,8 +783,8 @@ def render_report(
             line = f"- {f.who} since {msg.when(f.found_at)} ({_ago(f.found_at, now)})"
             if f.attempts:
                 line += (
-                    f"; removal failed {f.attempts}x ({msg.inert(f.last_error, 120)}), next try "
-                    f"{msg.when(f.next_try_at)}"
+                    f"; removal attempt {f.attempts} failed ({msg.inert(f.last_error, 120)}), "
+                    f"next try {msg.when(f.next_try_at)}"
                 )
             found.append(line)
     sweep = f"every {format_duration(every)}" if every else "on demand"
