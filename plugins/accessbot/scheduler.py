@@ -118,7 +118,7 @@ class Scheduler:
             if self._revocation_due():
                 self._safe_tick()
             self._jobs.run_pending()
-            self._start_due_jobs()
+            self.start_due_jobs()
             self._stop.wait(self._pause(poll))
 
     def _leads(self) -> bool:
@@ -152,10 +152,12 @@ class Scheduler:
         self._woken_for = due
         return True
 
-    def _start_due_jobs(self) -> None:
-        """Start each due job on its own thread, on the leader only, one run at a time."""
+    def start_due_jobs(self) -> list[threading.Thread]:
+        """Start each due job on its own thread, on the leader only, one run at a time;
+        returns the threads started. The scheduler's loop calls it at every poll."""
+        started: list[threading.Thread] = []
         if not self.jobs or not getattr(self.leadership, "held", True):
-            return
+            return started
         now = self.clock()
         for job in self.jobs:
             running = self._job_threads.get(job.name)
@@ -172,6 +174,8 @@ class Scheduler:
                 )
                 self._job_threads[job.name] = thread
                 thread.start()
+                started.append(thread)
+        return started
 
     @staticmethod
     def _safe_job(job: Job) -> None:

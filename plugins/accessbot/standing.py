@@ -776,9 +776,8 @@ def render_report(
                 quiet.append(resource.name)
             continue
         checked = f"listed {_ago(state.swept_at, now)}" if state.swept_at else "not listed yet"
-        found.append(
-            f"{resource.name} ({checked}, {'removes' if resource.remove_standing else 'reports'}):"
-        )
+        removes = "; the bot removes them (remove_standing)" if resource.remove_standing else ""
+        found.append(f"{resource.name} ({checked}{removes}):")
         for f in sorted(state.findings, key=lambda f: f.found_at):
             line = f"- {f.who} since {msg.when(f.found_at)} ({_ago(f.found_at, now)})"
             if f.attempts:
