@@ -10,12 +10,14 @@ import pytest
 
 from accessbot.audit import AuditLog
 from accessbot.domain import AccessError
+from accessbot.policy import PolicyError, load_policies
 from accessbot.service import AccessService
 from accessbot.standing import Allowed, Explainer, Holder, StandingJob, StandingSweep, compare
 from accessbot.store import TinyDBStore
 from accessbot.strategies import Member
 from tests.builders import ADMIN, person
 from tests.conftest import START, policy_file
+from tests.test_readme import python_blocks
 
 CAROL = {"user": "carol", "user_email": "carol@acme.com", "account": "db-carol"}
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
@@ -459,3 +461,29 @@ def test_compare_finds_the_new_keeps_the_known_and_clears_the_gone():
     assert [(f.user, f.found_at) for f in later.kept] == [("a2", START)]
     assert [f.key for f in later.found] == ["user:c"]
     assert [(f.key, why) for f, why in later.cleared] == [("account:2", "no longer holds it")]
+
+
+# -- the policy keys ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"standing": "@alice"}, "prod-db.standing: must be a list like"),
+        ({"standing": ["@alice", ""]}, "prod-db.standing: every entry must be a handle"),
+        ({"remove_standing": "yes"}, "prod-db.remove_standing: must be True or False"),
+    ],
+)
+def test_standing_keys_are_checked_when_the_policy_loads(tmp_path, overrides, message):
+    policy_file(tmp_path, "db.py", policy("https://hooks.example/db", **overrides))
+    with pytest.raises(PolicyError) as caught:
+        load_policies(tmp_path)
+    assert any(message in e and e.startswith("db.py:") for e in caught.value.errors)
+
+
+def test_the_readme_standing_example_loads_as_copied(tmp_path):
+    example = python_blocks("### Standing access: who holds it without a grant")[0]
+    policy_file(tmp_path, "okta.py", example)
+    resource = load_policies(tmp_path).get("okta-prod-admins")
+    assert resource.standing == ("@alice", "svc-deploy@acme.com") and resource.remove_standing
+    assert resource.summary()["standing"] == ["@alice", "svc-deploy@acme.com"]
