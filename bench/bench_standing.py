@@ -23,7 +23,8 @@ from _common import SECRET, SECRET_ENV, active, header, ms, quiet_logs, table
 
 from accessbot.audit import AuditLog
 from accessbot.service import AccessService
-from accessbot.standing import Explainer, Holder, StandingSweep, compare
+from accessbot.standing import Explainer, Holder, compare
+from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
 from accessbot.strategies import Member
 from tests.fake_targets import FakeGitHub, FakeOkta

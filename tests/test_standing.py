@@ -12,7 +12,8 @@ from accessbot.audit import AuditLog
 from accessbot.domain import AccessError
 from accessbot.policy import PolicyError, load_policies
 from accessbot.service import AccessService
-from accessbot.standing import Allowed, Explainer, Holder, StandingJob, StandingSweep, compare
+from accessbot.standing import Allowed, Explainer, Holder, compare
+from accessbot.standing_sweep import StandingJob, StandingSweep
 from accessbot.store import TinyDBStore
 from accessbot.strategies import Member
 from tests.builders import ADMIN, person

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from accessbot.scheduler import Scheduler
 from accessbot.service import AccessService
-from accessbot.standing import StandingJob, StandingSweep
+from accessbot.standing_sweep import StandingJob, StandingSweep
 from tests.conftest import policy_file, webhook_policy
 
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}

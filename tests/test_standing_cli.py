@@ -10,7 +10,7 @@ import pytest
 
 from accessbot.audit import AuditLog
 from accessbot.service import AccessService
-from accessbot.standing import StandingSweep
+from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
 from tests.conftest import FakeClock, accessbot, policy_file, webhook_policy
 

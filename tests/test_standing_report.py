@@ -7,7 +7,7 @@ from datetime import timedelta
 from accessbot.audit import AuditLog
 from accessbot.report import render_html, summarize
 from accessbot.service import AccessService
-from accessbot.standing import StandingSweep
+from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
 from tests.conftest import START, policy_file, webhook_policy
 

@@ -9,7 +9,7 @@ import pytest
 
 from accessbot.audit import AuditLog
 from accessbot.service import AccessService, Actor
-from accessbot.standing import StandingSweep
+from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
 from accessbot.strategies import Accounts
 from tests import test_strategy_aws as aws_tests

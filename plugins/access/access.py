@@ -42,7 +42,7 @@ from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
-from accessbot.standing import StandingJob, StandingSweep  # noqa: E402
+from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402

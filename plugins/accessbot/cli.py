@@ -588,7 +588,7 @@ def _standing_service(settings: Settings, writing: bool):
 
 def run_standing(args: argparse.Namespace, settings: Settings) -> int:
     from .domain import AccessError
-    from .standing import StandingSweep
+    from .standing_sweep import StandingSweep
 
     with _standing_service(settings, writing=args.remove) as service:
         sweep = StandingSweep(
