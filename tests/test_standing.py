@@ -268,6 +268,8 @@ def test_above_the_removal_limit_nothing_is_removed_and_the_admins_are_told_once
     second = bot.sweep.sweep()
 
     assert first.removed == [] and len(first.held_back) == 3
+    [announced] = channel_texts(first)
+    assert "wanted more removals than ACCESS_STANDING_MAX_REMOVALS, so it removed none" in announced
     assert webhook.calls == []
     [alert] = first.alerts
     assert (

@@ -296,8 +296,9 @@ def compare(
 # -- what people read ------------------------------------------------------------------
 
 
-def found_text(resource: Resource, found: list[Finding]) -> str:
-    """The channel's one message about a sweep's new findings on one resource."""
+def found_text(resource: Resource, found: list[Finding], held: bool = False) -> str:
+    """The channel's one message about a sweep's new findings on one resource; `held`:
+    the sweep wanted more removals than its limit, so it made none."""
     count = f"{len(found)} accounts hold" if len(found) > 1 else "1 account holds"
     lines = [
         f"STANDING ACCESS on {resource.name}: {count} it at the target and no grant "
@@ -306,7 +307,12 @@ def found_text(resource: Resource, found: list[Finding]) -> str:
     lines += [f"- {f.who}" for f in found[:SHOWN]]
     if len(found) > SHOWN:
         lines.append(f"- and {len(found) - SHOWN} more: `!access standing {resource.name}`")
-    if resource.remove_standing:
+    if resource.remove_standing and held:
+        lines.append(
+            "The policy says remove_standing, but this sweep wanted more removals than "
+            "ACCESS_STANDING_MAX_REMOVALS, so it removed none; the admins are told."
+        )
+    elif resource.remove_standing:
         lines.append("The bot removes them now (the policy says remove_standing).")
     else:
         lines.append(

@@ -129,7 +129,22 @@ class StandingSweep:
         if record and only is None:
             self._forget_removed_resources(policies.resources, actor, result)
         if record:
-            self._remove(self._removable(resources, result, remove), actor, result)
+            chosen = self._removable(resources, result, remove)
+            if len(chosen) <= self.max_removals:
+                self._held_alerted = frozenset()  # a later hold is news again
+            self._remove(chosen, actor, result)
+            # Each resource's new findings in one message, ahead of what was removed.
+            result.notices[:0] = [
+                Notice(
+                    "channel",
+                    r.channel,
+                    found_text(r, new, held=bool(result.held_back)),
+                    None,
+                    "alert",
+                )
+                for r in resources
+                if (new := [f for f in result.found if f.resource == r.name])
+            ]
         return result
 
     def _removable(
@@ -227,16 +242,6 @@ class StandingSweep:
             self.store.save_standing(
                 resource.name, ResourceState(now, comparison.findings, None).to_dict()
             )
-        if comparison.found:
-            result.notices.append(
-                Notice(
-                    "channel",
-                    resource.channel,
-                    found_text(resource, comparison.found),
-                    None,
-                    "alert",
-                )
-            )
 
     def _list(self, resource: Resource, now: datetime) -> tuple[list[Member], Unlisted | None]:
         """The target's members, or why it could not say."""
@@ -276,9 +281,6 @@ class StandingSweep:
     ) -> None:
         """Remove the chosen findings through their resources' strategies, unless there
         are more than `max_removals`: then none, and the admins are told once."""
-        if not chosen:
-            self._held_alerted = frozenset()
-            return
         if len(chosen) > self.max_removals:
             result.held_back = [f for _, f in chosen]
             held = frozenset(f.id for f in result.held_back)
@@ -297,7 +299,6 @@ class StandingSweep:
                 except AccessError as exc:
                     log.error("could not audit the held removals: %s", exc)
             return
-        self._held_alerted = frozenset()
         by_resource: dict[str, tuple[Resource, list[Finding], list[Finding]]] = {}
         for resource, finding in chosen:
             removed, failed = self._remove_one(resource, finding, actor)
