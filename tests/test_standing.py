@@ -12,6 +12,7 @@ from accessbot.audit import AuditLog
 from accessbot.domain import AccessError
 from accessbot.policy import PolicyError, load_policies
 from accessbot.service import AccessService
+from accessbot.settings import Settings, SettingsError
 from accessbot.standing import Allowed, Explainer, Holder, compare
 from accessbot.standing_sweep import StandingJob, StandingSweep
 from accessbot.store import TinyDBStore
@@ -490,3 +491,28 @@ def test_the_readme_standing_example_loads_as_copied(tmp_path):
     resource = load_policies(tmp_path).get("okta-prod-admins")
     assert resource.standing == ("@alice", "svc-deploy@acme.com") and resource.remove_standing
     assert resource.summary()["standing"] == ["@alice", "svc-deploy@acme.com"]
+
+
+# -- the settings --------------------------------------------------------------------------------
+
+
+def test_the_sweep_runs_hourly_by_default_and_0_turns_it_off():
+    assert Settings.load(environ={}).standing_sweep == timedelta(hours=1)
+    assert Settings.load(environ={}).standing_max_removals == 20
+    assert Settings.load(environ={"ACCESS_STANDING_SWEEP": "0"}).standing_sweep is None
+    assert Settings.load(environ={"ACCESS_STANDING_SWEEP": "15m"}).standing_sweep == timedelta(
+        minutes=15
+    )
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("ACCESS_STANDING_SWEEP", "hourly", "a duration like 1h or 30m, or 0 to turn"),
+        ("ACCESS_STANDING_MAX_REMOVALS", "-1", "a whole number of 0 or more, e.g. 20"),
+        ("ACCESS_STANDING_MAX_REMOVALS", "lots", "a whole number of 0 or more, e.g. 20"),
+    ],
+)
+def test_bad_sweep_settings_say_what_to_write(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(environ={key: value})

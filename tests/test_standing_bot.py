@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from accessbot.audit import AuditLog
 from accessbot.scheduler import Scheduler
 from accessbot.service import AccessService
 from accessbot.standing_sweep import StandingJob, StandingSweep
@@ -168,3 +169,34 @@ def test_the_tinydb_store_keeps_standing_documents_across_a_restart(tmp_path):
         "prod-db": {"findings": [{"id": "abc"}]}
     }
     assert (tmp_path / "access.standing.json").exists()
+
+
+def test_moving_to_postgresql_keeps_the_findings_so_nothing_is_announced_again(
+    tmp_path, clock, webhook, pg_url
+):
+    from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
+    from accessbot.postgres.migrate import migrate_tinydb
+    from accessbot.store import TinyDBStore
+
+    policy_file(tmp_path / "policies", "db.py", webhook_policy(webhook.url))
+    webhook.members = [MALLORY]
+    data = tmp_path / "data"
+    store = TinyDBStore(data / "access.json")
+    service = AccessService(
+        store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock
+    )
+    StandingSweep(service).sweep()
+    store.close()
+
+    migrate_tinydb(data / "access.json", data / "audit.jsonl", pg_url)
+
+    db = Database(pg_url, heartbeat=False)
+    try:
+        moved = AccessService(
+            PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock
+        )
+        again = StandingSweep(moved).sweep()
+        assert again.found == [] and again.notices == []
+        assert [f.user for f in again.findings["prod-db"]] == ["mallory"]
+    finally:
+        db.close()
