@@ -76,6 +76,11 @@ ACCESS_GROUPS = {}
 # and DM the admins what changed or why it did not load.
 ACCESS_POLICY_WATCH = False
 ACCESS_POLICY_WATCH_SECONDS = 1
+# Every this long the bot asks each target who holds its resource and reports (or, with
+# the policy key remove_standing, removes) whoever no grant or `standing` entry explains;
+# "0" turns it off. A sweep wanting more removals than the limit removes none.
+ACCESS_STANDING_SWEEP = "1h"
+ACCESS_STANDING_MAX_REMOVALS = 20
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
 # Several bots on one PostgreSQL (README: "Two or more bots on PostgreSQL"). Unset: the
 # TinyDB and audit files above. E.g. postgresql://accessbot@db/accessbot; the password

@@ -58,6 +58,10 @@ class WebhookTarget:
     repeats); `delay` makes it slow; `answer` is a JSON body for 2xx answers; `location`
     is sent with 3xx answers; `GET /login` is a login page that answers 200. `calls` keeps every accepted JSON body, `headers_seen` the
     headers of every signed call.
+
+    `list` calls (the standing-access sweep) are answered apart, and recorded in `lists`,
+    not `calls`: from `members` (`{"user", "user_email", "account"}` dicts), or with
+    `list_status` (501 while `members` is None: it cannot list).
     """
 
     MAX_AGE = 300
@@ -80,6 +84,9 @@ class WebhookTarget:
         self.logins = 0  # calls that reached the login page
         self.on_call = None  # a test's hook, called with each signed body before answering
         self.rejected: list[str] = []
+        self.members: list[dict] | None = None
+        self.list_status: int | None = None
+        self.lists: list[dict] = []
         self.lock = threading.Lock()
         target = self
 
@@ -108,6 +115,10 @@ class WebhookTarget:
                         target.rejected.append(self.headers.get("X-Access-Signature", ""))
                     self.respond(401, b"bad signature", "text/plain")
                     return
+                call = json.loads(body)
+                if call.get("action") == "list":
+                    self.answer_list(call)
+                    return
                 if target.delay:
                     time.sleep(target.delay)
                 if target.on_call is not None:
@@ -128,6 +139,17 @@ class WebhookTarget:
                     self.respond(
                         status, b"ok" if status < 300 else b"target exploded", "text/plain"
                     )
+
+            def answer_list(self, call):
+                with target.lock:
+                    target.lists.append(call)
+                    members = None if target.members is None else list(target.members)
+                    status = target.list_status or (501 if members is None else 200)
+                if status == 200:
+                    data = json.dumps({"members": members}).encode()
+                    self.respond(200, data, "application/json")
+                else:
+                    self.respond(status, b"cannot list", "text/plain")
 
         self.server, base = serve_local(Handler)
         self.base = base

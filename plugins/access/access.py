@@ -31,6 +31,7 @@ from accessbot.commands import (  # noqa: E402
     parse_extend_args,
     parse_id_and_text,
     parse_request,
+    parse_resource_arg,
     parse_whatif_args,
 )
 from accessbot.courier import Courier  # noqa: E402
@@ -44,6 +45,7 @@ from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
+from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
@@ -62,6 +64,7 @@ HELP = """Just-in-time access. Commands:
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
+- `!access standing [resource]`: who holds access at the targets that no grant explains (approvers, admins)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
@@ -86,7 +89,7 @@ class Access(BotPlugin):
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
-        self.courier = None
+        self.courier = self.standing = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         super().activate()
         self.starter = threading.Thread(
@@ -158,7 +161,25 @@ class Access(BotPlugin):
             )
         self.slack = self.start_slack()
         self.courier = Courier(self.deliver)
-        # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
+        self.standing = StandingSweep(
+            self.service,
+            self.settings.standing_max_removals,
+            self.settings.user_emails,
+            self.settings.standing_sweep,
+        )
+        jobs = []
+        if self.settings.standing_sweep:
+            jobs.append(
+                StandingJob(
+                    self.standing,
+                    self.settings.standing_sweep,
+                    self.clock,
+                    self.deliver,
+                    self.tell_admins,
+                )
+            )
+        # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
+        # TinyDB).
         self.scheduler = Scheduler(
             self.run_tick,
             self.settings.tick_seconds,
@@ -166,6 +187,7 @@ class Access(BotPlugin):
             next_due=self.service.next_revocation_at,
             clock=self.clock,
             on_beat=self.scheduler_beat,
+            jobs=jobs,
         )
         self.health = Health(
             self.settings.tick_seconds,
@@ -328,6 +350,14 @@ class Access(BotPlugin):
             return self.service.whatif(actor, self.person_named(user), *request)
 
         yield from self.run(msg, whatif)
+
+    @botcmd
+    def access_standing(self, msg, args):
+        """Who holds access at the targets that no grant explains (admins, approvers): `!access standing [prod-db]`."""
+        yield from self.run(
+            msg,
+            lambda actor: self.standing.report(actor, parse_resource_arg(args, "access standing")),
+        )
 
     @botcmd
     def access_audit(self, msg, args):

@@ -5,6 +5,7 @@
     python -m accessbot report --since 30d --out report.html
     python -m accessbot check [--strict] [POLICY_DIR]
     python -m accessbot test POLICY_DIR TESTS.yaml
+    python -m accessbot standing [--resource R] [--remove]
 
 
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
@@ -512,6 +513,148 @@ def run_test(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     print("\n".join(report(path, results)))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
+
+
+# -- standing: access no grant explains ------------------------------------------------------
+
+
+@subcommand
+def register_standing(commands: argparse._SubParsersAction) -> None:
+    standing = add_command(
+        commands,
+        "standing",
+        "list who holds access at the targets that no grant or `standing` entry explains, "
+        "as the bot's sweep does, and which targets cannot be listed; exit 1 when anything "
+        "is found or a target fails to answer. Only looks, unless --remove",
+        run_standing,
+    )
+    standing.add_argument("--resource", help="only this resource")
+    standing.add_argument(
+        "--remove",
+        action="store_true",
+        help="also remove what is found, through each resource's strategy, audited; at most "
+        "ACCESS_STANDING_MAX_REMOVALS in one run (above it nothing is removed). On the "
+        "TinyDB files the bot must be stopped (with PostgreSQL it may run)",
+    )
+
+
+@contextlib.contextmanager
+def _standing_service(settings: Settings, writing: bool):
+    """The service on the bot's own store and audit log, its policies loaded as the bot
+    loads them (a strategy's unset variable fails that target, not the whole look)."""
+    from .audit import AuditLog
+    from .service import AccessService
+    from .store import FileLock, StoreError, StoreFiles, TinyDBStore
+    from .strategies import Accounts
+
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    try:
+        if settings.db_url:
+            from .postgres import Database, PostgresAuditLog, PostgresStore
+
+            db = Database(settings.db_url, heartbeat=False)
+            store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
+        else:
+            files = StoreFiles.of(settings.db_path)
+            if writing:
+                # Two writers on the files would lose each other's changes.
+                running = FileLock(files.open_lock)
+                try:
+                    if not running.acquire(exclusive=True, wait=False):
+                        raise CliError(
+                            f"a bot is running on {settings.db_path}: stop it first, or let "
+                            "it remove (policy key remove_standing: True); without --remove "
+                            "this command only looks and may run beside it"
+                        )
+                finally:
+                    running.close()
+            store = TinyDBStore(settings.db_path)
+            audit = AuditLog(settings.audit_path, clock, settings.audit_max_bytes)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        yield AccessService(
+            store=store,
+            audit=audit,
+            policy_dir=settings.policy_dir,
+            clock=clock,
+            accounts=Accounts(github=settings.user_github, aws=settings.user_aws),
+            groups=settings.groups,
+            check_env=False,
+        )
+    finally:
+        store.close()
+
+
+def run_standing(args: argparse.Namespace, settings: Settings) -> int:
+    from .domain import AccessError
+    from .standing_sweep import StandingSweep
+
+    with _standing_service(settings, writing=args.remove) as service:
+        sweep = StandingSweep(
+            service, settings.standing_max_removals, settings.user_emails, settings.standing_sweep
+        )
+        if service.policy_error is not None:
+            raise CliError(
+                "the policies did not load, so who may hold what is not known:\n"
+                + "\n".join(f"  {e}" for e in service.policy_error.errors)
+            )
+        try:
+            result = sweep.sweep(
+                args.resource,
+                remove=True if args.remove else None,
+                actor="cli",
+                record=args.remove,
+            )
+        except AccessError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+    for line in _standing_lines(result, args.remove):
+        print(line)
+    for alert in result.alerts:
+        print(f"not removed: {alert}", file=sys.stderr)
+    troubled = [u for u in result.unlisted.values() if not u.cannot] or result.failures
+    found = any(result.findings.values())
+    return EXIT_FAILED if found or troubled or result.failed else EXIT_OK
+
+
+def _standing_lines(result, removing: bool) -> list[str]:
+    """One block per resource: what holds it without a grant, and since when."""
+    lines = []
+    removed = {f.id for f in result.removed}
+    failed = {f.id: f for f in result.failed}
+    held = {f.id for f in result.held_back}
+    new = {f.id for f in result.found}
+    for name in sorted({*result.findings, *result.unlisted, *result.failures}):
+        if name in result.failures:
+            lines.append(f"{name}: not checked: {result.failures[name]}")
+            continue
+        unlisted = result.unlisted.get(name)
+        if unlisted is not None:
+            what = "cannot be listed" if unlisted.cannot else "could not be listed"
+            lines.append(f"{name}: {what}: {unlisted.reason}")
+        findings = result.findings.get(name, [])
+        if not findings:
+            if unlisted is None:
+                lines.append(f"{name}: nothing found")
+            continue
+        lines.append(f"{name}: {len(findings)} found")
+        for f in findings:
+            since = "found now" if f.id in new else f"since {_ago(f.found_at)}"
+            line = f"  {f.who}, {since}"
+            if f.id in removed:
+                line += ": removed"
+            elif f.id in failed:
+                line += f": removal failed: {failed[f.id].last_error}"
+            elif f.id in held:
+                line += ": not removed (more than ACCESS_STANDING_MAX_REMOVALS)"
+            elif removing:
+                line += ": not removed now (a grant explains it by now, or it waits to be retried)"
+            lines.append(line)
+    return lines
+
+
+def _ago(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({format_duration(datetime.now(UTC) - moment)} ago)"
 
 
 # -- migrate ---------------------------------------------------------------------------

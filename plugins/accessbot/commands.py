@@ -147,6 +147,17 @@ def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
     return request_id, tokens[1] if len(tokens) > 1 else ""
 
 
+def parse_resource_arg(args: str, command: str) -> str | None:
+    """`[resource]`: one resource name, or none."""
+    tokens = str(args).split()
+    if len(tokens) > 1:
+        raise CommandSyntaxError(
+            f"Name one resource, or none for all: `!{command} [resource]`, e.g. "
+            f"`!{command} prod-db`."
+        )
+    return tokens[0].strip("`") if tokens else None
+
+
 AUDIT_USAGE = (
     "`!access audit [user=alice] [resource=prod-db] [id=k3m9qx] [since=2h] [limit=20]` "
     "(bare words work too: `!access audit prod-db 2h`) or `!access audit verify`"

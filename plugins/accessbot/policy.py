@@ -44,6 +44,8 @@ OPTIONAL_KEYS = (
     "allow_self_approval",
     "max_extensions",
     "fields",
+    "standing",
+    "remove_standing",
 )
 ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 HOOKS = ("get_approvers", "on_request")
@@ -104,6 +106,9 @@ class Resource:
     file: str
     hooks: dict[str, Callable] = field(default_factory=dict, compare=False)
     fields: dict[str, FieldSpec] = field(default_factory=dict)
+    # Who may hold it without a grant, and whether the standing-access sweep removes others.
+    standing: tuple[str, ...] = ()
+    remove_standing: bool = False
 
     def summary(self) -> dict:
         return {
@@ -118,6 +123,8 @@ class Resource:
             "strategy": self.strategy_settings,
             "hooks": sorted(self.hooks),
             "fields": {name: spec.summary() for name, spec in self.fields.items()},
+            "standing": list(self.standing),
+            "remove_standing": self.remove_standing,
         }
 
 
@@ -525,6 +532,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
         problems.append(_KeyProblem("description", "must be a string"))
     strategy = attempt(_strategy, settings)
     fields = _fields(settings, problems)
+    standing = attempt(_standing, settings)
+    remove_standing = attempt(_flag, settings, "remove_standing")
     checked = _Checked(None, problems, approvers, strategy, settings.get("strategy"))
     if problems:
         return checked
@@ -544,6 +553,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
         file=file,
         hooks=hooks,
         fields=fields,
+        standing=standing,
+        remove_standing=remove_standing,
     )
     return checked
 
@@ -608,6 +619,23 @@ def normalized_channel(value: str) -> str:
         return _channel(value)
     except _KeyProblem:
         return value
+
+
+def _standing(settings: dict) -> tuple[str, ...]:
+    """Who may hold the resource without a grant: handles, e-mails, or the target's own
+    names or account ids (a service account, a break-glass user)."""
+    entries = settings.get("standing", [])
+    example = '["@alice", "svc-deploy@acme.com"]'
+    if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+        raise _KeyProblem("standing", f"must be a list like {example}")
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise _KeyProblem(
+                "standing",
+                "every entry must be a handle, an e-mail or the target's account id, "
+                f"like {example}",
+            )
+    return tuple(e.strip() for e in entries)
 
 
 def _whole_number(settings: dict, key: str, default: int, least: int) -> int:

@@ -55,6 +55,7 @@ class Summary:
     spans: list[GrantSpan] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # requests that led to no access
     events: int = 0
+    standing: StandingSummary | None = None
 
     @property
     def break_glass(self) -> list[GrantSpan]:
@@ -136,6 +137,7 @@ def summarize(
             summary.spans.append(span)
     summary.spans.sort(key=lambda s: (s.resource, s.start))
     summary.counts["unreviewed"] = len(summary.unreviewed)
+    summary.standing = summarize_standing(records, since, until)
     return summary
 
 
@@ -159,6 +161,103 @@ def _count(summary: Summary, record: dict, requested: dict[str, dict]) -> None:
     if event in ("denied", "cancelled", "timed_out", "grant_failed"):
         first = requested.get(record.get("request_id"), {})
         summary.refused.append({**record, "reason": first.get("reason", "")})
+
+
+# -- standing access: held at a target with no grant (standing.py) ----------------------
+
+
+@dataclass
+class StandingSpan:
+    """One finding of the standing-access sweep: from when it was found until it was
+    removed or cleared (None: still present at the report's end)."""
+
+    finding: str
+    resource: str
+    user: str
+    account: str
+    found: datetime
+    end: datetime | None = None
+    ended: str = "present"  # removed, cleared or present
+    why: str = ""
+
+
+@dataclass
+class StandingSummary:
+    spans: list[StandingSpan]  # every finding that overlaps the period
+    since: datetime
+    until: datetime
+
+    def found(self) -> list[StandingSpan]:
+        return [s for s in self.spans if self.since <= s.found <= self.until]
+
+    def ended(self, how: str) -> list[StandingSpan]:
+        return [s for s in self.spans if s.ended == how and self.since <= s.end <= self.until]
+
+    def present(self) -> list[StandingSpan]:
+        return [s for s in self.spans if s.end is None or s.end > self.until]
+
+
+def summarize_standing(
+    records: Iterable[dict], since: datetime, until: datetime
+) -> StandingSummary:
+    """The findings (`standing_found`), and how each ended (`standing_removed`,
+    `standing_cleared`), as far as the events up to `until` say."""
+    spans: dict[str, StandingSpan] = {}
+    for record in records:
+        event, at = record.get("event"), from_iso(record.get("ts"))
+        key = record.get("finding")
+        if not key or at is None or at > until:
+            continue
+        if event == "standing_found":
+            spans[key] = StandingSpan(
+                key,
+                record.get("resource", "?"),
+                record.get("user", "?"),
+                record.get("account") or "",
+                at,
+            )
+        elif event in ("standing_removed", "standing_cleared") and key in spans:
+            span = spans[key]
+            span.end, span.ended = at, event.removeprefix("standing_")
+            span.why = record.get("detail", "")
+    overlapping = [s for s in spans.values() if s.end is None or s.end >= since]
+    overlapping.sort(key=lambda s: (s.resource, s.found))
+    return StandingSummary(overlapping, since, until)
+
+
+def standing_section(standing: StandingSummary | None) -> str:
+    """The report's "Standing access" section: found, removed, cleared, still present."""
+    parts = ["<h2>Standing access</h2>"]
+    if standing is None or not standing.spans:
+        parts.append(
+            "<p>Nobody was found holding access at a target without a grant in this period "
+            "(the standing-access sweep, ACCESS_STANDING_SWEEP).</p>"
+        )
+        return "\n".join(parts)
+    parts.append(
+        f"<p>{len(standing.found())} found in the period, {len(standing.ended('removed'))} "
+        f"removed, {len(standing.ended('cleared'))} cleared, {len(standing.present())} still "
+        "present at its end: accounts a target listed that no grant and no `standing` entry "
+        "explained.</p>"
+    )
+    rows = []
+    for s in standing.spans:
+        if s.end is None or s.end > standing.until:
+            outcome = "<span class='tag bg'>still present</span>"
+        else:
+            outcome = f"{_e(s.ended)} {_e(_when(s.end))}" + (
+                f" ({_e(inert(redact_urls(s.why), 120))})" if s.why else ""
+            )
+        rows.append(
+            f"<tr><td>{_e(s.resource)}</td><td>{_e(inert(s.user, 80))}</td>"
+            f"<td><code>{_e(inert(s.account, 80))}</code></td><td>{_e(_when(s.found))}</td>"
+            f"<td>{outcome}</td></tr>"
+        )
+    parts.append(
+        "<table><tr><th>Resource</th><th>Who (at the target)</th><th>Account</th>"
+        "<th>Found</th><th>Outcome</th></tr>" + "".join(rows) + "</table>"
+    )
+    return "\n".join(parts)
 
 
 # -- the chart -----------------------------------------------------------------------
@@ -349,6 +448,7 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
         )
     else:
         parts.append("<p>No break-glass grants in this period.</p>")
+    parts.append(standing_section(summary.standing))
     parts.append("<h2>Requests that led to no access</h2>")
     if summary.refused:
         rows = [

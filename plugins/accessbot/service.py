@@ -1081,6 +1081,8 @@ class AccessService:
             new = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self._audit("policy_reload_failed", by, outcome="failed", detail="; ".join(exc.errors))
+            # The files on disk are not what runs: the standing-access sweep waits.
+            self.policy_error = exc
             kept = (
                 f"the {len(self.policies.resources)} resource(s) already loaded stay in force"
                 if self.policies

@@ -49,6 +49,9 @@ class Settings:
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
     # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
     slack_allowed_teams: frozenset[str] = frozenset()
+    # How often the standing-access sweep compares targets with grants; None: never.
+    standing_sweep: timedelta | None = timedelta(hours=1)
+    standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
 
     @classmethod
     def load(
@@ -157,6 +160,10 @@ class Settings:
             lease_seconds=lease,
             strategy_workers=workers,
             slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
+            standing_sweep=_sweep_every(get("ACCESS_STANDING_SWEEP", "1h")),
+            standing_max_removals=_count(
+                get("ACCESS_STANDING_MAX_REMOVALS", 20), "ACCESS_STANDING_MAX_REMOVALS", "20"
+            ),
         )
 
 
@@ -199,6 +206,35 @@ def _teams(value) -> frozenset[str]:
             'Enterprise Grid), like ["T0PARTNER"]'
         )
     return frozenset(t.strip() for t in value)
+
+
+def _sweep_every(value) -> timedelta | None:
+    """ACCESS_STANDING_SWEEP: a duration like 1h or 30m; 0 turns the sweep off."""
+    if isinstance(value, timedelta):
+        return value if value > timedelta(0) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value) if value > 0 else None
+    text = str(value).strip()
+    if text in ("0", "0s", "off"):
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise SettingsError(
+            f"ACCESS_STANDING_SWEEP must be a duration like 1h or 30m, or 0 to turn the "
+            f"standing-access sweep off, not {value!r}"
+        ) from exc
+
+
+def _count(value, name: str, example: str) -> int:
+    """A whole number of 0 or more."""
+    try:
+        number = -1 if isinstance(value, bool) else int(str(value).strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise SettingsError(f"{name} must be a whole number of 0 or more, e.g. {example}")
+    return number
 
 
 def _flag(value, name: str) -> bool:

@@ -15,6 +15,10 @@ is running), and every write and fold holds `access.write.lock` shared while a b
 holds it exclusively for the moment it takes its copy, so a backup taken while the bot
 runs is one point in time.
 
+Beside them, `access.standing.json` holds what the standing-access sweep knows per
+resource (findings, and targets that cannot be listed): a small document rewritten
+whole (temp file, fsync, `os.replace`) when a sweep changes it.
+
 Besides reading and writing, the port has what several bots on one database need, which
 one process gets almost for free: `transaction()` (one decision at a time across every
 bot), `claims()` (who is calling a strategy for which request right now) and the
@@ -131,6 +135,13 @@ class RequestStore(Protocol):
     def claims(self) -> MutableSet[str]:
         """The ids whose strategy call is under way, by this service or any live bot:
         `add` claims for this service, `discard` gives its claim back, `in` asks."""
+
+    def standing(self) -> dict[str, dict]:
+        """What the standing-access sweep knows, one JSON document per resource (the
+        sweep, standing.py, writes and reads them; the store only keeps them)."""
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        """Replace one resource's standing-access document durably; None forgets it."""
 
     def close(self) -> None: ...
 
@@ -330,6 +341,7 @@ class StoreFiles:
     archive_index: Path  # only a cache of the archive
     open_lock: Path  # held shared by every process that has the store open
     write_lock: Path  # held shared by each write, exclusively by a backup's copy
+    standing: Path  # what the standing-access sweep found, per resource
 
     @classmethod
     def of(cls, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
@@ -342,6 +354,7 @@ class StoreFiles:
             archive_index=archive.with_suffix(".index.json"),
             open_lock=path.with_suffix(".open.lock"),
             write_lock=path.with_suffix(".write.lock"),
+            standing=path.with_suffix(".standing.json"),
         )
 
     @property
@@ -416,6 +429,8 @@ class TinyDBStore:
                 "restore` holds it); start the bot again once the restore has finished"
             )
         self._write_lock = FileLock(files.write_lock)
+        self.standing_path = files.standing
+        self._standing: dict[str, dict] | None = None  # read at first use
         # At a fold, the archive index file is written again once this many bytes of
         # archive are not in it (reading them at start costs a few milliseconds).
         self.index_archive_after = 1 << 20
@@ -660,6 +675,46 @@ class TinyDBStore:
         with self.lock:
             self._write_lock.close()
             self._open_lock.close()
+
+    def standing(self) -> dict[str, dict]:
+        with self.lock:
+            return json.loads(json.dumps(self._standing_state()))  # a copy
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        with self.lock, self._write_lock.held(exclusive=False):
+            known = dict(self._standing_state())
+            if state is None:
+                known.pop(resource, None)
+            else:
+                known[resource] = state
+            text = json.dumps(known, separators=(",", ":"), sort_keys=True, default=str)
+            try:
+                atomic_write(self.standing_path, text)
+            except OSError as exc:
+                raise StoreError(
+                    f"could not write {self.standing_path}: {exc.strerror or exc}; "
+                    "nothing was changed"
+                ) from exc
+            self._standing = known
+
+    def _standing_state(self) -> dict[str, dict]:
+        if self._standing is None:
+            try:
+                text = self.standing_path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = "{}"
+            try:
+                state = json.loads(text or "{}")
+                if not isinstance(state, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                raise StoreError(
+                    f"{self.standing_path} is not valid JSON ({exc}); it only holds what "
+                    "the standing-access sweep found: move it away and the next sweep "
+                    "finds it again"
+                ) from exc
+            self._standing = state
+        return self._standing
 
     def save(self, request: Request) -> None:
         self.save_many([request])

@@ -132,6 +132,19 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "standing: what the standing-access sweep found, one document per resource",
+        (
+            """
+            CREATE TABLE standing (
+                resource text PRIMARY KEY,
+                state    jsonb NOT NULL,
+                saved_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version

@@ -180,6 +180,24 @@ class PostgresStore:
     def claims(self) -> MutableSet[str]:
         return Claims(self.db)
 
+    def standing(self) -> dict[str, dict]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT resource, state FROM standing").fetchall()
+        return dict(rows)
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        with self.db.connection() as conn:
+            if state is None:
+                conn.execute("DELETE FROM standing WHERE resource = %s", (resource,))
+                return
+            conn.execute(
+                """
+                INSERT INTO standing (resource, state) VALUES (%s, %s)
+                ON CONFLICT (resource) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
+                """,
+                (resource, Jsonb(state)),
+            )
+
     def close(self) -> None:
         self.db.close()
 
