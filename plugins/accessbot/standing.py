@@ -81,7 +81,7 @@ class Finding:
         return name + (f" ({msg.inert('; '.join(extra), 160)})" if extra else "")
 
     def payload(self) -> dict:
-        """The revoke call that removes it: a grant's JSON (DESIGN section 3) with no
+        """The revoke call that removes it: a grant's JSON (the README's webhook contract) with no
         request; the same grant id on every retry, a new one for a new finding."""
         return {
             "action": "revoke",

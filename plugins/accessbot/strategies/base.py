@@ -235,7 +235,7 @@ def encode_payload(payload: dict) -> bytes:
 
 def members_from_answer(raw: bytes, who: str) -> list[Member]:
     """The members of a `list` answer: `{"members": [{"user", "user_email", "account"}]}`
-    (DESIGN section 3). Anything else is a failure: a caller proving that someone is
+    (the README's webhook contract). Anything else is a failure: a caller proving that someone is
     absent must have read a whole, well-formed list."""
     if len(raw) > LIST_LIMIT:
         raise StrategyError(f"{who} answered more than {LIST_LIMIT // 1024 // 1024} MB to list")
