@@ -6,6 +6,7 @@ channel, break the layout or smuggle control characters onto a card.
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -77,6 +78,13 @@ def ask_again(resource: str, duration: timedelta, specs=()) -> str:
     requires: `!access request payroll 30m ticket=<ticket> <reason>`."""
     fields = "".join(f" {s.name}=<{s.name}>" for s in specs if s.required)
     return f"`!access request {resource} {format_duration(duration)}{fields} <reason>`"
+
+
+def closest(typed: str, names: list[str]) -> str | None:
+    """The name someone surely meant: the same but for case, or a small typo away."""
+    by_lower = {name.lower(): name for name in names}
+    found = difflib.get_close_matches(str(typed).lower(), list(by_lower), n=1, cutoff=0.75)
+    return by_lower[found[0]] if found else None
 
 
 def who(handle: str) -> str:

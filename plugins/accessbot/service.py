@@ -1863,8 +1863,10 @@ class AccessService:
         resource = policies.get(name)
         if resource is None:
             names = ", ".join(policies.names()) or "none"
+            close = msg.closest(name, policies.names())
+            hint = f": did you mean {close}?" if close else "."
             raise AccessError(
-                f"Unknown resource `{msg.inert(name, 60)}`. You can request: {names}. "
+                f"Unknown resource `{msg.inert(name, 60)}`{hint} You can request: {names}. "
                 "Details: `!access resources`."
             )
         return resource
