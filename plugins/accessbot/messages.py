@@ -11,6 +11,7 @@ import re
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+from .approvers import same_person_key
 from .domain import MAX_DURATION, Request, Status, format_duration
 
 REASON_LIMIT = 300
@@ -102,17 +103,27 @@ def _entry(entry: str) -> str:
 
 
 def request_approvers(request: Request) -> str:
-    """The policy's entries as written, each group with whom it named when the request
-    was made: `group:sre (@alice, @bob), @carol`."""
+    """Who may decide: the policy's entries as written, each group with whom it named when
+    the request was made (`group:sre (@alice, @bob), @dave`). The requester is left out,
+    and said to be, unless they may approve their own request."""
+    own = [] if request.self_approval_allowed else request.requester_entries
+    mine = {same_person_key(e) for e in own}
     if not request.approver_groups:
-        return approvers_text(request.approvers)
-    parts = []
-    for entry in request.approver_entries:
-        if entry in request.approver_groups:
-            parts.append(f"{entry} ({approvers_text(request.approver_groups[entry])})")
-        else:
-            parts.append(_entry(entry))
-    return ", ".join(parts)
+        text = approvers_text([a for a in request.approvers if a not in own])
+    else:
+        parts = []
+        for entry in request.approver_entries:
+            if entry in request.approver_groups:
+                members = [
+                    m for m in request.approver_groups[entry] if same_person_key(m) not in mine
+                ]
+                parts.append(f"{entry} ({approvers_text(members)})")
+            elif same_person_key(entry) not in mine:
+                parts.append(_entry(entry))
+        text = ", ".join(parts) or "nobody"
+    if own:
+        text += f"; not {approvers_text(own)}, who cannot approve their own request"
+    return text
 
 
 def field_hints(specs) -> str:

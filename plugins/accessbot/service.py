@@ -1845,7 +1845,7 @@ class AccessService:
             if request.approvals_required > 1
             else "an approval"
         )
-        return f"{count} from {msg.approvers_text(request.approvers)}"
+        return f"{count} from {msg.approvers_text(request.deciders)}"
 
     def _policies(self) -> PolicySet:
         if self.policies is None:
@@ -1901,7 +1901,7 @@ class AccessService:
         if not self._is_approver(actor, request):
             raise AccessError(
                 f"Only the approvers of {request.resource} "
-                f"({msg.approvers_text(request.approvers)}) can {verb} {request.id}."
+                f"({msg.approvers_text(request.deciders)}) can {verb} {request.id}."
             )
 
     # -- who is who: user ids only (identity.py) ------------------------------------
