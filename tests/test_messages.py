@@ -230,7 +230,9 @@ def test_a_denied_extension_says_so_and_that_the_grant_stays(chat, clock):
     said = chat.say("bob", f"!deny {ext} not now")
 
     ends = "2026-11-24 10:00:00 UTC"
-    assert said[0] == f"Denied extension {ext}; @carol was told. Grant {rid} still ends {ends}."
+    assert said[0] == (
+        f"Denied extension {ext}; @carol was told. Grant {rid} stays active until {ends}."
+    )
     assert chat.to("carol")[-1] == (
         f"Your extension request {ext} (30m more on grant {rid}, prod-db) was denied by @bob: "
         f"not now. Grant {rid} stays active until {ends}."

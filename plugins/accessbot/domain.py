@@ -355,7 +355,9 @@ class Request:
         return False
 
     def activate(self, at: datetime) -> None:
-        self.move(Status.ACTIVE, at, "bot", f"granted until {iso(at + self.duration)}")
+        self.move(
+            Status.ACTIVE, at, "bot", f"granted until {at + self.duration:%Y-%m-%d %H:%M} UTC"
+        )
         self.granted_at = at
         self.expires_at = at + self.duration
 

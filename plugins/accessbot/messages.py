@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from .approvers import same_person_key
@@ -64,6 +64,28 @@ def redact_urls(text: str) -> str:
 
 def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def moment(dt: datetime | None) -> str:
+    """A time in a history, to the minute: `2026-11-27 16:51 UTC`."""
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "-"
+
+
+_ISO_TIME = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?")
+
+
+def readable_times(text: str) -> str:
+    """`text` with each ISO 8601 time in it (`2026-11-27T16:51:33.880690Z`, as notes written
+    by older versions hold them) shown as `moment` shows it."""
+
+    def shown(match: re.Match) -> str:
+        try:
+            at = datetime.fromisoformat(match.group(0))
+            return moment(at.astimezone(UTC) if at.tzinfo else at)
+        except ValueError:
+            return match.group(0)
+
+    return _ISO_TIME.sub(shown, text)
 
 
 def asked(duration: timedelta) -> str:
@@ -182,11 +204,24 @@ def card_body(request: Request) -> str:
     return "\n".join(lines)
 
 
+def length(request: Request) -> str:
+    """How long it lasts: what was asked, and what extensions added since (`1h30m (1h,
+    extended by 30m)`)."""
+    if request.extensions and request.granted_at and request.expires_at:
+        total = request.expires_at - request.granted_at
+        if total > request.duration:
+            return (
+                f"{format_duration(total)} ({format_duration(request.duration)}, extended by "
+                f"{format_duration(total - request.duration)})"
+            )
+    return format_duration(request.duration)
+
+
 def request_line(request: Request, now: datetime) -> str:
     """One line for `!access mine` / `!access list`."""
     base = (
         f"`{request.id}` {request.resource} for {who(request.requester)}, "
-        f"{format_duration(request.duration)}: {STATUS_WORDS[request.status]}"
+        f"{length(request)}: {STATUS_WORDS[request.status]}"
     )
     if request.holds_access and request.expires_at:
         base += (
@@ -203,7 +238,7 @@ def show(request: Request, now: datetime) -> str:
         f"Requester: {who(request.requester)}"
         + (f" ({request.requester_email})" if request.requester_email else ""),
         f"Resource: {request.resource}",
-        f"Duration: {format_duration(request.duration)}",
+        f"Duration: {length(request)}",
         f"Reason: {inert(request.reason)}",
     ]
     if request.fields:
@@ -223,9 +258,9 @@ def show(request: Request, now: datetime) -> str:
     lines += [f"Note: {inert(n)}" for n in request.notes]
     lines.append("History:")
     for event in request.history:
-        note = f": {inert(event.note)}" if event.note else ""
+        note = f": {readable_times(inert(event.note))}" if event.note else ""
         lines.append(
-            f"- {when(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
+            f"- {moment(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
         )
     return "\n".join(lines)
 

@@ -525,9 +525,10 @@ class AccessService:
                 if decision.approve:
                     self._inflight.add(request.id)  # ours to grant; the scheduler keeps off
         if decision is not None and not decision.approve:
+            stays = f" {self._grant_stays(request.extends)}" if request.extends else ""
             return Outcome(
                 f"{noun} {request.id} for {resource.name} was denied by policy: "
-                f"{msg.inert(decision.reason)}",
+                f"{msg.inert(decision.reason)}{stays}",
                 [],
                 request,
             )
@@ -753,6 +754,8 @@ class AccessService:
             request.decision_note = reason
             self._commit(request, "denied", actor.handle, outcome="denied", detail=reason)
         because = f": {msg.inert(reason)}" if reason else ""
+        if request.extends:
+            return self._extension_denied(actor, request, because)
         notices = [
             self._to_requester(
                 request,
@@ -771,14 +774,44 @@ class AccessService:
             f"Denied {request.id}; {msg.who(request.requester)} was told.", notices, request
         )
 
+    def _extension_denied(self, actor: Actor, extension: Request, because: str) -> Outcome:
+        """A denied extension leaves its grant as it was: say so, with the grant's end."""
+        grant_id = extension.extends
+        stays = self._grant_stays(grant_id)
+        more = f"{format_duration(extension.duration)} more on grant {grant_id}"
+        notices = [
+            self._to_requester(
+                extension,
+                f"Your extension request {extension.id} ({more}, {extension.resource}) was "
+                f"denied by {msg.who(actor.handle)}{because}. {stays}",
+            ),
+            Notice(
+                "channel",
+                extension.channel,
+                f"Extension request {extension.id} ({more}, {extension.resource} for "
+                f"{msg.who(extension.requester)}) denied by {msg.who(actor.handle)}{because}. "
+                f"{stays}",
+                extension,
+            ),
+        ]
+        return Outcome(
+            f"Denied extension {extension.id}; {msg.who(extension.requester)} was told. {stays}",
+            notices,
+            extension,
+        )
+
+    def _grant_stays(self, grant_id: str | None) -> str:
+        """What a refused extension leaves of its grant."""
+        grant = self.store.get(grant_id) if grant_id else None
+        if grant is None or not grant.holds_access:
+            return f"Grant {grant_id} has ended."
+        return f"Grant {grant_id} stays active until {msg.when(grant.expires_at)}."
+
     def cancel(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
             request = self._get(request_id)
             if not request.is_requester(actor.id, actor.handle):
-                raise AccessError(
-                    f"Only {msg.who(request.requester)} can cancel {request.id}; "
-                    f"approvers can `!deny {request.id} <reason>`."
-                )
+                raise AccessError(self._not_yours_to_cancel(actor, request))
             if request.holds_access:
                 raise AccessError(
                     f"{request.id} is already active; end it with `!access revoke {request.id}`."
@@ -793,6 +826,24 @@ class AccessService:
             request,
         )
         return Outcome(f"Cancelled {request.id}.", [notice], request)
+
+    def _not_yours_to_cancel(self, actor: Actor, request: Request) -> str:
+        """Someone else's request: what this person can do about it, in its state."""
+        approver = self._is_approver(actor, request)
+        if request.holds_access and (approver or actor.is_admin):
+            return (
+                f"{request.id} is an active grant, not a pending request; end it with "
+                f"`!access revoke {request.id}`."
+            )
+        only = f"Only the requester, {msg.who(request.requester)}, can cancel {request.id}"
+        if request.holds_access:
+            return (
+                f"{only}; it is an active grant, which only {msg.who(request.requester)}, "
+                f"the approvers of {request.resource} or an admin can end."
+            )
+        if request.status is Status.PENDING and approver:
+            return f"{only}; as an approver you can deny it: `!deny {request.id} <reason>`."
+        return f"{only}."
 
     def revoke(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
@@ -1692,7 +1743,13 @@ class AccessService:
                     grant.expires_at = new_end
                     grant.extensions += 1
                     grant.reminder_sent = False  # a new end earns a new reminder
-                    grant.record(now, "extended", extension.decided_by or "policy", extension.id)
+                    grant.record(
+                        now,
+                        "extended",
+                        extension.decided_by or "policy",
+                        f"+{format_duration(extension.duration)}, now until "
+                        f"{msg.moment(new_end)} (extension {extension.id})",
+                    )
                     self._commit(
                         grant,
                         "extended",
@@ -1701,7 +1758,7 @@ class AccessService:
                         detail=f"by {extension.id} until {msg.when(new_end)}",
                     )
                     extension.move(
-                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.when(new_end)}"
+                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
                     )
                     self._commit(extension, "extension_applied", "bot", outcome="extended")
                 else:
