@@ -77,7 +77,8 @@ def test_a_dry_run_missing_a_required_field_still_shows_approvers_channel_and_ho
         "Channel: #payroll-approvals",
         "Decision: would be REFUSED: payroll needs ticket=... (Jira key). Try !access request "
         "payroll 10m ticket=<Jira key> <reason>.",
-        "Once that is fixed: would wait for the approvers: on_request returned None",
+        "Once that is fixed: would wait for the approvers: on_request returned None: the "
+        "approvers decide",
     ]
     assert chat.to("#payroll-approvals") == []
 

@@ -335,19 +335,27 @@ def whatif(evaluation) -> str:
         lines.append(f"Channel: {request.channel}")
         if request.fields:
             lines.append(f"Fields: {fields_text(request)}")
-    verdict = {
-        "approve": "would be APPROVED at once by on_request (break-glass, reviewed afterwards)",
-        "deny": "would be DENIED at once by on_request",
-        "human": "would wait for the approvers",
-        "refused": "would be REFUSED",
-    }[e.outcome]
-    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
-    why = inert(e.explanation, 400) if e.outcome in ("approve", "deny") else e.explanation
-    lines.append(f"Decision: {verdict}: {why}")
+    lines.append(f"Decision: {_verdict(e.outcome, e.explanation)}")
+    if e.if_fixed is not None:
+        lines.append(f"Once that is fixed: {_verdict(*e.if_fixed)}")
     lines += [f"Lookup: {inert(line, 200)}" for line in e.lookups]
     notes = (request.notes if request is not None else []) + e.notes
     lines += [f"Note: {inert(n, 400)}" for n in notes]
     return "\n".join(lines)
+
+
+_VERDICTS = {
+    "approve": "would be APPROVED at once by on_request (break-glass, reviewed afterwards)",
+    "deny": "would be DENIED at once by on_request",
+    "human": "would wait for the approvers",
+    "refused": "would be REFUSED",
+}
+
+
+def _verdict(outcome: str, explanation: str) -> str:
+    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
+    why = inert(explanation, 400) if outcome in ("approve", "deny") else explanation
+    return f"{_VERDICTS[outcome]}: {why}"
 
 
 def watcher_reload(result) -> str:

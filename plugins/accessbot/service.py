@@ -64,6 +64,21 @@ REVIEW_REMINDER_EVERY = timedelta(days=1)
 DEFAULT_STRATEGY_WORKERS = 32
 
 
+def _as_if_fixed(
+    resource: Resource, duration: timedelta | None, fields: Mapping[str, str] | None
+) -> tuple[timedelta, dict[str, str]]:
+    """What a refused dry run goes on with: a duration the resource allows, and only the
+    fields it declares with valid values."""
+    if duration is None or duration <= timedelta(0):
+        duration = resource.default_duration
+    valid = {
+        name: str(value)
+        for name, value in (fields or {}).items()
+        if name in resource.fields and not resource.fields[name].problem(str(value))
+    }
+    return min(duration, resource.max_duration), valid
+
+
 def _revoke_due(request: Request, now: datetime) -> bool:
     due = request.revoke_due_at
     return due is not None and due <= now
@@ -228,6 +243,8 @@ class Evaluation:
     request: Request | None = None  # the request it would be: approvers, channel, notes
     lookups: list[str] = field(default_factory=list)  # on-call / Slack questions asked
     notes: list[str] = field(default_factory=list)
+    # Refused, but the resource is known: (outcome, explanation) once the refusal is fixed.
+    if_fixed: tuple[str, str] | None = None
 
 
 class AccessService:
@@ -1163,15 +1180,21 @@ class AccessService:
         auditing or calling a strategy. On-call and Slack lookups are real (or whatever
         the injected checkers answer) and each is listed with where its answer came from."""
         typed = " ".join(str(reason).split())
+        refusal = ""
         try:
-            resource, duration, reason, fields = self._checked_request(
+            resource, duration, _, fields = self._checked_request(
                 resource_name, duration, typed or "<reason>", fields
             )
-            reason = typed or "what-if check"  # what hooks see when no reason was given
+            asked = duration
         except AccessError as exc:
             resource = self.policies.get(resource_name) if self.policies else None
-            return Evaluation(target.handle, resource_name, duration, "refused", str(exc), resource)
-        evaluation = Evaluation(target.handle, resource.name, duration, "human", "", resource)
+            if resource is None:
+                return Evaluation(target.handle, resource_name, duration, "refused", str(exc))
+            # Go on as if it were fixed: who would decide where, what the hooks would say.
+            refusal, asked = str(exc), duration or resource.default_duration
+            duration, fields = _as_if_fixed(resource, duration, fields)
+        reason = typed or "what-if check"  # what hooks see when no reason was given
+        evaluation = Evaluation(target.handle, resource.name, asked, "human", "", resource)
         try:
             self._refuse_duplicate(target, resource.name)
         except AccessError as exc:
@@ -1202,6 +1225,9 @@ class AccessService:
             else:
                 evaluation.explanation = "on_request returned None: the approvers decide"
         request.notes += [f"PagerDuty check failed: {f}" for f in on_call.failures]
+        if refusal:
+            evaluation.if_fixed = (evaluation.outcome, evaluation.explanation)
+            evaluation.outcome, evaluation.explanation = "refused", refusal
         evaluation.lookups = list(on_call.lines)
         source = getattr(self.slack_groups, "source", "")
         evaluation.lookups += [
