@@ -311,6 +311,19 @@ def audit_line(record: dict) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def audit_not_understood(words: list[str], user: str, resources: list[str]) -> str:
+    """`!access audit` with bare words it cannot place: what the filters are."""
+    shown = ", ".join(resources[:8]) + (", ..." if len(resources) > 8 else "")
+    example = resources[0] if resources else "prod-db"
+    return (
+        f"`!access audit` did not understand `{inert(' '.join(words), 80)}`: a bare word is a "
+        f"resource ({shown or 'none loaded'}), a request id, a duration like 2h, or one user "
+        f"(`{inert(user, 40)}` was taken as the user). The filters are user=alice, "
+        f"resource={example}, id=k3m9qx, since=2h and limit=20; `!access audit verify` "
+        f"checks the log. E.g. `!access audit user=alice resource={example} since=2h`."
+    )
+
+
 def whatif(evaluation) -> str:
     """`!access whatif`: what a request would do, and that nothing was done."""
     e = evaluation

@@ -1251,6 +1251,7 @@ class AccessService:
     ) -> str:
         if not actor.is_admin:
             raise AccessError("Only bot admins (BOT_ADMINS) can read the audit log.")
+        unknown = []
         for term in terms or []:
             # A bare word is a resource if one is called that, else a request id if one
             # exists, else a user.
@@ -1261,10 +1262,10 @@ class AccessService:
             elif not user:
                 user = term
             else:
-                raise AccessError(
-                    f"`{msg.inert(term, 40)}` is a second user; filter one at a time, e.g. "
-                    "`!access audit user=alice resource=prod-db since=2h`."
-                )
+                unknown.append(term)
+        if unknown:
+            names = self.policies.names() if self.policies else []
+            raise AccessError(msg.audit_not_understood(unknown, user, names))
         start = self.clock() - since if since else None
         records = self.audit.query(
             user=normalize_handle(user) if user else None,
