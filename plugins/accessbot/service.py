@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from . import messages as msg
-from .approvers import SLACK_GROUP, entry_problem, resolve, static_members
+from .approvers import SLACK_GROUP, resolve, static_members
 from .audit import AuditError, AuditLog
 from .domain import (
     AccessError,
@@ -43,6 +43,8 @@ from .policy import (
     PolicyError,
     PolicySet,
     Resource,
+    approvers_problem,
+    decision_problem,
     load_policies,
     run_hook,
 )
@@ -630,15 +632,15 @@ class AccessService:
         group-like entry expanded now and kept on the request."""
         if "get_approvers" in resource.hooks:
             try:
-                found = run_hook(resource, "get_approvers", request.view(), ctx, self.hook_timeout)
-                if isinstance(found, str) or not isinstance(found, (list, tuple, set)):
-                    raise HookFailed(
-                        f"{resource.file}: get_approvers returned {type(found).__name__}, not a list"
-                    )
+                found = run_hook(
+                    resource,
+                    "get_approvers",
+                    request.view(),
+                    ctx,
+                    self.hook_timeout,
+                    returns=approvers_problem,
+                )
                 entries = [str(e).strip() for e in found if str(e).strip()]
-                problem = next(filter(None, map(entry_problem, entries)), None)
-                if problem:
-                    raise HookFailed(f"{resource.file}: get_approvers returned {problem}")
                 if entries and self._expand(request, entries, ctx):
                     return
                 note = f"{resource.file}: get_approvers named nobody"
@@ -688,18 +690,17 @@ class AccessService:
         if "on_request" not in resource.hooks:
             return None
         try:
-            decision = run_hook(resource, "on_request", request.view(), ctx, self.hook_timeout)
+            decision = run_hook(
+                resource,
+                "on_request",
+                request.view(),
+                ctx,
+                self.hook_timeout,
+                returns=decision_problem,
+            )
         except HookFailed as exc:
             log.warning("on_request failed, falling back to human approval: %s", exc)
             request.notes.append(f"policy check failed, needs a human: {exc}")
-            return None
-        if decision is None:
-            return None
-        if not hasattr(decision, "approve") or not hasattr(decision, "reason"):
-            request.notes.append(
-                f"{resource.file}: on_request returned {decision!r}; it must return "
-                "ctx.approve(reason), ctx.deny(reason) or None. Needs a human."
-            )
             return None
         return decision
 
