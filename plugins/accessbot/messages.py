@@ -311,6 +311,11 @@ def audit_line(record: dict) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def checking_policy(resource: str) -> str:
+    """Said first when a request's policy check is slow."""
+    return f"Checking the policy for {inert(resource, 60)}..."
+
+
 def audit_not_understood(words: list[str], user: str, resources: list[str]) -> str:
     """`!access audit` with bare words it cannot place: what the filters are."""
     shown = ", ".join(resources[:8]) + (", ..." if len(resources) > 8 else "")

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from . import messages as msg
-from .approvers import SLACK_GROUP, resolve, static_members
+from .approvers import SLACK_GROUP, is_dynamic, resolve, static_members
 from .audit import AuditError, AuditLog
 from .domain import (
     AccessError,
@@ -332,6 +332,15 @@ class AccessService:
         """The prompt fields a resource declares (none when it is unknown)."""
         resource = self.policies.get(resource_name) if self.policies else None
         return tuple(resource.fields) if resource else ()
+
+    def checks_at_request(self, resource_name: str) -> bool:
+        """Does a request for this resource run policy code or ask another service (on
+        call, Slack groups) before it is answered? Those may take seconds."""
+        resource = self.policies.get(resource_name) if self.policies else None
+        if resource is None:
+            return False
+        hooks = {"get_approvers", "on_request"} & set(resource.hooks)
+        return bool(hooks) or any(is_dynamic(e) for e in resource.approvers)
 
     def _checked_request(
         self,
