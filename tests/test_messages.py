@@ -14,6 +14,7 @@ from accessbot import messages
 from accessbot.domain import Event, Request
 from tests import hook_gate
 from tests.conftest import policy_file, request_id, webhook_policy
+from tests.fake_pagerduty import TOKEN
 from tests.slack_fixtures import CHANNEL
 
 ROOM = "#access-approvals"
@@ -136,6 +137,32 @@ def test_a_requester_inside_a_group_is_left_out_of_it(bot_factory, policy_dir, w
         "Approvers: group:sre (@alice), @bob; not @carol, who cannot approve their own request"
         in chat.to(ROOM)[0]
     )
+
+
+def test_a_dry_run_for_the_one_on_call_says_they_cannot_approve_their_own_request(
+    bot_factory, policy_dir, webhook, pagerduty
+):
+    policy_file(
+        policy_dir,
+        "db.py",
+        'GROUPS = {"sre": ["@alice", "@bob"]}\n'
+        + webhook_policy(webhook.url, approvers=["group:sre", "pagerduty:PABC123"]),
+    )
+    pagerduty.add_user("PCAROL1", "Carol Example", "carol@example.com")
+    pagerduty.put_on_call("PCAROL1", schedule="PABC123")
+    chat = bot_factory(
+        ACCESS_PAGERDUTY_URL=pagerduty.url,
+        ACCESS_PAGERDUTY_TOKEN=TOKEN,
+        ACCESS_PAGERDUTY_TIMEOUT=5,
+        ACCESS_USER_EMAILS={"carol": "carol@example.com"},
+    )
+
+    reply = chat.reply("admin", "!access whatif carol prod-db 1h")
+
+    assert (
+        "Approvers: group:sre (@alice, @bob), pagerduty:PABC123 (only the requester); not "
+        "carol@example.com, who cannot approve their own request"
+    ) in reply.splitlines()
 
 
 def test_with_self_approval_allowed_the_requester_is_one_of_the_approvers(

@@ -205,7 +205,7 @@ class Access(BotPlugin):
         log.warning("%s", text)
         for admin in admins:
             try:
-                self.send(self.build_identifier(admin), text)
+                self.tell(admin, text)
             except Exception:  # noqa: BLE001 - one unreachable admin must not stop the rest
                 log.exception("could not tell admin %s", admin)
 
@@ -421,13 +421,20 @@ class Access(BotPlugin):
         try:
             # Cards go out as plain markdown: errbot's card template HTML-escapes the
             # body, which would show a reason's "<" as "&lt;" on text backends.
-            self.send(self.build_identifier(notice.to), notice.text)
+            self.tell(notice.to, notice.text)
         except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
             log.exception("could not deliver a notice to %s", notice.to)
             return error_code(exc)
         if self.slack is None:  # on Slack, errbot's send never says whether it got through
             self.undelivered.delivered(notice.to)
         return None
+
+    def tell(self, to: str, text: str) -> None:
+        """Send `text` to a channel or person. On the Text backend (`make run`) every
+        message prints in the one terminal, so it first says where it went."""
+        if self._bot.mode == "text":
+            text = messages.where_it_went(to, text)
+        self.send(self.build_identifier(to), text)
 
     def actor(self, frm) -> Actor:
         """Who sent a command. On Slack: the user id, and handle and e-mail from users.info

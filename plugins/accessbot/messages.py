@@ -136,10 +136,10 @@ def request_approvers(request: Request) -> str:
         parts = []
         for entry in request.approver_entries:
             if entry in request.approver_groups:
-                members = [
-                    m for m in request.approver_groups[entry] if same_person_key(m) not in mine
-                ]
-                parts.append(f"{entry} ({approvers_text(members)})")
+                named = request.approver_groups[entry]
+                members = [m for m in named if same_person_key(m) not in mine]
+                shown = approvers_text(members) if members or not named else "only the requester"
+                parts.append(f"{entry} ({shown})")
             elif same_person_key(entry) not in mine:
                 parts.append(_entry(entry))
         text = ", ".join(parts) or "nobody"
@@ -309,6 +309,13 @@ def audit_line(record: dict) -> str:
     if record.get("detail"):
         parts.append(f"detail={inert(str(record['detail']), 120)}")
     return " ".join(str(p) for p in parts)
+
+
+def where_it_went(to: str, text: str) -> str:
+    """`text` headed with its destination, for a terminal that shows every message in one
+    place: `(in #access-approvals)` on a line of its own above a card, `(DM to @carol) ...`."""
+    where = f"(in {to})" if to.startswith("#") else f"(DM to {who(to)})"
+    return f"{where}\n{text}" if "\n" in text else f"{where} {text}"
 
 
 def checking_policy(resource: str) -> str:
