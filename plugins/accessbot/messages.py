@@ -130,22 +130,25 @@ def request_approvers(request: Request) -> str:
     and said to be, unless they may approve their own request."""
     own = [] if request.self_approval_allowed else request.requester_entries
     mine = {same_person_key(e) for e in own}
-    if not request.approver_groups:
-        text = approvers_text([a for a in request.approvers if a not in own])
+    if request.approver_groups:
+        text = ", ".join(_entries_without(request, mine)) or "nobody"
     else:
-        parts = []
-        for entry in request.approver_entries:
-            if entry in request.approver_groups:
-                named = request.approver_groups[entry]
-                members = [m for m in named if same_person_key(m) not in mine]
-                shown = approvers_text(members) if members or not named else "only the requester"
-                parts.append(f"{entry} ({shown})")
-            elif same_person_key(entry) not in mine:
-                parts.append(_entry(entry))
-        text = ", ".join(parts) or "nobody"
+        text = approvers_text([a for a in request.approvers if a not in own])
     if own:
         text += f"; not {approvers_text(own)}, who cannot approve their own request"
     return text
+
+
+def _entries_without(request: Request, mine: set[str]):
+    """The request's approver entries, each group with its members, leaving out `mine`."""
+    for entry in request.approver_entries:
+        named = request.approver_groups.get(entry)
+        if named is None:
+            if same_person_key(entry) not in mine:
+                yield _entry(entry)
+            continue
+        members = [m for m in named if same_person_key(m) not in mine]
+        yield f"{entry} ({approvers_text(members) if members or not named else 'only the requester'})"
 
 
 def field_hints(specs) -> str:

@@ -66,21 +66,6 @@ REVIEW_REMINDER_EVERY = timedelta(days=1)
 DEFAULT_STRATEGY_WORKERS = 32
 
 
-def _as_if_fixed(
-    resource: Resource, duration: timedelta | None, fields: Mapping[str, str] | None
-) -> tuple[timedelta, dict[str, str]]:
-    """What a refused dry run goes on with: a duration the resource allows, and only the
-    fields it declares with valid values."""
-    if duration is None or duration <= timedelta(0):
-        duration = resource.default_duration
-    valid = {
-        name: str(value)
-        for name, value in (fields or {}).items()
-        if name in resource.fields and not resource.fields[name].problem(str(value))
-    }
-    return min(duration, resource.max_duration), valid
-
-
 def _revoke_due(request: Request, now: datetime) -> bool:
     due = request.revoke_due_at
     return due is not None and due <= now
@@ -1190,19 +1175,12 @@ class AccessService:
         auditing or calling a strategy. On-call and Slack lookups are real (or whatever
         the injected checkers answer) and each is listed with where its answer came from."""
         typed = " ".join(str(reason).split())
-        refusal = ""
         try:
-            resource, duration, _, fields = self._checked_request(
-                resource_name, duration, typed or "<reason>", fields
+            resource, asked, duration, fields, refusal = self._dry_run_request(
+                resource_name, duration, typed, fields
             )
-            asked = duration
         except AccessError as exc:
-            resource = self.policies.get(resource_name) if self.policies else None
-            if resource is None:
-                return Evaluation(target.handle, resource_name, duration, "refused", str(exc))
-            # Go on as if it were fixed: who would decide where, what the hooks would say.
-            refusal, asked = str(exc), duration or resource.default_duration
-            duration, fields = _as_if_fixed(resource, duration, fields)
+            return Evaluation(target.handle, resource_name, duration, "refused", str(exc))
         reason = typed or "what-if check"  # what hooks see when no reason was given
         evaluation = Evaluation(target.handle, resource.name, asked, "human", "", resource)
         try:
@@ -1247,6 +1225,35 @@ class AccessService:
             if entry.startswith(SLACK_GROUP)
         ]
         return evaluation
+
+    def _dry_run_request(
+        self,
+        resource_name: str,
+        duration: timedelta | None,
+        reason: str,
+        fields: Mapping[str, str] | None,
+    ) -> tuple[Resource, timedelta, timedelta, dict[str, str], str]:
+        """(resource, duration asked, duration to go on with, fields, refusal) for a dry
+        run. Refused for a resource that exists, it goes on as if fixed (a duration the
+        resource allows, the valid fields), to show who would decide and what the hooks
+        would say; for one that does not, the refusal is raised."""
+        try:
+            resource, duration, _, fields = self._checked_request(
+                resource_name, duration, reason or "<reason>", fields
+            )
+            return resource, duration, duration, fields, ""
+        except AccessError as exc:
+            resource = self.policies.get(resource_name) if self.policies else None
+            if resource is None:
+                raise
+            asked = resource.default_duration if duration is None else duration
+            fixed = asked if asked > timedelta(0) else resource.default_duration
+            valid = {
+                name: str(value)
+                for name, value in (fields or {}).items()
+                if name in resource.fields and not resource.fields[name].problem(str(value))
+            }
+            return resource, asked, min(fixed, resource.max_duration), valid, str(exc)
 
     def audit_events(
         self,
