@@ -55,6 +55,7 @@ def build_service(
     audit_max_bytes: int | None = None,
     db_url: str | None = None,
     lease_seconds: float = 10.0,
+    connect_timeout: float = 10.0,
 ) -> AccessService:
     """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`."""
     policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
@@ -62,7 +63,7 @@ def build_service(
     if db_url:
         from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
 
-        db = Database(db_url, lease_seconds=lease_seconds)
+        db = Database(db_url, lease_seconds=lease_seconds, connect_timeout=connect_timeout)
         store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
     else:
         store = TinyDBStore(data / "access.json")

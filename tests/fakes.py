@@ -50,8 +50,8 @@ def stop_local(server: LocalServer) -> None:
 
 
 class WebhookTarget:
-    """A webhook receiver that checks the signature like a real target would (DESIGN
-    section 3): `X-Access-Signature` is HMAC-SHA256 of `"<X-Access-Timestamp>." + body`,
+    """A webhook receiver that checks the signature like a real target would (README's
+    webhook contract): `X-Access-Signature` is HMAC-SHA256 of `"<X-Access-Timestamp>." + body`,
     and a timestamp more than 5 minutes from `clock()` is refused.
 
     `status` is what it answers (a list is consumed one per call, then its last value

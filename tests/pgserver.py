@@ -87,6 +87,14 @@ class PostgresServer:
             log = self.log.read_text() if self.log.exists() else ""
             raise NoServer(f"{argv[0]} failed: {done.stderr.strip()}\n{log[-2000:]}")
 
+    def halt(self) -> None:
+        """Stop the server as a crash or an outage would, keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port and data."""
+        self._serve()
+
     def start(self) -> PostgresServer:
         self._run(
             "initdb",
@@ -100,6 +108,10 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )
+        self._serve()
+        return self
+
+    def _serve(self) -> None:
         options = " ".join(
             [
                 "-c listen_addresses=127.0.0.1",
@@ -127,7 +139,6 @@ class PostgresServer:
             "60",
             "start",
         )
-        return self
 
     def database(self) -> str:
         """A new empty database on this server; its URL."""

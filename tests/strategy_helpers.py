@@ -9,7 +9,7 @@ def payload(
     email: str | None = "carol@acme.com",
     account: str | None = None,
 ):
-    """The JSON every strategy receives (DESIGN section 3), for request abc234; `account`
+    """The JSON every strategy receives (README: "Strategies", the webhook contract), for request abc234; `account`
     is what the grant recorded (None: a grant made before accounts were recorded)."""
     return {
         "action": action,

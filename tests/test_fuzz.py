@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accessbot.commands import parse_audit_args, parse_id_and_text, parse_request_args
+from accessbot.commands import parse_audit_args, parse_id_and_text, parse_request
 from accessbot.domain import (
     TOO_LONG,
     AccessError,
@@ -88,7 +88,7 @@ DURATION_TEXT = st.one_of(
 @given(REQUEST_ARGS)
 def test_request_arguments_parse_or_are_refused_clearly(text):
     try:
-        resource, duration, reason = parse_request_args(text)
+        resource, duration, reason = parse_request(text)[:3]
     except AccessError as exc:
         assert str(exc) and "Traceback" not in str(exc)
         return
@@ -155,7 +155,7 @@ def test_every_request_is_stored_whole_or_not_at_all(tmp_path, webhook):
         events = len(audit.query(limit=0))
         try:
             # A new person per example: one pending request per person and resource.
-            outcome = service.request(person(f"user{next(people)}"), *parse_request_args(text))
+            outcome = service.request(person(f"user{next(people)}"), *parse_request(text)[:3])
         except AccessError as exc:
             assert str(exc)
             assert {r.id for r in service.store.live()} == before

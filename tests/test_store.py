@@ -109,14 +109,17 @@ def test_archived_lists_each_finished_request_once_in_its_latest_version(backend
     assert archived[1].reviewed_by == "bob"
 
 
-def test_due_for_expiry_finds_only_grants_past_their_end(backend):
+def test_due_for_revocation_finds_only_grants_past_their_end(backend):
     store = backend.open()
     store.save(active("short2", minutes=5))
     store.save(active("long22", minutes=60))
     store.save(make_request(id="pend22"))
-    assert store.due_for_expiry(START + timedelta(minutes=4)) == []
-    assert [r.id for r in store.due_for_expiry(START + timedelta(minutes=5))] == ["short2"]
-    assert [r.id for r in store.due_for_expiry(START + timedelta(hours=2))] == ["short2", "long22"]
+    assert store.due_for_revocation(START + timedelta(minutes=4)) == []
+    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=5))] == ["short2"]
+    assert [r.id for r in store.due_for_revocation(START + timedelta(hours=2))] == [
+        "short2",
+        "long22",
+    ]
 
 
 def test_a_failed_revoke_is_due_again_only_at_its_retry_time(backend):
@@ -125,8 +128,8 @@ def test_a_failed_revoke_is_due_again_only_at_its_retry_time(backend):
     request.move(Status.REVOKE_FAILED, START + timedelta(minutes=30), "scheduler", "500")
     request.next_retry_at = START + timedelta(minutes=31)
     store.save(request)
-    assert store.due_for_expiry(START + timedelta(minutes=30, seconds=30)) == []
-    assert len(store.due_for_expiry(START + timedelta(minutes=31))) == 1
+    assert store.due_for_revocation(START + timedelta(minutes=30, seconds=30)) == []
+    assert len(store.due_for_revocation(START + timedelta(minutes=31))) == 1
 
 
 def test_awaiting_review_lists_unacknowledged_break_glass_grants_live_and_finished(backend):
@@ -278,7 +281,6 @@ def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(backen
         "asked2",
         "faild2",
     ]
-    assert store.due_for_expiry(START) == []  # the old question keeps its meaning
     assert store.next_revocation_at() < START
 
 

@@ -1,4 +1,4 @@
-"""The webhook contract end to end through the real plugin (DESIGN section 3): the
+"""The webhook contract end to end through the real plugin (README: "Strategies", the webhook contract): the
 target's `account` is recorded at grant and sent back on revoke and extend, a redirect
 is a failed revoke that is retried, and credentials in the URL are shown nowhere."""
 

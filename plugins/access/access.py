@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,9 +37,10 @@ from accessbot.commands import (  # noqa: E402
 from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
-from accessbot.integrations.pagerduty import on_call_checker  # noqa: E402
+from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
+from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
@@ -86,7 +88,8 @@ class Access(BotPlugin):
         self.ready = False
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
-        self.scheduler = self.slack = self.watcher = self.backend = None
+        self.scheduler = self.slack = self.watcher = self.backend = self.health = None
+        self.metrics = Metrics()  # replaced by one that counts the store's requests
         super().activate()
         self.starter = threading.Thread(
             target=self.start_then_serve, name="accessbot-start", daemon=True
@@ -120,6 +123,7 @@ class Access(BotPlugin):
         self.undelivered = UndeliveredNotices()
         try:
             self.backend = open_backend(self.settings, self.clock)
+            self.metrics = Metrics(counts=self.backend.store.live_counts)
         except StoreError as exc:
             # Never start empty on a damaged store: that would forget live grants, which
             # would then never be revoked. Refuse every command until an admin fixes it.
@@ -141,14 +145,10 @@ class Access(BotPlugin):
             # The SlackV3 backend's own WebClient (replaced when it reconnects); on any
             # other backend there is none and `slack-group:` entries name nobody.
             slack_groups=SlackGroups(lambda: getattr(self._bot, "slack_web", None), self.clock),
-            pagerduty=on_call_checker(
-                self.settings.pagerduty_token,
-                self.settings.pagerduty_url,
-                self.clock,
-                self.settings.pagerduty_timeout,
-            ),
+            pagerduty=self.pagerduty(),
             strategy_workers=self.settings.strategy_workers,
             # Slack's user ids once the backend has a Slack client; names elsewhere.
+            metrics=self.metrics,
             people=SlackPeople(
                 lambda: getattr(self._bot, "slack_web", None),
                 fallback=NamedPeople(self.settings.user_emails),
@@ -167,6 +167,12 @@ class Access(BotPlugin):
             self.backend.leadership,
             next_due=self.service.next_revocation_at,
             clock=self.clock,
+            on_beat=self.scheduler_beat,
+        )
+        self.health = Health(
+            self.settings.tick_seconds,
+            scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
+            store_readable=self.backend.store.live_counts,
         )
         # Whatever expired while the bot was down is revoked before anything else.
         self.scheduler.run_once()
@@ -208,6 +214,33 @@ class Access(BotPlugin):
                 self.tell(admin, text)
             except Exception:  # noqa: BLE001 - one unreachable admin must not stop the rest
                 log.exception("could not tell admin %s", admin)
+
+    def pagerduty(self):
+        """The on-call checker, its API calls timed for /metrics."""
+        checker = on_call_checker(
+            self.settings.pagerduty_token,
+            self.settings.pagerduty_url,
+            self.clock,
+            self.settings.pagerduty_timeout,
+        )
+        if isinstance(checker, OnCallChecker):
+
+            def observe(seconds: float, ok: bool) -> None:
+                self.metrics.pagerduty_calls.observe(seconds)
+                if not ok:
+                    self.metrics.pagerduty_errors.inc()
+
+            checker.observe = observe
+        return checker
+
+    def scheduler_beat(self, leads: bool) -> None:
+        """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics."""
+        self.metrics.leader.set(1 if leads else 0)
+        self.metrics.last_tick.set_to_current_time()
+        if leads:
+            self.metrics.ticks.inc()
+        if self.health is not None:
+            self.health.beat()
 
     def run_tick(self) -> None:
         """One scheduler pass: expiries, retries, time-outs; then tell people."""
@@ -400,7 +433,11 @@ class Access(BotPlugin):
     def deliver(self, notices: list[Notice]) -> None:
         """Send each notice; tell the admins (once) about one the chat would not take."""
         for notice in notices:
+            started = time.monotonic()
             error = self.deliver_one(notice)
+            self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+            if error:
+                self.metrics.chat_errors.labels(notice.audience).inc()
             if error and self.undelivered.failed(notice.to, error):
                 self.tell_admins(messages.undeliverable(notice, error))
 
@@ -628,3 +665,27 @@ class Access(BotPlugin):
             return "Slack is not connected", 404
         status, answer = app.handle_http(request.get_data(), dict(request.headers))
         return json.dumps(answer) if answer else "", status, {"Content-Type": "application/json"}
+
+    # -- monitoring -----------------------------------------------------------------
+
+    @webhook("/metrics", methods=("GET",), raw=True)
+    def metrics_endpoint(self, request):
+        """Prometheus metrics: requests by status, grants and revokes by outcome, revocation
+        lateness, target/chat/PagerDuty call times and errors, the scheduler."""
+        body, content_type = self.metrics.exposition()
+        return body, 200, {"Content-Type": content_type}
+
+    @webhook("/health", methods=("GET",), raw=True)
+    def health_endpoint(self, request):
+        """200 while revocation works (scheduler alive and ticking, store readable); else 503."""
+        if not getattr(self, "ready", False):
+            verdict_ok, reason = False, "the bot is starting"
+        elif self.startup_error:
+            verdict_ok, reason = False, self.startup_error
+        elif self.health is None:
+            verdict_ok, reason = False, "the scheduler was not started"
+        else:
+            verdict = self.health.verdict()
+            verdict_ok, reason = verdict.ok, verdict.reason
+        body = json.dumps({"status": "ok" if verdict_ok else "unhealthy", "reason": reason})
+        return body, 200 if verdict_ok else 503, {"Content-Type": "application/json"}

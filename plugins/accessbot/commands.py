@@ -38,11 +38,6 @@ class RequestArgs(NamedTuple):
     fields: dict[str, str]
 
 
-def parse_request_args(args: str) -> tuple[str, timedelta | None, str]:
-    """`<resource> [duration] <reason...>` for `!access request` (no prompt fields)."""
-    return tuple(parse_request(args)[:3])
-
-
 def parse_request(
     args: str, field_names: Callable[[str], Iterable[str]] = lambda resource: ()
 ) -> RequestArgs:

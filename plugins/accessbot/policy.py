@@ -127,7 +127,6 @@ class PolicySet:
     resources: dict[str, Resource]
     files: tuple[str, ...]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> members
-    group_sources: dict[str, str] = field(default_factory=dict)  # name -> file or ACCESS_GROUPS
     warnings: tuple[str, ...] = ()  # `file:line: message`s that did not stop the load
 
     def get(self, name: str) -> Resource | None:
@@ -222,7 +221,7 @@ def load_policies(
             (errors if unset_env_is_error else warnings).extend(loaded.unset_env(environ))
     if errors:
         raise PolicyError(errors, warnings)
-    return PolicySet(resources, tuple(p.name for p in files), all_groups, sources, tuple(warnings))
+    return PolicySet(resources, tuple(p.name for p in files), all_groups, tuple(warnings))
 
 
 @dataclass

@@ -50,8 +50,10 @@ class Scheduler:
         leadership: Leadership | None = None,
         next_due: Callable[[], datetime | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_beat: Callable[[bool], None] | None = None,
     ):
         self.tick = tick
+        self.on_beat = on_beat  # told after every lease check: True when this bot leads
         self.every_seconds = every_seconds
         self.leadership = leadership or SoleLeader()
         self.next_due = next_due
@@ -86,7 +88,10 @@ class Scheduler:
 
     def run_once(self) -> bool:
         """One tick now, on the caller's thread, if this bot leads; True if it ticked."""
-        if not self.leadership.acquire():
+        leads = self.leadership.acquire()
+        if self.on_beat is not None:
+            self.on_beat(leads)
+        if not leads:
             return False
         self.tick()
         return True

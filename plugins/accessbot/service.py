@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from .domain import (
 from .identity import NamedPeople, People, entry_kind
 from .integrations.pagerduty import PagerDutyNotConfigured, RecordedLookups
 from .integrations.slack_groups import NoSlackGroups
+from .metrics import Metrics
 from .policy import (
     Decision,
     HookFailed,
@@ -253,6 +255,7 @@ class AccessService:
         strategy_workers: int = DEFAULT_STRATEGY_WORKERS,
         people: People | None = None,
         check_env: bool = True,
+        metrics: Metrics | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -271,6 +274,7 @@ class AccessService:
         self.groups = dict(groups or {})  # ACCESS_GROUPS; policy files add their GROUPS
         self.slack_groups = slack_groups or NoSlackGroups()
         self.people = people or NamedPeople()  # approver entries -> platform user ids
+        self.metrics = metrics or Metrics()
         self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         # One decision at a time: this process's threads, and (on a shared database) every
@@ -279,6 +283,8 @@ class AccessService:
         self._inflight = store.claims()  # requests whose strategy call is under way
         # Grants taken back because they could not be recorded: id -> (attempts, next try).
         self._grant_waits: dict[str, tuple[int, datetime]] = {}
+        # Grant calls made but not yet recorded: grant id -> when the target was called.
+        self._grant_started: dict[str, datetime] = {}
         self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
         self._strategies_lock = threading.Lock()
         self.policies: PolicySet | None = None
@@ -1444,11 +1450,14 @@ class AccessService:
         unrecorded = None
         try:
             error = None
-            started = self.clock()
+            # A grant call whose outcome could not be recorded (the database went away) is
+            # made again with the same start, so the same expiry and Idempotency-Key: the
+            # target's answer and the audit tell the same access window.
+            started = self._grant_started.setdefault(request.grant_id, self.clock())
             preview = request.copy()
             preview.expires_at = started + request.duration
             try:
-                done = self._strategy(request.strategy).call("grant", payload_for("grant", preview))
+                done = self._call(request.strategy, "grant", payload_for("grant", preview))
                 note = done.note
             except (StrategyError, SettingsError) as exc:
                 error, note, done = str(exc), "", None
@@ -1457,6 +1466,7 @@ class AccessService:
                 now = self.clock()
                 if error is None:
                     request.activate(started)  # the expiry the target was just told
+                    self._grant_started.pop(request.grant_id, None)
                     request.account = done.account  # revoke and extend act on this account
                     request.grant_result = done.answer
                     try:
@@ -1471,11 +1481,18 @@ class AccessService:
                     except AccessError as exc:
                         unrecorded = str(exc)
                 else:
+                    self._grant_started.pop(request.grant_id, None)
                     request.last_error = error
                     request.move(Status.GRANT_FAILED, now, "bot", error)
                     self._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
+            self.metrics.grants.labels(
+                request.strategy.get("type", "?"),
+                "granted"
+                if error is None and unrecorded is None
+                else ("taken_back" if error is None else "grant_failed"),
+            ).inc()
             if unrecorded is not None:
                 return self._taken_back(request, unrecorded)  # still claimed: no other call
         finally:
@@ -1521,6 +1538,7 @@ class AccessService:
         approved and waits, with backoff, until the audit log and store take writes; the
         next grant has a new grant id. Announced once, not at every attempt."""
         self._take_back(granted)
+        self._grant_started.pop(granted.grant_id, None)
         request = self.store.get(granted.id) or granted
         request.grant_round = granted.grant_round + 1
         wait = self._grant_waits.get(request.id)
@@ -1584,7 +1602,7 @@ class AccessService:
     def _take_back(self, request: Request) -> None:
         """Revoke a grant the bot could not record, once."""
         try:
-            self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+            self._call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             log.critical(
                 "request %s: granted at the target but not recorded, and the revoke failed "
@@ -1607,7 +1625,7 @@ class AccessService:
         """The strategy's revoke call: what went wrong (None if it worked), and the account
         the target named (for a grant made before accounts were recorded)."""
         try:
-            done = self._strategy(request.strategy).call("revoke", payload_for("revoke", request))
+            done = self._call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             return str(exc), None
         return None, done.account
@@ -1701,7 +1719,11 @@ class AccessService:
             for claimed, _ in results:
                 self._inflight.discard(claimed.id)
         notices = []
-        for request, error, _, _ in done:
+        for request, error, outcome, _ in done:
+            self.metrics.revokes.labels(request.strategy.get("type", "?"), outcome).inc()
+            if request.status is Status.EXPIRED and request.expires_at is not None:
+                late = (request.ended_at - request.expires_at).total_seconds()
+                self.metrics.lateness.observe(max(late, 0.0))
             notices += self._revoke_notices(request, actor, error)
         return notices
 
@@ -1775,7 +1797,7 @@ class AccessService:
             preview.expires_at = new_end
             error = None
             try:
-                done = self._strategy(grant.strategy).call("extend", payload_for("extend", preview))
+                done = self._call(grant.strategy, "extend", payload_for("extend", preview))
             except (StrategyError, SettingsError) as exc:
                 error = str(exc)
             with self.lock:
@@ -1917,6 +1939,17 @@ class AccessService:
             self.audit.append(event, actor=actor, **fields)
         except AuditError as exc:
             raise AccessError(f"Nothing was changed: {exc}. Tell an admin.") from exc
+
+    def _call(self, settings: dict, action: str, payload: dict):
+        """One strategy call, timed and counted for /metrics."""
+        started, ok = time.monotonic(), False
+        try:
+            done = self._strategy(settings).call(action, payload)
+            ok = True
+            return done
+        finally:
+            kind = str(settings.get("type", "?")) if isinstance(settings, dict) else "?"
+            self.metrics.target_call(kind, action, time.monotonic() - started, ok)
 
     def _strategy(self, settings: dict) -> Strategy:
         """The strategy for a request's settings; a shareable one is built once and reused,

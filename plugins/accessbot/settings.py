@@ -1,4 +1,4 @@
-"""Configuration keys (DESIGN section 3): the bot's config, overridden by the environment."""
+"""Configuration keys (README: "Configuration"): the bot's config, overridden by the environment."""
 
 from __future__ import annotations
 

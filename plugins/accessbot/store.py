@@ -91,9 +91,6 @@ class RequestStore(Protocol):
     def live(self) -> list[Request]:
         """Every live request (pending, approved, active, revoke_failed), oldest first."""
 
-    def due_for_expiry(self, now: datetime) -> list[Request]:
-        """Active grants past their end, and failed revokes whose retry time has come."""
-
     def awaiting_review(self) -> list[Request]:
         """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first."""
 
@@ -106,9 +103,13 @@ class RequestStore(Protocol):
     def extensions_of(self, grant_id: str) -> list[Request]:
         """The live extension requests of one grant (`extends == grant_id`), oldest first."""
 
+    def live_counts(self) -> dict[Status, int]:
+        """How many live requests are in each status (for /metrics): an index count."""
+
     def due_for_revocation(self, now: datetime) -> list[Request]:
         """Requests holding access whose `revoke_due_at` is at or before `now`, earliest
-        first: `due_for_expiry` plus asked-for revokes the bot has not finished."""
+        first: grants past their end, failed revokes whose retry time has come, and asked-for
+        revokes the bot has not finished."""
 
     def next_revocation_at(self) -> datetime | None:
         """The earliest `revoke_due_at` of any live request; None if none holds access."""
@@ -781,6 +782,10 @@ class TinyDBStore:
         with self.lock:
             return self._copies(self._by_extends.get(grant_id, ()))
 
+    def live_counts(self) -> dict[Status, int]:
+        with self.lock:
+            return {status: len(ids) for status, ids in self._by_status.items() if ids}
+
     def due_for_revocation(self, now: datetime) -> list[Request]:
         with self.lock:
             return [self._live[i].copy() for i in self._revoke_at.until(now)]
@@ -789,15 +794,6 @@ class TinyDBStore:
         with self.lock:
             first = self._revoke_at.first()
             return None if first is None else self._live[first].revoke_due_at
-
-    def due_for_expiry(self, now: datetime) -> list[Request]:
-        """Active grants past their end, and failed revokes whose retry time has come."""
-        due = [
-            r
-            for r in self.due_for_revocation(now)
-            if r.status is Status.REVOKE_FAILED or (r.expires_at and r.expires_at <= now)
-        ]
-        return sorted(due, key=lambda r: r.expires_at)
 
     def expiring_unreminded(self, until: datetime) -> list[Request]:
         with self.lock:

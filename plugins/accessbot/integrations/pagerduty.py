@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -378,10 +379,16 @@ class OnCallChecker:
         self._cache.put(("email", user_id), email, self.user_ttl)
         return email
 
+    # Told (seconds, ok) after every API call, for /metrics; the plugin sets it.
+    observe: Callable[[float, bool], None] | None = None
+
     def _request(self, work: Callable[[pdpyras.APISession], Any]) -> Any:
         session = self._session()
+        started, ok = time.monotonic(), False
         try:
-            return work(session)
+            answer = work(session)
+            ok = True
+            return answer
         except PagerDutyError:
             raise
         except Exception as exc:  # noqa: BLE001 - any surprise must fail closed
@@ -391,6 +398,8 @@ class OnCallChecker:
             raise PagerDutyError(reason) from None
         finally:
             self._sessions.put(session)
+            if self.observe is not None:
+                self.observe(time.monotonic() - started, ok)
 
     def _session(self) -> pdpyras.APISession:
         try:

@@ -667,9 +667,6 @@ class SlackCards:
             channel=ref.channel, thread_ts=ref.ts, text=slack_text(text), reply_broadcast=broadcast
         )
 
-    def post_text(self, channel: str, text: str) -> None:
-        self.client.chat_postMessage(channel=channel, text=slack_text(text))
-
     def ephemeral(self, channel: str, user_id: str, text: str, blocks=None) -> None:
         self.client.chat_postEphemeral(
             channel=channel, user=user_id, text=slack_text(text), blocks=blocks

@@ -96,7 +96,6 @@ class Database:
         self.lease_seconds = lease_seconds
         self.bot_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._local = threading.local()
-        self._connect_timeout = connect_timeout
         try:
             # One plain connection first: PostgreSQL's own words if it refuses us.
             with psycopg.connect(url, connect_timeout=max(2, int(connect_timeout))) as conn:
@@ -170,10 +169,6 @@ class Database:
             yield
         except psycopg.Error as exc:
             raise DatabaseError(f"PostgreSQL at {self.where}: {_reason(exc)}") from exc
-
-    @property
-    def in_transaction(self) -> bool:
-        return getattr(self._local, "conn", None) is not None
 
     # -- liveness ----------------------------------------------------------------------
 

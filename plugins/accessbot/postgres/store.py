@@ -8,6 +8,7 @@ look-ups cost what is due, not what is stored.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -98,21 +99,17 @@ class PostgresStore:
     def live(self) -> list[Request]:
         return self._select("WHERE NOT final ORDER BY created_at, id")
 
-    def due_for_expiry(self, now: datetime) -> list[Request]:
-        """Active grants past their end, and failed revokes whose retry time has come."""
-        return self._select(
-            """
-            WHERE (status = 'active' AND expires_at <= %(now)s)
-               OR (status = 'revoke_failed' AND (next_retry_at IS NULL OR next_retry_at <= %(now)s))
-            ORDER BY expires_at, id
-            """,
-            {"now": now},
-        )
-
     def live_of(self, requester: str) -> list[Request]:
         return self._select(
             "WHERE NOT final AND requester = %(who)s ORDER BY created_at, id", {"who": requester}
         )
+
+    def live_counts(self) -> dict[Status, int]:
+        with self.db.connection() as conn:
+            rows = conn.execute(
+                "SELECT status, count(*) FROM requests WHERE NOT final GROUP BY status"
+            ).fetchall()
+        return {Status(status): count for status, count in rows}
 
     def live_in(self, statuses: Iterable[Status]) -> list[Request]:
         return self._select(
@@ -214,17 +211,27 @@ class Claims(MutableSet):
 
     def __init__(self, db: Database):
         self.db = db
+        # What this process is calling right now. A claim row of ours that is not here was
+        # left behind when the database failed before `discard` could delete it: it is
+        # stale, and ours to take again (otherwise the request would wait for good).
+        self._mine: set[str] = set()
+        self._mine_lock = threading.Lock()
 
     def __contains__(self, request_id: object) -> bool:
         with self.db.connection() as conn:
             row = conn.execute(
                 """
-                SELECT 1 FROM claims c JOIN leases l ON l.name = 'bot:' || c.owner
+                SELECT c.owner FROM claims c JOIN leases l ON l.name = 'bot:' || c.owner
                  WHERE c.request_id = %s AND l.expires_at > now()
                 """,
                 (str(request_id),),
             ).fetchone()
-        return row is not None
+        if row is None:
+            return False
+        if row[0] == self.db.bot_id:
+            with self._mine_lock:
+                return str(request_id) in self._mine
+        return True
 
     def add(self, request_id: str) -> None:
         with self.db.connection() as conn:
@@ -236,8 +243,12 @@ class Claims(MutableSet):
                 """,
                 (request_id, self.db.bot_id),
             )
+        with self._mine_lock:
+            self._mine.add(request_id)
 
     def discard(self, request_id: str) -> None:
+        with self._mine_lock:
+            self._mine.discard(request_id)
         with self.db.connection() as conn:
             conn.execute(
                 "DELETE FROM claims WHERE request_id = %s AND owner = %s",

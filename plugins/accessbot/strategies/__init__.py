@@ -2,7 +2,7 @@
 
 A strategy is built from the `strategy` dict of a policy resource (validated at policy
 load, so a bad setting is a load error naming the key) and is called with one of the
-actions `grant`, `revoke` or `extend` and the JSON payload of DESIGN section 3. Targets
+actions `grant`, `revoke` or `extend` and the JSON payload the README's webhook contract shows. Targets
 that know the requester by another name (a GitHub login, an AWS user) look it up in the
 `Accounts` the service passes to `build_strategy`.
 """

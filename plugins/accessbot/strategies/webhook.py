@@ -1,4 +1,4 @@
-"""Webhook strategy: a signed JSON POST per action (DESIGN section 3).
+"""Webhook strategy: a signed JSON POST per action (README: "Strategies", the webhook contract).
 
 The signature covers a timestamp and the body (`X-Access-Timestamp`,
 `X-Access-Signature: sha256=HMAC(secret, "<timestamp>." + body)`), so a receiver can

@@ -1,0 +1,172 @@
+"""What the bot exposes for monitoring: Prometheus metrics and a health verdict.
+
+One `Metrics` per running bot, with its own registry (tests run many bots in one
+process). The service and the plugin record events on it (a target call, a grant, a
+revoke, a tick, a chat delivery); the request counts are read from the store's indexes
+when Prometheus scrapes, so they are never stale. `Health` says whether revocation is
+working right now: the scheduler thread is alive, it ticked (or asked for the lease)
+recently, and the store can be read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from .domain import Status
+
+# Seconds; a revoke later than a minute is an incident, so the buckets go well past it.
+LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+CALL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self, counts: Callable[[], dict[Status, int]] | None = None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.grants = Counter(
+            "accessbot_grants", "Grant calls finished, by strategy and outcome",
+            ["strategy", "outcome"], registry=r,
+        )  # fmt: skip
+        self.revokes = Counter(
+            "accessbot_revokes", "Revoke calls finished, by strategy and outcome",
+            ["strategy", "outcome"], registry=r,
+        )  # fmt: skip
+        self.lateness = Histogram(
+            "accessbot_revocation_lateness_seconds",
+            "How long after its end a grant was revoked",
+            buckets=LATENESS_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.target_calls = Histogram(
+            "accessbot_target_call_seconds", "Strategy calls to targets, by strategy and action",
+            ["strategy", "action"], buckets=CALL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.target_errors = Counter(
+            "accessbot_target_call_errors", "Strategy calls that failed, by strategy and action",
+            ["strategy", "action"], registry=r,
+        )  # fmt: skip
+        self.chat_calls = Histogram(
+            "accessbot_chat_delivery_seconds", "Notices delivered to the chat platform",
+            ["audience"], buckets=CALL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.chat_errors = Counter(
+            "accessbot_chat_delivery_errors", "Notices the chat platform refused",
+            ["audience"], registry=r,
+        )  # fmt: skip
+        self.pagerduty_calls = Histogram(
+            "accessbot_pagerduty_call_seconds", "PagerDuty API calls",
+            buckets=CALL_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.pagerduty_errors = Counter(
+            "accessbot_pagerduty_call_errors", "PagerDuty API calls that failed", registry=r
+        )
+        self.ticks = Counter(
+            "accessbot_scheduler_ticks", "Scheduler ticks this bot ran (as leader)", registry=r
+        )
+        self.leader = Gauge(
+            "accessbot_scheduler_leader", "1 while this bot holds the scheduler lease", registry=r
+        )
+        self.last_tick = Gauge(
+            "accessbot_scheduler_last_tick_timestamp_seconds",
+            "When the scheduler last ticked or asked for the lease (Unix time)",
+            registry=r,
+        )
+        if counts is not None:
+            r.register(_RequestCounts(counts))
+
+    def target_call(self, strategy: str, action: str, seconds: float, ok: bool) -> None:
+        self.target_calls.labels(strategy, action).observe(seconds)
+        if not ok:
+            self.target_errors.labels(strategy, action).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text Prometheus scrapes, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _RequestCounts:
+    """Live requests by status, read from the store's indexes at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[Status, int]]):
+        self.counts = counts
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        counts = self.counts()
+        family = GaugeMetricFamily(
+            "accessbot_requests", "Live requests by status", labels=["status"]
+        )
+        for status in (Status.PENDING, Status.APPROVED, Status.ACTIVE, Status.REVOKE_FAILED):
+            family.add_metric([status.value], counts.get(status, 0))
+        yield family
+        yield GaugeMetricFamily(
+            "accessbot_active_grants",
+            "Grants holding access (active, or a revoke failing)",
+            value=counts.get(Status.ACTIVE, 0) + counts.get(Status.REVOKE_FAILED, 0),
+        )
+        yield GaugeMetricFamily(
+            "accessbot_revoke_failures_outstanding",
+            "Grants past their end whose revoke is failing and being retried",
+            value=counts.get(Status.REVOKE_FAILED, 0),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+
+
+class Health:
+    """Is revocation working? The scheduler thread must be alive and must have ticked, or
+    asked for the lease, within `3 * tick_seconds` (plus a grace for a slow tick), and the
+    store must answer a read."""
+
+    def __init__(
+        self,
+        tick_seconds: float,
+        scheduler_alive: Callable[[], bool],
+        store_readable: Callable[[], None],
+        now: Callable[[], float] = time.monotonic,
+    ):
+        self.window = 3 * tick_seconds + 1.0
+        self.scheduler_alive = scheduler_alive
+        self.store_readable = store_readable
+        self.now = now
+        self._last_beat: float | None = None
+        self._lock = threading.Lock()
+
+    def beat(self) -> None:
+        """The scheduler ticked or asked for the lease just now."""
+        with self._lock:
+            self._last_beat = self.now()
+
+    def verdict(self) -> Verdict:
+        if not self.scheduler_alive():
+            return Verdict(False, "the scheduler thread is not running")
+        with self._lock:
+            last = self._last_beat
+        if last is None:
+            return Verdict(False, "the scheduler has not ticked yet")
+        quiet = self.now() - last
+        if quiet > self.window:
+            return Verdict(False, f"the scheduler has not ticked for {quiet:.0f}s")
+        try:
+            self.store_readable()
+        except Exception as exc:  # noqa: BLE001 - any failure to read is unhealthy
+            return Verdict(False, f"the store cannot be read: {type(exc).__name__}: {exc}")
+        return Verdict(True, "ok")

@@ -1,0 +1,75 @@
+"""A real PostgreSQL stopped and started around a target call: the grant the target made
+while the database was away is recorded once it is back, with its real start and the same
+Idempotency-Key, and the bot's own leftover claim never strands the request."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from accessbot.domain import Status
+from accessbot.store import StoreError
+from tests.builders import build_service, person
+from tests.conftest import START
+from tests.pgserver import NoServer, PostgresServer, start_server
+
+
+def answered(service, attempts: int = 100) -> None:
+    """Tick as the scheduler does until the database answers again (the connection pool
+    reconnects with a backoff of its own)."""
+    pause = threading.Event()
+    for _ in range(attempts):
+        try:
+            service.tick()
+            return
+        except StoreError:
+            pause.wait(0.2)
+    raise AssertionError("the database never answered again")
+
+
+@pytest.fixture
+def own_server():
+    """A cluster of its own: this test stops it, which the shared one must never be."""
+    try:
+        server = start_server(durable=True)  # a commit must survive the crash
+    except NoServer as exc:
+        pytest.skip(f"PostgreSQL tests need a server: {exc}")
+    if not isinstance(server, PostgresServer):
+        pytest.skip("needs a server it may stop (not ACCESS_TEST_DB_URL)")
+    yield server
+    server.stop()
+
+
+def test_a_grant_made_during_an_outage_is_recorded_after_it_with_its_real_start(
+    own_server, tmp_path, clock, webhook
+):
+    url = own_server.database()
+    service = build_service(tmp_path, clock, webhook.url, db_url=url, connect_timeout=2)
+    rid = service.request(person("carol"), "prod-db", timedelta(minutes=30), "INC-7").request.id
+
+    def outage(call):
+        if call["action"] == "grant" and len(webhook.calls) == 0:
+            own_server.halt()  # the target grants; the database is gone before we record it
+
+    webhook.on_call = outage
+    with pytest.raises(StoreError):
+        service.approve(person("bob"), rid)
+
+    own_server.resume()
+    clock.advance(minutes=1)
+    answered(service)  # the bot's own claim from before the outage does not hold it back
+
+    request = service.store.get(rid)
+    assert request.status is Status.ACTIVE
+    grants = [c for c in webhook.calls if c["action"] == "grant"]
+    assert len(grants) == 2
+    assert grants[0]["expires_at"] == grants[1]["expires_at"] == "2026-11-24T09:30:00Z"
+    keys = [h["Idempotency-Key"] for h in webhook.headers_seen]
+    assert keys == [f"g-{rid}:grant", f"g-{rid}:grant"]
+    assert request.granted_at == START and request.expires_at == START + timedelta(minutes=30)
+
+    clock.advance(minutes=30)
+    service.tick()
+    assert service.store.get(rid).status is Status.EXPIRED
