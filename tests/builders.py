@@ -7,11 +7,28 @@ from datetime import timedelta
 from pathlib import Path
 
 from accessbot.audit import AuditLog
+from accessbot.domain import Request
 from accessbot.service import AccessService, Actor
 from accessbot.store import TinyDBStore
-from tests.conftest import policy_file
+from tests.conftest import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
+
+
+def a_request(**overrides) -> Request:
+    """One pending request for prod-db by carol; `overrides` sets any field."""
+    fields = {
+        "id": "k3m9qx",
+        "requester": "carol",
+        "resource": "prod-db",
+        "duration": timedelta(minutes=30),
+        "reason": "fixing INC-42",
+        "created_at": START,
+        "channel": "#access-approvals",
+        "approvers": ["@alice", "@bob"],
+    }
+    fields.update(overrides)
+    return Request(**fields)
 
 
 def person(handle: str) -> Actor:

@@ -54,8 +54,9 @@ def test_a_grant_made_during_an_outage_is_recorded_after_it_with_its_real_start(
             own_server.halt()  # the target grants; the database is gone before we record it
 
     webhook.on_call = outage
-    with pytest.raises(StoreError):
-        service.approve(person("bob"), rid)
+    reply = service.approve(person("bob"), rid).reply
+    assert reply.startswith(f"Your approval of {rid} is recorded: it is approved.")
+    assert "finishes the grant as soon as it answers again" in reply
 
     own_server.resume()
     clock.advance(minutes=1)
@@ -73,3 +74,40 @@ def test_a_grant_made_during_an_outage_is_recorded_after_it_with_its_real_start(
     clock.advance(minutes=30)
     service.tick()
     assert service.store.get(rid).status is Status.EXPIRED
+
+
+def test_the_heartbeat_keeps_the_scheduler_lease_through_a_tick_longer_than_it(pg_url):
+    from accessbot.postgres import Database, LeaderLease
+
+    first, second = Database(pg_url, lease_seconds=0.6), Database(pg_url, lease_seconds=0.6)
+    try:
+        leader, standby = LeaderLease(first), LeaderLease(second)
+        assert leader.acquire()
+        # The leader's tick runs three lease times without asking again: its heartbeat
+        # renews the lease meanwhile, so the standby never takes over mid-tick.
+        threading.Event().wait(1.8)
+        assert not standby.acquire()
+        assert leader.holder() == first.bot_id
+    finally:
+        first.close()
+        second.close()
+
+
+def test_rows_left_by_bots_long_dead_are_cleared(pg_url):
+    from accessbot.postgres import Database
+
+    db = Database(pg_url, lease_seconds=0.5)
+    try:
+        with db.connection() as conn:
+            conn.execute(
+                "INSERT INTO leases (name, holder, expires_at, renewed_at, host, pid) "
+                "VALUES ('bot:ghost', 'ghost', now() - interval '1 hour', now(), 'h', 1)"
+            )
+            conn.execute("INSERT INTO claims (request_id, owner) VALUES ('abc234', 'ghost')")
+        db.beat()
+        with db.connection() as conn:
+            leases = conn.execute("SELECT name FROM leases").fetchall()
+            claims = conn.execute("SELECT request_id FROM claims").fetchall()
+        assert ("bot:ghost",) not in leases and claims == []
+    finally:
+        db.close()

@@ -399,6 +399,13 @@ class Access(BotPlugin):
         except (AccessError, CommandSyntaxError) as exc:
             yield str(exc)
             return
+        except StoreError as exc:
+            log.error("command failed, the store did not answer: %s: %s", msg.body, exc)
+            yield (
+                f"The bot's database is not answering ({exc}), so nothing was decided. "
+                "Try again in a minute; an admin has the details in the bot's log."
+            )
+            return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("command failed: %s", msg.body)
             yield (

@@ -740,7 +740,20 @@ class AccessService:
             else:
                 reply = f"Approved {request.id}, but it was not applied: {msg.inert(request.last_error)}"
             return Outcome(reply, notices, request)
-        notices = self._grant(request)
+        try:
+            notices = self._grant(request)
+        except StoreError as exc:
+            # The approval is committed; only recording the grant failed. Say so: the
+            # scheduler finishes it (same start, same Idempotency-Key) once the store answers.
+            log.error("approved %s, but its grant could not be recorded: %s", request.id, exc)
+            return Outcome(
+                f"Your approval of {request.id} is recorded: it is approved. The bot's "
+                f"database stopped answering while the grant was made ({msg.inert(str(exc))}); "
+                "the bot finishes the grant as soon as it answers again. Nothing more to do "
+                "for you.",
+                [],
+                request,
+            )
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
             reply = (

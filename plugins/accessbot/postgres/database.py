@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +28,9 @@ DEFAULT_LEASE_SECONDS = 10.0
 
 class DatabaseError(StoreError):
     """PostgreSQL refused or could not be reached; the message says where, never a password."""
+
+
+DEAD_AFTER_LEASES = 10  # a bot silent this many lease times is gone: its rows are cleared
 
 
 def safe_url(url: str) -> str:
@@ -119,6 +122,9 @@ class Database:
         )
         self.pool.open(wait=True, timeout=connect_timeout)
         self._stop = threading.Event()
+        # Other leases to renew at every heartbeat (the scheduler's, while this bot holds
+        # it), so a tick longer than the lease never lets another bot take over mid-tick.
+        self.renewals: list[Callable[[], None]] = []
         self._heartbeat = threading.Thread(
             target=self._beat, name="accessbot-heartbeat", daemon=True
         )
@@ -173,15 +179,28 @@ class Database:
     # -- liveness ----------------------------------------------------------------------
 
     def beat(self) -> bool:
-        """Renew this bot's lease; while it is fresh, its claims hold."""
+        """Renew this bot's lease; while it is fresh, its claims hold. Also clear what
+        bots long dead left behind: their lease rows and their (lapsed) claims."""
         with self.connection() as conn:
-            return renew_lease(conn, f"bot:{self.bot_id}", self.bot_id, self.lease_seconds)
+            held = renew_lease(conn, f"bot:{self.bot_id}", self.bot_id, self.lease_seconds)
+            conn.execute(
+                "DELETE FROM leases WHERE name LIKE 'bot:%%' "
+                "AND expires_at < now() - make_interval(secs => %s)",
+                (DEAD_AFTER_LEASES * self.lease_seconds,),
+            )
+            conn.execute(
+                "DELETE FROM claims c WHERE NOT EXISTS "
+                "(SELECT 1 FROM leases l WHERE l.name = 'bot:' || c.owner)"
+            )
+            return held
 
     def _beat(self) -> None:
         every = max(0.05, self.lease_seconds / 3)
         while not self._stop.wait(every):
             try:
                 self.beat()
+                for renew in list(self.renewals):
+                    renew()
             except StoreError as exc:
                 log.warning("heartbeat failed (%s); this bot's claims lapse if it goes on", exc)
 

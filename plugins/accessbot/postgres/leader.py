@@ -25,6 +25,17 @@ class LeaderLease:
         self.db = db
         self.seconds = seconds if seconds is not None else db.lease_seconds
         self.held = False
+        db.renewals.append(self.keep)
+
+    def keep(self) -> None:
+        """The heartbeat's renewal: keep the lease while this bot holds it, however long
+        its tick runs. It never takes a lease this bot does not hold."""
+        if not self.held:
+            return
+        with self.db.connection() as conn:
+            if not renew_lease(conn, self.name, self.db.bot_id, self.seconds):
+                log.warning("this bot (%s) lost the scheduler lease", self.db.bot_id)
+                self.held = False
 
     def acquire(self) -> bool:
         """Take or renew the lease; True while this bot should tick."""
