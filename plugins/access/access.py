@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,6 +71,9 @@ HELP = """Just-in-time access. Commands:
 
 
 STARTING = "The access bot is starting; try again in a moment. Nothing was done."
+# A request whose policy check (hooks, on-call and Slack group lookups) has not answered
+# within this many seconds is acknowledged first, then answered when it is done.
+ACK_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
@@ -120,6 +124,7 @@ class Access(BotPlugin):
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
+        self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
         self.undelivered = UndeliveredNotices()
         try:
             self.backend = open_backend(self.settings, self.clock)
@@ -235,7 +240,7 @@ class Access(BotPlugin):
         log.warning("%s", text)
         for admin in admins:
             try:
-                self.send(self.build_identifier(admin), text)
+                self.tell(admin, text)
             except Exception:  # noqa: BLE001 - one unreachable admin must not stop the rest
                 log.exception("could not tell admin %s", admin)
 
@@ -286,10 +291,14 @@ class Access(BotPlugin):
         """Ask for access: `!access request prod-db 30m fixing INC-42` (duration optional)."""
         if not args.strip() and self.slack is not None and self.offer_slack_form(msg):
             return
+        resource = args.split()[0] if args.split() else ""
         yield from self.run(
             msg,
             lambda actor: self.service.request(
                 actor, *parse_request(args, self.service.field_names)
+            ),
+            ack=lambda: (
+                self.service.checks_at_request(resource) and messages.checking_policy(resource)
             ),
         )
 
@@ -407,8 +416,11 @@ class Access(BotPlugin):
 
     # -- plumbing -------------------------------------------------------------
 
-    def run(self, msg, call):
-        """Run one service call for the sender; yield its reply, then deliver its notices."""
+    def run(self, msg, call, ack=None):
+        """Run one service call for the sender; yield its reply, then deliver its notices.
+
+        `ack()` gives the words for a call that may be slow (a policy check): if it has not
+        answered within ACK_SECONDS they are said first, so nobody waits in silence."""
         if not getattr(self, "ready", False):
             yield STARTING
             return
@@ -416,7 +428,12 @@ class Access(BotPlugin):
             yield self.startup_error
             return
         try:
-            result = call(self.actor(msg.frm))
+            actor = self.actor(msg.frm)
+            text = ack() if ack is not None else None
+            if text:
+                result = yield from self.acknowledged(call, actor, text)
+            else:
+                result = call(actor)
         except (AccessError, CommandSyntaxError) as exc:
             yield str(exc)
             return
@@ -439,6 +456,24 @@ class Access(BotPlugin):
             self.deliver(result.notices)
         else:
             yield result
+
+    def acknowledged(self, call, actor, text: str):
+        """Run `call` on a thread of its own; say `text` if it is not done within
+        `ack_seconds`, then wait for it. Returns what it returns (or raises what it raises)."""
+        done: Future = Future()
+
+        def work() -> None:
+            try:
+                done.set_result(call(actor))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting command
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name="accessbot-command", daemon=True).start()
+        try:
+            return done.result(timeout=self.ack_seconds)
+        except TimeoutError:
+            yield text
+        return done.result()
 
     def deliver(self, notices: list[Notice]) -> None:
         """Send each notice; tell the admins (once) about one the chat would not take."""
@@ -468,13 +503,20 @@ class Access(BotPlugin):
         try:
             # Cards go out as plain markdown: errbot's card template HTML-escapes the
             # body, which would show a reason's "<" as "&lt;" on text backends.
-            self.send(self.build_identifier(notice.to), notice.text)
+            self.tell(notice.to, notice.text)
         except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
             log.exception("could not deliver a notice to %s", notice.to)
             return error_code(exc)
         if self.slack is None:  # on Slack, errbot's send never says whether it got through
             self.undelivered.delivered(notice.to)
         return None
+
+    def tell(self, to: str, text: str) -> None:
+        """Send `text` to a channel or person. On the Text backend (`make run`) every
+        message prints in the one terminal, so it first says where it went."""
+        if self._bot.mode == "text":
+            text = messages.where_it_went(to, text)
+        self.send(self.build_identifier(to), text)
 
     def actor(self, frm) -> Actor:
         """Who sent a command. On Slack: the user id, and handle and e-mail from users.info

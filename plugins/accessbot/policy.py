@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import reprlib
 import sys
 import threading
 import traceback
@@ -774,18 +775,29 @@ def run_hook(
     request: RequestView,
     ctx: PolicyContext,
     timeout: float,
+    returns: Callable[[Any], str | None] | None = None,
 ):
-    """Run one hook in a worker thread with a time limit; HookFailed names file:line."""
+    """Run one hook in a worker thread with a time limit; HookFailed names file:line.
+
+    `returns(value)` says what is wrong with what the hook returned (None: nothing); a
+    wrong value fails too, naming the line of the `return` that gave it."""
     fn = resource.hooks.get(hook)
     if fn is None:
         return None
     result: dict[str, Any] = {}
 
+    def returned_at(frame, event, arg):
+        if event == "return" and frame.f_code is fn.__code__:
+            result["line"] = frame.f_lineno
+
     def target():
+        sys.setprofile(returned_at)  # this thread only: where the hook returned from
         try:
             result["value"] = fn(request, ctx)
         except BaseException as exc:  # noqa: BLE001 - any failure must fail closed
             result["error"] = exc
+        finally:
+            sys.setprofile(None)
 
     worker = threading.Thread(target=target, name=f"policy-{hook}", daemon=True)
     worker.start()
@@ -800,7 +812,30 @@ def run_hook(
         exc = result["error"]
         path = Path(fn.__code__.co_filename)
         raise HookFailed(f"{resource.file}:{_line_in(path, exc)}: {hook} raised {_describe(exc)}")
-    return result.get("value")
+    value = result.get("value")
+    problem = returns(value) if returns is not None else None
+    if problem:
+        line = result.get("line") or fn.__code__.co_firstlineno
+        shown = reprlib.repr(value)
+        raise HookFailed(f"{resource.file}:{line}: {hook} returned {shown}{problem}")
+    return value
+
+
+def approvers_problem(value: Any) -> str | None:
+    """What is wrong with what get_approvers returned, as the rest of "returned ...";
+    None when it is a list of entries (an empty one means: the listed approvers)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set)):
+        return ", not a list of approvers like ['@alice', 'group:sre']"
+    entries = [str(e).strip() for e in value if str(e).strip()]
+    problem = next(filter(None, map(entry_problem, entries)), None)
+    return f": {problem}" if problem else None
+
+
+def decision_problem(value: Any) -> str | None:
+    """What is wrong with what on_request returned; None for a decision or None."""
+    if value is None or (hasattr(value, "approve") and hasattr(value, "reason")):
+        return None
+    return "; it must return ctx.approve(reason), ctx.deny(reason) or None"
 
 
 def _running_line(worker: threading.Thread, filename: str) -> int | None:
