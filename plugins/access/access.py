@@ -95,14 +95,14 @@ class Access(BotPlugin):
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
         self.courier = self.standing = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
+        starting = self.answer_clicks_while_starting()  # before any click can reach us
         super().activate()
         self.starter = threading.Thread(
-            target=self.start_then_serve, name="accessbot-start", daemon=True
+            target=self.start_then_serve, args=(starting,), name="accessbot-start", daemon=True
         )
         self.starter.start()
 
-    def start_then_serve(self) -> None:
-        starting = self.answer_clicks_while_starting()
+    def start_then_serve(self, starting) -> None:
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - refuse commands with a reason, tell admins
