@@ -41,6 +41,7 @@ from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
+from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
@@ -59,7 +60,7 @@ HELP = """Just-in-time access. Commands:
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
-- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
+- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`, `!access audit status`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
@@ -82,7 +83,7 @@ class Access(BotPlugin):
         self.ready = False
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
-        self.scheduler = self.slack = self.watcher = self.backend = None
+        self.scheduler = self.slack = self.watcher = self.backend = self.sinks = None
         super().activate()
         self.starter = threading.Thread(
             target=self.start_then_serve, name="accessbot-start", daemon=True
@@ -122,6 +123,17 @@ class Access(BotPlugin):
             log.critical("%s", self.startup_error)
             self.tell_admins(self.startup_error)
             return
+        # The audit sinks: a log shorter than what a sink acknowledged is told (and
+        # audited) before anything else is written; shipping starts with the scheduler.
+        self.sinks = AuditSinks(
+            self.settings.audit_sinks,
+            self.backend.audit,
+            self.backend.store,
+            self.backend.leadership,
+            self.clock,
+            alarm=self.tell_admins,
+        )
+        self.sinks.check_at_start()
         self.service = AccessService(
             store=self.backend.store,
             audit=self.backend.audit,
@@ -162,10 +174,12 @@ class Access(BotPlugin):
             self.backend.leadership,
             next_due=self.service.next_revocation_at,
             clock=self.clock,
+            jobs=[Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run],
         )
         # Whatever expired while the bot was down is revoked before anything else.
         self.scheduler.run_once()
         self.scheduler.start()
+        self.sinks.start()
         if self.settings.policy_watch:
             self.watcher = PolicyWatcher(
                 self.settings.policy_dir,
@@ -178,7 +192,11 @@ class Access(BotPlugin):
         starter = getattr(self, "starter", None)
         if starter is not None:
             starter.join(timeout=120)  # a start under way finishes before we stop it
-        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+        for thread in (
+            getattr(self, "watcher", None),
+            getattr(self, "scheduler", None),
+            getattr(self, "sinks", None),
+        ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
@@ -290,12 +308,16 @@ class Access(BotPlugin):
 
     @botcmd
     def access_audit(self, msg, args):
-        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`."""
+        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`; `!access audit status` (the sinks)."""
 
         def audit(actor):
             query = parse_audit_args(args)
             if query.pop("verify", False):
                 return self.service.verify_audit(actor)
+            if query.pop("status", False):
+                if not actor.is_admin:
+                    raise AccessError("Only bot admins (BOT_ADMINS) can see the audit sinks.")
+                return self.sinks.status_text()
             return self.service.audit_events(actor, **query)
 
         yield from self.run(msg, audit)

@@ -7,14 +7,15 @@ a whole tick, so grants that end together are revoked within a poll of their end
 One instance per plugin activation; `stop()` joins the thread, so a plugin reload never
 leaves two schedulers running. With several bots on one database, each has a scheduler
 but only the one holding the leadership lease ticks; the others ask again every tick
-and take over when the lease of a dead leader runs out.
+and take over when the lease of a dead leader runs out. The leader also runs `jobs`, each
+after every tick and on its own (their own clocks say when they are due).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -50,8 +51,10 @@ class Scheduler:
         leadership: Leadership | None = None,
         next_due: Callable[[], datetime | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jobs: Sequence[Callable[[], object]] = (),
     ):
         self.tick = tick
+        self.jobs = tuple(jobs)  # after each tick, by the leader (audit checkpoints)
         self.every_seconds = every_seconds
         self.leadership = leadership or SoleLeader()
         self.next_due = next_due
@@ -88,7 +91,14 @@ class Scheduler:
         """One tick now, on the caller's thread, if this bot leads; True if it ticked."""
         if not self.leadership.acquire():
             return False
-        self.tick()
+        try:
+            self.tick()
+        finally:
+            for job in self.jobs:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 - a job never stops the tick or the others
+                    log.exception("scheduled job %s failed; it runs again next tick", job)
         return True
 
     def _run(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .domain import DurationError, parse_duration
+from .messages import redact_url
 
 PUBLIC_PAGERDUTY_URL = "https://api.pagerduty.com"
 # The checkout this package lives in (plugins/accessbot/ -> the project), and the Errbot
@@ -49,6 +50,8 @@ class Settings:
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
     # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
     slack_allowed_teams: frozenset[str] = frozenset()
+    audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
+    audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
 
     @classmethod
     def load(
@@ -157,6 +160,8 @@ class Settings:
             lease_seconds=lease,
             strategy_workers=workers,
             slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
+            audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
+            audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
         )
 
 
@@ -242,3 +247,165 @@ def parse_size(value) -> int:
             f"ACCESS_AUDIT_MAX_BYTES must be a size like 50MB, 512k or 52428800, not {value!r}"
         )
     return int(match.group(1)) * 1024 ** " kmg".index(match.group(2).lower() or " ")
+
+
+# -- ACCESS_AUDIT_SINKS ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One destination of ACCESS_AUDIT_SINKS, checked: `accessbot.sinks` builds it."""
+
+    type: str  # http, splunk_hec, file, syslog
+    name: str  # the key of its cursor in the store; unique
+    options: Mapping[str, Any] = field(default_factory=dict)  # the other keys, as given
+
+    def get(self, key: str, default=None):
+        return self.options.get(key, default)
+
+
+SINK_EXAMPLES = {
+    "http": '{"type": "http", "url": "https://siem.example.com/accessbot", '
+    '"secret_env": "AUDIT_SINK_SECRET", "batch": 100}',
+    "splunk_hec": '{"type": "splunk_hec", "url": "https://splunk.example.com:8088", '
+    '"token_env": "SPLUNK_HEC_TOKEN"}',
+    "file": '{"type": "file", "path": "/mnt/worm/accessbot-audit.jsonl"}',
+    "syslog": '{"type": "syslog", "address": "siem.example.com:514", "protocol": "tcp"}',
+}
+# Every kind's keys: required ones, and optional ones with what they must be.
+_SINK_KEYS = {
+    "http": ({"url"}, {"secret_env", "batch", "timeout"}),
+    "splunk_hec": ({"url", "token_env"}, {"batch", "timeout", "index", "source", "sourcetype"}),
+    "file": ({"path"}, set()),
+    "syslog": ({"address"}, {"protocol", "timeout"}),
+}
+MAX_SINK_BATCH = 10_000
+
+
+def parse_sinks(value) -> tuple[SinkConfig, ...]:
+    """ACCESS_AUDIT_SINKS: a list of destinations (JSON in the environment), each checked
+    here so that a mistake stops the bot at start with what to write instead."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(
+                f"ACCESS_AUDIT_SINKS must be JSON: a list like [{SINK_EXAMPLES['http']}] "
+                f"({exc.msg} at character {exc.pos})"
+            ) from exc
+    if isinstance(value, Mapping):
+        value = [value]  # one sink given without the list around it
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(
+            f"ACCESS_AUDIT_SINKS must be a list of sinks, like [{SINK_EXAMPLES['file']}]"
+        )
+    sinks = [_sink(number, spec) for number, spec in enumerate(value)]
+    names = [s.name for s in sinks]
+    for number, name in enumerate(names):
+        if name in names[:number]:
+            raise SettingsError(
+                f"ACCESS_AUDIT_SINKS[{number}]: another sink is already called {name!r}; "
+                'give each a different "name" (it keys the sink\'s place in the log)'
+            )
+    return tuple(sinks)
+
+
+def _sink(number: int, spec) -> SinkConfig:
+    where = f"ACCESS_AUDIT_SINKS[{number}]"
+    kinds = ", ".join(sorted(SINK_EXAMPLES))
+    if not isinstance(spec, Mapping):
+        raise SettingsError(f"{where} must be a dict like {SINK_EXAMPLES['http']}")
+    kind = spec.get("type")
+    if kind not in SINK_EXAMPLES:
+        raise SettingsError(f"{where}: type {kind!r} is not a sink; use one of: {kinds}")
+    where = f"{where} ({kind})"
+    required, optional = _SINK_KEYS[kind]
+    example = SINK_EXAMPLES[kind]
+    unknown = sorted(set(spec) - required - optional - {"type", "name"})
+    if unknown:
+        allowed = ", ".join(sorted(required | optional | {"name"}))
+        raise SettingsError(f"{where}: unknown key {unknown[0]!r}; a {kind} sink takes {allowed}")
+    for key in sorted(required):
+        if not isinstance(spec.get(key), str) or not spec[key].strip():
+            raise SettingsError(f'{where}: "{key}" is required, e.g. {example}')
+    options = {k: v for k, v in spec.items() if k not in ("type", "name")}
+    for key in ("secret_env", "token_env"):
+        if key in spec and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(spec[key])):
+            raise SettingsError(
+                f'{where}: "{key}" names an environment variable, e.g. "AUDIT_SINK_SECRET", '
+                "not the secret itself"
+            )
+    if kind in ("http", "splunk_hec"):
+        url = str(spec["url"]).strip()
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise SettingsError(f'{where}: "url" must be an http(s) URL, e.g. {example}')
+        options["url"] = url
+    if "batch" in spec:
+        batch = spec["batch"]
+        if (
+            isinstance(batch, bool)
+            or not isinstance(batch, int)
+            or not 1 <= batch <= MAX_SINK_BATCH
+        ):
+            raise SettingsError(
+                f'{where}: "batch" must be a whole number of lines from 1 to {MAX_SINK_BATCH}, '
+                "e.g. 100"
+            )
+    if "timeout" in spec:
+        options["timeout"] = _sink_timeout(where, spec["timeout"])
+    if kind == "syslog":
+        host, _, port = str(spec["address"]).strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f'{where}: "address" must be host:port, e.g. {example}')
+        protocol = spec.get("protocol", "udp")
+        if protocol not in ("udp", "tcp"):
+            raise SettingsError(f'{where}: "protocol" must be "udp" or "tcp", not {protocol!r}')
+        options.update(host=host.strip("[]"), port=int(port), protocol=protocol)
+    name = spec.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise SettingsError(f'{where}: "name" must be a short text, e.g. "siem"')
+    return SinkConfig(kind, (name or _sink_name(kind, options)).strip(), options)
+
+
+def _sink_name(kind: str, options: Mapping[str, Any]) -> str:
+    """A sink's default name: its kind and where it sends, with no credentials."""
+    if kind in ("http", "splunk_hec"):
+        return f"{kind} {redact_url(options['url'])}"
+    if kind == "file":
+        return f"file {options['path']}"
+    return f"syslog {options['host']}:{options['port']}/{options['protocol']}"
+
+
+def _sink_timeout(where: str, value) -> float:
+    try:
+        seconds = (
+            parse_duration(value).total_seconds()
+            if isinstance(value, str) and not value.replace(".", "", 1).isdigit()
+            else float(value)
+        )
+    except (DurationError, TypeError, ValueError):
+        seconds = 0
+    if not 0 < seconds <= 300:
+        raise SettingsError(f'{where}: "timeout" must be seconds from 1 to 300, e.g. "10s"')
+    return seconds
+
+
+def _checkpoint_every(value) -> timedelta:
+    """ACCESS_AUDIT_CHECKPOINT: a duration like 5m; 0 or off: no checkpoints."""
+    if isinstance(value, timedelta):
+        return value
+    if str(value).strip().lower() in ("0", "off", "none", "false"):
+        return timedelta(0)
+    try:
+        every = parse_duration(value)
+    except DurationError as exc:
+        raise SettingsError(
+            f"ACCESS_AUDIT_CHECKPOINT must be a duration like 5m or 1h (0 turns checkpoints "
+            f"off), not {value!r}"
+        ) from exc
+    if every < timedelta(seconds=10):
+        raise SettingsError("ACCESS_AUDIT_CHECKPOINT must be at least 10s, e.g. 5m")
+    return every

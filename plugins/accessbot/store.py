@@ -34,7 +34,7 @@ import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +63,29 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A write of a request that someone else changed since it was read: nothing was written."""
+
+
+@dataclass(frozen=True)
+class SinkCursor:
+    """How far one audit sink has acknowledged the log: its last event's `seq` and line
+    hash, when; and its last delivery error (cleared by the next success)."""
+
+    name: str
+    seq: int = 0
+    hash: str = ""
+    shipped_at: str | None = None  # ISO time of the last acknowledged batch
+    error: str = ""
+    error_at: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "name"}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> SinkCursor:
+        known = {
+            k: data[k] for k in ("seq", "hash", "shipped_at", "error", "error_at") if k in data
+        }
+        return cls(name, **known)
 
 
 class RequestStore(Protocol):
@@ -130,6 +153,13 @@ class RequestStore(Protocol):
     def claims(self) -> MutableSet[str]:
         """The ids whose strategy call is under way, by this service or any live bot:
         `add` claims for this service, `discard` gives its claim back, `in` asks."""
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        """Where the audit sink `name` stands, or None if it never shipped or failed."""
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        """Store a sink's position durably; a `seq` below the stored one is kept back (two
+        bots racing after a lease change never move a sink backwards)."""
 
     def close(self) -> None: ...
 
@@ -329,6 +359,9 @@ class StoreFiles:
     archive_index: Path  # only a cache of the archive
     open_lock: Path  # held shared by every process that has the store open
     write_lock: Path  # held shared by each write, exclusively by a backup's copy
+    # How far each audit sink got. Not part of a backup: after a restore the log is
+    # shorter than what the sinks acknowledged, and the bot must say so at start.
+    sink_cursors: Path
 
     @classmethod
     def of(cls, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
@@ -341,6 +374,7 @@ class StoreFiles:
             archive_index=archive.with_suffix(".index.json"),
             open_lock=path.with_suffix(".open.lock"),
             write_lock=path.with_suffix(".write.lock"),
+            sink_cursors=path.with_suffix(".sinks.json"),
         )
 
     @property
@@ -406,6 +440,7 @@ class TinyDBStore:
         self.archive_path = files.archive
         self.journal_path = files.journal
         self.archive_index_path = files.archive_index
+        self.sink_cursors_path = files.sink_cursors
         self.compact_after = compact_after
         self._open_lock = FileLock(files.open_lock)
         if not self._open_lock.acquire(exclusive=False, wait=False):
@@ -659,6 +694,42 @@ class TinyDBStore:
         with self.lock:
             self._write_lock.close()
             self._open_lock.close()
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        with self.lock:
+            data = self._read_sink_cursors().get(name)
+        return SinkCursor.from_dict(name, data) if isinstance(data, dict) else None
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        with self.lock:
+            cursors = self._read_sink_cursors()
+            stored = cursors.get(cursor.name) or {}
+            if stored.get("seq", 0) > cursor.seq:
+                cursor = replace(
+                    cursor,
+                    seq=stored["seq"],
+                    hash=stored.get("hash", ""),
+                    shipped_at=stored.get("shipped_at"),
+                )
+            cursors[cursor.name] = cursor.to_dict()
+            try:
+                atomic_write(self.sink_cursors_path, json.dumps(cursors, sort_keys=True))
+            except OSError as exc:
+                raise StoreError(
+                    f"could not write {self.sink_cursors_path}: {exc.strerror or exc}"
+                ) from exc
+
+    def _read_sink_cursors(self) -> dict:
+        try:
+            data = json.loads(self.sink_cursors_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"{self.sink_cursors_path} is not readable JSON ({exc}); it only holds how "
+                "far each audit sink got: move it away and the sinks ship the log again"
+            ) from exc
+        return data if isinstance(data, dict) else {}
 
     def save(self, request: Request) -> None:
         self.save_many([request])
