@@ -444,6 +444,15 @@ class AuditLog(EventQueries):
                         except ValueError:
                             continue  # `verify` reports it; a reader skips it
 
+    def stored_lines(self) -> Iterator[StoredLine]:
+        """Every complete line that is an audit event, oldest first, exactly as stored."""
+        for path in chain_files(self.path):
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    seq = _seq_of(raw) if raw.endswith(b"\n") else None
+                    if seq is not None:
+                        yield StoredLine(seq, raw[:-1])
+
     def events_newest_first(self) -> Iterator[dict]:
         """Every event of the log, newest first, read backwards from the end."""
         for path in reversed(chain_files(self.path)):

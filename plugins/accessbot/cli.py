@@ -256,6 +256,14 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
         "postgresql:// URL (default when ACCESS_DB_URL is set); a rotated file like "
         "audit.jsonl.3 is checked on its own",
     )
+    verify.add_argument(
+        "--against",
+        metavar="COPY",
+        help="also compare the log with the lines an audit sink received (ndjson; syslog "
+        "lines; Splunk HEC events or a Splunk JSON export): events missing or changed "
+        "locally, or a chain started again, are tampering (exit 1); events the copy lacks "
+        "are lag",
+    )
 
     export = add_command(
         actions, "export", "write audit events as CSV or JSON lines for auditors", run_export
@@ -272,6 +280,8 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    if args.against:
+        return _verify_against(args, settings)
     url = _db_source(args.path, settings)
     if url:
         with _audit_table(url) as log:
@@ -284,6 +294,36 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if len(files) > 1:
         print("files checked, oldest first: " + ", ".join(str(f) for f in files))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _verify_against(args: argparse.Namespace, settings: Settings) -> int:
+    """The local log (files or the table) against a sink's copy; exit 1 on tampering."""
+    from .audit import AuditLog
+    from .audit_copy import compare, read_copy
+
+    try:
+        with open(args.against, "rb") as handle:
+            copy, skipped = read_copy(handle)
+    except OSError as exc:
+        raise CliError(f"--against {args.against}: {exc.strerror or exc}", EXIT_USAGE) from exc
+    url = _db_source(args.path, settings)
+    if url:
+        with _audit_table(url) as log:
+            result = compare(log.stored_lines(), copy, log.verify())
+            name = log.where
+    else:
+        target = Path(args.path) if args.path else Path(settings.audit_path)
+        if target.is_dir():
+            target = target / Path(settings.audit_path).name
+        files = chain_files(target)
+        # No files at all is what a deleted log looks like: every copied event is missing.
+        chain = verify_chain(files)
+        log = AuditLog(target, clock=lambda: datetime.now(UTC), max_bytes=None)
+        result = compare(log.stored_lines(), copy, chain)
+        name = f"the audit log at {target}" + (f" ({len(files)} files)" if len(files) > 1 else "")
+    result.skipped = skipped
+    print("\n".join(result.report(name, args.against)))
+    return EXIT_FAILED if result.tampered else EXIT_OK
 
 
 CSV_COLUMNS = (

@@ -158,6 +158,11 @@ class PostgresAuditLog(EventQueries):
 
     def lines(self) -> Iterator[str]:
         """The stored lines in chain order, read in batches."""
+        for line in self.stored_lines():
+            yield line.data.decode()
+
+    def stored_lines(self) -> Iterator[StoredLine]:
+        """Every row's line in chain order, exactly as stored, read in batches."""
         after = 0
         while True:
             with self.db.connection() as conn:
@@ -166,7 +171,7 @@ class PostgresAuditLog(EventQueries):
                     (after, BATCH),
                 ).fetchall()
             for after, line in rows:  # noqa: B007 - `after` is where the next batch starts
-                yield line
+                yield StoredLine(int(after), line.encode())
             if len(rows) < BATCH:
                 return
 
