@@ -12,10 +12,10 @@ from datetime import timedelta
 import pytest
 
 from accessbot.audit import AuditLog
-from accessbot.scheduler import SoleLeader
-from accessbot.settings import Settings, SettingsError, parse_sinks
-from accessbot.sinks import AuditSinks, Checkpoints
+from accessbot.settings import Settings, SettingsError
+from accessbot.sinks import Checkpoints
 from accessbot.store import SinkCursor, TinyDBStore
+from tests.builders import Deployment
 from tests.conftest import FakeClock, policy_file, request_id, sent_at_start, webhook_policy
 from tests.fake_sinks import AuditReceiver, FakeSplunkHec, SyslogListener
 
@@ -32,41 +32,6 @@ def receiver(monkeypatch):
 
 def http_sink(url: str, **extra) -> dict:
     return {"type": "http", "url": url, "secret_env": "AUDIT_SINK_SECRET", **extra}
-
-
-class Deployment:
-    """One bot's audit log, store and sinks in tmp_path, driven by hand (no threads)."""
-
-    def __init__(self, tmp_path, clock, *sinks: dict, max_bytes: int | None = None):
-        self.clock = clock
-        self.path = tmp_path / "data" / "audit.jsonl"
-        self.audit = AuditLog(self.path, clock, max_bytes)
-        self.store = TinyDBStore(tmp_path / "data" / "access.json")
-        self.told: list[str] = []
-        self.sinks = AuditSinks(
-            parse_sinks(list(sinks)), self.audit, self.store, SoleLeader(), clock, self.told.append
-        )
-
-    def events(self, count: int, event: str = "requested") -> None:
-        for number in range(count):
-            self.audit.append(event, actor="carol", request_id=f"r{number:05d}", reason="x" * 40)
-
-    def ship(self, worker: int = 0) -> int:
-        """Step the sink until it has nothing more to send (or fails); lines sent."""
-        total = 0
-        for _ in range(1000):
-            sent = self.sinks.workers[worker].step()
-            if not sent:
-                return total
-            total += sent
-        raise AssertionError("the sink never caught up")
-
-    def local_lines(self) -> list[bytes]:
-        return [line.data for line in self.audit.stored_lines()]
-
-    def close(self) -> None:
-        self.sinks.stop()
-        self.store.close()
 
 
 @pytest.fixture
@@ -494,3 +459,50 @@ def test_a_sink_cursor_never_moves_backwards_in_the_store(tmp_path):
         )
     finally:
         store.close()
+
+
+# -- on PostgreSQL ----------------------------------------------------------------------------------
+
+
+def test_on_postgresql_the_cursor_is_a_row_that_never_moves_backwards(pg_url, tmp_path):
+    from accessbot.postgres import Database, PostgresStore
+
+    store = PostgresStore(Database(pg_url))
+    try:
+        assert store.sink_cursor("siem") is None
+        store.save_sink_cursor(SinkCursor("siem", 10, "h10", "2026-11-24T09:00:00Z"))
+        store.save_sink_cursor(SinkCursor("siem", 7, "h7", error="late", error_at="t"))
+        assert store.sink_cursor("siem") == SinkCursor(
+            "siem", 10, "h10", "2026-11-24T09:00:00Z", "late", "t"
+        )
+    finally:
+        store.close()
+
+
+def test_on_postgresql_the_http_sink_ships_the_table_rows_byte_for_byte(pg_url, tmp_path, receiver):
+    bot = Deployment(tmp_path, FakeClock(), http_sink(receiver.url, batch=4), db_url=pg_url)
+    try:
+        bot.events(10)
+        assert bot.ship() == 10
+        assert receiver.lines() == bot.local_lines()
+        assert bot.sinks.check_at_start() == []
+    finally:
+        bot.close()
+
+
+def test_on_postgresql_a_checkpoint_pins_the_head_once_per_quiet_spell(pg_url, tmp_path):
+    clock = FakeClock()
+    bot = Deployment(tmp_path, clock, db_url=pg_url)
+    try:
+        job = Checkpoints(bot.audit, timedelta(minutes=5), clock)
+        job.run()
+        bot.events(2)
+        clock.advance(minutes=5)
+        made = job.run()
+        assert (made["seq"], made["head_seq"]) == (3, 2)
+        assert made["head_hash"] == made["prev"] == list(bot.audit.stored_lines())[1].hash
+        clock.advance(minutes=5)
+        assert job.run() is None
+        assert bot.audit.verify().ok
+    finally:
+        bot.close()
