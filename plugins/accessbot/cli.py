@@ -434,6 +434,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--since must be before --until", EXIT_USAGE)
     with _opened_log(args.log, settings, lambda: until, args.source) as (log, verdict, sources):
         summary = summarize(log.events(), since, until, verdict)
+        summary.sinks = _sink_statuses(settings, log)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
     if summary.spans and (missing := chart_missing()):
@@ -443,6 +444,37 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
     )
     return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+def _sink_statuses(settings: Settings, log) -> list:
+    """How far each configured sink got, from the cursors in the store (read without
+    opening it: the bot may be running)."""
+    from .sinks import status_of
+    from .store import SinkCursor, StoreError, StoreFiles, read_sink_cursors
+
+    if not settings.audit_sinks:
+        return []
+    head = log.head()
+    try:
+        if getattr(log, "db", None) is not None:
+            from .postgres import PostgresStore
+
+            store = PostgresStore(log.db)
+            cursors = {s.name: store.sink_cursor(s.name) for s in settings.audit_sinks}
+        else:
+            stored = read_sink_cursors(StoreFiles.of(settings.db_path).sink_cursors)
+            cursors = {
+                name: SinkCursor.from_dict(name, data)
+                for name, data in stored.items()
+                if isinstance(data, dict)
+            }
+    except StoreError as exc:
+        print(f"note: the sinks' positions are not in the report: {exc}", file=sys.stderr)
+        return []
+    return [
+        status_of(s.type, cursors.get(s.name) or SinkCursor(s.name), head[0] if head else 0)
+        for s in settings.audit_sinks
+    ]
 
 
 # -- check / test: policy CI -------------------------------------------------------------

@@ -483,21 +483,31 @@ class SinkWorker:
 
     def status(self, head: int) -> SinkStatus:
         cursor = self.store.sink_cursor(self.name) or SinkCursor(self.name)
-        stored_failing = bool(cursor.error_at) and (cursor.error_at or "") > (
-            cursor.shipped_at or ""
-        )
-        return SinkStatus(
-            self.name,
-            self.sink.kind,
-            cursor.seq,
-            head,
-            cursor.shipped_at,
-            cursor.error,
-            cursor.error_at,
-            failing=bool(self.attempts) or stored_failing,
-            retry_at=self.retry_at,
-            attempts=self.attempts,
-        )
+        return status_of(self.sink.kind, cursor, head, self.attempts, self.retry_at)
+
+
+def status_of(
+    kind: str,
+    cursor: SinkCursor,
+    head: int,
+    attempts: int = 0,
+    retry_at: datetime | None = None,
+) -> SinkStatus:
+    """A sink's status from its stored cursor: failing while its last error is newer than
+    its last delivery (what any bot, or the report, can tell), or while it is retrying."""
+    stored_failing = bool(cursor.error_at) and (cursor.error_at or "") > (cursor.shipped_at or "")
+    return SinkStatus(
+        cursor.name,
+        kind,
+        cursor.seq,
+        head,
+        cursor.shipped_at,
+        cursor.error,
+        cursor.error_at,
+        failing=bool(attempts) or stored_failing,
+        retry_at=retry_at,
+        attempts=attempts,
+    )
 
 
 class AuditSinks:

@@ -425,6 +425,21 @@ class FileLock:
             self._fd = None
 
 
+def read_sink_cursors(path: Path) -> dict[str, dict]:
+    """The sink cursors file of a TinyDB store (name -> fields); readable while the bot
+    runs (it is replaced whole), so the report reads it without opening the store."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{path} is not readable JSON ({exc}); it only holds how far each audit sink "
+            "got: move it away and the sinks ship the log again"
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
 class TinyDBStore:
     """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
     JSONL archive. One lock serialises every writer."""
@@ -720,16 +735,7 @@ class TinyDBStore:
                 ) from exc
 
     def _read_sink_cursors(self) -> dict:
-        try:
-            data = json.loads(self.sink_cursors_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"{self.sink_cursors_path} is not readable JSON ({exc}); it only holds how "
-                "far each audit sink got: move it away and the sinks ship the log again"
-            ) from exc
-        return data if isinstance(data, dict) else {}
+        return read_sink_cursors(self.sink_cursors_path)
 
     def save(self, request: Request) -> None:
         self.save_many([request])
