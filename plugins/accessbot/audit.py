@@ -209,6 +209,7 @@ class AuditLog(EventQueries):
         self._repair: str | None = None  # a torn tail we cut, to be recorded
         self._last_event = ""  # the event of the last line, to skip idle checkpoints
         self._positions: dict[int, tuple[int, int]] = {}  # seq -> (inode, offset) after it
+        self._positions_lock = threading.Lock()  # each sink reads on its own thread
 
     def _tail(self) -> None:
         """Find the hash and sequence number of the last complete line, once."""
@@ -291,13 +292,18 @@ class AuditLog(EventQueries):
     def head(self) -> tuple[int, str] | None:
         """The sequence number and hash of the last complete line in the files now, or
         None for an empty log (read from disk: what a sink can still be sent)."""
-        try:
-            for path in reversed(chain_files(self.path)):
-                last, _ = _last_line(path)
-                if last:
-                    return _seq_of(last) or 0, _digest(last)
-        except OSError as exc:
-            raise AuditError(f"could not read the audit log {self.path}: {exc}") from exc
+        for attempt in range(2):
+            try:
+                for path in reversed(chain_files(self.path)):
+                    last, _ = _last_line(path)
+                    if last:
+                        return _seq_of(last) or 0, _digest(last)
+                return None
+            except FileNotFoundError:
+                if attempt:  # renamed by a rotation between listing and reading: again
+                    raise AuditError(f"could not read the audit log {self.path}") from None
+            except OSError as exc:
+                raise AuditError(f"could not read the audit log {self.path}: {exc}") from exc
         return None
 
     def lines_after(self, seq: int, limit: int) -> list[StoredLine]:
@@ -307,7 +313,8 @@ class AuditLog(EventQueries):
         found = self._read_after(seq, limit)
         kept = continuous_from(found, seq)
         if len(kept) < len(found):  # a rotation between listing and reading: look again
-            self._positions.clear()
+            with self._positions_lock:
+                self._positions.clear()
             kept = continuous_from(self._read_after(seq, limit), seq)
         return kept
 
@@ -348,13 +355,15 @@ class AuditLog(EventQueries):
         return inode, offset
 
     def _remember(self, seq: int, inode: int, offset: int) -> None:
-        if len(self._positions) >= 32:
-            self._positions.pop(next(iter(self._positions)))
-        self._positions[seq] = (inode, offset)
+        with self._positions_lock:
+            if len(self._positions) >= 32:
+                self._positions.pop(next(iter(self._positions)))
+            self._positions[seq] = (inode, offset)
 
     def _position(self, files: list[Path], seq: int) -> tuple[int, int]:
         """(index into `files`, byte offset) to read on from, to find `seq + 1`."""
-        known = self._positions.get(seq)
+        with self._positions_lock:
+            known = self._positions.get(seq)
         if known is not None:
             inode, offset = known
             for index, path in enumerate(files):

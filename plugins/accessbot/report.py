@@ -132,18 +132,14 @@ def summarize(
                 break_glass=decision.get("actor") == BREAK_GLASS_ACTOR,
                 ends_at=_moment(record.get("expires_at")),
             )
-        elif event == "extended":
-            extension = _extension(record, requested, spans.get(rid))
-            if inside:
-                summary.extensions.append(extension)
         elif event in ("expired", "revoked") and rid in spans:
             spans[rid].end, spans[rid].ended = at, event
         elif event == "revoke_failed" and rid in spans:
             spans[rid].revoke_failures += 1
             spans[rid].failing_since = spans[rid].failing_since or at
+        _note(summary, record, inside, requested, spans)
         if inside:
             _count(summary, record, requested)
-            _note(summary, record)
     for rid, span in spans.items():
         span.reviewed_by = reviewed.get(rid, "")
         if span.start <= until and (span.end is None or span.end >= since):
@@ -193,10 +189,23 @@ def _extension(record: dict, requested: dict[str, dict], span: GrantSpan | None)
 SINK_EVENTS = ("sink_failing", "sink_recovered", "audit_tampering_suspected", "audit_repaired")
 
 
-def _note(summary: Summary, record: dict) -> None:
-    """The events the report lists besides grants: reloads, checkpoints, sink trouble."""
+def _note(
+    summary: Summary,
+    record: dict,
+    inside: bool,
+    requested: dict[str, dict],
+    spans: dict[str, GrantSpan],
+) -> None:
+    """The events the report lists besides grants: extensions (which also move a grant's
+    planned end, inside the period or before it), reloads, checkpoints, sink trouble."""
     event = record.get("event")
-    if event in ("policy_reloaded", "policy_reload_failed"):
+    if event == "extended":
+        extension = _extension(record, requested, spans.get(record.get("request_id")))
+        if inside:
+            summary.extensions.append(extension)
+    elif not inside:
+        return
+    elif event in ("policy_reloaded", "policy_reload_failed"):
         summary.reloads.append(record)
     elif event == "checkpoint":
         summary.checkpoints.append(record)

@@ -315,71 +315,68 @@ def parse_sinks(value) -> tuple[SinkConfig, ...]:
 
 def _sink(number: int, spec) -> SinkConfig:
     where = f"ACCESS_AUDIT_SINKS[{number}]"
-    kinds = ", ".join(sorted(SINK_EXAMPLES))
     if not isinstance(spec, Mapping):
         raise SettingsError(f"{where} must be a dict like {SINK_EXAMPLES['http']}")
     kind = spec.get("type")
     if kind not in SINK_EXAMPLES:
+        kinds = ", ".join(sorted(SINK_EXAMPLES))
         raise SettingsError(f"{where}: type {kind!r} is not a sink; use one of: {kinds}")
     where = f"{where} ({kind})"
     required, optional = _SINK_KEYS[kind]
-    example = SINK_EXAMPLES[kind]
     unknown = sorted(set(spec) - required - optional - {"type", "name"})
     if unknown:
         allowed = ", ".join(sorted(required | optional | {"name"}))
         raise SettingsError(f"{where}: unknown key {unknown[0]!r}; a {kind} sink takes {allowed}")
     for key in sorted(required):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
-            raise SettingsError(f'{where}: "{key}" is required, e.g. {example}')
+            raise SettingsError(f'{where}: "{key}" is required, e.g. {SINK_EXAMPLES[kind]}')
     options = {k: v for k, v in spec.items() if k not in ("type", "name")}
-    for key in ("secret_env", "token_env"):
-        if key in spec and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(spec[key])):
-            raise SettingsError(
-                f'{where}: "{key}" names an environment variable, e.g. "AUDIT_SINK_SECRET", '
-                "not the secret itself"
-            )
-    if kind in ("http", "splunk_hec"):
-        url = str(spec["url"]).strip()
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise SettingsError(f'{where}: "url" must be an http(s) URL, e.g. {example}')
-        options["url"] = url
-    if "batch" in spec:
-        batch = spec["batch"]
-        if (
-            isinstance(batch, bool)
-            or not isinstance(batch, int)
-            or not 1 <= batch <= MAX_SINK_BATCH
-        ):
-            raise SettingsError(
-                f'{where}: "batch" must be a whole number of lines from 1 to {MAX_SINK_BATCH}, '
-                "e.g. 100"
-            )
-    if "timeout" in spec:
-        options["timeout"] = _sink_timeout(where, spec["timeout"])
-    if kind == "syslog":
-        host, _, port = str(spec["address"]).strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(f'{where}: "address" must be host:port, e.g. {example}')
-        protocol = spec.get("protocol", "udp")
-        if protocol not in ("udp", "tcp"):
-            raise SettingsError(f'{where}: "protocol" must be "udp" or "tcp", not {protocol!r}')
-        options.update(host=host.strip("[]"), port=int(port), protocol=protocol)
+    for key, check in _SINK_CHECKS.items():
+        if key in spec:
+            options.update(check(f'{where}: "{key}"', spec[key], spec))
     name = spec.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise SettingsError(f'{where}: "name" must be a short text, e.g. "siem"')
     return SinkConfig(kind, (name or _sink_name(kind, options)).strip(), options)
 
 
-def _sink_name(kind: str, options: Mapping[str, Any]) -> str:
-    """A sink's default name: its kind and where it sends, with no credentials."""
-    if kind in ("http", "splunk_hec"):
-        return f"{kind} {redact_url(options['url'])}"
-    if kind == "file":
-        return f"file {options['path']}"
-    return f"syslog {options['host']}:{options['port']}/{options['protocol']}"
+def _env_name(what: str, value, spec) -> dict:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(value)):
+        raise SettingsError(
+            f'{what} names an environment variable, e.g. "AUDIT_SINK_SECRET", not the secret'
+        )
+    return {}
 
 
-def _sink_timeout(where: str, value) -> float:
+def _sink_url(what: str, value, spec) -> dict:
+    url = str(value).strip()
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise SettingsError(f"{what} must be an http(s) URL, e.g. {SINK_EXAMPLES[spec['type']]}")
+    return {"url": url}
+
+
+def _sink_batch(what: str, value, spec) -> dict:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SINK_BATCH:
+        raise SettingsError(
+            f"{what} must be a whole number of lines from 1 to {MAX_SINK_BATCH}, e.g. 100"
+        )
+    return {}
+
+
+def _sink_address(what: str, value, spec) -> dict:
+    host, _, port = str(value).strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{what} must be host:port, e.g. {SINK_EXAMPLES['syslog']}")
+    return {"host": host.strip("[]"), "port": int(port)}
+
+
+def _sink_protocol(what: str, value, spec) -> dict:
+    if value not in ("udp", "tcp"):
+        raise SettingsError(f'{what} must be "udp" or "tcp", not {value!r}')
+    return {}
+
+
+def _sink_timeout(what: str, value, spec) -> dict:
     try:
         seconds = (
             parse_duration(value).total_seconds()
@@ -389,8 +386,29 @@ def _sink_timeout(where: str, value) -> float:
     except (DurationError, TypeError, ValueError):
         seconds = 0
     if not 0 < seconds <= 300:
-        raise SettingsError(f'{where}: "timeout" must be seconds from 1 to 300, e.g. "10s"')
-    return seconds
+        raise SettingsError(f'{what} must be seconds from 1 to 300, e.g. "10s"')
+    return {"timeout": seconds}
+
+
+# What each optional or required key must be, and the values it stands for.
+_SINK_CHECKS = {
+    "secret_env": _env_name,
+    "token_env": _env_name,
+    "url": _sink_url,
+    "batch": _sink_batch,
+    "timeout": _sink_timeout,
+    "address": _sink_address,
+    "protocol": _sink_protocol,
+}
+
+
+def _sink_name(kind: str, options: Mapping[str, Any]) -> str:
+    """A sink's default name: its kind and where it sends, with no credentials."""
+    if kind in ("http", "splunk_hec"):
+        return f"{kind} {redact_url(options['url'])}"
+    if kind == "file":
+        return f"file {options['path']}"
+    return f"syslog {options['host']}:{options['port']}/{options.get('protocol', 'udp')}"
 
 
 def _checkpoint_every(value) -> timedelta:

@@ -456,6 +456,7 @@ class TinyDBStore:
         self.journal_path = files.journal
         self.archive_index_path = files.archive_index
         self.sink_cursors_path = files.sink_cursors
+        self._cursors_lock = threading.Lock()
         self.compact_after = compact_after
         self._open_lock = FileLock(files.open_lock)
         if not self._open_lock.acquire(exclusive=False, wait=False):
@@ -711,12 +712,12 @@ class TinyDBStore:
             self._open_lock.close()
 
     def sink_cursor(self, name: str) -> SinkCursor | None:
-        with self.lock:
+        with self._cursors_lock:
             data = self._read_sink_cursors().get(name)
         return SinkCursor.from_dict(name, data) if isinstance(data, dict) else None
 
     def save_sink_cursor(self, cursor: SinkCursor) -> None:
-        with self.lock:
+        with self._cursors_lock:  # not the store's lock: a sink's write never holds up a decision
             cursors = self._read_sink_cursors()
             stored = cursors.get(cursor.name) or {}
             if stored.get("seq", 0) > cursor.seq:
