@@ -506,3 +506,22 @@ def test_on_postgresql_a_checkpoint_pins_the_head_once_per_quiet_spell(pg_url, t
         assert bot.audit.verify().ok
     finally:
         bot.close()
+
+
+def test_a_bot_on_postgresql_ships_its_audit_table_to_the_sink(
+    pg_url, bot_factory, policy_dir, webhook, receiver
+):
+    from accessbot.postgres import Database, PostgresAuditLog
+
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_DB_URL=pg_url, ACCESS_AUDIT_SINKS=[http_sink(receiver.url)])
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fix INC-7"))
+    chat.reply("alice", f"!approve {rid}")
+    db = Database(pg_url, heartbeat=False)
+    try:
+        table = PostgresAuditLog(db, FakeClock())
+        wait_until(lambda: len(receiver.lines()) >= 3 and table.head()[0] == len(receiver.lines()))
+        assert receiver.lines() == [line.data for line in table.stored_lines()]
+    finally:
+        db.close()
+    assert "Audit sinks (shipped by this bot)" in chat.reply("admin", "!access audit status")

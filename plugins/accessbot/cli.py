@@ -1,6 +1,6 @@
 """`python -m accessbot`: the command line for admins and auditors.
 
-    python -m accessbot audit verify [PATH | postgresql://...]
+    python -m accessbot audit verify [PATH | postgresql://...] [--against COPY]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
     python -m accessbot check [--strict] [POLICY_DIR]
