@@ -419,13 +419,17 @@ class SinkWorker:
         lines = self.audit.lines_after(cursor.seq, self.sink.batch)
         if not lines:
             head = self.audit.head()
-            if head is not None and head[0] > cursor.seq:
+            if head is None or head[0] <= cursor.seq:
+                return 0
+            # More than we read: a line may have been written in between (read again),
+            # or the log has a hole after the cursor.
+            lines = self.audit.lines_after(cursor.seq, self.sink.batch)
+            if not lines:
                 raise SinkError(
                     f"the audit log has no event {cursor.seq + 1} although it goes on to "
                     f"{head[0]}: part of it is missing (run python -m accessbot audit verify); "
                     "shipping waits there"
                 )
-            return 0
         if cursor.hash and lines[0].record().get("prev") != cursor.hash:
             self._rewritten(cursor, lines[0])
         self.sink.send(lines)
