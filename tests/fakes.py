@@ -49,6 +49,17 @@ def stop_local(server: LocalServer) -> None:
     server.server_close()
 
 
+def signed_by(secret: str, headers, body: bytes, now: float, max_age: int = 300) -> bool:
+    """Does the body carry the webhook signature of `secret` (DESIGN section 3):
+    `X-Access-Signature` = sha256=HMAC-SHA256 of `"<X-Access-Timestamp>." + body`, the
+    timestamp within `max_age` seconds of `now`? As a real receiver checks it."""
+    stamp = headers.get("X-Access-Timestamp", "")
+    signed = stamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    fresh = stamp.isdigit() and abs(now - int(stamp)) <= max_age
+    return fresh and hmac.compare_digest(headers.get("X-Access-Signature", ""), expected)
+
+
 class WebhookTarget:
     """A webhook receiver that checks the signature like a real target would (README's
     webhook contract): `X-Access-Signature` is HMAC-SHA256 of `"<X-Access-Timestamp>." + body`,
@@ -102,15 +113,7 @@ class WebhookTarget:
                 if self.path.startswith("/login"):
                     self.do_GET()
                     return
-                stamp = self.headers.get("X-Access-Timestamp", "")
-                signed = stamp.encode() + b"." + body
-                expected = (
-                    "sha256=" + hmac.new(target.secret.encode(), signed, hashlib.sha256).hexdigest()
-                )
-                fresh = stamp.isdigit() and abs(target.clock() - int(stamp)) <= target.MAX_AGE
-                if not fresh or not hmac.compare_digest(
-                    self.headers.get("X-Access-Signature", ""), expected
-                ):
+                if not signed_by(target.secret, self.headers, body, target.clock()):
                     with target.lock:
                         target.rejected.append(self.headers.get("X-Access-Signature", ""))
                     self.respond(401, b"bad signature", "text/plain")

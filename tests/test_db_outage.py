@@ -74,6 +74,7 @@ def test_a_grant_made_during_an_outage_is_recorded_after_it_with_its_real_start(
     clock.advance(minutes=30)
     service.tick()
     assert service.store.get(rid).status is Status.EXPIRED
+    service.store.close()
 
 
 def test_the_heartbeat_keeps_the_scheduler_lease_through_a_tick_longer_than_it(pg_url):

@@ -53,3 +53,14 @@ def test_the_fields_example_is_a_whole_resource_that_loads(tmp_path):
     resource = load_policies(tmp_path).get("prod-db")
     assert set(resource.fields) == {"ticket", "env"}
     assert resource.fields["ticket"].required
+
+
+def test_the_audit_sinks_example_is_valid_config():
+    from accessbot.settings import parse_sinks
+
+    (example,) = python_blocks("### Setting up audit sinks")
+    config: dict = {}
+    exec(compile(example, "config.py", "exec"), config)
+    sinks = parse_sinks(config["ACCESS_AUDIT_SINKS"])
+    assert [s.type for s in sinks] == ["http", "splunk_hec", "file", "syslog"]
+    assert parse_sinks(json.dumps(config["ACCESS_AUDIT_SINKS"])) == sinks  # the env form

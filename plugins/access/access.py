@@ -46,6 +46,7 @@ from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
+from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
@@ -66,7 +67,7 @@ HELP = """Just-in-time access. Commands:
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
 - `!access standing [resource]`: who holds access at the targets that no grant explains (approvers, admins)
-- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
+- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`, `!access audit status`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
@@ -93,7 +94,7 @@ class Access(BotPlugin):
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
-        self.courier = self.standing = None
+        self.courier = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
         super().activate()
@@ -136,6 +137,17 @@ class Access(BotPlugin):
             log.critical("%s", self.startup_error)
             self.tell_admins(self.startup_error)
             return
+        # The audit sinks: a log shorter than what a sink acknowledged is told (and
+        # audited) before anything else is written; shipping starts with the scheduler.
+        self.sinks = AuditSinks(
+            self.settings.audit_sinks,
+            self.backend.audit,
+            self.backend.store,
+            self.backend.leadership,
+            self.clock,
+            alarm=self.tell_admins,
+        )
+        self.sinks.check_at_start()
         self.service = AccessService(
             store=self.backend.store,
             audit=self.backend.audit,
@@ -193,6 +205,9 @@ class Access(BotPlugin):
             clock=self.clock,
             on_beat=self.scheduler_beat,
             jobs=jobs,
+            after_tick=[
+                Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
+            ],
         )
         self.health = Health(
             self.settings.tick_seconds,
@@ -202,6 +217,7 @@ class Access(BotPlugin):
         # Whatever expired while the bot was down is revoked before anything else.
         self.scheduler.run_once()
         self.scheduler.start()
+        self.sinks.start()
         if self.settings.policy_watch:
             self.watcher = PolicyWatcher(
                 self.settings.policy_dir,
@@ -218,6 +234,7 @@ class Access(BotPlugin):
             getattr(self, "watcher", None),
             getattr(self, "scheduler", None),
             getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+            getattr(self, "sinks", None),
         ):
             if thread is not None:
                 thread.stop()
@@ -370,12 +387,16 @@ class Access(BotPlugin):
 
     @botcmd
     def access_audit(self, msg, args):
-        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`."""
+        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`; `!access audit status` (the sinks)."""
 
         def audit(actor):
             query = parse_audit_args(args)
             if query.pop("verify", False):
                 return self.service.verify_audit(actor)
+            if query.pop("status", False):
+                if not actor.is_admin:
+                    raise AccessError("Only bot admins (BOT_ADMINS) can see the audit sinks.")
+                return self.sinks.status_text()
             return self.service.audit_events(actor, **query)
 
         yield from self.run(msg, audit)

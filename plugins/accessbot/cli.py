@@ -1,6 +1,6 @@
 """`python -m accessbot`: the command line for admins and auditors.
 
-    python -m accessbot audit verify [PATH | postgresql://...]
+    python -m accessbot audit verify [PATH | postgresql://...] [--against COPY]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
     python -m accessbot check [--strict] [POLICY_DIR]
@@ -257,6 +257,14 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
         "postgresql:// URL (default when ACCESS_DB_URL is set); a rotated file like "
         "audit.jsonl.3 is checked on its own",
     )
+    verify.add_argument(
+        "--against",
+        metavar="COPY",
+        help="also compare the log with the lines an audit sink received (ndjson; syslog "
+        "lines; Splunk HEC events or a Splunk JSON export): events missing or changed "
+        "locally, or a chain started again, are tampering (exit 1); events the copy lacks "
+        "are lag",
+    )
 
     export = add_command(
         actions, "export", "write audit events as CSV or JSON lines for auditors", run_export
@@ -273,6 +281,8 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    if args.against:
+        return _verify_against(args, settings)
     url = _db_source(args.path, settings)
     if url:
         with _audit_table(url) as log:
@@ -285,6 +295,36 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if len(files) > 1:
         print("files checked, oldest first: " + ", ".join(str(f) for f in files))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _verify_against(args: argparse.Namespace, settings: Settings) -> int:
+    """The local log (files or the table) against a sink's copy; exit 1 on tampering."""
+    from .audit import AuditLog
+    from .audit_copy import compare, read_copy
+
+    try:
+        with open(args.against, "rb") as handle:
+            copy, skipped = read_copy(handle)
+    except OSError as exc:
+        raise CliError(f"--against {args.against}: {exc.strerror or exc}", EXIT_USAGE) from exc
+    url = _db_source(args.path, settings)
+    if url:
+        with _audit_table(url) as log:
+            result = compare(log.stored_lines(), copy, log.verify())
+            name = log.where
+    else:
+        target = Path(args.path) if args.path else Path(settings.audit_path)
+        if target.is_dir():
+            target = target / Path(settings.audit_path).name
+        files = chain_files(target)
+        # No files at all is what a deleted log looks like: every copied event is missing.
+        chain = verify_chain(files)
+        log = AuditLog(target, clock=lambda: datetime.now(UTC), max_bytes=None)
+        result = compare(log.stored_lines(), copy, chain)
+        name = f"the audit log at {target}" + (f" ({len(files)} files)" if len(files) > 1 else "")
+    result.skipped = skipped
+    print("\n".join(result.report(name, args.against)))
+    return EXIT_FAILED if result.tampered else EXIT_OK
 
 
 CSV_COLUMNS = (
@@ -395,6 +435,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--since must be before --until", EXIT_USAGE)
     with _opened_log(args.log, settings, lambda: until, args.source) as (log, verdict, sources):
         summary = summarize(log.events(), since, until, verdict)
+        summary.sinks = _sink_statuses(settings, log)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
     if summary.spans and (missing := chart_missing()):
@@ -404,6 +445,37 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
     )
     return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+def _sink_statuses(settings: Settings, log) -> list:
+    """How far each configured sink got, from the cursors in the store (read without
+    opening it: the bot may be running)."""
+    from .sinks import status_of
+    from .store import SinkCursor, StoreError, StoreFiles, read_sink_cursors
+
+    if not settings.audit_sinks:
+        return []
+    head = log.head()
+    try:
+        if getattr(log, "db", None) is not None:
+            from .postgres import PostgresStore
+
+            store = PostgresStore(log.db)
+            cursors = {s.name: store.sink_cursor(s.name) for s in settings.audit_sinks}
+        else:
+            stored = read_sink_cursors(StoreFiles.of(settings.db_path).sink_cursors)
+            cursors = {
+                name: SinkCursor.from_dict(name, data)
+                for name, data in stored.items()
+                if isinstance(data, dict)
+            }
+    except StoreError as exc:
+        print(f"note: the sinks' positions are not in the report: {exc}", file=sys.stderr)
+        return []
+    return [
+        status_of(s.type, cursors.get(s.name) or SinkCursor(s.name), head[0] if head else 0)
+        for s in settings.audit_sinks
+    ]
 
 
 # -- check / test: policy CI -------------------------------------------------------------

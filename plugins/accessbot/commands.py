@@ -179,15 +179,16 @@ def parse_resource_arg(args: str, command: str) -> str | None:
 
 AUDIT_USAGE = (
     "`!access audit [user=alice] [resource=prod-db] [id=k3m9qx] [since=2h] [limit=20]` "
-    "(bare words work too: `!access audit prod-db 2h`) or `!access audit verify`"
+    "(bare words work too: `!access audit prod-db 2h`), `!access audit verify` or "
+    "`!access audit status`"
 )
 
 
 def parse_audit_args(args: str) -> dict:
     query: dict = {}
     for token in str(args).split():
-        if token == "verify":
-            query["verify"] = True
+        if token in ("verify", "status"):
+            query[token] = True
             continue
         key, sep, value = token.partition("=")
         if not sep:

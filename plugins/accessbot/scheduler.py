@@ -11,7 +11,8 @@ and take over when the lease of a dead leader runs out.
 
 Periodic `jobs` (the standing-access sweep) run on the leader too, each on its own
 thread when its `due(now)` says so by the injected clock, one run of a job at a time:
-a slow job never delays a revocation.
+a slow job never delays a revocation. `after_tick` callables (audit checkpoints) run on
+the leader after every tick; their own clocks say when they have work.
 """
 
 from __future__ import annotations
@@ -65,11 +66,13 @@ class Scheduler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_beat: Callable[[bool], None] | None = None,
         jobs: Sequence[Job] = (),
+        after_tick: Sequence[Callable[[], object]] = (),
     ):
         self.tick = tick
         self.on_beat = on_beat  # told after every lease check: True when this bot leads
         self.jobs = list(jobs)
         self._job_threads: dict[str, threading.Thread] = {}
+        self.after_tick = tuple(after_tick)  # after each tick, by the leader (checkpoints)
         self.every_seconds = every_seconds
         self.leadership = leadership or SoleLeader()
         self.next_due = next_due
@@ -114,7 +117,14 @@ class Scheduler:
             self.on_beat(leads)
         if not leads:
             return False
-        self.tick()
+        try:
+            self.tick()
+        finally:
+            for job in self.after_tick:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 - a job never stops the tick or the others
+                    log.exception("scheduled job %s failed; it runs again next tick", job)
         return True
 
     def _run(self) -> None:

@@ -1837,6 +1837,8 @@ class AccessService:
                         extension.decided_by or "policy",
                         outcome="active",
                         detail=f"by {extension.id} until {msg.when(new_end)}",
+                        expires_at=iso(new_end),
+                        extension=extension.id,
                     )
                     extension.move(
                         Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"

@@ -38,7 +38,7 @@ import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +67,29 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A write of a request that someone else changed since it was read: nothing was written."""
+
+
+@dataclass(frozen=True)
+class SinkCursor:
+    """How far one audit sink has acknowledged the log: its last event's `seq` and line
+    hash, when; and its last delivery error (cleared by the next success)."""
+
+    name: str
+    seq: int = 0
+    hash: str = ""
+    shipped_at: str | None = None  # ISO time of the last acknowledged batch
+    error: str = ""
+    error_at: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "name"}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> SinkCursor:
+        known = {
+            k: data[k] for k in ("seq", "hash", "shipped_at", "error", "error_at") if k in data
+        }
+        return cls(name, **known)
 
 
 class RequestStore(Protocol):
@@ -142,6 +165,13 @@ class RequestStore(Protocol):
 
     def save_standing(self, resource: str, state: dict | None) -> None:
         """Replace one resource's standing-access document durably; None forgets it."""
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        """Where the audit sink `name` stands, or None if it never shipped or failed."""
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        """Store a sink's position durably; a `seq` below the stored one is kept back (two
+        bots racing after a lease change never move a sink backwards)."""
 
     def close(self) -> None: ...
 
@@ -342,6 +372,9 @@ class StoreFiles:
     open_lock: Path  # held shared by every process that has the store open
     write_lock: Path  # held shared by each write, exclusively by a backup's copy
     standing: Path  # what the standing-access sweep found, per resource
+    # How far each audit sink got. Not part of a backup: after a restore the log is
+    # shorter than what the sinks acknowledged, and the bot must say so at start.
+    sink_cursors: Path
 
     @classmethod
     def of(cls, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
@@ -355,6 +388,7 @@ class StoreFiles:
             open_lock=path.with_suffix(".open.lock"),
             write_lock=path.with_suffix(".write.lock"),
             standing=path.with_suffix(".standing.json"),
+            sink_cursors=path.with_suffix(".sinks.json"),
         )
 
     @property
@@ -405,6 +439,21 @@ class FileLock:
             self._fd = None
 
 
+def read_sink_cursors(path: Path) -> dict[str, dict]:
+    """The sink cursors file of a TinyDB store (name -> fields); readable while the bot
+    runs (it is replaced whole), so the report reads it without opening the store."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{path} is not readable JSON ({exc}); it only holds how far each audit sink "
+            "got: move it away and the sinks ship the log again"
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
 class TinyDBStore:
     """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
     JSONL archive. One lock serialises every writer."""
@@ -420,6 +469,8 @@ class TinyDBStore:
         self.archive_path = files.archive
         self.journal_path = files.journal
         self.archive_index_path = files.archive_index
+        self.sink_cursors_path = files.sink_cursors
+        self._cursors_lock = threading.Lock()
         self.compact_after = compact_after
         self._open_lock = FileLock(files.open_lock)
         if not self._open_lock.acquire(exclusive=False, wait=False):
@@ -715,6 +766,33 @@ class TinyDBStore:
                 ) from exc
             self._standing = state
         return self._standing
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        with self._cursors_lock:
+            data = self._read_sink_cursors().get(name)
+        return SinkCursor.from_dict(name, data) if isinstance(data, dict) else None
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        with self._cursors_lock:  # not the store's lock: a sink's write never holds up a decision
+            cursors = self._read_sink_cursors()
+            stored = cursors.get(cursor.name) or {}
+            if stored.get("seq", 0) > cursor.seq:
+                cursor = replace(
+                    cursor,
+                    seq=stored["seq"],
+                    hash=stored.get("hash", ""),
+                    shipped_at=stored.get("shipped_at"),
+                )
+            cursors[cursor.name] = cursor.to_dict()
+            try:
+                atomic_write(self.sink_cursors_path, json.dumps(cursors, sort_keys=True))
+            except OSError as exc:
+                raise StoreError(
+                    f"could not write {self.sink_cursors_path}: {exc.strerror or exc}"
+                ) from exc
+
+    def _read_sink_cursors(self) -> dict:
+        return read_sink_cursors(self.sink_cursors_path)
 
     def save(self, request: Request) -> None:
         self.save_many([request])

@@ -145,6 +145,22 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "sink_cursors: how far each audit sink has acknowledged the chain, its last error",
+        (
+            """
+            CREATE TABLE sink_cursors (
+                name       text PRIMARY KEY,
+                seq        bigint NOT NULL DEFAULT 0,
+                hash       text NOT NULL DEFAULT '',
+                shipped_at text,
+                error      text NOT NULL DEFAULT '',
+                error_at   text
+            )
+            """,
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version

@@ -16,7 +16,7 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from ..domain import Request, Status
-from ..store import ConflictError
+from ..store import ConflictError, SinkCursor
 from .database import Database
 
 _COLUMNS = """
@@ -196,6 +196,35 @@ class PostgresStore:
                 ON CONFLICT (resource) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
                 """,
                 (resource, Jsonb(state)),
+            )
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, hash, shipped_at, error, error_at FROM sink_cursors WHERE name = %s",
+                (name,),
+            ).fetchone()
+        if row is None:
+            return None
+        seq, hash_, shipped_at, error, error_at = row
+        return SinkCursor(name, int(seq), hash_, shipped_at, error, error_at)
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        """One upsert; a lower `seq` than the stored one keeps the stored position."""
+        with self.db.connection() as conn:
+            conn.execute(
+                """
+                INSERT INTO sink_cursors (name, seq, hash, shipped_at, error, error_at)
+                VALUES (%(name)s, %(seq)s, %(hash)s, %(shipped_at)s, %(error)s, %(error_at)s)
+                ON CONFLICT (name) DO UPDATE SET
+                    hash = CASE WHEN EXCLUDED.seq >= sink_cursors.seq
+                                THEN EXCLUDED.hash ELSE sink_cursors.hash END,
+                    shipped_at = CASE WHEN EXCLUDED.seq >= sink_cursors.seq
+                                THEN EXCLUDED.shipped_at ELSE sink_cursors.shipped_at END,
+                    seq = greatest(EXCLUDED.seq, sink_cursors.seq),
+                    error = EXCLUDED.error, error_at = EXCLUDED.error_at
+                """,
+                {"name": cursor.name, **cursor.to_dict()},
             )
 
     def close(self) -> None:
