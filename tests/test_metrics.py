@@ -55,6 +55,18 @@ def test_metrics_count_requests_grants_revokes_and_lateness(start_bot, fake, web
     assert done[("accessbot_scheduler_leader", ())] == 1
     assert done[("accessbot_scheduler_ticks_total", ())] >= 1
     assert done[("accessbot_chat_delivery_seconds_count", (("audience", "channel"),))] >= 1
+    assert done[("accessbot_notices_queued", ())] >= 0
+
+
+def test_metrics_show_each_audit_sinks_lag(start_bot, fake, tmp_path):
+    copy = tmp_path / "copy.jsonl"
+    bot = start_bot("http", config={"ACCESS_AUDIT_SINKS": [{"type": "file", "path": str(copy)}]})
+    request_card(bot, fake)  # something to ship
+    fake.wait(lambda: copy.exists() and copy.read_text(), "the sink's copy")
+    name = f"file {copy}"
+    lag = ("accessbot_audit_sink_lag_events", (("kind", "file"), ("sink", name)))
+    fake.wait(lambda: scrape(bot).get(lag) == 0, "the sink catching up")
+    assert scrape(bot)[("accessbot_audit_sink_failing", (("sink", name),))] == 0
 
 
 def test_health_is_ok_while_the_scheduler_ticks_and_503_when_it_stops(start_bot, fake):

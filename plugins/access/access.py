@@ -148,6 +148,7 @@ class Access(BotPlugin):
             alarm=self.tell_admins,
         )
         self.sinks.check_at_start()
+        self.metrics.watch_sinks(self.sinks.status)
         self.service = AccessService(
             store=self.backend.store,
             audit=self.backend.audit,
@@ -282,6 +283,8 @@ class Access(BotPlugin):
     def scheduler_beat(self, leads: bool) -> None:
         """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics."""
         self.metrics.leader.set(1 if leads else 0)
+        if self.courier is not None:
+            self.metrics.notices_queued.set(self.courier.depth)
         self.metrics.last_tick.set_to_current_time()
         if leads:
             self.metrics.ticks.inc()

@@ -85,6 +85,16 @@ class Metrics:
         )
         if counts is not None:
             r.register(_RequestCounts(counts))
+        self.notices_queued = Gauge(
+            "accessbot_notices_queued", "Batches of notices waiting for the courier", registry=r
+        )
+        self._sinks: Callable[[], list] | None = None
+        r.register(_SinkLag(lambda: self._sinks() if self._sinks else []))
+
+    def watch_sinks(self, status: Callable[[], list]) -> None:
+        """Report each audit sink's lag (`status()` gives objects with name, kind, lag,
+        failing)."""
+        self._sinks = status
 
     def target_call(self, strategy: str, action: str, seconds: float, ok: bool) -> None:
         self.target_calls.labels(strategy, action).observe(seconds)
@@ -94,6 +104,31 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The text Prometheus scrapes, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _SinkLag:
+    """Audit events not yet acknowledged by each sink, and whether it is failing."""
+
+    def __init__(self, status: Callable[[], list]):
+        self.status = status
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        lag = GaugeMetricFamily(
+            "accessbot_audit_sink_lag_events",
+            "Audit events the sink has not acknowledged yet",
+            labels=["sink", "kind"],
+        )
+        failing = GaugeMetricFamily(
+            "accessbot_audit_sink_failing", "1 while the sink's deliveries fail", labels=["sink"]
+        )
+        for sink in self.status():
+            lag.add_metric([sink.name, sink.kind], sink.lag)
+            failing.add_metric([sink.name], 1 if sink.failing else 0)
+        yield lag
+        yield failing
 
 
 class _RequestCounts:
