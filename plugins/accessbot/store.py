@@ -29,6 +29,7 @@ import gc
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from bisect import bisect_left, bisect_right, insort
@@ -119,10 +120,30 @@ class RequestStore(Protocol):
         first."""
 
     def pending_created_before(self, at: datetime) -> list[Request]:
-        """Pending requests created at or before `at`, oldest first (time-outs)."""
+        """Pending requests whose `waits_since` is at or before `at`, oldest first
+        (time-outs): when they were made or, with escalation levels, when their last
+        level is asked."""
 
     def nudges_due(self, at: datetime) -> list[Request]:
         """Pending requests whose `next_nudge_at` is at or before `at`, earliest first."""
+
+    def escalations_due(self, at: datetime) -> list[Request]:
+        """Pending requests whose `next_escalation_at` is at or before `at`, earliest first."""
+
+    def follow_ups_due(self) -> list[Request]:
+        """Requests, live or finished, with after_grant / after_revoke hooks still to run
+        (`follow_ups_due` not empty), oldest first."""
+
+    def history_count(
+        self,
+        requester: str,
+        resource: str,
+        statuses: Iterable[Status],
+        since: datetime | None,
+    ) -> int:
+        """How many requests (not extensions) `requester` made for `resource`, live or
+        finished, now in one of `statuses`, made at or after `since` (None: ever). An
+        index count: it costs that person's requests of that resource, not the archive."""
 
     def transaction(self) -> AbstractContextManager:
         """One atomic decision: every bot on this store waits while a block runs in one;
@@ -308,6 +329,45 @@ class _TimeIndex:
         return self._order[0][1] if self._order else None
 
 
+# The head of an archive line as `to_dict` writes it (fields in their declared order):
+# requester, resource and when it was made, read without parsing the whole line.
+_HEAD = re.compile(
+    rb'\{"id":"[^"\\]*","requester":"([^"\\]*)","resource":"([^"\\]*)",'
+    rb'"duration":[^,]*,"reason":"(?:[^"\\]|\\.)*","created_at":"([^"\\]+)"'
+)
+
+
+def _history_entry(line: bytes) -> tuple[str, str, float, Status] | None:
+    """(requester, resource, made at, status) of an archive line, cheaply; None for an
+    extension request. The keys after the head hold no free-form dict before `status` and
+    `extends` (strategy settings have fixed keys; user text has its quotes escaped), so
+    their first occurrence is theirs. Anything unusual is parsed in full."""
+    head = _HEAD.match(line)
+    if head is not None:
+        at = line.find(b'"requester_id":', head.end())
+        status_at = line.find(b'"status":"', at) if at >= 0 else -1
+        status_end = line.find(b'"', status_at + 10) if status_at >= 0 else -1
+        extends_at = line.find(b'"extends":', status_end) if status_end >= 0 else -1
+        if extends_at >= 0:
+            if line[extends_at + 10 : extends_at + 14] != b"null":
+                return None
+            return (
+                head.group(1).decode(),
+                head.group(2).decode(),
+                datetime.fromisoformat(head.group(3).decode()).timestamp(),
+                Status(line[status_at + 10 : status_end].decode()),
+            )
+    record = json.loads(line)
+    if record.get("extends"):
+        return None
+    return (
+        record["requester"],
+        record["resource"],
+        datetime.fromisoformat(record["created_at"]).timestamp(),
+        Status(record["status"]),
+    )
+
+
 def _archive_id(line: bytes) -> str:
     """The id of an archive line, cheaply: `to_dict` puts `id` first, so a line starts
     `{"id":"abc234",`. Anything else is parsed in full."""
@@ -431,6 +491,9 @@ class TinyDBStore:
         self._archive_index: dict[str, int] = {}
         self._archive_indexed_to = 0  # how much of the archive the index file covers
         self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
+        self._follow_ups: set[str] = set()  # after-hooks still to run, live or archived
+        # Finished requests (not extensions) by (requester, resource): id -> (made at, status).
+        self._history: dict[tuple[str, str], dict[str, tuple[float, Status]]] = {}
         # Indexes over the live requests.
         self._by_status: dict[Status, set[str]] = {}
         self._by_requester: dict[str, set[str]] = {}
@@ -439,6 +502,7 @@ class TinyDBStore:
         self._remind_at = _TimeIndex()  # active, not reminded: when it ends
         self._pending_since = _TimeIndex()  # pending: when it was created
         self._nudge_at = _TimeIndex()  # pending: when the approvers are reminded
+        self._escalate_at = _TimeIndex()  # pending: when the next escalation level is asked
         self._load()
 
     # -- loading -------------------------------------------------------------------
@@ -483,6 +547,7 @@ class TinyDBStore:
             self._unindex(self._live[request.id])
         self._live[request.id] = request
         self._track_review(request)  # also on loading: break-glass grants still live
+        self._track_follow_ups(request)
         if text is not None:
             self._text[request.id] = text
         else:
@@ -596,10 +661,15 @@ class TinyDBStore:
                             continue
                     index[request_id] = start
                     good_end = offset
-                    if b'"review_required":true' in line:  # rare: parse only these
-                        self._track_review(Request.from_dict(json.loads(line)))
+                    if b'"review_required":true' in line or b'"follow_ups_due":["' in line:
+                        request = Request.from_dict(json.loads(line))  # rare: parse only these
+                        self._track_review(request)
+                        self._track_follow_ups(request)
+                        self._remember(request)
                     else:
                         awaiting.discard(request_id)
+                        self._follow_ups.discard(request_id)
+                        self._remember_line(request_id, line)
         self._archive.cut_torn_tail(good_end, offset + len(rest))
 
     def _load_archive_index(self, size: int) -> int:
@@ -609,8 +679,21 @@ class TinyDBStore:
             saved = json.loads(self.archive_index_path.read_bytes())
             covers, ids = int(saved["covers"]), saved["ids"]
             awaiting, (last_id, last_offset) = saved["awaiting"], saved["last"]
-            if not (isinstance(ids, dict) and isinstance(awaiting, list) and 0 < covers <= size):
+            follow_ups, history = saved["follow_ups"], saved["history"]
+            if not (
+                isinstance(ids, dict)
+                and isinstance(awaiting, list)
+                and isinstance(follow_ups, list)
+                and isinstance(history, list)
+                and 0 < covers <= size
+            ):
                 raise ValueError("not an index of this archive")
+            found_history = {
+                (str(requester), str(resource)): {
+                    str(i): (float(at), Status(status)) for i, at, status in entries
+                }
+                for requester, resource, entries in history
+            }
             with open(self.archive_path, "rb") as handle:
                 # The newest line it knows is where it says, and ends where it says.
                 handle.seek(last_offset)
@@ -626,6 +709,8 @@ class TinyDBStore:
             return 0
         self._archive_index.update(ids)
         self._awaiting_review.update(awaiting)
+        self._follow_ups.update(follow_ups)
+        self._history.update(found_history)
         self._archive_indexed_to = covers
         return covers
 
@@ -640,6 +725,11 @@ class TinyDBStore:
             "last": [last_id, self._archive_index[last_id]],
             "ids": self._archive_index,
             "awaiting": [i for i in self._awaiting_review if i in self._archive_index],
+            "follow_ups": [i for i in self._follow_ups if i in self._archive_index],
+            "history": [
+                [requester, resource, [[i, at, status.value] for i, (at, status) in found.items()]]
+                for (requester, resource), found in self._history.items()
+            ],
         }
         try:
             atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
@@ -694,6 +784,8 @@ class TinyDBStore:
                 self._archive_index[request.id] = offset
                 offset += len(line.encode()) + 1
                 self._track_review(request)
+                self._track_follow_ups(request)
+                self._remember(request)
                 self._drop(request.id)
         if live:
             texts = [json.dumps(r.to_dict(), separators=(",", ":")) for r in live]
@@ -807,6 +899,42 @@ class TinyDBStore:
         with self.lock:
             return [self._live[i].copy() for i in self._nudge_at.until(at)]
 
+    def escalations_due(self, at: datetime) -> list[Request]:
+        with self.lock:
+            return [self._live[i].copy() for i in self._escalate_at.until(at)]
+
+    def follow_ups_due(self) -> list[Request]:
+        with self.lock:
+            ids = list(self._follow_ups)
+        found = [r for r in (self.get(i) for i in ids) if r is not None and r.follow_ups_due]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def history_count(
+        self,
+        requester: str,
+        resource: str,
+        statuses: Iterable[Status],
+        since: datetime | None,
+    ) -> int:
+        wanted = {Status(s) for s in statuses}
+        floor = since.timestamp() if since is not None else None
+        with self.lock:
+            count = sum(
+                1
+                for at, status in self._history.get((requester, resource), {}).values()
+                if status in wanted and (floor is None or at >= floor)
+            )
+            for request_id in self._by_requester.get(requester, ()):
+                request = self._live[request_id]
+                if (
+                    request.resource == resource
+                    and not request.extends
+                    and request.status in wanted
+                    and (floor is None or request.created_at.timestamp() >= floor)
+                ):
+                    count += 1
+        return count
+
     def awaiting_review(self) -> list[Request]:
         """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first.
 
@@ -875,8 +1003,9 @@ class TinyDBStore:
         unreminded = request.status is Status.ACTIVE and not request.reminder_sent
         self._remind_at.put(rid, request.expires_at if unreminded else None)
         pending = request.status is Status.PENDING
-        self._pending_since.put(rid, request.created_at if pending else None)
+        self._pending_since.put(rid, request.waits_since if pending else None)
         self._nudge_at.put(rid, request.next_nudge_at if pending else None)
+        self._escalate_at.put(rid, request.next_escalation_at if pending else None)
 
     def _unindex(self, request: Request) -> None:
         rid = request.id
@@ -890,8 +1019,37 @@ class TinyDBStore:
                 ids.discard(rid)
                 if not ids:
                     del index[key]
-        for index in (self._revoke_at, self._remind_at, self._pending_since, self._nudge_at):
+        for index in (
+            self._revoke_at,
+            self._remind_at,
+            self._pending_since,
+            self._nudge_at,
+            self._escalate_at,
+        ):
             index.put(rid, None)
+
+    def _track_follow_ups(self, request: Request) -> None:
+        if request.follow_ups_due:
+            self._follow_ups.add(request.id)
+        else:
+            self._follow_ups.discard(request.id)
+
+    def _remember(self, request: Request) -> None:
+        """A finished request into the history index (extensions are not counted)."""
+        if not request.extends:
+            found = self._history.setdefault((request.requester, request.resource), {})
+            found[request.id] = (request.created_at.timestamp(), request.status)
+
+    def _remember_line(self, request_id: str, line: bytes) -> None:
+        """`_remember` for an archive line, without parsing all of it."""
+        try:
+            entry = _history_entry(line)
+        except (ValueError, KeyError, TypeError):
+            log.warning("archive line of %s: not counted in the history index", request_id)
+            return
+        if entry is not None:
+            requester, resource, at, status = entry
+            self._history.setdefault((requester, resource), {})[request_id] = (at, status)
 
     def _track_review(self, request: Request) -> None:
         if request.awaits_review:

@@ -10,6 +10,7 @@ that know the requester by another name (a GitHub login, an AWS user) look it up
 from __future__ import annotations
 
 from .accounts import Accounts
+from .approval_only import ApprovalOnlyStrategy
 from .aws import AwsIamGroupStrategy, AwsSsoStrategy
 from .base import Done, SettingsError, Strategy, StrategyError, payload_for
 from .command import CommandStrategy
@@ -27,6 +28,7 @@ KINDS: dict[str, type[Strategy]] = {
         GitHubRepoStrategy,
         AwsIamGroupStrategy,
         AwsSsoStrategy,
+        ApprovalOnlyStrategy,
     )
 }
 
