@@ -1988,20 +1988,22 @@ class AccessService:
         audited and told to the admins; it never undoes the grant or the revoke."""
         resource = self.policies.get(request.resource) if self.policies else None
         told: list[tuple[str, str]] = []
+        error = None
         if resource is None or hook not in resource.hooks:
-            outcome, detail = "skipped", f"no {hook} hook in the policy now"
+            outcome = "skipped"
+            error = f"no {hook} hook in the policy now"
         else:
-            now = self.clock()
-            ctx = self._context(FollowUpContext, self.pagerduty.lookups(), request, resource, now)
+            ctx = self._context(
+                FollowUpContext, self.pagerduty.lookups(), request, resource, self.clock()
+            )
             try:
                 run_hook(resource, hook, request.view(), ctx, self.hook_timeout)
-                outcome, detail = "ran", ""
+                outcome = "ran"
             except HookFailed as exc:
-                outcome, detail = "failed", str(exc)
+                outcome, error = "failed", str(exc)
                 log.warning("%s of %s failed: %s", hook, request.id, exc)
             told = ctx.close()
-            if told:
-                detail = "; ".join(filter(None, [detail, f"told {len(told)} message(s)"]))
+        detail = "; ".join(filter(None, [error, f"told {len(told)} message(s)" if told else ""]))
         with self.lock:
             if self._follow_ups.stopped:
                 return None
@@ -2018,9 +2020,8 @@ class AccessService:
             for audience, text in told
         ]
         if outcome == "failed":
-            notices.append(
-                Notice("admins", "", msg.follow_up_failed(current, hook, detail), current)
-            )
+            text = msg.follow_up_failed(current, hook, error)
+            notices.append(Notice("admins", "", text, current))
         return notices
 
     # -- helpers ------------------------------------------------------------------
