@@ -328,14 +328,14 @@ def follow_up_failed(request: Request, hook: str, error: str) -> str:
 def escalation_note(number: int, levels: int, after: str, before: str, approvers) -> str:
     """Why a request was escalated, for its card and history."""
     return (
-        f"escalated (level {number} of {levels}): no decision after {after} in {before}; "
-        f"now also asking {approvers_text(approvers)}"
+        f"escalated to level {number} of {levels}: no decision after {after} in {before}, "
+        f"so now also asking {approvers_text(approvers)}"
     )
 
 
 def escalated(request: Request, why: str) -> str:
     """The card of an escalated request, saying why, in the level's channel."""
-    return f"Escalated: {why}.\n{card_body(request)}"
+    return f"Request {request.id} {why}.\n{card_body(request)}"
 
 
 def escalated_away(request: Request, before: str, after: str) -> str:

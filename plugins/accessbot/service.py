@@ -1468,6 +1468,9 @@ class AccessService:
             why = msg.escalation_note(number, len(current.escalation), after, before, approvers)
             current.notes += [n for n in notes if n not in current.notes]
             current.escalate(now, approvers, ids, resolved.groups, why)
+            if current.next_nudge_at is not None and current.next_nudge_at <= now:
+                # The level's card is this reminder; another one now would be a second card.
+                current.next_nudge_at = now + self.approval_reminder
             self._commit(
                 current,
                 "escalated",
