@@ -49,6 +49,11 @@ ACCESS_AUDIT_PATH = str(DATA / "audit.jsonl")
 # Past this size the audit log is renamed audit.jsonl.1, .2, ... and a new file continues
 # its hash chain; `python -m accessbot audit verify` checks the whole set.
 ACCESS_AUDIT_MAX_BYTES = "50MB"
+# Copies of the audit log off this host (README, "For auditors"): e.g.
+# [{"type": "file", "path": "/mnt/worm/accessbot-audit.jsonl"}]. None: the environment
+# (JSON) or no sink. A `checkpoint` event pins the chain head this often.
+ACCESS_AUDIT_SINKS = None
+ACCESS_AUDIT_CHECKPOINT = "5m"
 ACCESS_TICK_SECONDS = 1
 ACCESS_STRATEGY_WORKERS = 32  # grant/revoke calls at once when many grants end together
 ACCESS_PENDING_TIMEOUT = "1h"
@@ -76,6 +81,11 @@ ACCESS_GROUPS = {}
 # and DM the admins what changed or why it did not load.
 ACCESS_POLICY_WATCH = False
 ACCESS_POLICY_WATCH_SECONDS = 1
+# Every this long the bot asks each target who holds its resource and reports (or, with
+# the policy key remove_standing, removes) whoever no grant or `standing` entry explains;
+# "0" turns it off. A sweep wanting more removals than the limit removes none.
+ACCESS_STANDING_SWEEP = "1h"
+ACCESS_STANDING_MAX_REMOVALS = 20
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
 # Several bots on one PostgreSQL (README: "Two or more bots on PostgreSQL"). Unset: the
 # TinyDB and audit files above. E.g. postgresql://accessbot@db/accessbot; the password

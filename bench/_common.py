@@ -274,6 +274,7 @@ class Bot:
             "ACCESS_AUDIT_PATH": str(data / "audit.jsonl"),
             "ACCESS_AUDIT_MAX_BYTES": 0,
             "ACCESS_TICK_SECONDS": 1,
+            "ACCESS_STANDING_SWEEP": 0,  # no listing of the targets during a measurement
         }
         extra.update(config)
         self.testbot = TestBot(

@@ -7,11 +7,31 @@ from datetime import timedelta
 from pathlib import Path
 
 from accessbot.audit import AuditLog
+from accessbot.domain import Request
+from accessbot.scheduler import SoleLeader
 from accessbot.service import AccessService, Actor
+from accessbot.settings import parse_sinks
+from accessbot.sinks import AuditSinks
 from accessbot.store import TinyDBStore
-from tests.conftest import policy_file
+from tests.conftest import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
+
+
+def a_request(**overrides) -> Request:
+    """One pending request for prod-db by carol; `overrides` sets any field."""
+    fields = {
+        "id": "k3m9qx",
+        "requester": "carol",
+        "resource": "prod-db",
+        "duration": timedelta(minutes=30),
+        "reason": "fixing INC-42",
+        "created_at": START,
+        "channel": "#access-approvals",
+        "approvers": ["@alice", "@bob"],
+    }
+    fields.update(overrides)
+    return Request(**fields)
 
 
 def person(handle: str) -> Actor:
@@ -124,3 +144,59 @@ def month_of_activity(service: AccessService, clock, webhook) -> dict:
         person("erin"), service.request(person("erin"), "prod-db", None, "oops").request.id
     )
     return ids
+
+
+class Deployment:
+    """One bot's audit log, store and sinks (in tmp_path, or on PostgreSQL at `db_url`),
+    driven by hand: `ship` steps the sinks on the test's thread."""
+
+    def __init__(
+        self,
+        tmp_path,
+        clock,
+        *sinks: dict,
+        max_bytes: int | None = None,
+        db_url: str | None = None,
+        leadership=None,
+    ):
+        self.clock = clock
+        self.path = tmp_path / "data" / "audit.jsonl"
+        if db_url:
+            from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
+
+            self.db = Database(db_url)
+            self.audit = PostgresAuditLog(self.db, clock)
+            self.store = PostgresStore(self.db)
+        else:
+            self.audit = AuditLog(self.path, clock, max_bytes)
+            self.store = TinyDBStore(tmp_path / "data" / "access.json")
+        self.told: list[str] = []
+        self.sinks = AuditSinks(
+            parse_sinks(list(sinks)),
+            self.audit,
+            self.store,
+            leadership or SoleLeader(),
+            clock,
+            self.told.append,
+        )
+
+    def events(self, count: int, event: str = "requested") -> None:
+        for number in range(count):
+            self.audit.append(event, actor="carol", request_id=f"r{number:05d}", reason="x" * 40)
+
+    def ship(self, worker: int = 0) -> int:
+        """Step the sink until it has nothing more to send (or fails); lines sent."""
+        total = 0
+        for _ in range(1000):
+            sent = self.sinks.workers[worker].step()
+            if not sent:
+                return total
+            total += sent
+        raise AssertionError("the sink never caught up")
+
+    def local_lines(self) -> list[bytes]:
+        return [line.data for line in self.audit.stored_lines()]
+
+    def close(self) -> None:
+        self.sinks.stop()
+        self.store.close()

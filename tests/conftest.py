@@ -237,6 +237,10 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
             "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
             "ACCESS_TICK_SECONDS": 0.05,
             "ACCESS_CLOCK": clock,
+            # The standing-access sweep lists the targets; tests of it turn it on.
+            "ACCESS_STANDING_SWEEP": 0,
+            # A loaded machine must not turn a reply into "Checking the policy..." first.
+            "ACCESS_ACK_SECONDS": 60,
         }
         extra.update(config)
         bot = TestBot(extra_plugin_dir=str(PLUGINS), loglevel=logging.WARNING, extra_config=extra)

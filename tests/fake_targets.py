@@ -205,6 +205,7 @@ class FakeGitHub(JsonApi):
         ("GET", r"/orgs/([^/]+)/teams/([^/]+)/members", "list_team_members"),
         ("PUT", r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", "add_member"),
         ("DELETE", r"/orgs/([^/]+)/teams/([^/]+)/memberships/([^/]+)", "remove_member"),
+        ("GET", r"/orgs/([^/]+)/teams/([^/]+)/invitations", "list_team_invitations"),
         ("GET", r"/repos/([^/]+)/([^/]+)", "get_repo"),
         ("GET", r"/repos/([^/]+)/([^/]+)/collaborators", "list_collaborators"),
         ("PUT", r"/repos/([^/]+)/([^/]+)/collaborators/([^/]+)", "add_collaborator"),
@@ -219,7 +220,8 @@ class FakeGitHub(JsonApi):
         self.org_members: set[int] = set()  # added to teams at once; others get invited
         self.teams: dict[tuple[str, str], dict[int, str]] = {}  # -> user id -> state
         self.repos: dict[str, dict[int, str]] = {}  # "owner/name" -> user id -> permission
-        self.invitations: dict[str, list[dict]] = {}  # "owner/name" -> {"id", "invitee_id"}
+        # "owner/name" -> {"id", "invitee_id", "permission"}
+        self.invitations: dict[str, list[dict]] = {}
         self._next_invitation = 1
         super().__init__()
 
@@ -254,8 +256,8 @@ class FakeGitHub(JsonApi):
         """The repository's collaborators as {current login: permission}."""
         return {self.users.get(i, f"#{i}"): p for i, p in self.repos[repo].items()}
 
-    def invite(self, repo: str, user_id: int) -> dict:
-        invitation = {"id": self._next_invitation, "invitee_id": user_id}
+    def invite(self, repo: str, user_id: int, permission: str = "push") -> dict:
+        invitation = {"id": self._next_invitation, "invitee_id": user_id, "permission": permission}
         self._next_invitation += 1
         self.invitations.setdefault(repo, []).append(invitation)
         return invitation
@@ -305,6 +307,18 @@ class FakeGitHub(JsonApi):
         active = [i for i, s in self.teams[(org, team)].items() if s == "active"]
         return self.page([self._user(i) for i in active if i in self.users], path, query)
 
+    def list_team_invitations(self, org, team, query, path, **_):
+        """Pending team memberships, as GitHub lists an organization's invitations."""
+        if (org, team) not in self.teams:
+            return self.not_found()
+        pending = [i for i, s in self.teams[(org, team)].items() if s == "pending"]
+        shown = [
+            {"id": 5000 + i, "login": self.users[i], "email": None, "role": "direct_member"}
+            for i in pending
+            if i in self.users
+        ]
+        return self.page(shown, path, query)
+
     def add_member(self, org, team, login, **_):
         user_id = self.user_id(login)
         if (org, team) not in self.teams or user_id is None:
@@ -329,7 +343,15 @@ class FakeGitHub(JsonApi):
     def list_collaborators(self, owner, name, query, path, **_):
         if f"{owner}/{name}" not in self.repos:
             return self.not_found()
-        found = [self._user(i) for i in self.repos[f"{owner}/{name}"] if i in self.users]
+        ranks = ("pull", "triage", "push", "maintain", "admin")
+        found = [
+            {
+                **self._user(i),
+                "permissions": {p: ranks.index(p) <= ranks.index(held) for p in ranks},
+            }
+            for i, held in self.repos[f"{owner}/{name}"].items()
+            if i in self.users
+        ]
         return self.page(found, path, query)
 
     def add_collaborator(self, owner, name, login, body, **_):
@@ -343,7 +365,7 @@ class FakeGitHub(JsonApi):
         if user_id in self.org_members:
             self.repos[repo][user_id] = permission
             return 204, {}, None
-        invitation = self.invite(repo, user_id)
+        invitation = self.invite(repo, user_id, permission)
         return 201, {}, {"id": invitation["id"], "permissions": permission}
 
     def remove_collaborator(self, owner, name, login, **_):
@@ -357,8 +379,14 @@ class FakeGitHub(JsonApi):
     def list_invitations(self, owner, name, query, path, **_):
         if f"{owner}/{name}" not in self.repos:
             return self.not_found()
+        # Invitations name their permission as the web page does: read, write, ...
+        words = {"pull": "read", "push": "write"}
         shown = [
-            {"id": i["id"], "invitee": self._user(i["invitee_id"])}
+            {
+                "id": i["id"],
+                "invitee": self._user(i["invitee_id"]),
+                "permissions": words.get(i.get("permission", "push"), i.get("permission")),
+            }
             for i in self.invitations.get(f"{owner}/{name}", [])
             if i["invitee_id"] in self.users
         ]

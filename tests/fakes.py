@@ -49,6 +49,17 @@ def stop_local(server: LocalServer) -> None:
     server.server_close()
 
 
+def signed_by(secret: str, headers, body: bytes, now: float, max_age: int = 300) -> bool:
+    """Does the body carry the webhook signature of `secret` (DESIGN section 3):
+    `X-Access-Signature` = sha256=HMAC-SHA256 of `"<X-Access-Timestamp>." + body`, the
+    timestamp within `max_age` seconds of `now`? As a real receiver checks it."""
+    stamp = headers.get("X-Access-Timestamp", "")
+    signed = stamp.encode() + b"." + body
+    expected = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    fresh = stamp.isdigit() and abs(now - int(stamp)) <= max_age
+    return fresh and hmac.compare_digest(headers.get("X-Access-Signature", ""), expected)
+
+
 class WebhookTarget:
     """A webhook receiver that checks the signature like a real target would (README's
     webhook contract): `X-Access-Signature` is HMAC-SHA256 of `"<X-Access-Timestamp>." + body`,
@@ -58,6 +69,10 @@ class WebhookTarget:
     repeats); `delay` makes it slow; `answer` is a JSON body for 2xx answers; `location`
     is sent with 3xx answers; `GET /login` is a login page that answers 200. `calls` keeps every accepted JSON body, `headers_seen` the
     headers of every signed call.
+
+    `list` calls (the standing-access sweep) are answered apart, and recorded in `lists`,
+    not `calls`: from `members` (`{"user", "user_email", "account"}` dicts), or with
+    `list_status` (501 while `members` is None: it cannot list).
     """
 
     MAX_AGE = 300
@@ -80,6 +95,9 @@ class WebhookTarget:
         self.logins = 0  # calls that reached the login page
         self.on_call = None  # a test's hook, called with each signed body before answering
         self.rejected: list[str] = []
+        self.members: list[dict] | None = None
+        self.list_status: int | None = None
+        self.lists: list[dict] = []
         self.lock = threading.Lock()
         target = self
 
@@ -95,18 +113,14 @@ class WebhookTarget:
                 if self.path.startswith("/login"):
                     self.do_GET()
                     return
-                stamp = self.headers.get("X-Access-Timestamp", "")
-                signed = stamp.encode() + b"." + body
-                expected = (
-                    "sha256=" + hmac.new(target.secret.encode(), signed, hashlib.sha256).hexdigest()
-                )
-                fresh = stamp.isdigit() and abs(target.clock() - int(stamp)) <= target.MAX_AGE
-                if not fresh or not hmac.compare_digest(
-                    self.headers.get("X-Access-Signature", ""), expected
-                ):
+                if not signed_by(target.secret, self.headers, body, target.clock()):
                     with target.lock:
                         target.rejected.append(self.headers.get("X-Access-Signature", ""))
                     self.respond(401, b"bad signature", "text/plain")
+                    return
+                call = json.loads(body)
+                if call.get("action") == "list":
+                    self.answer_list(call)
                     return
                 if target.delay:
                     time.sleep(target.delay)
@@ -128,6 +142,17 @@ class WebhookTarget:
                     self.respond(
                         status, b"ok" if status < 300 else b"target exploded", "text/plain"
                     )
+
+            def answer_list(self, call):
+                with target.lock:
+                    target.lists.append(call)
+                    members = None if target.members is None else list(target.members)
+                    status = target.list_status or (501 if members is None else 200)
+                if status == 200:
+                    data = json.dumps({"members": members}).encode()
+                    self.respond(200, data, "application/json")
+                else:
+                    self.respond(status, b"cannot list", "text/plain")
 
         self.server, base = serve_local(Handler)
         self.base = base

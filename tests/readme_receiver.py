@@ -28,6 +28,9 @@ class Receiver(BaseHTTPRequestHandler):
         if not stamp.isdigit() or abs(clock() - int(stamp)) > 300:
             return self.reply(401, {"error": "older than 5 minutes"})
         key, call = self.headers["Idempotency-Key"], json.loads(body)
+        if call["action"] == "list":  # who holds the resource now: a read, never cached
+            held = [u for (r, u) in grants if r == call["resource"] and holds(r, u)]
+            return self.reply(200, {"members": [{"user": u, "account": u} for u in held]})
         if key not in answers:
             who, ends = (call["resource"], call["user"]), datetime.fromisoformat(call["expires_at"])
             if call["action"] == "revoke":

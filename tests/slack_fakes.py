@@ -55,6 +55,7 @@ class FakeSlack:
     def __init__(self, users: dict[str, tuple[str, str]], channels: dict[str, str]):
         self.users = {BOT_USER: ("accessbot", ""), **users}
         self.broken_users: dict[str, int] = {}
+        self.chat_delay = 0.0  # seconds every chat.* call takes
         self.page_size = 2
         self.channels = dict(channels)
         self.not_member: set[str] = set()  # channel ids the bot was never invited to
@@ -83,6 +84,8 @@ class FakeSlack:
 
             def _handle(self, args):
                 method = urlparse(self.path).path.rsplit("/", 1)[-1]
+                if method.startswith("chat.") and fake.chat_delay:
+                    threading.Event().wait(fake.chat_delay)  # a slow Slack, as measured
                 with fake.lock:
                     fake.calls.append(method)
                     try:

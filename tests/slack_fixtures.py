@@ -50,6 +50,7 @@ def start_bot(fake, tmp_path, clock, policy_dir, webhook, monkeypatch):
                 "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
                 "ACCESS_TICK_SECONDS": 0.05,
                 "ACCESS_CLOCK": clock,
+                "ACCESS_STANDING_SWEEP": 0,  # tests of the sweep turn it on
                 **(config or {}),
             },
             wait=wait,

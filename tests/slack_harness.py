@@ -104,6 +104,14 @@ class SlackBot:
                 return False
         return True
 
+    def listening(self) -> bool:
+        """HTTP mode: errbot's webserver answers."""
+        try:
+            requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
+        except requests.ConnectionError:
+            return False
+        return True
+
     @property
     def plugin(self):
         return self.bot.plugin_manager.get_plugin_obj_by_name("Access")

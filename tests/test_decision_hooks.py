@@ -182,8 +182,8 @@ def test_a_hook_that_returns_something_else_refuses(bot_factory, policy_dir, web
 
     reply = chat.reply("alice", f"!approve {rid}")
 
-    assert "db.py: on_approve returned Decision(approve=True" in reply
-    assert "it must return ctx.refuse(reason) or None" in reply
+    assert "db.py:5: on_approve returned Decision(" in reply
+    assert "it must return ctx.refuse(reason) or None" in reply and "fail closed" in reply
     assert webhook.calls == []
 
 

@@ -109,7 +109,7 @@ def test_a_cancelled_request_cannot_be_approved(chat, webhook):
 
 def test_only_the_requester_can_cancel(chat):
     rid = ask(chat)
-    assert "Only @carol can cancel" in chat.reply("alice", f"!access cancel {rid}")
+    assert "Only the requester, @carol, can cancel" in chat.reply("alice", f"!access cancel {rid}")
 
 
 def test_an_expired_grant_cannot_be_approved_or_revoked(chat, clock):

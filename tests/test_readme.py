@@ -74,3 +74,14 @@ def test_the_newer_hook_and_key_examples_load(tmp_path):
     admin = policies.get("prod-db-admin")
     assert [level.channel for level in admin.escalation] == ["#dba", "#incidents"]
     assert "get_approvers" in admin.hooks
+
+
+def test_the_audit_sinks_example_is_valid_config():
+    from accessbot.settings import parse_sinks
+
+    (example,) = python_blocks("### Setting up audit sinks")
+    config: dict = {}
+    exec(compile(example, "config.py", "exec"), config)
+    sinks = parse_sinks(config["ACCESS_AUDIT_SINKS"])
+    assert [s.type for s in sinks] == ["http", "splunk_hec", "file", "syslog"]
+    assert parse_sinks(json.dumps(config["ACCESS_AUDIT_SINKS"])) == sinks  # the env form

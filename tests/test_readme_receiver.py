@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from accessbot.strategies import StrategyError
+from accessbot.strategies import Member, StrategyError
 from accessbot.strategies.webhook import WebhookStrategy
 from tests import readme_receiver
 from tests.fakes import serve_local, stop_local
@@ -137,6 +137,13 @@ def test_an_extend_moves_the_end_and_the_account_comes_back_to_the_bot(receiver,
     hook(receiver, clock).call("extend", call("extend", hours=1.5, account=done.account))
     clock.advance(hours=1)
     assert readme_receiver.holds("prod-db", "carol")
+
+
+def test_the_receiver_lists_who_holds_the_resource_for_the_standing_sweep(receiver, clock):
+    hook(receiver, clock).call("grant", call("grant", hours=0.5))
+    assert hook(receiver, clock).members("prod-db") == [Member("carol", None, "carol")]
+    clock.advance(hours=1)
+    assert hook(receiver, clock).members("prod-db") == []  # ended at expires_at
 
 
 def test_the_readme_shows_exactly_this_receiver():

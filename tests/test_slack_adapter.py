@@ -8,27 +8,13 @@ from datetime import timedelta
 import pytest
 from slack_sdk.web import WebClient
 
-from accessbot.domain import Request, Status
+from accessbot.domain import Status
 from accessbot.integrations import slack
+from tests.builders import a_request
 from tests.conftest import START
 from tests.slack_fakes import FakeSlack, click_payload, signed, submission_payload
 
 SECRET = "test-signing-secret"
-
-
-def a_request(**overrides) -> Request:
-    fields = {
-        "id": "k3m9qx",
-        "requester": "carol",
-        "resource": "prod-db",
-        "duration": timedelta(minutes=30),
-        "reason": "fixing INC-42",
-        "created_at": START,
-        "channel": "#access-approvals",
-        "approvers": ["@alice", "@bob"],
-    }
-    fields.update(overrides)
-    return Request(**fields)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import itertools
 import json
 import re
 import time
-from datetime import timedelta
 from urllib.parse import urlencode
 
 import errbot.core_plugins
@@ -24,6 +23,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from accessbot.domain import Request, Status
 from accessbot.integrations import slack
+from tests.builders import a_request
 from tests.conftest import START
 from tests.slack_fakes import signed, submission_payload, validated_blocks
 from tests.slack_fixtures import CHANNEL
@@ -381,21 +381,6 @@ def http_bot(start_bot):
 
 
 # -- cards within Block Kit's limits ------------------------------------------------------------
-
-
-def a_request(**overrides) -> Request:
-    fields = {
-        "id": "k3m9qx",
-        "requester": "carol",
-        "resource": "prod-db",
-        "duration": timedelta(minutes=30),
-        "reason": "fixing INC-42",
-        "created_at": START,
-        "channel": "#access-approvals",
-        "approvers": ["@alice", "@bob"],
-    }
-    fields.update(overrides)
-    return Request(**fields)
 
 
 def card_json(request: Request) -> list[dict]:

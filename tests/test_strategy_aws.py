@@ -8,7 +8,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from accessbot.strategies import Accounts, StrategyError, build_strategy
+from accessbot.strategies import Accounts, Member, StrategyError, build_strategy
 from accessbot.strategies.aws import AwsSsoStrategy
 from tests.fake_targets import FakeIdentityCenter
 from tests.strategy_helpers import Naps, payload
@@ -387,3 +387,64 @@ def test_an_unreachable_endpoint_with_credentials_in_its_url_never_shows_them(aw
         iam_group(url, timeout="1s").call("grant", payload())
     assert "AWS IAM is unreachable" in str(caught.value)
     assert "hunter2" not in str(caught.value) and "T0PSECRET" not in str(caught.value)
+
+
+# -- members(): who holds it, for the standing-access sweep -------------------------------------------------------------------------------
+
+
+def test_an_iam_group_lists_its_users_with_their_user_ids(aws, iam):
+    iam.create_user(UserName="dave")
+    for name in ("carol", "dave"):
+        iam.add_user_to_group(GroupName="prod-admins", UserName=name)
+    strategy = build_strategy(
+        {"type": "aws_iam_group", "group": "prod-admins", "endpoint_url": aws}
+    )
+
+    members = strategy.members("aws-prod-admins")
+
+    ids = {n: iam.get_user(UserName=n)["User"]["UserId"] for n in ("carol", "dave")}
+    assert sorted(members, key=lambda m: m.user) == [
+        Member("carol", None, ids["carol"]),
+        Member("dave", None, ids["dave"]),
+    ]
+
+
+def test_identity_center_lists_users_and_groups_assigned_the_permission_set(aws, sso):
+    store_id = sso["admin"].list_instances()["Instances"][0]["IdentityStoreId"]
+    identitystore = client(aws, "identitystore", "eu-west-1")
+    group_id = identitystore.create_group(IdentityStoreId=store_id, DisplayName="oncall")["GroupId"]
+    for kind, principal in (("USER", sso["user_id"]), ("GROUP", group_id)):
+        sso["admin"].create_account_assignment(
+            InstanceArn=sso["instance_arn"],
+            TargetId=ACCOUNT_ID,
+            TargetType="AWS_ACCOUNT",
+            PermissionSetArn=sso["permission_set_arn"],
+            PrincipalType=kind,
+            PrincipalId=principal,
+        )
+
+    members = sso_strategy(aws, sso).members("aws-prod-sso")
+
+    assert members == [
+        Member("carol", "carol@acme.com", sso["user_id"]),
+        Member("group oncall", None, f"group:{group_id}", "group assignment"),
+    ]
+
+
+def test_a_group_assignment_found_standing_is_removed_through_the_same_strategy(aws, sso):
+    store_id = sso["admin"].list_instances()["Instances"][0]["IdentityStoreId"]
+    identitystore = client(aws, "identitystore", "eu-west-1")
+    group_id = identitystore.create_group(IdentityStoreId=store_id, DisplayName="oncall")["GroupId"]
+    sso["admin"].create_account_assignment(
+        InstanceArn=sso["instance_arn"],
+        TargetId=ACCOUNT_ID,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=sso["permission_set_arn"],
+        PrincipalType="GROUP",
+        PrincipalId=group_id,
+    )
+    sso_strategy(aws, sso).call("grant", payload())  # carol, by a grant
+
+    done = sso_strategy(aws, sso).call("revoke", payload("revoke", account=f"group:{group_id}"))
+
+    assert "removed" in done.note and assigned(sso) == [("USER", sso["user_id"])]

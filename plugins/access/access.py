@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from accessbot.commands import (  # noqa: E402
     parse_extend_args,
     parse_id_and_text,
     parse_request,
+    parse_resource_arg,
     parse_whatif_args,
 )
+from accessbot.courier import Courier  # noqa: E402
 from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
@@ -43,6 +46,8 @@ from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
+from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
+from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
@@ -61,11 +66,15 @@ HELP = """Just-in-time access. Commands:
 - `!approve <id> [comment]`, `!deny <id> [reason]`: decide (approvers)
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
-- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`: admins
+- `!access standing [resource]`: who holds access at the targets that no grant explains (approvers, admins)
+- `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`, `!access audit status`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
 STARTING = "The access bot is starting; try again in a moment. Nothing was done."
+# A request whose policy check (hooks, on-call and Slack group lookups) has not answered
+# within this many seconds is acknowledged first, then answered when it is done.
+ACK_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
@@ -85,15 +94,16 @@ class Access(BotPlugin):
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
+        self.courier = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
+        starting = self.answer_clicks_while_starting()  # before any click can reach us
         super().activate()
         self.starter = threading.Thread(
-            target=self.start_then_serve, name="accessbot-start", daemon=True
+            target=self.start_then_serve, args=(starting,), name="accessbot-start", daemon=True
         )
         self.starter.start()
 
-    def start_then_serve(self) -> None:
-        starting = self.answer_clicks_while_starting()
+    def start_then_serve(self, starting) -> None:
         try:
             self.start()
         except Exception as exc:  # noqa: BLE001 - refuse commands with a reason, tell admins
@@ -115,6 +125,7 @@ class Access(BotPlugin):
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
+        self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
         self.undelivered = UndeliveredNotices()
         try:
             self.backend = open_backend(self.settings, self.clock)
@@ -126,6 +137,17 @@ class Access(BotPlugin):
             log.critical("%s", self.startup_error)
             self.tell_admins(self.startup_error)
             return
+        # The audit sinks: a log shorter than what a sink acknowledged is told (and
+        # audited) before anything else is written; shipping starts with the scheduler.
+        self.sinks = AuditSinks(
+            self.settings.audit_sinks,
+            self.backend.audit,
+            self.backend.store,
+            self.backend.leadership,
+            self.clock,
+            alarm=self.tell_admins,
+        )
+        self.sinks.check_at_start()
         self.service = AccessService(
             store=self.backend.store,
             audit=self.backend.audit,
@@ -156,7 +178,26 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        # Only the bot holding the scheduler lease ticks (always the one bot on TinyDB).
+        self.courier = Courier(self.deliver)
+        self.standing = StandingSweep(
+            self.service,
+            self.settings.standing_max_removals,
+            self.settings.user_emails,
+            self.settings.standing_sweep,
+        )
+        jobs = []
+        if self.settings.standing_sweep:
+            jobs.append(
+                StandingJob(
+                    self.standing,
+                    self.settings.standing_sweep,
+                    self.clock,
+                    self.deliver,
+                    self.tell_admins,
+                )
+            )
+        # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
+        # TinyDB).
         self.scheduler = Scheduler(
             self.run_tick,
             self.settings.tick_seconds,
@@ -164,6 +205,10 @@ class Access(BotPlugin):
             next_due=self.service.next_revocation_at,
             clock=self.clock,
             on_beat=self.scheduler_beat,
+            jobs=jobs,
+            after_tick=[
+                Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
+            ],
         )
         self.health = Health(
             self.settings.tick_seconds,
@@ -173,6 +218,7 @@ class Access(BotPlugin):
         # Whatever expired while the bot was down is revoked before anything else.
         self.scheduler.run_once()
         self.scheduler.start()
+        self.sinks.start()
         if self.settings.policy_watch:
             self.watcher = PolicyWatcher(
                 self.settings.policy_dir,
@@ -185,7 +231,12 @@ class Access(BotPlugin):
         starter = getattr(self, "starter", None)
         if starter is not None:
             starter.join(timeout=120)  # a start under way finishes before we stop it
-        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+        for thread in (
+            getattr(self, "watcher", None),
+            getattr(self, "scheduler", None),
+            getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+            getattr(self, "sinks", None),
+        ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
@@ -210,7 +261,7 @@ class Access(BotPlugin):
         log.warning("%s", text)
         for admin in admins:
             try:
-                self.send(self.build_identifier(admin), text)
+                self.tell(admin, text)
             except Exception:  # noqa: BLE001 - one unreachable admin must not stop the rest
                 log.exception("could not tell admin %s", admin)
 
@@ -242,8 +293,9 @@ class Access(BotPlugin):
             self.health.beat()
 
     def run_tick(self) -> None:
-        """One scheduler pass: expiries, retries, time-outs; then tell people."""
-        self.deliver(self.service.tick())
+        """One scheduler pass: expiries, retries, time-outs. People are told by the
+        courier's thread, so a slow chat never delays the next revocation."""
+        self.courier.send(self.service.tick())
 
     # -- commands -------------------------------------------------------------
 
@@ -260,10 +312,14 @@ class Access(BotPlugin):
         """Ask for access: `!access request prod-db 30m fixing INC-42` (duration optional)."""
         if not args.strip() and self.slack is not None and self.offer_slack_form(msg):
             return
+        resource = args.split()[0] if args.split() else ""
         yield from self.run(
             msg,
             lambda actor: self.service.request(
                 actor, *parse_request(args, self.service.field_names)
+            ),
+            ack=lambda: (
+                self.service.checks_at_request(resource) and messages.checking_policy(resource)
             ),
         )
 
@@ -326,13 +382,25 @@ class Access(BotPlugin):
         yield from self.run(msg, whatif)
 
     @botcmd
+    def access_standing(self, msg, args):
+        """Who holds access at the targets that no grant explains (admins, approvers): `!access standing [prod-db]`."""
+        yield from self.run(
+            msg,
+            lambda actor: self.standing.report(actor, parse_resource_arg(args, "access standing")),
+        )
+
+    @botcmd
     def access_audit(self, msg, args):
-        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`."""
+        """Recent audit events (admins): `!access audit user=alice resource=prod-db since=2h`; `!access audit verify`; `!access audit status` (the sinks)."""
 
         def audit(actor):
             query = parse_audit_args(args)
             if query.pop("verify", False):
                 return self.service.verify_audit(actor)
+            if query.pop("status", False):
+                if not actor.is_admin:
+                    raise AccessError("Only bot admins (BOT_ADMINS) can see the audit sinks.")
+                return self.sinks.status_text()
             return self.service.audit_events(actor, **query)
 
         yield from self.run(msg, audit)
@@ -373,8 +441,11 @@ class Access(BotPlugin):
 
     # -- plumbing -------------------------------------------------------------
 
-    def run(self, msg, call):
-        """Run one service call for the sender; yield its reply, then deliver its notices."""
+    def run(self, msg, call, ack=None):
+        """Run one service call for the sender; yield its reply, then deliver its notices.
+
+        `ack()` gives the words for a call that may be slow (a policy check): if it has not
+        answered within ACK_SECONDS they are said first, so nobody waits in silence."""
         if not getattr(self, "ready", False):
             yield STARTING
             return
@@ -382,9 +453,21 @@ class Access(BotPlugin):
             yield self.startup_error
             return
         try:
-            result = call(self.actor(msg.frm))
+            actor = self.actor(msg.frm)
+            text = ack() if ack is not None else None
+            if text:
+                result = yield from self.acknowledged(call, actor, text)
+            else:
+                result = call(actor)
         except (AccessError, CommandSyntaxError) as exc:
             yield str(exc)
+            return
+        except StoreError as exc:
+            log.error("command failed, the store did not answer: %s: %s", msg.body, exc)
+            yield (
+                f"The bot's database is not answering ({exc}), so nothing was decided. "
+                "Try again in a minute; an admin has the details in the bot's log."
+            )
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("command failed: %s", msg.body)
@@ -398,6 +481,24 @@ class Access(BotPlugin):
             self.deliver(result.notices)
         else:
             yield result
+
+    def acknowledged(self, call, actor, text: str):
+        """Run `call` on a thread of its own; say `text` if it is not done within
+        `ack_seconds`, then wait for it. Returns what it returns (or raises what it raises)."""
+        done: Future = Future()
+
+        def work() -> None:
+            try:
+                done.set_result(call(actor))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting command
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name="accessbot-command", daemon=True).start()
+        try:
+            return done.result(timeout=self.ack_seconds)
+        except TimeoutError:
+            yield text
+        return done.result()
 
     def deliver(self, notices: list[Notice]) -> None:
         """Send each notice; tell the admins (once) about one the chat would not take."""
@@ -430,13 +531,20 @@ class Access(BotPlugin):
         try:
             # Cards go out as plain markdown: errbot's card template HTML-escapes the
             # body, which would show a reason's "<" as "&lt;" on text backends.
-            self.send(self.build_identifier(notice.to), notice.text)
+            self.tell(notice.to, notice.text)
         except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
             log.exception("could not deliver a notice to %s", notice.to)
             return error_code(exc)
         if self.slack is None:  # on Slack, errbot's send never says whether it got through
             self.undelivered.delivered(notice.to)
         return None
+
+    def tell(self, to: str, text: str) -> None:
+        """Send `text` to a channel or person. On the Text backend (`make run`) every
+        message prints in the one terminal, so it first says where it went."""
+        if self._bot.mode == "text":
+            text = messages.where_it_went(to, text)
+        self.send(self.build_identifier(to), text)
 
     def actor(self, frm) -> Actor:
         """Who sent a command. On Slack: the user id, and handle and e-mail from users.info

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -117,8 +118,50 @@ def _matches(
     return True
 
 
+@dataclass(frozen=True)
+class StoredLine:
+    """One audit line exactly as stored (no newline): what sinks ship, byte for byte."""
+
+    seq: int
+    data: bytes
+
+    @property
+    def hash(self) -> str:
+        return _digest(self.data)
+
+    def record(self) -> dict:
+        return json.loads(self.data)
+
+
+CHECKPOINT = "checkpoint"
+
+
+def checkpoint_fields(seq: int, head: str) -> dict:
+    """The fields of a `checkpoint` event: the chain head it pins."""
+    return {
+        "actor": "bot",
+        "head_seq": seq,
+        "head_hash": head,
+        "detail": f"chain head: event {seq}",
+    }
+
+
 class EventQueries:
-    """Filtering over `events()`, for the audit log in files and the one in PostgreSQL."""
+    """Filtering over `events()`, for the audit log in files and the one in PostgreSQL;
+    and who to wake after an append (the audit sinks)."""
+
+    _listeners: tuple[Callable[[], None], ...] = ()
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (it must be quick: it only wakes a thread) after each append."""
+        self._listeners = (*self._listeners, callback)
+
+    def _appended(self) -> None:
+        for callback in self._listeners:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a listener never fails an append
+                logging.getLogger(__name__).exception("an audit listener failed")
 
     def events(self) -> Iterator[dict]:
         raise NotImplementedError
@@ -164,6 +207,9 @@ class AuditLog(EventQueries):
         self._seq = 0
         self._size = 0  # of the live file
         self._repair: str | None = None  # a torn tail we cut, to be recorded
+        self._last_event = ""  # the event of the last line, to skip idle checkpoints
+        self._positions: dict[int, tuple[int, int]] = {}  # seq -> (inode, offset) after it
+        self._positions_lock = threading.Lock()  # each sink reads on its own thread
 
     def _tail(self) -> None:
         """Find the hash and sequence number of the last complete line, once."""
@@ -201,7 +247,9 @@ class AuditLog(EventQueries):
     def _adopt(self, last: bytes) -> None:
         self._last_hash = _digest(last)
         try:
-            self._seq = int(json.loads(last).get("seq", 0))
+            record = json.loads(last)
+            self._seq = int(record.get("seq", 0))
+            self._last_event = str(record.get("event", ""))
         except (ValueError, AttributeError) as exc:
             raise AuditError(
                 f"the last line of {self.path} is not an audit event; "
@@ -212,7 +260,9 @@ class AuditLog(EventQueries):
         """Write one event and fsync it before returning; raises AuditError on failure."""
         with self._lock:
             self._ready()
-            return self._write(event, fields)
+            record = self._write(event, fields)
+        self._appended()
+        return record
 
     def append_many(self, events: Iterable[tuple[str, dict]]) -> list[dict]:
         """Write several events, chained as if appended one by one, with one fsync after
@@ -221,10 +271,118 @@ class AuditLog(EventQueries):
         with self._lock:
             self._ready()
             last = len(events) - 1
-            return [
+            written = [
                 self._write(event, dict(fields), sync=number == last)
                 for number, (event, fields) in enumerate(events)
             ]
+        self._appended()
+        return written
+
+    def append_checkpoint(self) -> dict | None:
+        """Append a `checkpoint` pinning the chain head, unless the head is a checkpoint
+        already (nothing happened since) or the log is empty; raises AuditError."""
+        with self._lock:
+            self._ready()
+            if self._last_hash is None or self._last_event == CHECKPOINT:
+                return None
+            record = self._write(CHECKPOINT, checkpoint_fields(self._seq, self._last_hash))
+        self._appended()
+        return record
+
+    def head(self) -> tuple[int, str] | None:
+        """The sequence number and hash of the last complete line in the files now, or
+        None for an empty log (read from disk: what a sink can still be sent)."""
+        for attempt in range(2):
+            try:
+                for path in reversed(chain_files(self.path)):
+                    last, _ = _last_line(path)
+                    if last:
+                        return _seq_of(last) or 0, _digest(last)
+                return None
+            except FileNotFoundError:
+                if attempt:  # renamed by a rotation between listing and reading: again
+                    raise AuditError(f"could not read the audit log {self.path}") from None
+            except OSError as exc:
+                raise AuditError(f"could not read the audit log {self.path}: {exc}") from exc
+        return None
+
+    def lines_after(self, seq: int, limit: int) -> list[StoredLine]:
+        """Up to `limit` stored lines with sequence numbers from `seq + 1` on, in order and
+        without a gap (the list stops before one), across rotated files. Where the last
+        call ended is remembered, so a sink reading on costs what it reads."""
+        found = self._read_after(seq, limit)
+        kept = continuous_from(found, seq)
+        if len(kept) < len(found):  # a rotation between listing and reading: look again
+            with self._positions_lock:
+                self._positions.clear()
+            kept = continuous_from(self._read_after(seq, limit), seq)
+        return kept
+
+    def _read_after(self, seq: int, limit: int) -> list[StoredLine]:
+        files = chain_files(self.path)
+        index, offset = self._position(files, seq)
+        found: list[StoredLine] = []
+        for path in files[index:]:
+            try:
+                inode, offset = self._read_file(path, offset, seq, limit, found)
+            except OSError:
+                break  # renamed by a rotation just now: the caller looks again
+            if found:
+                self._remember(found[-1].seq, inode, offset)
+            if len(found) == limit:
+                break
+            offset = 0
+        return found
+
+    @staticmethod
+    def _read_file(
+        path: Path, offset: int, seq: int, limit: int, found: list[StoredLine]
+    ) -> tuple[int, int]:
+        """Add the complete lines after `seq` from `offset` on to `found`, up to `limit`
+        in all; (the file's inode, where reading stopped)."""
+        with open(path, "rb") as handle:
+            inode = os.fstat(handle.fileno()).st_ino
+            handle.seek(offset)
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # being written, or torn: not a line yet
+                offset += len(raw)
+                number = _seq_of(raw)
+                if number is not None and number > seq:
+                    found.append(StoredLine(number, raw[:-1]))
+                    if len(found) == limit:
+                        break
+        return inode, offset
+
+    def _remember(self, seq: int, inode: int, offset: int) -> None:
+        with self._positions_lock:
+            if len(self._positions) >= 32:
+                self._positions.pop(next(iter(self._positions)))
+            self._positions[seq] = (inode, offset)
+
+    def _position(self, files: list[Path], seq: int) -> tuple[int, int]:
+        """(index into `files`, byte offset) to read on from, to find `seq + 1`."""
+        with self._positions_lock:
+            known = self._positions.get(seq)
+        if known is not None:
+            inode, offset = known
+            for index, path in enumerate(files):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if stat.st_ino == inode and offset <= stat.st_size:
+                    return index, offset
+        # From the newest file whose first line is at or before `seq + 1`.
+        for index in range(len(files) - 1, -1, -1):
+            try:
+                with open(files[index], "rb") as handle:
+                    first = _seq_of(handle.readline())
+            except OSError:
+                continue
+            if first is not None and first <= seq + 1:
+                return index, 0
+        return 0, 0
 
     def _ready(self) -> None:
         """Under the lock, before a write: know the tail, and record a repair made at load."""
@@ -272,6 +430,7 @@ class AuditLog(EventQueries):
             ) from exc
         self._last_hash = _digest(data)
         self._seq = record["seq"]
+        self._last_event = event
         self._size += len(data) + 1
         return record
 
@@ -293,6 +452,15 @@ class AuditLog(EventQueries):
                             yield json.loads(line)
                         except ValueError:
                             continue  # `verify` reports it; a reader skips it
+
+    def stored_lines(self) -> Iterator[StoredLine]:
+        """Every complete line that is an audit event, oldest first, exactly as stored."""
+        for path in chain_files(self.path):
+            with open(path, "rb") as handle:
+                for raw in handle:
+                    seq = _seq_of(raw) if raw.endswith(b"\n") else None
+                    if seq is not None:
+                        yield StoredLine(seq, raw[:-1])
 
     def events_newest_first(self) -> Iterator[dict]:
         """Every event of the log, newest first, read backwards from the end."""
@@ -379,6 +547,29 @@ class AuditLog(EventQueries):
                     result.files,
                 )
             return result
+
+
+def _seq_of(raw: bytes) -> int | None:
+    """The `seq` of a stored line, or None if it is not an audit event."""
+    try:
+        seq = json.loads(raw).get("seq")
+    except (ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None
+
+
+def continuous_from(lines: list[StoredLine], seq: int) -> list[StoredLine]:
+    """The lines that follow `seq` one after another, up to the first gap. After 0 (a sink
+    that never shipped), from whatever line is the oldest there is: a log whose oldest
+    files were archived away still ships from where it starts."""
+    if seq == 0 and lines:
+        seq = lines[0].seq - 1
+    kept = []
+    for line in lines:
+        if line.seq != seq + len(kept) + 1:
+            break
+        kept.append(line)
+    return kept
 
 
 def _field_bytes(key: str, value: str) -> bytes:

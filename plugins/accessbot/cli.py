@@ -1,10 +1,11 @@
 """`python -m accessbot`: the command line for admins and auditors.
 
-    python -m accessbot audit verify [PATH | postgresql://...]
+    python -m accessbot audit verify [PATH | postgresql://...] [--against COPY]
     python -m accessbot audit export --since 30d --format csv [--resource R] [--user U]
     python -m accessbot report --since 30d --out report.html
     python -m accessbot check [--strict] [POLICY_DIR]
     python -m accessbot test POLICY_DIR TESTS.yaml
+    python -m accessbot standing [--resource R] [--remove]
 
 
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
@@ -256,6 +257,14 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
         "postgresql:// URL (default when ACCESS_DB_URL is set); a rotated file like "
         "audit.jsonl.3 is checked on its own",
     )
+    verify.add_argument(
+        "--against",
+        metavar="COPY",
+        help="also compare the log with the lines an audit sink received (ndjson; syslog "
+        "lines; Splunk HEC events or a Splunk JSON export): events missing or changed "
+        "locally, or a chain started again, are tampering (exit 1); events the copy lacks "
+        "are lag",
+    )
 
     export = add_command(
         actions, "export", "write audit events as CSV or JSON lines for auditors", run_export
@@ -272,6 +281,8 @@ def register_audit(commands: argparse._SubParsersAction) -> None:
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    if args.against:
+        return _verify_against(args, settings)
     url = _db_source(args.path, settings)
     if url:
         with _audit_table(url) as log:
@@ -284,6 +295,36 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if len(files) > 1:
         print("files checked, oldest first: " + ", ".join(str(f) for f in files))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _verify_against(args: argparse.Namespace, settings: Settings) -> int:
+    """The local log (files or the table) against a sink's copy; exit 1 on tampering."""
+    from .audit import AuditLog
+    from .audit_copy import compare, read_copy
+
+    try:
+        with open(args.against, "rb") as handle:
+            copy, skipped = read_copy(handle)
+    except OSError as exc:
+        raise CliError(f"--against {args.against}: {exc.strerror or exc}", EXIT_USAGE) from exc
+    url = _db_source(args.path, settings)
+    if url:
+        with _audit_table(url) as log:
+            result = compare(log.stored_lines(), copy, log.verify())
+            name = log.where
+    else:
+        target = Path(args.path) if args.path else Path(settings.audit_path)
+        if target.is_dir():
+            target = target / Path(settings.audit_path).name
+        files = chain_files(target)
+        # No files at all is what a deleted log looks like: every copied event is missing.
+        chain = verify_chain(files)
+        log = AuditLog(target, clock=lambda: datetime.now(UTC), max_bytes=None)
+        result = compare(log.stored_lines(), copy, chain)
+        name = f"the audit log at {target}" + (f" ({len(files)} files)" if len(files) > 1 else "")
+    result.skipped = skipped
+    print("\n".join(result.report(name, args.against)))
+    return EXIT_FAILED if result.tampered else EXIT_OK
 
 
 CSV_COLUMNS = (
@@ -394,6 +435,7 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--since must be before --until", EXIT_USAGE)
     with _opened_log(args.log, settings, lambda: until, args.source) as (log, verdict, sources):
         summary = summarize(log.events(), since, until, verdict)
+        summary.sinks = _sink_statuses(settings, log)
     page = render_html(summary, log_files=sources, generated=datetime.now(UTC))
     Path(args.out).write_text(page, encoding="utf-8")
     if summary.spans and (missing := chart_missing()):
@@ -403,6 +445,37 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(summary.spans)} grants, {summary.counts['requests']} requests; {verdict}"
     )
     return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+def _sink_statuses(settings: Settings, log) -> list:
+    """How far each configured sink got, from the cursors in the store (read without
+    opening it: the bot may be running)."""
+    from .sinks import status_of
+    from .store import SinkCursor, StoreError, StoreFiles, read_sink_cursors
+
+    if not settings.audit_sinks:
+        return []
+    head = log.head()
+    try:
+        if getattr(log, "db", None) is not None:
+            from .postgres import PostgresStore
+
+            store = PostgresStore(log.db)
+            cursors = {s.name: store.sink_cursor(s.name) for s in settings.audit_sinks}
+        else:
+            stored = read_sink_cursors(StoreFiles.of(settings.db_path).sink_cursors)
+            cursors = {
+                name: SinkCursor.from_dict(name, data)
+                for name, data in stored.items()
+                if isinstance(data, dict)
+            }
+    except StoreError as exc:
+        print(f"note: the sinks' positions are not in the report: {exc}", file=sys.stderr)
+        return []
+    return [
+        status_of(s.type, cursors.get(s.name) or SinkCursor(s.name), head[0] if head else 0)
+        for s in settings.audit_sinks
+    ]
 
 
 # -- check / test: policy CI -------------------------------------------------------------
@@ -512,6 +585,148 @@ def run_test(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     print("\n".join(report(path, results)))
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
+
+
+# -- standing: access no grant explains ------------------------------------------------------
+
+
+@subcommand
+def register_standing(commands: argparse._SubParsersAction) -> None:
+    standing = add_command(
+        commands,
+        "standing",
+        "list who holds access at the targets that no grant or `standing` entry explains, "
+        "as the bot's sweep does, and which targets cannot be listed; exit 1 when anything "
+        "is found or a target fails to answer. Only looks, unless --remove",
+        run_standing,
+    )
+    standing.add_argument("--resource", help="only this resource")
+    standing.add_argument(
+        "--remove",
+        action="store_true",
+        help="also remove what is found, through each resource's strategy, audited; at most "
+        "ACCESS_STANDING_MAX_REMOVALS in one run (above it nothing is removed). On the "
+        "TinyDB files the bot must be stopped (with PostgreSQL it may run)",
+    )
+
+
+@contextlib.contextmanager
+def _standing_service(settings: Settings, writing: bool):
+    """The service on the bot's own store and audit log, its policies loaded as the bot
+    loads them (a strategy's unset variable fails that target, not the whole look)."""
+    from .audit import AuditLog
+    from .service import AccessService
+    from .store import FileLock, StoreError, StoreFiles, TinyDBStore
+    from .strategies import Accounts
+
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    try:
+        if settings.db_url:
+            from .postgres import Database, PostgresAuditLog, PostgresStore
+
+            db = Database(settings.db_url, heartbeat=False)
+            store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
+        else:
+            files = StoreFiles.of(settings.db_path)
+            if writing:
+                # Two writers on the files would lose each other's changes.
+                running = FileLock(files.open_lock)
+                try:
+                    if not running.acquire(exclusive=True, wait=False):
+                        raise CliError(
+                            f"a bot is running on {settings.db_path}: stop it first, or let "
+                            "it remove (policy key remove_standing: True); without --remove "
+                            "this command only looks and may run beside it"
+                        )
+                finally:
+                    running.close()
+            store = TinyDBStore(settings.db_path)
+            audit = AuditLog(settings.audit_path, clock, settings.audit_max_bytes)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        yield AccessService(
+            store=store,
+            audit=audit,
+            policy_dir=settings.policy_dir,
+            clock=clock,
+            accounts=Accounts(github=settings.user_github, aws=settings.user_aws),
+            groups=settings.groups,
+            check_env=False,
+        )
+    finally:
+        store.close()
+
+
+def run_standing(args: argparse.Namespace, settings: Settings) -> int:
+    from .domain import AccessError
+    from .standing_sweep import StandingSweep
+
+    with _standing_service(settings, writing=args.remove) as service:
+        sweep = StandingSweep(
+            service, settings.standing_max_removals, settings.user_emails, settings.standing_sweep
+        )
+        if service.policy_error is not None:
+            raise CliError(
+                "the policies did not load, so who may hold what is not known:\n"
+                + "\n".join(f"  {e}" for e in service.policy_error.errors)
+            )
+        try:
+            result = sweep.sweep(
+                args.resource,
+                remove=True if args.remove else None,
+                actor="cli",
+                record=args.remove,
+            )
+        except AccessError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+    for line in _standing_lines(result, args.remove):
+        print(line)
+    for alert in result.alerts:
+        print(f"not removed: {alert}", file=sys.stderr)
+    troubled = [u for u in result.unlisted.values() if not u.cannot] or result.failures
+    found = any(result.findings.values())
+    return EXIT_FAILED if found or troubled or result.failed else EXIT_OK
+
+
+def _standing_lines(result, removing: bool) -> list[str]:
+    """One block per resource: what holds it without a grant, and since when."""
+    lines = []
+    removed = {f.id for f in result.removed}
+    failed = {f.id: f for f in result.failed}
+    held = {f.id for f in result.held_back}
+    new = {f.id for f in result.found}
+    for name in sorted({*result.findings, *result.unlisted, *result.failures}):
+        if name in result.failures:
+            lines.append(f"{name}: not checked: {result.failures[name]}")
+            continue
+        unlisted = result.unlisted.get(name)
+        if unlisted is not None:
+            what = "cannot be listed" if unlisted.cannot else "could not be listed"
+            lines.append(f"{name}: {what}: {unlisted.reason}")
+        findings = result.findings.get(name, [])
+        if not findings:
+            if unlisted is None:
+                lines.append(f"{name}: nothing found")
+            continue
+        lines.append(f"{name}: {len(findings)} found")
+        for f in findings:
+            since = "found now" if f.id in new else f"since {_ago(f.found_at)}"
+            line = f"  {f.who}, {since}"
+            if f.id in removed:
+                line += ": removed"
+            elif f.id in failed:
+                line += f": removal failed: {failed[f.id].last_error}"
+            elif f.id in held:
+                line += ": not removed (more than ACCESS_STANDING_MAX_REMOVALS)"
+            elif removing:
+                line += ": not removed now (a grant explains it by now, or it waits to be retried)"
+            lines.append(line)
+    return lines
+
+
+def _ago(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({format_duration(datetime.now(UTC) - moment)} ago)"
 
 
 # -- migrate ---------------------------------------------------------------------------

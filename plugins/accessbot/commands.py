@@ -55,6 +55,8 @@ def parse_request(
     declared = {str(n).lower() for n in field_names(tokens[0])}
     fields, rest = extract_fields(tokens[1:], declared, f"!access request {inert(tokens[0], 60)}")
     duration, reason = _duration_and_reason(f"!access request {inert(tokens[0], 60)}", rest)
+    if duration is None:
+        _ask_about_stray_duration(f"!access request {inert(tokens[0], 60)}", fields, rest)
     if not reason:
         shown = f" {format_duration(duration)}" if duration is not None else ""
         shown += "".join(f" {k}={inert(v, 40)}" for k, v in fields.items())
@@ -62,6 +64,23 @@ def parse_request(
             f"Say why you need it: `!access request {inert(tokens[0], 60)}{shown} <reason>`."
         )
     return RequestArgs(tokens[0], duration, reason, fields)
+
+
+def _ask_about_stray_duration(command: str, fields: dict[str, str], reason: list[str]) -> None:
+    """No duration after the resource but one in the reason (`fixing index for 30m`): ask,
+    rather than quietly granting the default and keeping "30m" as words."""
+    at = next((i for i, t in enumerate(reason) if looks_like_duration(t.rstrip(".,;:!?)"))), None)
+    if at is None:
+        return
+    duration = reason[at].rstrip(".,;:!?)")
+    given = "".join(f" {k}={inert(v, 40)}" for k, v in fields.items())
+    rest = " ".join(inert(t, 80) for t in reason[:at] + reason[at + 1 :])
+    typed = " ".join(inert(t, 80) for t in reason)
+    raise CommandSyntaxError(
+        f"Did you mean {duration}? The duration comes right after the resource: "
+        f"`{command} {duration}{given} {rest}` (to keep {duration} in the reason, give a "
+        f"duration first: `{command} <duration>{given} {typed}`). Nothing was requested."
+    )
 
 
 WHATIF_USAGE = (
@@ -147,17 +166,29 @@ def parse_id_and_text(args: str, command: str) -> tuple[str, str]:
     return request_id, tokens[1] if len(tokens) > 1 else ""
 
 
+def parse_resource_arg(args: str, command: str) -> str | None:
+    """`[resource]`: one resource name, or none."""
+    tokens = str(args).split()
+    if len(tokens) > 1:
+        raise CommandSyntaxError(
+            f"Name one resource, or none for all: `!{command} [resource]`, e.g. "
+            f"`!{command} prod-db`."
+        )
+    return tokens[0].strip("`") if tokens else None
+
+
 AUDIT_USAGE = (
     "`!access audit [user=alice] [resource=prod-db] [id=k3m9qx] [since=2h] [limit=20]` "
-    "(bare words work too: `!access audit prod-db 2h`) or `!access audit verify`"
+    "(bare words work too: `!access audit prod-db 2h`), `!access audit verify` or "
+    "`!access audit status`"
 )
 
 
 def parse_audit_args(args: str) -> dict:
     query: dict = {}
     for token in str(args).split():
-        if token == "verify":
-            query["verify"] = True
+        if token in ("verify", "status"):
+            query[token] = True
             continue
         key, sep, value = token.partition("=")
         if not sep:

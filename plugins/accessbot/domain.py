@@ -366,6 +366,23 @@ class Request:
             return bool(user_id) and user_id == self.requester_id
         return normalize_handle(handle) == self.requester
 
+    @property
+    def requester_entries(self) -> list[str]:
+        """The approver entries that name the requester: by user id; by handle for requests
+        made before ids were recorded."""
+        if self.requester_id and self.approver_ids:
+            return [a for a, i in zip(self.approvers, self.approver_ids) if i == self.requester_id]
+        return [a for a in self.approvers if normalize_handle(a) == self.requester]
+
+    @property
+    def deciders(self) -> list[str]:
+        """The approvers who may decide: everyone listed, but the requester only when the
+        resource lets people approve their own request."""
+        if self.self_approval_allowed:
+            return list(self.approvers)
+        mine = self.requester_entries
+        return [a for a in self.approvers if a not in mine]
+
     def add_approval(self, by: str, at: datetime, comment: str = "", by_id: str = "") -> bool:
         """Count one approver's yes; returns True when the quorum is reached."""
         if self.status is not Status.PENDING:
@@ -394,7 +411,9 @@ class Request:
         return False
 
     def activate(self, at: datetime) -> None:
-        self.move(Status.ACTIVE, at, "bot", f"granted until {iso(at + self.duration)}")
+        self.move(
+            Status.ACTIVE, at, "bot", f"granted until {at + self.duration:%Y-%m-%d %H:%M} UTC"
+        )
         self.granted_at = at
         self.expires_at = at + self.duration
 

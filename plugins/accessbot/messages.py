@@ -6,10 +6,12 @@ channel, break the layout or smuggle control characters onto a card.
 
 from __future__ import annotations
 
+import difflib
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+from .approvers import same_person_key
 from .domain import MAX_DURATION, Request, Status, format_duration
 
 REASON_LIMIT = 300
@@ -64,6 +66,28 @@ def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
 
 
+def moment(dt: datetime | None) -> str:
+    """A time in a history, to the minute: `2026-11-27 16:51 UTC`."""
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "-"
+
+
+_ISO_TIME = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?")
+
+
+def readable_times(text: str) -> str:
+    """`text` with each ISO 8601 time in it (`2026-11-27T16:51:33.880690Z`, as notes written
+    by older versions hold them) shown as `moment` shows it."""
+
+    def shown(match: re.Match) -> str:
+        try:
+            at = datetime.fromisoformat(match.group(0))
+            return moment(at.astimezone(UTC) if at.tzinfo else at)
+        except ValueError:
+            return match.group(0)
+
+    return _ISO_TIME.sub(shown, text)
+
+
 def asked(duration: timedelta) -> str:
     """A requested duration in a refusal; one past what any duration may be (`99999d`)
     is "more than 366d"."""
@@ -85,6 +109,13 @@ def durations_text(durations) -> str:
     return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
 
 
+def closest(typed: str, names: list[str]) -> str | None:
+    """The name someone surely meant: the same but for case, or a small typo away."""
+    by_lower = {name.lower(): name for name in names}
+    found = difflib.get_close_matches(str(typed).lower(), list(by_lower), n=1, cutoff=0.75)
+    return by_lower[found[0]] if found else None
+
+
 def who(handle: str) -> str:
     return handle if handle.startswith("@") or "@" in handle else f"@{handle}"
 
@@ -100,17 +131,30 @@ def _entry(entry: str) -> str:
 
 
 def request_approvers(request: Request) -> str:
-    """The policy's entries as written, each group with whom it named when the request
-    was made: `group:sre (@alice, @bob), @carol`."""
-    if not request.approver_groups:
-        return approvers_text(request.approvers)
-    parts = []
+    """Who may decide: the policy's entries as written, each group with whom it named when
+    the request was made (`group:sre (@alice, @bob), @dave`). The requester is left out,
+    and said to be, unless they may approve their own request."""
+    own = [] if request.self_approval_allowed else request.requester_entries
+    mine = {same_person_key(e) for e in own}
+    if request.approver_groups:
+        text = ", ".join(_entries_without(request, mine)) or "nobody"
+    else:
+        text = approvers_text([a for a in request.approvers if a not in own])
+    if own:
+        text += f"; not {approvers_text(own)}, who cannot approve their own request"
+    return text
+
+
+def _entries_without(request: Request, mine: set[str]):
+    """The request's approver entries, each group with its members, leaving out `mine`."""
     for entry in request.approver_entries:
-        if entry in request.approver_groups:
-            parts.append(f"{entry} ({approvers_text(request.approver_groups[entry])})")
-        else:
-            parts.append(_entry(entry))
-    return ", ".join(parts)
+        named = request.approver_groups.get(entry)
+        if named is None:
+            if same_person_key(entry) not in mine:
+                yield _entry(entry)
+            continue
+        members = [m for m in named if same_person_key(m) not in mine]
+        yield f"{entry} ({approvers_text(members) if members or not named else 'only the requester'})"
 
 
 def field_hints(specs) -> str:
@@ -169,11 +213,24 @@ def card_body(request: Request) -> str:
     return "\n".join(lines)
 
 
+def length(request: Request) -> str:
+    """How long it lasts: what was asked, and what extensions added since (`1h30m (1h,
+    extended by 30m)`)."""
+    if request.extensions and request.granted_at and request.expires_at:
+        total = request.expires_at - request.granted_at
+        if total > request.duration:
+            return (
+                f"{format_duration(total)} ({format_duration(request.duration)}, extended by "
+                f"{format_duration(total - request.duration)})"
+            )
+    return format_duration(request.duration)
+
+
 def request_line(request: Request, now: datetime) -> str:
     """One line for `!access mine` / `!access list`."""
     base = (
         f"`{request.id}` {request.resource} for {who(request.requester)}, "
-        f"{format_duration(request.duration)}: {STATUS_WORDS[request.status]}"
+        f"{length(request)}: {STATUS_WORDS[request.status]}"
     )
     if request.holds_access and request.expires_at:
         base += (
@@ -190,7 +247,7 @@ def show(request: Request, now: datetime) -> str:
         f"Requester: {who(request.requester)}"
         + (f" ({request.requester_email})" if request.requester_email else ""),
         f"Resource: {request.resource}",
-        f"Duration: {format_duration(request.duration)}",
+        f"Duration: {length(request)}",
         f"Reason: {inert(request.reason)}",
     ]
     if request.fields:
@@ -210,9 +267,9 @@ def show(request: Request, now: datetime) -> str:
     lines += [f"Note: {inert(n)}" for n in request.notes]
     lines.append("History:")
     for event in request.history:
-        note = f": {inert(event.note)}" if event.note else ""
+        note = f": {readable_times(inert(event.note))}" if event.note else ""
         lines.append(
-            f"- {when(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
+            f"- {moment(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
         )
     return "\n".join(lines)
 
@@ -263,6 +320,31 @@ def audit_line(record: dict) -> str:
     return " ".join(str(p) for p in parts)
 
 
+def where_it_went(to: str, text: str) -> str:
+    """`text` headed with its destination, for a terminal that shows every message in one
+    place: `(in #access-approvals)` on a line of its own above a card, `(DM to @carol) ...`."""
+    where = f"(in {to})" if to.startswith("#") else f"(DM to {who(to)})"
+    return f"{where}\n{text}" if "\n" in text else f"{where} {text}"
+
+
+def checking_policy(resource: str) -> str:
+    """Said first when a request's policy check is slow."""
+    return f"Checking the policy for {inert(resource, 60)}..."
+
+
+def audit_not_understood(words: list[str], user: str, resources: list[str]) -> str:
+    """`!access audit` with bare words it cannot place: what the filters are."""
+    shown = ", ".join(resources[:8]) + (", ..." if len(resources) > 8 else "")
+    example = resources[0] if resources else "prod-db"
+    return (
+        f"`!access audit` did not understand `{inert(' '.join(words), 80)}`: a bare word is a "
+        f"resource ({shown or 'none loaded'}), a request id, a duration like 2h, or one user "
+        f"(`{inert(user, 40)}` was taken as the user). The filters are user=alice, "
+        f"resource={example}, id=k3m9qx, since=2h and limit=20; `!access audit verify` "
+        f"checks the log. E.g. `!access audit user=alice resource={example} since=2h`."
+    )
+
+
 def whatif(evaluation) -> str:
     """`!access whatif`: what a request would do, and that nothing was done."""
     e = evaluation
@@ -287,15 +369,9 @@ def whatif(evaluation) -> str:
         lines.append(f"Channel: {request.channel}")
         if request.fields:
             lines.append(f"Fields: {fields_text(request)}")
-    verdict = {
-        "approve": "would be APPROVED at once by on_request (break-glass, reviewed afterwards)",
-        "deny": "would be DENIED at once by on_request",
-        "human": "would wait for the approvers",
-        "refused": "would be REFUSED",
-    }[e.outcome]
-    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
-    why = inert(e.explanation, 400) if e.outcome in ("approve", "deny") else e.explanation
-    lines.append(f"Decision: {verdict}: {why}")
+    lines.append(f"Decision: {_verdict(e.outcome, e.explanation)}")
+    if e.if_fixed is not None:
+        lines.append(f"Once that is fixed: {_verdict(*e.if_fixed)}")
     if resource is not None and resource.durations:
         lines.append(f"Durations: {durations_text(resource.durations)} only")
     lines += [inert(line, 300) for line in e.hooks]
@@ -375,6 +451,20 @@ def hooks_that_run(resource, outcome: str, pending_timeout: timedelta) -> list[s
         total = resource.escalation[-1].after + pending_timeout
         lines.append(f"Time-out: after {format_duration(total)} without a decision")
     return lines
+
+
+_VERDICTS = {
+    "approve": "would be APPROVED at once by on_request (break-glass, reviewed afterwards)",
+    "deny": "would be DENIED at once by on_request",
+    "human": "would wait for the approvers",
+    "refused": "would be REFUSED",
+}
+
+
+def _verdict(outcome: str, explanation: str) -> str:
+    # A hook's reason is policy text; a refusal is the bot's own (already safe) message.
+    why = inert(explanation, 400) if outcome in ("approve", "deny") else explanation
+    return f"{_VERDICTS[outcome]}: {why}"
 
 
 def watcher_reload(result) -> str:

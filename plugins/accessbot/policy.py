@@ -15,6 +15,7 @@ import ast
 import inspect
 import logging
 import re
+import reprlib
 import sys
 import threading
 import traceback
@@ -49,6 +50,8 @@ OPTIONAL_KEYS = (
     "fields",
     "escalation",
     "durations",
+    "standing",
+    "remove_standing",
 )
 ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 # Each hook a policy file may define, with the arguments it is called with.
@@ -138,6 +141,17 @@ class Resource:
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     durations: tuple[timedelta, ...] = ()  # when set, the only durations one may ask for
     escalation: tuple[EscalationLevel, ...] = ()
+    # Who may hold it without a grant, and whether the standing-access sweep removes others.
+    standing: tuple[str, ...] = ()
+    remove_standing: bool = False
+
+    def nearest_duration(self, duration: timedelta) -> timedelta:
+        """A duration one may ask for instead of `duration`: the longest listed one not
+        above it (else the shortest), or within max_duration without a list."""
+        if not self.durations:
+            return min(duration, self.max_duration)
+        shorter = [d for d in self.durations if d <= duration]
+        return shorter[-1] if shorter else self.durations[0]
 
     def summary(self) -> dict:
         return {
@@ -157,6 +171,8 @@ class Resource:
                 {**level.to_dict(), "after": format_duration(level.after)}
                 for level in self.escalation
             ],
+            "standing": list(self.standing),
+            "remove_standing": self.remove_standing,
         }
 
 
@@ -650,6 +666,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
         problems.append(_KeyProblem("description", "must be a string"))
     strategy = attempt(_strategy, settings)
     fields = _fields(settings, problems)
+    standing = attempt(_standing, settings)
+    remove_standing = attempt(_flag, settings, "remove_standing")
     every_approver = approvers + tuple(e for level in escalation for e in level.approvers)
     checked = _Checked(None, problems, every_approver, strategy, settings.get("strategy"))
     if problems:
@@ -672,6 +690,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
         fields=fields,
         durations=tuple(sorted(set(durations))),
         escalation=escalation,
+        standing=standing,
+        remove_standing=remove_standing,
     )
     return checked
 
@@ -854,6 +874,23 @@ def normalized_channel(value: str) -> str:
         return value
 
 
+def _standing(settings: dict) -> tuple[str, ...]:
+    """Who may hold the resource without a grant: handles, e-mails, or the target's own
+    names or account ids (a service account, a break-glass user)."""
+    entries = settings.get("standing", [])
+    example = '["@alice", "svc-deploy@acme.com"]'
+    if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+        raise _KeyProblem("standing", f"must be a list like {example}")
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise _KeyProblem(
+                "standing",
+                "every entry must be a handle, an e-mail or the target's account id, "
+                f"like {example}",
+            )
+    return tuple(e.strip() for e in entries)
+
+
 def _whole_number(settings: dict, key: str, default: int, least: int) -> int:
     value = settings.get(key, default)
     if type(value) is not int or value < least:
@@ -992,20 +1029,30 @@ def run_hook(
     timeout: float,
     *,
     between: tuple = (),
+    returns: Callable[[Any], str | None] | None = None,
 ):
     """Run one hook in a worker thread with a time limit; HookFailed names file:line.
 
-    `between` are the arguments between request and ctx (on_approve's `approval`)."""
+    `between` are the arguments between request and ctx (on_approve's `approval`).
+    `returns(value)` says what is wrong with what the hook returned (None: nothing); a
+    wrong value fails too, naming the line of the `return` that gave it."""
     fn = resource.hooks.get(hook)
     if fn is None:
         return None
     result: dict[str, Any] = {}
 
+    def returned_at(frame, event, arg):
+        if event == "return" and frame.f_code is fn.__code__:
+            result["line"] = frame.f_lineno
+
     def target():
+        sys.setprofile(returned_at)  # this thread only: where the hook returned from
         try:
             result["value"] = fn(request, *between, ctx)
         except BaseException as exc:  # noqa: BLE001 - any failure must fail closed
             result["error"] = exc
+        finally:
+            sys.setprofile(None)
 
     worker = threading.Thread(target=target, name=f"policy-{hook}", daemon=True)
     worker.start()
@@ -1020,7 +1067,37 @@ def run_hook(
         exc = result["error"]
         path = Path(fn.__code__.co_filename)
         raise HookFailed(f"{resource.file}:{_line_in(path, exc)}: {hook} raised {_describe(exc)}")
-    return result.get("value")
+    value = result.get("value")
+    problem = returns(value) if returns is not None else None
+    if problem:
+        line = result.get("line") or fn.__code__.co_firstlineno
+        shown = reprlib.repr(value)
+        raise HookFailed(f"{resource.file}:{line}: {hook} returned {shown}{problem}")
+    return value
+
+
+def approvers_problem(value: Any) -> str | None:
+    """What is wrong with what get_approvers returned, as the rest of "returned ...";
+    None when it is a list of entries (an empty one means: the listed approvers)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set)):
+        return ", not a list of approvers like ['@alice', 'group:sre']"
+    entries = [str(e).strip() for e in value if str(e).strip()]
+    problem = next(filter(None, map(entry_problem, entries)), None)
+    return f": {problem}" if problem else None
+
+
+def refusal_problem(value: Any) -> str | None:
+    """What is wrong with what on_approve / on_deny returned; None for a refusal or None."""
+    if value is None or isinstance(value, Refusal):
+        return None
+    return "; it must return ctx.refuse(reason) or None"
+
+
+def decision_problem(value: Any) -> str | None:
+    """What is wrong with what on_request returned; None for a decision or None."""
+    if value is None or (hasattr(value, "approve") and hasattr(value, "reason")):
+        return None
+    return "; it must return ctx.approve(reason), ctx.deny(reason) or None"
 
 
 def _running_line(worker: threading.Thread, filename: str) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .audit import VerifyResult
-from .domain import format_duration, from_iso
+from .domain import DurationError, format_duration, from_iso, parse_duration
 from .messages import inert, redact_urls
 
 BREAK_GLASS_ACTOR = "policy"  # the actor of an approval made by a policy hook
@@ -41,6 +41,8 @@ class GrantSpan:
     reviewed_by: str = ""
     revoke_failures: int = 0
     failing_since: datetime | None = None
+    ends_at: datetime | None = None  # the planned end, moved by extensions
+    extensions: int = 0
 
     def held_for(self, until: datetime) -> timedelta:
         return (self.end or until) - self.start
@@ -54,7 +56,13 @@ class Summary:
     counts: Counter = field(default_factory=Counter)
     spans: list[GrantSpan] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)  # requests that led to no access
+    extensions: list[dict] = field(default_factory=list)  # grants given more time
+    reloads: list[dict] = field(default_factory=list)  # policy reloads, failed ones too
+    checkpoints: list[dict] = field(default_factory=list)  # chain heads pinned
+    sink_events: list[dict] = field(default_factory=list)  # sinks failing, recovering
+    sinks: list = field(default_factory=list)  # SinkStatus of each configured sink, now
     events: int = 0
+    standing: StandingSummary | None = None
 
     @property
     def break_glass(self) -> list[GrantSpan]:
@@ -72,6 +80,7 @@ COUNTED = (
     ("break_glass", "Break-glass uses"),
     ("unreviewed", "Unreviewed break-glass grants"),
     ("grants", "Grants"),
+    ("extensions", "Extensions"),
     ("grant_failures", "Grant failures"),
     ("expired", "Expired"),
     ("revoked", "Revoked early"),
@@ -122,12 +131,14 @@ def summarize(
                 reason=first.get("reason", ""),
                 duration=first.get("duration", ""),
                 break_glass=decision.get("actor") == BREAK_GLASS_ACTOR,
+                ends_at=_moment(record.get("expires_at")),
             )
         elif event in ("expired", "revoked") and rid in spans:
             spans[rid].end, spans[rid].ended = at, event
         elif event == "revoke_failed" and rid in spans:
             spans[rid].revoke_failures += 1
             spans[rid].failing_since = spans[rid].failing_since or at
+        _note(summary, record, inside, requested, spans)
         if inside:
             _count(summary, record, requested)
     for rid, span in spans.items():
@@ -136,7 +147,72 @@ def summarize(
             summary.spans.append(span)
     summary.spans.sort(key=lambda s: (s.resource, s.start))
     summary.counts["unreviewed"] = len(summary.unreviewed)
+    summary.standing = summarize_standing(records, since, until)
     return summary
+
+
+def _moment(text) -> datetime | None:
+    try:
+        return from_iso(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _extension(record: dict, requested: dict[str, dict], span: GrantSpan | None) -> dict:
+    """One extension: who approved it, how much, the new end. Logs written before the
+    `extended` event named its extension and end carry them only in its detail."""
+    detail = str(record.get("detail", ""))
+    extension = record.get("extension") or (
+        detail.split()[1] if detail.startswith("by ") and len(detail.split()) > 1 else ""
+    )
+    asked = requested.get(extension, {})
+    new_end = _moment(record.get("expires_at"))
+    if new_end is None and span is not None and span.ends_at and asked.get("duration"):
+        try:
+            new_end = span.ends_at + parse_duration(asked["duration"])
+        except DurationError:
+            new_end = None
+    if span is not None:
+        span.extensions += 1
+        span.ends_at = new_end or span.ends_at
+    return {
+        "ts": record.get("ts", ""),
+        "request_id": record.get("request_id", ""),
+        "extension": extension,
+        "user": record.get("user", ""),
+        "resource": record.get("resource", ""),
+        "approved_by": record.get("actor", ""),
+        "duration": asked.get("duration", ""),
+        "reason": asked.get("reason", ""),
+        "new_end": new_end,
+    }
+
+
+SINK_EVENTS = ("sink_failing", "sink_recovered", "audit_tampering_suspected", "audit_repaired")
+
+
+def _note(
+    summary: Summary,
+    record: dict,
+    inside: bool,
+    requested: dict[str, dict],
+    spans: dict[str, GrantSpan],
+) -> None:
+    """The events the report lists besides grants: extensions (which also move a grant's
+    planned end, inside the period or before it), reloads, checkpoints, sink trouble."""
+    event = record.get("event")
+    if event == "extended":
+        extension = _extension(record, requested, spans.get(record.get("request_id")))
+        if inside:
+            summary.extensions.append(extension)
+    elif not inside:
+        return
+    elif event in ("policy_reloaded", "policy_reload_failed"):
+        summary.reloads.append(record)
+    elif event == "checkpoint":
+        summary.checkpoints.append(record)
+    elif event in SINK_EVENTS:
+        summary.sink_events.append(record)
 
 
 def _count(summary: Summary, record: dict, requested: dict[str, dict]) -> None:
@@ -145,6 +221,7 @@ def _count(summary: Summary, record: dict, requested: dict[str, dict]) -> None:
         "requested": "requests",
         "denied": "denials",
         "granted": "grants",
+        "extended": "extensions",
         "grant_failed": "grant_failures",
         "expired": "expired",
         "revoked": "revoked",
@@ -159,6 +236,103 @@ def _count(summary: Summary, record: dict, requested: dict[str, dict]) -> None:
     if event in ("denied", "cancelled", "timed_out", "grant_failed"):
         first = requested.get(record.get("request_id"), {})
         summary.refused.append({**record, "reason": first.get("reason", "")})
+
+
+# -- standing access: held at a target with no grant (standing.py) ----------------------
+
+
+@dataclass
+class StandingSpan:
+    """One finding of the standing-access sweep: from when it was found until it was
+    removed or cleared (None: still present at the report's end)."""
+
+    finding: str
+    resource: str
+    user: str
+    account: str
+    found: datetime
+    end: datetime | None = None
+    ended: str = "present"  # removed, cleared or present
+    why: str = ""
+
+
+@dataclass
+class StandingSummary:
+    spans: list[StandingSpan]  # every finding that overlaps the period
+    since: datetime
+    until: datetime
+
+    def found(self) -> list[StandingSpan]:
+        return [s for s in self.spans if self.since <= s.found <= self.until]
+
+    def ended(self, how: str) -> list[StandingSpan]:
+        return [s for s in self.spans if s.ended == how and self.since <= s.end <= self.until]
+
+    def present(self) -> list[StandingSpan]:
+        return [s for s in self.spans if s.end is None or s.end > self.until]
+
+
+def summarize_standing(
+    records: Iterable[dict], since: datetime, until: datetime
+) -> StandingSummary:
+    """The findings (`standing_found`), and how each ended (`standing_removed`,
+    `standing_cleared`), as far as the events up to `until` say."""
+    spans: dict[str, StandingSpan] = {}
+    for record in records:
+        event, at = record.get("event"), from_iso(record.get("ts"))
+        key = record.get("finding")
+        if not key or at is None or at > until:
+            continue
+        if event == "standing_found":
+            spans[key] = StandingSpan(
+                key,
+                record.get("resource", "?"),
+                record.get("user", "?"),
+                record.get("account") or "",
+                at,
+            )
+        elif event in ("standing_removed", "standing_cleared") and key in spans:
+            span = spans[key]
+            span.end, span.ended = at, event.removeprefix("standing_")
+            span.why = record.get("detail", "")
+    overlapping = [s for s in spans.values() if s.end is None or s.end >= since]
+    overlapping.sort(key=lambda s: (s.resource, s.found))
+    return StandingSummary(overlapping, since, until)
+
+
+def standing_section(standing: StandingSummary | None) -> str:
+    """The report's "Standing access" section: found, removed, cleared, still present."""
+    parts = ["<h2>Standing access</h2>"]
+    if standing is None or not standing.spans:
+        parts.append(
+            "<p>Nobody was found holding access at a target without a grant in this period "
+            "(the standing-access sweep, ACCESS_STANDING_SWEEP).</p>"
+        )
+        return "\n".join(parts)
+    parts.append(
+        f"<p>{len(standing.found())} found in the period, {len(standing.ended('removed'))} "
+        f"removed, {len(standing.ended('cleared'))} cleared, {len(standing.present())} still "
+        "present at its end: accounts a target listed that no grant and no `standing` entry "
+        "explained.</p>"
+    )
+    rows = []
+    for s in standing.spans:
+        if s.end is None or s.end > standing.until:
+            outcome = "<span class='tag bg'>still present</span>"
+        else:
+            outcome = f"{_e(s.ended)} {_e(_when(s.end))}" + (
+                f" ({_e(inert(redact_urls(s.why), 120))})" if s.why else ""
+            )
+        rows.append(
+            f"<tr><td>{_e(s.resource)}</td><td>{_e(inert(s.user, 80))}</td>"
+            f"<td><code>{_e(inert(s.account, 80))}</code></td><td>{_e(_when(s.found))}</td>"
+            f"<td>{outcome}</td></tr>"
+        )
+    parts.append(
+        "<table><tr><th>Resource</th><th>Who (at the target)</th><th>Account</th>"
+        "<th>Found</th><th>Outcome</th></tr>" + "".join(rows) + "</table>"
+    )
+    return "\n".join(parts)
 
 
 # -- the chart -----------------------------------------------------------------------
@@ -177,6 +351,19 @@ def chart_missing() -> str | None:
     except ImportError:
         return CHART_NEEDS
     return None
+
+
+# The plot is about 1,000 pixels wide: no grant is drawn narrower than 4 of them, so a
+# 10-minute grant still shows in a 30-day report.
+MIN_BAR_FRACTION = 0.004
+
+
+def drawn_span(start: float, end: float, left: float, right: float) -> tuple[float, float]:
+    """(left edge, width) of a grant's bar, in the axis' units: at least
+    MIN_BAR_FRACTION of the axis wide, and inside it."""
+    width = max(end - start, (right - left) * MIN_BAR_FRACTION)
+    start = min(start, right - width)
+    return start, width
 
 
 def timeline_png(summary: Summary) -> bytes | None:
@@ -211,10 +398,16 @@ def timeline_png(summary: Summary) -> bytes | None:
             start = max(span.start, left)
             end = min(span.end or right, right)
             color = COLORS["break_glass"] if span.break_glass else COLORS["approved"]
+            bar_left, bar_width = drawn_span(
+                mdates.date2num(start),
+                mdates.date2num(end),
+                mdates.date2num(left),
+                mdates.date2num(right),
+            )
             ax.barh(
                 row,
-                mdates.date2num(end) - mdates.date2num(start),
-                left=mdates.date2num(start),
+                bar_width,
+                left=bar_left,
                 height=0.6,
                 color=color,
                 hatch="//" if span.end is None else None,
@@ -285,6 +478,8 @@ th{background:#f6f8fa}td.reason{max-width:320px;overflow-wrap:anywhere}
 .tag{display:inline-block;padding:0 6px;border-radius:10px;font-size:12px}
 .bg{background:#ffebe9;color:#82071e}.hold{background:#fff8c5;color:#7d4e00}
 img{max-width:100%}code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+input.filter{margin:4px 0 6px;padding:4px 8px;width:260px;border:1px solid #d0d7de;
+border-radius:6px}h3{font-size:15px;margin:18px 0 6px}
 """
 
 
@@ -304,7 +499,7 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Access audit report {_e(summary.since.date())} to {_e(summary.until.date())}</title>",
-        f"<style>{CSS}</style></head><body><main>",
+        f"<style>{CSS}</style><script>{FILTER_JS}</script></head><body><main>",
         "<h1>Access audit report</h1>",
         f"<div class='meta'>Period {_e(_when(summary.since))} to {_e(_when(summary.until))} "
         f"&middot; generated {_e(_when(generated))} &middot; {summary.events} audit events "
@@ -320,62 +515,57 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
         data = base64.b64encode(png).decode()
         parts.append(
             f"<img alt='Timeline of grants per resource' src='data:image/png;base64,{data}'>"
+            "<p class='meta'>Every grant is drawn at least a few pixels wide, however short; "
+            "the table below gives the exact times.</p>"
         )
     elif missing:
         parts.append(f"<p>No chart: {_e(missing)}. The table below lists every grant.</p>")
     else:
         parts.append("<p>Nobody held access in this period.</p>")
     parts.append(_grants_table(summary))
-    parts.append("<h2>Break-glass grants</h2>")
-    if summary.break_glass:
-        rows = [
-            (
-                f"<tr><td><code>{_e(s.request_id)}</code></td><td>@{_e(s.user)}</td>"
-                f"<td>{_e(s.resource)}</td><td>{_e(_when(s.start))}</td>"
-                f"<td class='reason'>{_e(inert(s.reason))}</td><td>"
-                + (
-                    f"reviewed by @{_e(s.reviewed_by)}"
-                    if s.reviewed_by
-                    else "<span class='tag bg'>not reviewed</span> "
-                    f"<code>!access ack {_e(s.request_id)}</code>"
-                )
-                + "</td></tr>"
-            )
-            for s in summary.break_glass
-        ]
-        parts.append(
-            "<table><tr><th>Request</th><th>User</th><th>Resource</th><th>Granted</th>"
-            "<th>Reason</th><th>Review</th></tr>" + "".join(rows) + "</table>"
-        )
-    else:
-        parts.append("<p>No break-glass grants in this period.</p>")
-    parts.append("<h2>Requests that led to no access</h2>")
-    if summary.refused:
-        rows = [
-            f"<tr><td>{_e(r.get('ts', '')[:16].replace('T', ' '))}</td>"
-            f"<td><code>{_e(r.get('request_id'))}</code></td><td>@{_e(r.get('user'))}</td>"
-            f"<td>{_e(r.get('resource'))}</td><td>{_e(r.get('event', '').replace('_', ' '))}"
-            f" by {_e(r.get('actor'))}</td><td class='reason'>{_e(inert(r.get('reason', '')))}</td>"
-            f"<td class='reason'>{_e(inert(redact_urls(r.get('detail', '')), 160))}</td></tr>"
-            for r in summary.refused
-        ]
-        parts.append(
-            "<table><tr><th>When</th><th>Request</th><th>User</th><th>Resource</th>"
-            "<th>Outcome</th><th>Reason given</th><th>Detail</th></tr>" + "".join(rows) + "</table>"
-        )
-    else:
-        parts.append("<p>None.</p>")
+    for title, section, empty in (
+        ("Extensions", _extensions_table, "No grant was extended in this period."),
+        ("Break-glass grants", _break_glass_table, "No break-glass grants in this period."),
+        ("Requests that led to no access", _refused_table, "None."),
+        ("Policy reloads", _reloads_table, "The policies were not reloaded in this period."),
+    ):
+        parts.append(f"<h2>{title}</h2>" + (section(summary) or f"<p>{empty}</p>"))
+    parts.append(standing_section(summary.standing))
+    parts.append("<h2>Copies off this host</h2>" + _sinks_section(summary))
     parts.append(
-        "<p class='meta'>Check the log yourself: <code>python -m accessbot audit verify</code>; "
-        "export it: <code>python -m accessbot audit export --since 30d --format csv</code>.</p>"
-        "</main></body></html>"
+        "<p class='meta'>Check the log yourself: <code>python -m accessbot audit verify</code>, "
+        "and against a sink's copy: <code>python -m accessbot audit verify --against COPY"
+        "</code>; export it: <code>python -m accessbot audit export --since 30d --format csv"
+        "</code>.</p></main></body></html>"
     )
     return "\n".join(parts)
 
 
-def _grants_table(summary: Summary) -> str:
-    if not summary.spans:
+# Type in the box above a table to show only the rows that contain the text.
+FILTER_JS = (
+    "function filterRows(box){var q=box.value.toLowerCase(),t=box.nextElementSibling;"
+    "for(var i=1;i<t.rows.length;i++){var r=t.rows[i];"
+    "r.style.display=r.textContent.toLowerCase().indexOf(q)<0?'none':''}}"
+)
+
+
+def _table(head: list[str], rows: list[str], what: str) -> str:
+    """A table with a search box above it that filters its rows as one types."""
+    if not rows:
         return ""
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return (
+        f"<input type='search' class='filter' placeholder='Search {_e(what)}...' "
+        f"aria-label='Search {_e(what)}' oninput='filterRows(this)'>"
+        f"<table><tr>{header}</tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _ts(text) -> str:
+    return _e(str(text or "")[:16].replace("T", " "))
+
+
+def _grants_table(summary: Summary) -> str:
     rows = []
     for s in summary.spans:
         ended = {
@@ -385,6 +575,8 @@ def _grants_table(summary: Summary) -> str:
         }[s.ended]
         if s.revoke_failures:
             ended += f" ({s.revoke_failures} failed revoke attempt(s))"
+        if s.extensions:
+            ended += f" (extended {s.extensions} time(s))"
         by = (
             "policy <span class='tag bg'>break-glass</span>"
             if s.break_glass
@@ -396,9 +588,102 @@ def _grants_table(summary: Summary) -> str:
             f"<td>{ended}</td><td>{by}</td><td><code>{_e(s.request_id)}</code></td>"
             f"<td class='reason'>{_e(inert(s.reason))}</td></tr>"
         )
-    return (
-        "<table><tr><th>Resource</th><th>User</th><th>From</th><th>Until</th><th>Held</th>"
-        "<th>Ended</th><th>Approved by</th><th>Request</th><th>Reason</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    head = ["Resource", "User", "From", "Until", "Held", "Ended", "Approved by", "Request"]
+    return _table([*head, "Reason"], rows, "grants")
+
+
+def _extensions_table(summary: Summary) -> str:
+    rows = [
+        f"<tr><td>{_ts(x['ts'])}</td><td><code>{_e(x['request_id'])}</code></td>"
+        f"<td>@{_e(x['user'])}</td><td>{_e(x['resource'])}</td><td>{_e(x['approved_by'])}</td>"
+        f"<td>{_e(x['duration'] or '?')}</td><td>{_e(_when(x['new_end']) if x['new_end'] else '?')}"
+        f"</td><td><code>{_e(x['extension'])}</code></td>"
+        f"<td class='reason'>{_e(inert(x['reason']))}</td></tr>"
+        for x in summary.extensions
+    ]
+    head = ["When", "Grant", "User", "Resource", "Approved by", "Added", "New end", "Extension"]
+    return _table([*head, "Reason"], rows, "extensions")
+
+
+def _break_glass_table(summary: Summary) -> str:
+    rows = [
+        (
+            f"<tr><td><code>{_e(s.request_id)}</code></td><td>@{_e(s.user)}</td>"
+            f"<td>{_e(s.resource)}</td><td>{_e(_when(s.start))}</td>"
+            f"<td class='reason'>{_e(inert(s.reason))}</td><td>"
+            + (
+                f"reviewed by @{_e(s.reviewed_by)}"
+                if s.reviewed_by
+                else "<span class='tag bg'>not reviewed</span> "
+                f"<code>!access ack {_e(s.request_id)}</code>"
+            )
+            + "</td></tr>"
+        )
+        for s in summary.break_glass
+    ]
+    head = ["Request", "User", "Resource", "Granted", "Reason", "Review"]
+    return _table(head, rows, "break-glass grants")
+
+
+def _refused_table(summary: Summary) -> str:
+    rows = [
+        f"<tr><td>{_ts(r.get('ts'))}</td>"
+        f"<td><code>{_e(r.get('request_id'))}</code></td><td>@{_e(r.get('user'))}</td>"
+        f"<td>{_e(r.get('resource'))}</td><td>{_e(r.get('event', '').replace('_', ' '))}"
+        f" by {_e(r.get('actor'))}</td><td class='reason'>{_e(inert(r.get('reason', '')))}</td>"
+        f"<td class='reason'>{_e(inert(redact_urls(r.get('detail', '')), 160))}</td></tr>"
+        for r in summary.refused
+    ]
+    head = ["When", "Request", "User", "Resource", "Outcome", "Reason given", "Detail"]
+    return _table(head, rows, "requests")
+
+
+def _reloads_table(summary: Summary) -> str:
+    rows = [
+        f"<tr><td>{_ts(r.get('ts'))}</td><td>{_e(r.get('actor'))}</td>"
+        f"<td>{'loaded' if r.get('event') == 'policy_reloaded' else '<b>failed</b>: old kept'}"
+        f"</td><td class='reason'>{_e(inert(redact_urls(r.get('detail', '')), 600))}</td></tr>"
+        for r in summary.reloads
+    ]
+    return _table(["When", "By", "Outcome", "What changed"], rows, "policy reloads")
+
+
+def _sinks_section(summary: Summary) -> str:
+    """Where the log is copied, how far each copy got, and the chain heads pinned."""
+    if summary.sinks:
+        rows = [
+            f"<tr><td>{_e(s.name)}</td><td>{s.seq} of {s.head}</td><td>{s.lag}</td>"
+            f"<td>{_ts(s.shipped_at) or 'never'}</td><td>"
+            + ("<span class='tag bg'>failing</span> " if s.failing else "")
+            + f"{_ts(s.error_at)} {_e(inert(s.error, 300))}</td></tr>"
+            for s in summary.sinks
+        ]
+        head = ["Sink", "Acknowledged up to", "Behind", "Last delivery", "Last error"]
+        parts = ["<p>How far each sink has acknowledged the log, now:</p>"]
+        parts.append(_table(head, rows, "sinks"))
+    else:
+        parts = [
+            "<p>No audit sinks are configured (ACCESS_AUDIT_SINKS): this log is only on its "
+            "host, where the hash chain proves that nothing changed in its middle but not that "
+            "nothing was removed from its end.</p>"
+        ]
+    if summary.sink_events:
+        rows = [
+            f"<tr><td>{_ts(r.get('ts'))}</td><td>{_e(r.get('seq'))}</td>"
+            f"<td>{_e(str(r.get('event', '')).replace('_', ' '))}</td>"
+            f"<td class='reason'>{_e(inert(redact_urls(r.get('detail', '')), 400))}</td></tr>"
+            for r in summary.sink_events
+        ]
+        parts.append("<h3>Sink and log events</h3>")
+        parts.append(_table(["When", "Seq", "Event", "Detail"], rows, "sink events"))
+    if summary.checkpoints:
+        rows = [
+            f"<tr><td>{_ts(r.get('ts'))}</td><td>{_e(r.get('seq'))}</td>"
+            f"<td>{_e(r.get('head_seq'))}</td><td><code>{_e(r.get('head_hash'))}</code></td></tr>"
+            for r in summary.checkpoints
+        ]
+        parts.append(f"<h3>Checkpoints ({len(rows)})</h3>")
+        parts.append(_table(["When", "Seq", "Chain head (seq)", "Head hash"], rows, "checkpoints"))
+    else:
+        parts.append("<p>No checkpoint was written in this period.</p>")
+    return "".join(parts)

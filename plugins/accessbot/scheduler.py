@@ -8,13 +8,18 @@ One instance per plugin activation; `stop()` joins the thread, so a plugin reloa
 leaves two schedulers running. With several bots on one database, each has a scheduler
 but only the one holding the leadership lease ticks; the others ask again every tick
 and take over when the lease of a dead leader runs out.
+
+Periodic `jobs` (the standing-access sweep) run on the leader too, each on its own
+thread when its `due(now)` says so by the injected clock, one run of a job at a time:
+a slow job never delays a revocation. `after_tick` callables (audit checkpoints) run on
+the leader after every tick; their own clocks say when they have work.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -28,6 +33,15 @@ class Leadership(Protocol):
         """Take or renew the right to tick; True while this bot has it."""
 
     def release(self) -> None: ...
+
+
+class Job(Protocol):
+    name: str
+
+    def due(self, now: datetime) -> bool:
+        """Should it run now? Asked often: it must be cheap."""
+
+    def run(self) -> object: ...
 
 
 class SoleLeader:
@@ -51,9 +65,14 @@ class Scheduler:
         next_due: Callable[[], datetime | None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_beat: Callable[[bool], None] | None = None,
+        jobs: Sequence[Job] = (),
+        after_tick: Sequence[Callable[[], object]] = (),
     ):
         self.tick = tick
         self.on_beat = on_beat  # told after every lease check: True when this bot leads
+        self.jobs = list(jobs)
+        self._job_threads: dict[str, threading.Thread] = {}
+        self.after_tick = tuple(after_tick)  # after each tick, by the leader (checkpoints)
         self.every_seconds = every_seconds
         self.leadership = leadership or SoleLeader()
         self.next_due = next_due
@@ -83,6 +102,11 @@ class Scheduler:
             if self._thread.is_alive():
                 log.error("the scheduler thread did not stop within %ss", timeout)
         self._thread = None
+        for name, thread in self._job_threads.items():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("the %s job did not stop within %ss", name, timeout)
+        self._job_threads.clear()
         self._jobs.clear()
         self.leadership.release()  # a standby takes over at its next tick, not after the lease
 
@@ -93,7 +117,14 @@ class Scheduler:
             self.on_beat(leads)
         if not leads:
             return False
-        self.tick()
+        try:
+            self.tick()
+        finally:
+            for job in self.after_tick:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001 - a job never stops the tick or the others
+                    log.exception("scheduled job %s failed; it runs again next tick", job)
         return True
 
     def _run(self) -> None:
@@ -102,6 +133,7 @@ class Scheduler:
             if self._revocation_due():
                 self._safe_tick()
             self._jobs.run_pending()
+            self.start_due_jobs()
             self._stop.wait(self._pause(poll))
 
     def _leads(self) -> bool:
@@ -134,6 +166,38 @@ class Scheduler:
             return False
         self._woken_for = due
         return True
+
+    def start_due_jobs(self) -> list[threading.Thread]:
+        """Start each due job on its own thread, on the leader only, one run at a time;
+        returns the threads started. The scheduler's loop calls it at every poll."""
+        started: list[threading.Thread] = []
+        if not self.jobs or not getattr(self.leadership, "held", True):
+            return started
+        now = self.clock()
+        for job in self.jobs:
+            running = self._job_threads.get(job.name)
+            if running is not None and running.is_alive():
+                continue
+            try:
+                due = job.due(now)
+            except Exception:  # noqa: BLE001 - asked again at the next poll
+                log.exception("could not tell whether the %s job is due", job.name)
+                continue
+            if due:
+                thread = threading.Thread(
+                    target=self._safe_job, args=(job,), name=f"accessbot-{job.name}", daemon=True
+                )
+                self._job_threads[job.name] = thread
+                thread.start()
+                started.append(thread)
+        return started
+
+    @staticmethod
+    def _safe_job(job: Job) -> None:
+        try:
+            job.run()
+        except Exception:  # noqa: BLE001 - the job runs again when it is next due
+            log.exception("the %s job failed; it runs again when it is next due", job.name)
 
     def _safe_tick(self) -> None:
         try:

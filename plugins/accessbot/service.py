@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 
 from . import messages as msg
-from .approvers import SLACK_GROUP, entry_problem, resolve, static_members
+from .approvers import SLACK_GROUP, is_dynamic, resolve, static_members
 from .audit import AuditError, AuditLog
 from .domain import (
     AccessError,
@@ -47,10 +47,12 @@ from .policy import (
     PolicyContext,
     PolicyError,
     PolicySet,
-    Refusal,
     Resource,
     Vote,
+    approvers_problem,
+    decision_problem,
     load_policies,
+    refusal_problem,
     run_hook,
 )
 from .store import DecisionLock, RequestStore, StoreError
@@ -242,6 +244,8 @@ class Evaluation:
     lookups: list[str] = field(default_factory=list)  # on-call / Slack questions asked
     notes: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)  # each hook that would run, and when
+    # Refused, but the resource is known: (outcome, explanation) once the refusal is fixed.
+    if_fixed: tuple[str, str] | None = None
 
 
 class AccessService:
@@ -345,6 +349,15 @@ class AccessService:
         resource = self.policies.get(resource_name) if self.policies else None
         return tuple(resource.fields) if resource else ()
 
+    def checks_at_request(self, resource_name: str) -> bool:
+        """Does a request for this resource run policy code or ask another service (on
+        call, Slack groups) before it is answered? Those may take seconds."""
+        resource = self.policies.get(resource_name) if self.policies else None
+        if resource is None:
+            return False
+        hooks = {"get_approvers", "on_request"} & set(resource.hooks)
+        return bool(hooks) or any(is_dynamic(e) for e in resource.approvers)
+
     def _checked_request(
         self,
         resource_name: str,
@@ -440,8 +453,7 @@ class AccessService:
         self, resource: Resource, duration: timedelta, command: str, reason: str
     ) -> None:
         if resource.durations and duration not in resource.durations:
-            shorter = [d for d in resource.durations if d <= duration]
-            instead = shorter[-1] if shorter else resource.durations[0]
+            instead = resource.nearest_duration(duration)
             raise AccessError(
                 f"{resource.name} can be asked for {msg.durations_text(resource.durations)} "
                 f"only (its durations); you asked for {msg.asked(duration)}. Try "
@@ -568,9 +580,10 @@ class AccessService:
                 if decision.approve:
                     self._inflight.add(request.id)  # ours to grant; the scheduler keeps off
         if decision is not None and not decision.approve:
+            stays = f" {self._grant_stays(request.extends)}" if request.extends else ""
             return Outcome(
                 f"{noun} {request.id} for {resource.name} was denied by policy: "
-                f"{msg.inert(decision.reason)}",
+                f"{msg.inert(decision.reason)}{stays}",
                 [],
                 request,
             )
@@ -655,15 +668,15 @@ class AccessService:
         group-like entry expanded now and kept on the request."""
         if "get_approvers" in resource.hooks:
             try:
-                found = run_hook(resource, "get_approvers", request.view(), ctx, self.hook_timeout)
-                if isinstance(found, str) or not isinstance(found, (list, tuple, set)):
-                    raise HookFailed(
-                        f"{resource.file}: get_approvers returned {type(found).__name__}, not a list"
-                    )
+                found = run_hook(
+                    resource,
+                    "get_approvers",
+                    request.view(),
+                    ctx,
+                    self.hook_timeout,
+                    returns=approvers_problem,
+                )
                 entries = [str(e).strip() for e in found if str(e).strip()]
-                problem = next(filter(None, map(entry_problem, entries)), None)
-                if problem:
-                    raise HookFailed(f"{resource.file}: get_approvers returned {problem}")
                 if entries and self._expand(request, entries, ctx):
                     return
                 note = f"{resource.file}: get_approvers named nobody"
@@ -713,18 +726,17 @@ class AccessService:
         if "on_request" not in resource.hooks:
             return None
         try:
-            decision = run_hook(resource, "on_request", request.view(), ctx, self.hook_timeout)
+            decision = run_hook(
+                resource,
+                "on_request",
+                request.view(),
+                ctx,
+                self.hook_timeout,
+                returns=decision_problem,
+            )
         except HookFailed as exc:
             log.warning("on_request failed, falling back to human approval: %s", exc)
             request.notes.append(f"policy check failed, needs a human: {exc}")
-            return None
-        if decision is None:
-            return None
-        if not hasattr(decision, "approve") or not hasattr(decision, "reason"):
-            request.notes.append(
-                f"{resource.file}: on_request returned {decision!r}; it must return "
-                "ctx.approve(reason), ctx.deny(reason) or None. Needs a human."
-            )
             return None
         return decision
 
@@ -765,7 +777,20 @@ class AccessService:
             else:
                 reply = f"Approved {request.id}, but it was not applied: {msg.inert(request.last_error)}"
             return Outcome(reply, notices, request)
-        notices = self._grant(request)
+        try:
+            notices = self._grant(request)
+        except StoreError as exc:
+            # The approval is committed; only recording the grant failed. Say so: the
+            # scheduler finishes it (same start, same Idempotency-Key) once the store answers.
+            log.error("approved %s, but its grant could not be recorded: %s", request.id, exc)
+            return Outcome(
+                f"Your approval of {request.id} is recorded: it is approved. The bot's "
+                f"database stopped answering while the grant was made ({msg.inert(str(exc))}); "
+                "the bot finishes the grant as soon as it answers again. Nothing more to do "
+                "for you.",
+                [],
+                request,
+            )
         request = self.store.get(request.id) or request
         if request.status is Status.ACTIVE:
             reply = (
@@ -798,6 +823,8 @@ class AccessService:
             request.decision_note = reason
             self._commit(request, "denied", actor.handle, outcome="denied", detail=reason)
         because = f": {msg.inert(reason)}" if reason else ""
+        if request.extends:
+            return self._extension_denied(actor, request, because)
         notices = [
             self._to_requester(
                 request,
@@ -852,33 +879,62 @@ class AccessService:
         )
         try:
             answer = run_hook(
-                resource, hook, request.view(), ctx, self.hook_timeout, between=(vote,)
+                resource,
+                hook,
+                request.view(),
+                ctx,
+                self.hook_timeout,
+                between=(vote,),
+                returns=refusal_problem,
             )
         except HookFailed as exc:
             log.warning("%s failed, so it refuses: %s", hook, exc)
             return f"the policy check failed, so it refuses (fail closed): {exc}"
-        if answer is None:
-            return None
-        if isinstance(answer, Refusal):
-            return answer.reason or f"refused by {hook}"
-        return (
-            f"{resource.file}: {hook} returned {msg.inert(repr(answer), 80)}; it must return "
-            "ctx.refuse(reason) or None, so it refuses (fail closed)"
-        )
+        return None if answer is None else answer.reason or f"refused by {hook}"
 
     def _context(self, kind, on_call, request: Request, resource: Resource, now: datetime):
         """A hook's `ctx` for this request: PagerDuty lookups, history counts, the time."""
         history = RequestHistory(self.history_counts, request.requester, request.resource, now)
         return kind(on_call, now, logging.getLogger(f"policy.{resource.file}"), history)
 
+    def _extension_denied(self, actor: Actor, extension: Request, because: str) -> Outcome:
+        """A denied extension leaves its grant as it was: say so, with the grant's end."""
+        grant_id = extension.extends
+        stays = self._grant_stays(grant_id)
+        more = f"{format_duration(extension.duration)} more on grant {grant_id}"
+        notices = [
+            self._to_requester(
+                extension,
+                f"Your extension request {extension.id} ({more}, {extension.resource}) was "
+                f"denied by {msg.who(actor.handle)}{because}. {stays}",
+            ),
+            Notice(
+                "channel",
+                extension.channel,
+                f"Extension request {extension.id} ({more}, {extension.resource} for "
+                f"{msg.who(extension.requester)}) denied by {msg.who(actor.handle)}{because}. "
+                f"{stays}",
+                extension,
+            ),
+        ]
+        return Outcome(
+            f"Denied extension {extension.id}; {msg.who(extension.requester)} was told. {stays}",
+            notices,
+            extension,
+        )
+
+    def _grant_stays(self, grant_id: str | None) -> str:
+        """What a refused extension leaves of its grant."""
+        grant = self.store.get(grant_id) if grant_id else None
+        if grant is None or not grant.holds_access:
+            return f"Grant {grant_id} has ended."
+        return f"Grant {grant_id} stays active until {msg.when(grant.expires_at)}."
+
     def cancel(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
             request = self._get(request_id)
             if not request.is_requester(actor.id, actor.handle):
-                raise AccessError(
-                    f"Only {msg.who(request.requester)} can cancel {request.id}; "
-                    f"approvers can `!deny {request.id} <reason>`."
-                )
+                raise AccessError(self._not_yours_to_cancel(actor, request))
             if request.holds_access:
                 raise AccessError(
                     f"{request.id} is already active; end it with `!access revoke {request.id}`."
@@ -893,6 +949,24 @@ class AccessService:
             request,
         )
         return Outcome(f"Cancelled {request.id}.", [notice], request)
+
+    def _not_yours_to_cancel(self, actor: Actor, request: Request) -> str:
+        """Someone else's request: what this person can do about it, in its state."""
+        approver = self._is_approver(actor, request)
+        if request.holds_access and (approver or actor.is_admin):
+            return (
+                f"{request.id} is an active grant, not a pending request; end it with "
+                f"`!access revoke {request.id}`."
+            )
+        only = f"Only the requester, {msg.who(request.requester)}, can cancel {request.id}"
+        if request.holds_access:
+            return (
+                f"{only}; it is an active grant, which only {msg.who(request.requester)}, "
+                f"the approvers of {request.resource} or an admin can end."
+            )
+        if request.status is Status.PENDING and approver:
+            return f"{only}; as an approver you can deny it: `!deny {request.id} <reason>`."
+        return f"{only}."
 
     def revoke(self, actor: Actor, request_id: str) -> Outcome:
         with self.lock:
@@ -1168,6 +1242,8 @@ class AccessService:
             new = load_policies(self.policy_dir, self.groups, self.environ)
         except PolicyError as exc:
             self._audit("policy_reload_failed", by, outcome="failed", detail="; ".join(exc.errors))
+            # The files on disk are not what runs: the standing-access sweep waits.
+            self.policy_error = exc
             kept = (
                 f"the {len(self.policies.resources)} resource(s) already loaded stay in force"
                 if self.policies
@@ -1219,14 +1295,13 @@ class AccessService:
         the injected checkers answer) and each is listed with where its answer came from."""
         typed = " ".join(str(reason).split())
         try:
-            resource, duration, reason, fields = self._checked_request(
-                resource_name, duration, typed or "<reason>", fields
+            resource, asked, duration, fields, refusal = self._dry_run_request(
+                resource_name, duration, typed, fields
             )
-            reason = typed or "what-if check"  # what hooks see when no reason was given
         except AccessError as exc:
-            resource = self.policies.get(resource_name) if self.policies else None
-            return Evaluation(target.handle, resource_name, duration, "refused", str(exc), resource)
-        evaluation = Evaluation(target.handle, resource.name, duration, "human", "", resource)
+            return Evaluation(target.handle, resource_name, duration, "refused", str(exc))
+        reason = typed or "what-if check"  # what hooks see when no reason was given
+        evaluation = Evaluation(target.handle, resource.name, asked, "human", "", resource)
         try:
             self._refuse_duplicate(target, resource.name)
         except AccessError as exc:
@@ -1255,7 +1330,12 @@ class AccessService:
             else:
                 evaluation.explanation = "on_request returned None: the approvers decide"
         request.notes += [f"PagerDuty check failed: {f}" for f in on_call.failures]
-        evaluation.hooks = msg.hooks_that_run(resource, evaluation.outcome, self.pending_timeout)
+        if refusal:
+            evaluation.if_fixed = (evaluation.outcome, evaluation.explanation)
+            evaluation.outcome, evaluation.explanation = "refused", refusal
+        # The hooks of the request as it would go (once fixed, for one refused here).
+        going = evaluation.if_fixed[0] if evaluation.if_fixed else evaluation.outcome
+        evaluation.hooks = msg.hooks_that_run(resource, going, self.pending_timeout)
         evaluation.lookups = list(on_call.lines)
         source = getattr(self.slack_groups, "source", "")
         evaluation.lookups += [
@@ -1281,6 +1361,35 @@ class AccessService:
             return str(exc)
         return self._vote_refusal(resource, request, voter, verb, " ".join(comment.split()))
 
+    def _dry_run_request(
+        self,
+        resource_name: str,
+        duration: timedelta | None,
+        reason: str,
+        fields: Mapping[str, str] | None,
+    ) -> tuple[Resource, timedelta, timedelta, dict[str, str], str]:
+        """(resource, duration asked, duration to go on with, fields, refusal) for a dry
+        run. Refused for a resource that exists, it goes on as if fixed (a duration the
+        resource allows, the valid fields), to show who would decide and what the hooks
+        would say; for one that does not, the refusal is raised."""
+        try:
+            resource, duration, _, fields = self._checked_request(
+                resource_name, duration, reason or "<reason>", fields
+            )
+            return resource, duration, duration, fields, ""
+        except AccessError as exc:
+            resource = self.policies.get(resource_name) if self.policies else None
+            if resource is None:
+                raise
+            asked = resource.default_duration if duration is None else duration
+            fixed = asked if asked > timedelta(0) else resource.default_duration
+            valid = {
+                name: str(value)
+                for name, value in (fields or {}).items()
+                if name in resource.fields and not resource.fields[name].problem(str(value))
+            }
+            return resource, asked, resource.nearest_duration(fixed), valid, str(exc)
+
     def audit_events(
         self,
         actor: Actor,
@@ -1294,6 +1403,7 @@ class AccessService:
     ) -> str:
         if not actor.is_admin:
             raise AccessError("Only bot admins (BOT_ADMINS) can read the audit log.")
+        unknown = []
         for term in terms or []:
             # A bare word is a resource if one is called that, else a request id if one
             # exists, else a user.
@@ -1304,10 +1414,10 @@ class AccessService:
             elif not user:
                 user = term
             else:
-                raise AccessError(
-                    f"`{msg.inert(term, 40)}` is a second user; filter one at a time, e.g. "
-                    "`!access audit user=alice resource=prod-db since=2h`."
-                )
+                unknown.append(term)
+        if unknown:
+            names = self.policies.names() if self.policies else []
+            raise AccessError(msg.audit_not_understood(unknown, user, names))
         start = self.clock() - since if since else None
         records = self.audit.query(
             user=normalize_handle(user) if user else None,
@@ -1885,16 +1995,24 @@ class AccessService:
                     grant.expires_at = new_end
                     grant.extensions += 1
                     grant.reminder_sent = False  # a new end earns a new reminder
-                    grant.record(now, "extended", extension.decided_by or "policy", extension.id)
+                    grant.record(
+                        now,
+                        "extended",
+                        extension.decided_by or "policy",
+                        f"+{format_duration(extension.duration)}, now until "
+                        f"{msg.moment(new_end)} (extension {extension.id})",
+                    )
                     self._commit(
                         grant,
                         "extended",
                         extension.decided_by or "policy",
                         outcome="active",
                         detail=f"by {extension.id} until {msg.when(new_end)}",
+                        expires_at=iso(new_end),
+                        extension=extension.id,
                     )
                     extension.move(
-                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.when(new_end)}"
+                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
                     )
                     self._commit(extension, "extension_applied", "bot", outcome="extended")
                 else:
@@ -2117,7 +2235,7 @@ class AccessService:
             if request.approvals_required > 1
             else "an approval"
         )
-        return f"{count} from {msg.approvers_text(request.approvers)}"
+        return f"{count} from {msg.approvers_text(request.deciders)}"
 
     def _policies(self) -> PolicySet:
         if self.policies is None:
@@ -2135,8 +2253,10 @@ class AccessService:
         resource = policies.get(name)
         if resource is None:
             names = ", ".join(policies.names()) or "none"
+            close = msg.closest(name, policies.names())
+            hint = f": did you mean {close}?" if close else "."
             raise AccessError(
-                f"Unknown resource `{msg.inert(name, 60)}`. You can request: {names}. "
+                f"Unknown resource `{msg.inert(name, 60)}`{hint} You can request: {names}. "
                 "Details: `!access resources`."
             )
         return resource
@@ -2171,7 +2291,7 @@ class AccessService:
         if not self._is_approver(actor, request):
             raise AccessError(
                 f"Only the approvers of {request.resource} "
-                f"({msg.approvers_text(request.approvers)}) can {verb} {request.id}."
+                f"({msg.approvers_text(request.deciders)}) can {verb} {request.id}."
             )
 
     # -- who is who: user ids only (identity.py) ------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .domain import DurationError, parse_duration
+from .messages import redact_url
 
 PUBLIC_PAGERDUTY_URL = "https://api.pagerduty.com"
 # The checkout this package lives in (plugins/accessbot/ -> the project), and the Errbot
@@ -49,6 +50,11 @@ class Settings:
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
     # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
     slack_allowed_teams: frozenset[str] = frozenset()
+    # How often the standing-access sweep compares targets with grants; None: never.
+    standing_sweep: timedelta | None = timedelta(hours=1)
+    standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
+    audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
+    audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
 
     @classmethod
     def load(
@@ -157,6 +163,12 @@ class Settings:
             lease_seconds=lease,
             strategy_workers=workers,
             slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
+            standing_sweep=_sweep_every(get("ACCESS_STANDING_SWEEP", "1h")),
+            standing_max_removals=_count(
+                get("ACCESS_STANDING_MAX_REMOVALS", 20), "ACCESS_STANDING_MAX_REMOVALS", "20"
+            ),
+            audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
+            audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
         )
 
 
@@ -201,6 +213,35 @@ def _teams(value) -> frozenset[str]:
     return frozenset(t.strip() for t in value)
 
 
+def _sweep_every(value) -> timedelta | None:
+    """ACCESS_STANDING_SWEEP: a duration like 1h or 30m; 0 turns the sweep off."""
+    if isinstance(value, timedelta):
+        return value if value > timedelta(0) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value) if value > 0 else None
+    text = str(value).strip()
+    if text in ("0", "0s", "off"):
+        return None
+    try:
+        return parse_duration(text)
+    except DurationError as exc:
+        raise SettingsError(
+            f"ACCESS_STANDING_SWEEP must be a duration like 1h or 30m, or 0 to turn the "
+            f"standing-access sweep off, not {value!r}"
+        ) from exc
+
+
+def _count(value, name: str, example: str) -> int:
+    """A whole number of 0 or more."""
+    try:
+        number = -1 if isinstance(value, bool) else int(str(value).strip())
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise SettingsError(f"{name} must be a whole number of 0 or more, e.g. {example}")
+    return number
+
+
 def _flag(value, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -242,3 +283,183 @@ def parse_size(value) -> int:
             f"ACCESS_AUDIT_MAX_BYTES must be a size like 50MB, 512k or 52428800, not {value!r}"
         )
     return int(match.group(1)) * 1024 ** " kmg".index(match.group(2).lower() or " ")
+
+
+# -- ACCESS_AUDIT_SINKS ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One destination of ACCESS_AUDIT_SINKS, checked: `accessbot.sinks` builds it."""
+
+    type: str  # http, splunk_hec, file, syslog
+    name: str  # the key of its cursor in the store; unique
+    options: Mapping[str, Any] = field(default_factory=dict)  # the other keys, as given
+
+    def get(self, key: str, default=None):
+        return self.options.get(key, default)
+
+
+SINK_EXAMPLES = {
+    "http": '{"type": "http", "url": "https://siem.example.com/accessbot", '
+    '"secret_env": "AUDIT_SINK_SECRET", "batch": 100}',
+    "splunk_hec": '{"type": "splunk_hec", "url": "https://splunk.example.com:8088", '
+    '"token_env": "SPLUNK_HEC_TOKEN"}',
+    "file": '{"type": "file", "path": "/mnt/worm/accessbot-audit.jsonl"}',
+    "syslog": '{"type": "syslog", "address": "siem.example.com:514", "protocol": "tcp"}',
+}
+# Every kind's keys: required ones, and optional ones with what they must be.
+_SINK_KEYS = {
+    "http": ({"url"}, {"secret_env", "batch", "timeout"}),
+    "splunk_hec": ({"url", "token_env"}, {"batch", "timeout", "index", "source", "sourcetype"}),
+    "file": ({"path"}, set()),
+    "syslog": ({"address"}, {"protocol", "timeout"}),
+}
+MAX_SINK_BATCH = 10_000
+
+
+def parse_sinks(value) -> tuple[SinkConfig, ...]:
+    """ACCESS_AUDIT_SINKS: a list of destinations (JSON in the environment), each checked
+    here so that a mistake stops the bot at start with what to write instead."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise SettingsError(
+                f"ACCESS_AUDIT_SINKS must be JSON: a list like [{SINK_EXAMPLES['http']}] "
+                f"({exc.msg} at character {exc.pos})"
+            ) from exc
+    if isinstance(value, Mapping):
+        value = [value]  # one sink given without the list around it
+    if not isinstance(value, (list, tuple)):
+        raise SettingsError(
+            f"ACCESS_AUDIT_SINKS must be a list of sinks, like [{SINK_EXAMPLES['file']}]"
+        )
+    sinks = [_sink(number, spec) for number, spec in enumerate(value)]
+    names = [s.name for s in sinks]
+    for number, name in enumerate(names):
+        if name in names[:number]:
+            raise SettingsError(
+                f"ACCESS_AUDIT_SINKS[{number}]: another sink is already called {name!r}; "
+                'give each a different "name" (it keys the sink\'s place in the log)'
+            )
+    return tuple(sinks)
+
+
+def _sink(number: int, spec) -> SinkConfig:
+    where = f"ACCESS_AUDIT_SINKS[{number}]"
+    if not isinstance(spec, Mapping):
+        raise SettingsError(f"{where} must be a dict like {SINK_EXAMPLES['http']}")
+    kind = spec.get("type")
+    if kind not in SINK_EXAMPLES:
+        kinds = ", ".join(sorted(SINK_EXAMPLES))
+        raise SettingsError(f"{where}: type {kind!r} is not a sink; use one of: {kinds}")
+    where = f"{where} ({kind})"
+    required, optional = _SINK_KEYS[kind]
+    unknown = sorted(set(spec) - required - optional - {"type", "name"})
+    if unknown:
+        allowed = ", ".join(sorted(required | optional | {"name"}))
+        raise SettingsError(f"{where}: unknown key {unknown[0]!r}; a {kind} sink takes {allowed}")
+    for key in sorted(required):
+        if not isinstance(spec.get(key), str) or not spec[key].strip():
+            raise SettingsError(f'{where}: "{key}" is required, e.g. {SINK_EXAMPLES[kind]}')
+    options = {k: v for k, v in spec.items() if k not in ("type", "name")}
+    for key, check in _SINK_CHECKS.items():
+        if key in spec:
+            options.update(check(f'{where}: "{key}"', spec[key], spec))
+    name = spec.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise SettingsError(f'{where}: "name" must be a short text, e.g. "siem"')
+    return SinkConfig(kind, (name or _sink_name(kind, options)).strip(), options)
+
+
+def _env_name(what: str, value, spec) -> dict:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(value)):
+        raise SettingsError(
+            f'{what} names an environment variable, e.g. "AUDIT_SINK_SECRET", not the secret'
+        )
+    return {}
+
+
+def _sink_url(what: str, value, spec) -> dict:
+    url = str(value).strip()
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise SettingsError(f"{what} must be an http(s) URL, e.g. {SINK_EXAMPLES[spec['type']]}")
+    return {"url": url}
+
+
+def _sink_batch(what: str, value, spec) -> dict:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SINK_BATCH:
+        raise SettingsError(
+            f"{what} must be a whole number of lines from 1 to {MAX_SINK_BATCH}, e.g. 100"
+        )
+    return {}
+
+
+def _sink_address(what: str, value, spec) -> dict:
+    host, _, port = str(value).strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{what} must be host:port, e.g. {SINK_EXAMPLES['syslog']}")
+    return {"host": host.strip("[]"), "port": int(port)}
+
+
+def _sink_protocol(what: str, value, spec) -> dict:
+    if value not in ("udp", "tcp"):
+        raise SettingsError(f'{what} must be "udp" or "tcp", not {value!r}')
+    return {}
+
+
+def _sink_timeout(what: str, value, spec) -> dict:
+    try:
+        seconds = (
+            parse_duration(value).total_seconds()
+            if isinstance(value, str) and not value.replace(".", "", 1).isdigit()
+            else float(value)
+        )
+    except (DurationError, TypeError, ValueError):
+        seconds = 0
+    if not 0 < seconds <= 300:
+        raise SettingsError(f'{what} must be seconds from 1 to 300, e.g. "10s"')
+    return {"timeout": seconds}
+
+
+# What each optional or required key must be, and the values it stands for.
+_SINK_CHECKS = {
+    "secret_env": _env_name,
+    "token_env": _env_name,
+    "url": _sink_url,
+    "batch": _sink_batch,
+    "timeout": _sink_timeout,
+    "address": _sink_address,
+    "protocol": _sink_protocol,
+}
+
+
+def _sink_name(kind: str, options: Mapping[str, Any]) -> str:
+    """A sink's default name: its kind and where it sends, with no credentials."""
+    if kind in ("http", "splunk_hec"):
+        return f"{kind} {redact_url(options['url'])}"
+    if kind == "file":
+        return f"file {options['path']}"
+    return f"syslog {options['host']}:{options['port']}/{options.get('protocol', 'udp')}"
+
+
+def _checkpoint_every(value) -> timedelta:
+    """ACCESS_AUDIT_CHECKPOINT: a duration like 5m; 0 or off: no checkpoints."""
+    if isinstance(value, timedelta):
+        return value
+    if str(value).strip().lower() in ("0", "off", "none", "false"):
+        return timedelta(0)
+    try:
+        every = parse_duration(value)
+    except DurationError as exc:
+        raise SettingsError(
+            f"ACCESS_AUDIT_CHECKPOINT must be a duration like 5m or 1h (0 turns checkpoints "
+            f"off), not {value!r}"
+        ) from exc
+    if every < timedelta(seconds=10):
+        raise SettingsError("ACCESS_AUDIT_CHECKPOINT must be at least 10s, e.g. 5m")
+    return every

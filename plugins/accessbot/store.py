@@ -15,6 +15,10 @@ is running), and every write and fold holds `access.write.lock` shared while a b
 holds it exclusively for the moment it takes its copy, so a backup taken while the bot
 runs is one point in time.
 
+Beside them, `access.standing.json` holds what the standing-access sweep knows per
+resource (findings, and targets that cannot be listed): a small document rewritten
+whole (temp file, fsync, `os.replace`) when a sweep changes it.
+
 Besides reading and writing, the port has what several bots on one database need, which
 one process gets almost for free: `transaction()` (one decision at a time across every
 bot), `claims()` (who is calling a strategy for which request right now) and the
@@ -35,7 +39,7 @@ import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +68,29 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A write of a request that someone else changed since it was read: nothing was written."""
+
+
+@dataclass(frozen=True)
+class SinkCursor:
+    """How far one audit sink has acknowledged the log: its last event's `seq` and line
+    hash, when; and its last delivery error (cleared by the next success)."""
+
+    name: str
+    seq: int = 0
+    hash: str = ""
+    shipped_at: str | None = None  # ISO time of the last acknowledged batch
+    error: str = ""
+    error_at: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "name"}
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict) -> SinkCursor:
+        known = {
+            k: data[k] for k in ("seq", "hash", "shipped_at", "error", "error_at") if k in data
+        }
+        return cls(name, **known)
 
 
 class RequestStore(Protocol):
@@ -152,6 +179,20 @@ class RequestStore(Protocol):
     def claims(self) -> MutableSet[str]:
         """The ids whose strategy call is under way, by this service or any live bot:
         `add` claims for this service, `discard` gives its claim back, `in` asks."""
+
+    def standing(self) -> dict[str, dict]:
+        """What the standing-access sweep knows, one JSON document per resource (the
+        sweep, standing.py, writes and reads them; the store only keeps them)."""
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        """Replace one resource's standing-access document durably; None forgets it."""
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        """Where the audit sink `name` stands, or None if it never shipped or failed."""
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        """Store a sink's position durably; a `seq` below the stored one is kept back (two
+        bots racing after a lease change never move a sink backwards)."""
 
     def close(self) -> None: ...
 
@@ -390,6 +431,10 @@ class StoreFiles:
     archive_index: Path  # only a cache of the archive
     open_lock: Path  # held shared by every process that has the store open
     write_lock: Path  # held shared by each write, exclusively by a backup's copy
+    standing: Path  # what the standing-access sweep found, per resource
+    # How far each audit sink got. Not part of a backup: after a restore the log is
+    # shorter than what the sinks acknowledged, and the bot must say so at start.
+    sink_cursors: Path
 
     @classmethod
     def of(cls, path: str | os.PathLike, archive_path: str | os.PathLike | None = None):
@@ -402,6 +447,8 @@ class StoreFiles:
             archive_index=archive.with_suffix(".index.json"),
             open_lock=path.with_suffix(".open.lock"),
             write_lock=path.with_suffix(".write.lock"),
+            standing=path.with_suffix(".standing.json"),
+            sink_cursors=path.with_suffix(".sinks.json"),
         )
 
     @property
@@ -452,6 +499,21 @@ class FileLock:
             self._fd = None
 
 
+def read_sink_cursors(path: Path) -> dict[str, dict]:
+    """The sink cursors file of a TinyDB store (name -> fields); readable while the bot
+    runs (it is replaced whole), so the report reads it without opening the store."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StoreError(
+            f"{path} is not readable JSON ({exc}); it only holds how far each audit sink "
+            "got: move it away and the sinks ship the log again"
+        ) from exc
+    return data if isinstance(data, dict) else {}
+
+
 class TinyDBStore:
     """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
     JSONL archive. One lock serialises every writer."""
@@ -467,6 +529,8 @@ class TinyDBStore:
         self.archive_path = files.archive
         self.journal_path = files.journal
         self.archive_index_path = files.archive_index
+        self.sink_cursors_path = files.sink_cursors
+        self._cursors_lock = threading.Lock()
         self.compact_after = compact_after
         self._open_lock = FileLock(files.open_lock)
         if not self._open_lock.acquire(exclusive=False, wait=False):
@@ -476,6 +540,8 @@ class TinyDBStore:
                 "restore` holds it); start the bot again once the restore has finished"
             )
         self._write_lock = FileLock(files.write_lock)
+        self.standing_path = files.standing
+        self._standing: dict[str, dict] | None = None  # read at first use
         # At a fold, the archive index file is written again once this many bytes of
         # archive are not in it (reading them at start costs a few milliseconds).
         self.index_archive_after = 1 << 20
@@ -750,6 +816,73 @@ class TinyDBStore:
         with self.lock:
             self._write_lock.close()
             self._open_lock.close()
+
+    def standing(self) -> dict[str, dict]:
+        with self.lock:
+            return json.loads(json.dumps(self._standing_state()))  # a copy
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        with self.lock, self._write_lock.held(exclusive=False):
+            known = dict(self._standing_state())
+            if state is None:
+                known.pop(resource, None)
+            else:
+                known[resource] = state
+            text = json.dumps(known, separators=(",", ":"), sort_keys=True, default=str)
+            try:
+                atomic_write(self.standing_path, text)
+            except OSError as exc:
+                raise StoreError(
+                    f"could not write {self.standing_path}: {exc.strerror or exc}; "
+                    "nothing was changed"
+                ) from exc
+            self._standing = known
+
+    def _standing_state(self) -> dict[str, dict]:
+        if self._standing is None:
+            try:
+                text = self.standing_path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = "{}"
+            try:
+                state = json.loads(text or "{}")
+                if not isinstance(state, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as exc:
+                raise StoreError(
+                    f"{self.standing_path} is not valid JSON ({exc}); it only holds what "
+                    "the standing-access sweep found: move it away and the next sweep "
+                    "finds it again"
+                ) from exc
+            self._standing = state
+        return self._standing
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        with self._cursors_lock:
+            data = self._read_sink_cursors().get(name)
+        return SinkCursor.from_dict(name, data) if isinstance(data, dict) else None
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        with self._cursors_lock:  # not the store's lock: a sink's write never holds up a decision
+            cursors = self._read_sink_cursors()
+            stored = cursors.get(cursor.name) or {}
+            if stored.get("seq", 0) > cursor.seq:
+                cursor = replace(
+                    cursor,
+                    seq=stored["seq"],
+                    hash=stored.get("hash", ""),
+                    shipped_at=stored.get("shipped_at"),
+                )
+            cursors[cursor.name] = cursor.to_dict()
+            try:
+                atomic_write(self.sink_cursors_path, json.dumps(cursors, sort_keys=True))
+            except OSError as exc:
+                raise StoreError(
+                    f"could not write {self.sink_cursors_path}: {exc.strerror or exc}"
+                ) from exc
+
+    def _read_sink_cursors(self) -> dict:
+        return read_sink_cursors(self.sink_cursors_path)
 
     def save(self, request: Request) -> None:
         self.save_many([request])

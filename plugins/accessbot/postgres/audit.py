@@ -16,7 +16,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
-from ..audit import AuditError, EventQueries, VerifyResult, verify_sources
+from ..audit import (
+    CHECKPOINT,
+    AuditError,
+    EventQueries,
+    StoredLine,
+    VerifyResult,
+    checkpoint_fields,
+    continuous_from,
+    verify_sources,
+)
 from ..domain import iso
 from ..store import StoreError
 from .database import Database
@@ -51,13 +60,38 @@ class PostgresAuditLog(EventQueries):
         events = list(events)
         if not events:
             return []
+        written = self._append(lambda tail: events)
+        self._appended()
+        return written
+
+    def append_checkpoint(self) -> dict | None:
+        """Append a `checkpoint` pinning the chain head, unless the head is a checkpoint
+        already (nothing happened since) or the table is empty; raises AuditError."""
+
+        def checkpoint(tail: tuple[int, str | None, str]) -> list[tuple[str, dict]]:
+            seq, head, event = tail
+            if head is None or event == CHECKPOINT:
+                return []
+            return [(CHECKPOINT, checkpoint_fields(seq, head))]
+
+        written = self._append(checkpoint)
+        if not written:
+            return None
+        self._appended()
+        return written[0]
+
+    def _append(self, make: Callable[[tuple[int, str | None, str]], list]) -> list[dict]:
+        """Under the decision lock: read the chain's tail (seq, hash, event), ask `make`
+        for the events to add after it, and insert them chained."""
         written = []
         try:
             with self.db.transaction() as conn:
-                tail = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                seq, prev = tail.fetchone() or (0, None)
+                tail = conn.execute(
+                    "SELECT seq, hash, event FROM audit ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, prev, _ = tail or (0, None, "")
                 rows = []
-                for event, fields in events:
+                for event, fields in make(tail or (0, None, "")):
                     seq += 1
                     record = {"seq": seq, "ts": iso(self.clock()), "event": event}
                     record.update({k: v for k, v in fields.items() if v not in (None, "")})
@@ -71,13 +105,37 @@ class PostgresAuditLog(EventQueries):
                     prev = digest(line)
                     rows.append(_values(record, line))
                     written.append(record)
-                with conn.cursor() as cursor:
-                    cursor.executemany(INSERT, rows)
+                if rows:
+                    with conn.cursor() as cursor:
+                        cursor.executemany(INSERT, rows)
         except StoreError as exc:
             raise AuditError(f"could not write {self.where}: {exc}") from exc
-        with self._lock:
-            self._seq = max(self._seq, written[-1]["seq"])
+        if written:
+            with self._lock:
+                self._seq = max(self._seq, written[-1]["seq"])
         return written
+
+    def head(self) -> tuple[int, str] | None:
+        """The sequence number and hash of the chain's last line, or None if empty."""
+        try:
+            with self.db.connection() as conn:
+                row = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                row = row.fetchone()
+        except StoreError as exc:
+            raise AuditError(f"could not read {self.where}: {exc}") from exc
+        return (int(row[0]), row[1]) if row else None
+
+    def lines_after(self, seq: int, limit: int) -> list[StoredLine]:
+        """Up to `limit` stored lines from `seq + 1` on, in order, stopping before a gap."""
+        try:
+            with self.db.connection() as conn:
+                rows = conn.execute(
+                    "SELECT seq, line FROM audit WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (seq, limit),
+                ).fetchall()
+        except StoreError as exc:
+            raise AuditError(f"could not read {self.where}: {exc}") from exc
+        return continuous_from([StoredLine(int(n), line.encode()) for n, line in rows], seq)
 
     def events_newest_first(self) -> Iterator[dict]:
         """Every event, newest first, read backwards in batches (`query` with a limit
@@ -100,6 +158,11 @@ class PostgresAuditLog(EventQueries):
 
     def lines(self) -> Iterator[str]:
         """The stored lines in chain order, read in batches."""
+        for line in self.stored_lines():
+            yield line.data.decode()
+
+    def stored_lines(self) -> Iterator[StoredLine]:
+        """Every row's line in chain order, exactly as stored, read in batches."""
         after = 0
         while True:
             with self.db.connection() as conn:
@@ -108,7 +171,7 @@ class PostgresAuditLog(EventQueries):
                     (after, BATCH),
                 ).fetchall()
             for after, line in rows:  # noqa: B007 - `after` is where the next batch starts
-                yield line
+                yield StoredLine(int(after), line.encode())
             if len(rows) < BATCH:
                 return
 

@@ -1,7 +1,7 @@
 """Moving a TinyDB deployment into PostgreSQL: live records, archive and audit chain.
 
-Everything is copied in one transaction, into a database that must hold no requests and
-no audit events yet; the audit lines are copied byte for byte, so the chain in the table
+Everything is copied in one transaction (requests, the standing-access sweep's findings),
+into a database that must hold no requests and no audit events yet; the audit lines are copied byte for byte, so the chain in the table
 is the chain of the files and the bots continue it. Afterwards the counts and the chain
 are checked again from the database.
 """
@@ -61,6 +61,9 @@ def migrate_tinydb(db_path: str | Path, audit_path: str | Path, url: str) -> Cop
                 )
             for request in [*live, *archived]:
                 _copy_request(conn, request)
+            for resource, state in source.standing().items():
+                # What the standing-access sweep found: not announced again after the move.
+                store.save_standing(resource, state)
             lines = 0
             for path in files:
                 with open(path, "rb") as handle:

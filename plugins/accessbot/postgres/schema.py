@@ -134,6 +134,35 @@ MIGRATIONS = (
     ),
     Migration(
         5,
+        "standing: what the standing-access sweep found, one document per resource",
+        (
+            """
+            CREATE TABLE standing (
+                resource text PRIMARY KEY,
+                state    jsonb NOT NULL,
+                saved_at timestamptz NOT NULL DEFAULT now()
+            )
+            """,
+        ),
+    ),
+    Migration(
+        6,
+        "sink_cursors: how far each audit sink has acknowledged the chain, its last error",
+        (
+            """
+            CREATE TABLE sink_cursors (
+                name       text PRIMARY KEY,
+                seq        bigint NOT NULL DEFAULT 0,
+                hash       text NOT NULL DEFAULT '',
+                shipped_at text,
+                error      text NOT NULL DEFAULT '',
+                error_at   text
+            )
+            """,
+        ),
+    ),
+    Migration(
+        7,
         "requests: escalation, after-hooks still to run, the time-out of escalated requests, "
         "and an index for policies' history counts",
         (

@@ -16,7 +16,7 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from ..domain import Request, Status
-from ..store import ConflictError
+from ..store import ConflictError, SinkCursor
 from .database import Database
 
 _COLUMNS = """
@@ -215,6 +215,53 @@ class PostgresStore:
 
     def claims(self) -> MutableSet[str]:
         return Claims(self.db)
+
+    def standing(self) -> dict[str, dict]:
+        with self.db.connection() as conn:
+            rows = conn.execute("SELECT resource, state FROM standing").fetchall()
+        return dict(rows)
+
+    def save_standing(self, resource: str, state: dict | None) -> None:
+        with self.db.connection() as conn:
+            if state is None:
+                conn.execute("DELETE FROM standing WHERE resource = %s", (resource,))
+                return
+            conn.execute(
+                """
+                INSERT INTO standing (resource, state) VALUES (%s, %s)
+                ON CONFLICT (resource) DO UPDATE SET state = EXCLUDED.state, saved_at = now()
+                """,
+                (resource, Jsonb(state)),
+            )
+
+    def sink_cursor(self, name: str) -> SinkCursor | None:
+        with self.db.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, hash, shipped_at, error, error_at FROM sink_cursors WHERE name = %s",
+                (name,),
+            ).fetchone()
+        if row is None:
+            return None
+        seq, hash_, shipped_at, error, error_at = row
+        return SinkCursor(name, int(seq), hash_, shipped_at, error, error_at)
+
+    def save_sink_cursor(self, cursor: SinkCursor) -> None:
+        """One upsert; a lower `seq` than the stored one keeps the stored position."""
+        with self.db.connection() as conn:
+            conn.execute(
+                """
+                INSERT INTO sink_cursors (name, seq, hash, shipped_at, error, error_at)
+                VALUES (%(name)s, %(seq)s, %(hash)s, %(shipped_at)s, %(error)s, %(error_at)s)
+                ON CONFLICT (name) DO UPDATE SET
+                    hash = CASE WHEN EXCLUDED.seq >= sink_cursors.seq
+                                THEN EXCLUDED.hash ELSE sink_cursors.hash END,
+                    shipped_at = CASE WHEN EXCLUDED.seq >= sink_cursors.seq
+                                THEN EXCLUDED.shipped_at ELSE sink_cursors.shipped_at END,
+                    seq = greatest(EXCLUDED.seq, sink_cursors.seq),
+                    error = EXCLUDED.error, error_at = EXCLUDED.error_at
+                """,
+                {"name": cursor.name, **cursor.to_dict()},
+            )
 
     def close(self) -> None:
         self.db.close()

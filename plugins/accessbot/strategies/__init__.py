@@ -2,7 +2,8 @@
 
 A strategy is built from the `strategy` dict of a policy resource (validated at policy
 load, so a bad setting is a load error naming the key) and is called with one of the
-actions `grant`, `revoke` or `extend` and the JSON payload the README's webhook contract shows. Targets
+actions `grant`, `revoke` or `extend` and the JSON payload of the README's webhook contract;
+`members()` says who holds the access at the target (for the standing-access sweep). Targets
 that know the requester by another name (a GitHub login, an AWS user) look it up in the
 `Accounts` the service passes to `build_strategy`.
 """
@@ -12,7 +13,15 @@ from __future__ import annotations
 from .accounts import Accounts
 from .approval_only import ApprovalOnlyStrategy
 from .aws import AwsIamGroupStrategy, AwsSsoStrategy
-from .base import Done, SettingsError, Strategy, StrategyError, payload_for
+from .base import (
+    CannotList,
+    Done,
+    Member,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    payload_for,
+)
 from .command import CommandStrategy
 from .github import GitHubRepoStrategy, GitHubTeamStrategy
 from .okta import OktaGroupStrategy
@@ -53,7 +62,9 @@ def build_strategy(settings: dict, accounts: Accounts | None = None) -> Strategy
 __all__ = [
     "KINDS",
     "Accounts",
+    "CannotList",
     "Done",
+    "Member",
     "SettingsError",
     "Strategy",
     "StrategyError",

@@ -4,7 +4,8 @@ Both need boto3 (`pip install -r requirements-aws.txt`) and take credentials fro
 usual AWS chain (environment, profile, instance or task role); a policy naming them on
 a bot without boto3 fails to load with that advice. `endpoint_url` points at another
 endpoint (a VPC endpoint, or a test server). Neither target knows about expiry, so
-`extend` needs no call.
+`extend` needs no call. `members()` lists the IAM group's users, or the permission
+set's assignments in the account (users, and groups, which give it to all their members).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import time
 from collections.abc import Callable
 
 from ..messages import redact_url
-from .base import Done, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 POLL_INTERVAL = 1.0  # seconds between looks at an Identity Center provisioning request
+GROUP_ACCOUNT = "group:"  # an Identity Center group as a member: "group:<group id>"
 
 
 def _boto():
@@ -205,19 +207,28 @@ class AwsIamGroupStrategy(_AwsStrategy):
             ) from exc
         return {"UserName": found["UserName"], "UserId": found["UserId"]}
 
+    def members(self, resource: str) -> list[Member]:
+        return [
+            Member(user["UserName"], None, user["UserId"])
+            for user in self._group_users(self.client("iam"))
+        ]
+
     def _member_name(self, iam, user_id: str) -> str | None:
         """The current name of the member of the group whose UserId is `user_id`, or None
         when no member has that id (a missing group is a failure, not "not a member")."""
+        for user in self._group_users(iam):
+            if user.get("UserId") == user_id:
+                return user["UserName"]
+        return None
+
+    def _group_users(self, iam) -> list[dict]:
+        """The group's users, every page (a missing group is a failure)."""
         paginator = iam.get_paginator("get_group")
         pages = self.aws(
             f"list the members of IAM group {self.group}",
             lambda: list(paginator.paginate(GroupName=self.group)),
         )
-        for page in pages:
-            for user in page.get("Users", []):
-                if user.get("UserId") == user_id:
-                    return user["UserName"]
-        return None
+        return [user for page in pages for user in page.get("Users", [])]
 
     def describe(self) -> str:
         return f"aws_iam_group ({self.group}{self._where()})"
@@ -321,22 +332,20 @@ class AwsSsoStrategy(_AwsStrategy):
         if action not in ("grant", "revoke"):
             raise StrategyError(f"aws_sso cannot {action!r}")
         sso = self.client("sso-admin")
-        principal_id = payload.get("account")
-        if action == "grant" or not principal_id:
-            name, principal_id = self._principal(sso, payload, revoking=action == "revoke")
-        else:
-            # The recorded Identity Store user id: assignments name their principal by
-            # it, so a changed user name or e-mail does not matter.
-            name = f"user {principal_id}"
+        name, principal_type, principal = self._target_principal(sso, action, payload)
         assignment = {
             "InstanceArn": self.instance_arn,
             "TargetId": self.account_id,
             "TargetType": "AWS_ACCOUNT",
             "PermissionSetArn": self.permission_set_arn,
-            "PrincipalType": "USER",
-            "PrincipalId": principal_id,
+            "PrincipalType": principal_type,
+            "PrincipalId": principal,
         }
-        assigned = self._is_assigned(sso, principal_id)
+        # The account as recorded: a group's carries its prefix.
+        principal_id = GROUP_ACCOUNT + principal if principal_type == "GROUP" else principal
+        assigned = {"PrincipalType": principal_type, "PrincipalId": principal} in (
+            self._assignments(sso)
+        )
         what = f"{self._permission_set_name()} in {self.account_id} for {name}"
         if action == "grant":
             if assigned:
@@ -357,6 +366,19 @@ class AwsSsoStrategy(_AwsStrategy):
             sso, started, "delete", sso.describe_account_assignment_deletion_status
         )
         return Done(f"Identity Center: removed {what}", principal_id)
+
+    def _target_principal(self, sso, action: str, payload: dict) -> tuple[str, str, str]:
+        """(how to name it, USER or GROUP, the principal id) the call acts on."""
+        account = payload.get("account")
+        if action == "grant" or not account:
+            name, user_id = self._principal(sso, payload, revoking=action == "revoke")
+            return name, "USER", user_id
+        if account.startswith(GROUP_ACCOUNT):
+            # A group's assignment, found and removed by the standing-access sweep.
+            return f"group {account[len(GROUP_ACCOUNT) :]}", "GROUP", account[len(GROUP_ACCOUNT) :]
+        # The recorded Identity Store user id: assignments name their principal by it,
+        # so a changed user name or e-mail does not matter.
+        return f"user {account}", "USER", account
 
     def _principal(self, sso, payload: dict, revoking: bool) -> tuple[str, str]:
         """The requester's Identity Store user id, by ACCESS_USER_AWS name or else e-mail."""
@@ -410,7 +432,9 @@ class AwsSsoStrategy(_AwsStrategy):
             "check instance_arn and region (or set identity_store_id)"
         )
 
-    def _is_assigned(self, sso, principal_id: str) -> bool:
+    def _assignments(self, sso) -> list[dict]:
+        """`{"PrincipalType", "PrincipalId"}` of every assignment of the permission set in
+        the account, every page."""
         paginator = sso.get_paginator("list_account_assignments")
         pages = self.aws(
             f"list the assignments in account {self.account_id}",
@@ -422,11 +446,53 @@ class AwsSsoStrategy(_AwsStrategy):
                 )
             ),
         )
-        return any(
-            a.get("PrincipalType") == "USER" and a.get("PrincipalId") == principal_id
+        return [
+            {"PrincipalType": a.get("PrincipalType"), "PrincipalId": a.get("PrincipalId")}
             for page in pages
             for a in page.get("AccountAssignments", [])
-        )
+        ]
+
+    def members(self, resource: str) -> list[Member]:
+        """Each assignment's principal, named from the Identity Store: a user by user
+        name and e-mail; a group as `group:<id>`, since all its members hold the access."""
+        sso = self.client("sso-admin")
+        assignments = self._assignments(sso)
+        if not assignments:
+            return []
+        store_id = self.identity_store_id or self._identity_store_id(sso)
+        identitystore = self.client("identitystore")
+        found = []
+        for assignment in assignments:
+            kind, principal = assignment["PrincipalType"], assignment["PrincipalId"]
+            if kind == "GROUP":
+                group = self._described(identitystore.describe_group, store_id, GroupId=principal)
+                name = group.get("DisplayName") or principal
+                found.append(
+                    Member(f"group {name}", None, GROUP_ACCOUNT + principal, "group assignment")
+                )
+                continue
+            user = self._described(identitystore.describe_user, store_id, UserId=principal)
+            emails = user.get("Emails") or []
+            email = next((e.get("Value") for e in emails if e.get("Primary")), None) or next(
+                (e.get("Value") for e in emails if e.get("Value")), None
+            )
+            found.append(Member(user.get("UserName") or principal, email, principal))
+        return found
+
+    def _described(self, describe: Callable, store_id: str, **principal) -> dict:
+        """The Identity Store's record of a principal; {} when it has none any more (the
+        assignment outlived its user or group, and still is one)."""
+        try:
+            return self.aws(
+                f"describe {next(iter(principal.values()))} in the Identity Store",
+                describe,
+                IdentityStoreId=store_id,
+                **principal,
+            )
+        except AwsError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+            return {}
 
     def _wait_until_done(self, sso, status: dict, verb: str, describe: Callable) -> None:
         """Poll a provisioning request until it leaves IN_PROGRESS, for at most `wait`."""

@@ -32,6 +32,12 @@ class StrategyError(Exception):
         super().__init__(redact_urls(message))
 
 
+class CannotList(StrategyError):
+    """The target cannot say who holds the access (a webhook answering 404 or 501 to
+    `list`, a command exiting 64, a strategy with no way to list): not a failure to
+    retry, but a resource the standing-access sweep cannot check."""
+
+
 class SettingsError(Exception):
     """A strategy setting in a policy file is missing or wrong."""
 
@@ -43,6 +49,19 @@ class SettingsError(Exception):
 
 
 ACTIONS = ("grant", "revoke", "extend")
+LIST_LIMIT = 16 * 1024 * 1024  # bytes of a `list` answer: 100,000 members or so
+
+
+@dataclass(frozen=True)
+class Member:
+    """Someone who holds the access at the target: their name there, e-mail and the
+    target's stable id for them (the `account` a grant records), as far as it says;
+    `note` says how they hold it when that is not plain membership ("invitation pending")."""
+
+    user: str = ""
+    user_email: str | None = None
+    account: str | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +180,11 @@ class Strategy:
         before accounts were recorded): revoke and extend act on that account."""
         raise NotImplementedError
 
+    def members(self, resource: str) -> list[Member]:
+        """Everyone who holds the access at the target now, read in full (every page);
+        CannotList when the target has no way to say, StrategyError when it failed to."""
+        raise CannotList(f"the {self.kind} strategy cannot list who holds the access")
+
     def describe(self) -> str:
         return self.kind
 
@@ -207,3 +231,37 @@ def done_from_answer(note: str, raw: bytes, who: str) -> Done:
 
 def encode_payload(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def members_from_answer(raw: bytes, who: str) -> list[Member]:
+    """The members of a `list` answer: `{"members": [{"user", "user_email", "account"}]}`
+    (the README's webhook contract). Anything else is a failure: a caller proving that someone is
+    absent must have read a whole, well-formed list."""
+    if len(raw) > LIST_LIMIT:
+        raise StrategyError(f"{who} answered more than {LIST_LIMIT // 1024 // 1024} MB to list")
+    try:
+        answer = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        answer = None
+    entries = answer.get("members") if isinstance(answer, dict) else None
+    if not isinstance(entries, list):
+        raise StrategyError(
+            f'{who} did not answer list with JSON like {{"members": [{{"user": "alice", '
+            '"user_email": "alice@acme.com", "account": "u-123"}]}'
+        )
+    members = []
+    for number, entry in enumerate(entries, start=1):
+        values = {}
+        for key in ("user", "user_email", "account"):
+            value = entry.get(key) if isinstance(entry, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
+                value = None
+            values[key] = str(value).strip() if value is not None else ""
+        if not any(values.values()):
+            raise StrategyError(
+                f"{who}: member {number} of the list names no user, user_email or account"
+            )
+        members.append(
+            Member(values["user"], values["user_email"] or None, values["account"] or None)
+        )
+    return members

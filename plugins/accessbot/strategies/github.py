@@ -10,6 +10,10 @@ the revoke acts on the login that id has at that moment (`GET /user/{id}`). A re
 counts as done only when GitHub removed the access, or when the team's member list
 (the repository's collaborators), read in full and compared by id, lacks the user: a
 404 for a login never proves the access is gone.
+
+`members()` lists who holds the access, every page, by user id: a team's members and
+its pending invitations; a repository's direct collaborators with at least the
+resource's permission, and its pending invitations.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 PUBLIC_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
 REPO_PERMISSIONS = ("pull", "triage", "push", "maintain", "admin")
+# An invitation names its permission as the web page does.
+INVITATION_PERMISSIONS = {"read": "pull", "write": "push"}
+PENDING = "invitation pending"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -58,10 +65,31 @@ def _entry_id(entry: dict) -> int | None:
         return None
 
 
+def _member(entry: dict, note: str = "") -> Member | None:
+    """A listed user (or an invitation's invitee) as a Member, by user id."""
+    user_id = _entry_id(entry)
+    if user_id is None:
+        return None
+    user = entry.get("invitee") if "invitee" in entry else entry
+    return Member(str(user.get("login") or user_id), None, str(user_id), note)
+
+
 def _who(user_id: int, login: str | None, with_id: bool = False) -> str:
     if login is None:
         return f"the deleted account {user_id}"
     return f"{login} (user id {user_id})" if with_id else login
+
+
+def _granted(permissions) -> str | None:
+    """The highest permission a collaborator's `permissions` flags give."""
+    if not isinstance(permissions, dict):
+        return None
+    held = [p for p in REPO_PERMISSIONS if permissions.get(p)]
+    return held[-1] if held else ""
+
+
+def _invited(permission) -> str | None:
+    return INVITATION_PERMISSIONS.get(permission, permission) if permission else None
 
 
 class _GitHubStrategy(Strategy):
@@ -234,6 +262,24 @@ class GitHubTeamStrategy(_GitHubStrategy):
     def target(self) -> str:
         return f"team {self.org}/{self.team}"
 
+    def members(self, resource: str) -> list[Member]:
+        client = self._client()
+        listed = client.get_all(
+            self._path() + "/members?per_page=100", f"list the members of {self.target()}"
+        )
+        found = [m for m in (_member(e) for e in listed if isinstance(e, dict)) if m]
+        invitations = client.get_all(
+            self._path() + "/invitations?per_page=100",
+            f"list the pending invitations of {self.target()}",
+        )
+        for invitation in invitations:
+            login = invitation.get("login") if isinstance(invitation, dict) else None
+            if login:  # an invitation by e-mail names nobody on GitHub yet
+                found.append(
+                    Member(login, None, str(self._user_id(client, login, revoking=True)), PENDING)
+                )
+        return found
+
     def revoke(self, client: RestClient, user_id: int, login: str | None) -> str:
         if login is not None:
             answer = client.call("DELETE", self._path(login))
@@ -301,6 +347,36 @@ class GitHubRepoStrategy(_GitHubStrategy):
 
     def target(self) -> str:
         return f"repository {self.repo}"
+
+    def members(self, resource: str) -> list[Member]:
+        client = self._client()
+        listed = client.get_all(
+            self._path("/collaborators?affiliation=direct&per_page=100"),
+            f"list the collaborators of {self.repo}",
+        )
+        found = [
+            _member(e)
+            for e in listed
+            if isinstance(e, dict) and self._at_least(_granted(e.get("permissions")))
+        ]
+        invitations = client.get_all(
+            self._path("/invitations?per_page=100"), f"list the invitations of {self.repo}"
+        )
+        found += [
+            _member(i, PENDING)
+            for i in invitations
+            if isinstance(i, dict) and self._at_least(_invited(i.get("permissions")))
+        ]
+        return [m for m in found if m]
+
+    def _at_least(self, permission: str | None) -> bool:
+        """Does `permission` include the resource's? "" (none at all) does not; one this
+        code does not know (None, a custom role) counts as yes, to be looked at."""
+        if permission == "":
+            return False
+        if permission not in REPO_PERMISSIONS:
+            return True
+        return REPO_PERMISSIONS.index(permission) >= REPO_PERMISSIONS.index(self.permission)
 
     def revoke(self, client: RestClient, user_id: int, login: str | None) -> str:
         removed = False

@@ -5,7 +5,8 @@
 user id and does `PUT /api/v1/groups/{group}/users/{id}`; revoke does the same with
 `DELETE` on the recorded id, so a changed login or e-mail does not matter. A 404 on the
 revoke counts as done only when the group's member list, read in full, lacks the id.
-Okta has no expiry on memberships, so `extend` needs no call.
+Okta has no expiry on memberships, so `extend` needs no call. `members()` reads the
+group's member list, every page.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError
 from .rest import RestClient, json_field
 
 
@@ -116,16 +117,35 @@ class OktaGroupStrategy(Strategy):
             raise client.failure(answer, f"remove {who} from group {self.group_id}")
         # Okta says 404 for "not a member", "no such group" and "no such user": only the
         # group's member list, read in full and compared by id, proves the first.
-        members = client.get_all(
-            f"/api/v1/groups/{quote(self.group_id, safe='')}/users?limit=200",
-            f"list the members of group {self.group_id}",
-        )
+        members = self._listed(client)
         if any(isinstance(m, dict) and m.get("id") == account for m in members):
             raise StrategyError(
                 f"Okta still lists {who} in group {self.group_id} but would not remove "
                 "them; the revoke is retried"
             )
         return Done(f"Okta: {who} was not in group {self.group_id}", account=account)
+
+    def members(self, resource: str) -> list[Member]:
+        found = []
+        for entry in self._listed(self._client()):
+            if not isinstance(entry, dict) or not entry.get("id"):
+                continue
+            profile = entry.get("profile") if isinstance(entry.get("profile"), dict) else {}
+            found.append(
+                Member(
+                    str(profile.get("login") or entry["id"]),
+                    str(profile["email"]) if profile.get("email") else None,
+                    str(entry["id"]),
+                )
+            )
+        return found
+
+    def _listed(self, client: RestClient) -> list:
+        """The group's members as Okta lists them, every page."""
+        return client.get_all(
+            f"/api/v1/groups/{quote(self.group_id, safe='')}/users?limit=200",
+            f"list the members of group {self.group_id}",
+        )
 
     def _user_id(self, client: RestClient, email: str, revoking: bool) -> str:
         """The Okta user id of the user whose login is `email` now."""

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from urllib.parse import urlparse
@@ -21,12 +22,15 @@ import requests.adapters
 
 from ..messages import redact_url
 from .base import (
+    CannotList,
     Done,
+    Member,
     SettingsError,
     Strategy,
     StrategyError,
     done_from_answer,
     encode_payload,
+    members_from_answer,
 )
 
 log = logging.getLogger(__name__)
@@ -95,11 +99,35 @@ class WebhookStrategy(Strategy):
         return cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
 
     def call(self, action: str, payload: dict) -> Done:
-        body = encode_payload(payload)
+        response = self._post(encode_payload(payload), idempotency_key(action, payload))
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise self._refused(response)
+        where = redact_url(self.url)
+        return done_from_answer(f"webhook HTTP {status}", response.content, f"webhook {where}")
+
+    def members(self, resource: str) -> list[Member]:
+        """`{"action": "list", "resource": ...}`, signed like the others; 404 or 501
+        means the receiver cannot list."""
+        body = encode_payload({"action": "list", "resource": resource})
+        # A read: each call its own key, so a receiver's idempotency cache never answers
+        # an old list.
+        response = self._post(body, f"list:{resource}:{secrets.token_hex(8)}")
+        if response.status_code in (404, 501):
+            raise CannotList(
+                f"webhook {redact_url(self.url)} answered HTTP {response.status_code} to "
+                "list: it cannot say who holds the access"
+            )
+        if not 200 <= response.status_code < 300:
+            raise self._refused(response)
+        return members_from_answer(response.content, f"webhook {redact_url(self.url)}")
+
+    def _post(self, body: bytes, key: str) -> requests.Response:
+        """One signed POST; a timeout, an unreachable receiver or a redirect is a failure."""
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key(action, payload),
+            "Idempotency-Key": key,
             TIMESTAMP_HEADER: str(timestamp),
         }
         if self.secret_env:
@@ -128,12 +156,14 @@ class WebhookStrategy(Strategy):
                 + ": redirects are not followed, so nothing is known to be done; "
                 "point the policy's url at the receiver itself"
             )
-        if not 200 <= status < 300:
-            snippet = response.text.strip().replace("\n", " ")[:200]
-            raise StrategyError(
-                f"webhook {where} answered HTTP {status}" + (f": {snippet}" if snippet else "")
-            )
-        return done_from_answer(f"webhook HTTP {status}", response.content, f"webhook {where}")
+        return response
+
+    def _refused(self, response: requests.Response) -> StrategyError:
+        snippet = response.text.strip().replace("\n", " ")[:200]
+        return StrategyError(
+            f"webhook {redact_url(self.url)} answered HTTP {response.status_code}"
+            + (f": {snippet}" if snippet else "")
+        )
 
     def describe(self) -> str:
         return f"webhook ({redact_url(self.url)})"
