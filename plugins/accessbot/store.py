@@ -33,9 +33,9 @@ import gc
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -370,33 +370,32 @@ class _TimeIndex:
         return self._order[0][1] if self._order else None
 
 
-# The head of an archive line as `to_dict` writes it (fields in their declared order):
-# requester, resource and when it was made, read without parsing the whole line.
-_HEAD = re.compile(
-    rb'\{"id":"[^"\\]*","requester":"([^"\\]*)","resource":"([^"\\]*)",'
-    rb'"duration":[^,]*,"reason":"(?:[^"\\]|\\.)*","created_at":"([^"\\]+)"'
-)
-
-
 def _history_entry(line: bytes) -> tuple[str, str, float, Status] | None:
     """(requester, resource, made at, status) of an archive line, cheaply; None for an
-    extension request. The keys after the head hold no free-form dict before `status` and
-    `extends` (strategy settings have fixed keys; user text has its quotes escaped), so
-    their first occurrence is theirs. Anything unusual is parsed in full."""
-    head = _HEAD.match(line)
-    if head is not None:
-        at = line.find(b'"requester_id":', head.end())
-        status_at = line.find(b'"status":"', at) if at >= 0 else -1
-        status_end = line.find(b'"', status_at + 10) if status_at >= 0 else -1
-        extends_at = line.find(b'"extends":', status_end) if status_end >= 0 else -1
-        if extends_at >= 0:
-            if line[extends_at + 10 : extends_at + 14] != b"null":
+    extension request. `to_dict` writes the fields in their declared order, and inside a
+    JSON string every quote is escaped, so `","created_at":"` cannot occur in the reason
+    and none of the keys looked for occurs, unescaped, in a value before its own (the
+    strategy's settings have fixed keys). Anything unusual is parsed in full."""
+    requester = line.find(b'","requester":"')
+    resource = line.find(b'","resource":"', requester)
+    duration = line.find(b'","duration":', resource)
+    made = line.find(b'","created_at":"', duration)
+    status = line.find(b'"status":"', line.find(b'"requester_id":', made))
+    status_end = line.find(b'"', status + 10)
+    extends = line.find(b'"extends":', status_end)
+    found = min(requester, resource, duration, made, status, extends) >= 0
+    if found and line.startswith(b'{"id":"'):
+        who, what = line[requester + 15 : resource], line[resource + 14 : duration]
+        if b"\\" not in who and b"\\" not in what:
+            if line[extends + 10 : extends + 14] != b"null":
                 return None
             return (
-                head.group(1).decode(),
-                head.group(2).decode(),
-                datetime.fromisoformat(head.group(3).decode()).timestamp(),
-                Status(line[status_at + 10 : status_end].decode()),
+                who.decode(),
+                what.decode(),
+                datetime.fromisoformat(
+                    line[made + 16 : line.find(b'"', made + 16)].decode()
+                ).timestamp(),
+                Status(line[status + 10 : status_end].decode()),
             )
     record = json.loads(line)
     if record.get("extends"):
@@ -407,6 +406,53 @@ def _history_entry(line: bytes) -> tuple[str, str, float, Status] | None:
         datetime.fromisoformat(record["created_at"]).timestamp(),
         Status(record["status"]),
     )
+
+
+class _History:
+    """Finished requests (not extensions) by (requester, resource): when each was made
+    and how it ended, packed (9 bytes each: a hundred thousand fit in a megabyte).
+    Each request is added once, from its first archive line: a finished request saved
+    again (acknowledged, its after_revoke recorded) ended the same way."""
+
+    _CODES = {status: code for code, status in enumerate(Status)}
+    _STATUSES = tuple(Status)
+
+    def __init__(self):
+        self._by: dict[tuple[str, str], tuple[array, bytearray]] = {}
+
+    def add(self, requester: str, resource: str, at: float, status: Status) -> None:
+        times, codes = self._by.setdefault((requester, resource), (array("d"), bytearray()))
+        times.append(at)
+        codes.append(self._CODES[status])
+
+    def count(
+        self, requester: str, resource: str, statuses: set[Status], floor: float | None
+    ) -> int:
+        found = self._by.get((requester, resource))
+        if found is None:
+            return 0
+        wanted = {self._CODES[s] for s in statuses}
+        return sum(
+            1 for at, code in zip(*found) if code in wanted and (floor is None or at >= floor)
+        )
+
+    def to_json(self) -> list:
+        return [
+            [requester, resource, list(times), [self._STATUSES[c].value for c in codes]]
+            for (requester, resource), (times, codes) in self._by.items()
+        ]
+
+    def load_json(self, saved: list) -> None:
+        """What `to_json` wrote; ValueError (nothing loaded) if it is not that."""
+        loaded = {}
+        for requester, resource, times, statuses in saved:
+            if len(times) != len(statuses):
+                raise ValueError("a history entry is torn")
+            loaded[(str(requester), str(resource))] = (
+                array("d", map(float, times)),
+                bytearray(self._CODES[Status(s)] for s in statuses),
+            )
+        self._by.update(loaded)
 
 
 def _archive_id(line: bytes) -> str:
@@ -558,8 +604,7 @@ class TinyDBStore:
         self._archive_indexed_to = 0  # how much of the archive the index file covers
         self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
         self._follow_ups: set[str] = set()  # after-hooks still to run, live or archived
-        # Finished requests (not extensions) by (requester, resource): id -> (made at, status).
-        self._history: dict[tuple[str, str], dict[str, tuple[float, Status]]] = {}
+        self._history = _History()  # finished requests, for history_count
         # Indexes over the live requests.
         self._by_status: dict[Status, set[str]] = {}
         self._by_requester: dict[str, set[str]] = {}
@@ -725,17 +770,20 @@ class TinyDBStore:
                             request_id = _archive_id(line)
                         except (ValueError, KeyError, TypeError):
                             continue
+                    first = request_id not in index  # else it is saved again: counted
                     index[request_id] = start
                     good_end = offset
                     if b'"review_required":true' in line or b'"follow_ups_due":["' in line:
                         request = Request.from_dict(json.loads(line))  # rare: parse only these
                         self._track_review(request)
                         self._track_follow_ups(request)
-                        self._remember(request)
+                        if first:
+                            self._remember(request)
                     else:
                         awaiting.discard(request_id)
                         self._follow_ups.discard(request_id)
-                        self._remember_line(request_id, line)
+                        if first:
+                            self._remember_line(request_id, line)
         self._archive.cut_torn_tail(good_end, offset + len(rest))
 
     def _load_archive_index(self, size: int) -> int:
@@ -754,12 +802,6 @@ class TinyDBStore:
                 and 0 < covers <= size
             ):
                 raise ValueError("not an index of this archive")
-            found_history = {
-                (str(requester), str(resource)): {
-                    str(i): (float(at), Status(status)) for i, at, status in entries
-                }
-                for requester, resource, entries in history
-            }
             with open(self.archive_path, "rb") as handle:
                 # The newest line it knows is where it says, and ends where it says.
                 handle.seek(last_offset)
@@ -773,10 +815,16 @@ class TinyDBStore:
                 "reading the whole archive: %s is unusable (%s)", self.archive_index_path, exc
             )
             return 0
+        try:
+            self._history.load_json(history)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "reading the whole archive: %s is unusable (%s)", self.archive_index_path, exc
+            )
+            return 0
         self._archive_index.update(ids)
         self._awaiting_review.update(awaiting)
         self._follow_ups.update(follow_ups)
-        self._history.update(found_history)
         self._archive_indexed_to = covers
         return covers
 
@@ -792,10 +840,7 @@ class TinyDBStore:
             "ids": self._archive_index,
             "awaiting": [i for i in self._awaiting_review if i in self._archive_index],
             "follow_ups": [i for i in self._follow_ups if i in self._archive_index],
-            "history": [
-                [requester, resource, [[i, at, status.value] for i, (at, status) in found.items()]]
-                for (requester, resource), found in self._history.items()
-            ],
+            "history": self._history.to_json(),
         }
         try:
             atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
@@ -914,11 +959,12 @@ class TinyDBStore:
             data = "".join(line + "\n" for line in lines).encode()
             offset = self._archive.append(data, self.archive_path)
             for request, line in zip(finished, lines):
+                if request.id not in self._archive_index:
+                    self._remember(request)  # once: a request saved again ended the same way
                 self._archive_index[request.id] = offset
                 offset += len(line.encode()) + 1
                 self._track_review(request)
                 self._track_follow_ups(request)
-                self._remember(request)
                 self._drop(request.id)
         if live:
             texts = [json.dumps(r.to_dict(), separators=(",", ":")) for r in live]
@@ -1052,11 +1098,7 @@ class TinyDBStore:
         wanted = {Status(s) for s in statuses}
         floor = since.timestamp() if since is not None else None
         with self.lock:
-            count = sum(
-                1
-                for at, status in self._history.get((requester, resource), {}).values()
-                if status in wanted and (floor is None or at >= floor)
-            )
+            count = self._history.count(requester, resource, wanted, floor)
             for request_id in self._by_requester.get(requester, ()):
                 request = self._live[request_id]
                 if (
@@ -1170,8 +1212,8 @@ class TinyDBStore:
     def _remember(self, request: Request) -> None:
         """A finished request into the history index (extensions are not counted)."""
         if not request.extends:
-            found = self._history.setdefault((request.requester, request.resource), {})
-            found[request.id] = (request.created_at.timestamp(), request.status)
+            at = request.created_at.timestamp()
+            self._history.add(request.requester, request.resource, at, request.status)
 
     def _remember_line(self, request_id: str, line: bytes) -> None:
         """`_remember` for an archive line, without parsing all of it."""
@@ -1181,8 +1223,7 @@ class TinyDBStore:
             log.warning("archive line of %s: not counted in the history index", request_id)
             return
         if entry is not None:
-            requester, resource, at, status = entry
-            self._history.setdefault((requester, resource), {})[request_id] = (at, status)
+            self._history.add(*entry)
 
     def _track_review(self, request: Request) -> None:
         if request.awaits_review:
