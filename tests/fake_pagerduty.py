@@ -1,4 +1,5 @@
-"""A small real PagerDuty REST API on 127.0.0.1: `GET /users`, `GET /users/{id}`, `GET /oncalls`.
+"""A small real PagerDuty REST API on 127.0.0.1: `GET /users`, `GET /users/{id}`,
+`GET /oncalls`, `GET /incidents`.
 
 It answers with the JSON shapes PagerDuty documents, checks the `Authorization: Token
 token=...` header (401 otherwise) and rejects query parameters the real API does not
@@ -31,7 +32,25 @@ ALLOWED_PARAMS = {
         "earliest",
         "time_zone",
     },
+    # https://developer.pagerduty.com/api-reference/9d0b4b12e36f9-list-incidents
+    "/incidents": _PAGING
+    | {
+        "date_range",
+        "incident_key",
+        "include[]",
+        "service_ids[]",
+        "since",
+        "sort_by",
+        "statuses[]",
+        "team_ids[]",
+        "time_zone",
+        "until",
+        "urgencies[]",
+        "user_ids[]",
+    },
 }
+INCIDENT_STATUSES = {"triggered", "acknowledged", "resolved"}
+DEFAULT_SINCE = "2026-10-24T09:00:00Z"  # a month before the tests' START
 _FAILURES = {"500", "401", "429", "hang", "garbage"}
 
 
@@ -40,6 +59,7 @@ class FakePagerDuty:
         self.token = token
         self.users: list[dict] = []
         self.oncalls: list[dict] = []
+        self.incidents: list[dict] = []
         self.requests: list[tuple[str, dict[str, list[str]]]] = []  # every call received
         self.failure: str | None = None
         self.failures_left: int | None = None  # None: fail until told otherwise
@@ -113,6 +133,37 @@ class FakePagerDuty:
         with self.lock:
             self.oncalls.append(entry)
 
+    def add_incident(
+        self,
+        incident_id: str,
+        service: str,
+        assignees: list[str],
+        status: str = "triggered",
+        created_at: str = "2026-11-24T08:30:00Z",
+    ) -> dict:
+        """An incident on `service` assigned to these user ids, shaped as PagerDuty's."""
+        incident = {
+            "id": incident_id,
+            "type": "incident",
+            "summary": f"[#{len(self.incidents) + 1}] database down",
+            "self": f"{self.url}/incidents/{incident_id}",
+            "html_url": f"https://acme.pagerduty.com/incidents/{incident_id}",
+            "incident_number": len(self.incidents) + 1,
+            "title": "database down",
+            "created_at": created_at,
+            "status": status,
+            "urgency": "high",
+            "service": _ref("service", service, "Database"),
+            "assignments": [
+                {"at": created_at, "assignee": _ref("user", user_id, user_id)}
+                for user_id in assignees
+            ],
+            "escalation_policy": _ref("escalation_policy", "PEP0001", "Production"),
+        }
+        with self.lock:
+            self.incidents.append(incident)
+        return incident
+
     def fail_with(self, failure: str | None, times: int | None = None) -> None:
         """Misbehave on the next `times` calls (every call when None); None heals."""
         assert failure is None or failure in _FAILURES, failure
@@ -172,6 +223,8 @@ class FakePagerDuty:
                     if query in u["email"].lower() or query in u["name"].lower()
                 ]
                 return 200, _page("users", found, params)
+            if path == "/incidents":
+                return self._incidents(params)
             found = [
                 self._expand(o, "users" in params.get("include[]", []))
                 for o in self.oncalls
@@ -180,6 +233,34 @@ class FakePagerDuty:
                 and _selected(o, "escalation_policy", params.get("escalation_policy_ids[]"))
             ]
             return 200, _page("oncalls", found, params)
+
+    def _incidents(self, params: dict[str, list[str]]) -> tuple[int, dict]:
+        """`GET /incidents`: without `date_range=all` or `since`, only the last month's
+        (the API's default range; here the month before the tests' START)."""
+        statuses = params.get("statuses[]") or []
+        bad = sorted(set(statuses) - INCIDENT_STATUSES)
+        if bad:
+            return 400, {
+                "error": {
+                    "message": "Invalid Input Provided",
+                    "code": 2001,
+                    "errors": [f"statuses[] {status!r} is not a status" for status in bad],
+                }
+            }
+        every_date = _one(params, "date_range") == "all"
+        since = _one(params, "since") or DEFAULT_SINCE
+        found = [
+            i
+            for i in self.incidents
+            if (not statuses or i["status"] in statuses)
+            and _selected(i, "service", params.get("service_ids[]"))
+            and (
+                not params.get("user_ids[]")
+                or any(a["assignee"]["id"] in params["user_ids[]"] for a in i["assignments"])
+            )
+            and (every_date or i["created_at"] >= since)
+        ]
+        return 200, _page("incidents", found, params)
 
     def _user(self, user_id: str) -> dict | None:
         with self.lock:

@@ -80,6 +80,7 @@ def test_a_dry_run_missing_a_required_field_still_shows_approvers_channel_and_ho
         "payroll 10m ticket=<Jira key> <reason>.",
         "Once that is fixed: would wait for the approvers: on_request returned None: the "
         "approvers decide",
+        "Hook: on_request: ran now (the decision above)",
     ]
     assert chat.to("#payroll-approvals") == []
 

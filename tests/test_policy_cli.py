@@ -288,7 +288,8 @@ def test_wrong_approvers_and_channel_are_reported(tmp_path, policy_dir):
         ),
         (
             "cases:\n  - user: a\n    resource: prod-shell\n    on_call: {PABC123: carol}\n    expect: {decision: human}\n",
-            "policy-tests.yaml:4: case 1: on_call must map each id or handle to a list of strings",
+            "policy-tests.yaml:4: case 1: on_call must map each id to a list of e-mails (level 1) "
+            "or {email: ..., level: 2}",
         ),
     ],
 )

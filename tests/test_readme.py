@@ -55,6 +55,27 @@ def test_the_fields_example_is_a_whole_resource_that_loads(tmp_path):
     assert resource.fields["ticket"].required
 
 
+def test_the_newer_hook_and_key_examples_load(tmp_path):
+    (gate,) = python_blocks("### Approval hooks: `on_approve`, `on_deny`")
+    (after,) = python_blocks("### After the fact: `after_grant`, `after_revoke`")
+    (escalating,) = python_blocks("### Escalation")
+    (history,) = python_blocks("### History: `ctx.history`")
+    policy_file(tmp_path, "gate.py", gate + after)
+    policy_file(tmp_path, "admin.py", escalating + history)
+
+    policies = load_policies(tmp_path)
+
+    assert set(policies.get("deploy-prod").hooks) == {
+        "on_approve",
+        "on_deny",
+        "after_grant",
+        "after_revoke",
+    }
+    admin = policies.get("prod-db-admin")
+    assert [level.channel for level in admin.escalation] == ["#dba", "#incidents"]
+    assert "get_approvers" in admin.hooks
+
+
 def test_the_audit_sinks_example_is_valid_config():
     from accessbot.settings import parse_sinks
 

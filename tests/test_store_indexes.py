@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from accessbot.domain import Status
+from accessbot.domain import EVER_GRANTED, Status
 from accessbot.store import StoreError, TinyDBStore
 from tests.conftest import START
 from tests.test_domain import make_request
@@ -143,14 +143,42 @@ def test_save_many_writes_live_and_finished_requests_in_one_go(tmp_path):
 # -- every index agrees with a scan of everything live ---------------------------------
 
 
+HISTORY = {  # ctx.history's questions: (requester, resource, statuses, minutes back)
+    "carol-granted-ever": ("carol", "prod-db", EVER_GRANTED, None),
+    "dave-granted-hour": ("dave", "prod-db", EVER_GRANTED, 60),
+    "erin-cancelled": ("erin", "prod-shell", {Status.CANCELLED}, None),
+    "carol-any-hour": ("carol", "prod-shell", set(Status) - {Status.EXTENDED}, 60),
+}
+
+
 def scan(store, now):
-    """The answers the indexes give, worked out the slow way from live()."""
+    """The answers the indexes give, worked out the slow way from live() and archived()."""
     live = store.live()
+    everything = live + list(store.archived())
 
     def ids(requests):
         return sorted(r.id for r in requests)
 
+    def counted(who, resource, statuses, minutes):
+        since = now - timedelta(minutes=minutes) if minutes is not None else None
+        return sum(
+            1
+            for r in everything
+            if r.requester == who
+            and r.resource == resource
+            and not r.extends
+            and r.status in statuses
+            and (since is None or r.created_at >= since)
+        )
+
     return {
+        "history": {name: counted(*question) for name, question in HISTORY.items()},
+        "follow_ups": ids(r for r in everything if r.follow_ups_due),
+        "escalate": ids(
+            r
+            for r in live
+            if r.status is Status.PENDING and r.next_escalation_at and r.next_escalation_at <= now
+        ),
         "due": ids(r for r in live if r.revoke_due_at and r.revoke_due_at <= now),
         "remind": ids(
             r
@@ -162,7 +190,7 @@ def scan(store, now):
         "timed_out": ids(
             r
             for r in live
-            if r.status is Status.PENDING and r.created_at <= now - timedelta(minutes=30)
+            if r.status is Status.PENDING and r.waits_since <= now - timedelta(minutes=30)
         ),
         "nudge": ids(
             r
@@ -180,7 +208,14 @@ def indexed(store, now):
     def ids(requests):
         return sorted(r.id for r in requests)
 
+    def counted(who, resource, statuses, minutes):
+        since = now - timedelta(minutes=minutes) if minutes is not None else None
+        return store.history_count(who, resource, statuses, since)
+
     return {
+        "history": {name: counted(*question) for name, question in HISTORY.items()},
+        "follow_ups": ids(store.follow_ups_due()),
+        "escalate": ids(store.escalations_due(now)),
         "due": ids(store.due_for_revocation(now)),
         "remind": ids(store.expiring_unreminded(now + timedelta(minutes=10))),
         "timed_out": ids(store.pending_created_before(now - timedelta(minutes=30))),
@@ -203,19 +238,29 @@ def check_indexes_through_random_changes(open_store, seed, count, steps, reopen_
         request = store.get(rid)
         at = START + timedelta(minutes=rng.randint(0, 120))
         if request is None:
+            levels = rng.choice(
+                [[], [], [{"after": 600.0, "approvers": ["@dave"], "channel": "#x"}]]
+            )
             request = make_request(
                 id=rid,
                 requester=rng.choice(["carol", "dave", "erin"]),
+                resource=rng.choice(["prod-db", "prod-shell"]),
                 created_at=at,
                 duration=timedelta(minutes=rng.choice([5, 30, 90])),
                 extends=rng.choice([None, None, "base22"]),
                 next_nudge_at=at + timedelta(minutes=rng.randint(1, 30)),
+                escalation=levels,
+                next_escalation_at=at + timedelta(minutes=10) if levels else None,
             )
         elif request.is_final:
-            continue
+            if not request.follow_ups_due:
+                continue
+            request.follow_ups_due.clear()  # the hook ran (a finished request saved again)
         elif request.status is Status.PENDING:
             choice = rng.random()
-            if choice < 0.5:
+            if choice < 0.1 and request.escalation_level < len(request.escalation):
+                request.escalate(at, ["@dave"], ["dave"], {}, "no decision")
+            elif choice < 0.5:
                 request.add_approval("alice", at)
             elif choice < 0.7:
                 request.next_nudge_at = at + timedelta(minutes=rng.randint(1, 30))
@@ -223,6 +268,8 @@ def check_indexes_through_random_changes(open_store, seed, count, steps, reopen_
                 request.move(Status.CANCELLED, at, "carol")
         elif request.status is Status.APPROVED:
             request.activate(at)
+            if rng.random() < 0.5:
+                request.follow_ups_due.append("after_grant")
         elif request.status is Status.ACTIVE:
             choice = rng.random()
             if choice < 0.3:
@@ -234,6 +281,8 @@ def check_indexes_through_random_changes(open_store, seed, count, steps, reopen_
                 request.next_retry_at = rng.choice([None, at + timedelta(minutes=2)])
             else:
                 request.move(Status.EXPIRED, at, "scheduler")
+                if rng.random() < 0.5:
+                    request.follow_ups_due.append("after_revoke")
         elif request.status is Status.REVOKE_FAILED:
             request.move(Status.EXPIRED, at, "scheduler")
         store.save(request)
@@ -295,8 +344,10 @@ def archive_with_index(tmp_path):
     store.index_archive_after = 0
     store.save_many([finished(f"old{n:03d}") for n in range(9)])
     store.save(finished("glass2", review_required=True))
+    store.save(finished("owed22", follow_ups_due=["after_revoke"]))
     store.compact()  # a fold writes the index file
     store.save_many([finished("new001"), finished("new002", requester="dave")])
+    store.save(finished("owed33", requester="dave", follow_ups_due=["after_revoke"]))
     store.save(active("live22"))
     return store
 
@@ -308,12 +359,18 @@ def answers(store):
         "exists": [store.exists(i) for i in ("old008", "new001", "nope22")],
         "review": [r.id for r in store.awaiting_review()],
         "live": [r.id for r in store.live()],
+        "follow_ups": [r.id for r in store.follow_ups_due()],
+        "history": [
+            store.history_count(who, "prod-db", EVER_GRANTED, None) for who in ("carol", "dave")
+        ],
     }
 
 
 def test_a_restart_reads_the_archive_index_file_and_only_the_lines_after_it(tmp_path):
     expected = answers(archive_with_index(tmp_path))
     assert expected["review"] == ["glass2"] and expected["exists"] == [True, True, False]
+    assert expected["follow_ups"] == ["owed22", "owed33"]
+    assert expected["history"] == [13, 2]  # live22 is active: granted too
     assert (tmp_path / "access.archive.index.json").exists()
 
     again = TinyDBStore(tmp_path / "access.json")
@@ -353,3 +410,43 @@ def test_an_unusable_archive_index_file_means_reading_the_whole_archive(tmp_path
     on_disk = sorted({line.split('"')[3] for line in archive.read_text().splitlines()})
     assert sorted(r.id for r in store.archived()) == on_disk
     assert all(store.get(i).id == i for i in on_disk)
+
+
+# -- the history index reads archive lines without parsing all of them ------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"reason": 'tricky ","status":"active","extends":null text'},
+        {"requester": "zoë"},  # escaped in JSON: read the slow way, same answer
+        {"grant_result": {"status": "denied", "extends": "x", "requester_id": "y"}},
+        {"strategy": {"type": "webhook", "url": 'https://x/"status":"pending"'}},
+        {"extends": "base22"},
+    ],
+    ids=["plain", "quotes in the reason", "non-ascii handle", "answer keys", "url", "extension"],
+)
+def test_an_archive_line_is_counted_as_its_full_parse_says(overrides):
+    from accessbot.store import _history_entry
+
+    request = finished("tricky", **overrides)
+    line = json.dumps(request.to_dict(), separators=(",", ":")).encode()
+    record = json.loads(line)
+
+    expected = (
+        None
+        if record["extends"]
+        else (record["requester"], record["resource"], START.timestamp(), Status.EXPIRED)
+    )
+    assert _history_entry(line) == expected
+
+
+def test_history_counts_survive_a_restart_that_reads_the_whole_archive(tmp_path):
+    store = archive_with_index(tmp_path)
+    (tmp_path / "access.archive.index.json").unlink()  # an older bot's, or lost
+
+    again = TinyDBStore(tmp_path / "access.json")
+
+    assert again._archive_indexed_to == 0
+    assert answers(again) == answers(store)

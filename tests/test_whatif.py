@@ -85,6 +85,7 @@ def test_an_admin_sees_what_a_break_glass_request_would_do_and_nothing_happens(
         f"Channel: {CHANNEL}",
         "Decision: would be APPROVED at once by on_request (break-glass, reviewed afterwards): "
         "break-glass: requester is on call",
+        "Hook: on_request: ran now (the decision above)",
         f"Lookup: is carol@example.com on call for schedule {SCHEDULE}? yes (live PagerDuty lookup)",
     ]
     assert webhook.calls == []

@@ -167,6 +167,7 @@ class Access(BotPlugin):
             strategy_workers=self.settings.strategy_workers,
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             metrics=self.metrics,
+            notify=self.deliver,  # what follow-up hooks tell, from their own threads
             people=SlackPeople(
                 lambda: getattr(self._bot, "slack_web", None),
                 fallback=NamedPeople(self.settings.user_emails),
@@ -240,6 +241,9 @@ class Access(BotPlugin):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
@@ -513,6 +517,9 @@ class Access(BotPlugin):
     def deliver_one(self, notice: Notice) -> str | None:
         """Post the notice (a Slack card, else a plain message); the error that kept it
         from arriving, or None."""
+        if notice.audience == "admins":
+            self.tell_admins(notice.text)
+            return None
         if self.slack is not None:
             try:
                 if self.slack.deliver(notice):

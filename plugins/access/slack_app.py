@@ -180,6 +180,11 @@ class SlackApp:
                 self._card_versions.clear()
             self._card_versions[request.id] = len(request.history)
             self.cards.update_card(ref, request)
+            for earlier in filter(None, map(slack.CardRef.from_dict, request.earlier_cards)):
+                try:  # an escalated request's cards in the channels it was in before
+                    self.cards.update_card(earlier, request)
+                except Exception:  # noqa: BLE001 - the current card is what matters
+                    log.warning("could not update an earlier card of %s", request.id)
 
     def offer_request_form(self, user_id: str, channel_id: str) -> None:
         """Slack opens a modal only in answer to a click, so first offer a button."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import secrets
 from collections.abc import Mapping
@@ -114,6 +115,8 @@ FINAL = {
     Status.EXTENDED,
 }
 HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
+# Requests that got their access at some point: holding it now, or held it until it ended.
+EVER_GRANTED = frozenset({Status.ACTIVE, Status.REVOKE_FAILED, Status.EXPIRED, Status.REVOKED})
 LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # "due now, before anything with a real time"
 
 # status -> statuses it may move to; anything else is a TransitionError.
@@ -229,6 +232,16 @@ class Request:
     fields: dict[str, str] = field(default_factory=dict)  # the resource's prompt fields
     # Bumped by every store write; a write of an older version is refused (ConflictError).
     version: int = 0
+    # Escalation (copied from the resource when the request was made, like its approvers):
+    # each level {"after": seconds since the request was made, "approvers": [entries],
+    # "channel": where its card goes}; `escalation_level` levels have been asked so far.
+    escalation: list[dict] = field(default_factory=list)
+    escalation_level: int = 0
+    next_escalation_at: datetime | None = None
+    earlier_cards: list[dict] = field(default_factory=list)  # cards of the earlier levels
+    # after_grant / after_revoke hooks owed for this request and not yet run: written in
+    # the same store write as the grant or revoke, removed once the hook has run.
+    follow_ups_due: list[str] = field(default_factory=list)
 
     @property
     def grant_id(self) -> str:
@@ -240,6 +253,49 @@ class Request:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL
+
+    @property
+    def waits_since(self) -> datetime:
+        """When the request's time-out starts counting: when it was made or, with
+        escalation levels, when the last level is asked (the last level's time-out is
+        the request's)."""
+        if not self.escalation:
+            return self.created_at
+        return self.created_at + timedelta(seconds=self.escalation[-1]["after"])
+
+    def escalate(
+        self,
+        at: datetime,
+        approvers: list[str],
+        ids: list[str],
+        groups: Mapping[str, list[str]],
+        note: str,
+    ) -> dict:
+        """Ask the next escalation level: `approvers` (with their user `ids`; `groups`,
+        what its group-like entries named) may decide too, the earlier ones still may, and
+        its channel gets a card of its own. Returns the level."""
+        if self.status is not Status.PENDING or self.escalation_level >= len(self.escalation):
+            raise TransitionError(f"Request {self.id} has no escalation level left to ask.")
+        level = self.escalation[self.escalation_level]
+        self.escalation_level += 1
+        for approver, user_id in zip(approvers, ids):
+            if user_id not in self.approver_ids:
+                self.approvers.append(approver)
+                self.approver_ids.append(user_id)
+        self.approver_entries += [e for e in level["approvers"] if e not in self.approver_entries]
+        self.approver_groups.update({k: list(v) for k, v in groups.items()})
+        if level.get("channel") and level["channel"] != self.channel:
+            if self.card_ref:
+                self.earlier_cards.append(self.card_ref)
+            self.card_ref = None  # the new level's channel gets a card of its own
+            self.channel = level["channel"]
+        following = self.escalation[self.escalation_level : self.escalation_level + 1]
+        self.next_escalation_at = (
+            self.created_at + timedelta(seconds=following[0]["after"]) if following else None
+        )
+        self.notes.append(note)
+        self.record(at, "escalated", "scheduler", note)
+        return level
 
     @property
     def holds_access(self) -> bool:
@@ -377,6 +433,15 @@ class Request:
             created_at=self.created_at,
             extends=self.extends,
             fields=MappingProxyType(dict(self.fields)),
+            status=self.status.value,
+            granted_at=self.granted_at,
+            expires_at=self.expires_at,
+            account=self.account,
+            grant_result=(
+                MappingProxyType(copy.deepcopy(self.grant_result))
+                if self.grant_result is not None
+                else None
+            ),
         )
 
     def to_dict(self) -> dict:
@@ -411,6 +476,7 @@ class Request:
             "next_nudge_at",
             "reviewed_at",
             "review_reminded_at",
+            "next_escalation_at",
         ):
             kwargs[name] = from_iso(kwargs.get(name))
         kwargs["duration"] = timedelta(seconds=kwargs["duration"])
@@ -439,6 +505,9 @@ class Request:
             approver_groups={k: list(v) for k, v in self.approver_groups.items()},
             approver_ids=list(self.approver_ids),
             fields=dict(self.fields),
+            escalation=[dict(level) for level in self.escalation],
+            earlier_cards=[dict(ref) for ref in self.earlier_cards],
+            follow_ups_due=list(self.follow_ups_due),
         )
 
 
@@ -455,3 +524,8 @@ class RequestView:
     created_at: datetime
     extends: str | None = None
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    status: str = "pending"
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    account: str | None = None  # the target's id for the requester, recorded at grant
+    grant_result: Mapping | None = None  # the strategy's JSON answer to the grant, if any

@@ -103,6 +103,12 @@ def ask_again(resource: str, duration: timedelta, specs=()) -> str:
     return f"`!access request {resource} {format_duration(duration)}{fields} <reason>`"
 
 
+def durations_text(durations) -> str:
+    """`30m, 1h or 4h`: a resource's fixed durations."""
+    shown = [format_duration(d) for d in durations]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
 def closest(typed: str, names: list[str]) -> str | None:
     """The name someone surely meant: the same but for case, or a small typo away."""
     by_lower = {name.lower(): name for name in names}
@@ -366,10 +372,85 @@ def whatif(evaluation) -> str:
     lines.append(f"Decision: {_verdict(e.outcome, e.explanation)}")
     if e.if_fixed is not None:
         lines.append(f"Once that is fixed: {_verdict(*e.if_fixed)}")
+    if resource is not None and resource.durations:
+        lines.append(f"Durations: {durations_text(resource.durations)} only")
+    lines += [inert(line, 300) for line in e.hooks]
     lines += [f"Lookup: {inert(line, 200)}" for line in e.lookups]
     notes = (request.notes if request is not None else []) + e.notes
     lines += [f"Note: {inert(n, 400)}" for n in notes]
     return "\n".join(lines)
+
+
+def vote_refused(verb: str, request_id: str, why: str) -> str:
+    """The answer to an approval or denial the policy's on_approve / on_deny refused."""
+    what = "approval" if verb == "approve" else "denial"
+    return (
+        f"Your {what} of {request_id} was not counted: {inert(why, 400)}. "
+        f"The request is unchanged; see `!access show {request_id}`."
+    )
+
+
+def follow_up_failed(request: Request, hook: str, error: str) -> str:
+    """What the admins are told when an after_grant / after_revoke hook failed."""
+    undone = "the grant stands" if hook == "after_grant" else "the access stays removed"
+    return (
+        f"Access bot: the {hook} hook for request {request.id} ({request.resource} for "
+        f"{who(request.requester)}) failed: {inert(error, 400)}. Nothing was undone ({undone}) "
+        f"and it is not run again; fix {request.policy_file or 'the policy file'} and do by hand "
+        "what it should have done."
+    )
+
+
+def escalation_note(number: int, levels: int, after: str, before: str, approvers) -> str:
+    """Why a request was escalated, for its card and history."""
+    return (
+        f"escalated to level {number} of {levels}: no decision after {after} in {before}, "
+        f"so now also asking {approvers_text(approvers)}"
+    )
+
+
+def escalated(request: Request, why: str) -> str:
+    """The card of an escalated request, saying why, in the level's channel."""
+    return f"Request {request.id} {why}.\n{card_body(request)}"
+
+
+def escalated_away(request: Request, before: str, after: str) -> str:
+    """What the channel a request was escalated away from is told."""
+    return (
+        f"Request {request.id} ({request.resource} for {who(request.requester)}) had no "
+        f"decision after {after}, so it was escalated to {request.channel}. The approvers "
+        f"here may still decide: `!approve {request.id}` or `!deny {request.id} <reason>`."
+    )
+
+
+def hooks_that_run(resource, outcome: str, pending_timeout: timedelta) -> list[str]:
+    """For `!access whatif`: each policy hook and escalation level the request would go
+    through, and when."""
+    if resource is None or outcome == "refused":
+        return []
+    hooks = resource.hooks
+    ran = [
+        ("get_approvers", "ran now, to choose the approvers (above)"),
+        ("on_request", "ran now (the decision above)"),
+    ]
+    lines = [f"Hook: {hook}: {when}" for hook, when in ran if hook in hooks]
+    waits = outcome == "human"
+    later = [
+        ("on_approve", waits, "would run at each approval, before it counts (it may refuse it)"),
+        ("on_deny", waits, "would run at each denial, before it counts (it may refuse it)"),
+        ("after_grant", outcome != "deny", "would run once the grant is recorded"),
+        ("after_revoke", outcome != "deny", "would run once the access has ended"),
+    ]
+    lines += [f"Hook: {hook}: {when}" for hook, runs, when in later if runs and hook in hooks]
+    if waits and resource.escalation:
+        for number, level in enumerate(resource.escalation, start=1):
+            lines.append(
+                f"Escalation {number}: if undecided after {format_duration(level.after)}, "
+                f"also ask {approvers_text(level.approvers)} in {level.channel}"
+            )
+        total = resource.escalation[-1].after + pending_timeout
+        lines.append(f"Time-out: after {format_duration(total)} without a decision")
+    return lines
 
 
 _VERDICTS = {

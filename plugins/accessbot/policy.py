@@ -2,7 +2,9 @@
 
 Every `*.py` in the policy directory whose name does not start with `_` is one flow: a
 `RESOURCES` dict, an optional `GROUPS` dict (named approver lists, usable from every
-file) and optional `get_approvers(request, ctx)` and `on_request(request, ctx)` hooks.
+file) and optional hooks (`HOOKS`): `get_approvers(request, ctx)`,
+`on_request(request, ctx)`, `on_approve(request, approval, ctx)`,
+`on_deny(request, denial, ctx)`, `after_grant(request, ctx)`, `after_revoke(request, ctx)`.
 Loading is all-or-nothing: any error in any file fails the whole load, with
 `file:line: key: message` for each problem, so the policies already running stay.
 """
@@ -10,6 +12,7 @@ Loading is all-or-nothing: any error in any file fails the whole load, with
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
 import re
 import reprlib
@@ -45,11 +48,23 @@ OPTIONAL_KEYS = (
     "allow_self_approval",
     "max_extensions",
     "fields",
+    "escalation",
+    "durations",
     "standing",
     "remove_standing",
 )
 ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
-HOOKS = ("get_approvers", "on_request")
+# Each hook a policy file may define, with the arguments it is called with.
+HOOK_ARGS = {
+    "get_approvers": ("request", "ctx"),
+    "on_request": ("request", "ctx"),
+    "on_approve": ("request", "approval", "ctx"),
+    "on_deny": ("request", "denial", "ctx"),
+    "after_grant": ("request", "ctx"),
+    "after_revoke": ("request", "ctx"),
+}
+HOOKS = tuple(HOOK_ARGS)
+ESCALATION_KEYS = frozenset({"after", "approvers", "channel"})
 FIELD_KEYS = frozenset({"pattern", "required", "help"})
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FIELD_VALUE_LIMIT = 200
@@ -92,6 +107,23 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class EscalationLevel:
+    """Who else is asked, and where, when a request is still undecided `after` it was made."""
+
+    after: timedelta
+    approvers: tuple[str, ...]
+    channel: str
+
+    def to_dict(self) -> dict:
+        """As a request keeps it: a reload never changes the levels of a request made."""
+        return {
+            "after": self.after.total_seconds(),
+            "approvers": list(self.approvers),
+            "channel": self.channel,
+        }
+
+
+@dataclass(frozen=True)
 class Resource:
     name: str
     description: str
@@ -107,9 +139,19 @@ class Resource:
     file: str
     hooks: dict[str, Callable] = field(default_factory=dict, compare=False)
     fields: dict[str, FieldSpec] = field(default_factory=dict)
+    durations: tuple[timedelta, ...] = ()  # when set, the only durations one may ask for
+    escalation: tuple[EscalationLevel, ...] = ()
     # Who may hold it without a grant, and whether the standing-access sweep removes others.
     standing: tuple[str, ...] = ()
     remove_standing: bool = False
+
+    def nearest_duration(self, duration: timedelta) -> timedelta:
+        """A duration one may ask for instead of `duration`: the longest listed one not
+        above it (else the shortest), or within max_duration without a list."""
+        if not self.durations:
+            return min(duration, self.max_duration)
+        shorter = [d for d in self.durations if d <= duration]
+        return shorter[-1] if shorter else self.durations[0]
 
     def summary(self) -> dict:
         return {
@@ -124,6 +166,11 @@ class Resource:
             "strategy": self.strategy_settings,
             "hooks": sorted(self.hooks),
             "fields": {name: spec.summary() for name, spec in self.fields.items()},
+            "durations": [format_duration(d) for d in self.durations],
+            "escalation": [
+                {**level.to_dict(), "after": format_duration(level.after)}
+                for level in self.escalation
+            ],
             "standing": list(self.standing),
             "remove_standing": self.remove_standing,
         }
@@ -149,13 +196,34 @@ class Decision:
     reason: str
 
 
-class PolicyContext:
-    """What hooks receive as `ctx`: decide with `ctx.approve(reason)` / `ctx.deny(reason)`."""
+@dataclass(frozen=True)
+class Refusal:
+    """What `on_approve` / `on_deny` return to discard one approver's click or command."""
 
-    def __init__(self, pagerduty, now: datetime, logger: logging.Logger):
+    reason: str
+
+
+@dataclass(frozen=True)
+class Vote:
+    """What `on_approve` sees as `approval` and `on_deny` as `denial`: who, and what
+    they wrote (the comment of `!approve <id> <comment>`, the reason of a denial)."""
+
+    approver: str  # the handle
+    approver_email: str | None
+    comment: str = ""
+    approver_id: str = ""  # the platform user id (on Slack); the handle elsewhere
+
+
+class PolicyContext:
+    """What hooks receive as `ctx`: decide with `ctx.approve(reason)` / `ctx.deny(reason)`
+    (on_request), refuse one approver's decision with `ctx.refuse(reason)` (on_approve,
+    on_deny); ask `ctx.pagerduty` and `ctx.history`."""
+
+    def __init__(self, pagerduty, now: datetime, logger: logging.Logger, history=None):
         self.pagerduty = pagerduty
         self.now = now
         self.log = logger
+        self.history = history
 
     @staticmethod
     def approve(reason: str = "approved by policy") -> Decision:
@@ -164,6 +232,39 @@ class PolicyContext:
     @staticmethod
     def deny(reason: str = "denied by policy") -> Decision:
         return Decision(False, str(reason))
+
+    @staticmethod
+    def refuse(reason: str = "refused by policy") -> Refusal:
+        return Refusal(str(reason))
+
+
+class FollowUpContext(PolicyContext):
+    """`ctx` of after_grant / after_revoke: also `tell_requester(text)` and
+    `tell_channel(text)`, delivered once the hook has returned. Once the hook is given up
+    on (`close()`), whatever it still tells is dropped."""
+
+    def __init__(self, pagerduty, now: datetime, logger: logging.Logger, history=None):
+        super().__init__(pagerduty, now, logger, history)
+        self._told: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._open = True
+
+    def tell_requester(self, text: str) -> None:
+        self._tell("user", text)
+
+    def tell_channel(self, text: str) -> None:
+        self._tell("channel", text)
+
+    def _tell(self, audience: str, text: str) -> None:
+        with self._lock:
+            if self._open and str(text).strip():
+                self._told.append((audience, str(text)))
+
+    def close(self) -> list[tuple[str, str]]:
+        """Stop taking messages; (audience, text) for each one told so far."""
+        with self._lock:
+            self._open = False
+            return list(self._told)
 
 
 # -- loading ------------------------------------------------------------------------
@@ -329,9 +430,13 @@ def _load_file(path: Path) -> _File:
     hooks = {}
     for hook in HOOKS:
         fn = namespace.get(hook)
-        if fn is not None and not callable(fn):
-            result.errors.append(f"{name}:1: {hook} must be a function taking (request, ctx)")
-        elif fn is not None:
+        if fn is None:
+            continue
+        problem = _hook_problem(hook, fn)
+        if problem:
+            line = getattr(getattr(fn, "__code__", None), "co_firstlineno", 1)
+            result.errors.append(f"{name}:{line}: {problem}")
+        else:
             hooks[hook] = fn
 
     for res_name, settings in raw.items():
@@ -341,6 +446,21 @@ def _load_file(path: Path) -> _File:
         if checked.resource is not None:
             result.resources[res_name] = checked.resource
     return result
+
+
+def _hook_problem(hook: str, fn: Any) -> str | None:
+    """Why `fn` cannot be called as `hook`, with the arguments it gets; None if it can."""
+    args = HOOK_ARGS[hook]
+    wanted = f"{hook} must be a function taking ({', '.join(args)})"
+    if not callable(fn):
+        return wanted
+    try:
+        inspect.signature(fn).bind(*args)
+    except TypeError:
+        return f"{wanted}, like: def {hook}({', '.join(args)}):"
+    except ValueError:
+        return None  # a builtin without a signature: let it be called
+    return None
 
 
 class _KeyProblem(Exception):
@@ -524,6 +644,19 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
 
     approvers = _approvers(settings, hooks, problems)
     channel = attempt(_channel, settings.get("channel"))
+    durations = _durations(settings, max_duration, problems)
+    if durations and "default_duration" not in settings:
+        default_duration = durations[0]  # the first one listed
+    elif durations and default_duration is not None and default_duration not in durations:
+        problems.append(
+            _KeyProblem(
+                "default_duration",
+                f"{format_duration(default_duration)} is not one of the durations "
+                f"({', '.join(format_duration(d) for d in durations)}); list it there or "
+                "pick one of them",
+            )
+        )
+    escalation = _escalation(settings, channel, problems)
     # Whether the approvers can reach the quorum needs every file's GROUPS: load_policies.
     approvals_required = attempt(_whole_number, settings, "approvals_required", 1, 1)
     allow_self = attempt(_flag, settings, "allow_self_approval")
@@ -535,7 +668,8 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
     fields = _fields(settings, problems)
     standing = attempt(_standing, settings)
     remove_standing = attempt(_flag, settings, "remove_standing")
-    checked = _Checked(None, problems, approvers, strategy, settings.get("strategy"))
+    every_approver = approvers + tuple(e for level in escalation for e in level.approvers)
+    checked = _Checked(None, problems, every_approver, strategy, settings.get("strategy"))
     if problems:
         return checked
 
@@ -554,10 +688,128 @@ def _resource(name: Any, settings: Any, file: str, hooks: dict) -> _Checked:
         file=file,
         hooks=hooks,
         fields=fields,
+        durations=tuple(sorted(set(durations))),
+        escalation=escalation,
         standing=standing,
         remove_standing=remove_standing,
     )
     return checked
+
+
+def _durations(
+    settings: dict, max_duration: timedelta | None, problems: list[_KeyProblem]
+) -> list[timedelta]:
+    """The `durations` one may ask for, in the order listed; problems for bad entries."""
+    if "durations" not in settings:
+        return []
+    raw = settings["durations"]
+    example = '["30m", "1h", "4h"]'
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)) or not raw:
+        problems.append(_KeyProblem("durations", f"must be a non-empty list like {example}"))
+        return []
+    found: list[timedelta] = []
+    for entry in raw:
+        try:
+            duration = _duration({"durations": entry}, "durations")
+        except _KeyProblem as problem:
+            problems.append(problem)
+            continue
+        if max_duration is not None and duration > max_duration:
+            problems.append(
+                _KeyProblem(
+                    "durations",
+                    f"{format_duration(duration)} is longer than max_duration "
+                    f"{format_duration(max_duration)}",
+                )
+            )
+        elif duration not in found:
+            found.append(duration)
+    return found
+
+
+def _escalation(
+    settings: dict, channel: str | None, problems: list[_KeyProblem]
+) -> tuple[EscalationLevel, ...]:
+    """The escalation levels, in order; problems for each bad one (`escalation[1].after`)."""
+    if "escalation" not in settings:
+        return ()
+    raw = settings["escalation"]
+    example = '[{"after": "30m", "approvers": ["@dave"], "channel": "#dba-leads"}]'
+    if isinstance(raw, (str, dict)) or not isinstance(raw, (list, tuple)) or not raw:
+        problems.append(_KeyProblem("escalation", f"must be a non-empty list like {example}"))
+        return ()
+    levels: list[EscalationLevel] = []
+    before = timedelta(0)
+    where = channel
+    for number, level in enumerate(raw, start=1):
+        key = f"escalation[{number}]"
+        if not isinstance(level, dict):
+            problems.append(_KeyProblem("escalation", f"{key} must be a dict like {example[1:-1]}"))
+            continue
+        unknown = sorted(str(k) for k in level if k not in ESCALATION_KEYS)
+        if unknown:
+            problems.append(
+                _KeyProblem(
+                    "escalation",
+                    f"{key}.{unknown[0]}: unknown key (allowed: "
+                    f"{', '.join(sorted(ESCALATION_KEYS))})",
+                )
+            )
+            continue
+        count = len(problems)
+        after = None
+        if "after" not in level:
+            problems.append(
+                _KeyProblem("escalation", f'{key}.after is required, e.g. "after": "30m"')
+            )
+        else:
+            try:
+                after = _duration(level, "after")
+            except _KeyProblem as problem:
+                problems.append(_KeyProblem("escalation", f"{key}.{problem.key}: {problem}"))
+        if after is not None and after <= before:
+            problems.append(
+                _KeyProblem(
+                    "escalation",
+                    f"{key}.after {format_duration(after)} must come later than the level "
+                    f"before ({format_duration(before)}): each after counts from the request",
+                )
+            )
+        entries = _level_approvers(level, key, problems)
+        if "channel" in level:
+            try:
+                where = _channel(level["channel"])
+            except _KeyProblem as problem:
+                problems.append(_KeyProblem("escalation", f"{key}.channel: {problem}"))
+        if len(problems) == count and after is not None and where is not None:
+            levels.append(EscalationLevel(after, entries, where))
+            before = after
+    return tuple(levels)
+
+
+def _level_approvers(level: dict, key: str, problems: list[_KeyProblem]) -> tuple[str, ...]:
+    approvers = level.get("approvers")
+    if isinstance(approvers, str) or not isinstance(approvers, (list, tuple)) or not approvers:
+        problems.append(
+            _KeyProblem("escalation", f'{key}.approvers must be a list like ["@dave", "group:dba"]')
+        )
+        return ()
+    good = []
+    for entry in approvers:
+        if not isinstance(entry, str) or not entry.strip():
+            problems.append(
+                _KeyProblem(
+                    "escalation",
+                    f"{key}.approvers: every approver must be a handle, user id or e-mail",
+                )
+            )
+            continue
+        problem = entry_problem(entry.strip())
+        if problem:
+            problems.append(_KeyProblem("escalation", f"{key}.approvers: {problem}"))
+        else:
+            good.append(entry.strip())
+    return tuple(good)
 
 
 def _approvers(settings: dict, hooks: dict, problems: list[_KeyProblem]) -> tuple[str, ...]:
@@ -775,10 +1027,13 @@ def run_hook(
     request: RequestView,
     ctx: PolicyContext,
     timeout: float,
+    *,
+    between: tuple = (),
     returns: Callable[[Any], str | None] | None = None,
 ):
     """Run one hook in a worker thread with a time limit; HookFailed names file:line.
 
+    `between` are the arguments between request and ctx (on_approve's `approval`).
     `returns(value)` says what is wrong with what the hook returned (None: nothing); a
     wrong value fails too, naming the line of the `return` that gave it."""
     fn = resource.hooks.get(hook)
@@ -793,7 +1048,7 @@ def run_hook(
     def target():
         sys.setprofile(returned_at)  # this thread only: where the hook returned from
         try:
-            result["value"] = fn(request, ctx)
+            result["value"] = fn(request, *between, ctx)
         except BaseException as exc:  # noqa: BLE001 - any failure must fail closed
             result["error"] = exc
         finally:
@@ -829,6 +1084,13 @@ def approvers_problem(value: Any) -> str | None:
     entries = [str(e).strip() for e in value if str(e).strip()]
     problem = next(filter(None, map(entry_problem, entries)), None)
     return f": {problem}" if problem else None
+
+
+def refusal_problem(value: Any) -> str | None:
+    """What is wrong with what on_approve / on_deny returned; None for a refusal or None."""
+    if value is None or isinstance(value, Refusal):
+        return None
+    return "; it must return ctx.refuse(reason) or None"
 
 
 def decision_problem(value: Any) -> str | None:

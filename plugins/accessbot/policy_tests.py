@@ -24,11 +24,28 @@ change and its tests are reviewed together in one pull request. The format:
         resource: prod-shell
         expect: {decision: human, approvers: ["@alice", "@bob"], channel: "#access-approvals"}
 
+      - name: a deploy approver outside the list is refused by on_approve
+        user: carol
+        resource: deploy-prod
+        approve_as: mallory          # mallory approves; deny_as: someone denies
+        expect: {approval: refused, refusal: not on the deploy list}
+      - name: a first-timer needs the lead
+        user: carol
+        resource: prod-db-admin
+        history: {prod-db-admin: 0}  # or [{resource: ..., status: granted, count: 3}]
+        incidents: [{email: carol@example.com, service: PDB0001}]
+        expect: {approvers: ["@dba-lead"]}
+
 Case keys: name, user (required), email, resource (required), duration, reason, fields
-(dict), on_call (dict; without it nobody is on call), pagerduty ("down" makes every
-lookup fail), slack_groups (handle -> user ids), now, expect (required). Expect keys:
-decision, approvers (compared as a set, `@bob` = `bob`), channel, reason, note (a piece
-of one of the card's notes).
+(dict), on_call (dict of id -> e-mails, each an e-mail at level 1 or {email, level};
+without it nobody is on call), incidents (list of {email, service, status}), pagerduty
+("down" makes every lookup fail), slack_groups (handle -> user ids), history (what
+ctx.history.count answers: {resource: count} of the user's granted requests, or a list
+of {user, resource, status, count}), approve_as / deny_as (an approver's `!approve` /
+`!deny` of the request, through on_approve / on_deny) with comment, now, expect
+(required). Expect keys: decision, approvers (compared as a set, `@bob` = `bob`),
+channel, reason, note (a piece of one of the card's notes), approval / denial (counted
+or refused), refusal (a piece of why it was refused).
 """
 
 from __future__ import annotations
@@ -45,8 +62,9 @@ import yaml
 from .approvers import same_person_key
 from .audit import AuditLog
 from .domain import DurationError, from_iso, parse_duration
+from .history import StaticHistory, statuses_for
 from .identity import EntryPeople
-from .integrations.pagerduty import StaticOnCall
+from .integrations.pagerduty import INCIDENT_STATUSES, StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
 from .policy import PolicyError, normalized_channel
 from .service import AccessService, Actor, Evaluation
@@ -65,8 +83,23 @@ CASE_KEYS = {
     "slack_groups",
     "now",
     "expect",
+    "approve_as",
+    "deny_as",
+    "comment",
+    "history",
+    "incidents",
 }
-EXPECT_KEYS = {"decision", "approvers", "channel", "reason", "note"}
+EXPECT_KEYS = {
+    "decision",
+    "approvers",
+    "channel",
+    "reason",
+    "note",
+    "approval",
+    "denial",
+    "refusal",
+}
+VOTES = ("counted", "refused")
 DECISIONS = ("approve", "deny", "human", "refused")
 TOP_KEYS = {"defaults", "emails", "cases"}
 
@@ -97,6 +130,12 @@ class Case:
     slack_groups: dict[str, list[str]]
     now: datetime | None
     expect: dict[str, Any]
+    on_call_levels: dict[str, list] = field(default_factory=dict)
+    incidents: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    # "approve" / "deny" -> (handle, e-mail) of who approves or denies the request
+    votes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    comment: str = ""
 
 
 @dataclass
@@ -104,6 +143,7 @@ class Result:
     case: Case
     evaluation: Evaluation | None
     failures: list[str] = field(default_factory=list)
+    refusals: dict[str, str | None] = field(default_factory=dict)  # verb -> why, or None
 
     @property
     def passed(self) -> bool:
@@ -177,9 +217,16 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
                 duration=merged.get("duration"),
                 reason=str(merged.get("reason") or "policy test"),
                 fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
-                on_call={
-                    str(k): [str(e) for e in v] for k, v in (merged.get("on_call") or {}).items()
+                on_call={},
+                on_call_levels={str(k): list(v) for k, v in (merged.get("on_call") or {}).items()},
+                incidents=[dict(i) for i in merged.get("incidents") or []],
+                history=_history_entries(merged.get("history"), user, str(merged["resource"])),
+                votes={
+                    verb: _voter(str(merged[key]), emails)
+                    for verb, key in (("approve", "approve_as"), ("deny", "deny_as"))
+                    if merged.get(key)
                 },
+                comment=str(merged.get("comment") or ""),
                 pagerduty_down=merged.get("pagerduty") == "down",
                 slack_groups={
                     str(k): [str(u) for u in v]
@@ -192,6 +239,29 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
     if errors:
         raise TestFileError(errors)
     return cases
+
+
+def _voter(who: str, emails: Mapping[str, str]) -> tuple[str, str | None]:
+    handle = who.strip().lstrip("@")
+    return handle, emails.get(handle.lower())
+
+
+def _history_entries(raw, user: str, resource: str) -> list[dict]:
+    """A case's `history`: {resource: count} (the user's granted requests) or a list of
+    {user, resource, status, count}; user and resource default to the case's."""
+    if not raw:
+        return []
+    if isinstance(raw, dict):
+        return [{"user": user, "resource": str(k), "count": int(v)} for k, v in raw.items()]
+    return [
+        {
+            "user": str(entry.get("user") or user).lstrip("@"),
+            "resource": str(entry.get("resource") or resource),
+            "status": str(entry.get("status") or "granted"),
+            "count": int(entry["count"]),
+        }
+        for entry in raw
+    ]
 
 
 def _case_problems(case: dict) -> list[tuple[str, str]]:
@@ -215,10 +285,21 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
             continue
         if not isinstance(value, dict):
             problems.append((key, f"{key} must be a mapping"))
-        elif key != "fields" and not all(
+        elif key == "slack_groups" and not all(
             isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
         ):
             problems.append((key, f"{key} must map each id or handle to a list of strings"))
+        elif key == "on_call" and not all(
+            isinstance(v, list) and all(_on_call_entry(x) for x in v) for v in value.values()
+        ):
+            problems.append(
+                (
+                    key,
+                    "on_call must map each id to a list of e-mails (level 1) or "
+                    "{email: ..., level: 2}",
+                )
+            )
+    problems += _extra_problems(case)
     if case.get("pagerduty") not in (None, "ok", "down"):
         problems.append(("pagerduty", 'pagerduty must be "ok" or "down"'))
     expect = case.get("expect")
@@ -246,6 +327,83 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
             problems.append(
                 ("expect", "expect needs at least one of " + ", ".join(sorted(EXPECT_KEYS)))
             )
+    return problems
+
+
+def _on_call_entry(entry) -> bool:
+    if isinstance(entry, str):
+        return "@" in entry
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("email"), str)
+        and set(entry) <= {"email", "level"}
+        and type(entry.get("level", 1)) is int
+        and entry.get("level", 1) >= 1
+    )
+
+
+def _extra_problems(case: dict) -> list[tuple[str, str]]:
+    """What is wrong with the keys for approvals, denials, history and incidents."""
+    problems = []
+    history = case.get("history")
+    if history is not None:
+        good = (
+            isinstance(history, dict) and all(type(v) is int and v >= 0 for v in history.values())
+        ) or (
+            isinstance(history, list)
+            and all(
+                isinstance(e, dict)
+                and set(e) <= {"user", "resource", "status", "count"}
+                and type(e.get("count")) is int
+                and e["count"] >= 0
+                for e in history
+            )
+        )
+        if not good:
+            problems.append(
+                (
+                    "history",
+                    "history must be {resource: count} or a list of "
+                    "{user, resource, status, count} with whole counts",
+                )
+            )
+        elif isinstance(history, list):
+            for entry in history:
+                try:
+                    statuses_for(entry.get("status", "granted"))
+                except ValueError as exc:
+                    problems.append(("history", str(exc)))
+    incidents = case.get("incidents")
+    if incidents is not None and not (
+        isinstance(incidents, list)
+        and all(
+            isinstance(i, dict)
+            and isinstance(i.get("email"), str)
+            and set(i) <= {"email", "service", "status"}
+            and i.get("status", "triggered") in INCIDENT_STATUSES
+            for i in incidents
+        )
+    ):
+        problems.append(
+            (
+                "incidents",
+                "incidents must be a list of {email: ..., service: P..., status: triggered}",
+            )
+        )
+    for key in ("approve_as", "deny_as"):
+        if key in case and (not isinstance(case[key], str) or not case[key].strip()):
+            problems.append((key, f"{key} must be the handle of an approver, e.g. bob"))
+    expect = case.get("expect")
+    if isinstance(expect, dict):
+        for key, needs in (("approval", "approve_as"), ("denial", "deny_as")):
+            if key in expect and expect[key] not in VOTES:
+                problems.append(
+                    ("expect", f"{key} must be counted or refused, not {expect[key]!r}")
+                )
+            elif key in expect and not case.get(needs):
+                problems.append(("expect", f"expect.{key} needs {needs}: who approves or denies"))
+        if "refusal" in expect and not (case.get("approve_as") or case.get("deny_as")):
+            problems.append(("expect", "expect.refusal needs approve_as or deny_as"))
     return problems
 
 
@@ -306,10 +464,12 @@ def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.
         for case in cases:
             now["at"] = case.now or datetime.now(UTC)
             service.pagerduty = StaticOnCall(
-                case.on_call,
+                case.on_call_levels,
                 down="PagerDuty is down (the test says so)" if case.pagerduty_down else None,
+                incidents=case.incidents,
             )
             service.slack_groups = StaticSlackGroups(case.slack_groups)
+            service.history_counts = StaticHistory(case.history)
             duration = parse_duration(str(case.duration)) if case.duration is not None else None
             evaluation = service.evaluate(
                 Actor(case.user, email=case.email),
@@ -318,8 +478,31 @@ def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.
                 case.reason,
                 case.fields,
             )
-            results.append(Result(case, evaluation, compare(case.expect, evaluation)))
+            refusals = {
+                verb: service.evaluate_vote(evaluation, Actor(who, email=email), verb, case.comment)
+                for verb, (who, email) in case.votes.items()
+            }
+            failures = compare(case.expect, evaluation) + compare_votes(case.expect, refusals)
+            results.append(Result(case, evaluation, failures, refusals))
         return results
+
+
+def compare_votes(expect: dict, refusals: dict[str, str | None]) -> list[str]:
+    """What differs for the approvals and denials a case made (approve_as, deny_as)."""
+    failures = []
+    for key, verb in (("approval", "approve"), ("denial", "deny")):
+        if key in expect and verb in refusals:
+            got = "counted" if refusals[verb] is None else "refused"
+            if got != expect[key]:
+                why = f" ({refusals[verb]})" if refusals[verb] else ""
+                failures.append(f"{key}: expected {expect[key]}, got {got}{why}")
+    if "refusal" in expect:
+        said = [r for r in refusals.values() if r]
+        if not any(str(expect["refusal"]).lower() in r.lower() for r in said):
+            failures.append(
+                f"refusal: expected one containing {expect['refusal']!r}, got {said or 'none'}"
+            )
+    return failures
 
 
 def compare(expect: dict, got: Evaluation) -> list[str]:
@@ -362,6 +545,9 @@ def report(path: Path, results: list[Result]) -> list[str]:
     for result in results:
         case = result.case
         got = result.evaluation.outcome if result.evaluation else "?"
+        for verb, why in result.refusals.items():
+            who = case.votes[verb][0]
+            got += f", {verb} by {who} {'refused' if why else 'counted'}"
         status = "PASS" if result.passed else "FAIL"
         lines.append(
             f"{status}  {case.index:>3}  {case.name:<{width}}  {case.user} -> {case.resource}: {got}"

@@ -34,20 +34,25 @@ from .domain import (
     new_id,
     normalize_handle,
 )
+from .follow_ups import FollowUpPool
+from .history import RequestHistory
 from .identity import NamedPeople, People, entry_kind
 from .integrations.pagerduty import PagerDutyNotConfigured, RecordedLookups
 from .integrations.slack_groups import NoSlackGroups
 from .metrics import Metrics
 from .policy import (
     Decision,
+    FollowUpContext,
     HookFailed,
     PolicyContext,
     PolicyError,
     PolicySet,
     Resource,
+    Vote,
     approvers_problem,
     decision_problem,
     load_policies,
+    refusal_problem,
     run_hook,
 )
 from .store import DecisionLock, RequestStore, StoreError
@@ -113,6 +118,12 @@ class StrategyCalls:
             self._pool = None
 
 
+def _log_notices(notices: list[Notice]) -> None:
+    """Where background notices go when nobody delivers them (the CLI, some tests)."""
+    for notice in notices:
+        log.info("notice for %s %s: %s", notice.audience, notice.to, notice.text)
+
+
 def _logged(call: Callable[[], list[Notice]]) -> list[Notice]:
     try:
         return call()
@@ -155,7 +166,7 @@ class Actor:
 
 @dataclass(frozen=True)
 class Notice:
-    audience: str  # "channel" or "user"
+    audience: str  # "channel", "user", or "admins" (BOT_ADMINS; `to` is empty)
     to: str  # channel name or user address
     text: str
     request: Request | None = None
@@ -232,6 +243,7 @@ class Evaluation:
     request: Request | None = None  # the request it would be: approvers, channel, notes
     lookups: list[str] = field(default_factory=list)  # on-call / Slack questions asked
     notes: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)  # each hook that would run, and when
     # Refused, but the resource is known: (outcome, explanation) once the refusal is fixed.
     if_fixed: tuple[str, str] | None = None
 
@@ -256,6 +268,7 @@ class AccessService:
         people: People | None = None,
         check_env: bool = True,
         metrics: Metrics | None = None,
+        notify: Callable[[list[Notice]], None] | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -275,6 +288,11 @@ class AccessService:
         self.slack_groups = slack_groups or NoSlackGroups()
         self.people = people or NamedPeople()  # approver entries -> platform user ids
         self.metrics = metrics or Metrics()
+        # Where notices of work done in the background (follow-up hooks) go: the plugin
+        # delivers them; without one they are logged.
+        self.notify = notify or _log_notices
+        self.history_counts = store  # what ctx.history counts (a test file's answers in tests)
+        self._follow_ups = FollowUpPool(self._run_follow_ups)
         self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self._review_check_at: datetime | None = None  # next tick that looks for reminders
         # One decision at a time: this process's threads, and (on a shared database) every
@@ -294,6 +312,13 @@ class AccessService:
         except PolicyError as exc:
             self.policy_error = exc
             log.error("policies did not load:\n%s", exc)
+
+    def close(self) -> None:
+        """Stop running follow-up hooks (the plugin's deactivate); one still running is
+        given up on and runs again at the next start."""
+        self._follow_ups.stop()
+        with self.lock:
+            pass  # one recording that it ran right now finishes before the store closes
 
     # -- requesting -------------------------------------------------------------
 
@@ -427,6 +452,13 @@ class AccessService:
     def _check_duration(
         self, resource: Resource, duration: timedelta, command: str, reason: str
     ) -> None:
+        if resource.durations and duration not in resource.durations:
+            instead = resource.nearest_duration(duration)
+            raise AccessError(
+                f"{resource.name} can be asked for {msg.durations_text(resource.durations)} "
+                f"only (its durations); you asked for {msg.asked(duration)}. Try "
+                f"`{command} {format_duration(instead)} {msg.inert(reason, 80) or '<reason>'}`"
+            )
         if duration <= timedelta(0):
             raise AccessError(
                 f"A duration must be longer than 0s; {resource.name} allows up to "
@@ -491,6 +523,10 @@ class AccessService:
             policy_file=resource.file,
             extends=extends.id if extends else None,
             next_nudge_at=now + self.approval_reminder,
+            escalation=[level.to_dict() for level in resource.escalation],
+            next_escalation_at=(
+                now + resource.escalation[0].after if resource.escalation else None
+            ),
         )
         if extends:
             request.notes.append(
@@ -505,7 +541,7 @@ class AccessService:
         now = request.created_at
         # One set of PagerDuty lookups per request: its failures go on this request's card.
         on_call = self.pagerduty.lookups()
-        ctx = PolicyContext(on_call, now, logging.getLogger(f"policy.{resource.file}"))
+        ctx = self._context(PolicyContext, on_call, request, resource, now)
         self._route(request, resource, ctx)
         self._note_unreachable_quorum(actor, request)
         decision = self._policy_decision(request, resource, ctx)
@@ -708,6 +744,7 @@ class AccessService:
 
     def approve(self, actor: Actor, request_id: str, comment: str = "") -> Outcome:
         comment = " ".join(comment.split())
+        self._vet_vote(actor, request_id, "approve", comment)
         with self.lock:
             request = self._get(request_id)
             self._check_approver(actor, request, "approve")
@@ -776,6 +813,7 @@ class AccessService:
 
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Outcome:
         reason = " ".join(reason.split())
+        self._vet_vote(actor, request_id, "deny", reason)
         with self.lock:
             request = self._get(request_id)
             self._check_approver(actor, request, "deny")
@@ -804,6 +842,60 @@ class AccessService:
         return Outcome(
             f"Denied {request.id}; {msg.who(request.requester)} was told.", notices, request
         )
+
+    def _vet_vote(self, actor: Actor, request_id: str, verb: str, comment: str) -> None:
+        """Before an approval or denial counts: who may decide (the same checks as under
+        the lock), then the policy's on_approve / on_deny, outside the lock so a slow hook
+        holds up no other decision. A refusal (or a hook that raises or overruns: fail
+        closed) is audited and raised to the person; the request stays as it was."""
+        request = self._get(request_id)
+        self._check_approver(actor, request, verb)
+        resource = self.policies.get(request.resource) if self.policies else None
+        refusal = self._vote_refusal(resource, request, actor, verb, comment)
+        if refusal is None:
+            return
+        self._audit(
+            "approval_refused" if verb == "approve" else "denial_refused",
+            actor.handle,
+            request_id=request.id,
+            user=request.requester,
+            resource=request.resource,
+            outcome=request.status.value,
+            detail=refusal,
+        )
+        raise AccessError(msg.vote_refused(verb, request.id, refusal))
+
+    def _vote_refusal(
+        self, resource: Resource | None, request: Request, actor: Actor, verb: str, comment: str
+    ) -> str | None:
+        """Why the policy's on_approve / on_deny refuses this person's decision; None when
+        it counts (no hook, or the hook returned None)."""
+        hook = "on_approve" if verb == "approve" else "on_deny"
+        if resource is None or hook not in resource.hooks:
+            return None
+        vote = Vote(actor.handle, actor.email, comment, actor.id)
+        ctx = self._context(
+            PolicyContext, self.pagerduty.lookups(), request, resource, self.clock()
+        )
+        try:
+            answer = run_hook(
+                resource,
+                hook,
+                request.view(),
+                ctx,
+                self.hook_timeout,
+                between=(vote,),
+                returns=refusal_problem,
+            )
+        except HookFailed as exc:
+            log.warning("%s failed, so it refuses: %s", hook, exc)
+            return f"the policy check failed, so it refuses (fail closed): {exc}"
+        return None if answer is None else answer.reason or f"refused by {hook}"
+
+    def _context(self, kind, on_call, request: Request, resource: Resource, now: datetime):
+        """A hook's `ctx` for this request: PagerDuty lookups, history counts, the time."""
+        history = RequestHistory(self.history_counts, request.requester, request.resource, now)
+        return kind(on_call, now, logging.getLogger(f"policy.{resource.file}"), history)
 
     def _extension_denied(self, actor: Actor, extension: Request, because: str) -> Outcome:
         """A denied extension leaves its grant as it was: say so, with the grant's end."""
@@ -1116,6 +1208,12 @@ class AccessService:
                 + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
                 + f"; channel {res.channel}; grants via {res.strategy.describe()}"
                 + ("; can auto-approve" if "on_request" in res.hooks else "")
+                + (f"; durations: {msg.durations_text(res.durations)}" if res.durations else "")
+                + (
+                    f"; escalates after {format_duration(res.escalation[0].after)}"
+                    if res.escalation
+                    else ""
+                )
                 + msg.field_hints(res.fields.values())
             )
         return "\n".join(lines)
@@ -1212,9 +1310,7 @@ class AccessService:
             target, resource, duration, reason, fields=fields, request_id="whatif"
         )
         on_call = RecordedLookups(self.pagerduty)
-        ctx = PolicyContext(
-            on_call, request.created_at, logging.getLogger(f"policy.{resource.file}")
-        )
+        ctx = self._context(PolicyContext, on_call, request, resource, request.created_at)
         evaluation.request = request
         try:
             self._route(request, resource, ctx)
@@ -1237,6 +1333,9 @@ class AccessService:
         if refusal:
             evaluation.if_fixed = (evaluation.outcome, evaluation.explanation)
             evaluation.outcome, evaluation.explanation = "refused", refusal
+        # The hooks of the request as it would go (once fixed, for one refused here).
+        going = evaluation.if_fixed[0] if evaluation.if_fixed else evaluation.outcome
+        evaluation.hooks = msg.hooks_that_run(resource, going, self.pending_timeout)
         evaluation.lookups = list(on_call.lines)
         source = getattr(self.slack_groups, "source", "")
         evaluation.lookups += [
@@ -1246,6 +1345,21 @@ class AccessService:
             if entry.startswith(SLACK_GROUP)
         ]
         return evaluation
+
+    def evaluate_vote(
+        self, evaluation: Evaluation, voter: Actor, verb: str, comment: str = ""
+    ) -> str | None:
+        """A dry run of one approver's `!approve` (verb "approve") or `!deny` of the
+        evaluated request: why it would not count (not an approver, or refused by
+        on_approve / on_deny), or None when it would."""
+        request, resource = evaluation.request, evaluation.resource
+        if request is None or evaluation.outcome != "human":
+            return f"the request would not wait for the approvers ({evaluation.outcome})"
+        try:
+            self._check_approver(voter, request, verb)
+        except AccessError as exc:
+            return str(exc)
+        return self._vote_refusal(resource, request, voter, verb, " ".join(comment.split()))
 
     def _dry_run_request(
         self,
@@ -1274,7 +1388,7 @@ class AccessService:
                 for name, value in (fields or {}).items()
                 if name in resource.fields and not resource.fields[name].problem(str(value))
             }
-            return resource, asked, min(fixed, resource.max_duration), valid, str(exc)
+            return resource, asked, resource.nearest_duration(fixed), valid, str(exc)
 
     def audit_events(
         self,
@@ -1355,6 +1469,8 @@ class AccessService:
                 )
         with StrategyCalls(self.strategy_workers) as running:
             running.start(calls)
+            for pending in self.store.escalations_due(now):
+                notices += self._escalate(pending.id, now)
             for pending in self.store.pending_created_before(now - self.pending_timeout):
                 notices += self._time_out(pending.id)
             for pending in self.store.nudges_due(now):
@@ -1363,6 +1479,8 @@ class AccessService:
                 if grant.ending is None and self._reminder_due(grant, now):
                     notices += self._remind(grant.id)
             notices += self._remind_reviews(now)
+            for owed in self.store.follow_ups_due():
+                self._follow_ups.submit(owed.id)  # one a restart or a failed write left
             return notices + running.results()
 
     def next_revocation_at(self) -> datetime | None:
@@ -1433,6 +1551,53 @@ class AccessService:
         )
         return [Notice("channel", request.channel, text, request, "card")]
 
+    def _escalate(self, request_id: str, now: datetime) -> list[Notice]:
+        """Ask the next escalation level of a request still undecided: its approvers are
+        resolved to user ids (outside the lock: PagerDuty and Slack may be asked), added to
+        those who may decide, and its channel gets the card, saying why."""
+        request = self.store.get(request_id)
+        if request is None or request.status is not Status.PENDING:
+            return []
+        number = request.escalation_level + 1
+        level = request.escalation[request.escalation_level]
+        on_call = self.pagerduty.lookups()
+        groups = self.policies.groups if self.policies else {}
+        resolved = resolve(level["approvers"], groups, on_call, self.slack_groups)
+        notes = resolved.notes + [f"PagerDuty check failed: {f}" for f in on_call.failures]
+        approvers, ids = self._identify(resolved.approvers, notes)
+        with self.lock:
+            current = self.store.get(request_id)
+            if (
+                current is None
+                or current.status is not Status.PENDING
+                or current.escalation_level != request.escalation_level
+            ):
+                return []
+            before = current.channel
+            after = format_duration(timedelta(seconds=level["after"]))
+            why = msg.escalation_note(number, len(current.escalation), after, before, approvers)
+            current.notes += [n for n in notes if n not in current.notes]
+            current.escalate(now, approvers, ids, resolved.groups, why)
+            if current.next_nudge_at is not None and current.next_nudge_at <= now:
+                # The level's card is this reminder; another one now would be a second card.
+                current.next_nudge_at = now + self.approval_reminder
+            self._commit(
+                current,
+                "escalated",
+                "scheduler",
+                outcome="pending",
+                detail=why,
+                approvers=", ".join(current.approvers),
+                channel=current.channel,
+            )
+        text = msg.escalated(current, why)
+        if current.channel == before:
+            return [Notice("channel", current.channel, text, current)]
+        return [
+            Notice("channel", current.channel, text, current, "card"),
+            Notice("channel", before, msg.escalated_away(current, before, after), None),
+        ]
+
     def _time_out(self, request_id: str) -> list[Notice]:
         with self.lock:
             request = self.store.get(request_id)
@@ -1440,7 +1605,7 @@ class AccessService:
                 return []
             request.move(Status.TIMED_OUT, self.clock(), "scheduler")
             self._commit(request, "timed_out", "scheduler", outcome="timed_out")
-        waited = format_duration(self.pending_timeout)
+        waited = format_duration(request.waits_since - request.created_at + self.pending_timeout)
         return [
             self._to_requester(
                 request,
@@ -1484,6 +1649,7 @@ class AccessService:
                     self._grant_started.pop(request.grant_id, None)
                     request.account = done.account  # revoke and extend act on this account
                     request.grant_result = done.answer
+                    self._owe_follow_up(request, "after_grant")
                     try:
                         self._commit(
                             request,
@@ -1512,6 +1678,8 @@ class AccessService:
                 return self._taken_back(request, unrecorded)  # still claimed: no other call
         finally:
             self._inflight.discard(request.id)
+        if error is None and request.follow_ups_due:
+            self._follow_ups.submit(request.id)
         if error is None:
             by = msg.who(request.decided_by) if request.decided_by != "policy" else "policy"
             return [
@@ -1717,6 +1885,7 @@ class AccessService:
                         request.last_error = ""
                         request.next_retry_at = None
                         request.move(final, now, actor)
+                        self._owe_follow_up(request, "after_revoke")
                         done.append((request, error, final.value, {"outcome": final.value}))
                     else:
                         request.revoke_attempts += 1
@@ -1735,6 +1904,8 @@ class AccessService:
                 self._inflight.discard(claimed.id)
         notices = []
         for request, error, outcome, _ in done:
+            if error is None and request.follow_ups_due:
+                self._follow_ups.submit(request.id)
             self.metrics.revokes.labels(request.strategy.get("type", "?"), outcome).inc()
             if request.status is Status.EXPIRED and request.expires_at is not None:
                 late = (request.ended_at - request.expires_at).total_seconds()
@@ -1904,6 +2075,74 @@ class AccessService:
                     other,
                 )
             )
+        return notices
+
+    # -- follow-up hooks: after_grant, after_revoke --------------------------------
+
+    def _owe_follow_up(self, request: Request, hook: str) -> None:
+        """Note on the request, in the same write as its grant or revoke, that its
+        resource's `hook` is to run: so it runs once, even if the bot stops first."""
+        resource = self.policies.get(request.resource) if self.policies else None
+        if resource is not None and hook in resource.hooks and hook not in request.follow_ups_due:
+            request.follow_ups_due.append(hook)
+
+    def _run_follow_ups(self, request_id: str) -> None:
+        """Run a request's owed follow-up hooks in order, on the follow-up pool; each is
+        recorded as run (audit event, store write) and its messages delivered."""
+        claim = f"follow-up:{request_id}"  # another bot on the database may be on it
+        if not self._claim(claim):
+            return
+        try:
+            while not self._follow_ups.stopped:
+                request = self.store.get(request_id)
+                if request is None or not request.follow_ups_due:
+                    return
+                notices = self._follow_up(request, request.follow_ups_due[0])
+                if notices is None:
+                    return  # stopped meanwhile: the next start runs it
+                self.notify(notices)
+        finally:
+            self._inflight.discard(claim)
+
+    def _follow_up(self, request: Request, hook: str) -> list[Notice] | None:
+        """Run one follow-up hook and record that it ran. A hook that fails is logged,
+        audited and told to the admins; it never undoes the grant or the revoke."""
+        resource = self.policies.get(request.resource) if self.policies else None
+        told: list[tuple[str, str]] = []
+        error = None
+        if resource is None or hook not in resource.hooks:
+            outcome = "skipped"
+            error = f"no {hook} hook in the policy now"
+        else:
+            ctx = self._context(
+                FollowUpContext, self.pagerduty.lookups(), request, resource, self.clock()
+            )
+            try:
+                run_hook(resource, hook, request.view(), ctx, self.hook_timeout)
+                outcome = "ran"
+            except HookFailed as exc:
+                outcome, error = "failed", str(exc)
+                log.warning("%s of %s failed: %s", hook, request.id, exc)
+            told = ctx.close()
+        detail = "; ".join(filter(None, [error, f"told {len(told)} message(s)" if told else ""]))
+        with self.lock:
+            if self._follow_ups.stopped:
+                return None
+            current = self.store.get(request.id)
+            if current is None or hook not in current.follow_ups_due:
+                return []  # recorded already (another bot's run)
+            current.follow_ups_due.remove(hook)
+            current.record(self.clock(), hook, "bot", f"{outcome}: {detail}" if detail else outcome)
+            self._commit(current, hook, "bot", outcome=outcome, detail=detail)
+        notices = [
+            self._to_requester(current, msg.inert(text, 1000))
+            if audience == "user"
+            else Notice("channel", current.channel, msg.inert(text, 1000), current)
+            for audience, text in told
+        ]
+        if outcome == "failed":
+            text = msg.follow_up_failed(current, hook, error)
+            notices.append(Notice("admins", "", text, current))
         return notices
 
     # -- helpers ------------------------------------------------------------------

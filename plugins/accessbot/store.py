@@ -35,6 +35,7 @@ import logging
 import os
 import tempfile
 import threading
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -146,10 +147,30 @@ class RequestStore(Protocol):
         first."""
 
     def pending_created_before(self, at: datetime) -> list[Request]:
-        """Pending requests created at or before `at`, oldest first (time-outs)."""
+        """Pending requests whose `waits_since` is at or before `at`, oldest first
+        (time-outs): when they were made or, with escalation levels, when their last
+        level is asked."""
 
     def nudges_due(self, at: datetime) -> list[Request]:
         """Pending requests whose `next_nudge_at` is at or before `at`, earliest first."""
+
+    def escalations_due(self, at: datetime) -> list[Request]:
+        """Pending requests whose `next_escalation_at` is at or before `at`, earliest first."""
+
+    def follow_ups_due(self) -> list[Request]:
+        """Requests, live or finished, with after_grant / after_revoke hooks still to run
+        (`follow_ups_due` not empty), oldest first."""
+
+    def history_count(
+        self,
+        requester: str,
+        resource: str,
+        statuses: Iterable[Status],
+        since: datetime | None,
+    ) -> int:
+        """How many requests (not extensions) `requester` made for `resource`, live or
+        finished, now in one of `statuses`, made at or after `since` (None: ever). An
+        index count: it costs that person's requests of that resource, not the archive."""
 
     def transaction(self) -> AbstractContextManager:
         """One atomic decision: every bot on this store waits while a block runs in one;
@@ -349,6 +370,91 @@ class _TimeIndex:
         return self._order[0][1] if self._order else None
 
 
+def _history_entry(line: bytes) -> tuple[str, str, float, Status] | None:
+    """(requester, resource, made at, status) of an archive line, cheaply; None for an
+    extension request. `to_dict` writes the fields in their declared order, and inside a
+    JSON string every quote is escaped, so `","created_at":"` cannot occur in the reason
+    and none of the keys looked for occurs, unescaped, in a value before its own (the
+    strategy's settings have fixed keys). Anything unusual is parsed in full."""
+    requester = line.find(b'","requester":"')
+    resource = line.find(b'","resource":"', requester)
+    duration = line.find(b'","duration":', resource)
+    made = line.find(b'","created_at":"', duration)
+    status = line.find(b'"status":"', line.find(b'"requester_id":', made))
+    status_end = line.find(b'"', status + 10)
+    extends = line.find(b'"extends":', status_end)
+    found = min(requester, resource, duration, made, status, extends) >= 0
+    if found and line.startswith(b'{"id":"'):
+        who, what = line[requester + 15 : resource], line[resource + 14 : duration]
+        if b"\\" not in who and b"\\" not in what:
+            if line[extends + 10 : extends + 14] != b"null":
+                return None
+            return (
+                who.decode(),
+                what.decode(),
+                datetime.fromisoformat(
+                    line[made + 16 : line.find(b'"', made + 16)].decode()
+                ).timestamp(),
+                Status(line[status + 10 : status_end].decode()),
+            )
+    record = json.loads(line)
+    if record.get("extends"):
+        return None
+    return (
+        record["requester"],
+        record["resource"],
+        datetime.fromisoformat(record["created_at"]).timestamp(),
+        Status(record["status"]),
+    )
+
+
+class _History:
+    """Finished requests (not extensions) by (requester, resource): when each was made
+    and how it ended, packed (9 bytes each: a hundred thousand fit in a megabyte).
+    Each request is added once, from its first archive line: a finished request saved
+    again (acknowledged, its after_revoke recorded) ended the same way."""
+
+    _CODES = {status: code for code, status in enumerate(Status)}
+    _STATUSES = tuple(Status)
+
+    def __init__(self):
+        self._by: dict[tuple[str, str], tuple[array, bytearray]] = {}
+
+    def add(self, requester: str, resource: str, at: float, status: Status) -> None:
+        times, codes = self._by.setdefault((requester, resource), (array("d"), bytearray()))
+        times.append(at)
+        codes.append(self._CODES[status])
+
+    def count(
+        self, requester: str, resource: str, statuses: set[Status], floor: float | None
+    ) -> int:
+        found = self._by.get((requester, resource))
+        if found is None:
+            return 0
+        wanted = {self._CODES[s] for s in statuses}
+        return sum(
+            1 for at, code in zip(*found) if code in wanted and (floor is None or at >= floor)
+        )
+
+    def to_json(self) -> list:
+        return [
+            [requester, resource, list(times), [self._STATUSES[c].value for c in codes]]
+            for (requester, resource), (times, codes) in self._by.items()
+        ]
+
+    def load_json(self, saved: list) -> None:
+        """What `to_json` wrote; ValueError (nothing loaded) if it is not that."""
+        loaded = {}
+        for requester, resource, times, statuses in saved:
+            if len(times) != len(statuses):
+                raise ValueError("a history entry is torn")
+            loaded[(str(requester), str(resource))] = (
+                array("d", map(float, times)),
+                bytearray(self._CODES[Status(s)] for s in statuses),
+            )
+        self._by.update(loaded)
+
+
 def _archive_id(line: bytes) -> str:
     """The id of an archive line, cheaply: `to_dict` puts `id` first, so a line starts
     `{"id":"abc234",`. Anything else is parsed in full."""
@@ -497,6 +603,8 @@ class TinyDBStore:
         self._archive_index: dict[str, int] = {}
         self._archive_indexed_to = 0  # how much of the archive the index file covers
         self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
+        self._follow_ups: set[str] = set()  # after-hooks still to run, live or archived
+        self._history = _History()  # finished requests, for history_count
         # Indexes over the live requests.
         self._by_status: dict[Status, set[str]] = {}
         self._by_requester: dict[str, set[str]] = {}
@@ -505,6 +613,7 @@ class TinyDBStore:
         self._remind_at = _TimeIndex()  # active, not reminded: when it ends
         self._pending_since = _TimeIndex()  # pending: when it was created
         self._nudge_at = _TimeIndex()  # pending: when the approvers are reminded
+        self._escalate_at = _TimeIndex()  # pending: when the next escalation level is asked
         self._load()
 
     # -- loading -------------------------------------------------------------------
@@ -549,6 +658,7 @@ class TinyDBStore:
             self._unindex(self._live[request.id])
         self._live[request.id] = request
         self._track_review(request)  # also on loading: break-glass grants still live
+        self._track_follow_ups(request)
         if text is not None:
             self._text[request.id] = text
         else:
@@ -660,12 +770,20 @@ class TinyDBStore:
                             request_id = _archive_id(line)
                         except (ValueError, KeyError, TypeError):
                             continue
+                    first = request_id not in index  # else it is saved again: counted
                     index[request_id] = start
                     good_end = offset
-                    if b'"review_required":true' in line:  # rare: parse only these
-                        self._track_review(Request.from_dict(json.loads(line)))
+                    if b'"review_required":true' in line or b'"follow_ups_due":["' in line:
+                        request = Request.from_dict(json.loads(line))  # rare: parse only these
+                        self._track_review(request)
+                        self._track_follow_ups(request)
+                        if first:
+                            self._remember(request)
                     else:
                         awaiting.discard(request_id)
+                        self._follow_ups.discard(request_id)
+                        if first:
+                            self._remember_line(request_id, line)
         self._archive.cut_torn_tail(good_end, offset + len(rest))
 
     def _load_archive_index(self, size: int) -> int:
@@ -675,7 +793,14 @@ class TinyDBStore:
             saved = json.loads(self.archive_index_path.read_bytes())
             covers, ids = int(saved["covers"]), saved["ids"]
             awaiting, (last_id, last_offset) = saved["awaiting"], saved["last"]
-            if not (isinstance(ids, dict) and isinstance(awaiting, list) and 0 < covers <= size):
+            follow_ups, history = saved["follow_ups"], saved["history"]
+            if not (
+                isinstance(ids, dict)
+                and isinstance(awaiting, list)
+                and isinstance(follow_ups, list)
+                and isinstance(history, list)
+                and 0 < covers <= size
+            ):
                 raise ValueError("not an index of this archive")
             with open(self.archive_path, "rb") as handle:
                 # The newest line it knows is where it says, and ends where it says.
@@ -690,8 +815,16 @@ class TinyDBStore:
                 "reading the whole archive: %s is unusable (%s)", self.archive_index_path, exc
             )
             return 0
+        try:
+            self._history.load_json(history)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "reading the whole archive: %s is unusable (%s)", self.archive_index_path, exc
+            )
+            return 0
         self._archive_index.update(ids)
         self._awaiting_review.update(awaiting)
+        self._follow_ups.update(follow_ups)
         self._archive_indexed_to = covers
         return covers
 
@@ -706,6 +839,8 @@ class TinyDBStore:
             "last": [last_id, self._archive_index[last_id]],
             "ids": self._archive_index,
             "awaiting": [i for i in self._awaiting_review if i in self._archive_index],
+            "follow_ups": [i for i in self._follow_ups if i in self._archive_index],
+            "history": self._history.to_json(),
         }
         try:
             atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
@@ -824,9 +959,12 @@ class TinyDBStore:
             data = "".join(line + "\n" for line in lines).encode()
             offset = self._archive.append(data, self.archive_path)
             for request, line in zip(finished, lines):
+                if request.id not in self._archive_index:
+                    self._remember(request)  # once: a request saved again ended the same way
                 self._archive_index[request.id] = offset
                 offset += len(line.encode()) + 1
                 self._track_review(request)
+                self._track_follow_ups(request)
                 self._drop(request.id)
         if live:
             texts = [json.dumps(r.to_dict(), separators=(",", ":")) for r in live]
@@ -940,6 +1078,38 @@ class TinyDBStore:
         with self.lock:
             return [self._live[i].copy() for i in self._nudge_at.until(at)]
 
+    def escalations_due(self, at: datetime) -> list[Request]:
+        with self.lock:
+            return [self._live[i].copy() for i in self._escalate_at.until(at)]
+
+    def follow_ups_due(self) -> list[Request]:
+        with self.lock:
+            ids = list(self._follow_ups)
+        found = [r for r in (self.get(i) for i in ids) if r is not None and r.follow_ups_due]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def history_count(
+        self,
+        requester: str,
+        resource: str,
+        statuses: Iterable[Status],
+        since: datetime | None,
+    ) -> int:
+        wanted = {Status(s) for s in statuses}
+        floor = since.timestamp() if since is not None else None
+        with self.lock:
+            count = self._history.count(requester, resource, wanted, floor)
+            for request_id in self._by_requester.get(requester, ()):
+                request = self._live[request_id]
+                if (
+                    request.resource == resource
+                    and not request.extends
+                    and request.status in wanted
+                    and (floor is None or request.created_at.timestamp() >= floor)
+                ):
+                    count += 1
+        return count
+
     def awaiting_review(self) -> list[Request]:
         """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first.
 
@@ -1008,8 +1178,9 @@ class TinyDBStore:
         unreminded = request.status is Status.ACTIVE and not request.reminder_sent
         self._remind_at.put(rid, request.expires_at if unreminded else None)
         pending = request.status is Status.PENDING
-        self._pending_since.put(rid, request.created_at if pending else None)
+        self._pending_since.put(rid, request.waits_since if pending else None)
         self._nudge_at.put(rid, request.next_nudge_at if pending else None)
+        self._escalate_at.put(rid, request.next_escalation_at if pending else None)
 
     def _unindex(self, request: Request) -> None:
         rid = request.id
@@ -1023,8 +1194,36 @@ class TinyDBStore:
                 ids.discard(rid)
                 if not ids:
                     del index[key]
-        for index in (self._revoke_at, self._remind_at, self._pending_since, self._nudge_at):
+        for index in (
+            self._revoke_at,
+            self._remind_at,
+            self._pending_since,
+            self._nudge_at,
+            self._escalate_at,
+        ):
             index.put(rid, None)
+
+    def _track_follow_ups(self, request: Request) -> None:
+        if request.follow_ups_due:
+            self._follow_ups.add(request.id)
+        else:
+            self._follow_ups.discard(request.id)
+
+    def _remember(self, request: Request) -> None:
+        """A finished request into the history index (extensions are not counted)."""
+        if not request.extends:
+            at = request.created_at.timestamp()
+            self._history.add(request.requester, request.resource, at, request.status)
+
+    def _remember_line(self, request_id: str, line: bytes) -> None:
+        """`_remember` for an archive line, without parsing all of it."""
+        try:
+            entry = _history_entry(line)
+        except (ValueError, KeyError, TypeError):
+            log.warning("archive line of %s: not counted in the history index", request_id)
+            return
+        if entry is not None:
+            self._history.add(*entry)
 
     def _track_review(self, request: Request) -> None:
         if request.awaits_review:

@@ -1,7 +1,7 @@
 """On-call lookups for policy hooks (`ctx.pagerduty`), through pdpyras, cached, fail-closed.
 
-`OnCallChecker` talks to PagerDuty's REST API (`GET /users?query=`, `GET /oncalls`) and
-caches the answers for a short time. Policy hooks never see it directly: each request
+`OnCallChecker` talks to PagerDuty's REST API (`GET /users?query=`, `GET /oncalls`,
+`GET /incidents`) and caches the answers for a short time. Policy hooks never see it directly: each request
 gets an `OnCallLookups` (`checker.lookups()`), which turns every failure into "not on
 call" and keeps the reason, so the service can show it on the approval card. Failing
 closed is the point: PagerDuty down, slow, rate-limiting or refusing the token means a
@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PUBLIC_API_URL = "https://api.pagerduty.com"
 NOT_CONFIGURED = "PagerDuty is not configured (set ACCESS_PAGERDUTY_TOKEN)"
+INCIDENT_STATUSES = ("triggered", "acknowledged", "resolved")
+OPEN_STATUSES = ("triggered", "acknowledged")  # what `has_incident` asks about by default
 
 
 class PagerDutyError(Exception):
@@ -54,25 +56,46 @@ class OnCallLookups:
         email: str | None,
         schedule: str | None = None,
         escalation_policy: str | None = None,
+        max_level: int | None = None,
     ) -> bool:
         """True only when PagerDuty says the user with this e-mail is on call right now
-        (for `schedule` / `escalation_policy`, when given); False on any doubt."""
+        (for `schedule` / `escalation_policy`, when given; at escalation level
+        `max_level` or nearer, when given); False on any doubt."""
         try:
-            return self._checker.is_on_call(email, schedule, escalation_policy)
+            return self._checker.is_on_call(email, schedule, escalation_policy, max_level)
         except PagerDutyError as exc:
             self._fail(str(exc))
             return False
 
     def on_call_users(
-        self, schedule: str | None = None, escalation_policy: str | None = None
+        self,
+        schedule: str | None = None,
+        escalation_policy: str | None = None,
+        max_level: int | None = None,
     ) -> list[str]:
-        """E-mails of whoever is on call right now for the schedule or escalation policy;
-        an empty list when PagerDuty cannot say."""
+        """E-mails of whoever is on call right now for the schedule or escalation policy
+        (at level `max_level` or nearer, when given); an empty list when PagerDuty cannot
+        say."""
         try:
-            return list(self._checker.on_call_users(schedule, escalation_policy))
+            return list(self._checker.on_call_users(schedule, escalation_policy, max_level))
         except PagerDutyError as exc:
             self._fail(str(exc))
             return []
+
+    def has_incident(
+        self,
+        email: str | None = None,
+        service: str | None = None,
+        statuses: Iterable[str] | str = OPEN_STATUSES,
+    ) -> bool:
+        """True only when PagerDuty says the user with this e-mail is assigned an incident
+        in one of `statuses` (open: triggered or acknowledged), on `service` when given;
+        False on any doubt."""
+        try:
+            return self._checker.has_incident(email, service, statuses)
+        except PagerDutyError as exc:
+            self._fail(str(exc))
+            return False
 
     @property
     def failures(self) -> list[str]:
@@ -96,22 +119,36 @@ class RecordedLookups(OnCallLookups):
         self.source = getattr(checker, "source", "live PagerDuty lookup")
         self.lines: list[str] = []
 
-    def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
+    def is_on_call(self, email, schedule=None, escalation_policy=None, max_level=None) -> bool:
         before = len(self.failures)
-        answer = super().is_on_call(email, schedule, escalation_policy)
+        answer = super().is_on_call(email, schedule, escalation_policy, max_level)
         self._note(
-            f"is {email or 'the requester (no e-mail)'} on call{_for(schedule, escalation_policy)}",
+            f"is {email or 'the requester (no e-mail)'} on call"
+            f"{_for(schedule, escalation_policy, max_level)}",
             answer,
             before,
         )
         return answer
 
-    def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
+    def on_call_users(self, schedule=None, escalation_policy=None, max_level=None) -> list[str]:
         before = len(self.failures)
-        answer = super().on_call_users(schedule, escalation_policy)
+        answer = super().on_call_users(schedule, escalation_policy, max_level)
         self._note(
-            f"who is on call{_for(schedule, escalation_policy)}",
+            f"who is on call{_for(schedule, escalation_policy, max_level)}",
             ", ".join(answer) or "nobody",
+            before,
+        )
+        return answer
+
+    def has_incident(self, email=None, service=None, statuses=None) -> bool:
+        statuses = OPEN_STATUSES if statuses is None else statuses
+        before = len(self.failures)
+        answer = super().has_incident(email, service, statuses)
+        shown = ", ".join([statuses] if isinstance(statuses, str) else statuses)
+        self._note(
+            f"is {email or 'the requester (no e-mail)'} assigned a {shown} incident"
+            + (f" of service {service}" if service else ""),
+            answer,
             before,
         )
         return answer
@@ -125,54 +162,91 @@ class RecordedLookups(OnCallLookups):
         self.lines.append(f"{question}? {said} ({self.source})")
 
 
-def _for(schedule, escalation_policy) -> str:
+def _for(schedule, escalation_policy, max_level=None) -> str:
     parts = [
         f"schedule {schedule}" if schedule else "",
         f"escalation policy {escalation_policy}" if escalation_policy else "",
     ]
     parts = [p for p in parts if p]
-    return " for " + " and ".join(parts) if parts else ""
+    text = " for " + " and ".join(parts) if parts else ""
+    return text + (f" at level {max_level} or nearer" if max_level is not None else "")
 
 
 class StaticOnCall:
-    """Fixed on-call answers, for `python -m accessbot test`: schedule or escalation policy
-    id -> the e-mails on call. `down` makes every lookup fail with that reason."""
+    """Fixed PagerDuty answers, for `python -m accessbot test`: schedule or escalation
+    policy id -> who is on call (an e-mail at level 1, or {"email": ..., "level": 2});
+    `incidents`: [{"email", "service", "status"}] the people assigned open incidents.
+    `down` makes every lookup fail with that reason."""
 
     configured = True
     source = "answer from the test file"
 
-    def __init__(self, on_call: dict[str, list[str]] | None = None, down: str | None = None):
-        self._on_call = {
-            str(k): [str(e).strip().lower() for e in v] for k, v in (on_call or {}).items()
-        }
+    def __init__(
+        self,
+        on_call: Mapping[str, Iterable] | None = None,
+        down: str | None = None,
+        incidents: Iterable[Mapping] = (),
+    ):
+        self._on_call = {str(k): [_static_entry(e) for e in v] for k, v in (on_call or {}).items()}
+        self._incidents = [
+            (
+                str(i["email"]).strip().lower(),
+                str(i["service"]) if i.get("service") else None,
+                str(i.get("status", "triggered")),
+            )
+            for i in incidents
+        ]
         self.down = down
 
     def lookups(self) -> OnCallLookups:
         return OnCallLookups(self)
 
-    def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
-        _check_filters(schedule, escalation_policy, required=False)
-        if self.down:
-            raise PagerDutyError(self.down)
-        if not email or "@" not in str(email):
-            raise PagerDutyError("no e-mail address is known for the requester")
-        wanted = str(email).strip().lower()
+    def _emails(self, ref: str, max_level: int | None) -> list[str]:
+        return [
+            e for e, level in self._on_call.get(ref, ()) if max_level is None or level <= max_level
+        ]
+
+    def is_on_call(self, email, schedule=None, escalation_policy=None, max_level=None) -> bool:
+        _check_filters(schedule, escalation_policy, required=False, max_level=max_level)
+        wanted = self._asked_about(email)
         ids = [i for i in (schedule, escalation_policy) if i]
         if not ids:
-            return any(wanted in emails for emails in self._on_call.values())
-        return all(wanted in self._on_call.get(i, ()) for i in ids)
+            return any(wanted in self._emails(ref, max_level) for ref in self._on_call)
+        return all(wanted in self._emails(i, max_level) for i in ids)
 
-    def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
-        _check_filters(schedule, escalation_policy, required=True)
+    def on_call_users(self, schedule=None, escalation_policy=None, max_level=None) -> list[str]:
+        _check_filters(schedule, escalation_policy, required=True, max_level=max_level)
         if self.down:
             raise PagerDutyError(self.down)
         ids = [i for i in (schedule, escalation_policy) if i]
         found = [
             e
-            for e in self._on_call.get(ids[0], ())
-            if all(e in self._on_call.get(i, ()) for i in ids)
+            for e in self._emails(ids[0], max_level)
+            if all(e in self._emails(i, max_level) for i in ids)
         ]
-        return found
+        return list(dict.fromkeys(found))
+
+    def has_incident(self, email=None, service=None, statuses=OPEN_STATUSES) -> bool:
+        wanted_statuses = _check_incident_args(service, statuses)
+        wanted = self._asked_about(email)
+        return any(
+            who == wanted and (service is None or on == service) and status in wanted_statuses
+            for who, on, status in self._incidents
+        )
+
+    def _asked_about(self, email) -> str:
+        if self.down:
+            raise PagerDutyError(self.down)
+        if not email or "@" not in str(email):
+            raise PagerDutyError("no e-mail address is known for the requester")
+        return str(email).strip().lower()
+
+
+def _static_entry(entry) -> tuple[str, int]:
+    """An on-call entry of a test file: "carol@x" (level 1) or {"email": ..., "level": 2}."""
+    if isinstance(entry, Mapping):
+        return str(entry["email"]).strip().lower(), int(entry.get("level", 1))
+    return str(entry).strip().lower(), 1
 
 
 class PagerDutyNotConfigured:
@@ -188,12 +262,16 @@ class PagerDutyNotConfigured:
     def lookups(self) -> OnCallLookups:
         return OnCallLookups(self)
 
-    def is_on_call(self, email, schedule=None, escalation_policy=None) -> bool:
-        _check_filters(schedule, escalation_policy, required=False)
+    def is_on_call(self, email, schedule=None, escalation_policy=None, max_level=None) -> bool:
+        _check_filters(schedule, escalation_policy, required=False, max_level=max_level)
         raise PagerDutyError(NOT_CONFIGURED)
 
-    def on_call_users(self, schedule=None, escalation_policy=None) -> list[str]:
-        _check_filters(schedule, escalation_policy, required=True)
+    def on_call_users(self, schedule=None, escalation_policy=None, max_level=None) -> list[str]:
+        _check_filters(schedule, escalation_policy, required=True, max_level=max_level)
+        raise PagerDutyError(NOT_CONFIGURED)
+
+    def has_incident(self, email=None, service=None, statuses=OPEN_STATUSES) -> bool:
+        _check_incident_args(service, statuses)
         raise PagerDutyError(NOT_CONFIGURED)
 
 
@@ -288,28 +366,28 @@ class OnCallChecker:
         email: str | None,
         schedule: str | None = None,
         escalation_policy: str | None = None,
+        max_level: int | None = None,
     ) -> bool:
-        _check_filters(schedule, escalation_policy, required=False)
+        _check_filters(schedule, escalation_policy, required=False, max_level=max_level)
         if schedule or escalation_policy:
             # Who is on call there answers it in one call, shared with routing that asks
             # `on_call_users` for the same schedule. Somebody not in it is looked up, so
             # an e-mail PagerDuty does not know is reported rather than a quiet "no".
             wanted = _email_key(email)
-            on_call = self.on_call_users(schedule, escalation_policy)
+            on_call = self.on_call_users(schedule, escalation_policy, max_level)
             if wanted in (e.strip().lower() for e in on_call):
                 return True
             self.user_id(email)
             return False
         user_id = self.user_id(email)
-        key = ("on_call", user_id, schedule, escalation_policy)
+        key = ("on_call", user_id, max_level)
         hit, answer = self._cache.get(key)
         if hit:
             return answer
         params: dict[str, Any] = {"user_ids[]": [user_id]}
-        params.update(_filter_params(schedule, escalation_policy))
         answer = self._request(
             lambda s: any(
-                _ref_id(oncall, "user") == user_id and _matches(oncall, schedule, escalation_policy)
+                _ref_id(oncall, "user") == user_id and _within(oncall, max_level)
                 for oncall in s.iter_all("/oncalls", params=params)
             )
         )
@@ -317,29 +395,77 @@ class OnCallChecker:
         return answer
 
     def on_call_users(
-        self, schedule: str | None = None, escalation_policy: str | None = None
+        self,
+        schedule: str | None = None,
+        escalation_policy: str | None = None,
+        max_level: int | None = None,
     ) -> list[str]:
-        _check_filters(schedule, escalation_policy, required=True)
+        _check_filters(schedule, escalation_policy, required=True, max_level=max_level)
         key = ("on_call_users", schedule, escalation_policy)
-        hit, emails = self._cache.get(key)
-        if hit:
-            return list(emails)
-        params = {"include[]": ["users"], **_filter_params(schedule, escalation_policy)}
+        hit, entries = self._cache.get(key)
+        if not hit:
+            params = {"include[]": ["users"], **_filter_params(schedule, escalation_policy)}
 
-        def collect(session: pdpyras.APISession) -> list[str]:
-            found: list[str] = []
-            for oncall in session.iter_all("/oncalls", params=params):
-                if not _matches(oncall, schedule, escalation_policy):
-                    continue
-                user_id = _ref_id(oncall, "user")
-                email = oncall["user"].get("email") or (user_id and self._email_of(user_id))
-                if email and email.lower() not in (e.lower() for e in found):
-                    found.append(str(email))
-            return found
+            def collect(session: pdpyras.APISession) -> list[tuple[str, int | None]]:
+                found: list[tuple[str, int | None]] = []
+                for oncall in session.iter_all("/oncalls", params=params):
+                    if not _matches(oncall, schedule, escalation_policy):
+                        continue
+                    user_id = _ref_id(oncall, "user")
+                    email = oncall["user"].get("email") or (user_id and self._email_of(user_id))
+                    if email:
+                        found.append((str(email), _level(oncall)))
+                return found
 
-        found = self._request(collect)
-        self._cache.put(key, tuple(found), self.on_call_ttl)
+            entries = tuple(self._request(collect))
+            # Every level is kept: a max_level asked later is answered from the cache.
+            self._cache.put(key, entries, self.on_call_ttl)
+        found: list[str] = []
+        for email, level in entries:
+            if max_level is not None and (level is None or level > max_level):
+                continue
+            if email.lower() not in (e.lower() for e in found):
+                found.append(email)
         return found
+
+    def has_incident(
+        self,
+        email: str | None,
+        service: str | None = None,
+        statuses: Iterable[str] | str = OPEN_STATUSES,
+    ) -> bool:
+        """Is the user with this e-mail assigned an incident in `statuses` (on `service`)?"""
+        wanted = _check_incident_args(service, statuses)
+        user_id = self.user_id(email)
+        key = ("incident", user_id, service, wanted)
+        hit, answer = self._cache.get(key)
+        if hit:
+            return answer
+        params: dict[str, Any] = {
+            "user_ids[]": [user_id],
+            "statuses[]": sorted(wanted),
+            "date_range": "all",  # else only the last month's: an old incident may be open
+        }
+        if service:
+            params["service_ids[]"] = [service]
+
+        def assigned(incident: dict) -> bool:
+            # The server filters too; checking again means a sloppy answer cannot grant.
+            if incident.get("status") not in wanted:
+                return False
+            if service and _ref_id(incident, "service") != service:
+                return False
+            return any(
+                _ref_id(a, "assignee") == user_id
+                for a in incident.get("assignments") or ()
+                if isinstance(a, dict)
+            )
+
+        answer = self._request(
+            lambda s: any(assigned(i) for i in s.iter_all("/incidents", params=params))
+        )
+        self._cache.put(key, answer, self.on_call_ttl)
+        return answer
 
     def user_id(self, email: str | None) -> str:
         """The PagerDuty user id for an e-mail (exact, case-insensitive match)."""
@@ -456,13 +582,42 @@ def _email_key(email: str | None) -> str:
     return email.strip().lower()
 
 
-def _check_filters(schedule, escalation_policy, *, required: bool) -> None:
+def _check_filters(schedule, escalation_policy, *, required: bool, max_level=None) -> None:
     """Mistakes in a policy file raise, so the policy's author sees file and line."""
     for name, value in (("schedule", schedule), ("escalation_policy", escalation_policy)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f'{name} must be a PagerDuty id like "PABC123", not {value!r}')
     if required and schedule is None and escalation_policy is None:
         raise ValueError('on_call_users needs schedule="P..." or escalation_policy="P..."')
+    if max_level is not None and (type(max_level) is not int or max_level < 1):
+        raise ValueError(
+            f"max_level must be a whole number of 1 or more (1: the first level), not {max_level!r}"
+        )
+
+
+def _check_incident_args(service, statuses) -> tuple[str, ...]:
+    """The statuses asked for, checked; mistakes raise so the policy's author sees them."""
+    if service is not None and (not isinstance(service, str) or not service.strip()):
+        raise ValueError(f'service must be a PagerDuty service id like "PSVC123", not {service!r}')
+    wanted = (statuses,) if isinstance(statuses, str) else tuple(statuses or ())
+    if not wanted or any(s not in INCIDENT_STATUSES for s in wanted):
+        raise ValueError(
+            f"statuses must be some of {', '.join(INCIDENT_STATUSES)}, not {statuses!r}"
+        )
+    return tuple(sorted(set(wanted)))
+
+
+def _level(oncall: dict) -> int | None:
+    level = oncall.get("escalation_level")
+    return level if type(level) is int else None
+
+
+def _within(oncall: dict, max_level: int | None) -> bool:
+    """At `max_level` or nearer; an entry without a level counts only when none is asked."""
+    if max_level is None:
+        return True
+    level = _level(oncall)
+    return level is not None and level <= max_level
 
 
 def _filter_params(schedule: str | None, escalation_policy: str | None) -> dict:

@@ -213,8 +213,14 @@ def approval_card(request: Request) -> list[Block]:
 # -- the request modal -------------------------------------------------------------------
 
 
-def duration_choices(max_duration: timedelta, default: timedelta | None = None) -> list[str]:
-    """The usual durations up to `max_duration`, plus the max (and default) themselves."""
+def duration_choices(
+    max_duration: timedelta, default: timedelta | None = None, allowed: Iterable[timedelta] = ()
+) -> list[str]:
+    """The usual durations up to `max_duration`, plus the max (and default) themselves;
+    for a resource with fixed `durations`, exactly those."""
+    allowed = sorted(set(allowed))
+    if allowed:
+        return [format_duration(d) for d in allowed]
     picks = {parse_duration(c) for c in DURATION_CHOICES if parse_duration(c) <= max_duration}
     picks.add(max_duration)
     if default is not None and default <= max_duration:
@@ -234,7 +240,9 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
     if chosen is None and len(resources) == 1:
         chosen = resources[0]
     if chosen is not None:
-        durations = duration_choices(chosen.max_duration, chosen.default_duration)
+        durations = duration_choices(
+            chosen.max_duration, chosen.default_duration, getattr(chosen, "durations", ())
+        )
         initial_duration = format_duration(chosen.default_duration)
     else:
         top = max((r.max_duration for r in resources), default=timedelta(hours=1))
@@ -278,11 +286,7 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
             InputBlock(
                 block_id=DURATION_BLOCK,
                 label=PlainTextObject(text="For how long"),
-                hint=PlainTextObject(
-                    text=f"At most {format_duration(chosen.max_duration)} for {chosen.name}"
-                    if chosen
-                    else "Each resource has its own maximum (shown next to its name)"
-                ),
+                hint=PlainTextObject(text=_duration_hint(chosen)),
                 element=StaticSelectElement(
                     action_id="duration",
                     placeholder=PlainTextObject(text="Duration"),
@@ -301,6 +305,14 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
             ),
         ],
     )
+
+
+def _duration_hint(chosen) -> str:
+    if chosen is None:
+        return "Each resource has its own maximum (shown next to its name)"
+    if getattr(chosen, "durations", ()):
+        return f"{chosen.name} can be asked for {messages.durations_text(chosen.durations)}"
+    return f"At most {format_duration(chosen.max_duration)} for {chosen.name}"
 
 
 def request_form_button() -> list[Block]:

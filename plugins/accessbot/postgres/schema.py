@@ -161,6 +161,34 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        7,
+        "requests: escalation, after-hooks still to run, the time-out of escalated requests, "
+        "and an index for policies' history counts",
+        (
+            """
+            ALTER TABLE requests
+                ADD COLUMN next_escalation_at timestamptz,
+                ADD COLUMN waits_since        timestamptz,
+                ADD COLUMN follow_ups_due     boolean NOT NULL DEFAULT false
+            """,
+            # Rows written before this migration: the same values `_row` writes now.
+            "UPDATE requests SET waits_since = created_at WHERE status = 'pending'",
+            """
+            CREATE INDEX requests_waiting ON requests (waits_since)
+                WHERE status = 'pending'
+            """,
+            """
+            CREATE INDEX requests_escalation ON requests (next_escalation_at)
+                WHERE status = 'pending' AND next_escalation_at IS NOT NULL
+            """,
+            "CREATE INDEX requests_follow_ups ON requests (created_at) WHERE follow_ups_due",
+            """
+            CREATE INDEX requests_history ON requests (requester, resource, created_at)
+                WHERE extends IS NULL
+            """,
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version

@@ -25,7 +25,9 @@ _COLUMNS = """
     next_retry_at = %(next_retry_at)s, awaits_review = %(awaits_review)s,
     version = %(version)s, saved_seq = nextval('requests_saved_seq'), data = %(data)s,
     revoke_due_at = %(revoke_due_at)s, extends = %(extends)s,
-    next_nudge_at = %(next_nudge_at)s, reminder_sent = %(reminder_sent)s
+    next_nudge_at = %(next_nudge_at)s, reminder_sent = %(reminder_sent)s,
+    next_escalation_at = %(next_escalation_at)s, waits_since = %(waits_since)s,
+    follow_ups_due = %(follow_ups_due)s
 """
 ARCHIVE_BATCH = 500
 
@@ -60,12 +62,13 @@ class PostgresStore:
                         INSERT INTO requests (id, status, final, requester, resource,
                             created_at, expires_at, next_retry_at, awaits_review, version,
                             saved_seq, data, revoke_due_at, extends, next_nudge_at,
-                            reminder_sent)
+                            reminder_sent, next_escalation_at, waits_since, follow_ups_due)
                         VALUES (%(id)s, %(status)s, %(final)s, %(requester)s, %(resource)s,
                             %(created_at)s, %(expires_at)s, %(next_retry_at)s,
                             %(awaits_review)s, %(version)s, nextval('requests_saved_seq'),
                             %(data)s, %(revoke_due_at)s, %(extends)s, %(next_nudge_at)s,
-                            %(reminder_sent)s)
+                            %(reminder_sent)s, %(next_escalation_at)s, %(waits_since)s,
+                            %(follow_ups_due)s)
                         ON CONFLICT (id) DO NOTHING
                         """,
                         row,
@@ -142,9 +145,42 @@ class PostgresStore:
 
     def pending_created_before(self, at: datetime) -> list[Request]:
         return self._select(
-            "WHERE status = 'pending' AND created_at <= %(at)s ORDER BY created_at, id",
+            "WHERE status = 'pending' AND waits_since <= %(at)s ORDER BY created_at, id",
             {"at": at},
         )
+
+    def escalations_due(self, at: datetime) -> list[Request]:
+        return self._select(
+            "WHERE status = 'pending' AND next_escalation_at <= %(at)s "
+            "ORDER BY next_escalation_at, id",
+            {"at": at},
+        )
+
+    def follow_ups_due(self) -> list[Request]:
+        return self._select("WHERE follow_ups_due ORDER BY created_at, id")
+
+    def history_count(
+        self,
+        requester: str,
+        resource: str,
+        statuses: Iterable[Status],
+        since: datetime | None,
+    ) -> int:
+        with self.db.connection() as conn:
+            return conn.execute(
+                """
+                SELECT count(*) FROM requests
+                 WHERE requester = %(who)s AND resource = %(what)s AND extends IS NULL
+                   AND status = ANY(%(statuses)s)
+                   AND created_at >= coalesce(%(since)s, '-infinity'::timestamptz)
+                """,
+                {
+                    "who": requester,
+                    "what": resource,
+                    "statuses": [Status(s).value for s in statuses],
+                    "since": since,
+                },
+            ).fetchone()[0]
 
     def nudges_due(self, at: datetime) -> list[Request]:
         return self._select(
@@ -315,6 +351,7 @@ class Claims(MutableSet):
 
 
 def _row(request: Request, version: int) -> dict:
+    pending = request.status is Status.PENDING
     data = request.to_dict()
     data["version"] = version
     return {
@@ -331,6 +368,9 @@ def _row(request: Request, version: int) -> dict:
         "data": Jsonb(data),
         "revoke_due_at": request.revoke_due_at,
         "extends": request.extends,
-        "next_nudge_at": request.next_nudge_at if request.status is Status.PENDING else None,
+        "next_nudge_at": request.next_nudge_at if pending else None,
         "reminder_sent": bool(request.reminder_sent),
+        "next_escalation_at": request.next_escalation_at if pending else None,
+        "waits_since": request.waits_since if pending else None,
+        "follow_ups_due": bool(request.follow_ups_due),
     }

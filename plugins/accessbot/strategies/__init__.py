@@ -11,6 +11,7 @@ that know the requester by another name (a GitHub login, an AWS user) look it up
 from __future__ import annotations
 
 from .accounts import Accounts
+from .approval_only import ApprovalOnlyStrategy
 from .aws import AwsIamGroupStrategy, AwsSsoStrategy
 from .base import (
     CannotList,
@@ -36,6 +37,7 @@ KINDS: dict[str, type[Strategy]] = {
         GitHubRepoStrategy,
         AwsIamGroupStrategy,
         AwsSsoStrategy,
+        ApprovalOnlyStrategy,
     )
 }
 
