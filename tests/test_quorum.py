@@ -39,6 +39,7 @@ def test_two_distinct_approvers_are_needed_and_the_card_counts_them(
 
     assert chat.reply("bob", f"!approve {rid}").startswith(f"Approved {rid}")
     assert webhook.actions() == [("grant", rid)]
+    assert any(f"Your request {rid} was approved by @alice, @bob:" in t for t in chat.to("carol"))
 
 
 def test_one_deny_ends_the_request_even_after_an_approval(bot_factory, policy_dir, webhook):

@@ -1681,7 +1681,11 @@ class AccessService:
         if error is None and request.follow_ups_due:
             self._follow_ups.submit(request.id)
         if error is None:
-            by = msg.who(request.decided_by) if request.decided_by != "policy" else "policy"
+            by = (
+                ", ".join(msg.who(h) for h in request.decided_by.split(", ") if h)
+                if request.decided_by and request.decided_by != "policy"
+                else "policy"
+            )
             return [
                 self._to_requester(
                     request,
