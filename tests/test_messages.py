@@ -5,7 +5,6 @@ check is acknowledged at once."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from tests import hook_gate
 from tests.conftest import policy_file, request_id, webhook_policy
 from tests.fake_pagerduty import TOKEN
 from tests.slack_fixtures import CHANNEL
+from tests.test_lifecycle import extension_id, granted
 
 ROOM = "#access-approvals"
 
@@ -24,18 +24,6 @@ ROOM = "#access-approvals"
 def chat(bot_factory, policy_dir, webhook):
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
     return bot_factory()
-
-
-def granted(chat, text="!access request prod-db 1h deploy", user="carol") -> str:
-    rid = request_id(chat.reply(user, text))
-    assert chat.reply("alice", f"!approve {rid}").startswith("Approved")
-    return rid
-
-
-def extension_id(text: str) -> str:
-    match = re.search(r"Extension request (\w+) ", text)
-    assert match, text
-    return match.group(1)
 
 
 def line_of(text: str, needle: str) -> int:
