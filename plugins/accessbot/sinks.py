@@ -37,7 +37,7 @@ from .domain import format_duration, from_iso, iso
 from .messages import redact_url, redact_urls, when
 from .settings import SinkConfig
 from .store import SinkCursor, StoreError, fsync_dir
-from .strategies.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from .strategies.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, post, sign
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +87,8 @@ class HttpPost:
         self.session = requests.Session()
 
     def post(self, body: bytes, headers: dict) -> requests.Response:
+        response = post(self.session, self.url, body, headers, self.timeout, SinkError)
         where = redact_url(self.url)
-        try:
-            response = self.session.post(
-                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            raise SinkError(f"{where} timed out after {self.timeout:g}s") from exc
-        except requests.RequestException as exc:
-            raise SinkError(f"{where} unreachable: {type(exc).__name__}") from exc
         if not 200 <= response.status_code < 300:
             snippet = redact_urls(response.text.strip().replace("\n", " ")[:200])
             raise SinkError(

@@ -40,6 +40,27 @@ TIMESTAMP_HEADER = "X-Access-Timestamp"
 POOL_SIZE = 64
 
 
+def post(
+    session: requests.Session,
+    url: str,
+    body: bytes,
+    headers: dict,
+    timeout: float,
+    fail: Callable[[str], Exception],
+    label: str = "",
+) -> requests.Response:
+    """One POST with redirects never followed (the webhook and the audit http sinks); a
+    timeout or an unreachable receiver raises `fail(message)`, naming the URL without its
+    credentials."""
+    where = f"{label}{redact_url(url)}"
+    try:
+        return session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.Timeout as exc:
+        raise fail(f"{where} timed out after {timeout:g}s") from exc
+    except requests.RequestException as exc:
+        raise fail(f"{where} unreachable: {type(exc).__name__}") from exc
+
+
 def sign(body: bytes, secret: str, timestamp: int) -> str:
     """`sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`."""
     signed = f"{timestamp}.".encode() + body
@@ -138,15 +159,10 @@ class WebhookStrategy(Strategy):
                     "secret) is not set"
                 )
             headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
+        response = post(
+            self.session, self.url, body, headers, self.timeout, StrategyError, "webhook "
+        )
         where = redact_url(self.url)
-        try:
-            response = self.session.post(
-                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.Timeout as exc:
-            raise StrategyError(f"webhook {where} timed out after {self.timeout:g}s") from exc
-        except requests.RequestException as exc:
-            raise StrategyError(f"webhook {where} unreachable: {type(exc).__name__}") from exc
         status = response.status_code
         if 300 <= status < 400:
             to = response.headers.get("Location")
