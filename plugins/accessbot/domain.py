@@ -243,6 +243,120 @@ class Request:
     # the same store write as the grant or revoke, removed once the hook has run.
     follow_ups_due: list[str] = field(default_factory=list)
 
+    @classmethod
+    def ask(
+        cls,
+        request_id: str,
+        actor,
+        resource,
+        duration: timedelta,
+        reason: str,
+        at: datetime,
+        next_nudge_at: datetime | None = None,
+        extends: Request | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> Request:
+        """A new request by `actor` (handle, id, address, email) for `resource` (a policy
+        resource: its approvers, channel, strategy and escalation are copied on, so a
+        later policy change does not touch it). An extension keeps its grant's fields and
+        strategy."""
+        request = cls(
+            id=request_id,
+            requester=actor.handle,
+            requester_id=actor.id,
+            requester_address=actor.address,
+            requester_email=actor.email,
+            resource=resource.name,
+            duration=duration,
+            reason=reason,
+            created_at=at,
+            channel=resource.channel,
+            approvers=list(resource.approvers),
+            approver_entries=list(resource.approvers),
+            fields=dict(extends.fields if extends else fields or {}),
+            approvals_required=resource.approvals_required,
+            allow_self_approval=resource.allow_self_approval,
+            strategy=dict(extends.strategy if extends else resource.strategy_settings),
+            policy_file=resource.file,
+            extends=extends.id if extends else None,
+            next_nudge_at=next_nudge_at,
+            escalation=[level.to_dict() for level in resource.escalation],
+            next_escalation_at=(at + resource.escalation[0].after if resource.escalation else None),
+        )
+        request.record(at, "requested", actor.handle, reason)
+        return request
+
+    def route_to(
+        self,
+        approvers: list[str],
+        ids: list[str],
+        entries: list[str],
+        groups: Mapping[str, list[str]],
+    ) -> None:
+        """Who may decide, as routing found them: the entries that name someone, their
+        user ids (same order), the entries asked and what each group-like one named."""
+        self.approvers = approvers
+        self.approver_ids = ids
+        self.approver_entries = entries
+        self.approver_groups = dict(groups)
+
+    def decide_by_policy(self, approve: bool, reason: str, at: datetime) -> None:
+        """The policy's on_request decided. Break-glass: whatever a policy approves, a
+        human reviews afterwards."""
+        self.decided_by = "policy"
+        self.decision_note = reason
+        self.auto_decision = f"{'approved' if approve else 'denied'}: {reason}"
+        self.review_required = approve
+        self.move(Status.APPROVED if approve else Status.DENIED, at, "policy", reason)
+
+    def deny(self, by: str, reason: str, at: datetime) -> None:
+        self.move(Status.DENIED, at, by, reason)
+        self.decided_by = by
+        self.decision_note = reason
+
+    def cancel(self, by: str, at: datetime, note: str = "") -> None:
+        self.move(Status.CANCELLED, at, by, note)
+
+    def time_out(self, at: datetime) -> None:
+        self.move(Status.TIMED_OUT, at, "scheduler")
+
+    def ask_revoke(self, by: str, at: datetime) -> None:
+        """Someone asked to end the grant now: the revoke that follows records "revoked"."""
+        self.ending = "revoked"
+        self.record(at, "revoke_requested", by)
+
+    def ask_retry(self, by: str, at: datetime) -> None:
+        """An admin asked to retry a failed revoke now."""
+        self.record(at, "retry_requested", by)
+
+    def remind_expiry(self, at: datetime) -> None:
+        """The requester was told, once, that the grant ends soon."""
+        self.reminder_sent = True
+        self.record(at, "expiry_reminder", "scheduler")
+
+    def nudge(self, at: datetime, every: timedelta) -> None:
+        """The approvers were reminded; the next reminder waits twice as long."""
+        self.nudges += 1
+        self.next_nudge_at = at + every * 2**self.nudges
+        self.record(at, "nudge", "scheduler")
+
+    def postpone_nudge(self, at: datetime, every: timedelta) -> None:
+        """A reminder due now is not sent (a new card just went out): the next in `every`."""
+        if self.next_nudge_at is not None and self.next_nudge_at <= at:
+            self.next_nudge_at = at + every
+
+    def remind_review(self, at: datetime) -> None:
+        """The channel was reminded that this break-glass grant awaits a review."""
+        self.review_reminded_at = at
+
+    def place_card(self, ref: Mapping) -> bool:
+        """Note where the chat backend posted the card; False when nothing changed (a
+        finished request keeps its record as it was)."""
+        if self.is_final or self.card_ref == ref:
+            return False
+        self.card_ref = dict(ref)
+        return True
+
     @property
     def grant_id(self) -> str:
         """The target's name for this grant. A grant taken back because it could not be

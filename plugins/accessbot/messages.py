@@ -9,10 +9,27 @@ from __future__ import annotations
 import difflib
 import re
 from datetime import UTC, datetime, timedelta
+from functools import singledispatch
 from urllib.parse import urlsplit, urlunsplit
 
 from .approvers import same_person_key
 from .domain import MAX_DURATION, Request, Status, format_duration
+from .results import (
+    Acknowledged,
+    ApprovalCounted,
+    Approved,
+    AutoExtended,
+    AutoGranted,
+    Cancelled,
+    Denied,
+    DeniedByPolicy,
+    Notice,
+    Outcome,
+    Result,
+    Retried,
+    Revoked,
+    Submitted,
+)
 
 REASON_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -517,3 +534,422 @@ def undeliverable(notice, error: str) -> str:
         f"To fix: {fix}.{waiting} You will hear about {where} again only if this happens after "
         "a message there got through."
     )
+
+
+def mine(own: list[Request], now: datetime) -> str:
+    """`!access mine`: the person's own requests and grants."""
+    if not own:
+        return "You have no pending requests or active grants. Ask with `!access request <resource> [duration] <reason>`; see `!access resources`."
+    return "Your requests and grants:\n" + "\n".join(f"- {request_line(r, now)}" for r in own)
+
+
+def live_list(live: list[Request], now: datetime) -> str:
+    """`!access list`: the pending requests and active grants one may see."""
+    if not live:
+        return "No pending requests or active grants."
+    return "Pending requests and active grants:\n" + "\n".join(
+        f"- {request_line(r, now)}" for r in live
+    )
+
+
+def resources(policies) -> str:
+    """`!access resources`: what can be asked for, one line each."""
+    lines = ["Requestable resources (`!access request <resource> [duration] <reason>`):"]
+    lines += [resource_line(policies.resources[name]) for name in policies.names()]
+    return "\n".join(lines)
+
+
+def resource_line(res) -> str:
+    approvers = approvers_text(res.approvers) if res.approvers else "chosen by policy"
+    if "get_approvers" in res.hooks and res.approvers:
+        approvers += " (or chosen by policy)"
+    return (
+        f"- {res.name}: {res.description or 'no description'}. Max "
+        f"{format_duration(res.max_duration)}, default "
+        f"{format_duration(res.default_duration)}; approvers: {approvers}"
+        + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
+        + f"; channel {res.channel}; grants via {res.strategy.describe()}"
+        + ("; can auto-approve" if "on_request" in res.hooks else "")
+        + (f"; durations: {durations_text(res.durations)}" if res.durations else "")
+        + (
+            f"; escalates after {format_duration(res.escalation[0].after)}"
+            if res.escalation
+            else ""
+        )
+        + field_hints(res.fields.values())
+    )
+
+
+def audit_events(records: list[dict]) -> str:
+    """`!access audit`: the matching events, newest last."""
+    if not records:
+        return "No audit events match."
+    return f"Audit events (newest last, {len(records)} shown):\n" + "\n".join(
+        f"- {audit_line(r)}" for r in records
+    )
+
+
+def reloaded(result) -> str:
+    """The answer to `!access reload`: what changed, or what to fix."""
+    if not result.ok:
+        return (
+            f"Reload failed, nothing changed ({result.kept}). Fix these and run "
+            "`!access reload` again:\n" + "\n".join(f"- {e}" for e in result.errors)
+        )
+    return f"Reloaded {result.summary}. Requests already made keep the rules they were made under."
+
+
+# -- the replies and notices of the commands (typed results -> texts) ----------------------
+
+
+def to_requester(request: Request, text: str) -> Notice:
+    """A direct message to the requester about their request."""
+    return Notice("user", request.requester_address or request.requester, text, request)
+
+
+def to_channel(request: Request, text: str, kind: str = "text") -> Notice:
+    """A message in the request's approval channel (a "card" or an "alert")."""
+    return Notice("channel", request.channel, text, request, kind)
+
+
+def card(request: Request) -> Notice:
+    return to_channel(request, card_body(request), "card")
+
+
+def needed(request: Request) -> str:
+    """Whose decision a request waits for: `an approval from @bob, @carol`."""
+    count = (
+        f"{request.approvals_required} approvals"
+        if request.approvals_required > 1
+        else "an approval"
+    )
+    return f"{count} from {approvers_text(request.deciders)}"
+
+
+def grant_stays(grant_id: str | None, grant: Request | None) -> str:
+    """What a refused extension leaves of its grant."""
+    if grant is None or not grant.holds_access:
+        return f"Grant {grant_id} has ended."
+    return f"Grant {grant_id} stays active until {when(grant.expires_at)}."
+
+
+def _because(reason: str) -> str:
+    return f": {inert(reason)}" if reason else ""
+
+
+@singledispatch
+def outcome(result: Result) -> Outcome:
+    """The reply and notices people read for a command's typed result."""
+    raise TypeError(f"no text for {type(result).__name__}")
+
+
+@outcome.register
+def _submitted(result: Submitted) -> Outcome:
+    request = result.request
+    noun = "Extension request" if request.extends else "Request"
+    what = (
+        f"{format_duration(request.duration)} more on {request.extends}"
+        if request.extends
+        else f"{request.resource} for {format_duration(request.duration)}"
+    )
+    reply = (
+        f"{noun} {request.id} created: {what}. "
+        f"Waiting for {needed(request)} in {request.channel}. "
+        f"Withdraw it with `!access cancel {request.id}`; "
+        f"see it with `!access show {request.id}`."
+    )
+    return Outcome(reply, [card(request)], request)
+
+
+@outcome.register
+def _denied_by_policy(result: DeniedByPolicy) -> Outcome:
+    request = result.request
+    noun = "Extension request" if request.extends else "Request"
+    stays = f" {grant_stays(request.extends, result.grant)}" if request.extends else ""
+    return Outcome(
+        f"{noun} {request.id} for {request.resource} was denied by policy: "
+        f"{inert(request.decision_note)}{stays}",
+        [],
+        request,
+    )
+
+
+@outcome.register
+def _auto_extended(result: AutoExtended) -> Outcome:
+    request, grant, done = result.request, result.grant, result.done
+    if done and done.status is Status.EXTENDED:
+        alert = (
+            f"BREAK-GLASS EXTENSION: {who(request.requester)} got "
+            f"{format_duration(request.duration)} more on {request.resource} (grant "
+            f"{grant.id}, now until {when(grant.expires_at)}), reason: "
+            f"{inert(request.reason)}. Approved by policy: "
+            f"{inert(request.decision_note)}."
+        )
+        return Outcome(
+            f"Extension {request.id} approved by policy: {grant.id} now ends "
+            f"{when(grant.expires_at)}.",
+            [to_channel(request, alert, "alert")],
+            done,
+        )
+    return Outcome(
+        f"Extension {request.id} was approved by policy but not applied: "
+        f"{inert(done.last_error if done else '')}",
+        [n for n in result.notices if n.audience == "channel"],
+        done,
+    )
+
+
+@outcome.register
+def _auto_granted(result: AutoGranted) -> Outcome:
+    request = result.request
+    if request.status is Status.ACTIVE:
+        alert = (
+            f"BREAK-GLASS: {who(request.requester)} got {request.resource} for "
+            f"{format_duration(request.duration)} (until {when(request.expires_at)}), "
+            f"reason: {inert(request.reason)}. Approved by policy: "
+            f"{inert(request.decision_note)}. Request {request.id}; end it with "
+            f"`!access revoke {request.id}`. An approver must review it: "
+            f"`!access ack {request.id} [note]`."
+        )
+        reply = (
+            f"Request {request.id} approved by policy ({inert(request.decision_note)}): "
+            f"you have {request.resource} until {when(request.expires_at)}. "
+            f"End it early with `!access revoke {request.id}`."
+        )
+        return Outcome(reply, [to_channel(request, alert, "alert")], request)
+    if request.status is Status.APPROVED:
+        return Outcome(
+            f"Request {request.id} was approved by policy, but the bot could not record "
+            "the grant, so it took it back; you get it as soon as the bot's disk can be "
+            "written. The approvers were told.",
+            result.notices,
+            request,
+        )
+    return Outcome(
+        f"Request {request.id} was approved by policy, but the grant failed: "
+        f"{inert(request.last_error)}. The approvers in {request.channel} were told.",
+        [n for n in result.notices if n.audience == "channel"],
+        request,
+    )
+
+
+@outcome.register
+def _approval_counted(result: ApprovalCounted) -> Outcome:
+    request = result.request
+    left = request.approvals_required - len(request.approvals)
+    reply = (
+        f"Your approval of {request.id} is recorded "
+        f"({len(request.approvals)} of {request.approvals_required}); "
+        f"it needs {left} more."
+    )
+    return Outcome(reply, [card(request)], request)
+
+
+@outcome.register
+def _approved(result: Approved) -> Outcome:
+    request = result.request
+    if request.extends:
+        reply = _extension_approved(request, result.grant)
+    elif result.unrecorded:
+        reply = (
+            f"Your approval of {request.id} is recorded: it is approved. The bot's "
+            f"database stopped answering while the grant was made ({inert(result.unrecorded)}); "
+            "the bot finishes the grant as soon as it answers again. Nothing more to do "
+            "for you."
+        )
+    else:
+        reply = _grant_approved(request)
+    return Outcome(reply, result.notices, request)
+
+
+def _extension_approved(request: Request, grant: Request | None) -> str:
+    if request.status is Status.EXTENDED:
+        return (
+            f"Approved {request.id}: {who(request.requester)}'s grant {grant.id} on "
+            f"{request.resource} now ends {when(grant.expires_at)}."
+        )
+    return f"Approved {request.id}, but it was not applied: {inert(request.last_error)}"
+
+
+def _grant_approved(request: Request) -> str:
+    if request.status is Status.ACTIVE:
+        return (
+            f"Approved {request.id}: {who(request.requester)} has {request.resource} "
+            f"for {format_duration(request.duration)}, until {when(request.expires_at)}."
+        )
+    if request.status is Status.APPROVED:
+        return (
+            f"Your approval of {request.id} is recorded: it is approved. But the bot could "
+            "not record the grant, so it took the access back at once; it grants it as "
+            "soon as its audit log and store can be written. Nothing more to do for you; "
+            "an admin must check the bot's disk."
+        )
+    return (
+        f"Approved {request.id}, but the grant failed: {inert(request.last_error)}. "
+        f"{who(request.requester)} was told; they can request again once it is fixed."
+    )
+
+
+@outcome.register
+def _denied(result: Denied) -> Outcome:
+    request, by, because = result.request, who(result.by), _because(result.reason)
+    if request.extends:
+        return _extension_denied(result)
+    notices = [
+        to_requester(
+            request,
+            f"Your request {request.id} for {request.resource} was denied by {by}{because}.",
+        ),
+        to_channel(
+            request,
+            f"Request {request.id} ({request.resource} for {who(request.requester)}) "
+            f"denied by {by}{because}.",
+        ),
+    ]
+    return Outcome(f"Denied {request.id}; {who(request.requester)} was told.", notices, request)
+
+
+def _extension_denied(result: Denied) -> Outcome:
+    """A denied extension leaves its grant as it was: say so, with the grant's end."""
+    extension, by, because = result.request, who(result.by), _because(result.reason)
+    grant_id = extension.extends
+    stays = grant_stays(grant_id, result.grant)
+    more = f"{format_duration(extension.duration)} more on grant {grant_id}"
+    notices = [
+        to_requester(
+            extension,
+            f"Your extension request {extension.id} ({more}, {extension.resource}) was "
+            f"denied by {by}{because}. {stays}",
+        ),
+        to_channel(
+            extension,
+            f"Extension request {extension.id} ({more}, {extension.resource} for "
+            f"{who(extension.requester)}) denied by {by}{because}. {stays}",
+        ),
+    ]
+    return Outcome(
+        f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}",
+        notices,
+        extension,
+    )
+
+
+@outcome.register
+def _cancelled(result: Cancelled) -> Outcome:
+    request = result.request
+    notice = to_channel(
+        request,
+        f"Request {request.id} ({request.resource} for {who(request.requester)}) "
+        "was cancelled by the requester; nothing to approve.",
+    )
+    return Outcome(f"Cancelled {request.id}.", [notice], request)
+
+
+def not_yours_to_cancel(request: Request, approver: bool, admin: bool) -> str:
+    """Someone else's request: what this person can do about it, in its state."""
+    if request.holds_access and (approver or admin):
+        return (
+            f"{request.id} is an active grant, not a pending request; end it with "
+            f"`!access revoke {request.id}`."
+        )
+    only = f"Only the requester, {who(request.requester)}, can cancel {request.id}"
+    if request.holds_access:
+        return (
+            f"{only}; it is an active grant, which only {who(request.requester)}, "
+            f"the approvers of {request.resource} or an admin can end."
+        )
+    if request.status is Status.PENDING and approver:
+        return f"{only}; as an approver you can deny it: `!deny {request.id} <reason>`."
+    return f"{only}."
+
+
+@outcome.register
+def _revoked(result: Revoked) -> Outcome:
+    request = result.request
+    if request.status is Status.REVOKED:
+        reply = f"Revoked {request.id}: {who(request.requester)} no longer has {request.resource}."
+    else:
+        reply = (
+            f"The revoke of {request.id} failed: {inert(request.last_error)}. "
+            f"It is retried automatically (next at {when(request.next_retry_at)})."
+        )
+    return Outcome(reply, result.notices, request)
+
+
+@outcome.register
+def _retried(result: Retried) -> Outcome:
+    request = result.request
+    if request.holds_access:
+        reply = (
+            f"The retry of {request.id} failed again (attempt {request.revoke_attempts}): "
+            f"{inert(request.last_error)}. Next automatic retry at "
+            f"{when(request.next_retry_at)}."
+        )
+    else:
+        reply = (
+            f"Retried {request.id}: the revoke worked; {who(request.requester)} no "
+            f"longer has {request.resource}."
+        )
+    return Outcome(reply, result.notices, request)
+
+
+@outcome.register
+def _acknowledged(result: Acknowledged) -> Outcome:
+    request, by = result.request, who(result.by)
+    notice = to_channel(
+        request,
+        f"Break-glass grant {request.id} ({request.resource} for "
+        f"{who(request.requester)}) was reviewed by {by}{_because(result.note)}.",
+    )
+    return Outcome(
+        f"Acknowledged break-glass grant {request.id} ({request.resource} for "
+        f"{who(request.requester)}). Thank you.",
+        [notice],
+        request,
+    )
+
+
+# -- the scheduler's notices (housekeeping) ------------------------------------------------
+
+
+def timed_out(request: Request, waited: str, ask_again: str) -> list[Notice]:
+    return [
+        to_requester(
+            request,
+            f"Your request {request.id} for {request.resource} timed out after {waited} "
+            f"without a decision. Ask again with {ask_again}.",
+        ),
+        to_channel(
+            request,
+            f"Request {request.id} ({request.resource} for {who(request.requester)}) "
+            f"timed out after {waited}; it can no longer be approved.",
+        ),
+    ]
+
+
+def nudge(request: Request, waited: str) -> Notice:
+    text = f"Reminder: request {request.id} has waited {waited} for a decision.\n" + card_body(
+        request
+    )
+    return to_channel(request, text, "card")
+
+
+def expiry_reminder(request: Request, left: str) -> Notice:
+    return to_requester(
+        request,
+        f"Your access to {request.resource} (grant {request.id}) ends in {left}, at "
+        f"{when(request.expires_at)}. Need more time? "
+        f"`!access extend {request.id} {format_duration(request.duration)} <reason>`. "
+        f"Done already? `!access revoke {request.id}`.",
+    )
+
+
+def escalation_notices(request: Request, why: str, before: str, after: str) -> list[Notice]:
+    """The escalated request's card in its (new) channel, and a word in the old one."""
+    text = escalated(request, why)
+    if request.channel == before:
+        return [to_channel(request, text)]
+    return [
+        to_channel(request, text, "card"),
+        Notice("channel", before, escalated_away(request, before, after), None),
+    ]

@@ -1,0 +1,367 @@
+"""Intake: what a new request (or extension request) goes through before it is stored.
+
+The checks that refuse it (resource, duration, reason, fields, a duplicate), the request
+itself, its routing (who may decide: get_approvers or the listed approvers, groups and
+on-call expanded to user ids) and the policy's on_request decision. Nothing here writes
+to the store or the audit log; the handlers commit what intake prepared.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import messages as msg
+from .approvers import resolve
+from .domain import AccessError, Request, Status, format_duration, new_id
+from .history import RequestHistory
+from .permissions import Permissions
+from .policy import (
+    Decision,
+    HookFailed,
+    PolicyContext,
+    Resource,
+    Vote,
+    approvers_problem,
+    decision_problem,
+    refusal_problem,
+    run_hook,
+)
+from .policy_registry import PolicyRegistry
+from .results import Actor
+from .store import RequestStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Lookups:
+    """Where intake asks who is on call and who is in a Slack group, and how long a
+    policy hook may take."""
+
+    pagerduty: object
+    slack_groups: object
+    history_counts: object  # what ctx.history counts (the store; a test file's answers)
+    hook_timeout: float = 10.0
+
+
+class Intake:
+    def __init__(
+        self,
+        registry: PolicyRegistry,
+        permissions: Permissions,
+        store: RequestStore,
+        clock: Callable[[], datetime],
+        lookups: Lookups,
+        approval_reminder: timedelta,
+    ):
+        self.registry = registry
+        self.permissions = permissions
+        self.store = store
+        self.clock = clock
+        self.lookups = lookups
+        self.approval_reminder = approval_reminder
+
+    # -- checks ---------------------------------------------------------------------
+
+    def checked_request(
+        self,
+        resource_name: str,
+        duration: timedelta | None,
+        reason: str,
+        fields: Mapping[str, str] | None,
+    ) -> tuple[Resource, timedelta, str, dict[str, str]]:
+        """What `!access request` refuses before anything is routed or stored."""
+        resource = self.registry.resource(resource_name)
+        if duration is None:
+            duration = resource.default_duration
+        self.check_duration(resource, duration, f"!access request {resource.name}", reason)
+        reason = " ".join(str(reason).split())
+        if not reason:
+            raise AccessError(
+                f"Say why you need it: `!access request {resource.name} "
+                f"{format_duration(duration)} <reason>`."
+            )
+        return resource, duration, reason, self.check_fields(resource, fields or {}, duration)
+
+    def check_fields(
+        self, resource: Resource, values: Mapping[str, str], duration: timedelta
+    ) -> dict[str, str]:
+        """The resource's prompt fields: every required one given, every value valid."""
+        unknown = sorted(set(values) - set(resource.fields))
+        problems = [f"{resource.name} has no field `{msg.inert(k, 40)}`" for k in unknown]
+        problems += [
+            p for spec in resource.fields.values() if (p := _field_problem(resource, spec, values))
+        ]
+        if problems:
+            example = " ".join(
+                f"{spec.name}=<{msg.inert(spec.help, 40) or 'value'}>"
+                for spec in resource.fields.values()
+                if spec.required or spec.name in values
+            )
+            raise AccessError(
+                "; ".join(problems)
+                + f". Try `!access request {resource.name} {format_duration(duration)} "
+                f"{example} <reason>`."
+            )
+        return {name: str(values[name]) for name in resource.fields if name in values}
+
+    def check_duration(
+        self, resource: Resource, duration: timedelta, command: str, reason: str
+    ) -> None:
+        if resource.durations and duration not in resource.durations:
+            instead = resource.nearest_duration(duration)
+            raise AccessError(
+                f"{resource.name} can be asked for {msg.durations_text(resource.durations)} "
+                f"only (its durations); you asked for {msg.asked(duration)}. Try "
+                f"`{command} {format_duration(instead)} {msg.inert(reason, 80) or '<reason>'}`"
+            )
+        if duration <= timedelta(0):
+            raise AccessError(
+                f"A duration must be longer than 0s; {resource.name} allows up to "
+                f"{format_duration(resource.max_duration)}, e.g. "
+                f"`{command} {format_duration(resource.default_duration)} <reason>`"
+            )
+        if duration > resource.max_duration:
+            raise AccessError(
+                f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
+                f"you asked for {msg.asked(duration)}. Try "
+                f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`"
+            )
+
+    def refuse_duplicate(self, actor: Actor, resource: str) -> None:
+        """One pending request and one grant per person and resource: extend instead."""
+        now = self.clock()
+        for other in self.store.live_of(actor.handle):
+            if other.resource != resource or other.extends:
+                continue
+            if not other.is_requester(actor.id, actor.handle):
+                continue
+            if other.status is Status.PENDING:
+                raise AccessError(
+                    f"You already asked for {resource}: request {other.id} is waiting for "
+                    f"approval. Withdraw it with `!access cancel {other.id}`."
+                )
+            if other.status in (Status.APPROVED, Status.ACTIVE, Status.REVOKE_FAILED):
+                left = format_duration(other.remaining(now))
+                raise AccessError(
+                    f"You already have {resource}: grant {other.id}, {left} left. Need more "
+                    f"time? `!access extend {other.id} {format_duration(other.duration)} <reason>`."
+                )
+
+    def checked_extension(self, actor: Actor, grant: Request) -> Resource:
+        """What `!access extend` refuses: someone else's grant, an extension request, a
+        grant not active, extensions used up or one already waiting."""
+        if not grant.is_requester(actor.id, actor.handle):
+            raise AccessError(f"Only {msg.who(grant.requester)} can extend {grant.id}.")
+        if grant.extends:
+            raise AccessError(
+                f"{grant.id} is an extension request; extend the grant itself: "
+                f"`!access extend {grant.extends}`."
+            )
+        if grant.status is not Status.ACTIVE:
+            raise AccessError(
+                f"{grant.id} is not an active grant ({msg.STATUS_WORDS[grant.status]}), so it "
+                f"cannot be extended. Ask afresh: `!access request {grant.resource} "
+                f"{format_duration(grant.duration)} <reason>`."
+            )
+        resource = self.registry.resource(grant.resource)
+        self._check_extensions_left(grant, resource)
+        return resource
+
+    def _check_extensions_left(self, grant: Request, resource: Resource) -> None:
+        if resource.max_extensions == 0:
+            raise AccessError(f"Extensions are turned off for {resource.name} (max_extensions: 0).")
+        if grant.extensions >= resource.max_extensions:
+            raise AccessError(
+                f"{grant.id} was already extended {grant.extensions} time(s); "
+                f"{resource.name} allows {resource.max_extensions} (max_extensions). "
+                f"Ask afresh when it ends: `!access request {resource.name} <duration> <reason>`."
+            )
+        for other in self.store.extensions_of(grant.id):
+            if other.status is Status.PENDING:
+                raise AccessError(
+                    f"An extension of {grant.id} is already waiting: {other.id}. "
+                    f"Withdraw it with `!access cancel {other.id}`."
+                )
+
+    # -- the request ----------------------------------------------------------------
+
+    def new_request(
+        self,
+        actor: Actor,
+        resource: Resource,
+        duration: timedelta,
+        reason: str,
+        extends: Request | None = None,
+        fields: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> Request:
+        now = self.clock()
+        request = Request.ask(
+            request_id or self.unique_id(),
+            actor,
+            resource,
+            duration,
+            reason,
+            now,
+            next_nudge_at=now + self.approval_reminder,
+            extends=extends,
+            fields=fields,
+        )
+        if extends:
+            request.notes.append(
+                f"extends grant {extends.id}, which has "
+                f"{format_duration(extends.remaining(now))} left (ends {msg.when(extends.expires_at)})"
+            )
+        return request
+
+    def unique_id(self) -> str:
+        for _ in range(100):
+            candidate = new_id()
+            if not self.store.exists(candidate):
+                return candidate
+        raise AccessError("Could not pick a free request id; try again.")
+
+    def prepare(self, actor: Actor, request: Request, resource: Resource) -> Decision | None:
+        """Route a new request and let the policy decide if it will (None: the approvers
+        decide). One set of PagerDuty lookups per request: its failures go on its card."""
+        on_call = self.lookups.pagerduty.lookups()
+        ctx = self.context(PolicyContext, on_call, request, resource, request.created_at)
+        self.route(request, resource, ctx)
+        self.note_unreachable_quorum(actor, request)
+        decision = self.policy_decision(request, resource, ctx)
+        request.notes += [f"PagerDuty check failed: {reason}" for reason in on_call.failures]
+        return decision
+
+    def context(self, kind, on_call, request: Request, resource: Resource, now: datetime):
+        """A hook's `ctx` for this request: PagerDuty lookups, history counts, the time."""
+        history = RequestHistory(
+            self.lookups.history_counts, request.requester, request.resource, now
+        )
+        return kind(on_call, now, logging.getLogger(f"policy.{resource.file}"), history)
+
+    # -- routing --------------------------------------------------------------------
+
+    def route(self, request: Request, resource: Resource, ctx: PolicyContext) -> None:
+        """Who may decide: get_approvers' answer, else the listed approvers, with every
+        group-like entry expanded now and kept on the request."""
+        if "get_approvers" in resource.hooks and self._route_by_hook(request, resource, ctx):
+            return
+        if request.approver_entries and self.expand(request, request.approver_entries, ctx):
+            return
+        failures = [f"PagerDuty check failed: {f}" for f in getattr(ctx.pagerduty, "failures", [])]
+        why = "; ".join(request.notes + failures) or "no approvers are listed"
+        raise AccessError(
+            f"Nobody can approve {resource.name} right now ({msg.inert(why)}). "
+            "Ask an admin to check the policy file."
+        )
+
+    def _route_by_hook(self, request: Request, resource: Resource, ctx: PolicyContext) -> bool:
+        try:
+            found = run_hook(
+                resource,
+                "get_approvers",
+                request.view(),
+                ctx,
+                self.lookups.hook_timeout,
+                returns=approvers_problem,
+            )
+            entries = [str(e).strip() for e in found if str(e).strip()]
+            if entries and self.expand(request, entries, ctx):
+                return True
+            note = f"{resource.file}: get_approvers named nobody"
+        except HookFailed as exc:
+            note = str(exc)
+        log.warning("routing fell back to the listed approvers: %s", note)
+        request.notes.append(f"get_approvers failed ({note}); routed to the listed approvers")
+        return False
+
+    def expand(self, request: Request, entries: list[str], ctx: PolicyContext) -> bool:
+        """Resolve approver entries onto the request; False when they name nobody."""
+        resolved = resolve(
+            entries, self.registry.all_groups, ctx.pagerduty, self.lookups.slack_groups
+        )
+        request.notes += resolved.notes
+        approvers, ids = self.permissions.identify(resolved.approvers, request.notes)
+        if not approvers:
+            return False
+        request.route_to(approvers, ids, list(entries), resolved.groups)
+        return True
+
+    def note_unreachable_quorum(self, actor: Actor, request: Request) -> None:
+        """Say on the card when the routed approvers cannot reach the quorum (the
+        requester never counts toward one of two or more)."""
+        others = (
+            request.approvers
+            if request.self_approval_allowed
+            else self.permissions.approvers_other_than(actor, request)
+        )
+        if len(others) < request.approvals_required:
+            request.notes.append(
+                f"needs {request.approvals_required} approvals but only {len(others)} "
+                f"approver(s) other than the requester can decide "
+                f"({msg.approvers_text(others)}); ask an admin to fix the approvers"
+            )
+
+    # -- policy hooks that decide ---------------------------------------------------
+
+    def policy_decision(self, request: Request, resource: Resource, ctx: PolicyContext):
+        if "on_request" not in resource.hooks:
+            return None
+        try:
+            decision = run_hook(
+                resource,
+                "on_request",
+                request.view(),
+                ctx,
+                self.lookups.hook_timeout,
+                returns=decision_problem,
+            )
+        except HookFailed as exc:
+            log.warning("on_request failed, falling back to human approval: %s", exc)
+            request.notes.append(f"policy check failed, needs a human: {exc}")
+            return None
+        return decision
+
+    def vote_refusal(
+        self, resource: Resource | None, request: Request, actor: Actor, verb: str, comment: str
+    ) -> str | None:
+        """Why the policy's on_approve / on_deny refuses this person's decision; None when
+        it counts (no hook, or the hook returned None)."""
+        hook = "on_approve" if verb == "approve" else "on_deny"
+        if resource is None or hook not in resource.hooks:
+            return None
+        vote = Vote(actor.handle, actor.email, comment, actor.id)
+        ctx = self.context(
+            PolicyContext, self.lookups.pagerduty.lookups(), request, resource, self.clock()
+        )
+        try:
+            answer = run_hook(
+                resource,
+                hook,
+                request.view(),
+                ctx,
+                self.lookups.hook_timeout,
+                between=(vote,),
+                returns=refusal_problem,
+            )
+        except HookFailed as exc:
+            log.warning("%s failed, so it refuses: %s", hook, exc)
+            return f"the policy check failed, so it refuses (fail closed): {exc}"
+        return None if answer is None else answer.reason or f"refused by {hook}"
+
+
+def _field_problem(resource: Resource, spec, values: Mapping[str, str]) -> str:
+    """What is wrong with one prompt field's value ("" when nothing)."""
+    value = values.get(spec.name)
+    if value is None:
+        if not spec.required:
+            return ""
+        return f"{resource.name} needs `{spec.name}=...`" + (
+            f" ({msg.inert(spec.help)})" if spec.help else ""
+        )
+    problem = spec.problem(str(value))
+    return msg.inert(problem) if problem else ""

@@ -1,0 +1,109 @@
+"""Who may do what to a request. Authorisation compares user ids only: the ids a request's
+approvers named when it was made (see identity.py), never a handle that could be renamed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from . import messages as msg
+from .approvers import static_members
+from .domain import AccessError, Request, Status
+from .identity import People
+from .policy_registry import PolicyRegistry
+from .results import Actor
+from .store import RequestStore
+
+
+class Permissions:
+    def __init__(
+        self,
+        people: People,
+        registry: PolicyRegistry,
+        store: RequestStore,
+        clock: Callable[[], datetime],
+    ):
+        self.people = people
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+
+    def check_approver(self, actor: Actor, request: Request, verb: str) -> None:
+        """May `actor` approve or deny (`verb`) this request now? Raises the reason not."""
+        if request.status is not Status.PENDING:
+            request.move(Status.APPROVED, self.clock(), actor.handle)  # raises the right words
+        is_requester = request.is_requester(actor.id, actor.handle)
+        others = msg.approvers_text(self.approvers_other_than(actor, request))
+        if is_requester and not request.allow_self_approval:
+            raise AccessError(
+                f"You cannot {verb} your own request {request.id}; "
+                f"{others if others != 'nobody' else 'another approver'} must."
+            )
+        if is_requester and verb == "approve" and not request.self_approval_allowed:
+            # Separation of duties: a quorum means that many people besides the requester.
+            raise AccessError(
+                f"You cannot approve your own request {request.id}: it needs "
+                f"{request.approvals_required} approvals from people other than you "
+                f"({others})."
+            )
+        if not self.is_approver(actor, request):
+            raise AccessError(
+                f"Only the approvers of {request.resource} "
+                f"({msg.approvers_text(request.deciders)}) can {verb} {request.id}."
+            )
+
+    def approver_ids(self, request: Request) -> list[str]:
+        """The user ids a request's approvers named when it was made (requests made before
+        ids were recorded: what their entries name now)."""
+        if request.approver_ids:
+            return request.approver_ids
+        return [self.people.user_id(a) or "" for a in request.approvers]
+
+    def is_approver(self, actor: Actor, request: Request) -> bool:
+        return bool(actor.id) and actor.id in self.approver_ids(request)
+
+    def involved(self, actor: Actor, request: Request) -> bool:
+        """The requester or one of its approvers."""
+        return request.is_requester(actor.id, actor.handle) or self.is_approver(actor, request)
+
+    def approvers_other_than(self, actor: Actor, request: Request) -> list[str]:
+        ids = self.approver_ids(request)
+        return [a for a, i in zip(request.approvers, ids) if not (actor.id and i == actor.id)]
+
+    def names(self, actor: Actor, entry: str) -> bool:
+        """Does a policy's person entry name this actor right now?"""
+        return bool(actor.id) and self.people.user_id(entry) == actor.id
+
+    def identify(self, entries: list[str], notes: list[str]) -> tuple[list[str], list[str]]:
+        """Approver entries -> (the entries that name someone, their user ids), each person
+        once; an entry that names nobody leaves a note for the card."""
+        shown: list[str] = []
+        ids: list[str] = []
+        for entry in entries:
+            user_id = self.people.user_id(entry)
+            if not user_id:
+                notes.append(f"{entry}: no such user; it names nobody")
+            elif user_id not in ids:
+                shown.append(entry)
+                ids.append(user_id)
+        return shown, ids
+
+    def approves_resource(self, actor: Actor, approvers: list[str]) -> bool:
+        """Is `actor` named by a resource's approver entries (groups expanded)?"""
+        members = static_members(approvers, self.registry.all_groups)
+        return any(self.names(actor, a) for a in members)
+
+    def is_any_approver(self, actor: Actor) -> bool:
+        """Does `actor` approve anything: a resource, or a live request?"""
+        policies = self.registry.policies  # the cheap look first: live requests can be many
+        if policies and any(
+            self.approves_resource(actor, res.approvers) for res in policies.resources.values()
+        ):
+            return True
+        return any(self.is_approver(actor, r) for r in self.store.live())
+
+    def may_see(self, actor: Actor, request: Request) -> bool:
+        return actor.is_admin or self.involved(actor, request)
+
+    def may_review(self, actor: Actor, request: Request) -> bool:
+        return actor.is_admin or self.is_approver(actor, request)
