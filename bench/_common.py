@@ -26,12 +26,26 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from accessbot.audit import AuditLog  # noqa: E402
+from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.domain import Request, Status  # noqa: E402
+from accessbot.settings import Settings  # noqa: E402
 from accessbot.store import TinyDBStore  # noqa: E402
 
 SECRET_ENV = "BENCH_HOOK_SECRET"
 SECRET = "bench-secret"
 _ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+
+
+def wired(store, audit, policy_dir: Path, clock, pagerduty=None, **settings):
+    """The service as the bot wires it (`bootstrap`), on this store and audit log;
+    `settings` are Settings fields (strategy_workers, ...)."""
+    return bootstrap(
+        Settings(policy_dir=str(policy_dir), **settings),
+        clock=clock,
+        store=store,
+        audit=audit,
+        pagerduty=pagerduty,
+    )
 
 
 def machine() -> str:

@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from accessbot.audit import AuditLog  # noqa: E402
+from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker  # noqa: E402
 from accessbot.service import AccessService, Actor  # noqa: E402
+from accessbot.settings import Settings  # noqa: E402
 from accessbot.store import TinyDBStore  # noqa: E402
 from tests.fake_pagerduty import TOKEN, FakePagerDuty  # noqa: E402
 from tests.fakes import WebhookTarget  # noqa: E402
@@ -83,11 +85,11 @@ def main() -> None:
         policies(tmp / "policies", target.url)
 
         def fresh_service(**checker_settings) -> AccessService:
-            return AccessService(
+            return bootstrap(
+                Settings(policy_dir=str(tmp / "policies")),
+                clock=clock,
                 store=TinyDBStore(tmp / f"access-{len(rows)}.json"),
                 audit=AuditLog(tmp / "audit.jsonl", clock),
-                policy_dir=tmp / "policies",
-                clock=clock,
                 pagerduty=OnCallChecker(TOKEN, fake.url, clock=clock, **checker_settings),
             )
 

@@ -32,6 +32,7 @@ from _common import (
     percentile,
     quiet_logs,
     table,
+    wired,
     write_policy,
 )
 
@@ -65,11 +66,11 @@ def build(data: Path, url: str, burst_at: datetime, now: datetime) -> list[str]:
 
 
 def service_on(data: Path, policies: Path, clock, workers: int) -> AccessService:
-    return AccessService(
-        store=TinyDBStore(data / "access.json"),
-        audit=AuditLog(data / "audit.jsonl", clock, max_bytes=None),
-        policy_dir=policies,
-        clock=clock,
+    return wired(
+        TinyDBStore(data / "access.json"),
+        AuditLog(data / "audit.jsonl", clock, max_bytes=None),
+        policies,
+        clock,
         strategy_workers=workers,
     )
 

@@ -19,10 +19,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import SECRET, SECRET_ENV, active, header, ms, quiet_logs, table
+from _common import SECRET, SECRET_ENV, active, header, ms, quiet_logs, table, wired
 
 from accessbot.audit import AuditLog
-from accessbot.service import AccessService
 from accessbot.standing import Explainer, Holder, compare
 from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
@@ -114,7 +113,7 @@ def main() -> None:
             store = TinyDBStore(root / "data" / "access.json")
             store.save_many(grants(hook.url, accounts))
             audit = AuditLog(root / "data" / "audit.jsonl", lambda: NOW)
-            service = AccessService(store, audit, root / "policies", lambda: NOW)
+            service = wired(store, audit, root / "policies", lambda: NOW)
             assert service.policy_error is None, service.policy_error
             sweep = StandingSweep(service)
 

@@ -7,15 +7,24 @@ from datetime import timedelta
 from pathlib import Path
 
 from accessbot.audit import AuditLog
+from accessbot.bootstrap import bootstrap
 from accessbot.domain import Request
 from accessbot.scheduler import SoleLeader
 from accessbot.service import AccessService, Actor
-from accessbot.settings import parse_sinks
+from accessbot.settings import Settings, parse_sinks
 from accessbot.sinks import AuditSinks
 from accessbot.store import TinyDBStore
 from tests.conftest import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
+
+
+def wired(store, audit, policy_dir: Path, clock, **settings) -> AccessService:
+    """The service as the bot wires it (`bootstrap`), on this store and audit log;
+    `settings` are Settings fields (pending_timeout, user_github, ...)."""
+    return bootstrap(
+        Settings(policy_dir=str(policy_dir), **settings), clock=clock, store=store, audit=audit
+    )
 
 
 def a_request(**overrides) -> Request:
@@ -88,13 +97,7 @@ def build_service(
     else:
         store = TinyDBStore(data / "access.json")
         audit = AuditLog(data / "audit.jsonl", clock, audit_max_bytes)
-    return AccessService(
-        store=store,
-        audit=audit,
-        policy_dir=tmp_path / "policies",
-        clock=clock,
-        pending_timeout=timedelta(hours=1),
-    )
+    return wired(store, audit, tmp_path / "policies", clock, pending_timeout=timedelta(hours=1))
 
 
 def month_of_activity(service: AccessService, clock, webhook) -> dict:

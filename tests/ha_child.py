@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from accessbot.backends import open_backend
+from accessbot.bootstrap import bootstrap
 from accessbot.domain import AccessError
 from accessbot.scheduler import Scheduler
-from accessbot.service import AccessService
 from accessbot.settings import Settings
 from tests.builders import person
 
@@ -37,7 +37,7 @@ def main(db_url: str, root: str, tick: str, lease: str) -> None:
         }
     )
     backend = open_backend(settings, utcnow)
-    service = AccessService(backend.store, backend.audit, settings.policy_dir, utcnow)
+    service = bootstrap(settings, clock=utcnow, store=backend.store, audit=backend.audit)
     scheduler = Scheduler(service.tick, settings.tick_seconds, backend.leadership)
     scheduler.run_once()
     scheduler.start()

@@ -18,7 +18,7 @@ from accessbot.audit import AuditLog, chain_files
 from accessbot.backup import BackupError, restore_backup, take_backup
 from accessbot.service import AccessService
 from accessbot.store import FileLock, StoreError, StoreFiles, TinyDBStore
-from tests.builders import person, two_resource_policy
+from tests.builders import person, two_resource_policy, wired
 from tests.conftest import accessbot, policy_file, request_id, webhook_policy
 from tests.fakes import WebhookTarget
 from tests.test_domain import make_request
@@ -121,11 +121,11 @@ def test_backups_taken_while_requests_flow_each_restore_one_point_in_time(tmp_pa
     policy_file(tmp_path / "policies", "prod.py", two_resource_policy(target.url))
     data = tmp_path / "data"
     # Folds and audit rotations every few operations, so that backups meet both.
-    service = AccessService(
-        store=TinyDBStore(data / "access.json", compact_after=3),
-        audit=AuditLog(data / "audit.jsonl", lambda: NOW, max_bytes=2500),
-        policy_dir=tmp_path / "policies",
-        clock=lambda: NOW,
+    service = wired(
+        TinyDBStore(data / "access.json", compact_after=3),
+        AuditLog(data / "audit.jsonl", lambda: NOW, max_bytes=2500),
+        tmp_path / "policies",
+        lambda: NOW,
         pending_timeout=timedelta(hours=1),
     )
     traffic = Traffic(service)

@@ -11,10 +11,12 @@ from datetime import timedelta
 import pytest
 
 from accessbot.audit import AuditLog
+from accessbot.bootstrap import bootstrap
 from accessbot.domain import RequestView
 from accessbot.integrations.pagerduty import OnCallChecker
 from accessbot.policy import PolicyContext, load_policies, run_hook
 from accessbot.service import AccessService, Actor
+from accessbot.settings import Settings
 from accessbot.store import TinyDBStore
 from tests.conftest import ROOT, policy_file, request_id
 from tests.fake_pagerduty import TOKEN
@@ -379,11 +381,11 @@ def service_factory(tmp_path, policy_dir, webhook, on_call, clock, monkeypatch):
     policy_file(policy_dir, "break_glass.py", break_glass_policy(webhook.url))
 
     def build() -> AccessService:
-        return AccessService(
+        return bootstrap(
+            Settings(policy_dir=str(policy_dir)),
+            clock=clock,
             store=TinyDBStore(tmp_path / "data" / "access.json"),
             audit=AuditLog(tmp_path / "data" / "audit.jsonl", clock),
-            policy_dir=policy_dir,
-            clock=clock,
             pagerduty=OnCallChecker(TOKEN, on_call.url, clock=clock),
         )
 

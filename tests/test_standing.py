@@ -11,13 +11,12 @@ import pytest
 from accessbot.audit import AuditLog
 from accessbot.domain import AccessError
 from accessbot.policy import PolicyError, load_policies
-from accessbot.service import AccessService
 from accessbot.settings import Settings, SettingsError
 from accessbot.standing import Allowed, Explainer, Holder, compare
 from accessbot.standing_sweep import StandingJob, StandingSweep
 from accessbot.store import TinyDBStore
 from accessbot.strategies import Member
-from tests.builders import ADMIN, person
+from tests.builders import ADMIN, person, wired
 from tests.conftest import START, policy_file
 from tests.test_readme import python_blocks
 
@@ -53,9 +52,7 @@ def bot(tmp_path, clock, webhook):
             data = tmp_path / "data"
             self.store = TinyDBStore(data / "access.json")
             self.audit = AuditLog(data / "audit.jsonl", clock)
-            self.service = AccessService(
-                store=self.store, audit=self.audit, policy_dir=tmp_path / "policies", clock=clock
-            )
+            self.service = wired(self.store, self.audit, tmp_path / "policies", clock)
             self.sweep = StandingSweep(
                 self.service, max_removals, {"alice": "alice@acme.com"}, timedelta(hours=1)
             )

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from accessbot.audit import AuditLog
 from accessbot.scheduler import Scheduler
-from accessbot.service import AccessService
 from accessbot.standing_sweep import StandingJob, StandingSweep
+from tests.builders import wired
 from tests.conftest import policy_file, webhook_policy
 
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
@@ -109,11 +109,8 @@ def test_on_postgresql_only_the_bot_holding_the_lease_sweeps_and_a_takeover_repe
     bots = []
     for name in ("first", "second"):
         db = Database(pg_url, lease_seconds=5)
-        service = AccessService(
-            store=PostgresStore(db),
-            audit=PostgresAuditLog(db, clock),
-            policy_dir=tmp_path / "policies",
-            clock=clock,
+        service = wired(
+            PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock
         )
         said: list = []
         job = StandingJob(StandingSweep(service), timedelta(hours=1), clock, said.extend, print)
@@ -182,9 +179,7 @@ def test_moving_to_postgresql_keeps_the_findings_so_nothing_is_announced_again(
     webhook.members = [MALLORY]
     data = tmp_path / "data"
     store = TinyDBStore(data / "access.json")
-    service = AccessService(
-        store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock
-    )
+    service = wired(store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock)
     StandingSweep(service).sweep()
     store.close()
 
@@ -192,9 +187,7 @@ def test_moving_to_postgresql_keeps_the_findings_so_nothing_is_announced_again(
 
     db = Database(pg_url, heartbeat=False)
     try:
-        moved = AccessService(
-            PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock
-        )
+        moved = wired(PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock)
         again = StandingSweep(moved).sweep()
         assert again.found == [] and again.notices == []
         assert [f.user for f in again.findings["prod-db"]] == ["mallory"]

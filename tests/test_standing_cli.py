@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from accessbot.audit import AuditLog
-from accessbot.service import AccessService
 from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
+from tests.builders import wired
 from tests.conftest import FakeClock, accessbot, policy_file, webhook_policy
 
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
@@ -63,11 +63,8 @@ def test_a_finding_the_bot_recorded_shows_since_when(deployment, webhook):
     found_at = datetime(2026, 1, 5, 8, 30, tzinfo=UTC)
     clock = FakeClock(found_at)
     store = TinyDBStore(deployment / "data" / "access.json")
-    service = AccessService(
-        store=store,
-        audit=AuditLog(deployment / "data" / "audit.jsonl", clock),
-        policy_dir=deployment / "policies",
-        clock=clock,
+    service = wired(
+        store, AuditLog(deployment / "data" / "audit.jsonl", clock), deployment / "policies", clock
     )
     StandingSweep(service).sweep()
     store.close()

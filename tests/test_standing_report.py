@@ -6,21 +6,16 @@ from datetime import timedelta
 
 from accessbot.audit import AuditLog
 from accessbot.report import render_html, summarize
-from accessbot.service import AccessService
 from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
+from tests.builders import wired
 from tests.conftest import START, policy_file, webhook_policy
 
 
 def test_the_report_lists_findings_removed_cleared_and_still_present(tmp_path, clock, webhook):
     policy_file(tmp_path / "policies", "db.py", webhook_policy(webhook.url))
     audit = AuditLog(tmp_path / "audit.jsonl", clock)
-    service = AccessService(
-        store=TinyDBStore(tmp_path / "access.json"),
-        audit=audit,
-        policy_dir=tmp_path / "policies",
-        clock=clock,
-    )
+    service = wired(TinyDBStore(tmp_path / "access.json"), audit, tmp_path / "policies", clock)
     sweep = StandingSweep(service)
     webhook.members = [{"user": "old-timer"}]
     sweep.sweep()  # before the period: found, still there at its start

@@ -8,12 +8,11 @@ from __future__ import annotations
 import pytest
 
 from accessbot.audit import AuditLog
-from accessbot.service import AccessService, Actor
+from accessbot.service import Actor
 from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
-from accessbot.strategies import Accounts
 from tests import test_strategy_aws as aws_tests
-from tests.builders import person
+from tests.builders import person, wired
 from tests.conftest import policy_file
 from tests.fake_targets import FakeGitHub, FakeOkta
 
@@ -23,14 +22,14 @@ moto_url, aws_env, aws = aws_tests.moto_url, aws_tests.aws_env, aws_tests.aws
 SETTINGS = {"max_duration": "4h", "approvers": ["@alice"], "channel": "#access-approvals"}
 
 
-def service_for(tmp_path, clock, resources: dict, accounts: Accounts | None = None):
+def service_for(tmp_path, clock, resources: dict, **accounts):
     policy_file(tmp_path / "policies", "targets.py", f"RESOURCES = {resources!r}\n")
-    service = AccessService(
-        store=TinyDBStore(tmp_path / "data" / "access.json"),
-        audit=AuditLog(tmp_path / "data" / "audit.jsonl", clock),
-        policy_dir=tmp_path / "policies",
-        clock=clock,
-        accounts=accounts,
+    service = wired(
+        TinyDBStore(tmp_path / "data" / "access.json"),
+        AuditLog(tmp_path / "data" / "audit.jsonl", clock),
+        tmp_path / "policies",
+        clock,
+        **accounts,
     )
     assert service.policy_error is None, service.policy_error
     return service
@@ -138,7 +137,7 @@ def test_github_a_paged_team_is_read_in_full_and_a_pending_invitation_is_withdra
     mallory = github.add_user("mallory", 3000)
     github.invite("acme/api", mallory, "push")  # a pending invitation nobody granted
     service = service_for(
-        tmp_path, clock, github_resources(github), Accounts(github={"carol": "carol-gh"})
+        tmp_path, clock, github_resources(github), user_github={"carol": "carol-gh"}
     )
     grant(service, "gh-sre")
     grant(service, "gh-api")
@@ -168,7 +167,7 @@ def test_aws_iam_a_user_added_to_the_group_by_hand_is_removed(tmp_path, clock, a
     iam.add_user_to_group(GroupName="prod-admins", UserName="mallory")
     strategy = {"type": "aws_iam_group", "group": "prod-admins", "endpoint_url": aws}
     resources = {"aws-admins": {**SETTINGS, "remove_standing": True, "strategy": strategy}}
-    service = service_for(tmp_path, clock, resources, Accounts(aws={"carol": "carol"}))
+    service = service_for(tmp_path, clock, resources, user_aws={"carol": "carol"})
     grant(service, "aws-admins")
 
     result = StandingSweep(service).sweep()

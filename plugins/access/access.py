@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, sla
 
 from accessbot import messages  # noqa: E402
 from accessbot.backends import open_backend  # noqa: E402
+from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
     parse_audit_args,
@@ -44,12 +45,11 @@ from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
-from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
+from accessbot.service import Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
-from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -149,25 +149,18 @@ class Access(BotPlugin):
         )
         self.sinks.check_at_start()
         self.metrics.watch_sinks(self.sinks.status)
-        self.service = AccessService(
+        self.service = bootstrap(
+            self.settings,
+            clock=self.clock,
             store=self.backend.store,
             audit=self.backend.audit,
-            policy_dir=self.settings.policy_dir,
-            clock=self.clock,
-            pending_timeout=self.settings.pending_timeout,
-            expiry_reminder=self.settings.expiry_reminder,
-            approval_reminder=self.settings.approval_reminder,
-            accounts=Accounts(github=self.settings.user_github, aws=self.settings.user_aws),
-            hook_timeout=self.settings.hook_timeout,
-            groups=self.settings.groups,
             # The SlackV3 backend's own WebClient (replaced when it reconnects); on any
             # other backend there is none and `slack-group:` entries name nobody.
             slack_groups=SlackGroups(lambda: getattr(self._bot, "slack_web", None), self.clock),
             pagerduty=self.pagerduty(),
-            strategy_workers=self.settings.strategy_workers,
-            # Slack's user ids once the backend has a Slack client; names elsewhere.
             metrics=self.metrics,
             notify=self.deliver,  # what follow-up hooks tell, from their own threads
+            # Slack's user ids once the backend has a Slack client; names elsewhere.
             people=SlackPeople(
                 lambda: getattr(self._bot, "slack_web", None),
                 fallback=NamedPeople(self.settings.user_emails),

@@ -615,9 +615,8 @@ def _standing_service(settings: Settings, writing: bool):
     """The service on the bot's own store and audit log, its policies loaded as the bot
     loads them (a strategy's unset variable fails that target, not the whole look)."""
     from .audit import AuditLog
-    from .service import AccessService
+    from .bootstrap import bootstrap
     from .store import FileLock, StoreError, StoreFiles, TinyDBStore
-    from .strategies import Accounts
 
     clock = lambda: datetime.now(UTC)  # noqa: E731
     try:
@@ -645,15 +644,7 @@ def _standing_service(settings: Settings, writing: bool):
     except StoreError as exc:
         raise CliError(str(exc)) from exc
     try:
-        yield AccessService(
-            store=store,
-            audit=audit,
-            policy_dir=settings.policy_dir,
-            clock=clock,
-            accounts=Accounts(github=settings.user_github, aws=settings.user_aws),
-            groups=settings.groups,
-            check_env=False,
-        )
+        yield bootstrap(settings, clock=clock, store=store, audit=audit, check_env=False)
     finally:
         store.close()
 

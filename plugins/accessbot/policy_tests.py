@@ -61,13 +61,15 @@ import yaml
 
 from .approvers import same_person_key
 from .audit import AuditLog
+from .bootstrap import bootstrap
 from .domain import DurationError, from_iso, parse_duration
 from .history import StaticHistory, statuses_for
 from .identity import EntryPeople
 from .integrations.pagerduty import INCIDENT_STATUSES, StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
 from .policy import PolicyError, normalized_channel
-from .service import AccessService, Actor, Evaluation
+from .service import Actor, Evaluation
+from .settings import Settings
 from .store import TinyDBStore
 
 CASE_KEYS = {
@@ -448,13 +450,11 @@ def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.
     not load. Nothing is stored: the store and audit log live in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="accessbot-test-") as scratch:
         now = {"at": datetime.now(UTC)}
-        service = AccessService(
+        service = bootstrap(
+            Settings(policy_dir=str(policy_dir), hook_timeout=hook_timeout, groups=groups or {}),
+            clock=lambda: now["at"],
             store=TinyDBStore(Path(scratch) / "access.json"),
             audit=AuditLog(Path(scratch) / "audit.jsonl", lambda: now["at"]),
-            policy_dir=policy_dir,
-            clock=lambda: now["at"],
-            hook_timeout=hook_timeout,
-            groups=groups,
             people=EntryPeople(),
             check_env=False,  # no strategy is called; CI rarely has the bot's secrets
         )
