@@ -239,9 +239,11 @@ def test_a_modal_submission_decodes_to_resource_duration_and_reason():
 
 
 def test_a_refusal_lands_on_the_field_it_is_about():
-    assert set(slack.modal_errors("prod-db allows at most 4h; you asked for 8h.")) == {"duration"}
-    assert set(slack.modal_errors("Unknown resource `x`.")) == {"resource"}
-    assert set(slack.modal_errors("Say why you need it")) == {"reason"}
+    assert set(slack.modal_errors("prod-db allows at most 4h.", "duration")) == {"duration"}
+    assert set(slack.modal_errors("Unknown resource `x`.", "resource")) == {"resource"}
+    assert set(slack.modal_errors("Say why you need it", "reason")) == {"reason"}
+    # The words do not decide: an error about something else goes under the reason.
+    assert set(slack.modal_errors("the duration field of db needs a value", "fields")) == {"reason"}
 
 
 def test_a_policy_channel_may_be_a_name_or_a_slack_channel_link():

@@ -286,17 +286,20 @@ class SlackApp:
             return None
         if error is None:
             return None
-        return {"response_action": "errors", "errors": slack.modal_errors(error)}
+        errors = slack.modal_errors(str(error), getattr(error, "field", None))
+        return {"response_action": "errors", "errors": errors}
 
-    def _request(self, submission: slack.RequestSubmission, team: str = "") -> str | None:
-        """Run the request; None when made, else the refusal to show."""
+    def _request(
+        self, submission: slack.RequestSubmission, team: str = ""
+    ) -> Exception | str | None:
+        """Run the request; None when made, else the refusal (its text, and `field`)."""
         try:
             actor = self.actor(submission.user_id, team)
             outcome: Outcome = self.service.request(
                 actor, submission.resource, submission.duration, submission.reason
             )
         except (AccessError, slack.SlackLookupError) as exc:
-            return str(exc)
+            return exc
         except Exception:  # noqa: BLE001
             log.exception("a request from the Slack form failed")
             return FAILED
@@ -304,9 +307,11 @@ class SlackApp:
         self.deliver_notices(outcome.notices)
         return None
 
-    def _late_refusal(self, submission: slack.RequestSubmission, error: str | None) -> None:
+    def _late_refusal(
+        self, submission: slack.RequestSubmission, error: Exception | str | None
+    ) -> None:
         if error is not None:
-            self.tell(f"<@{submission.user_id}>", error)
+            self.tell(f"<@{submission.user_id}>", str(error))
 
     def _resources(self) -> list:
         policies = self.service.policies

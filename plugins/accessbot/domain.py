@@ -14,7 +14,15 @@ from types import MappingProxyType
 
 
 class AccessError(Exception):
-    """A refusal a user can act on; the message says what to type instead."""
+    """A refusal a user can act on; the message says what to type instead.
+
+    `field` names the input it is about when one is to blame ("resource", "duration",
+    "reason", "fields"), so a form can show it next to that input.
+    """
+
+    def __init__(self, message: str = "", field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DurationError(AccessError):

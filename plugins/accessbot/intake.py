@@ -82,7 +82,8 @@ class Intake:
         if not reason:
             raise AccessError(
                 f"Say why you need it: `!access request {resource.name} "
-                f"{format_duration(duration)} <reason>`."
+                f"{format_duration(duration)} <reason>`.",
+                field="reason",
             )
         return resource, duration, reason, self.check_fields(resource, fields or {}, duration)
 
@@ -104,7 +105,8 @@ class Intake:
             raise AccessError(
                 "; ".join(problems)
                 + f". Try `!access request {resource.name} {format_duration(duration)} "
-                f"{example} <reason>`."
+                f"{example} <reason>`.",
+                field="fields",
             )
         return {name: str(values[name]) for name in resource.fields if name in values}
 
@@ -116,19 +118,22 @@ class Intake:
             raise AccessError(
                 f"{resource.name} can be asked for {msg.durations_text(resource.durations)} "
                 f"only (its durations); you asked for {msg.asked(duration)}. Try "
-                f"`{command} {format_duration(instead)} {msg.inert(reason, 80) or '<reason>'}`"
+                f"`{command} {format_duration(instead)} {msg.inert(reason, 80) or '<reason>'}`",
+                field="duration",
             )
         if duration <= timedelta(0):
             raise AccessError(
                 f"A duration must be longer than 0s; {resource.name} allows up to "
                 f"{format_duration(resource.max_duration)}, e.g. "
-                f"`{command} {format_duration(resource.default_duration)} <reason>`"
+                f"`{command} {format_duration(resource.default_duration)} <reason>`",
+                field="duration",
             )
         if duration > resource.max_duration:
             raise AccessError(
                 f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
                 f"you asked for {msg.asked(duration)}. Try "
-                f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`"
+                f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`",
+                field="duration",
             )
 
     def refuse_duplicate(self, actor: Actor, resource: str) -> None:

@@ -95,7 +95,8 @@ class PolicyRegistry:
             errors = "\n".join(f"- {e}" for e in (self.error.errors if self.error else []))
             raise AccessError(
                 "No policies are loaded, so nothing can be requested. An admin must fix the "
-                "policy files and run `!access reload`:\n" + errors
+                "policy files and run `!access reload`:\n" + errors,
+                field="resource",
             )
         return self.policies
 
@@ -113,7 +114,8 @@ class PolicyRegistry:
             hint = f": did you mean {close}?" if close else "."
             raise AccessError(
                 f"Unknown resource `{msg.inert(name, 60)}`{hint} You can request: {names}. "
-                "Details: `!access resources`."
+                "Details: `!access resources`.",
+                field="resource",
             )
         return resource
 

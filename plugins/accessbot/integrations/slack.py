@@ -336,15 +336,11 @@ def field_error(message: str) -> str:
     return messages.inert(message.replace("`", ""), 150)
 
 
-def modal_errors(message: str) -> dict[str, str]:
-    """A refusal from the service, placed on the form field it is about."""
-    text = field_error(message)
-    lowered = message.lower()
-    if "unknown resource" in lowered or "no policies" in lowered:
-        return {RESOURCE_BLOCK: text}
-    if "duration" in lowered or "at most" in lowered:
-        return {DURATION_BLOCK: text}
-    return {REASON_BLOCK: text}
+def modal_errors(message: str, field: str | None = None) -> dict[str, str]:
+    """A refusal from the service, placed on the form field it is about: the error's
+    `field` (see AccessError); anything else goes under the reason."""
+    block = {"resource": RESOURCE_BLOCK, "duration": DURATION_BLOCK}.get(field or "")
+    return {block or REASON_BLOCK: field_error(message)}
 
 
 # -- decoding what Slack sends -------------------------------------------------------------
