@@ -19,6 +19,7 @@ from .policy import Resource
 from .policy_registry import PolicyRegistry
 from .results import (
     Acknowledged,
+    Actor,
     ApprovalCounted,
     Approved,
     AutoExtended,
@@ -70,7 +71,7 @@ class Handlers:
 
     def request(
         self,
-        actor,
+        actor: Actor,
         resource_name: str,
         duration: timedelta | None,
         reason: str,
@@ -83,7 +84,9 @@ class Handlers:
         request = self.intake.new_request(actor, resource, duration, reason, fields=fields)
         return self._submit(actor, request, resource)
 
-    def extend(self, actor, grant_id: str, duration: timedelta | None, reason: str) -> Result:
+    def extend(
+        self, actor: Actor, grant_id: str, duration: timedelta | None, reason: str
+    ) -> Result:
         """Ask for more time on an active grant: a request of its own, routed like any."""
         grant = self.uow.get(grant_id)
         resource = self.intake.checked_extension(actor, grant)
@@ -93,7 +96,7 @@ class Handlers:
         request = self.intake.new_request(actor, resource, duration, reason, extends=grant)
         return self._submit(actor, request, resource)
 
-    def _submit(self, actor, request: Request, resource: Resource) -> Result:
+    def _submit(self, actor: Actor, request: Request, resource: Resource) -> Result:
         """Route a new request, let the policy decide if it will, store and announce it."""
         decision = self.intake.prepare(actor, request, resource)
         with self.uow.lock:
@@ -112,7 +115,7 @@ class Handlers:
             return DeniedByPolicy(request, grant=self._grant_of(request))
         return self._auto_extended(request) if request.extends else self._auto_granted(request)
 
-    def _commit_requested(self, actor, request: Request) -> None:
+    def _commit_requested(self, actor: Actor, request: Request) -> None:
         self.uow.commit(
             request,
             "requested",
@@ -141,7 +144,7 @@ class Handlers:
 
     # -- deciding -------------------------------------------------------------------
 
-    def approve(self, actor, request_id: str, comment: str = "") -> Result:
+    def approve(self, actor: Actor, request_id: str, comment: str = "") -> Result:
         comment = " ".join(comment.split())
         self.vet_vote(actor, request_id, "approve", comment)
         with self.uow.lock:
@@ -170,7 +173,7 @@ class Handlers:
             return Approved(request, [], unrecorded=str(exc))
         return Approved(self.store.get(request.id) or request, notices)
 
-    def deny(self, actor, request_id: str, reason: str = "") -> Result:
+    def deny(self, actor: Actor, request_id: str, reason: str = "") -> Result:
         reason = " ".join(reason.split())
         self.vet_vote(actor, request_id, "deny", reason)
         with self.uow.lock:
@@ -180,7 +183,7 @@ class Handlers:
             self.uow.commit(request, "denied", actor.handle, outcome="denied", detail=reason)
         return Denied(request, by=actor.handle, reason=reason, grant=self._grant_of(request))
 
-    def vet_vote(self, actor, request_id: str, verb: str, comment: str) -> None:
+    def vet_vote(self, actor: Actor, request_id: str, verb: str, comment: str) -> None:
         """Before an approval or denial counts: who may decide (the same checks as under
         the lock), then the policy's on_approve / on_deny, outside the lock so a slow hook
         holds up no other decision. A refusal (or a hook that raises or overruns: fail
@@ -204,7 +207,7 @@ class Handlers:
 
     # -- withdrawing and ending -----------------------------------------------------
 
-    def cancel(self, actor, request_id: str) -> Result:
+    def cancel(self, actor: Actor, request_id: str) -> Result:
         with self.uow.lock:
             request = self.uow.get(request_id)
             if not request.is_requester(actor.id, actor.handle):
@@ -218,7 +221,7 @@ class Handlers:
             self.uow.commit(request, "cancelled", actor.handle, outcome="cancelled")
         return Cancelled(request)
 
-    def revoke(self, actor, request_id: str) -> Result:
+    def revoke(self, actor: Actor, request_id: str) -> Result:
         with self.uow.lock:
             request = self.uow.get(request_id)
             self._check_revocable(actor, request)
@@ -229,7 +232,7 @@ class Handlers:
         notices = self.provisioner._revoke(request, actor.handle)
         return Revoked(self.store.get(request.id) or request, notices)
 
-    def _check_revocable(self, actor, request: Request) -> None:
+    def _check_revocable(self, actor: Actor, request: Request) -> None:
         if not (actor.is_admin or self.permissions.involved(actor, request)):
             raise AccessError(
                 f"Only {msg.who(request.requester)}, the approvers of {request.resource} "
@@ -245,7 +248,7 @@ class Handlers:
                 f"see `!access show {request.id}`"
             )
 
-    def retry(self, actor, request_id: str) -> Result:
+    def retry(self, actor: Actor, request_id: str) -> Result:
         """Retry a failed revoke now instead of waiting for the next backoff step.
 
         A failed grant is not retried: it is final (nothing was granted) and the
@@ -290,7 +293,7 @@ class Handlers:
 
     # -- break-glass review ---------------------------------------------------------
 
-    def ack(self, actor, request_id: str, note: str = "") -> Result:
+    def ack(self, actor: Actor, request_id: str, note: str = "") -> Result:
         """An approver (or admin) acknowledges a break-glass grant after the fact."""
         note = " ".join(note.split())
         with self.uow.lock:
@@ -300,7 +303,7 @@ class Handlers:
             self.uow.commit(request, "reviewed", actor.handle, outcome="reviewed", detail=note)
         return Acknowledged(request, by=actor.handle, note=note)
 
-    def _check_reviewer(self, actor, request: Request) -> None:
+    def _check_reviewer(self, actor: Actor, request: Request) -> None:
         if not self.permissions.may_review(actor, request):
             raise AccessError(
                 f"Only the approvers of {request.resource} "

@@ -199,9 +199,11 @@ class AccessService:
         environ = os.environ if check_env else None
         self.registry = PolicyRegistry(policy_dir, groups, environ, self.uow)
         self.lookups = Lookups(
-            pagerduty or PagerDutyNotConfigured(), slack_groups or NoSlackGroups(), store
+            pagerduty or PagerDutyNotConfigured(),
+            slack_groups or NoSlackGroups(),
+            store,
+            hook_timeout,
         )
-        self.lookups.hook_timeout = hook_timeout
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)
         self.intake = Intake(
