@@ -16,7 +16,7 @@ from .domain import AccessError, Request, Status, TransitionError, format_durati
 from .intake import Intake
 from .permissions import Permissions
 from .policy import Resource
-from .policy_registry import PolicyRegistry
+from .policy_registry import PolicyRegistry, PolicyReload
 from .results import (
     Acknowledged,
     Actor,
@@ -317,7 +317,13 @@ class Handlers:
                 f"{others if others != 'nobody' else 'another approver'} must."
             )
 
-    # -- presentation ---------------------------------------------------------------
+    # -- policies and presentation --------------------------------------------------
+
+    def reload(self, actor: Actor) -> PolicyReload:
+        """`!access reload`: an admin loads the policy files again, all or nothing."""
+        if not actor.is_admin:
+            raise AccessError("Only bot admins (BOT_ADMINS) can reload policies.")
+        return self.registry.reload(actor.handle)
 
     def remember_card(self, request_id: str, ref: dict) -> None:
         """Note where a chat backend posted the request's card, so later events update it.

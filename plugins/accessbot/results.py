@@ -1,6 +1,6 @@
-"""What the use cases hand back: who asked (`Actor`), what to tell whom (`Notice`,
-`Outcome`), and the typed results of each command, which `messages.outcome` turns into
-the texts people read. No text is written here."""
+"""What the use cases hand back: who asked (`Actor`), what to tell whom (`Outcome`, with
+the `Notice`s of notices.py), and the typed results of each command, which
+`messages.outcome` turns into the texts people read. No text is written here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .domain import Request, normalize_handle
 from .identity import entry_kind
+from .notices import Notice
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,6 @@ class Actor:
         if kind == "id":
             return bool(self.id) and entry == self.id
         return normalize_handle(entry) == self.handle
-
-
-@dataclass(frozen=True)
-class Notice:
-    audience: str  # "channel", "user", or "admins" (BOT_ADMINS; `to` is empty)
-    to: str  # channel name or user address
-    text: str
-    request: Request | None = None
-    kind: str = "text"  # "card" for an approval card, "alert" for a loud one
 
 
 @dataclass

@@ -214,7 +214,7 @@ class AccessService:
         )
         self.queries = Queries(self.uow, audit, self.registry, self.permissions, clock)
         self.dry_run = DryRun(self.intake, self.permissions, self.registry, pending_timeout)
-        self.housekeeping = Housekeeping(
+        self._housekeeping = Housekeeping(
             self.uow,
             self.registry,
             self.permissions,
@@ -315,9 +315,7 @@ class AccessService:
         self.handlers.remember_card(request_id, ref)
 
     def reload(self, actor: Actor) -> str:
-        if not actor.is_admin:
-            raise AccessError("Only bot admins (BOT_ADMINS) can reload policies.")
-        return msg.reloaded(self.reload_policies(actor.handle))
+        return msg.reloaded(self.handlers.reload(actor))
 
     def reload_policies(self, by: str) -> PolicyReload:
         """Load the policy files again, all or nothing, and say what changed."""
@@ -349,9 +347,27 @@ class AccessService:
     def resources(self) -> str:
         return self.queries.resources()
 
-    def audit_events(self, actor: Actor, **query) -> str:
-        """`!access audit`: user, resource, request_id, since, limit, terms (bare words)."""
-        return self.queries.audit_events(actor, **query)
+    def audit_events(
+        self,
+        actor: Actor,
+        *,
+        user: str | None = None,
+        resource: str | None = None,
+        request_id: str | None = None,
+        since: timedelta | None = None,
+        limit: int = 20,
+        terms: list[str] | None = None,
+    ) -> str:
+        """`!access audit`: the matching events; `terms` are bare words to place."""
+        return self.queries.audit_events(
+            actor,
+            user=user,
+            resource=resource,
+            request_id=request_id,
+            since=since,
+            limit=limit,
+            terms=terms,
+        )
 
     def verify_audit(self, actor: Actor) -> str:
         return self.queries.verify_audit(actor)
@@ -457,22 +473,22 @@ class AccessService:
     # Housekeeping (time-outs, reminders, escalation): the scheduler's tick calls these.
 
     def _reminder_due(self, request: Request, now: datetime) -> bool:
-        return self.housekeeping.reminder_due(request, now)
+        return self._housekeeping.reminder_due(request, now)
 
     def _remind(self, request_id: str) -> list[Notice]:
-        return self.housekeeping.remind(request_id)
+        return self._housekeeping.remind(request_id)
 
     def _nudge(self, request_id: str) -> list[Notice]:
-        return self.housekeeping.nudge(request_id)
+        return self._housekeeping.nudge(request_id)
 
     def _escalate(self, request_id: str, now: datetime) -> list[Notice]:
-        return self.housekeeping.escalate(request_id, now)
+        return self._housekeeping.escalate(request_id, now)
 
     def _time_out(self, request_id: str) -> list[Notice]:
-        return self.housekeeping.time_out(request_id)
+        return self._housekeeping.time_out(request_id)
 
     def _remind_reviews(self, now: datetime) -> list[Notice]:
-        return self.housekeeping.remind_reviews(now)
+        return self._housekeeping.remind_reviews(now)
 
     # -- granting and revoking ----------------------------------------------------
 
