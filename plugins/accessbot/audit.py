@@ -649,52 +649,22 @@ def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = Fals
     for index, (name, lines) in enumerate(sources):
         first_in_file = True
         for number, raw in enumerate(lines, start=1):
-            if not raw.endswith(b"\n"):
-                return broken(number, "torn line (no newline at the end)")
-            data = raw[:-1]
-            try:
-                record = json.loads(data)
-                if not isinstance(record, dict):
-                    raise ValueError
-            except ValueError:
-                return broken(number, "not a JSON audit event")
+            data, record, problem = _line(raw)
+            if problem:
+                return broken(number, problem)
             if prev_hash is None:
-                if "seed" in record:
-                    expected = _digest(str(record["seed"]).encode())
-                elif record.get("continues") and (lone or index > 0):
-                    expected = record["continues"]
-                elif record.get("continues"):
-                    return broken(
-                        number,
-                        "this file continues an earlier audit file that is missing "
-                        f"(the chain starts at event {record.get('seq')})",
-                    )
-                else:
-                    return broken(number, "first line has neither seed nor continues")
+                expected, problem = _chain_start(record, lone or index > 0)
             else:
                 expected = prev_hash
                 if first_in_file and record.get("continues") != prev_hash:
-                    return broken(
-                        number,
+                    problem = (
                         f"this file does not continue {paths[index - 1].name}: a file "
-                        "between them is missing, or the end of that file was removed",
+                        "between them is missing, or the end of that file was removed"
                     )
             seq = record.get("seq")
-            if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
-                if seq > prev_seq + 1:
-                    gap = f"{seq - prev_seq - 1} event(s) missing before it"
-                else:
-                    gap = "an event was inserted or repeated"
-                return broken(
-                    number,
-                    f"hash chain broken: event {seq} follows event {prev_seq} ({gap})",
-                )
-            if record.get("prev") != expected:
-                return broken(
-                    number,
-                    "hash chain broken: this line does not follow the line before it "
-                    "(a line was changed, removed or inserted)",
-                )
+            problem = problem or _link_problem(record, expected, seq, prev_seq, prev_hash)
+            if problem:
+                return broken(number, problem)
             prev_hash = _digest(data)
             prev_seq = seq if isinstance(seq, int) else prev_seq + 1
             first_in_file = False
@@ -704,3 +674,51 @@ def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = Fals
     if count == 0:
         return ChainResult(False, 0, 1, "the log is empty", str(paths[-1]), len(paths))
     return ChainResult(True, count, files=len(paths), last_seq=prev_seq, last_hash=prev_hash)
+
+
+def _line(raw: bytes) -> tuple[bytes, dict, str]:
+    """One raw line: (its bytes without the newline, its event, what is wrong with it)."""
+    if not raw.endswith(b"\n"):
+        return raw, {}, "torn line (no newline at the end)"
+    data = raw[:-1]
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return data, {}, "not a JSON audit event"
+    if not isinstance(record, dict):
+        return data, {}, "not a JSON audit event"
+    return data, record, ""
+
+
+def _chain_start(record: dict, may_continue: bool) -> tuple[str | None, str]:
+    """The `prev` the first event must carry (its seed's hash, or the hash it continues
+    from when an earlier file may be gone), or what is wrong."""
+    if "seed" in record:
+        return _digest(str(record["seed"]).encode()), ""
+    if record.get("continues") and may_continue:
+        return record["continues"], ""
+    if record.get("continues"):
+        return None, (
+            "this file continues an earlier audit file that is missing "
+            f"(the chain starts at event {record.get('seq')})"
+        )
+    return None, "first line has neither seed nor continues"
+
+
+def _link_problem(
+    record: dict, expected: str | None, seq, prev_seq: int, prev_hash: str | None
+) -> str:
+    """What breaks the chain at this event: a gap or repeat in `seq`, or a `prev` that
+    is not the hash of the line before."""
+    if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
+        if seq > prev_seq + 1:
+            gap = f"{seq - prev_seq - 1} event(s) missing before it"
+        else:
+            gap = "an event was inserted or repeated"
+        return f"hash chain broken: event {seq} follows event {prev_seq} ({gap})"
+    if record.get("prev") != expected:
+        return (
+            "hash chain broken: this line does not follow the line before it "
+            "(a line was changed, removed or inserted)"
+        )
+    return ""
