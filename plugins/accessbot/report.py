@@ -95,60 +95,77 @@ def summarize(
 ) -> Summary:
     """Counts of what happened in [since, until], and every grant that overlaps it."""
     summary = Summary(since, until, verify)
-    requested: dict[str, dict] = {}
-    approved: dict[str, dict] = {}
-    reviewed: dict[str, str] = {}
-    spans: dict[str, GrantSpan] = {}
-    unsaved: set[tuple[str, str]] = set()
     records = [e for e in events if from_iso(e.get("ts"))]
+    unsaved = _unsaved(records)
+    grants = _Grants()
     for record in records:
-        if record.get("event") == "store_write_failed":
-            detail = str(record.get("detail", ""))
-            unsaved.add((record.get("request_id"), detail.split(" was not saved")[0]))
-
-    for record in records:
-        event, rid = record.get("event"), record.get("request_id")
-        if (rid, event) in unsaved:
+        if (record.get("request_id"), record.get("event")) in unsaved:
             continue  # refused: audited as attempted, but nothing changed
         at = from_iso(record["ts"])
         inside = since <= at <= until
         summary.events += inside
-        if event == "requested":
-            requested[rid] = record
-        elif event == "approved":
-            approved[rid] = record
-        elif event == "reviewed":
-            reviewed[rid] = record.get("actor", "")
-        elif event == "granted":
-            first = requested.get(rid, {})
-            decision = approved.get(rid, {})
-            spans[rid] = GrantSpan(
-                request_id=rid,
-                user=record.get("user", "?"),
-                resource=record.get("resource", "?"),
-                start=at,
-                approved_by=decision.get("actor", ""),
-                reason=first.get("reason", ""),
-                duration=first.get("duration", ""),
-                break_glass=decision.get("actor") == BREAK_GLASS_ACTOR,
-                ends_at=_moment(record.get("expires_at")),
-            )
-        elif event in ("expired", "revoked") and rid in spans:
-            spans[rid].end, spans[rid].ended = at, event
-        elif event == "revoke_failed" and rid in spans:
-            spans[rid].revoke_failures += 1
-            spans[rid].failing_since = spans[rid].failing_since or at
-        _note(summary, record, inside, requested, spans)
+        grants.take(record, at)
+        _note(summary, record, inside, grants.requested, grants.spans)
         if inside:
-            _count(summary, record, requested)
-    for rid, span in spans.items():
-        span.reviewed_by = reviewed.get(rid, "")
+            _count(summary, record, grants.requested)
+    for rid, span in grants.spans.items():
+        span.reviewed_by = grants.reviewed.get(rid, "")
         if span.start <= until and (span.end is None or span.end >= since):
             summary.spans.append(span)
     summary.spans.sort(key=lambda s: (s.resource, s.start))
     summary.counts["unreviewed"] = len(summary.unreviewed)
     summary.standing = summarize_standing(records, since, until)
     return summary
+
+
+def _unsaved(records: list[dict]) -> set[tuple[str, str]]:
+    """(request id, event) of every change the store refused after it was audited."""
+    return {
+        (record.get("request_id"), str(record.get("detail", "")).split(" was not saved")[0])
+        for record in records
+        if record.get("event") == "store_write_failed"
+    }
+
+
+class _Grants:
+    """Each request's request, approval and review events, and the span of each grant."""
+
+    def __init__(self):
+        self.requested: dict[str, dict] = {}
+        self.approved: dict[str, dict] = {}
+        self.reviewed: dict[str, str] = {}
+        self.spans: dict[str, GrantSpan] = {}
+
+    def take(self, record: dict, at: datetime) -> None:
+        event, rid = record.get("event"), record.get("request_id")
+        if event == "requested":
+            self.requested[rid] = record
+        elif event == "approved":
+            self.approved[rid] = record
+        elif event == "reviewed":
+            self.reviewed[rid] = record.get("actor", "")
+        elif event == "granted":
+            self.spans[rid] = self._span(rid, record, at)
+        elif event in ("expired", "revoked") and rid in self.spans:
+            self.spans[rid].end, self.spans[rid].ended = at, event
+        elif event == "revoke_failed" and rid in self.spans:
+            self.spans[rid].revoke_failures += 1
+            self.spans[rid].failing_since = self.spans[rid].failing_since or at
+
+    def _span(self, rid: str, record: dict, at: datetime) -> GrantSpan:
+        first = self.requested.get(rid, {})
+        decision = self.approved.get(rid, {})
+        return GrantSpan(
+            request_id=rid,
+            user=record.get("user", "?"),
+            resource=record.get("resource", "?"),
+            start=at,
+            approved_by=decision.get("actor", ""),
+            reason=first.get("reason", ""),
+            duration=first.get("duration", ""),
+            break_glass=decision.get("actor") == BREAK_GLASS_ACTOR,
+            ends_at=_moment(record.get("expires_at")),
+        )
 
 
 def _moment(text) -> datetime | None:
