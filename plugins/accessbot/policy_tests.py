@@ -51,7 +51,7 @@ or refused), refusal (a piece of why it was refused).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +156,37 @@ class Result:
 def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list[Case]:
     """Parse and check the tests file; raise TestFileError listing every problem."""
     name = path.name
+    data, root = _parse(path)
+    lines = _lines(root)
+    where = lambda *keys: f"{path}:{lines.get(keys, lines.get(keys[:1], 1))}"  # noqa: E731
+
+    if isinstance(data, list):
+        data = {"cases": data}
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
+        raise TestFileError(
+            [f"{path}:1: {name} needs a non-empty list of cases: `cases: [{{user: ..., ...}}]`"]
+        )
+    errors, defaults, emails = _top_level(data, where, user_emails)
+    cases = []
+    for index, raw in enumerate(data["cases"], start=1):
+        at = lambda *keys, i=index: where(i, *keys)  # noqa: E731
+        if not isinstance(raw, dict):
+            errors.append(f"{at()}: case {index} must be a mapping with user, resource, expect")
+            continue
+        merged = {**defaults, **raw}
+        label = f"case {index}" + (f" ({merged['name']})" if merged.get("name") else "")
+        problems = _case_problems(merged)
+        if problems:
+            errors += [f"{at(key)}: {label}: {message}" for key, message in problems]
+            continue
+        cases.append(_case(index, lines.get((index,), 1), merged, emails))
+    if errors:
+        raise TestFileError(errors)
+    return cases
+
+
+def _parse(path: Path) -> tuple[Any, Any]:
+    """The tests file as data and as YAML nodes (for lines); TestFileError if unreadable."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -168,15 +199,14 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc)
         raise TestFileError([f"{path}:{line}: not valid YAML: {problem}"]) from None
-    lines = _lines(root)
-    where = lambda *keys: f"{path}:{lines.get(keys, lines.get(keys[:1], 1))}"  # noqa: E731
+    return data, root
 
-    if isinstance(data, list):
-        data = {"cases": data}
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
-        raise TestFileError(
-            [f"{path}:1: {name} needs a non-empty list of cases: `cases: [{{user: ..., ...}}]`"]
-        )
+
+def _top_level(
+    data: dict, where: Callable[..., str], user_emails: Mapping[str, str] | None
+) -> tuple[list[str], dict, dict[str, str]]:
+    """Problems with the top-level keys, the defaults every case starts from, and the
+    handle -> e-mail map (the configuration's, then the file's `emails`)."""
     errors = [
         f"{where(key)}: unknown top-level key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})"
         for key in data
@@ -192,53 +222,39 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
         errors.append(f"{where('emails')}: emails must map handles to e-mails, e.g. carol: c@x.io")
     else:
         emails.update({str(k).lstrip("@").lower(): str(v) for k, v in raw_emails.items()})
+    return errors, defaults, emails
 
-    cases = []
-    for index, raw in enumerate(data["cases"], start=1):
-        at = lambda *keys, i=index: where(i, *keys)  # noqa: E731
-        if not isinstance(raw, dict):
-            errors.append(f"{at()}: case {index} must be a mapping with user, resource, expect")
-            continue
-        merged = {**defaults, **raw}
-        label = f"case {index}" + (f" ({merged['name']})" if merged.get("name") else "")
-        problems = _case_problems(merged)
-        if problems:
-            errors += [f"{at(key)}: {label}: {message}" for key, message in problems]
-            continue
-        user = str(merged["user"]).lstrip("@")
-        cases.append(
-            Case(
-                index=index,
-                line=lines.get((index,), 1),
-                name=str(merged.get("name") or f"{user} asks for {merged['resource']}"),
-                user=user,
-                email=str(merged["email"]) if merged.get("email") else emails.get(user.lower()),
-                resource=str(merged["resource"]),
-                duration=merged.get("duration"),
-                reason=str(merged.get("reason") or "policy test"),
-                fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
-                on_call={},
-                on_call_levels={str(k): list(v) for k, v in (merged.get("on_call") or {}).items()},
-                incidents=[dict(i) for i in merged.get("incidents") or []],
-                history=_history_entries(merged.get("history"), user, str(merged["resource"])),
-                votes={
-                    verb: _voter(str(merged[key]), emails)
-                    for verb, key in (("approve", "approve_as"), ("deny", "deny_as"))
-                    if merged.get(key)
-                },
-                comment=str(merged.get("comment") or ""),
-                pagerduty_down=merged.get("pagerduty") == "down",
-                slack_groups={
-                    str(k): [str(u) for u in v]
-                    for k, v in (merged.get("slack_groups") or {}).items()
-                },
-                now=_moment(merged.get("now")),
-                expect=dict(merged["expect"]),
-            )
-        )
-    if errors:
-        raise TestFileError(errors)
-    return cases
+
+def _case(index: int, line: int, merged: dict, emails: Mapping[str, str]) -> Case:
+    """One checked case (defaults merged in) as a Case."""
+    user = str(merged["user"]).lstrip("@")
+    return Case(
+        index=index,
+        line=line,
+        name=str(merged.get("name") or f"{user} asks for {merged['resource']}"),
+        user=user,
+        email=str(merged["email"]) if merged.get("email") else emails.get(user.lower()),
+        resource=str(merged["resource"]),
+        duration=merged.get("duration"),
+        reason=str(merged.get("reason") or "policy test"),
+        fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
+        on_call={},
+        on_call_levels={str(k): list(v) for k, v in (merged.get("on_call") or {}).items()},
+        incidents=[dict(i) for i in merged.get("incidents") or []],
+        history=_history_entries(merged.get("history"), user, str(merged["resource"])),
+        votes={
+            verb: _voter(str(merged[key]), emails)
+            for verb, key in (("approve", "approve_as"), ("deny", "deny_as"))
+            if merged.get(key)
+        },
+        comment=str(merged.get("comment") or ""),
+        pagerduty_down=merged.get("pagerduty") == "down",
+        slack_groups={
+            str(k): [str(u) for u in v] for k, v in (merged.get("slack_groups") or {}).items()
+        },
+        now=_moment(merged.get("now")),
+        expect=dict(merged["expect"]),
+    )
 
 
 def _voter(who: str, emails: Mapping[str, str]) -> tuple[str, str | None]:
@@ -265,6 +281,15 @@ def _history_entries(raw, user: str, resource: str) -> list[dict]:
 
 
 def _case_problems(case: dict) -> list[tuple[str, str]]:
+    """Every problem with one case (defaults merged in), as (key, message)."""
+    problems = _key_problems(case) + _mapping_problems(case) + _extra_problems(case)
+    if case.get("pagerduty") not in (None, "ok", "down"):
+        problems.append(("pagerduty", 'pagerduty must be "ok" or "down"'))
+    return problems + _expect_problems(case.get("expect"))
+
+
+def _key_problems(case: dict) -> list[tuple[str, str]]:
+    """Unknown and missing keys, and a duration or `now` that is not one."""
     problems = []
     for key in case:
         if key not in CASE_KEYS:
@@ -279,6 +304,12 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
             problems.append(("duration", str(exc)))
     if case.get("now") is not None and _moment(case["now"]) is None:
         problems.append(("now", f"{case['now']!r} is not a time like 2026-11-24T03:00:00Z"))
+    return problems
+
+
+def _mapping_problems(case: dict) -> list[tuple[str, str]]:
+    """What is wrong with the mappings: fields, on_call, slack_groups."""
+    problems = []
     for key in ("fields", "on_call", "slack_groups"):
         value = case.get(key)
         if value is None:
@@ -299,10 +330,12 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
                     "{email: ..., level: 2}",
                 )
             )
-    problems += _extra_problems(case)
-    if case.get("pagerduty") not in (None, "ok", "down"):
-        problems.append(("pagerduty", 'pagerduty must be "ok" or "down"'))
-    expect = case.get("expect")
+    return problems
+
+
+def _expect_problems(expect: Any) -> list[tuple[str, str]]:
+    """What is wrong with a case's `expect` itself (its votes: _vote_problems)."""
+    problems = []
     if expect and not isinstance(expect, dict):
         problems.append(("expect", "expect must be a mapping, e.g. {decision: human}"))
     elif expect:
@@ -344,8 +377,15 @@ def _on_call_entry(entry) -> bool:
 
 def _extra_problems(case: dict) -> list[tuple[str, str]]:
     """What is wrong with the keys for approvals, denials, history and incidents."""
+    return (
+        _history_problems(case.get("history"))
+        + _incident_problems(case.get("incidents"))
+        + _vote_problems(case)
+    )
+
+
+def _history_problems(history: Any) -> list[tuple[str, str]]:
     problems = []
-    history = case.get("history")
     if history is not None:
         good = (
             isinstance(history, dict) and all(type(v) is int and v >= 0 for v in history.values())
@@ -373,7 +413,11 @@ def _extra_problems(case: dict) -> list[tuple[str, str]]:
                     statuses_for(entry.get("status", "granted"))
                 except ValueError as exc:
                     problems.append(("history", str(exc)))
-    incidents = case.get("incidents")
+    return problems
+
+
+def _incident_problems(incidents: Any) -> list[tuple[str, str]]:
+    problems = []
     if incidents is not None and not (
         isinstance(incidents, list)
         and all(
@@ -390,6 +434,12 @@ def _extra_problems(case: dict) -> list[tuple[str, str]]:
                 "incidents must be a list of {email: ..., service: P..., status: triggered}",
             )
         )
+    return problems
+
+
+def _vote_problems(case: dict) -> list[tuple[str, str]]:
+    """approve_as / deny_as, and the expectations that need them."""
+    problems = []
     for key in ("approve_as", "deny_as"):
         if key in case and (not isinstance(case[key], str) or not case[key].strip()):
             problems.append((key, f"{key} must be the handle of an approver, e.g. bob"))
