@@ -50,7 +50,7 @@ def stop_local(server: LocalServer) -> None:
 
 
 def signed_by(secret: str, headers, body: bytes, now: float, max_age: int = 300) -> bool:
-    """Does the body carry the webhook signature of `secret` (DESIGN section 3):
+    """Does the body carry the webhook signature of `secret` (README, "The webhook contract"):
     `X-Access-Signature` = sha256=HMAC-SHA256 of `"<X-Access-Timestamp>." + body`, the
     timestamp within `max_age` seconds of `now`? As a real receiver checks it."""
     stamp = headers.get("X-Access-Timestamp", "")

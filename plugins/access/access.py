@@ -573,7 +573,7 @@ class Access(BotPlugin):
         return self._bot.mode.startswith("slack")
 
     @cmdfilter
-    def only_people_command(self, msg, cmd, args, dry_run):
+    def only_people_command(self, msg, cmd, args, _dry_run):
         """On Slack, only messages a person typed are commands: a message an integration
         posted (`bot_id`, `bot_message`) names its own `username`, so it is never one; nor
         is an edit or any other subtype. Nor is a message from another Slack team."""

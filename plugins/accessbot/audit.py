@@ -637,88 +637,91 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
 def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = False) -> ChainResult:
     """The chain check over named sources of raw lines, each ending in a newline: the
     files of a log, or the rows of the audit table (one source)."""
-    prev_hash: str | None = None
-    prev_seq = 0
-    count = 0
-    name = ""
-    paths = [Path(source_name) for source_name, _ in sources]
-
-    def broken(number: int, reason: str) -> ChainResult:
-        return ChainResult(False, count, number, reason, name, len(paths), prev_seq)
-
+    walk = _ChainWalk([Path(source_name) for source_name, _ in sources], lone)
     for index, (name, lines) in enumerate(sources):
-        first_in_file = True
+        walk.name, first_in_file = name, True
         for number, raw in enumerate(lines, start=1):
-            data, record, problem = _line(raw)
+            problem = walk.step(index, raw, first_in_file)
             if problem:
-                return broken(number, problem)
-            if prev_hash is None:
-                expected, problem = _chain_start(record, lone or index > 0)
-            else:
-                expected = prev_hash
-                if first_in_file and record.get("continues") != prev_hash:
-                    problem = (
-                        f"this file does not continue {paths[index - 1].name}: a file "
-                        "between them is missing, or the end of that file was removed"
-                    )
-            seq = record.get("seq")
-            problem = problem or _link_problem(record, expected, seq, prev_seq, prev_hash)
-            if problem:
-                return broken(number, problem)
-            prev_hash = _digest(data)
-            prev_seq = seq if isinstance(seq, int) else prev_seq + 1
+                return walk.broken(number, problem)
             first_in_file = False
-            count += 1
-        if first_in_file and index < len(paths) - 1:
-            return ChainResult(False, count, 1, "a rotated audit file is empty", name, len(paths))
-    if count == 0:
-        return ChainResult(False, 0, 1, "the log is empty", str(paths[-1]), len(paths))
-    return ChainResult(True, count, files=len(paths), last_seq=prev_seq, last_hash=prev_hash)
+        if first_in_file and index < len(walk.paths) - 1:
+            return ChainResult(
+                False, walk.count, 1, "a rotated audit file is empty", name, len(walk.paths)
+            )
+    if walk.count == 0:
+        return ChainResult(False, 0, 1, "the log is empty", str(walk.paths[-1]), len(walk.paths))
+    return ChainResult(
+        True, walk.count, files=len(walk.paths), last_seq=walk.prev_seq, last_hash=walk.prev_hash
+    )
 
 
-def _line(raw: bytes) -> tuple[bytes, dict, str]:
-    """One raw line: (its bytes without the newline, its event, what is wrong with it)."""
-    if not raw.endswith(b"\n"):
-        return raw, {}, "torn line (no newline at the end)"
-    data = raw[:-1]
-    try:
-        record = json.loads(data)
-    except ValueError:
-        return data, {}, "not a JSON audit event"
-    if not isinstance(record, dict):
-        return data, {}, "not a JSON audit event"
-    return data, record, ""
+class _ChainWalk:
+    """Where a chain check is: the last line's hash and seq, how many lines are good."""
 
+    def __init__(self, paths: list[Path], lone: bool):
+        self.paths, self.lone = paths, lone
+        self.prev_hash: str | None = None
+        self.prev_seq = 0
+        self.count = 0
+        self.name = ""
 
-def _chain_start(record: dict, may_continue: bool) -> tuple[str | None, str]:
-    """The `prev` the first event must carry (its seed's hash, or the hash it continues
-    from when an earlier file may be gone), or what is wrong."""
-    if "seed" in record:
-        return _digest(str(record["seed"]).encode()), ""
-    if record.get("continues") and may_continue:
-        return record["continues"], ""
-    if record.get("continues"):
-        return None, (
-            "this file continues an earlier audit file that is missing "
-            f"(the chain starts at event {record.get('seq')})"
+    def broken(self, number: int, reason: str) -> ChainResult:
+        return ChainResult(
+            False, self.count, number, reason, self.name, len(self.paths), self.prev_seq
         )
-    return None, "first line has neither seed nor continues"
 
+    def step(self, index: int, raw: bytes, first_in_file: bool) -> str | None:
+        """Check one raw line; None when it follows the chain (and becomes its end)."""
+        if not raw.endswith(b"\n"):
+            return "torn line (no newline at the end)"
+        data = raw[:-1]
+        try:
+            record = json.loads(data)
+            if not isinstance(record, dict):
+                raise ValueError
+        except ValueError:
+            return "not a JSON audit event"
+        expected, problem = self._expected(index, record, first_in_file)
+        problem = problem or self._sequence_problem(record.get("seq"))
+        if problem:
+            return problem
+        if record.get("prev") != expected:
+            return (
+                "hash chain broken: this line does not follow the line before it "
+                "(a line was changed, removed or inserted)"
+            )
+        seq = record.get("seq")
+        self.prev_hash = _digest(data)
+        self.prev_seq = seq if isinstance(seq, int) else self.prev_seq + 1
+        self.count += 1
+        return None
 
-def _link_problem(
-    record: dict, expected: str | None, seq, prev_seq: int, prev_hash: str | None
-) -> str:
-    """What breaks the chain at this event: a gap or repeat in `seq`, or a `prev` that
-    is not the hash of the line before."""
-    if prev_hash is not None and isinstance(seq, int) and seq != prev_seq + 1:
-        if seq > prev_seq + 1:
-            gap = f"{seq - prev_seq - 1} event(s) missing before it"
+    def _expected(self, index: int, record: dict, first_in_file: bool) -> tuple[str, str | None]:
+        """The `prev` this line must carry, or why it cannot start or continue the chain."""
+        if self.prev_hash is not None:
+            if first_in_file and record.get("continues") != self.prev_hash:
+                return "", (
+                    f"this file does not continue {self.paths[index - 1].name}: a file "
+                    "between them is missing, or the end of that file was removed"
+                )
+            return self.prev_hash, None
+        if "seed" in record:
+            return _digest(str(record["seed"]).encode()), None
+        if record.get("continues") and (self.lone or index > 0):
+            return record["continues"], None
+        if record.get("continues"):
+            return "", (
+                "this file continues an earlier audit file that is missing "
+                f"(the chain starts at event {record.get('seq')})"
+            )
+        return "", "first line has neither seed nor continues"
+
+    def _sequence_problem(self, seq) -> str | None:
+        if self.prev_hash is None or not isinstance(seq, int) or seq == self.prev_seq + 1:
+            return None
+        if seq > self.prev_seq + 1:
+            gap = f"{seq - self.prev_seq - 1} event(s) missing before it"
         else:
             gap = "an event was inserted or repeated"
-        return f"hash chain broken: event {seq} follows event {prev_seq} ({gap})"
-    if record.get("prev") != expected:
-        return (
-            "hash chain broken: this line does not follow the line before it "
-            "(a line was changed, removed or inserted)"
-        )
-    return ""
+        return f"hash chain broken: event {seq} follows event {self.prev_seq} ({gap})"

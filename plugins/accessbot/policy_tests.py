@@ -157,27 +157,16 @@ class Result:
 
 def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list[Case]:
     """Parse and check the tests file; raise TestFileError listing every problem."""
-    name = path.name
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TestFileError([f"{path}:1: cannot be read: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TestFileError([f"{path}:{line}: not valid YAML: {problem}"]) from None
-    lines = _lines(root)
+    data, lines = _load_yaml(path)
     where = lambda *keys: f"{path}:{lines.get(keys, lines.get(keys[:1], 1))}"  # noqa: E731
-
     if isinstance(data, list):
         data = {"cases": data}
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list) or not data["cases"]:
         raise TestFileError(
-            [f"{path}:1: {name} needs a non-empty list of cases: `cases: [{{user: ..., ...}}]`"]
+            [
+                f"{path}:1: {path.name} needs a non-empty list of cases: "
+                "`cases: [{user: ..., ...}]`"
+            ]
         )
     errors = [
         f"{where(key)}: unknown top-level key {key!r} (allowed: {', '.join(sorted(TOP_KEYS))})"
@@ -185,16 +174,10 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
         if key not in TOP_KEYS
     ]
     defaults = data.get("defaults") or {}
-    emails = {str(k).lstrip("@").lower(): str(v) for k, v in (user_emails or {}).items()}
     if not isinstance(defaults, dict):
         errors.append(f"{where('defaults')}: defaults must be a mapping of case keys")
         defaults = {}
-    raw_emails = data.get("emails") or {}
-    if not isinstance(raw_emails, dict):
-        errors.append(f"{where('emails')}: emails must map handles to e-mails, e.g. carol: c@x.io")
-    else:
-        emails.update({str(k).lstrip("@").lower(): str(v) for k, v in raw_emails.items()})
-
+    emails = _emails(data, user_emails, where, errors)
     cases = []
     for index, raw in enumerate(data["cases"], start=1):
         at = lambda *keys, i=index: where(i, *keys)  # noqa: E731
@@ -207,40 +190,71 @@ def read_cases(path: Path, user_emails: Mapping[str, str] | None = None) -> list
         if problems:
             errors += [f"{at(key)}: {label}: {message}" for key, message in problems]
             continue
-        user = str(merged["user"]).lstrip("@")
-        cases.append(
-            Case(
-                index=index,
-                line=lines.get((index,), 1),
-                name=str(merged.get("name") or f"{user} asks for {merged['resource']}"),
-                user=user,
-                email=str(merged["email"]) if merged.get("email") else emails.get(user.lower()),
-                resource=str(merged["resource"]),
-                duration=merged.get("duration"),
-                reason=str(merged.get("reason") or "policy test"),
-                fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
-                on_call={},
-                on_call_levels={str(k): list(v) for k, v in (merged.get("on_call") or {}).items()},
-                incidents=[dict(i) for i in merged.get("incidents") or []],
-                history=_history_entries(merged.get("history"), user, str(merged["resource"])),
-                votes={
-                    verb: _voter(str(merged[key]), emails)
-                    for verb, key in (("approve", "approve_as"), ("deny", "deny_as"))
-                    if merged.get(key)
-                },
-                comment=str(merged.get("comment") or ""),
-                pagerduty_down=merged.get("pagerduty") == "down",
-                slack_groups={
-                    str(k): [str(u) for u in v]
-                    for k, v in (merged.get("slack_groups") or {}).items()
-                },
-                now=_moment(merged.get("now")),
-                expect=dict(merged["expect"]),
-            )
-        )
+        cases.append(_case(index, lines.get((index,), 1), merged, emails))
     if errors:
         raise TestFileError(errors)
     return cases
+
+
+def _load_yaml(path: Path) -> tuple[object, dict]:
+    """The file's data and the line of each key path; a file that cannot be read or is
+    not YAML is one TestFileError naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TestFileError([f"{path}:1: cannot be read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TestFileError([f"{path}:{line}: not valid YAML: {problem}"]) from None
+    return data, _lines(root)
+
+
+def _emails(data: dict, user_emails, where, errors: list[str]) -> dict[str, str]:
+    """handle -> e-mail: the caller's, then the file's `emails` mapping."""
+    emails = {str(k).lstrip("@").lower(): str(v) for k, v in (user_emails or {}).items()}
+    raw_emails = data.get("emails") or {}
+    if not isinstance(raw_emails, dict):
+        errors.append(f"{where('emails')}: emails must map handles to e-mails, e.g. carol: c@x.io")
+    else:
+        emails.update({str(k).lstrip("@").lower(): str(v) for k, v in raw_emails.items()})
+    return emails
+
+
+def _case(index: int, line: int, merged: dict, emails: Mapping[str, str]) -> Case:
+    """A checked case (defaults merged in) as the runner needs it."""
+    user = str(merged["user"]).lstrip("@")
+    return Case(
+        index=index,
+        line=line,
+        name=str(merged.get("name") or f"{user} asks for {merged['resource']}"),
+        user=user,
+        email=str(merged["email"]) if merged.get("email") else emails.get(user.lower()),
+        resource=str(merged["resource"]),
+        duration=merged.get("duration"),
+        reason=str(merged.get("reason") or "policy test"),
+        fields={str(k): str(v) for k, v in (merged.get("fields") or {}).items()},
+        on_call={},
+        on_call_levels={str(k): list(v) for k, v in (merged.get("on_call") or {}).items()},
+        incidents=[dict(i) for i in merged.get("incidents") or []],
+        history=_history_entries(merged.get("history"), user, str(merged["resource"])),
+        votes={
+            verb: _voter(str(merged[key]), emails)
+            for verb, key in (("approve", "approve_as"), ("deny", "deny_as"))
+            if merged.get(key)
+        },
+        comment=str(merged.get("comment") or ""),
+        pagerduty_down=merged.get("pagerduty") == "down",
+        slack_groups={
+            str(k): [str(u) for u in v] for k, v in (merged.get("slack_groups") or {}).items()
+        },
+        now=_moment(merged.get("now")),
+        expect=dict(merged["expect"]),
+    )
 
 
 def _voter(who: str, emails: Mapping[str, str]) -> tuple[str, str | None]:
@@ -267,13 +281,33 @@ def _history_entries(raw, user: str, resource: str) -> list[dict]:
 
 
 def _case_problems(case: dict) -> list[tuple[str, str]]:
+    """Every (key, message) wrong with one case, in the order a reader meets them."""
+    checks = (
+        _key_problems,
+        _value_problems,
+        _mapping_problems,
+        _history_problems,
+        _incident_problems,
+        _vote_problems,
+        _pagerduty_problems,
+        _expect_problems,
+    )
+    return [problem for check in checks for problem in check(case)]
+
+
+def _key_problems(case: dict) -> list[tuple[str, str]]:
+    problems = [
+        (key, f"unknown key {key!r} (allowed: {', '.join(sorted(CASE_KEYS))})")
+        for key in case
+        if key not in CASE_KEYS
+    ]
+    return problems + [
+        (key, f"{key} is required") for key in ("user", "resource", "expect") if not case.get(key)
+    ]
+
+
+def _value_problems(case: dict) -> list[tuple[str, str]]:
     problems = []
-    for key in case:
-        if key not in CASE_KEYS:
-            problems.append((key, f"unknown key {key!r} (allowed: {', '.join(sorted(CASE_KEYS))})"))
-    for key in ("user", "resource", "expect"):
-        if not case.get(key):
-            problems.append((key, f"{key} is required"))
     if case.get("duration") is not None:
         try:
             parse_duration(str(case["duration"]))
@@ -281,54 +315,38 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
             problems.append(("duration", str(exc)))
     if case.get("now") is not None and _moment(case["now"]) is None:
         problems.append(("now", f"{case['now']!r} is not a time like 2026-11-24T03:00:00Z"))
-    for key in ("fields", "on_call", "slack_groups"):
+    return problems
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def _on_call_entries(value) -> bool:
+    return isinstance(value, list) and all(_on_call_entry(x) for x in value)
+
+
+# key -> (what each value must be, the message when one is not)
+_MAPPINGS = {
+    "fields": (lambda value: True, ""),
+    "on_call": (
+        _on_call_entries,
+        "on_call must map each id to a list of e-mails (level 1) or {email: ..., level: 2}",
+    ),
+    "slack_groups": (_strings, "slack_groups must map each id or handle to a list of strings"),
+}
+
+
+def _mapping_problems(case: dict) -> list[tuple[str, str]]:
+    problems = []
+    for key, (good, message) in _MAPPINGS.items():
         value = case.get(key)
         if value is None:
             continue
         if not isinstance(value, dict):
             problems.append((key, f"{key} must be a mapping"))
-        elif key == "slack_groups" and not all(
-            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
-        ):
-            problems.append((key, f"{key} must map each id or handle to a list of strings"))
-        elif key == "on_call" and not all(
-            isinstance(v, list) and all(_on_call_entry(x) for x in v) for v in value.values()
-        ):
-            problems.append(
-                (
-                    key,
-                    "on_call must map each id to a list of e-mails (level 1) or "
-                    "{email: ..., level: 2}",
-                )
-            )
-    problems += _extra_problems(case)
-    if case.get("pagerduty") not in (None, "ok", "down"):
-        problems.append(("pagerduty", 'pagerduty must be "ok" or "down"'))
-    expect = case.get("expect")
-    if expect and not isinstance(expect, dict):
-        problems.append(("expect", "expect must be a mapping, e.g. {decision: human}"))
-    elif expect:
-        for key in expect:
-            if key not in EXPECT_KEYS:
-                problems.append(
-                    (
-                        "expect",
-                        f"unknown expect key {key!r} (allowed: {', '.join(sorted(EXPECT_KEYS))})",
-                    )
-                )
-        if "decision" in expect and expect["decision"] not in DECISIONS:
-            problems.append(
-                (
-                    "expect",
-                    f"decision must be one of {', '.join(DECISIONS)}, not {expect['decision']!r}",
-                )
-            )
-        if "approvers" in expect and not isinstance(expect["approvers"], list):
-            problems.append(("expect", 'approvers must be a list like ["@alice", "@bob"]'))
-        if not set(expect) & EXPECT_KEYS:
-            problems.append(
-                ("expect", "expect needs at least one of " + ", ".join(sorted(EXPECT_KEYS)))
-            )
+        elif not all(good(v) for v in value.values()):
+            problems.append((key, message))
     return problems
 
 
@@ -344,68 +362,110 @@ def _on_call_entry(entry) -> bool:
     )
 
 
-def _extra_problems(case: dict) -> list[tuple[str, str]]:
-    """What is wrong with the keys for approvals, denials, history and incidents."""
-    problems = []
+def _history_entry_ok(entry) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) <= {"user", "resource", "status", "count"}
+        and type(entry.get("count")) is int
+        and entry["count"] >= 0
+    )
+
+
+def _history_problems(case: dict) -> list[tuple[str, str]]:
     history = case.get("history")
-    if history is not None:
-        good = (
-            isinstance(history, dict) and all(type(v) is int and v >= 0 for v in history.values())
-        ) or (
-            isinstance(history, list)
-            and all(
-                isinstance(e, dict)
-                and set(e) <= {"user", "resource", "status", "count"}
-                and type(e.get("count")) is int
-                and e["count"] >= 0
-                for e in history
+    if history is None:
+        return []
+    if isinstance(history, dict):
+        good = all(type(v) is int and v >= 0 for v in history.values())
+    else:
+        good = isinstance(history, list) and all(_history_entry_ok(e) for e in history)
+    if not good:
+        return [
+            (
+                "history",
+                "history must be {resource: count} or a list of "
+                "{user, resource, status, count} with whole counts",
             )
-        )
-        if not good:
-            problems.append(
-                (
-                    "history",
-                    "history must be {resource: count} or a list of "
-                    "{user, resource, status, count} with whole counts",
-                )
-            )
-        elif isinstance(history, list):
-            for entry in history:
-                try:
-                    statuses_for(entry.get("status", "granted"))
-                except ValueError as exc:
-                    problems.append(("history", str(exc)))
+        ]
+    problems = []
+    for entry in history if isinstance(history, list) else ():
+        try:
+            statuses_for(entry.get("status", "granted"))
+        except ValueError as exc:
+            problems.append(("history", str(exc)))
+    return problems
+
+
+def _incident_ok(incident) -> bool:
+    return (
+        isinstance(incident, dict)
+        and isinstance(incident.get("email"), str)
+        and set(incident) <= {"email", "service", "status"}
+        and incident.get("status", "triggered") in INCIDENT_STATUSES
+    )
+
+
+def _incident_problems(case: dict) -> list[tuple[str, str]]:
     incidents = case.get("incidents")
-    if incidents is not None and not (
-        isinstance(incidents, list)
-        and all(
-            isinstance(i, dict)
-            and isinstance(i.get("email"), str)
-            and set(i) <= {"email", "service", "status"}
-            and i.get("status", "triggered") in INCIDENT_STATUSES
-            for i in incidents
-        )
+    if incidents is None or (
+        isinstance(incidents, list) and all(_incident_ok(i) for i in incidents)
     ):
+        return []
+    return [
+        ("incidents", "incidents must be a list of {email: ..., service: P..., status: triggered}")
+    ]
+
+
+def _vote_problems(case: dict) -> list[tuple[str, str]]:
+    """approve_as / deny_as, and the expectations about votes that need them."""
+    problems = [
+        (key, f"{key} must be the handle of an approver, e.g. bob")
+        for key in ("approve_as", "deny_as")
+        if key in case and (not isinstance(case[key], str) or not case[key].strip())
+    ]
+    expect = case.get("expect")
+    if not isinstance(expect, dict):
+        return problems
+    for key, needs in (("approval", "approve_as"), ("denial", "deny_as")):
+        if key in expect and expect[key] not in VOTES:
+            problems.append(("expect", f"{key} must be counted or refused, not {expect[key]!r}"))
+        elif key in expect and not case.get(needs):
+            problems.append(("expect", f"expect.{key} needs {needs}: who approves or denies"))
+    if "refusal" in expect and not (case.get("approve_as") or case.get("deny_as")):
+        problems.append(("expect", "expect.refusal needs approve_as or deny_as"))
+    return problems
+
+
+def _pagerduty_problems(case: dict) -> list[tuple[str, str]]:
+    if case.get("pagerduty") in (None, "ok", "down"):
+        return []
+    return [("pagerduty", 'pagerduty must be "ok" or "down"')]
+
+
+def _expect_problems(case: dict) -> list[tuple[str, str]]:
+    expect = case.get("expect")
+    if expect and not isinstance(expect, dict):
+        return [("expect", "expect must be a mapping, e.g. {decision: human}")]
+    if not expect:
+        return []
+    problems = [
+        ("expect", f"unknown expect key {key!r} (allowed: {', '.join(sorted(EXPECT_KEYS))})")
+        for key in expect
+        if key not in EXPECT_KEYS
+    ]
+    if "decision" in expect and expect["decision"] not in DECISIONS:
         problems.append(
             (
-                "incidents",
-                "incidents must be a list of {email: ..., service: P..., status: triggered}",
+                "expect",
+                f"decision must be one of {', '.join(DECISIONS)}, not {expect['decision']!r}",
             )
         )
-    for key in ("approve_as", "deny_as"):
-        if key in case and (not isinstance(case[key], str) or not case[key].strip()):
-            problems.append((key, f"{key} must be the handle of an approver, e.g. bob"))
-    expect = case.get("expect")
-    if isinstance(expect, dict):
-        for key, needs in (("approval", "approve_as"), ("denial", "deny_as")):
-            if key in expect and expect[key] not in VOTES:
-                problems.append(
-                    ("expect", f"{key} must be counted or refused, not {expect[key]!r}")
-                )
-            elif key in expect and not case.get(needs):
-                problems.append(("expect", f"expect.{key} needs {needs}: who approves or denies"))
-        if "refusal" in expect and not (case.get("approve_as") or case.get("deny_as")):
-            problems.append(("expect", "expect.refusal needs approve_as or deny_as"))
+    if "approvers" in expect and not isinstance(expect["approvers"], list):
+        problems.append(("expect", 'approvers must be a list like ["@alice", "@bob"]'))
+    if not set(expect) & EXPECT_KEYS:
+        problems.append(
+            ("expect", "expect needs at least one of " + ", ".join(sorted(EXPECT_KEYS)))
+        )
     return problems
 
 

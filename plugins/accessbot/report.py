@@ -95,15 +95,16 @@ def summarize(
 ) -> Summary:
     """Counts of what happened in [since, until], and every grant that overlaps it."""
     summary = Summary(since, until, verify)
-    grants = _Grants()
     records = [e for e in events if from_iso(e.get("ts"))]
     unsaved = _unsaved(records)
+    grants = _Grants()
     for record in records:
         if (record.get("request_id"), record.get("event")) in unsaved:
             continue  # refused: audited as attempted, but nothing changed
-        inside = since <= from_iso(record["ts"]) <= until
+        at = from_iso(record["ts"])
+        inside = since <= at <= until
         summary.events += inside
-        grants.follow(record)
+        grants.take(record, at)
         _note(summary, record, inside, grants.requested, grants.spans)
         if inside:
             _count(summary, record, grants.requested)
@@ -118,7 +119,7 @@ def summarize(
 
 
 def _unsaved(records: list[dict]) -> set[tuple[str, str]]:
-    """(request id, event) of the changes audited but never saved (the store refused)."""
+    """(request id, event) of every change the store refused after it was audited."""
     return {
         (record.get("request_id"), str(record.get("detail", "")).split(" was not saved")[0])
         for record in records
@@ -127,8 +128,7 @@ def _unsaved(records: list[dict]) -> set[tuple[str, str]]:
 
 
 class _Grants:
-    """Each request's story as the audit events tell it: what was asked, who approved,
-    who reviewed, and the grant's span from `granted` to its end."""
+    """Each request's request, approval and review events, and the span of each grant."""
 
     def __init__(self):
         self.requested: dict[str, dict] = {}
@@ -136,9 +136,8 @@ class _Grants:
         self.reviewed: dict[str, str] = {}
         self.spans: dict[str, GrantSpan] = {}
 
-    def follow(self, record: dict) -> None:
+    def take(self, record: dict, at: datetime) -> None:
         event, rid = record.get("event"), record.get("request_id")
-        at = from_iso(record["ts"])
         if event == "requested":
             self.requested[rid] = record
         elif event == "approved":
@@ -146,14 +145,14 @@ class _Grants:
         elif event == "reviewed":
             self.reviewed[rid] = record.get("actor", "")
         elif event == "granted":
-            self.spans[rid] = self._span(record, rid, at)
+            self.spans[rid] = self._span(rid, record, at)
         elif event in ("expired", "revoked") and rid in self.spans:
             self.spans[rid].end, self.spans[rid].ended = at, event
         elif event == "revoke_failed" and rid in self.spans:
             self.spans[rid].revoke_failures += 1
             self.spans[rid].failing_since = self.spans[rid].failing_since or at
 
-    def _span(self, record: dict, rid: str, at: datetime) -> GrantSpan:
+    def _span(self, rid: str, record: dict, at: datetime) -> GrantSpan:
         first = self.requested.get(rid, {})
         decision = self.approved.get(rid, {})
         return GrantSpan(

@@ -1,0 +1,82 @@
+"""Who a Slack user is: `users.info`, cached, as a SlackUser (id, handle, e-mail, team)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk.web import WebClient
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    id: str
+    handle: str  # the unique `name`, what `@handle` means in a policy (never a display name)
+    email: str | None = None
+    display_name: str = ""
+    team_id: str = ""  # the user's own workspace: another one's for a Slack Connect user
+
+
+class SlackLookupError(Exception):
+    pass
+
+
+NOT_CONFIRMED = (
+    "Sorry, I could not confirm who you are with Slack, so nothing was done; try again in a moment."
+)
+
+
+class SlackDirectory:
+    """`users.info`, cached for `ttl` seconds, so a burst of clicks costs one round trip.
+
+    Only for the names people read: who may do what is decided by the user id, so a
+    rename seen up to `ttl` late changes how someone is shown, never what they may do.
+    """
+
+    def __init__(
+        self,
+        client: WebClient,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self.ttl = ttl
+        self.clock = clock
+        self._cache: dict[str, tuple[float, SlackUser]] = {}
+        self._lock = threading.Lock()
+
+    def user(self, user_id: str) -> SlackUser:
+        if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", str(user_id)):
+            raise SlackLookupError(f"{user_id!r} is not a Slack user id")
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(user_id)
+            if hit and now - hit[0] < self.ttl:
+                return hit[1]
+        try:
+            data = self.client.users_info(user=user_id)["user"]
+            if not isinstance(data, dict) or data.get("id", user_id) != user_id:
+                raise KeyError("user")
+        except Exception as exc:  # noqa: BLE001 - Slack's error, a timeout, a bad answer
+            raise SlackLookupError(f"users.info failed for {user_id}: {exc}") from exc
+        if data.get("deleted"):
+            raise SlackLookupError(f"{user_id} is a deactivated Slack user")
+        profile = data.get("profile") if isinstance(data.get("profile"), dict) else {}
+        name = data.get("name")
+        user = SlackUser(
+            id=user_id,
+            # The unique user name, or the id itself: never the display name, which anyone
+            # can set to "alice".
+            handle=name if isinstance(name, str) and name.strip() else user_id,
+            email=profile.get("email") or None,
+            display_name=profile.get("display_name") or "",
+            team_id=str(data.get("team_id") or ""),
+        )
+        with self._lock:
+            if len(self._cache) > 5000:
+                self._cache.clear()
+            self._cache[user_id] = (now, user)
+        return user

@@ -1,0 +1,92 @@
+"""Where a mistake is, as `file:line`: the line of each key in a policy file's
+RESOURCES and GROUPS literals, the line an exception was raised at, and the line a hook
+is running now."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+
+def locate(name: str, lines: dict[tuple, int], keys: tuple) -> str:
+    """`file:line` of the most specific known key: (res, "fields.ticket.pattern")
+    falls back to (res, "fields.ticket"), (res, "fields"), (res,) and line 1."""
+    keys = tuple(str(k) for k in keys)
+    candidates = [keys]
+    if len(keys) == 2:
+        parts = keys[1].split(".")
+        candidates += [(keys[0], ".".join(parts[:n])) for n in range(len(parts) - 1, 0, -1)]
+    candidates += [keys[:1], ()]
+    for candidate in candidates:
+        if candidate in lines:
+            return f"{name}:{lines[candidate]}"
+    return f"{name}:1"
+
+
+def key_lines(source: str) -> dict[tuple, int]:
+    """Map (resource,) and (resource, "key.sub.key") to their line in the RESOURCES
+    literal, and ("<GROUPS>", name) to the line of a group in GROUPS."""
+    lines: dict[tuple, int] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return lines
+
+    def walk(resource, prefix: str, node: ast.Dict) -> None:
+        for key, val in zip(node.keys, node.values):
+            if isinstance(key, ast.Constant):
+                path = f"{prefix}{key.value}"
+                lines[(resource, path)] = key.lineno
+                if isinstance(val, ast.Dict):
+                    walk(resource, f"{path}.", val)
+
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        if "GROUPS" in names:
+            lines[("<GROUPS>",)] = node.lineno
+            if isinstance(value, ast.Dict):
+                for key in value.keys:
+                    if isinstance(key, ast.Constant):
+                        lines[("<GROUPS>", str(key.value))] = key.lineno
+        if "RESOURCES" not in names:
+            continue
+        lines[()] = node.lineno
+        if not isinstance(value, ast.Dict):
+            continue
+        for key, val in zip(value.keys, value.values):
+            if isinstance(key, ast.Constant):
+                lines[(str(key.value),)] = key.lineno
+                if isinstance(val, ast.Dict):
+                    walk(str(key.value), "", val)
+    return lines
+
+
+def line_in(path: Path, exc: BaseException) -> int | str:
+    """The line of `path` where `exc` was raised (the innermost frame in that file)."""
+    line: int | str = "?"
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename) == path:
+            line = frame.lineno
+    return line
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def running_line(worker: threading.Thread, filename: str) -> int | None:
+    """The line of `filename` the worker thread is running now (innermost such frame)."""
+    frame = sys._current_frames().get(worker.ident)
+    while frame is not None:
+        if frame.f_code.co_filename == filename:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None

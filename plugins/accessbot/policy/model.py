@@ -1,0 +1,133 @@
+"""What a loaded policy is: its resources (with their prompt fields and escalation
+levels), the set of them with the groups, and PolicyError for a directory that did not load."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..domain import format_duration
+from ..strategies import Strategy
+
+FIELD_VALUE_LIMIT = 200
+
+
+class PolicyError(Exception):
+    """The policy directory did not load; `errors` holds one `file:line: message` each,
+    `warnings` what would not stop the bot from loading them (see load_policies)."""
+
+    def __init__(self, errors: list[str], warnings: list[str] | None = None):
+        self.errors = errors
+        self.warnings = list(warnings or [])
+        super().__init__("\n".join(errors))
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One prompt field a request must (or may) carry: `ticket=OPS-12`."""
+
+    name: str
+    pattern: re.Pattern | None
+    required: bool
+    help: str
+
+    def problem(self, value: str) -> str | None:
+        """Why `value` is not acceptable, with the help text; None when it is."""
+        if len(value) > FIELD_VALUE_LIMIT:
+            return f"{self.name} is longer than {FIELD_VALUE_LIMIT} characters"
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            return f"{self.name}={value} is not valid" + (f": {self.help}" if self.help else "")
+        return None
+
+    def summary(self) -> dict:
+        return {
+            "pattern": self.pattern.pattern if self.pattern else None,
+            "required": self.required,
+            "help": self.help,
+        }
+
+
+@dataclass(frozen=True)
+class EscalationLevel:
+    """Who else is asked, and where, when a request is still undecided `after` it was made."""
+
+    after: timedelta
+    approvers: tuple[str, ...]
+    channel: str
+
+    def to_dict(self) -> dict:
+        """As a request keeps it: a reload never changes the levels of a request made."""
+        return {
+            "after": self.after.total_seconds(),
+            "approvers": list(self.approvers),
+            "channel": self.channel,
+        }
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    description: str
+    max_duration: timedelta
+    default_duration: timedelta
+    approvers: tuple[str, ...]
+    channel: str
+    approvals_required: int
+    allow_self_approval: bool
+    max_extensions: int
+    strategy_settings: dict
+    strategy: Strategy
+    file: str
+    hooks: dict[str, Callable] = field(default_factory=dict, compare=False)
+    fields: dict[str, FieldSpec] = field(default_factory=dict)
+    durations: tuple[timedelta, ...] = ()  # when set, the only durations one may ask for
+    escalation: tuple[EscalationLevel, ...] = ()
+    # Who may hold it without a grant, and whether the standing-access sweep removes others.
+    standing: tuple[str, ...] = ()
+    remove_standing: bool = False
+
+    def nearest_duration(self, duration: timedelta) -> timedelta:
+        """A duration one may ask for instead of `duration`: the longest listed one not
+        above it (else the shortest), or within max_duration without a list."""
+        if not self.durations:
+            return min(duration, self.max_duration)
+        shorter = [d for d in self.durations if d <= duration]
+        return shorter[-1] if shorter else self.durations[0]
+
+    def summary(self) -> dict:
+        return {
+            "description": self.description,
+            "max_duration": format_duration(self.max_duration),
+            "default_duration": format_duration(self.default_duration),
+            "approvers": list(self.approvers),
+            "channel": self.channel,
+            "approvals_required": self.approvals_required,
+            "allow_self_approval": self.allow_self_approval,
+            "max_extensions": self.max_extensions,
+            "strategy": self.strategy_settings,
+            "hooks": sorted(self.hooks),
+            "fields": {name: spec.summary() for name, spec in self.fields.items()},
+            "durations": [format_duration(d) for d in self.durations],
+            "escalation": [
+                {**level.to_dict(), "after": format_duration(level.after)}
+                for level in self.escalation
+            ],
+            "standing": list(self.standing),
+            "remove_standing": self.remove_standing,
+        }
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    resources: dict[str, Resource]
+    files: tuple[str, ...]
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> members
+    warnings: tuple[str, ...] = ()  # `file:line: message`s that did not stop the load
+
+    def get(self, name: str) -> Resource | None:
+        return self.resources.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self.resources)
