@@ -8,10 +8,13 @@ from datetime import timedelta
 import pytest
 
 from accessbot import messages
+from accessbot.bootstrap import bootstrap
 from accessbot.domain import AccessError, Status
+from accessbot.integrations.pagerduty import PagerDutyNotConfigured
 from accessbot.results import Cancelled, Denied, Submitted
-from tests.builders import a_request, build_service, person
-from tests.conftest import START
+from accessbot.settings import Settings
+from tests.builders import a_request, build_service, person, two_resource_policy
+from tests.conftest import START, policy_file
 
 
 @pytest.fixture
@@ -154,3 +157,25 @@ def test_a_time_out_is_the_schedulers():
     request.time_out(START)
 
     assert request.status is Status.TIMED_OUT and request.history[-1].actor == "scheduler"
+
+
+def test_bootstrap_opens_the_configured_store_and_takes_the_settings(tmp_path, clock, webhook):
+    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(webhook.url))
+    settings = Settings(
+        policy_dir=str(tmp_path / "policies"),
+        db_path=str(tmp_path / "data" / "access.json"),
+        audit_path=str(tmp_path / "data" / "audit.jsonl"),
+        pending_timeout=timedelta(minutes=20),
+        user_github={"carol": "carol-gh"},
+    )
+
+    service = bootstrap(settings, clock=clock, check_env=False)
+    try:
+        assert service.policy_error is None and service.policies.get("prod-db")
+        assert service.pending_timeout == timedelta(minutes=20)
+        assert service.accounts.find("github", "carol") == "carol-gh"
+        assert isinstance(service.pagerduty, PagerDutyNotConfigured)  # no token set
+        made = service.request(person("carol"), "prod-db", None, "INC-1").request
+        assert service.store.get(made.id).status is Status.PENDING
+    finally:
+        service.store.close()
