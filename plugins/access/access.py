@@ -43,12 +43,20 @@ from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # n
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.rebuild import (  # noqa: E402
+    DegradedService,
+    degraded_reason,
+    open_degraded_backend,
+    rebuilt_notice,
+    store_held_elsewhere,
+    strategy_of,
+)
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
-from accessbot.store import StoreError  # noqa: E402
+from accessbot.store import StoreError, StoreFiles  # noqa: E402
 from accessbot.strategies import Accounts  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
@@ -93,6 +101,7 @@ class Access(BotPlugin):
         self.ready = False
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
+        self.degraded = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
         self.courier = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
@@ -127,16 +136,22 @@ class Access(BotPlugin):
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
         self.undelivered = UndeliveredNotices()
+        self.degraded = None  # why the bot runs on grants rebuilt from the audit log
         try:
             self.backend = open_backend(self.settings, self.clock)
-            self.metrics = Metrics(counts=self.backend.store.live_counts)
         except StoreError as exc:
-            # Never start empty on a damaged store: that would forget live grants, which
-            # would then never be revoked. Refuse every command until an admin fixes it.
-            self.startup_error = f"The access bot did not start: {exc}"
-            log.critical("%s", self.startup_error)
-            self.tell_admins(self.startup_error)
-            return
+            files = StoreFiles.of(self.settings.db_path)
+            if self.settings.db_url or store_held_elsewhere(files):
+                self.startup_error = f"The access bot did not start: {exc}"
+                log.critical("%s", self.startup_error)
+                self.tell_admins(self.startup_error)
+                return
+            # Never start empty on a damaged store (live grants would never be revoked):
+            # run on the grants the audit log holds, revoke them on time, decide nothing.
+            self.degraded = degraded_reason(exc)
+            log.critical("the store is damaged: %s", exc)
+            self.backend = open_degraded_backend(self.settings, self.clock)
+        self.metrics = Metrics(counts=self.backend.store.live_counts)
         # The audit sinks: a log shorter than what a sink acknowledged is told (and
         # audited) before anything else is written; shipping starts with the scheduler.
         self.sinks = AuditSinks(
@@ -173,6 +188,14 @@ class Access(BotPlugin):
                 fallback=NamedPeople(self.settings.user_emails),
             ),
         )
+        if self.degraded:
+            rebuilt = self.backend.store.fill(
+                StoreFiles.of(self.settings.db_path),
+                self.backend.audit.events(),
+                strategy_of(self.service.policies),
+            )
+            self.service = DegradedService(self.service, self.degraded)
+            self.tell_admins(rebuilt_notice(rebuilt, self.degraded))
         if self.service.policy_error:
             self.tell_admins(
                 "Access bot: the policy files did not load, nothing can be requested:\n"
@@ -187,7 +210,7 @@ class Access(BotPlugin):
             self.settings.standing_sweep,
         )
         jobs = []
-        if self.settings.standing_sweep:
+        if self.settings.standing_sweep and not self.degraded:  # not on a partial picture
             jobs.append(
                 StandingJob(
                     self.standing,
@@ -763,5 +786,7 @@ class Access(BotPlugin):
         else:
             verdict = self.health.verdict()
             verdict_ok, reason = verdict.ok, verdict.reason
+            if verdict_ok and self.degraded:  # revoking, but someone must rebuild the store
+                verdict_ok, reason = False, f"degraded: {self.degraded}"
         body = json.dumps({"status": "ok" if verdict_ok else "unhealthy", "reason": reason})
         return body, 200 if verdict_ok else 503, {"Content-Type": "application/json"}

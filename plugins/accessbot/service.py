@@ -30,7 +30,6 @@ from .domain import (
     Status,
     TransitionError,
     format_duration,
-    iso,
     new_id,
     normalize_handle,
 )
@@ -55,6 +54,7 @@ from .policy import (
     refusal_problem,
     run_hook,
 )
+from .rebuild import grant_fields
 from .store import DecisionLock, RequestStore, StoreError
 from .strategies import (
     Accounts,
@@ -1657,7 +1657,7 @@ class AccessService:
                             "bot",
                             outcome="active",
                             detail=f"until {msg.when(request.expires_at)}; {note}",
-                            expires_at=iso(request.expires_at),
+                            **grant_fields(request),
                         )
                     except AccessError as exc:
                         unrecorded = str(exc)
@@ -1890,7 +1890,14 @@ class AccessService:
                         request.next_retry_at = None
                         request.move(final, now, actor)
                         self._owe_follow_up(request, "after_revoke")
-                        done.append((request, error, final.value, {"outcome": final.value}))
+                        done.append(
+                            (
+                                request,
+                                error,
+                                final.value,
+                                {"outcome": final.value, **grant_fields(request)},
+                            )
+                        )
                     else:
                         request.revoke_attempts += 1
                         delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
@@ -1900,6 +1907,7 @@ class AccessService:
                         fields = {
                             "outcome": "revoke_failed",
                             "detail": f"attempt {request.revoke_attempts}: {error}",
+                            **grant_fields(request),
                         }
                         done.append((request, error, "revoke_failed", fields))
                 self._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
@@ -2012,7 +2020,7 @@ class AccessService:
                         extension.decided_by or "policy",
                         outcome="active",
                         detail=f"by {extension.id} until {msg.when(new_end)}",
-                        expires_at=iso(new_end),
+                        **grant_fields(grant),
                         extension=extension.id,
                     )
                     extension.move(
