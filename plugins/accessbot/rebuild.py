@@ -392,7 +392,13 @@ class MemoryStore:
     """The RequestStore port in memory, for a bot running on rebuilt grants: nothing it
     is told outlives the process (the audit log records every change anyway)."""
 
-    def __init__(self, requests: Iterable[Request] = (), cursors: dict[str, dict] | None = None):
+    def __init__(
+        self,
+        requests: Iterable[Request] = (),
+        cursors: dict[str, dict] | None = None,
+        held: FileLock | None = None,
+    ):
+        self.held = held  # a lock on the damaged store's files, released at close
         self.lock = threading.RLock()
         self._requests: dict[str, Request] = {r.id: r.copy() for r in requests}
         self._standing: dict[str, dict] = {}
@@ -525,7 +531,8 @@ class MemoryStore:
             self._cursors[cursor.name] = cursor
 
     def close(self) -> None:
-        pass
+        if self.held is not None:
+            self.held.close()
 
     def fill(
         self,
@@ -586,8 +593,12 @@ def open_degraded_backend(settings, clock):
         cursors = read_sink_cursors(files.sink_cursors)
     except Exception:  # noqa: BLE001 - the sinks then ship from the start: duplicates, no loss
         cursors = {}
+    # Held shared like an open store's, so `store rebuild` and `restore` wait for this bot
+    # to stop: what it revokes meanwhile is audited, and the rebuild must read it.
+    held = FileLock(files.open_lock)
+    held.acquire(exclusive=False, wait=False)
     return Backend(
-        MemoryStore(cursors=cursors),
+        MemoryStore(cursors=cursors, held=held),
         AuditLog(settings.audit_path, clock, settings.audit_max_bytes),
         SoleLeader(),
         f"grants rebuilt from the audit at {settings.audit_path} (store damaged)",
