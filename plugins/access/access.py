@@ -43,6 +43,7 @@ from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # n
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
     DegradedService,
     degraded_reason,
@@ -203,6 +204,10 @@ class Access(BotPlugin):
             )
         self.slack = self.start_slack()
         self.courier = Courier(self.deliver)
+        # Told on the courier's thread: a slow chat never holds up the scheduler.
+        self.database_watch = DatabaseWatch(
+            lambda text: self.courier.send([Notice("admins", "", text)])
+        )
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,
@@ -308,7 +313,9 @@ class Access(BotPlugin):
         return checker
 
     def scheduler_beat(self, leads: bool) -> None:
-        """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics."""
+        """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics,
+        and the admins when it lost or got back the database."""
+        self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
         self.metrics.leader.set(1 if leads else 0)
         if self.courier is not None:
             self.metrics.notices_queued.set(self.courier.depth)
@@ -478,22 +485,25 @@ class Access(BotPlugin):
         if self.startup_error:
             yield self.startup_error
             return
+
+        def bounded(actor):  # on whichever thread runs it: the database is waited for briefly
+            with self.backend.for_command():
+                return call(actor)
+
         try:
             actor = self.actor(msg.frm)
-            text = ack() if ack is not None else None
+            with self.backend.for_command():
+                text = ack() if ack is not None else None
             if text:
-                result = yield from self.acknowledged(call, actor, text)
+                result = yield from self.acknowledged(bounded, actor, text)
             else:
-                result = call(actor)
+                result = bounded(actor)
         except (AccessError, CommandSyntaxError) as exc:
             yield str(exc)
             return
         except StoreError as exc:
             log.error("command failed, the store did not answer: %s: %s", msg.body, exc)
-            yield (
-                f"The bot's database is not answering ({exc}), so nothing was decided. "
-                "Try again in a minute; an admin has the details in the bot's log."
-            )
+            yield messages.database_not_answering(exc)
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("command failed: %s", msg.body)
@@ -674,6 +684,7 @@ class Access(BotPlugin):
         identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
         app = SlackApp(
             service=self.service,
+            for_command=self.backend.for_command,
             client=client,
             make_actor=self.slack_actor,
             deliver=self.deliver,

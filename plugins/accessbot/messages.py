@@ -517,3 +517,27 @@ def undeliverable(notice, error: str) -> str:
         f"To fix: {fix}.{waiting} You will hear about {where} again only if this happens after "
         "a message there got through."
     )
+
+
+def database_not_answering(error: Exception) -> str:
+    """A command's answer while the database does not answer (within ACCESS_DB_COMMAND_WAIT)."""
+    return (
+        f"The bot's database is not answering ({error}), so nothing was decided. "
+        "Try again in a minute; an admin has the details in the bot's log."
+    )
+
+
+def database_lost(error: str) -> str:
+    return (
+        f"Access bot: the scheduler cannot reach its database ({error}). Until it is back "
+        "this bot revokes, grants and times out nothing (another bot that reaches the "
+        "database takes over), and commands answer that nothing was decided. You are told "
+        "once more when it is back."
+    )
+
+
+def database_back(seconds: float) -> str:
+    return (
+        f"Access bot: the scheduler reaches its database again (it was away about "
+        f"{seconds:.0f}s); what came due meanwhile is revoked first."
+    )
