@@ -45,6 +45,7 @@ from .messages import redact_urls
 from .store import (
     SNAPSHOT_HEAD,
     SNAPSHOT_TAIL,
+    ConflictError,
     FileLock,
     SinkCursor,
     StoreFiles,
@@ -57,11 +58,8 @@ log = logging.getLogger(__name__)
 
 REBUILD_COMMAND = "python -m accessbot store rebuild"
 
-# Audit events after which a request holds access, and those after which it no longer does.
-_GRANTING = {"granted", "extended", "revoke_failed", "revoke_requested"}
-_ENDING = {"expired": Status.EXPIRED, "revoked": Status.REVOKED}
-# The other events that move a request, by the status they leave it in.
-_MOVES = {
+# The status each audit event leaves a request in (events not named leave it as it was).
+_STATUS_AFTER = {
     "requested": Status.PENDING,
     "approved": Status.APPROVED,
     "grant_retry": Status.APPROVED,
@@ -73,6 +71,12 @@ _MOVES = {
     "extension_refused": Status.GRANT_FAILED,
     "extension_failed": Status.GRANT_FAILED,
     "extension_applied": Status.EXTENDED,
+    "granted": Status.ACTIVE,
+    "extended": Status.ACTIVE,
+    "revoke_requested": Status.ACTIVE,
+    "revoke_failed": Status.REVOKE_FAILED,
+    "expired": Status.EXPIRED,
+    "revoked": Status.REVOKED,
 }
 
 
@@ -161,60 +165,72 @@ class _Trace:
     def add(self, record: dict) -> None:
         event, at = record.get("event", ""), from_iso(record.get("ts"))
         self.fields.update({k: v for k, v in record.items() if v not in (None, "")})
-        if event == "requested":
-            self.requested, self.created_at = record, at
-        if event in _MOVES:
-            self.status = _MOVES[event]
-        if event in _GRANTING:
-            self.status = Status.REVOKE_FAILED if event == "revoke_failed" else Status.ACTIVE
-            if event == "revoke_failed":
-                self.revoke_attempts += 1
-            if event == "extended":
-                self.extensions += 1
-                self.reminded = False
-            if event == "granted":
-                self.reminded = False
-        if event == "revoke_requested":
-            self.ending = "revoked"
-        if event == "expiry_reminder":
-            self.reminded = True
-        if event == "approved" and record.get("actor") == "policy":
-            self.review_required = True  # break-glass: a human reviews it afterwards
-        if event == "reviewed" and at is not None:
-            self.reviewed = (str(record.get("actor", "")), at)
-        if event in _ENDING:
-            self.status = _ENDING[event]
+        self.status = _STATUS_AFTER.get(event, self.status)
+        seen = getattr(self, f"_on_{event}", None)
+        if seen is not None:
+            seen(record, at)
         if at is not None and event:
             self.history.append(Event(at, event, str(record.get("actor", "")), ""))
 
+    def _on_requested(self, record: dict, at: datetime | None) -> None:
+        self.requested, self.created_at = record, at
+
+    def _on_approved(self, record: dict, at: datetime | None) -> None:
+        if record.get("actor") == "policy":
+            self.review_required = True  # break-glass: a human reviews it afterwards
+
+    def _on_granted(self, record: dict, at: datetime | None) -> None:
+        self.reminded = False
+
+    def _on_extended(self, record: dict, at: datetime | None) -> None:
+        self.extensions += 1
+        self.reminded = False  # a new end earns a new reminder
+
+    def _on_expiry_reminder(self, record: dict, at: datetime | None) -> None:
+        self.reminded = True
+
+    def _on_revoke_requested(self, record: dict, at: datetime | None) -> None:
+        self.ending = "revoked"
+
+    def _on_revoke_failed(self, record: dict, at: datetime | None) -> None:
+        self.revoke_attempts += 1
+
+    def _on_reviewed(self, record: dict, at: datetime | None) -> None:
+        if at is not None:
+            self.reviewed = (str(record.get("actor", "")), at)
+
     def request(self, strategy_for: Callable[[str], dict | None]) -> tuple[Request | None, str]:
         """The request as far as the audit tells it; (None, why) if it cannot be rebuilt."""
-        f = self.fields
-        resource, user = f.get("resource"), f.get("user")
-        if not resource or not user or self.status is None:
+        if not self.fields.get("resource") or not self.fields.get("user") or not self.status:
             return None, f"request {self.id}: the audit log does not say who asked for what"
+        request = self._skeleton()
+        if request.status not in HOLDS_ACCESS:
+            return request, ""
+        return self._with_strategy(request, strategy_for)
+
+    def _skeleton(self) -> Request:
+        f, asked = self.fields, self.requested
         granted_at, expires_at = from_iso(f.get("granted_at")), from_iso(f.get("expires_at"))
-        created = self.created_at or granted_at or (self.history[0].at if self.history else None)
         try:
-            duration = parse_duration(self.requested["duration"])
+            duration = parse_duration(asked["duration"])
         except (KeyError, ValueError):
             duration = (expires_at - granted_at) if expires_at and granted_at else timedelta(0)
-        approvers = [a for a in str(self.requested.get("approvers", "")).split(", ") if a]
+        grant_id = str(f.get("grant_id", ""))
         request = Request(
             id=self.id,
-            requester=user,
-            resource=resource,
+            requester=f["user"],
+            resource=f["resource"],
             duration=duration,
-            reason=str(self.requested.get("reason", "")),
-            created_at=created,
+            reason=str(asked.get("reason", "")),
+            created_at=self.created_at or granted_at or self.history[0].at,
             channel=str(f.get("channel", "")),
-            approvers=approvers,
+            approvers=[a for a in str(asked.get("approvers", "")).split(", ") if a],
             status=self.status,
             requester_id=str(f.get("user_id", "")),
             requester_email=f.get("user_email"),
             requester_address=str(f.get("user_address", "")),
-            extends=self.requested.get("extends"),
-            fields=dict(self.requested.get("fields") or {}),
+            extends=asked.get("extends"),
+            fields=dict(asked.get("fields") or {}),
             granted_at=granted_at,
             expires_at=expires_at,
             account=f.get("account"),
@@ -223,34 +239,38 @@ class _Trace:
             extensions=self.extensions,
             reminder_sent=self.reminded,
             history=list(self.history),
+            grant_round=int(grant_id.rpartition(".")[2]) if "." in grant_id else 0,
+            review_required=self.review_required,
         )
-        grant_id = str(f.get("grant_id", ""))
-        if "." in grant_id:
-            request.grant_round = int(grant_id.rpartition(".")[2] or 0)
-        request.review_required = self.review_required
         if self.reviewed:
             request.reviewed_by, request.reviewed_at = self.reviewed
         if request.status in FINAL:
-            request.ended_at = self.history[-1].at if self.history else None
-        if request.status not in HOLDS_ACCESS:
-            return request, ""
-        recorded = f.get("strategy")
-        current = strategy_for(resource)
-        if isinstance(recorded, dict) and recorded and not f.get("strategy_redacted"):
+            request.ended_at = self.history[-1].at
+        return request
+
+    def _with_strategy(
+        self, request: Request, strategy_for: Callable[[str], dict | None]
+    ) -> tuple[Request | None, str]:
+        """The settings its revoke is made with: as recorded unless credentials were taken
+        out of them, then the current policy's."""
+        recorded = self.fields.get("strategy")
+        recorded = recorded if isinstance(recorded, dict) and recorded else None
+        current = strategy_for(request.resource)
+        what = f"grant {request.grant_id} ({request.resource} for {request.requester})"
+        if recorded and not self.fields.get("strategy_redacted"):
             request.strategy = recorded
         elif current:
-            request.strategy = dict(current)  # the recorded one had credentials taken out
-        elif isinstance(recorded, dict) and recorded:
+            request.strategy = dict(current)
+        elif recorded:
             request.strategy = recorded
             return request, (
-                f"grant {request.grant_id} ({resource} for {user}): its recorded strategy "
-                "settings had credentials taken out and no policy names the resource any "
-                "more; its revoke may fail: check it at the target"
+                f"{what}: its recorded strategy settings had credentials taken out and no "
+                "policy names the resource any more; its revoke may fail: check the target"
             )
         else:
             return None, (
-                f"grant {request.grant_id} ({resource} for {user}) holds access, but neither "
-                "the audit log nor a policy says how to revoke it: revoke it by hand"
+                f"{what} holds access, but neither the audit log nor a policy says how to "
+                "revoke it: revoke it by hand"
             )
         return request, ""
 
@@ -272,25 +292,29 @@ def rebuild(
             traces.setdefault(request_id, _Trace(request_id)).add(record)
     salvaged = salvaged or {}
     for trace in traces.values():
-        rebuilt, problem = trace.request(strategy_for)
+        request, problem = _choose(*trace.request(strategy_for), salvaged.get(trace.id))
         if problem:
             result.problems.append(problem)
-        base = salvaged.get(trace.id)
-        if base is not None and (rebuilt is None or _agrees(base, rebuilt)):
-            request = _merged(base, rebuilt)
-        elif rebuilt is not None and rebuilt.status not in (Status.PENDING, Status.APPROVED):
-            request = rebuilt
-        else:
-            if rebuilt is not None:
-                result.problems.append(_lost(rebuilt))
-            continue
-        (result.finished if request.status in FINAL else result.live).append(request)
+        if request is not None:
+            (result.finished if request.status in FINAL else result.live).append(request)
     for request_id, request in salvaged.items():  # finished before the audit log begins
         if request_id not in traces and request.status in FINAL:
             result.finished.append(request)
     result.live.sort(key=lambda r: (r.created_at, r.id))
     result.finished.sort(key=lambda r: (r.created_at, r.id))
     return result
+
+
+def _choose(
+    rebuilt: Request | None, problem: str, base: Request | None
+) -> tuple[Request | None, str]:
+    """The request to keep, from the audit's version and the salvaged one, and what an
+    admin should hear about it."""
+    if base is not None and (rebuilt is None or _agrees(base, rebuilt)):
+        return _merged(base, rebuilt), ""  # the salvaged line fills what the audit lacks
+    if rebuilt is not None and rebuilt.status in (Status.PENDING, Status.APPROVED):
+        return None, _lost(rebuilt)  # the audit does not hold enough to decide it
+    return rebuilt, problem
 
 
 def _agrees(base: Request, rebuilt: Request) -> bool:
@@ -409,8 +433,6 @@ class MemoryStore:
         self.save_many([request])
 
     def save_many(self, requests: Iterable[Request]) -> None:
-        from .store import ConflictError
-
         requests = list(requests)
         with self.lock:
             for request in requests:
