@@ -1890,14 +1890,8 @@ class AccessService:
                         request.next_retry_at = None
                         request.move(final, now, actor)
                         self._owe_follow_up(request, "after_revoke")
-                        done.append(
-                            (
-                                request,
-                                error,
-                                final.value,
-                                {"outcome": final.value, **grant_fields(request)},
-                            )
-                        )
+                        ended = {"outcome": final.value, **grant_fields(request)}
+                        done.append((request, error, final.value, ended))
                     else:
                         request.revoke_attempts += 1
                         delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
