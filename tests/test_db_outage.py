@@ -181,3 +181,34 @@ def wait_until(condition, timeout: float = 60) -> None:
             return
         pause.wait(0.1)
     raise AssertionError("never happened")
+
+
+def test_the_command_wait_is_its_own_setting_in_seconds():
+    from accessbot.settings import Settings, SettingsError
+
+    assert Settings.load(environ={}).db_command_wait == 1.5
+    assert Settings.load(environ={"ACCESS_DB_COMMAND_WAIT": "1s"}).db_command_wait == 1.0
+    with pytest.raises(SettingsError, match="ACCESS_DB_COMMAND_WAIT must be seconds"):
+        Settings.load(environ={"ACCESS_DB_COMMAND_WAIT": "soon"})
+
+
+def test_a_slack_click_while_the_database_is_away_says_so_and_decides_nothing(
+    own_server, start_bot, fake, webhook
+):
+    from accessbot.integrations import slack
+    from tests.slack_fakes import click_payload
+    from tests.slack_fixtures import request_card
+
+    bot = start_bot(
+        "socket", config={"ACCESS_DB_URL": own_server.database(), "ACCESS_TICK_SECONDS": 0.2}
+    )
+    rid, card = request_card(bot, fake)
+
+    own_server.halt()
+    try:
+        bot.interact(click_payload(slack.APPROVE, rid, "UBOB", card))
+        (answer,) = fake.wait(lambda: fake.ephemeral_to("UBOB"), "bob's answer", timeout=30)
+    finally:
+        own_server.resume()
+    assert "database is not answering" in answer and "nothing was decided" in answer
+    assert webhook.actions() == []
