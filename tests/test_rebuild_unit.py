@@ -76,3 +76,49 @@ def test_a_memory_store_gives_due_grants_to_the_scheduler():
     due = store.due_for_revocation(datetime.fromisoformat("2026-11-24T09:31:00Z"))
     assert [r.id for r in due] == ["abc234"]
     assert store.next_revocation_at() == grant.expires_at
+
+
+def test_a_salvaged_line_fills_what_the_audit_lacks_and_the_audit_wins_the_rest(tmp_path):
+    import json
+    from datetime import datetime, timedelta
+
+    from accessbot.domain import Request
+    from accessbot.rebuild import salvage
+    from accessbot.store import StoreFiles
+
+    files = StoreFiles.of(tmp_path / "access.json")
+    saved = Request(
+        id="abc234",
+        requester="carol",
+        resource="prod-db",
+        duration=timedelta(minutes=30),
+        reason="INC-42",
+        created_at=datetime.fromisoformat("2026-11-24T09:00:00Z"),
+        channel="#access-approvals",
+        approvers=["alice", "bob"],
+        approver_ids=["UALICE", "UBOB"],
+        card_ref={"channel": "C1", "ts": "1.2"},
+        status=Status.ACTIVE,
+        expires_at=datetime.fromisoformat("2026-11-24T09:31:00Z"),  # before the extension
+        version=3,
+    )
+    line = json.dumps(saved.to_dict()).encode()
+    files.journal.write_bytes(line + b"\n" + line[:40] + b"\x00garbage\n")
+    more = {"event": "extended", "ts": "2026-11-24T09:20:00Z", "expires_at": "2026-11-24T10:01:00Z"}
+
+    (grant,) = rebuild(events(POLICY, False, more), salvaged=salvage(files)).holding
+
+    assert grant.approver_ids == ["UALICE", "UBOB"] and grant.card_ref == {
+        "channel": "C1",
+        "ts": "1.2",
+    }
+    assert grant.expires_at.isoformat() == "2026-11-24T10:01:00+00:00"
+    assert grant.version == 0  # a new record in whichever store it goes to
+
+
+def test_a_request_waiting_for_approval_is_named_not_guessed_when_only_the_audit_has_it():
+    (requested,) = events(POLICY, False)[:1]
+    rebuilt = rebuild([requested], lambda resource: POLICY)
+    assert rebuilt.live == [] and rebuilt.finished == []
+    assert "abc234 (prod-db for carol) was waiting for approval" in rebuilt.problems[0]
+    assert "the requester asks again" in rebuilt.problems[0]
