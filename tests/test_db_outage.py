@@ -112,3 +112,103 @@ def test_rows_left_by_bots_long_dead_are_cleared(pg_url):
         assert ("bot:ghost",) not in leases and claims == []
     finally:
         db.close()
+
+
+# -- commands and the admins while the database is away -------------------------------
+
+
+def test_while_the_database_is_away_commands_say_so_and_decide_nothing(
+    own_server, bot_factory, policy_dir, webhook
+):
+    from tests.conftest import access_plugin, policy_file, request_id, webhook_policy
+
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_DB_URL=own_server.database(), ACCESS_TICK_SECONDS=0.2)
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing INC-42"))
+    db = access_plugin(chat.backend).backend.db
+    assert 0 < db.command_wait < 2  # a command waits this long for a connection, then answers
+
+    own_server.halt()
+    try:
+        for who, command in (
+            ("dave", "!access request prod-db 30m fixing INC-43"),
+            ("bob", f"!approve {rid}"),
+            ("carol", "!access mine"),
+        ):
+            reply = chat.reply(who, command)
+            assert "database is not answering" in reply, reply
+            assert "nothing was decided" in reply
+    finally:
+        own_server.resume()
+    assert webhook.actions() == []
+
+
+def test_the_admins_hear_once_that_the_scheduler_lost_the_database_and_once_it_is_back(
+    own_server, bot_factory, policy_dir, webhook
+):
+    from tests.conftest import access_plugin, policy_file, webhook_policy
+
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_DB_URL=own_server.database(), ACCESS_TICK_SECONDS=0.2)
+    scheduler = access_plugin(chat.backend).scheduler
+    lost, back = "the scheduler cannot reach its database", "reaches its database again"
+
+    own_server.halt()
+    try:
+        chat.wait_for("admin", lost, timeout=60)
+        beat = scheduler_beats(chat)  # it asks again meanwhile, and is not told again
+        wait_until(lambda: scheduler_beats(chat) != beat)
+    finally:
+        own_server.resume()
+    chat.wait_for("admin", back, timeout=60)
+    assert scheduler.running
+    told = [t for t in chat.to("admin") if lost in t or back in t]
+    assert len(told) == 2, told
+    assert "nothing was decided" in told[0] and "postgresql://" in told[0]
+
+
+def scheduler_beats(chat) -> float | None:
+    """When the scheduler last asked for its lease (it does even while it cannot reach it)."""
+    from tests.conftest import access_plugin
+
+    return access_plugin(chat.backend).health._last_beat
+
+
+def wait_until(condition, timeout: float = 60) -> None:
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.1)):
+        if condition():
+            return
+        pause.wait(0.1)
+    raise AssertionError("never happened")
+
+
+def test_the_command_wait_is_its_own_setting_in_seconds():
+    from accessbot.settings import Settings, SettingsError
+
+    assert Settings.load(environ={}).db_command_wait == 1.5
+    assert Settings.load(environ={"ACCESS_DB_COMMAND_WAIT": "1s"}).db_command_wait == 1.0
+    with pytest.raises(SettingsError, match="ACCESS_DB_COMMAND_WAIT must be seconds"):
+        Settings.load(environ={"ACCESS_DB_COMMAND_WAIT": "soon"})
+
+
+def test_a_slack_click_while_the_database_is_away_says_so_and_decides_nothing(
+    own_server, start_bot, fake, webhook
+):
+    from accessbot.integrations import slack
+    from tests.slack_fakes import click_payload
+    from tests.slack_fixtures import request_card
+
+    bot = start_bot(
+        "socket", config={"ACCESS_DB_URL": own_server.database(), "ACCESS_TICK_SECONDS": 0.2}
+    )
+    rid, card = request_card(bot, fake)
+
+    own_server.halt()
+    try:
+        bot.interact(click_payload(slack.APPROVE, rid, "UBOB", card))
+        (answer,) = fake.wait(lambda: fake.ephemeral_to("UBOB"), "bob's answer", timeout=30)
+    finally:
+        own_server.resume()
+    assert "database is not answering" in answer and "nothing was decided" in answer
+    assert webhook.actions() == []

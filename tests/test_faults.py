@@ -266,7 +266,7 @@ def test_a_grant_the_audit_log_cannot_record_is_taken_back_once_and_waits_for_th
     assert audit_ok(tmp_path)
 
 
-def test_a_corrupt_db_file_stops_the_bot_with_the_path_and_the_reason(
+def test_a_corrupt_db_file_runs_the_bot_degraded_naming_the_path_and_the_fix(
     bot_factory, policy_dir, webhook, tmp_path
 ):
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
@@ -276,10 +276,10 @@ def test_a_corrupt_db_file_stops_the_bot_with_the_path_and_the_reason(
 
     chat = bot_factory()
 
-    for command in ("!access mine", "!access request prod-db 30m fixing INC-42"):
-        reply = chat.reply("carol", command)
-        assert reply.startswith(f"The access bot did not start: {db} is not valid JSON")
-        assert "restore the file from a backup" in reply
+    assert chat.reply("carol", "!access mine").startswith("You have no pending requests")
+    reply = chat.reply("carol", "!access request prod-db 30m fixing INC-42")
+    assert reply.startswith(f"Nothing was done: the store cannot be read ({db} is not valid JSON")
+    assert "python -m accessbot store rebuild" in reply
     assert db.read_text().startswith('{"requests": {"abc234"')  # left for the admin to rescue
     with pytest.raises(StoreError, match="will not start on a damaged store"):
         TinyDBStore(db)

@@ -44,12 +44,21 @@ from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # n
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.outage import DatabaseWatch  # noqa: E402
+from accessbot.rebuild import (  # noqa: E402
+    DegradedService,
+    degraded_reason,
+    open_degraded_backend,
+    rebuilt_notice,
+    store_held_elsewhere,
+    strategy_of,
+)
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
-from accessbot.store import StoreError  # noqa: E402
+from accessbot.store import StoreError, StoreFiles  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -93,6 +102,7 @@ class Access(BotPlugin):
         self.ready = False
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
+        self.degraded = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
         self.courier = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
@@ -127,16 +137,22 @@ class Access(BotPlugin):
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
         self.undelivered = UndeliveredNotices()
+        self.degraded = None  # why the bot runs on grants rebuilt from the audit log
         try:
             self.backend = open_backend(self.settings, self.clock)
-            self.metrics = Metrics(counts=self.backend.store.live_counts)
         except StoreError as exc:
-            # Never start empty on a damaged store: that would forget live grants, which
-            # would then never be revoked. Refuse every command until an admin fixes it.
-            self.startup_error = f"The access bot did not start: {exc}"
-            log.critical("%s", self.startup_error)
-            self.tell_admins(self.startup_error)
-            return
+            files = StoreFiles.of(self.settings.db_path)
+            if self.settings.db_url or store_held_elsewhere(files):
+                self.startup_error = f"The access bot did not start: {exc}"
+                log.critical("%s", self.startup_error)
+                self.tell_admins(self.startup_error)
+                return
+            # Never start empty on a damaged store (live grants would never be revoked):
+            # run on the grants the audit log holds, revoke them on time, decide nothing.
+            self.degraded = degraded_reason(exc)
+            log.critical("the store is damaged: %s", exc)
+            self.backend = open_degraded_backend(self.settings, self.clock)
+        self.metrics = Metrics(counts=self.backend.store.live_counts)
         # The audit sinks: a log shorter than what a sink acknowledged is told (and
         # audited) before anything else is written; shipping starts with the scheduler.
         self.sinks = AuditSinks(
@@ -166,6 +182,14 @@ class Access(BotPlugin):
                 fallback=NamedPeople(self.settings.user_emails),
             ),
         )
+        if self.degraded:
+            rebuilt = self.backend.store.fill(
+                StoreFiles.of(self.settings.db_path),
+                self.backend.audit.events(),
+                strategy_of(self.service.policies),
+            )
+            self.service = DegradedService(self.service, self.degraded)
+            self.tell_admins(rebuilt_notice(rebuilt, self.degraded))
         if self.service.policy_error:
             self.tell_admins(
                 "Access bot: the policy files did not load, nothing can be requested:\n"
@@ -173,6 +197,10 @@ class Access(BotPlugin):
             )
         self.slack = self.start_slack()
         self.courier = Courier(self.deliver)
+        # Told on the courier's thread: a slow chat never holds up the scheduler.
+        self.database_watch = DatabaseWatch(
+            lambda text: self.courier.send([Notice("admins", "", text)])
+        )
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,
@@ -180,7 +208,7 @@ class Access(BotPlugin):
             self.settings.standing_sweep,
         )
         jobs = []
-        if self.settings.standing_sweep:
+        if self.settings.standing_sweep and not self.degraded:  # not on a partial picture
             jobs.append(
                 StandingJob(
                     self.standing,
@@ -278,7 +306,9 @@ class Access(BotPlugin):
         return checker
 
     def scheduler_beat(self, leads: bool) -> None:
-        """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics."""
+        """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics,
+        and the admins when it lost or got back the database."""
+        self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
         self.metrics.leader.set(1 if leads else 0)
         if self.courier is not None:
             self.metrics.notices_queued.set(self.courier.depth)
@@ -448,22 +478,25 @@ class Access(BotPlugin):
         if self.startup_error:
             yield self.startup_error
             return
+
+        def bounded(actor):  # on whichever thread runs it: the database is waited for briefly
+            with self.backend.for_command():
+                return call(actor)
+
         try:
             actor = self.actor(msg.frm)
-            text = ack() if ack is not None else None
+            with self.backend.for_command():
+                text = ack() if ack is not None else None
             if text:
-                result = yield from self.acknowledged(call, actor, text)
+                result = yield from self.acknowledged(bounded, actor, text)
             else:
-                result = call(actor)
+                result = bounded(actor)
         except (AccessError, CommandSyntaxError) as exc:
             yield str(exc)
             return
         except StoreError as exc:
             log.error("command failed, the store did not answer: %s: %s", msg.body, exc)
-            yield (
-                f"The bot's database is not answering ({exc}), so nothing was decided. "
-                "Try again in a minute; an admin has the details in the bot's log."
-            )
+            yield messages.database_not_answering(exc)
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("command failed: %s", msg.body)
@@ -644,6 +677,7 @@ class Access(BotPlugin):
         identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
         app = SlackApp(
             service=self.service,
+            for_command=self.backend.for_command,
             client=client,
             make_actor=self.slack_actor,
             deliver=self.deliver,
@@ -756,5 +790,7 @@ class Access(BotPlugin):
         else:
             verdict = self.health.verdict()
             verdict_ok, reason = verdict.ok, verdict.reason
+            if verdict_ok and self.degraded:  # revoking, but someone must rebuild the store
+                verdict_ok, reason = False, f"degraded: {self.degraded}"
         body = json.dumps({"status": "ok" if verdict_ok else "unhealthy", "reason": reason})
         return body, 200 if verdict_ok else 503, {"Content-Type": "application/json"}

@@ -15,14 +15,17 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, nullcontext
 
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
+from accessbot import messages
 from accessbot.domain import AccessError
 from accessbot.identity import USER_ID
 from accessbot.integrations import slack
 from accessbot.service import AccessService, Actor, Notice, Outcome
+from accessbot.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,10 @@ class SlackApp:
         tell: Callable[[str, str], None],
         signing_secret: str | None = None,
         teams: Callable[[], frozenset[str]] = frozenset,
+        for_command: Callable[[], AbstractContextManager] = nullcontext,
     ):
         self.service = service
+        self.for_command = for_command  # around each click's service call (database waits)
         self.cards = slack.SlackCards(client)
         self.directory = slack.SlackDirectory(client)
         self.make_actor = make_actor
@@ -254,12 +259,17 @@ class SlackApp:
         """The button's twin of `!approve <id>` / `!deny <id>`."""
         try:
             actor = self.actor(click.user_id, team)
-            if click.action == "approve":
-                outcome = self.service.approve(actor, click.request_id, "")
-            else:
-                outcome = self.service.deny(actor, click.request_id, "")
+            with self.for_command():
+                if click.action == "approve":
+                    outcome = self.service.approve(actor, click.request_id, "")
+                else:
+                    outcome = self.service.deny(actor, click.request_id, "")
         except (AccessError, slack.SlackLookupError) as exc:
             self._answer(click, str(exc))
+            return
+        except StoreError as exc:
+            log.error("a %s click on %s: %s", click.action, click.request_id, exc)
+            self._answer(click, messages.database_not_answering(exc))
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("a %s click on %s failed", click.action, click.request_id)
@@ -295,11 +305,15 @@ class SlackApp:
         """Run the request; None when made, else the refusal (its text, and `field`)."""
         try:
             actor = self.actor(submission.user_id, team)
-            outcome: Outcome = self.service.request(
-                actor, submission.resource, submission.duration, submission.reason
-            )
+            with self.for_command():
+                outcome: Outcome = self.service.request(
+                    actor, submission.resource, submission.duration, submission.reason
+                )
         except (AccessError, slack.SlackLookupError) as exc:
             return exc
+        except StoreError as exc:
+            log.error("a request from the Slack form: %s", exc)
+            return messages.database_not_answering(exc)
         except Exception:  # noqa: BLE001
             log.exception("a request from the Slack form failed")
             return FAILED

@@ -4,6 +4,7 @@ several bots). The drivers (plugin, CLI, benches) open one here and use its part
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,12 @@ class Backend:
     audit: AuditLog  # or PostgresAuditLog: the same methods
     leadership: Leadership
     describe: str
+    db: object | None = None  # the PostgreSQL Database, if that is where state lives
+
+    def for_command(self) -> AbstractContextManager:
+        """Around a person's command: the database is waited for at most
+        ACCESS_DB_COMMAND_WAIT, so they hear back in time even while it is away."""
+        return self.db.for_command() if self.db is not None else nullcontext()
 
     def close(self) -> None:
         self.store.close()
@@ -29,12 +36,17 @@ def open_backend(settings: Settings, clock: Callable[[], datetime]) -> Backend:
     if settings.db_url:
         from .postgres import Database, LeaderLease, PostgresAuditLog, PostgresStore
 
-        db = Database(settings.db_url, lease_seconds=settings.lease_seconds)
+        db = Database(
+            settings.db_url,
+            lease_seconds=settings.lease_seconds,
+            command_wait=settings.db_command_wait,
+        )
         return Backend(
             PostgresStore(db),
             PostgresAuditLog(db, clock),
             LeaderLease(db),
             f"PostgreSQL at {db.where} (bot {db.bot_id})",
+            db,
         )
     return Backend(
         TinyDBStore(settings.db_path),

@@ -272,7 +272,7 @@ def restore_backup(
                 f"{source} does not hold what its manifest says ({contents.describe()}); "
                 "nothing was restored"
             )
-        with _store_closed(files):
+        with store_closed(files):
             moved = _clear(files, audit, force, now)
             for name, target in _targets(staged, files, audit):
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,14 +325,14 @@ def _unpack(source: Path, staged: Path) -> dict:
 
 
 @contextmanager
-def _store_closed(files: StoreFiles):
+def store_closed(files: StoreFiles, verb: str = "restore"):
     """Hold the store's open lock exclusively: no bot has it open, and none can open it."""
     lock = FileLock(files.open_lock)
     try:
         if not lock.acquire(exclusive=True, wait=False):
             raise BackupError(
                 f"a bot is running on {files.snapshot} (it holds {files.open_lock.name}): "
-                "stop it first (Ctrl-C, or `systemctl stop accessbot`), then restore"
+                f"stop it first (Ctrl-C, or `systemctl stop accessbot`), then {verb}"
             )
         yield
     finally:
@@ -350,11 +350,18 @@ def _clear(files: StoreFiles, audit: Path, force: bool, now) -> Path | None:
             f"--force to move these files aside into {files.snapshot.parent}/before-restore-"
             "<time>/ first"
         )
+    return move_aside(present, files.snapshot.parent, "before-restore", now)
+
+
+def move_aside(paths, directory: Path, prefix: str, now) -> Path | None:
+    """Move the files of `paths` that exist into a new `directory/<prefix>-<time>/`
+    (never deleted: an admin may need them); None if there were none."""
+    present = [Path(p) for p in paths if Path(p).exists()]
     if not present:
         return None
-    base = files.snapshot.parent / f"before-restore-{now:%Y%m%dT%H%M%SZ}"
+    base = directory / f"{prefix}-{now:%Y%m%dT%H%M%SZ}"
     aside, number = base, 1
-    while aside.exists():  # two restores within a second
+    while aside.exists():  # two within a second
         number += 1
         aside = base.with_name(f"{base.name}-{number}")
     aside.mkdir()

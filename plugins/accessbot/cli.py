@@ -11,6 +11,7 @@
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
     python -m accessbot backup --out FILE
     python -m accessbot restore FILE [--force]
+    python -m accessbot store rebuild [--from AUDIT]
 
 Paths default to the bot's own Settings, found as the bot finds them from any folder:
 ACCESS_* environment variables win over the keys of the Errbot config file, which is
@@ -851,3 +852,61 @@ def run_restore(args: argparse.Namespace, settings: Settings) -> int:
         "are not in it: compare the targets with the old audit log and revoke those by hand."
     )
     return EXIT_OK if contents.verdict.ok else EXIT_FAILED
+
+
+# -- store rebuild (one bot on files) -------------------------------------------------
+
+
+@subcommand
+def register_store(commands: argparse._SubParsersAction) -> None:
+    store = commands.add_parser("store", help="repair the bot's store", parents=[_common()])
+    actions = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    rebuild = add_command(
+        actions,
+        "rebuild",
+        "write a fresh store from the audit log and whatever still reads of the old one "
+        "(the old files are moved aside into before-rebuild-<time>/, never deleted); for a "
+        "store the bot cannot read (it then runs degraded); the bot must be stopped",
+        run_store_rebuild,
+    )
+    rebuild.add_argument(
+        "--from",
+        dest="audit",
+        metavar="AUDIT",
+        help="the audit log to rebuild from (default: ACCESS_AUDIT_PATH), e.g. a copy "
+        "when the bot's own is lost",
+    )
+
+
+def run_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from .audit import AuditLog
+    from .policy import PolicyError, load_policies
+    from .rebuild import RebuildError, rebuild_store, strategy_of
+
+    if settings.db_url:
+        raise CliError(
+            "with ACCESS_DB_URL set the state is in PostgreSQL, which has no store files to "
+            "rebuild; restore the database with pg_restore (see the README)",
+            EXIT_USAGE,
+        )
+    audit = Path(args.audit or settings.audit_path)
+    files = chain_files(audit)
+    if not any(f.exists() for f in files):
+        raise CliError(f"there is no audit log at {audit}: give one with --from AUDIT")
+    verdict = verify_chain(files)
+    try:
+        policies = load_policies(settings.policy_dir, settings.groups)
+    except PolicyError as exc:
+        print(f"the policies did not load, so recorded strategy settings are used: {exc}")
+        policies = None
+    now = datetime.now(UTC)
+    try:
+        report = rebuild_store(
+            settings.db_path, AuditLog(audit, lambda: now).events(), strategy_of(policies), now
+        )
+    except RebuildError as exc:
+        raise CliError(str(exc)) from exc
+    print(report.text())
+    print(f"the audit log it was rebuilt from: {verdict}")
+    print("Start the bot: it revokes first what expired since.")
+    return EXIT_OK if verdict.ok else EXIT_FAILED

@@ -953,3 +953,27 @@ def escalation_notices(request: Request, why: str, before: str, after: str) -> l
         to_channel(request, text, "card"),
         Notice("channel", before, escalated_away(request, before, after), None),
     ]
+
+
+def database_not_answering(error: Exception) -> str:
+    """A command's answer while the database does not answer (within ACCESS_DB_COMMAND_WAIT)."""
+    return (
+        f"The bot's database is not answering ({error}), so nothing was decided. "
+        "Try again in a minute; an admin has the details in the bot's log."
+    )
+
+
+def database_lost(error: str) -> str:
+    return (
+        f"Access bot: the scheduler cannot reach its database ({error}). Until it is back "
+        "this bot revokes, grants and times out nothing (another bot that reaches the "
+        "database takes over), and commands answer that nothing was decided. You are told "
+        "once more when it is back."
+    )
+
+
+def database_back(seconds: float) -> str:
+    return (
+        f"Access bot: the scheduler reaches its database again (it was away about "
+        f"{seconds:.0f}s); what came due meanwhile is revoked first."
+    )

@@ -30,7 +30,6 @@ from .domain import (
     Request,
     Status,
     format_duration,
-    iso,
 )
 from .dry_run import DryRun, Evaluation
 from .follow_ups import FollowUpPool
@@ -52,6 +51,7 @@ from .policy import (
 )
 from .policy_registry import PolicyRegistry, PolicyReload
 from .queries import Queries
+from .rebuild import grant_fields
 from .results import Actor, Notice, Outcome
 from .store import RequestStore, StoreError
 from .strategies import (
@@ -526,7 +526,7 @@ class AccessService:
                             "bot",
                             outcome="active",
                             detail=f"until {msg.when(request.expires_at)}; {note}",
-                            expires_at=iso(request.expires_at),
+                            **grant_fields(request),
                         )
                     except AccessError as exc:
                         unrecorded = str(exc)
@@ -759,7 +759,8 @@ class AccessService:
                         request.next_retry_at = None
                         request.move(final, now, actor)
                         self._owe_follow_up(request, "after_revoke")
-                        done.append((request, error, final.value, {"outcome": final.value}))
+                        ended = {"outcome": final.value, **grant_fields(request)}
+                        done.append((request, error, final.value, ended))
                     else:
                         request.revoke_attempts += 1
                         delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
@@ -769,6 +770,7 @@ class AccessService:
                         fields = {
                             "outcome": "revoke_failed",
                             "detail": f"attempt {request.revoke_attempts}: {error}",
+                            **grant_fields(request),
                         }
                         done.append((request, error, "revoke_failed", fields))
                 self._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
@@ -881,7 +883,7 @@ class AccessService:
                         extension.decided_by or "policy",
                         outcome="active",
                         detail=f"by {extension.id} until {msg.when(new_end)}",
-                        expires_at=iso(new_end),
+                        **grant_fields(grant),
                         extension=extension.id,
                     )
                     extension.move(

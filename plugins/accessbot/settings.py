@@ -47,6 +47,9 @@ class Settings:
     policy_watch_seconds: float = 1.0  # how often the watcher looks
     db_url: str | None = None  # PostgreSQL for several bots; None: TinyDB and files
     lease_seconds: float = 10.0  # how long a dead bot's scheduler lease and claims last
+    # How long a command waits for a database connection before it answers that the
+    # database is not answering (the scheduler and its workers wait longer).
+    db_command_wait: float = 1.5
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
     # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
     slack_allowed_teams: frozenset[str] = frozenset()
@@ -161,6 +164,7 @@ class Settings:
             policy_watch_seconds=seconds("ACCESS_POLICY_WATCH_SECONDS", 1.0, "1 or 0.5"),
             db_url=db_url,
             lease_seconds=lease,
+            db_command_wait=seconds("ACCESS_DB_COMMAND_WAIT", 1.5, "1.5 or 1s"),
             strategy_workers=workers,
             slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
             standing_sweep=_sweep_every(get("ACCESS_STANDING_SWEEP", "1h")),

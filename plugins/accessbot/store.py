@@ -614,7 +614,11 @@ class TinyDBStore:
         self._pending_since = _TimeIndex()  # pending: when it was created
         self._nudge_at = _TimeIndex()  # pending: when the approvers are reminded
         self._escalate_at = _TimeIndex()  # pending: when the next escalation level is asked
-        self._load()
+        try:
+            self._load()
+        except BaseException:
+            self.close()  # a store that did not load holds no lock (`store rebuild` needs it)
+            raise
 
     # -- loading -------------------------------------------------------------------
 

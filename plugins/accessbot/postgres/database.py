@@ -24,6 +24,7 @@ DECISION_LOCK = 0x61636365737301  # held by each decision's transaction until it
 MIGRATION_LOCK = 0x61636365737302  # one bot migrates at a time
 
 DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_COMMAND_WAIT = 1.5  # seconds a command waits for a connection (ACCESS_DB_COMMAND_WAIT)
 
 
 class DatabaseError(StoreError):
@@ -91,10 +92,14 @@ class Database:
         max_connections: int = 10,
         connect_timeout: float = 10.0,
         heartbeat: bool = True,
+        command_wait: float = DEFAULT_COMMAND_WAIT,
     ):
         """`heartbeat=False` for tools that only read or copy (the CLI): no lease row, no
-        thread, so such a tool never looks like a bot to the others."""
+        thread, so such a tool never looks like a bot to the others. `command_wait`: how
+        long a thread inside `for_command()` waits for a connection (others wait
+        `connect_timeout`), so a person gets an answer while the database is away."""
         self.url = url
+        self.command_wait = command_wait
         self.where = safe_url(url)
         self.lease_seconds = lease_seconds
         self.bot_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -146,7 +151,7 @@ class Database:
                 yield joined
             return
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with self.pool.connection(timeout=self._wait()) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (DECISION_LOCK,))
                 self._local.conn = conn
                 try:
@@ -166,8 +171,22 @@ class Database:
             with self._errors():
                 yield joined
             return
-        with self._errors(), self.pool.connection() as conn:
+        with self._errors(), self.pool.connection(timeout=self._wait()) as conn:
             yield conn
+
+    @contextmanager
+    def for_command(self) -> Iterator[None]:
+        """While a person's command runs on this thread: wait at most `command_wait` for a
+        connection, then fail (DatabaseError) rather than keep them waiting."""
+        before = getattr(self._local, "wait", None)
+        self._local.wait = self.command_wait
+        try:
+            yield
+        finally:
+            self._local.wait = before
+
+    def _wait(self) -> float | None:
+        return getattr(self._local, "wait", None)  # None: the pool's own timeout
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -25,6 +25,7 @@ class LeaderLease:
         self.db = db
         self.seconds = seconds if seconds is not None else db.lease_seconds
         self.held = False
+        self.unreachable: str | None = None  # why the last acquire could not ask the database
         db.renewals.append(self.keep)
 
     def keep(self) -> None:
@@ -42,8 +43,10 @@ class LeaderLease:
         try:
             with self.db.connection() as conn:
                 held = renew_lease(conn, self.name, self.db.bot_id, self.seconds)
+            self.unreachable = None
         except StoreError as exc:
             log.warning("could not renew the scheduler lease: %s", exc)
+            self.unreachable = str(exc)
             held = False  # a bot that cannot reach the database must not act as leader
         if held != self.held:
             log.warning(

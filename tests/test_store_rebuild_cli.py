@@ -1,0 +1,126 @@
+"""`python -m accessbot store rebuild`: a fresh store from the audit log and what still
+reads of a damaged one, the old files kept aside; tested by flipping bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from accessbot.store import StoreError, TinyDBStore
+from tests.conftest import accessbot, policy_file, webhook_policy
+from tests.test_rebuild import flip, granted
+
+
+def env(tmp_path, policy_dir) -> dict[str, str]:
+    data = tmp_path / "data"
+    return {
+        "ACCESS_DB_PATH": str(data / "access.json"),
+        "ACCESS_AUDIT_PATH": str(data / "audit.jsonl"),
+        "ACCESS_POLICY_DIR": str(policy_dir),
+        "TEST_HOOK_SECRET": "s3cret",
+    }
+
+
+def history(tmp_path, clock, chat, webhook):
+    """Three grants: one expired (archived), two still active; returns their ids."""
+    ended = granted(chat, "erin", "15m")
+    clock.advance(minutes=16)
+    chat.wait_for("erin", f"request {ended}) has expired")
+    return ended, granted(chat, "carol", "30m"), granted(chat, "dave", "2h")
+
+
+@pytest.mark.parametrize("damaged", ["journal", "snapshot", "archive"])
+def test_a_rebuilt_store_holds_the_grants_and_the_bot_revokes_them_on_time(
+    damaged, bot_factory, policy_dir, webhook, clock, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    ended, carol, dave = history(tmp_path, clock, chat, webhook)
+    bot_factory.stop_last()
+    data = tmp_path / "data"
+    if damaged == "snapshot":
+        store = TinyDBStore(data / "access.json")
+        store.compact()  # the live requests move from the journal into the snapshot
+        store.close()
+    flip(data / f"access.{'json' if damaged == 'snapshot' else damaged + '.jsonl'}")
+    with pytest.raises(StoreError):  # the bot would not read it
+        store = TinyDBStore(data / "access.json")
+        try:
+            store.get(ended)
+        finally:
+            store.close()
+
+    code, said, err = accessbot("store", "rebuild", cwd=tmp_path, env=env(tmp_path, policy_dir))
+
+    assert code == 0, err
+    assert "rebuilt the store: 2 grant(s) holding access" in said
+    aside = next(data.glob("before-rebuild-*"))
+    assert f"the old store files were moved to {aside}" in said
+    assert (aside / "access.json").exists() or (aside / "access.journal.jsonl").exists()
+    store = TinyDBStore(data / "access.json")  # reads whole again
+    assert {r.id: r.status.value for r in store.live()} == {carol: "active", dave: "active"}
+    assert store.get(ended).status.value == "expired"
+    store.close()
+
+    chat = bot_factory()
+    assert chat.reply("bob", "!access request prod-db 30m fixing INC-44").startswith("Request ")
+    clock.advance(minutes=31)
+    chat.wait_for("carol", f"request {carol}) has expired")
+    assert webhook.count("revoke", carol) == 1 and webhook.count("revoke", dave) == 0
+
+
+def test_store_rebuild_refuses_while_a_bot_has_the_store_open(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    granted(chat)
+
+    code, _, err = accessbot("store", "rebuild", cwd=tmp_path, env=env(tmp_path, policy_dir))
+
+    assert code == 1
+    assert "a bot is running on" in err and "then rebuild" in err
+    assert not list((tmp_path / "data").glob("before-rebuild-*"))
+
+
+def test_store_rebuild_reads_the_audit_log_given_with_from(
+    bot_factory, policy_dir, webhook, clock, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    rid = granted(chat)
+    bot_factory.stop_last()
+    data = tmp_path / "data"
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes((data / "audit.jsonl").read_bytes())
+    (data / "audit.jsonl").unlink()  # the bot's own log is lost too
+    flip(data / "access.journal.jsonl")
+    environ = env(tmp_path, policy_dir)
+
+    code, _, err = accessbot("store", "rebuild", cwd=tmp_path, env=environ)
+    assert code == 1 and "give one with --from AUDIT" in err
+
+    code, said, err = accessbot("store", "rebuild", "--from", str(copy), cwd=tmp_path, env=environ)
+    assert code == 0, err
+    assert "1 grant(s) holding access" in said
+    store = TinyDBStore(data / "access.json")
+    assert store.get(rid).status.value == "active"
+    store.close()
+
+
+def test_store_rebuild_refuses_while_a_degraded_bot_runs(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    granted(chat)
+    bot_factory.stop_last()
+    flip(tmp_path / "data" / "access.journal.jsonl")
+    chat = bot_factory()
+    assert "store rebuild" in chat.reply("carol", "!access request prod-db 1h more")
+
+    code, _, err = accessbot("store", "rebuild", cwd=tmp_path, env=env(tmp_path, policy_dir))
+    assert code == 1 and "then rebuild" in err
+
+    bot_factory.stop_last()
+    code, said, err = accessbot("store", "rebuild", cwd=tmp_path, env=env(tmp_path, policy_dir))
+    assert code == 0, err
