@@ -42,6 +42,7 @@ from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
+from accessbot.integrations.slack_limits import honour_rate_limits  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
@@ -162,14 +163,14 @@ class Access(BotPlugin):
             groups=self.settings.groups,
             # The SlackV3 backend's own WebClient (replaced when it reconnects); on any
             # other backend there is none and `slack-group:` entries name nobody.
-            slack_groups=SlackGroups(lambda: getattr(self._bot, "slack_web", None), self.clock),
+            slack_groups=SlackGroups(self.slack_web, self.clock),
             pagerduty=self.pagerduty(),
             strategy_workers=self.settings.strategy_workers,
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             metrics=self.metrics,
             notify=self.deliver,  # what follow-up hooks tell, from their own threads
             people=SlackPeople(
-                lambda: getattr(self._bot, "slack_web", None),
+                self.slack_web,
                 fallback=NamedPeople(self.settings.user_emails),
             ),
         )
@@ -638,9 +639,14 @@ class Access(BotPlugin):
 
     # -- Slack --------------------------------------------------------------------
 
+    def slack_web(self):
+        """The SlackV3 backend's current WebClient (it makes a new one when it reconnects),
+        waiting out Slack's 429s; None on other backends."""
+        return honour_rate_limits(getattr(self._bot, "slack_web", None))
+
     def start_slack(self):
         """On the SlackV3 backend: Block Kit cards, and clicks from socket mode or HTTP."""
-        client = getattr(self._bot, "slack_web", None)
+        client = self.slack_web()
         if not self._bot.mode.startswith("slack") or client is None:
             return None
         import errbot.core_plugins

@@ -39,6 +39,7 @@ from slack_sdk.web import WebClient
 
 from .. import messages
 from ..domain import DurationError, Request, Status, format_duration, parse_duration
+from .slack_limits import honour_rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -588,7 +589,7 @@ class SlackDirectory:
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.client = client
+        self.client = honour_rate_limits(client)  # users.info is Tier 4: a 429 waits
         self.ttl = ttl
         self.clock = clock
         self._cache: dict[str, tuple[float, SlackUser]] = {}
