@@ -517,3 +517,35 @@ def undeliverable(notice, error: str) -> str:
         f"To fix: {fix}.{waiting} You will hear about {where} again only if this happens after "
         "a message there got through."
     )
+
+
+# -- notices merged for a busy channel (digest.py) --------------------------------------------
+
+
+def expired_in_channel(request: Request) -> str:
+    """The channel's line when a grant ran out and was revoked."""
+    return (
+        f"Request {request.id}: {who(request.requester)}'s access to "
+        f"{request.resource} expired and was revoked."
+    )
+
+
+def revoked_in_channel(request: Request, actor: str) -> str:
+    """The channel's line when someone revoked a grant before its end."""
+    return (
+        f"Request {request.id}: {who(request.requester)}'s access to "
+        f"{request.resource} was revoked by {who(actor)}."
+    )
+
+
+def ended_together(requests: list[Request], resource: str, revoked_by: str | None) -> str:
+    """One line for many grants to `resource` that ended at once: who held them and which
+    request each was, so nothing the single lines said is left out."""
+    count = len(requests)
+    grants = "1 grant" if count == 1 else f"{count} grants"
+    held = ", ".join(f"{who(r.requester)} ({r.id})" for r in requests)
+    if revoked_by is None:
+        return (
+            f"{grants} to {resource} expired and {'was' if count == 1 else 'were'} revoked: {held}."
+        )
+    return f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: {held}."
