@@ -61,6 +61,7 @@ class FakeSlack:
         self.page_size = 2
         self.channels = dict(channels)
         self.not_member: set[str] = set()  # channel ids the bot was never invited to
+        self.archived: set[str] = set()  # channel ids archived
         self.messages: list[dict] = []  # every posted message, updated in place by chat.update
         self.updates: list[dict] = []  # every chat.update call
         self.ephemerals: list[dict] = []
@@ -170,6 +171,8 @@ class FakeSlack:
             channel = self._channel_id(args.get("channel", ""))
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
+            if channel in self.archived:
+                return {"ok": False, "error": "is_archived"}
             if channel in self.not_member:
                 return {"ok": False, "error": "not_in_channel"}
             message = {

@@ -4,14 +4,59 @@ Without this a card that cannot be posted (the bot is not in the channel, the ch
 was archived) is one line in errbot's log while the approvers wait for nothing. The
 admins hear of each destination and error once, and again only after a message there
 got through in between, so a busy channel that stays broken is not a flood of DMs.
+
+A delivery worker also needs to know what to do next with a notice: `Attempt` says
+whether it went, must wait (Slack's 429 and its Retry-After), or failed for good.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
 # Slack errors about the channel itself: anything else sent there fails the same way.
 CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+# Slack errors no retry can fix: the channel's, and a person who is gone or cannot be
+# written to. An admin has to act (invite the bot, unarchive, change the policy).
+PERMANENT_ERRORS = CHANNEL_ERRORS | frozenset(
+    {"user_not_found", "users_not_found", "account_inactive", "user_disabled", "cannot_dm_bot"}
+)
+RATE_LIMITED = "ratelimited"  # Slack's 429: try again after its Retry-After
+_SLACK_CODE = re.compile(r"[a-z][a-z0-9_]{0,49}")
+
+
+def is_permanent(error: str | None) -> bool:
+    """Whether a notice that failed with `error` would fail again, whatever the wait."""
+    return error in PERMANENT_ERRORS
+
+
+def reason(error: str) -> str:
+    """A metric label for `error`: Slack's own code, else "other" (never free text)."""
+    return error if _SLACK_CODE.fullmatch(error or "") else "other"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What came of delivering one notice: `error` None when it went; with
+    `retry_after` (seconds), Slack refused a call as over its rate limit (`method`)."""
+
+    error: str | None = None
+    retry_after: float | None = None
+    method: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.retry_after is not None
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.error)
 
 
 def error_code(exc: BaseException) -> str:
@@ -29,14 +74,19 @@ def error_code(exc: BaseException) -> str:
 
 
 class UndeliveredNotices:
-    """Which destination failed with which error since a message there last got through."""
+    """Which destination failed with which error since a message there last got through.
+    `count(reason)` is called for every failure (the plugin counts them in
+    `accessbot_notices_failed_total{reason}`)."""
 
-    def __init__(self):
+    def __init__(self, count: Callable[[str], None] | None = None):
         self._lock = threading.Lock()
         self._reported: dict[str, set[str]] = {}
+        self._count = count
 
     def failed(self, destination: str, error: str) -> bool:
         """Note a failure; True when the admins have not been told of it yet."""
+        if self._count is not None:
+            self._count(reason(error))
         with self._lock:
             told = self._reported.setdefault(destination, set())
             if error in told:

@@ -481,8 +481,9 @@ def watcher_reload(result) -> str:
     )
 
 
-def undeliverable(notice, error: str) -> str:
-    """What the admins are told when a notice could not be delivered, and how to fix it."""
+def undeliverable(notice, error: str, bot: str = "") -> str:
+    """What the admins are told when a notice could not be delivered, and how to fix it
+    (`bot`: the bot's own handle on the chat, to name in `/invite @bot`)."""
     where, request = notice.to, notice.request
     about = ""
     if request is not None:
@@ -491,7 +492,8 @@ def undeliverable(notice, error: str) -> str:
     if notice.audience != "channel":
         fix = f"check that {where} is still a member of the chat and can get messages from the bot"
     elif error == "not_in_channel":
-        fix = f"invite the bot to {where} (in {where}, type /invite and the bot's @name)"
+        how = f"/invite {who(bot)}" if bot else "/invite and the bot's @name"
+        fix = f"invite the bot to {where} (in {where}, type {how})"
     elif error == "channel_not_found":
         fix = (
             f"{where} does not exist or is private: create it or invite the bot to it, or "

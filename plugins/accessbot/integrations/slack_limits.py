@@ -10,6 +10,9 @@ reconnects, so callers pass each client they get through it).
 A thread that paces its own sends (a delivery worker serving a channel) must not sleep
 inside a call: within `rate_limits_reported()` the handler does not wait, it notes the
 `Retry-After` on the yielded report and lets the call fail, and the worker reschedules.
+
+The same handler sees every answer, so `slack_calls_watched()` also tells which Slack
+error a call got even when errbot's send swallowed it (`not_in_channel`, `is_archived`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -28,58 +31,81 @@ DEFAULT_RETRY_AFTER = 1.0  # Slack always sends the header; this is for a proxy 
 
 
 @dataclass
-class RateLimitReport:
-    """What a 429 said during `rate_limits_reported()`: the latest method refused and
-    how long Slack asked us to wait (None: no call was refused)."""
+class CallReport:
+    """What Slack answered on this thread during `slack_calls_watched()`: its error codes
+    (`ok: false`), and for a 429 the method refused and how long Slack asked us to wait
+    (None: no call was refused). `wait` False: a 429 fails at once instead of waiting."""
 
+    wait: bool = True
     retry_after: float | None = None
     method: str = ""
     channel: str = ""
     refused: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
-_reporting = threading.local()
+_watching = threading.local()
 
 
 @contextmanager
-def rate_limits_reported() -> Iterator[RateLimitReport]:
-    """Within this block, on this thread, a 429 is not waited for: the call fails at once
-    (errbot's send only logs it) and the report says how long to wait before trying again."""
-    report = RateLimitReport()
-    outer = getattr(_reporting, "report", None)
-    _reporting.report = report
+def slack_calls_watched(wait: bool = True) -> Iterator[CallReport]:
+    """Within this block, on this thread, Slack's answers are noted on the yielded report
+    (blocks nest: each sees the calls made inside it)."""
+    report = CallReport(wait=wait)
+    reports = getattr(_watching, "reports", ())
+    _watching.reports = (*reports, report)
     try:
         yield report
     finally:
-        _reporting.report = outer
+        _watching.reports = reports
+
+
+def rate_limits_reported() -> CallReport:
+    """Within this block, on this thread, a 429 is not waited for: the call fails at once
+    (errbot's send only logs it) and the report says how long to wait before trying again."""
+    return slack_calls_watched(wait=False)
 
 
 class RateLimitRetry(RateLimitErrorRetryHandler):
     """slack_sdk's 429 handler (waits `Retry-After`, then retries), except on a thread
-    inside `rate_limits_reported()`, where it reports the wait instead."""
+    inside `rate_limits_reported()`, where it reports the wait instead. `observe(method)`
+    is called for every 429 (the plugin counts them for /metrics)."""
+
+    def __init__(self, max_retry_count: int = MAX_RETRIES, observe=None):
+        super().__init__(max_retry_count=max_retry_count)
+        self.observe = observe
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
-        if not super()._can_retry(state=state, request=request, response=response, error=error):
+        if response is None:
             return False
-        report: RateLimitReport | None = getattr(_reporting, "report", None)
-        if report is None:
-            return True
-        report.retry_after = header_seconds(response.headers)
-        report.method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-        report.channel = _channel_of(request)
-        report.refused += 1
-        return False
+        reports: tuple[CallReport, ...] = getattr(_watching, "reports", ())
+        if response.status_code != 429:
+            code = _error_of(response)
+            for report in reports if code else ():
+                report.errors.append(code)
+            return False
+        method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        if self.observe is not None:
+            self.observe(method)
+        seconds = header_seconds(response.headers)
+        for report in reports:
+            report.retry_after, report.method = seconds, method
+            report.channel = _channel_of(request)
+            report.refused += 1
+            report.errors.append("ratelimited")
+        return all(report.wait for report in reports)
 
 
-def honour_rate_limits(client, max_retries: int = MAX_RETRIES):
-    """`client` (a slack_sdk WebClient, or None) with a 429 handler; returns it."""
+def honour_rate_limits(client, max_retries: int = MAX_RETRIES, observe=None):
+    """`client` (a slack_sdk WebClient, or None) with a 429 handler (added once; `observe`
+    as in `RateLimitRetry`); returns it."""
     if client is None:
         return None
     handlers = getattr(client, "retry_handlers", None)
     if handlers is not None and not any(
         isinstance(h, RateLimitErrorRetryHandler) for h in handlers
     ):
-        handlers.append(RateLimitRetry(max_retry_count=max_retries))
+        handlers.append(RateLimitRetry(max_retries, observe))
     return client
 
 
@@ -119,3 +145,11 @@ def _channel_of(request) -> str:
         except (ValueError, AttributeError):
             return ""
     return (parse_qs(text).get("channel") or [""])[0]
+
+
+def _error_of(response) -> str:
+    """Slack's error code in an `ok: false` answer, else ""."""
+    body = getattr(response, "body", None)
+    if isinstance(body, dict) and body.get("ok") is False:
+        return str(body.get("error") or "")
+    return ""
