@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .digest import Merged, settled
+from .digest import merge as merge_notices
+from .pacing import Pacer
 
 # Slack errors about the channel itself: anything else sent there fails the same way.
 CHANNEL_ERRORS = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
@@ -98,3 +102,59 @@ class UndeliveredNotices:
         """A message reached `destination`: its next failure is news again."""
         with self._lock:
             self._reported.pop(destination, None)
+
+
+@dataclass
+class Round:
+    """What one paced pass over a channel's pending notices did, by position in the batch:
+    `delivered` (every part of it went), `failed` (for good, with Slack's error: the admins
+    were told), `errors` (this time only: try again later), `remaining` (part of it went:
+    keep this notice in its place, so the part that went is not sent again); the rest wait
+    for their turn. `retry_in`: seconds until the next pass may send (None: all went)."""
+
+    delivered: set[int] = field(default_factory=set)
+    failed: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    remaining: dict[int, object] = field(default_factory=dict)
+    retry_in: float | None = None
+
+
+def deliver_round(
+    notices: Sequence,
+    pacer: Pacer,
+    send: Callable[[object], Attempt],
+    merge: Callable[[Sequence], list[Merged]] = merge_notices,
+) -> Round:
+    """Merge a channel's pending `notices` and send them in order while `pacer` allows,
+    with `send` (the plugin's `deliver_paced`). Stops at the first that must wait (its
+    turn, or Slack's Retry-After), so a channel's notices keep their order; never sleeps."""
+    parts = merge(notices)
+    went: set[int] = set()
+    out = Round()
+    for index, part in enumerate(parts):
+        wait = pacer.wait(part.notice)
+        if wait > 0:
+            out.retry_in = wait
+            break
+        attempt = send(part.notice)
+        if attempt.rate_limited:
+            pacer.limited(part.notice, attempt.retry_after, attempt.method)
+            out.retry_in = max(pacer.wait(part.notice), attempt.retry_after)
+            break
+        pacer.sent(part.notice)
+        if attempt.delivered:
+            went.add(index)
+        elif attempt.permanent:
+            out.failed.update(dict.fromkeys(part.sources, attempt.error))
+        else:
+            out.errors.update(dict.fromkeys(part.sources, attempt.error))
+    out.errors = {p: e for p, e in out.errors.items() if p not in out.failed}
+    out.delivered = settled(parts, went) - out.failed.keys() - out.errors.keys()
+    for position in range(len(notices)):
+        if position in out.delivered or position in out.failed or position in out.errors:
+            continue
+        mine = [i for i, part in enumerate(parts) if position in part.sources]
+        left = [parts[i] for i in mine if i not in went]
+        if len(left) < len(mine) and len(left) == 1 and left[0].sources == (position,):
+            out.remaining[position] = left[0].notice
+    return out

@@ -91,7 +91,11 @@ def _revoked_by(request: Request) -> str | None:
 
 
 def _merged(key: tuple, positions: list[int], notices: Sequence[Notice]) -> list[Merged]:
-    """The merged line(s) for one group, then each of its cards' update."""
+    """For each part of a group (a hundred at a time): the line, then its cards' updates.
+
+    A round cut short after the line (Slack's pace) leaves the cards to go on their own
+    (`delivery.Round.remaining`), so nobody is named in a second line.
+    """
     channel, resource, revoked_by = key
     out = []
     positions = sorted(positions, key=lambda p: (notices[p].request.requester, p))
@@ -99,9 +103,9 @@ def _merged(key: tuple, positions: list[int], notices: Sequence[Notice]) -> list
         part = positions[start : start + PER_MESSAGE]
         text = messages.ended_together([notices[p].request for p in part], resource, revoked_by)
         out.append(Merged(Notice("channel", channel, text), tuple(part)))
-    for position in positions:
-        notice = notices[position]
-        if notice.request.card_ref:  # the card shows the end; no line in its thread
-            card = Notice("channel", channel, notice.text, notice.request, "card")
-            out.append(Merged(card, (position,)))
+        for position in part:
+            notice = notices[position]
+            if notice.request.card_ref:  # the card shows the end; no line in its thread
+                card = Notice("channel", channel, notice.text, notice.request, "card")
+                out.append(Merged(card, (position,)))
     return out
