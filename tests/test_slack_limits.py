@@ -9,12 +9,17 @@ import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from accessbot.integrations.slack_groups import SlackGroups
 from accessbot.integrations.slack_limits import (
     RateLimitRetry,
     honour_rate_limits,
     rate_limits_reported,
     retry_after,
+    slack_calls_watched,
 )
+from tests.conftest import FakeClock
+from tests.fake_slack import TOKEN
+from tests.fake_slack import FakeSlack as FakeGroupsSlack
 from tests.slack_fakes import FakeSlack
 from tests.slack_tiers import Limit, SlackTiers
 
@@ -166,3 +171,30 @@ def test_an_error_that_is_not_a_429_has_no_retry_after(slack):
         client(slack).users_info(user="UNOBODY")
 
     assert retry_after(refused.value) is None
+
+
+def test_a_slack_group_lookup_refused_once_is_answered_after_retry_after():
+    groups_slack = FakeGroupsSlack()
+    try:
+        groups_slack.add_group("S0SRE", "sre-team", ["U0ALICE"])
+        tiers = SlackTiers({"usergroups.list": Limit(per_minute=120, burst=1)})
+        groups_slack.tiers = tiers
+        tiers.take("usergroups.list")  # someone else just listed the groups
+        web = WebClient(token=TOKEN, base_url=groups_slack.url)  # as the backend makes it
+
+        members = SlackGroups(web, FakeClock()).members("@sre-team")
+
+        assert members == ["U0ALICE"]
+        assert tiers.limited["usergroups.list"] == 1
+    finally:
+        groups_slack.close()
+
+
+def test_a_pacing_thread_sees_slack_errors_errbot_would_swallow(slack):
+    slack.not_member.add("COPS")
+    web = client(slack)
+
+    with slack_calls_watched() as answers, pytest.raises(SlackApiError):
+        web.chat_postMessage(channel="COPS", text="hello")
+
+    assert answers.errors == ["not_in_channel"]
