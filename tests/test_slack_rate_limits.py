@@ -9,7 +9,10 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from accessbot import messages
+from accessbot.delivery import deliver_round
 from accessbot.integrations import slack
+from accessbot.pacing import Pacer
 from accessbot.service import Notice
 from tests.slack_fakes import click_payload
 from tests.slack_fixtures import CHANNEL, current, has_buttons, shown
@@ -134,3 +137,51 @@ def test_a_channel_the_bot_is_not_in_names_the_invite_to_type(start_bot, fake):
     assert attempt.permanent
     assert "in #access-approvals, type /invite @accessbot" in told
     assert counted(bot, "accessbot_notices_failed_total") == {(("reason", "not_in_channel"),): 1.0}
+
+
+def test_an_outbox_round_merges_a_burst_and_paces_it_without_waiting_in_thread(
+    start_bot, fake, webhook, clock
+):
+    for user_id, name in PEOPLE.items():
+        fake.users[user_id] = (name, f"{name}@acme.com")
+    bot = start_bot("socket")
+    grants = [granted(bot, fake, user_id) for user_id in PEOPLE]
+    clock.advance(minutes=30, seconds=1)
+    for user_id in PEOPLE:  # the courier has told everyone (the outbox lane replaces it)
+        fake.wait(lambda u=user_id: any("has expired" in t for t in fake.dms(u)), "a DM")
+    for rid, card in grants:
+        fake.wait(
+            lambda c=card: any("expired" in m["text"] for m in fake.posted(CHANNEL, c["ts"])),
+            f"{rid}'s line in its thread",
+        )
+    requests = [bot.plugin.service.store.get(rid) for rid, _ in grants]
+    # What the tick said about them, as an outbox would hold it for the channel.
+    pending = [
+        Notice("channel", "#access-approvals", messages.expired_in_channel(r), r) for r in requests
+    ]
+    ticks = Ticks()
+    tiers = fake.rate_limit(SlackTiers(clock=ticks))
+    for _ in range(3):  # a burst of clicks just used the channel's posts
+        tiers.take("chat.postMessage", CHANNEL)
+    pacer = Pacer(clock=ticks)
+    posted = len(fake.posted(CHANNEL))
+
+    rounds = []
+    while pending:
+        result = deliver_round(pending, pacer, bot.plugin.deliver_paced)
+        rounds.append(result)
+        for position, rest in result.remaining.items():
+            pending[position] = rest
+        done = result.delivered | result.failed.keys()
+        pending = [n for i, n in enumerate(pending) if i not in done]
+        ticks.now += result.retry_in or 0.0
+
+    lines = [m["text"] for m in fake.posted(CHANNEL)[posted:]]
+    assert lines == [
+        "5 grants to prod-db expired and were revoked: "
+        + ", ".join(f"@{r.requester} ({r.id})" for r in sorted(requests, key=lambda r: r.requester))
+        + "."
+    ]
+    assert rounds[0].retry_in == 1.0  # the busy channel: told to wait, nothing slept
+    assert tiers.limited["chat.postMessage"] == 1  # refused once, sent after Retry-After
+    assert all(not r.failed and not r.errors for r in rounds)
