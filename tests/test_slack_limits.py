@@ -198,3 +198,14 @@ def test_a_pacing_thread_sees_slack_errors_errbot_would_swallow(slack):
         web.chat_postMessage(channel="COPS", text="hello")
 
     assert answers.errors == ["not_in_channel"]
+
+
+def test_a_429_waited_out_in_thread_is_no_error_of_the_call(slack):
+    slack.rate_limit(SlackTiers({"chat.postMessage": Limit(120, 1, True)}))
+    web = client(slack)
+    web.chat_postMessage(channel="COPS", text="first")
+
+    with slack_calls_watched() as answers:
+        web.chat_postMessage(channel="COPS", text="second")  # refused once, then taken
+
+    assert answers.refused == 1 and answers.errors == []

@@ -44,6 +44,7 @@ from accessbot.delivery import (  # noqa: E402
     error_code,
     is_permanent,
 )
+from accessbot.digest import merge  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
@@ -193,7 +194,7 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        self.courier = Courier(self.deliver)
+        self.courier = Courier(self.deliver_merged)
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,
@@ -526,6 +527,11 @@ class Access(BotPlugin):
             if error:
                 self.metrics.chat_errors.labels(notice.audience).inc()
                 self.undeliverable(notice, error)
+
+    def deliver_merged(self, notices: list[Notice]) -> None:
+        """The scheduler's notices, with a channel's run of "grant ended" lines merged
+        into one (accessbot.digest); every DM and card update still goes on its own."""
+        self.deliver([part.notice for part in merge(notices)])
 
     def deliver_paced(self, notice: Notice) -> Attempt:
         """`deliver_one` for a worker that paces its channel (accessbot.pacing): a call

@@ -75,7 +75,9 @@ class RateLimitRetry(RateLimitErrorRetryHandler):
         super().__init__(max_retry_count=max_retry_count)
         self.observe = observe
 
-    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+    def can_retry(self, *, state, request, response=None, error=None) -> bool:
+        # Overrides the base's check of the retry count: every answer is seen, so a 429
+        # that is not retried (the last one, or on a pacing thread) is on the reports.
         if response is None:
             return False
         reports: tuple[CallReport, ...] = getattr(_watching, "reports", ())
@@ -87,13 +89,15 @@ class RateLimitRetry(RateLimitErrorRetryHandler):
         method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
         if self.observe is not None:
             self.observe(method)
+        retrying = state.current_attempt < self.max_retry_count and all(r.wait for r in reports)
         seconds = header_seconds(response.headers)
         for report in reports:
             report.retry_after, report.method = seconds, method
             report.channel = _channel_of(request)
             report.refused += 1
-            report.errors.append("ratelimited")
-        return all(report.wait for report in reports)
+            if not retrying:
+                report.errors.append("ratelimited")
+        return retrying
 
 
 def honour_rate_limits(client, max_retries: int = MAX_RETRIES, observe=None):
