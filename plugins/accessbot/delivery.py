@@ -132,9 +132,8 @@ def deliver_round(
     went: set[int] = set()
     out = Round()
     for index, part in enumerate(parts):
-        wait = pacer.wait(part.notice)
-        if wait > 0:
-            out.retry_in = wait
+        out.retry_in = pacer.wait(part.notice) or None
+        if out.retry_in:
             break
         attempt = send(part.notice)
         if attempt.rate_limited:
@@ -144,17 +143,31 @@ def deliver_round(
         pacer.sent(part.notice)
         if attempt.delivered:
             went.add(index)
-        elif attempt.permanent:
-            out.failed.update(dict.fromkeys(part.sources, attempt.error))
         else:
-            out.errors.update(dict.fromkeys(part.sources, attempt.error))
+            failures = out.failed if attempt.permanent else out.errors
+            failures.update(dict.fromkeys(part.sources, attempt.error))
     out.errors = {p: e for p, e in out.errors.items() if p not in out.failed}
     out.delivered = settled(parts, went) - out.failed.keys() - out.errors.keys()
-    for position in range(len(notices)):
-        if position in out.delivered or position in out.failed or position in out.errors:
-            continue
-        mine = [i for i, part in enumerate(parts) if position in part.sources]
-        left = [parts[i] for i in mine if i not in went]
-        if len(left) < len(mine) and len(left) == 1 and left[0].sources == (position,):
-            out.remaining[position] = left[0].notice
+    out.remaining = _remaining(parts, went, out)
     return out
+
+
+def _remaining(parts: list[Merged], went: set[int], out: Round) -> dict[int, object]:
+    """Notices of which a part went and one part of their own is left (a card update after
+    its merged line): that part is what remains to deliver."""
+    settled_now = out.delivered | out.failed.keys() | out.errors.keys()
+    left: dict[int, list[Merged]] = {}
+    sent: set[int] = set()
+    for index, part in enumerate(parts):
+        for position in part.sources:
+            if position in settled_now:
+                continue
+            if index in went:
+                sent.add(position)
+            else:
+                left.setdefault(position, []).append(part)
+    return {
+        position: rest[0].notice
+        for position, rest in left.items()
+        if position in sent and len(rest) == 1 and rest[0].sources == (position,)
+    }
