@@ -110,7 +110,7 @@ class Round:
     `delivered` (every part of it went), `failed` (for good, with Slack's error: the admins
     were told), `errors` (this time only: try again later), `remaining` (part of it went:
     keep this notice in its place, so the part that went is not sent again); the rest wait
-    for their turn. `retry_in`: seconds until the next pass may send (None: no wait, the next pass may go now)."""
+    for their turn. `retry_in`: seconds until the next pass may send (None: no wait)."""
 
     delivered: set[int] = field(default_factory=set)
     failed: dict[int, str] = field(default_factory=dict)
