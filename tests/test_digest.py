@@ -3,6 +3,7 @@ message, while each requester's DM and each card's update stay their own notice.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -86,6 +87,25 @@ def test_grants_revoked_by_one_admin_are_one_line(tmp_path, clock, webhook):
     ]
 
 
+def test_revokes_failing_together_are_one_alert_naming_each_error(tmp_path, clock, webhook):
+    service = build_service(tmp_path, clock, webhook.url)
+    ids = granted(service, clock, PEOPLE[:4])
+    webhook.set_status(500)
+    clock.advance(minutes=31)
+    notices = service.tick()
+
+    merged = merge(notices)
+
+    alerts = [m.notice for m in merged if m.notice.kind == "alert"]
+    [alert] = [m.notice.text for m in merged if m.notice.audience == "channel"]
+    assert len([n for n in notices if n.kind == "alert"]) == 4 and alerts == []
+    assert alert.startswith(
+        "REVOKE FAILED for 4 grants to prod-db; the access is still in place until a revoke "
+        "succeeds, and each is retried automatically: @dave ("
+    )
+    assert all(f"({rid}, attempt 1: " in alert for rid in ids)
+
+
 def test_a_few_lines_are_left_as_they_are():
     notices = [ended("aaaaaa", "dave"), ended("bbbbbb", "erin")]
 
@@ -151,7 +171,9 @@ def test_a_notice_is_settled_once_every_part_of_it_is_delivered():
 def a_notice(draw):
     n = draw(st.integers(0, 10_000))
     user = draw(st.sampled_from(PEOPLE))
-    kind = draw(st.sampled_from(["expired", "revoked", "dm", "card", "alert", "admins"]))
+    kind = draw(
+        st.sampled_from(["expired", "revoked", "revoke_failed", "dm", "card", "alert", "admins"])
+    )
     card = draw(st.booleans())
     channel = draw(st.sampled_from(["#access-approvals", "#other"]))
     rid = f"r{n:05d}"
@@ -160,11 +182,27 @@ def a_notice(draw):
         by = draw(st.sampled_from(["scheduler", "alice", user]))
         return ended(rid, user, status, by, card, channel=channel)
     request = a_request(id=rid, requester=user, card_ref=CARD if card else None)
+    if kind == "revoke_failed":
+        request.status, request.revoke_attempts, request.last_error = (
+            Status.REVOKE_FAILED,
+            draw(st.integers(1, 9)),
+            draw(st.sampled_from(["HTTP 500", "timed out <!channel>"])),
+        )
+        text = messages.revoke_failed_in_channel(request)
+        return Notice("channel", channel, text, request, "alert")
     if kind == "dm":
         return Notice("user", f"@{user}", f"Your access to prod-db ({rid}) has expired.", request)
     if kind == "admins":
         return Notice("admins", "", "an alert for the admins")
     return Notice("channel", channel, f"Request {rid}: news", request, kind)
+
+
+def mergeable(notice: Notice) -> bool:
+    """A channel's line, or a REVOKE FAILED alert."""
+    if notice.audience != "channel" or notice.request is None:
+        return False
+    failed = notice.request.status is Status.REVOKE_FAILED
+    return notice.kind == "text" or (notice.kind == "alert" and failed)
 
 
 @settings(max_examples=300, deadline=None)
@@ -177,7 +215,7 @@ def test_merging_loses_no_notice_and_keeps_every_dm_and_card(notices, at_least):
     assert {p for m in merged for p in m.sources} == set(range(len(notices)))
     assert settled(merged, range(len(merged))) == set(range(len(notices)))
     # Only channel lines are merged; everything else goes out as it came, in order.
-    others = [p for p, n in enumerate(notices) if n.audience != "channel" or n.kind != "text"]
+    others = [p for p, n in enumerate(notices) if not mergeable(n)]
     untouched = [m.sources[0] for m in merged if m.notice is notices[m.sources[0]]]
     assert untouched == sorted(untouched)
     assert set(others) <= set(untouched)
@@ -187,7 +225,8 @@ def test_merging_loses_no_notice_and_keeps_every_dm_and_card(notices, at_least):
             # The request is named in a line of its channel, or its notice went as it was.
             carried = [m for m in merged if position in m.sources]
             assert any(
-                m.notice == notice or (m.notice.to == notice.to and f"({rid})" in m.notice.text)
+                m.notice == notice
+                or (m.notice.to == notice.to and re.search(rf"\({rid}[),]", m.notice.text))
                 for m in carried
             )
             if notice.request.card_ref:  # and its card is still updated

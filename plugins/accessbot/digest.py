@@ -3,13 +3,14 @@
 When a thousand grants end in the same second, a thousand "Request x: @a's access to
 prod-db expired and was revoked." lines in one channel would take a quarter of an hour at
 Slack's one message a second, and nobody reads them. `merge` turns a channel's run of
-such lines into one ("12 grants to prod-db expired and were revoked: @a (k3m9qx), ...")
-and keeps what must stay one per person or card: each requester's DM, and each card's
-update (as a card-only notice, which updates the card without a thread reply).
+such lines into one ("12 grants to prod-db expired and were revoked: @a (k3m9qx), ..."),
+and a target's outage's "REVOKE FAILED" alerts into one alert, and keeps what must stay
+one per person or card: each requester's DM, and each card's update (as a card-only
+notice, which updates the card without a thread reply).
 
 Pure: no chat, no clock. A line is merged only when it is exactly the text
-`messages.expired_in_channel` / `revoked_in_channel` gives for its request, so a notice
-this module does not know goes out unchanged.
+`messages.expired_in_channel` / `revoked_in_channel` / `revoke_failed_in_channel` gives
+for its request, so a notice this module does not know goes out unchanged.
 """
 
 from __future__ import annotations
@@ -70,16 +71,24 @@ def settled(merged: Iterable[Merged], delivered: Iterable[int]) -> set[int]:
 
 
 def _mergeable(notice: Notice) -> tuple | None:
-    """(channel, resource, revoked by or None) for a channel's "grant ended" line."""
+    """(channel, resource, what happened) for a channel's "grant ended" line or "revoke
+    failed" alert; what happened is "expired", "revoke_failed" or ("revoked", by whom)."""
     request = notice.request
-    if notice.audience != "channel" or notice.kind != "text" or request is None:
+    if notice.audience != "channel" or request is None:
+        return None
+    if notice.kind == "alert":
+        failed = request.status is Status.REVOKE_FAILED
+        if failed and notice.text == messages.revoke_failed_in_channel(request):
+            return (notice.to, request.resource, "revoke_failed")
+        return None
+    if notice.kind != "text":
         return None
     if request.status is Status.EXPIRED and notice.text == messages.expired_in_channel(request):
-        return (notice.to, request.resource, None)
+        return (notice.to, request.resource, "expired")
     if request.status is Status.REVOKED:
         actor = _revoked_by(request)
         if actor is not None and notice.text == messages.revoked_in_channel(request, actor):
-            return (notice.to, request.resource, actor)
+            return (notice.to, request.resource, ("revoked", actor))
     return None
 
 
@@ -96,16 +105,21 @@ def _merged(key: tuple, positions: list[int], notices: Sequence[Notice]) -> list
     A round cut short after the line (Slack's pace) leaves the cards to go on their own
     (`delivery.Round.remaining`), so nobody is named in a second line.
     """
-    channel, resource, revoked_by = key
+    channel, resource, happened = key
     out = []
     positions = sorted(positions, key=lambda p: (notices[p].request.requester, p))
     for start in range(0, len(positions), PER_MESSAGE):
         part = positions[start : start + PER_MESSAGE]
-        text = messages.ended_together([notices[p].request for p in part], resource, revoked_by)
-        out.append(Merged(Notice("channel", channel, text), tuple(part)))
+        requests = [notices[p].request for p in part]
+        if happened == "revoke_failed":
+            line = Notice("channel", channel, messages.revokes_failed_together(requests, resource))
+        else:
+            by = happened[1] if isinstance(happened, tuple) else None
+            line = Notice("channel", channel, messages.ended_together(requests, resource, by))
+        out.append(Merged(line, tuple(part)))
         for position in part:
             notice = notices[position]
-            if notice.request.card_ref:  # the card shows the end; no line in its thread
+            if notice.request.card_ref:  # the card shows it; no line in its thread
                 card = Notice("channel", channel, notice.text, notice.request, "card")
                 out.append(Merged(card, (position,)))
     return out

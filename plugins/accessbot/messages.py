@@ -551,3 +551,28 @@ def ended_together(requests: list[Request], resource: str, revoked_by: str | Non
             f"{grants} to {resource} expired and {'was' if count == 1 else 'were'} revoked: {held}."
         )
     return f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: {held}."
+
+
+def revoke_failed_in_channel(request: Request) -> str:
+    """The channel's alert when a revoke failed (`request.last_error`) and will be retried."""
+    return (
+        f"REVOKE FAILED for request {request.id} ({request.resource} for "
+        f"{who(request.requester)}), attempt {request.revoke_attempts}: "
+        f"{inert(request.last_error)}. Retrying at {when(request.next_retry_at)}; "
+        "the access is still in place until a revoke succeeds."
+    )
+
+
+def revokes_failed_together(requests: list[Request], resource: str) -> str:
+    """One alert for many failed revokes of `resource`: each grant, its attempt and error."""
+    count = len(requests)
+    grants = "1 grant" if count == 1 else f"{count} grants"
+    each = "; ".join(
+        f"{who(r.requester)} ({r.id}, attempt {r.revoke_attempts}: {inert(r.last_error, 120)}, "
+        f"next at {when(r.next_retry_at)})"
+        for r in requests
+    )
+    return (
+        f"REVOKE FAILED for {grants} to {resource}; the access is still in place until a "
+        f"revoke succeeds, and each is retried automatically: {each}."
+    )
