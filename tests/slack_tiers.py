@@ -85,3 +85,14 @@ class SlackTiers:
     def total_limited(self) -> int:
         with self._lock:
             return sum(self.limited.values())
+
+
+class Ticks:
+    """A monotonic clock (seconds) the test moves: `clock.now += 1`. For SlackTiers and
+    accessbot.pacing.Pacer, so neither a test of the limits nor of the pacing sleeps."""
+
+    def __init__(self, now: float = 100.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

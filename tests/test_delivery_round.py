@@ -11,16 +11,8 @@ from hypothesis import strategies as st
 from accessbot.delivery import RATE_LIMITED, Attempt, deliver_round
 from accessbot.pacing import Pacer, slack_calls
 from accessbot.service import Notice
-from tests.slack_tiers import SlackTiers
+from tests.slack_tiers import SlackTiers, Ticks
 from tests.test_digest import a_notice, ended, mergeable
-
-
-class Ticks:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class PacedSlack:
@@ -64,7 +56,7 @@ def run(notices, slack: PacedSlack, clock: Ticks, pacer: Pacer, rounds=10_000):
 
 
 def test_a_burst_of_expiries_goes_out_as_one_line_at_slacks_pace():
-    clock = Ticks()
+    clock = Ticks(0.0)
     slack = PacedSlack(clock)
     notices = [ended(f"r{n:03d}", f"user{n:03d}", card=True) for n in range(120)]
 

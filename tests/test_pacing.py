@@ -9,17 +9,9 @@ from hypothesis import strategies as st
 from accessbot.pacing import POST, UPDATE, Pace, Pacer, slack_calls
 from accessbot.service import Notice
 from tests.builders import a_request
-from tests.slack_tiers import SlackTiers
+from tests.slack_tiers import SlackTiers, Ticks
 
 CARD = {"channel": "CAPPROVALS", "ts": "1700000000.000001"}
-
-
-class Ticks:
-    def __init__(self):
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def channel_notice(to="#ops", card=True, kind="text", **request):

@@ -21,17 +21,7 @@ from tests.conftest import FakeClock
 from tests.fake_slack import TOKEN
 from tests.fake_slack import FakeSlack as FakeGroupsSlack
 from tests.slack_fakes import FakeSlack
-from tests.slack_tiers import Limit, SlackTiers
-
-
-class Ticks:
-    """A clock the test moves."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.slack_tiers import Limit, SlackTiers, Ticks
 
 
 @pytest.fixture

@@ -16,17 +16,9 @@ from accessbot.pacing import Pacer
 from accessbot.service import Notice
 from tests.slack_fakes import click_payload
 from tests.slack_fixtures import CHANNEL, current, has_buttons, shown
-from tests.slack_tiers import Limit, SlackTiers
+from tests.slack_tiers import Limit, SlackTiers, Ticks
 
 PEOPLE = {"UDAVE": "dave", "UERIN": "erin", "UFRANK": "frank", "UGINA": "gina", "UHANK": "hank"}
-
-
-class Ticks:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def granted(bot, fake, user: str) -> tuple[str, dict]:

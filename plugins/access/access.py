@@ -742,9 +742,7 @@ class Access(BotPlugin):
             ).get("channel_id")
             if user and channel:
                 try:
-                    self._bot.slack_web.chat_postEphemeral(
-                        channel=channel, user=user, text=STARTING
-                    )
+                    self.slack_web().chat_postEphemeral(channel=channel, user=user, text=STARTING)
                 except Exception:  # noqa: BLE001 - the click is lost either way; say so in the log
                     log.warning("a click arrived while starting and could not be answered")
 
