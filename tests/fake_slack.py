@@ -10,6 +10,7 @@ from collections import Counter
 from urllib.parse import parse_qs
 
 from tests.fakes import FakeHandler, serve_local, stop_local
+from tests.slack_tiers import SlackTiers
 
 TOKEN = "xoxb-test-token"
 
@@ -19,6 +20,7 @@ class FakeSlack:
         self.token = token
         self.groups: list[dict] = []  # {"id", "handle", "users", "date_delete"}
         self.error: str | None = None  # answer every call with {"ok": false, "error": ...}
+        self.tiers: SlackTiers | None = None  # Slack's rate limits (429 + Retry-After) when set
         self._calls: Counter = Counter()
         self.lock = threading.Lock()
         fake = self
@@ -35,6 +37,11 @@ class FakeSlack:
                     fake._calls[method] += 1
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     self._json({"ok": False, "error": "invalid_auth"})
+                    return
+                retry_after = fake.tiers.take(method) if fake.tiers else 0
+                if retry_after:
+                    body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                    self.respond(429, body, "application/json", [("Retry-After", str(retry_after))])
                     return
                 self._json(fake._answer(method, params))
 

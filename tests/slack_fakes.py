@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from tests.fakes import FakeHandler, serve_local, stop_local
+from tests.slack_tiers import SlackTiers
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
@@ -56,9 +57,11 @@ class FakeSlack:
         self.users = {BOT_USER: ("accessbot", ""), **users}
         self.broken_users: dict[str, int] = {}
         self.chat_delay = 0.0  # seconds every chat.* call takes
+        self.tiers: SlackTiers | None = None  # Slack's rate limits, once `rate_limit()`
         self.page_size = 2
         self.channels = dict(channels)
         self.not_member: set[str] = set()  # channel ids the bot was never invited to
+        self.archived: set[str] = set()  # channel ids archived
         self.messages: list[dict] = []  # every posted message, updated in place by chat.update
         self.updates: list[dict] = []  # every chat.update call
         self.ephemerals: list[dict] = []
@@ -84,6 +87,14 @@ class FakeSlack:
 
             def _handle(self, args):
                 method = urlparse(self.path).path.rsplit("/", 1)[-1]
+                retry_after = fake.over_limit(method, args)
+                if retry_after:
+                    with fake.lock:
+                        fake.calls.append(method)
+                    answer = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                    headers = [("Retry-After", str(retry_after))]
+                    self.respond(429, answer, "application/json", headers)
+                    return
                 if method.startswith("chat.") and fake.chat_delay:
                     threading.Event().wait(fake.chat_delay)  # a slow Slack, as measured
                 with fake.lock:
@@ -99,6 +110,19 @@ class FakeSlack:
 
         self.server, base = serve_local(Handler)
         self.base_url = base + "/api/"
+
+    def rate_limit(self, tiers: SlackTiers | None = None) -> SlackTiers:
+        """From now on, refuse calls over Slack's limits (`tiers`: the published ones on
+        the real clock unless given); returns them, to read what was refused."""
+        self.tiers = tiers or SlackTiers()
+        return self.tiers
+
+    def over_limit(self, method: str, args: dict) -> int:
+        """The Retry-After (seconds) when this call is over Slack's limits, else 0."""
+        if self.tiers is None:
+            return 0
+        channel = str(args.get("channel") or "")
+        return self.tiers.take(method, self._channel_id(channel) or channel)
 
     # -- the API ---------------------------------------------------------------------
 
@@ -147,6 +171,8 @@ class FakeSlack:
             channel = self._channel_id(args.get("channel", ""))
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
+            if channel in self.archived:
+                return {"ok": False, "error": "is_archived"}
             if channel in self.not_member:
                 return {"ok": False, "error": "not_in_channel"}
             message = {

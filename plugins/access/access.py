@@ -37,12 +37,25 @@ from accessbot.commands import (  # noqa: E402
     parse_whatif_args,
 )
 from accessbot.courier import Courier  # noqa: E402
-from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
+from accessbot.delivery import (  # noqa: E402
+    CHANNEL_ERRORS,
+    RATE_LIMITED,
+    Attempt,
+    UndeliveredNotices,
+    error_code,
+    is_permanent,
+)
+from accessbot.digest import merge  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
+from accessbot.integrations.slack_limits import (  # noqa: E402
+    honour_rate_limits,
+    rate_limits_reported,
+    slack_calls_watched,
+)
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
@@ -136,7 +149,9 @@ class Access(BotPlugin):
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
         self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
-        self.undelivered = UndeliveredNotices()
+        self.undelivered = UndeliveredNotices(
+            count=lambda reason: self.metrics.notices_failed.labels(reason).inc()
+        )
         self.degraded = None  # why the bot runs on grants rebuilt from the audit log
         try:
             self.backend = open_backend(self.settings, self.clock)
@@ -172,13 +187,13 @@ class Access(BotPlugin):
             audit=self.backend.audit,
             # The SlackV3 backend's own WebClient (replaced when it reconnects); on any
             # other backend there is none and `slack-group:` entries name nobody.
-            slack_groups=SlackGroups(lambda: getattr(self._bot, "slack_web", None), self.clock),
+            slack_groups=SlackGroups(self.slack_web, self.clock),
             pagerduty=self.pagerduty(),
             metrics=self.metrics,
             notify=self.deliver,  # what follow-up hooks tell, from their own threads
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             people=SlackPeople(
-                lambda: getattr(self._bot, "slack_web", None),
+                self.slack_web,
                 fallback=NamedPeople(self.settings.user_emails),
             ),
         )
@@ -196,7 +211,7 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        self.courier = Courier(self.deliver)
+        self.courier = Courier(self.deliver_merged)
         # Told on the courier's thread: a slow chat never holds up the scheduler.
         self.database_watch = DatabaseWatch(
             lambda text: self.courier.send([Notice("admins", "", text)])
@@ -537,12 +552,42 @@ class Access(BotPlugin):
             self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
             if error:
                 self.metrics.chat_errors.labels(notice.audience).inc()
-            if error and self.undelivered.failed(notice.to, error):
-                self.tell_admins(messages.undeliverable(notice, error))
+                self.undeliverable(notice, error)
+
+    def deliver_merged(self, notices: list[Notice]) -> None:
+        """The scheduler's notices, with a channel's run of "grant ended" lines merged
+        into one (accessbot.digest); every DM and card update still goes on its own."""
+        self.deliver([part.notice for part in merge(notices)])
+
+    def deliver_paced(self, notice: Notice) -> Attempt:
+        """`deliver_one` for a worker that paces its channel (accessbot.pacing): a call
+        Slack refuses as over its rate limit is not waited for here; the attempt says how
+        long to wait before delivering the notice again (all of it: a card update is
+        idempotent, and a thread reply comes after it). A notice that failed for good
+        (`attempt.permanent`) is reported to the admins once and counted."""
+        started = time.monotonic()
+        with rate_limits_reported() as report:
+            error = self.deliver_one(notice)
+        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+        if report.retry_after is not None:
+            return Attempt(RATE_LIMITED, report.retry_after, report.method)
+        attempt = Attempt(error)
+        if error:
+            self.metrics.chat_errors.labels(notice.audience).inc()
+        if attempt.permanent:
+            self.undeliverable(notice, error)
+        return attempt
+
+    def undeliverable(self, notice: Notice, error: str) -> None:
+        """Count a notice that will not arrive; tell the admins, once, how to fix it."""
+        if self.undelivered.failed(notice.to, error):
+            bot = (getattr(self._bot, "auth", None) or {}).get("user", "")
+            self.tell_admins(messages.undeliverable(notice, error, bot))
 
     def deliver_one(self, notice: Notice) -> str | None:
         """Post the notice (a Slack card, else a plain message); the error that kept it
         from arriving, or None."""
+        self.slack_web()  # the backend's client after a reconnect waits out 429s too
         if notice.audience == "admins":
             self.tell_admins(notice.text)
             return None
@@ -553,18 +598,24 @@ class Access(BotPlugin):
                     return None
             except Exception as exc:  # noqa: BLE001 - the card failed; the plain message still goes
                 log.exception("could not post or update the Slack card for %s", notice.to)
-                if error_code(exc) in CHANNEL_ERRORS:
+                if error_code(exc) in CHANNEL_ERRORS | {RATE_LIMITED}:
                     # A plain message would fail the same way, and errbot's Slack backend
-                    # only logs that: this is the one chance to know.
+                    # only logs that: this is the one chance to know. (Rate limited: the
+                    # card, not a plain copy of it, goes when Slack takes it.)
                     return error_code(exc)
         try:
             # Cards go out as plain markdown: errbot's card template HTML-escapes the
             # body, which would show a reason's "<" as "&lt;" on text backends.
-            self.tell(notice.to, notice.text)
+            with slack_calls_watched() as answers:
+                self.tell(notice.to, notice.text)
         except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
             log.exception("could not deliver a notice to %s", notice.to)
             return error_code(exc)
-        if self.slack is None:  # on Slack, errbot's send never says whether it got through
+        # errbot's Slack send only logs a failure: what Slack answered says it.
+        failed = [e for e in answers.errors if is_permanent(e) or e == RATE_LIMITED]
+        if failed:
+            return failed[-1]
+        if self.slack is None:  # on Slack, a send that raised nothing may still have failed
             self.undelivered.delivered(notice.to)
         return None
 
@@ -664,9 +715,17 @@ class Access(BotPlugin):
 
     # -- Slack --------------------------------------------------------------------
 
+    def slack_web(self):
+        """The SlackV3 backend's current WebClient (it makes a new one when it reconnects),
+        waiting out Slack's 429s; None on other backends."""
+        return honour_rate_limits(
+            getattr(self._bot, "slack_web", None),
+            observe=lambda method: self.metrics.chat_rate_limited.labels(method).inc(),
+        )
+
     def start_slack(self):
         """On the SlackV3 backend: Block Kit cards, and clicks from socket mode or HTTP."""
-        client = getattr(self._bot, "slack_web", None)
+        client = self.slack_web()
         if not self._bot.mode.startswith("slack") or client is None:
             return None
         import errbot.core_plugins
@@ -710,9 +769,7 @@ class Access(BotPlugin):
             ).get("channel_id")
             if user and channel:
                 try:
-                    self._bot.slack_web.chat_postEphemeral(
-                        channel=channel, user=user, text=STARTING
-                    )
+                    self.slack_web().chat_postEphemeral(channel=channel, user=user, text=STARTING)
                 except Exception:  # noqa: BLE001 - the click is lost either way; say so in the log
                     log.warning("a click arrived while starting and could not be answered")
 

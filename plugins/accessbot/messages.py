@@ -498,8 +498,9 @@ def watcher_reload(result) -> str:
     )
 
 
-def undeliverable(notice, error: str) -> str:
-    """What the admins are told when a notice could not be delivered, and how to fix it."""
+def undeliverable(notice, error: str, bot: str = "") -> str:
+    """What the admins are told when a notice could not be delivered, and how to fix it
+    (`bot`: the bot's own handle on the chat, to name in `/invite @bot`)."""
     where, request = notice.to, notice.request
     about = ""
     if request is not None:
@@ -508,7 +509,8 @@ def undeliverable(notice, error: str) -> str:
     if notice.audience != "channel":
         fix = f"check that {where} is still a member of the chat and can get messages from the bot"
     elif error == "not_in_channel":
-        fix = f"invite the bot to {where} (in {where}, type /invite and the bot's @name)"
+        how = f"/invite {who(bot)}" if bot else "/invite and the bot's @name"
+        fix = f"invite the bot to {where} (in {where}, type {how})"
     elif error == "channel_not_found":
         fix = (
             f"{where} does not exist or is private: create it or invite the bot to it, or "
@@ -976,4 +978,61 @@ def database_back(seconds: float) -> str:
     return (
         f"Access bot: the scheduler reaches its database again (it was away about "
         f"{seconds:.0f}s); what came due meanwhile is revoked first."
+    )
+
+
+# -- notices merged for a busy channel (digest.py) --------------------------------------------
+
+
+def expired_in_channel(request: Request) -> str:
+    """The channel's line when a grant ran out and was revoked."""
+    return (
+        f"Request {request.id}: {who(request.requester)}'s access to "
+        f"{request.resource} expired and was revoked."
+    )
+
+
+def revoked_in_channel(request: Request, actor: str) -> str:
+    """The channel's line when someone revoked a grant before its end."""
+    return (
+        f"Request {request.id}: {who(request.requester)}'s access to "
+        f"{request.resource} was revoked by {who(actor)}."
+    )
+
+
+def ended_together(requests: list[Request], resource: str, revoked_by: str | None) -> str:
+    """One line for many grants to `resource` that ended at once: who held them and which
+    request each was, so nothing the single lines said is left out."""
+    count = len(requests)
+    grants = "1 grant" if count == 1 else f"{count} grants"
+    held = ", ".join(f"{who(r.requester)} ({r.id})" for r in requests)
+    if revoked_by is None:
+        return (
+            f"{grants} to {resource} expired and {'was' if count == 1 else 'were'} revoked: {held}."
+        )
+    return f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: {held}."
+
+
+def revoke_failed_in_channel(request: Request) -> str:
+    """The channel's alert when a revoke failed (`request.last_error`) and will be retried."""
+    return (
+        f"REVOKE FAILED for request {request.id} ({request.resource} for "
+        f"{who(request.requester)}), attempt {request.revoke_attempts}: "
+        f"{inert(request.last_error)}. Retrying at {when(request.next_retry_at)}; "
+        "the access is still in place until a revoke succeeds."
+    )
+
+
+def revokes_failed_together(requests: list[Request], resource: str) -> str:
+    """One alert for many failed revokes of `resource`: each grant, its attempt and error."""
+    count = len(requests)
+    grants = "1 grant" if count == 1 else f"{count} grants"
+    each = "; ".join(
+        f"{who(r.requester)} ({r.id}, attempt {r.revoke_attempts}: {inert(r.last_error, 120)}, "
+        f"next at {when(r.next_retry_at)})"
+        for r in requests
+    )
+    return (
+        f"REVOKE FAILED for {grants} to {resource}; the access is still in place until a "
+        f"revoke succeeds, and each is retried automatically: {each}."
     )

@@ -65,6 +65,15 @@ class Metrics:
             "accessbot_chat_delivery_errors", "Notices the chat platform refused",
             ["audience"], registry=r,
         )  # fmt: skip
+        self.notices_failed = Counter(
+            "accessbot_notices_failed", "Notices that could not be delivered, by Slack's error",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.chat_rate_limited = Counter(
+            "accessbot_chat_rate_limited",
+            "Chat calls Slack refused as over its rate limits (429), by method",
+            ["method"], registry=r,
+        )  # fmt: skip
         self.pagerduty_calls = Histogram(
             "accessbot_pagerduty_call_seconds", "PagerDuty API calls",
             buckets=CALL_BUCKETS, registry=r,

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..approvers import SlackGroupError
+from .slack_limits import honour_rate_limits
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class SlackGroups:
         client = self._client() if callable(self._client) else self._client
         if client is None:
             raise SlackGroupError(NOT_ON_SLACK)
-        return client
+        return honour_rate_limits(client)
 
     def _list_groups(self) -> dict[str, str]:
         answer = self._call("usergroups.list", lambda c: c.usergroups_list(include_users=False))

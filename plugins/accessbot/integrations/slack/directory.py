@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from slack_sdk.web import WebClient
 
+from ..slack_limits import honour_rate_limits
+
 
 @dataclass(frozen=True)
 class SlackUser:
@@ -42,7 +44,7 @@ class SlackDirectory:
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.client = client
+        self.client = honour_rate_limits(client)  # users.info is Tier 4: a 429 waits
         self.ttl = ttl
         self.clock = clock
         self._cache: dict[str, tuple[float, SlackUser]] = {}
