@@ -76,9 +76,12 @@ def build_service(
     db_url: str | None = None,
     lease_seconds: float = 10.0,
     connect_timeout: float = 10.0,
+    policy: str | None = None,
+    **options,
 ) -> AccessService:
-    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`."""
-    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
+    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`;
+    `policy` replaces the two-resource policy, `options` go to AccessService."""
+    policy_file(tmp_path / "policies", "prod.py", policy or two_resource_policy(url))
     data = tmp_path / "data"
     if db_url:
         from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
@@ -94,6 +97,7 @@ def build_service(
         policy_dir=tmp_path / "policies",
         clock=clock,
         pending_timeout=timedelta(hours=1),
+        **options,
     )
 
 
