@@ -43,7 +43,7 @@ from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # n
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
-from accessbot.scheduler import Scheduler  # noqa: E402
+from accessbot.scheduler import Periodic, Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
@@ -75,6 +75,9 @@ STARTING = "The access bot is starting; try again in a moment. Nothing was done.
 # A request whose policy check (hooks, on-call and Slack group lookups) has not answered
 # within this many seconds is acknowledged first, then answered when it is done.
 ACK_SECONDS = 2.0
+# How often the review job looks whether a break-glass grant's daily reminder is due
+# (it sends each channel's reminder once a day; the look costs nothing until then).
+REVIEW_CHECK_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -167,7 +170,7 @@ class Access(BotPlugin):
             strategy_workers=self.settings.strategy_workers,
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             metrics=self.metrics,
-            notify=self.deliver,  # what follow-up hooks tell, from their own threads
+            notify=self.hand_over,  # what finished calls and follow-up hooks tell
             people=SlackPeople(
                 lambda: getattr(self._bot, "slack_web", None),
                 fallback=NamedPeople(self.settings.user_emails),
@@ -198,9 +201,11 @@ class Access(BotPlugin):
                 )
             )
         # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
-        # TinyDB).
+        # TinyDB). Three `schedule` jobs: the revocation tick hands due calls to the
+        # provisioner's pool and returns (their notices reach the courier as each call
+        # finishes); housekeeping and the review reminders hand theirs to the courier.
         self.scheduler = Scheduler(
-            self.run_tick,
+            self.service.revocation_tick,
             self.settings.tick_seconds,
             self.backend.leadership,
             next_due=self.service.next_revocation_at,
@@ -210,14 +215,27 @@ class Access(BotPlugin):
             after_tick=[
                 Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
             ],
+            periodic=[
+                Periodic(
+                    "housekeeping",
+                    self.settings.tick_seconds,
+                    lambda: self.hand_over(self.service.housekeeping()),
+                ),
+                Periodic(
+                    "review reminders",
+                    REVIEW_CHECK_SECONDS,
+                    lambda: self.hand_over(self.service.remind_reviews()),
+                ),
+            ],
         )
         self.health = Health(
             self.settings.tick_seconds,
             scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
             store_readable=self.backend.store.live_counts,
         )
-        # Whatever expired while the bot was down is revoked before anything else.
-        self.scheduler.run_once()
+        # Whatever expired while the bot was down is revoked before anything else: one
+        # full pass that waits for its calls.
+        self.scheduler.run_once(self.run_tick)
         self.scheduler.start()
         self.sinks.start()
         if self.settings.policy_watch:
@@ -232,18 +250,19 @@ class Access(BotPlugin):
         starter = getattr(self, "starter", None)
         if starter is not None:
             starter.join(timeout=120)  # a start under way finishes before we stop it
+        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+            if thread is not None:
+                thread.stop()
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()  # the calls under way are recorded and hand over their notices
         for thread in (
-            getattr(self, "watcher", None),
-            getattr(self, "scheduler", None),
-            getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+            getattr(self, "courier", None),  # after those: what they said still goes out
             getattr(self, "sinks", None),
         ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
-        service = getattr(self, "service", None)
-        if service is not None:
-            service.close()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
@@ -296,9 +315,18 @@ class Access(BotPlugin):
             self.health.beat()
 
     def run_tick(self) -> None:
-        """One scheduler pass: expiries, retries, time-outs. People are told by the
-        courier's thread, so a slow chat never delays the next revocation."""
-        self.courier.send(self.service.tick())
+        """One full pass of every job, waiting for its strategy calls (at start, and for
+        tests). People are told by the courier's thread."""
+        self.hand_over(self.service.tick())
+
+    def hand_over(self, notices: list[Notice]) -> None:
+        """Notices of background work go to the courier's thread (delivered here before
+        it exists), so no scheduler job or pool worker waits for chat."""
+        courier = self.courier
+        if courier is None:
+            self.deliver(notices)
+        else:
+            courier.send(notices)
 
     # -- commands -------------------------------------------------------------
 

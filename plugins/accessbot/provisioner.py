@@ -84,7 +84,7 @@ class Provisioner:
         self._idle = threading.Condition(self._admit)
         self._busy: Counter[str] = Counter()  # resource -> its calls on the pool now
         self._waiting: dict[str, dict[str, tuple[str, Notify]]] = {}  # resource -> id -> job
-        self._pending = 0  # handed out (running or waiting) and not yet recorded
+        self._handed: set[str] = set()  # ids handed out (running or waiting), not yet recorded
         self._closed = False
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # revoke outcomes to record
         self._recording = threading.Lock()
@@ -121,16 +121,16 @@ class Provisioner:
         """Wait until every call handed out is recorded; False if `timeout` ran out first.
         For tests, `tick` and a clean stop: the scheduler's ticks never wait."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: not self._handed, timeout)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Hand out nothing more; let the calls under way finish and record (up to
         `timeout`). What waited its turn is handed out again by the next start's tick."""
         with self._admit:
             self._closed = True
-            dropped = sum(len(jobs) for jobs in self._waiting.values())
+            for jobs in self._waiting.values():
+                self._handed.difference_update(jobs)
             self._waiting.clear()
-            self._pending -= dropped
             self._idle.notify_all()
         if not self.drain(timeout):
             log.error(
@@ -143,18 +143,15 @@ class Provisioner:
 
     def _offer(self, kind: str, request_id: str, resource: str, notify: Notify) -> None:
         with self._admit:
-            if self._closed:
-                return
+            if self._closed or request_id in self._handed:
+                return  # under way or waiting its turn already
+            self._handed.add(request_id)
             if self._busy[resource] >= per_resource(self._workers):
-                waiting = self._waiting.setdefault(resource, {})
-                if request_id not in waiting:
-                    waiting[request_id] = (kind, notify)
-                    self._pending += 1
+                self._waiting.setdefault(resource, {})[request_id] = (kind, notify)
                 return
             self._busy[resource] += 1
-            self._pending += 1
         if not self._start(kind, request_id, resource, notify):
-            self._done(1)
+            self._done(request_id)
             self._free(resource)
 
     def _start(self, kind: str, request_id: str, resource: str, notify: Notify) -> bool:
@@ -203,7 +200,7 @@ class Provisioner:
             log.exception("the grant call for %s failed; the next tick tries again", request.id)
             self.inflight.discard(request.id)
         finally:
-            self._done(1)
+            self._done(request.id)
             self._free(resource)
 
     def _free(self, resource: str) -> None:
@@ -223,12 +220,12 @@ class Provisioner:
                 self._busy[resource] += 1
             if self._start(kind, request_id, resource, notify):
                 return
-            self._done(1)
+            self._done(request_id)
 
-    def _done(self, count: int) -> None:
+    def _done(self, *request_ids: str) -> None:
         with self._admit:
-            self._pending -= count
-            if self._pending <= 0:
+            self._handed.difference_update(request_ids)
+            if not self._handed:
                 self._idle.notify_all()
 
     def _record_finished(self) -> None:
@@ -258,7 +255,7 @@ class Provisioner:
                     request.id,
                     exc_info=outcome,
                 )
-                self._done(1)
+                self._done(request.id)
                 continue
             by_notify.setdefault(id(notify), (notify, []))[1].append((request, outcome))
         for notify, results in by_notify.values():
@@ -269,7 +266,7 @@ class Provisioner:
                     "could not record %d revocation(s); the next tick tries again", len(results)
                 )
             finally:
-                self._done(len(results))
+                self._done(*(request.id for request, _ in results))
 
     # -- claims ---------------------------------------------------------------------
 
