@@ -4,10 +4,10 @@ One pool of `workers` threads runs the scheduler's calls, each grant or revoke i
 task. `revocation_tick` hands out what is due and returns at once: a task records its own
 outcome when its call comes back and hands its notices to `notify` (the plugin's courier),
 so a target that hangs never holds up the tick. One resource holds at most a quarter of
-the workers (at least one) at a time; the rest of its due work waits its turn (started as
-one of its calls finishes, or at the next tick), so a hanging target delays only its own
-resource. A request whose call is under way is claimed (`inflight`, the store's claims:
-other bots see them too), so it is never handed out twice.
+the workers (at least one) at a time; the rest of its due work waits its turn, claimed,
+and starts as one of that resource's calls finishes, so a hanging target delays only its
+own resource. A request whose call is under way or waiting is claimed (`inflight`, the
+store's claims: other bots see them too), so it is never handed out twice.
 
 Calls a person waits for (an approval's grant, `!access revoke`, an extension) run on the
 command's own thread, as before: they never queue behind the scheduler's work.
@@ -83,7 +83,8 @@ class Provisioner:
         self._admit = threading.Lock()  # guards the counts below and the pool
         self._idle = threading.Condition(self._admit)
         self._busy: Counter[str] = Counter()  # resource -> its calls on the pool now
-        self._waiting: dict[str, dict[str, tuple[str, Notify]]] = {}  # resource -> id -> job
+        # resource -> claimed request id -> (kind, request, notify), waiting for a worker
+        self._waiting: dict[str, dict[str, tuple[str, Request, Notify]]] = {}
         self._handed: set[str] = set()  # ids handed out (running or waiting), not yet recorded
         self._closed = False
         self._finished: queue.SimpleQueue = queue.SimpleQueue()  # revoke outcomes to record
@@ -125,13 +126,15 @@ class Provisioner:
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Hand out nothing more; let the calls under way finish and record (up to
-        `timeout`). What waited its turn is handed out again by the next start's tick."""
+        `timeout`). What waited its turn is let go (its claim too): the next start's
+        first tick hands it out again."""
         with self._admit:
             self._closed = True
-            for jobs in self._waiting.values():
-                self._handed.difference_update(jobs)
+            let_go = [job[1].id for jobs in self._waiting.values() for job in jobs.values()]
             self._waiting.clear()
-            self._idle.notify_all()
+        for request_id in let_go:
+            self.inflight.discard(request_id)
+        self._done(*let_go)
         if not self.drain(timeout):
             log.error(
                 "strategy calls still under way after %ss; the next start finishes them", timeout
@@ -142,33 +145,36 @@ class Provisioner:
             pool.shutdown(wait=False)
 
     def _offer(self, kind: str, request_id: str, resource: str, notify: Notify) -> None:
+        """Claim a due request (as before, on the tick's thread) and start its call, or
+        let it wait, claimed, for a worker of its resource to come free."""
         with self._admit:
             if self._closed or request_id in self._handed:
                 return  # under way or waiting its turn already
+        request = self._claim_for(kind, request_id)
+        if request is None:
+            return  # not due any more, or someone else (a command, another bot) has it
+        with self._admit:
+            if self._closed:
+                self.inflight.discard(request_id)
+                return
             self._handed.add(request_id)
             if self._busy[resource] >= per_resource(self._workers):
-                self._waiting.setdefault(resource, {})[request_id] = (kind, notify)
+                self._waiting.setdefault(resource, {})[request_id] = (kind, request, notify)
                 return
             self._busy[resource] += 1
-        if not self._start(kind, request_id, resource, notify):
-            self._done(request_id)
-            self._free(resource)
+        self._start(kind, request, resource, notify)
 
-    def _start(self, kind: str, request_id: str, resource: str, notify: Notify) -> bool:
-        """Claim the request and hand its call to the pool; False if it is not (any
-        more) due or someone else has it."""
+    def _start(self, kind: str, request: Request, resource: str, notify: Notify) -> None:
+        """Hand a claimed request's call to the pool (holding one worker of `resource`)."""
         try:
-            request = self._claim_for(kind, request_id)
-            if request is None:
-                return False
             with self._admit:
                 pool = self._executor()
             pool.submit(self._task, kind, request, resource, notify)
-            return True
-        except Exception:  # noqa: BLE001 - the next tick tries again
-            log.exception("could not start the %s call for %s", kind, request_id)
-            self.inflight.discard(request_id)
-            return False
+        except Exception:  # noqa: BLE001 - the pool is gone (stopping): the next start does it
+            log.exception("could not start the %s call for %s", kind, request.id)
+            self.inflight.discard(request.id)
+            self._done(request.id)
+            self._free(resource)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -205,22 +211,19 @@ class Provisioner:
 
     def _free(self, resource: str) -> None:
         """One call of `resource` is over: start the next that waits for its turn."""
-        while True:
-            with self._admit:
-                self._busy[resource] -= 1
-                waiting = self._waiting.get(resource)
-                if not waiting or self._closed:
-                    if self._busy[resource] <= 0:
-                        del self._busy[resource]
-                    return
-                request_id, (kind, notify) = next(iter(waiting.items()))
-                del waiting[request_id]
-                if not waiting:
-                    del self._waiting[resource]
-                self._busy[resource] += 1
-            if self._start(kind, request_id, resource, notify):
+        with self._admit:
+            self._busy[resource] -= 1
+            waiting = self._waiting.get(resource)
+            if not waiting or self._closed:
+                if self._busy[resource] <= 0:
+                    del self._busy[resource]
                 return
-            self._done(request_id)
+            request_id = next(iter(waiting))
+            kind, request, notify = waiting.pop(request_id)
+            if not waiting:
+                del self._waiting[resource]
+            self._busy[resource] += 1
+        self._start(kind, request, resource, notify)
 
     def _done(self, *request_ids: str) -> None:
         with self._admit:
