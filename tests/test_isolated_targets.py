@@ -144,3 +144,31 @@ def test_one_resource_holds_at_most_a_quarter_of_the_workers(tmp_path, targets):
     assert all(hanging.count("revoke", rid) == 1 for rid in stuck)
     assert hanging.most_held == 1
     told.wait_for(10, "has expired")
+
+
+def test_a_hanging_target_that_times_out_is_retried_with_the_usual_backoff(tmp_path, targets):
+    healthy, hanging = targets
+    clock, told = FakeClock(), Told()
+    policy = two_targets_policy(healthy.url, hanging.url).replace("'60s'", "'1s'")
+    service = build_service(
+        tmp_path, clock, healthy.url, policy=policy, strategy_workers=4, notify=told
+    )
+    stuck = granted(service, "dave", "legacy-db")
+    hanging.hang("revoke")
+    ends = clock.advance(minutes=30)
+
+    service.revocation_tick()
+    told.wait_for(1, "REVOKE FAILED")  # the call timed out after its 1 s
+    assert service.drain(20)
+    failed = service.store.get(stuck)
+    assert failed.status is Status.REVOKE_FAILED
+    assert failed.next_retry_at == ends + timedelta(seconds=10)
+
+    service.revocation_tick()  # not due again before its retry time
+    assert service.drain(20) and hanging.most_held == 1
+
+    hanging.release()
+    clock.advance(seconds=10)
+    service.revocation_tick()
+    assert service.drain(20)
+    assert service.store.get(stuck).status is Status.EXPIRED
