@@ -87,5 +87,5 @@ def test_the_plugin_registers_three_jobs_each_with_its_cadence(bot_factory, poli
     assert access_plugin(chat.backend).scheduler.cadences() == {
         "revocation tick": 2,
         "housekeeping": 2,
-        "review reminders": 60,
+        "review reminders": 2,
     }

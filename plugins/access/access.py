@@ -75,9 +75,6 @@ STARTING = "The access bot is starting; try again in a moment. Nothing was done.
 # A request whose policy check (hooks, on-call and Slack group lookups) has not answered
 # within this many seconds is acknowledged first, then answered when it is done.
 ACK_SECONDS = 2.0
-# How often the review job looks whether a break-glass grant's daily reminder is due
-# (it sends each channel's reminder once a day; the look costs nothing until then).
-REVIEW_CHECK_SECONDS = 60.0
 
 
 def utcnow() -> datetime:
@@ -221,9 +218,11 @@ class Access(BotPlugin):
                     self.settings.tick_seconds,
                     lambda: self.hand_over(self.service.housekeeping()),
                 ),
+                # Each channel's reminder goes out once a day, a day after the grant (by
+                # the bot's clock); looking every tick costs a comparison until then.
                 Periodic(
                     "review reminders",
-                    REVIEW_CHECK_SECONDS,
+                    self.settings.tick_seconds,
                     lambda: self.hand_over(self.service.remind_reviews()),
                 ),
             ],
