@@ -1,4 +1,6 @@
-"""Use cases: one method per command, plus `tick` for the scheduler.
+"""Use cases: one method per command, plus the scheduler's jobs (`revocation_tick`,
+`housekeeping`, `remind_reviews`; `tick` runs them all and waits). Strategy calls are
+the provisioner's (provisioner.py); the methods here that make them delegate to it.
 
 Each method returns an Outcome: the reply for the person who typed the command, and
 notices for others (the approval channel, the requester). The drivers (plugin and
