@@ -15,7 +15,7 @@ import pytest
 
 from accessbot.domain import Status
 from tests.builders import build_service, person
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, policy_file, request_id
 from tests.fakes import WebhookTarget
 
 
@@ -172,3 +172,31 @@ def test_a_hanging_target_that_times_out_is_retried_with_the_usual_backoff(tmp_p
     service.revocation_tick()
     assert service.drain(20)
     assert service.store.get(stuck).status is Status.EXPIRED
+
+
+def test_through_the_bot_a_hanging_target_leaves_the_scheduler_and_the_chat_running(
+    bot_factory, policy_dir, targets, clock
+):
+    healthy, hanging = targets
+    policy_file(policy_dir, "two.py", two_targets_policy(healthy.url, hanging.url))
+    chat = bot_factory(ACCESS_STRATEGY_WORKERS=4)
+    rids = {}
+    for user, resource in (("carol", "prod-db"), ("dave", "legacy-db")):
+        rids[user] = request_id(chat.reply(user, f"!access request {resource} 30m INC-9"))
+        chat.reply("bob", f"!approve {rids[user]}")
+    hanging.hang("revoke")
+
+    clock.advance(minutes=30)
+
+    # The scheduler's jobs go on: carol's revoke is recorded and told through the courier
+    # while dave's hangs; an unrelated request still times out on schedule.
+    chat.wait_for("carol", f"request {rids['carol']}) has expired")
+    assert hanging.held == [rids["dave"]]
+    erin = request_id(chat.reply("erin", "!access request prod-db 30m INC-10"))
+    clock.advance(hours=1, minutes=1)
+    chat.wait_for("erin", f"Your request {erin} for prod-db timed out")
+    assert "active" in chat.reply("dave", f"!access show {rids['dave']}")
+
+    hanging.release()
+    chat.wait_for("dave", f"request {rids['dave']}) has expired")
+    assert hanging.count("revoke", rids["dave"]) == 1
