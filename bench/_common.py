@@ -36,7 +36,7 @@ SECRET = "bench-secret"
 _ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 
 
-def wired(store, audit, policy_dir: Path, clock, pagerduty=None, **settings):
+def wired(store, audit, policy_dir: Path, clock, pagerduty=None, notify=None, **settings):
     """The service as the bot wires it (`bootstrap`), on this store and audit log;
     `settings` are Settings fields (strategy_workers, ...)."""
     return bootstrap(
@@ -45,6 +45,7 @@ def wired(store, audit, policy_dir: Path, clock, pagerduty=None, **settings):
         store=store,
         audit=audit,
         pagerduty=pagerduty,
+        notify=notify,
     )
 
 

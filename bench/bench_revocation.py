@@ -38,7 +38,7 @@ from _common import (
 
 from accessbot.audit import AuditLog
 from accessbot.domain import from_iso
-from accessbot.scheduler import Scheduler
+from accessbot.scheduler import Periodic, Scheduler
 from accessbot.service import AccessService
 from accessbot.store import TinyDBStore
 
@@ -65,13 +65,14 @@ def build(data: Path, url: str, burst_at: datetime, now: datetime) -> list[str]:
     return [r.id for r in burst]
 
 
-def service_on(data: Path, policies: Path, clock, workers: int) -> AccessService:
+def service_on(data: Path, policies: Path, clock, workers: int, notify=None) -> AccessService:
     return wired(
         TinyDBStore(data / "access.json"),
         AuditLog(data / "audit.jsonl", clock, max_bytes=None),
         policies,
         clock,
         strategy_workers=workers,
+        notify=notify,
     )
 
 
@@ -82,17 +83,22 @@ def one_burst(target: SlowTarget, workers: int) -> dict:
         now = utcnow()
         burst_at = datetime.fromtimestamp(math.ceil(now.timestamp() + LEAD), UTC)
         ids = build(tmp / "data", target.url, burst_at, now)
-        service = service_on(tmp / "data", tmp / "policies", utcnow, workers)
         notices = []
         lock = threading.Lock()
 
-        def run_tick():
-            found = service.tick()
+        def told(found):  # the courier's hand-over, as the plugin wires it
             with lock:
                 notices.extend(found)
 
-        run_tick()  # as the plugin does at start
-        scheduler = Scheduler(run_tick, TICK, next_due=service.next_revocation_at, clock=utcnow)
+        service = service_on(tmp / "data", tmp / "policies", utcnow, workers, told)
+        told(service.tick())  # as the plugin does at start
+        scheduler = Scheduler(  # the plugin's jobs: the tick hands out calls, never waits
+            service.revocation_tick,
+            TICK,
+            next_due=service.next_revocation_at,
+            clock=utcnow,
+            periodic=[Periodic("housekeeping", TICK, lambda: told(service.housekeeping()))],
+        )
         scheduler.start()
         deadline = time.time() + LEAD + 60
         while time.time() < deadline:
@@ -101,6 +107,7 @@ def one_burst(target: SlowTarget, workers: int) -> dict:
                     break
             time.sleep(0.1)
         scheduler.stop()
+        service.close()
         calls = target.arrivals()
         recorded = [
             from_iso(e["ts"]).timestamp() for e in service.audit.events() if e["event"] == "expired"

@@ -19,11 +19,15 @@ from tests.conftest import START, policy_file
 ADMIN = Actor("admin", is_admin=True)
 
 
-def wired(store, audit, policy_dir: Path, clock, **settings) -> AccessService:
+def wired(store, audit, policy_dir: Path, clock, notify=None, **settings) -> AccessService:
     """The service as the bot wires it (`bootstrap`), on this store and audit log;
     `settings` are Settings fields (pending_timeout, user_github, ...)."""
     return bootstrap(
-        Settings(policy_dir=str(policy_dir), **settings), clock=clock, store=store, audit=audit
+        Settings(policy_dir=str(policy_dir), **settings),
+        clock=clock,
+        store=store,
+        audit=audit,
+        notify=notify,
     )
 
 
@@ -85,9 +89,12 @@ def build_service(
     db_url: str | None = None,
     lease_seconds: float = 10.0,
     connect_timeout: float = 10.0,
+    policy: str | None = None,
+    **options,
 ) -> AccessService:
-    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`."""
-    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
+    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`;
+    `policy` replaces the two-resource policy, `options` go to AccessService."""
+    policy_file(tmp_path / "policies", "prod.py", policy or two_resource_policy(url))
     data = tmp_path / "data"
     if db_url:
         from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
@@ -97,7 +104,9 @@ def build_service(
     else:
         store = TinyDBStore(data / "access.json")
         audit = AuditLog(data / "audit.jsonl", clock, audit_max_bytes)
-    return wired(store, audit, tmp_path / "policies", clock, pending_timeout=timedelta(hours=1))
+    return wired(
+        store, audit, tmp_path / "policies", clock, pending_timeout=timedelta(hours=1), **options
+    )
 
 
 def month_of_activity(service: AccessService, clock, webhook) -> dict:

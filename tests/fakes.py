@@ -99,6 +99,12 @@ class WebhookTarget:
         self.list_status: int | None = None
         self.lists: list[dict] = []
         self.lock = threading.Lock()
+        # The hang switch (`hang`, `release`): calls of the named actions wait, counted in
+        # `held` (request ids waiting now) and `most_held` (the most at once).
+        self.hanging: set[str] = set()
+        self.released = threading.Event()
+        self.held: list[str] = []
+        self.most_held = 0
         target = self
 
         class Handler(FakeHandler):
@@ -124,6 +130,7 @@ class WebhookTarget:
                     return
                 if target.delay:
                     time.sleep(target.delay)
+                target.hold(call)
                 if target.on_call is not None:
                     target.on_call(json.loads(body))
                 with target.lock:
@@ -161,6 +168,28 @@ class WebhookTarget:
     def set_status(self, *statuses: int) -> None:
         with self.lock:
             self.statuses = list(statuses)
+
+    def hang(self, *actions: str) -> None:
+        """Calls of these actions (say "revoke") wait until `release()`, like a target
+        that stopped answering (the caller's timeout still applies)."""
+        with self.lock:
+            self.hanging = set(actions)
+            self.released.clear()
+
+    def release(self) -> None:
+        with self.lock:
+            self.hanging = set()
+        self.released.set()
+
+    def hold(self, call: dict) -> None:
+        with self.lock:
+            if call.get("action") not in self.hanging:
+                return
+            self.held.append(call.get("request_id"))
+            self.most_held = max(self.most_held, len(self.held))
+        self.released.wait(30)
+        with self.lock:
+            self.held.remove(call.get("request_id"))
 
     def count_all(self, action: str) -> int:
         return sum(1 for a, _ in self.actions() if a == action)

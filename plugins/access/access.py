@@ -66,7 +66,7 @@ from accessbot.rebuild import (  # noqa: E402
     store_held_elsewhere,
     strategy_of,
 )
-from accessbot.scheduler import Scheduler  # noqa: E402
+from accessbot.scheduler import Periodic, Scheduler  # noqa: E402
 from accessbot.service import Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
@@ -190,7 +190,7 @@ class Access(BotPlugin):
             slack_groups=SlackGroups(self.slack_web, self.clock),
             pagerduty=self.pagerduty(),
             metrics=self.metrics,
-            notify=self.deliver,  # what follow-up hooks tell, from their own threads
+            notify=self.hand_over,  # what finished calls and follow-up hooks tell
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             people=SlackPeople(
                 self.slack_web,
@@ -234,9 +234,11 @@ class Access(BotPlugin):
                 )
             )
         # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
-        # TinyDB).
+        # TinyDB). Three `schedule` jobs: the revocation tick hands due calls to the
+        # provisioner's pool and returns (their notices reach the courier as each call
+        # finishes); housekeeping and the review reminders hand theirs to the courier.
         self.scheduler = Scheduler(
-            self.run_tick,
+            self.service.revocation_tick,
             self.settings.tick_seconds,
             self.backend.leadership,
             next_due=self.service.next_revocation_at,
@@ -246,14 +248,29 @@ class Access(BotPlugin):
             after_tick=[
                 Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
             ],
+            periodic=[
+                Periodic(
+                    "housekeeping",
+                    self.settings.tick_seconds,
+                    lambda: self.hand_over(self.service.housekeeping()),
+                ),
+                # Each channel's reminder goes out once a day, a day after the grant (by
+                # the bot's clock); looking every tick costs a comparison until then.
+                Periodic(
+                    "review reminders",
+                    self.settings.tick_seconds,
+                    lambda: self.hand_over(self.service.remind_reviews()),
+                ),
+            ],
         )
         self.health = Health(
             self.settings.tick_seconds,
             scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
             store_readable=self.backend.store.live_counts,
         )
-        # Whatever expired while the bot was down is revoked before anything else.
-        self.scheduler.run_once()
+        # Whatever expired while the bot was down is revoked before anything else: one
+        # full pass that waits for its calls.
+        self.scheduler.run_once(self.run_tick)
         self.scheduler.start()
         self.sinks.start()
         if self.settings.policy_watch:
@@ -268,18 +285,19 @@ class Access(BotPlugin):
         starter = getattr(self, "starter", None)
         if starter is not None:
             starter.join(timeout=120)  # a start under way finishes before we stop it
+        for thread in (getattr(self, "watcher", None), getattr(self, "scheduler", None)):
+            if thread is not None:
+                thread.stop()
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()  # the calls under way are recorded and hand over their notices
         for thread in (
-            getattr(self, "watcher", None),
-            getattr(self, "scheduler", None),
-            getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+            getattr(self, "courier", None),  # after those: what they said still goes out
             getattr(self, "sinks", None),
         ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
-        service = getattr(self, "service", None)
-        if service is not None:
-            service.close()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
@@ -334,9 +352,18 @@ class Access(BotPlugin):
             self.health.beat()
 
     def run_tick(self) -> None:
-        """One scheduler pass: expiries, retries, time-outs. People are told by the
-        courier's thread, so a slow chat never delays the next revocation."""
-        self.courier.send(self.service.tick())
+        """One full pass of every job, waiting for its strategy calls (at start, and for
+        tests). People are told by the courier's thread."""
+        self.hand_over(self.service.tick())
+
+    def hand_over(self, notices: list[Notice]) -> None:
+        """Notices of background work go to the courier's thread (delivered here before
+        it exists), so no scheduler job or pool worker waits for chat."""
+        courier = self.courier
+        if courier is None:
+            self.deliver(notices)
+        else:
+            courier.send(notices)
 
     # -- commands -------------------------------------------------------------
 

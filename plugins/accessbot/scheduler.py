@@ -1,4 +1,9 @@
-"""The scheduler thread: runs the service's tick every ACCESS_TICK_SECONDS with `schedule`.
+"""The scheduler thread: `schedule` jobs, each with its own cadence.
+
+The revocation tick (`tick`) runs every ACCESS_TICK_SECONDS; it only hands the due calls
+to the provisioner's pool and returns, so it never waits for a target. The `periodic`
+jobs (the service's housekeeping, the review reminders) are `schedule` jobs of their own,
+each at its own cadence, run on this thread on the leader only.
 
 Between ticks it also wakes for the next revocation: when `next_due()` (the earliest
 time a grant must be taken away) has come, it ticks at once instead of waiting up to
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -42,6 +48,16 @@ class Job(Protocol):
         """Should it run now? Asked often: it must be cheap."""
 
     def run(self) -> object: ...
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A `schedule` job of the leader: `run()` every `every_seconds`, on the scheduler's
+    thread. It must be quick (no strategy or chat call): it hands its work on."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[], object]
 
 
 class SoleLeader:
@@ -67,8 +83,10 @@ class Scheduler:
         on_beat: Callable[[bool], None] | None = None,
         jobs: Sequence[Job] = (),
         after_tick: Sequence[Callable[[], object]] = (),
+        periodic: Sequence[Periodic] = (),
     ):
         self.tick = tick
+        self.periodic = tuple(periodic)  # the leader's other `schedule` jobs
         self.on_beat = on_beat  # told after every lease check: True when this bot leads
         self.jobs = list(jobs)
         self._job_threads: dict[str, threading.Thread] = {}
@@ -92,8 +110,16 @@ class Scheduler:
         self._stop.clear()
         self._jobs.clear()
         self._jobs.every(self.every_seconds).seconds.do(self._safe_tick)
+        for job in self.periodic:
+            self._jobs.every(job.every_seconds).seconds.do(self._safe_periodic, job)
         self._thread = threading.Thread(target=self._run, name="accessbot-scheduler", daemon=True)
         self._thread.start()
+
+    def cadences(self) -> dict[str, float]:
+        """Each `schedule` job of the leader and how often it runs, in seconds."""
+        return {"revocation tick": self.every_seconds} | {
+            job.name: job.every_seconds for job in self.periodic
+        }
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -110,15 +136,16 @@ class Scheduler:
         self._jobs.clear()
         self.leadership.release()  # a standby takes over at its next tick, not after the lease
 
-    def run_once(self) -> bool:
-        """One tick now, on the caller's thread, if this bot leads; True if it ticked."""
+    def run_once(self, tick: Callable[[], object] | None = None) -> bool:
+        """One revocation tick now (or `tick`: the plugin's full first pass at start), on
+        the caller's thread, if this bot leads; True if it ticked."""
         leads = self.leadership.acquire()
         if self.on_beat is not None:
             self.on_beat(leads)
         if not leads:
             return False
         try:
-            self.tick()
+            (tick or self.tick)()
         finally:
             for job in self.after_tick:
                 try:
@@ -191,6 +218,15 @@ class Scheduler:
                 thread.start()
                 started.append(thread)
         return started
+
+    def _safe_periodic(self, job: Periodic) -> None:
+        """A periodic job runs on the leader only (the revocation tick renews the lease)."""
+        if not getattr(self.leadership, "held", True):
+            return
+        try:
+            job.run()
+        except Exception:  # noqa: BLE001 - it runs again at its next turn
+            log.exception("the %s job failed; it runs again at its next turn", job.name)
 
     @staticmethod
     def _safe_job(job: Job) -> None:

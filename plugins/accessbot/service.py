@@ -1,5 +1,7 @@
-"""`AccessService`: the facade the plugin, the CLI and the tests call, and the strategy
-calls (grant, revoke, extend, follow-ups) with `tick` for the scheduler.
+"""`AccessService`: the facade the plugin, the CLI and the tests call, and the
+scheduler's jobs (`revocation_tick`, `housekeeping`, `remind_reviews`; `tick` runs them
+all and waits). Strategy calls are the provisioner's (provisioner.py); the methods here
+that make them delegate to it.
 
 The use cases live in small units, wired here (see ARCHITECTURE.md): `handlers` (one per
 command that changes a request), `intake` (checks, routing, the policy's decision),
@@ -11,25 +13,17 @@ Handlers return typed results (`results.py`); `messages.outcome` turns them into
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import queue
-import threading
-import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 from . import messages as msg
 from .audit import AuditLog
 from .domain import (
-    AccessError,
     Request,
     Status,
-    format_duration,
 )
 from .dry_run import DryRun, Evaluation
 from .follow_ups import FollowUpPool
@@ -50,17 +44,18 @@ from .policy import (
     run_hook,
 )
 from .policy_registry import PolicyRegistry, PolicyReload
+from .provisioner import (  # noqa: F401 - RETRY_* and the default are imported from here too
+    DEFAULT_STRATEGY_WORKERS,
+    RETRY_CAP,
+    RETRY_FIRST,
+    Provisioner,
+)
 from .queries import Queries
-from .rebuild import grant_fields
 from .results import Actor, Notice, Outcome
-from .store import RequestStore, StoreError
+from .store import RequestStore
 from .strategies import (
     Accounts,
-    SettingsError,
     Strategy,
-    StrategyError,
-    build_strategy,
-    payload_for,
 )
 from .unit_of_work import UnitOfWork
 
@@ -77,73 +72,13 @@ __all__ = [  # what callers import from here (the plugin, the CLI, the tests)
 
 log = logging.getLogger(__name__)
 
-RETRY_FIRST = timedelta(seconds=10)
-RETRY_CAP = timedelta(minutes=5)
 REVIEW_REMINDER_EVERY = timedelta(days=1)
-DEFAULT_STRATEGY_WORKERS = 32
-
-
-def _revoke_due(request: Request, now: datetime) -> bool:
-    due = request.revoke_due_at
-    return due is not None and due <= now
-
-
-class StrategyCalls:
-    """Run a tick's strategy calls on at most `workers` threads, and gather their notices.
-
-    One call that raises (say, its store write failed) is logged and the others go on:
-    its request stays as it was in the store, unclaimed, and the next tick tries again.
-    A single call runs on the caller's thread.
-    """
-
-    def __init__(self, workers: int):
-        self.workers = workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures = []
-        self._done: list[Notice] = []
-
-    def __enter__(self) -> StrategyCalls:
-        return self
-
-    def start(self, calls: list[Callable[[], list[Notice]]]) -> None:
-        if len(calls) <= 1 or self.workers == 1:
-            for call in calls:
-                self._done += _logged(call)
-            return
-        self._pool = ThreadPoolExecutor(
-            max_workers=min(self.workers, len(calls)), thread_name_prefix="accessbot-strategy"
-        )
-        self._futures = [self._pool.submit(_logged, call) for call in calls]
-
-    def results(self) -> list[Notice]:
-        notices, self._done = self._done, []
-        for future in self._futures:
-            notices += future.result()
-        self._futures = []
-        return notices
-
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)  # never leave a call running past the tick
-            self._pool = None
 
 
 def _log_notices(notices: list[Notice]) -> None:
     """Where background notices go when nobody delivers them (the CLI, some tests)."""
     for notice in notices:
         log.info("notice for %s %s: %s", notice.audience, notice.to, notice.text)
-
-
-def _logged(call: Callable[[], list[Notice]]) -> list[Notice]:
-    try:
-        return call()
-    except Exception:  # noqa: BLE001 - one failed call must not stop the others
-        request = getattr(call, "args", ("?",))[0]
-        log.exception(
-            "strategy call for %s failed; the next tick tries again",
-            getattr(request, "id", request),
-        )
-        return []
 
 
 class AccessService:
@@ -184,16 +119,12 @@ class AccessService:
         # delivers them; without one they are logged.
         self.notify = notify or _log_notices
         self._follow_ups = FollowUpPool(self._run_follow_ups)
-        self.strategy_workers = max(1, strategy_workers)  # concurrent calls in one tick
         self.uow = UnitOfWork(store, audit)
         self.lock = self.uow.lock  # one decision at a time
         self._inflight = self.uow.claims  # requests whose strategy call is under way
-        # Grants taken back because they could not be recorded: id -> (attempts, next try).
-        self._grant_waits: dict[str, tuple[int, datetime]] = {}
-        # Grant calls made but not yet recorded: grant id -> when the target was called.
-        self._grant_started: dict[str, datetime] = {}
-        self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
-        self._strategies_lock = threading.Lock()
+        # Every strategy call and its record; the scheduler's calls on one pool of
+        # `strategy_workers` threads, their notices to `notify` (see provisioner.py).
+        self.provisioner = Provisioner(self, strategy_workers, self.notify)
         # The bot has its real environment: a strategy naming an unset variable is a load
         # error, not a failure after a human approved.
         environ = os.environ if check_env else None
@@ -265,12 +196,26 @@ class AccessService:
     def history_counts(self, value) -> None:
         self.lookups.history_counts = value
 
-    def close(self) -> None:
-        """Stop running follow-up hooks (the plugin's deactivate); one still running is
-        given up on and runs again at the next start."""
+    @property
+    def strategy_workers(self) -> int:
+        """How many strategy calls the scheduler's work makes at once (a quarter of them
+        at most for one resource)."""
+        return self.provisioner.workers
+
+    @strategy_workers.setter
+    def strategy_workers(self, count: int) -> None:
+        self.provisioner.workers = count
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop (the plugin's deactivate): the strategy calls under way finish and are
+        recorded (up to `timeout`); follow-up hooks stop, one still running is given up
+        on and runs again at the next start."""
+        self.provisioner.close(timeout)
         self._follow_ups.stop()
         with self.lock:
             pass  # one recording that it ran right now finishes before the store closes
+
+    # -- requesting -------------------------------------------------------------
 
     # -- the commands: each one call to its unit, results rendered by messages.py ------
 
@@ -404,71 +349,62 @@ class AccessService:
     # -- the scheduler's work -----------------------------------------------------
 
     def tick(self) -> list[Notice]:
-        """Revoke what expired, retry failed revokes, finish interrupted grants, time out.
+        """Everything the scheduler does, once, waiting for the calls it starts: for the
+        CLI, the tests and the plugin's first pass at start. The scheduler itself runs the
+        three jobs apart (`revocation_tick`, `housekeeping`, `remind_reviews`), and its
+        revocation tick never waits for a call.
 
-        Revocations go first: they are the promise that matters most. Strategy calls run
-        on a pool of `strategy_workers` threads, so a thousand grants ending in the same
-        second are not revoked one after another; each request is claimed before its
-        call, so none is called twice. Every look is an index lookup: a tick with
-        nothing due costs next to nothing, however many grants are active.
+        Revocations go first: they are the promise that matters most. Every look is an
+        index lookup: a tick with nothing due costs next to nothing.
         """
+        told: list[Notice] = []
+        self.provisioner.revocation_tick(notify=told.extend)
+        self.provisioner.drain()
+        return told + self.housekeeping() + self.remind_reviews()
+
+    def revocation_tick(self) -> None:
+        """The scheduler's revocation job: hand what is due (revokes, then grants left
+        unmade) to the provisioner's pool and return at once; each call records itself
+        and hands its notices to `notify`."""
+        self.provisioner.revocation_tick()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for the strategy calls under way to be recorded (tests, a clean stop)."""
+        return self.provisioner.drain(timeout)
+
+    def housekeeping(self) -> list[Notice]:
+        """The scheduler's job for pending requests and reminders: escalations,
+        time-outs, nudges, the reminder before a grant ends, follow-up hooks a restart
+        left. No strategy call; the notices are for the courier."""
         now = self.clock()
-        calls: list[Callable[[], list[Notice]]] = []
-        claimed = []
-        for due in self.store.due_for_revocation(now):
-            request = self._claim_current(due.id, lambda r: _revoke_due(r, now))
-            if request is not None:
-                claimed.append(request)
-        notices = self._revoke_on_pool(claimed, "scheduler")
-        for approved in self.store.live_in([Status.APPROVED]):
-            # Approved, but the bot stopped before the grant (or extension) was made, or
-            # the grant was taken back and waits for the disk (see `_taken_back`).
-            wait = self._grant_waits.get(approved.id)
-            if wait and wait[1] > now:
-                continue
-            request = self._claim_current(approved.id, lambda r: r.status is Status.APPROVED)
-            if request is not None:
-                calls.append(
-                    partial(self._apply_extension if request.extends else self._grant, request)
-                )
-        with StrategyCalls(self.strategy_workers) as running:
-            running.start(calls)
-            for pending in self.store.escalations_due(now):
-                notices += self._escalate(pending.id, now)
-            for pending in self.store.pending_created_before(now - self.pending_timeout):
-                notices += self._time_out(pending.id)
-            for pending in self.store.nudges_due(now):
-                notices += self._nudge(pending.id)  # skips the ones just timed out
-            for grant in self.store.expiring_unreminded(now + self.expiry_reminder):
-                if grant.ending is None and self._reminder_due(grant, now):
-                    notices += self._remind(grant.id)
-            notices += self._remind_reviews(now)
-            for owed in self.store.follow_ups_due():
-                self._follow_ups.submit(owed.id)  # one a restart or a failed write left
-            return notices + running.results()
+        notices: list[Notice] = []
+        for pending in self.store.escalations_due(now):
+            notices += self._escalate(pending.id, now)
+        for pending in self.store.pending_created_before(now - self.pending_timeout):
+            notices += self._time_out(pending.id)
+        for pending in self.store.nudges_due(now):
+            notices += self._nudge(pending.id)  # skips the ones just timed out
+        for grant in self.store.expiring_unreminded(now + self.expiry_reminder):
+            if grant.ending is None and self._reminder_due(grant, now):
+                notices += self._remind(grant.id)
+        for owed in self.store.follow_ups_due():
+            self._follow_ups.submit(owed.id)  # one a restart or a failed write left
+        return notices
+
+    def remind_reviews(self) -> list[Notice]:
+        """The scheduler's review job: the daily reminder of break-glass grants nobody
+        has acknowledged (cheap until the next one is due)."""
+        return self._remind_reviews(self.clock())
 
     def next_revocation_at(self) -> datetime | None:
         """When the next grant is due to be taken away, so the scheduler can wake for it."""
         return self.store.next_revocation_at()
 
     def _claim(self, request_id: str) -> bool:
-        """Take the right to call a strategy for this request; False if someone has it."""
-        with self.lock:
-            if request_id in self._inflight:
-                return False
-            self._inflight.add(request_id)
-            return True
+        return self.provisioner.claim(request_id)
 
     def _claim_current(self, request_id: str, still: Callable[[Request], bool]) -> Request | None:
-        """Claim a request and re-read it; None (and no claim) if it is taken or moved on."""
-        with self.lock:
-            if not self._claim(request_id):
-                return None
-            current = self.store.get(request_id)
-            if current is None or not still(current):
-                self._inflight.discard(request_id)
-                return None
-            return current
+        return self.provisioner.claim_current(request_id, still)
 
     # Housekeeping (time-outs, reminders, escalation): the scheduler's tick calls these.
 
@@ -493,442 +429,19 @@ class AccessService:
     # -- granting and revoking ----------------------------------------------------
 
     def _grant(self, request: Request) -> list[Notice]:
-        """Call the strategy for an approved request; the caller has claimed its id."""
-        if request.grant_round and not self._audit_grant_retry(request):
-            return []  # the audit log is still not writable: nothing is granted
-        unrecorded = None
-        try:
-            error = None
-            # A grant call whose outcome could not be recorded (the database went away) is
-            # made again with the same start, so the same expiry and Idempotency-Key: the
-            # target's answer and the audit tell the same access window.
-            started = self._grant_started.setdefault(request.grant_id, self.clock())
-            preview = request.copy()
-            preview.expires_at = started + request.duration
-            try:
-                done = self._call(request.strategy, "grant", payload_for("grant", preview))
-                note = done.note
-            except (StrategyError, SettingsError) as exc:
-                error, note, done = str(exc), "", None
-            with self.lock:
-                request = self.store.get(request.id)
-                now = self.clock()
-                if error is None:
-                    request.activate(started)  # the expiry the target was just told
-                    self._grant_started.pop(request.grant_id, None)
-                    request.account = done.account  # revoke and extend act on this account
-                    request.grant_result = done.answer
-                    self._owe_follow_up(request, "after_grant")
-                    try:
-                        self._commit(
-                            request,
-                            "granted",
-                            "bot",
-                            outcome="active",
-                            detail=f"until {msg.when(request.expires_at)}; {note}",
-                            **grant_fields(request),
-                        )
-                    except AccessError as exc:
-                        unrecorded = str(exc)
-                else:
-                    self._grant_started.pop(request.grant_id, None)
-                    request.last_error = error
-                    request.move(Status.GRANT_FAILED, now, "bot", error)
-                    self._commit(
-                        request, "grant_failed", "bot", outcome="grant_failed", detail=error
-                    )
-            self.metrics.grants.labels(
-                request.strategy.get("type", "?"),
-                "granted"
-                if error is None and unrecorded is None
-                else ("taken_back" if error is None else "grant_failed"),
-            ).inc()
-            if unrecorded is not None:
-                return self._taken_back(request, unrecorded)  # still claimed: no other call
-        finally:
-            self._inflight.discard(request.id)
-        if error is None and request.follow_ups_due:
-            self._follow_ups.submit(request.id)
-        if error is None:
-            by = (
-                ", ".join(msg.who(h) for h in request.decided_by.split(", ") if h)
-                if request.decided_by and request.decided_by != "policy"
-                else "policy"
-            )
-            return [
-                self._to_requester(
-                    request,
-                    f"Your request {request.id} was approved by {by}: you have "
-                    f"{request.resource} for {format_duration(request.duration)}, until "
-                    f"{msg.when(request.expires_at)}. End it early with "
-                    f"`!access revoke {request.id}`.",
-                ),
-                Notice(
-                    "channel",
-                    request.channel,
-                    f"Request {request.id} approved by {by}: {msg.who(request.requester)} has "
-                    f"{request.resource} until {msg.when(request.expires_at)}.",
-                    request,
-                ),
-            ]
-        return [
-            self._to_requester(
-                request,
-                f"Your request {request.id} for {request.resource} was approved, but the grant "
-                f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
-                f"{self._ask_again(request)} once the approvers have looked at it.",
-            ),
-            Notice(
-                "channel",
-                request.channel,
-                f"GRANT FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}): {msg.inert(error)}. Nothing was granted.",
-                request,
-                "alert",
-            ),
-        ]
+        return self.provisioner.grant(request)
 
     def _taken_back(self, granted: Request, why: str) -> list[Notice]:
-        """The target granted but the bot could not record it: take the grant back at once
-        (no access may exist that the bot does not know to revoke). The request stays
-        approved and waits, with backoff, until the audit log and store take writes; the
-        next grant has a new grant id. Announced once, not at every attempt."""
-        self._take_back(granted)
-        self._grant_started.pop(granted.grant_id, None)
-        request = self.store.get(granted.id) or granted
-        request.grant_round = granted.grant_round + 1
-        wait = self._grant_waits.get(request.id)
-        attempt = wait[0] + 1 if wait else 1
-        delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
-        self._grant_waits[request.id] = (attempt, self.clock() + delay)
-        try:  # so a restart grants under the new id too; the audit records it when it can
-            self.store.save(request)
-        except StoreError as exc:
-            log.error("request %s: could not save its next grant id: %s", request.id, exc)
-        try:
-            self._audit(
-                "grant_taken_back",
-                "bot",
-                request_id=request.id,
-                user=request.requester,
-                resource=request.resource,
-                outcome="approved",
-                detail=f"granted as {granted.grant_id} but not recorded ({why}); taken back",
-            )
-        except AccessError:
-            pass  # the log is what failed; the retry's own event records the round
-        if wait:
-            return []
-        text = (
-            f"Request {request.id} ({request.resource} for {msg.who(request.requester)}) is "
-            f"approved, but the bot could not record the grant ({msg.inert(why)}), so it "
-            "took it back at once. It grants it again as soon as the audit log and the store "
-            "can be written; an admin must check the bot's disk."
-        )
-        return [
-            Notice("channel", request.channel, text, request, "alert"),
-            self._to_requester(request, text),
-        ]
-
-    def _audit_grant_retry(self, request: Request) -> bool:
-        """Before granting again after a take-back: record the new attempt, which also
-        proves the audit log takes writes again. False (and a longer wait) if not yet."""
-        wait = self._grant_waits.get(request.id)
-        try:
-            with self.lock:
-                current = self.store.get(request.id)
-                self._commit(
-                    current,
-                    "grant_retry",
-                    "bot",
-                    outcome="approved",
-                    detail=f"granting again as {current.grant_id}",
-                )
-        except AccessError as exc:
-            attempt = (wait[0] if wait else 0) + 1
-            delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
-            self._grant_waits[request.id] = (attempt, self.clock() + delay)
-            log.warning("request %s waits to be granted: %s", request.id, exc)
-            self._inflight.discard(request.id)
-            return False
-        self._grant_waits.pop(request.id, None)
-        request.grant_round = current.grant_round
-        return True
-
-    def _take_back(self, request: Request) -> None:
-        """Revoke a grant the bot could not record, once."""
-        try:
-            self._call(request.strategy, "revoke", payload_for("revoke", request))
-        except (StrategyError, SettingsError) as exc:
-            log.critical(
-                "request %s: granted at the target but not recorded, and the revoke failed "
-                "too (%s); revoke grant %s by hand",
-                request.id,
-                exc,
-                request.grant_id,
-            )
+        return self.provisioner.taken_back(granted, why)
 
     def _revoke(self, request: Request, actor: str) -> list[Notice]:
-        """Call the strategy to take access away; the caller has claimed the request's id."""
-        try:
-            outcome = self._revoke_call(request)
-        except BaseException:
-            self._inflight.discard(request.id)
-            raise
-        return self._record_revokes([(request, outcome)], actor)
+        return self.provisioner.revoke(request, actor)
 
-    def _revoke_call(self, request: Request) -> tuple[str | None, str | None]:
-        """The strategy's revoke call: what went wrong (None if it worked), and the account
-        the target named (for a grant made before accounts were recorded)."""
-        try:
-            done = self._call(request.strategy, "revoke", payload_for("revoke", request))
-        except (StrategyError, SettingsError) as exc:
-            return str(exc), None
-        return None, done.account
-
-    def _revoke_on_pool(self, requests: list[Request], actor: str) -> list[Notice]:
-        """Revoke claimed requests: the calls on up to `strategy_workers` threads, their
-        outcomes recorded in batches as they come back (see `_record_revokes`)."""
-        if len(requests) <= 1 or self.strategy_workers == 1:
-            notices = []
-            for request in requests:
-                notices += _logged(partial(self._revoke, request, actor))
-            return notices
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-
-        def call(request: Request) -> None:
-            try:
-                finished.put((request, self._revoke_call(request), None))
-            except Exception as exc:  # noqa: BLE001 - reported below, and retried
-                finished.put((request, None, exc))
-
-        notices: list[Notice] = []
-        with ThreadPoolExecutor(
-            max_workers=min(self.strategy_workers, len(requests)),
-            thread_name_prefix="accessbot-strategy",
-        ) as pool:
-            for request in requests:
-                pool.submit(call, request)
-            left = len(requests)
-            while left:
-                batch = [finished.get()]
-                while True:
-                    try:
-                        batch.append(finished.get_nowait())
-                    except queue.Empty:
-                        break
-                left -= len(batch)
-                for request, _, exc in batch:
-                    if exc is not None:
-                        self._inflight.discard(request.id)
-                        log.error(
-                            "the revoke call for %s failed; the next tick tries again",
-                            request.id,
-                            exc_info=exc,
-                        )
-                results = [(request, outcome) for request, outcome, exc in batch if exc is None]
-                if results:
-                    try:
-                        notices += self._record_revokes(results, actor)
-                    except Exception:  # noqa: BLE001 - the other batches go on
-                        log.exception(
-                            "could not record %d revocation(s); the next tick tries again",
-                            len(results),
-                        )
-        return notices
-
-    def _record_revokes(
-        self, results: list[tuple[Request, tuple[str | None, str | None]]], actor: str
-    ) -> list[Notice]:
-        """Record the outcome of claimed revoke calls (error None: it worked) and release
-        the claims. Outcomes that arrive together are committed together: all their audit
-        events with one fsync, then all their store writes with one, so revocations that
-        end at the same moment do not queue behind each other's disk flushes."""
-        try:
-            with self.lock:
-                done = []
-                now = self.clock()
-                for claimed, (error, account) in results:
-                    request = self.store.get(claimed.id)
-                    request.ending = request.ending or "expired"
-                    request.account = request.account or account
-                    if error is None:
-                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
-                        request.ended_at = now
-                        request.last_error = ""
-                        request.next_retry_at = None
-                        request.move(final, now, actor)
-                        self._owe_follow_up(request, "after_revoke")
-                        ended = {"outcome": final.value, **grant_fields(request)}
-                        done.append((request, error, final.value, ended))
-                    else:
-                        request.revoke_attempts += 1
-                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
-                        request.next_retry_at = now + delay
-                        request.last_error = error
-                        request.move(Status.REVOKE_FAILED, now, actor, error)
-                        fields = {
-                            "outcome": "revoke_failed",
-                            "detail": f"attempt {request.revoke_attempts}: {error}",
-                            **grant_fields(request),
-                        }
-                        done.append((request, error, "revoke_failed", fields))
-                self._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
-        finally:
-            for claimed, _ in results:
-                self._inflight.discard(claimed.id)
-        notices = []
-        for request, error, outcome, _ in done:
-            if error is None and request.follow_ups_due:
-                self._follow_ups.submit(request.id)
-            self.metrics.revokes.labels(request.strategy.get("type", "?"), outcome).inc()
-            if request.status is Status.EXPIRED and request.expires_at is not None:
-                late = (request.ended_at - request.expires_at).total_seconds()
-                self.metrics.lateness.observe(max(late, 0.0))
-            notices += self._revoke_notices(request, actor, error)
-        return notices
-
-    def _revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
-        if error is None:
-            void = self._cancel_pending_extensions(request)
-            if request.status is Status.EXPIRED:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) has expired and "
-                    f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} expired and was revoked."
-                )
-            else:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) was revoked"
-                    + (f" by {msg.who(actor)}." if actor != request.requester else ".")
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} was revoked by {msg.who(actor)}."
-                )
-            return [
-                self._to_requester(request, user_text),
-                Notice("channel", request.channel, channel_text, request),
-                *void,
-            ]
-        return [
-            Notice(
-                "channel",
-                request.channel,
-                f"REVOKE FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}), attempt {request.revoke_attempts}: "
-                f"{msg.inert(error)}. Retrying at {msg.when(request.next_retry_at)}; "
-                "the access is still in place until a revoke succeeds.",
-                request,
-                "alert",
-            )
-        ]
+    def _record_revokes(self, results, actor: str) -> list[Notice]:
+        return self.provisioner.record_revokes(results, actor)
 
     def _apply_extension(self, extension: Request) -> list[Notice]:
-        """Move the grant's end by the extension's duration, counted from its current end."""
-        with self.lock:
-            grant = self.store.get(extension.extends)
-            ended = grant is None or grant.status is not Status.ACTIVE
-            if ended or grant.id in self._inflight:
-                why = (
-                    f"grant {extension.extends} had already ended; ask afresh with "
-                    f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
-                    if ended
-                    else f"grant {extension.extends} is being revoked right now"
-                )
-                extension = self.store.get(extension.id)
-                extension.last_error = why
-                extension.move(Status.GRANT_FAILED, self.clock(), "bot", why)
-                self._inflight.discard(extension.id)
-                self._commit(
-                    extension, "extension_refused", "bot", outcome="grant_failed", detail=why
-                )
-                return [
-                    self._to_requester(
-                        extension, f"Your extension {extension.id} was not applied: {why}."
-                    )
-                ]
-            self._inflight.add(grant.id)
-        try:
-            new_end = grant.expires_at + extension.duration
-            preview = grant.copy()
-            preview.expires_at = new_end
-            error = None
-            try:
-                done = self._call(grant.strategy, "extend", payload_for("extend", preview))
-            except (StrategyError, SettingsError) as exc:
-                error = str(exc)
-            with self.lock:
-                grant = self.store.get(grant.id)
-                extension = self.store.get(extension.id)
-                now = self.clock()
-                if error is None:
-                    grant.account = grant.account or done.account
-                    grant.expires_at = new_end
-                    grant.extensions += 1
-                    grant.reminder_sent = False  # a new end earns a new reminder
-                    grant.record(
-                        now,
-                        "extended",
-                        extension.decided_by or "policy",
-                        f"+{format_duration(extension.duration)}, now until "
-                        f"{msg.moment(new_end)} (extension {extension.id})",
-                    )
-                    self._commit(
-                        grant,
-                        "extended",
-                        extension.decided_by or "policy",
-                        outcome="active",
-                        detail=f"by {extension.id} until {msg.when(new_end)}",
-                        **grant_fields(grant),
-                        extension=extension.id,
-                    )
-                    extension.move(
-                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
-                    )
-                    self._commit(extension, "extension_applied", "bot", outcome="extended")
-                else:
-                    extension.last_error = error
-                    extension.move(Status.GRANT_FAILED, now, "bot", error)
-                    self._commit(
-                        extension, "extension_failed", "bot", outcome="grant_failed", detail=error
-                    )
-        finally:
-            self._inflight.discard(grant.id)
-            self._inflight.discard(extension.id)
-        if error is None:
-            return [
-                self._to_requester(
-                    grant,
-                    f"Your grant {grant.id} on {grant.resource} was extended by "
-                    f"{format_duration(extension.duration)} (extension {extension.id}): it now "
-                    f"ends {msg.when(grant.expires_at)}.",
-                ),
-                Notice(
-                    "channel",
-                    grant.channel,
-                    f"Extension {extension.id} approved: {msg.who(grant.requester)}'s grant "
-                    f"{grant.id} on {grant.resource} now ends {msg.when(grant.expires_at)}.",
-                    extension,
-                ),
-            ]
-        return [
-            self._to_requester(
-                grant,
-                f"Your extension {extension.id} was approved, but the target refused it: "
-                f"{msg.inert(error)}. Your grant still ends {msg.when(grant.expires_at)}.",
-            ),
-            Notice(
-                "channel",
-                grant.channel,
-                f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {msg.inert(error)}.",
-                extension,
-                "alert",
-            ),
-        ]
+        return self.provisioner.apply_extension(extension)
 
     def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
         """When a grant ends, its waiting extension requests can no longer be granted."""
@@ -955,11 +468,7 @@ class AccessService:
     # -- follow-up hooks: after_grant, after_revoke --------------------------------
 
     def _owe_follow_up(self, request: Request, hook: str) -> None:
-        """Note on the request, in the same write as its grant or revoke, that its
-        resource's `hook` is to run: so it runs once, even if the bot stops first."""
-        resource = self.policies.get(request.resource) if self.policies else None
-        if resource is not None and hook in resource.hooks and hook not in request.follow_ups_due:
-            request.follow_ups_due.append(hook)
+        self.provisioner.owe_follow_up(request, hook)
 
     def _run_follow_ups(self, request_id: str) -> None:
         """Run a request's owed follow-up hooks in order, on the follow-up pool; each is
@@ -1053,31 +562,7 @@ class AccessService:
         return self.permissions.names(actor, entry)
 
     def _call(self, settings: dict, action: str, payload: dict):
-        """One strategy call, timed and counted for /metrics."""
-        started, ok = time.monotonic(), False
-        try:
-            done = self._strategy(settings).call(action, payload)
-            ok = True
-            return done
-        finally:
-            kind = str(settings.get("type", "?")) if isinstance(settings, dict) else "?"
-            self.metrics.target_call(kind, action, time.monotonic() - started, ok)
+        return self.provisioner.call(settings, action, payload)
 
     def _strategy(self, settings: dict) -> Strategy:
-        """The strategy for a request's settings; a shareable one is built once and reused,
-        so its HTTP connections stay open across calls."""
-        try:
-            key = json.dumps(settings, sort_keys=True, default=str)
-        except (TypeError, ValueError):
-            return build_strategy(settings, self.accounts)
-        with self._strategies_lock:
-            found = self._strategies.get(key)
-        if found is not None:
-            return found
-        strategy = build_strategy(settings, self.accounts)
-        if strategy.shareable:
-            with self._strategies_lock:
-                if len(self._strategies) >= 256:  # policies changed a lot: start afresh
-                    self._strategies.clear()
-                strategy = self._strategies.setdefault(key, strategy)
-        return strategy
+        return self.provisioner.strategy(settings)

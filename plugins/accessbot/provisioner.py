@@ -1,0 +1,739 @@
+"""The provisioner: every strategy call (grant, revoke, extend, take-back) and its record.
+
+One pool of `workers` threads runs the scheduler's calls, each grant or revoke its own
+task. `revocation_tick` hands out what is due and returns at once: a task records its own
+outcome when its call comes back and hands its notices to `notify` (the plugin's courier),
+so a target that hangs never holds up the tick. One resource holds at most a quarter of
+the workers (at least one) at a time; the rest of its due work waits its turn, claimed,
+and starts as one of that resource's calls finishes, so a hanging target delays only its
+own resource. A request whose call is under way or waiting is claimed (`inflight`, the
+store's claims: other bots see them too), so it is never handed out twice.
+
+Calls a person waits for (an approval's grant, `!access revoke`, an extension) run on the
+command's own thread, as before: they never queue behind the scheduler's work.
+
+Revoke outcomes that come back together are committed together (`record_revokes`: one
+audit flush and one store flush for the batch): whichever task finishes records every
+outcome waiting at that moment.
+
+The provisioner works for its host, the AccessService, and uses its unit of work: the
+decision lock, `_commit`/`_commit_many`/`_audit`, the store, the clock, the metrics, the
+follow-up pool, and the texts `_to_requester`, `_ask_again`, `_cancel_pending_extensions`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from . import messages as msg
+from .domain import AccessError, Request, Status, format_duration
+from .notices import Notice
+from .rebuild import grant_fields
+from .store import StoreError
+from .strategies import SettingsError, Strategy, StrategyError, build_strategy, payload_for
+
+log = logging.getLogger(__name__)
+
+RETRY_FIRST = timedelta(seconds=10)
+RETRY_CAP = timedelta(minutes=5)
+DEFAULT_STRATEGY_WORKERS = 32
+
+Notify = Callable[[list[Notice]], None]
+
+
+def revoke_due(request: Request, now: datetime) -> bool:
+    due = request.revoke_due_at
+    return due is not None and due <= now
+
+
+def per_resource(workers: int) -> int:
+    """How many of the pool's workers one resource may hold at once."""
+    return max(1, workers // 4)
+
+
+def _tell(notify: Notify, notices: Sequence[Notice]) -> None:
+    if not notices:
+        return
+    try:
+        notify(list(notices))
+    except Exception:  # noqa: BLE001 - what was recorded stays recorded
+        log.exception("could not hand over %d notice(s)", len(notices))
+
+
+class Provisioner:
+    def __init__(self, host, workers: int, notify: Notify):
+        self.host = host
+        self.notify = notify  # where the notices of the pool's finished calls go
+        # Requests whose strategy call is under way: the service's one claims object,
+        # shared with the handlers (an approval's grant) so nothing is called twice.
+        self.inflight = host._inflight
+        # Grants taken back because they could not be recorded: id -> (attempts, next try).
+        self.grant_waits: dict[str, tuple[int, datetime]] = {}
+        # Grant calls made but not yet recorded: grant id -> when the target was called.
+        self.grant_started: dict[str, datetime] = {}
+        self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
+        self._strategies_lock = threading.Lock()
+        self._workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None
+        self._admit = threading.Lock()  # guards the counts below and the pool
+        self._idle = threading.Condition(self._admit)
+        self._busy: Counter[str] = Counter()  # resource -> its calls on the pool now
+        # resource -> claimed request id -> (kind, request, notify), waiting for a worker
+        self._waiting: dict[str, dict[str, tuple[str, Request, Notify]]] = {}
+        self._handed: set[str] = set()  # ids handed out (running or waiting), not yet recorded
+        self._closed = False
+        self._finished: queue.SimpleQueue = queue.SimpleQueue()  # revoke outcomes to record
+        self._recording = threading.Lock()
+
+    # -- the pool -------------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    @workers.setter
+    def workers(self, count: int) -> None:
+        with self._admit:
+            self._workers = max(1, count)
+            old, self._pool = self._pool, None
+        if old is not None:
+            old.shutdown(wait=False)  # its calls under way finish; new ones go to the new pool
+
+    def revocation_tick(self, notify: Notify | None = None) -> None:
+        """Hand out what is due: revokes first, then grants (and extensions) an approval
+        left unmade (the bot stopped first, or the grant was taken back and waits for the
+        disk, see `taken_back`). Returns without waiting for any call."""
+        notify = notify or self.notify
+        now = self.host.clock()
+        for due in self.host.store.due_for_revocation(now):
+            self._offer("revoke", due.id, due.resource, notify)
+        for approved in self.host.store.live_in([Status.APPROVED]):
+            wait = self.grant_waits.get(approved.id)
+            if wait and wait[1] > now:
+                continue
+            self._offer("grant", approved.id, approved.resource, notify)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every call handed out is recorded; False if `timeout` ran out first.
+        For tests, `tick` and a clean stop: the scheduler's ticks never wait."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._handed, timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Hand out nothing more; let the calls under way finish and record (up to
+        `timeout`). What waited its turn is let go (its claim too): the next start's
+        first tick hands it out again."""
+        with self._admit:
+            self._closed = True
+            let_go = [job[1].id for jobs in self._waiting.values() for job in jobs.values()]
+            self._waiting.clear()
+        for request_id in let_go:
+            self.inflight.discard(request_id)
+        self._done(*let_go)
+        if not self.drain(timeout):
+            log.error(
+                "strategy calls still under way after %ss; the next start finishes them", timeout
+            )
+        with self._admit:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def _offer(self, kind: str, request_id: str, resource: str, notify: Notify) -> None:
+        """Claim a due request (as before, on the tick's thread) and start its call, or
+        let it wait, claimed, for a worker of its resource to come free."""
+        with self._admit:
+            if self._closed or request_id in self._handed:
+                return  # under way or waiting its turn already
+        request = self._claim_for(kind, request_id)
+        if request is None:
+            return  # not due any more, or someone else (a command, another bot) has it
+        with self._admit:
+            if self._closed:
+                self.inflight.discard(request_id)
+                return
+            self._handed.add(request_id)
+            if self._busy[resource] >= per_resource(self._workers):
+                self._waiting.setdefault(resource, {})[request_id] = (kind, request, notify)
+                return
+            self._busy[resource] += 1
+        self._start(kind, request, resource, notify)
+
+    def _start(self, kind: str, request: Request, resource: str, notify: Notify) -> None:
+        """Hand a claimed request's call to the pool (holding one worker of `resource`)."""
+        try:
+            with self._admit:
+                pool = self._executor()
+            pool.submit(self._task, kind, request, resource, notify)
+        except Exception:  # noqa: BLE001 - the pool is gone (stopping): the next start does it
+            log.exception("could not start the %s call for %s", kind, request.id)
+            self.inflight.discard(request.id)
+            self._done(request.id)
+            self._free(resource)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="accessbot-strategy")
+        return self._pool
+
+    def _claim_for(self, kind: str, request_id: str) -> Request | None:
+        if kind == "revoke":
+            return self.claim_current(request_id, lambda r: revoke_due(r, self.host.clock()))
+        wait = self.grant_waits.get(request_id)
+        if wait and wait[1] > self.host.clock():
+            return None
+        return self.claim_current(request_id, lambda r: r.status is Status.APPROVED)
+
+    def _task(self, kind: str, request: Request, resource: str, notify: Notify) -> None:
+        if kind == "revoke":
+            try:
+                outcome = self.revoke_call(request)
+            except Exception as exc:  # noqa: BLE001 - recorded below as not done, and retried
+                outcome = exc
+            self._free(resource)  # the call is over: the resource's next call may start
+            self._finished.put((request, outcome, notify))
+            self._record_finished()
+            return
+        try:
+            grant = self.apply_extension if request.extends else self.grant
+            _tell(notify, grant(request))
+        except Exception:  # noqa: BLE001 - its request stays approved: the next tick tries again
+            log.exception("the grant call for %s failed; the next tick tries again", request.id)
+            self.inflight.discard(request.id)
+        finally:
+            self._done(request.id)
+            self._free(resource)
+
+    def _free(self, resource: str) -> None:
+        """One call of `resource` is over: start the next that waits for its turn."""
+        with self._admit:
+            self._busy[resource] -= 1
+            waiting = self._waiting.get(resource)
+            if not waiting or self._closed:
+                if self._busy[resource] <= 0:
+                    del self._busy[resource]
+                return
+            request_id = next(iter(waiting))
+            kind, request, notify = waiting.pop(request_id)
+            if not waiting:
+                del self._waiting[resource]
+            self._busy[resource] += 1
+        self._start(kind, request, resource, notify)
+
+    def _done(self, *request_ids: str) -> None:
+        with self._admit:
+            self._handed.difference_update(request_ids)
+            if not self._handed:
+                self._idle.notify_all()
+
+    def _record_finished(self) -> None:
+        """Record every revoke outcome waiting now, in one batch; a task that finds
+        another recording leaves its outcome to it (that one looks again before it goes)."""
+        while not self._finished.empty():
+            if not self._recording.acquire(blocking=False):
+                return
+            try:
+                batch = []
+                while True:
+                    try:
+                        batch.append(self._finished.get_nowait())
+                    except queue.Empty:
+                        break
+                self._record_batch(batch)
+            finally:
+                self._recording.release()
+
+    def _record_batch(self, batch: list) -> None:
+        by_notify: dict[int, tuple[Notify, list]] = {}
+        for request, outcome, notify in batch:
+            if isinstance(outcome, BaseException):
+                self.inflight.discard(request.id)
+                log.error(
+                    "the revoke call for %s failed; the next tick tries again",
+                    request.id,
+                    exc_info=outcome,
+                )
+                self._done(request.id)
+                continue
+            by_notify.setdefault(id(notify), (notify, []))[1].append((request, outcome))
+        for notify, results in by_notify.values():
+            try:
+                _tell(notify, self.record_revokes(results, "scheduler"))
+            except Exception:  # noqa: BLE001 - the other batches go on
+                log.exception(
+                    "could not record %d revocation(s); the next tick tries again", len(results)
+                )
+            finally:
+                self._done(*(request.id for request, _ in results))
+
+    # -- claims ---------------------------------------------------------------------
+
+    def claim(self, request_id: str) -> bool:
+        """Take the right to call a strategy for this request; False if someone has it."""
+        with self.host.lock:
+            if request_id in self.inflight:
+                return False
+            self.inflight.add(request_id)
+            return True
+
+    def claim_current(self, request_id: str, still: Callable[[Request], bool]) -> Request | None:
+        """Claim a request and re-read it; None (and no claim) if it is taken or moved on."""
+        with self.host.lock:
+            if not self.claim(request_id):
+                return None
+            current = self.host.store.get(request_id)
+            if current is None or not still(current):
+                self.inflight.discard(request_id)
+                return None
+            return current
+
+    # -- granting -------------------------------------------------------------------
+
+    def grant(self, request: Request) -> list[Notice]:
+        """Call the strategy for an approved request; the caller has claimed its id."""
+        host = self.host
+        if request.grant_round and not self.audit_grant_retry(request):
+            return []  # the audit log is still not writable: nothing is granted
+        unrecorded = None
+        try:
+            error = None
+            # A grant call whose outcome could not be recorded (the database went away) is
+            # made again with the same start, so the same expiry and Idempotency-Key: the
+            # target's answer and the audit tell the same access window.
+            started = self.grant_started.setdefault(request.grant_id, host.clock())
+            preview = request.copy()
+            preview.expires_at = started + request.duration
+            try:
+                done = self.call(request.strategy, "grant", payload_for("grant", preview))
+                note = done.note
+            except (StrategyError, SettingsError) as exc:
+                error, note, done = str(exc), "", None
+            with host.lock:
+                request = host.store.get(request.id)
+                now = host.clock()
+                if error is None:
+                    request.activate(started)  # the expiry the target was just told
+                    self.grant_started.pop(request.grant_id, None)
+                    request.account = done.account  # revoke and extend act on this account
+                    request.grant_result = done.answer
+                    self.owe_follow_up(request, "after_grant")
+                    try:
+                        host._commit(
+                            request,
+                            "granted",
+                            "bot",
+                            outcome="active",
+                            detail=f"until {msg.when(request.expires_at)}; {note}",
+                            **grant_fields(request),
+                        )
+                    except AccessError as exc:
+                        unrecorded = str(exc)
+                else:
+                    self.grant_started.pop(request.grant_id, None)
+                    request.last_error = error
+                    request.move(Status.GRANT_FAILED, now, "bot", error)
+                    host._commit(
+                        request, "grant_failed", "bot", outcome="grant_failed", detail=error
+                    )
+            host.metrics.grants.labels(
+                request.strategy.get("type", "?"),
+                "granted"
+                if error is None and unrecorded is None
+                else ("taken_back" if error is None else "grant_failed"),
+            ).inc()
+            if unrecorded is not None:
+                return self.taken_back(request, unrecorded)  # still claimed: no other call
+        finally:
+            self.inflight.discard(request.id)
+        if error is None and request.follow_ups_due:
+            host._follow_ups.submit(request.id)
+        if error is None:
+            by = (
+                ", ".join(msg.who(h) for h in request.decided_by.split(", ") if h)
+                if request.decided_by and request.decided_by != "policy"
+                else "policy"
+            )
+            return [
+                host._to_requester(
+                    request,
+                    f"Your request {request.id} was approved by {by}: you have "
+                    f"{request.resource} for {format_duration(request.duration)}, until "
+                    f"{msg.when(request.expires_at)}. End it early with "
+                    f"`!access revoke {request.id}`.",
+                ),
+                Notice(
+                    "channel",
+                    request.channel,
+                    f"Request {request.id} approved by {by}: {msg.who(request.requester)} has "
+                    f"{request.resource} until {msg.when(request.expires_at)}.",
+                    request,
+                ),
+            ]
+        return [
+            host._to_requester(
+                request,
+                f"Your request {request.id} for {request.resource} was approved, but the grant "
+                f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
+                f"{host._ask_again(request)} once the approvers have looked at it.",
+            ),
+            Notice(
+                "channel",
+                request.channel,
+                f"GRANT FAILED for request {request.id} ({request.resource} for "
+                f"{msg.who(request.requester)}): {msg.inert(error)}. Nothing was granted.",
+                request,
+                "alert",
+            ),
+        ]
+
+    def _backoff(self, request_id: str, attempt: int) -> None:
+        delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
+        self.grant_waits[request_id] = (attempt, self.host.clock() + delay)
+
+    def taken_back(self, granted: Request, why: str) -> list[Notice]:
+        """The target granted but the bot could not record it: take the grant back at once
+        (no access may exist that the bot does not know to revoke). The request stays
+        approved and waits, with backoff, until the audit log and store take writes; the
+        next grant has a new grant id. Announced once, not at every attempt."""
+        host = self.host
+        self.take_back(granted)
+        self.grant_started.pop(granted.grant_id, None)
+        request = host.store.get(granted.id) or granted
+        request.grant_round = granted.grant_round + 1
+        wait = self.grant_waits.get(request.id)
+        self._backoff(request.id, wait[0] + 1 if wait else 1)
+        try:  # so a restart grants under the new id too; the audit records it when it can
+            host.store.save(request)
+        except StoreError as exc:
+            log.error("request %s: could not save its next grant id: %s", request.id, exc)
+        try:
+            host._audit(
+                "grant_taken_back",
+                "bot",
+                request_id=request.id,
+                user=request.requester,
+                resource=request.resource,
+                outcome="approved",
+                detail=f"granted as {granted.grant_id} but not recorded ({why}); taken back",
+            )
+        except AccessError:
+            pass  # the log is what failed; the retry's own event records the round
+        if wait:
+            return []
+        text = (
+            f"Request {request.id} ({request.resource} for {msg.who(request.requester)}) is "
+            f"approved, but the bot could not record the grant ({msg.inert(why)}), so it "
+            "took it back at once. It grants it again as soon as the audit log and the store "
+            "can be written; an admin must check the bot's disk."
+        )
+        return [
+            Notice("channel", request.channel, text, request, "alert"),
+            host._to_requester(request, text),
+        ]
+
+    def audit_grant_retry(self, request: Request) -> bool:
+        """Before granting again after a take-back: record the new attempt, which also
+        proves the audit log takes writes again. False (and a longer wait) if not yet."""
+        host = self.host
+        wait = self.grant_waits.get(request.id)
+        try:
+            with host.lock:
+                current = host.store.get(request.id)
+                host._commit(
+                    current,
+                    "grant_retry",
+                    "bot",
+                    outcome="approved",
+                    detail=f"granting again as {current.grant_id}",
+                )
+        except AccessError as exc:
+            self._backoff(request.id, (wait[0] if wait else 0) + 1)
+            log.warning("request %s waits to be granted: %s", request.id, exc)
+            self.inflight.discard(request.id)
+            return False
+        self.grant_waits.pop(request.id, None)
+        request.grant_round = current.grant_round
+        return True
+
+    def take_back(self, request: Request) -> None:
+        """Revoke a grant the bot could not record, once."""
+        try:
+            self.call(request.strategy, "revoke", payload_for("revoke", request))
+        except (StrategyError, SettingsError) as exc:
+            log.critical(
+                "request %s: granted at the target but not recorded, and the revoke failed "
+                "too (%s); revoke grant %s by hand",
+                request.id,
+                exc,
+                request.grant_id,
+            )
+
+    # -- revoking -------------------------------------------------------------------
+
+    def revoke(self, request: Request, actor: str) -> list[Notice]:
+        """Call the strategy to take access away, on the caller's thread; the caller has
+        claimed the request's id."""
+        try:
+            outcome = self.revoke_call(request)
+        except BaseException:
+            self.inflight.discard(request.id)
+            raise
+        return self.record_revokes([(request, outcome)], actor)
+
+    def revoke_call(self, request: Request) -> tuple[str | None, str | None]:
+        """The strategy's revoke call: what went wrong (None if it worked), and the account
+        the target named (for a grant made before accounts were recorded)."""
+        try:
+            done = self.call(request.strategy, "revoke", payload_for("revoke", request))
+        except (StrategyError, SettingsError) as exc:
+            return str(exc), None
+        return None, done.account
+
+    def record_revokes(
+        self, results: list[tuple[Request, tuple[str | None, str | None]]], actor: str
+    ) -> list[Notice]:
+        """Record the outcome of claimed revoke calls (error None: it worked) and release
+        the claims. Outcomes that arrive together are committed together: all their audit
+        events with one fsync, then all their store writes with one, so revocations that
+        end at the same moment do not queue behind each other's disk flushes."""
+        host = self.host
+        try:
+            with host.lock:
+                done = []
+                now = host.clock()
+                for claimed, (error, account) in results:
+                    request = host.store.get(claimed.id)
+                    request.ending = request.ending or "expired"
+                    request.account = request.account or account
+                    if error is None:
+                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
+                        request.ended_at = now
+                        request.last_error = ""
+                        request.next_retry_at = None
+                        request.move(final, now, actor)
+                        self.owe_follow_up(request, "after_revoke")
+                        ended = {"outcome": final.value, **grant_fields(request)}
+                        done.append((request, error, final.value, ended))
+                    else:
+                        request.revoke_attempts += 1
+                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
+                        request.next_retry_at = now + delay
+                        request.last_error = error
+                        request.move(Status.REVOKE_FAILED, now, actor, error)
+                        fields = {
+                            "outcome": "revoke_failed",
+                            "detail": f"attempt {request.revoke_attempts}: {error}",
+                            **grant_fields(request),
+                        }
+                        done.append((request, error, "revoke_failed", fields))
+                host._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
+        finally:
+            for claimed, _ in results:
+                self.inflight.discard(claimed.id)
+        notices = []
+        for request, error, outcome, _ in done:
+            if error is None and request.follow_ups_due:
+                host._follow_ups.submit(request.id)
+            host.metrics.revokes.labels(request.strategy.get("type", "?"), outcome).inc()
+            if request.status is Status.EXPIRED and request.expires_at is not None:
+                late = (request.ended_at - request.expires_at).total_seconds()
+                host.metrics.lateness.observe(max(late, 0.0))
+            notices += self.revoke_notices(request, actor, error)
+        return notices
+
+    def revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
+        host = self.host
+        if error is None:
+            void = host._cancel_pending_extensions(request)
+            if request.status is Status.EXPIRED:
+                user_text = (
+                    f"Your access to {request.resource} (request {request.id}) has expired and "
+                    f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
+                )
+                channel_text = (
+                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
+                    f"{request.resource} expired and was revoked."
+                )
+            else:
+                user_text = (
+                    f"Your access to {request.resource} (request {request.id}) was revoked"
+                    + (f" by {msg.who(actor)}." if actor != request.requester else ".")
+                )
+                channel_text = (
+                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
+                    f"{request.resource} was revoked by {msg.who(actor)}."
+                )
+            return [
+                host._to_requester(request, user_text),
+                Notice("channel", request.channel, channel_text, request),
+                *void,
+            ]
+        return [
+            Notice(
+                "channel",
+                request.channel,
+                f"REVOKE FAILED for request {request.id} ({request.resource} for "
+                f"{msg.who(request.requester)}), attempt {request.revoke_attempts}: "
+                f"{msg.inert(error)}. Retrying at {msg.when(request.next_retry_at)}; "
+                "the access is still in place until a revoke succeeds.",
+                request,
+                "alert",
+            )
+        ]
+
+    # -- extending ------------------------------------------------------------------
+
+    def apply_extension(self, extension: Request) -> list[Notice]:
+        """Move the grant's end by the extension's duration, counted from its current end."""
+        host = self.host
+        with host.lock:
+            grant = host.store.get(extension.extends)
+            ended = grant is None or grant.status is not Status.ACTIVE
+            if ended or grant.id in self.inflight:
+                why = (
+                    f"grant {extension.extends} had already ended; ask afresh with "
+                    f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
+                    if ended
+                    else f"grant {extension.extends} is being revoked right now"
+                )
+                extension = host.store.get(extension.id)
+                extension.last_error = why
+                extension.move(Status.GRANT_FAILED, host.clock(), "bot", why)
+                self.inflight.discard(extension.id)
+                host._commit(
+                    extension, "extension_refused", "bot", outcome="grant_failed", detail=why
+                )
+                return [
+                    host._to_requester(
+                        extension, f"Your extension {extension.id} was not applied: {why}."
+                    )
+                ]
+            self.inflight.add(grant.id)
+        try:
+            new_end = grant.expires_at + extension.duration
+            preview = grant.copy()
+            preview.expires_at = new_end
+            error = None
+            try:
+                done = self.call(grant.strategy, "extend", payload_for("extend", preview))
+            except (StrategyError, SettingsError) as exc:
+                error = str(exc)
+            with host.lock:
+                grant = host.store.get(grant.id)
+                extension = host.store.get(extension.id)
+                now = host.clock()
+                if error is None:
+                    grant.account = grant.account or done.account
+                    grant.expires_at = new_end
+                    grant.extensions += 1
+                    grant.reminder_sent = False  # a new end earns a new reminder
+                    grant.record(
+                        now,
+                        "extended",
+                        extension.decided_by or "policy",
+                        f"+{format_duration(extension.duration)}, now until "
+                        f"{msg.moment(new_end)} (extension {extension.id})",
+                    )
+                    host._commit(
+                        grant,
+                        "extended",
+                        extension.decided_by or "policy",
+                        outcome="active",
+                        detail=f"by {extension.id} until {msg.when(new_end)}",
+                        **grant_fields(grant),
+                        extension=extension.id,
+                    )
+                    extension.move(
+                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
+                    )
+                    host._commit(extension, "extension_applied", "bot", outcome="extended")
+                else:
+                    extension.last_error = error
+                    extension.move(Status.GRANT_FAILED, now, "bot", error)
+                    host._commit(
+                        extension, "extension_failed", "bot", outcome="grant_failed", detail=error
+                    )
+        finally:
+            self.inflight.discard(grant.id)
+            self.inflight.discard(extension.id)
+        if error is None:
+            return [
+                host._to_requester(
+                    grant,
+                    f"Your grant {grant.id} on {grant.resource} was extended by "
+                    f"{format_duration(extension.duration)} (extension {extension.id}): it now "
+                    f"ends {msg.when(grant.expires_at)}.",
+                ),
+                Notice(
+                    "channel",
+                    grant.channel,
+                    f"Extension {extension.id} approved: {msg.who(grant.requester)}'s grant "
+                    f"{grant.id} on {grant.resource} now ends {msg.when(grant.expires_at)}.",
+                    extension,
+                ),
+            ]
+        return [
+            host._to_requester(
+                grant,
+                f"Your extension {extension.id} was approved, but the target refused it: "
+                f"{msg.inert(error)}. Your grant still ends {msg.when(grant.expires_at)}.",
+            ),
+            Notice(
+                "channel",
+                grant.channel,
+                f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {msg.inert(error)}.",
+                extension,
+                "alert",
+            ),
+        ]
+
+    # -- follow-ups: what a grant or revoke owes -------------------------------------
+
+    def owe_follow_up(self, request: Request, hook: str) -> None:
+        """Note on the request, in the same write as its grant or revoke, that its
+        resource's `hook` is to run: so it runs once, even if the bot stops first."""
+        policies = self.host.policies
+        resource = policies.get(request.resource) if policies else None
+        if resource is not None and hook in resource.hooks and hook not in request.follow_ups_due:
+            request.follow_ups_due.append(hook)
+
+    # -- the strategies ---------------------------------------------------------------
+
+    def call(self, settings: dict, action: str, payload: dict):
+        """One strategy call, timed and counted for /metrics."""
+        started, ok = time.monotonic(), False
+        try:
+            done = self.strategy(settings).call(action, payload)
+            ok = True
+            return done
+        finally:
+            kind = str(settings.get("type", "?")) if isinstance(settings, dict) else "?"
+            self.host.metrics.target_call(kind, action, time.monotonic() - started, ok)
+
+    def strategy(self, settings: dict) -> Strategy:
+        """The strategy for a request's settings; a shareable one is built once and reused,
+        so its HTTP connections stay open across calls."""
+        accounts = self.host.accounts
+        try:
+            key = json.dumps(settings, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            return build_strategy(settings, accounts)
+        with self._strategies_lock:
+            found = self._strategies.get(key)
+        if found is not None:
+            return found
+        strategy = build_strategy(settings, accounts)
+        if strategy.shareable:
+            with self._strategies_lock:
+                if len(self._strategies) >= 256:  # policies changed a lot: start afresh
+                    self._strategies.clear()
+                strategy = self._strategies.setdefault(key, strategy)
+        return strategy
