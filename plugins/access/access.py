@@ -72,9 +72,6 @@ HELP = """Just-in-time access. Commands:
 
 
 STARTING = "The access bot is starting; try again in a moment. Nothing was done."
-# A request whose policy check (hooks, on-call and Slack group lookups) has not answered
-# within this many seconds is acknowledged first, then answered when it is done.
-ACK_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
@@ -125,7 +122,7 @@ class Access(BotPlugin):
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
-        self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
+        self.ack_seconds = self.settings.ack_seconds
         self.undelivered = UndeliveredNotices()
         try:
             self.backend = open_backend(self.settings, self.clock)
@@ -448,7 +445,7 @@ class Access(BotPlugin):
         """Run one service call for the sender; yield its reply, then deliver its notices.
 
         `ack()` gives the words for a call that may be slow (a policy check): if it has not
-        answered within ACK_SECONDS they are said first, so nobody waits in silence."""
+        answered within ACCESS_ACK_SECONDS they are said first, so nobody waits in silence."""
         if not getattr(self, "ready", False):
             yield STARTING
             return
