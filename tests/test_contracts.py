@@ -315,3 +315,75 @@ def test_the_environments_access_ack_seconds_wins_over_the_bots_config(
         assert chat.testbot.pop_message(timeout=15).startswith("Request ")
     finally:
         hook_gate.opened.set()  # never leave a hook waiting
+
+
+ENVIRONMENT_WINS = [
+    ("ACCESS_POLICY_DIR", "/srv/policies", "policy_dir", "/srv/policies"),
+    ("ACCESS_DB_PATH", "/srv/data/access.json", "db_path", "/srv/data/access.json"),
+    ("ACCESS_AUDIT_PATH", "/srv/data/audit.jsonl", "audit_path", "/srv/data/audit.jsonl"),
+    ("ACCESS_TICK_SECONDS", "2", "tick_seconds", 2),
+    ("ACCESS_USER_EMAILS", '{"@carol": "carol@corp.example"}', "user_emails", None),
+    ("ACCESS_PAGERDUTY_TOKEN", "pd-token", "pagerduty_token", "pd-token"),
+    ("ACCESS_PAGERDUTY_URL", "https://api.eu.pagerduty.com", "pagerduty_url", None),
+    ("ACCESS_PENDING_TIMEOUT", "10m", "pending_timeout", timedelta(minutes=10)),
+    ("ACCESS_EXPIRY_REMINDER", "5m", "expiry_reminder", timedelta(minutes=5)),
+    ("ACCESS_APPROVAL_REMINDER", "1h", "approval_reminder", timedelta(hours=1)),
+    ("ACCESS_DB_URL", "postgresql://accessbot@db/accessbot", "db_url", None),
+    ("ACCESS_AUDIT_CHECKPOINT", "1h", "audit_checkpoint", timedelta(hours=1)),
+    ("ACCESS_STANDING_SWEEP", "0", "standing_sweep", None),
+    ("ACCESS_STANDING_SWEEP", "30m", "standing_sweep", timedelta(minutes=30)),
+    ("ACCESS_STANDING_MAX_REMOVALS", "5", "standing_max_removals", 5),
+    ("ACCESS_SLACK_ALLOWED_TEAMS", "T0PARTNER,T0OTHER", "slack_allowed_teams", None),
+    ("ACCESS_SLACK_ALLOWED_TEAMS", '["T0PARTNER"]', "slack_allowed_teams", None),
+]
+
+
+class Everything:
+    """A config.py setting every key the environment then overrides."""
+
+    ACCESS_POLICY_DIR = "policies"
+    ACCESS_DB_PATH = "data/access.json"
+    ACCESS_AUDIT_PATH = "data/audit.jsonl"
+    ACCESS_TICK_SECONDS = 1
+    ACCESS_USER_EMAILS = {"carol": "carol@example.com"}
+    ACCESS_PAGERDUTY_TOKEN = "from-config"
+    ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
+    ACCESS_PENDING_TIMEOUT = "1h"
+    ACCESS_EXPIRY_REMINDER = "10m"
+    ACCESS_APPROVAL_REMINDER = "15m"
+    ACCESS_DB_URL = None
+    ACCESS_AUDIT_CHECKPOINT = "5m"
+    ACCESS_STANDING_SWEEP = "1h"
+    ACCESS_STANDING_MAX_REMOVALS = 20
+    ACCESS_SLACK_ALLOWED_TEAMS = []
+
+
+@pytest.mark.parametrize("key, typed, name, expected", ENVIRONMENT_WINS)
+def test_an_environment_variable_of_the_same_name_wins_over_the_config(key, typed, name, expected):
+    expected = {
+        "ACCESS_USER_EMAILS": {"carol": "carol@corp.example"},
+        "ACCESS_PAGERDUTY_URL": typed,
+        "ACCESS_DB_URL": typed,
+        "ACCESS_SLACK_ALLOWED_TEAMS": frozenset(
+            t.strip('[]"') for t in typed.replace('"', "").strip("[]").split(",")
+        ),
+    }.get(key, expected)
+    assert getattr(Settings.load(Everything, environ={key: typed}), name) == expected
+
+
+def test_the_environment_wins_over_the_bots_config_in_the_running_bot(
+    bot_factory, policy_dir, webhook, monkeypatch, clock
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    monkeypatch.setenv("ACCESS_PENDING_TIMEOUT", "10m")
+    monkeypatch.setenv("ACCESS_USER_EMAILS", '{"carol": "carol@corp.example"}')
+    chat = bot_factory(
+        ACCESS_PENDING_TIMEOUT="1h", ACCESS_USER_EMAILS={"carol": "carol@example.com"}
+    )
+    waiting = ask(chat)
+    clock.advance(minutes=10, seconds=1)
+    chat.wait_for("carol", "timed out")
+    assert "timed out" in chat.reply("carol", f"!access show {waiting}")
+    rid = ask(chat, user="carol")
+    chat.say("alice", f"!approve {rid}")
+    assert webhook.calls[0]["user_email"] == "carol@corp.example"
