@@ -124,3 +124,12 @@ def test_the_configuration_table_gives_the_design_defaults():
         "ACCESS_ACK_SECONDS": "`2`",
     }.items():
         assert table[key] == default, key
+
+
+def test_the_command_line_section_names_every_subcommand_the_design_and_cli_have():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## The command line\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    listed = set(re.findall(r"`(\w+)`", section.split(")")[0]))
+    for command in ("check", "test", "audit", "report", "standing", "migrate", "backup", "restore"):
+        assert command in listed, command
