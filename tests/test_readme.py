@@ -133,3 +133,25 @@ def test_the_command_line_section_names_every_subcommand_the_design_and_cli_have
     listed = set(re.findall(r"`(\w+)`", section.split(")")[0]))
     for command in ("check", "test", "audit", "report", "standing", "migrate", "backup", "restore"):
         assert command in listed, command
+
+
+def test_the_command_table_lists_every_command_the_plugin_answers():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Commands\n")
+    table = text[start : text.index("\n## ", start + 1)]
+    plugin = (ROOT / "plugins" / "access" / "access.py").read_text()
+    commands = re.findall(r"@botcmd\n    def (\w+)\(self", plugin)
+    assert len(commands) > 10
+    for name in commands:
+        typed = "!" + name.replace("_", " ")
+        if typed != "!access":  # `!access` alone answers with the help
+            assert f"`{typed}" in table or f"{typed} " in table, typed
+    for design in (
+        "!access request <resource> [<duration>] <reason...>",
+        "!access extend <id> [<duration>] [reason...]",
+        "!approve <id> [comment]",
+        "!deny <id> [reason]",
+        "!access standing [resource]",
+        "!access audit status",
+    ):
+        assert design in table, design
