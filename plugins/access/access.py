@@ -599,6 +599,10 @@ class Access(BotPlugin):
         own = (getattr(self._bot, "auth", None) or {}).get("team_id")
         return self.settings.slack_allowed_teams | ({own} if own else set())
 
+    def slack_app_id(self) -> str:
+        """This bot's Slack app, from auth.test ("" when Slack did not say)."""
+        return str((getattr(self._bot, "auth", None) or {}).get("app_id") or "")
+
     def person_named(self, text: str) -> Actor:
         """Someone named in a command (`carol`, `@carol`, `carol@example.com`), with the
         e-mail PagerDuty lookups need: ACCESS_USER_EMAILS, else the Slack profile."""
@@ -654,6 +658,7 @@ class Access(BotPlugin):
             tell=lambda address, text: self.send(self.build_identifier(address), text),
             signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or identity.get("signing_secret"),
             teams=self.slack_teams,
+            app_id=self.slack_app_id,
         )
         socket = getattr(self._bot, "slack_socket_mode", None)
         if socket is not None:
