@@ -201,3 +201,10 @@ def test_every_bad_strategy_setting_is_reported_in_one_run(policy_dir, kind, bad
 def test_each_kinds_stand_in_settings_are_valid(kind):
     """The stand-ins that let a check go on past a bad setting must themselves pass."""
     assert build_strategy({"type": kind, **STAND_INS[kind]}).kind == kind
+
+
+@pytest.mark.parametrize("secret_env", ["my secret", "s3cr3t-value!", ""])
+def test_a_webhook_secret_env_must_name_an_environment_variable(policy_dir, secret_env):
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, {**ALSO_VALID["webhook"], "secret_env": secret_env})
+    assert "prod.strategy.secret_env: must name an environment variable" in str(caught.value)

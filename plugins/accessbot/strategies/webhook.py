@@ -111,7 +111,9 @@ class WebhookStrategy(Strategy):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SettingsError("strategy.url", f"{url!r} is not an http(s) URL")
         secret_env = settings.get("secret_env")
-        if secret_env is not None and (not isinstance(secret_env, str) or not secret_env):
+        if secret_env is not None and (
+            not isinstance(secret_env, str) or not secret_env.replace("_", "").isalnum()
+        ):
             raise SettingsError(
                 "strategy.secret_env", "must name an environment variable, e.g. PROD_DB_HOOK_SECRET"
             )
