@@ -387,3 +387,15 @@ def test_the_environment_wins_over_the_bots_config_in_the_running_bot(
     rid = ask(chat, user="carol")
     chat.say("alice", f"!approve {rid}")
     assert webhook.calls[0]["user_email"] == "carol@corp.example"
+
+
+def test_extend_asks_about_a_duration_inside_the_reason(chat, webhook):
+    """As `!access request` does (issue 19, item 11): no duration after the id but one
+    in the reason is a question, not the default length quietly."""
+    rid = ask(chat)
+    chat.say("alice", f"!approve {rid}")
+    reply = chat.reply("carol", f"!access extend {rid} need more time for 45m")
+    assert reply.startswith("Did you mean 45m?"), reply
+    assert f"!access extend {rid} 45m need more time for" in reply
+    assert "Nothing was requested" in reply
+    assert "Extension request" not in chat.reply("carol", "!access mine")
