@@ -208,3 +208,10 @@ def test_a_webhook_secret_env_must_name_an_environment_variable(policy_dir, secr
     with pytest.raises(PolicyError) as caught:
         load(policy_dir, {**ALSO_VALID["webhook"], "secret_env": secret_env})
     assert "prod.strategy.secret_env: must name an environment variable" in str(caught.value)
+
+
+def test_checking_past_a_bad_setting_logs_nothing_about_the_stand_ins(policy_dir, caplog):
+    """The stand-ins are the check's own: no warning may name them to an admin."""
+    with caplog.at_level("WARNING"), pytest.raises(PolicyError):
+        load(policy_dir, {"type": "webhook", "url": "ftp://hooks", "timeout": "soon"})
+    assert not [r for r in caplog.records if "hooks.example.com" in r.getMessage()]

@@ -14,6 +14,7 @@ from .accounts import Accounts
 from .approval_only import ApprovalOnlyStrategy
 from .aws import AwsIamGroupStrategy, AwsSsoStrategy
 from .base import (
+    RECHECKING,
     CannotList,
     Done,
     Member,
@@ -94,7 +95,18 @@ def strategy_problems(settings) -> tuple[Strategy | None, list[SettingsError]]:
     if not isinstance(settings, dict) or settings.get("type") not in KINDS:
         return None, problems
     trial, stand_ins = dict(settings), STAND_INS.get(settings["type"], {})
-    for _ in range(len(settings) + len(stand_ins)):
+    quiet = RECHECKING.set(True)
+    try:
+        _recheck(trial, stand_ins, problems)
+    finally:
+        RECHECKING.reset(quiet)
+    return None, problems
+
+
+def _recheck(trial: dict, stand_ins: dict, problems: list[SettingsError]) -> None:
+    """Put a stand-in in place of the last problem's setting (or leave it out) and check
+    again, adding each new problem, until the settings pass or a problem repeats."""
+    for _ in range(len(trial) + len(stand_ins)):
         key = problems[-1].key.removeprefix("strategy.")
         if key in stand_ins and trial.get(key) != stand_ins[key]:
             trial[key] = stand_ins[key]
@@ -109,7 +121,6 @@ def strategy_problems(settings) -> tuple[Strategy | None, list[SettingsError]]:
             if any(p.key == exc.key for p in problems):
                 break
             problems.append(exc)
-    return None, problems
 
 
 __all__ = [
