@@ -3,6 +3,7 @@ author writes: the gaps a contract audit found (see /work/notes/contracts.md).""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
@@ -10,7 +11,7 @@ import pytest
 
 from accessbot.settings import Settings, SettingsError
 from tests import hook_gate
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import policy_file, request_id, sent_at_start, webhook_policy
 
 
 @pytest.fixture
@@ -399,3 +400,18 @@ def test_extend_asks_about_a_duration_inside_the_reason(chat, webhook):
     assert f"!access extend {rid} 45m need more time for" in reply
     assert "Nothing was requested" in reply
     assert "Extension request" not in chat.reply("carol", "!access mine")
+
+
+def test_a_bad_configuration_value_is_named_with_what_to_write(
+    bot_factory, policy_dir, webhook, caplog
+):
+    """A mistake in an ACCESS_* key stops the bot; whoever types a command (and the
+    admins) is told which key and what to write, not only an exception's class name."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    with caplog.at_level(logging.WARNING):
+        chat = bot_factory(ACCESS_PENDING_TIMEOUT="an hour")
+        told_at_start = sent_at_start(chat, caplog)
+    assert any("ACCESS_PENDING_TIMEOUT" in text for text in told_at_start), told_at_start
+    reply = chat.reply("carol", "!access resources")
+    assert reply.startswith("The access bot did not start: ACCESS_PENDING_TIMEOUT: "), reply
+    assert "30m" in reply and "restart" in reply

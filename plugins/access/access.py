@@ -45,7 +45,7 @@ from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
-from accessbot.settings import Settings  # noqa: E402
+from accessbot.settings import Settings, SettingsError  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError  # noqa: E402
@@ -103,6 +103,13 @@ class Access(BotPlugin):
     def start_then_serve(self, starting) -> None:
         try:
             self.start()
+        except SettingsError as exc:  # an ACCESS_* key: its message says what to write
+            log.error("the access bot did not start: %s", exc)
+            self.startup_error = (
+                f"The access bot did not start: {exc}. Fix it in config.py or the "
+                "environment, then restart the bot."
+            )
+            self.tell_admins(self.startup_error)
         except Exception as exc:  # noqa: BLE001 - refuse commands with a reason, tell admins
             log.exception("the access bot did not start")
             self.startup_error = (
