@@ -74,6 +74,7 @@ ACCESS_USER_AWS = {}
 ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
 ACCESS_PAGERDUTY_TIMEOUT = 3  # seconds; a slower PagerDuty counts as "not on call"
 ACCESS_HOOK_TIMEOUT = 10  # seconds a policy hook may run; a slower one never approves
+ACCESS_ACK_SECONDS = 2  # a policy check slower than this is acknowledged first
 # Named approver lists, used in policies as "group:sre"; policy files may add GROUPS
 # (a name is defined once), e.g. ACCESS_GROUPS = {"sre": ["@alice", "@bob"]}
 ACCESS_GROUPS = {}

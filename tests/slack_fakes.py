@@ -24,6 +24,7 @@ from tests.slack_tiers import SlackTiers
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
+APP = "A0ACCESS"  # this bot's Slack app (auth.test), as every payload here names it
 
 
 def form(values: dict) -> dict:
@@ -128,7 +129,13 @@ class FakeSlack:
 
     def answer(self, method: str, args: dict) -> dict:
         if method == "auth.test":
-            return {"ok": True, "user_id": BOT_USER, "user": "accessbot", "team_id": TEAM}
+            return {
+                "ok": True,
+                "user_id": BOT_USER,
+                "user": "accessbot",
+                "team_id": TEAM,
+                "app_id": APP,
+            }
         if method == "users.info":
             user = args.get("user", "")
             if user in self.broken_users:
@@ -282,7 +289,7 @@ def click_payload(action_id: str, request_id: str, user_id: str, card: dict) -> 
         "type": "block_actions",
         "team": {"id": TEAM, "domain": "acme"},
         "user": {"id": user_id, "team_id": TEAM},
-        "api_app_id": "A0ACCESS",
+        "api_app_id": APP,
         "container": {
             "type": "message",
             "message_ts": card["ts"],

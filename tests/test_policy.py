@@ -141,3 +141,40 @@ def test_a_hook_that_hangs_is_cut_off(policy_dir):
     resource = load_policies(policy_dir).get("prod-db")
     with pytest.raises(HookFailed, match="took longer than 0.1s"):
         run_hook(resource, "on_request", view(), PolicyContext(None, START, None), timeout=0.1)
+
+
+# CPython 3.11's ast.parse keeps its recursion count per interpreter, so two threads
+# parsing at once (a reload beside the watcher, a bot starting beside another) can get a
+# spurious SystemError; seen in this suite. Python's own parser is what fails here, so
+# the test makes it fail as it does.
+DEPTH_MISMATCH = "AST constructor recursion depth mismatch (before=33, after=42)"
+
+
+def flaky_parser(monkeypatch, source: str, failures: int) -> None:
+    """Python's parser fails `failures` times on `source` (and only on it: pytest parses
+    too) as the race makes it fail."""
+    import ast
+
+    real = ast.parse
+    left = [failures]
+
+    def parse(text, *args, **kwargs):
+        if text == source and left[0]:
+            left[0] -= 1
+            raise SystemError(DEPTH_MISMATCH)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(ast, "parse", parse)
+
+
+def test_a_spurious_parser_error_is_retried_and_lines_are_still_named(policy_dir, monkeypatch):
+    source = GOOD.replace('"4h"', '"forever"').lstrip()
+    policy_file(policy_dir, "db.py", source)
+    flaky_parser(monkeypatch, source, failures=1)
+    assert 'db.py:4: prod-db.max_duration: "forever" is not a duration' in load_error(policy_dir)
+
+
+def test_a_parser_that_keeps_failing_never_stops_the_policies_loading(policy_dir, monkeypatch):
+    policy_file(policy_dir, "db.py", GOOD.lstrip())
+    flaky_parser(monkeypatch, GOOD.lstrip(), failures=100)
+    assert "prod-db" in load_policies(policy_dir).resources

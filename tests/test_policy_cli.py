@@ -336,3 +336,26 @@ def test_hooks_see_the_time_the_case_gives(tmp_path, policy_dir):
     )
     code, out, _ = accessbot("test", "policies", path.name, cwd=tmp_path)
     assert code == 0, out
+
+
+def test_check_shows_urls_in_its_messages_as_they_are_written(tmp_path):
+    """A path joined onto a message squeezed `https://` into `https:/`."""
+    policy_file(
+        tmp_path / "policies",
+        "okta.py",
+        """
+        RESOURCES = {
+            "prod-okta": {
+                "max_duration": "1h",
+                "approvers": ["@alice"],
+                "channel": "#access",
+                "strategy": {"type": "okta_group", "org_url": "ftp://acme.okta.com",
+                             "group_id": "00g1abcd2EFGH3ijk4x7", "token_env": "OKTA_API_TOKEN"},
+            },
+        }
+        """,
+    )
+    code, out, err = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 1
+    assert "'ftp://acme.okta.com' is not an http(s) URL like 'https://acme.okta.com'" in out + err
+    assert "https:/a" not in out + err

@@ -85,3 +85,73 @@ def test_the_audit_sinks_example_is_valid_config():
     sinks = parse_sinks(config["ACCESS_AUDIT_SINKS"])
     assert [s.type for s in sinks] == ["http", "splunk_hec", "file", "syslog"]
     assert parse_sinks(json.dumps(config["ACCESS_AUDIT_SINKS"])) == sinks  # the env form
+
+
+def configuration_table() -> dict[str, str]:
+    """The README's Configuration table: each ACCESS_* key -> its default column."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Configuration\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    keys = {}
+    for row in re.findall(r"^\| (`ACCESS_.*?) \| (.*?) \|", section, re.M):
+        for key in re.findall(r"`(ACCESS_[A-Z_]+)`", row[0]):
+            keys[key] = row[1]
+    return keys
+
+
+def test_every_key_the_settings_read_is_in_the_configuration_table():
+    source = (ROOT / "plugins" / "accessbot" / "settings.py").read_text()
+    read = set(re.findall(r'get\(\s*"(ACCESS_[A-Z_]+)"', source))
+    read |= set(re.findall(r'duration\("(ACCESS_[A-Z_]+)"', source))
+    read |= set(re.findall(r'seconds\("(ACCESS_[A-Z_]+)"', source))
+    read |= set(re.findall(r'_handle_map\(get, "(ACCESS_[A-Z_]+)"', source))
+    assert {"ACCESS_ACK_SECONDS", "ACCESS_USER_EMAILS", "ACCESS_TICK_SECONDS"} <= read
+    assert sorted(read - set(configuration_table())) == []
+
+
+def test_the_configuration_table_gives_the_design_defaults():
+    table = configuration_table()
+    for key, default in {
+        "ACCESS_POLICY_DIR": "`policies`",
+        "ACCESS_DB_PATH": "`data/access.json`",
+        "ACCESS_AUDIT_PATH": "`data/audit.jsonl`",
+        "ACCESS_TICK_SECONDS": "`1`",
+        "ACCESS_PENDING_TIMEOUT": "`1h`",
+        "ACCESS_PAGERDUTY_URL": "`https://api.pagerduty.com`",
+        "ACCESS_AUDIT_CHECKPOINT": "`5m`",
+        "ACCESS_STANDING_SWEEP": "`1h`",
+        "ACCESS_STANDING_MAX_REMOVALS": "`20`",
+        "ACCESS_ACK_SECONDS": "`2`",
+    }.items():
+        assert table[key] == default, key
+
+
+def test_the_command_line_section_names_every_subcommand_the_design_and_cli_have():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## The command line\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    listed = set(re.findall(r"`(\w+)`", section.split(")")[0]))
+    for command in ("check", "test", "audit", "report", "standing", "migrate", "backup", "restore"):
+        assert command in listed, command
+
+
+def test_the_command_table_lists_every_command_the_plugin_answers():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Commands\n")
+    table = text[start : text.index("\n## ", start + 1)]
+    plugin = (ROOT / "plugins" / "access" / "access.py").read_text()
+    commands = re.findall(r"@botcmd\n    def (\w+)\(self", plugin)
+    assert len(commands) > 10
+    for name in commands:
+        typed = "!" + name.replace("_", " ")
+        if typed != "!access":  # `!access` alone answers with the help
+            assert f"`{typed}" in table or f"{typed} " in table, typed
+    for design in (
+        "!access request <resource> [<duration>] <reason...>",
+        "!access extend <id> [<duration>] [reason...]",
+        "!approve <id> [comment]",
+        "!deny <id> [reason]",
+        "!access standing [resource]",
+        "!access audit status",
+    ):
+        assert design in table, design

@@ -182,3 +182,27 @@ def test_the_request_keeps_the_approvers_user_ids(start_bot, fake):
     assert request.requester_id == "UCAROL"
     assert request.approver_ids == ["UALICE", "UBOB", "UCAROL"]
     assert any("@nobody-here: no such user" in n for n in request.notes)
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+def test_an_interaction_sent_for_another_slack_app_is_refused(
+    start_bot, fake, webhook, mode, caplog
+):
+    """Issue 15: interactions of another `api_app_id` than the bot's own (auth.test's
+    app_id) are refused, whoever clicked: they were not made on this app's cards."""
+    bot = start_bot(mode)
+    rid, card = request_card(bot, fake)
+    click = click_payload(slack.APPROVE, rid, "UALICE", card)
+    click["api_app_id"] = "A0OTHERAPP"
+
+    with caplog.at_level("WARNING"):
+        if mode == "http":
+            assert bot.interact(click).status_code == 403
+        else:
+            envelope = bot.enqueue("interactive", click)
+            fake.wait(lambda: bot.acks(envelope), "the envelope's acknowledgement")
+    assert any("A0OTHERAPP" in r.getMessage() for r in caplog.records)
+    assert status(bot, rid) == "pending" and webhook.actions() == []
+
+    bot.interact(click_payload(slack.APPROVE, rid, "UALICE", card))  # this app's own card
+    fake.wait(lambda: status(bot, rid) == "active", "alice's approval on this app's card")

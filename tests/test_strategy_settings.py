@@ -6,6 +6,7 @@ import pytest
 
 from accessbot.policy import PolicyError, load_policies
 from accessbot.settings import Settings, SettingsError
+from accessbot.strategies import KINDS, STAND_INS, build_strategy
 from tests.conftest import ROOT, policy_file
 
 VALID = {
@@ -167,3 +168,50 @@ def test_a_bad_url_setting_is_named_in_the_load_error_without_its_credentials(po
         load(policy_dir, {"type": "webhook", "url": "ftp://robot:hunter2@h.test/x?token=T0P"})
     assert "strategy.url" in str(caught.value) and "ftp://h.test/x" in str(caught.value)
     assert "hunter2" not in str(caught.value) and "T0P" not in str(caught.value)
+
+
+ALSO_VALID = {
+    **VALID,
+    "webhook": {"type": "webhook", "url": "https://hooks.example.com/x", "secret_env": "HOOK"},
+    "command": {"type": "command", "argv": ["scripts/grant.py"], "timeout": "30s"},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad"),
+    [
+        ("webhook", {"url": "ftp://hooks", "secret_env": "", "timeout": "soon", "retries": 3}),
+        ("command", {"argv": "scripts/grant.py", "timeout": "forever", "shell": True}),
+        ("okta_group", {"org_url": "acme.okta.com", "token_env": "my token", "timeout": "soon"}),
+        ("github_repo", {"repo": "api", "permission": "write"}),
+        ("aws_sso", {"account_id": "1234", "wait": "forever", "region": "Ireland"}),
+    ],
+)
+def test_every_bad_strategy_setting_is_reported_in_one_run(policy_dir, kind, bad):
+    """Issue 19: `check` reports every problem it can find in one run, a strategy's
+    settings included, not only the first."""
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, {**ALSO_VALID[kind], **bad})
+    message = str(caught.value)
+    for key in bad:
+        assert f"prod.strategy.{key}:" in message, (key, message)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kinds_stand_in_settings_are_valid(kind):
+    """The stand-ins that let a check go on past a bad setting must themselves pass."""
+    assert build_strategy({"type": kind, **STAND_INS[kind]}).kind == kind
+
+
+@pytest.mark.parametrize("secret_env", ["my secret", "s3cr3t-value!", ""])
+def test_a_webhook_secret_env_must_name_an_environment_variable(policy_dir, secret_env):
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, {**ALSO_VALID["webhook"], "secret_env": secret_env})
+    assert "prod.strategy.secret_env: must name an environment variable" in str(caught.value)
+
+
+def test_checking_past_a_bad_setting_logs_nothing_about_the_stand_ins(policy_dir, caplog):
+    """The stand-ins are the check's own: no warning may name them to an admin."""
+    with caplog.at_level("WARNING"), pytest.raises(PolicyError):
+        load(policy_dir, {"type": "webhook", "url": "ftp://hooks", "timeout": "soon"})
+    assert not [r for r in caplog.records if "hooks.example.com" in r.getMessage()]

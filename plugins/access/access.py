@@ -58,6 +58,7 @@ from accessbot.integrations.slack_limits import (  # noqa: E402
 )
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
+from accessbot.policy.lines import PARSING  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
     DegradedService,
     degraded_reason,
@@ -68,7 +69,7 @@ from accessbot.rebuild import (  # noqa: E402
 )
 from accessbot.scheduler import Periodic, Scheduler  # noqa: E402
 from accessbot.service import Actor, Notice, Outcome  # noqa: E402
-from accessbot.settings import Settings  # noqa: E402
+from accessbot.settings import Settings, SettingsError  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
 from accessbot.store import StoreError, StoreFiles  # noqa: E402
@@ -94,9 +95,6 @@ HELP = """Just-in-time access. Commands:
 
 
 STARTING = "The access bot is starting; try again in a moment. Nothing was done."
-# A request whose policy check (hooks, on-call and Slack group lookups) has not answered
-# within this many seconds is acknowledged first, then answered when it is done.
-ACK_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
@@ -120,7 +118,10 @@ class Access(BotPlugin):
         self.courier = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
-        super().activate()
+        # Routing our webhooks makes werkzeug call ast.parse, which on CPython 3.11 must
+        # not run beside another thread's parse (a policy load): see policy/lines.py.
+        with PARSING:
+            super().activate()
         self.starter = threading.Thread(
             target=self.start_then_serve, args=(starting,), name="accessbot-start", daemon=True
         )
@@ -129,6 +130,13 @@ class Access(BotPlugin):
     def start_then_serve(self, starting) -> None:
         try:
             self.start()
+        except SettingsError as exc:  # an ACCESS_* key: its message says what to write
+            log.error("the access bot did not start: %s", exc)
+            self.startup_error = (
+                f"The access bot did not start: {exc}. Fix it in config.py or the "
+                "environment, then restart the bot."
+            )
+            self.tell_admins(self.startup_error)
         except Exception as exc:  # noqa: BLE001 - refuse commands with a reason, tell admins
             log.exception("the access bot did not start")
             self.startup_error = (
@@ -148,7 +156,7 @@ class Access(BotPlugin):
         )
         # Tests inject a controllable clock through the bot config; production uses UTC now.
         self.clock = getattr(self.bot_config, "ACCESS_CLOCK", None) or utcnow
-        self.ack_seconds = float(getattr(self.bot_config, "ACCESS_ACK_SECONDS", ACK_SECONDS))
+        self.ack_seconds = self.settings.ack_seconds
         self.undelivered = UndeliveredNotices(
             count=lambda reason: self.metrics.notices_failed.labels(reason).inc()
         )
@@ -513,7 +521,7 @@ class Access(BotPlugin):
         """Run one service call for the sender; yield its reply, then deliver its notices.
 
         `ack()` gives the words for a call that may be slow (a policy check): if it has not
-        answered within ACK_SECONDS they are said first, so nobody waits in silence."""
+        answered within ACCESS_ACK_SECONDS they are said first, so nobody waits in silence."""
         if not getattr(self, "ready", False):
             yield STARTING
             return
@@ -706,6 +714,10 @@ class Access(BotPlugin):
         own = (getattr(self._bot, "auth", None) or {}).get("team_id")
         return self.settings.slack_allowed_teams | ({own} if own else set())
 
+    def slack_app_id(self) -> str:
+        """This bot's Slack app, from auth.test ("" when Slack did not say)."""
+        return str((getattr(self._bot, "auth", None) or {}).get("app_id") or "")
+
     def person_named(self, text: str) -> Actor:
         """Someone named in a command (`carol`, `@carol`, `carol@example.com`), with the
         e-mail PagerDuty lookups need: ACCESS_USER_EMAILS, else the Slack profile."""
@@ -770,6 +782,7 @@ class Access(BotPlugin):
             tell=lambda address, text: self.send(self.build_identifier(address), text),
             signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or identity.get("signing_secret"),
             teams=self.slack_teams,
+            app_id=self.slack_app_id,
         )
         socket = getattr(self._bot, "slack_socket_mode", None)
         if socket is not None:

@@ -113,6 +113,7 @@ class SlackApp:
         signing_secret: str | None = None,
         teams: Callable[[], frozenset[str]] = frozenset,
         for_command: Callable[[], AbstractContextManager] = nullcontext,
+        app_id: Callable[[], str] = str,
     ):
         self.service = service
         self.for_command = for_command  # around each click's service call (database waits)
@@ -122,6 +123,7 @@ class SlackApp:
         self.deliver_notices = deliver
         self.tell = tell
         self.teams = teams  # the bot's own Slack team and ACCESS_SLACK_ALLOWED_TEAMS
+        self.app_id = app_id  # this bot's Slack app (auth.test's app_id; "" if unknown)
         self.verifier = slack.RequestVerifier(signing_secret) if signing_secret else None
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="access-slack")
         self._cards_lock = threading.Lock()
@@ -213,6 +215,8 @@ class SlackApp:
         except slack.InteractionError as exc:
             log.warning("refused a malformed Slack interaction: %s", exc)
             return 400, {"error": "bad payload"}
+        if self.foreign_app(payload):
+            return 403, {"error": "not an interaction of this app"}
         return 200, self.handle(action, payload_team(payload))
 
     def on_socket_request(self, client, req) -> None:
@@ -232,7 +236,18 @@ class SlackApp:
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
+        if self.foreign_app(payload):
+            return None
         return self.handle(action, payload_team(payload))
+
+    def foreign_app(self, payload: dict) -> bool:
+        """Was this interaction sent for another Slack app than this bot's (its
+        `api_app_id`)? Such a click was not made on our cards: refused, and logged."""
+        own, theirs = self.app_id(), payload.get("api_app_id")
+        if own and theirs and theirs != own:
+            log.warning("refused a Slack interaction for app %s (this bot is app %s)", theirs, own)
+            return True
+        return False
 
     def handle(self, action: slack.Interaction | None, team: str = "") -> dict | None:
         """Act on one decoded interaction of a person of `team`; returns what to acknowledge

@@ -506,8 +506,10 @@ def register_check(commands: argparse._SubParsersAction) -> None:
 def _located(directory: Path, error: str) -> str:
     """`db.py:4: ...` from the loader becomes `policies/db.py:4: ...`, a path CI can
     point at; errors not about a file (ACCESS_GROUPS) stay as they are."""
-    name = error.split(":", 1)[0]
-    return str(directory / error) if name.endswith(".py") and "/" not in name else error
+    name, colon, rest = error.partition(":")
+    if not name.endswith(".py") or "/" in name:
+        return error
+    return f"{directory / name}{colon}{rest}"  # the path only: a URL in `rest` keeps its //
 
 
 def _warning(directory: Path, warning: str) -> str:

@@ -66,9 +66,12 @@ def parse_request(
     return RequestArgs(tokens[0], duration, reason, fields)
 
 
-def _ask_about_stray_duration(command: str, fields: dict[str, str], reason: list[str]) -> None:
-    """No duration after the resource but one in the reason (`fixing index for 30m`): ask,
-    rather than quietly granting the default and keeping "30m" as words."""
+def _ask_about_stray_duration(
+    command: str, fields: dict[str, str], reason: list[str], after: str = "the resource"
+) -> None:
+    """No duration after the resource (or the id, for an extension) but one in the reason
+    (`fixing index for 30m`): ask, rather than quietly granting the default and keeping
+    "30m" as words."""
     at = next((i for i, t in enumerate(reason) if looks_like_duration(t.rstrip(".,;:!?)"))), None)
     if at is None:
         return
@@ -77,7 +80,7 @@ def _ask_about_stray_duration(command: str, fields: dict[str, str], reason: list
     rest = " ".join(inert(t, 80) for t in reason[:at] + reason[at + 1 :])
     typed = " ".join(inert(t, 80) for t in reason)
     raise CommandSyntaxError(
-        f"Did you mean {duration}? The duration comes right after the resource: "
+        f"Did you mean {duration}? The duration comes right after {after}: "
         f"`{command} {duration}{given} {rest}` (to keep {duration} in the reason, give a "
         f"duration first: `{command} <duration>{given} {typed}`). Nothing was requested."
     )
@@ -146,7 +149,10 @@ def _duration_and_reason(command: str, rest: list[str]) -> tuple[timedelta | Non
 def parse_extend_args(args: str) -> tuple[str, timedelta | None, str]:
     """`<id> [duration] [reason...]` for `!access extend`."""
     request_id, rest = parse_id_and_text(args, "access extend")
-    duration, reason = _duration_and_reason(f"!access extend {request_id}", rest.split())
+    command = f"!access extend {request_id}"
+    duration, reason = _duration_and_reason(command, rest.split())
+    if duration is None:
+        _ask_about_stray_duration(command, {}, rest.split(), after="the request id")
     return request_id, duration, reason
 
 

@@ -42,6 +42,8 @@ class Settings:
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
     hook_timeout: float = 10.0  # seconds a policy hook may run
+    # Seconds before a slow policy check is acknowledged ("Checking the policy..."); 0: at once.
+    ack_seconds: float = 2.0
     groups: Mapping[str, list[str]] = field(default_factory=dict)  # ACCESS_GROUPS
     policy_watch: bool = False  # reload when the policy files change
     policy_watch_seconds: float = 1.0  # how often the watcher looks
@@ -99,7 +101,9 @@ class Settings:
             except DurationError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
 
-        def seconds(name: str, default: float, example: str) -> float:
+        def seconds(name: str, default: float, example: str, zero: bool = False) -> float:
+            """Seconds as a number or a duration (`10`, `1.5`, `10s`); more than 0, or
+            0 or more when `zero` is allowed."""
             value = get(name, default)
             try:
                 value = (
@@ -109,8 +113,10 @@ class Settings:
                 )
             except (DurationError, TypeError, ValueError) as exc:
                 raise SettingsError(f"{name} must be seconds, e.g. {example}") from exc
-            if value <= 0:
-                raise SettingsError(f"{name} must be more than 0")
+            if value < 0 or (value == 0 and not zero):
+                raise SettingsError(
+                    f"{name} must be {'0 or more' if zero else 'more than 0'}, e.g. {example}"
+                )
             return value
 
         pd_timeout = seconds("ACCESS_PAGERDUTY_TIMEOUT", 3.0, "3 or 3s")
@@ -159,6 +165,7 @@ class Settings:
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
             hook_timeout=seconds("ACCESS_HOOK_TIMEOUT", 10.0, "10 or 10s"),
+            ack_seconds=seconds("ACCESS_ACK_SECONDS", 2.0, "2 or 2s", zero=True),
             groups=_groups(get("ACCESS_GROUPS", {})),
             policy_watch=_flag(get("ACCESS_POLICY_WATCH", False), "ACCESS_POLICY_WATCH"),
             policy_watch_seconds=seconds("ACCESS_POLICY_WATCH_SECONDS", 1.0, "1 or 0.5"),

@@ -26,13 +26,35 @@ def locate(name: str, lines: dict[tuple, int], keys: tuple) -> str:
     return f"{name}:1"
 
 
+# CPython 3.11 counts ast.parse's recursion per interpreter, not per thread: two threads
+# parsing at once (a reload beside the watcher, two bots in one process) may get a
+# spurious "AST constructor recursion depth mismatch" SystemError (werkzeug parses too,
+# when errbot routes a plugin's webhooks: the plugin holds PARSING for that). Ours take
+# turns, and
+# a parse that still fails so is tried again; line numbers are never worth a failed load.
+PARSING = threading.Lock()  # also held by the plugin while errbot routes its webhooks
+PARSE_TRIES = 3
+
+
+def _parse(source: str) -> ast.Module | None:
+    """`source` parsed, or None when it cannot be (a syntax error is reported elsewhere)."""
+    for _ in range(PARSE_TRIES):
+        try:
+            with PARSING:
+                return ast.parse(source)
+        except SyntaxError:
+            return None
+        except SystemError:  # the race above, with a thread that is not ours
+            continue
+    return None
+
+
 def key_lines(source: str) -> dict[tuple, int]:
     """Map (resource,) and (resource, "key.sub.key") to their line in the RESOURCES
     literal, and ("<GROUPS>", name) to the line of a group in GROUPS."""
     lines: dict[tuple, int] = {}
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
+    tree = _parse(source)
+    if tree is None:
         return lines
 
     def walk(resource, prefix: str, node: ast.Dict) -> None:

@@ -18,7 +18,7 @@ from ..domain import (
     format_duration,
     parse_duration,
 )
-from ..strategies import SettingsError, Strategy, build_strategy
+from ..strategies import Strategy, strategy_problems
 from .model import EscalationLevel, FieldSpec, Resource
 
 REQUIRED_KEYS = ("max_duration", "strategy")
@@ -246,7 +246,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
     description = settings.get("description", "")
     if not isinstance(description, str):
         problems.append(KeyProblem("description", "must be a string"))
-    strategy = attempt(_strategy, settings)
+    strategy = _strategy(settings, problems)
     fields = _fields(settings, problems)
     standing = attempt(_standing, settings)
     remove_standing = attempt(_flag, settings, "remove_standing")
@@ -487,15 +487,19 @@ def _flag(settings: dict, key: str) -> bool:
     return value
 
 
-def _strategy(settings: dict) -> Strategy:
+def _strategy(settings: dict, problems: list[KeyProblem]) -> Strategy | None:
+    """The resource's strategy; else each problem of its settings goes on `problems`."""
     if "strategy" not in settings:
-        raise KeyProblem(
-            "strategy", 'is required: how access is granted, e.g. {"type": "webhook", "url": ...}'
+        problems.append(
+            KeyProblem(
+                "strategy",
+                'is required: how access is granted, e.g. {"type": "webhook", "url": ...}',
+            )
         )
-    try:
-        return build_strategy(settings["strategy"])
-    except SettingsError as exc:
-        raise KeyProblem(exc.key, exc.message) from exc
+        return None
+    strategy, errors = strategy_problems(settings["strategy"])
+    problems += [KeyProblem(error.key, error.message) for error in errors]
+    return strategy
 
 
 def unset_variables(checked: Checked, environ: Mapping[str, str]) -> list[KeyProblem]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -36,6 +37,12 @@ class CannotList(StrategyError):
     """The target cannot say who holds the access (a webhook answering 404 or 501 to
     `list`, a command exiting 64, a strategy with no way to list): not a failure to
     retry, but a resource the standing-access sweep cannot check."""
+
+
+# True while settings are checked again with stand-ins (`strategies.strategy_problems`):
+# what a strategy would log about its settings then would name the stand-ins, not the
+# policy's own values, so it stays quiet.
+RECHECKING: ContextVar[bool] = ContextVar("accessbot_strategy_rechecking", default=False)
 
 
 class SettingsError(Exception):

@@ -22,6 +22,7 @@ import requests.adapters
 
 from ..messages import redact_url
 from .base import (
+    RECHECKING,
     CannotList,
     Done,
     Member,
@@ -111,11 +112,13 @@ class WebhookStrategy(Strategy):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SettingsError("strategy.url", f"{url!r} is not an http(s) URL")
         secret_env = settings.get("secret_env")
-        if secret_env is not None and (not isinstance(secret_env, str) or not secret_env):
+        if secret_env is not None and (
+            not isinstance(secret_env, str) or not secret_env.replace("_", "").isalnum()
+        ):
             raise SettingsError(
                 "strategy.secret_env", "must name an environment variable, e.g. PROD_DB_HOOK_SECRET"
             )
-        if secret_env is None:
+        if secret_env is None and not RECHECKING.get():
             log.warning("webhook %s has no secret_env: its calls are not signed", redact_url(url))
         return cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
 
