@@ -129,8 +129,16 @@ class Chat:
         self.testbot.push_message(f"!echo {marker}")
         while self.testbot.pop_message(timeout=15) != marker:
             pass
+        self.delivered()
         with self._lock:
             return [plain(body) for _, body in self.sent[start:] if body != marker]
+
+    def delivered(self, timeout: float = 15) -> None:
+        """Wait until the delivery workers have sent every notice that is due."""
+        plugin = access_plugin(self.backend)
+        workers = getattr(plugin, "deliveries", None)
+        if workers is not None:
+            assert workers.wait_idle(timeout), "the outbox never emptied"
 
     def refuse(self, destination: str, error: str | None) -> None:
         """The chat refuses every message to `destination` with `error` (None: no more)."""

@@ -1,8 +1,9 @@
 """The Errbot plugin: chat commands in, service calls, rendered replies out.
 
 This is the only module that imports errbot. Each command parses its arguments, calls
-one service method, yields the reply to the person who typed it, then delivers the
-notices (approval card to the channel, DM to the requester).
+one service method, writes the notices (approval card to the channel, DM to the
+requester) to the outbox, yields the reply to the person who typed it, and the delivery
+workers send the notices after it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,14 +37,15 @@ from accessbot.commands import (  # noqa: E402
     parse_resource_arg,
     parse_whatif_args,
 )
-from accessbot.courier import Courier  # noqa: E402
 from accessbot.delivery import CHANNEL_ERRORS, UndeliveredNotices, error_code  # noqa: E402
+from accessbot.delivery_workers import DEFAULT_WORKERS, DeliveryWorkers  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.outbox import Entry, notice_of, open_outbox  # noqa: E402
 from accessbot.scheduler import Scheduler  # noqa: E402
 from accessbot.service import AccessService, Actor, Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
@@ -94,7 +97,7 @@ class Access(BotPlugin):
         self.started = threading.Event()  # set once `ready`: tests and benches wait on it
         self.startup_error = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
-        self.courier = self.standing = self.sinks = None
+        self.outbox = self.deliveries = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
         super().activate()
@@ -149,6 +152,10 @@ class Access(BotPlugin):
         )
         self.sinks.check_at_start()
         self.metrics.watch_sinks(self.sinks.status)
+        # Notices wait here for the delivery workers (started once Slack is connected):
+        # what a crash or a stop left unsent goes out after this start.
+        self.outbox = open_outbox(self.settings, self.backend)
+        self.metrics.watch_outbox(self.outbox.depth, self.clock)
         self.service = AccessService(
             store=self.backend.store,
             audit=self.backend.audit,
@@ -179,7 +186,15 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        self.courier = Courier(self.deliver)
+        self.deliveries = DeliveryWorkers(
+            self.outbox,
+            self.send_entry,
+            self.clock,
+            owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
+            workers=int(getattr(self.bot_config, "ACCESS_DELIVERY_WORKERS", DEFAULT_WORKERS)),
+            metrics=self.metrics,
+        )
+        self.deliveries.start()
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,
@@ -235,12 +250,14 @@ class Access(BotPlugin):
         for thread in (
             getattr(self, "watcher", None),
             getattr(self, "scheduler", None),
-            getattr(self, "courier", None),  # after the scheduler: what it said still goes out
+            getattr(self, "deliveries", None),  # after the scheduler: what is due goes out
             getattr(self, "sinks", None),
         ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
+        if getattr(self, "outbox", None) is not None:
+            self.outbox.close()
         service = getattr(self, "service", None)
         if service is not None:
             service.close()
@@ -287,8 +304,8 @@ class Access(BotPlugin):
     def scheduler_beat(self, leads: bool) -> None:
         """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics."""
         self.metrics.leader.set(1 if leads else 0)
-        if self.courier is not None:
-            self.metrics.notices_queued.set(self.courier.depth)
+        if self.deliveries is not None:
+            self.deliveries.wake()  # retries whose time has come (the clock may be a test's)
         self.metrics.last_tick.set_to_current_time()
         if leads:
             self.metrics.ticks.inc()
@@ -297,8 +314,8 @@ class Access(BotPlugin):
 
     def run_tick(self) -> None:
         """One scheduler pass: expiries, retries, time-outs. People are told by the
-        courier's thread, so a slow chat never delays the next revocation."""
-        self.courier.send(self.service.tick())
+        delivery workers, so a slow chat never delays the next revocation."""
+        self.deliver(self.service.tick())
 
     # -- commands -------------------------------------------------------------
 
@@ -445,7 +462,8 @@ class Access(BotPlugin):
     # -- plumbing -------------------------------------------------------------
 
     def run(self, msg, call, ack=None):
-        """Run one service call for the sender; yield its reply, then deliver its notices.
+        """Run one service call for the sender; put its notices in the outbox, yield its
+        reply; the notices go out after the reply.
 
         `ack()` gives the words for a call that may be slow (a policy check): if it has not
         answered within ACK_SECONDS they are said first, so nobody waits in silence."""
@@ -480,8 +498,8 @@ class Access(BotPlugin):
             )
             return
         if isinstance(result, Outcome):
-            yield result.reply
-            self.deliver(result.notices)
+            with self.holding(result.notices):
+                yield result.reply
         else:
             yield result
 
@@ -504,15 +522,62 @@ class Access(BotPlugin):
         return done.result()
 
     def deliver(self, notices: list[Notice]) -> None:
-        """Send each notice; tell the admins (once) about one the chat would not take."""
+        """Put the notices in the outbox for the delivery workers; returns at once."""
+        self.post(notices)
+
+    @contextmanager
+    def holding(self, notices: list[Notice]):
+        """Put the notices in the outbox now (durable before the reply is sent), but let
+        the workers send them only once the block (the reply) is done."""
+        entries = self.post(notices, wake=False)
+        if entries and self.deliveries is not None:
+            with self.deliveries.holding(entries):
+                yield
+        else:
+            yield
+            if self.deliveries is not None:
+                self.deliveries.wake()
+
+    def post(self, notices: list[Notice], wake: bool = True) -> list[Entry]:
+        """Write notices to the outbox; their entries. Without an outbox (the bot did not
+        start) or when it cannot be written, they are sent at once, on a thread of their
+        own, so the caller still never waits for the chat."""
+        if not notices:
+            return []
+        if self.outbox is None:
+            self.send_now(list(notices))
+            return []
+        try:
+            entries = self.outbox.put(notices, self.clock())
+        except Exception:  # noqa: BLE001 - the change is made: its notices still go out
+            log.exception("could not write %d notice(s) to the outbox; sending now", len(notices))
+            threading.Thread(
+                target=self.send_now, args=(list(notices),), name="accessbot-send", daemon=True
+            ).start()
+            return []
+        if wake and self.deliveries is not None:
+            self.deliveries.wake()
+        return entries
+
+    def send_now(self, notices: list[Notice]) -> None:
         for notice in notices:
-            started = time.monotonic()
-            error = self.deliver_one(notice)
-            self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
-            if error:
-                self.metrics.chat_errors.labels(notice.audience).inc()
-            if error and self.undelivered.failed(notice.to, error):
+            self.send_notice(notice)
+
+    def send_entry(self, entry: Entry) -> str | None:
+        """The delivery workers' send: one outbox entry, with where its card is now."""
+        return self.send_notice(notice_of(entry, self.backend.store))
+
+    def send_notice(self, notice: Notice) -> str | None:
+        """Send one notice, timed for /metrics; tell the admins (once) about one the chat
+        would not take. The error, or None."""
+        started = time.monotonic()
+        error = self.deliver_one(notice)
+        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+        if error:
+            self.metrics.chat_errors.labels(notice.audience).inc()
+            if self.undelivered.failed(notice.to, error):
                 self.tell_admins(messages.undeliverable(notice, error))
+        return error
 
     def deliver_one(self, notice: Notice) -> str | None:
         """Post the notice (a Slack card, else a plain message); the error that kept it
