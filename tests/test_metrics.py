@@ -45,6 +45,7 @@ def test_metrics_count_requests_grants_revokes_and_lateness(start_bot, fake, web
 
     clock.advance(minutes=30, seconds=2)
     fake.wait(lambda: "*expired*" in repr(current(fake, card)["blocks"]), "the expiry")
+    assert bot.plugin.deliveries.wait_idle()
     done = scrape(bot)
     assert done[("accessbot_active_grants", ())] == 0
     assert done[("accessbot_revokes_total", (("outcome", "expired"), ("strategy", "webhook")))] == 1

@@ -243,8 +243,7 @@ def test_the_merge_hook_gets_one_channels_batch_and_may_send_one_message_for_man
 def test_a_commands_notices_wait_while_held_then_go(workers):
     clock, chat, box = FakeClock(), Chat(), MemoryOutbox()
     pool = workers(box, chat, clock)
-    entries = box.put([notice("#ops", "card", make_request(id="carol1"))], clock())
-    with pool.holding(entries):
+    with pool.holding(lambda: box.put([notice("#ops", "card", make_request(id="c1"))], clock())):
         pool.wake()
         assert pool.wait_idle() and chat.texts() == []
     assert pool.wait_idle() and chat.texts() == ["card"]

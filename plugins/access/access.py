@@ -191,7 +191,11 @@ class Access(BotPlugin):
             self.send_entry,
             self.clock,
             owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
-            workers=int(getattr(self.bot_config, "ACCESS_DELIVERY_WORKERS", DEFAULT_WORKERS)),
+            # The Text backend prints every message in one terminal: one worker keeps
+            # them whole and in the order they were made.
+            workers=1
+            if self._bot.mode == "text"
+            else int(getattr(self.bot_config, "ACCESS_DELIVERY_WORKERS", DEFAULT_WORKERS)),
             metrics=self.metrics,
         )
         self.deliveries.start()
@@ -523,41 +527,44 @@ class Access(BotPlugin):
 
     def deliver(self, notices: list[Notice]) -> None:
         """Put the notices in the outbox for the delivery workers; returns at once."""
-        self.post(notices)
+        if self.put(notices) is None:
+            self.send_aside(notices)
+        elif self.deliveries is not None:
+            self.deliveries.wake()
 
     @contextmanager
     def holding(self, notices: list[Notice]):
         """Put the notices in the outbox now (durable before the reply is sent), but let
         the workers send them only once the block (the reply) is done."""
-        entries = self.post(notices, wake=False)
-        if entries and self.deliveries is not None:
-            with self.deliveries.holding(entries):
-                yield
-        else:
+        if self.deliveries is None:
             yield
-            if self.deliveries is not None:
-                self.deliveries.wake()
+            self.deliver(notices)
+            return
+        with self.deliveries.holding(lambda: self.put(notices)) as entries:
+            yield
+        if entries is None:
+            self.send_aside(notices)
 
-    def post(self, notices: list[Notice], wake: bool = True) -> list[Entry]:
-        """Write notices to the outbox; their entries. Without an outbox (the bot did not
-        start) or when it cannot be written, they are sent at once, on a thread of their
-        own, so the caller still never waits for the chat."""
+    def put(self, notices: list[Notice]) -> list[Entry] | None:
+        """Write notices to the outbox; their entries, or None when there is no outbox
+        (the bot did not start) or it cannot be written."""
         if not notices:
             return []
         if self.outbox is None:
-            self.send_now(list(notices))
-            return []
+            return None
         try:
-            entries = self.outbox.put(notices, self.clock())
+            return self.outbox.put(notices, self.clock())
         except Exception:  # noqa: BLE001 - the change is made: its notices still go out
-            log.exception("could not write %d notice(s) to the outbox; sending now", len(notices))
+            log.exception("could not write %d notice(s) to the outbox", len(notices))
+            return None
+
+    def send_aside(self, notices: list[Notice]) -> None:
+        """Notices the outbox could not take: sent at once, on a thread of their own, so
+        the caller still never waits for the chat (and nothing makes them durable)."""
+        if notices:
             threading.Thread(
                 target=self.send_now, args=(list(notices),), name="accessbot-send", daemon=True
             ).start()
-            return []
-        if wake and self.deliveries is not None:
-            self.deliveries.wake()
-        return entries
 
     def send_now(self, notices: list[Notice]) -> None:
         for notice in notices:

@@ -122,8 +122,8 @@ class SlackApp:
         self._cards_lock = threading.Lock()
         self._card_versions: dict[str, int] = {}  # request id -> history length shown
         # Cards posted by this bot, for a request that finished before its card went out
-        # (its store record is final and keeps no card_ref): request id -> CardRef dict.
-        self._posted: dict[str, dict] = {}
+        # (its store record is final and keeps no card_ref): (request id, channel) -> ref.
+        self._posted: dict[tuple[str, str], dict] = {}
 
     def close(self) -> None:
         """Finish the clicks under way; called from the plugin's deactivate()."""
@@ -155,13 +155,13 @@ class SlackApp:
         request = notice.request
         if request is None or notice.audience != "channel":
             return False
-        ref = slack.CardRef.from_dict(request.card_ref or self._posted.get(request.id))
+        ref = slack.CardRef.from_dict(request.card_ref or self._posted.get((request.id, notice.to)))
         if notice.kind == "card" and ref is None:
             ref = self.cards.post_card(slack.channel_of(notice.to), request)
             with self._cards_lock:
                 if len(self._posted) > 10000:
                     self._posted.clear()
-                self._posted[request.id] = ref.to_dict()
+                self._posted[(request.id, notice.to)] = ref.to_dict()
             try:
                 self.service.remember_card(request.id, ref.to_dict())
             except Exception:  # noqa: BLE001 - the card is up; later events go to the channel

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -77,6 +77,7 @@ class DeliveryWorkers:
         self._in_flight = 0  # workers between a claim and the end of its batch
         self._busy: set[str] = set()  # destinations a worker here is sending to
         self._held: set[int] = set()  # put, but not to be sent before the reply
+        self._claiming = threading.Lock()  # a claim, or a put with its hold
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
@@ -96,14 +97,18 @@ class DeliveryWorkers:
             self._cond.notify_all()
 
     @contextmanager
-    def holding(self, entries: Iterable[Entry]):
-        """Keep these entries (and those behind them) unsent until the block ends: a
-        command's notices are written before its reply is sent, and go out after it."""
-        ids = {i for e in entries for i in e.covers}
-        with self._cond:
-            self._held |= ids
+    def holding(self, put: Callable[[], list[Entry] | None]):
+        """Run `put()` (it writes entries to the outbox) and keep what it wrote (and the
+        entries behind it) unsent until the block ends: a command's notices are written
+        before its reply is sent, and go out after it. No worker here claims between the
+        write and the hold. Yields what `put()` returned."""
+        with self._claiming:
+            entries = put()
+            ids = {i for e in entries or () for i in e.covers}
+            with self._cond:
+                self._held |= ids
         try:
-            yield
+            yield entries
         finally:
             with self._cond:
                 self._held -= ids
@@ -150,17 +155,27 @@ class DeliveryWorkers:
                         self._in_flight -= 1
                         self._cond.notify_all()
                 continue
-            with self._cond:
-                if self._generation == seen and not self._stopping.is_set():
-                    self._cond.wait(self.poll)
+            self._sleep(seen)
+
+    def _sleep(self, seen: int) -> None:
+        """Until `wake()` (the generation moves past `seen`) or a poll interval passes."""
+        deadline = time.monotonic() + self.poll
+        with self._cond:
+            while self._generation == seen and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def _claim(self) -> list[Entry]:
         with self._cond:
             self._in_flight += 1
-            busy, held = set(self._busy), set(self._held)
         batch: list[Entry] = []
         try:
-            batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
+            with self._claiming:
+                with self._cond:
+                    busy, held = set(self._busy), set(self._held)
+                batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
         except Exception:  # noqa: BLE001 - the outbox is unreachable: try again later
             log.exception("could not read the outbox")
         with self._cond:
