@@ -310,6 +310,7 @@ def test_a_slack_answering_in_3s_does_not_hold_the_command_thread_past_the_reply
     fake.chat_delay = 3.0
 
     bot.type("UBOB", CHANNEL, f"!approve {rid}")
+    fake.wait(lambda: [m for m in fake.posted() if m["text"].startswith("Approved")], "his reply")
     bot.type("UCAROL", CHANNEL, "!access mine")
     fake.wait(lambda: [m for m in fake.posted() if "Your requests" in m["text"]], "her reply", 30)
     assert webhook.count("grant", rid) == 1
