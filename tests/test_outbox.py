@@ -148,6 +148,7 @@ def test_the_outbox_file_cuts_a_torn_line_and_folds_what_was_delivered(tmp_path)
 
     again = FileOutbox(path, fold_after=10)
     assert [e.text for e in again.pending()] == ["left"]
+    assert again.pending()[0].id == 9  # ids go on from before the fold
     [entry] = again.put([notice("#ops", "after")], START)
     assert entry.id > again.pending()[0].id
     assert [e.text for e in FileOutbox(path).pending()] == ["left", "after"]
@@ -432,3 +433,55 @@ def test_a_dead_bots_claims_lapse_and_another_bot_sends_them(pg_url):
         assert taken.id == claimed.id and taken.claimed_by == living.bot_id
     finally:
         living.close()
+
+
+# -- a crash ----------------------------------------------------------------------------
+
+CHILD = """
+import sys
+from datetime import UTC, datetime
+from accessbot.outbox import FileOutbox
+from accessbot.service import Notice
+box = FileOutbox(sys.argv[1], fold_after=50)
+print("ready", flush=True)
+n = 0
+while True:
+    n += 1
+    [entry] = box.put([Notice("channel", "#ops", f"n{n}")], datetime.now(UTC))
+    print("put", entry.id, flush=True)
+    if n % 2:
+        box.delivered([entry.id], datetime.now(UTC))
+        print("sent", entry.id, flush=True)
+"""
+
+
+def test_an_outbox_killed_mid_write_keeps_every_acknowledged_put_and_delivery(tmp_path):
+    """SIGKILL while writing and folding: each notice whose put returned is there at the
+    next start, unless its delivery was recorded; a torn line is cut."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import PLUGINS, ROOT
+
+    path = tmp_path / "access.outbox.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
+    put: set[int] = set()
+    sent: set[int] = set()
+    for kill in range(4):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert child.stdout.readline().strip() == "ready"
+        for _ in range(40 + 17 * kill):
+            what, entry_id = child.stdout.readline().split()
+            (put if what == "put" else sent).add(int(entry_id))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        for line in child.stdout:  # acknowledged before the kill landed
+            what, entry_id = line.split()
+            (put if what == "put" else sent).add(int(entry_id))
+        left = {e.id for e in FileOutbox(path).pending()}
+        assert put - sent <= left
+        assert not left & sent

@@ -326,13 +326,13 @@ class FileOutbox(MemoryOutbox):
                 # A notice is not worth refusing to start (and so to revoke) over.
                 log.error("%s line %d is damaged (%s); skipped", self.path, number, exc)
         self._journal.cut_torn_tail(good_end, len(data))
-        if self._pending:
-            self._next_id = max(self._pending) + 1
         if self._lines > max(self.fold_after, 2 * len(self._pending)):
             self._fold()
 
     def _replay(self, record: dict) -> None:
-        if "put" in record:
+        if "next_id" in record:  # a fold's first line: ids are never used twice
+            self._next_id = max(self._next_id, int(record["next_id"]))
+        elif "put" in record:
             entry = Entry.from_dict(record["put"])
             self._pending[entry.id] = entry
             self._next_id = max(self._next_id, entry.id + 1)
@@ -382,7 +382,10 @@ class FileOutbox(MemoryOutbox):
     def _fold(self, dropping: set[int] = frozenset()) -> None:
         """Rewrite the journal as just the pending entries (temp file, fsync, replace)."""
         keep = [e for i, e in self._pending.items() if i not in dropping]
-        text = "".join(json.dumps({"put": e.to_dict()}, separators=(",", ":")) + "\n" for e in keep)
+        text = json.dumps({"next_id": self._next_id}) + "\n"
+        text += "".join(
+            json.dumps({"put": e.to_dict()}, separators=(",", ":")) + "\n" for e in keep
+        )
         try:
             atomic_write(self.path, text)
         except OSError as exc:
@@ -390,7 +393,7 @@ class FileOutbox(MemoryOutbox):
             return
         self._journal = _AppendFile(self.path)
         self._journal.end = len(text.encode())
-        self._lines = len(keep)
+        self._lines = len(keep) + 1
 
 
 def outbox_path(db_path: str | Path) -> Path:
