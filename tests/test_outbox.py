@@ -76,19 +76,23 @@ def test_entries_of_one_request_in_one_place_go_out_in_order_and_others_do_not_w
         START,
     )
 
+    # Each destination a worker claims is busy until its batch ends, as in DeliveryWorkers.
+    busy = {"channel:#ops"}
     first = box.claim(owner(box), START)
     # One destination at a time; of each request there, only the first entry.
     assert [e.text for e in first] == ["carol's card", "dave's card"]
-    assert [e.text for e in box.claim(owner(box), START)] == ["carol's DM"]
-    assert box.claim(owner(box), START) == []  # "carol approved" waits for carol's card
+    assert [e.text for e in box.claim(owner(box), START, busy=busy)] == ["carol's DM"]
+    busy.add("user:<@UCAROL>")
+    assert box.claim(owner(box), START, busy=busy) == []  # "carol approved" waits its turn
 
     box.retry([first[0].id], "fatal_error", START + timedelta(seconds=10))
     box.delivered([first[1].id], START)
-    assert box.claim(owner(box), START + timedelta(seconds=9)) == []  # carol's card not due yet
-    [again] = box.claim(owner(box), START + timedelta(seconds=10))
+    busy = {"user:<@UCAROL>"}  # the channel's batch is done; the DM is still going out
+    assert box.claim(owner(box), START + timedelta(seconds=9), busy=busy) == []  # not due yet
+    [again] = box.claim(owner(box), START + timedelta(seconds=10), busy=busy)
     assert (again.text, again.attempts, again.last_error) == ("carol's card", 1, "fatal_error")
     box.delivered([again.id], START)
-    [after] = box.claim(owner(box), START)
+    [after] = box.claim(owner(box), START, busy=busy)
     assert after.text == "carol approved"
     assert after.snapshot().id == "carol1" and after.request_id == "carol1"
 
@@ -104,10 +108,12 @@ def test_held_busy_and_claimed_entries_are_not_handed_out(make_outbox):
         START,
     )
     assert [e.text for e in box.claim(owner(box), START, held={card.id})] == ["dm"]
-    assert box.claim(owner(box), START, held={card.id}) == []  # the update waits behind the card
-    assert box.claim(owner(box), START, busy={"channel:#ops"}) == []
-    assert box.due(START, held={card.id}) is False
-    assert box.due(START) is True
+    sending = {dm.destination}  # a worker is sending it
+    # The update waits behind the held card.
+    assert box.claim(owner(box), START, held={card.id}, busy=sending) == []
+    assert box.claim(owner(box), START, busy={"channel:#ops", *sending}) == []
+    assert box.due(START, held={card.id}, busy=sending) is False
+    assert box.due(START, busy=sending) is True
     box.release([dm.id])
     assert [e.text for e in box.claim(owner(box), START)] == ["card"]
     assert box.depth().pending == 3 and box.depth().oldest == START
@@ -431,6 +437,11 @@ def test_a_dead_bots_claims_lapse_and_another_bot_sends_them(pg_url):
         dying.close()  # its lease row goes with it, as a dead bot's runs out
         [taken] = other.claim(living.bot_id, START)
         assert taken.id == claimed.id and taken.claimed_by == living.bot_id
+        # A claim this bot could not give back (the database was away) is its own to
+        # take again once none of its workers is sending there.
+        assert other.claim(living.bot_id, START, busy={"channel:#ops"}) == []
+        [again] = other.claim(living.bot_id, START)
+        assert again.id == claimed.id
     finally:
         living.close()
 

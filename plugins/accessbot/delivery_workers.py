@@ -171,19 +171,19 @@ class DeliveryWorkers:
         with self._cond:
             self._in_flight += 1
         batch: list[Entry] = []
-        try:
-            with self._claiming:
+        with self._claiming:  # busy at once: the next claim here must not take it too
+            try:
                 with self._cond:
                     busy, held = set(self._busy), set(self._held)
                 batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
-        except Exception:  # noqa: BLE001 - the outbox is unreachable: try again later
-            log.exception("could not read the outbox")
-        with self._cond:
-            if batch:
-                self._busy.add(batch[0].destination)
-            else:
-                self._in_flight -= 1
-                self._cond.notify_all()
+            except Exception:  # noqa: BLE001 - the outbox is unreachable: try again later
+                log.exception("could not read the outbox")
+            with self._cond:
+                if batch:
+                    self._busy.add(batch[0].destination)
+                else:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
         return batch
 
     def _work(self, batch: list[Entry]) -> None:
@@ -234,6 +234,6 @@ class DeliveryWorkers:
 
     def _due(self) -> bool:
         try:
-            return self.outbox.due(self.clock(), self._held)
+            return self.outbox.due(self.clock(), self._held, self._busy)
         except Exception:  # noqa: BLE001 - an unreachable outbox has nothing we can send
             return False

@@ -177,8 +177,8 @@ class Outbox(Protocol):
     def release(self, ids: Iterable[int]) -> None:
         """Give a claim back unsent (stopping)."""
 
-    def due(self, now: datetime, held: Iterable[int] = ()) -> bool:
-        """Whether some entry could be claimed now."""
+    def due(self, now: datetime, held: Iterable[int] = (), busy: Iterable[str] = ()) -> bool:
+        """Whether some entry could be claimed now (`busy`: destinations being sent to)."""
 
     def depth(self) -> Depth: ...
 
@@ -245,7 +245,7 @@ class MemoryOutbox:
             for entry_id in ids:
                 self._claimed.pop(entry_id, None)
 
-    def due(self, now, held=()) -> bool:
+    def due(self, now, held=(), busy=()) -> bool:
         with self.lock:
             return bool(self._heads(now, set(held)))
 

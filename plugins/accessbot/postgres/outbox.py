@@ -22,10 +22,13 @@ from .database import Database
 CLAIM_SECONDS = 600  # the longest a live bot may keep a batch unsent
 KEEP_FINISHED_HOURS = 24
 
-# An entry nobody holds: never claimed, released, its claim run out, or its claimer dead.
+# An entry nobody holds: never claimed, released, its claim run out, or its claimer dead;
+# or claimed by this bot for a destination none of its workers is sending to (a claim it
+# could not give back while the database was away).
 _FREE = """
     (o.claimed_by IS NULL OR o.claimed_until < now() OR NOT EXISTS (
-        SELECT 1 FROM leases l WHERE l.name = 'bot:' || o.claimed_by AND l.expires_at > now()))
+        SELECT 1 FROM leases l WHERE l.name = 'bot:' || o.claimed_by AND l.expires_at > now())
+     OR (o.claimed_by = %(owner)s AND NOT (o.destination = ANY(%(busy)s::text[]))))
 """
 # The first pending entry of each (destination, request), when it is due and free.
 _HEADS = f"""
@@ -76,7 +79,7 @@ class PostgresOutbox:
 
     def claim(self, owner, now, limit=50, busy=(), held=()) -> list[Entry]:
         busy = set(busy)
-        args = {"now": now, "held": list(held)}
+        args = {"now": now, "held": list(held), "owner": owner, "busy": sorted(busy)}
         with self.db.connection() as conn:
             heads = conn.execute(_HEADS + " ORDER BY id", args).fetchall()
         tried: set[str] = set()
@@ -85,12 +88,12 @@ class PostgresOutbox:
                 continue
             tried.add(destination)
             ids = [i for i, d in heads if d == destination][:limit]
-            claimed = self._take(owner, ids)
+            claimed = self._take(owner, ids, busy)
             if claimed:
                 return claimed
         return []
 
-    def _take(self, owner: str, ids: list[int]) -> list[Entry]:
+    def _take(self, owner: str, ids: list[int], busy: set[str]) -> list[Entry]:
         """Claim these entries, skipping any another bot is claiming or has claimed."""
         with self.db.connection() as conn, conn.transaction():
             rows = conn.execute(
@@ -99,7 +102,7 @@ class PostgresOutbox:
                  WHERE o.id = ANY(%(ids)s::bigint[]) AND o.state = 'pending' AND {_FREE}
                  ORDER BY o.id FOR UPDATE SKIP LOCKED
                 """,
-                {"ids": ids},
+                {"ids": ids, "owner": owner, "busy": sorted(busy)},
             ).fetchall()
             if not rows:
                 return []
@@ -155,10 +158,13 @@ class PostgresOutbox:
                 (list(ids),),
             )
 
-    def due(self, now: datetime, held: Iterable[int] = ()) -> bool:
+    def due(self, now: datetime, held: Iterable[int] = (), busy: Iterable[str] = ()) -> bool:
         with self.db.connection() as conn:
             return bool(
-                conn.execute(_HEADS + " LIMIT 1", {"now": now, "held": list(held)}).fetchone()
+                conn.execute(
+                    _HEADS + " LIMIT 1",
+                    {"now": now, "held": list(held), "owner": self.db.bot_id, "busy": sorted(busy)},
+                ).fetchone()
             )
 
     def depth(self) -> Depth:
