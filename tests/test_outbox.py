@@ -496,3 +496,69 @@ def test_an_outbox_killed_mid_write_keeps_every_acknowledged_put_and_delivery(tm
         left = {e.id for e in FileOutbox(path).pending()}
         assert put - sent <= left
         assert not left & sent
+
+
+def test_two_bot_processes_send_each_notice_once_and_the_survivor_sends_what_a_killed_one_held(
+    pg_url,
+):
+    """Two processes on one database; one is killed with SIGKILL mid-delivery. Every
+    notice is sent; twice only the few a killed worker had sent but not yet marked."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from accessbot.postgres import Database
+    from accessbot.postgres.outbox import PostgresOutbox
+    from tests.conftest import PLUGINS, ROOT
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
+    tool = Database(pg_url, heartbeat=False)
+    children = []
+    try:
+        for _ in range(2):
+            child = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "outbox_child.py"), pg_url, "2", "0.01"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            assert child.stdout.readline().startswith("ready ")
+            children.append(child)
+        requests = [make_request(id=f"req{i:03d}") for i in range(20)]
+        put = PostgresOutbox(tool).put(
+            [notice(f"#room{n % 4}", f"n{n}", requests[n % 20]) for n in range(400)],
+            datetime.now(UTC),
+        )
+        sent: list[list[int]] = [[], []]
+        for _ in range(60):  # the first one sends a while, then dies
+            sent[0].append(int(children[0].stdout.readline().split()[1]))
+        children[0].send_signal(signal.SIGKILL)
+        children[0].wait()
+        sent[0] += [int(line.split()[1]) for line in children[0].stdout]
+        reader = threading.Thread(
+            target=lambda: sent[1].extend(int(x.split()[1]) for x in children[1].stdout)
+        )
+        reader.start()
+        pause = threading.Event()
+        for _ in range(1500):  # the survivor takes over the dead one's claims after its lease
+            if PostgresOutbox(tool).depth().pending == 0:
+                break
+            pause.wait(0.02)
+        assert PostgresOutbox(tool).depth().pending == 0
+        children[1].stdin.close()
+        children[1].wait(15)
+        reader.join(15)
+        every = sent[0] + sent[1]
+        assert set(every) == {e.id for e in put}
+        twice = [i for i in set(every) if every.count(i) > 1]
+        assert len(twice) <= 4  # at most one in flight per killed worker
+        assert sent[1] and sent[0]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        tool.close()
