@@ -480,6 +480,7 @@ def test_an_outbox_killed_mid_write_keeps_every_acknowledged_put_and_delivery(tm
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
     put: set[int] = set()
     sent: set[int] = set()
+    unsure: set[int] = set()
     for kill in range(4):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env
@@ -493,8 +494,10 @@ def test_an_outbox_killed_mid_write_keeps_every_acknowledged_put_and_delivery(tm
         for line in child.stdout:  # acknowledged before the kill landed
             what, entry_id = line.split()
             (put if what == "put" else sent).add(int(entry_id))
+        # The last one put may have been recorded as delivered just before the kill, unsaid.
+        unsure.add(max(put))
         left = {e.id for e in FileOutbox(path).pending()}
-        assert put - sent <= left
+        assert (put - sent) - left <= unsure
         assert not left & sent
 
 
