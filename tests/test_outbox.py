@@ -565,3 +565,34 @@ def test_two_bot_processes_send_each_notice_once_and_the_survivor_sends_what_a_k
                 child.kill()
                 child.wait()
         tool.close()
+
+
+def test_metrics_show_the_outbox_depth_and_how_long_the_oldest_notice_waited():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from accessbot.metrics import Metrics
+
+    clock, box, metrics = FakeClock(), MemoryOutbox(), Metrics()
+    metrics.watch_outbox(box.depth, clock)
+
+    def gauges() -> dict[str, float]:
+        body, _ = metrics.exposition()
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+            if s.name.startswith("accessbot_outbox_") and "deliveries" not in s.name
+        }
+
+    assert gauges() == {
+        "accessbot_outbox_pending": 0,
+        "accessbot_outbox_oldest_pending_seconds": 0,
+    }
+    box.put([notice("#ops", "first")], clock())
+    clock.advance(seconds=30)
+    box.put([notice("#ops", "second")], clock())
+    clock.advance(seconds=15)
+    assert gauges() == {
+        "accessbot_outbox_pending": 2,
+        "accessbot_outbox_oldest_pending_seconds": 45,
+    }
