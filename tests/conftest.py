@@ -121,6 +121,7 @@ class Chat:
             self.backend.sender = TestPerson(user, email=email)
         else:
             self.backend.sender = self.backend.build_identifier(user)
+        self.delivered()  # notices of earlier work are not part of this answer
         with self._lock:
             start = len(self.sent)
         self._sync += 1
@@ -129,8 +130,16 @@ class Chat:
         self.testbot.push_message(f"!echo {marker}")
         while self.testbot.pop_message(timeout=15) != marker:
             pass
+        self.delivered()
         with self._lock:
             return [plain(body) for _, body in self.sent[start:] if body != marker]
+
+    def delivered(self, timeout: float = 15) -> None:
+        """Wait until the delivery workers have sent every notice that is due."""
+        plugin = access_plugin(self.backend)
+        workers = getattr(plugin, "deliveries", None)
+        if workers is not None:
+            assert workers.wait_idle(timeout), "the outbox never emptied"
 
     def refuse(self, destination: str, error: str | None) -> None:
         """The chat refuses every message to `destination` with `error` (None: no more)."""

@@ -45,6 +45,7 @@ def test_metrics_count_requests_grants_revokes_and_lateness(start_bot, fake, web
 
     clock.advance(minutes=30, seconds=2)
     fake.wait(lambda: "*expired*" in repr(current(fake, card)["blocks"]), "the expiry")
+    assert bot.plugin.deliveries.wait_idle()
     done = scrape(bot)
     assert done[("accessbot_active_grants", ())] == 0
     assert done[("accessbot_revokes_total", (("outcome", "expired"), ("strategy", "webhook")))] == 1
@@ -55,7 +56,8 @@ def test_metrics_count_requests_grants_revokes_and_lateness(start_bot, fake, web
     assert done[("accessbot_scheduler_leader", ())] == 1
     assert done[("accessbot_scheduler_ticks_total", ())] >= 1
     assert done[("accessbot_chat_delivery_seconds_count", (("audience", "channel"),))] >= 1
-    assert done[("accessbot_notices_queued", ())] >= 0
+    assert done[("accessbot_outbox_pending", ())] >= 0
+    assert done[("accessbot_outbox_deliveries_total", (("outcome", "delivered"),))] >= 1
 
 
 def test_metrics_show_each_audit_sinks_lag(start_bot, fake, tmp_path):

@@ -58,16 +58,21 @@ def test_grants_ending_together_on_a_rate_limiting_slack_are_all_told(
         fake.wait(lambda u=user_id: any("has expired" in t for t in fake.dms(u)), "a DM")
     for rid, card in grants:
         fake.wait(lambda c=card: "*expired*" in shown(current(fake, c)), f"{rid}'s card")
-    [line] = fake.wait(
-        lambda: [m["text"] for m in fake.posted(CHANNEL) if m["text"].startswith("5 grants")],
-        "one line for the five",
+    # What queued while the channel waited went out as one line; the first notice may
+    # have gone alone (in its card's thread) before the rest queued. Each grant is named
+    # once, never twice.
+    merged = fake.wait(
+        lambda: [
+            m["text"] for m in fake.posted(CHANNEL) if " grants to prod-db expired" in m["text"]
+        ],
+        "one line for the grants that queued",
     )
-    assert all(f"({rid})" in line for rid, _ in grants)
-    # Merged: no line in each card's thread.
-    for _, card in grants:
-        assert not any("expired" in m["text"] for m in fake.posted(CHANNEL, card["ts"]))
-    assert tiers.limited["chat.postMessage"] >= 1  # Slack did refuse it: it was retried
-    assert counted(bot, "accessbot_chat_rate_limited_total")[(("method", "chat.postMessage"),)]
+    assert len(merged) == 1
+    said = [m["text"] for m in fake.posted(CHANNEL) if "expired and were revoked" in m["text"]]
+    for rid, card in grants:
+        alone = [m for m in fake.posted(CHANNEL, card["ts"]) if "expired" in m["text"]]
+        assert sum(rid in line for line in said) + len(alone) == 1
+    # Paced by the bot (or told by Slack's 429 and waited): nothing failed or was lost.
     assert counted(bot, "accessbot_notices_failed_total") == {}
 
 
@@ -144,12 +149,9 @@ def test_an_outbox_round_merges_a_burst_and_paces_it_without_waiting_in_thread(
     bot = start_bot("socket")
     grants = [granted(bot, fake, user_id) for user_id in PEOPLE]
     clock.advance(minutes=30, seconds=1)
-    for user_id in PEOPLE:  # the courier has told everyone (the outbox lane replaces it)
+    for user_id in PEOPLE:  # the delivery workers have told everyone
         fake.wait(lambda u=user_id: any("has expired" in t for t in fake.dms(u)), "a DM")
-    fake.wait(
-        lambda: any(m["text"].startswith("5 grants") for m in fake.posted(CHANNEL)),
-        "the courier's line for the five",
-    )
+    assert bot.plugin.deliveries.wait_idle()
     requests = [bot.plugin.service.store.get(rid) for rid, _ in grants]
     # What the tick said about them, as an outbox would hold it for the channel.
     pending = [

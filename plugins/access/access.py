@@ -1,8 +1,9 @@
 """The Errbot plugin: chat commands in, service calls, rendered replies out.
 
 This is the only module that imports errbot. Each command parses its arguments, calls
-one service method, yields the reply to the person who typed it, then delivers the
-notices (approval card to the channel, DM to the requester).
+one service method, writes the notices (approval card to the channel, DM to the
+requester) to the outbox, yields the reply to the person who typed it, and the delivery
+workers send the notices after it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +38,6 @@ from accessbot.commands import (  # noqa: E402
     parse_resource_arg,
     parse_whatif_args,
 )
-from accessbot.courier import Courier  # noqa: E402
 from accessbot.delivery import (  # noqa: E402
     CHANNEL_ERRORS,
     RATE_LIMITED,
@@ -45,7 +46,8 @@ from accessbot.delivery import (  # noqa: E402
     error_code,
     is_permanent,
 )
-from accessbot.digest import merge  # noqa: E402
+from accessbot.delivery_workers import DEFAULT_WORKERS, DeliveryWorkers  # noqa: E402
+from accessbot.digest import merge, merge_entries  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
@@ -58,6 +60,8 @@ from accessbot.integrations.slack_limits import (  # noqa: E402
 )
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
+from accessbot.outbox import Entry, notice_of, open_outbox  # noqa: E402
+from accessbot.pacing import Pacer  # noqa: E402
 from accessbot.policy.lines import PARSING  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
     DegradedService,
@@ -115,7 +119,7 @@ class Access(BotPlugin):
         self.startup_error = None
         self.degraded = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
-        self.courier = self.standing = self.sinks = None
+        self.outbox = self.deliveries = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
         # Routing our webhooks makes werkzeug call ast.parse, which on CPython 3.11 must
@@ -188,6 +192,10 @@ class Access(BotPlugin):
         )
         self.sinks.check_at_start()
         self.metrics.watch_sinks(self.sinks.status)
+        # Notices wait here for the delivery workers (started once Slack is connected):
+        # what a crash or a stop left unsent goes out after this start.
+        self.outbox = open_outbox(self.settings, self.backend)
+        self.metrics.watch_outbox(self.outbox.depth, self.clock)
         self.service = bootstrap(
             self.settings,
             clock=self.clock,
@@ -219,11 +227,27 @@ class Access(BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        self.courier = Courier(self.deliver_merged)
-        # Told on the courier's thread: a slow chat never holds up the scheduler.
-        self.database_watch = DatabaseWatch(
-            lambda text: self.courier.send([Notice("admins", "", text)])
+        self.pacer = Pacer()  # each Slack channel at Slack's pace (chat.postMessage ~1/s)
+        self.deliveries = DeliveryWorkers(
+            self.outbox,
+            self.send_entry,
+            self.clock,
+            owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
+            # The Text backend prints every message in one terminal: one worker keeps
+            # them whole and in the order they were made.
+            workers=1
+            if self._bot.mode == "text"
+            else int(getattr(self.bot_config, "ACCESS_DELIVERY_WORKERS", DEFAULT_WORKERS)),
+            metrics=self.metrics,
+            permanent=is_permanent,
+            # A channel's run of "grant ended" lines becomes one message (accessbot.digest).
+            merge=lambda entries: merge_entries(
+                entries, lambda entry: notice_of(entry, self.backend.store)
+            ),
         )
+        self.deliveries.start()
+        # Told through the outbox: a slow chat never holds up the scheduler.
+        self.database_watch = DatabaseWatch(lambda text: self.deliver([Notice("admins", "", text)]))
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,
@@ -243,8 +267,8 @@ class Access(BotPlugin):
             )
         # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
         # TinyDB). Three `schedule` jobs: the revocation tick hands due calls to the
-        # provisioner's pool and returns (their notices reach the courier as each call
-        # finishes); housekeeping and the review reminders hand theirs to the courier.
+        # provisioner's pool and returns (their notices reach the outbox as each call
+        # finishes); housekeeping and the review reminders hand theirs to the outbox.
         self.scheduler = Scheduler(
             self.service.revocation_tick,
             self.settings.tick_seconds,
@@ -300,12 +324,14 @@ class Access(BotPlugin):
         if service is not None:
             service.close()  # the calls under way are recorded and hand over their notices
         for thread in (
-            getattr(self, "courier", None),  # after those: what they said still goes out
+            getattr(self, "deliveries", None),  # after the calls: what is due goes out
             getattr(self, "sinks", None),
         ):
             if thread is not None:
                 thread.stop()
         self.stop_slack()
+        if getattr(self, "outbox", None) is not None:
+            self.outbox.close()  # what is left goes out after the next start
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
@@ -351,8 +377,8 @@ class Access(BotPlugin):
         and the admins when it lost or got back the database."""
         self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
         self.metrics.leader.set(1 if leads else 0)
-        if self.courier is not None:
-            self.metrics.notices_queued.set(self.courier.depth)
+        if self.deliveries is not None:
+            self.deliveries.wake()  # retries whose time has come (the clock may be a test's)
         self.metrics.last_tick.set_to_current_time()
         if leads:
             self.metrics.ticks.inc()
@@ -361,17 +387,15 @@ class Access(BotPlugin):
 
     def run_tick(self) -> None:
         """One full pass of every job, waiting for its strategy calls (at start, and for
-        tests). People are told by the courier's thread."""
+        tests). People are told by the delivery workers."""
         self.hand_over(self.service.tick())
 
     def hand_over(self, notices: list[Notice]) -> None:
-        """Notices of background work go to the courier's thread (delivered here before
-        it exists), so no scheduler job or pool worker waits for chat."""
-        courier = self.courier
-        if courier is None:
-            self.deliver(notices)
-        else:
-            courier.send(notices)
+        """Notices of background work (the scheduler's jobs, finished strategy calls,
+        follow-up hooks) to the outbox, a channel's run of "grant ended" lines merged into
+        one (accessbot.digest; every DM and card update still goes on its own), so no
+        scheduler job or pool worker waits for chat."""
+        self.deliver([part.notice for part in merge(notices)])
 
     # -- commands -------------------------------------------------------------
 
@@ -518,7 +542,8 @@ class Access(BotPlugin):
     # -- plumbing -------------------------------------------------------------
 
     def run(self, msg, call, ack=None):
-        """Run one service call for the sender; yield its reply, then deliver its notices.
+        """Run one service call for the sender; put its notices in the outbox, yield its
+        reply; the notices go out after the reply.
 
         `ack()` gives the words for a call that may be slow (a policy check): if it has not
         answered within ACCESS_ACK_SECONDS they are said first, so nobody waits in silence."""
@@ -556,8 +581,8 @@ class Access(BotPlugin):
             )
             return
         if isinstance(result, Outcome):
-            yield result.reply
-            self.deliver(result.notices)
+            with self.holding(result.notices):
+                yield result.reply
         else:
             yield result
 
@@ -580,19 +605,79 @@ class Access(BotPlugin):
         return done.result()
 
     def deliver(self, notices: list[Notice]) -> None:
-        """Send each notice; tell the admins (once) about one the chat would not take."""
-        for notice in notices:
-            started = time.monotonic()
-            error = self.deliver_one(notice)
-            self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
-            if error:
-                self.metrics.chat_errors.labels(notice.audience).inc()
-                self.undeliverable(notice, error)
+        """Put the notices in the outbox for the delivery workers; returns at once."""
+        if self.put(notices) is None:
+            self.send_aside(notices)
+        elif self.deliveries is not None:
+            self.deliveries.wake()
 
-    def deliver_merged(self, notices: list[Notice]) -> None:
-        """The scheduler's notices, with a channel's run of "grant ended" lines merged
-        into one (accessbot.digest); every DM and card update still goes on its own."""
-        self.deliver([part.notice for part in merge(notices)])
+    @contextmanager
+    def holding(self, notices: list[Notice]):
+        """Put the notices in the outbox now (durable before the reply is sent), but let
+        the workers send them only once the block (the reply) is done."""
+        if self.deliveries is None:
+            yield
+            self.deliver(notices)
+            return
+        with self.deliveries.holding(lambda: self.put(notices)) as entries:
+            yield
+        if entries is None:
+            self.send_aside(notices)
+
+    def put(self, notices: list[Notice]) -> list[Entry] | None:
+        """Write notices to the outbox; their entries, or None when there is no outbox
+        (the bot did not start) or it cannot be written."""
+        if not notices:
+            return []
+        if self.outbox is None:
+            return None
+        try:
+            return self.outbox.put(notices, self.clock())
+        except Exception:  # noqa: BLE001 - the change is made: its notices still go out
+            log.exception("could not write %d notice(s) to the outbox", len(notices))
+            return None
+
+    def send_aside(self, notices: list[Notice]) -> None:
+        """Notices the outbox could not take: sent at once, on a thread of their own, so
+        the caller still never waits for the chat (and nothing makes them durable)."""
+        if notices:
+            threading.Thread(
+                target=self.send_now, args=(list(notices),), name="accessbot-send", daemon=True
+            ).start()
+
+    def send_now(self, notices: list[Notice]) -> None:
+        for notice in notices:
+            self.send_notice(notice)
+
+    def send_entry(self, entry: Entry) -> Attempt:
+        """The delivery workers' send: one outbox entry, with where its card is now. On
+        Slack it keeps each channel to Slack's pace (accessbot.pacing): a notice its
+        channel may not have yet, or one Slack refused as over its rate limit, comes back
+        with the seconds to wait (the worker puts the channel aside that long; it is no
+        failed attempt)."""
+        notice = notice_of(entry, self.backend.store)
+        if not self.on_slack:
+            return Attempt(self.send_notice(notice))
+        wait = self.pacer.wait(notice)
+        if wait > 0:
+            return Attempt(RATE_LIMITED, wait)
+        attempt = self.deliver_paced(notice)
+        if attempt.rate_limited:
+            self.pacer.limited(notice, attempt.retry_after, attempt.method)
+        else:
+            self.pacer.sent(notice)
+        return attempt
+
+    def send_notice(self, notice: Notice) -> str | None:
+        """Send one notice, timed for /metrics; tell the admins (once) about one the chat
+        would not take. The error, or None."""
+        started = time.monotonic()
+        error = self.deliver_one(notice)
+        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+        if error:
+            self.metrics.chat_errors.labels(notice.audience).inc()
+            self.undeliverable(notice, error)
+        return error
 
     def deliver_paced(self, notice: Notice) -> Attempt:
         """`deliver_one` for a worker that paces its channel (accessbot.pacing): a call

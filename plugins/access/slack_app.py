@@ -128,6 +128,9 @@ class SlackApp:
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="access-slack")
         self._cards_lock = threading.Lock()
         self._card_versions: dict[str, int] = {}  # request id -> history length shown
+        # Cards posted by this bot, for a request that finished before its card went out
+        # (its store record is final and keeps no card_ref): (request id, channel) -> ref.
+        self._posted: dict[tuple[str, str], dict] = {}
 
     def close(self) -> None:
         """Finish the clicks under way; called from the plugin's deactivate()."""
@@ -159,9 +162,13 @@ class SlackApp:
         request = notice.request
         if request is None or notice.audience != "channel":
             return False
-        ref = slack.CardRef.from_dict(request.card_ref)
+        ref = slack.CardRef.from_dict(request.card_ref or self._posted.get((request.id, notice.to)))
         if notice.kind == "card" and ref is None:
             ref = self.cards.post_card(slack.channel_of(notice.to), request)
+            with self._cards_lock:
+                if len(self._posted) > 10000:
+                    self._posted.clear()
+                self._posted[(request.id, notice.to)] = ref.to_dict()
             try:
                 self.service.remember_card(request.id, ref.to_dict())
             except Exception:  # noqa: BLE001 - the card is up; later events go to the channel
@@ -290,8 +297,8 @@ class SlackApp:
             log.exception("a %s click on %s failed", click.action, click.request_id)
             self._answer(click, FAILED)
             return
+        self.deliver_notices(outcome.notices)  # into the outbox before the answer: durable
         self._answer(click, outcome.reply)
-        self.deliver_notices(outcome.notices)
 
     def _answer(self, click: slack.Click, text: str) -> None:
         """Only the person who clicked sees the answer."""
@@ -332,8 +339,8 @@ class SlackApp:
         except Exception:  # noqa: BLE001
             log.exception("a request from the Slack form failed")
             return FAILED
-        self.tell(actor.address, outcome.reply)
         self.deliver_notices(outcome.notices)
+        self.tell(actor.address, outcome.reply)
         return None
 
     def _late_refusal(

@@ -15,8 +15,8 @@ for its request, so a notice this module does not know goes out unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from . import messages
 from .domain import Request, Status
@@ -122,4 +122,34 @@ def _merged(key: tuple, positions: list[int], notices: Sequence[Notice]) -> list
             if notice.request.card_ref:  # the card shows it; no line in its thread
                 card = Notice("channel", channel, notice.text, notice.request, "card")
                 out.append(Merged(card, (position,)))
+    return out
+
+
+def merge_entries(entries: list, notice_of: Callable) -> list:
+    """`merge` for the delivery workers: one destination's batch of outbox entries in,
+    the entries to send out (`DeliveryWorkers(merge=...)`). A merged group becomes its
+    cards' updates (each the source entry itself, now card-only), then one line that
+    stands for the sources without a card (or, when all have one, for the first of them,
+    whose update went just before). Anything `merge` leaves alone is sent as it was."""
+    notices = [notice_of(entry) for entry in entries]
+    parts = merge(notices)
+    kept = [p for p in parts if p.notice is notices[p.sources[0]]]
+    if len(kept) == len(parts):
+        return entries
+    cards = [p for p in parts if p not in kept and p.notice.kind == "card"]
+    lines = [p for p in parts if p not in kept and p.notice.kind != "card"]
+    carded = {p.sources[0] for p in cards}
+    out = [entries[p.sources[0]] for p in kept]
+    out += [replace(entries[p.sources[0]], kind="card") for p in cards]
+    for line in lines:
+        bare = [p for p in line.sources if p not in carded] or [line.sources[0]]
+        out.append(
+            replace(
+                entries[bare[0]],
+                text=line.notice.text,
+                kind=line.notice.kind,
+                request=None,
+                merged=tuple(entries[p].id for p in bare[1:]),
+            )
+        )
     return out

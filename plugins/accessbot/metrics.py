@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -94,11 +95,25 @@ class Metrics:
         )
         if counts is not None:
             r.register(_RequestCounts(counts))
-        self.notices_queued = Gauge(
-            "accessbot_notices_queued", "Batches of notices waiting for the courier", registry=r
-        )
+        self.outbox_deliveries = Counter(
+            "accessbot_outbox_deliveries",
+            "Notices taken from the outbox, by outcome: delivered, retried (sent again "
+            "later), failed (refused for good; the admins were told)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
         self._sinks: Callable[[], list] | None = None
         r.register(_SinkLag(lambda: self._sinks() if self._sinks else []))
+        self._outbox: Callable[[], object] | None = None
+        self._outbox_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        r.register(_OutboxDepth(lambda: self._outbox() if self._outbox else None, self._outbox_now))
+
+    def _outbox_now(self) -> datetime:
+        return self._outbox_clock()
+
+    def watch_outbox(self, depth: Callable[[], object], clock: Callable[[], datetime]) -> None:
+        """Report the outbox's depth: `depth()` gives `pending` and `oldest` (when the
+        oldest was put, by `clock`)."""
+        self._outbox, self._outbox_clock = depth, clock
 
     def watch_sinks(self, status: Callable[[], list]) -> None:
         """Report each audit sink's lag (`status()` gives objects with name, kind, lag,
@@ -138,6 +153,37 @@ class _SinkLag:
             failing.add_metric([sink.name], 1 if sink.failing else 0)
         yield lag
         yield failing
+
+
+class _OutboxDepth:
+    """Notices waiting in the outbox, and how long the oldest has waited."""
+
+    def __init__(self, depth: Callable[[], object], now: Callable[[], datetime]):
+        self.depth = depth
+        self.now = now
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        try:
+            depth = self.depth()
+        except Exception:  # noqa: BLE001 - an unreachable outbox: no figures, not a failed scrape
+            depth = None
+        if depth is None:
+            return
+        oldest = depth.oldest
+        age = max(0.0, (self.now() - oldest).total_seconds()) if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "accessbot_outbox_pending",
+            "Notices in the outbox waiting to be delivered",
+            value=depth.pending,
+        )
+        yield GaugeMetricFamily(
+            "accessbot_outbox_oldest_pending_seconds",
+            "How long the oldest notice in the outbox has waited (0 when none)",
+            value=age,
+        )
 
 
 class _RequestCounts:

@@ -1,5 +1,5 @@
 """What the service and the provisioner tell people besides a command's reply: a notice
-for a channel, a person or the admins. The drivers (plugin, courier) deliver them."""
+for a channel, a person or the admins. The drivers (the plugin, through the outbox) deliver them."""
 
 from __future__ import annotations
 

@@ -375,7 +375,7 @@ class AccessService:
     def housekeeping(self) -> list[Notice]:
         """The scheduler's job for pending requests and reminders: escalations,
         time-outs, nudges, the reminder before a grant ends, follow-up hooks a restart
-        left. No strategy call; the notices are for the courier."""
+        left. No strategy call; the notices are for the outbox."""
         now = self.clock()
         notices: list[Notice] = []
         for pending in self.store.escalations_due(now):

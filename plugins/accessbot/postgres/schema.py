@@ -189,6 +189,37 @@ MIGRATIONS = (
             """,
         ),
     ),
+    Migration(
+        8,
+        "outbox: notices waiting for the chat platform, claimed by one bot at a time",
+        (
+            """
+            CREATE TABLE outbox (
+                id            bigserial PRIMARY KEY,
+                created_at    timestamptz NOT NULL,
+                audience      text NOT NULL,
+                recipient     text NOT NULL,
+                destination   text NOT NULL,
+                kind          text NOT NULL,
+                text          text NOT NULL,
+                request_id    text,
+                request       jsonb,
+                attempts      integer NOT NULL DEFAULT 0,
+                next_at       timestamptz NOT NULL,
+                last_error    text NOT NULL DEFAULT '',
+                state         text NOT NULL DEFAULT 'pending',
+                claimed_by    text,
+                claimed_until timestamptz,
+                finished_at   timestamptz
+            )
+            """,
+            """
+            CREATE INDEX outbox_pending ON outbox (destination, request_id, id)
+                WHERE state = 'pending'
+            """,
+            "CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending'",
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version
