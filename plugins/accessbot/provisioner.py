@@ -31,10 +31,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from . import messages as msg
-from .domain import AccessError, Request, Status, format_duration
+from .domain import (  # noqa: F401 - RETRY_* are imported from here (and the service) too
+    RETRY_CAP,
+    RETRY_FIRST,
+    AccessError,
+    Request,
+    Status,
+    format_duration,
+    retry_delay,
+)
 from .notices import Notice
 from .rebuild import grant_fields
 from .store import StoreError
@@ -42,8 +50,6 @@ from .strategies import SettingsError, Strategy, StrategyError, build_strategy, 
 
 log = logging.getLogger(__name__)
 
-RETRY_FIRST = timedelta(seconds=10)
-RETRY_CAP = timedelta(minutes=5)
 DEFAULT_STRATEGY_WORKERS = 32
 
 Notify = Callable[[list[Notice]], None]
@@ -300,8 +306,10 @@ class Provisioner:
     def grant(self, request: Request) -> list[Notice]:
         """Call the strategy for an approved request; the caller has claimed its id."""
         host = self.host
-        if request.grant_round and not self.audit_grant_retry(request):
-            return []  # the audit log is still not writable: nothing is granted
+        if request.grant_round:
+            request = self.audit_grant_retry(request)
+            if request is None:
+                return []  # the audit log is still not writable: nothing is granted
         unrecorded = None
         try:
             error = None
@@ -309,8 +317,7 @@ class Provisioner:
             # made again with the same start, so the same expiry and Idempotency-Key: the
             # target's answer and the audit tell the same access window.
             started = self.grant_started.setdefault(request.grant_id, host.clock())
-            preview = request.copy()
-            preview.expires_at = started + request.duration
+            preview = request.with_end(started + request.duration)
             try:
                 done = self.call(request.strategy, "grant", payload_for("grant", preview))
                 note = done.note
@@ -320,10 +327,9 @@ class Provisioner:
                 request = host.store.get(request.id)
                 now = host.clock()
                 if error is None:
-                    request.activate(started)  # the expiry the target was just told
+                    # the expiry the target was just told; revoke and extend act on its account
+                    request.activate(started, done.account, done.answer)
                     self.grant_started.pop(request.grant_id, None)
-                    request.account = done.account  # revoke and extend act on this account
-                    request.grant_result = done.answer
                     self.owe_follow_up(request, "after_grant")
                     try:
                         host._commit(
@@ -338,8 +344,7 @@ class Provisioner:
                         unrecorded = str(exc)
                 else:
                     self.grant_started.pop(request.grant_id, None)
-                    request.last_error = error
-                    request.move(Status.GRANT_FAILED, now, "bot", error)
+                    request.fail_grant(error, now)
                     host._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
@@ -395,8 +400,7 @@ class Provisioner:
         ]
 
     def _backoff(self, request_id: str, attempt: int) -> None:
-        delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
-        self.grant_waits[request_id] = (attempt, self.host.clock() + delay)
+        self.grant_waits[request_id] = (attempt, self.host.clock() + retry_delay(attempt))
 
     def taken_back(self, granted: Request, why: str) -> list[Notice]:
         """The target granted but the bot could not record it: take the grant back at once
@@ -407,7 +411,7 @@ class Provisioner:
         self.take_back(granted)
         self.grant_started.pop(granted.grant_id, None)
         request = host.store.get(granted.id) or granted
-        request.grant_round = granted.grant_round + 1
+        request.take_back(granted.grant_round)
         wait = self.grant_waits.get(request.id)
         self._backoff(request.id, wait[0] + 1 if wait else 1)
         try:  # so a restart grants under the new id too; the audit records it when it can
@@ -439,9 +443,10 @@ class Provisioner:
             host._to_requester(request, text),
         ]
 
-    def audit_grant_retry(self, request: Request) -> bool:
+    def audit_grant_retry(self, request: Request) -> Request | None:
         """Before granting again after a take-back: record the new attempt, which also
-        proves the audit log takes writes again. False (and a longer wait) if not yet."""
+        proves the audit log takes writes again. The request as recorded (its grant
+        round the store's), or None (and a longer wait) if the log takes no writes yet."""
         host = self.host
         wait = self.grant_waits.get(request.id)
         try:
@@ -458,10 +463,9 @@ class Provisioner:
             self._backoff(request.id, (wait[0] if wait else 0) + 1)
             log.warning("request %s waits to be granted: %s", request.id, exc)
             self.inflight.discard(request.id)
-            return False
+            return None
         self.grant_waits.pop(request.id, None)
-        request.grant_round = current.grant_round
-        return True
+        return current
 
     def take_back(self, request: Request) -> None:
         """Revoke a grant the bot could not record, once."""
@@ -511,23 +515,13 @@ class Provisioner:
                 now = host.clock()
                 for claimed, (error, account) in results:
                     request = host.store.get(claimed.id)
-                    request.ending = request.ending or "expired"
-                    request.account = request.account or account
                     if error is None:
-                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
-                        request.ended_at = now
-                        request.last_error = ""
-                        request.next_retry_at = None
-                        request.move(final, now, actor)
+                        final = request.end(now, actor, account)
                         self.owe_follow_up(request, "after_revoke")
                         ended = {"outcome": final.value, **grant_fields(request)}
                         done.append((request, error, final.value, ended))
                     else:
-                        request.revoke_attempts += 1
-                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
-                        request.next_retry_at = now + delay
-                        request.last_error = error
-                        request.move(Status.REVOKE_FAILED, now, actor, error)
+                        request.fail_revoke(error, now, actor, account)
                         fields = {
                             "outcome": "revoke_failed",
                             "detail": f"attempt {request.revoke_attempts}: {error}",
@@ -605,8 +599,7 @@ class Provisioner:
                     else f"grant {extension.extends} is being revoked right now"
                 )
                 extension = host.store.get(extension.id)
-                extension.last_error = why
-                extension.move(Status.GRANT_FAILED, host.clock(), "bot", why)
+                extension.fail_grant(why, host.clock())
                 self.inflight.discard(extension.id)
                 host._commit(
                     extension, "extension_refused", "bot", outcome="grant_failed", detail=why
@@ -619,8 +612,7 @@ class Provisioner:
             self.inflight.add(grant.id)
         try:
             new_end = grant.expires_at + extension.duration
-            preview = grant.copy()
-            preview.expires_at = new_end
+            preview = grant.with_end(new_end)
             error = None
             try:
                 done = self.call(grant.strategy, "extend", payload_for("extend", preview))
@@ -631,17 +623,7 @@ class Provisioner:
                 extension = host.store.get(extension.id)
                 now = host.clock()
                 if error is None:
-                    grant.account = grant.account or done.account
-                    grant.expires_at = new_end
-                    grant.extensions += 1
-                    grant.reminder_sent = False  # a new end earns a new reminder
-                    grant.record(
-                        now,
-                        "extended",
-                        extension.decided_by or "policy",
-                        f"+{format_duration(extension.duration)}, now until "
-                        f"{msg.moment(new_end)} (extension {extension.id})",
-                    )
+                    grant.extend(extension, new_end, now, done.account)
                     host._commit(
                         grant,
                         "extended",
@@ -651,13 +633,10 @@ class Provisioner:
                         **grant_fields(grant),
                         extension=extension.id,
                     )
-                    extension.move(
-                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
-                    )
+                    extension.mark_applied(grant, now)
                     host._commit(extension, "extension_applied", "bot", outcome="extended")
                 else:
-                    extension.last_error = error
-                    extension.move(Status.GRANT_FAILED, now, "bot", error)
+                    extension.fail_grant(error, now)
                     host._commit(
                         extension, "extension_failed", "bot", outcome="grant_failed", detail=error
                     )
@@ -702,8 +681,8 @@ class Provisioner:
         resource's `hook` is to run: so it runs once, even if the bot stops first."""
         policies = self.host.policies
         resource = policies.get(request.resource) if policies else None
-        if resource is not None and hook in resource.hooks and hook not in request.follow_ups_due:
-            request.follow_ups_due.append(hook)
+        if resource is not None and hook in resource.hooks:
+            request.owe_follow_up(hook)
 
     # -- the strategies ---------------------------------------------------------------
 

@@ -453,7 +453,7 @@ class AccessService:
                 other = self.store.get(other.id)
                 if other.status is not Status.PENDING:
                     continue
-                other.move(Status.CANCELLED, self.clock(), "bot", f"grant {grant.id} ended")
+                other.cancel("bot", self.clock(), f"grant {grant.id} ended")
                 self._commit(other, "cancelled", "bot", outcome="cancelled", detail="grant ended")
             notices.append(
                 Notice(
@@ -515,8 +515,9 @@ class AccessService:
             current = self.store.get(request.id)
             if current is None or hook not in current.follow_ups_due:
                 return []  # recorded already (another bot's run)
-            current.follow_ups_due.remove(hook)
-            current.record(self.clock(), hook, "bot", f"{outcome}: {detail}" if detail else outcome)
+            current.settle_follow_up(
+                hook, self.clock(), f"{outcome}: {detail}" if detail else outcome
+            )
             self._commit(current, hook, "bot", outcome=outcome, detail=detail)
         notices = [
             self._to_requester(current, msg.inert(text, 1000))
