@@ -34,15 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from . import messages as msg
-from .domain import (  # noqa: F401 - RETRY_* are imported from here (and the service) too
-    RETRY_CAP,
-    RETRY_FIRST,
-    AccessError,
-    Request,
-    Status,
-    format_duration,
-    retry_delay,
-)
+from .domain import AccessError, Request, Status, retry_delay
 from .notices import Notice
 from .rebuild import grant_fields
 from .store import StoreError
@@ -361,43 +353,8 @@ class Provisioner:
         if error is None and request.follow_ups_due:
             host._follow_ups.submit(request.id)
         if error is None:
-            by = (
-                ", ".join(msg.who(h) for h in request.decided_by.split(", ") if h)
-                if request.decided_by and request.decided_by != "policy"
-                else "policy"
-            )
-            return [
-                host._to_requester(
-                    request,
-                    f"Your request {request.id} was approved by {by}: you have "
-                    f"{request.resource} for {format_duration(request.duration)}, until "
-                    f"{msg.when(request.expires_at)}. End it early with "
-                    f"`!access revoke {request.id}`.",
-                ),
-                Notice(
-                    "channel",
-                    request.channel,
-                    f"Request {request.id} approved by {by}: {msg.who(request.requester)} has "
-                    f"{request.resource} until {msg.when(request.expires_at)}.",
-                    request,
-                ),
-            ]
-        return [
-            host._to_requester(
-                request,
-                f"Your request {request.id} for {request.resource} was approved, but the grant "
-                f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
-                f"{host._ask_again(request)} once the approvers have looked at it.",
-            ),
-            Notice(
-                "channel",
-                request.channel,
-                f"GRANT FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}): {msg.inert(error)}. Nothing was granted.",
-                request,
-                "alert",
-            ),
-        ]
+            return msg.granted(request)
+        return msg.grant_failed(request, host._ask_again(request))
 
     def _backoff(self, request_id: str, attempt: int) -> None:
         self.grant_waits[request_id] = (attempt, self.host.clock() + retry_delay(attempt))
@@ -430,18 +387,7 @@ class Provisioner:
             )
         except AccessError:
             pass  # the log is what failed; the retry's own event records the round
-        if wait:
-            return []
-        text = (
-            f"Request {request.id} ({request.resource} for {msg.who(request.requester)}) is "
-            f"approved, but the bot could not record the grant ({msg.inert(why)}), so it "
-            "took it back at once. It grants it again as soon as the audit log and the store "
-            "can be written; an admin must check the bot's disk."
-        )
-        return [
-            Notice("channel", request.channel, text, request, "alert"),
-            host._to_requester(request, text),
-        ]
+        return [] if wait else msg.taken_back(request, why)
 
     def audit_grant_retry(self, request: Request) -> Request | None:
         """Before granting again after a take-back: record the new attempt, which also
@@ -544,44 +490,10 @@ class Provisioner:
         return notices
 
     def revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
-        host = self.host
-        if error is None:
-            void = host._cancel_pending_extensions(request)
-            if request.status is Status.EXPIRED:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) has expired and "
-                    f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} expired and was revoked."
-                )
-            else:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) was revoked"
-                    + (f" by {msg.who(actor)}." if actor != request.requester else ".")
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} was revoked by {msg.who(actor)}."
-                )
-            return [
-                host._to_requester(request, user_text),
-                Notice("channel", request.channel, channel_text, request),
-                *void,
-            ]
-        return [
-            Notice(
-                "channel",
-                request.channel,
-                f"REVOKE FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}), attempt {request.revoke_attempts}: "
-                f"{msg.inert(error)}. Retrying at {msg.when(request.next_retry_at)}; "
-                "the access is still in place until a revoke succeeds.",
-                request,
-                "alert",
-            )
-        ]
+        if error is not None:
+            return [msg.revoke_failed(request)]
+        void = self.host._cancel_pending_extensions(request)
+        return [*msg.grant_ended(request, actor), *void]
 
     # -- extending ------------------------------------------------------------------
 
@@ -592,23 +504,14 @@ class Provisioner:
             grant = host.store.get(extension.extends)
             ended = grant is None or grant.status is not Status.ACTIVE
             if ended or grant.id in self.inflight:
-                why = (
-                    f"grant {extension.extends} had already ended; ask afresh with "
-                    f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
-                    if ended
-                    else f"grant {extension.extends} is being revoked right now"
-                )
+                why = msg.extension_not_applicable(extension, ended)
                 extension = host.store.get(extension.id)
                 extension.fail_grant(why, host.clock())
                 self.inflight.discard(extension.id)
                 host._commit(
                     extension, "extension_refused", "bot", outcome="grant_failed", detail=why
                 )
-                return [
-                    host._to_requester(
-                        extension, f"Your extension {extension.id} was not applied: {why}."
-                    )
-                ]
+                return [msg.extension_refused(extension)]
             self.inflight.add(grant.id)
         try:
             new_end = grant.expires_at + extension.duration
@@ -644,35 +547,8 @@ class Provisioner:
             self.inflight.discard(grant.id)
             self.inflight.discard(extension.id)
         if error is None:
-            return [
-                host._to_requester(
-                    grant,
-                    f"Your grant {grant.id} on {grant.resource} was extended by "
-                    f"{format_duration(extension.duration)} (extension {extension.id}): it now "
-                    f"ends {msg.when(grant.expires_at)}.",
-                ),
-                Notice(
-                    "channel",
-                    grant.channel,
-                    f"Extension {extension.id} approved: {msg.who(grant.requester)}'s grant "
-                    f"{grant.id} on {grant.resource} now ends {msg.when(grant.expires_at)}.",
-                    extension,
-                ),
-            ]
-        return [
-            host._to_requester(
-                grant,
-                f"Your extension {extension.id} was approved, but the target refused it: "
-                f"{msg.inert(error)}. Your grant still ends {msg.when(grant.expires_at)}.",
-            ),
-            Notice(
-                "channel",
-                grant.channel,
-                f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {msg.inert(error)}.",
-                extension,
-                "alert",
-            ),
-        ]
+            return msg.extension_applied(grant, extension)
+        return msg.extension_failed(grant, extension)
 
     # -- follow-ups: what a grant or revoke owes -------------------------------------
 
