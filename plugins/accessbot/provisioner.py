@@ -18,7 +18,10 @@ outcome waiting at that moment.
 
 The provisioner works for its host, the AccessService, and uses its unit of work: the
 decision lock, `_commit`/`_commit_many`/`_audit`, the store, the clock, the metrics, the
-follow-up pool, and the texts `_to_requester`, `_ask_again`, `_cancel_pending_extensions`.
+follow-up pool, `_ask_again` and `_cancel_pending_extensions`. Each outcome is one
+`Request` method (domain.py: `activate`, `fail_grant`, `take_back`, `end`, `fail_revoke`,
+`extend`, `mark_applied`, `owe_follow_up`); its notices are written by messages.py
+(`granted`, `grant_failed`, `taken_back`, `grant_ended`, `revoke_failed`, `extension_*`).
 """
 
 from __future__ import annotations

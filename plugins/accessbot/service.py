@@ -525,9 +525,6 @@ class AccessService:
     def _audit(self, event: str, actor: str, **fields) -> None:
         self.uow.audit(event, actor, **fields)
 
-    def _to_requester(self, request: Request, text: str) -> Notice:
-        return msg.to_requester(request, text)
-
     def _ask_again(self, request: Request) -> str:
         return self.registry.ask_again(request)
 
