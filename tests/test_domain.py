@@ -3,13 +3,17 @@ from datetime import timedelta
 import pytest
 
 from accessbot.domain import (
+    RETRY_CAP,
+    RETRY_FIRST,
     DurationError,
     Request,
     Status,
     TransitionError,
     format_duration,
     parse_duration,
+    retry_delay,
 )
+from tests.builders import a_request
 from tests.conftest import START
 
 
@@ -83,3 +87,129 @@ def test_a_request_survives_a_round_trip_through_its_dict():
     request.activate(START)
     again = Request.from_dict(request.to_dict())
     assert again == request
+
+
+# -- the strategy calls' transitions: each one method with its bookkeeping -----------------
+
+HOUR = timedelta(hours=1)
+
+
+def an_active_grant(account: str | None = None) -> Request:
+    grant = a_request(status=Status.APPROVED)
+    grant.activate(START, account)
+    return grant
+
+
+def test_a_grant_records_the_targets_account_and_answer_with_its_end():
+    request = a_request(status=Status.APPROVED)
+
+    request.activate(START, "u-1234", {"id": 7})
+
+    assert request.status is Status.ACTIVE
+    assert (request.granted_at, request.expires_at) == (START, START + timedelta(minutes=30))
+    assert (request.account, request.grant_result) == ("u-1234", {"id": 7})
+    assert request.history[-1].note == "granted until 2026-11-24 09:30 UTC"
+
+
+def test_the_end_told_to_the_target_is_a_copy():
+    request = a_request(status=Status.APPROVED)
+
+    told = request.with_end(START + HOUR)
+
+    assert told.expires_at == START + HOUR and told.id == request.id
+    assert request.expires_at is None
+
+
+def test_a_failed_grant_grants_nothing_and_keeps_the_error():
+    request = a_request(status=Status.APPROVED)
+
+    request.fail_grant("target said no", START)
+
+    assert request.status is Status.GRANT_FAILED and request.last_error == "target said no"
+    assert (request.history[-1].actor, request.history[-1].note) == ("bot", "target said no")
+    with pytest.raises(TransitionError):
+        a_request().fail_grant("pending requests are not granted", START)
+
+
+def test_a_grant_taken_back_is_granted_again_under_a_new_grant_id():
+    request = a_request(status=Status.APPROVED)
+    assert request.grant_id == "g-k3m9qx"
+
+    request.take_back(request.grant_round)
+
+    assert request.grant_round == 1 and request.grant_id == "g-k3m9qx.1"
+    assert request.status is Status.APPROVED  # it waits, approved, for the disk
+
+
+def test_a_revoke_that_worked_ends_the_grant_as_expired_or_revoked():
+    expired, revoked = an_active_grant(), an_active_grant(account="u-1")
+    revoked.ask_revoke("carol", START)
+    at = START + HOUR
+
+    assert expired.end(at, "scheduler", "u-9") is Status.EXPIRED
+    assert revoked.end(at, "carol", "u-9") is Status.REVOKED
+
+    assert (expired.ended_at, expired.ending, expired.account) == (at, "expired", "u-9")
+    assert revoked.account == "u-1"  # the account recorded at grant wins
+    assert expired.history[-1].action == "expired" and revoked.history[-1].actor == "carol"
+
+
+def test_a_revoke_that_worked_after_failures_clears_the_retry():
+    grant = an_active_grant()
+    grant.fail_revoke("timeout", START, "scheduler")
+
+    grant.end(START + HOUR, "scheduler")
+
+    assert grant.status is Status.EXPIRED
+    assert (grant.last_error, grant.next_retry_at) == ("", None)
+    assert grant.revoke_attempts == 1  # the count stays, for the record
+
+
+def test_failed_revokes_are_retried_10s_doubling_up_to_5_minutes():
+    grant = an_active_grant()
+    waits = []
+    for _ in range(8):
+        grant.fail_revoke("HTTP 503", START, "scheduler")
+        waits.append(grant.next_retry_at - START)
+
+    assert waits[:5] == [timedelta(seconds=s) for s in (10, 20, 40, 80, 160)]
+    assert waits[5:] == [RETRY_CAP] * 3 and timedelta(seconds=10) == RETRY_FIRST
+    assert grant.status is Status.REVOKE_FAILED and grant.revoke_attempts == 8
+    assert (grant.last_error, grant.ending) == ("HTTP 503", "expired")
+    assert grant.revoke_due_at == grant.next_retry_at
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 6)] == [10, 20, 300]
+
+
+def test_an_extension_moves_the_grants_end_and_earns_a_new_reminder():
+    grant = an_active_grant()
+    grant.remind_expiry(START)
+    extension = a_request(
+        id="x7y8z9",
+        status=Status.APPROVED,
+        extends=grant.id,
+        decided_by="alice",
+        duration=HOUR,
+    )
+    until = grant.expires_at + HOUR
+
+    grant.extend(extension, until, START, "u-5")
+    extension.mark_applied(grant, START)
+
+    assert (grant.expires_at, grant.extensions, grant.reminder_sent) == (until, 1, False)
+    assert grant.account == "u-5" and grant.status is Status.ACTIVE
+    assert (grant.history[-1].action, grant.history[-1].actor) == ("extended", "alice")
+    assert grant.history[-1].note == "+1h, now until 2026-11-24 10:30 UTC (extension x7y8z9)"
+    assert extension.status is Status.EXTENDED
+    assert extension.history[-1].note == "k3m9qx until 2026-11-24 10:30 UTC"
+
+
+def test_a_follow_up_is_owed_once_and_settled_once_it_ran():
+    grant = an_active_grant()
+
+    grant.owe_follow_up("after_grant")
+    grant.owe_follow_up("after_grant")
+    assert grant.follow_ups_due == ["after_grant"]
+
+    grant.settle_follow_up("after_grant", START, "ran")
+    assert grant.follow_ups_due == []
+    assert (grant.history[-1].action, grant.history[-1].note) == ("after_grant", "ran")

@@ -17,6 +17,7 @@ from accessbot.domain import Status
 from tests.builders import build_service, person
 from tests.conftest import FakeClock, policy_file, request_id
 from tests.fakes import WebhookTarget
+from tests.test_standing_bot import until
 
 
 def two_targets_policy(healthy_url: str, hanging_url: str) -> str:
@@ -102,7 +103,9 @@ def test_a_hanging_revoke_does_not_delay_a_healthy_one_ending_at_the_same_time(t
     done = service.store.get(fine)
     assert done.status is Status.EXPIRED and done.ended_at == ends  # on the first tick
     assert service.store.get(stuck).status is Status.ACTIVE
-    assert hanging.held == [stuck] and stuck in service._inflight
+    # The healthy revoke may be recorded before the other's call reaches its target.
+    until(lambda: hanging.held == [stuck], "the legacy-db revoke reaches its target")
+    assert stuck in service._inflight
 
     clock.advance(seconds=1)
     service.revocation_tick()  # the one in flight is not handed out again
@@ -135,6 +138,7 @@ def test_one_resource_holds_at_most_a_quarter_of_the_workers(tmp_path, targets):
 
     told.wait_for(5, "has expired")  # prod-db's five, on the three workers left
     assert all(service.store.get(rid).status is Status.EXPIRED for rid in fine)
+    until(lambda: hanging.held, "a legacy-db revoke reaches its target")
     assert len(hanging.held) == 1 and hanging.most_held == 1  # 4 workers: a quarter is 1
     assert sum(service.store.get(rid).status is Status.ACTIVE for rid in stuck) == 5
 
@@ -191,7 +195,7 @@ def test_through_the_bot_a_hanging_target_leaves_the_scheduler_and_the_chat_runn
     # The scheduler's jobs go on: carol's revoke is recorded and told through the courier
     # while dave's hangs; an unrelated request still times out on schedule.
     chat.wait_for("carol", f"request {rids['carol']}) has expired")
-    assert hanging.held == [rids["dave"]]
+    until(lambda: hanging.held == [rids["dave"]], "dave's revoke reaches its target")
     erin = request_id(chat.reply("erin", "!access request prod-db 30m INC-10"))
     clock.advance(hours=1, minutes=1)
     chat.wait_for("erin", f"Your request {erin} for prod-db timed out")

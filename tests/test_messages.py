@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accessbot import messages
-from accessbot.domain import Event, Request
+from accessbot.domain import Event, Request, Status
 from tests import hook_gate
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.builders import a_request
+from tests.conftest import START, policy_file, request_id, webhook_policy
 from tests.fake_pagerduty import TOKEN
 from tests.slack_fixtures import CHANNEL
 from tests.test_lifecycle import extension_id, granted
@@ -432,3 +433,141 @@ def test_a_quick_policy_check_is_answered_without_an_acknowledgement(bot_factory
     said = chat.say("carol", "!access request prod-db 30m quick check")
 
     assert said[0].startswith("Request ") and "Checking the policy" not in " ".join(said)
+
+
+# -- the strategy calls' notices, word for word (they were the provisioner's) ---------------
+
+
+def _grant(**fields) -> Request:
+    grant = a_request(status=Status.APPROVED, decided_by="alice, bob", **fields)
+    grant.activate(START)
+    return grant
+
+
+def _said(notices) -> list[tuple[str, str, str, str]]:
+    return [(n.audience, n.to, n.kind, n.text) for n in notices]
+
+
+def test_a_grant_and_a_failed_grant_read_as_before():
+    grant = _grant(requester_address="U0CAROL")
+    failed = a_request(status=Status.APPROVED, decided_by="policy")
+    failed.fail_grant("HTTP 500 from @here", START)
+
+    assert _said(messages.granted(grant)) == [
+        (
+            "user",
+            "U0CAROL",
+            "text",
+            "Your request k3m9qx was approved by @alice, @bob: you have prod-db for 30m, "
+            "until 2026-11-24 09:30:00 UTC. End it early with `!access revoke k3m9qx`.",
+        ),
+        (
+            "channel",
+            "#access-approvals",
+            "text",
+            "Request k3m9qx approved by @alice, @bob: @carol has prod-db until "
+            "2026-11-24 09:30:00 UTC.",
+        ),
+    ]
+    assert [n.text for n in messages.grant_failed(failed, "`again`")] == [
+        "Your request k3m9qx for prod-db was approved, but the grant failed: HTTP 500 from "
+        "@\u200bhere. Nothing was granted. Ask again with `again` once the approvers have "
+        "looked at it.",
+        "GRANT FAILED for request k3m9qx (prod-db for @carol): HTTP 500 from @\u200bhere. "
+        "Nothing was granted.",
+    ]
+    assert messages.grant_failed(failed, "x")[1].kind == "alert"
+
+
+def test_a_grant_taken_back_and_the_end_of_a_grant_read_as_before():
+    grant = _grant()
+    taken = messages.taken_back(grant, "disk full")
+    expired = _grant()
+    expired.end(START, "scheduler")
+    revoked = _grant()
+    revoked.ask_revoke("alice", START)
+    revoked.end(START, "alice")
+    failed = _grant()
+    failed.fail_revoke("timeout", START, "scheduler")
+
+    assert [n.kind for n in taken] == ["alert", "text"] and taken[0].text == taken[1].text
+    assert taken[0].text == (
+        "Request k3m9qx (prod-db for @carol) is approved, but the bot could not record the "
+        "grant (disk full), so it took it back at once. It grants it again as soon as the "
+        "audit log and the store can be written; an admin must check the bot's disk."
+    )
+    assert [n.text for n in messages.grant_ended(expired, "scheduler")] == [
+        "Your access to prod-db (request k3m9qx) has expired and was removed. Need more? "
+        "`!access request prod-db <duration> <reason>`.",
+        "Request k3m9qx: @carol's access to prod-db expired and was revoked.",
+    ]
+    assert [n.text for n in messages.grant_ended(revoked, "alice")] == [
+        "Your access to prod-db (request k3m9qx) was revoked by @alice.",
+        "Request k3m9qx: @carol's access to prod-db was revoked by @alice.",
+    ]
+    assert messages.grant_ended(revoked, "carol")[0].text.endswith("(request k3m9qx) was revoked.")
+    assert messages.revoke_failed(failed).text == (
+        "REVOKE FAILED for request k3m9qx (prod-db for @carol), attempt 1: timeout. Retrying "
+        "at 2026-11-24 09:00:10 UTC; the access is still in place until a revoke succeeds."
+    )
+
+
+def test_extension_notices_read_as_before():
+    grant = _grant()
+    grant.channel = "#moved-by-escalation"
+    extension = a_request(
+        id="x7y8z9", extends=grant.id, status=Status.APPROVED, duration=timedelta(hours=1)
+    )
+    grant.extend(extension, START + timedelta(hours=2), START)
+    refused = a_request(id="r2s3t4", extends=grant.id, status=Status.APPROVED)
+    refused.fail_grant(messages.extension_not_applicable(refused, ended=True), START)
+
+    assert _said(messages.extension_applied(grant, extension)) == [
+        (
+            "user",
+            "carol",
+            "text",
+            "Your grant k3m9qx on prod-db was extended by 1h (extension x7y8z9): it now ends "
+            "2026-11-24 11:00:00 UTC.",
+        ),
+        (
+            "channel",
+            "#moved-by-escalation",
+            "text",
+            "Extension x7y8z9 approved: @carol's grant k3m9qx on prod-db now ends "
+            "2026-11-24 11:00:00 UTC.",
+        ),
+    ]
+    extension.fail_grant("quota", START)
+    assert [n.text for n in messages.extension_failed(grant, extension)] == [
+        "Your extension x7y8z9 was approved, but the target refused it: quota. Your grant "
+        "still ends 2026-11-24 11:00:00 UTC.",
+        "EXTENSION FAILED for x7y8z9 (grant k3m9qx): quota.",
+    ]
+    assert messages.extension_refused(refused).text == (
+        "Your extension r2s3t4 was not applied: grant k3m9qx had already ended; ask afresh "
+        "with `!access request prod-db 30m <reason>`."
+    )
+    assert messages.extension_not_applicable(refused, ended=False) == (
+        "grant k3m9qx is being revoked right now"
+    )
+    assert messages.extension_void(refused, "k3m9qx").text == (
+        "Extension request r2s3t4 is void: grant k3m9qx has ended."
+    )
+
+
+def test_a_follow_up_hooks_messages_are_inert_and_a_failure_goes_to_the_admins():
+    grant = _grant(requester_address="U0CAROL")
+
+    notices = messages.follow_up_notices(
+        grant, [("user", "done @here"), ("channel", "ok")], "after_grant", "boom"
+    )
+
+    assert [(n.audience, n.to) for n in notices] == [
+        ("user", "U0CAROL"),
+        ("channel", "#access-approvals"),
+        ("admins", ""),
+    ]
+    assert notices[0].text == "done @\u200bhere"
+    assert notices[2].text == messages.follow_up_failed(grant, "after_grant", "boom")
+    assert len(messages.follow_up_notices(grant, [], "after_revoke", None)) == 0

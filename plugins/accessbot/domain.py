@@ -126,6 +126,16 @@ HOLDS_ACCESS = {Status.ACTIVE, Status.REVOKE_FAILED}
 # Requests that got their access at some point: holding it now, or held it until it ended.
 EVER_GRANTED = frozenset({Status.ACTIVE, Status.REVOKE_FAILED, Status.EXPIRED, Status.REVOKED})
 LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # "due now, before anything with a real time"
+# A failed revoke (or a grant waiting for the disk) is tried again after 10 s, doubling
+# each time, at most every 5 minutes.
+RETRY_FIRST = timedelta(seconds=10)
+RETRY_CAP = timedelta(minutes=5)
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """How long to wait after the `attempt`th failure (1, 2, ...) before trying again."""
+    return min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
+
 
 # status -> statuses it may move to; anything else is a TransitionError.
 TRANSITIONS = {
@@ -532,12 +542,92 @@ class Request:
         self.record(at, "approval", by, comment)
         return False
 
-    def activate(self, at: datetime) -> None:
+    def activate(self, at: datetime, account: str | None = None, answer: dict | None = None):
+        """The target granted, starting `at` (the start it was told): the grant ends
+        `duration` later; revoke and extend act on the target's `account`; `answer` is
+        the strategy's JSON answer, for the after_grant hook."""
         self.move(
             Status.ACTIVE, at, "bot", f"granted until {at + self.duration:%Y-%m-%d %H:%M} UTC"
         )
         self.granted_at = at
         self.expires_at = at + self.duration
+        self.account = account
+        self.grant_result = answer
+
+    def with_end(self, end: datetime) -> Request:
+        """A copy of this grant ending at `end`: what the target is told before the new
+        end is recorded (a grant's start, an extension)."""
+        told = self.copy()
+        told.expires_at = end
+        return told
+
+    def fail_grant(self, error: str, at: datetime) -> None:
+        """The grant (or an extension's time) could not be given: nothing was granted."""
+        self.move(Status.GRANT_FAILED, at, "bot", error)
+        self.last_error = error
+
+    def take_back(self, granted_round: int) -> None:
+        """The grant made in `granted_round` could not be recorded and was taken back at
+        the target: the next grant is made under a new grant id (see `grant_id`)."""
+        self.grant_round = granted_round + 1
+
+    def end(self, at: datetime, actor: str, account: str | None = None) -> Status:
+        """The revoke worked: "revoked" if someone asked for it, else "expired". A grant
+        made before accounts were recorded keeps the `account` the target named."""
+        self._revoking(account)
+        final = Status.REVOKED if self.ending == "revoked" else Status.EXPIRED
+        self.move(final, at, actor)
+        self.ended_at = at
+        self.last_error = ""
+        self.next_retry_at = None
+        return final
+
+    def fail_revoke(self, error: str, at: datetime, actor: str, account: str | None = None):
+        """The revoke failed: the access stays in place and the revoke is tried again
+        after `retry_delay` (10 s, doubling, at most 5 minutes)."""
+        self._revoking(account)
+        self.move(Status.REVOKE_FAILED, at, actor, error)
+        self.revoke_attempts += 1
+        self.next_retry_at = at + retry_delay(self.revoke_attempts)
+        self.last_error = error
+
+    def _revoking(self, account: str | None) -> None:
+        self.ending = self.ending or "expired"
+        self.account = self.account or account
+
+    def extend(
+        self, extension: Request, until: datetime, at: datetime, account: str | None = None
+    ) -> None:
+        """`extension`'s time was added at the target: the grant now ends `until`, and the
+        new end earns a new reminder."""
+        self.account = self.account or account
+        self.expires_at = until
+        self.extensions += 1
+        self.reminder_sent = False
+        self.record(
+            at,
+            "extended",
+            extension.decided_by or "policy",
+            f"+{format_duration(extension.duration)}, now until {until:%Y-%m-%d %H:%M} UTC "
+            f"(extension {extension.id})",
+        )
+
+    def mark_applied(self, grant: Request, at: datetime) -> None:
+        """This extension's time was added to `grant` (see `extend`)."""
+        self.move(
+            Status.EXTENDED, at, "bot", f"{grant.id} until {grant.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+
+    def owe_follow_up(self, hook: str) -> None:
+        """`hook` (after_grant / after_revoke) is to run once for this request: noted in
+        the same write as the grant or revoke, so it runs even if the bot stops first."""
+        if hook not in self.follow_ups_due:
+            self.follow_ups_due.append(hook)
+
+    def settle_follow_up(self, hook: str, at: datetime, note: str) -> None:
+        """`hook` ran (or failed, or was skipped): it is owed no more."""
+        self.follow_ups_due.remove(hook)
+        self.record(at, hook, "bot", note)
 
     def remaining(self, now: datetime) -> timedelta:
         if not self.expires_at:

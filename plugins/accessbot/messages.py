@@ -981,6 +981,161 @@ def database_back(seconds: float) -> str:
     )
 
 
+# -- the strategy calls' notices (provisioner.py) -------------------------------------------
+
+
+def granted(request: Request) -> list[Notice]:
+    """The grant was made: the requester's DM and the channel's line."""
+    by = (
+        ", ".join(who(h) for h in request.decided_by.split(", ") if h)
+        if request.decided_by and request.decided_by != "policy"
+        else "policy"
+    )
+    until = when(request.expires_at)
+    return [
+        to_requester(
+            request,
+            f"Your request {request.id} was approved by {by}: you have {request.resource} for "
+            f"{format_duration(request.duration)}, until {until}. End it early with "
+            f"`!access revoke {request.id}`.",
+        ),
+        to_channel(
+            request,
+            f"Request {request.id} approved by {by}: {who(request.requester)} has "
+            f"{request.resource} until {until}.",
+        ),
+    ]
+
+
+def grant_failed(request: Request, ask_again: str) -> list[Notice]:
+    """The target refused the grant (`request.last_error`): nothing was granted."""
+    error = inert(request.last_error)
+    return [
+        to_requester(
+            request,
+            f"Your request {request.id} for {request.resource} was approved, but the grant "
+            f"failed: {error}. Nothing was granted. Ask again with {ask_again} once the "
+            "approvers have looked at it.",
+        ),
+        to_channel(
+            request,
+            f"GRANT FAILED for request {request.id} ({request.resource} for "
+            f"{who(request.requester)}): {error}. Nothing was granted.",
+            "alert",
+        ),
+    ]
+
+
+def taken_back(request: Request, why: str) -> list[Notice]:
+    """The target granted but the bot could not record it, so it took the grant back."""
+    text = (
+        f"Request {request.id} ({request.resource} for {who(request.requester)}) is "
+        f"approved, but the bot could not record the grant ({inert(why)}), so it "
+        "took it back at once. It grants it again as soon as the audit log and the store "
+        "can be written; an admin must check the bot's disk."
+    )
+    return [to_channel(request, text, "alert"), to_requester(request, text)]
+
+
+def grant_ended(request: Request, actor: str) -> list[Notice]:
+    """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
+    if request.status is Status.EXPIRED:
+        user_text = (
+            f"Your access to {request.resource} (request {request.id}) has expired and "
+            f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
+        )
+        channel_text = expired_in_channel(request)
+    else:
+        user_text = f"Your access to {request.resource} (request {request.id}) was revoked" + (
+            f" by {who(actor)}." if actor != request.requester else "."
+        )
+        channel_text = revoked_in_channel(request, actor)
+    return [to_requester(request, user_text), to_channel(request, channel_text)]
+
+
+def revoke_failed(request: Request) -> Notice:
+    """The revoke failed and is retried: the channel's alert (see digest.py)."""
+    return to_channel(request, revoke_failed_in_channel(request), "alert")
+
+
+def extension_void(extension: Request, grant_id: str) -> Notice:
+    """A waiting extension request whose grant ended meanwhile."""
+    return to_channel(
+        extension, f"Extension request {extension.id} is void: grant {grant_id} has ended."
+    )
+
+
+def extension_not_applicable(extension: Request, ended: bool) -> str:
+    """Why an approved extension cannot be applied to its grant now."""
+    if ended:
+        return (
+            f"grant {extension.extends} had already ended; ask afresh with "
+            f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
+        )
+    return f"grant {extension.extends} is being revoked right now"
+
+
+def extension_refused(extension: Request) -> Notice:
+    return to_requester(
+        extension, f"Your extension {extension.id} was not applied: {extension.last_error}."
+    )
+
+
+def extension_applied(grant: Request, extension: Request) -> list[Notice]:
+    """The extension's time was added at the target: the grant's new end."""
+    ends = when(grant.expires_at)
+    return [
+        to_requester(
+            grant,
+            f"Your grant {grant.id} on {grant.resource} was extended by "
+            f"{format_duration(extension.duration)} (extension {extension.id}): it now "
+            f"ends {ends}.",
+        ),
+        Notice(
+            "channel",
+            grant.channel,
+            f"Extension {extension.id} approved: {who(grant.requester)}'s grant "
+            f"{grant.id} on {grant.resource} now ends {ends}.",
+            extension,
+        ),
+    ]
+
+
+def extension_failed(grant: Request, extension: Request) -> list[Notice]:
+    """The target refused the extension (`extension.last_error`): the grant's end stays."""
+    error = inert(extension.last_error)
+    return [
+        to_requester(
+            grant,
+            f"Your extension {extension.id} was approved, but the target refused it: "
+            f"{error}. Your grant still ends {when(grant.expires_at)}.",
+        ),
+        Notice(
+            "channel",
+            grant.channel,
+            f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {error}.",
+            extension,
+            "alert",
+        ),
+    ]
+
+
+def follow_up_notices(
+    request: Request, told: list[tuple[str, str]], hook: str, failed: str | None
+) -> list[Notice]:
+    """What an after_grant / after_revoke hook told ("user" or "channel"), and the admins'
+    notice when it `failed`."""
+    notices = [
+        to_requester(request, inert(text, 1000))
+        if audience == "user"
+        else to_channel(request, inert(text, 1000))
+        for audience, text in told
+    ]
+    if failed is not None:
+        notices.append(Notice("admins", "", follow_up_failed(request, hook, failed), request))
+    return notices
+
+
 # -- notices merged for a busy channel (digest.py) --------------------------------------------
 
 

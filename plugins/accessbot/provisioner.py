@@ -18,7 +18,10 @@ outcome waiting at that moment.
 
 The provisioner works for its host, the AccessService, and uses its unit of work: the
 decision lock, `_commit`/`_commit_many`/`_audit`, the store, the clock, the metrics, the
-follow-up pool, and the texts `_to_requester`, `_ask_again`, `_cancel_pending_extensions`.
+follow-up pool, `_ask_again` and `_cancel_pending_extensions`. Each outcome is one
+`Request` method (domain.py: `activate`, `fail_grant`, `take_back`, `end`, `fail_revoke`,
+`extend`, `mark_applied`, `owe_follow_up`); its notices are written by messages.py
+(`granted`, `grant_failed`, `taken_back`, `grant_ended`, `revoke_failed`, `extension_*`).
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from . import messages as msg
-from .domain import AccessError, Request, Status, format_duration
+from .domain import AccessError, Request, Status, retry_delay
 from .notices import Notice
 from .rebuild import grant_fields
 from .store import StoreError
@@ -42,8 +45,6 @@ from .strategies import SettingsError, Strategy, StrategyError, build_strategy, 
 
 log = logging.getLogger(__name__)
 
-RETRY_FIRST = timedelta(seconds=10)
-RETRY_CAP = timedelta(minutes=5)
 DEFAULT_STRATEGY_WORKERS = 32
 
 Notify = Callable[[list[Notice]], None]
@@ -300,8 +301,10 @@ class Provisioner:
     def grant(self, request: Request) -> list[Notice]:
         """Call the strategy for an approved request; the caller has claimed its id."""
         host = self.host
-        if request.grant_round and not self.audit_grant_retry(request):
-            return []  # the audit log is still not writable: nothing is granted
+        if request.grant_round:
+            request = self.audit_grant_retry(request)
+            if request is None:
+                return []  # the audit log is still not writable: nothing is granted
         unrecorded = None
         try:
             error = None
@@ -309,8 +312,7 @@ class Provisioner:
             # made again with the same start, so the same expiry and Idempotency-Key: the
             # target's answer and the audit tell the same access window.
             started = self.grant_started.setdefault(request.grant_id, host.clock())
-            preview = request.copy()
-            preview.expires_at = started + request.duration
+            preview = request.with_end(started + request.duration)
             try:
                 done = self.call(request.strategy, "grant", payload_for("grant", preview))
                 note = done.note
@@ -320,10 +322,9 @@ class Provisioner:
                 request = host.store.get(request.id)
                 now = host.clock()
                 if error is None:
-                    request.activate(started)  # the expiry the target was just told
+                    # the expiry the target was just told; revoke and extend act on its account
+                    request.activate(started, done.account, done.answer)
                     self.grant_started.pop(request.grant_id, None)
-                    request.account = done.account  # revoke and extend act on this account
-                    request.grant_result = done.answer
                     self.owe_follow_up(request, "after_grant")
                     try:
                         host._commit(
@@ -338,8 +339,7 @@ class Provisioner:
                         unrecorded = str(exc)
                 else:
                     self.grant_started.pop(request.grant_id, None)
-                    request.last_error = error
-                    request.move(Status.GRANT_FAILED, now, "bot", error)
+                    request.fail_grant(error, now)
                     host._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
@@ -356,47 +356,11 @@ class Provisioner:
         if error is None and request.follow_ups_due:
             host._follow_ups.submit(request.id)
         if error is None:
-            by = (
-                ", ".join(msg.who(h) for h in request.decided_by.split(", ") if h)
-                if request.decided_by and request.decided_by != "policy"
-                else "policy"
-            )
-            return [
-                host._to_requester(
-                    request,
-                    f"Your request {request.id} was approved by {by}: you have "
-                    f"{request.resource} for {format_duration(request.duration)}, until "
-                    f"{msg.when(request.expires_at)}. End it early with "
-                    f"`!access revoke {request.id}`.",
-                ),
-                Notice(
-                    "channel",
-                    request.channel,
-                    f"Request {request.id} approved by {by}: {msg.who(request.requester)} has "
-                    f"{request.resource} until {msg.when(request.expires_at)}.",
-                    request,
-                ),
-            ]
-        return [
-            host._to_requester(
-                request,
-                f"Your request {request.id} for {request.resource} was approved, but the grant "
-                f"failed: {msg.inert(error)}. Nothing was granted. Ask again with "
-                f"{host._ask_again(request)} once the approvers have looked at it.",
-            ),
-            Notice(
-                "channel",
-                request.channel,
-                f"GRANT FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}): {msg.inert(error)}. Nothing was granted.",
-                request,
-                "alert",
-            ),
-        ]
+            return msg.granted(request)
+        return msg.grant_failed(request, host._ask_again(request))
 
     def _backoff(self, request_id: str, attempt: int) -> None:
-        delay = min(RETRY_FIRST * 2 ** (attempt - 1), RETRY_CAP)
-        self.grant_waits[request_id] = (attempt, self.host.clock() + delay)
+        self.grant_waits[request_id] = (attempt, self.host.clock() + retry_delay(attempt))
 
     def taken_back(self, granted: Request, why: str) -> list[Notice]:
         """The target granted but the bot could not record it: take the grant back at once
@@ -407,7 +371,7 @@ class Provisioner:
         self.take_back(granted)
         self.grant_started.pop(granted.grant_id, None)
         request = host.store.get(granted.id) or granted
-        request.grant_round = granted.grant_round + 1
+        request.take_back(granted.grant_round)
         wait = self.grant_waits.get(request.id)
         self._backoff(request.id, wait[0] + 1 if wait else 1)
         try:  # so a restart grants under the new id too; the audit records it when it can
@@ -426,22 +390,12 @@ class Provisioner:
             )
         except AccessError:
             pass  # the log is what failed; the retry's own event records the round
-        if wait:
-            return []
-        text = (
-            f"Request {request.id} ({request.resource} for {msg.who(request.requester)}) is "
-            f"approved, but the bot could not record the grant ({msg.inert(why)}), so it "
-            "took it back at once. It grants it again as soon as the audit log and the store "
-            "can be written; an admin must check the bot's disk."
-        )
-        return [
-            Notice("channel", request.channel, text, request, "alert"),
-            host._to_requester(request, text),
-        ]
+        return [] if wait else msg.taken_back(request, why)
 
-    def audit_grant_retry(self, request: Request) -> bool:
+    def audit_grant_retry(self, request: Request) -> Request | None:
         """Before granting again after a take-back: record the new attempt, which also
-        proves the audit log takes writes again. False (and a longer wait) if not yet."""
+        proves the audit log takes writes again. The request as recorded (its grant
+        round the store's), or None (and a longer wait) if the log takes no writes yet."""
         host = self.host
         wait = self.grant_waits.get(request.id)
         try:
@@ -458,10 +412,9 @@ class Provisioner:
             self._backoff(request.id, (wait[0] if wait else 0) + 1)
             log.warning("request %s waits to be granted: %s", request.id, exc)
             self.inflight.discard(request.id)
-            return False
+            return None
         self.grant_waits.pop(request.id, None)
-        request.grant_round = current.grant_round
-        return True
+        return current
 
     def take_back(self, request: Request) -> None:
         """Revoke a grant the bot could not record, once."""
@@ -511,23 +464,13 @@ class Provisioner:
                 now = host.clock()
                 for claimed, (error, account) in results:
                     request = host.store.get(claimed.id)
-                    request.ending = request.ending or "expired"
-                    request.account = request.account or account
                     if error is None:
-                        final = Status.REVOKED if request.ending == "revoked" else Status.EXPIRED
-                        request.ended_at = now
-                        request.last_error = ""
-                        request.next_retry_at = None
-                        request.move(final, now, actor)
+                        final = request.end(now, actor, account)
                         self.owe_follow_up(request, "after_revoke")
                         ended = {"outcome": final.value, **grant_fields(request)}
                         done.append((request, error, final.value, ended))
                     else:
-                        request.revoke_attempts += 1
-                        delay = min(RETRY_FIRST * 2 ** (request.revoke_attempts - 1), RETRY_CAP)
-                        request.next_retry_at = now + delay
-                        request.last_error = error
-                        request.move(Status.REVOKE_FAILED, now, actor, error)
+                        request.fail_revoke(error, now, actor, account)
                         fields = {
                             "outcome": "revoke_failed",
                             "detail": f"attempt {request.revoke_attempts}: {error}",
@@ -550,44 +493,10 @@ class Provisioner:
         return notices
 
     def revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
-        host = self.host
-        if error is None:
-            void = host._cancel_pending_extensions(request)
-            if request.status is Status.EXPIRED:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) has expired and "
-                    f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} expired and was revoked."
-                )
-            else:
-                user_text = (
-                    f"Your access to {request.resource} (request {request.id}) was revoked"
-                    + (f" by {msg.who(actor)}." if actor != request.requester else ".")
-                )
-                channel_text = (
-                    f"Request {request.id}: {msg.who(request.requester)}'s access to "
-                    f"{request.resource} was revoked by {msg.who(actor)}."
-                )
-            return [
-                host._to_requester(request, user_text),
-                Notice("channel", request.channel, channel_text, request),
-                *void,
-            ]
-        return [
-            Notice(
-                "channel",
-                request.channel,
-                f"REVOKE FAILED for request {request.id} ({request.resource} for "
-                f"{msg.who(request.requester)}), attempt {request.revoke_attempts}: "
-                f"{msg.inert(error)}. Retrying at {msg.when(request.next_retry_at)}; "
-                "the access is still in place until a revoke succeeds.",
-                request,
-                "alert",
-            )
-        ]
+        if error is not None:
+            return [msg.revoke_failed(request)]
+        void = self.host._cancel_pending_extensions(request)
+        return [*msg.grant_ended(request, actor), *void]
 
     # -- extending ------------------------------------------------------------------
 
@@ -598,29 +507,18 @@ class Provisioner:
             grant = host.store.get(extension.extends)
             ended = grant is None or grant.status is not Status.ACTIVE
             if ended or grant.id in self.inflight:
-                why = (
-                    f"grant {extension.extends} had already ended; ask afresh with "
-                    f"`!access request {extension.resource} {format_duration(extension.duration)} <reason>`"
-                    if ended
-                    else f"grant {extension.extends} is being revoked right now"
-                )
+                why = msg.extension_not_applicable(extension, ended)
                 extension = host.store.get(extension.id)
-                extension.last_error = why
-                extension.move(Status.GRANT_FAILED, host.clock(), "bot", why)
+                extension.fail_grant(why, host.clock())
                 self.inflight.discard(extension.id)
                 host._commit(
                     extension, "extension_refused", "bot", outcome="grant_failed", detail=why
                 )
-                return [
-                    host._to_requester(
-                        extension, f"Your extension {extension.id} was not applied: {why}."
-                    )
-                ]
+                return [msg.extension_refused(extension)]
             self.inflight.add(grant.id)
         try:
             new_end = grant.expires_at + extension.duration
-            preview = grant.copy()
-            preview.expires_at = new_end
+            preview = grant.with_end(new_end)
             error = None
             try:
                 done = self.call(grant.strategy, "extend", payload_for("extend", preview))
@@ -631,17 +529,7 @@ class Provisioner:
                 extension = host.store.get(extension.id)
                 now = host.clock()
                 if error is None:
-                    grant.account = grant.account or done.account
-                    grant.expires_at = new_end
-                    grant.extensions += 1
-                    grant.reminder_sent = False  # a new end earns a new reminder
-                    grant.record(
-                        now,
-                        "extended",
-                        extension.decided_by or "policy",
-                        f"+{format_duration(extension.duration)}, now until "
-                        f"{msg.moment(new_end)} (extension {extension.id})",
-                    )
+                    grant.extend(extension, new_end, now, done.account)
                     host._commit(
                         grant,
                         "extended",
@@ -651,13 +539,10 @@ class Provisioner:
                         **grant_fields(grant),
                         extension=extension.id,
                     )
-                    extension.move(
-                        Status.EXTENDED, now, "bot", f"{grant.id} until {msg.moment(new_end)}"
-                    )
+                    extension.mark_applied(grant, now)
                     host._commit(extension, "extension_applied", "bot", outcome="extended")
                 else:
-                    extension.last_error = error
-                    extension.move(Status.GRANT_FAILED, now, "bot", error)
+                    extension.fail_grant(error, now)
                     host._commit(
                         extension, "extension_failed", "bot", outcome="grant_failed", detail=error
                     )
@@ -665,35 +550,8 @@ class Provisioner:
             self.inflight.discard(grant.id)
             self.inflight.discard(extension.id)
         if error is None:
-            return [
-                host._to_requester(
-                    grant,
-                    f"Your grant {grant.id} on {grant.resource} was extended by "
-                    f"{format_duration(extension.duration)} (extension {extension.id}): it now "
-                    f"ends {msg.when(grant.expires_at)}.",
-                ),
-                Notice(
-                    "channel",
-                    grant.channel,
-                    f"Extension {extension.id} approved: {msg.who(grant.requester)}'s grant "
-                    f"{grant.id} on {grant.resource} now ends {msg.when(grant.expires_at)}.",
-                    extension,
-                ),
-            ]
-        return [
-            host._to_requester(
-                grant,
-                f"Your extension {extension.id} was approved, but the target refused it: "
-                f"{msg.inert(error)}. Your grant still ends {msg.when(grant.expires_at)}.",
-            ),
-            Notice(
-                "channel",
-                grant.channel,
-                f"EXTENSION FAILED for {extension.id} (grant {grant.id}): {msg.inert(error)}.",
-                extension,
-                "alert",
-            ),
-        ]
+            return msg.extension_applied(grant, extension)
+        return msg.extension_failed(grant, extension)
 
     # -- follow-ups: what a grant or revoke owes -------------------------------------
 
@@ -702,8 +560,8 @@ class Provisioner:
         resource's `hook` is to run: so it runs once, even if the bot stops first."""
         policies = self.host.policies
         resource = policies.get(request.resource) if policies else None
-        if resource is not None and hook in resource.hooks and hook not in request.follow_ups_due:
-            request.follow_ups_due.append(hook)
+        if resource is not None and hook in resource.hooks:
+            request.owe_follow_up(hook)
 
     # -- the strategies ---------------------------------------------------------------
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from . import messages as msg
 from .audit import AuditLog
-from .domain import (
+from .domain import (  # noqa: F401 - RETRY_* are imported from here
+    RETRY_CAP,
+    RETRY_FIRST,
     Request,
     Status,
 )
@@ -44,12 +46,7 @@ from .policy import (
     run_hook,
 )
 from .policy_registry import PolicyRegistry, PolicyReload
-from .provisioner import (  # noqa: F401 - RETRY_* and the default are imported from here too
-    DEFAULT_STRATEGY_WORKERS,
-    RETRY_CAP,
-    RETRY_FIRST,
-    Provisioner,
-)
+from .provisioner import DEFAULT_STRATEGY_WORKERS, Provisioner
 from .queries import Queries
 from .results import Actor, Notice, Outcome
 from .store import RequestStore
@@ -453,16 +450,9 @@ class AccessService:
                 other = self.store.get(other.id)
                 if other.status is not Status.PENDING:
                     continue
-                other.move(Status.CANCELLED, self.clock(), "bot", f"grant {grant.id} ended")
+                other.cancel("bot", self.clock(), f"grant {grant.id} ended")
                 self._commit(other, "cancelled", "bot", outcome="cancelled", detail="grant ended")
-            notices.append(
-                Notice(
-                    "channel",
-                    other.channel,
-                    f"Extension request {other.id} is void: grant {grant.id} has ended.",
-                    other,
-                )
-            )
+            notices.append(msg.extension_void(other, grant.id))
         return notices
 
     # -- follow-up hooks: after_grant, after_revoke --------------------------------
@@ -515,19 +505,11 @@ class AccessService:
             current = self.store.get(request.id)
             if current is None or hook not in current.follow_ups_due:
                 return []  # recorded already (another bot's run)
-            current.follow_ups_due.remove(hook)
-            current.record(self.clock(), hook, "bot", f"{outcome}: {detail}" if detail else outcome)
+            current.settle_follow_up(
+                hook, self.clock(), f"{outcome}: {detail}" if detail else outcome
+            )
             self._commit(current, hook, "bot", outcome=outcome, detail=detail)
-        notices = [
-            self._to_requester(current, msg.inert(text, 1000))
-            if audience == "user"
-            else Notice("channel", current.channel, msg.inert(text, 1000), current)
-            for audience, text in told
-        ]
-        if outcome == "failed":
-            text = msg.follow_up_failed(current, hook, error)
-            notices.append(Notice("admins", "", text, current))
-        return notices
+        return msg.follow_up_notices(current, told, hook, error if outcome == "failed" else None)
 
     # -- the units the strategy calls use ------------------------------------------
 
@@ -542,9 +524,6 @@ class AccessService:
 
     def _audit(self, event: str, actor: str, **fields) -> None:
         self.uow.audit(event, actor, **fields)
-
-    def _to_requester(self, request: Request, text: str) -> Notice:
-        return msg.to_requester(request, text)
 
     def _ask_again(self, request: Request) -> str:
         return self.registry.ask_again(request)

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 from . import messages as msg
 from .approvers import static_members
 from .audit import AuditError
-from .domain import AccessError, Status, iso
+from .domain import AccessError, Status, iso, retry_delay
 from .policy import Resource
-from .service import RETRY_CAP, RETRY_FIRST, AccessService, Actor, Notice
+from .service import RETRY_FIRST, AccessService, Actor, Notice
 from .standing import (
     Allowed,
     Explainer,
@@ -344,7 +344,7 @@ class StandingSweep:
                 self.store.save_standing(resource.name, state.to_dict())
                 return [current], []
             current.attempts += 1
-            current.next_try_at = now + min(RETRY_FIRST * 2 ** (current.attempts - 1), RETRY_CAP)
+            current.next_try_at = now + retry_delay(current.attempts)
             current.last_error = error
             detail = f"attempt {current.attempts}: {error}"
             self._append(
