@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from accessbot.domain import Status
+from accessbot.domain import EVER_GRANTED, Status
 from accessbot.memory_store import MemoryStore
-from accessbot.store import ConflictError, TinyDBStore
+from accessbot.store import ConflictError, SinkCursor, TinyDBStore
 from tests.conftest import START
 from tests.test_domain import make_request
 from tests.test_store import active
@@ -241,3 +241,97 @@ def test_the_look_ups_give_the_same_answers_as_a_scan_through_random_changes(bac
         return next(opened, backend.reopen)()
 
     check_indexes_through_random_changes(open_store, seed=11, count=30, steps=150, reopen_every=50)
+
+
+def test_an_archived_request_is_found_in_its_latest_version_after_a_restart(backend):
+    store = backend.open()
+    glass = finished(active("glass2", review_required=True))
+    store.save(glass)
+    assert [r.id for r in store.awaiting_review()] == ["glass2"]
+    glass.reviewed_at, glass.reviewed_by = START, "alice"
+    store.save(glass)  # a finished request saved again
+    again = backend.reopen()
+    assert again.get("glass2").reviewed_by == "alice" and again.get("glass2").version == 2
+    assert again.awaiting_review() == [] and again.live() == []
+    assert [r.id for r in again.archived()] == ["glass2"]
+    stale = again.get("glass2")
+    stale.version = 1
+    with pytest.raises(ConflictError, match="glass2"):
+        again.save(stale)
+
+
+def test_the_live_look_ups_by_requester_status_and_grant(backend):
+    store = backend.open()
+    grant = active("grant2")
+    extension = make_request(id="exte22", extends="grant2")
+    other = make_request(id="othr22", requester="dave", created_at=START + timedelta(minutes=1))
+    store.save_many([grant, extension, other])
+    assert [r.id for r in store.live_of("carol")] == ["exte22", "grant2"]  # by time, then id
+    assert [r.id for r in store.live_in([Status.PENDING])] == ["exte22", "othr22"]
+    assert [r.id for r in store.extensions_of("grant2")] == ["exte22"]
+    assert store.live_counts() == {Status.ACTIVE: 1, Status.PENDING: 2}
+    assert [r.id for r in store.pending_created_before(START)] == ["exte22"]
+    assert store.exists("othr22") and not store.exists("nope22")
+
+
+def test_history_counts_live_and_finished_requests_but_not_extensions(backend):
+    store = backend.open()
+    old = finished(active("old222", created_at=START - timedelta(days=40)), Status.EXPIRED)
+    recent = finished(active("rcnt22"), Status.REVOKED)
+    denied = finished(make_request(id="deny22"), Status.DENIED)
+    live = active("live22")
+    extension = finished(make_request(id="exte22", extends="live22"), Status.DENIED)
+    elsewhere = active("else22", resource="prod-shell")
+    store.save_many([old, recent, denied, live, extension, elsewhere])
+    for restart in (False, True):
+        current = backend.reopen() if restart else store
+        ever = current.history_count("carol", "prod-db", EVER_GRANTED, None)
+        assert ever == 3
+        since = START - timedelta(days=30)
+        assert current.history_count("carol", "prod-db", EVER_GRANTED, since) == 2
+        assert current.history_count("carol", "prod-db", [Status.DENIED], None) == 1
+        assert current.history_count("dave", "prod-db", EVER_GRANTED, None) == 0
+
+
+def test_follow_ups_owed_are_found_live_and_finished(backend):
+    store = backend.open()
+    owed_live = active("owel22", follow_ups_due=["after_grant"])
+    owed_done = finished(active("owed22", follow_ups_due=["after_revoke"]))
+    store.save_many([owed_live, owed_done, active("none22")])
+    again = backend.reopen()
+    assert [r.id for r in again.follow_ups_due()] == ["owed22", "owel22"]  # by time, then id
+    owed_done = again.get("owed22")
+    owed_done.follow_ups_due = []
+    again.save(owed_done)
+    assert [r.id for r in again.follow_ups_due()] == ["owel22"]
+
+
+def test_standing_documents_are_replaced_forgotten_and_kept_over_a_restart(backend):
+    store = backend.open()
+    store.save_standing("prod-db", {"findings": [{"user": "mallory"}]})
+    store.save_standing("prod-shell", {"findings": []})
+    store.save_standing("prod-db", {"findings": [{"user": "eve"}]})
+    store.save_standing("prod-shell", None)
+    copy = store.standing()
+    copy["prod-db"]["findings"].clear()  # a copy: the store keeps its own
+    again = backend.reopen()
+    assert again.standing() == {"prod-db": {"findings": [{"user": "eve"}]}}
+
+
+def test_a_sink_cursor_never_moves_back_and_is_kept_over_a_restart(backend):
+    store = backend.open()
+    assert store.sink_cursor("splunk") is None
+    store.save_sink_cursor(SinkCursor("splunk", 12, "h12", "2026-11-24T09:00:00Z"))
+    store.save_sink_cursor(SinkCursor("splunk", 7, "h7", None, "HTTP 503", "2026-11-24T10:00:00Z"))
+    again = backend.reopen()
+    cursor = again.sink_cursor("splunk")
+    assert (cursor.seq, cursor.hash, cursor.error) == (12, "h12", "HTTP 503")
+    assert again.sink_cursor("other") is None
+
+
+def test_a_transaction_lets_its_exception_through(backend):
+    store = backend.open()
+    with pytest.raises(RuntimeError), store.transaction():
+        raise RuntimeError("a decision that failed")
+    store.save(make_request(id="aftr22"))  # the store is usable afterwards
+    assert store.exists("aftr22")

@@ -10,6 +10,7 @@ bot started again on the same files would find them."""
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Iterator, MutableSet
 from contextlib import AbstractContextManager, nullcontext
@@ -85,8 +86,8 @@ class MemoryStore(IndexedStore):
         with self.lock:
             if state is None:
                 self._standing.pop(resource, None)
-            else:
-                self._standing[resource] = copy.deepcopy(state)
+            else:  # as the TinyDB store keeps it: JSON
+                self._standing[resource] = json.loads(json.dumps(state, default=str))
 
     def sink_cursor(self, name: str) -> SinkCursor | None:
         with self._cursors_lock:
