@@ -12,7 +12,7 @@ from accessbot.scheduler import SoleLeader
 from accessbot.service import AccessService, Actor
 from accessbot.settings import parse_sinks
 from accessbot.sinks import AuditSinks
-from accessbot.store import TinyDBStore
+from accessbot.store import RequestStore, TinyDBStore
 from tests.conftest import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
@@ -76,8 +76,11 @@ def build_service(
     db_url: str | None = None,
     lease_seconds: float = 10.0,
     connect_timeout: float = 10.0,
+    store: RequestStore | None = None,
 ) -> AccessService:
-    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`."""
+    """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`;
+    or on `store` (a MemoryStore, for tests that need no files for the requests) and the
+    audit file."""
     policy_file(tmp_path / "policies", "prod.py", two_resource_policy(url))
     data = tmp_path / "data"
     if db_url:
@@ -86,7 +89,7 @@ def build_service(
         db = Database(db_url, lease_seconds=lease_seconds, connect_timeout=connect_timeout)
         store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
     else:
-        store = TinyDBStore(data / "access.json")
+        store = store if store is not None else TinyDBStore(data / "access.json")
         audit = AuditLog(data / "audit.jsonl", clock, audit_max_bytes)
     return AccessService(
         store=store,
