@@ -30,7 +30,6 @@ class MemoryStore(IndexedStore):
         self._standing: dict[str, dict] = {}
         self._cursors: dict[str, SinkCursor] = {}
         self._cursors_lock = threading.Lock()
-        self.closed = False
 
     def reopen(self) -> MemoryStore:
         """A new store with what this one saved, as after a restart (this one is closed)."""
@@ -103,4 +102,4 @@ class MemoryStore(IndexedStore):
             self._cursors[cursor.name] = cursor
 
     def close(self) -> None:
-        self.closed = True
+        """Nothing to let go of: what it holds stays for `reopen`."""

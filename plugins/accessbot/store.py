@@ -338,10 +338,6 @@ class TinyDBStore(IndexedStore):
             self._release()
             raise
 
-    @property
-    def compact_after(self) -> int:
-        return self._journal.fold_after
-
     # -- loading -------------------------------------------------------------------
 
     def _load(self) -> None:

@@ -125,10 +125,6 @@ class JournalMiddleware(Middleware):
             self.fold()
         return self
 
-    @property
-    def journal_lines(self) -> int:
-        return self._lines
-
     def read(self) -> dict:
         return self._data
 
