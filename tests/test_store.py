@@ -13,6 +13,7 @@ from tinydb import TinyDB
 
 from accessbot.domain import Status
 from accessbot.store import StoreError, TinyDBStore
+from accessbot.tinydb_journal import AtomicJSONStorage, JournalMiddleware
 from tests.conftest import PLUGINS, START, accessbot
 from tests.test_domain import make_request
 
@@ -72,6 +73,10 @@ def test_an_unwritable_store_raises_and_keeps_the_old_state(tmp_path):
         (tmp_path / "db-away").rename(tmp_path / "db")
     assert [r.id for r in store.live()] == ["keep22"]
     assert [r.id for r in TinyDBStore(tmp_path / "db" / "access.json").live()] == ["keep22"]
+    store.save(make_request(id="lost22", requester="dave"))  # the disk is back: it goes in
+    store.close()
+    documents = TinyDB(tmp_path / "db" / "access.json").all()
+    assert sorted(doc["id"] for doc in documents) == ["keep22", "lost22"]
 
 
 # -- the TinyDB file as TinyDB itself reads it ------------------------------------------
@@ -211,3 +216,15 @@ def test_a_process_holding_the_store_keeps_out_a_second_one(tmp_path):
     store.close()
     assert done.returncode == 1
     assert f"in use by another process (pid {os.getpid()}" in done.stderr
+
+
+def test_the_journal_middleware_serves_plain_tinydb_too(tmp_path):
+    """Writes it is not told about (TinyDB's own table class) are folded at once."""
+    path = tmp_path / "plain.json"
+    db = TinyDB(path, storage=JournalMiddleware(AtomicJSONStorage))
+    first = db.insert({"name": "first"})
+    db.insert({"name": "second"})
+    db.remove(doc_ids=[first])
+    assert [doc["name"] for doc in TinyDB(path).all()] == ["second"]  # already on disk
+    db.close()
+    assert [doc["name"] for doc in TinyDB(path, storage=JournalMiddleware()).all()] == ["second"]

@@ -58,7 +58,7 @@ from .durable import ConflictError as ConflictError  # the port's errors, import
 from .durable import StoreError as StoreError
 from .durable import fsync_dir as fsync_dir
 from .live_index import IndexedStore, _history_entry
-from .tinydb_journal import FOLD_AFTER, AtomicJSONStorage, JournalMiddleware
+from .tinydb_journal import FOLD_AFTER, AtomicJSONStorage, JournalDB, JournalMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ class TinyDBStore(IndexedStore):
         self._archive_indexed_to = 0  # how much of the archive the index file covers
         self._doc_ids: dict[str, int] = {}  # request id -> its TinyDB document id
         self._journal = JournalMiddleware(AtomicJSONStorage, fold_after=compact_after)
-        self._db: TinyDB | None = None
+        self._db: JournalDB | None = None
         self._process_lock = ProcessLock(files.lock, self.path)
         self._process_lock.acquire()
         self._open_lock = FileLock(files.open_lock)
@@ -349,7 +349,7 @@ class TinyDBStore(IndexedStore):
             with self._write_lock.held(exclusive=False):  # it may cut torn tails, or fold
                 self._index_archive()
                 self._upgrade()
-                self._db = TinyDB(str(self.path), storage=self._journal)  # folds a journal
+                self._db = JournalDB(str(self.path), storage=self._journal)  # folds a journal
                 self._requests = self._db.table(TABLE)
                 self._load_live()
         finally:
@@ -409,8 +409,9 @@ class TinyDBStore(IndexedStore):
 
     def _old_journal(self) -> Iterator[dict]:
         """The whole lines of a journal of the old layout (each a request), in order."""
+        offset = 0
         with open(self.journal_path, "rb") as handle:
-            for offset, line in enumerate(handle):
+            for line in handle:
                 if not line.endswith(b"\n"):
                     return  # torn by a crash, never acknowledged
                 try:
@@ -418,10 +419,11 @@ class TinyDBStore(IndexedStore):
                     record["id"]  # noqa: B018 - it must have one
                 except (ValueError, KeyError, TypeError) as exc:
                     raise StoreError(
-                        f"{self.journal_path} has a damaged line {offset + 1} ({exc}). "
+                        f"{self.journal_path} has a damaged line at byte {offset} ({exc}). "
                         "The bot will not start on a damaged store: restore the data "
                         "directory from a backup."
                     ) from exc
+                offset += len(line)
                 yield record
 
     def _index_archive(self) -> None:
@@ -599,11 +601,10 @@ class TinyDBStore(IndexedStore):
                 if changed:
                     by_id = {doc["id"]: doc for doc in changed.values()}
                     self._requests.update(lambda doc: doc.update(by_id[doc["id"]]), doc_ids=changed)
-                if new:
-                    inserted = self._requests.insert_multiple(new)
-                    told.update(inserted)
-                    for doc, doc_id in zip(new, inserted):
-                        self._doc_ids[doc["id"]] = doc_id
+                inserted = self._requests.insert_multiple(new) if new else []
+                told.update(inserted)
+            # Written: only now do the new documents' ids count (a failure kept none).
+            self._doc_ids.update((doc["id"], doc_id) for doc, doc_id in zip(new, inserted))
         for request in finished:
             self._doc_ids.pop(request.id, None)
         for request in live:

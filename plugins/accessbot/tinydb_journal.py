@@ -1,7 +1,11 @@
 """Crash safety for TinyDB, through TinyDB's own extension points (a Storage and a
-Middleware); the TinyDB store (`store.TinyDBStore`) opens its database with them:
+Middleware, and a Table class); the TinyDB store (`store.TinyDBStore`) opens its
+database with them:
 
-    TinyDB("data/access.json", storage=JournalMiddleware(AtomicJSONStorage))
+    JournalDB("data/access.json", storage=JournalMiddleware(AtomicJSONStorage))
+
+`JournalDB` is TinyDB whose tables (`JournalTable`) change the stored table in place, so
+a write costs what it changes, not a pass over every document.
 
 `AtomicJSONStorage` keeps the whole database as one JSON file, written by temp file +
 fsync + `os.replace`, so a crash leaves the old file or the new one, never half of one.
@@ -28,12 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from tinydb import TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
+from tinydb.table import Table
 
 from .durable import AppendFile, StoreError, atomic_write, damaged
 
@@ -95,6 +101,56 @@ class AtomicJSONStorage(Storage):
         pass
 
 
+class _IntIds(MutableMapping):
+    """A stored table (ids as strings, as JSON keeps them) as TinyDB's write path sees
+    it: integer document ids."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+
+    def __getitem__(self, doc_id):
+        return self.raw[str(doc_id)]
+
+    def __setitem__(self, doc_id, doc) -> None:
+        self.raw[str(doc_id)] = doc
+
+    def __delitem__(self, doc_id) -> None:
+        del self.raw[str(doc_id)]
+
+    def __contains__(self, doc_id) -> bool:
+        return str(doc_id) in self.raw
+
+    def __iter__(self):
+        return (int(key) for key in self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+class JournalTable(Table):
+    """TinyDB's table, but a write changes the stored table in place: TinyDB's own write
+    path (`Table._update_table`) copies the whole table twice to convert every id, a
+    pass over all live requests for each write; this one costs what the write changes.
+    The same documents and ids either way (tinydb is pinned in requirements.txt, as
+    this replaces one of its internal methods)."""
+
+    def _update_table(self, updater: Callable[[MutableMapping], None]) -> None:
+        tables = self._storage.read()
+        if tables is None:
+            tables = {}
+        updater(_IntIds(tables.setdefault(self.name, {})))
+        self._storage.write(tables)
+        self.clear_cache()
+
+
+class JournalDB(TinyDB):
+    """TinyDB with `JournalTable`s (open it with `storage=JournalMiddleware(...)`)."""
+
+    table_class = JournalTable
+
+
 class JournalMiddleware(Middleware):
     """TinyDB middleware: the database in memory, each write's changed documents
     appended to a journal (fsynced) before it returns, the journal folded into the
@@ -141,20 +197,23 @@ class JournalMiddleware(Middleware):
         the journal, fsynced, in one write. If that fails (StoreError) or the block
         raises, the database in memory is as it was before."""
         told = {str(i) for i in doc_ids}
-        before = self._data.get(table, {})
+        raw = self._data.setdefault(table, {})
         # TinyDB updates a document in place: let it change copies, keep the originals.
-        saved = {k: before[k] for k in told if k in before}
+        saved = {k: raw[k] for k in told if k in raw}
         for key, doc in saved.items():
-            before[key] = dict(doc)
+            raw[key] = dict(doc)
         self._told = told
         try:
             yield told
             self._journal_changes(table, told)
         except BaseException:
-            before.update(saved)
-            self._data[table] = before
+            # Back as it was, whether the table was changed in place (JournalTable) or
+            # replaced by a new one (TinyDB's own Table).
+            self._data[table] = raw
             for key in told:
-                self._texts.pop((table, key), None)
+                raw.pop(str(key), None)
+                self._texts.pop((table, str(key)), None)
+            raw.update(saved)
             raise
         finally:
             self._told = None
@@ -170,7 +229,7 @@ class JournalMiddleware(Middleware):
         docs = self._data.get(table, {})
         name = json.dumps(table)
         lines, texts = [], {}
-        for key in sorted(map(str, told), key=int):
+        for key in sorted({str(k) for k in told}, key=int):  # ids as TinyDB stores them
             doc = docs.get(key)
             text = "null" if doc is None else render(table, key, doc)
             texts[(table, key)] = text
