@@ -582,35 +582,44 @@ class TinyDBStore(IndexedStore):
         finished = [r for r in requests if r.is_final]
         live = [r for r in requests if not r.is_final]
         if finished:
-            lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
-            data = "".join(line + "\n" for line in lines).encode()
-            offset = self._archive.append(data, self.archive_path)
-            for request, line in zip(finished, lines):
-                first = request.id not in self._archive_index
-                self._archive_index[request.id] = offset
-                offset += len(line.encode()) + 1
-                self._finish(request, first)
+            self._append_to_archive(finished)
         folds = self._journal.folds
-        gone = [self._doc_ids[r.id] for r in finished if r.id in self._doc_ids]
-        changed = {self._doc_ids[r.id]: r.to_dict() for r in live if r.id in self._doc_ids}
-        new = [r.to_dict() for r in live if r.id not in self._doc_ids]
-        if gone or changed or new:
-            with self._journal.changing(TABLE, [*gone, *changed]) as told:
-                if gone:
-                    self._requests.remove(doc_ids=gone)
-                if changed:
-                    by_id = {doc["id"]: doc for doc in changed.values()}
-                    self._requests.update(lambda doc: doc.update(by_id[doc["id"]]), doc_ids=changed)
-                inserted = self._requests.insert_multiple(new) if new else []
-                told.update(inserted)
-            # Written: only now do the new documents' ids count (a failure kept none).
-            self._doc_ids.update((doc["id"], doc_id) for doc, doc_id in zip(new, inserted))
+        self._put_in_table(finished, live)
         for request in finished:
             self._doc_ids.pop(request.id, None)
         for request in live:
             self._take(request)
         if self._journal.folds != folds:
             self._save_archive_index()  # at a fold, as it is written seldom
+
+    def _append_to_archive(self, finished: list[Request]) -> None:
+        lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
+        data = "".join(line + "\n" for line in lines).encode()
+        offset = self._archive.append(data, self.archive_path)
+        for request, line in zip(finished, lines):
+            first = request.id not in self._archive_index
+            self._archive_index[request.id] = offset
+            offset += len(line.encode()) + 1
+            self._finish(request, first)
+
+    def _put_in_table(self, finished: list[Request], live: list[Request]) -> None:
+        """The TinyDB side of a write: the finished removed, the live updated or
+        inserted, all in one journal append."""
+        gone = [self._doc_ids[r.id] for r in finished if r.id in self._doc_ids]
+        changed = {self._doc_ids[r.id]: r.to_dict() for r in live if r.id in self._doc_ids}
+        new = [r.to_dict() for r in live if r.id not in self._doc_ids]
+        if not (gone or changed or new):
+            return
+        with self._journal.changing(TABLE, [*gone, *changed]) as told:
+            if gone:
+                self._requests.remove(doc_ids=gone)
+            if changed:
+                by_id = {doc["id"]: doc for doc in changed.values()}
+                self._requests.update(lambda doc: doc.update(by_id[doc["id"]]), doc_ids=changed)
+            inserted = self._requests.insert_multiple(new) if new else []
+            told.update(inserted)
+        # Written: only now do the new documents' ids count (a failure kept none).
+        self._doc_ids.update((doc["id"], doc_id) for doc, doc_id in zip(new, inserted))
 
     def compact(self) -> None:
         """Fold the journal into the TinyDB file now (it happens by itself as it grows)."""
