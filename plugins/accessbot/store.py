@@ -3,11 +3,12 @@
 `TinyDBStore` keeps the live requests (pending, approved, active, revoke_failed) in a
 TinyDB database, `data/access.json`: its default table (`_default`) holds one document
 per live request (`Request.to_dict()`, under TinyDB's integer document ids), so
-`TinyDB("data/access.json").all()` lists them. It is opened with a Storage and a
-Middleware of ours (tinydb_journal.py): each write appends the documents it changed to
-a write-ahead journal (`access.journal.jsonl`, fsynced), folded into the file (temp
-file, fsync, `os.replace`) as it grows, at start and at a clean close; so the file is
-always a complete TinyDB database of some recent moment. The live requests are also
+`TinyDB("data/access.json").all()` lists them. It is opened with a Storage, a
+Middleware and a Table class of ours (tinydb_journal.py): each write appends the
+documents it changed to a write-ahead journal (`access.journal.jsonl`, fsynced), folded
+into the file (temp file, fsync, `os.replace`) as it grows, at start (after a crash) and
+at a clean close; so the file is always a complete TinyDB database of some recent
+moment, and a write costs what it changes, not the number of live requests. The live requests are also
 held in memory with indexes (live_index.py), so a read costs what it returns. Finished
 requests move to an append-only JSONL archive (`access.archive.jsonl`) with an
 id -> offset index. No TinyDB query leaves this module: a PostgreSQL store and an
