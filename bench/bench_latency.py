@@ -4,9 +4,10 @@ The round trip of `!access request` (its reply and the approval card) with 0, 10
 and 100,000 finished requests in history, as a ratio to errbot's built-in `!echo`
 measured in the same run, interleaved. Also `!access show` of an archived request and
 `!access audit` (the newest 20 events, and a filter that matches nothing, which reads
-the whole log) for scale.
+the whole log) for scale. Then the same request with 100, 1,000 and 10,000 live requests
+(active grants) in the store and no history (`--live-only` runs just that table).
 
-    .venv/bin/python bench/bench_latency.py [--quick]
+    .venv/bin/python bench/bench_latency.py [--quick] [--live-only]
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _common import (
@@ -28,9 +29,11 @@ from _common import (
     write_history,
     write_policy,
 )
+from _common import active as active_grants
 from _common import finished as finished_requests
 
 SIZES = (0, 10_000, 100_000)
+LIVE_SIZES = (100, 1_000, 10_000)
 TARGET_URL = "http://127.0.0.1:9/never-called"  # requests wait for approval: no calls
 
 
@@ -40,15 +43,18 @@ def timed(bot: Bot, user: str, text: str, replies: int) -> float:
     return time.perf_counter() - start
 
 
-def run(size: int, reps: int) -> dict:
+def run(size: int, reps: int, live: int = 0) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_policy(tmp / "policies", TARGET_URL)
-        history = finished_requests(size, TARGET_URL, datetime.now(UTC))
+        now = datetime.now(UTC)
+        history = finished_requests(size, TARGET_URL, now)
+        # Active grants that end tomorrow: live, and nothing for the scheduler to do.
+        history += active_grants(live, TARGET_URL, now, lambda n: now + timedelta(days=1))
         built = time.perf_counter()
         write_history(tmp / "data", history)
         built = time.perf_counter() - built
-        archived_id = history[size // 2].id if history else None
+        archived_id = history[size // 2].id if size else None
         del history
         bot = Bot(tmp / "data", tmp / "policies")
         bot.start()
@@ -76,28 +82,46 @@ def run(size: int, reps: int) -> dict:
     return {"echo": echo, "request": request, "built": built, **extra}
 
 
+def request_row(label: str, reps: int, result: dict) -> list[str]:
+    echo, request = result["echo"], result["request"]
+    return [
+        label,
+        str(reps),
+        ms(median(echo)),
+        ms(percentile(echo, 99)),
+        ms(median(request)),
+        ms(percentile(request, 99)),
+        f"{median(request) / median(echo):.2f}x",
+        f"{percentile(request, 99) / percentile(echo, 99):.2f}x",
+        f"{percentile(request, 99) / median(echo):.2f}x",
+    ]
+
+
+RATIOS = ["p50 ratio (<=2x)", "p99 ratio (<=4x)", "p99 / echo p50"]
+LATENCY = ["runs", "echo p50", "echo p99", "request p50", "request p99", *RATIOS]
+
+
+def live_table(quick: bool) -> None:
+    header("`!access request` vs live requests in the store, no history (ms)")
+    rows = []
+    for live in LIVE_SIZES:
+        reps = 60 if quick else 300
+        rows.append(request_row(f"{live:,}", reps, run(0, reps, live=live)))
+    table(rows, ["live", *LATENCY])
+
+
 def main() -> None:
     quiet_logs()
     quick = "--quick" in sys.argv
+    if "--live-only" in sys.argv:
+        live_table(quick)
+        return
     header("Target 1: command latency through TestBot vs history size (ms)")
     rows, extras = [], []
     for size in SIZES:
         reps = 60 if quick else (300 if size < 100_000 else 200)
         result = run(size, reps)
-        echo, request = result["echo"], result["request"]
-        rows.append(
-            [
-                f"{size:,}",
-                str(reps),
-                ms(median(echo)),
-                ms(percentile(echo, 99)),
-                ms(median(request)),
-                ms(percentile(request, 99)),
-                f"{median(request) / median(echo):.2f}x",
-                f"{percentile(request, 99) / percentile(echo, 99):.2f}x",
-                f"{percentile(request, 99) / median(echo):.2f}x",
-            ]
-        )
+        rows.append(request_row(f"{size:,}", reps, result))
         extras.append(
             [
                 f"{size:,}",
@@ -107,20 +131,7 @@ def main() -> None:
                 ms(median(result["audit_scan"])),
             ]
         )
-    table(
-        rows,
-        [
-            "finished",
-            "runs",
-            "echo p50",
-            "echo p99",
-            "request p50",
-            "request p99",
-            "p50 ratio (<=2x)",
-            "p99 ratio (<=4x)",
-            "p99 / echo p50",
-        ],
-    )
+    table(rows, ["finished", *LATENCY])
     print()
     table(
         extras,
@@ -132,6 +143,8 @@ def main() -> None:
             "audit scan-all p50",
         ],
     )
+    print()
+    live_table(quick)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from accessbot.scheduler import SoleLeader
 from accessbot.service import AccessService, Actor
 from accessbot.settings import Settings, parse_sinks
 from accessbot.sinks import AuditSinks
-from accessbot.store import TinyDBStore
+from accessbot.store import RequestStore, TinyDBStore
 from tests.conftest import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
@@ -90,10 +90,12 @@ def build_service(
     lease_seconds: float = 10.0,
     connect_timeout: float = 10.0,
     policy: str | None = None,
+    store: RequestStore | None = None,
     **options,
 ) -> AccessService:
     """A service on TinyDB and the audit file in tmp_path, or on PostgreSQL at `db_url`;
-    `policy` replaces the two-resource policy, `options` go to AccessService."""
+    or on `store` (a MemoryStore, for tests that need no files for the requests) and the
+    audit file. `policy` replaces the two-resource policy, `options` go to the service."""
     policy_file(tmp_path / "policies", "prod.py", policy or two_resource_policy(url))
     data = tmp_path / "data"
     if db_url:
@@ -102,7 +104,7 @@ def build_service(
         db = Database(db_url, lease_seconds=lease_seconds, connect_timeout=connect_timeout)
         store, audit = PostgresStore(db), PostgresAuditLog(db, clock)
     else:
-        store = TinyDBStore(data / "access.json")
+        store = store if store is not None else TinyDBStore(data / "access.json")
         audit = AuditLog(data / "audit.jsonl", clock, audit_max_bytes)
     return wired(
         store, audit, tmp_path / "policies", clock, pending_timeout=timedelta(hours=1), **options

@@ -50,6 +50,7 @@ def test_killed_mid_write_many_times_the_db_loads_and_keeps_every_acknowledged_w
             stored = store.get(rid)
             assert stored is not None, f"acknowledged request {rid} was lost"
             assert ORDER[stored.status.value] >= ORDER[status], (rid, status, stored.status)
+        store.close()  # the next child opens it: one process at a time
 
     audit = AuditLog(tmp_path / "data" / "audit.jsonl", FakeClock())
     audit.append("check", actor="test")  # cuts a torn tail left by the last kill, if any

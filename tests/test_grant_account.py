@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from accessbot.memory_store import MemoryStore
 from accessbot.store import TinyDBStore
 from tests.builders import build_service, person
 from tests.conftest import FakeClock
@@ -42,7 +43,7 @@ def test_the_grant_records_the_account_and_the_answer_and_they_survive_a_restart
 
 def test_a_grant_made_without_an_account_learns_it_from_the_revoke(tmp_path, target):
     clock = FakeClock()
-    service = build_service(tmp_path, clock, target.url)
+    service = build_service(tmp_path, clock, target.url, store=MemoryStore())
     rid = granted(service)
     assert service.store.get(rid).account is None
 
@@ -55,7 +56,7 @@ def test_a_grant_made_without_an_account_learns_it_from_the_revoke(tmp_path, tar
 
 def test_revokes_on_the_pool_record_the_accounts_they_learn(tmp_path, target):
     clock = FakeClock()
-    service = build_service(tmp_path, clock, target.url)
+    service = build_service(tmp_path, clock, target.url, store=MemoryStore())
     service.strategy_workers = 4
     ids = [granted(service, f"user{n}") for n in range(6)]
     target.answer = {"account": "learnt-on-revoke"}

@@ -26,17 +26,18 @@ def deployment(tmp_path, webhook, monkeypatch):
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=31))
     service = build_service(tmp_path, clock, webhook.url, audit_max_bytes=16384)
     ids = month_of_activity(service, clock, webhook)
+    service.store.close()  # the bot stopped: the store's lock file keeps out other processes
     return tmp_path, ids, clock
 
 
 def test_migrate_copies_live_records_archive_and_audit_and_checks_them(deployment, pg_url):
     root, ids, _ = deployment
-    source = TinyDBStore(root / "data" / "access.json")
     files = chain_files(root / "data" / "audit.jsonl")
     assert len(files) > 1  # rotated: the chain spans files
 
     code, out, err = deployed("migrate", "--to", pg_url, cwd=root)
     assert code == 0, err
+    source = TinyDBStore(root / "data" / "access.json")  # after migrate let go of it
     assert f"copied {len(source.live())} live and {len(list(source.archived()))} archived" in out
     assert "counts checked; audit log intact" in out
     assert "Now set ACCESS_DB_URL=" in out
@@ -55,6 +56,7 @@ def test_migrate_copies_live_records_archive_and_audit_and_checks_them(deploymen
         assert list(audit.lines()) == file_lines  # byte for byte: the same chain
     finally:
         db.close()
+        source.close()
 
 
 def test_the_bots_continue_the_migrated_chain(deployment, pg_url, webhook):

@@ -29,6 +29,14 @@ def flip(path, needle: bytes = b'":') -> None:
     path.write_bytes(bytes(data))
 
 
+def crashed_journal(data):
+    """The journal as a crash leaves it: a clean stop folds it into access.json, so write
+    once more without closing (as a killed bot would) and hand back its path."""
+    store = TinyDBStore(data / "access.json")
+    store.save(store.live()[0])
+    return data / "access.journal.jsonl"  # the store is left open: nothing is folded
+
+
 @pytest.mark.parametrize("damaged", ["access.journal.jsonl", "access.json"])
 def test_a_flipped_byte_in_the_store_still_revokes_a_grant_on_schedule(
     damaged, bot_factory, policy_dir, webhook, clock, tmp_path
@@ -42,7 +50,9 @@ def test_a_flipped_byte_in_the_store_still_revokes_a_grant_on_schedule(
         store = TinyDBStore(tmp_path / "data" / "access.json")
         store.compact()  # the grants move from the journal into the snapshot
         store.close()
-    flip(tmp_path / "data" / damaged)
+    flip(
+        crashed_journal(tmp_path / "data") if "journal" in damaged else tmp_path / "data" / damaged
+    )
 
     chat = bot_factory()
     assert webhook.count("revoke", rid) == 0  # not before its end
@@ -62,7 +72,7 @@ def damaged_bot(bot_factory, policy_dir, webhook, tmp_path, caplog, durations=("
     chat = bot_factory()
     ids = [granted(chat, who, d) for who, d in zip(("carol", "dave", "erin"), durations)]
     bot_factory.stop_last()
-    flip(tmp_path / "data" / "access.journal.jsonl")
+    flip(crashed_journal(tmp_path / "data"))
     with caplog.at_level(logging.WARNING):
         chat = bot_factory()
         said = sent_at_start(chat, caplog)
@@ -170,7 +180,7 @@ def test_a_failed_revoke_rebuilt_from_the_audit_is_retried_at_once(
     chat.wait_for(APPROVALS, f"REVOKE FAILED for request {rid}")
     bot_factory.stop_last()
     webhook.set_status(200)
-    flip(tmp_path / "data" / "access.journal.jsonl")
+    flip(crashed_journal(tmp_path / "data"))
 
     chat = bot_factory()  # the start-up pass retries it, before the bot answers
 

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import timedelta
 
 from accessbot.domain import AccessError, Status
+from accessbot.memory_store import MemoryStore
 from accessbot.settings import Settings, SettingsError
 from tests.builders import build_service, person
 from tests.conftest import FakeClock, policy_file, request_id, webhook_policy
@@ -20,7 +21,7 @@ GRANTS = 120
 
 def grants_ending_together(tmp_path, clock, url, workers=8):
     os.environ["TEST_HOOK_SECRET"] = "s3cret"
-    service = build_service(tmp_path, clock, url)
+    service = build_service(tmp_path, clock, url, store=MemoryStore())
     service.strategy_workers = workers
     ids = []
     for number in range(GRANTS):

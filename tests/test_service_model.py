@@ -1,7 +1,7 @@
 """A stateful property test over the use cases: random requests, approvals, denials,
 cancels, extensions, revokes, clock jumps, restarts and target failures against the real
-service (TinyDB store and audit files in a temporary directory) and a webhook target on
-127.0.0.1. After every step the rules a security team relies on must hold:
+service (the in-memory store, which a restart reopens with what was saved, and the audit
+file in a temporary directory) and a webhook target on 127.0.0.1. After every step the rules a security team relies on must hold:
 
 - nothing is granted without its approvals;
 - once the target answers, no grant outlives its end by more than the retry schedule;
@@ -24,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from accessbot.audit import verify_chain
 from accessbot.domain import AccessError, Status
+from accessbot.memory_store import MemoryStore
 from accessbot.service import RETRY_CAP
 from tests.builders import build_service, person
 from tests.conftest import FakeClock
@@ -40,7 +41,7 @@ class AccessModel(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="accessbot-model-"))
         self.target = WebhookTarget(secret="s3cret")
         self.clock = FakeClock()
-        self.service = build_service(self.dir, self.clock, self.target.url)
+        self.service = build_service(self.dir, self.clock, self.target.url, store=MemoryStore())
         self.ids: list[str] = []
         self.target_ok = True
 
@@ -141,8 +142,9 @@ class AccessModel(RuleBasedStateMachine):
 
     @rule()
     def restart(self):
-        self.service.store.close()
-        self.service = build_service(self.dir, self.clock, self.target.url)
+        # What a bot started again finds: what was saved (the store), the audit file.
+        store = self.service.store.reopen()
+        self.service = build_service(self.dir, self.clock, self.target.url, store=store)
         self.service.tick()  # what the plugin does first at start
 
     # -- what must always hold ----------------------------------------------------------

@@ -1,14 +1,20 @@
-"""The store port: the same behaviour from TinyDB and from PostgreSQL (every test that
-takes `backend` runs against both), then what only the TinyDB files can get wrong."""
+"""What only the TinyDB store's files can get wrong (the behaviour every store shares is
+in test_store_contract.py)."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
+from tinydb import TinyDB
 
 from accessbot.domain import Status
-from accessbot.store import ConflictError, StoreError, TinyDBStore
-from tests.conftest import START
+from accessbot.store import StoreError, TinyDBStore
+from accessbot.tinydb_journal import AtomicJSONStorage, JournalMiddleware
+from tests.conftest import PLUGINS, START, accessbot
 from tests.test_domain import make_request
 
 
@@ -17,177 +23,6 @@ def active(request_id="abc234", minutes=30, **overrides):
     request.add_approval("alice", START)
     request.activate(START)
     return request
-
-
-class Backend:
-    """Opens the store under test, and opens it again as a restarted bot would."""
-
-    def __init__(self, kind, tmp_path, request):
-        self.kind = kind
-        self.tmp_path = tmp_path
-        self.request = request
-        self.opened = []
-        self.url = request.getfixturevalue("pg_url") if kind == "postgresql" else None
-
-    def open(self):
-        if self.kind == "tinydb":
-            store = TinyDBStore(self.tmp_path / "access.json")
-        else:
-            from accessbot.postgres import Database, PostgresStore
-
-            store = PostgresStore(Database(self.url, lease_seconds=5))
-        self.opened.append(store)
-        return store
-
-    def reopen(self):
-        for store in self.opened:
-            store.close()
-        return self.open()
-
-    def close(self):
-        for store in self.opened:
-            store.close()
-
-
-@pytest.fixture(params=["tinydb", "postgresql"])
-def backend(request, tmp_path):
-    opened = Backend(request.param, tmp_path, request)
-    yield opened
-    opened.close()
-
-
-def finished(request, status=Status.REVOKED, at=START):
-    request.move(status, at, "alice")
-    return request
-
-
-def test_saved_requests_are_there_after_reopening(backend):
-    store = backend.open()
-    store.save(make_request(id="pend22"))
-    store.save(active("actv22"))
-    again = backend.reopen()
-    assert {r.id for r in again.live()} == {"pend22", "actv22"}
-    assert again.get("actv22").status is Status.ACTIVE
-    assert again.get("actv22").expires_at == START + timedelta(minutes=30)
-    assert again.get("nope22") is None
-
-
-def test_live_is_oldest_first(backend):
-    store = backend.open()
-    store.save(make_request(id="later2", created_at=START + timedelta(minutes=1)))
-    store.save(make_request(id="first2"))
-    assert [r.id for r in store.live()] == ["first2", "later2"]
-
-
-def test_finished_requests_leave_live_and_are_still_found(backend):
-    store = backend.open()
-    request = active()
-    store.save(request)
-    request.move(Status.EXPIRED, START + timedelta(minutes=30), "scheduler")
-    store.save(request)
-    assert store.live() == []
-    if backend.kind == "tinydb":  # the DB file keeps live requests only
-        store.compact()
-        hot = json.loads((backend.tmp_path / "access.json").read_text())
-        assert hot["requests"] == {}
-    reopened = backend.reopen()
-    assert reopened.get("abc234").status is Status.EXPIRED
-    assert reopened.exists("abc234") and not reopened.exists("zzz999")
-    assert [r.id for r in reopened.archived()] == ["abc234"]
-
-
-def test_archived_lists_each_finished_request_once_in_its_latest_version(backend):
-    store = backend.open()
-    first, second = active("first2"), active("secnd2", review_required=True)
-    for request in (first, second):
-        store.save(request)
-        store.save(finished(request))
-    second.acknowledge("bob", START + timedelta(hours=1), "seen")  # saved again, archived
-    store.save(second)
-    archived = list(backend.reopen().archived())
-    assert [r.id for r in archived] == ["first2", "secnd2"]
-    assert archived[1].reviewed_by == "bob"
-
-
-def test_due_for_revocation_finds_only_grants_past_their_end(backend):
-    store = backend.open()
-    store.save(active("short2", minutes=5))
-    store.save(active("long22", minutes=60))
-    store.save(make_request(id="pend22"))
-    assert store.due_for_revocation(START + timedelta(minutes=4)) == []
-    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=5))] == ["short2"]
-    assert [r.id for r in store.due_for_revocation(START + timedelta(hours=2))] == [
-        "short2",
-        "long22",
-    ]
-
-
-def test_a_failed_revoke_is_due_again_only_at_its_retry_time(backend):
-    store = backend.open()
-    request = active()
-    request.move(Status.REVOKE_FAILED, START + timedelta(minutes=30), "scheduler", "500")
-    request.next_retry_at = START + timedelta(minutes=31)
-    store.save(request)
-    assert store.due_for_revocation(START + timedelta(minutes=30, seconds=30)) == []
-    assert len(store.due_for_revocation(START + timedelta(minutes=31))) == 1
-
-
-def test_awaiting_review_lists_unacknowledged_break_glass_grants_live_and_finished(backend):
-    store = backend.open()
-    ended = active("ended2", review_required=True)
-    store.save(ended)
-    store.save(finished(ended))
-    running = active("runs22", review_required=True, created_at=START + timedelta(minutes=1))
-    store.save(running)
-    store.save(active("human2"))  # a person approved it: nothing to review
-    acked = active("acked2", review_required=True)
-    acked.acknowledge("bob", START, "fine")
-    store.save(acked)
-    assert [r.id for r in backend.reopen().awaiting_review()] == ["ended2", "runs22"]
-
-
-def test_a_write_of_a_stale_copy_is_refused_and_changes_nothing(backend):
-    store = backend.open()
-    store.save(make_request(id="race22"))
-    mine, theirs = store.get("race22"), store.get("race22")
-    theirs.move(Status.DENIED, START, "bob", "no")
-    store.save(theirs)
-    mine.add_approval("alice", START)
-    with pytest.raises(ConflictError, match="race22 was changed by"):
-        store.save(mine)
-    assert store.get("race22").status is Status.DENIED
-    assert store.get("race22").version == 2
-
-
-def test_a_new_request_with_a_taken_id_is_refused(backend):
-    store = backend.open()
-    store.save(make_request(id="same22", reason="first"))
-    with pytest.raises(ConflictError):
-        store.save(make_request(id="same22", reason="second"))
-    assert store.get("same22").reason == "first"
-
-
-def test_saving_bumps_the_version_so_the_same_copy_can_be_saved_again(backend):
-    store = backend.open()
-    request = make_request(id="again2")
-    store.save(request)
-    request.add_approval("alice", START)
-    store.save(request)
-    request.activate(START)
-    store.save(request)
-    assert request.version == 3 and store.get("again2").version == 3
-
-
-def test_claims_are_taken_seen_and_handed_back(backend):
-    store = backend.open()
-    store.save(make_request(id="clm222"))
-    claims = store.claims()
-    assert "clm222" not in claims
-    claims.add("clm222")
-    assert "clm222" in claims
-    claims.discard("clm222")
-    assert "clm222" not in claims
-    claims.discard("clm222")  # handing back twice is harmless
 
 
 def test_a_corrupt_store_refuses_to_open_and_names_the_file(tmp_path):
@@ -238,58 +73,158 @@ def test_an_unwritable_store_raises_and_keeps_the_old_state(tmp_path):
         (tmp_path / "db-away").rename(tmp_path / "db")
     assert [r.id for r in store.live()] == ["keep22"]
     assert [r.id for r in TinyDBStore(tmp_path / "db" / "access.json").live()] == ["keep22"]
+    store.save(make_request(id="lost22", requester="dave"))  # the disk is back: it goes in
+    store.close()
+    documents = TinyDB(tmp_path / "db" / "access.json").all()
+    assert sorted(doc["id"] for doc in documents) == ["keep22", "lost22"]
 
 
-# -- the scheduler's look-ups: indexes on TinyDB, indexed columns on PostgreSQL ----------
+# -- the TinyDB file as TinyDB itself reads it ------------------------------------------
 
 
-def test_save_many_writes_live_and_finished_requests_in_one_go(backend):
-    store = backend.open()
-    done = active("done22")
+def test_after_a_clean_close_plain_tinydb_lists_every_live_request(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save_many([active("first2"), make_request(id="pend22", requester="dave")])
+    done = active("done22", requester="erin")
     store.save(done)
     done.move(Status.EXPIRED, START, "scheduler")
-    live, pending = active("live22"), make_request(id="pend22", requester="dave")
-    store.save_many([live, done, pending])
-    assert (live.version, done.version, pending.version) == (1, 2, 1)
-    again = backend.reopen()
-    assert sorted(r.id for r in again.live()) == ["live22", "pend22"]
-    assert again.get("done22").status is Status.EXPIRED
+    store.save(done)
+    store.close()
+
+    documents = TinyDB(tmp_path / "access.json").all()
+    assert sorted(doc["id"] for doc in documents) == ["first2", "pend22"]
+    assert all(isinstance(doc.doc_id, int) for doc in documents)
+    assert not (tmp_path / "access.journal.jsonl").read_bytes()  # folded at close
 
 
-def test_save_many_with_one_stale_copy_writes_none_of_them(backend):
-    store = backend.open()
-    store.save(make_request(id="taken2"))
-    stale, fresh = make_request(id="taken2"), make_request(id="fresh2")
-    with pytest.raises(ConflictError, match="taken2"):
-        store.save_many([fresh, stale])
-    assert fresh.version == 0 and not store.exists("fresh2")
-    assert [r.id for r in store.live()] == ["taken2"]
+def test_the_db_file_is_a_whole_tinydb_database_between_folds(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    store.compact()
+    store.save(make_request(id="pend22", requester="dave"))  # in the journal only
+    assert [doc["id"] for doc in TinyDB(tmp_path / "access.json").all()] == ["first2"]
+    store.close()
 
 
-def test_an_asked_for_revoke_is_due_at_once_and_a_failed_one_at_its_retry(backend):
-    store = backend.open()
-    assert store.next_revocation_at() is None
-    asked = active("asked2", minutes=60)
-    asked.ending = "revoked"
-    failed = active("faild2", minutes=5, requester="dave")
-    failed.move(Status.REVOKE_FAILED, START + timedelta(minutes=5), "scheduler", "500")
-    failed.next_retry_at = START + timedelta(minutes=6)
-    store.save_many([asked, failed, active("later2", minutes=60, requester="erin")])
+def test_a_start_folds_a_journal_left_by_a_crash(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save(active("first2"))
+    assert (tmp_path / "access.journal.jsonl").read_bytes()
+    shutil.copy(tmp_path / "access.json", tmp_path / "crashed.json")
+    shutil.copy(tmp_path / "access.journal.jsonl", tmp_path / "crashed.journal.jsonl")
+    store.close()
 
-    assert [r.id for r in store.due_for_revocation(START)] == ["asked2"]
-    assert [r.id for r in store.due_for_revocation(START + timedelta(minutes=6))] == [
-        "asked2",
-        "faild2",
-    ]
-    assert store.next_revocation_at() < START
+    TinyDBStore(tmp_path / "crashed.json").close()  # as a bot killed before its close
+    assert [doc["id"] for doc in TinyDB(tmp_path / "crashed.json").all()] == ["first2"]
 
 
-def test_the_look_ups_give_the_same_answers_as_a_scan_through_random_changes(backend):
-    from tests.test_store_indexes import check_indexes_through_random_changes
+def test_a_data_directory_of_the_old_layout_is_upgraded_with_its_journal(tmp_path):
+    """Snapshot keyed by request id, and a journal of whole requests written after it."""
+    kept, changed, done = active("kept22"), active("chng22", requester="dave"), active("done22")
+    old = {"requests": {r.id: r.to_dict() for r in (kept, changed, done)}}
+    (tmp_path / "access.json").write_text(
+        '{"requests":{\n'
+        + ",\n".join(f'"{k}":{json.dumps(v)}' for k, v in old["requests"].items())
+        + "\n}}"
+    )
+    changed.record(START, "note", "bot", "changed after the snapshot")
+    pending = make_request(id="newp22", requester="erin")
+    journal = [changed.to_dict(), pending.to_dict()]
+    (tmp_path / "access.journal.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in journal) + '{"id":"torn'
+    )
+    done.move(Status.EXPIRED, START, "scheduler")
+    (tmp_path / "access.archive.jsonl").write_text(json.dumps(done.to_dict()) + "\n")
 
-    opened = iter([backend.open])
+    store = TinyDBStore(tmp_path / "access.json")
+    assert sorted(r.id for r in store.live()) == ["chng22", "kept22", "newp22"]
+    assert store.get("chng22").history[-1].note == "changed after the snapshot"
+    assert store.get("done22").status is Status.EXPIRED
+    store.save(active("more22", requester="frank"))
+    store.close()
+    documents = TinyDB(tmp_path / "access.json").all()
+    assert sorted(doc["id"] for doc in documents) == ["chng22", "kept22", "more22", "newp22"]
+    assert len({doc.doc_id for doc in documents}) == 4
 
-    def open_store():  # the first call opens, each later one is a restart
-        return next(opened, backend.reopen)()
 
-    check_indexes_through_random_changes(open_store, seed=11, count=30, steps=150, reopen_every=50)
+# -- one process at a time: the lock file names its holder -------------------------------
+
+HOLD = """
+import sys
+from accessbot.store import TinyDBStore
+store = TinyDBStore(sys.argv[1])
+print("open", flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def holder(path):
+    """A real second process that opens the store and holds it until told to stop."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PLUGINS)},
+    )
+    assert child.stdout.readline() == "open\n"
+    return child
+
+
+def let_go(child):
+    child.stdin.write("\n")
+    child.stdin.close()
+    assert child.wait(timeout=30) == 0
+    child.stdout.close()
+
+
+def test_a_second_process_is_refused_with_the_holders_pid_until_it_closes(tmp_path):
+    path = tmp_path / "data" / "access.json"
+    child = holder(path)
+    try:
+        with pytest.raises(StoreError, match=rf"in use by another process \(pid {child.pid},"):
+            TinyDBStore(path)
+        assert (tmp_path / "data" / "access.lock").read_text().strip() == str(child.pid)
+    finally:
+        let_go(child)
+    TinyDBStore(path).close()  # free again once it closed
+
+
+def test_the_cli_is_refused_while_a_bot_process_holds_the_store(tmp_path, pg_url):
+    path = tmp_path / "data" / "access.json"
+    child = holder(path)
+    try:
+        code, _, err = accessbot(
+            "migrate", "--to", pg_url, cwd=tmp_path, env={"ACCESS_DB_PATH": str(path)}
+        )
+    finally:
+        let_go(child)
+    assert code == 1 and f"in use by another process (pid {child.pid}" in err
+
+
+def test_a_process_holding_the_store_keeps_out_a_second_one(tmp_path):
+    store = TinyDBStore(tmp_path / "access.json")
+    done = subprocess.run(
+        [sys.executable, "-c", HOLD, str(tmp_path / "access.json")],
+        input="\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PLUGINS)},
+        timeout=60,
+    )
+    store.close()
+    assert done.returncode == 1
+    assert f"in use by another process (pid {os.getpid()}" in done.stderr
+
+
+def test_the_journal_middleware_serves_plain_tinydb_too(tmp_path):
+    """Writes it is not told about (TinyDB's own table class) are folded at once."""
+    path = tmp_path / "plain.json"
+    db = TinyDB(path, storage=JournalMiddleware(AtomicJSONStorage))
+    first = db.insert({"name": "first"})
+    db.insert({"name": "second"})
+    db.remove(doc_ids=[first])
+    assert [doc["name"] for doc in TinyDB(path).all()] == ["second"]  # already on disk
+    db.close()
+    assert [doc["name"] for doc in TinyDB(path, storage=JournalMiddleware()).all()] == ["second"]

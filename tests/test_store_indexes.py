@@ -54,7 +54,7 @@ def test_the_journal_is_folded_into_the_db_file_once_it_outgrows_the_live_set(tm
 
     assert journal_lines(tmp_path) <= 10
     hot = json.loads((tmp_path / "access.json").read_text())
-    assert sorted(hot["requests"]) == [f"grant{n}" for n in range(5)]
+    assert sorted(doc["id"] for doc in hot["_default"].values()) == [f"grant{n}" for n in range(5)]
     again = TinyDBStore(tmp_path / "access.json")
     assert [len(again.get(f"grant{n}").history) for n in range(5)] == [len(grants[0].history)] * 5
 
@@ -302,16 +302,18 @@ def test_the_indexes_give_the_same_answers_as_a_scan_through_random_changes(tmp_
     )
 
 
-def test_a_db_file_in_tinydbs_own_layout_still_loads(tmp_path):
+def test_a_db_file_of_the_layout_keyed_by_request_id_is_upgraded(tmp_path):
     grant = active("old222")
     (tmp_path / "access.json").write_text(
         json.dumps({"requests": {"old222": grant.to_dict()}}, indent=2)
     )
     store = TinyDBStore(tmp_path / "access.json")
     assert [r.id for r in store.live()] == ["old222"]
-    store.compact()  # rewritten in the line-a-request layout
+    store.close()
     assert [r.id for r in TinyDBStore(tmp_path / "access.json").live()] == ["old222"]
-    assert json.loads((tmp_path / "access.json").read_text())["requests"]["old222"]
+    assert json.loads((tmp_path / "access.json").read_text()) == {
+        "_default": {"1": grant.to_dict()}
+    }
 
 
 def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):

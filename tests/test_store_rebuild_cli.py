@@ -3,11 +3,18 @@ reads of a damaged one, the old files kept aside; tested by flipping bytes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from accessbot.store import StoreError, TinyDBStore
 from tests.conftest import accessbot, policy_file, webhook_policy
 from tests.test_rebuild import flip, granted
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def env(tmp_path, policy_dir) -> dict[str, str]:
@@ -18,6 +25,21 @@ def env(tmp_path, policy_dir) -> dict[str, str]:
         "ACCESS_POLICY_DIR": str(policy_dir),
         "TEST_HOOK_SECRET": "s3cret",
     }
+
+
+def crash_after_a_write(data) -> None:
+    """A process that writes once more and dies without closing the store (as kill -9
+    would): its journal line is not folded into access.json."""
+    script = (
+        "import os, sys; from accessbot.store import TinyDBStore; "
+        "store = TinyDBStore(sys.argv[1]); store.save(store.live()[0]); os._exit(0)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(data / "access.json")],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},
+    )
+    assert (data / "access.journal.jsonl").stat().st_size > 0
 
 
 def history(tmp_path, clock, chat, webhook):
@@ -37,10 +59,8 @@ def test_a_rebuilt_store_holds_the_grants_and_the_bot_revokes_them_on_time(
     ended, carol, dave = history(tmp_path, clock, chat, webhook)
     bot_factory.stop_last()
     data = tmp_path / "data"
-    if damaged == "snapshot":
-        store = TinyDBStore(data / "access.json")
-        store.compact()  # the live requests move from the journal into the snapshot
-        store.close()
+    if damaged == "journal":
+        crash_after_a_write(data)  # a clean stop folds the journal: leave one unfolded
     flip(data / f"access.{'json' if damaged == 'snapshot' else damaged + '.jsonl'}")
     with pytest.raises(StoreError):  # the bot would not read it
         store = TinyDBStore(data / "access.json")
@@ -93,7 +113,7 @@ def test_store_rebuild_reads_the_audit_log_given_with_from(
     copy = tmp_path / "copy.jsonl"
     copy.write_bytes((data / "audit.jsonl").read_bytes())
     (data / "audit.jsonl").unlink()  # the bot's own log is lost too
-    flip(data / "access.journal.jsonl")
+    flip(data / "access.json")  # a clean stop folded the journal into it
     environ = env(tmp_path, policy_dir)
 
     code, _, err = accessbot("store", "rebuild", cwd=tmp_path, env=environ)
@@ -114,7 +134,7 @@ def test_store_rebuild_refuses_while_a_degraded_bot_runs(
     chat = bot_factory()
     granted(chat)
     bot_factory.stop_last()
-    flip(tmp_path / "data" / "access.journal.jsonl")
+    flip(tmp_path / "data" / "access.json")
     chat = bot_factory()
     assert "store rebuild" in chat.reply("carol", "!access request prod-db 1h more")
 

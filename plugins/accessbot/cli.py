@@ -637,8 +637,7 @@ def _standing_service(settings: Settings, writing: bool):
                     if not running.acquire(exclusive=True, wait=False):
                         raise CliError(
                             f"a bot is running on {settings.db_path}: stop it first, or let "
-                            "it remove (policy key remove_standing: True); without --remove "
-                            "this command only looks and may run beside it"
+                            "it remove (policy key remove_standing: True)"
                         )
                 finally:
                     running.close()

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .domain import Request, from_iso, iso
-from .store import StoreError, _AppendFile, atomic_write
+from .durable import AppendFile, StoreError, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class FileOutbox(MemoryOutbox):
         self.path = Path(path)
         self.fold_after = fold_after
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._journal = _AppendFile(self.path)
+        self._journal = AppendFile(self.path)
         self._lines = 0
         self._load()
 
@@ -391,7 +391,7 @@ class FileOutbox(MemoryOutbox):
         except OSError as exc:
             log.warning("could not fold %s (%s); it goes on growing", self.path, exc)
             return
-        self._journal = _AppendFile(self.path)
+        self._journal = AppendFile(self.path)
         self._journal.end = len(text.encode())
         self._lines = len(keep) + 1
 

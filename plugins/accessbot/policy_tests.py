@@ -67,10 +67,10 @@ from .history import StaticHistory, statuses_for
 from .identity import EntryPeople
 from .integrations.pagerduty import INCIDENT_STATUSES, StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
+from .memory_store import MemoryStore
 from .policy import PolicyError, normalized_channel
 from .service import Actor, Evaluation
 from .settings import Settings
-from .store import TinyDBStore
 
 CASE_KEYS = {
     "name",
@@ -507,13 +507,14 @@ def _lines(root) -> dict[tuple, int]:
 
 def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.0) -> list[Result]:
     """Run every case through the bot's dry run; raises PolicyError if the policies do
-    not load. Nothing is stored: the store and audit log live in a temporary directory."""
+    not load. Nothing is stored: the store is in memory, the audit log in a temporary
+    directory."""
     with tempfile.TemporaryDirectory(prefix="accessbot-test-") as scratch:
         now = {"at": datetime.now(UTC)}
         service = bootstrap(
             Settings(policy_dir=str(policy_dir), hook_timeout=hook_timeout, groups=groups or {}),
             clock=lambda: now["at"],
-            store=TinyDBStore(Path(scratch) / "access.json"),
+            store=MemoryStore(),
             audit=AuditLog(Path(scratch) / "audit.jsonl", lambda: now["at"]),
             people=EntryPeople(),
             check_env=False,  # no strategy is called; CI rarely has the bot's secrets

@@ -43,8 +43,6 @@ from .domain import (
 )
 from .messages import redact_urls
 from .store import (
-    SNAPSHOT_HEAD,
-    SNAPSHOT_TAIL,
     ConflictError,
     FileLock,
     SinkCursor,
@@ -373,9 +371,11 @@ def salvage(files: StoreFiles) -> dict[str, Request]:
     for path in (files.journal, files.archive):
         for line in _lines(path):
             try:
-                keep(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue
+            # A journal line holds the document a write changed (`doc`; null: removed).
+            keep(record.get("doc") if isinstance(record, dict) and "table" in record else record)
     return found
 
 
@@ -388,25 +388,30 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 
 def _snapshot_records(path: Path) -> Iterator[dict]:
+    """The request documents of a DB file: whole when it parses (any layout: TinyDB's
+    tables of documents, or the older `requests` keyed by id), else line by line (the
+    store writes one document a line), skipping what is damaged."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return
-    if not data.startswith(SNAPSHOT_HEAD):  # another layout: whole, or nothing
-        try:
-            yield from (json.loads(data).get("requests") or {}).values()
-        except (ValueError, AttributeError):
-            return
+    try:
+        whole = json.loads(data)
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict):
+        for table in whole.values():
+            if isinstance(table, dict):
+                yield from (doc for doc in table.values() if isinstance(doc, dict))
         return
-    for line in data[len(SNAPSHOT_HEAD) :].split(b"\n"):
-        line = line.removesuffix(b",")
-        if not line or line == SNAPSHOT_TAIL:
-            continue
+    for line in data.split(b"\n"):
+        line = line.strip().removesuffix(b",")
         try:
             ((_, record),) = json.loads(b"{" + line + b"}").items()
         except ValueError:
             continue
-        yield record
+        if isinstance(record, dict):
+            yield record
 
 
 # -- the store a degraded bot runs on -----------------------------------------------------

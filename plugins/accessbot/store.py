@@ -1,16 +1,25 @@
-"""The request store: a small port, and its TinyDB adapter.
+"""The request store: a small port (`RequestStore`), and its TinyDB adapter.
 
-Live requests (pending, approved, active, revoke_failed) are held in memory with
-indexes, and made durable by appending each saved version, fsynced, to a journal
-beside the TinyDB file; now and then the journal is folded into the TinyDB file (a
-snapshot written to a temp file, fsynced and `os.replace`d) and emptied. So a write
-costs one record, not every live record, and the TinyDB file never holds a half-written
-state. Finished requests move to an append-only JSONL archive with an id -> offset
-index. No TinyDB query leaves this module: a PostgreSQL store sits behind the same
-methods (`RequestStore`).
+`TinyDBStore` keeps the live requests (pending, approved, active, revoke_failed) in a
+TinyDB database, `data/access.json`: its default table (`_default`) holds one document
+per live request (`Request.to_dict()`, under TinyDB's integer document ids), so
+`TinyDB("data/access.json").all()` lists them. It is opened with a Storage, a
+Middleware and a Table class of ours (tinydb_journal.py): each write appends the
+documents it changed to a write-ahead journal (`access.journal.jsonl`, fsynced), folded
+into the file (temp file, fsync, `os.replace`) as it grows, at start (after a crash) and
+at a clean close; so the file is always a complete TinyDB database of some recent
+moment, and a write costs what it changes, not the number of live requests. The live requests are also
+held in memory with indexes (live_index.py), so a read costs what it returns. Finished
+requests move to an append-only JSONL archive (`access.archive.jsonl`) with an
+id -> offset index. No TinyDB query leaves this module: a PostgreSQL store and an
+in-memory one (memory_store.py) sit behind the same methods. A data directory written
+before the documents had integer ids (a table `requests` keyed by request id, a journal
+of request lines) is upgraded when the store opens it.
 
-Two small lock files sit beside them (`StoreFiles`), for other processes: every process
-that has the store open holds `access.open.lock` shared (so `restore` can tell that a bot
+Lock files sit beside them (`StoreFiles`), for other processes: `access.lock` is held
+exclusively, with the holder's pid written in it, for as long as a process has the store
+open, so a second bot or a CLI command on the same files is refused with that pid;
+`access.open.lock` is held shared by the same process (so `restore` can tell that a bot
 is running), and every write and fold holds `access.write.lock` shared while a backup
 holds it exclusively for the moment it takes its copy, so a backup taken while the bot
 runs is one point in time.
@@ -33,41 +42,31 @@ import gc
 import json
 import logging
 import os
-import tempfile
+import re
 import threading
-from array import array
-from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Iterable, Iterator, MutableSet
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, MutableSet
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from tinydb import TinyDB
-from tinydb.storages import Storage
-from tinydb.table import Table
 
 from .domain import Request, Status
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no other process can be kept out, the locks do nothing
-    fcntl = None
+from .durable import AppendFile, FileLock, ProcessLock, atomic_write
+from .durable import ConflictError as ConflictError  # the port's errors, importable here
+from .durable import StoreError as StoreError
+from .durable import fsync_dir as fsync_dir
+from .live_index import IndexedStore, _history_entry
+from .tinydb_journal import FOLD_AFTER, AtomicJSONStorage, JournalDB, JournalMiddleware
 
 log = logging.getLogger(__name__)
 
-COMPACT_AFTER = 1000  # journal lines before a snapshot, or the live count if larger
-SNAPSHOT_HEAD = b'{"requests":{\n'  # the layout _compact writes: one request a line
-SNAPSHOT_TAIL = b"}}"
-
-
-class StoreError(Exception):
-    """The store cannot be read or written; the message names the path and the fix."""
-
-
-class ConflictError(StoreError):
-    """A write of a request that someone else changed since it was read: nothing was written."""
+COMPACT_AFTER = FOLD_AFTER  # journal lines before a fold, or the live count if larger
+TABLE = TinyDB.default_table_name  # "_default": the live requests
+# A TinyDB file of the layout before integer document ids: {"requests": {"<id>": ...}}.
+OLD_LAYOUT = re.compile(rb'\s*\{\s*"requests"\s*:')
 
 
 @dataclass(frozen=True)
@@ -229,232 +228,6 @@ class DecisionLock:
             self._lock.release()
 
 
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a crash leaves either the old or the new file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
-
-
-def _damaged(path: Path, line: int, why: str) -> StoreError:
-    return StoreError(
-        f"{path} is not valid JSON (line {line}: {why}). "
-        "The bot will not start on a damaged store: restore the file from a "
-        "backup, or move it away to start with an empty one."
-    )
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB storage that reads the snapshot once and writes via temp file + fsync +
-    os.replace; a damaged file is a StoreError naming it."""
-
-    def __init__(self, path: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def read(self):
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        if not text.strip():
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _damaged(self.path, exc.lineno, exc.msg) from exc
-
-    def write(self, data) -> None:
-        text = json.dumps(data, separators=(",", ":"), sort_keys=True)
-        try:
-            atomic_write(self.path, text)
-        except OSError as exc:
-            raise StoreError(
-                f"could not write {self.path}: {exc.strerror or exc}; nothing was changed"
-            ) from exc
-
-    def close(self) -> None:
-        pass
-
-
-class _IdTable(Table):
-    document_id_class = str
-
-
-class _DB(TinyDB):
-    table_class = _IdTable
-
-
-class _AppendFile:
-    """A file of JSON lines, each append fsynced. An append that failed part-way is cut
-    before the next one, so a later line never glues onto a torn one."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.end: int | None = None  # where the last good append ended, once known
-
-    def append(self, data: bytes, what: Path) -> int:
-        """Append whole lines; returns the offset they start at. Raises StoreError."""
-        try:
-            with open(self.path, "ab") as handle:
-                start = handle.tell()
-                if self.end is not None and start > self.end:
-                    handle.truncate(self.end)  # a failed append left part of a line
-                    start = self.end
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise StoreError(
-                f"could not write {what}: {exc.strerror or exc}; nothing was changed"
-            ) from exc
-        self.end = start + len(data)
-        return start
-
-    def cut_torn_tail(self, good_end: int, size: int) -> None:
-        if good_end < size:
-            # A crash mid-append left a torn tail that was never acknowledged: cut it.
-            with open(self.path, "r+b") as handle:
-                handle.truncate(good_end)
-                os.fsync(handle.fileno())
-        self.end = good_end
-
-
-class _TimeIndex:
-    """Request ids ordered by a time. Changes and range reads are binary searches (plus
-    a list insert, a memmove), so a tick costs what is due, not what is stored."""
-
-    def __init__(self):
-        self._order: list[tuple[float, str]] = []
-        self._key: dict[str, float] = {}
-
-    def put(self, request_id: str, at: datetime | None) -> None:
-        """Place `request_id` at `at`, or take it out when `at` is None."""
-        old = self._key.pop(request_id, None)
-        if old is not None:
-            del self._order[bisect_left(self._order, (old, request_id))]
-        if at is not None:
-            key = at.timestamp()
-            self._key[request_id] = key
-            insort(self._order, (key, request_id))
-
-    def until(self, at: datetime) -> list[str]:
-        """Ids placed at or before `at`, earliest first."""
-        end = bisect_right(self._order, (at.timestamp(), "\U0010ffff"))
-        return [request_id for _, request_id in self._order[:end]]
-
-    def first(self) -> str | None:
-        """The id placed earliest, or None."""
-        return self._order[0][1] if self._order else None
-
-
-def _history_entry(line: bytes) -> tuple[str, str, float, Status] | None:
-    """(requester, resource, made at, status) of an archive line, cheaply; None for an
-    extension request. `to_dict` writes the fields in their declared order, and inside a
-    JSON string every quote is escaped, so `","created_at":"` cannot occur in the reason
-    and none of the keys looked for occurs, unescaped, in a value before its own (the
-    strategy's settings have fixed keys). Anything unusual is parsed in full."""
-    requester = line.find(b'","requester":"')
-    resource = line.find(b'","resource":"', requester)
-    duration = line.find(b'","duration":', resource)
-    made = line.find(b'","created_at":"', duration)
-    status = line.find(b'"status":"', line.find(b'"requester_id":', made))
-    status_end = line.find(b'"', status + 10)
-    extends = line.find(b'"extends":', status_end)
-    found = min(requester, resource, duration, made, status, extends) >= 0
-    if found and line.startswith(b'{"id":"'):
-        who, what = line[requester + 15 : resource], line[resource + 14 : duration]
-        if b"\\" not in who and b"\\" not in what:
-            if line[extends + 10 : extends + 14] != b"null":
-                return None
-            return (
-                who.decode(),
-                what.decode(),
-                datetime.fromisoformat(
-                    line[made + 16 : line.find(b'"', made + 16)].decode()
-                ).timestamp(),
-                Status(line[status + 10 : status_end].decode()),
-            )
-    record = json.loads(line)
-    if record.get("extends"):
-        return None
-    return (
-        record["requester"],
-        record["resource"],
-        datetime.fromisoformat(record["created_at"]).timestamp(),
-        Status(record["status"]),
-    )
-
-
-class _History:
-    """Finished requests (not extensions) by (requester, resource): when each was made
-    and how it ended, packed (9 bytes each: a hundred thousand fit in a megabyte).
-    Each request is added once, from its first archive line: a finished request saved
-    again (acknowledged, its after_revoke recorded) ended the same way."""
-
-    _CODES = {status: code for code, status in enumerate(Status)}
-    _STATUSES = tuple(Status)
-
-    def __init__(self):
-        self._by: dict[tuple[str, str], tuple[array, bytearray]] = {}
-
-    def add(self, requester: str, resource: str, at: float, status: Status) -> None:
-        times, codes = self._by.setdefault((requester, resource), (array("d"), bytearray()))
-        times.append(at)
-        codes.append(self._CODES[status])
-
-    def count(
-        self, requester: str, resource: str, statuses: set[Status], floor: float | None
-    ) -> int:
-        found = self._by.get((requester, resource))
-        if found is None:
-            return 0
-        wanted = {self._CODES[s] for s in statuses}
-        return sum(
-            1 for at, code in zip(*found) if code in wanted and (floor is None or at >= floor)
-        )
-
-    def to_json(self) -> list:
-        return [
-            [requester, resource, list(times), [self._STATUSES[c].value for c in codes]]
-            for (requester, resource), (times, codes) in self._by.items()
-        ]
-
-    def load_json(self, saved: list) -> None:
-        """What `to_json` wrote; ValueError (nothing loaded) if it is not that."""
-        loaded = {}
-        for requester, resource, times, statuses in saved:
-            if len(times) != len(statuses):
-                raise ValueError("a history entry is torn")
-            loaded[(str(requester), str(resource))] = (
-                array("d", map(float, times)),
-                bytearray(self._CODES[Status(s)] for s in statuses),
-            )
-        self._by.update(loaded)
-
-
 def _archive_id(line: bytes) -> str:
     """The id of an archive line, cheaply: `to_dict` puts `id` first, so a line starts
     `{"id":"abc234",`. Anything else is parsed in full."""
@@ -475,6 +248,7 @@ class StoreFiles:
     journal: Path
     archive: Path
     archive_index: Path  # only a cache of the archive
+    lock: Path  # held exclusively by the one process that has the store open, pid inside
     open_lock: Path  # held shared by every process that has the store open
     write_lock: Path  # held shared by each write, exclusively by a backup's copy
     standing: Path  # what the standing-access sweep found, per resource
@@ -491,6 +265,7 @@ class StoreFiles:
             journal=path.with_suffix(".journal.jsonl"),
             archive=archive,
             archive_index=archive.with_suffix(".index.json"),
+            lock=path.with_suffix(".lock"),
             open_lock=path.with_suffix(".open.lock"),
             write_lock=path.with_suffix(".write.lock"),
             standing=path.with_suffix(".standing.json"),
@@ -501,48 +276,6 @@ class StoreFiles:
     def data(self) -> tuple[Path, ...]:
         """The files that hold requests (the lock files hold nothing)."""
         return (self.snapshot, self.journal, self.archive, self.archive_index)
-
-
-class FileLock:
-    """flock(2) on a small file, shared or exclusive, seen by every process; the kernel
-    drops it when its holder closes the file or dies, so a crash never leaves it held."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
-        """Take the lock; False if `wait` is off and another holder is in the way."""
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Read-only is enough for flock, so a lock file that another user (root
-            # running a backup) created still opens.
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
-        if fcntl is None:
-            return True
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(self._fd, mode)
-        except BlockingIOError:
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None and fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    @contextmanager
-    def held(self, *, exclusive: bool) -> Iterator[None]:
-        self.acquire(exclusive=exclusive)
-        try:
-            yield
-        finally:
-            self.release()
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the lock too
-            self._fd = None
 
 
 def read_sink_cursors(path: Path) -> dict[str, dict]:
@@ -560,9 +293,9 @@ def read_sink_cursors(path: Path) -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
-class TinyDBStore:
-    """Live requests in memory, journal + TinyDB snapshot on disk; finished ones in a
-    JSONL archive. One lock serialises every writer."""
+class TinyDBStore(IndexedStore):
+    """Live requests in a TinyDB database (and in memory, indexed); finished ones in a
+    JSONL archive. One lock serialises every writer; one process at a time."""
 
     def __init__(
         self,
@@ -570,54 +303,40 @@ class TinyDBStore:
         archive_path: str | os.PathLike | None = None,
         compact_after: int = COMPACT_AFTER,
     ):
+        super().__init__()
         files = StoreFiles.of(path, archive_path)
         self.path = files.snapshot
         self.archive_path = files.archive
         self.journal_path = files.journal
         self.archive_index_path = files.archive_index
         self.sink_cursors_path = files.sink_cursors
-        self._cursors_lock = threading.Lock()
-        self.compact_after = compact_after
-        self._open_lock = FileLock(files.open_lock)
-        if not self._open_lock.acquire(exclusive=False, wait=False):
-            self._open_lock.close()
-            raise StoreError(
-                f"{self.path} is being restored from a backup (`python -m accessbot "
-                "restore` holds it); start the bot again once the restore has finished"
-            )
-        self._write_lock = FileLock(files.write_lock)
         self.standing_path = files.standing
+        self._cursors_lock = threading.Lock()
         self._standing: dict[str, dict] | None = None  # read at first use
-        # At a fold, the archive index file is written again once this many bytes of
-        # archive are not in it (reading them at start costs a few milliseconds).
+        # The archive index file is written again once this many bytes of archive are
+        # not in it (reading them at start costs a few milliseconds).
         self.index_archive_after = 1 << 20
-        self.lock = threading.RLock()
-        self._db = _DB(str(self.path), storage=AtomicJSONStorage)  # makes the directory
-        self.archive_path.parent.mkdir(parents=True, exist_ok=True)
-        self._table = self._db.table("requests")
-        self._archive = _AppendFile(self.archive_path)
-        self._journal = _AppendFile(self.journal_path)
-        self._journal_lines = 0
-        self._live: dict[str, Request] = {}
-        self._text: dict[str, str] = {}  # id -> JSON of the live version, for snapshots
+        self._archive = AppendFile(self.archive_path)
         self._archive_index: dict[str, int] = {}
         self._archive_indexed_to = 0  # how much of the archive the index file covers
-        self._awaiting_review: set[str] = set()  # break-glass grants, live or archived
-        self._follow_ups: set[str] = set()  # after-hooks still to run, live or archived
-        self._history = _History()  # finished requests, for history_count
-        # Indexes over the live requests.
-        self._by_status: dict[Status, set[str]] = {}
-        self._by_requester: dict[str, set[str]] = {}
-        self._by_extends: dict[str, set[str]] = {}
-        self._revoke_at = _TimeIndex()  # holds access: when to take it away
-        self._remind_at = _TimeIndex()  # active, not reminded: when it ends
-        self._pending_since = _TimeIndex()  # pending: when it was created
-        self._nudge_at = _TimeIndex()  # pending: when the approvers are reminded
-        self._escalate_at = _TimeIndex()  # pending: when the next escalation level is asked
+        self._doc_ids: dict[str, int] = {}  # request id -> its TinyDB document id
+        self._journal = JournalMiddleware(AtomicJSONStorage, fold_after=compact_after)
+        self._db: JournalDB | None = None
+        self._process_lock = ProcessLock(files.lock, self.path)
+        self._process_lock.acquire()
+        self._open_lock = FileLock(files.open_lock)
+        self._write_lock = FileLock(files.write_lock)
         try:
+            if not self._open_lock.acquire(exclusive=False, wait=False):
+                raise StoreError(
+                    f"{self.path} is being restored from a backup (`python -m accessbot "
+                    "restore` holds it); start the bot again once the restore has finished"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.archive_path.parent.mkdir(parents=True, exist_ok=True)
             self._load()
         except BaseException:
-            self.close()  # a store that did not load holds no lock (`store rebuild` needs it)
+            self._release()
             raise
 
     # -- loading -------------------------------------------------------------------
@@ -629,122 +348,84 @@ class TinyDBStore:
         gc.disable()
         try:
             with self._write_lock.held(exclusive=False):  # it may cut torn tails, or fold
-                self._load_files()
+                self._index_archive()
+                self._upgrade()
+                self._db = JournalDB(str(self.path), storage=self._journal)  # folds a journal
+                self._requests = self._db.table(TABLE)
+                self._load_live()
         finally:
             if collecting:
                 gc.enable()
 
-    def _load_files(self) -> None:
-        self._index_archive()
-        # The latest version of every live request: the snapshot, then the journal's
-        # lines in order. Only the versions that win are turned into Requests.
-        journal = self._read_journal()
-        # Archived requests are finished: a live copy of one is older (a crash came
-        # between the archive append and the next snapshot). The archive wins, and the
-        # journal's version wins over the snapshot's.
-        archived = self._archive_index
-
-        def superseded(request_id: str) -> bool:
-            return request_id in archived or request_id in journal
-
-        for _, record, text in self._read_snapshot(superseded):
-            self._take(Request.from_dict(record), text)
-        while journal:  # popped as built, so the parsed JSON does not outlive its use
-            request_id, text = journal.popitem()
-            if request_id not in self._archive_index:
-                self._take(Request.from_dict(json.loads(text)), text)
-        self._table.clear_cache()
-        if self._journal_lines > max(self.compact_after, len(self._live)):
-            self._compact()
-
-    def _take(self, request: Request, text: str | None = None) -> None:
-        if request.id in self._live:
-            self._unindex(self._live[request.id])
-        self._live[request.id] = request
-        self._track_review(request)  # also on loading: break-glass grants still live
-        self._track_follow_ups(request)
-        if text is not None:
-            self._text[request.id] = text
-        else:
-            self._text.pop(request.id, None)
-        self._index(request)
-
-    def _drop(self, request_id: str) -> None:
-        request = self._live.pop(request_id, None)
-        self._text.pop(request_id, None)
-        if request is not None:
-            self._unindex(request)
-
-    def _read_snapshot(
-        self, superseded: Callable[[str], bool]
-    ) -> Iterator[tuple[str, dict, str | None]]:
-        """(id, record, its JSON text) of each request in the TinyDB file, one at a time,
-        but for those `superseded` (archived, or newer in the journal): not even parsed.
-
-        `_compact` writes one request a line, so a large file is parsed line by line and
-        never held whole in memory; a file in any other layout (written by TinyDB
-        itself) is parsed whole.
-        """
-        if not self.path.exists():
-            return
-        number = 1
-        with open(self.path, "rb") as handle:
-            if handle.readline() != SNAPSHOT_HEAD:
-                records = (self._db.storage.read() or {}).get("requests") or {}
-                for request_id, record in records.items():
-                    if not superseded(request_id):
-                        yield request_id, record, None
-                return
-            for number, line in enumerate(handle, start=2):  # noqa: B007 - used below
-                line = line.rstrip(b"\n").removesuffix(b",")
-                if line == SNAPSHOT_TAIL:
-                    return
-                if not line:
+    def _load_live(self) -> None:
+        """The live requests from the TinyDB table. A document of a request the archive
+        holds is older (a crash came between the archive append and the journal's):
+        the archive wins, and the document is removed."""
+        stale = []
+        for doc in self._requests.all():
+            request = Request.from_dict(doc)
+            other = self._doc_ids.get(request.id)
+            if self._is_archived(request.id):
+                stale.append(doc.doc_id)
+                continue
+            if other is not None:  # twice (edited by hand?): the newer version wins
+                if self._live[request.id].version >= request.version:
+                    stale.append(doc.doc_id)
                     continue
-                close = line.find(b'"', 1)
-                if (
-                    line[:1] == b'"'
-                    and close > 1
-                    and b"\\" not in line[1:close]
-                    and line[close : close + 2] == b'":'
-                    and superseded(line[1:close].decode())
-                ):
-                    continue  # a newer version is known: not parsed at all
-                try:
-                    ((request_id, record),) = json.loads(b"{" + line + b"}").items()
-                    text = line[line.index(b'":') + 2 :].decode()
-                except ValueError as exc:
-                    raise _damaged(self.path, number, str(exc)) from exc
-                yield request_id, record, text
-        raise _damaged(self.path, number, "the file ends early")
+                stale.append(other)
+            self._doc_ids[request.id] = doc.doc_id
+            self._take(request)
+        if stale:
+            with self._journal.changing(TABLE, stale):
+                self._requests.remove(doc_ids=stale)
 
-    def _read_journal(self) -> dict[str, str]:
-        """id -> the JSON text of the last journal line for each request."""
-        found: dict[str, str] = {}
-        if not self.journal_path.exists():
-            self._journal.end = 0
-            return found
-        offset = good_end = 0
+    def _upgrade(self) -> None:
+        """A data directory of the layout before TinyDB document ids (the live requests
+        in a table `requests` keyed by request id, the journal's lines whole requests):
+        read it, write today's (one document per live request in `_default`, the oldest
+        first) and empty the journal. A crash half-way leaves files this reads again."""
+        old_snapshot = False
+        if self.path.exists():
+            with open(self.path, "rb") as handle:
+                old_snapshot = bool(OLD_LAYOUT.match(handle.read(64)))
+        old_journal = False
+        if self.journal_path.exists():
+            with open(self.journal_path, "rb") as handle:
+                head = handle.read(9)
+                old_journal = bool(head) and head != b'{"table":'
+        if not (old_snapshot or old_journal):
+            return
+        data = AtomicJSONStorage(self.path).read() or {}  # raises naming a damaged file
+        records: dict[str, dict] = {}
+        for table in (data.get("requests") or {}, data.get(TABLE) or {}):
+            for record in table.values():
+                records[record["id"]] = record
+        for record in self._old_journal() if old_journal else ():
+            records[record["id"]] = record
+        ordered = sorted(records.values(), key=lambda r: (r["created_at"], r["id"]))
+        docs = {str(number): record for number, record in enumerate(ordered, start=1)}
+        AtomicJSONStorage(self.path).write({TABLE: docs})
+        AppendFile(self.journal_path).empty()
+        log.info("upgraded %s to TinyDB document ids (%d live requests)", self.path, len(docs))
+
+    def _old_journal(self) -> Iterator[dict]:
+        """The whole lines of a journal of the old layout (each a request), in order."""
+        offset = 0
         with open(self.journal_path, "rb") as handle:
             for line in handle:
-                offset += len(line)
                 if not line.endswith(b"\n"):
-                    continue
+                    return  # torn by a crash, never acknowledged
                 try:
-                    text = line[:-1].decode()
-                    # Checked whole, kept as text: a request saved many times since the
-                    # last fold is parsed for good only once, from its last line.
-                    found[json.loads(text)["id"]] = text
+                    record = json.loads(line)
+                    record["id"]  # noqa: B018 - it must have one
                 except (ValueError, KeyError, TypeError) as exc:
                     raise StoreError(
-                        f"{self.journal_path} has a damaged line at byte {offset - len(line)} "
-                        f"({exc}). The bot will not start on a damaged store: restore the "
-                        "data directory from a backup."
+                        f"{self.journal_path} has a damaged line at byte {offset} ({exc}). "
+                        "The bot will not start on a damaged store: restore the data "
+                        "directory from a backup."
                     ) from exc
-                self._journal_lines += 1
-                good_end = offset
-        self._journal.cut_torn_tail(good_end, offset)
-        return found
+                offset += len(line)
+                yield record
 
     def _index_archive(self) -> None:
         """id -> offset of its latest line: from the index file saved at the last fold,
@@ -853,6 +534,38 @@ class TinyDBStore:
             return
         self._archive_indexed_to = end
 
+    def _remember_line(self, request_id: str, line: bytes) -> None:
+        """`_remember` for an archive line, without parsing all of it."""
+        try:
+            entry = _history_entry(line)
+        except (ValueError, KeyError, TypeError):
+            log.warning("archive line of %s: not counted in the history index", request_id)
+            return
+        if entry is not None:
+            self._history.add(*entry)
+
+    def _archived(self, request_id: str) -> Request | None:
+        with self.lock:
+            offset = self._archive_index.get(request_id)
+        if offset is None:
+            return None
+        with open(self.archive_path, "rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+        try:
+            request = Request.from_dict(json.loads(line))
+            if request.id != request_id:
+                raise ValueError(f"it holds {request.id}, not {request_id}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"{self.archive_path} has a damaged line at byte {offset} ({exc}); "
+                "restore it from a backup"
+            ) from exc
+        return request
+
+    def _is_archived(self, request_id: str) -> bool:
+        return request_id in self._archive_index
+
     # -- the port: writing -----------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager:
@@ -861,10 +574,77 @@ class TinyDBStore:
     def claims(self) -> MutableSet[str]:
         return set()
 
+    def _writing(self) -> AbstractContextManager:
+        return self._write_lock.held(exclusive=False)
+
+    def _write(self, requests: list[Request]) -> None:
+        """Archive the finished, then put the live in the TinyDB table and take the
+        finished out of it, in one journal write; the caller holds the lock."""
+        finished = [r for r in requests if r.is_final]
+        live = [r for r in requests if not r.is_final]
+        if finished:
+            self._append_to_archive(finished)
+        folds = self._journal.folds
+        self._put_in_table(finished, live)
+        for request in finished:
+            self._doc_ids.pop(request.id, None)
+        for request in live:
+            self._take(request)
+        if self._journal.folds != folds:
+            self._save_archive_index()  # at a fold, as it is written seldom
+
+    def _append_to_archive(self, finished: list[Request]) -> None:
+        lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
+        data = "".join(line + "\n" for line in lines).encode()
+        offset = self._archive.append(data, self.archive_path)
+        for request, line in zip(finished, lines):
+            first = request.id not in self._archive_index
+            self._archive_index[request.id] = offset
+            offset += len(line.encode()) + 1
+            self._finish(request, first)
+
+    def _put_in_table(self, finished: list[Request], live: list[Request]) -> None:
+        """The TinyDB side of a write: the finished removed, the live updated or
+        inserted, all in one journal append."""
+        gone = [self._doc_ids[r.id] for r in finished if r.id in self._doc_ids]
+        changed = {self._doc_ids[r.id]: r.to_dict() for r in live if r.id in self._doc_ids}
+        new = [r.to_dict() for r in live if r.id not in self._doc_ids]
+        if not (gone or changed or new):
+            return
+        with self._journal.changing(TABLE, [*gone, *changed]) as told:
+            if gone:
+                self._requests.remove(doc_ids=gone)
+            if changed:
+                by_id = {doc["id"]: doc for doc in changed.values()}
+                self._requests.update(lambda doc: doc.update(by_id[doc["id"]]), doc_ids=changed)
+            inserted = self._requests.insert_multiple(new) if new else []
+            told.update(inserted)
+        # Written: only now do the new documents' ids count (a failure kept none).
+        self._doc_ids.update((doc["id"], doc_id) for doc, doc_id in zip(new, inserted))
+
+    def compact(self) -> None:
+        """Fold the journal into the TinyDB file now (it happens by itself as it grows)."""
+        with self.lock, self._write_lock.held(exclusive=False):
+            self._journal.fold()
+            self._save_archive_index()
+
     def close(self) -> None:
+        """Fold the journal into the TinyDB file (so it holds every live request) and let
+        go of the lock files."""
         with self.lock:
-            self._write_lock.close()
-            self._open_lock.close()
+            if self._db is not None:
+                try:
+                    with self._write_lock.held(exclusive=False):
+                        self._db.close()
+                except StoreError as exc:  # the journal holds every write: nothing is lost
+                    log.warning("could not fold %s at close: %s", self.journal_path, exc)
+                self._db = None
+            self._release()
+
+    def _release(self) -> None:
+        self._write_lock.close()
+        self._open_lock.close()
+        self._process_lock.release()
 
     def standing(self) -> dict[str, dict]:
         with self.lock:
@@ -933,197 +713,6 @@ class TinyDBStore:
     def _read_sink_cursors(self) -> dict:
         return read_sink_cursors(self.sink_cursors_path)
 
-    def save(self, request: Request) -> None:
-        self.save_many([request])
-
-    def save_many(self, requests: Iterable[Request]) -> None:
-        originals = list(requests)
-        requests = [r.copy() for r in originals]
-        if not requests:
-            return
-        with self.lock, self._write_lock.held(exclusive=False):
-            self._check_versions(originals)
-            for request in requests:
-                request.version += 1  # what goes to disk is the new version
-            try:
-                self._write(requests)
-            except BaseException:
-                for request in requests:
-                    request.version -= 1
-                raise
-            for original in originals:
-                original.version += 1
-
-    def _write(self, requests: list[Request]) -> None:
-        """Archive the finished, journal the live; the caller holds the lock."""
-        finished = [r for r in requests if r.is_final]
-        live = [r for r in requests if not r.is_final]
-        if finished:
-            lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
-            data = "".join(line + "\n" for line in lines).encode()
-            offset = self._archive.append(data, self.archive_path)
-            for request, line in zip(finished, lines):
-                if request.id not in self._archive_index:
-                    self._remember(request)  # once: a request saved again ended the same way
-                self._archive_index[request.id] = offset
-                offset += len(line.encode()) + 1
-                self._track_review(request)
-                self._track_follow_ups(request)
-                self._drop(request.id)
-        if live:
-            texts = [json.dumps(r.to_dict(), separators=(",", ":")) for r in live]
-            data = "".join(text + "\n" for text in texts).encode()
-            self._journal.append(data, self.path)
-            self._journal_lines += len(live)
-            for request, text in zip(live, texts):
-                self._take(request, text)
-            if self._journal_lines > max(self.compact_after, len(self._live)):
-                try:
-                    self._compact()
-                except (OSError, StoreError) as exc:
-                    # The journal holds every write; the next save tries again.
-                    log.warning("could not fold the journal into %s: %s", self.path, exc)
-
-    def compact(self) -> None:
-        """Fold the journal into the TinyDB file now (it happens by itself as it grows)."""
-        with self.lock, self._write_lock.held(exclusive=False):
-            self._compact()
-
-    def _compact(self) -> None:
-        parts = []
-        for request_id, request in self._live.items():
-            text = self._text.get(request_id)
-            if text is None:
-                text = self._text[request_id] = json.dumps(request.to_dict(), separators=(",", ":"))
-            parts.append(f"{json.dumps(request_id)}:{text}")
-        # One request a line, so that loading can parse it a line at a time.
-        snapshot = SNAPSHOT_HEAD.decode() + ",\n".join(parts) + "\n" + SNAPSHOT_TAIL.decode()
-        try:
-            atomic_write(self.path, snapshot)
-            if self.journal_path.exists():
-                with open(self.journal_path, "r+b") as handle:
-                    handle.truncate(0)
-                    os.fsync(handle.fileno())
-        except OSError as exc:
-            raise StoreError(f"could not write {self.path}: {exc.strerror or exc}") from exc
-        # A crash between the two steps replays the journal onto a snapshot that already
-        # holds its changes: the same state again, so nothing is lost or doubled.
-        self._journal.end = 0
-        self._journal_lines = 0
-        self._table.clear_cache()
-        self._save_archive_index()
-
-    # -- the port: reading -----------------------------------------------------------
-
-    def get(self, request_id: str) -> Request | None:
-        with self.lock:
-            if request_id in self._live:
-                return self._live[request_id].copy()
-            offset = self._archive_index.get(request_id)
-        if offset is None:
-            return None
-        with open(self.archive_path, "rb") as handle:
-            handle.seek(offset)
-            line = handle.readline()
-        try:
-            request = Request.from_dict(json.loads(line))
-            if request.id != request_id:
-                raise ValueError(f"it holds {request.id}, not {request_id}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(
-                f"{self.archive_path} has a damaged line at byte {offset} ({exc}); "
-                "restore it from a backup"
-            ) from exc
-        return request
-
-    def exists(self, request_id: str) -> bool:
-        with self.lock:
-            return request_id in self._live or request_id in self._archive_index
-
-    def live(self) -> list[Request]:
-        with self.lock:
-            return self._copies(self._live)
-
-    def live_of(self, requester: str) -> list[Request]:
-        with self.lock:
-            return self._copies(self._by_requester.get(requester, ()))
-
-    def live_in(self, statuses: Iterable[Status]) -> list[Request]:
-        with self.lock:
-            ids = [i for s in statuses for i in self._by_status.get(Status(s), ())]
-            return self._copies(ids)
-
-    def extensions_of(self, grant_id: str) -> list[Request]:
-        with self.lock:
-            return self._copies(self._by_extends.get(grant_id, ()))
-
-    def live_counts(self) -> dict[Status, int]:
-        with self.lock:
-            return {status: len(ids) for status, ids in self._by_status.items() if ids}
-
-    def due_for_revocation(self, now: datetime) -> list[Request]:
-        with self.lock:
-            return [self._live[i].copy() for i in self._revoke_at.until(now)]
-
-    def next_revocation_at(self) -> datetime | None:
-        with self.lock:
-            first = self._revoke_at.first()
-            return None if first is None else self._live[first].revoke_due_at
-
-    def expiring_unreminded(self, until: datetime) -> list[Request]:
-        with self.lock:
-            return [self._live[i].copy() for i in self._remind_at.until(until)]
-
-    def pending_created_before(self, at: datetime) -> list[Request]:
-        with self.lock:
-            return [self._live[i].copy() for i in self._pending_since.until(at)]
-
-    def nudges_due(self, at: datetime) -> list[Request]:
-        with self.lock:
-            return [self._live[i].copy() for i in self._nudge_at.until(at)]
-
-    def escalations_due(self, at: datetime) -> list[Request]:
-        with self.lock:
-            return [self._live[i].copy() for i in self._escalate_at.until(at)]
-
-    def follow_ups_due(self) -> list[Request]:
-        with self.lock:
-            ids = list(self._follow_ups)
-        found = [r for r in (self.get(i) for i in ids) if r is not None and r.follow_ups_due]
-        return sorted(found, key=lambda r: (r.created_at, r.id))
-
-    def history_count(
-        self,
-        requester: str,
-        resource: str,
-        statuses: Iterable[Status],
-        since: datetime | None,
-    ) -> int:
-        wanted = {Status(s) for s in statuses}
-        floor = since.timestamp() if since is not None else None
-        with self.lock:
-            count = self._history.count(requester, resource, wanted, floor)
-            for request_id in self._by_requester.get(requester, ()):
-                request = self._live[request_id]
-                if (
-                    request.resource == resource
-                    and not request.extends
-                    and request.status in wanted
-                    and (floor is None or request.created_at.timestamp() >= floor)
-                ):
-                    count += 1
-        return count
-
-    def awaiting_review(self) -> list[Request]:
-        """Break-glass grants nobody has acknowledged yet, finished ones too, oldest first.
-
-        Kept as an index of ids, so this costs what is waiting, not the archive's size.
-        """
-        with self.lock:
-            ids = list(self._awaiting_review)
-        found = [r for r in (self.get(i) for i in ids) if r is not None and r.awaits_review]
-        return sorted(found, key=lambda r: r.created_at)
-
     def archived(self) -> Iterator[Request]:
         """Every finished request once, in its latest version, in the order last saved.
 
@@ -1143,94 +732,3 @@ class TinyDBStore:
                     latest = self._archive_index.get(record["id"]) == start
                 if latest:
                     yield Request.from_dict(record)
-
-    # -- internals ---------------------------------------------------------------
-
-    def _check_versions(self, requests: list[Request]) -> None:
-        seen: set[str] = set()
-        for request in requests:
-            if request.id in seen:
-                raise ConflictError(
-                    f"request {request.id} is twice in one write; nothing was written"
-                )
-            seen.add(request.id)
-            self._check_version(request)
-
-    def _check_version(self, request: Request) -> None:
-        stored = self._live.get(request.id)
-        if stored is None and request.id in self._archive_index:
-            stored = self.get(request.id)
-        version = stored.version if stored is not None else 0
-        if version != request.version:
-            raise ConflictError(
-                f"request {request.id} was changed by someone else meanwhile (version "
-                f"{version}, not {request.version}); nothing was written, try again"
-            )
-
-    def _copies(self, ids: Iterable[str]) -> list[Request]:
-        found = [self._live[i] for i in ids]
-        found.sort(key=lambda r: (r.created_at, r.id))
-        return [r.copy() for r in found]
-
-    def _index(self, request: Request) -> None:
-        rid = request.id
-        self._by_status.setdefault(request.status, set()).add(rid)
-        self._by_requester.setdefault(request.requester, set()).add(rid)
-        if request.extends:
-            self._by_extends.setdefault(request.extends, set()).add(rid)
-        self._revoke_at.put(rid, request.revoke_due_at)
-        unreminded = request.status is Status.ACTIVE and not request.reminder_sent
-        self._remind_at.put(rid, request.expires_at if unreminded else None)
-        pending = request.status is Status.PENDING
-        self._pending_since.put(rid, request.waits_since if pending else None)
-        self._nudge_at.put(rid, request.next_nudge_at if pending else None)
-        self._escalate_at.put(rid, request.next_escalation_at if pending else None)
-
-    def _unindex(self, request: Request) -> None:
-        rid = request.id
-        for index, key in (
-            (self._by_status, request.status),
-            (self._by_requester, request.requester),
-            (self._by_extends, request.extends),
-        ):
-            ids = index.get(key)
-            if ids is not None:
-                ids.discard(rid)
-                if not ids:
-                    del index[key]
-        for index in (
-            self._revoke_at,
-            self._remind_at,
-            self._pending_since,
-            self._nudge_at,
-            self._escalate_at,
-        ):
-            index.put(rid, None)
-
-    def _track_follow_ups(self, request: Request) -> None:
-        if request.follow_ups_due:
-            self._follow_ups.add(request.id)
-        else:
-            self._follow_ups.discard(request.id)
-
-    def _remember(self, request: Request) -> None:
-        """A finished request into the history index (extensions are not counted)."""
-        if not request.extends:
-            at = request.created_at.timestamp()
-            self._history.add(request.requester, request.resource, at, request.status)
-
-    def _remember_line(self, request_id: str, line: bytes) -> None:
-        """`_remember` for an archive line, without parsing all of it."""
-        try:
-            entry = _history_entry(line)
-        except (ValueError, KeyError, TypeError):
-            log.warning("archive line of %s: not counted in the history index", request_id)
-            return
-        if entry is not None:
-            self._history.add(*entry)
-
-    def _track_review(self, request: Request) -> None:
-        if request.awaits_review:
-            self._awaiting_review.add(request.id)
-        else:
-            self._awaiting_review.discard(request.id)

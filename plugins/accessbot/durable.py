@@ -1,0 +1,214 @@
+"""Durable files for the TinyDB store (see ARCHITECTURE.md, "On disk"): a whole file
+replaced atomically, a file of JSON lines appended with fsync, flock(2) locks, and the
+errors every request store raises."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no other process can be kept out, the locks do nothing
+    fcntl = None
+
+
+class StoreError(Exception):
+    """The store cannot be read or written; the message names the path and the fix."""
+
+
+class ConflictError(StoreError):
+    """A write of a request that someone else changed since it was read: nothing was written."""
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a crash leaves either the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def damaged(path: Path, line: int, why: str) -> StoreError:
+    return StoreError(
+        f"{path} is not valid JSON (line {line}: {why}). "
+        "The bot will not start on a damaged store: restore the file from a "
+        "backup, or move it away to start with an empty one."
+    )
+
+
+class AppendFile:
+    """A file of JSON lines, each append fsynced. An append that failed part-way is cut
+    before the next one, so a later line never glues onto a torn one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.end: int | None = None  # where the last good append ended, once known
+
+    def append(self, data: bytes, what: Path) -> int:
+        """Append whole lines; returns the offset they start at. Raises StoreError."""
+        try:
+            with open(self.path, "ab") as handle:
+                start = handle.tell()
+                if self.end is not None and start > self.end:
+                    handle.truncate(self.end)  # a failed append left part of a line
+                    start = self.end
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise StoreError(
+                f"could not write {what}: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+        self.end = start + len(data)
+        return start
+
+    def cut_torn_tail(self, good_end: int, size: int) -> None:
+        if good_end < size:
+            # A crash mid-append left a torn tail that was never acknowledged: cut it.
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good_end)
+                os.fsync(handle.fileno())
+        self.end = good_end
+
+    def empty(self) -> None:
+        """Cut the file to nothing, fsynced (after what it held is safe elsewhere)."""
+        if self.path.exists():
+            with open(self.path, "r+b") as handle:
+                handle.truncate(0)
+                os.fsync(handle.fileno())
+        self.end = 0
+
+
+class FileLock:
+    """flock(2) on a small file, shared or exclusive, seen by every process; the kernel
+    drops it when its holder closes the file or dies, so a crash never leaves it held."""
+
+    def __init__(self, path: Path, *, writable: bool = False):
+        self.path = path
+        self._writable = writable
+        self._fd: int | None = None
+
+    def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
+        """Take the lock; False if `wait` is off and another holder is in the way."""
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Read-only is enough for flock, so a lock file that another user (root
+            # running a backup) created still opens.
+            mode = os.O_RDWR if self._writable else os.O_RDONLY
+            self._fd = os.open(self.path, mode | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return True
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self._fd, mode)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def held(self, *, exclusive: bool) -> Iterator[None]:
+        self.acquire(exclusive=exclusive)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def write_text(self, text: str) -> None:
+        """Replace what the (writable, held) lock file says, e.g. the holder's pid."""
+        assert self._fd is not None and self._writable
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, text.encode(), 0)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock too
+            self._fd = None
+
+
+class ProcessLock:
+    """The store's lock file (`access.lock`): held exclusively for as long as a process
+    has the store open, with that process's pid written in it, so a second bot or a CLI
+    command on the same files is refused with a message naming the holder. Within the
+    process that holds it, the store may be opened again (a test reading what its bot
+    wrote): those openings share the lock, which is let go when the last one closes."""
+
+    _held: dict[Path, list] = {}  # lock path -> [FileLock, openings], in this process
+    _guard = threading.Lock()
+
+    def __init__(self, path: Path, store: Path):
+        self.path = path
+        self._key = path.resolve()
+        self._store = store
+        self._holding = False
+
+    def acquire(self) -> None:
+        """Take the lock or raise StoreError naming the pid that holds it."""
+        with self._guard:
+            held = self._held.get(self._key)
+            if held is None:
+                lock = FileLock(self.path, writable=True)
+                try:
+                    taken = lock.acquire(exclusive=True, wait=False)
+                except OSError as exc:
+                    lock.close()
+                    raise StoreError(f"could not open {self.path}: {exc.strerror or exc}") from exc
+                if not taken:
+                    lock.close()
+                    raise StoreError(
+                        f"{self._store} is in use by another process (pid {self.holder()}, "
+                        f"named in {self.path}): stop that bot or command first, or point "
+                        "this one at another data directory"
+                    )
+                lock.write_text(f"{os.getpid()}\n")
+                held = self._held[self._key] = [lock, 0]
+            held[1] += 1
+            self._holding = True
+
+    def holder(self) -> str:
+        """The pid the lock file names, or "unknown"."""
+        try:
+            text = self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return "unknown"
+        return text if text.isdigit() else "unknown"
+
+    def release(self) -> None:
+        with self._guard:
+            if not self._holding:
+                return
+            self._holding = False
+            held = self._held[self._key]
+            held[1] -= 1
+            if held[1] == 0:
+                del self._held[self._key]
+                held[0].close()
