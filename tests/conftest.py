@@ -17,6 +17,7 @@ from errbot.backends.test import TestBot, TestOccupant, TestPerson
 
 from tests.fake_pagerduty import FakePagerDuty
 from tests.fakes import WebhookTarget
+from tests.waiting import eventually
 
 pytest_plugins = ["tests.slack_fixtures"]  # the Slack fake and bot factory, for any module
 
@@ -150,13 +151,12 @@ class Chat:
 
     def wait_for(self, destination: str, needle: str, timeout: float = 10) -> str:
         """Wait until the scheduler thread has said `needle` to `destination`."""
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            for text in self.to(destination):
-                if needle in text:
-                    return text
-            deadline.wait(0.02)
-        raise AssertionError(f"{needle!r} never reached {destination}: {self.to(destination)}")
+        return eventually(
+            lambda: next((text for text in self.to(destination) if needle in text), None),
+            f"{needle!r} reaching {destination}",
+            timeout,
+            explain=lambda: self.to(destination),
+        )
 
 
 def accessbot(*args, cwd, env=None):

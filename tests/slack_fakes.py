@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from tests.fakes import FakeHandler, serve_local, stop_local
+from tests.waiting import eventually
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
@@ -235,13 +236,7 @@ class FakeSlack:
 
     def wait(self, predicate, what: str, timeout: float = 10.0):
         """Poll until `predicate()` is truthy (the bot works in its own threads)."""
-        pause = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            result = predicate()
-            if result:
-                return result
-            pause.wait(0.02)
-        raise AssertionError(f"{what} never happened; calls: {self.calls[-20:]}")
+        return eventually(predicate, what, timeout, explain=lambda: f"calls: {self.calls[-20:]}")
 
     def close(self) -> None:
         stop_local(self.server)

@@ -14,19 +14,21 @@ from accessbot.store import StoreError
 from tests.builders import build_service, person
 from tests.conftest import START
 from tests.pgserver import NoServer, PostgresServer, start_server
+from tests.waiting import eventually
 
 
-def answered(service, attempts: int = 100) -> None:
+def answered(service) -> None:
     """Tick as the scheduler does until the database answers again (the connection pool
     reconnects with a backoff of its own)."""
-    pause = threading.Event()
-    for _ in range(attempts):
+
+    def ticked() -> bool:
         try:
             service.tick()
-            return
         except StoreError:
-            pause.wait(0.2)
-    raise AssertionError("the database never answered again")
+            return False
+        return True
+
+    eventually(ticked, "the database answering again", 20)
 
 
 @pytest.fixture
