@@ -258,6 +258,14 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
         started.pop().stop()
 
 
+@pytest.fixture
+def chat(bot_factory, policy_dir, webhook):
+    """The bot most tests talk to: one resource, prod-db (webhook_policy), granted through
+    the `webhook` fake. A module with another policy overrides this fixture."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    return bot_factory()
+
+
 # -- PostgreSQL: a real throwaway server for the whole session, one database per test ----
 
 

@@ -2,19 +2,11 @@
 told to the admins with what to fix, once per destination and error, and again only
 after a message there got through: not one line in errbot's log nobody reads."""
 
-import pytest
-
 from tests.conftest import policy_file, request_id, webhook_policy
 from tests.slack_fakes import FakeSlack
 from tests.slack_harness import SlackBot
 
 APPROVALS = "#access-approvals"
-
-
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
 
 
 def test_a_channel_that_refuses_the_card_is_reported_to_the_admins_with_the_fix(chat):

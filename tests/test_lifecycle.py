@@ -5,12 +5,6 @@ import pytest
 from tests.conftest import policy_file, request_id, webhook_policy
 
 
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
-
-
 def granted(chat, text="!access request prod-db 1h deploy", user="carol") -> str:
     rid = request_id(chat.reply(user, text))
     assert chat.reply("alice", f"!approve {rid}").startswith("Approved")

@@ -20,12 +20,6 @@ from tests.test_lifecycle import extension_id, granted
 ROOM = "#access-approvals"
 
 
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
-
-
 def line_of(text: str, needle: str) -> int:
     """The line number of `needle` in a policy file's text, as written to disk."""
     lines = [line.strip() for line in text.strip().splitlines()]
