@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from tests.fakes import FakeHandler, serve_local, stop_local
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"

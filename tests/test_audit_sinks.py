@@ -18,7 +18,7 @@ from accessbot.store import SinkCursor, TinyDBStore
 from tests.builders import Deployment
 from tests.conftest import FakeClock, policy_file, request_id, sent_at_start, webhook_policy
 from tests.fake_sinks import AuditReceiver, FakeSplunkHec, SyslogListener
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 SECRET = "sink-secret"
 

@@ -16,7 +16,7 @@ from accessbot.domain import FINAL, AccessError, Status
 from accessbot.scheduler import Scheduler
 from tests.builders import ADMIN, build_service, person
 from tests.conftest import FakeClock
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 THREADS = 50
 ROUNDS = 4

@@ -13,8 +13,8 @@ from accessbot.domain import Status
 from accessbot.store import StoreError
 from tests.builders import build_service, person
 from tests.conftest import START
+from tests.helpers import eventually
 from tests.pgserver import NoServer, PostgresServer, start_server
-from tests.waiting import eventually
 
 
 def answered(service) -> None:

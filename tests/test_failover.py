@@ -24,7 +24,7 @@ from accessbot.domain import Status
 from accessbot.postgres import LeaderLease
 from tests.builders import build_service, person
 from tests.conftest import PLUGINS, ROOT
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 TICK = 0.2
 LEASE = 2.0

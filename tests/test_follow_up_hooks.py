@@ -12,7 +12,7 @@ import pytest
 from accessbot.domain import iso
 from tests import hook_gates
 from tests.conftest import policy_file, request_id, sent_at_start, webhook_policy
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 CHANNEL = "#access-approvals"
 

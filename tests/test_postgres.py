@@ -15,8 +15,8 @@ from accessbot.postgres.database import migrate
 from accessbot.postgres.schema import NEWEST
 from accessbot.settings import Settings, SettingsError
 from tests.conftest import START, FakeClock, policy_file, request_id, webhook_policy
+from tests.helpers import eventually
 from tests.test_domain import make_request
-from tests.waiting import eventually
 
 
 @pytest.fixture

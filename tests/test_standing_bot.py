@@ -11,7 +11,7 @@ from accessbot.scheduler import Scheduler
 from accessbot.service import AccessService
 from accessbot.standing_sweep import StandingJob, StandingSweep
 from tests.conftest import policy_file, webhook_policy
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
 

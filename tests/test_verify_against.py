@@ -14,7 +14,7 @@ from accessbot.postgres import LeaderLease
 from tests.builders import Deployment
 from tests.conftest import FakeClock, accessbot
 from tests.fake_sinks import FakeSplunkHec, SyslogListener
-from tests.waiting import eventually
+from tests.helpers import eventually
 
 
 @pytest.fixture
