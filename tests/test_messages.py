@@ -11,7 +11,7 @@ import pytest
 
 from accessbot import messages
 from accessbot.domain import Event, Request
-from tests import hook_gate
+from tests import hook_gates
 from tests.conftest import policy_file, request_id, webhook_policy
 from tests.fake_pagerduty import TOKEN
 from tests.slack_fixtures import CHANNEL
@@ -379,7 +379,7 @@ def test_a_hook_returning_the_wrong_type_is_noted_with_its_file_and_line(bot_fac
 
 
 SLOW = """
-from tests import hook_gate
+from tests import hook_gates
 
 RESOURCES = {
     "prod-db": {
@@ -391,16 +391,15 @@ RESOURCES = {
 }
 
 def on_request(request, ctx):
-    hook_gate.opened.wait(30)  # the test opens the gate once carol has been answered
+    hook_gates.gate("slow check").wait(30)  # opened once carol has been answered
     return None
 """
 
 
 @pytest.fixture
 def gate():
-    hook_gate.opened.clear()
-    yield hook_gate.opened
-    hook_gate.opened.set()  # never leave a hook waiting
+    with hook_gates.held("slow check") as opened:
+        yield opened
 
 
 def test_a_slow_policy_check_is_acknowledged_at_once_and_answered_when_done(
