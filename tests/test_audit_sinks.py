@@ -328,9 +328,7 @@ def test_audit_status_lists_each_sink_for_admins_only(bot_factory, policy_dir, w
     assert status.startswith("Audit sinks (shipped by this bot):\n- siem: acknowledged up to")
 
 
-def test_audit_status_says_when_there_is_no_sink(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_audit_status_says_when_there_is_no_sink(chat):
     assert chat.reply("admin", "!access audit status").startswith(
         "No audit sinks are configured (ACCESS_AUDIT_SINKS)"
     )
