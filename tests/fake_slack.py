@@ -1,6 +1,14 @@
-"""The Slack fake is tests/slack_fakes.py's FakeSlack (user groups included); this name
-stays so that `from tests.fake_slack import FakeSlack, TOKEN` keeps working."""
+"""The user-group side of the one Slack fake (tests/slack_fakes.FakeSlack), under the name
+and constructor the user-group tests use: `FakeSlack(token=TOKEN)` checks the token
+by default and gives its API's base URL as `url`. No second implementation lives here."""
 
-from tests.slack_fakes import TOKEN, FakeSlack
+from tests import slack_fakes
+from tests.slack_fakes import TOKEN
 
 __all__ = ["TOKEN", "FakeSlack"]
+
+
+class FakeSlack(slack_fakes.FakeSlack):
+    def __init__(self, token: str = TOKEN):
+        super().__init__(token=token)
+        self.url = self.base_url

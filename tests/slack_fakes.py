@@ -19,12 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from tests import helpers
 from tests.fakes import FakeHandler, serve_local, stop_local
-from tests.helpers import eventually
 
 TEAM = "T0ACME"
 BOT_USER = "UBOT"
-TOKEN = "xoxb-test-token"  # the token a test's own WebClient sends, when the fake checks one
 
 
 def form(values: dict) -> dict:
@@ -42,6 +41,9 @@ def validated_blocks(blocks) -> list[dict]:
     for block in parsed:
         block.validate_json()
     return [b.to_dict() for b in parsed]
+
+
+TOKEN = "xoxb-test-token"  # the token a test's own WebClient sends, when the fake checks one
 
 
 class FakeSlack:
@@ -281,7 +283,9 @@ class FakeSlack:
 
     def wait(self, predicate, what: str, timeout: float = 10.0):
         """Poll until `predicate()` is truthy (the bot works in its own threads)."""
-        return eventually(predicate, what, timeout, explain=lambda: f"calls: {self.calls[-20:]}")
+        return helpers.eventually(
+            predicate, what, timeout, explain=lambda: f"calls: {self.calls[-20:]}"
+        )
 
     def close(self) -> None:
         stop_local(self.server)

@@ -19,7 +19,7 @@ from accessbot.backup import BackupError, restore_backup, take_backup
 from accessbot.service import AccessService
 from accessbot.store import FileLock, StoreError, StoreFiles, TinyDBStore
 from tests.builders import person, two_resource_policy
-from tests.conftest import accessbot, policy_file, request_id
+from tests.conftest import accessbot, policy_file, request_id, webhook_policy
 from tests.fakes import WebhookTarget
 from tests.test_domain import make_request
 
@@ -187,7 +187,11 @@ def test_backups_taken_while_requests_flow_each_restore_one_point_in_time(tmp_pa
         assert set(restored) <= audited
 
 
-def test_a_backup_restores_into_a_bot_that_carries_on_where_it_was(chat, bot_factory, tmp_path):
+def test_a_backup_restores_into_a_bot_that_carries_on_where_it_was(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
     granted = request_id(chat.reply("carol", "!access request prod-db 30m fix the index"))
     chat.say("alice", f"!approve {granted}")
     pending = request_id(chat.reply("dave", "!access request prod-db 1h migrate"))
