@@ -14,7 +14,7 @@ from accessbot.service import AccessService, Actor
 from accessbot.settings import Settings, parse_sinks
 from accessbot.sinks import AuditSinks
 from accessbot.store import RequestStore, TinyDBStore
-from tests.conftest import START, policy_file
+from tests.helpers import START, policy_file
 
 ADMIN = Actor("admin", is_admin=True)
 

@@ -5,44 +5,48 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
-import textwrap
 import threading
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from errbot.backends.test import TestBot, TestOccupant, TestPerson
 
 from tests.fake_pagerduty import FakePagerDuty
 from tests.fakes import WebhookTarget
+from tests.helpers import (
+    PLUGINS,
+    ROOT,
+    START,
+    FakeClock,
+    accessbot,
+    eventually,
+    plain,
+    policy_file,
+    request_id,
+    webhook_policy,
+)
+
+# The light helpers live in tests/helpers.py; tests import them from here too.
+__all__ = [
+    "PLUGINS",
+    "ROOT",
+    "START",
+    "Chat",
+    "FakeClock",
+    "access_plugin",
+    "accessbot",
+    "eventually",
+    "plain",
+    "policy_file",
+    "request_id",
+    "sent_at_start",
+    "webhook_policy",
+]
 
 pytest_plugins = ["tests.slack_fixtures"]  # the Slack fake and bot factory, for any module
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ROOT / "plugins"
-START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
 # The signing secret the test policies' webhooks name: the bot refuses a policy whose
 # secret_env is not set, so every test environment has it, as a real deployment would.
 os.environ.setdefault("TEST_HOOK_SECRET", "s3cret")
-
-
-class FakeClock:
-    """A clock the test moves by hand; thread-safe, since the scheduler reads it too."""
-
-    def __init__(self, now: datetime = START):
-        self._now = now
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, **kwargs) -> datetime:
-        with self._lock:
-            self._now += timedelta(**kwargs)
-            return self._now
 
 
 def access_plugin(backend):
@@ -58,27 +62,6 @@ def sent_at_start(chat, caplog) -> list[str]:
     while not chat.testbot.bot.outgoing_message_queue.empty():
         sent.append(chat.testbot.pop_message(timeout=1))
     return sent
-
-
-def policy_file(directory: Path, name: str, text: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / name
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
-
-
-def webhook_policy(url: str, **overrides) -> str:
-    """One resource, prod-db, granted through a webhook at `url`."""
-    settings = {
-        "description": "Production PostgreSQL",
-        "max_duration": "4h",
-        "default_duration": "1h",
-        "approvers": ["@alice", "@bob"],
-        "channel": "#access-approvals",
-        "strategy": {"type": "webhook", "url": url, "secret_env": "TEST_HOOK_SECRET"},
-    }
-    settings.update(overrides)
-    return f"RESOURCES = {{'prod-db': {settings!r}}}\n"
 
 
 class Chat:
@@ -159,42 +142,12 @@ class Chat:
 
     def wait_for(self, destination: str, needle: str, timeout: float = 10) -> str:
         """Wait until the scheduler thread has said `needle` to `destination`."""
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            for text in self.to(destination):
-                if needle in text:
-                    return text
-            deadline.wait(0.02)
-        raise AssertionError(f"{needle!r} never reached {destination}: {self.to(destination)}")
-
-
-def accessbot(*args, cwd, env=None):
-    """Run the CLI as an operator or CI would; returns (exit code, stdout, stderr)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("ACCESS_")}
-    environ["PYTHONPATH"] = str(PLUGINS)
-    environ.update(env or {})
-    done = subprocess.run(
-        [sys.executable, "-m", "accessbot", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return done.returncode, done.stdout, done.stderr
-
-
-def plain(body: str) -> str:
-    """Markdown as a person reads it: no backticks or bold markers."""
-    return body.replace("`", "").replace("**", "")
-
-
-def request_id(text: str) -> str:
-    import re
-
-    match = re.search(r"Request (\w+) ", text)
-    assert match, f"no request id in {text!r}"
-    return match.group(1)
+        return eventually(
+            lambda: next((text for text in self.to(destination) if needle in text), None),
+            f"{needle!r} reaching {destination}",
+            timeout,
+            explain=lambda: self.to(destination),
+        )
 
 
 @pytest.fixture
@@ -265,6 +218,14 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
     yield start
     while started:
         started.pop().stop()
+
+
+@pytest.fixture
+def chat(bot_factory, policy_dir, webhook):
+    """The bot most tests talk to: one resource, prod-db (webhook_policy), granted through
+    the `webhook` fake. A module with another policy overrides this fixture."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    return bot_factory()
 
 
 # -- PostgreSQL: a real throwaway server for the whole session, one database per test ----

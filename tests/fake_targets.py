@@ -60,7 +60,7 @@ class JsonApi:
 
             do_GET = do_PUT = do_DELETE = do_POST = _serve
 
-        self.server, self.url = serve_local(Handler, poll_interval=0.02)
+        self.server, self.url = serve_local(Handler)
 
     def route(self, method, path, query, body, headers, compiled):
         denied = self.check_auth(headers)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import selectors
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,10 +14,41 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class LocalServer(ThreadingHTTPServer):
     """The fakes' HTTP server: one thread a connection, a deep backlog (the scheduler and
-    concurrent tests connect many at once; the default backlog is 5)."""
+    concurrent tests connect many at once; the default backlog is 5), and a stop that
+    takes no time: its loop sleeps in select() until a connection or `stop()` wakes it,
+    where socketserver's serve_forever() would only notice a shutdown at its next poll."""
 
     daemon_threads = True
+    block_on_close = False  # a handler still answering is a daemon thread: never waited for
     request_queue_size = 128
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._wake, self._waker = socket.socketpair()
+
+    def serve(self) -> None:
+        """Answer connections until `stop()`."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake, selectors.EVENT_READ)
+            try:
+                while not self._stopping:
+                    for key, _ in selector.select():
+                        if key.fileobj is self and not self._stopping:
+                            self._handle_request_noblock()
+            finally:
+                self._stopped.set()
+
+    def stop(self) -> None:
+        """Stop serving at once and close the listening socket."""
+        self._stopping = True
+        self._waker.send(b"x")
+        self._stopped.wait()
+        self.server_close()
+        self._wake.close()
+        self._waker.close()
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -34,19 +67,16 @@ class FakeHandler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_local(handler, poll_interval: float = 0.05) -> tuple[LocalServer, str]:
+def serve_local(handler) -> tuple[LocalServer, str]:
     """Serve `handler` on a free port of 127.0.0.1 from a daemon thread; returns the
     server (stop it with `stop_local`) and its base URL, without a trailing slash."""
     server = LocalServer(("127.0.0.1", 0), handler)
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
-    ).start()
+    threading.Thread(target=server.serve, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def stop_local(server: LocalServer) -> None:
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 def signed_by(secret: str, headers, body: bytes, now: float, max_age: int = 300) -> bool:

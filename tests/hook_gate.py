@@ -1,6 +1,6 @@
-"""A gate a test policy's hook waits at, so a test can hold a request while its policy is
-being checked (tests/test_messages.py: the requester is answered before the hook ends)."""
+"""The gate a test policy's hook waits at while a test holds a request in its policy
+check: `opened`, tests/hook_gates.py's gate "slow check" under the name older tests use."""
 
-import threading
+from tests.hook_gates import gate
 
-opened = threading.Event()
+opened = gate("slow check")

@@ -1,10 +1,13 @@
 """Gates and a log for policy hooks under test. The bot runs in the test's own process,
-so a hook in a test's policy file can `import tests.hook_gates` to wait until the test
-opens a gate, and to write down that it ran; the test reads the log."""
+so a hook in a test's policy file (or a policy file itself, while the bot starts) can
+`import tests.hook_gates` to wait until the test opens a gate, and to write down that it
+ran; the test reads the log."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _lock = threading.Lock()
 _gates: dict[str, threading.Event] = {}
@@ -15,6 +18,18 @@ def gate(name: str) -> threading.Event:
     """The gate called `name` (closed until the test sets it)."""
     with _lock:
         return _gates.setdefault(name, threading.Event())
+
+
+@contextmanager
+def held(name: str) -> Iterator[threading.Event]:
+    """The gate called `name`, closed inside the block and opened after it, so that no
+    hook is left waiting."""
+    opened = gate(name)
+    opened.clear()
+    try:
+        yield opened
+    finally:
+        opened.set()
 
 
 def note(*entry) -> None:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from tests import helpers
 from tests.fakes import FakeHandler, serve_local, stop_local
 from tests.slack_tiers import SlackTiers
 
@@ -44,23 +45,34 @@ def validated_blocks(blocks) -> list[dict]:
     return [b.to_dict() for b in parsed]
 
 
+TOKEN = "xoxb-test-token"  # the token a test's own WebClient sends, when the fake checks one
+
+
 class FakeSlack:
     """Slack's Web API for: auth.test, users.info, team.info, conversations.info/open/list,
-    chat.postMessage/update/postEphemeral, views.open/update.
+    chat.postMessage/update/postEphemeral, views.open/update, usergroups.list and
+    usergroups.users.list. The one Slack fake of the suite.
 
     `users` maps a user id to (name, email) or (name, email, team id); `channels` maps
     a channel name to its id. users.list pages `page_size` users at a time. A user id in
     `broken_users` makes users.info fail, as a timeout or Slack error would, once it has
-    answered `broken_users[id]` more times.
+    answered `broken_users[id]` more times. With a `token`, a call without
+    `Authorization: Bearer <token>` is answered `invalid_auth`; with `error` set, every
+    call is answered `{"ok": false, "error": error}`. `add_group` adds a user group.
     """
 
-    def __init__(self, users: dict[str, tuple[str, str]], channels: dict[str, str]):
-        self.users = {BOT_USER: ("accessbot", ""), **users}
+    def __init__(
+        self,
+        users: dict[str, tuple[str, str]] | None = None,
+        channels: dict[str, str] | None = None,
+        token: str | None = None,
+    ):
+        self.users = {BOT_USER: ("accessbot", ""), **(users or {})}
         self.broken_users: dict[str, int] = {}
         self.chat_delay = 0.0  # seconds every chat.* call takes
         self.tiers: SlackTiers | None = None  # Slack's rate limits, once `rate_limit()`
         self.page_size = 2
-        self.channels = dict(channels)
+        self.channels = dict(channels or {})
         self.not_member: set[str] = set()  # channel ids the bot was never invited to
         self.archived: set[str] = set()  # channel ids archived
         self.messages: list[dict] = []  # every posted message, updated in place by chat.update
@@ -69,6 +81,9 @@ class FakeSlack:
         self.views: list[dict] = []  # views.open and views.update calls
         self.calls: list[str] = []  # method names, in order
         self.invalid: list[str] = []
+        self.token = token
+        self.error: str | None = None
+        self.groups: list[dict] = []  # {"id", "handle", "users", "date_delete"}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
         fake = self
@@ -101,7 +116,7 @@ class FakeSlack:
                 with fake.lock:
                     fake.calls.append(method)
                     try:
-                        answer = fake.answer(method, args)
+                        answer = fake.answer(method, args, self.headers.get("Authorization"))
                     except Exception as exc:  # an invalid call is Slack's error, not a crash
                         fake.invalid.append(f"{method}: {exc}")
                         answer = {"ok": False, "error": "invalid_blocks"}
@@ -127,7 +142,13 @@ class FakeSlack:
 
     # -- the API ---------------------------------------------------------------------
 
-    def answer(self, method: str, args: dict) -> dict:
+    def answer(self, method: str, args: dict, authorization: str | None = None) -> dict:
+        if self.token is not None and authorization != f"Bearer {self.token}":
+            return {"ok": False, "error": "invalid_auth"}
+        if self.error:
+            return {"ok": False, "error": self.error}
+        if method.startswith("usergroups."):
+            return self._usergroups(method, args)
         if method == "auth.test":
             return {
                 "ok": True,
@@ -218,6 +239,33 @@ class FakeSlack:
             return {"ok": True, "view": {"id": "V0MODAL", "hash": "h1", **view}}
         return {"ok": False, "error": "unknown_method"}
 
+    def add_group(self, group_id: str, handle: str, users: list[str], deleted: bool = False):
+        with self.lock:
+            self.groups.append(
+                {"id": group_id, "handle": handle, "users": users, "date_delete": int(deleted)}
+            )
+
+    def _usergroups(self, method: str, args: dict) -> dict:
+        if method == "usergroups.list":
+            groups = [
+                {
+                    "id": g["id"],
+                    "team_id": TEAM,
+                    "name": g["handle"].title(),
+                    "handle": g["handle"],
+                    "date_delete": g["date_delete"],
+                    "user_count": len(g["users"]),
+                }
+                for g in self.groups
+            ]
+            return {"ok": True, "usergroups": groups}
+        if method == "usergroups.users.list":
+            group = next((g for g in self.groups if g["id"] == args.get("usergroup")), None)
+            if group is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(group["users"])}
+        return {"ok": False, "error": "unknown_method"}
+
     def _user(self, user: str) -> dict:
         name, email, *team = self.users[user]
         # A display name unlike the handle, as in real workspaces: `@bob` in a policy
@@ -268,13 +316,9 @@ class FakeSlack:
 
     def wait(self, predicate, what: str, timeout: float = 10.0):
         """Poll until `predicate()` is truthy (the bot works in its own threads)."""
-        pause = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            result = predicate()
-            if result:
-                return result
-            pause.wait(0.02)
-        raise AssertionError(f"{what} never happened; calls: {self.calls[-20:]}")
+        return helpers.eventually(
+            predicate, what, timeout, explain=lambda: f"calls: {self.calls[-20:]}"
+        )
 
     def close(self) -> None:
         stop_local(self.server)

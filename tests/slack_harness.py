@@ -92,20 +92,15 @@ class SlackBot:
         plugin = self.bot.plugin_manager.get_plugin_obj_by_name("Access")
         if plugin is None or not getattr(plugin, "ready", False):
             return False
-        if self.mode == "http":
-            # errbot routes a plugin's webhooks just after its activate(); Flask refuses new
-            # routes once it has served a request, so probe only when ours is there.
-            rules = {r.rule for r in errbot.core_plugins.flask_app.url_map.iter_rules()}
-            if "/slack/interactive" not in rules:
-                return False
-            try:
-                requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-            except requests.ConnectionError:
-                return False
-        return True
+        return self.mode != "http" or self.listening()
 
     def listening(self) -> bool:
-        """HTTP mode: errbot's webserver answers."""
+        """HTTP mode: errbot's webserver answers, with the plugin's routes in place.
+        errbot routes a plugin's webhooks just after its activate(); Flask refuses new
+        routes once it has served a request, so it is probed only when ours are there."""
+        rules = {r.rule for r in errbot.core_plugins.flask_app.url_map.iter_rules()}
+        if "/slack/interactive" not in rules:
+            return False
         try:
             requests.get(f"http://127.0.0.1:{self.port}/", timeout=1)
         except requests.ConnectionError:

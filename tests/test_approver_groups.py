@@ -3,6 +3,7 @@ GROUPS), `slack-group:` (Slack user groups, against a fake Slack Web API) and
 `pagerduty:` (who is on call now, against a fake PagerDuty). Groups are expanded when a
 request is made and the people are kept on it."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,8 @@ from accessbot.integrations.slack_groups import SlackGroups
 from accessbot.policy import PolicyError, load_policies
 from tests.conftest import FakeClock, policy_file, request_id
 from tests.fake_pagerduty import TOKEN as PD_TOKEN
-from tests.fake_slack import TOKEN as SLACK_TOKEN
-from tests.fake_slack import FakeSlack
+from tests.slack_fakes import TOKEN as SLACK_TOKEN
+from tests.slack_fakes import FakeSlack
 
 CHANNEL = "#access-approvals"
 SCHEDULE = "PABC123"
@@ -44,7 +45,7 @@ def load_error(directory, groups=None) -> str:
 
 @pytest.fixture
 def slack():
-    fake = FakeSlack()
+    fake = FakeSlack(token=SLACK_TOKEN)
     yield fake
     fake.close()
 
@@ -244,7 +245,7 @@ def test_on_slack_the_group_members_decide_and_the_answer_is_cached(
     policy_file(policy_dir, "db.py", policy(webhook.url, ["slack-group:@sre-team"]))
     chat = bot_factory()
     # What the SlackV3 backend holds: its authenticated WebClient.
-    chat.backend.slack_web = WebClient(token=SLACK_TOKEN, base_url=slack.url)
+    chat.backend.slack_web = WebClient(token=SLACK_TOKEN, base_url=slack.base_url)
 
     rid = ask(chat)
     assert "Approvers: slack-group:@sre-team (U0ALICE, U0BOB)" in chat.to(CHANNEL)[-1]
@@ -252,12 +253,12 @@ def test_on_slack_the_group_members_decide_and_the_answer_is_cached(
     plugin = chat.backend.plugin_manager.get_plugin_obj_by_name("Access")
     assert plugin.service.store.get(rid).approver_ids == ["U0ALICE", "U0BOB"]
     ask(chat, user="dave")
-    assert slack.calls() == {"usergroups.list": 1, "usergroups.users.list": 1}
+    assert Counter(slack.calls) == {"usergroups.list": 1, "usergroups.users.list": 1}
 
 
 def resolver(slack, clock):
     return SlackGroups(
-        WebClient(token=SLACK_TOKEN, base_url=slack.url), clock, timedelta(minutes=5)
+        WebClient(token=SLACK_TOKEN, base_url=slack.base_url), clock, timedelta(minutes=5)
     )
 
 
@@ -270,7 +271,7 @@ def test_slack_groups_are_asked_again_after_the_cache_expires(slack):
     assert groups.members("sre-team") == ["U0ALICE"]
     clock.advance(minutes=5, seconds=1)
     assert groups.members("sre-team") == ["U0BOB"]
-    assert slack.calls()["usergroups.users.list"] == 2
+    assert slack.calls.count("usergroups.users.list") == 2
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import request_id
 from tests.test_cli import accessbot
 
 
 def test_an_expired_request_is_archived_and_still_shown_audited_and_exported(
-    bot_factory, policy_dir, webhook, clock, tmp_path
+    chat, bot_factory, clock, tmp_path
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing INC-42"))
     chat.reply("bob", f"!approve {rid}")
     clock.advance(minutes=31)

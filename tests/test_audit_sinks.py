@@ -18,6 +18,7 @@ from accessbot.store import SinkCursor, TinyDBStore
 from tests.builders import Deployment
 from tests.conftest import FakeClock, policy_file, request_id, sent_at_start, webhook_policy
 from tests.fake_sinks import AuditReceiver, FakeSplunkHec, SyslogListener
+from tests.helpers import eventually
 
 SECRET = "sink-secret"
 
@@ -187,7 +188,7 @@ def test_syslog_messages_are_rfc_5424_with_the_stored_line_as_the_message(deploy
         bot.events(3)
         bot.audit.append("grant_failed", actor="bot", outcome="grant_failed")
         assert bot.ship() == 4
-        wait_until(lambda: len(listener.messages) == 4)
+        eventually(lambda: len(listener.messages) == 4)
         parsed = listener.parsed()
         assert all(parsed)
         assert [m["msg"] for m in parsed] == bot.local_lines()
@@ -208,17 +209,6 @@ def test_a_tcp_syslog_server_that_is_down_is_retried(deploy):
     bot.events(1)
     assert bot.ship() == 0
     assert "FAILING" in bot.sinks.status_text()
-
-
-def wait_until(condition, timeout: float = 5) -> None:
-    import threading
-
-    done = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if condition():
-            return
-        done.wait(0.02)
-    raise AssertionError("the condition never held")
 
 
 # -- the start-up check ------------------------------------------------------------------------
@@ -294,7 +284,7 @@ def test_the_bot_tells_the_admins_at_start_when_its_log_is_shorter_than_a_sinks_
     for user in ("carol", "dave", "erin"):
         chat.reply(user, "!access request prod-db 30m fix INC-7")
     plugin_sinks = chat.backend.plugin_manager.get_plugin_obj_by_name("Access").sinks
-    wait_until(lambda: plugin_sinks.status()[0].lag == 0 and plugin_sinks.status()[0].seq >= 3)
+    eventually(lambda: plugin_sinks.status()[0].lag == 0 and plugin_sinks.status()[0].seq >= 3)
     bot_factory.stop_last()
     log = tmp_path / "data" / "audit.jsonl"
     log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:-2]))
@@ -330,7 +320,7 @@ def test_audit_status_lists_each_sink_for_admins_only(bot_factory, policy_dir, w
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
     chat = bot_factory(ACCESS_AUDIT_SINKS=[http_sink(receiver.url, name="siem")])
     chat.reply("carol", "!access request prod-db 30m fix INC-7")
-    wait_until(lambda: receiver.lines())
+    eventually(lambda: receiver.lines())
     assert chat.reply("carol", "!access audit status") == (
         "Only bot admins (BOT_ADMINS) can see the audit sinks."
     )
@@ -338,9 +328,7 @@ def test_audit_status_lists_each_sink_for_admins_only(bot_factory, policy_dir, w
     assert status.startswith("Audit sinks (shipped by this bot):\n- siem: acknowledged up to")
 
 
-def test_audit_status_says_when_there_is_no_sink(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_audit_status_says_when_there_is_no_sink(chat):
     assert chat.reply("admin", "!access audit status").startswith(
         "No audit sinks are configured (ACCESS_AUDIT_SINKS)"
     )
@@ -388,7 +376,7 @@ def test_the_scheduler_writes_checkpoints_on_the_bots_clock(
     chat = bot_factory(ACCESS_AUDIT_CHECKPOINT="1m")
     chat.reply("carol", "!access request prod-db 30m fix INC-7")
     clock.advance(minutes=2)
-    wait_until(lambda: "checkpoint" in chat.reply("admin", "!access audit limit=1"))
+    eventually(lambda: "checkpoint" in chat.reply("admin", "!access audit limit=1"))
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -448,8 +436,14 @@ def test_the_checkpoint_interval_is_a_duration():
 # -- the cursor port ------------------------------------------------------------------------------------
 
 
-def test_a_sink_cursor_never_moves_backwards_in_the_store(tmp_path):
-    store = TinyDBStore(tmp_path / "access.json")
+@pytest.mark.parametrize("backend", ["tinydb", "postgresql"])
+def test_a_sink_cursor_never_moves_backwards_in_the_store(backend, tmp_path, request):
+    if backend == "tinydb":
+        store = TinyDBStore(tmp_path / "access.json")
+    else:  # a row of its own table
+        from accessbot.postgres import Database, PostgresStore
+
+        store = PostgresStore(Database(request.getfixturevalue("pg_url")))
     try:
         assert store.sink_cursor("siem") is None
         store.save_sink_cursor(SinkCursor("siem", 10, "h10", "2026-11-24T09:00:00Z"))
@@ -462,21 +456,6 @@ def test_a_sink_cursor_never_moves_backwards_in_the_store(tmp_path):
 
 
 # -- on PostgreSQL ----------------------------------------------------------------------------------
-
-
-def test_on_postgresql_the_cursor_is_a_row_that_never_moves_backwards(pg_url, tmp_path):
-    from accessbot.postgres import Database, PostgresStore
-
-    store = PostgresStore(Database(pg_url))
-    try:
-        assert store.sink_cursor("siem") is None
-        store.save_sink_cursor(SinkCursor("siem", 10, "h10", "2026-11-24T09:00:00Z"))
-        store.save_sink_cursor(SinkCursor("siem", 7, "h7", error="late", error_at="t"))
-        assert store.sink_cursor("siem") == SinkCursor(
-            "siem", 10, "h10", "2026-11-24T09:00:00Z", "late", "t"
-        )
-    finally:
-        store.close()
 
 
 def test_on_postgresql_the_http_sink_ships_the_table_rows_byte_for_byte(pg_url, tmp_path, receiver):
@@ -520,7 +499,7 @@ def test_a_bot_on_postgresql_ships_its_audit_table_to_the_sink(
     db = Database(pg_url, heartbeat=False)
     try:
         table = PostgresAuditLog(db, FakeClock())
-        wait_until(lambda: len(receiver.lines()) >= 3 and table.head()[0] == len(receiver.lines()))
+        eventually(lambda: len(receiver.lines()) >= 3 and table.head()[0] == len(receiver.lines()))
         assert receiver.lines() == [line.data for line in table.stored_lines()]
     finally:
         db.close()

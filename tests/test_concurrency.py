@@ -16,6 +16,7 @@ from accessbot.domain import FINAL, AccessError, Status
 from accessbot.scheduler import Scheduler
 from tests.builders import ADMIN, build_service, person
 from tests.conftest import FakeClock
+from tests.helpers import eventually
 
 THREADS = 50
 ROUNDS = 4
@@ -91,10 +92,7 @@ def test_fifty_threads_and_the_scheduler_leave_every_request_final_and_revoked_o
         for thread in threads:
             thread.join()
         clock.advance(hours=2)  # past every grant's end and every pending timeout
-        for _ in range(2000):
-            if not service.store.live():
-                break
-            threading.Event().wait(0.01)
+        eventually(lambda: crashes or not service.store.live(), "every request final", 20)
     finally:
         scheduler.stop()
 

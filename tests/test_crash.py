@@ -3,18 +3,18 @@ time, no acknowledged write is lost, and the audit chain still verifies."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
 from accessbot.audit import AuditLog, verify_file
 from accessbot.store import TinyDBStore
-from tests.conftest import PLUGINS, ROOT, FakeClock
+from tests import crash_child
+from tests.conftest import FakeClock
 
 KILLS = 25
 ORDER = {"pending": 0, "approved": 1, "active": 2, "revoke_failed": 2, "denied": 3, "revoked": 3}
@@ -25,24 +25,24 @@ def test_killed_mid_write_many_times_the_db_loads_and_keeps_every_acknowledged_w
     tmp_path, webhook
 ):
     rng = random.Random(20261124)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
+    # Each victim is forked from a server that has imported it once: a process of its own,
+    # killed with SIGKILL like one started from scratch, without 25 interpreter starts.
+    processes = multiprocessing.get_context("forkserver")
+    processes.set_forkserver_preload(["tests.crash_child"])
     acked: dict[str, str] = {}
     loads = 0
     for _ in range(KILLS):
-        child = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "crash_child.py"), str(tmp_path), webhook.url],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
-        assert child.stdout.readline() == "ready\n"
+        lines, pipe = processes.Pipe(duplex=False)
+        child = processes.Process(target=crash_child.run, args=(str(tmp_path), webhook.url, pipe))
+        child.start()
+        pipe.close()  # the child holds the writing end
+        assert lines.recv() == "ready"
         for _ in range(rng.randint(1, 40)):
-            _, rid, status = child.stdout.readline().split()
+            _, rid, status = lines.recv().split()
             acked[rid] = status
         os.kill(child.pid, signal.SIGKILL)  # mid-way through the next write
-        child.wait()
-        child.stdout.close()
+        child.join()
+        lines.close()
 
         store = TinyDBStore(tmp_path / "data" / "access.json")  # raises if damaged
         loads += 1

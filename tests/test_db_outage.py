@@ -13,20 +13,22 @@ from accessbot.domain import Status
 from accessbot.store import StoreError
 from tests.builders import build_service, person
 from tests.conftest import START
+from tests.helpers import eventually
 from tests.pgserver import NoServer, PostgresServer, start_server
 
 
-def answered(service, attempts: int = 100) -> None:
+def answered(service) -> None:
     """Tick as the scheduler does until the database answers again (the connection pool
     reconnects with a backoff of its own)."""
-    pause = threading.Event()
-    for _ in range(attempts):
+
+    def ticked() -> bool:
         try:
             service.tick()
-            return
         except StoreError:
-            pause.wait(0.2)
-    raise AssertionError("the database never answered again")
+            return False
+        return True
+
+    eventually(ticked, "the database answering again", 20)
 
 
 @pytest.fixture

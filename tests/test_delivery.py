@@ -2,19 +2,9 @@
 told to the admins with what to fix, once per destination and error, and again only
 after a message there got through: not one line in errbot's log nobody reads."""
 
-import pytest
-
-from tests.conftest import policy_file, request_id, webhook_policy
-from tests.slack_fakes import FakeSlack
-from tests.slack_harness import SlackBot
+from tests.conftest import request_id
 
 APPROVALS = "#access-approvals"
-
-
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
 
 
 def test_a_channel_that_refuses_the_card_is_reported_to_the_admins_with_the_fix(chat):
@@ -65,37 +55,15 @@ def test_a_requester_the_chat_cannot_reach_is_reported_too(chat):
 
 
 def test_on_slack_a_channel_the_bot_was_not_invited_to_tells_the_admins_to_invite_it(
-    tmp_path, clock, policy_dir, webhook
+    start_bot, fake
 ):
-    fake = FakeSlack(
-        users={
-            "UCAROL": ("carol", "carol@acme.com"),
-            "UALICE": ("alice", "alice@acme.com"),  # an approver: the request needs one
-            "UADMIN": ("admin", "admin@acme.com"),
-        },
-        channels={"access-approvals": "CAPPROVALS"},
-    )
+    fake.users["UADMIN"] = ("admin", "admin@acme.com")
     fake.not_member.add("CAPPROVALS")
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    bot = SlackBot(
-        fake,
-        "socket",
-        {
-            "BOT_ADMINS": ("UADMIN",),
-            "BOT_ADMINS_NOTIFICATIONS": ("<@UADMIN>",),
-            "ACCESS_POLICY_DIR": str(policy_dir),
-            "ACCESS_DB_PATH": str(tmp_path / "data" / "access.json"),
-            "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
-            "ACCESS_CLOCK": clock,
-        },
-    )
-    try:
-        bot.type("UCAROL", "DCAROL", "!access request prod-db 30m fixing INC-42")
-        [told] = fake.wait(lambda: fake.dms("UADMIN"), "the admin being told")
-        assert "a message to #access-approvals (request " in told
-        assert "could not be delivered: not_in_channel" in told
-        assert "To fix: invite the bot to #access-approvals" in told
-        assert fake.cards("CAPPROVALS") == []
-    finally:
-        bot.stop()
-        fake.close()
+    bot = start_bot("socket", config={"BOT_ADMINS_NOTIFICATIONS": ("<@UADMIN>",)})
+
+    bot.type("UCAROL", "DCAROL", "!access request prod-db 30m fixing INC-42")
+    [told] = fake.wait(lambda: fake.dms("UADMIN"), "the admin being told")
+    assert "a message to #access-approvals (request " in told
+    assert "could not be delivered: not_in_channel" in told
+    assert "To fix: invite the bot to #access-approvals" in told
+    assert fake.cards("CAPPROVALS") == []

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +24,7 @@ from accessbot.domain import Status
 from accessbot.postgres import LeaderLease
 from tests.builders import build_service, person
 from tests.conftest import PLUGINS, ROOT
+from tests.helpers import eventually
 
 TICK = 0.2
 LEASE = 2.0
@@ -96,18 +96,6 @@ def bots(pg_url, tmp_path):
             bot.stop()
 
 
-def wait_until(condition, seconds: float, what: str) -> None:
-    deadline = threading.Event()
-    timer = threading.Timer(seconds, deadline.set)
-    timer.start()
-    try:
-        while not condition():
-            assert not deadline.is_set(), f"{what} did not happen within {seconds}s"
-            deadline.wait(0.02)
-    finally:
-        timer.cancel()
-
-
 @pytest.mark.slow
 def test_the_standby_revokes_every_grant_once_within_the_bound_after_the_leader_is_killed(
     pg_url, tmp_path, webhook, monkeypatch, bots
@@ -123,7 +111,7 @@ def test_the_standby_revokes_every_grant_once_within_the_bound_after_the_leader_
     try:
         first, second = bots(), bots()
         lease = LeaderLease(desk.store.db)
-        wait_until(lambda: lease.holder() in (first.bot_id, second.bot_id), 10, "an election")
+        eventually(lambda: lease.holder() in (first.bot_id, second.bot_id), "an election", 10)
         leader, standby = (first, second) if lease.holder() == first.bot_id else (second, first)
 
         # Two grants end before the kill, six in the gap before the standby takes over and
@@ -139,10 +127,10 @@ def test_the_standby_revokes_every_grant_once_within_the_bound_after_the_leader_
             grants.append(rid)
         before, after = grants[:2], grants[2:]
 
-        wait_until(
+        eventually(
             lambda: all(desk.store.get(r).status is Status.EXPIRED for r in before),
-            10,
             "the leader's revokes before the kill",
+            10,
         )
         with desk.store.db.connection() as conn:  # no revoke under way: kill between two
             assert conn.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
@@ -150,10 +138,10 @@ def test_the_standby_revokes_every_grant_once_within_the_bound_after_the_leader_
         killed_at = utcnow()
         assert all(desk.store.get(r).status is Status.ACTIVE for r in after), "killed too late"
 
-        wait_until(
+        eventually(
             lambda: all(desk.store.get(r).status is Status.EXPIRED for r in grants),
-            30,
             "the standby's revokes",
+            30,
         )
         assert lease.holder() == standby.bot_id
     finally:

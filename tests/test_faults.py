@@ -101,10 +101,8 @@ def retry_times(chat, rid, attempts):
 
 
 def test_a_failing_revoke_is_retried_with_doubling_backoff_capped_at_5_minutes(
-    bot_factory, policy_dir, webhook, clock, tmp_path
+    chat, webhook, clock, tmp_path
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = granted(chat, webhook)
     webhook.set_status(502)
     expiry = clock.advance(minutes=30)
@@ -126,9 +124,7 @@ def test_a_failing_revoke_is_retried_with_doubling_backoff_capped_at_5_minutes(
     assert audit_ok(tmp_path)
 
 
-def test_an_admin_retries_a_failed_revoke_at_once(bot_factory, policy_dir, webhook, clock):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_an_admin_retries_a_failed_revoke_at_once(chat, webhook, clock):
     rid = granted(chat, webhook)
     webhook.set_status(500)
     reply = chat.reply("carol", f"!access revoke {rid}")
@@ -176,11 +172,7 @@ def test_an_unwritable_db_refuses_the_command_and_keeps_nothing(
     assert audit_ok(tmp_path)
 
 
-def test_a_full_disk_under_the_audit_log_refuses_the_command(
-    bot_factory, policy_dir, webhook, tmp_path
-):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_full_disk_under_the_audit_log_refuses_the_command(chat, webhook, tmp_path):
     rid = request_id(chat.reply("carol", "!access request prod-db 30m first one"))
     audit = tmp_path / "data" / "audit.jsonl"
     audit.rename(tmp_path / "audit.saved")
@@ -288,9 +280,7 @@ def test_a_corrupt_db_file_runs_the_bot_degraded_naming_the_path_and_the_fix(
 # -- the clock jumps ------------------------------------------------------------
 
 
-def test_a_clock_jump_revokes_every_overdue_grant_at_once(bot_factory, policy_dir, webhook, clock):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_clock_jump_revokes_every_overdue_grant_at_once(chat, webhook, clock):
     short = granted(chat, webhook, "carol", "15m")
     long = granted(chat, webhook, "dave", "4h")
     pending = request_id(chat.reply("erin", "!access request prod-db 1h please"))
@@ -304,10 +294,8 @@ def test_a_clock_jump_revokes_every_overdue_grant_at_once(bot_factory, policy_di
 
 
 def test_grants_that_expired_while_the_bot_was_down_are_revoked_at_start(
-    bot_factory, policy_dir, webhook, clock
+    chat, bot_factory, webhook, clock
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = granted(chat, webhook)
     bot_factory.stop_last()
     clock.advance(hours=6)
@@ -318,9 +306,7 @@ def test_grants_that_expired_while_the_bot_was_down_are_revoked_at_start(
     assert "expired" in chat.reply("carol", f"!access show {rid}")
 
 
-def test_time_moves_back_and_forth_without_early_revokes(bot_factory, policy_dir, webhook, clock):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_time_moves_back_and_forth_without_early_revokes(chat, webhook, clock):
     rid = granted(chat, webhook)
     clock.advance(minutes=-120)  # NTP steps the clock back
     clock.advance(minutes=10)
@@ -331,11 +317,7 @@ def test_time_moves_back_and_forth_without_early_revokes(bot_factory, policy_dir
 # -- the audit trail in chat ----------------------------------------------------
 
 
-def test_admins_verify_the_audit_chain_in_chat_and_see_the_broken_line(
-    bot_factory, policy_dir, webhook, tmp_path
-):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_admins_verify_the_audit_chain_in_chat_and_see_the_broken_line(chat, webhook, tmp_path):
     granted(chat, webhook)
     assert "Only bot admins" in chat.reply("carol", "!access audit verify")
     assert chat.reply("admin", "!access audit verify") == (

@@ -8,12 +8,6 @@ import pytest
 from tests.conftest import policy_file, request_id, webhook_policy
 
 
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
-
-
 def ask(chat, text="!access request prod-db 30m fixing INC-42", user="carol") -> str:
     return request_id(chat.reply(user, text))
 

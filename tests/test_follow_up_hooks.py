@@ -12,6 +12,7 @@ import pytest
 from accessbot.domain import iso
 from tests import hook_gates
 from tests.conftest import policy_file, request_id, sent_at_start, webhook_policy
+from tests.helpers import eventually
 
 CHANNEL = "#access-approvals"
 
@@ -96,22 +97,18 @@ def mine(request_id: str) -> list[tuple]:
 
 def wait_for_note(*entry):
     """Wait until a hook has noted `entry` (it runs on the bot's follow-up thread)."""
-    for _ in range(500):
-        if entry in hook_gates.notes():
-            return
-        hook_gates.gate("never").wait(0.02)
-    raise AssertionError(f"{entry} never noted: {hook_gates.notes()}")
+    eventually(lambda: entry in hook_gates.notes(), f"{entry} noted", explain=hook_gates.notes)
 
 
 def told_at_start(chat, caplog, needle: str) -> None:
     """Wait for `needle` from a bot that may have said it while it started."""
     seen: list[str] = []
-    for _ in range(500):
-        seen += sent_at_start(chat, caplog) + chat.to(CHANNEL)
-        if any(needle in text for text in seen):
-            return
-        hook_gates.gate("never").wait(0.02)
-    raise AssertionError(f"{needle!r} was never said: {seen}")
+
+    def said() -> bool:
+        seen.extend(sent_at_start(chat, caplog) + chat.to(CHANNEL))
+        return any(needle in text for text in seen)
+
+    eventually(said, f"{needle!r} said", explain=lambda: seen)
 
 
 def test_after_grant_runs_once_with_the_account_and_answer_and_tells_requester_and_channel(

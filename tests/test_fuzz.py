@@ -26,7 +26,7 @@ from accessbot.messages import REASON_LIMIT, card_body, inert
 from accessbot.policy import PolicyError, load_policies
 from accessbot.store import TinyDBStore
 from tests.builders import build_service, person
-from tests.conftest import FakeClock, policy_file, request_id, webhook_policy
+from tests.conftest import FakeClock, policy_file, request_id
 
 FUZZ = settings(
     max_examples=200,
@@ -229,11 +229,7 @@ def test_policy_values_load_or_fail_naming_the_file_and_key(webhook):
 # -- through the real plugin ------------------------------------------------------------
 
 
-def test_nothing_typed_in_chat_gets_a_stack_trace_or_a_half_request(
-    bot_factory, policy_dir, webhook, tmp_path
-):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_nothing_typed_in_chat_gets_a_stack_trace_or_a_half_request(chat, tmp_path):
     commands = st.sampled_from(
         [
             "!access request",
@@ -270,9 +266,7 @@ def test_nothing_typed_in_chat_gets_a_stack_trace_or_a_half_request(
         assert request.status is Status.PENDING and request.history
 
 
-def test_a_hostile_reason_is_inert_and_truncated_on_the_card(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_hostile_reason_is_inert_and_truncated_on_the_card(chat):
     reason = "<!channel> @here *urgent* `rm -rf` \x07\x1b[31m " + "x" * 5000
 
     rid = request_id(chat.reply("carol", f"!access request prod-db 30m {reason}"))

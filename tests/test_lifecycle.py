@@ -5,12 +5,6 @@ import pytest
 from tests.conftest import policy_file, request_id, webhook_policy
 
 
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
-
-
 def granted(chat, text="!access request prod-db 1h deploy", user="carol") -> str:
     rid = request_id(chat.reply(user, text))
     assert chat.reply("alice", f"!approve {rid}").startswith("Approved")
@@ -138,9 +132,7 @@ def test_a_short_grant_gets_no_reminder(chat, clock):
 
 
 @pytest.mark.slow
-def test_a_reminder_is_not_sent_again_after_a_restart(bot_factory, policy_dir, webhook, clock):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_reminder_is_not_sent_again_after_a_restart(chat, bot_factory, clock):
     granted(chat)
     clock.advance(minutes=51)
     chat.wait_for("carol", "ends in")
@@ -152,10 +144,8 @@ def test_a_reminder_is_not_sent_again_after_a_restart(bot_factory, policy_dir, w
 
 @pytest.mark.slow
 def test_an_extended_grant_is_revoked_at_the_new_time_after_a_restart(
-    bot_factory, policy_dir, webhook, clock
+    chat, bot_factory, webhook, clock
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = granted(chat)
     chat.say("bob", f"!approve {extension_id(chat.reply('carol', f'!access extend {rid} 1h'))}")
     bot_factory.stop_last()

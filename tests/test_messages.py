@@ -11,7 +11,7 @@ import pytest
 
 from accessbot import messages
 from accessbot.domain import Event, Request, Status
-from tests import hook_gate
+from tests import hook_gates
 from tests.builders import a_request
 from tests.conftest import START, policy_file, request_id, webhook_policy
 from tests.fake_pagerduty import TOKEN
@@ -19,12 +19,6 @@ from tests.slack_fixtures import CHANNEL
 from tests.test_lifecycle import extension_id, granted
 
 ROOM = "#access-approvals"
-
-
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
 
 
 def line_of(text: str, needle: str) -> int:
@@ -386,7 +380,7 @@ def test_a_hook_returning_the_wrong_type_is_noted_with_its_file_and_line(bot_fac
 
 
 SLOW = """
-from tests import hook_gate
+from tests import hook_gates
 
 RESOURCES = {
     "prod-db": {
@@ -398,16 +392,15 @@ RESOURCES = {
 }
 
 def on_request(request, ctx):
-    hook_gate.opened.wait(30)  # the test opens the gate once carol has been answered
+    hook_gates.gate("slow check").wait(30)  # opened once carol has been answered
     return None
 """
 
 
 @pytest.fixture
 def gate():
-    hook_gate.opened.clear()
-    yield hook_gate.opened
-    hook_gate.opened.set()  # never leave a hook waiting
+    with hook_gates.held("slow check") as opened:
+        yield opened
 
 
 def test_a_slow_policy_check_is_acknowledged_at_once_and_answered_when_done(

@@ -99,18 +99,14 @@ def test_get_approvers_routes_the_request(bot_factory, policy_dir, webhook):
     assert chat.reply("dave", f"!approve {rid}").startswith("Approved")
 
 
-def test_reload_picks_up_a_new_resource(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_reload_picks_up_a_new_resource(chat, policy_dir, webhook):
     policy_file(policy_dir, "shell.py", hooked(webhook.url, "    return None"))
     reply = chat.reply("admin", "!access reload")
     assert "Reloaded 2 policy file(s), 2 resource(s) (added: prod-shell" in reply
     assert "prod-shell" in chat.reply("carol", "!access resources")
 
 
-def test_a_broken_reload_keeps_the_running_policies(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_broken_reload_keeps_the_running_policies(chat, policy_dir, webhook):
     policy_file(policy_dir, "shell.py", "RESOURCES = {\n  'x': {'max_duration': 'forever'},\n}\n")
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url, max_duration="1h"))
     reply = chat.reply("admin", "!access reload")
@@ -120,9 +116,7 @@ def test_a_broken_reload_keeps_the_running_policies(bot_factory, policy_dir, web
     assert "Max 4h" in chat.reply("carol", "!access resources")
 
 
-def test_only_admins_reload(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_only_admins_reload(chat):
     assert "Only bot admins (BOT_ADMINS) can reload" in chat.reply("carol", "!access reload")
 
 
@@ -138,9 +132,7 @@ def test_a_bot_started_with_broken_policies_says_so_and_recovers_on_reload(
     assert "Request" in chat.reply("carol", "!access request prod-db 1h x")
 
 
-def test_a_pending_request_keeps_the_rules_it_was_made_under(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_pending_request_keeps_the_rules_it_was_made_under(chat, policy_dir, webhook):
     rid = request_id(chat.reply("carol", "!access request prod-db 1h x"))
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url, approvers=["@zed"]))
     chat.say("admin", "!access reload")

@@ -33,10 +33,8 @@ def test_reload_names_what_was_added_removed_and_changed(bot_factory, policy_dir
 
 
 def test_a_removed_resources_active_grant_still_expires_and_is_revoked_by_its_strategy(
-    bot_factory, policy_dir, webhook, clock
+    chat, policy_dir, webhook, clock
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing INC-42"))
     chat.say("alice", f"!approve {rid}")
     assert webhook.actions() == [("grant", rid)]
@@ -50,9 +48,7 @@ def test_a_removed_resources_active_grant_still_expires_and_is_revoked_by_its_st
     assert webhook.actions() == [("grant", rid), ("revoke", rid)]
 
 
-def test_a_broken_reload_keeps_the_running_policies(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
+def test_a_broken_reload_keeps_the_running_policies(chat, policy_dir, webhook):
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url, max_duration="forever"))
     reply = chat.reply("admin", "!access reload")
     assert reply.startswith("Reload failed, nothing changed (the 1 resource(s) already loaded")

@@ -15,6 +15,7 @@ from accessbot.postgres.database import migrate
 from accessbot.postgres.schema import NEWEST
 from accessbot.settings import Settings, SettingsError
 from tests.conftest import START, FakeClock, policy_file, request_id, webhook_policy
+from tests.helpers import eventually
 from tests.test_domain import make_request
 
 
@@ -123,10 +124,7 @@ def test_claims_of_one_bot_are_seen_by_another_until_its_heartbeat_stops(open_db
     assert "clm222" in theirs
     first._stop.set()  # the first bot hangs: no more heartbeats
     first._heartbeat.join()
-    deadline = threading_deadline(5)
-    while "clm222" in theirs:
-        assert not deadline.is_set(), "a dead bot's claim never lapsed"
-        deadline.wait(0.05)
+    eventually(lambda: "clm222" not in theirs, "a dead bot's claim lapsing", 5)
 
 
 def test_a_bot_that_closes_hands_back_its_claims(open_db):
@@ -142,23 +140,10 @@ def test_one_bot_at_a_time_leads_and_a_standby_takes_over_a_lapsed_lease(open_db
     assert leader.acquire() and leader.acquire()  # renewing keeps it
     assert not standby.acquire()
     assert standby.holder() == first.bot_id
-    deadline = threading_deadline(5)
-    while not standby.acquire():  # the leader stops renewing
-        assert not deadline.is_set(), "the lease never lapsed"
-        deadline.wait(0.05)
+    eventually(standby.acquire, "the lease lapsing", 5)  # the leader stops renewing
     assert not leader.acquire()
     standby.release()
     assert leader.acquire()  # handed back: taken at once
-
-
-def threading_deadline(seconds: float):
-    import threading
-
-    event = threading.Event()
-    timer = threading.Timer(seconds, event.set)
-    timer.daemon = True
-    timer.start()
-    return event
 
 
 # -- the audit table -------------------------------------------------------------------------

@@ -7,10 +7,8 @@ from tests.conftest import policy_file, request_id, webhook_policy
 
 @pytest.mark.slow
 def test_a_grant_that_expired_while_the_bot_was_down_is_revoked_at_start(
-    bot_factory, policy_dir, webhook, clock
+    chat, bot_factory, webhook, clock
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     granted = request_id(chat.reply("carol", "!access request prod-db 30m fix"))
     pending = request_id(chat.reply("dave", "!access request prod-db 1h later"))
     chat.say("alice", f"!approve {granted}")
@@ -26,10 +24,8 @@ def test_a_grant_that_expired_while_the_bot_was_down_is_revoked_at_start(
 
 @pytest.mark.slow
 def test_a_grant_still_running_at_restart_is_revoked_on_time_later(
-    bot_factory, policy_dir, webhook, clock
+    chat, bot_factory, webhook, clock
 ):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory()
     rid = request_id(chat.reply("carol", "!access request prod-db 30m fix"))
     chat.say("alice", f"!approve {rid}")
     bot_factory.stop_last()

@@ -4,7 +4,6 @@ the scheduler lease sweeps."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 from accessbot.audit import AuditLog
@@ -12,19 +11,9 @@ from accessbot.scheduler import Scheduler
 from accessbot.standing_sweep import StandingJob, StandingSweep
 from tests.builders import wired
 from tests.conftest import policy_file, webhook_policy
+from tests.helpers import eventually
 
 MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
-
-
-def until(check, what: str, timeout: float = 15.0):
-    """Wait for the scheduler's thread to make `check()` true; its value."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        value = check()
-        if value:
-            return value
-        pause.wait(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 def standing_lines(chat) -> list[str]:
@@ -42,8 +31,8 @@ def test_the_bot_sweeps_at_start_and_every_interval_announcing_a_finding_once(
     assert "mallory (mallory@acme.com; account db-mallory)" in text
 
     clock.advance(hours=1)  # the next sweep: the same finding is not news
-    until(lambda: len(webhook.lists) >= 2, "a second sweep")
-    until(
+    eventually(lambda: len(webhook.lists) >= 2, "a second sweep")
+    eventually(
         lambda: "listed just now" in chat.reply("admin", "!access standing prod-db"),
         "the second sweep recorded",
     )
@@ -52,7 +41,7 @@ def test_the_bot_sweeps_at_start_and_every_interval_announcing_a_finding_once(
     clock.advance(minutes=5)
     bot_factory.stop_last()
     restarted = bot_factory(ACCESS_STANDING_SWEEP="1h")
-    until(
+    eventually(
         lambda: "listed just now" in restarted.reply("admin", "!access standing"),
         "the sweep at start",
     )

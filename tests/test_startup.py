@@ -6,22 +6,21 @@ from __future__ import annotations
 import pytest
 
 from accessbot.integrations import slack
-from tests import startup_gate
+from tests import hook_gates
 from tests.conftest import policy_file, webhook_policy
 from tests.slack_fakes import click_payload
 from tests.slack_fixtures import CHANNEL
 
-GATE = """from tests import startup_gate
+GATE = """from tests import hook_gates
 
-startup_gate.opened.wait(30)  # the bot's start-up waits here until the test opens the gate
+hook_gates.gate("start-up").wait(30)  # the bot's start-up waits here until the test opens it
 """
 
 
 @pytest.fixture
 def gate():
-    startup_gate.opened.clear()
-    yield startup_gate.opened
-    startup_gate.opened.set()
+    with hook_gates.held("start-up") as opened:
+        yield opened
 
 
 def started_half_way(bot) -> bool:

@@ -14,7 +14,7 @@ from accessbot.postgres import LeaderLease
 from tests.builders import Deployment
 from tests.conftest import FakeClock, accessbot
 from tests.fake_sinks import FakeSplunkHec, SyslogListener
-from tests.test_audit_sinks import wait_until
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_a_syslog_servers_file_is_a_copy_too(tmp_path):
     try:
         bot.events(4)
         bot.ship()
-        wait_until(lambda: len(listener.messages) == 4)
+        eventually(lambda: len(listener.messages) == 4)
         copy = tmp_path / "messages.log"  # as a syslog server writes them, one a line
         copy.write_bytes(b"".join(m + b"\n" for m in listener.messages))
         assert verify(tmp_path, str(bot.path), "--against", str(copy))[0] == 0

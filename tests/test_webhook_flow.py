@@ -6,15 +6,7 @@ import csv
 import io
 import json
 
-import pytest
-
 from tests.conftest import accessbot, policy_file, request_id, webhook_policy
-
-
-@pytest.fixture
-def chat(bot_factory, policy_dir, webhook):
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    return bot_factory()
 
 
 def granted(chat, user="carol") -> str:
