@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accessbot import messages
-from accessbot.digest import Merged, merge, settled
+from accessbot.digest import Merged, merge, merge_entries, settled
 from accessbot.domain import Event, Status
 from accessbot.service import Notice
 from tests.builders import ADMIN, a_request, build_service, person
@@ -232,3 +232,34 @@ def test_merging_loses_no_notice_and_keeps_every_dm_and_card(notices, at_least):
             if notice.request.card_ref:  # and its card is still updated
                 assert any(m.notice.request is notice.request for m in carried)
     assert len(out) <= len(notices) + sum(1 for n in notices if n.request and n.request.card_ref)
+
+
+# -- in the delivery workers: one channel's queued outbox entries --------------------------
+
+
+def test_queued_entries_become_card_updates_then_one_line_standing_for_every_source():
+    from accessbot.outbox import new_entry, notice_of
+
+    notices = [
+        ended("a1", "ann", card=True),
+        ended("b2", "bob"),
+        ended("c3", "cat", card=True),
+        Notice("channel", "#access-approvals", "someone else's line"),
+    ]
+    entries = [new_entry(n, i, START) for i, n in enumerate(notices, start=1)]
+
+    out = merge_entries(entries, notice_of)
+
+    kinds = [(e.id, e.kind, e.merged) for e in out]
+    # The unknown line as it was; the carded grants' cards updated (no thread line); one
+    # line naming all three that stands for the card-less one.
+    assert kinds == [(4, "text", ()), (1, "card", ()), (3, "card", ()), (2, "text", ())]
+    assert out[-1].text.startswith("3 grants to prod-db expired") and out[-1].request is None
+    assert {i for e in out for i in e.covers} == {1, 2, 3, 4}  # nothing left unaccounted
+
+
+def test_a_batch_merge_leaves_alone_is_handed_back_as_it_was():
+    from accessbot.outbox import new_entry, notice_of
+
+    entries = [new_entry(ended(f"r{i}", f"u{i}"), i, START) for i in (1, 2)]
+    assert merge_entries(entries, notice_of) is entries

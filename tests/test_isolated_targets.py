@@ -17,7 +17,7 @@ from accessbot.domain import Status
 from tests.builders import build_service, person
 from tests.conftest import FakeClock, policy_file, request_id
 from tests.fakes import WebhookTarget
-from tests.test_standing_bot import until
+from tests.helpers import eventually as until
 
 
 def two_targets_policy(healthy_url: str, hanging_url: str) -> str:

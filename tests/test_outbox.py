@@ -12,12 +12,14 @@ from datetime import timedelta
 
 import pytest
 
-from accessbot.delivery_workers import RETRY_FIRST, DeliveryWorkers, backoff
+from accessbot.delivery import RATE_LIMITED, Attempt
+from accessbot.delivery_workers import MAX_ATTEMPTS, RETRY_FIRST, DeliveryWorkers, backoff
 from accessbot.domain import Request
 from accessbot.integrations import slack
 from accessbot.outbox import Entry, FileOutbox, MemoryOutbox, outbox_path
 from accessbot.service import Notice
 from tests.conftest import START, FakeClock, access_plugin, policy_file, request_id, webhook_policy
+from tests.helpers import eventually
 from tests.slack_fakes import click_payload
 from tests.slack_fixtures import CHANNEL, current, has_buttons, request_card
 from tests.test_domain import make_request
@@ -217,6 +219,29 @@ def test_a_failure_is_tried_again_after_a_backoff_and_a_permanent_one_never(work
     assert pool.wait_idle()
     assert chat.texts() == ["now", "late"] and box.pending() == []
     assert backoff(0) == RETRY_FIRST and backoff(10) == timedelta(minutes=5)
+
+
+def test_a_rate_limited_channel_waits_its_retry_after_and_is_never_failed_for_it(workers):
+    clock, chat, box = FakeClock(), Chat(), MemoryOutbox()
+    refusals = {"left": MAX_ATTEMPTS + 5}  # more 429s than a failing notice may have
+
+    def send(entry: Entry):
+        if entry.to == "#busy" and refusals["left"] > 0:
+            refusals["left"] -= 1
+            return Attempt(RATE_LIMITED, 0.01)  # Slack's Retry-After (or the pacer's wait)
+        return chat.send(entry)
+
+    box.put([notice("#busy", "one"), notice("#busy", "two"), notice("#ok", "at once")], clock())
+    pool = DeliveryWorkers(box, send, clock, workers=1, poll=0.01)
+    pool.start()
+    try:
+        pool.wake()
+        eventually(lambda: "at once" in chat.texts(), "the other channel's notice")
+        eventually(lambda: {"one", "two"} <= set(chat.texts()), "the paced channel's notices")
+    finally:
+        pool.stop(drain=0)
+    assert chat.texts().index("one") < chat.texts().index("two")  # in order
+    assert box.pending() == [] and refusals["left"] == 0  # every 429 waited out, none failed
 
 
 def test_the_merge_hook_gets_one_channels_batch_and_may_send_one_message_for_many(workers):

@@ -23,13 +23,12 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator, MutableSet
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from . import memory_store
 from .domain import (
     FINAL,
     HOLDS_ACCESS,
@@ -43,7 +42,6 @@ from .domain import (
 )
 from .messages import redact_urls
 from .store import (
-    ConflictError,
     FileLock,
     SinkCursor,
     StoreFiles,
@@ -417,9 +415,11 @@ def _snapshot_records(path: Path) -> Iterator[dict]:
 # -- the store a degraded bot runs on -----------------------------------------------------
 
 
-class MemoryStore:
-    """The RequestStore port in memory, for a bot running on rebuilt grants: nothing it
-    is told outlives the process (the audit log records every change anyway)."""
+class MemoryStore(memory_store.MemoryStore):
+    """The in-memory store (memory_store.py) a bot runs on when its store cannot be read:
+    the rebuilt grants, the audit sinks' cursors, and a lock on the damaged files (so
+    `store rebuild` waits for this bot to stop). Nothing it is told outlives the process
+    (the audit log records every change anyway)."""
 
     def __init__(
         self,
@@ -427,135 +427,16 @@ class MemoryStore:
         cursors: dict[str, dict] | None = None,
         held: FileLock | None = None,
     ):
+        super().__init__()
         self.held = held  # a lock on the damaged store's files, released at close
-        self.lock = threading.RLock()
-        self._requests: dict[str, Request] = {r.id: r.copy() for r in requests}
-        self._standing: dict[str, dict] = {}
-        self._cursors = {n: SinkCursor.from_dict(n, c) for n, c in (cursors or {}).items()}
-        self._claims: set[str] = set()
+        self._hold([r.copy() for r in requests])
+        for name, data in (cursors or {}).items():
+            self.save_sink_cursor(SinkCursor.from_dict(name, data))
 
-    def save(self, request: Request) -> None:
-        self.save_many([request])
-
-    def save_many(self, requests: Iterable[Request]) -> None:
-        requests = list(requests)
+    def _hold(self, requests: list[Request]) -> None:
+        """Take requests as they are (their versions too): they were read, not changed."""
         with self.lock:
-            for request in requests:
-                stored = self._requests.get(request.id)
-                if (stored.version if stored else 0) != request.version:
-                    raise ConflictError(f"request {request.id} was changed meanwhile")
-            for request in requests:
-                request.version += 1
-                self._requests[request.id] = request.copy()
-
-    def get(self, request_id: str) -> Request | None:
-        with self.lock:
-            found = self._requests.get(request_id)
-            return found.copy() if found else None
-
-    def exists(self, request_id: str) -> bool:
-        return request_id in self._requests
-
-    def _where(self, keep: Callable[[Request], bool], key=None) -> list[Request]:
-        with self.lock:
-            found = [r.copy() for r in self._requests.values() if keep(r)]
-        return sorted(found, key=key or (lambda r: (r.created_at, r.id)))
-
-    def live(self) -> list[Request]:
-        return self._where(lambda r: not r.is_final)
-
-    def awaiting_review(self) -> list[Request]:
-        return self._where(lambda r: r.awaits_review)
-
-    def live_of(self, requester: str) -> list[Request]:
-        return self._where(lambda r: not r.is_final and r.requester == requester)
-
-    def live_in(self, statuses: Iterable[Status]) -> list[Request]:
-        wanted = {Status(s) for s in statuses}
-        return self._where(lambda r: r.status in wanted and not r.is_final)
-
-    def extensions_of(self, grant_id: str) -> list[Request]:
-        return self._where(lambda r: not r.is_final and r.extends == grant_id)
-
-    def live_counts(self) -> dict[Status, int]:
-        counts: dict[Status, int] = {}
-        for request in self.live():
-            counts[request.status] = counts.get(request.status, 0) + 1
-        return counts
-
-    def due_for_revocation(self, now: datetime) -> list[Request]:
-        def due(r):
-            return r.revoke_due_at is not None and r.revoke_due_at <= now
-
-        return self._where(due, key=lambda r: (r.revoke_due_at, r.id))
-
-    def next_revocation_at(self) -> datetime | None:
-        due = [r.revoke_due_at for r in self.live() if r.revoke_due_at is not None]
-        return min(due, default=None)
-
-    def expiring_unreminded(self, until: datetime) -> list[Request]:
-        def due(r):
-            return r.status is Status.ACTIVE and not r.reminder_sent and r.expires_at <= until
-
-        return self._where(due)
-
-    def pending_created_before(self, at: datetime) -> list[Request]:
-        return self._where(lambda r: r.status is Status.PENDING and r.waits_since <= at)
-
-    def nudges_due(self, at: datetime) -> list[Request]:
-        def due(r):
-            return r.status is Status.PENDING and r.next_nudge_at and r.next_nudge_at <= at
-
-        return self._where(due)
-
-    def escalations_due(self, at: datetime) -> list[Request]:
-        def due(r):
-            pending = r.status is Status.PENDING and r.next_escalation_at
-            return bool(pending) and r.next_escalation_at <= at
-
-        return self._where(due)
-
-    def follow_ups_due(self) -> list[Request]:
-        return self._where(lambda r: bool(r.follow_ups_due))
-
-    def history_count(self, requester, resource, statuses, since) -> int:
-        wanted = {Status(s) for s in statuses}
-        return len(
-            self._where(
-                lambda r: (
-                    r.requester == requester
-                    and r.resource == resource
-                    and not r.extends
-                    and r.status in wanted
-                    and (since is None or r.created_at >= since)
-                )
-            )
-        )
-
-    def transaction(self) -> AbstractContextManager:
-        return nullcontext()
-
-    def claims(self) -> MutableSet[str]:
-        return self._claims
-
-    def standing(self) -> dict[str, dict]:
-        with self.lock:
-            return json.loads(json.dumps(self._standing))
-
-    def save_standing(self, resource: str, state: dict | None) -> None:
-        with self.lock:
-            if state is None:
-                self._standing.pop(resource, None)
-            else:
-                self._standing[resource] = json.loads(json.dumps(state))
-
-    def sink_cursor(self, name: str) -> SinkCursor | None:
-        with self.lock:
-            return self._cursors.get(name)
-
-    def save_sink_cursor(self, cursor: SinkCursor) -> None:
-        with self.lock:
-            self._cursors[cursor.name] = cursor
+            self._write(requests)
 
     def close(self) -> None:
         if self.held is not None:
@@ -571,7 +452,7 @@ class MemoryStore:
         still reads of the damaged store's files. Pending and approved requests are left
         out: nothing is decided meanwhile."""
         rebuilt = rebuild(events, strategy_for, salvage(files))
-        self.save_many([r.copy() for r in rebuilt.holding])
+        self._hold([r.copy() for r in rebuilt.holding])
         return rebuilt
 
 
