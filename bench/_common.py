@@ -99,11 +99,18 @@ def bench_id(number: int, prefix: str = "") -> str:
     return prefix + digits
 
 
-def strategy(url: str) -> dict:
-    return {"type": "webhook", "url": url, "secret_env": SECRET_ENV, "timeout": "10s"}
+def strategy(url: str, timeout: str = "10s") -> dict:
+    return {"type": "webhook", "url": url, "secret_env": SECRET_ENV, "timeout": timeout}
 
 
 def write_policy(directory: Path, url: str) -> None:
+    write_resources(
+        directory, {name: strategy(url) for name in ("prod-db", "prod-shell", "staging-db")}
+    )
+
+
+def write_resources(directory: Path, strategies: dict[str, dict]) -> None:
+    """A policy file with one resource per name, each with its own strategy settings."""
     directory.mkdir(parents=True, exist_ok=True)
     resources = {
         name: {
@@ -112,9 +119,9 @@ def write_policy(directory: Path, url: str) -> None:
             "default_duration": "1h",
             "approvers": ["@alice", "@bob"],
             "channel": "#access-approvals",
-            "strategy": strategy(url),
+            "strategy": settings,
         }
-        for name in ("prod-db", "prod-shell", "staging-db")
+        for name, settings in strategies.items()
     }
     (directory / "bench.py").write_text(f"RESOURCES = {resources!r}\n")
 
@@ -207,6 +214,7 @@ def write_history(data: Path, requests: list[Request], audit_clock=None) -> None
 
 def _serve(port_queue, results, delay: float) -> None:
     arrivals: list[tuple[str, str, float]] = []
+    busy = [0, 0]  # calls in flight now, the most at once
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -220,10 +228,19 @@ def _serve(port_queue, results, delay: float) -> None:
                     arrivals.clear()
                 self._answer()
                 return
+            if self.path == "/in-flight":
+                with lock:
+                    results.put(tuple(busy))
+                self._answer()
+                return
             payload = json.loads(body)
             arrived = time.time()
+            with lock:
+                busy[0] += 1
+                busy[1] = max(busy)
             time.sleep(delay)
             with lock:
+                busy[0] -= 1
                 arrivals.append((payload["action"], payload["request_id"], arrived))
             self._answer()
 
@@ -264,6 +281,13 @@ class SlowTarget:
         import requests
 
         requests.post(f"http://127.0.0.1:{self.port}/report", data=b"{}", timeout=30)
+        return self.results.get(timeout=30)
+
+    def in_flight(self) -> tuple[int, int]:
+        """(calls in flight now, the most ever in flight at once)."""
+        import requests
+
+        requests.post(f"http://127.0.0.1:{self.port}/in-flight", data=b"{}", timeout=30)
         return self.results.get(timeout=30)
 
     def close(self) -> None:

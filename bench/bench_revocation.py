@@ -1,7 +1,10 @@
 """Target 2: revocation lateness when many grants end in the same second.
 
-10,000 active grants, 1,000 of them expiring in the same second T, against a webhook
-target on 127.0.0.1 (its own process) that takes 20 ms per call. The real service,
+10,000 active grants, 1,000 of them expiring in the same second T, against webhook
+targets on 127.0.0.1 (each its own process) that take 20 ms per call. Two layouts: the
+whole burst on one resource (one resource may use at most a quarter of
+ACCESS_STRATEGY_WORKERS at once, so this row pays for that isolation), and the same burst
+spread over 8 resources on 4 targets. The real service,
 store and Scheduler run on the wall clock as the plugin wires them (regular tick every
 ACCESS_TICK_SECONDS=1, plus a wake-up when the next revocation comes due). Lateness is
 when each revoke call reached the target, minus T; "recorded" is when its audit event
@@ -31,13 +34,16 @@ from _common import (
     ms,
     percentile,
     quiet_logs,
+    strategy,
     table,
     wired,
     write_policy,
+    write_resources,
 )
 
 from accessbot.audit import AuditLog
 from accessbot.domain import from_iso
+from accessbot.provisioner import per_resource
 from accessbot.scheduler import Periodic, Scheduler
 from accessbot.service import AccessService
 from accessbot.store import TinyDBStore
@@ -47,18 +53,37 @@ BURST = 1_000
 DELAY = 0.020
 TICK = 1.0
 LEAD = 3.0  # seconds between start-up and T
+SPREAD = 8  # resources in the spread layout, two on each target
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def build(data: Path, url: str, burst_at: datetime, now: datetime) -> list[str]:
+def on_resources(grants: list, resources: dict[str, dict]) -> list:
+    """Deal the grants over `resources` (name -> strategy settings) in turn."""
+    names = list(resources)
+    for number, grant in enumerate(grants):
+        grant.resource = names[number % len(names)]
+        grant.strategy = dict(resources[grant.resource])
+    return grants
+
+
+def layout(targets: list[SlowTarget], spread: bool) -> dict[str, dict]:
+    """Resource name -> strategy: one resource, or SPREAD over the targets."""
+    if not spread:
+        return {"prod-db": strategy(targets[0].url)}
+    return {f"db-{n}": strategy(targets[n % len(targets)].url) for n in range(SPREAD)}
+
+
+def build(data: Path, resources: dict, burst_at: datetime, now: datetime) -> list[str]:
     """10,000 active grants in the store: BURST end at `burst_at`, the rest hours later."""
-    burst = active(BURST, url, now, lambda n: burst_at, prefix="b")
+    url = next(iter(resources.values()))["url"]
+    burst = on_resources(active(BURST, url, now, lambda n: burst_at, prefix="b"), resources)
     rest = active(
         ACTIVE - BURST, url, now, lambda n: now + timedelta(hours=1, seconds=3 * n), prefix="r"
     )
+    rest = on_resources(rest, resources)
     store = TinyDBStore(data / "access.json")
     store.save_many(burst + rest)
     store.compact()
@@ -76,13 +101,14 @@ def service_on(data: Path, policies: Path, clock, workers: int, notify=None) -> 
     )
 
 
-def one_burst(target: SlowTarget, workers: int) -> dict:
+def one_burst(targets: list[SlowTarget], workers: int, spread: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_policy(tmp / "policies", target.url)
+        resources = layout(targets, spread)
+        write_resources(tmp / "policies", resources)
         now = utcnow()
         burst_at = datetime.fromtimestamp(math.ceil(now.timestamp() + LEAD), UTC)
-        ids = build(tmp / "data", target.url, burst_at, now)
+        ids = build(tmp / "data", resources, burst_at, now)
         notices = []
         lock = threading.Lock()
 
@@ -108,7 +134,7 @@ def one_burst(target: SlowTarget, workers: int) -> dict:
             time.sleep(0.1)
         scheduler.stop()
         service.close()
-        calls = target.arrivals()
+        calls = [call for target in targets for call in target.arrivals()]
         recorded = [
             from_iso(e["ts"]).timestamp() for e in service.audit.events() if e["event"] == "expired"
         ]
@@ -157,16 +183,22 @@ def main() -> None:
     quick = "--quick" in sys.argv
     header(
         f"Target 2: revocation lateness, {ACTIVE:,} active grants, {BURST:,} ending in the "
-        f"same second, target 20 ms per call, tick {TICK:g} s"
+        f"same second, targets 20 ms per call, tick {TICK:g} s"
     )
-    target = SlowTarget(DELAY)
+    targets = [SlowTarget(DELAY) for _ in range(SPREAD // 2)]
     try:
-        plans = [(32, 1)] if quick else [(32, 3), (16, 1), (8, 1)]
+        one = "1 resource"
+        spread = f"{SPREAD} resources, {len(targets)} targets"
+        plans = (
+            [(one, 32, 1), (spread, 32, 1)]
+            if quick
+            else [(one, 32, 3), (spread, 32, 3), (one, 16, 1), (one, 8, 1)]
+        )
         rows = []
-        for workers, runs in plans:
+        for burst_on, workers, runs in plans:
             lateness, recorded, twice, missed, told = [], [], 0, 0, 0
             for _ in range(runs):
-                result = one_burst(target, workers)
+                result = one_burst(targets, workers, spread=burst_on == spread)
                 lateness += result["lateness"]
                 recorded += result["recorded"]
                 twice += result["twice"] + result["stray"]
@@ -174,7 +206,8 @@ def main() -> None:
                 told += result["told"]
             rows.append(
                 [
-                    str(workers),
+                    burst_on,
+                    f"{workers} ({per_resource(workers)})",
                     str(runs),
                     f"{median(lateness):.2f}",
                     f"{percentile(lateness, 99):.2f}",
@@ -187,7 +220,8 @@ def main() -> None:
         table(
             rows,
             [
-                "workers",
+                "burst on",
+                "workers (per resource)",
                 "runs",
                 "p50 s (<=1.3)",
                 "p99 s (<=2)",
@@ -197,8 +231,13 @@ def main() -> None:
                 "requesters told",
             ],
         )
+        print(
+            "   one resource may hold a quarter of the workers at once (isolation): a burst "
+            "on one resource\n   runs on that quarter; spread over resources it uses them all."
+        )
     finally:
-        target.close()
+        for target in targets:
+            target.close()
     p50, p99 = idle_tick_cost("http://127.0.0.1:9/never-called", 300 if quick else 2000)
     print(
         f"\n   one tick with nothing due at {ACTIVE:,} active grants: "
