@@ -18,9 +18,12 @@ Slack), so the bench reads the same whatever delivers the notices:
   (chat.update of the grant's card) had reached the fake Slack
 - channel msgs: messages posted to #access-approvals (top level and threads)
 - 429s: calls the fake Slack answered with 429 + Retry-After
-- lost: expected DMs + card updates not delivered when the scenario ends (120 s after
-  T; --quick: 30 s, and one run of each scenario instead of 3/2/1). When not all are
-  told by then, "all told after" says when the last would be, at the pace seen.
+- not yet told: expected DMs + card updates not delivered when the scenario ends (120 s
+  after T; --quick: 30 s, and one run of each scenario instead of 3/2/1). When not all
+  are told by then, "all told after" says when the last would be, at the pace seen.
+- in outbox / failed: notices still queued in the durable outbox at the end (they go
+  out later, and after a restart) / given up on
+- lost: not told and not queued, plus failed
 
 The hanging resource is there in every scenario: it holds its quarter of the strategy
 workers (8 of 32) for the whole run, as a hanging target would in production.
@@ -182,6 +185,10 @@ def scenario(name: str, targets: list, cap: float) -> dict:
                 break
             time.sleep(0.2)
         dms, cards = delivered(fake, expected_dms, expected_cards)
+        # Not yet told is not lost: what waits in the durable outbox goes out later (and
+        # after a restart); a notice is lost only if it is neither sent nor queued.
+        queued = bot.plugin.outbox.depth().pending
+        failed = int(bot.plugin.metrics.outbox_deliveries.labels("failed")._value.get())
         in_flight, most = hanging.in_flight()
         hanging.close()  # the bot's stop would wait for its calls
         calls = [call for target in targets for call in target.arrivals()]
@@ -207,7 +214,9 @@ def scenario(name: str, targets: list, cap: float) -> dict:
         "told": len(dms) + len(cards),
         "waited": (done_at or time.time()) - t,
         "limited": limited,
-        "lost": (len(expected_dms) - len(dms)) + (len(expected_cards) - len(cards)),
+        "untold": (len(expected_dms) - len(dms)) + (len(expected_cards) - len(cards)),
+        "queued": queued,
+        "failed": failed,
         "expected": len(expected_dms) + len(expected_cards),
         "ready": ready_before_t,
     }
@@ -234,7 +243,9 @@ def row(label: str, runs: list[dict], cap: float) -> list[str]:
         told,
         "{}/{}".format(*last["channel"]),
         str(last["limited"]),
-        f"{last['lost']}/{last['expected']}",
+        f"{last['untold']}/{last['expected']}",
+        f"{last['queued']}/{last['failed']}",
+        str(max(0, last["untold"] - last["queued"]) + last["failed"]),
     ]
 
 
@@ -282,6 +293,8 @@ def main() -> None:
             "all told after s",
             "channel msgs top/thread",
             "429s",
+            "not yet told",
+            "in outbox/failed",
             "lost",
         ],
     )
@@ -295,8 +308,10 @@ def main() -> None:
             "show the noise)"
         )
     print(
-        f"   lost = the healthy grants' expected DMs + card updates not at the fake Slack "
-        f"{cap:g} s after T (the\n   hanging resource's grants are not revoked, so nothing "
+        f"   not yet told = the healthy grants' expected DMs + card updates not at the fake "
+        f"Slack {cap:g} s after T; in outbox = notices\n   still queued in the durable outbox "
+        "then (sent later, and after a restart); lost = not told and not queued, plus "
+        "failed (the\n   hanging resource's grants are not revoked, so nothing "
         'is due for them); the columns after "not revoked"\n   are the last run\'s.'
     )
 
