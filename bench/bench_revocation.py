@@ -112,7 +112,7 @@ def one_burst(targets: list[SlowTarget], workers: int, spread: bool) -> dict:
         notices = []
         lock = threading.Lock()
 
-        def told(found):  # the courier's hand-over, as the plugin wires it
+        def told(found):  # the plugin's hand-over to the outbox, as it wires it
             with lock:
                 notices.extend(found)
 

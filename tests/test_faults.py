@@ -251,7 +251,7 @@ def test_a_grant_the_audit_log_cannot_record_is_taken_back_once_and_waits_for_th
     assert webhook.actions() == [("grant", rid), ("revoke", rid), ("grant", rid)]
     # A new grant id: an idempotent target must not answer with the taken-back grant.
     assert [c["grant_id"] for c in webhook.calls] == [f"g-{rid}", f"g-{rid}", f"g-{rid}.1"]
-    chat.wait_for("carol", f"Your request {rid} was approved")  # told by the courier's thread
+    chat.wait_for("carol", f"Your request {rid} was approved")  # told by the delivery workers
     assert "active" in chat.reply("carol", f"!access show {rid}")
     events = [e["event"] for e in audit_events(tmp_path)]
     assert events.count("granted") == 1 and "grant_retry" in events

@@ -192,7 +192,7 @@ def test_through_the_bot_a_hanging_target_leaves_the_scheduler_and_the_chat_runn
 
     clock.advance(minutes=30)
 
-    # The scheduler's jobs go on: carol's revoke is recorded and told through the courier
+    # The scheduler's jobs go on: carol's revoke is recorded and told through the outbox
     # while dave's hangs; an unrelated request still times out on schedule.
     chat.wait_for("carol", f"request {rids['carol']}) has expired")
     until(lambda: hanging.held == [rids["dave"]], "dave's revoke reaches its target")
