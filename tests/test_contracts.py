@@ -283,6 +283,17 @@ def test_a_bad_access_ack_seconds_says_what_to_write(typed):
         Settings.load(None, environ={"ACCESS_ACK_SECONDS": typed})
 
 
+def test_access_delivery_workers_is_a_setting_with_a_default_of_4():
+    assert Settings.load(None, environ={}).delivery_workers == 4
+    assert Settings.load(None, environ={"ACCESS_DELIVERY_WORKERS": "8"}).delivery_workers == 8
+
+
+@pytest.mark.parametrize("typed", ["many", "0", "33"])
+def test_a_bad_access_delivery_workers_says_what_to_write(typed):
+    with pytest.raises(SettingsError, match=r"ACCESS_DELIVERY_WORKERS must be .*e\.g\. 4"):
+        Settings.load(None, environ={"ACCESS_DELIVERY_WORKERS": typed})
+
+
 SLOW = """
 from tests import hook_gate
 

@@ -46,7 +46,7 @@ from accessbot.delivery import (  # noqa: E402
     error_code,
     is_permanent,
 )
-from accessbot.delivery_workers import DEFAULT_WORKERS, DeliveryWorkers  # noqa: E402
+from accessbot.delivery_workers import DeliveryWorkers  # noqa: E402
 from accessbot.digest import merge, merge_entries  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
@@ -235,9 +235,7 @@ class Access(BotPlugin):
             owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
             # The Text backend prints every message in one terminal: one worker keeps
             # them whole and in the order they were made.
-            workers=1
-            if self._bot.mode == "text"
-            else int(getattr(self.bot_config, "ACCESS_DELIVERY_WORKERS", DEFAULT_WORKERS)),
+            workers=1 if self._bot.mode == "text" else self.settings.delivery_workers,
             metrics=self.metrics,
             permanent=is_permanent,
             # A channel's run of "grant ended" lines becomes one message (accessbot.digest).

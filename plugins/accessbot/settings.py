@@ -53,6 +53,7 @@ class Settings:
     # database is not answering (the scheduler and its workers wait longer).
     db_command_wait: float = 1.5
     strategy_workers: int = 32  # concurrent strategy calls in one scheduler tick
+    delivery_workers: int = 4  # threads sending what waits in the outbox
     # Slack teams (besides the bot's own) whose users may act: Slack Connect partners.
     slack_allowed_teams: frozenset[str] = frozenset()
     # How often the standing-access sweep compares targets with grants; None: never.
@@ -173,6 +174,7 @@ class Settings:
             lease_seconds=lease,
             db_command_wait=seconds("ACCESS_DB_COMMAND_WAIT", 1.5, "1.5 or 1s"),
             strategy_workers=workers,
+            delivery_workers=_delivery_workers(get("ACCESS_DELIVERY_WORKERS", 4)),
             slack_allowed_teams=_teams(get("ACCESS_SLACK_ALLOWED_TEAMS", ())),
             standing_sweep=_sweep_every(get("ACCESS_STANDING_SWEEP", "1h")),
             standing_max_removals=_count(
@@ -240,6 +242,14 @@ def _sweep_every(value) -> timedelta | None:
             f"ACCESS_STANDING_SWEEP must be a duration like 1h or 30m, or 0 to turn the "
             f"standing-access sweep off, not {value!r}"
         ) from exc
+
+
+def _delivery_workers(value) -> int:
+    """ACCESS_DELIVERY_WORKERS: 1 to 32 threads sending the outbox."""
+    number = _count(value, "ACCESS_DELIVERY_WORKERS", "4")
+    if not 1 <= number <= 32:
+        raise SettingsError("ACCESS_DELIVERY_WORKERS must be a whole number from 1 to 32, e.g. 4")
+    return number
 
 
 def _count(value, name: str, example: str) -> int:
