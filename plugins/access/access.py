@@ -8,23 +8,22 @@ workers send the notices after it.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
-import os
 import sys
 import threading
-import time
 from concurrent.futures import Future
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from errbot import BotPlugin, botcmd, cmdfilter, webhook
-from errbot.backends.base import Person, RoomOccupant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
+
+from chat_delivery import Delivery  # noqa: E402
+from identity_glue import Identity  # noqa: E402
+from slack_glue import STARTING, SlackGlue  # noqa: E402
 
 from accessbot import messages  # noqa: E402
 from accessbot.backends import open_backend  # noqa: E402
@@ -39,11 +38,7 @@ from accessbot.commands import (  # noqa: E402
     parse_whatif_args,
 )
 from accessbot.delivery import (  # noqa: E402
-    CHANNEL_ERRORS,
-    RATE_LIMITED,
-    Attempt,
     UndeliveredNotices,
-    error_code,
     is_permanent,
 )
 from accessbot.delivery_workers import DeliveryWorkers  # noqa: E402
@@ -51,16 +46,10 @@ from accessbot.digest import merge, merge_entries  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
-from accessbot.integrations.slack import NOT_CONFIRMED  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
-from accessbot.integrations.slack_limits import (  # noqa: E402
-    honour_rate_limits,
-    rate_limits_reported,
-    slack_calls_watched,
-)
 from accessbot.metrics import Health, Metrics  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
-from accessbot.outbox import Entry, notice_of, open_outbox  # noqa: E402
+from accessbot.outbox import notice_of, open_outbox  # noqa: E402
 from accessbot.pacing import Pacer  # noqa: E402
 from accessbot.policy.lines import PARSING  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
@@ -72,7 +61,7 @@ from accessbot.rebuild import (  # noqa: E402
     strategy_of,
 )
 from accessbot.scheduler import Periodic, Scheduler  # noqa: E402
-from accessbot.service import Actor, Notice, Outcome  # noqa: E402
+from accessbot.service import Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings, SettingsError  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
@@ -98,14 +87,11 @@ HELP = """Just-in-time access. Commands:
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
 
-STARTING = "The access bot is starting; try again in a moment. Nothing was done."
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Access(BotPlugin):
+class Access(Delivery, SlackGlue, Identity, BotPlugin):
     """Just-in-time access requests, approvals and automatic revocation."""
 
     def activate(self):
@@ -602,178 +588,6 @@ class Access(BotPlugin):
             yield text
         return done.result()
 
-    def deliver(self, notices: list[Notice]) -> None:
-        """Put the notices in the outbox for the delivery workers; returns at once."""
-        if self.put(notices) is None:
-            self.send_aside(notices)
-        elif self.deliveries is not None:
-            self.deliveries.wake()
-
-    @contextmanager
-    def holding(self, notices: list[Notice]):
-        """Put the notices in the outbox now (durable before the reply is sent), but let
-        the workers send them only once the block (the reply) is done."""
-        if self.deliveries is None:
-            yield
-            self.deliver(notices)
-            return
-        with self.deliveries.holding(lambda: self.put(notices)) as entries:
-            yield
-        if entries is None:
-            self.send_aside(notices)
-
-    def put(self, notices: list[Notice]) -> list[Entry] | None:
-        """Write notices to the outbox; their entries, or None when there is no outbox
-        (the bot did not start) or it cannot be written."""
-        if not notices:
-            return []
-        if self.outbox is None:
-            return None
-        try:
-            return self.outbox.put(notices, self.clock())
-        except Exception:  # noqa: BLE001 - the change is made: its notices still go out
-            log.exception("could not write %d notice(s) to the outbox", len(notices))
-            return None
-
-    def send_aside(self, notices: list[Notice]) -> None:
-        """Notices the outbox could not take: sent at once, on a thread of their own, so
-        the caller still never waits for the chat (and nothing makes them durable)."""
-        if notices:
-            threading.Thread(
-                target=self.send_now, args=(list(notices),), name="accessbot-send", daemon=True
-            ).start()
-
-    def send_now(self, notices: list[Notice]) -> None:
-        for notice in notices:
-            self.send_notice(notice)
-
-    def send_entry(self, entry: Entry) -> Attempt:
-        """The delivery workers' send: one outbox entry, with where its card is now. On
-        Slack it keeps each channel to Slack's pace (accessbot.pacing): a notice its
-        channel may not have yet, or one Slack refused as over its rate limit, comes back
-        with the seconds to wait (the worker puts the channel aside that long; it is no
-        failed attempt)."""
-        notice = notice_of(entry, self.backend.store)
-        if not self.on_slack:
-            return Attempt(self.send_notice(notice))
-        wait = self.pacer.wait(notice)
-        if wait > 0:
-            return Attempt(RATE_LIMITED, wait)
-        attempt = self.deliver_paced(notice)
-        if attempt.rate_limited:
-            self.pacer.limited(notice, attempt.retry_after, attempt.method)
-        else:
-            self.pacer.sent(notice)
-        return attempt
-
-    def send_notice(self, notice: Notice) -> str | None:
-        """Send one notice, timed for /metrics; tell the admins (once) about one the chat
-        would not take. The error, or None."""
-        started = time.monotonic()
-        error = self.deliver_one(notice)
-        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
-        if error:
-            self.metrics.chat_errors.labels(notice.audience).inc()
-            self.undeliverable(notice, error)
-        return error
-
-    def deliver_paced(self, notice: Notice) -> Attempt:
-        """`deliver_one` for a worker that paces its channel (accessbot.pacing): a call
-        Slack refuses as over its rate limit is not waited for here; the attempt says how
-        long to wait before delivering the notice again (all of it: a card update is
-        idempotent, and a thread reply comes after it). A notice that failed for good
-        (`attempt.permanent`) is reported to the admins once and counted."""
-        started = time.monotonic()
-        with rate_limits_reported() as report:
-            error = self.deliver_one(notice)
-        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
-        if report.retry_after is not None:
-            return Attempt(RATE_LIMITED, report.retry_after, report.method)
-        attempt = Attempt(error)
-        if error:
-            self.metrics.chat_errors.labels(notice.audience).inc()
-        if attempt.permanent:
-            self.undeliverable(notice, error)
-        return attempt
-
-    def undeliverable(self, notice: Notice, error: str) -> None:
-        """Count a notice that will not arrive; tell the admins, once, how to fix it."""
-        if self.undelivered.failed(notice.to, error):
-            bot = (getattr(self._bot, "auth", None) or {}).get("user", "")
-            self.tell_admins(messages.undeliverable(notice, error, bot))
-
-    def deliver_one(self, notice: Notice) -> str | None:
-        """Post the notice (a Slack card, else a plain message); the error that kept it
-        from arriving, or None."""
-        self.slack_web()  # the backend's client after a reconnect waits out 429s too
-        if notice.audience == "admins":
-            self.tell_admins(notice.text)
-            return None
-        if self.slack is not None:
-            try:
-                if self.slack.deliver(notice):
-                    self.undelivered.delivered(notice.to)
-                    return None
-            except Exception as exc:  # noqa: BLE001 - the card failed; the plain message still goes
-                log.exception("could not post or update the Slack card for %s", notice.to)
-                if error_code(exc) in CHANNEL_ERRORS | {RATE_LIMITED}:
-                    # A plain message would fail the same way, and errbot's Slack backend
-                    # only logs that: this is the one chance to know. (Rate limited: the
-                    # card, not a plain copy of it, goes when Slack takes it.)
-                    return error_code(exc)
-        try:
-            # Cards go out as plain markdown: errbot's card template HTML-escapes the
-            # body, which would show a reason's "<" as "&lt;" on text backends.
-            with slack_calls_watched() as answers:
-                self.tell(notice.to, notice.text)
-        except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
-            log.exception("could not deliver a notice to %s", notice.to)
-            return error_code(exc)
-        # errbot's Slack send only logs a failure: what Slack answered says it.
-        failed = [e for e in answers.errors if is_permanent(e) or e == RATE_LIMITED]
-        if failed:
-            return failed[-1]
-        if self.slack is None:  # on Slack, a send that raised nothing may still have failed
-            self.undelivered.delivered(notice.to)
-        return None
-
-    def tell(self, to: str, text: str) -> None:
-        """Send `text` to a channel or person. On the Text backend (`make run`) every
-        message prints in the one terminal, so it first says where it went."""
-        if self._bot.mode == "text":
-            text = messages.where_it_went(to, text)
-        self.send(self.build_identifier(to), text)
-
-    def actor(self, frm) -> Actor:
-        """Who sent a command. On Slack: the user id, and handle and e-mail from users.info
-        (refused when Slack cannot confirm them); never a name the message carries."""
-        if self.on_slack:
-            if self.slack is None:
-                raise AccessError(NOT_CONFIRMED)
-            return self.slack.actor(str(getattr(frm, "userid", "") or ""))
-        person = frm.person if isinstance(frm, RoomOccupant) else frm
-        raw = getattr(person, "person", person)
-        if isinstance(raw, Person):  # the Text backend nests a person inside an occupant
-            person, raw = raw, raw.person
-        raw = str(raw)
-        handle = getattr(person, "nick", None) or getattr(frm, "nick", None) or raw
-        email = (
-            getattr(person, "email", None)
-            or getattr(frm, "email", None)
-            or self.settings.user_emails.get(handle.lstrip("@").lower())
-        )
-        # No user ids on this backend: the handle is the id (identity.NamedPeople).
-        return Actor(
-            handle=handle,
-            email=email or None,
-            address=self.address_of(raw),
-            is_admin=self.is_admin(frm, raw, handle),
-        )
-
-    @property
-    def on_slack(self) -> bool:
-        return self._bot.mode.startswith("slack")
-
     @cmdfilter
     def only_people_command(self, msg, cmd, args, _dry_run):
         """On Slack, only messages a person typed are commands: a message an integration
@@ -791,152 +605,6 @@ class Access(BotPlugin):
             log.warning("not a command: a Slack message from team %s", team)
             return None, None, None
         return msg, cmd, args
-
-    def slack_teams(self) -> frozenset[str]:
-        """The Slack teams whose people may act: the bot's own and ACCESS_SLACK_ALLOWED_TEAMS."""
-        own = (getattr(self._bot, "auth", None) or {}).get("team_id")
-        return self.settings.slack_allowed_teams | ({own} if own else set())
-
-    def slack_app_id(self) -> str:
-        """This bot's Slack app, from auth.test ("" when Slack did not say)."""
-        return str((getattr(self._bot, "auth", None) or {}).get("app_id") or "")
-
-    def person_named(self, text: str) -> Actor:
-        """Someone named in a command (`carol`, `@carol`, `carol@example.com`), with the
-        e-mail PagerDuty lookups need: ACCESS_USER_EMAILS, else the Slack profile."""
-        text = text.strip()
-        if "@" in text[1:]:
-            return Actor(handle=text.split("@")[0], email=text)
-        handle = text.lstrip("@")
-        email = self.settings.user_emails.get(handle.lower())
-        user_id = ""
-        if self._bot.mode.startswith("slack"):
-            try:
-                person = self.build_identifier("@" + handle)
-                email = email or getattr(person, "email", None)
-                user_id = str(getattr(person, "userid", "") or "")
-            except Exception:  # noqa: BLE001 - an unknown name is still a dry run
-                log.info("could not look up %s on Slack", handle, exc_info=True)
-        return Actor(handle=handle, id=user_id, email=email or None)
-
-    def address_of(self, raw: str) -> str:
-        """The text `build_identifier` turns back into this person, for later DMs."""
-        if self._bot.mode == "text":
-            return "@" + raw.lstrip("@")
-        if self._bot.mode.startswith("slack"):
-            return f"<@{raw}>"
-        return raw
-
-    def is_admin(self, frm, raw: str, handle: str) -> bool:
-        names = {str(getattr(frm, "aclattr", raw)), raw, handle, "@" + handle.lstrip("@")}
-        return any(
-            fnmatch.fnmatchcase(name, str(pattern))
-            for pattern in self.bot_config.BOT_ADMINS
-            for name in names
-        )
-
-    # -- Slack --------------------------------------------------------------------
-
-    def slack_web(self):
-        """The SlackV3 backend's current WebClient (it makes a new one when it reconnects),
-        waiting out Slack's 429s; None on other backends."""
-        return honour_rate_limits(
-            getattr(self._bot, "slack_web", None),
-            observe=lambda method: self.metrics.chat_rate_limited.labels(method).inc(),
-        )
-
-    def start_slack(self):
-        """On the SlackV3 backend: Block Kit cards, and clicks from socket mode or HTTP."""
-        client = self.slack_web()
-        if not self._bot.mode.startswith("slack") or client is None:
-            return None
-        import errbot.core_plugins
-        from slack_app import SlackApp, guard_slack_urls  # Slack-only code
-
-        guard_slack_urls(errbot.core_plugins.flask_app)
-
-        identity = getattr(self.bot_config, "BOT_IDENTITY", {}) or {}
-        app = SlackApp(
-            service=self.service,
-            for_command=self.backend.for_command,
-            client=client,
-            make_actor=self.slack_actor,
-            deliver=self.deliver,
-            tell=lambda address, text: self.send(self.build_identifier(address), text),
-            signing_secret=os.environ.get("SLACK_SIGNING_SECRET") or identity.get("signing_secret"),
-            teams=self.slack_teams,
-            app_id=self.slack_app_id,
-        )
-        socket = getattr(self._bot, "slack_socket_mode", None)
-        if socket is not None:
-            # Ahead of the backend's own listener, which acknowledges every envelope with an
-            # empty answer: a modal's validation errors must be in the first acknowledgement.
-            socket.socket_mode_request_listeners.insert(0, app.on_socket_request)
-        return app
-
-    def answer_clicks_while_starting(self):
-        """A socket-mode listener that, until the plugin is ready, acknowledges each click
-        and tells the clicker privately to try again (the backend's own listener would
-        acknowledge it and drop it)."""
-        socket = getattr(self._bot, "slack_socket_mode", None)
-        if socket is None:
-            return None
-
-        def starting(client, req) -> None:
-            if req.type != "interactive" or getattr(self, "ready", False):
-                return
-            payload = req.payload if isinstance(req.payload, dict) else {}
-            user = (payload.get("user") or {}).get("id")
-            channel = (payload.get("channel") or {}).get("id") or (
-                payload.get("container") or {}
-            ).get("channel_id")
-            if user and channel:
-                try:
-                    self.slack_web().chat_postEphemeral(channel=channel, user=user, text=STARTING)
-                except Exception:  # noqa: BLE001 - the click is lost either way; say so in the log
-                    log.warning("a click arrived while starting and could not be answered")
-
-        socket.socket_mode_request_listeners.insert(0, starting)
-        return starting
-
-    def stop_answering_clicks(self, listener) -> None:
-        socket = getattr(self._bot, "slack_socket_mode", None)
-        if listener is not None and socket is not None:
-            try:
-                socket.socket_mode_request_listeners.remove(listener)
-            except ValueError:
-                pass
-
-    def stop_slack(self) -> None:
-        app = getattr(self, "slack", None)
-        if app is None:
-            return
-        socket = getattr(self._bot, "slack_socket_mode", None)
-        if socket is not None and app.on_socket_request in socket.socket_mode_request_listeners:
-            socket.socket_mode_request_listeners.remove(app.on_socket_request)
-        app.close()
-        self.slack = None
-
-    def slack_actor(self, user) -> Actor:
-        """A Slack user (from users.info) as the service sees people."""
-        email = user.email or self.settings.user_emails.get(user.handle.lower())
-        return Actor(
-            handle=user.handle,
-            id=user.id,
-            email=email or None,
-            address=f"<@{user.id}>",
-            is_admin=self.is_admin(None, user.id, user.handle),
-        )
-
-    def offer_slack_form(self, msg) -> bool:
-        frm = msg.frm
-        channel = frm.room.id if isinstance(frm, RoomOccupant) else getattr(frm, "channelid", "")
-        try:
-            self.slack.offer_request_form(frm.userid, channel)
-            return True
-        except Exception:  # noqa: BLE001 - fall back to the typed usage
-            log.exception("could not offer the Slack request form")
-            return False
 
     @webhook("/slack/interactive", methods=("POST",), raw=True)
     def slack_interactive(self, request):
