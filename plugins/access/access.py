@@ -230,8 +230,11 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             ),
         )
         self.deliveries.start()
-        # Told through the outbox: a slow chat never holds up the scheduler.
-        self.database_watch = DatabaseWatch(lambda text: self.deliver([Notice("admins", "", text)]))
+        # Told on a thread of its own, not through the outbox: the outbox is in the very
+        # database that is away, and the scheduler must not wait for it (or for chat).
+        self.database_watch = DatabaseWatch(
+            lambda text: self.send_aside([Notice("admins", "", text)])
+        )
         self.standing = StandingSweep(
             self.service,
             self.settings.standing_max_removals,

@@ -37,6 +37,7 @@ RETRY_CAP = timedelta(minutes=5)
 MAX_ATTEMPTS = 20  # about an hour and a half of trying, then it is failed and reported
 DEFAULT_WORKERS = 4
 POLL_SECONDS = 1.0  # a worker looks for due retries at least this often
+UNREADABLE_PAUSE = 2.0  # seconds a worker waits after the outbox could not be read
 
 
 def no_merge(entries: list[Entry]) -> list[Entry]:
@@ -163,6 +164,9 @@ class DeliveryWorkers:
                         self._busy.discard(batch[0].destination)
                         self._in_flight -= 1
                         self._cond.notify_all()
+                continue
+            if self._unreadable:  # the outbox is away (a database outage): back off, so
+                self._stopping.wait(UNREADABLE_PAUSE)  # the workers do not crowd its pool
                 continue
             self._sleep(seen)
 
