@@ -81,17 +81,24 @@ def granted(service, user: str, resource: str) -> str:
     return rid
 
 
-def test_a_hanging_revoke_does_not_delay_a_healthy_one_ending_at_the_same_time(tmp_path, targets):
+def on_two_targets(tmp_path, clock, targets, told, policy: str | None = None):
+    """The service with 4 strategy workers: prod-db on the healthy target, legacy-db on
+    the hanging one (or `policy`); what it tells goes to `told`."""
     healthy, hanging = targets
-    clock, told = FakeClock(), Told()
-    service = build_service(
+    return build_service(
         tmp_path,
         clock,
         healthy.url,
-        policy=two_targets_policy(healthy.url, hanging.url),
+        policy=policy or two_targets_policy(healthy.url, hanging.url),
         strategy_workers=4,
         notify=told,
     )
+
+
+def test_a_hanging_revoke_does_not_delay_a_healthy_one_ending_at_the_same_time(tmp_path, targets):
+    healthy, hanging = targets
+    clock, told = FakeClock(), Told()
+    service = on_two_targets(tmp_path, clock, targets, told)
     fine = granted(service, "carol", "prod-db")
     stuck = granted(service, "dave", "legacy-db")
     hanging.hang("revoke")
@@ -121,14 +128,7 @@ def test_a_hanging_revoke_does_not_delay_a_healthy_one_ending_at_the_same_time(t
 def test_one_resource_holds_at_most_a_quarter_of_the_workers(tmp_path, targets):
     healthy, hanging = targets
     clock, told = FakeClock(), Told()
-    service = build_service(
-        tmp_path,
-        clock,
-        healthy.url,
-        policy=two_targets_policy(healthy.url, hanging.url),
-        strategy_workers=4,
-        notify=told,
-    )
+    service = on_two_targets(tmp_path, clock, targets, told)
     stuck = [granted(service, f"user{n}", "legacy-db") for n in range(5)]
     fine = [granted(service, f"user{n}", "prod-db") for n in range(5)]
     hanging.hang("revoke")
@@ -154,9 +154,7 @@ def test_a_hanging_target_that_times_out_is_retried_with_the_usual_backoff(tmp_p
     healthy, hanging = targets
     clock, told = FakeClock(), Told()
     policy = two_targets_policy(healthy.url, hanging.url).replace("'60s'", "'1s'")
-    service = build_service(
-        tmp_path, clock, healthy.url, policy=policy, strategy_workers=4, notify=told
-    )
+    service = on_two_targets(tmp_path, clock, targets, told, policy)
     stuck = granted(service, "dave", "legacy-db")
     hanging.hang("revoke")
     ends = clock.advance(minutes=30)

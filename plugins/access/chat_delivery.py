@@ -96,9 +96,7 @@ class Delivery:
     def send_notice(self, notice: Notice) -> str | None:
         """Send one notice, timed for /metrics; tell the admins (once) about one the chat
         would not take. The error, or None."""
-        started = time.monotonic()
-        error = self.deliver_one(notice)
-        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+        error = self.timed_send(notice)
         if error:
             self.metrics.chat_errors.labels(notice.audience).inc()
             self.undeliverable(notice, error)
@@ -110,10 +108,8 @@ class Delivery:
         long to wait before delivering the notice again (all of it: a card update is
         idempotent, and a thread reply comes after it). A notice that failed for good
         (`attempt.permanent`) is reported to the admins once and counted."""
-        started = time.monotonic()
         with rate_limits_reported() as report:
-            error = self.deliver_one(notice)
-        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+            error = self.timed_send(notice)
         if report.retry_after is not None:
             return Attempt(RATE_LIMITED, report.retry_after, report.method)
         attempt = Attempt(error)
@@ -122,6 +118,13 @@ class Delivery:
         if attempt.permanent:
             self.undeliverable(notice, error)
         return attempt
+
+    def timed_send(self, notice: Notice) -> str | None:
+        """`deliver_one`, its time observed for /metrics."""
+        started = time.monotonic()
+        error = self.deliver_one(notice)
+        self.metrics.chat_calls.labels(notice.audience).observe(time.monotonic() - started)
+        return error
 
     def undeliverable(self, notice: Notice, error: str) -> None:
         """Count a notice that will not arrive; tell the admins, once, how to fix it."""
