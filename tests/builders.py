@@ -19,15 +19,19 @@ from tests.helpers import START, policy_file
 ADMIN = Actor("admin", is_admin=True)
 
 
-def wired(store, audit, policy_dir: Path, clock, notify=None, **settings) -> AccessService:
+def wired(
+    store, audit, policy_dir: Path, clock, notify=None, outbox=None, **settings
+) -> AccessService:
     """The service as the bot wires it (`bootstrap`), on this store and audit log;
-    `settings` are Settings fields (pending_timeout, user_github, ...)."""
+    `outbox`, where it writes its notices (the bot's DeliveryWorkers); `settings` are
+    Settings fields (pending_timeout, user_github, ...)."""
     return bootstrap(
         Settings(policy_dir=str(policy_dir), **settings),
         clock=clock,
         store=store,
         audit=audit,
         notify=notify,
+        outbox=outbox,
     )
 
 

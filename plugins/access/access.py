@@ -21,7 +21,7 @@ from errbot import BotPlugin, botcmd, cmdfilter, webhook
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
 
-from chat_delivery import Delivery  # noqa: E402
+from chat_delivery import Delivery, unstored  # noqa: E402
 from identity_glue import Identity  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
@@ -182,6 +182,23 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         # what a crash or a stop left unsent goes out after this start.
         self.outbox = open_outbox(self.settings, self.backend)
         self.metrics.watch_outbox(self.outbox.depth, self.clock)
+        self.pacer = Pacer()  # each Slack channel at Slack's pace (chat.postMessage ~1/s)
+        # Started once Slack is connected; the service writes its notices through them.
+        self.deliveries = DeliveryWorkers(
+            self.outbox,
+            self.send_entry,
+            self.clock,
+            owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
+            # The Text backend prints every message in one terminal: one worker keeps
+            # them whole and in the order they were made.
+            workers=1 if self._bot.mode == "text" else self.settings.delivery_workers,
+            metrics=self.metrics,
+            permanent=is_permanent,
+            # A channel's run of "grant ended" lines becomes one message (accessbot.digest).
+            merge=lambda entries: merge_entries(
+                entries, lambda entry: notice_of(entry, self.backend.store)
+            ),
+        )
         self.service = bootstrap(
             self.settings,
             clock=self.clock,
@@ -193,6 +210,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             pagerduty=self.pagerduty(),
             metrics=self.metrics,
             notify=self.hand_over,  # what finished calls and follow-up hooks tell
+            outbox=self.deliveries,  # every notice written in the commit of its change
             # Slack's user ids once the backend has a Slack client; names elsewhere.
             people=SlackPeople(
                 self.slack_web,
@@ -213,22 +231,6 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                 + "\n".join(f"- {e}" for e in self.service.policy_error.errors)
             )
         self.slack = self.start_slack()
-        self.pacer = Pacer()  # each Slack channel at Slack's pace (chat.postMessage ~1/s)
-        self.deliveries = DeliveryWorkers(
-            self.outbox,
-            self.send_entry,
-            self.clock,
-            owner=getattr(getattr(self.backend.store, "db", None), "bot_id", "accessbot"),
-            # The Text backend prints every message in one terminal: one worker keeps
-            # them whole and in the order they were made.
-            workers=1 if self._bot.mode == "text" else self.settings.delivery_workers,
-            metrics=self.metrics,
-            permanent=is_permanent,
-            # A channel's run of "grant ended" lines becomes one message (accessbot.digest).
-            merge=lambda entries: merge_entries(
-                entries, lambda entry: notice_of(entry, self.backend.store)
-            ),
-        )
         self.deliveries.start()
         # Told on a thread of its own, not through the outbox: the outbox is in the very
         # database that is away, and the scheduler must not wait for it (or for chat).
@@ -382,7 +384,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         follow-up hooks) to the outbox, a channel's run of "grant ended" lines merged into
         one (accessbot.digest; every DM and card update still goes on its own), so no
         scheduler job or pool worker waits for chat."""
-        self.deliver([part.notice for part in merge(notices)])
+        self.deliver([part.notice for part in merge(unstored(notices))])
 
     # -- commands -------------------------------------------------------------
 
@@ -529,8 +531,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     # -- plumbing -------------------------------------------------------------
 
     def run(self, msg, call, ack=None):
-        """Run one service call for the sender; put its notices in the outbox, yield its
-        reply; the notices go out after the reply.
+        """Run one service call for the sender and yield its reply; the notices it wrote to
+        the outbox (in the commits of its changes) go out after the reply.
 
         `ack()` gives the words for a call that may be slow (a policy check): if it has not
         answered within ACCESS_ACK_SECONDS they are said first, so nobody waits in silence."""
@@ -541,10 +543,19 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             yield self.startup_error
             return
 
+        held: set[int] = set()  # the notices the call announces: sent after its reply
+
         def bounded(actor):  # on whichever thread runs it: the database is waited for briefly
-            with self.backend.for_command():
+            with self.backend.for_command(), self.held_back(held):
                 return call(actor)
 
+        try:
+            yield from self.replied(msg, bounded, ack)
+        finally:
+            self.let_go(held)
+
+    def replied(self, msg, bounded, ack):
+        """The reply (or refusal) to a command, its notices written meanwhile."""
         try:
             actor = self.actor(msg.frm)
             with self.backend.for_command():

@@ -1,14 +1,19 @@
-"""The plugin's half that tells people things: notices into the outbox (held back while
-a command's reply is sent), the delivery workers' send (paced per Slack channel), and the
-one function that puts a notice on the chat platform. A mixin of `Access`: it uses the
-plugin's backend, settings, metrics and outbox."""
+"""The plugin's half that tells people things: a command's notices held back until its
+reply is sent, notices the service could not store put in the outbox, the delivery
+workers' send (paced per Slack channel), and the one function that puts a notice on the
+chat platform. A mixin of `Access`: it uses the plugin's backend, settings, metrics and
+outbox.
+
+The service writes its notices to the outbox itself, in the commit of each change
+(`UnitOfWork.announce`, through `DeliveryWorkers.put`); they come back marked `stored`
+and are not put again here."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from accessbot import messages  # noqa: E402
 from accessbot.delivery import (  # noqa: E402
@@ -28,9 +33,27 @@ from accessbot.service import Notice  # noqa: E402
 log = logging.getLogger("errbot.plugins.access")
 
 
+def unstored(notices: list[Notice]) -> list[Notice]:
+    """The notices the service did not write to the outbox in their commit."""
+    return [notice for notice in notices if not notice.stored]
+
+
 class Delivery:
+    def held_back(self, held: set[int]):
+        """Around a command's service call: what it writes to the outbox waits in `held`
+        until `let_go(held)` (after its reply)."""
+        if self.deliveries is None:
+            return nullcontext()
+        return self.deliveries.holding_puts(held)
+
+    def let_go(self, held: set[int]) -> None:
+        if self.deliveries is not None:
+            self.deliveries.release(held)
+
     def deliver(self, notices: list[Notice]) -> None:
-        """Put the notices in the outbox for the delivery workers; returns at once."""
+        """Put the notices (those not in the outbox yet) in the outbox for the delivery
+        workers; returns at once."""
+        notices = unstored(notices)
         if self.put(notices) is None:
             self.send_aside(notices)
         elif self.deliveries is not None:
@@ -40,6 +63,7 @@ class Delivery:
     def holding(self, notices: list[Notice]):
         """Put the notices in the outbox now (durable before the reply is sent), but let
         the workers send them only once the block (the reply) is done."""
+        notices = unstored(notices)
         if self.deliveries is None:
             yield
             self.deliver(notices)

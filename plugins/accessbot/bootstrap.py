@@ -17,6 +17,7 @@ from .service import AccessService, Notice
 from .settings import Settings
 from .store import RequestStore
 from .strategies import Accounts
+from .unit_of_work import NoticeWriter
 
 
 def utcnow() -> datetime:
@@ -34,6 +35,7 @@ def bootstrap(
     people: People | None = None,
     metrics: Metrics | None = None,
     notify: Callable[[list[Notice]], None] | None = None,
+    outbox: NoticeWriter | None = None,
     check_env: bool = True,
     **tuning,
 ) -> AccessService:
@@ -67,5 +69,6 @@ def bootstrap(
         check_env=check_env,
         metrics=metrics,
         notify=notify,
+        outbox=outbox,
         **tuning,
     )

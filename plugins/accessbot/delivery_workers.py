@@ -12,6 +12,11 @@ by the injected clock. Workers sleep until `wake()` (something was put, the sche
 ticked) or a poll interval passes; tests never sleep, they move the clock and wait for
 `wait_idle()`.
 
+Writers put notices through `put` (the service's `UnitOfWork.announce`, inside the
+commit of the change they report). Entries a thread puts inside `holding_puts(scope)`
+stay unsent until `release(scope)`: a command's notices are durable before its reply is
+sent, and go out after it.
+
 `send` may answer with a `delivery.Attempt` instead of an error: one with `retry_after`
 (Slack's rate limit, or the channel's pace) puts that destination aside for so many
 seconds, with the rest of its batch, and is no failed attempt: a notice is never failed
@@ -24,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 
 from .delivery import CHANNEL_ERRORS, Attempt, error_code
@@ -86,6 +91,10 @@ class DeliveryWorkers:
         self._unreadable = False  # the last claim could not read the outbox (an outage)
         self._held: set[int] = set()  # put, but not to be sent before the reply
         self._claiming = threading.Lock()  # a claim, or a put with its hold
+        # An outbox whose puts no claim sees before their transaction commits needs no
+        # `_claiming` around a put (which would wait on a claim waiting for a connection).
+        self._visible_at_commit = bool(getattr(outbox, "visible_at_commit", False))
+        self._local = threading.local()  # .scope: the ids this thread's puts hold
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
@@ -103,6 +112,44 @@ class DeliveryWorkers:
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def put(self, notices: list, now: datetime) -> list[Entry]:
+        """Write notices to the outbox (the service's announce). Inside `holding_puts` on
+        this thread they are held until that scope is released; else the workers are
+        told once their transaction ends (`committed`)."""
+        scope = getattr(self._local, "scope", None)
+        with nullcontext() if self._visible_at_commit else self._claiming:
+            entries = self.outbox.put(notices, now)
+            if scope is not None:
+                ids = {i for entry in entries for i in entry.covers}
+                scope |= ids
+                with self._cond:
+                    self._held |= ids
+        return entries
+
+    def committed(self) -> None:
+        """The transaction that put entries has ended: they may be sent now."""
+        self.wake()
+
+    @contextmanager
+    def holding_puts(self, scope: set[int]):
+        """What this thread puts in the block is held until `release(scope)` (the scope
+        outlives the block: a command's reply is sent after its work is done)."""
+        before = getattr(self._local, "scope", None)
+        self._local.scope = scope
+        try:
+            yield scope
+        finally:
+            self._local.scope = before
+
+    def release(self, scope: set[int]) -> None:
+        """Let the workers send what was put under `scope`."""
+        with self._cond:
+            self._held -= scope
+        scope.clear()
+        self.wake()
 
     @contextmanager
     def holding(self, put: Callable[[], list[Entry] | None]):

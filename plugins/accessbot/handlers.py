@@ -39,12 +39,19 @@ from .unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 
 
+# What a strategy call's caller tells people, given the request as the call left it and
+# the notices the provisioner would send: announced in the commit of the call's outcome.
+Render = Callable[[Request, list[Notice]], list[Notice]]
+
+
 class Provisioning(Protocol):
     """The strategy calls the handlers start (the provisioner's; the caller has claimed
     the request's id)."""
 
-    def _grant(self, request: Request) -> list[Notice]: ...
-    def _apply_extension(self, extension: Request) -> list[Notice]: ...
+    def _grant(self, request: Request, render: Render | None = None) -> list[Notice]: ...
+    def _apply_extension(
+        self, extension: Request, render: Render | None = None
+    ) -> list[Notice]: ...
     def _revoke(self, request: Request, actor: str) -> list[Notice]: ...
     def _claim(self, request_id: str) -> bool: ...
 
@@ -103,17 +110,22 @@ class Handlers:
             if not request.extends:
                 self.intake.refuse_duplicate(actor, resource.name)  # again, under the lock
             self._commit_requested(actor, request)
-            if decision is not None:
-                request.decide_by_policy(decision.approve, decision.reason, request.created_at)
-                verdict = "approved" if decision.approve else "denied"
-                self.uow.commit(request, verdict, "policy", outcome=verdict, detail=decision.reason)
-                if decision.approve:
-                    self.uow.claims.add(request.id)  # ours to grant; the scheduler keeps off
-        if decision is None:
-            return Submitted(request)
-        if not decision.approve:
-            return DeniedByPolicy(request, grant=self._grant_of(request))
+            if decision is None:
+                return self._told(Submitted(request))
+            request.decide_by_policy(decision.approve, decision.reason, request.created_at)
+            verdict = "approved" if decision.approve else "denied"
+            self.uow.commit(request, verdict, "policy", outcome=verdict, detail=decision.reason)
+            if not decision.approve:
+                return self._told(DeniedByPolicy(request, grant=self._grant_of(request)))
+            self.uow.claims.add(request.id)  # ours to grant; the scheduler keeps off
         return self._auto_extended(request) if request.extends else self._auto_granted(request)
+
+    def _told(self, result: Result) -> Result:
+        """Announce what people are told of `result` in the commit just made (the caller
+        holds the lock), so the notices and the change are written together."""
+        result.notices = self.uow.announce(msg.outcome(result).notices)
+        result.told = True
+        return result
 
     def _commit_requested(self, actor: Actor, request: Request) -> None:
         self.uow.commit(
@@ -130,13 +142,21 @@ class Handlers:
         )
 
     def _auto_extended(self, request: Request) -> Result:
-        notices = self.provisioner._apply_extension(request)
+        def render(done: Request, notices: list[Notice]) -> list[Notice]:
+            grant = self.store.get(request.extends)
+            return msg.outcome(AutoExtended(request, notices, grant=grant, done=done)).notices
+
+        notices = self.provisioner._apply_extension(request, render)
         grant = self.store.get(request.extends)
-        return AutoExtended(request, notices, grant=grant, done=self.store.get(request.id))
+        done = self.store.get(request.id)
+        return AutoExtended(request, notices, told=True, grant=grant, done=done)
 
     def _auto_granted(self, request: Request) -> Result:
-        notices = self.provisioner._grant(request)
-        return AutoGranted(self.store.get(request.id) or request, notices)
+        def render(granted: Request, notices: list[Notice]) -> list[Notice]:
+            return msg.outcome(AutoGranted(granted, notices)).notices
+
+        notices = self.provisioner._grant(request, render)
+        return AutoGranted(self.store.get(request.id) or request, notices, told=True)
 
     def _grant_of(self, request: Request) -> Request | None:
         """An extension request's grant as it now stands (None for a plain request)."""
@@ -154,13 +174,13 @@ class Handlers:
                 self.uow.commit(
                     request, "approval", actor.handle, outcome="pending", detail=comment
                 )
-                return ApprovalCounted(request)
+                return self._told(ApprovalCounted(request))
             self.uow.commit(request, "approved", actor.handle, outcome="approved", detail=comment)
             self.uow.claims.add(request.id)  # ours to grant; the scheduler keeps off
         if request.extends:
             notices = self.provisioner._apply_extension(request)
             request = self.store.get(request.id) or request
-            return Approved(request, notices, grant=self.store.get(request.extends))
+            return Approved(request, notices, told=True, grant=self.store.get(request.extends))
         return self._grant_approved(request)
 
     def _grant_approved(self, request: Request) -> Result:
@@ -170,8 +190,8 @@ class Handlers:
             # The approval is committed; only recording the grant failed. Say so: the
             # scheduler finishes it (same start, same Idempotency-Key) once the store answers.
             log.error("approved %s, but its grant could not be recorded: %s", request.id, exc)
-            return Approved(request, [], unrecorded=str(exc))
-        return Approved(self.store.get(request.id) or request, notices)
+            return Approved(request, [], told=True, unrecorded=str(exc))
+        return Approved(self.store.get(request.id) or request, notices, told=True)
 
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Result:
         reason = " ".join(reason.split())
@@ -181,7 +201,8 @@ class Handlers:
             self.permissions.check_approver(actor, request, "deny")
             request.deny(actor.handle, reason, self.clock())
             self.uow.commit(request, "denied", actor.handle, outcome="denied", detail=reason)
-        return Denied(request, by=actor.handle, reason=reason, grant=self._grant_of(request))
+            grant = self._grant_of(request)
+            return self._told(Denied(request, by=actor.handle, reason=reason, grant=grant))
 
     def vet_vote(self, actor: Actor, request_id: str, verb: str, comment: str) -> None:
         """Before an approval or denial counts: who may decide (the same checks as under
@@ -219,7 +240,7 @@ class Handlers:
                 )
             request.cancel(actor.handle, self.clock())
             self.uow.commit(request, "cancelled", actor.handle, outcome="cancelled")
-        return Cancelled(request)
+            return self._told(Cancelled(request))
 
     def revoke(self, actor: Actor, request_id: str) -> Result:
         with self.uow.lock:
@@ -230,7 +251,7 @@ class Handlers:
             request.ask_revoke(actor.handle, self.clock())
             self._commit_claimed(request, "revoke_requested", actor.handle, "revoking")
         notices = self.provisioner._revoke(request, actor.handle)
-        return Revoked(self.store.get(request.id) or request, notices)
+        return Revoked(self.store.get(request.id) or request, notices, told=True)
 
     def _check_revocable(self, actor: Actor, request: Request) -> None:
         if not (actor.is_admin or self.permissions.involved(actor, request)):
@@ -267,7 +288,7 @@ class Handlers:
             request.ask_retry(actor.handle, self.clock())
             self._commit_claimed(request, "revoke_retry", actor.handle, "retrying")
         notices = self.provisioner._revoke(request, actor.handle)
-        return Retried(self.store.get(request.id) or request, notices)
+        return Retried(self.store.get(request.id) or request, notices, told=True)
 
     def _check_retryable(self, request: Request) -> None:
         if request.status is Status.GRANT_FAILED:
@@ -301,7 +322,7 @@ class Handlers:
             self._check_reviewer(actor, request)
             request.acknowledge(actor.handle, self.clock(), note)
             self.uow.commit(request, "reviewed", actor.handle, outcome="reviewed", detail=note)
-        return Acknowledged(request, by=actor.handle, note=note)
+            return self._told(Acknowledged(request, by=actor.handle, note=note))
 
     def _check_reviewer(self, actor: Actor, request: Request) -> None:
         if not self.permissions.may_review(actor, request):

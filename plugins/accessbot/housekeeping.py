@@ -1,7 +1,8 @@
 """The scheduler's work on undecided requests and running grants that calls no target:
 time-outs, reminders to the approvers (nudges), escalation levels, the reminder before a
 grant ends and the daily reminder of break-glass grants nobody has reviewed. Each step is
-one domain transition committed under the decision lock, and notices from messages.py."""
+one domain transition committed under the decision lock, with the notices messages.py
+writes for it announced in the same commit (`UnitOfWork.announce`)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ class Housekeeping:
                 return []
             request.time_out(self.clock())
             self.uow.commit(request, "timed_out", "scheduler", outcome="timed_out")
-        waited = format_duration(request.waits_since - request.created_at + self.pending_timeout)
-        return msg.timed_out(request, waited, self.registry.ask_again(request))
+            waited = request.waits_since - request.created_at + self.pending_timeout
+            ask_again = self.registry.ask_again(request)
+            return self.uow.announce(msg.timed_out(request, format_duration(waited), ask_again))
 
     def nudge(self, request_id: str) -> list[Notice]:
         """Announce an undecided request again, at doubling intervals."""
@@ -65,7 +67,8 @@ class Housekeeping:
                 return []
             request.nudge(self.clock(), self.approval_reminder)
             self.uow.commit(request, "approvers_nudged", "scheduler", outcome="pending")
-        return [msg.nudge(request, format_duration(self.clock() - request.created_at))]
+            waited = format_duration(self.clock() - request.created_at)
+            return self.uow.announce([msg.nudge(request, waited)])
 
     def reminder_due(self, request: Request, now: datetime) -> bool:
         if request.reminder_sent or not request.expires_at or not request.granted_at:
@@ -82,7 +85,8 @@ class Housekeeping:
                 return []
             request.remind_expiry(self.clock())
             self.uow.commit(request, "expiry_reminder", "scheduler", outcome="active")
-        return [msg.expiry_reminder(request, format_duration(request.remaining(self.clock())))]
+            left = format_duration(request.remaining(self.clock()))
+            return self.uow.announce([msg.expiry_reminder(request, left)])
 
     def escalate(self, request_id: str, now: datetime) -> list[Notice]:
         """Ask the next escalation level of a request still undecided: its approvers are
@@ -120,7 +124,7 @@ class Housekeeping:
                 approvers=", ".join(current.approvers),
                 channel=current.channel,
             )
-        return msg.escalation_notices(current, why, before, after)
+            return self.uow.announce(msg.escalation_notices(current, why, before, after))
 
     def remind_reviews(self, now: datetime) -> list[Notice]:
         """Once a day per channel, list the break-glass grants nobody has acknowledged.
@@ -142,15 +146,15 @@ class Housekeeping:
                 next_check = min(next_check, due)
         notices = []
         for channel in sorted(due_channels):
-            reminded = self._remind_reviews_in(channel, waiting, now)
-            if reminded:
-                notices.append(
-                    Notice("channel", channel, msg.review_reminder(reminded), None, "alert")
-                )
+            notices += self._remind_reviews_in(channel, waiting, now)
         self._review_check_at = next_check
         return notices
 
-    def _remind_reviews_in(self, channel: str, waiting: list[Request], now: datetime) -> list:
+    def _remind_reviews_in(
+        self, channel: str, waiting: list[Request], now: datetime
+    ) -> list[Notice]:
+        """Record the reminder on each of the channel's waiting grants and announce the
+        one reminder listing them, in one commit."""
         reminded = []
         with self.uow.lock:
             for request in (r for r in waiting if r.channel == channel):
@@ -166,4 +170,7 @@ class Housekeeping:
                     detail=f"in {channel}",
                 )
                 reminded.append(current)
-        return reminded
+            if not reminded:
+                return []
+            text = msg.review_reminder(reminded)
+            return self.uow.announce([Notice("channel", channel, text, None, "alert")])

@@ -3,7 +3,7 @@ for a channel, a person or the admins. The drivers (the plugin, through the outb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .domain import Request
 
@@ -15,3 +15,6 @@ class Notice:
     text: str
     request: Request | None = None
     kind: str = "text"  # "card" for an approval card, "alert" for a loud one
+    # In the outbox already, written in the commit of the change it reports (see
+    # UnitOfWork.announce): the drivers must not put it there again.
+    stored: bool = field(default=False, compare=False)

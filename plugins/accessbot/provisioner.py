@@ -48,6 +48,13 @@ log = logging.getLogger(__name__)
 DEFAULT_STRATEGY_WORKERS = 32
 
 Notify = Callable[[list[Notice]], None]
+# What the caller tells people of a call's outcome: given the request as recorded and the
+# provisioner's own notices, the notices to announce with the record.
+Render = Callable[[Request, list[Notice]], list[Notice]]
+
+
+def as_is(request: Request, notices: list[Notice]) -> list[Notice]:
+    return notices
 
 
 def revoke_due(request: Request, now: datetime) -> bool:
@@ -298,9 +305,12 @@ class Provisioner:
 
     # -- granting -------------------------------------------------------------------
 
-    def grant(self, request: Request) -> list[Notice]:
-        """Call the strategy for an approved request; the caller has claimed its id."""
+    def grant(self, request: Request, render: Render | None = None) -> list[Notice]:
+        """Call the strategy for an approved request; the caller has claimed its id. The
+        outcome is recorded with its notices (`render` may change them) in one commit."""
         host = self.host
+        render = render or as_is
+        notices: list[Notice] = []
         if request.grant_round:
             request = self.audit_grant_retry(request)
             if request is None:
@@ -335,6 +345,7 @@ class Provisioner:
                             detail=f"until {msg.when(request.expires_at)}; {note}",
                             **grant_fields(request),
                         )
+                        notices = host.uow.announce(render(request, msg.granted(request)))
                     except AccessError as exc:
                         unrecorded = str(exc)
                 else:
@@ -343,6 +354,8 @@ class Provisioner:
                     host._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
                     )
+                    failed = msg.grant_failed(request, host._ask_again(request))
+                    notices = host.uow.announce(render(request, failed))
             host.metrics.grants.labels(
                 request.strategy.get("type", "?"),
                 "granted"
@@ -350,19 +363,18 @@ class Provisioner:
                 else ("taken_back" if error is None else "grant_failed"),
             ).inc()
             if unrecorded is not None:
-                return self.taken_back(request, unrecorded)  # still claimed: no other call
+                # still claimed: no other call
+                return self.taken_back(request, unrecorded, render)
         finally:
             self.inflight.discard(request.id)
         if error is None and request.follow_ups_due:
             host._follow_ups.submit(request.id)
-        if error is None:
-            return msg.granted(request)
-        return msg.grant_failed(request, host._ask_again(request))
+        return notices
 
     def _backoff(self, request_id: str, attempt: int) -> None:
         self.grant_waits[request_id] = (attempt, self.host.clock() + retry_delay(attempt))
 
-    def taken_back(self, granted: Request, why: str) -> list[Notice]:
+    def taken_back(self, granted: Request, why: str, render: Render | None = None) -> list[Notice]:
         """The target granted but the bot could not record it: take the grant back at once
         (no access may exist that the bot does not know to revoke). The request stays
         approved and waits, with backoff, until the audit log and store take writes; the
@@ -390,7 +402,10 @@ class Provisioner:
             )
         except AccessError:
             pass  # the log is what failed; the retry's own event records the round
-        return [] if wait else msg.taken_back(request, why)
+        if wait:
+            return []
+        with host.lock:  # the take-back is recorded as far as the disk let it: announce it
+            return host.uow.announce((render or as_is)(request, msg.taken_back(request, why)))
 
     def audit_grant_retry(self, request: Request) -> Request | None:
         """Before granting again after a take-back: record the new attempt, which also
@@ -478,10 +493,15 @@ class Provisioner:
                         }
                         done.append((request, error, "revoke_failed", fields))
                 host._commit_many([(r, event, actor, fields) for r, _, event, fields in done])
+                told: list[Notice] = []
+                for request, error, *_ in done:
+                    told += (
+                        [msg.revoke_failed(request)] if error else msg.grant_ended(request, actor)
+                    )
+                notices = host.uow.announce(told)
         finally:
             for claimed, _ in results:
                 self.inflight.discard(claimed.id)
-        notices = []
         for request, error, outcome, _ in done:
             if error is None and request.follow_ups_due:
                 host._follow_ups.submit(request.id)
@@ -489,20 +509,18 @@ class Provisioner:
             if request.status is Status.EXPIRED and request.expires_at is not None:
                 late = (request.ended_at - request.expires_at).total_seconds()
                 host.metrics.lateness.observe(max(late, 0.0))
-            notices += self.revoke_notices(request, actor, error)
+            if error is None:  # its waiting extension requests can no longer be granted
+                notices += self.host._cancel_pending_extensions(request)
         return notices
-
-    def revoke_notices(self, request: Request, actor: str, error: str | None) -> list[Notice]:
-        if error is not None:
-            return [msg.revoke_failed(request)]
-        void = self.host._cancel_pending_extensions(request)
-        return [*msg.grant_ended(request, actor), *void]
 
     # -- extending ------------------------------------------------------------------
 
-    def apply_extension(self, extension: Request) -> list[Notice]:
-        """Move the grant's end by the extension's duration, counted from its current end."""
+    def apply_extension(self, extension: Request, render: Render | None = None) -> list[Notice]:
+        """Move the grant's end by the extension's duration, counted from its current end;
+        the outcome is recorded with its notices (`render` may change them: it is given
+        the extension as recorded) in one commit."""
         host = self.host
+        render = render or as_is
         with host.lock:
             grant = host.store.get(extension.extends)
             ended = grant is None or grant.status is not Status.ACTIVE
@@ -514,7 +532,7 @@ class Provisioner:
                 host._commit(
                     extension, "extension_refused", "bot", outcome="grant_failed", detail=why
                 )
-                return [msg.extension_refused(extension)]
+                return host.uow.announce(render(extension, [msg.extension_refused(extension)]))
             self.inflight.add(grant.id)
         try:
             new_end = grant.expires_at + extension.duration
@@ -541,17 +559,17 @@ class Provisioner:
                     )
                     extension.mark_applied(grant, now)
                     host._commit(extension, "extension_applied", "bot", outcome="extended")
+                    told = msg.extension_applied(grant, extension)
                 else:
                     extension.fail_grant(error, now)
                     host._commit(
                         extension, "extension_failed", "bot", outcome="grant_failed", detail=error
                     )
+                    told = msg.extension_failed(grant, extension)
+                return host.uow.announce(render(extension, told))
         finally:
             self.inflight.discard(grant.id)
             self.inflight.discard(extension.id)
-        if error is None:
-            return msg.extension_applied(grant, extension)
-        return msg.extension_failed(grant, extension)
 
     # -- follow-ups: what a grant or revoke owes -------------------------------------
 

@@ -56,6 +56,9 @@ class Result:
 
     request: Request
     notices: list[Notice] = field(default_factory=list)
+    # `notices` are final: announced in the commits of the changes they report (see
+    # UnitOfWork.announce), so the reply's rendering must not make them anew.
+    told: bool = False
 
 
 @dataclass

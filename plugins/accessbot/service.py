@@ -48,13 +48,13 @@ from .policy import (
 from .policy_registry import PolicyRegistry, PolicyReload
 from .provisioner import DEFAULT_STRATEGY_WORKERS, Provisioner
 from .queries import Queries
-from .results import Actor, Notice, Outcome
+from .results import Actor, Notice, Outcome, Result
 from .store import RequestStore
 from .strategies import (
     Accounts,
     Strategy,
 )
-from .unit_of_work import UnitOfWork
+from .unit_of_work import NoticeWriter, UnitOfWork
 
 __all__ = [  # what callers import from here (the plugin, the CLI, the tests)
     "AccessService",
@@ -70,6 +70,15 @@ __all__ = [  # what callers import from here (the plugin, the CLI, the tests)
 log = logging.getLogger(__name__)
 
 REVIEW_REMINDER_EVERY = timedelta(days=1)
+
+
+def rendered(result: Result) -> Outcome:
+    """The reply (and notices) people read for a command's result; notices the command
+    announced in its commits (`told`) are those, not made anew."""
+    outcome = msg.outcome(result)
+    if result.told:
+        outcome.notices = result.notices
+    return outcome
 
 
 def _log_notices(notices: list[Notice]) -> None:
@@ -102,6 +111,7 @@ class AccessService:
         check_env: bool = True,
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
+        outbox: NoticeWriter | None = None,
     ):
         self.store = store
         self.audit = audit
@@ -116,7 +126,9 @@ class AccessService:
         # delivers them; without one they are logged.
         self.notify = notify or _log_notices
         self._follow_ups = FollowUpPool(self._run_follow_ups)
-        self.uow = UnitOfWork(store, audit)
+        # With an outbox, every notice is written there in the commit of the change it
+        # reports (UnitOfWork.announce) and comes back marked `stored`.
+        self.uow = UnitOfWork(store, audit, outbox, clock)
         self.lock = self.uow.lock  # one decision at a time
         self._inflight = self.uow.claims  # requests whose strategy call is under way
         # Every strategy call and its record; the scheduler's calls on one pool of
@@ -224,33 +236,33 @@ class AccessService:
         reason: str,
         fields: Mapping[str, str] | None = None,
     ) -> Outcome:
-        return msg.outcome(self.handlers.request(actor, resource_name, duration, reason, fields))
+        return rendered(self.handlers.request(actor, resource_name, duration, reason, fields))
 
     def extend(
         self, actor: Actor, grant_id: str, duration: timedelta | None, reason: str
     ) -> Outcome:
         """Ask for more time on an active grant: a request of its own, routed like any."""
-        return msg.outcome(self.handlers.extend(actor, grant_id, duration, reason))
+        return rendered(self.handlers.extend(actor, grant_id, duration, reason))
 
     def approve(self, actor: Actor, request_id: str, comment: str = "") -> Outcome:
-        return msg.outcome(self.handlers.approve(actor, request_id, comment))
+        return rendered(self.handlers.approve(actor, request_id, comment))
 
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Outcome:
-        return msg.outcome(self.handlers.deny(actor, request_id, reason))
+        return rendered(self.handlers.deny(actor, request_id, reason))
 
     def cancel(self, actor: Actor, request_id: str) -> Outcome:
-        return msg.outcome(self.handlers.cancel(actor, request_id))
+        return rendered(self.handlers.cancel(actor, request_id))
 
     def revoke(self, actor: Actor, request_id: str) -> Outcome:
-        return msg.outcome(self.handlers.revoke(actor, request_id))
+        return rendered(self.handlers.revoke(actor, request_id))
 
     def ack(self, actor: Actor, request_id: str, note: str = "") -> Outcome:
         """An approver (or admin) acknowledges a break-glass grant after the fact."""
-        return msg.outcome(self.handlers.ack(actor, request_id, note))
+        return rendered(self.handlers.ack(actor, request_id, note))
 
     def retry(self, actor: Actor, request_id: str) -> Outcome:
         """Retry a failed revoke now instead of waiting for the next backoff step."""
-        return msg.outcome(self.handlers.retry(actor, request_id))
+        return rendered(self.handlers.retry(actor, request_id))
 
     def remember_card(self, request_id: str, ref: dict) -> None:
         """Note where a chat backend posted the request's card, so later events update it."""
@@ -425,8 +437,8 @@ class AccessService:
 
     # -- granting and revoking ----------------------------------------------------
 
-    def _grant(self, request: Request) -> list[Notice]:
-        return self.provisioner.grant(request)
+    def _grant(self, request: Request, render=None) -> list[Notice]:
+        return self.provisioner.grant(request, render)
 
     def _taken_back(self, granted: Request, why: str) -> list[Notice]:
         return self.provisioner.taken_back(granted, why)
@@ -437,11 +449,12 @@ class AccessService:
     def _record_revokes(self, results, actor: str) -> list[Notice]:
         return self.provisioner.record_revokes(results, actor)
 
-    def _apply_extension(self, extension: Request) -> list[Notice]:
-        return self.provisioner.apply_extension(extension)
+    def _apply_extension(self, extension: Request, render=None) -> list[Notice]:
+        return self.provisioner.apply_extension(extension, render)
 
     def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
-        """When a grant ends, its waiting extension requests can no longer be granted."""
+        """When a grant ends, its waiting extension requests can no longer be granted
+        (each cancelled and announced in one commit)."""
         notices = []
         for other in self.store.extensions_of(grant.id):
             if other.status is not Status.PENDING:
@@ -452,7 +465,7 @@ class AccessService:
                     continue
                 other.cancel("bot", self.clock(), f"grant {grant.id} ended")
                 self._commit(other, "cancelled", "bot", outcome="cancelled", detail="grant ended")
-            notices.append(msg.extension_void(other, grant.id))
+                notices += self.uow.announce([msg.extension_void(other, grant.id)])
         return notices
 
     # -- follow-up hooks: after_grant, after_revoke --------------------------------
@@ -509,7 +522,8 @@ class AccessService:
                 hook, self.clock(), f"{outcome}: {detail}" if detail else outcome
             )
             self._commit(current, hook, "bot", outcome=outcome, detail=detail)
-        return msg.follow_up_notices(current, told, hook, error if outcome == "failed" else None)
+            failed = error if outcome == "failed" else None
+            return self.uow.announce(msg.follow_up_notices(current, told, hook, failed))
 
     # -- the units the strategy calls use ------------------------------------------
 

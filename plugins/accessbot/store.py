@@ -38,13 +38,12 @@ plain set.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, MutableSet
+from collections.abc import Callable, Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -53,6 +52,7 @@ from typing import Protocol
 
 from tinydb import TinyDB
 
+from . import gc_pause
 from .domain import Request, Status
 from .durable import AppendFile, FileLock, ProcessLock, atomic_write
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
@@ -205,6 +205,7 @@ class DecisionLock:
         self._lock = threading.RLock()
         self._store = store
         self._open: list[AbstractContextManager | None] = []  # guarded by _lock
+        self._after: list[Callable[[], None]] = []  # run once the outermost `with` ends
 
     def __enter__(self) -> DecisionLock:
         self._lock.acquire()
@@ -222,10 +223,23 @@ class DecisionLock:
 
     def __exit__(self, *exc) -> bool:
         transaction = self._open.pop()
+        after: list[Callable[[], None]] = []
         try:
             return bool(transaction is not None and transaction.__exit__(*exc))
         finally:
+            if transaction is not None:
+                after, self._after = self._after, []
             self._lock.release()
+            for callback in after:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - what was committed stays committed
+                    log.exception("a callback after a decision failed")
+
+    def after_exit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the outermost `with` of this thread ends (its transaction
+        committed or rolled back), outside the lock; the caller holds the lock."""
+        self._after.append(callback)
 
 
 def _archive_id(line: bytes) -> str:
@@ -344,18 +358,13 @@ class TinyDBStore(IndexedStore):
     def _load(self) -> None:
         # Loading makes a few hundred thousand objects and no garbage cycles; the cyclic
         # collector would walk them all again and again (a third of the start-up time).
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with self._write_lock.held(exclusive=False):  # it may cut torn tails, or fold
-                self._index_archive()
-                self._upgrade()
-                self._db = JournalDB(str(self.path), storage=self._journal)  # folds a journal
-                self._requests = self._db.table(TABLE)
-                self._load_live()
-        finally:
-            if collecting:
-                gc.enable()
+        # The write lock shared: loading may cut torn tails, or fold a journal.
+        with gc_pause.paused(), self._write_lock.held(exclusive=False):
+            self._index_archive()
+            self._upgrade()
+            self._db = JournalDB(str(self.path), storage=self._journal)  # folds a journal
+            self._requests = self._db.table(TABLE)
+            self._load_live()
 
     def _load_live(self) -> None:
         """The live requests from the TinyDB table. A document of a request the archive

@@ -4,14 +4,39 @@ Use cases take `lock` around read-decide-write, then `commit` the request: its a
 event first (fsynced), then its store write. A change the audit log cannot take is not
 made; a store write that fails is audited as failed. `claims` marks requests whose
 strategy call is under way (shared with other bots on PostgreSQL).
+
+The notices a change owes people are `announce`d under the same lock, right after its
+commit: written to the outbox in the same database transaction on PostgreSQL (the change
+and its notices commit together or not at all), and on TinyDB right after the store's
+write, before the lock lets anything else happen (the outbox is a file of its own: a
+crash between the two fsyncs is the only way to lose them).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
+
 from .audit import AuditError, AuditLog
 from .domain import AccessError, Request
 from .messages import inert
+from .notices import Notice
 from .store import DecisionLock, RequestStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class NoticeWriter(Protocol):
+    """Where announced notices go: the outbox, through the delivery workers (which hold
+    back a command's notices until its reply is sent)."""
+
+    def put(self, notices: list[Notice], now: datetime) -> object: ...
+
+    def committed(self) -> None:
+        """The transaction that put notices has ended: look for them now."""
 
 
 def _nothing_changed(exc: Exception) -> AccessError:
@@ -19,9 +44,17 @@ def _nothing_changed(exc: Exception) -> AccessError:
 
 
 class UnitOfWork:
-    def __init__(self, store: RequestStore, audit: AuditLog):
+    def __init__(
+        self,
+        store: RequestStore,
+        audit: AuditLog,
+        outbox: NoticeWriter | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.store = store
         self.audit_log = audit
+        self.outbox = outbox  # None: notices go back to the caller, which delivers them
+        self.clock = clock
         # One decision at a time: this process's threads, and (on a shared database) every
         # bot; the claims on strategy calls are the store's, so other bots see them too.
         self.lock = DecisionLock(store)
@@ -78,6 +111,24 @@ class UnitOfWork:
                     detail=f"{event} was not saved: {exc}",
                 )
             raise _nothing_changed(exc) from exc
+
+    def announce(self, notices: Iterable[Notice]) -> list[Notice]:
+        """Write the notices of a change to the outbox, in that change's commit: call it
+        under `lock`, right after `commit`. The notices, marked `stored` (without an
+        outbox, as they are: the caller delivers them). An outbox that cannot be written
+        leaves the change made and its notices unmarked, for the caller to send."""
+        notices = list(notices)
+        fresh = [notice for notice in notices if not notice.stored]
+        if self.outbox is None or not fresh:
+            return notices
+        with self.lock:
+            try:
+                self.outbox.put(fresh, self.clock())
+            except Exception:  # noqa: BLE001 - the change is made: its notices still go out
+                log.exception("could not write %d notice(s) to the outbox", len(fresh))
+                return notices
+            self.lock.after_exit(self.outbox.committed)
+        return [notice if notice.stored else replace(notice, stored=True) for notice in notices]
 
     def audit(self, event: str, actor: str, **fields) -> None:
         """An audit event with no store write (refusals, reloads)."""

@@ -10,6 +10,8 @@ import threading
 import traceback
 from pathlib import Path
 
+from .. import gc_pause
+
 
 def locate(name: str, lines: dict[tuple, int], keys: tuple) -> str:
     """`file:line` of the most specific known key: (res, "fields.ticket.pattern")
@@ -106,7 +108,8 @@ def describe(exc: BaseException) -> str:
 
 def running_line(worker: threading.Thread, filename: str) -> int | None:
     """The line of `filename` the worker thread is running now (innermost such frame)."""
-    frame = sys._current_frames().get(worker.ident)
+    with gc_pause.paused():  # CPython 3.11 can hang for good otherwise (see gc_pause)
+        frame = sys._current_frames().get(worker.ident)
     while frame is not None:
         if frame.f_code.co_filename == filename:
             return frame.f_lineno

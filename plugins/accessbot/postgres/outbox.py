@@ -48,6 +48,10 @@ _COLUMNS = (
 
 
 class PostgresOutbox:
+    # A put inside the thread's open transaction (a decision's) is seen by no claim
+    # before that transaction commits.
+    visible_at_commit = True
+
     def __init__(self, db: Database):
         self.db = db
 
