@@ -168,3 +168,64 @@ def test_a_commands_notices_wait_for_its_reply_and_nobody_elses_do(clock):
         assert pool.wait_idle() and chat.texts() == ["expired", "card"]
     finally:
         pool.stop(drain=0)
+
+
+def test_a_bot_killed_at_any_moment_never_leaves_a_change_without_its_notices(
+    tmp_path, webhook, pg_url
+):
+    """SIGKILL a bot on PostgreSQL mid-stream, again and again: every request it recorded
+    has exactly the notices of its state in the outbox (a pending one its card; a denied
+    one its card, the requester's DM and the channel's line), none more, none fewer."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from accessbot.postgres import Database
+    from tests.conftest import PLUGINS, ROOT
+
+    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(webhook.url))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
+    child_script = str(ROOT / "tests" / "commit_child.py")
+    rounds = 8
+    for round_ in range(rounds):
+        child = subprocess.Popen(
+            [sys.executable, child_script, pg_url, str(tmp_path / "policies"), str(round_ * 1000)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            started = None
+            for seen in range(4):
+                assert child.stdout.readline().startswith("denied ")
+                if seen == 0:
+                    started = time.monotonic()
+            cycle = (time.monotonic() - started) / 3  # one request and its denial
+            # each round kills at another point of the cycle
+            time.sleep(cycle * round_ / rounds)
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    db = Database(pg_url, heartbeat=False)
+    try:
+        with db.connection() as conn:
+            states = dict(conn.execute("SELECT id, status FROM requests").fetchall())
+            told = dict(
+                conn.execute(
+                    "SELECT request_id, count(*) FROM outbox GROUP BY request_id"
+                ).fetchall()
+            )
+    finally:
+        db.close()
+    assert sum(1 for s in states.values() if s == "denied") >= 4 * rounds
+    owed = {"pending": 1, "denied": 3}
+    assert {rid: told.get(rid, 0) for rid in states} == {
+        rid: owed[status] for rid, status in states.items()
+    }
+    assert set(told) <= set(states)  # no notice of a change that was not made
