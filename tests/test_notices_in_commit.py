@@ -229,3 +229,22 @@ def test_a_bot_killed_at_any_moment_never_leaves_a_change_without_its_notices(
         rid: owed[status] for rid, status in states.items()
     }
     assert set(told) <= set(states)  # no notice of a change that was not made
+
+
+def test_what_is_put_together_is_prepared_first_so_a_batch_of_ends_is_one_line(clock):
+    """The bot's workers merge the notices of a batch of revokes recorded together (one
+    `put`) into one channel line before they are written: the line goes out at once,
+    ahead of the cards' updates, instead of after a channel's worth of them."""
+    from accessbot.digest import merge
+    from tests.test_digest import ended
+
+    box = MemoryOutbox()
+    pool = DeliveryWorkers(
+        box, Chat().send, clock, prepare=lambda ns: [part.notice for part in merge(ns)]
+    )
+    users = ["dave", "erin", "frank", "gina"]
+    pool.put([ended(f"r{n}", user, card=True) for n, user in enumerate(users)], clock())
+
+    written = box.pending()
+    assert written[0].text.startswith("4 grants to prod-db expired and were revoked: @dave")
+    assert [e.kind for e in written[1:]] == ["card"] * 4  # each card still updated

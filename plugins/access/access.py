@@ -198,6 +198,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             merge=lambda entries: merge_entries(
                 entries, lambda entry: notice_of(entry, self.backend.store)
             ),
+            # ... and so does a batch of revokes recorded together, as it is written.
+            prepare=lambda notices: [part.notice for part in merge(notices)],
         )
         self.service = bootstrap(
             self.settings,

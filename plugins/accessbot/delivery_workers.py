@@ -65,6 +65,7 @@ class DeliveryWorkers:
         owner: str = "accessbot",
         workers: int = DEFAULT_WORKERS,
         merge: Callable[[list[Entry]], list[Entry]] = no_merge,
+        prepare: Callable[[list], list] | None = None,
         permanent: Callable[[str], bool] = CHANNEL_ERRORS.__contains__,
         metrics=None,
         batch: int = 50,
@@ -73,12 +74,15 @@ class DeliveryWorkers:
     ):
         """`send(entry)` sends one entry and returns the error that kept it from arriving,
         or None. `merge(entries)` turns one destination's batch into the entries to send;
-        an entry it returns stands for the ids in its `covers`."""
+        an entry it returns stands for the ids in its `covers`. `prepare(notices)`: what
+        the notices a writer `put`s together become in the outbox (the plugin merges a
+        channel's run of "grant ended" lines into one, which then goes out first)."""
         self.outbox = outbox
         self.send = send
         self.clock = clock
         self.owner = owner
         self.merge = merge
+        self.prepare = prepare
         self.permanent = permanent
         self.metrics = metrics
         self.batch = batch
@@ -120,6 +124,8 @@ class DeliveryWorkers:
         this thread they are held until that scope is released; else the workers are
         told once their transaction ends (`committed`)."""
         scope = getattr(self._local, "scope", None)
+        if self.prepare is not None:
+            notices = self.prepare(list(notices))
         with nullcontext() if self._visible_at_commit else self._claiming:
             entries = self.outbox.put(notices, now)
             if scope is not None:

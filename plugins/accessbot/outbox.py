@@ -32,7 +32,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -82,12 +82,22 @@ class Entry:
         return (self.id, *self.merged)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["created_at"] = iso(self.created_at)
-        data["next_at"] = iso(self.next_at)
-        data.pop("claimed_by")
-        data.pop("merged")
-        return data
+        """The entry as JSON-ready data (its request as it is: `to_dict` made it so; no
+        deep copy, which cost half a millisecond a notice)."""
+        return {
+            "id": self.id,
+            "created_at": iso(self.created_at),
+            "audience": self.audience,
+            "to": self.to,
+            "text": self.text,
+            "kind": self.kind,
+            "request_id": self.request_id,
+            "request": self.request,
+            "attempts": self.attempts,
+            "next_at": iso(self.next_at),
+            "last_error": self.last_error,
+            "state": self.state,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Entry:
