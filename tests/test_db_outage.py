@@ -151,7 +151,10 @@ def test_the_admins_hear_once_that_the_scheduler_lost_the_database_and_once_it_i
     from tests.conftest import access_plugin, policy_file, webhook_policy
 
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
-    chat = bot_factory(ACCESS_DB_URL=own_server.database(), ACCESS_TICK_SECONDS=0.2)
+    # A 2 s lease: the scheduler waits at most 1 s for a connection, so it learns soon.
+    chat = bot_factory(
+        ACCESS_DB_URL=own_server.database(), ACCESS_TICK_SECONDS=0.2, ACCESS_LEASE_SECONDS=2
+    )
     scheduler = access_plugin(chat.backend).scheduler
     lost, back = "the scheduler cannot reach its database", "reaches its database again"
 
@@ -214,3 +217,25 @@ def test_a_slack_click_while_the_database_is_away_says_so_and_decides_nothing(
         own_server.resume()
     assert "database is not answering" in answer and "nothing was decided" in answer
     assert webhook.actions() == []
+
+
+def test_the_scheduler_waits_for_a_connection_at_most_half_its_lease(pg_url):
+    """Each pass of the scheduler's loop runs inside `Backend.for_scheduler()`: with every
+    connection taken (as in an outage), a query there gives up after half the lease, not
+    the pool's 10 s, so the scheduler learns (and the admins hear) soon."""
+    from accessbot.backends import Backend
+    from accessbot.postgres import Database, LeaderLease, PostgresAuditLog, PostgresStore
+
+    db = Database(pg_url, lease_seconds=2, max_connections=1, heartbeat=False)
+    backend = Backend(
+        PostgresStore(db), PostgresAuditLog(db, lambda: START), LeaderLease(db), "", db
+    )
+    try:
+        with (
+            db.connection(),  # the pool's one connection, held
+            backend.for_scheduler(),
+            pytest.raises(StoreError, match=r"after 1\.00 sec"),
+        ):
+            backend.store.next_revocation_at()
+    finally:
+        db.close()

@@ -267,6 +267,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             next_due=self.service.next_revocation_at,
             clock=self.clock,
             on_beat=self.scheduler_beat,
+            bounded=self.backend.for_scheduler,
             jobs=jobs,
             after_tick=[
                 Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run

@@ -27,6 +27,14 @@ class Backend:
         ACCESS_DB_COMMAND_WAIT, so they hear back in time even while it is away."""
         return self.db.for_command() if self.db is not None else nullcontext()
 
+    def for_scheduler(self) -> AbstractContextManager:
+        """Around each pass of the scheduler's loop: the database is waited for at most
+        half the lease (a bot that cannot have a connection sooner cannot keep its lease
+        anyway), so it learns, and tells the admins, soon that the database is away."""
+        if self.db is None:
+            return nullcontext()
+        return self.db.waiting_at_most(max(1.0, self.db.lease_seconds / 2))
+
     def close(self) -> None:
         self.store.close()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -84,8 +85,10 @@ class Scheduler:
         jobs: Sequence[Job] = (),
         after_tick: Sequence[Callable[[], object]] = (),
         periodic: Sequence[Periodic] = (),
+        bounded: Callable[[], AbstractContextManager] = nullcontext,
     ):
         self.tick = tick
+        self.bounded = bounded  # around each pass of the loop (the database's wait)
         self.periodic = tuple(periodic)  # the leader's other `schedule` jobs
         self.on_beat = on_beat  # told after every lease check: True when this bot leads
         self.jobs = list(jobs)
@@ -157,11 +160,13 @@ class Scheduler:
     def _run(self) -> None:
         poll = min(0.2, self.every_seconds / 4)
         while not self._stop.is_set():
-            if self._revocation_due():
-                self._safe_tick()
-            self._jobs.run_pending()
-            self.start_due_jobs()
-            self._stop.wait(self._pause(poll))
+            with self.bounded():
+                if self._revocation_due():
+                    self._safe_tick()
+                self._jobs.run_pending()
+                self.start_due_jobs()
+                pause = self._pause(poll)
+            self._stop.wait(pause)
 
     def _leads(self) -> bool:
         """A standby does not look up revocations between ticks: the leader does them."""

@@ -178,8 +178,15 @@ class Database:
     def for_command(self) -> Iterator[None]:
         """While a person's command runs on this thread: wait at most `command_wait` for a
         connection, then fail (DatabaseError) rather than keep them waiting."""
+        with self.waiting_at_most(self.command_wait):
+            yield
+
+    @contextmanager
+    def waiting_at_most(self, seconds: float) -> Iterator[None]:
+        """While the block runs on this thread: wait at most `seconds` for a connection
+        (or less, inside a shorter wait), then fail (DatabaseError)."""
         before = getattr(self._local, "wait", None)
-        self._local.wait = self.command_wait
+        self._local.wait = seconds if before is None else min(before, seconds)
         try:
             yield
         finally:
