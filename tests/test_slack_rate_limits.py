@@ -116,6 +116,28 @@ def test_a_paced_dm_refused_by_slack_is_sent_again_not_lost(start_bot, fake):
     assert fake.dms("UCAROL") == ["Your access to prod-db has expired."] * 2
 
 
+def test_a_dm_whose_conversations_open_is_rate_limited_waits_quietly_and_goes(
+    start_bot, fake, caplog
+):
+    """errbot opens a DM (conversations.open, Tier 3) the first time it writes to a person;
+    a 429 there raises: it is an Attempt to wait, logged without a traceback."""
+    fake.users["UDAVE"] = ("dave", "dave@acme.com")
+    bot = start_bot("socket")
+    ticks = Ticks()
+    fake.rate_limit(SlackTiers({"conversations.open": Limit(60, 1)}, ticks))
+    to_carol = Notice("user", "<@UCAROL>", "Your access to prod-db has expired.")
+    to_dave = Notice("user", "<@UDAVE>", "Your access to prod-shell has expired.")
+    bot.plugin.deliver_paced(to_carol)
+
+    refused = bot.plugin.deliver_paced(to_dave)  # a second DM to open within the second
+    ticks.now += 1
+    bot.plugin.deliver_paced(to_dave)
+
+    assert refused.rate_limited and refused.retry_after
+    assert fake.dms("UDAVE") == ["Your access to prod-shell has expired."]
+    assert not [r for r in caplog.records if r.levelname == "ERROR" and r.exc_info]
+
+
 def test_a_message_to_an_archived_channel_is_told_to_the_admins_once_and_counted(start_bot, fake):
     bot = start_bot("socket", {"BOT_ADMINS_NOTIFICATIONS": ("<@UADMIN>",)})
     fake.users["UADMIN"] = ("admin", "admin@acme.com")

@@ -181,7 +181,10 @@ class Delivery:
             with slack_calls_watched() as answers:
                 self.tell(notice.to, notice.text)
         except Exception as exc:  # noqa: BLE001 - one unreachable user must not stop the rest
-            log.exception("could not deliver a notice to %s", notice.to)
+            if error_code(exc) == RATE_LIMITED:  # sent again after Retry-After: no trace
+                log.info("Slack asked to wait before a notice to %s", notice.to)
+            else:
+                log.exception("could not deliver a notice to %s", notice.to)
             return error_code(exc)
         # errbot's Slack send only logs a failure: what Slack answered says it.
         failed = [e for e in answers.errors if is_permanent(e) or e == RATE_LIMITED]
