@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accessbot.pacing import POST, UPDATE, Pace, Pacer, slack_calls
+from accessbot.pacing import OPEN, POST, UPDATE, Pace, Pacer, slack_calls
 from accessbot.service import Notice
 from tests.builders import a_request
 from tests.slack_tiers import SlackTiers, Ticks
@@ -68,7 +68,22 @@ def test_a_notice_on_a_card_is_an_update_and_a_thread_post():
     assert slack_calls(channel_notice(kind="card")) == [UPDATE]
     assert slack_calls(channel_notice(kind="card", earlier_cards=[CARD])) == [UPDATE, UPDATE]
     assert slack_calls(channel_notice(card=False, kind="card")) == [POST]
-    assert slack_calls(dm()) == [POST]
+    assert slack_calls(dm()) == [OPEN, POST]
+
+
+def test_a_retry_after_for_opening_a_dm_holds_every_dm_and_nothing_else():
+    """Slack refusing one conversations.open (Tier 3, per workspace) would refuse the
+    next DM's too: they all wait it out instead of each asking and being refused."""
+    clock = Ticks()
+    pacer = Pacer(clock=clock)
+    assert pacer.wait(dm("@dave")) == 0.0  # not paced ahead: most DMs are open already
+
+    pacer.limited(dm("@carol"), 3.0, OPEN)
+
+    assert pacer.wait(dm("@dave")) == pacer.wait(dm("@erin")) == 3.0
+    assert pacer.wait(channel_notice("#ops")) == 0.0
+    clock.now += 3.0
+    assert pacer.wait(dm("@dave")) == 0.0
 
 
 def test_a_retry_after_from_slack_holds_that_channel_and_method_only():

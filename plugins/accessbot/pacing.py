@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 POST = "chat.postMessage"
 UPDATE = "chat.update"
+# errbot opens a DM (Tier 3, per workspace) the first time it writes to a person. It is
+# not paced ahead (most DMs go to people it wrote to before), but a Retry-After Slack
+# gives for it holds every DM, not just the one refused.
+OPEN = "conversations.open"
+WORKSPACE_WIDE = {OPEN}
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,11 @@ SLACK_PACES = {
 
 def slack_calls(notice) -> list[str]:
     """The Slack methods delivering `notice` takes (see the plugin's `deliver_one` and
-    `SlackApp.deliver`): a card on a posted card is updated (and each earlier card of an
-    escalated request), and anything but a card-only notice is also posted."""
+    `SlackApp.deliver`): a DM may open its conversation first; a card on a posted card is
+    updated (and each earlier card of an escalated request), and anything but a
+    card-only notice is also posted."""
+    if notice.audience == "user":
+        return [OPEN, POST]
     request = getattr(notice, "request", None)
     if notice.audience != "channel" or request is None or not request.card_ref:
         return [POST]
@@ -124,7 +132,9 @@ class Pacer:
 
     def _key(self, channel: str, method: str) -> tuple[str, str]:
         pace = self.paces.get(method)
-        return (channel if pace is None or pace.per_channel else "", method)
+        if method in WORKSPACE_WIDE or (pace is not None and not pace.per_channel):
+            return ("", method)
+        return (channel, method)
 
     def _forget(self, now: float) -> None:
         """Drop what is in the past, so a bot that posts to many people stays small."""
