@@ -17,6 +17,7 @@ from .intake import Intake
 from .permissions import Permissions
 from .policy import Resource
 from .policy_registry import PolicyRegistry, PolicyReload
+from .provisioner import Render
 from .results import (
     Acknowledged,
     Actor,
@@ -37,11 +38,6 @@ from .store import StoreError
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-
-# What a strategy call's caller tells people, given the request as the call left it and
-# the notices the provisioner would send: announced in the commit of the call's outcome.
-Render = Callable[[Request, list[Notice]], list[Notice]]
 
 
 class Provisioning(Protocol):

@@ -362,8 +362,7 @@ class Provisioner:
                 if error is None and unrecorded is None
                 else ("taken_back" if error is None else "grant_failed"),
             ).inc()
-            if unrecorded is not None:
-                # still claimed: no other call
+            if unrecorded is not None:  # still claimed: no other call
                 return self.taken_back(request, unrecorded, render)
         finally:
             self.inflight.discard(request.id)
