@@ -31,6 +31,19 @@ def granted(bot, fake, user: str) -> tuple[str, dict]:
     return rid, card
 
 
+def granted_unpaced(bot, fake) -> list[tuple[str, dict]]:
+    """A grant for each of PEOPLE, made without the bot's pacing (the cards and their
+    updates would take a second each in one channel): the setting, not what is tested.
+    The bot's pacer is back before the test goes on."""
+    pacer, bot.plugin.pacer = bot.plugin.pacer, Pacer(paces={})
+    try:
+        grants = [granted(bot, fake, user_id) for user_id in PEOPLE]
+        assert bot.plugin.deliveries.wait_idle()
+    finally:
+        bot.plugin.pacer = pacer
+    return grants
+
+
 def counted(bot, name: str) -> dict[tuple, float]:
     body, _ = bot.plugin.metrics.exposition()
     return {
@@ -47,7 +60,7 @@ def test_grants_ending_together_on_a_rate_limiting_slack_are_all_told(
     for user_id, name in PEOPLE.items():
         fake.users[user_id] = (name, f"{name}@acme.com")
     bot = start_bot("socket")
-    grants = [granted(bot, fake, user_id) for user_id in PEOPLE]
+    grants = granted_unpaced(bot, fake)
     tiers = fake.rate_limit()
     for _ in range(3):  # a burst of clicks just used the channel's posts
         tiers.take("chat.postMessage", CHANNEL)
@@ -172,7 +185,7 @@ def test_an_outbox_round_merges_a_burst_and_paces_it_without_waiting_in_thread(
     for user_id, name in PEOPLE.items():
         fake.users[user_id] = (name, f"{name}@acme.com")
     bot = start_bot("socket")
-    grants = [granted(bot, fake, user_id) for user_id in PEOPLE]
+    grants = granted_unpaced(bot, fake)
     clock.advance(minutes=30, seconds=1)
     for user_id in PEOPLE:  # the delivery workers have told everyone
         fake.wait(lambda u=user_id: any("has expired" in t for t in fake.dms(u)), "a DM")
