@@ -2,8 +2,9 @@
 
 One pool of `workers` threads runs the scheduler's calls, each grant or revoke its own
 task. `revocation_tick` hands out what is due and returns at once: a task records its own
-outcome when its call comes back and hands its notices to `notify` (the plugin's `hand_over`: the outbox),
-so a target that hangs never holds up the tick. One resource holds at most a quarter of
+outcome when its call comes back, announcing its notices in that commit (the outbox;
+see unit_of_work.py), and hands them to `notify`, so a target that hangs never holds up
+the tick. One resource holds at most a quarter of
 the workers (at least one) at a time; the rest of its due work waits its turn, claimed,
 and starts as one of that resource's calls finishes, so a hanging target delays only its
 own resource. A request whose call is under way or waiting is claimed (`inflight`, the
