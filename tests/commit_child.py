@@ -9,7 +9,6 @@ after each request it denied.
 import sys
 from datetime import UTC, datetime
 
-from accessbot.audit import AuditLog  # noqa: F401 - the service imports it; keep load order
 from accessbot.delivery_workers import DeliveryWorkers
 from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
 from accessbot.postgres.outbox import PostgresOutbox

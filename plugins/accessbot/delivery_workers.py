@@ -96,7 +96,8 @@ class DeliveryWorkers:
         self._held: set[int] = set()  # put, but not to be sent before the reply
         self._claiming = threading.Lock()  # a claim, or a put with its hold
         # An outbox whose puts no claim sees before their transaction commits needs no
-        # `_claiming` around a put (which would wait on a claim waiting for a connection).
+        # `_claiming` around a held put (which would wait on a claim waiting for a
+        # connection).
         self._visible_at_commit = bool(getattr(outbox, "visible_at_commit", False))
         self._local = threading.local()  # .scope: the ids this thread's puts hold
         self._stopping = threading.Event()
@@ -126,7 +127,9 @@ class DeliveryWorkers:
         scope = getattr(self._local, "scope", None)
         if self.prepare is not None:
             notices = self.prepare(list(notices))
-        with nullcontext() if self._visible_at_commit else self._claiming:
+        # Only a held put must keep claims off between its write and its hold.
+        holds = scope is not None and not self._visible_at_commit
+        with self._claiming if holds else nullcontext():
             entries = self.outbox.put(notices, now)
             if scope is not None:
                 ids = {i for entry in entries for i in entry.covers}
