@@ -22,6 +22,7 @@ import requests.adapters
 
 from ..messages import redact_url
 from .base import (
+    LIST_LIMIT,
     RECHECKING,
     CannotList,
     Done,
@@ -33,6 +34,7 @@ from .base import (
     encode_payload,
     members_from_answer,
 )
+from .deadline import ANSWER_CAP, exchange
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,12 @@ class WebhookStrategy(Strategy):
         body = encode_payload({"action": "list", "resource": resource})
         # A read: each call its own key, so a receiver's idempotency cache never answers
         # an old list.
-        response = self._post(body, f"list:{resource}:{secrets.token_hex(8)}")
+        response = self._post(body, f"list:{resource}:{secrets.token_hex(8)}", LIST_LIMIT)
+        if response.cut:
+            raise StrategyError(
+                f"webhook {redact_url(self.url)} answered more than "
+                f"{LIST_LIMIT // 1024 // 1024} MB to list"
+            )
         if response.status_code in (404, 501):
             raise CannotList(
                 f"webhook {redact_url(self.url)} answered HTTP {response.status_code} to "
@@ -146,8 +153,9 @@ class WebhookStrategy(Strategy):
             raise self._refused(response)
         return members_from_answer(response.content, f"webhook {redact_url(self.url)}")
 
-    def _post(self, body: bytes, key: str) -> requests.Response:
-        """One signed POST; a timeout, an unreachable receiver or a redirect is a failure."""
+    def _post(self, body: bytes, key: str, cap: int = ANSWER_CAP) -> requests.Response:
+        """One signed POST; a timeout, an unreachable receiver or a redirect is a failure.
+        Its answer is read up to `cap` bytes and by the call's deadline (deadline.py)."""
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
@@ -162,10 +170,23 @@ class WebhookStrategy(Strategy):
                     "secret) is not set"
                 )
             headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
-        response = post(
-            self.session, self.url, body, headers, self.timeout, StrategyError, "webhook "
-        )
         where = redact_url(self.url)
+        try:
+            response = exchange(
+                self.session,
+                "POST",
+                self.url,
+                self.timeout,
+                f"webhook {where}",
+                cap,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise StrategyError(f"webhook {where} timed out after {self.timeout:g}s") from exc
+        except requests.RequestException as exc:
+            raise StrategyError(f"webhook {where} unreachable: {type(exc).__name__}") from exc
         status = response.status_code
         if 300 <= status < 400:
             to = response.headers.get("Location")

@@ -1,0 +1,72 @@
+"""Every target call has a deadline for the whole call (issue 26 item 3): a target that
+trickles its answer, one byte a second, never trips a read timeout, yet its revoke fails
+at the resource's `timeout` and is retried with backoff as any failed revoke is.
+
+Time on the bot's side is the injected clock; the deadline is real time, so the tests
+wait (with `eventually`) for the outcome, never for a length of time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from accessbot.domain import Status
+from tests.builders import build_service, person
+from tests.fake_trickle import TricklingTarget
+from tests.helpers import FakeClock, eventually
+
+
+def trickle_policy(url: str, timeout: str = "2s") -> str:
+    resource = {
+        "description": "a database behind a slow receiver",
+        "max_duration": "4h",
+        "approvers": ["@alice", "@bob"],
+        "channel": "#access-approvals",
+        "strategy": {
+            "type": "webhook",
+            "url": url,
+            "secret_env": "TEST_HOOK_SECRET",
+            "timeout": timeout,
+        },
+    }
+    return f"RESOURCES = {{'prod-db': {resource!r}}}\n"
+
+
+@pytest.fixture(params=["body", "headers"])
+def trickling(request):
+    target = TricklingTarget(mode=request.param)
+    yield target
+    target.close()
+
+
+def test_a_revoke_whose_answer_trickles_fails_at_its_deadline_and_is_retried(tmp_path, trickling):
+    clock = FakeClock()
+    service = build_service(tmp_path, clock, trickling.url, policy=trickle_policy(trickling.url))
+    rid = service.request(person("carol"), "prod-db", timedelta(minutes=30), "INC-7").request.id
+    service.approve(person("alice"), rid)
+    assert service.store.get(rid).status is Status.ACTIVE
+    clock.advance(minutes=30)
+
+    service.revocation_tick()
+
+    failed = eventually(
+        lambda: (r := service.store.get(rid)).status is Status.REVOKE_FAILED and r,
+        "the trickled revoke failing at its deadline",
+        explain=lambda: service.store.get(rid).status,
+    )
+    assert failed.revoke_attempts == 1
+    assert "did not finish within 2s" in failed.last_error
+    assert service.drain(5)  # recorded, and its claim let go: the retry can take it
+    assert rid not in service._inflight
+    assert service.metrics.target_errors.labels("webhook", "revoke")._value.get() == 1
+
+    trickling.recover()
+    clock.advance(seconds=10)  # the first retry's backoff
+    service.revocation_tick()
+    eventually(
+        lambda: service.store.get(rid).status is Status.EXPIRED,
+        "the retried revoke succeeding once the target recovered",
+    )
+    assert trickling.count() == 2
+    service.close()
