@@ -292,9 +292,11 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
             store_readable=self.backend.store.live_counts,
         )
-        # Whatever expired while the bot was down is revoked before anything else: one
-        # full pass that waits for its calls.
-        self.scheduler.run_once(self.run_tick)
+        # Whatever expired while the bot was down is handed out before anything else: a
+        # first pass like any tick, which starts the due calls on the strategy pool and
+        # waits for none of them, so a hanging target never holds the bot's start (its
+        # commands) nor another resource's revoke.
+        self.scheduler.run_once(self.first_pass)
         self.scheduler.start()
         self.sinks.start()
         if self.settings.policy_watch:
@@ -377,9 +379,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         if self.health is not None:
             self.health.beat()
 
+    def first_pass(self) -> None:
+        """The pass at start: the revocation tick (calls handed to the pool, none waited
+        for), then housekeeping and the review reminders, their notices to the outbox."""
+        self.service.revocation_tick()
+        self.hand_over(self.service.housekeeping())
+        self.hand_over(self.service.remind_reviews())
+
     def run_tick(self) -> None:
-        """One full pass of every job, waiting for its strategy calls (at start, and for
-        tests). People are told by the delivery workers."""
+        """One full pass of every job, waiting for its strategy calls (for tests; the
+        scheduler never waits). People are told by the delivery workers."""
         self.hand_over(self.service.tick())
 
     def hand_over(self, notices: list[Notice]) -> None:
