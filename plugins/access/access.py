@@ -285,12 +285,20 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                     self.settings.tick_seconds,
                     lambda: self.hand_over(self.service.remind_reviews()),
                 ),
+                # Grants past their end + ACCESS_OVERDUE_GRACE, read from the store: a job
+                # of its own, so no revoke (hanging or failing) can keep it quiet.
+                Periodic(
+                    "overdue grants",
+                    self.settings.tick_seconds,
+                    lambda: self.hand_over(self.service.check_overdue()),
+                ),
             ],
         )
         self.health = Health(
             self.settings.tick_seconds,
             scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
             store_readable=self.backend.store.live_counts,
+            overdue=self.service.overdue.ids,
         )
         # Whatever expired while the bot was down is handed out before anything else: a
         # first pass like any tick, which starts the due calls on the strategy pool and
@@ -385,6 +393,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.service.revocation_tick()
         self.hand_over(self.service.housekeeping())
         self.hand_over(self.service.remind_reviews())
+        self.hand_over(self.service.check_overdue())
 
     def run_tick(self) -> None:
         """One full pass of every job, waiting for its strategy calls (for tests; the

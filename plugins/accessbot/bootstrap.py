@@ -70,5 +70,6 @@ def bootstrap(
         metrics=metrics,
         notify=notify,
         outbox=outbox,
+        overdue_grace=settings.overdue_grace,
         **tuning,
     )

@@ -1191,3 +1191,45 @@ def revokes_failed_together(requests: list[Request], resource: str) -> str:
         f"REVOKE FAILED for {grants} to {resource}; the access is still in place until a "
         f"revoke succeeds, and each is retried automatically: {each}."
     )
+
+
+# Strategy settings that say which target a grant is on (never a secret: `*_env` keys
+# only name variables, and URLs are shown without credentials).
+TARGET_KEYS = ("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv")
+
+
+def target_of(strategy: dict | None) -> str:
+    """Which target a grant is on, for the admins: the strategy type and what names it."""
+    if not isinstance(strategy, dict):
+        return "unknown target"
+    named = []
+    for key in TARGET_KEYS:
+        value = strategy.get(key)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        if isinstance(value, str) and value:
+            named.append(f"{key}={redact_url(value) if '://' in value else inert(value, 80)}")
+    kind = inert(str(strategy.get("type", "?")), 40)
+    return f"{kind} ({', '.join(named)})" if named else kind
+
+
+def overdue_alarm(request: Request, now: datetime, grace: timedelta, under_way: bool) -> str:
+    """The admins' alert, once per grant, when a grant is still not revoked `grace` after
+    its end (ACCESS_OVERDUE_GRACE): which grant, which target, what the last attempt said."""
+    late = format_duration(timedelta(seconds=int((now - request.expires_at).total_seconds())))
+    if request.revoke_attempts:
+        last = (
+            f"attempt {request.revoke_attempts} failed: {inert(request.last_error)}; "
+            f"next try at {when(request.next_retry_at)}"
+        )
+    else:
+        last = "no revoke attempt has finished yet"
+    if under_way:
+        last += " (a revoke call is under way and has not answered)"
+    return (
+        f"OVERDUE: grant {request.id} ({request.resource} for {who(request.requester)}) "
+        f"ended at {when(request.expires_at)} and is still not revoked, {late} later "
+        f"(ACCESS_OVERDUE_GRACE is {format_duration(grace)}). Target: "
+        f"{target_of(request.strategy)}. Last attempt: {last}. The access may still be in "
+        f"place: check the target by hand; `!access retry {request.id}` tries again now."
+    )

@@ -5,7 +5,8 @@ process). The service and the plugin record events on it (a target call, a grant
 revoke, a tick, a chat delivery); the request counts are read from the store's indexes
 when Prometheus scrapes, so they are never stale. `Health` says whether revocation is
 working right now: the scheduler thread is alive, it ticked (or asked for the lease)
-recently, and the store can be read.
+recently, and the store can be read; and no grant is overdue (past its end plus
+ACCESS_OVERDUE_GRACE without a confirmed revoke: overdue.py).
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class Metrics:
         self.last_tick = Gauge(
             "accessbot_scheduler_last_tick_timestamp_seconds",
             "When the scheduler last ticked or asked for the lease (Unix time)",
+            registry=r,
+        )
+        self.overdue = Gauge(
+            "accessbot_grants_overdue",
+            "Grants past their end plus ACCESS_OVERDUE_GRACE without a confirmed revoke",
             registry=r,
         )
         if counts is not None:
@@ -232,10 +238,12 @@ class Health:
         scheduler_alive: Callable[[], bool],
         store_readable: Callable[[], None],
         now: Callable[[], float] = time.monotonic,
+        overdue: Callable[[], list[str]] = list,
     ):
         self.window = 3 * tick_seconds + 1.0
         self.scheduler_alive = scheduler_alive
         self.store_readable = store_readable
+        self.overdue = overdue  # ids of grants past their end + grace, not revoked
         self.now = now
         self._last_beat: float | None = None
         self._lock = threading.Lock()
@@ -259,4 +267,11 @@ class Health:
             self.store_readable()
         except Exception as exc:  # noqa: BLE001 - any failure to read is unhealthy
             return Verdict(False, f"the store cannot be read: {type(exc).__name__}: {exc}")
+        overdue = self.overdue()
+        if overdue:
+            return Verdict(
+                False,
+                f"overdue: {len(overdue)} grant(s) past their end + ACCESS_OVERDUE_GRACE "
+                f"without a confirmed revoke: {', '.join(overdue[:10])}",
+            )
         return Verdict(True, "ok")

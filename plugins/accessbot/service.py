@@ -36,6 +36,7 @@ from .intake import Intake, Lookups
 from .integrations.pagerduty import PagerDutyNotConfigured
 from .integrations.slack_groups import NoSlackGroups
 from .metrics import Metrics
+from .overdue import DEFAULT_GRACE, OverdueWatch
 from .permissions import Permissions
 from .policy import (
     FollowUpContext,
@@ -112,6 +113,7 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        overdue_grace: timedelta = DEFAULT_GRACE,
     ):
         self.store = store
         self.audit = audit
@@ -134,6 +136,15 @@ class AccessService:
         # Every strategy call and its record; the scheduler's calls on one pool of
         # `strategy_workers` threads, their notices to `notify` (see provisioner.py).
         self.provisioner = Provisioner(self, strategy_workers, self.notify)
+        # Grants past their end + grace without a confirmed revoke: read from the store on a
+        # job of its own, so nothing on the revoke path can keep it quiet (overdue.py).
+        self.overdue = OverdueWatch(
+            store,
+            clock,
+            overdue_grace,
+            under_way=lambda request_id: request_id in self._inflight,
+            gauge=self.metrics.overdue,
+        )
         # The bot has its real environment: a strategy naming an unset variable is a load
         # error, not a failure after a human approved.
         environ = os.environ if check_env else None
@@ -369,7 +380,13 @@ class AccessService:
         told: list[Notice] = []
         self.provisioner.revocation_tick(notify=told.extend)
         self.provisioner.drain()
-        return told + self.housekeeping() + self.remind_reviews()
+        return told + self.housekeeping() + self.remind_reviews() + self.check_overdue()
+
+    def check_overdue(self) -> list[Notice]:
+        """The scheduler's overdue job: grants past their end + ACCESS_OVERDUE_GRACE
+        without a confirmed revoke; each newly overdue one is an alert for the admins.
+        Reads the store only: it never waits for a revoke (overdue.py)."""
+        return self.overdue.check()
 
     def revocation_tick(self) -> None:
         """The scheduler's revocation job: hand what is due (revokes, then grants left
