@@ -12,7 +12,11 @@ from datetime import timedelta
 import pytest
 
 from accessbot.domain import Status
+from accessbot.strategies import StrategyError
+from accessbot.strategies.rest import RestClient
+from accessbot.strategies.webhook import WebhookStrategy
 from tests.builders import build_service, person
+from tests.fakes import FakeHandler, serve_local, stop_local
 from tests.fake_trickle import TricklingTarget
 from tests.helpers import FakeClock, eventually
 
@@ -70,3 +74,31 @@ def test_a_revoke_whose_answer_trickles_fails_at_its_deadline_and_is_retried(tmp
     )
     assert trickling.count() == 2
     service.close()
+
+
+class Huge(FakeHandler):
+    """Answers every call with 3 MB of JSON-looking bytes."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.respond(200, b'{"account": "' + b"x" * (3 * 1024 * 1024) + b'"}', "application/json")
+
+    do_GET = do_POST
+
+
+@pytest.fixture
+def huge():
+    server, url = serve_local(Huge)
+    yield url
+    stop_local(server)
+
+
+def test_a_target_answer_is_read_up_to_a_cap(huge):
+    payload = {"grant_id": "g-1", "request_id": "r-1", "user": "carol", "expires_at": None}
+    hook = WebhookStrategy(huge + "/access", None, timeout=10)
+    done = hook.call("grant", payload)  # a 2xx is done; an answer too long to keep is not kept
+    assert done.answer is None and done.account is None
+
+    okta = RestClient("Okta", huge, {}, timeout=10)
+    with pytest.raises(StrategyError, match="more than 1 MB"):
+        okta.call("GET", "/api/v1/groups")
