@@ -7,17 +7,19 @@ wait (with `eventually`) for the outcome, never for a length of time."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 
 from accessbot.domain import Status
 from accessbot.strategies import StrategyError
+from accessbot.strategies.deadline import MAX_LATE, call_within
 from accessbot.strategies.rest import RestClient
 from accessbot.strategies.webhook import WebhookStrategy
 from tests.builders import build_service, person
-from tests.fakes import FakeHandler, serve_local, stop_local
 from tests.fake_trickle import TricklingTarget
+from tests.fakes import FakeHandler, serve_local, stop_local
 from tests.helpers import FakeClock, eventually
 
 
@@ -102,3 +104,25 @@ def test_a_target_answer_is_read_up_to_a_cap(huge):
     okta = RestClient("Okta", huge, {}, timeout=10)
     with pytest.raises(StrategyError, match="more than 1 MB"):
         okta.call("GET", "/api/v1/groups")
+
+
+def test_calls_given_up_at_their_deadline_are_not_left_behind_without_end():
+    """A target that holds every call (trickled headers, say) gets at most MAX_LATE
+    threads left running; further calls fail at once until those end."""
+    held = threading.Event()
+    target = "webhook (http://held.example/access)"
+    for _ in range(MAX_LATE):
+        with pytest.raises(StrategyError, match="did not finish within 0.05s"):
+            call_within(0.05, "the revoke call", lambda: held.wait(30), target)
+    with pytest.raises(StrategyError, match=f"{MAX_LATE} earlier calls to this target"):
+        call_within(0.05, "the revoke call", lambda: "never made", target)
+    assert call_within(5, "another target's call", lambda: "made", "command") == "made"
+
+    def made() -> bool:
+        try:
+            return call_within(5, "the revoke call", lambda: "made", target) == "made"
+        except StrategyError:
+            return False
+
+    held.set()  # the held calls end: calls to the target are made again
+    eventually(made, "calls to the target made again")

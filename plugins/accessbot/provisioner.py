@@ -595,6 +595,7 @@ class Provisioner:
                 deadline_of(settings),
                 f"the {action} call to {strategy.describe()}",
                 lambda: strategy.call(action, payload),
+                strategy.describe(),
             )
             ok = True
             return done

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TypeVar
@@ -40,8 +41,15 @@ CHUNK = 16 * 1024
 # waiting caller gives up, so they are what the caller reports when they can be.
 GRACE = 0.2
 
+# Calls given up at their deadline that still run, at most this many per target: past
+# it, a new call to that target fails at once instead of leaving one more thread behind
+# (a target trickling its headers holds each for hours). Retried with backoff as usual.
+MAX_LATE = 4
+
 # time.monotonic() by which the strategy call under way on this thread must be over.
 _DEADLINE: ContextVar[float | None] = ContextVar("accessbot_call_deadline", default=None)
+_late: Counter[str] = Counter()  # target -> its calls given up at their deadline, still running
+_late_lock = threading.Lock()
 
 
 class AnswerTooLong(StrategyError):
@@ -61,9 +69,16 @@ def deadline_of(settings) -> float:
     return seconds if seconds > 0 else DEFAULT_DEADLINE
 
 
-def call_within(seconds: float, what: str, call: Callable[[], T]) -> T:
+def call_within(seconds: float, what: str, call: Callable[[], T], target: str = "") -> T:
     """`call()` on a thread of its own, waited for at most `seconds`: its value, or what
-    it raised; past the deadline a StrategyError naming `what`, the call left running."""
+    it raised; past the deadline a StrategyError naming `what`, the call left running.
+    While MAX_LATE calls to `target` given up this way still run, a StrategyError at once."""
+    with _late_lock:
+        if target and _late[target] >= MAX_LATE:
+            raise StrategyError(
+                f"{what} was not made: {_late[target]} earlier calls to this target, given "
+                "up at their deadline, are still running"
+            )
     outcome: dict = {}
     finished = threading.Event()
     end = time.monotonic() + seconds
@@ -75,15 +90,26 @@ def call_within(seconds: float, what: str, call: Callable[[], T]) -> T:
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
             outcome["error"] = exc
         finally:
-            finished.set()
+            with _late_lock:
+                finished.set()
+                if outcome.get("late"):
+                    _late[target] -= 1
+                    if _late[target] <= 0:
+                        del _late[target]
 
     threading.Thread(target=run, name="accessbot-target-call", daemon=True).start()
     if not finished.wait(seconds + GRACE):
-        log.warning("%s did not finish within %gs; counted as failed", what, seconds)
-        raise StrategyError(
-            f"{what} did not finish within {seconds:g}s (the whole call's deadline, the "
-            "resource's timeout); nothing is known to be done"
-        )
+        with _late_lock:
+            late = not finished.is_set()
+            if late and target:
+                outcome["late"] = True
+                _late[target] += 1
+        if late:
+            log.warning("%s did not finish within %gs; counted as failed", what, seconds)
+            raise StrategyError(
+                f"{what} did not finish within {seconds:g}s (the whole call's deadline, the "
+                "resource's timeout); nothing is known to be done"
+            )
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
