@@ -141,6 +141,8 @@ def exchange(
     end = time.monotonic() + timeout
     call_end = _DEADLINE.get()
     if call_end is not None:
+        if call_end <= time.monotonic():  # a call given up (say after a rate limit's wait)
+            raise StrategyError(f"{where}: not sent, the call's deadline has passed")
         end = min(end, call_end)
     send = getattr(session, method.lower())  # session.post, .get, ...: what callers wrap
     response = send(url, stream=True, timeout=time_left(timeout), **kwargs)
