@@ -107,3 +107,6 @@ def test_the_alarm_does_not_wait_for_a_revoke_that_is_still_in_flight():
     assert "a revoke call is under way" in alarm.text
     assert watch.ids() == [grant.id]
     assert watch.check() == []  # once
+
+    watch.forget()  # another bot leads now: it watches and tells
+    assert watch.ids() == []

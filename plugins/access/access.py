@@ -379,6 +379,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         and the admins when it lost or got back the database."""
         self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
         self.metrics.leader.set(1 if leads else 0)
+        if not leads:  # the leader's overdue job watches now (overdue.py)
+            self.service.overdue.forget()
         if self.deliveries is not None:
             self.deliveries.wake()  # retries whose time has come (the clock may be a test's)
         self.metrics.last_tick.set_to_current_time()

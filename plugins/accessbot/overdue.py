@@ -86,6 +86,16 @@ class OverdueWatch:
             for request in new
         ]
 
+    def forget(self) -> None:
+        """This bot no longer leads: the leader watches (and tells) now, so this bot's
+        gauge and /health stop reporting what it saw while it led."""
+        with self._lock:
+            if not self._overdue and not self._told:
+                return
+            self._told, self._overdue = set(), []
+        if self.gauge is not None:
+            self.gauge.set(0)
+
     def ids(self) -> list[str]:
         """The grants overdue at the last check (for /health)."""
         with self._lock:
