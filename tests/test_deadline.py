@@ -14,7 +14,7 @@ import pytest
 
 from accessbot.domain import Status
 from accessbot.strategies import StrategyError
-from accessbot.strategies.deadline import MAX_LATE, call_within
+from accessbot.strategies.deadline import MAX_LATE, call_within, deadline_of
 from accessbot.strategies.rest import RestClient
 from accessbot.strategies.webhook import WebhookStrategy
 from tests.builders import build_service, person
@@ -126,3 +126,12 @@ def test_calls_given_up_at_their_deadline_are_not_left_behind_without_end():
 
     held.set()  # the held calls end: calls to the target are made again
     eventually(made, "calls to the target made again")
+
+
+def test_the_deadline_is_the_resources_timeout_or_30_seconds():
+    assert deadline_of({"type": "webhook", "url": "https://x", "timeout": "5s"}) == 5
+    assert deadline_of({"type": "webhook", "url": "https://x"}) == 30
+    assert deadline_of({"type": "command", "argv": ["x"], "timeout": "2m"}) == 120
+    # aws_sso polls Identity Center for up to its `wait` after its calls: both count.
+    assert deadline_of({"type": "aws_sso", "timeout": "10s", "wait": "2m"}) == 130
+    assert deadline_of({"type": "aws_sso"}) == 90

@@ -56,17 +56,32 @@ class AnswerTooLong(StrategyError):
     """The target's answer was longer than the cap: not read to its end."""
 
 
-def deadline_of(settings) -> float:
-    """Seconds a whole call to this resource's target may take: its strategy's `timeout`,
-    or 30 s. (Policy loading has refused a bad `timeout` already.)"""
-    value = settings.get("timeout") if isinstance(settings, dict) else None
+# Strategies whose call also waits on purpose, and for how long by default: aws_sso polls
+# Identity Center for up to its `wait` (1m) after its API calls.
+WAITS = {"aws_sso": "1m"}
+
+
+def _seconds(value, default: float) -> float:
     if value is None:
-        return DEFAULT_DEADLINE
+        return default
     try:
         seconds = parse_duration(value).total_seconds()
     except (DurationError, TypeError, ValueError):
+        return default
+    return seconds if seconds > 0 else default
+
+
+def deadline_of(settings) -> float:
+    """Seconds a whole call to this resource's target may take: its strategy's `timeout`,
+    or 30 s (plus its `wait` for a strategy that polls, aws_sso). Policy loading has
+    refused a bad setting already."""
+    if not isinstance(settings, dict):
         return DEFAULT_DEADLINE
-    return seconds if seconds > 0 else DEFAULT_DEADLINE
+    seconds = _seconds(settings.get("timeout"), DEFAULT_DEADLINE)
+    kind = settings.get("type")
+    if kind in WAITS:
+        seconds += _seconds(settings.get("wait", WAITS[kind]), 0.0)
+    return seconds
 
 
 def call_within(seconds: float, what: str, call: Callable[[], T], target: str = "") -> T:
