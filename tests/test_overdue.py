@@ -110,3 +110,21 @@ def test_the_alarm_does_not_wait_for_a_revoke_that_is_still_in_flight():
 
     watch.forget()  # another bot leads now: it watches and tells
     assert watch.ids() == []
+
+
+def test_a_grant_that_ended_while_no_bot_ran_gets_its_grace_from_the_start():
+    """A restart's revokes are handed out at once: they are not each an alarm, unless
+    they are still not done a grace after the start."""
+    clock = FakeClock()
+    store = MemoryStore()
+    grant = a_request(status=Status.ACTIVE, expires_at=START + timedelta(minutes=30))
+    store.save(grant)
+    clock.advance(hours=2)  # the bot was down; it starts now
+    watch = OverdueWatch(store, clock, timedelta(minutes=2))
+
+    assert watch.check() == []
+    clock.advance(minutes=2)
+    assert watch.check() == []
+    clock.advance(seconds=1)
+    (alarm,) = watch.check()
+    assert grant.id in alarm.text and "1h32m1s later" in alarm.text  # late from its end

@@ -395,7 +395,6 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.service.revocation_tick()
         self.hand_over(self.service.housekeeping())
         self.hand_over(self.service.remind_reviews())
-        self.hand_over(self.service.check_overdue())
 
     def run_tick(self) -> None:
         """One full pass of every job, waiting for its strategy calls (for tests; the

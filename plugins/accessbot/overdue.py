@@ -42,13 +42,20 @@ class OverdueWatch:
         self.grace = grace
         self.under_way = under_way  # is a revoke call for this request in flight now?
         self.gauge = gauge  # accessbot_grants_overdue
+        # When this bot started watching: a grant that ended while no bot ran gets its
+        # grace from here, so a restart's own revokes (handed out at once) are not each an
+        # alarm; how late they were shows in accessbot_revocation_lateness_seconds.
+        self.since = clock()
         self._lock = threading.Lock()
         self._told: set[tuple[str, str]] = set()  # (request id, grant id) told about
         self._overdue: list[str] = []  # request ids overdue at the last check
 
     def overdue(self, now: datetime) -> list[Request]:
-        """The grants still holding access whose end is more than `grace` before `now`."""
+        """The grants still holding access whose end (or this bot's start, if later) is
+        more than `grace` before `now`."""
         limit = now - self.grace
+        if self.since >= limit:
+            return []  # this bot has not had its grace yet
         found = {r.id: r for r in self.store.due_for_revocation(limit)}
         for request in self.store.live_in([Status.REVOKE_FAILED]):
             found.setdefault(request.id, request)
