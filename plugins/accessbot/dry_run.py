@@ -161,7 +161,8 @@ class DryRun:
             self.permissions.check_approver(voter, request, verb)
         except AccessError as exc:
             return str(exc)
-        return self.intake.vote_refusal(resource, request, voter, verb, " ".join(comment.split()))
+        comment = " ".join(comment.split())
+        return self.intake.vote_check(resource, request, voter, verb, comment).refusal
 
     def dry_run_request(
         self,

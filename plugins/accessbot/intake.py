@@ -331,14 +331,16 @@ class Intake:
             return None
         return decision
 
-    def vote_refusal(
+    def vote_check(
         self, resource: Resource | None, request: Request, actor: Actor, verb: str, comment: str
-    ) -> str | None:
-        """Why the policy's on_approve / on_deny refuses this person's decision; None when
-        it counts (no hook, or the hook returned None)."""
+    ) -> VoteCheck:
+        """What the policy's on_approve / on_deny says of this person's decision. A hook
+        that fails (raises, overruns, returns something else) fails closed both ways: a
+        failing on_approve refuses the approval, a failing on_deny lets the denial stand
+        (with the error), so a broken check can never turn a "no" into a later "yes"."""
         hook = "on_approve" if verb == "approve" else "on_deny"
         if resource is None or hook not in resource.hooks:
-            return None
+            return VoteCheck()
         vote = Vote(actor.handle, actor.email, comment, actor.id)
         ctx = self.context(
             PolicyContext, self.lookups.pagerduty.lookups(), request, resource, self.clock()
@@ -354,9 +356,22 @@ class Intake:
                 returns=refusal_problem,
             )
         except HookFailed as exc:
+            if verb != "approve":
+                log.warning("%s failed, so the denial stands: %s", hook, exc)
+                return VoteCheck(hook_error=str(exc))
             log.warning("%s failed, so it refuses: %s", hook, exc)
-            return f"the policy check failed, so it refuses (fail closed): {exc}"
-        return None if answer is None else answer.reason or f"refused by {hook}"
+            return VoteCheck(f"the policy check failed, so it refuses (fail closed): {exc}")
+        return VoteCheck(None if answer is None else answer.reason or f"refused by {hook}")
+
+
+@dataclass(frozen=True)
+class VoteCheck:
+    """What on_approve / on_deny made of one decision: `refusal`, why it does not count
+    (None: it counts); `hook_error`, why a failing on_deny could not be asked (the denial
+    counts all the same)."""
+
+    refusal: str | None = None
+    hook_error: str = ""
 
 
 def _field_problem(resource: Resource, spec, values: Mapping[str, str]) -> str:

@@ -808,7 +808,18 @@ def _denied(result: Denied) -> Outcome:
             f"denied by {by}{because}.",
         ),
     ]
-    return Outcome(f"Denied {request.id}; {who(request.requester)} was told.", notices, request)
+    reply = f"Denied {request.id}; {who(request.requester)} was told."
+    return Outcome(reply + _deny_hook_failed(result), notices, request)
+
+
+def _deny_hook_failed(result: Denied) -> str:
+    """What the denier is told when on_deny failed: the denial stands (fail closed)."""
+    if not result.hook_error:
+        return ""
+    return (
+        f" The policy's on_deny check failed ({inert(result.hook_error, 400)}); the denial "
+        "stands all the same (fail closed)."
+    )
 
 
 def _extension_denied(result: Denied) -> Outcome:
@@ -830,7 +841,8 @@ def _extension_denied(result: Denied) -> Outcome:
         ),
     ]
     return Outcome(
-        f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}",
+        f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}"
+        + _deny_hook_failed(result),
         notices,
         extension,
     )
