@@ -32,6 +32,7 @@ from .base import (
     done_from_answer,
     encode_payload,
     members_from_answer,
+    target_host,
 )
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,10 @@ def idempotency_key(action: str, payload: dict) -> str:
 
 class WebhookStrategy(Strategy):
     kind = "webhook"
-    allowed_keys = frozenset({"type", "url", "secret_env", "timeout"})
+    allowed_keys = frozenset({"type", "url", "secret_env", "timeout", "target"})
+    # What the receiver grants (a group, a role), when several resources post to one
+    # receiver that grants them the same thing: they then share one target (target_key).
+    target: str | None = None
 
     shareable = True  # reused across calls and threads: keep-alive to the target
 
@@ -120,7 +124,9 @@ class WebhookStrategy(Strategy):
             )
         if secret_env is None and not RECHECKING.get():
             log.warning("webhook %s has no secret_env: its calls are not signed", redact_url(url))
-        return cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
+        strategy = cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
+        strategy.target = cls.text_setting(settings, "target", "okta:prod-admins", required=False)
+        return strategy
 
     def call(self, action: str, payload: dict) -> Done:
         response = self._post(encode_payload(payload), idempotency_key(action, payload))
@@ -183,6 +189,11 @@ class WebhookStrategy(Strategy):
             f"webhook {redact_url(self.url)} answered HTTP {response.status_code}"
             + (f": {snippet}" if snippet else "")
         )
+
+    def target_key(self) -> tuple | None:
+        """Each call names its resource, so a receiver may keep resources apart: only a
+        `target` setting says two resources on one url grant the same thing."""
+        return (self.kind, target_host(self.url), self.target) if self.target else None
 
     def describe(self) -> str:
         return f"webhook ({redact_url(self.url)})"
