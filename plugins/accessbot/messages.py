@@ -35,6 +35,13 @@ REASON_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MASS_MENTION = re.compile(r"([@!])(here|channel|everyone)\b", re.IGNORECASE)
 ZWSP = "\u200b"
+# Where what people type could become a link: a markdown link's "](" (errbot's Slack
+# backend turns `[text](url)` into Slack's `<url|text>`), and "<" opening Slack's own
+# `<url|text>`, `<#C…>`, `<@U…>`, `<!here>` or a markdown autolink `<https://…>`.
+_LINK_OPENERS = re.compile(r"\]\(|<(?=[\w#@!/])")
+# Slack's `<url|label>` shows only the label: inside angle brackets a "|" becomes "¦", so
+# no label can hide where a link goes, even where "<" is not read as we expect.
+_ANGLED = re.compile(r"<[^<>]*>")
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>`]+")
 
 STATUS_WORDS = {
@@ -53,9 +60,11 @@ STATUS_WORDS = {
 
 
 def inert(text: str, limit: int = REASON_LIMIT) -> str:
-    """Show user text as text: no mass mentions, no control characters, one line, bounded."""
+    """Show user text as text: no links (a link's words stay, its syntax is broken by a
+    zero-width space), no mass mentions, no control characters, one line, bounded."""
     text = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    text = text.replace("<!", "<" + ZWSP + "!").replace("<@", "<" + ZWSP + "@")
+    text = _ANGLED.sub(lambda m: m.group(0).replace("|", "\u00a6"), text)
+    text = _LINK_OPENERS.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
     text = _MASS_MENTION.sub(lambda m: m.group(1) + ZWSP + m.group(2), text)
     text = text.replace("`", "'")
     text = " ".join(text.split())
