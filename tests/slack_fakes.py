@@ -68,6 +68,7 @@ class FakeSlack:
         token: str | None = None,
     ):
         self.users = {BOT_USER: ("accessbot", ""), **(users or {})}
+        self.deleted: set[str] = set()  # users who left: still listed, with "deleted": true
         self.broken_users: dict[str, int] = {}
         self.chat_delay = 0.0  # seconds every chat.* call takes
         self.tiers: SlackTiers | None = None  # Slack's rate limits, once `rate_limit()`
@@ -272,7 +273,9 @@ class FakeSlack:
         # is the user's `name`, never "Bob B.".
         shown = f"{name.title()} {name[0].upper()}."
         profile = {"display_name": shown, "real_name": shown, "email": email}
-        return {"id": user, "name": name, "team_id": team[0] if team else TEAM, "profile": profile}
+        team_id = team[0] if team else TEAM
+        found = {"id": user, "name": name, "team_id": team_id, "profile": profile}
+        return {**found, "deleted": True} if user in self.deleted else found
 
     def _channel_id(self, name_or_id: str) -> str | None:
         if name_or_id[:1] in ("C", "G", "D"):

@@ -213,3 +213,11 @@ def test_a_follow_up_is_owed_once_and_settled_once_it_ran():
     grant.settle_follow_up("after_grant", START, "ran")
     assert grant.follow_ups_due == []
     assert (grant.history[-1].action, grant.history[-1].note) == ("after_grant", "ran")
+
+
+def test_handles_are_compared_after_nfkc_normalisation_and_casefolding():
+    from accessbot.domain import normalize_handle
+
+    assert normalize_handle("\u212aarl") == "karl"  # KELVIN SIGN
+    assert normalize_handle("@\uff4b\uff41\uff52\uff4c") == "karl"  # fullwidth
+    assert normalize_handle(" @Stra\u00dfe ") == "strasse"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
@@ -83,8 +84,10 @@ def new_id(length: int = 6) -> str:
 
 
 def normalize_handle(handle: str) -> str:
-    """`@Bob`, `bob` and ` bob ` are the same chat user."""
-    return str(handle).strip().lstrip("@").lower()
+    """`@Bob`, `bob` and ` bob ` are the same chat user; so are names that look alike
+    once Unicode-normalised (NFKC) and case-folded: the Kelvin sign `K` (U+212A) and
+    `ｋ` are `k`. Who looks alike is refused where names are resolved (identity.py)."""
+    return unicodedata.normalize("NFKC", str(handle)).strip().lstrip("@").casefold()
 
 
 def utc(dt: datetime) -> datetime:
