@@ -407,6 +407,20 @@ def whatif(evaluation) -> str:
     return "\n".join(lines)
 
 
+def no_longer_approver(request: Request, verb: str, resource) -> str:
+    """The answer to an approver of a request whom the policy in force no longer names."""
+    if resource is None:
+        return (
+            f"{request.resource} is no longer in the policies, so nobody can {verb} "
+            f"{request.id}; ask an admin."
+        )
+    return (
+        f"You are no longer an approver of {request.resource} (the policy changed since "
+        f"{request.id} was made), so you cannot {verb} it; its approvers now: "
+        f"{approvers_text(resource.approvers)}."
+    )
+
+
 def vote_refused(verb: str, request_id: str, why: str) -> str:
     """The answer to an approval or denial the policy's on_approve / on_deny refused."""
     what = "approval" if verb == "approve" else "denial"
