@@ -503,3 +503,13 @@ def test_the_form_offer_and_its_hint_are_escaped():
 
     assert_escaped({"text": "", "blocks": blocks})
     assert "&lt;resource&gt;" in repr(blocks)
+
+
+def test_a_link_in_a_reason_or_field_is_shown_as_text_on_the_card():
+    link = "[INC-42 runbook](https://evil.example/login) <https://evil.example|INC-43>"
+    request = a_request(reason=link, fields={"ticket": link})
+
+    shown = repr(card_json(request)) + slack.card_fallback(request)
+
+    assert "INC-42 runbook" in shown and "evil.example" in shown
+    assert "](" not in shown and "|INC-43" not in shown
