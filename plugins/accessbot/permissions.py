@@ -75,8 +75,11 @@ class Permissions:
             *resource.approvers,
             *(a for level in resource.escalation for a in level.approvers),
         ]
-        ids = {self.people.user_id(e) for e in static_members(entries, self.registry.all_groups)}
+        # An entry the request already resolved keeps that person (no lookup, and Slack
+        # being down refuses nobody); a new one is looked up.
         stored = dict(zip(request.approvers, self.approver_ids(request)))
+        static = static_members(entries, self.registry.all_groups)
+        ids = {stored.get(e) or self.people.user_id(e) for e in static}
         for entry in filter(is_dynamic, entries):
             ids |= {stored.get(member) for member in request.approver_groups.get(entry, ())}
         return {i for i in ids if i}
