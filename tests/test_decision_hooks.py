@@ -237,3 +237,16 @@ def test_a_click_refused_by_on_approve_is_answered_privately_and_changes_nothing
 
     bot.interact(click_payload(slack.APPROVE, rid, "UALICE", card))
     fake.wait(lambda: "*Approved* by @alice" in shown(current(fake, card)), "the approval")
+
+
+def test_a_huge_on_deny_error_is_cut_before_it_is_audited(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    hook = "\n\ndef on_deny(request, denial, ctx):\n    raise RuntimeError('x' * 5_000_000)\n"
+    chat = start(bot_factory, policy_dir, webhook, hook)
+    rid = ask(chat)
+
+    assert chat.reply("bob", f"!deny {rid} no").startswith(f"Denied {rid}")
+
+    (denied,) = [e for e in audit(tmp_path) if e["event"] == "denied"]
+    assert len(denied["hook_error"]) < 2100 and denied["hook_error"].endswith("(cut)")

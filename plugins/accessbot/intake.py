@@ -357,11 +357,17 @@ class Intake:
             )
         except HookFailed as exc:
             if verb != "approve":
-                log.warning("%s failed, so the denial stands: %s", hook, exc)
-                return VoteCheck(hook_error=str(exc))
+                error = str(exc)
+                if len(error) > HOOK_ERROR_LIMIT:  # it goes into the audit log: bounded
+                    error = error[:HOOK_ERROR_LIMIT] + " ... (cut)"
+                log.warning("%s failed, so the denial stands: %s", hook, error)
+                return VoteCheck(hook_error=error)
             log.warning("%s failed, so it refuses: %s", hook, exc)
             return VoteCheck(f"the policy check failed, so it refuses (fail closed): {exc}")
         return VoteCheck(None if answer is None else answer.reason or f"refused by {hook}")
+
+
+HOOK_ERROR_LIMIT = 2000  # characters of a failing on_deny's error kept with the denial
 
 
 @dataclass(frozen=True)
