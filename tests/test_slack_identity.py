@@ -8,6 +8,8 @@ the real plugin (tests/slack_harness.py) against the fake Slack Web API.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from accessbot.integrations import slack
@@ -236,3 +238,17 @@ def test_a_look_alike_beside_the_real_user_makes_the_handle_name_nobody(start_bo
     request = bot.plugin.service.store.get(rid)
     assert request.approver_ids == ["UALICE"]
     assert any("@karl" in note for note in request.notes)
+
+
+def test_a_look_alike_name_is_shown_as_the_user_id_not_as_the_name_it_imitates(start_bot, fake):
+    fake.users["UMALLORY"] = (KELVIN + "arl", "mallory@acme.com")
+    bot = start_bot("socket")
+    before = len(fake.cards(CHANNEL))
+
+    bot.type("UMALLORY", CHANNEL, "!access request prod-db 30m fixing INC-42")
+
+    (card,) = fake.wait(lambda: fake.cards(CHANNEL)[before:], "the approval card")
+    rid = re.search(r"Access request (\w+)", card["text"]).group(1)
+    request = bot.plugin.service.store.get(rid)
+    assert (request.requester, request.requester_id) == ("umallory", "UMALLORY")
+    assert "karl" not in card["text"].lower() and KELVIN not in card["text"]
