@@ -33,7 +33,8 @@ from urllib.parse import urlsplit
 import requests
 
 from .audit import CHECKPOINT, AuditError, StoredLine
-from .domain import format_duration, from_iso, iso
+from .capped_http import ANSWER_LIMIT, capped, capped_session
+from .domain import cut_text, format_duration, from_iso, iso
 from .messages import redact_url, redact_urls, when
 from .settings import SinkConfig
 from .store import SinkCursor, StoreError, fsync_dir
@@ -79,12 +80,13 @@ class Sink:
 
 
 class HttpPost:
-    """POSTs for the HTTP kinds: kept-alive, redirects never followed, URLs redacted."""
+    """POSTs for the HTTP kinds: kept-alive, redirects never followed, URLs redacted,
+    answers read up to `capped_http.ANSWER_LIMIT` (the rest is never read)."""
 
     def __init__(self, url: str, timeout: float):
         self.url = url
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = capped_session(requests.Session())
 
     def post(self, body: bytes, headers: dict) -> requests.Response:
         response = post(self.session, self.url, body, headers, self.timeout, SinkError)
@@ -186,6 +188,11 @@ class SplunkHecSink(Sink):
         ).encode()
         headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
         response = self.http.post(body, headers)
+        if capped(response):  # a HEC answer is a few words: this is no acknowledgement
+            raise SinkError(
+                f"Splunk HEC answered more than the {ANSWER_LIMIT} bytes the bot reads; "
+                "not an acknowledgement"
+            )
         try:
             answer = response.json()
         except ValueError:
@@ -445,6 +452,7 @@ class SinkWorker:
         )
 
     def _failed(self, error: str) -> None:
+        error = cut_text(error)  # it may quote what the sink answered
         now = self.clock()
         self.attempts += 1
         delay = min(RETRY_FIRST * 2 ** (self.attempts - 1), RETRY_CAP)
