@@ -283,6 +283,33 @@ def test_a_log_shorter_than_what_a_sink_acknowledged_is_told_loudly_and_audited(
     assert last["event"] == "audit_tampering_suspected" and "ends at event 7" in last["detail"]
 
 
+def test_deleting_the_sinks_cursor_file_with_the_logs_end_is_still_told_at_start(
+    deploy, receiver, tmp_path
+):
+    clock = FakeClock()
+    bot = deploy(http_sink(receiver.url), clock=clock)
+    checkpoints = Checkpoints(bot.audit, timedelta(minutes=5), clock, bot.sinks.acknowledged)
+    bot.events(10)
+    bot.ship()
+    checkpoints.run()
+    clock.advance(minutes=5)
+    assert checkpoints.run()["acked"] == {f"http {receiver.url}": 10}
+    bot.events(5)
+    bot.ship()
+    lines = bot.path.read_bytes().splitlines(keepends=True)
+    bot.path.write_bytes(b"".join(lines[:-3]))  # the newest 3 lines deleted ...
+    (tmp_path / "data" / "access.sinks.json").unlink()  # ... and the sinks' cursors
+
+    restarted = deploy(http_sink(receiver.url), clock=clock)
+    told = restarted.sinks.check_at_start()
+
+    assert len(told) == 1 and told[0].startswith("POSSIBLE TAMPERING: the checkpoint at event 11")
+    assert f"the sink http {receiver.url} had acknowledged events up to 10" in told[0]
+    assert "its cursor is gone" in told[0]
+    last = restarted.audit.query(limit=1)[0]
+    assert last["event"] == "audit_tampering_suspected"
+
+
 def test_a_rewritten_line_where_the_cursor_stands_is_told_at_start(deploy, receiver):
     bot = deploy(http_sink(receiver.url))
     bot.events(4)

@@ -274,7 +274,12 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             bounded=self.backend.for_scheduler,
             jobs=jobs,
             after_tick=[
-                Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
+                Checkpoints(
+                    self.backend.audit,
+                    self.settings.audit_checkpoint,
+                    self.clock,
+                    self.sinks.acknowledged,  # kept in the log too: a deleted cursor is told
+                ).run
             ],
             periodic=[
                 Periodic(
