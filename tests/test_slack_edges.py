@@ -129,6 +129,7 @@ def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
 
     hooks = errbot.core_plugins.flask_app.before_request_funcs[None]
     assert sum(getattr(h, "guards_slack_urls", False) for h in hooks) == 1
+    assert sum(getattr(h, "limits_bodies", False) for h in hooks) == 1
     assert post_huge(bot.url("/slack/interactive"), Zeros(HUGE)) == 413
 
 
