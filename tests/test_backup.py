@@ -339,9 +339,10 @@ def test_a_restore_run_as_root_gives_the_files_to_the_bots_user(backup_file, tmp
         assert (path.stat().st_uid, path.stat().st_gid) == (12345, 12345)
 
 
-def forged(backup: Path, out: Path, old: bytes, new: bytes) -> Path:
-    """The backup with `old` replaced by `new` in its store files, and the manifest's
-    checksums made again: what someone who can write the backup file can do."""
+def forged(backup: Path, out: Path, old: bytes, new: bytes, audit_too=False) -> Path:
+    """The backup with `old` replaced by `new` in its store files (and its audit log, its
+    hash chain made again), and the manifest's checksums made again: what someone who
+    can write the backup file can do."""
     with tarfile.open(backup) as source:
         members = [(m, source.extractfile(m).read()) for m in source.getmembers()]
     files = {}
@@ -349,6 +350,8 @@ def forged(backup: Path, out: Path, old: bytes, new: bytes) -> Path:
     for member, data in members:
         if member.name.startswith("store/"):
             data = data.replace(old, new)
+        elif audit_too and member.name.startswith("audit/"):
+            data = rechained(data.replace(old, new))
         files[member.name] = data
         changed.append(member)
     manifest = json.loads(files["manifest.json"])
@@ -361,6 +364,19 @@ def forged(backup: Path, out: Path, old: bytes, new: bytes) -> Path:
             member.size = len(files[member.name])
             copy.addfile(member, io.BytesIO(files[member.name]))
     return out
+
+
+def rechained(log: bytes) -> bytes:
+    """An audit log's lines with each `prev` made again: the chain verifies."""
+    lines, prev = [], None
+    for line in log.splitlines():
+        record = json.loads(line)
+        if prev is not None:
+            record["prev"] = prev
+        data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+        prev = hashlib.sha256(data).hexdigest()
+        lines.append(data + b"\n")
+    return b"".join(lines)
 
 
 def test_a_restored_grant_whose_end_differs_from_its_audited_end_is_refused_by_name(
@@ -400,3 +416,28 @@ def test_a_restored_grant_whose_end_differs_from_its_audited_end_is_refused_by_n
     restore_backup(
         tmp_path / "b.tar.gz", elsewhere / "access.json", elsewhere / "audit.jsonl", False, NOW
     )
+
+
+def test_with_access_backup_key_a_backup_changed_after_it_was_taken_is_refused(
+    backup_file, tmp_path
+):
+    source = tmp_path / "source"
+    signed = tmp_path / "signed.tar.gz"
+    take_backup(source / "access.json", source / "audit.jsonl", signed, NOW, key="k3y")
+    # Store and audit log rewritten together, checksums made again: the chain still
+    # verifies (it is not keyed), the signature does not.
+    bad = forged(signed, tmp_path / "forged.tar.gz", b"abc234", b"abc235", audit_too=True)
+    data = tmp_path / "data"
+
+    with pytest.raises(BackupError, match="does not match ACCESS_BACKUP_KEY"):
+        restore_backup(bad, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y")
+    with pytest.raises(BackupError, match="is not signed with ACCESS_BACKUP_KEY"):
+        restore_backup(
+            backup_file, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y"
+        )
+    assert not (data / "audit.jsonl").exists()
+
+    restored = restore_backup(
+        signed, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y"
+    )
+    assert restored.signature == "signature verified with ACCESS_BACKUP_KEY"
