@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, sla
 
 from chat_delivery import Delivery, unstored  # noqa: E402
 from identity_glue import Identity  # noqa: E402
+from listener_limits import limit_bodies  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
 from accessbot import messages  # noqa: E402
@@ -108,6 +109,9 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.outbox = self.deliveries = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
+        import errbot.core_plugins
+
+        limit_bodies(errbot.core_plugins.flask_app)  # every route of the listener, errbot's too
         # Routing our webhooks makes werkzeug call ast.parse, which on CPython 3.11 must
         # not run beside another thread's parse (a policy load): see policy/lines.py.
         with PARSING:
@@ -270,7 +274,12 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             bounded=self.backend.for_scheduler,
             jobs=jobs,
             after_tick=[
-                Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
+                Checkpoints(
+                    self.backend.audit,
+                    self.settings.audit_checkpoint,
+                    self.clock,
+                    self.sinks.acknowledged,  # kept in the log too: a deleted cursor is told
+                ).run
             ],
             periodic=[
                 Periodic(

@@ -136,14 +136,19 @@ class StoredLine:
 CHECKPOINT = "checkpoint"
 
 
-def checkpoint_fields(seq: int, head: str) -> dict:
-    """The fields of a `checkpoint` event: the chain head it pins."""
-    return {
+def checkpoint_fields(seq: int, head: str, acked: dict[str, int] | None = None) -> dict:
+    """The fields of a `checkpoint` event: the chain head it pins, and how far each audit
+    sink had acknowledged the log (`acked`, sink name -> seq), so that position outlives
+    the cursors' own file."""
+    fields = {
         "actor": "bot",
         "head_seq": seq,
         "head_hash": head,
         "detail": f"chain head: event {seq}",
     }
+    if acked:
+        fields["acked"] = dict(acked)
+    return fields
 
 
 class EventQueries:
@@ -278,14 +283,16 @@ class AuditLog(EventQueries):
         self._appended()
         return written
 
-    def append_checkpoint(self) -> dict | None:
-        """Append a `checkpoint` pinning the chain head, unless the head is a checkpoint
-        already (nothing happened since) or the log is empty; raises AuditError."""
+    def append_checkpoint(self, acked: dict[str, int] | None = None) -> dict | None:
+        """Append a `checkpoint` pinning the chain head (and the sinks' `acked` positions),
+        unless the head is a checkpoint already (nothing happened since) or the log is
+        empty; raises AuditError."""
         with self._lock:
             self._ready()
             if self._last_hash is None or self._last_event == CHECKPOINT:
                 return None
-            record = self._write(CHECKPOINT, checkpoint_fields(self._seq, self._last_hash))
+            fields = checkpoint_fields(self._seq, self._last_hash, acked)
+            record = self._write(CHECKPOINT, fields)
         self._appended()
         return record
 

@@ -796,13 +796,17 @@ def register_backup(commands: argparse._SubParsersAction) -> None:
 
 
 def run_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, take_backup
+    from .backup import KEY_ENV, BackupError, take_backup
 
     if settings.db_url:
         raise CliError(PG_BACKUP, EXIT_USAGE)
     try:
         contents = take_backup(
-            settings.db_path, settings.audit_path, Path(args.out), datetime.now(UTC)
+            settings.db_path,
+            settings.audit_path,
+            Path(args.out),
+            datetime.now(UTC),
+            key=os.environ.get(KEY_ENV) or None,
         )
     except BackupError as exc:
         raise CliError(str(exc)) from exc
@@ -833,13 +837,18 @@ def register_restore(commands: argparse._SubParsersAction) -> None:
 
 
 def run_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, restore_backup
+    from .backup import KEY_ENV, BackupError, restore_backup
 
     if settings.db_url:
         raise CliError(PG_BACKUP, EXIT_USAGE)
     try:
         restored = restore_backup(
-            Path(args.file), settings.db_path, settings.audit_path, args.force, datetime.now(UTC)
+            Path(args.file),
+            settings.db_path,
+            settings.audit_path,
+            args.force,
+            datetime.now(UTC),
+            key=os.environ.get(KEY_ENV) or None,
         )
     except BackupError as exc:
         raise CliError(str(exc)) from exc
@@ -848,7 +857,7 @@ def run_restore(args: argparse.Namespace, settings: Settings) -> int:
         print(f"moved the files that were there to {restored.moved_aside}")
     print(
         f"restored {contents.describe()} as of {contents.taken_at} to {settings.db_path} and "
-        f"{settings.audit_path}; {contents.verdict}.\n"
+        f"{settings.audit_path}; {contents.verdict}; {restored.signature}.\n"
         "Start the bot: it revokes first what expired since. Grants made after the backup "
         "are not in it: compare the targets with the old audit log and revoke those by hand."
     )

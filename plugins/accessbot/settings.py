@@ -59,6 +59,7 @@ class Settings:
     # How often the standing-access sweep compares targets with grants; None: never.
     standing_sweep: timedelta | None = timedelta(hours=1)
     standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
+    requests_per_hour: int = 30  # requests one person may make in any hour; 0: no limit
     audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
 
@@ -179,6 +180,9 @@ class Settings:
             standing_sweep=_sweep_every(get("ACCESS_STANDING_SWEEP", "1h")),
             standing_max_removals=_count(
                 get("ACCESS_STANDING_MAX_REMOVALS", 20), "ACCESS_STANDING_MAX_REMOVALS", "20"
+            ),
+            requests_per_hour=_count(
+                get("ACCESS_REQUESTS_PER_HOUR", 30), "ACCESS_REQUESTS_PER_HOUR", "30"
             ),
             audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
