@@ -26,7 +26,7 @@ from identity_glue import Identity  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
 from accessbot import messages  # noqa: E402
-from accessbot.backends import open_backend  # noqa: E402
+from accessbot.backends import hold_data_folder, open_backend  # noqa: E402
 from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
@@ -65,7 +65,7 @@ from accessbot.service import Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings, SettingsError  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
-from accessbot.store import StoreError, StoreFiles  # noqa: E402
+from accessbot.store import FolderInUse, StoreError, StoreFiles  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.startup_error = None
         self.degraded = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
+        self.folder_lock = None
         self.outbox = self.deliveries = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
@@ -151,11 +152,21 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             count=lambda reason: self.metrics.notices_failed.labels(reason).inc()
         )
         self.degraded = None  # why the bot runs on grants rebuilt from the audit log
+        # One process per data folder, held until the process ends (the kernel lets go if
+        # it dies): taken before anything there is read. A second bot is refused, naming
+        # the first; it is not damage, so it never starts degraded.
+        try:
+            self.folder_lock = hold_data_folder(self.settings)
+        except StoreError as exc:
+            self.startup_error = f"The access bot did not start: {exc}"
+            log.critical("%s", self.startup_error)
+            self.tell_admins(self.startup_error)
+            return
         try:
             self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
             files = StoreFiles.of(self.settings.db_path)
-            if self.settings.db_url or store_held_elsewhere(files):
+            if self.settings.db_url or isinstance(exc, FolderInUse) or store_held_elsewhere(files):
                 self.startup_error = f"The access bot did not start: {exc}"
                 log.critical("%s", self.startup_error)
                 self.tell_admins(self.startup_error)
@@ -327,6 +338,9 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
+        if getattr(self, "folder_lock", None) is not None:
+            self.folder_lock.release()  # last: nothing of this bot writes after it
+            self.folder_lock = None
         super().deactivate()
 
     def reload_changed_policies(self) -> None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .audit import AuditLog
+from .durable import ProcessLock
 from .scheduler import Leadership, SoleLeader
 from .settings import Settings
-from .store import RequestStore, TinyDBStore
+from .store import RequestStore, StoreFiles, TinyDBStore
 
 
 @dataclass
@@ -37,6 +38,17 @@ class Backend:
 
     def close(self) -> None:
         self.store.close()
+
+
+def hold_data_folder(settings: Settings) -> ProcessLock:
+    """Take the data folder's lock (`access.lock` beside ACCESS_DB_PATH) for the life of
+    the process, before anything in the folder is read; raises FolderInUse (a StoreError)
+    naming the process that holds it. The plugin takes it with PostgreSQL too: each bot
+    has a data folder of its own (errbot's files are there)."""
+    files = StoreFiles.of(settings.db_path)
+    lock = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
+    lock.acquire()
+    return lock
 
 
 def open_backend(settings: Settings, clock: Callable[[], datetime]) -> Backend:

@@ -34,6 +34,7 @@ from typing import BinaryIO
 
 from .audit import VerifyResult, chain_files, verify_chain
 from .domain import iso
+from .durable import ProcessLock
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
 
 FORMAT = "accessbot-backup/1"
@@ -326,16 +327,23 @@ def _unpack(source: Path, staged: Path) -> dict:
 
 @contextmanager
 def store_closed(files: StoreFiles, verb: str = "restore"):
-    """Hold the store's open lock exclusively: no bot has it open, and none can open it."""
+    """Hold the store's open lock exclusively: no bot has it open, and none can open it;
+    and the data folder's lock, so a bot started meanwhile is refused naming this command."""
     lock = FileLock(files.open_lock)
+    folder = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
     try:
         if not lock.acquire(exclusive=True, wait=False):
             raise BackupError(
                 f"a bot is running on {files.snapshot} (it holds {files.open_lock.name}): "
                 f"stop it first (Ctrl-C, or `systemctl stop accessbot`), then {verb}"
             )
+        try:
+            folder.acquire()
+        except StoreError as exc:
+            raise BackupError(f"{exc}; nothing was changed") from exc
         yield
     finally:
+        folder.release()
         lock.close()
 
 

@@ -56,6 +56,7 @@ from . import gc_pause
 from .domain import Request, Status
 from .durable import AppendFile, FileLock, ProcessLock, atomic_write
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
+from .durable import FolderInUse as FolderInUse
 from .durable import StoreError as StoreError
 from .durable import fsync_dir as fsync_dir
 from .live_index import IndexedStore, _history_entry
