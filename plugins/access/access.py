@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import Future
@@ -26,7 +27,7 @@ from identity_glue import Identity  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
 from accessbot import messages  # noqa: E402
-from accessbot.backends import hold_data_folder, open_backend  # noqa: E402
+from accessbot.backends import exposed_folders, hold_data_folder, open_backend  # noqa: E402
 from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
@@ -47,7 +48,7 @@ from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
-from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.metrics import Health, Metrics, bearer_allows  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.outbox import notice_of, open_outbox  # noqa: E402
 from accessbot.pacing import Pacer  # noqa: E402
@@ -95,6 +96,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     """Just-in-time access requests, approvals and automatic revocation."""
 
     def activate(self):
+        # Every file the bot makes (its data, errbot's) is readable by its own user alone.
+        os.umask(0o077)
         # super().activate() registers the commands; the rest starts on its own thread, so
         # errbot routes our webhooks at once (Flask refuses new routes once it has served a
         # request, and Slack may call during a slow start). Until the service, scheduler
@@ -162,6 +165,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             log.critical("%s", self.startup_error)
             self.tell_admins(self.startup_error)
             return
+        for warning in exposed_folders(self.settings):
+            self.tell_admins(f"Access bot: {warning}.")
         try:
             self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
@@ -653,7 +658,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     @webhook("/metrics", methods=("GET",), raw=True)
     def metrics_endpoint(self, request):
         """Prometheus metrics: requests by status, grants and revokes by outcome, revocation
-        lateness, target/chat/PagerDuty call times and errors, the scheduler."""
+        lateness, target/chat/PagerDuty call times and errors, the scheduler. With
+        ACCESS_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        settings = getattr(self, "settings", None)
+        token = settings.metrics_token if settings else os.environ.get("ACCESS_METRICS_TOKEN")
+        if not bearer_allows(request.headers.get("Authorization"), token):
+            return (
+                "401: /metrics wants `Authorization: Bearer <ACCESS_METRICS_TOKEN>`\n",
+                401,
+                {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="accessbot"'},
+            )
         body, content_type = self.metrics.exposition()
         return body, 200, {"Content-Type": content_type}
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from stat import S_ISREG
 
 from .domain import from_iso, iso
-from .durable import FileLock
+from .durable import FileLock, make_private_dir, open_private
 from .store import fsync_dir
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -457,15 +457,14 @@ class AuditLog(EventQueries):
                 record["continues"] = self._last_hash  # first line after a rotation
         data = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str).encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             if self.max_bytes and self._size and self._size + len(data) + 1 > self.max_bytes:
                 self._rotate()
                 record["continues"] = self._last_hash
                 data = json.dumps(
                     record, separators=(",", ":"), sort_keys=True, default=str
                 ).encode()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with open(fd, "ab") as handle:
+            with open_private(self.path, "ab") as handle:
                 handle.write(data + b"\n")
                 handle.flush()
                 if sync:

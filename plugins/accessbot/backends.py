@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from .audit import AuditLog
 from .durable import ProcessLock
@@ -49,6 +50,28 @@ def hold_data_folder(settings: Settings) -> ProcessLock:
     lock = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
     lock.acquire()
     return lock
+
+
+def exposed_folders(settings: Settings) -> list[str]:
+    """A warning for each data folder (the store's, the audit log's) that users other than
+    the bot's may read or enter: its files are created 0600, but files an older version
+    made, or a folder made by hand, may be open to them."""
+    folders = dict.fromkeys(Path(p).parent for p in (settings.db_path, settings.audit_path))
+    warnings = []
+    for folder in folders:
+        try:
+            mode = folder.stat().st_mode & 0o777
+            # A folder inside one that only its owner may enter is out of others' reach.
+            reachable = all(up.stat().st_mode & 0o011 for up in folder.resolve().parents)
+        except OSError:
+            continue
+        if mode & 0o077 and reachable:
+            warnings.append(
+                f"the data folder {folder} is open to other users (mode {mode:04o}): it "
+                "holds who had what access and why; run `chmod 700 "
+                f"{folder}` (and `chmod 600` its files)"
+            )
+    return warnings
 
 
 def open_backend(settings: Settings, clock: Callable[[], datetime]) -> Backend:

@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from .audit import VerifyResult, chain_files, verify_chain
 from .domain import iso
-from .durable import ProcessLock
+from .durable import ProcessLock, open_private
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
 
 FORMAT = "accessbot-backup/1"
@@ -183,7 +183,7 @@ def _write_prefix(target: Path, source: BinaryIO, size: int, whole_lines: bool =
     source.seek(0)
     last_newline = -1
     written = 0
-    with open(target, "wb") as out:
+    with open_private(target, "wb") as out:
         while written < size:
             block = source.read(min(BLOCK, size - written))
             if not block:
@@ -316,7 +316,7 @@ def _unpack(source: Path, staged: Path) -> dict:
                 member = None
             if member is None:
                 raise BackupError(f"{source} lacks {name}, which its manifest lists")
-            with member, open(target, "wb") as out:
+            with member, open_private(target, "wb") as out:
                 shutil.copyfileobj(member, out, BLOCK)
                 out.flush()
                 os.fsync(out.fileno())

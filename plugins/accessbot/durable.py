@@ -28,6 +28,27 @@ class ConflictError(StoreError):
     """A write of a request that someone else changed since it was read: nothing was written."""
 
 
+# The bot's files hold who had what access and why: readable by the bot's user alone,
+# whatever the umask of whoever uses this library (the bot and the CLI also set 077).
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+_FLAGS = {
+    "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    "ab+": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+    "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+}
+
+
+def open_private(path: str | os.PathLike, mode: str = "ab"):
+    """open(path, mode) for "ab", "ab+" or "wb", a file it creates being mode 0600."""
+    return open(os.open(path, _FLAGS[mode], PRIVATE_FILE), mode)
+
+
+def make_private_dir(path: Path) -> None:
+    """mkdir -p, the folders it creates being mode 0700."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -76,7 +97,7 @@ class AppendFile:
     def append(self, data: bytes, what: Path) -> int:
         """Append whole lines; returns the offset they start at. Raises StoreError."""
         try:
-            with open(self.path, "ab") as handle:
+            with open_private(self.path, "ab") as handle:
                 start = handle.tell()
                 if self.end is not None and start > self.end:
                     handle.truncate(self.end)  # a failed append left part of a line
@@ -120,7 +141,7 @@ class FileLock:
     def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
         """Take the lock; False if `wait` is off and another holder is in the way."""
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             # Read-only is enough for flock, so a lock file that another user (root
             # running a backup) created still opens.
             mode = os.O_RDWR if self._writable else os.O_RDONLY

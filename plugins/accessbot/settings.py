@@ -61,6 +61,8 @@ class Settings:
     standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
     audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
+    # ACCESS_METRICS_TOKEN (environment only): GET /metrics wants it as a Bearer token.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -182,6 +184,8 @@ class Settings:
             ),
             audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
+            # A secret: from the environment only, never from config.py.
+            metrics_token=environ.get("ACCESS_METRICS_TOKEN", "").strip() or None,
         )
 
 
