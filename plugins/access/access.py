@@ -14,15 +14,21 @@ import os
 import sys
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
-
-from errbot import BotPlugin, botcmd, cmdfilter, webhook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
 
+# First: on a Python too old, errbot logs "accessbot needs Python 3.11 or newer; this is
+# 3.10.12" as why the plugin did not load, not an ImportError about datetime.UTC.
+from accessbot.pyversion import require_python  # noqa: E402
+
+require_python()
+
+from datetime import UTC, datetime  # noqa: E402
+
 from chat_delivery import Delivery, unstored  # noqa: E402
+from errbot import BotPlugin, botcmd, cmdfilter, webhook  # noqa: E402
 from identity_glue import Identity  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
