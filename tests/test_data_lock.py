@@ -64,7 +64,7 @@ def test_a_second_bot_on_the_same_data_folder_is_refused_naming_the_first_until_
         assert said.startswith("refused The access bot did not start:"), said
         assert f"in use by another process (pid {first.pid}, on host {socket.gethostname()}" in said
         assert "since " in said and "(the access bot)" in said
-        assert "stop that process first" in said.lower()
+        assert f"Stop that process first (on that host: `kill {first.pid}`" in said
         assert "store rebuild" not in said  # not damage: nothing to rebuild
         assert (audit.read_bytes() if audit.exists() else b"") == before  # it wrote nothing
         lock = json.loads((tmp_path / "data" / "access.lock").read_text())

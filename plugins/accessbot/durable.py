@@ -241,13 +241,15 @@ class ProcessLock:
                     raise StoreError(f"could not open {self.path}: {exc.strerror or exc}") from exc
                 if not taken:
                     lock.close()
+                    who = self.holder()
+                    pid = who.split(",")[0].removeprefix("pid ")
                     raise FolderInUse(
-                        f"{self._store} is in use by another process ({self.holder()}; named "
-                        f"in {self.path}). One process at a time runs on a data folder: two "
+                        f"{self._store} is in use by another process ({who}; named in "
+                        f"{self.path}). One process at a time runs on a data folder: two "
                         "bots would each revoke, remind and audit the same grants. Stop that "
-                        "process first (on that host: `kill <pid>`, or `systemctl stop "
-                        "accessbot`), or give this one a data folder of its own "
-                        "(ACCESS_DB_PATH / ACCESS_AUDIT_PATH, or BOT_DATA_DIR)"
+                        f"process first (on that host: `kill {pid if pid.isdigit() else '<pid>'}`"
+                        ", or `systemctl stop accessbot`), or give this one a data folder of "
+                        "its own (ACCESS_DB_PATH / ACCESS_AUDIT_PATH, or BOT_DATA_DIR)"
                     )
                 lock.write_text(
                     json.dumps(
