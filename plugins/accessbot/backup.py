@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 from .audit import VerifyResult, chain_files, verify_chain
 from .domain import HOLDS_ACCESS, iso
+from .durable import ProcessLock, open_private
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
 
 FORMAT = "accessbot-backup/1"
@@ -199,7 +200,7 @@ def _write_prefix(target: Path, source: BinaryIO, size: int, whole_lines: bool =
     source.seek(0)
     last_newline = -1
     written = 0
-    with open(target, "wb") as out:
+    with open_private(target, "wb") as out:
         while written < size:
             block = source.read(min(BLOCK, size - written))
             if not block:
@@ -403,7 +404,7 @@ def _unpack(source: Path, staged: Path) -> dict:
                 member = None
             if member is None:
                 raise BackupError(f"{source} lacks {name}, which its manifest lists")
-            with member, open(target, "wb") as out:
+            with member, open_private(target, "wb") as out:
                 shutil.copyfileobj(member, out, BLOCK)
                 out.flush()
                 os.fsync(out.fileno())
@@ -414,16 +415,23 @@ def _unpack(source: Path, staged: Path) -> dict:
 
 @contextmanager
 def store_closed(files: StoreFiles, verb: str = "restore"):
-    """Hold the store's open lock exclusively: no bot has it open, and none can open it."""
+    """Hold the store's open lock exclusively: no bot has it open, and none can open it;
+    and the data folder's lock, so a bot started meanwhile is refused naming this command."""
     lock = FileLock(files.open_lock)
+    folder = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
     try:
         if not lock.acquire(exclusive=True, wait=False):
             raise BackupError(
                 f"a bot is running on {files.snapshot} (it holds {files.open_lock.name}): "
                 f"stop it first (Ctrl-C, or `systemctl stop accessbot`), then {verb}"
             )
+        try:
+            folder.acquire()
+        except StoreError as exc:
+            raise BackupError(f"{exc}; nothing was changed") from exc
         yield
     finally:
+        folder.release()
         lock.close()
 
 

@@ -43,6 +43,7 @@ from types import SimpleNamespace
 
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
+from .durable import ProcessLock
 from .messages import redact_urls
 from .settings import PROJECT_CONFIG, Settings, SettingsError
 
@@ -151,8 +152,14 @@ def load_settings(source: ConfigSource) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # what a command writes (a restore, a rebuilt store) is the bot's alone
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Named in the data folder's lock while a writing command holds it (a bot started
+    # meanwhile is refused naming it).
+    ProcessLock.role = " ".join(
+        ["python -m accessbot", args.command, getattr(args, "store_command", None) or ""]
+    ).strip()
     try:
         args.source = find_config(getattr(args, "config", None))
         settings = load_settings(args.source)

@@ -62,6 +62,8 @@ class Settings:
     requests_per_hour: int = 30  # requests one person may make in any hour; 0: no limit
     audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
+    # ACCESS_METRICS_TOKEN (environment only): GET /metrics wants it as a Bearer token.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(
@@ -186,6 +188,8 @@ class Settings:
             ),
             audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
+            # A secret: from the environment only, never from config.py.
+            metrics_token=environ.get("ACCESS_METRICS_TOKEN", "").strip() or None,
         )
 
 

@@ -35,6 +35,7 @@ import requests
 from .audit import CHECKPOINT, AuditError, StoredLine
 from .capped_http import ANSWER_LIMIT, capped, capped_session
 from .domain import cut_text, format_duration, from_iso, iso
+from .durable import open_private
 from .messages import redact_url, redact_urls, when
 from .settings import SinkConfig
 from .store import SinkCursor, StoreError, fsync_dir
@@ -220,7 +221,7 @@ class FileSink(Sink):
         body = b"".join(line.data + b"\n" for line in lines)
         try:
             new = not self.path.exists()
-            with open(self.path, "ab+") as handle:
+            with open_private(self.path, "ab+") as handle:
                 if handle.tell() > 0:
                     handle.seek(-1, os.SEEK_END)
                     if handle.read(1) != b"\n":
