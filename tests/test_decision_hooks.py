@@ -249,4 +249,4 @@ def test_a_huge_on_deny_error_is_cut_before_it_is_audited(
     assert chat.reply("bob", f"!deny {rid} no").startswith(f"Denied {rid}")
 
     (denied,) = [e for e in audit(tmp_path) if e["event"] == "denied"]
-    assert len(denied["hook_error"]) < 2100 and denied["hook_error"].endswith("(cut)")
+    assert len(denied["hook_error"]) < 2100 and denied["hook_error"].endswith("more characters]")

@@ -9,13 +9,15 @@ to the store or the audit log; the handlers commit what intake prepared.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import messages as msg
 from .approvers import resolve
-from .domain import AccessError, Request, Status, format_duration, new_id
+from .domain import AccessError, Request, Status, cut_text, format_duration, new_id
 from .history import RequestHistory
 from .permissions import Permissions
 from .policy import (
@@ -47,6 +49,46 @@ class Lookups:
     hook_timeout: float = 10.0
 
 
+class RequestRate:
+    """At most `limit` requests a person in any hour (ACCESS_REQUESTS_PER_HOUR; 0: no
+    limit), so one person's request/cancel cycles cannot flood the approvers' channels.
+    Counted in this bot's memory: a restart, or another bot on PostgreSQL, counts anew."""
+
+    WINDOW = timedelta(hours=1)
+
+    def __init__(self, limit: int = 30):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._made: dict[str, deque[datetime]] = {}
+
+    def check(self, actor: Actor, now: datetime) -> None:
+        """Refuse (AccessError) a person who made `limit` requests in the last hour,
+        saying when they may ask again."""
+        if not self.limit:
+            return
+        with self._lock:
+            made = self._recent(actor.id, now)
+            if len(made) >= self.limit:
+                again = made[len(made) - self.limit] + self.WINDOW
+                raise AccessError(msg.too_many_requests(self.limit, again, now))
+
+    def note(self, actor: Actor, now: datetime) -> None:
+        """A request of `actor`'s was stored."""
+        if not self.limit:
+            return
+        with self._lock:
+            self._recent(actor.id, now).append(now)
+
+    def _recent(self, who: str, now: datetime) -> deque[datetime]:
+        made = self._made.setdefault(who, deque())
+        while made and made[0] <= now - self.WINDOW:
+            made.popleft()
+        if len(self._made) > 10_000:  # forget people with nothing in the window
+            for key in [k for k, v in self._made.items() if not v and k != who]:
+                del self._made[key]
+        return made
+
+
 class Intake:
     def __init__(
         self,
@@ -56,7 +98,9 @@ class Intake:
         clock: Callable[[], datetime],
         lookups: Lookups,
         approval_reminder: timedelta,
+        requests_per_hour: int = 0,
     ):
+        self.rate = RequestRate(requests_per_hour)
         self.registry = registry
         self.permissions = permissions
         self.store = store
@@ -357,17 +401,12 @@ class Intake:
             )
         except HookFailed as exc:
             if verb != "approve":
-                error = str(exc)
-                if len(error) > HOOK_ERROR_LIMIT:  # it goes into the audit log: bounded
-                    error = error[:HOOK_ERROR_LIMIT] + " ... (cut)"
+                error = cut_text(str(exc))  # it goes into the audit log: bounded
                 log.warning("%s failed, so the denial stands: %s", hook, error)
                 return VoteCheck(hook_error=error)
             log.warning("%s failed, so it refuses: %s", hook, exc)
             return VoteCheck(f"the policy check failed, so it refuses (fail closed): {exc}")
         return VoteCheck(None if answer is None else answer.reason or f"refused by {hook}")
-
-
-HOOK_ERROR_LIMIT = 2000  # characters of a failing on_deny's error kept with the denial
 
 
 @dataclass(frozen=True)
