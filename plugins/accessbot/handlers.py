@@ -84,7 +84,10 @@ class Handlers:
             resource_name, duration, reason, fields
         )
         self.intake.refuse_duplicate(actor, resource.name)
-        request = self.intake.new_request(actor, resource, duration, reason, fields=fields)
+        links = self.intake.checked_links(resource, fields, duration)
+        request = self.intake.new_request(
+            actor, resource, duration, reason, fields=fields, links=links
+        )
         return self._submit(actor, request, resource)
 
     def extend(
@@ -134,6 +137,7 @@ class Handlers:
             reason=request.reason,
             extends=request.extends,
             fields=request.fields or None,
+            links=msg.audit_links(request) or None,
             approvers=", ".join(request.approvers),
         )
 

@@ -188,6 +188,36 @@ def fields_text(request: Request) -> str:
     return ", ".join(f"{name}={inert(value, 80)}" for name, value in request.fields.items())
 
 
+def link_text(link: dict) -> str:
+    """A checked field as people read it: `OPS-12 "Rotate the DB password" (In Progress
+    at request)`; tracker text is shown as text, like anything a user typed."""
+    key = inert(str(link.get("key", "")), 80)
+    if not link.get("checked", True):
+        return f"{key} (not checked: the tracker could not be reached)"
+    title = inert(str(link.get("title") or ""), 120)
+    state = inert(str(link.get("status") or ""), 40)
+    closed = f", since moved to {inert(str(link['closed']), 40)}" if link.get("closed") else ""
+    return f'{key} "{title}" ({state} at request{closed})' if title else f"{key} ({state}{closed})"
+
+
+def links_lines(request: Request) -> list[str]:
+    """`!access show`'s lines for checked fields: what the tracker said, and where."""
+    return [
+        f"Link: {name} {link_text(link)}"
+        + (f", assigned to {inert(str(link['assignee']), 80)}" if link.get("assignee") else "")
+        + (f" {redact_url(inert(str(link['url']), 200))}" if link.get("url") else "")
+        for name, link in request.links.items()
+    ]
+
+
+def audit_links(request: Request) -> dict:
+    """The links as the audit log keeps them (what the tracker said at request time)."""
+    return {
+        name: {k: link.get(k) for k in ("key", "title", "status", "url", "assignee", "checked")}
+        for name, link in request.links.items()
+    }
+
+
 def card_title(request: Request) -> str:
     if request.extends:
         return (
@@ -204,7 +234,10 @@ def card_fields(request: Request) -> list[tuple[str, str]]:
         ("Duration", format_duration(request.duration)),
         ("Reason", inert(request.reason)),
     ]
-    fields += [(name, inert(value, 80)) for name, value in request.fields.items()]
+    fields += [
+        (name, link_text(request.links[name]) if name in request.links else inert(value, 80))
+        for name, value in request.fields.items()
+    ]
     fields.append(("Approvers", request_approvers(request)))
     if request.approvals_required > 1:
         approved = ", ".join(who(a.by) for a in request.approvals)
@@ -269,6 +302,7 @@ def show(request: Request, now: datetime) -> str:
     ]
     if request.fields:
         lines.append(f"Fields: {fields_text(request)}")
+    lines += links_lines(request)
     lines.append(
         f"Approvers: {request_approvers(request)} "
         f"({request.approvals_required} needed) in {request.channel}"
@@ -1037,6 +1071,21 @@ def taken_back(request: Request, why: str) -> list[Notice]:
     return [to_channel(request, text, "alert"), to_requester(request, text)]
 
 
+LINK_CHECK = "link-check"  # who revokes a grant whose ticket or incident closed
+
+
+def link_closed_text(request: Request) -> str:
+    """`OPS-12 moved to Done` for each closed link of the request."""
+    return (
+        "; ".join(
+            f"{inert(str(link.get('key', name)), 80)} moved to {inert(str(link['closed']), 40)}"
+            for name, link in request.links.items()
+            if link.get("closed")
+        )
+        or "its ticket closed"
+    )
+
+
 def grant_ended(request: Request, actor: str) -> list[Notice]:
     """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
     if request.status is Status.EXPIRED:
@@ -1045,6 +1094,17 @@ def grant_ended(request: Request, actor: str) -> list[Notice]:
             f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
         )
         channel_text = expired_in_channel(request)
+    elif actor == LINK_CHECK:
+        why = link_closed_text(request)
+        user_text = (
+            f"Your access to {request.resource} (request {request.id}) was revoked: {why}, "
+            "and this grant ends with it. Still needed? Ask again with an open one: "
+            f"`!access request {request.resource} <duration> <reason>`."
+        )
+        channel_text = (
+            f"Request {request.id}: {who(request.requester)}'s access to {request.resource} "
+            f"was revoked: {why}."
+        )
     else:
         user_text = f"Your access to {request.resource} (request {request.id}) was revoked" + (
             f" by {who(actor)}." if actor != request.requester else "."

@@ -35,6 +35,7 @@ from .identity import NamedPeople, People
 from .intake import Intake, Lookups
 from .integrations.pagerduty import PagerDutyNotConfigured
 from .integrations.slack_groups import NoSlackGroups
+from .integrations.trackers import LinkChecker
 from .metrics import Metrics
 from .permissions import Permissions
 from .policy import (
@@ -112,6 +113,7 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        links=None,
     ):
         self.store = store
         self.audit = audit
@@ -143,6 +145,8 @@ class AccessService:
             slack_groups or NoSlackGroups(),
             store,
             hook_timeout,
+            # Checked fields' trackers; PagerDuty incidents through the checker above.
+            links or LinkChecker(lambda: self.lookups.pagerduty),
         )
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)

@@ -85,6 +85,7 @@ class Link:
     open: bool
     project: str = ""  # Jira's project key, PagerDuty's service id, GitHub's repo
     checked: bool = True  # False: the tracker could not be reached (ask_approvers)
+    note: str = ""  # why it was not checked
 
     def to_dict(self) -> dict:
         return asdict(self)

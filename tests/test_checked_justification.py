@@ -1,0 +1,128 @@
+"""Checked justification through the real plugin on the Text backend: a ticket looked up
+in a local Jira at request time (refused when unknown, closed, of another project or
+unreachable, with what to type), shown on the card, in `!access show` and the audit log,
+seen by hooks; and, with end_with, the grant revoked when the ticket moves to Done."""
+
+import json
+
+import pytest
+
+from tests.conftest import policy_file, request_id, webhook_policy
+from tests.fake_trackers import FakeJira
+
+CHANNEL = "#access-approvals"
+HOOK = """
+def on_request(request, ctx):
+    link = request.links.get("ticket")
+    if link and link["assignee"] and link["assignee"] == request.requester_email:
+        return ctx.approve("the requester is the ticket's assignee: " + link["key"])
+"""
+
+
+@pytest.fixture
+def jira():
+    fake = FakeJira()
+    yield fake
+    fake.close()
+
+
+def ticket_field(jira, **check):
+    return {
+        "ticket": {
+            "pattern": "^[A-Z][A-Z0-9]+-[0-9]+$",
+            "required": True,
+            "help": "Jira key like OPS-12",
+            "check": {
+                "type": "jira",
+                "url": jira.url,
+                "user_env": "JIRA_USER",
+                "token_env": "JIRA_TOKEN",
+                "projects": ["OPS"],
+                "open_statuses": ["To Do", "In Progress"],
+                "timeout": 2,
+                **check,
+            },
+            "end_with": True,
+        }
+    }
+
+
+@pytest.fixture
+def start(bot_factory, policy_dir, webhook, jira, monkeypatch):
+    monkeypatch.setenv("JIRA_USER", "bot@acme.com")
+    monkeypatch.setenv("JIRA_TOKEN", "jira-token-123")
+
+    def started(hook: str = "", **check):
+        text = webhook_policy(webhook.url, fields=ticket_field(jira, **check)) + hook
+        policy_file(policy_dir, "db.py", text)
+        return bot_factory(ACCESS_USER_EMAILS={"carol": "carol@acme.com"})
+
+    return started
+
+
+def test_an_unknown_ticket_is_refused_naming_it_and_what_to_type(start, jira):
+    chat = start()
+    reply = chat.reply("carol", "!access request prod-db 30m ticket=OPS-99 fixing the index")
+    assert reply == (
+        "OPS-99 is not a Jira issue the bot can see; give an open ticket, e.g. !access "
+        "request prod-db 30m ticket=<Jira key like OPS-12> <reason>."
+    )
+    assert chat.to(CHANNEL) == []
+
+
+def test_a_closed_ticket_or_one_of_another_project_is_refused(start, jira):
+    jira.add("OPS-12", "Done")
+    jira.add("SEC-4", "In Progress")
+    chat = start()
+    reply = chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 fixing")
+    assert reply.startswith("OPS-12 is Done; give an open ticket")
+    reply = chat.reply("carol", "!access request prod-db 30m ticket=SEC-4 fixing")
+    assert reply.startswith("SEC-4 is in project SEC, not OPS; give an open ticket")
+    assert "no pending requests" in chat.reply("carol", "!access mine")
+
+
+def test_a_tracker_that_is_down_refuses_by_default(start, jira):
+    jira.add("OPS-12")
+    chat = start()
+    jira.failure = 503
+    reply = chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 fixing")
+    assert reply.startswith("ticket=OPS-12 could not be checked (Jira at http://127.0.0.1:")
+    assert "answered HTTP 503), so nothing was asked; try again in a few minutes" in reply
+    assert chat.to(CHANNEL) == []
+
+
+def test_ask_approvers_lets_it_through_marked_not_checked_on_the_card(start, jira):
+    chat = start(when_unreachable="ask_approvers")
+    jira.failure = 503
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 fixing"))
+    card = chat.to(CHANNEL)[-1]
+    assert "ticket: OPS-12 (not checked: the tracker could not be reached)" in card
+    assert "Note: ticket not checked: Jira at http://127.0.0.1:" in card
+    assert rid in card
+
+
+def test_the_card_show_and_audit_carry_the_ticket_as_the_tracker_told_it(start, jira, tmp_path):
+    jira.add("OPS-12", "In Progress", "Rotate the <!channel> password")
+    chat = start()
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 fixing"))
+    card = chat.to(CHANNEL)[-1]
+    assert 'ticket: OPS-12 "Rotate the <' in card and 'password" (In Progress at request)' in card
+    assert "<!channel>" not in card  # tracker text is escaped like any user text
+    shown = chat.reply("carol", f"!access show {rid}")
+    assert "Link: ticket OPS-12 " in shown and f"{jira.url}/browse/OPS-12" in shown
+    requested = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "audit.jsonl").read_text().splitlines()
+        if '"requested"' in line
+    ]
+    assert requested[-1]["links"]["ticket"]["status"] == "In Progress"
+    assert requested[-1]["links"]["ticket"]["key"] == "OPS-12"
+
+
+def test_a_hook_sees_the_link_and_approves_the_tickets_assignee(start, jira, webhook):
+    jira.add("OPS-12", "In Progress", "Rotate", assignee="carol@acme.com")
+    chat = start(hook=HOOK)
+    said = chat.say("carol", "!access request prod-db 30m ticket=OPS-12 fixing")
+    assert "the requester is the ticket's assignee: OPS-12" in chat.reply(
+        "carol", f"!access show {request_id(said[0])}"
+    )
