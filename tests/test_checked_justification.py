@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import eventually, policy_file, request_id, webhook_policy
 from tests.fake_trackers import FakeJira
 
 CHANNEL = "#access-approvals"
@@ -126,3 +126,68 @@ def test_a_hook_sees_the_link_and_approves_the_tickets_assignee(start, jira, web
     assert "the requester is the ticket's assignee: OPS-12" in chat.reply(
         "carol", f"!access show {request_id(said[0])}"
     )
+
+
+def test_a_grant_that_ends_with_its_ticket_is_revoked_when_it_moves_to_done(
+    start, jira, webhook, clock, tmp_path
+):
+    jira.add("OPS-12", "In Progress", "Rotate the DB password")
+    chat = start()
+    rid = request_id(chat.reply("carol", "!access request prod-db 2h ticket=OPS-12 rotating"))
+    chat.say("alice", f"!approve {rid}")
+    chat.wait_for("carol", f"Your request {rid} was approved by @alice")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+
+    clock.advance(minutes=1)  # a pass while the ticket is open changes nothing
+    eventually(lambda: jira.count() >= 2, "a re-check")
+    assert webhook.count("revoke", rid) == 0
+
+    jira.move("OPS-12", "Done")
+    clock.advance(minutes=1)
+    told = chat.wait_for("carol", f"request {rid}) was revoked: OPS-12 moved to Done")
+    assert "this grant ends with it" in told
+    chat.wait_for(CHANNEL, f"Request {rid}: @carol's access to prod-db was revoked: OPS-12")
+    assert webhook.count("revoke", rid) == 1
+    shown = chat.reply("carol", f"!access show {rid}")
+    assert "revoked" in shown.splitlines()[0]
+    assert "link closed by @link-check: OPS-12 moved to Done" in shown
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "audit.jsonl").read_text().splitlines()
+        if f'"{rid}"' in line
+    ]
+    closed = [e for e in events if e["event"] == "link_closed"]
+    assert closed and closed[0]["detail"] == "OPS-12 moved to Done"
+    assert events[-1]["event"] == "revoked" and events[-1]["actor"] == "link-check"
+
+
+def test_an_unreachable_tracker_leaves_the_grant_and_tells_the_admins_once(
+    start, jira, webhook, clock
+):
+    jira.add("OPS-12", "In Progress")
+    chat = start()
+    rid = request_id(chat.reply("carol", "!access request prod-db 2h ticket=OPS-12 rotating"))
+    chat.say("alice", f"!approve {rid}")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+    jira.failure = 503
+    clock.advance(minutes=1)
+    chat.wait_for("admin", "could not re-check jira links")
+    before = jira.count()
+    clock.advance(minutes=1)
+    eventually(lambda: jira.count() > before, "a second re-check")
+    chat.delivered()
+    assert sum("could not re-check" in m for m in chat.to("admin")) == 1
+    assert webhook.count("revoke", rid) == 0
+    assert "active" in chat.reply("carol", f"!access show {rid}").splitlines()[0]
+
+
+def test_an_extension_is_refused_once_the_ticket_is_closed(start, jira, webhook):
+    jira.add("OPS-12", "In Progress")
+    chat = start(when_unreachable="refuse")
+    rid = request_id(chat.reply("carol", "!access request prod-db 1h ticket=OPS-12 rotating"))
+    chat.say("alice", f"!approve {rid}")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+    jira.move("OPS-12", "Done")
+    reply = chat.reply("carol", f"!access extend {rid} 30m more")
+    assert reply.startswith(f"{rid} cannot be extended: OPS-12 is Done.")
+    assert "ask afresh with an open ticket" in reply

@@ -133,7 +133,7 @@ class Intake:
             if spec.check is None or value is None:
                 continue
             try:
-                links[spec.name] = self.look_up(spec, value)
+                links[spec.name] = {**self.look_up(spec, value), "end_with": spec.end_with}
             except AccessError as exc:
                 problems.append(str(exc))
         if problems:

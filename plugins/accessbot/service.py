@@ -36,6 +36,7 @@ from .intake import Intake, Lookups
 from .integrations.pagerduty import PagerDutyNotConfigured
 from .integrations.slack_groups import NoSlackGroups
 from .integrations.trackers import LinkChecker
+from .link_check import LinkChecks, LinkPass
 from .metrics import Metrics
 from .permissions import Permissions
 from .policy import (
@@ -158,6 +159,9 @@ class AccessService:
         )
         self.queries = Queries(self.uow, audit, self.registry, self.permissions, clock)
         self.dry_run = DryRun(self.intake, self.permissions, self.registry, pending_timeout)
+        self._link_checks = LinkChecks(
+            self.uow, self.registry, self.lookups.links, self.provisioner, clock, self.metrics
+        )
         self._housekeeping = Housekeeping(
             self.uow,
             self.registry,
@@ -403,6 +407,10 @@ class AccessService:
         for owed in self.store.follow_ups_due():
             self._follow_ups.submit(owed.id)  # one a restart or a failed write left
         return notices
+
+    def check_links(self) -> LinkPass:
+        """Look the links of active end_with grants up again; revoke those now closed."""
+        return self._link_checks.run()
 
     def remind_reviews(self) -> list[Notice]:
         """The scheduler's review job: the daily reminder of break-glass grants nobody

@@ -61,6 +61,8 @@ class Settings:
     standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
     audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
+    # How often the tickets and incidents of active end_with grants are looked up again.
+    link_check: timedelta = timedelta(minutes=1)
 
     @classmethod
     def load(
@@ -182,6 +184,7 @@ class Settings:
             ),
             audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
+            link_check=duration("ACCESS_LINK_CHECK", "1m"),
         )
 
 
