@@ -64,26 +64,35 @@ class LinkChecks:
         done = LinkPass()
         reached: set[str] = set()
         failing: dict[str, str] = {}
+        # One look-up per ticket a pass: grants that share an incident ask once.
+        answers: dict[tuple, trackers.Link | trackers.LinkError] = {}
         for grant in self.uow.store.live():
             for name, spec in self._checked(grant):
                 kind = spec.check["type"]
                 value = grant.fields.get(name) or grant.links[name].get("key", "")
-                done.looked_up += 1
-                try:
-                    link = self.links.look_up(name, spec.check, value)
-                except trackers.LinkError as exc:
+                asked = (kind, repr(sorted(spec.check.items())), value)
+                if asked not in answers:
+                    done.looked_up += 1
+                    try:
+                        answers[asked] = self.links.look_up(name, spec.check, value)
+                    except trackers.LinkError as exc:
+                        answers[asked] = exc
+                link = answers[asked]
+                if isinstance(link, trackers.LinkError):
                     # Unknown now (deleted, moved, permissions) is an error too: the grant
                     # keeps its normal end.
                     self._count(kind, "unreachable")
-                    failing.setdefault(kind, str(exc))
+                    failing.setdefault(kind, str(link))
                     continue
                 reached.add(kind)
                 if link.open:
                     self._count(kind, "open")
                     continue
                 self._count(kind, "closed")
-                done.notices += self._revoke(grant.id, name, link.status)
-                done.revoked.append(grant.id)
+                notices = self._revoke(grant.id, name, link.status)
+                if notices is not None:
+                    done.notices += notices
+                    done.revoked.append(grant.id)
                 break  # one closed link ends the grant
         for kind, why in failing.items():
             done.unreachable.append(f"{kind}: {why}")
@@ -113,7 +122,7 @@ class LinkChecks:
             and resource.fields[name].check is not None
         ]
 
-    def _revoke(self, grant_id: str, name: str, status: str) -> list[Notice]:
+    def _revoke(self, grant_id: str, name: str, status: str) -> list[Notice] | None:
         """Claim the grant (unless a revoke or extension has it), record why it ends,
         then revoke it as any revoke: audited, the requester and the channel told."""
         try:
@@ -122,7 +131,7 @@ class LinkChecks:
                     grant_id, lambda r: r.status is Status.ACTIVE
                 )
                 if grant is None:
-                    return []
+                    return None  # ending, or being revoked or extended: looked at next pass
                 try:
                     why = grant.close_link(name, status, True, self.clock())
                     self.uow.commit(
@@ -133,7 +142,7 @@ class LinkChecks:
                     raise
         except StoreError as exc:
             log.warning("could not record that %s's link closed: %s", grant_id, exc)
-            return []
+            return None
         return self.provisioner.revoke(grant, LINK_CHECK)
 
     def _count(self, kind: str, outcome: str) -> None:
