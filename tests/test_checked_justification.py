@@ -135,7 +135,8 @@ def test_a_grant_that_ends_with_its_ticket_is_revoked_when_it_moves_to_done(
     chat = start()
     rid = request_id(chat.reply("carol", "!access request prod-db 2h ticket=OPS-12 rotating"))
     chat.say("alice", f"!approve {rid}")
-    chat.wait_for("carol", f"Your request {rid} was approved by @alice")
+    dm = chat.wait_for("carol", f"Your request {rid} was approved by @alice")
+    assert 'It ends sooner if OPS-12 "Rotate the DB password" (In Progress at request) closes' in dm
     eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
 
     clock.advance(minutes=1)  # a pass while the ticket is open changes nothing

@@ -12,7 +12,7 @@ from accessbot.integrations.pagerduty import OnCallChecker
 from accessbot.store import TinyDBStore
 from tests.builders import person, wired
 from tests.fake_pagerduty import TOKEN
-from tests.helpers import FakeClock, policy_file
+from tests.helpers import FakeClock, accessbot, policy_file
 
 POLICY = """
 RESOURCES = {
@@ -89,3 +89,23 @@ def test_an_incident_on_another_service_is_refused(service, pagerduty):
     pagerduty.add_incident("Q9OTHER", "POTHER1", [])
     with pytest.raises(AccessError, match="Q9OTHER is on service POTHER1, not PSVC123"):
         service.request(person("carol"), "deploy", timedelta(hours=1), "x", {"incident": "Q9OTHER"})
+
+
+def test_the_report_shows_the_incident_and_why_the_grant_ended(service, pagerduty, tmp_path):
+    pagerduty.add_incident("Q1ABC2D", "PSVC123", [], status="triggered")
+    rid = granted(service, "carol", incident="Q1ABC2D")
+    pagerduty.set_status("Q1ABC2D", "resolved")
+    assert service.check_links().revoked == [rid]
+    service.store.close()
+    env = {
+        "ACCESS_AUDIT_PATH": str(tmp_path / "audit.jsonl"),
+        "ACCESS_DB_PATH": str(tmp_path / "access.json"),
+    }
+    code, _, err = accessbot(
+        "report", "--since", "2026-11-01", "--until", "2026-12-31T00:00Z",
+        "--out", "r.html", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "revoked early: Q1ABC2D moved to resolved" in page
+    assert "<br>incident: Q1ABC2D &quot;database down&quot; (triggered at request" in page

@@ -210,6 +210,16 @@ def links_lines(request: Request) -> list[str]:
     ]
 
 
+def links_sentence(request: Request) -> str:
+    """The requester's DM about a grant: what justified it, and what ends it with."""
+    ending = [link_text(link) for link in request.links.values() if link.get("end_with")]
+    other = [link_text(link) for link in request.links.values() if not link.get("end_with")]
+    text = f" For {', '.join(other)}." if other else ""
+    if ending:
+        text += f" It ends sooner if {' or '.join(ending)} closes."
+    return text
+
+
 def audit_links(request: Request) -> dict:
     """The links as the audit log keeps them (what the tracker said at request time)."""
     return {
@@ -1030,8 +1040,8 @@ def granted(request: Request) -> list[Notice]:
         to_requester(
             request,
             f"Your request {request.id} was approved by {by}: you have {request.resource} for "
-            f"{format_duration(request.duration)}, until {until}. End it early with "
-            f"`!access revoke {request.id}`.",
+            f"{format_duration(request.duration)}, until {until}.{links_sentence(request)} "
+            f"End it early with `!access revoke {request.id}`.",
         ),
         to_channel(
             request,
