@@ -192,3 +192,17 @@ def test_an_extension_is_refused_once_the_ticket_is_closed(start, jira, webhook)
     reply = chat.reply("carol", f"!access extend {rid} 30m more")
     assert reply.startswith(f"{rid} cannot be extended: OPS-12 is Done.")
     assert "ask afresh with an open ticket" in reply
+
+
+def test_whatif_shows_what_the_check_says(start, jira):
+    jira.add("OPS-12", "Done", "Rotate")
+    chat = start()
+    reply = chat.reply("admin", "!access whatif carol prod-db 30m ticket=OPS-12 rotating")
+    assert "Lookup: ticket=OPS-12: OPS-12 is Done (live tracker lookup)" in reply
+    assert "OPS-12 is Done; give an open ticket" in reply
+    jira.move("OPS-12", "In Progress")
+    reply = chat.reply("admin", "!access whatif carol prod-db 30m ticket=OPS-12 rotating")
+    assert (
+        'Lookup: ticket=OPS-12: OPS-12 "Rotate" (In Progress at request), ends the grant '
+        "when it closes (live tracker lookup)" in reply
+    )

@@ -5,7 +5,7 @@ unset variable a warning (an error where the bot runs, as for strategies)."""
 import pytest
 
 from accessbot.policy import PolicyError, load_policies
-from tests.conftest import policy_file, webhook_policy
+from tests.conftest import accessbot, policy_file, webhook_policy
 
 JIRA = {
     "type": "jira",
@@ -99,3 +99,77 @@ def test_an_unset_token_is_a_warning_in_check_and_an_error_with_strict(policy_di
     assert "prod-db.fields.ticket.check.token_env: the environment variable JIRA_TOKEN" in error
     loaded = load_policies(policy_dir, environ=environ, unset_env_is_error=False)
     assert any("JIRA_TOKEN is not set" in w for w in loaded.warnings)
+
+
+# -- policy tests and whatif take the trackers' answers as data ----------------------------
+
+CHECKED = """
+RESOURCES = {
+    "prod-db": {
+        "max_duration": "4h",
+        "approvers": ["@alice", "@bob"],
+        "channel": "#access-approvals",
+        "strategy": {"type": "none"},
+        "fields": {
+            "ticket": {
+                "pattern": "^[A-Z]+-[0-9]+$", "required": True, "help": "Jira key like OPS-12",
+                "check": {"type": "jira", "url": "https://acme.atlassian.net",
+                          "user_env": "JIRA_USER", "token_env": "JIRA_TOKEN", "projects": ["OPS"],
+                          "open_statuses": ["To Do", "In Progress"]},
+                "end_with": True,
+            },
+        },
+    },
+}
+
+
+def on_request(request, ctx):
+    link = request.links.get("ticket")
+    if link and link["assignee"] == request.requester_email:
+        return ctx.approve("the requester is the ticket's assignee")
+"""
+
+TICKET_CASES = """
+emails: {carol: carol@example.com, dave: dave@example.com}
+defaults:
+  resource: prod-db
+  fields: {ticket: OPS-12}
+  tickets: {OPS-12: {status: In Progress, title: Rotate, assignee: carol@example.com}}
+cases:
+  - name: the ticket's assignee is let in
+    user: carol
+    expect: {decision: approve, reason: assignee}
+  - name: someone else waits for the approvers
+    user: dave
+    expect: {decision: human}
+  - name: a done ticket is refused
+    user: carol
+    tickets: {OPS-12: {status: Done}}
+    expect: {decision: refused, reason: OPS-12 is Done}
+  - name: an unknown ticket is refused
+    user: carol
+    fields: {ticket: OPS-99}
+    expect: {decision: refused, reason: OPS-99 is not in the test file's tickets}
+  - name: Jira down refuses
+    user: carol
+    tickets: down
+    expect: {decision: refused, reason: could not be checked}
+"""
+
+
+def test_policy_tests_take_the_trackers_answers_from_the_file(tmp_path, policy_dir):
+    policy_file(policy_dir, "db.py", CHECKED)
+    cases = tmp_path / "tests.yaml"
+    cases.write_text(TICKET_CASES)
+    code, out, err = accessbot("test", "policies", cases.name, cwd=tmp_path)
+    assert code == 0, out + err
+    assert out.splitlines()[-1] == "5 case(s): 5 passed, 0 failed"
+
+
+def test_a_bad_tickets_entry_is_a_test_file_error(tmp_path, policy_dir):
+    policy_file(policy_dir, "db.py", CHECKED)
+    cases = tmp_path / "tests.yaml"
+    cases.write_text(TICKET_CASES.replace("{status: Done}", "{state: Done}"))
+    code, out, err = accessbot("test", "policies", cases.name, cwd=tmp_path)
+    assert code != 0
+    assert "tickets must be" in out + err

@@ -137,16 +137,22 @@ class Intake:
             except AccessError as exc:
                 problems.append(str(exc))
         if problems:
-            specs = [s for s in resource.fields.values() if s.check and s.name in fields]
-            example = " ".join(f"{s.name}=<{msg.inert(s.help, 40) or 'value'}>" for s in specs)
-            raise AccessError(
-                "; ".join(problems)
-                + f"; give an open {' and '.join(_noun(s) for s in specs)}, e.g. "
-                f"`!access request {resource.name} {format_duration(duration)} {example} "
-                "<reason>`.",
-                field="fields",
-            )
+            raise self.links_refused(resource, fields, duration, problems)
         return links
+
+    @staticmethod
+    def links_refused(
+        resource: Resource, fields: Mapping[str, str], duration: timedelta, problems: list[str]
+    ) -> AccessError:
+        """The refusal for checked fields that cannot justify access: why, what to type."""
+        specs = [s for s in resource.fields.values() if s.check and s.name in fields]
+        example = " ".join(f"{s.name}=<{msg.inert(s.help, 40) or 'value'}>" for s in specs)
+        return AccessError(
+            "; ".join(problems) + f"; give an open {' and '.join(_noun(s) for s in specs)}, "
+            f"e.g. `!access request {resource.name} {format_duration(duration)} {example} "
+            "<reason>`.",
+            field="fields",
+        )
 
     def look_up(self, spec, value: str) -> dict:
         """One field's link as its tracker tells it now (`Link.to_dict()`); AccessError

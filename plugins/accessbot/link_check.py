@@ -47,14 +47,14 @@ class LinkChecks:
         self,
         uow: UnitOfWork,
         registry: PolicyRegistry,
-        links,  # trackers.LinkChecker
+        lookups,  # intake.Lookups: `links` is where fields are looked up
         provisioner: Provisioner,
         clock: Callable[[], datetime],
         metrics: Metrics,
     ):
         self.uow = uow
         self.registry = registry
-        self.links = links
+        self.lookups = lookups
         self.provisioner = provisioner
         self.clock = clock
         self.metrics = metrics
@@ -74,7 +74,7 @@ class LinkChecks:
                 if asked not in answers:
                     done.looked_up += 1
                     try:
-                        answers[asked] = self.links.look_up(name, spec.check, value)
+                        answers[asked] = self.lookups.links.look_up(name, spec.check, value)
                     except trackers.LinkError as exc:
                         answers[asked] = exc
                 link = answers[asked]

@@ -160,7 +160,7 @@ class AccessService:
         self.queries = Queries(self.uow, audit, self.registry, self.permissions, clock)
         self.dry_run = DryRun(self.intake, self.permissions, self.registry, pending_timeout)
         self._link_checks = LinkChecks(
-            self.uow, self.registry, self.lookups.links, self.provisioner, clock, self.metrics
+            self.uow, self.registry, self.lookups, self.provisioner, clock, self.metrics
         )
         self._housekeeping = Housekeeping(
             self.uow,
@@ -195,6 +195,15 @@ class AccessService:
     @pagerduty.setter
     def pagerduty(self, value) -> None:
         self.lookups.pagerduty = value
+
+    @property
+    def links(self):
+        """Where checked fields are looked up (trackers.LinkChecker; StaticLinks in tests)."""
+        return self.lookups.links
+
+    @links.setter
+    def links(self, value) -> None:
+        self.lookups.links = value
 
     @property
     def slack_groups(self):

@@ -430,6 +430,65 @@ class LinkChecker:
         return data
 
 
+class StaticLinks:
+    """The trackers' answers as data, for policy tests and whatif without network:
+    `tickets` maps a value as typed (`OPS-12`, `Q1ABC2D`, `#123`) to {status, title,
+    assignee, project or service, open}; "down" makes every look-up unreachable. A value
+    not listed is unknown. `open` defaults to what the check counts as open."""
+
+    source = "the test file's tickets"
+
+    def __init__(self, tickets: Mapping | str | None):
+        self.down = tickets == "down"
+        self.tickets = {str(k): v for k, v in (tickets or {}).items()} if not self.down else {}
+
+    def look_up(self, field: str, settings: Mapping, value: str) -> Link:
+        kind = settings["type"]
+        if self.down:
+            raise Unreachable(f"{kind} is down (the test says so)")
+        key = value.strip()
+        if kind == "jira":
+            key = key.upper()
+        elif kind == "pagerduty":
+            key = incident_id_of(key) or key
+        else:
+            key = f"#{key.lstrip('#')}"
+        entry = self.tickets.get(key) or self.tickets.get(key.lstrip("#"))
+        if not isinstance(entry, Mapping):
+            raise Unknown(f"{key} is not in the test file's tickets")
+        status = str(entry.get("status", "open" if kind == "github_issue" else "In Progress"))
+        if "open" in entry:
+            is_open = bool(entry["open"])
+        elif kind == "jira":
+            allowed = settings.get("open_statuses")
+            closed = ("done", "closed", "resolved")
+            is_open = (
+                status.casefold() in {s.casefold() for s in allowed}
+                if allowed
+                else status.casefold() not in closed
+            )
+        elif kind == "pagerduty":
+            is_open = status in PD_OPEN
+        else:
+            is_open = status == "open"
+        project = entry.get("project") or entry.get("service") or ""
+        if kind == "jira" and not project:
+            project = key.rsplit("-", 1)[0]
+        if kind == "github_issue":
+            key, project = f"{settings['repo']}{key}", settings["repo"]
+        return Link(
+            field,
+            kind,
+            key,
+            str(entry.get("title", "")),
+            status,
+            str(entry.get("url", "")),
+            str(entry["assignee"]) if entry.get("assignee") else None,
+            is_open,
+            project=str(project),
+        )
+
+
 def incident_id_of(value: str) -> str | None:
     """`Q1ABC2D` or `https://acme.pagerduty.com/incidents/Q1ABC2D` -> `Q1ABC2D`."""
     text = value.strip()
