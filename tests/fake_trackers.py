@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import threading
+import time
 from urllib.parse import parse_qs, urlparse
 
 from tests.fakes import FakeHandler, serve_local, stop_local
@@ -23,6 +24,7 @@ class FakeTracker:
         self.issues: dict[str, dict] = {}
         self.calls: list[tuple[str, str]] = []  # (path, Authorization header)
         self.failure: int | None = None  # answer this HTTP status to every call
+        self.delay = 0.0  # seconds before each answer (a real tracker's latency)
         self.lock = threading.Lock()
         fake = self
 
@@ -32,6 +34,8 @@ class FakeTracker:
                 with fake.lock:
                     fake.calls.append((url.path, self.headers.get("Authorization", "")))
                     failure = fake.failure
+                if fake.delay:
+                    time.sleep(fake.delay)
                 if failure:
                     self.respond(failure, b'{"message": "unavailable"}', "application/json")
                     return

@@ -135,19 +135,21 @@ def test_a_grant_that_ends_with_its_ticket_is_revoked_when_it_moves_to_done(
     chat = start()
     rid = request_id(chat.reply("carol", "!access request prod-db 2h ticket=OPS-12 rotating"))
     chat.say("alice", f"!approve {rid}")
-    dm = chat.wait_for("carol", f"Your request {rid} was approved by @alice")
+    dm = chat.wait_for("carol", f"Your request {rid} was approved by @alice", timeout=30)
     assert 'It ends sooner if OPS-12 "Rotate the DB password" (In Progress at request) closes' in dm
-    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant", timeout=30)
 
     clock.advance(minutes=1)  # a pass while the ticket is open changes nothing
-    eventually(lambda: jira.count() >= 2, "a re-check")
+    eventually(lambda: jira.count() >= 2, "a re-check", timeout=30)
     assert webhook.count("revoke", rid) == 0
 
     jira.move("OPS-12", "Done")
     clock.advance(minutes=1)
-    told = chat.wait_for("carol", f"request {rid}) was revoked: OPS-12 moved to Done")
+    told = chat.wait_for("carol", f"request {rid}) was revoked: OPS-12 moved to Done", timeout=30)
     assert "this grant ends with it" in told
-    chat.wait_for(CHANNEL, f"Request {rid}: @carol's access to prod-db was revoked: OPS-12")
+    chat.wait_for(
+        CHANNEL, f"Request {rid}: @carol's access to prod-db was revoked: OPS-12", timeout=30
+    )
     assert webhook.count("revoke", rid) == 1
     shown = chat.reply("carol", f"!access show {rid}")
     assert "revoked" in shown.splitlines()[0]
@@ -169,13 +171,13 @@ def test_an_unreachable_tracker_leaves_the_grant_and_tells_the_admins_once(
     chat = start()
     rid = request_id(chat.reply("carol", "!access request prod-db 2h ticket=OPS-12 rotating"))
     chat.say("alice", f"!approve {rid}")
-    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant", timeout=30)
     jira.failure = 503
     clock.advance(minutes=1)
-    chat.wait_for("admin", "could not re-check jira links")
+    chat.wait_for("admin", "could not re-check jira links", timeout=30)
     before = jira.count()
     clock.advance(minutes=1)
-    eventually(lambda: jira.count() > before, "a second re-check")
+    eventually(lambda: jira.count() > before, "a second re-check", timeout=30)
     chat.delivered()
     assert sum("could not re-check" in m for m in chat.to("admin")) == 1
     assert webhook.count("revoke", rid) == 0
@@ -187,7 +189,7 @@ def test_an_extension_is_refused_once_the_ticket_is_closed(start, jira, webhook)
     chat = start(when_unreachable="refuse")
     rid = request_id(chat.reply("carol", "!access request prod-db 1h ticket=OPS-12 rotating"))
     chat.say("alice", f"!approve {rid}")
-    eventually(lambda: webhook.count("grant", rid) == 1, "the grant")
+    eventually(lambda: webhook.count("grant", rid) == 1, "the grant", timeout=30)
     jira.move("OPS-12", "Done")
     reply = chat.reply("carol", f"!access extend {rid} 30m more")
     assert reply.startswith(f"{rid} cannot be extended: OPS-12 is Done.")

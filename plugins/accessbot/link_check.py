@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,6 +28,8 @@ from .store import StoreError
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
+
+LOOKUP_WORKERS = 8  # look-ups of one pass under way at once
 
 
 @dataclass
@@ -64,36 +67,40 @@ class LinkChecks:
         done = LinkPass()
         reached: set[str] = set()
         failing: dict[str, str] = {}
-        # One look-up per ticket a pass: grants that share an incident ask once.
-        answers: dict[tuple, trackers.Link | trackers.LinkError] = {}
-        for grant in self.uow.store.live():
-            for name, spec in self._checked(grant):
-                kind = spec.check["type"]
-                value = grant.fields.get(name) or grant.links[name].get("key", "")
-                asked = (kind, repr(sorted(spec.check.items())), value)
-                if asked not in answers:
-                    done.looked_up += 1
-                    try:
-                        answers[asked] = self.lookups.links.look_up(name, spec.check, value)
-                    except trackers.LinkError as exc:
-                        answers[asked] = exc
-                link = answers[asked]
-                if isinstance(link, trackers.LinkError):
-                    # Unknown now (deleted, moved, permissions) is an error too: the grant
-                    # keeps its normal end.
-                    self._count(kind, "unreachable")
-                    failing.setdefault(kind, str(link))
-                    continue
-                reached.add(kind)
-                if link.open:
-                    self._count(kind, "open")
-                    continue
-                self._count(kind, "closed")
-                notices = self._revoke(grant.id, name, link.status)
-                if notices is not None:
-                    done.notices += notices
-                    done.revoked.append(grant.id)
-                break  # one closed link ends the grant
+        checks = [
+            (grant, name, spec, (spec.check["type"], repr(sorted(spec.check.items())), value))
+            for grant in self.uow.store.live()
+            for name, spec in self._checked(grant)
+            for value in [grant.fields.get(name) or grant.links[name].get("key", "")]
+        ]
+        # One look-up per ticket a pass (grants that share an incident ask once), a few
+        # at a time: a pass over many tickets must not take longer than its cadence.
+        asks = {asked: (name, spec) for _, name, spec, asked in checks}
+        done.looked_up = len(asks)
+        with ThreadPoolExecutor(LOOKUP_WORKERS, thread_name_prefix="accessbot-links") as pool:
+            found = pool.map(lambda item: self._ask(*item[1], item[0][2]), asks.items())
+            answers = dict(zip(asks, found, strict=True))
+        ended: set[str] = set()
+        for grant, name, spec, asked in checks:
+            kind, link = spec.check["type"], answers[asked]
+            if grant.id in ended:
+                continue
+            if isinstance(link, trackers.LinkError):
+                # Unknown now (deleted, moved, permissions) is an error too: the grant
+                # keeps its normal end.
+                self._count(kind, "unreachable")
+                failing.setdefault(kind, str(link))
+                continue
+            reached.add(kind)
+            if link.open:
+                self._count(kind, "open")
+                continue
+            self._count(kind, "closed")
+            ended.add(grant.id)  # one closed link ends the grant
+            notices = self._revoke(grant.id, name, link.status)
+            if notices is not None:
+                done.notices += notices
+                done.revoked.append(grant.id)
         for kind, why in failing.items():
             done.unreachable.append(f"{kind}: {why}")
             if kind not in self._told:
@@ -104,6 +111,15 @@ class LinkChecks:
                 )
         self._told -= reached - set(failing)
         return done
+
+    def _ask(self, name: str, spec, value: str) -> trackers.Link | trackers.LinkError:
+        try:
+            return self.lookups.links.look_up(name, spec.check, value)
+        except trackers.LinkError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a surprise is an unreachable tracker
+            log.exception("looking up %s=%s failed", name, value)
+            return trackers.Unreachable(f"the look-up failed ({type(exc).__name__})")
 
     def _checked(self, grant: Request):
         """(field, spec) of the grant's links that end it, under the policy in force."""
