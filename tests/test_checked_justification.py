@@ -208,3 +208,11 @@ def test_whatif_shows_what_the_check_says(start, jira):
         'Lookup: ticket=OPS-12: OPS-12 "Rotate" (In Progress at request), ends the grant '
         "when it closes (live tracker lookup)" in reply
     )
+
+
+def test_resources_says_which_field_is_looked_up_and_ends_access(start):
+    chat = start()
+    assert (
+        "give ticket=... (required: Jira key like OPS-12; looked up in Jira, ends access "
+        "when it closes)" in chat.reply("carol", "!access resources")
+    )

@@ -174,11 +174,17 @@ def _entries_without(request: Request, mine: set[str]):
         yield f"{entry} ({approvers_text(members) if members or not named else 'only the requester'})"
 
 
+TRACKER_NAMES = {"jira": "Jira", "pagerduty": "PagerDuty", "github_issue": "GitHub"}
+
+
 def field_hints(specs) -> str:
     """`; give ticket=... (required: Jira key)` for `!access resources`."""
     hints = [
         f"{s.name}=... ({'required' if s.required else 'optional'}"
-        + (f": {inert(s.help, 80)})" if s.help else ")")
+        + (f": {inert(s.help, 80)}" if s.help else "")
+        + (f"; looked up in {TRACKER_NAMES[s.check['type']]}" if s.check else "")
+        + (", ends access when it closes" if s.end_with else "")
+        + ")"
         for s in specs
     ]
     return f"; give {', '.join(hints)}" if hints else ""

@@ -140,8 +140,7 @@ def _field_inputs(chosen) -> list[Block]:
     for spec in getattr(chosen, "fields", {}).values():
         hint = spec.help
         if spec.check:
-            where = {"jira": "Jira", "pagerduty": "PagerDuty", "github_issue": "GitHub"}
-            hint += f" (looked up in {where[spec.check['type']]}"
+            hint += f" (looked up in {messages.TRACKER_NAMES[spec.check['type']]}"
             hint += "; access ends when it closes)" if spec.end_with else ")"
         if spec.name in one_of:
             hint += f" ({' or '.join(sorted(one_of))}: one is needed)"
