@@ -153,7 +153,7 @@ def check_problems(field: str, settings: Any) -> list[tuple[str, str]]:
             )
         if "api_url" in settings and not _http_url(settings["api_url"]):
             problems.append(
-                (f"{key}.api_url", 'must be an https URL, e.g. "https://github.acme.com/api/v3"')
+                (f"{key}.api_url", 'must be an http(s) URL, e.g. "https://github.acme.com/api/v3"')
             )
     return problems
 
