@@ -77,6 +77,8 @@ class LinkChecks:
         # at a time: a pass over many tickets must not take longer than its cadence.
         asks = {asked: (name, spec) for _, name, spec, asked in checks}
         done.looked_up = len(asks)
+        if not asks:
+            return done
         with ThreadPoolExecutor(LOOKUP_WORKERS, thread_name_prefix="accessbot-links") as pool:
             found = pool.map(lambda item: self._ask(*item[1], item[0][2]), asks.items())
             answers = dict(zip(asks, found, strict=True))
