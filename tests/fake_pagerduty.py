@@ -4,7 +4,8 @@
 It answers with the JSON shapes PagerDuty documents, checks the `Authorization: Token
 token=...` header (401 otherwise) and rejects query parameters the real API does not
 take (400), so the real pdpyras client runs against it unchanged. `fail_with` makes it
-misbehave: "500", "401", "429", "hang" (no answer until closed) or "garbage".
+misbehave: "500", "401", "429", "hang" (no answer until closed), "garbage" or "huge" (a
+200 MB answer, made as it is sent; `sent` counts what reached the socket).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ ALLOWED_PARAMS = {
 }
 INCIDENT_STATUSES = {"triggered", "acknowledged", "resolved"}
 DEFAULT_SINCE = "2026-10-24T09:00:00Z"  # a month before the tests' START
-_FAILURES = {"500", "401", "429", "hang", "garbage"}
+_FAILURES = {"500", "401", "429", "hang", "garbage", "huge"}
+HUGE = 200 * 1024 * 1024
 
 
 class FakePagerDuty:
@@ -64,6 +66,7 @@ class FakePagerDuty:
         self.failure: str | None = None
         self.failures_left: int | None = None  # None: fail until told otherwise
         self.lock = threading.Lock()
+        self.sent = 0  # bytes of "huge" answers that reached the socket
         self._release = threading.Event()
         fake = self
 
@@ -88,9 +91,25 @@ class FakePagerDuty:
                     self._json(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})
                 elif failure == "garbage":
                     self.respond(200, b"<html>upstream proxy error</html>", "text/html")
+                elif failure == "huge":
+                    self._huge()
                 else:
                     status, body = fake._answer(url.path, params)
                     self._json(status, body)
+
+            def _huge(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(HUGE + 12))
+                self.end_headers()
+                block = b" " * (1024 * 1024)
+                try:
+                    self.wfile.write(b'{"oncalls": ')
+                    for _ in range(HUGE // len(block)):
+                        self.wfile.write(block)
+                        fake.sent += len(block)
+                except OSError:
+                    pass  # the client hung up
 
             def _json(self, status, body):
                 self.respond(status, json.dumps(body).encode(), "application/json")

@@ -102,6 +102,24 @@ def test_a_200_mb_post_to_the_events_url_is_refused_with_413(start_bot, fake):
     assert post_huge(bot.url("/slack/events"), chunked) == 413
 
 
+@pytest.mark.parametrize("path", ["/echo", "/metrics", "/health", "/nowhere"])
+def test_a_200_mb_post_to_any_url_of_the_listener_is_refused_with_413(start_bot, fake, path):
+    """errbot's own /echo (unauthenticated, reads the whole body) shares the listener."""
+    bot = start_bot("http")
+
+    assert post_huge(bot.url(path), Zeros(HUGE)) == 413
+    assert post_huge(bot.url(path), ChunkedZeros(HUGE)) == 413
+
+
+def test_a_small_post_to_errbots_echo_is_still_answered(start_bot, fake):
+    bot = start_bot("http")
+
+    response = requests.post(bot.url("/echo"), data="hello", timeout=10)
+
+    assert response.status_code == 200
+    assert "hello" in response.text
+
+
 def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
     bot = start_bot("http")
     bot.type("UCAROL", CHANNEL, "!access resources")  # the app has served a request
@@ -111,6 +129,7 @@ def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
 
     hooks = errbot.core_plugins.flask_app.before_request_funcs[None]
     assert sum(getattr(h, "guards_slack_urls", False) for h in hooks) == 1
+    assert sum(getattr(h, "limits_bodies", False) for h in hooks) == 1
     assert post_huge(bot.url("/slack/interactive"), Zeros(HUGE)) == 413
 
 

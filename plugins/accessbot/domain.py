@@ -99,6 +99,18 @@ def from_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None  # 3.11 reads a trailing Z
 
 
+ERROR_TEXT_LIMIT = 2000  # characters of an error text kept in the audit log, store or chat
+
+
+def cut_text(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying how much was cut. Error texts quote what a
+    target, a sink or a library answered, whose size a broken peer or an attacker picks."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text) - limit} more characters]"
+
+
 class Status(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -582,6 +594,7 @@ class Request:
 
     def fail_grant(self, error: str, at: datetime) -> None:
         """The grant (or an extension's time) could not be given: nothing was granted."""
+        error = cut_text(error)
         self.move(Status.GRANT_FAILED, at, "bot", error)
         self.last_error = error
 
@@ -604,6 +617,7 @@ class Request:
     def fail_revoke(self, error: str, at: datetime, actor: str, account: str | None = None):
         """The revoke failed: the access stays in place and the revoke is tried again
         after `retry_delay` (10 s, doubling, at most 5 minutes)."""
+        error = cut_text(error)
         self._revoking(account)
         self.move(Status.REVOKE_FAILED, at, actor, error)
         self.revoke_attempts += 1

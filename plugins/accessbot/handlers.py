@@ -84,6 +84,7 @@ class Handlers:
             resource_name, duration, reason, fields
         )
         self.intake.refuse_duplicate(actor, resource.name)
+        self.intake.rate.check(actor, self.clock())  # ACCESS_REQUESTS_PER_HOUR
         links = self.intake.checked_links(resource, fields, duration)
         request = self.intake.new_request(
             actor, resource, duration, reason, fields=fields, links=links
@@ -109,6 +110,8 @@ class Handlers:
             if not request.extends:
                 self.intake.refuse_duplicate(actor, resource.name)  # again, under the lock
             self._commit_requested(actor, request)
+            if not request.extends:
+                self.intake.rate.note(actor, request.created_at)
             if decision is None:
                 return self._told(Submitted(request))
             request.decide_by_policy(decision.approve, decision.reason, request.created_at)

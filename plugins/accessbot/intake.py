@@ -9,6 +9,8 @@ to the store or the audit log; the handlers commit what intake prepared.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +51,46 @@ class Lookups:
     links: object = None  # where checked fields are looked up (trackers.LinkChecker)
 
 
+class RequestRate:
+    """At most `limit` requests a person in any hour (ACCESS_REQUESTS_PER_HOUR; 0: no
+    limit), so one person's request/cancel cycles cannot flood the approvers' channels.
+    Counted in this bot's memory: a restart, or another bot on PostgreSQL, counts anew."""
+
+    WINDOW = timedelta(hours=1)
+
+    def __init__(self, limit: int = 30):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._made: dict[str, deque[datetime]] = {}
+
+    def check(self, actor: Actor, now: datetime) -> None:
+        """Refuse (AccessError) a person who made `limit` requests in the last hour,
+        saying when they may ask again."""
+        if not self.limit:
+            return
+        with self._lock:
+            made = self._recent(actor.id, now)
+            if len(made) >= self.limit:
+                again = made[len(made) - self.limit] + self.WINDOW
+                raise AccessError(msg.too_many_requests(self.limit, again, now))
+
+    def note(self, actor: Actor, now: datetime) -> None:
+        """A request of `actor`'s was stored."""
+        if not self.limit:
+            return
+        with self._lock:
+            self._recent(actor.id, now).append(now)
+
+    def _recent(self, who: str, now: datetime) -> deque[datetime]:
+        made = self._made.setdefault(who, deque())
+        while made and made[0] <= now - self.WINDOW:
+            made.popleft()
+        if len(self._made) > 10_000:  # forget people with nothing in the window
+            for key in [k for k, v in self._made.items() if not v and k != who]:
+                del self._made[key]
+        return made
+
+
 class Intake:
     def __init__(
         self,
@@ -58,7 +100,9 @@ class Intake:
         clock: Callable[[], datetime],
         lookups: Lookups,
         approval_reminder: timedelta,
+        requests_per_hour: int = 0,
     ):
+        self.rate = RequestRate(requests_per_hour)
         self.registry = registry
         self.permissions = permissions
         self.store = store

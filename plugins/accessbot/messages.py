@@ -79,6 +79,16 @@ def redact_urls(text: str) -> str:
     return _URL.sub(lambda m: redact_url(m.group(0)), str(text))
 
 
+def too_many_requests(limit: int, again: datetime, now: datetime) -> str:
+    """The refusal of a person's request over ACCESS_REQUESTS_PER_HOUR."""
+    wait = format_duration(max(again - now, timedelta(minutes=1)))
+    return (
+        f"You made {limit} requests in the last hour, the most this bot takes from one "
+        f"person (ACCESS_REQUESTS_PER_HOUR). You can ask again in {wait} "
+        f"({when(again)}); an active grant can be extended with `!access extend <id>`."
+    )
+
+
 def when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
 

@@ -114,6 +114,7 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        requests_per_hour: int = 0,
         links=None,
     ):
         self.store = store
@@ -152,7 +153,13 @@ class AccessService:
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)
         self.intake = Intake(
-            self.registry, self.permissions, store, clock, self.lookups, approval_reminder
+            self.registry,
+            self.permissions,
+            store,
+            clock,
+            self.lookups,
+            approval_reminder,
+            requests_per_hour,  # ACCESS_REQUESTS_PER_HOUR; 0 (tools, tests): no limit
         )
         self.handlers = Handlers(
             self.uow, self.intake, self.permissions, self.registry, self, clock

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from . import messages as msg
 from .approvers import static_members
 from .audit import AuditError
-from .domain import AccessError, Status, iso, retry_delay
+from .domain import AccessError, Status, cut_text, iso, retry_delay
 from .policy import Resource
 from .service import RETRY_FIRST, AccessService, Actor, Notice
 from .standing import (
@@ -249,9 +249,9 @@ class StandingSweep:
             strategy = self.service._strategy(resource.strategy_settings)
             return strategy.members(resource.name), None
         except CannotList as exc:
-            return [], Unlisted(str(exc), True, now)
+            return [], Unlisted(cut_text(str(exc)), True, now)
         except (StrategyError, SettingsError) as exc:
-            return [], Unlisted(str(exc), False, now)
+            return [], Unlisted(cut_text(str(exc)), False, now)
         except Exception as exc:  # noqa: BLE001 - one resource must not stop the sweep
             log.exception("listing %s failed inside the bot", resource.name)
             return [], Unlisted(f"listing failed inside the bot ({type(exc).__name__})", False, now)
@@ -331,7 +331,7 @@ class StandingSweep:
             done = strategy.call("revoke", finding.payload())
             error, note = None, done.note
         except (StrategyError, SettingsError) as exc:
-            error, note = str(exc), ""
+            error, note = cut_text(str(exc)), ""
         now = self.service.clock()
         with self.service.lock:
             state = self._state(resource.name)

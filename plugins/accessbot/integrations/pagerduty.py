@@ -27,6 +27,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import pdpyras
 
+from ..capped_http import ANSWER_LIMIT, capped, capped_session
+
 log = logging.getLogger(__name__)
 
 PUBLIC_API_URL = "https://api.pagerduty.com"
@@ -557,7 +559,7 @@ class OnCallChecker:
             return self._sessions.get_nowait()
         except queue.Empty:
             pass
-        session = pdpyras.APISession(self._token)
+        session = capped_session(pdpyras.APISession(self._token))  # answers up to ANSWER_LIMIT
         session.url = self.url
         session.timeout = self.timeout
         # A timeout or refused connection is reported at once, not retried for ~20s.
@@ -570,6 +572,10 @@ class OnCallChecker:
         def count(response, _session=session, _original=session.postprocess):
             with checker._calls_lock:
                 checker._calls += 1
+            if capped(response):
+                raise PagerDutyError(
+                    f"PagerDuty sent an answer over {ANSWER_LIMIT} bytes; it was not read"
+                )
             _original(response)
 
         session.postprocess = count
