@@ -173,3 +173,15 @@ def test_a_bad_tickets_entry_is_a_test_file_error(tmp_path, policy_dir):
     code, out, err = accessbot("test", "policies", cases.name, cwd=tmp_path)
     assert code != 0
     assert "tickets must be" in out + err
+
+
+def test_the_readme_example_loads_and_its_setting_is_in_the_table(tmp_path):
+    from tests.test_readme import configuration_table, python_blocks
+
+    (example,) = python_blocks("### Checked justification: tickets and incidents")
+    policy_file(tmp_path, "checked.py", example)
+    resource = load_policies(tmp_path, environ=ENV).get("prod-db")
+    assert resource.fields["ticket"].check["type"] == "jira"
+    assert resource.fields["incident"].check["when_unreachable"] == "ask_approvers"
+    assert resource.require_one_of == ("ticket", "incident")
+    assert configuration_table()["ACCESS_LINK_CHECK"] == "`1m`"
