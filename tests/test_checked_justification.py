@@ -76,8 +76,10 @@ def test_a_closed_ticket_or_one_of_another_project_is_refused(start, jira):
     chat = start()
     reply = chat.reply("carol", "!access request prod-db 30m ticket=OPS-12 fixing")
     assert reply.startswith("OPS-12 is Done; give an open ticket")
+    calls = jira.count()
     reply = chat.reply("carol", "!access request prod-db 30m ticket=SEC-4 fixing")
     assert reply.startswith("SEC-4 is in project SEC, not OPS; give an open ticket")
+    assert jira.count() == calls  # another project's key is not even looked up
     assert "no pending requests" in chat.reply("carol", "!access mine")
 
 

@@ -201,6 +201,9 @@ class Intake:
     def look_up(self, spec, value: str) -> dict:
         """One field's link as its tracker tells it now (`Link.to_dict()`); AccessError
         saying why it cannot justify access."""
+        early = trackers.early_problem(spec.check, value)
+        if early:
+            raise AccessError(msg.inert(early))
         try:
             link = self.lookups.links.look_up(spec.name, spec.check, value)
         except trackers.Unknown as exc:

@@ -506,6 +506,16 @@ def _site(url: str) -> str:
 # -- what an answer means -----------------------------------------------------------
 
 
+def early_problem(settings: Mapping, value: str) -> str | None:
+    """What is wrong before asking: a Jira key of a project not listed (no call made,
+    so a key of another project does not even reveal whether it exists)."""
+    match = _JIRA_KEY.match(value.strip().upper())
+    projects = settings.get("projects") if settings["type"] == "jira" else None
+    if match and projects and match.group(1) not in projects:
+        return f"{match.group(0)} is in project {match.group(1)}, not {_or(projects)}"
+    return None
+
+
 def problem(link: Link, settings: Mapping) -> str | None:
     """Why `link` cannot justify access (closed, another project or service); None when
     it can. The texts name the value and what it is."""
