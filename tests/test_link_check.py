@@ -109,3 +109,36 @@ def test_the_report_shows_the_incident_and_why_the_grant_ended(service, pagerdut
     page = (tmp_path / "r.html").read_text()
     assert "revoked early: Q1ABC2D moved to resolved" in page
     assert "<br>incident: Q1ABC2D &quot;database down&quot; (triggered at request" in page
+
+
+def test_a_checked_field_without_end_with_is_looked_up_once_and_never_ends_the_grant(
+    tmp_path, monkeypatch
+):
+    from tests.fake_trackers import FakeJira
+
+    jira = FakeJira()
+    monkeypatch.setenv("JIRA_USER", "bot@acme.com")
+    monkeypatch.setenv("JIRA_TOKEN", "jira-token-123")
+    clock = FakeClock()
+    check = {"type": "jira", "url": jira.url, "user_env": "JIRA_USER", "token_env": "JIRA_TOKEN"}
+    policy = POLICY.replace('"require_one_of": ["ticket", "incident"],', "").replace(
+        '"ticket": {"pattern": "^[A-Z]+-[0-9]+$", "help": "Jira key"}',
+        f'"ticket": {{"check": {check!r}}}',
+    )
+    policy_file(tmp_path / "policies", "deploy.py", policy)
+    service = wired(
+        TinyDBStore(tmp_path / "access.json"),
+        AuditLog(tmp_path / "audit.jsonl", clock),
+        tmp_path / "policies",
+        clock,
+    )
+    try:
+        jira.add("OPS-7", "In Progress")
+        rid = granted(service, "carol", ticket="OPS-7")
+        assert jira.count() == 1
+        jira.move("OPS-7", "Done")
+        assert service.check_links().looked_up == 0
+        assert jira.count() == 1 and service.store.get(rid).status is Status.ACTIVE
+    finally:
+        service.close()
+        jira.close()
