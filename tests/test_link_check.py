@@ -71,6 +71,8 @@ def test_grants_sharing_an_incident_ask_once_a_pass_and_end_when_it_is_resolved(
     first = service.check_links()
     assert first.looked_up == 1 and first.revoked == []
     assert pagerduty.count("/incidents/Q1ABC2D") == before + 1
+    counted = service.metrics.registry.get_sample_value
+    assert counted("accessbot_link_checks_total", {"type": "pagerduty", "outcome": "open"}) == 3
 
     pagerduty.set_status("Q1ABC2D", "resolved")
     second = service.check_links()
