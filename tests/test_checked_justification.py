@@ -218,3 +218,26 @@ def test_resources_says_which_field_is_looked_up_and_ends_access(start):
         "give ticket=... (required: Jira key like OPS-12; looked up in Jira, ends access "
         "when it closes)" in chat.reply("carol", "!access resources")
     )
+
+
+def test_a_github_issue_is_checked_the_same_way(bot_factory, policy_dir, webhook, monkeypatch):
+    from tests.fake_trackers import FakeGitHubIssues
+
+    github = FakeGitHubIssues()
+    try:
+        monkeypatch.setenv("GH_ISSUES_TOKEN", "ghp_issues_token")
+        check = {"type": "github_issue", "repo": "acme/ops", "api_url": github.url,
+                 "token_env": "GH_ISSUES_TOKEN"}  # fmt: skip
+        fields = {"issue": {"required": True, "help": "#123", "check": check, "end_with": True}}
+        policy_file(policy_dir, "db.py", webhook_policy(webhook.url, fields=fields))
+        github.add("acme/ops", 123, title="Prod DB slow")
+        github.add("acme/ops", 124, state="closed")
+        chat = bot_factory()
+        reply = chat.reply("carol", "!access request prod-db 30m issue=#124 looking")
+        assert reply.startswith("acme/ops#124 is closed; give an open issue")
+        rid = request_id(chat.reply("carol", "!access request prod-db 30m issue=#123 looking"))
+        card = chat.to(CHANNEL)[-1]
+        assert rid in card and 'issue: acme/ops#123 "Prod DB slow" (open at request)' in card
+        assert github.calls[-1] == ("/repos/acme/ops/issues/123", "Bearer ghp_issues_token")
+    finally:
+        github.close()
