@@ -282,11 +282,14 @@ class LinkChecker:
         found = answer.get("fields") or {}
         status = found.get("status") or {}
         name = str(status.get("name") or "")
-        category = str((status.get("statusCategory") or {}).get("key") or "")
-        allowed = settings.get("open_statuses")
-        is_open = (
-            name.casefold() in {s.casefold() for s in allowed} if allowed else category != "done"
+        category = status.get("statusCategory") or {}
+        # Jira's categories are new, indeterminate and done (its API reference's example
+        # says "completed"); either means the work is finished.
+        done = str(category.get("key") or "").casefold() in ("done", "completed") or (
+            str(category.get("name") or "").casefold() == "done"
         )
+        allowed = settings.get("open_statuses")
+        is_open = name.casefold() in {s.casefold() for s in allowed} if allowed else not done
         assignee = found.get("assignee") or {}
         real_key = str(answer.get("key") or key)
         return Link(
