@@ -1,5 +1,5 @@
 """A small real PagerDuty REST API on 127.0.0.1: `GET /users`, `GET /users/{id}`,
-`GET /oncalls`, `GET /incidents`.
+`GET /oncalls`, `GET /incidents`, `GET /incidents/{id}`.
 
 It answers with the JSON shapes PagerDuty documents, checks the `Authorization: Token
 token=...` header (401 otherwise) and rejects query parameters the real API does not
@@ -183,6 +183,14 @@ class FakePagerDuty:
             self.incidents.append(incident)
         return incident
 
+    def set_status(self, incident_id: str, status: str) -> None:
+        """The incident moves on (acknowledged, resolved), as its responders would move it."""
+        assert status in INCIDENT_STATUSES, status
+        with self.lock:
+            for incident in self.incidents:
+                if incident["id"] == incident_id:
+                    incident["status"] = status
+
     def fail_with(self, failure: str | None, times: int | None = None) -> None:
         """Misbehave on the next `times` calls (every call when None); None heals."""
         assert failure is None or failure in _FAILURES, failure
@@ -221,6 +229,14 @@ class FakePagerDuty:
             if user is None:
                 return 404, {"error": {"message": "Not Found", "code": 2100}}
             return 200, {"user": user}
+        if path.startswith("/incidents/") and path.count("/") == 2:
+            # https://developer.pagerduty.com/api-reference/005299ba2ff09-get-an-incident
+            with self.lock:
+                incident_id = path.rsplit("/", 1)[1]
+                found = next((i for i in self.incidents if i["id"] == incident_id), None)
+            if found is None:
+                return 404, {"error": {"message": "Not Found", "code": 2100}}
+            return 200, {"incident": found}
         allowed = ALLOWED_PARAMS.get(path)
         if allowed is None:
             return 404, {"error": {"message": "Not Found", "code": 2100}}

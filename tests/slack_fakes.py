@@ -359,8 +359,10 @@ def click_payload(action_id: str, request_id: str, user_id: str, card: dict) -> 
     }
 
 
-def submission_payload(user_id: str, resource: str, duration: str, reason: str) -> dict:
-    """A `view_submission` payload of the request modal."""
+def submission_payload(
+    user_id: str, resource: str, duration: str, reason: str, fields: dict | None = None
+) -> dict:
+    """A `view_submission` payload of the request modal (`fields`: its prompt fields)."""
 
     def select(value):
         return {
@@ -382,6 +384,10 @@ def submission_payload(user_id: str, resource: str, duration: str, reason: str) 
                     "resource": {"access_pick_resource": select(resource)},
                     "duration": {"duration": select(duration)},
                     "reason": {"reason": {"type": "plain_text_input", "value": reason}},
+                    **{
+                        f"field:{name}": {"value": {"type": "plain_text_input", "value": value}}
+                        for name, value in (fields or {}).items()
+                    },
                 }
             },
         },

@@ -55,6 +55,7 @@ from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
+from accessbot.link_check import LinkCheckJob  # noqa: E402
 from accessbot.metrics import Health, Metrics, bearer_allows  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.outbox import notice_of, open_outbox  # noqa: E402
@@ -279,6 +280,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                     self.settings.standing_sweep,
                     self.clock,
                     self.deliver,
+                    self.tell_admins,
+                )
+            )
+        if not self.degraded:  # tickets of end_with grants, looked up again (link_check.py)
+            jobs.append(
+                LinkCheckJob(
+                    self.service.check_links,
+                    self.settings.link_check,
+                    self.clock,
+                    self.hand_over,
                     self.tell_admins,
                 )
             )

@@ -294,7 +294,7 @@ class SlackApp:
             return None
         if error is None:
             return None
-        errors = slack.modal_errors(str(error), getattr(error, "field", None))
+        errors = slack.modal_errors(str(error), getattr(error, "field", None), submission.fields)
         return {"response_action": "errors", "errors": errors}
 
     def _request(
@@ -305,7 +305,11 @@ class SlackApp:
             actor = self.actor(submission.user_id, team)
             with self.for_command():
                 outcome: Outcome = self.service.request(
-                    actor, submission.resource, submission.duration, submission.reason
+                    actor,
+                    submission.resource,
+                    submission.duration,
+                    submission.reason,
+                    submission.fields or None,
                 )
         except (AccessError, slack.SlackLookupError) as exc:
             return exc

@@ -275,6 +275,11 @@ class Request:
     # after_grant / after_revoke hooks owed for this request and not yet run: written in
     # the same store write as the grant or revoke, removed once the hook has run.
     follow_ups_due: list[str] = field(default_factory=list)
+    # Checked justification: field -> what its tracker said when the request was made
+    # (`integrations.trackers.Link.to_dict()`: key, title, status, url, assignee, open,
+    # checked); an extension keeps its grant's. `closed` is set when a re-check found the
+    # link closed (the status it moved to), and an `end_with` grant ends then.
+    links: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def ask(
@@ -288,6 +293,7 @@ class Request:
         next_nudge_at: datetime | None = None,
         extends: Request | None = None,
         fields: Mapping[str, str] | None = None,
+        links: Mapping[str, dict] | None = None,
     ) -> Request:
         """A new request by `actor` (handle, id, address, email) for `resource` (a policy
         resource: its approvers, channel, strategy and escalation are copied on, so a
@@ -307,6 +313,7 @@ class Request:
             approvers=list(resource.approvers),
             approver_entries=list(resource.approvers),
             fields=dict(extends.fields if extends else fields or {}),
+            links={k: dict(v) for k, v in (extends.links if extends else links or {}).items()},
             approvals_required=resource.approvals_required,
             allow_self_approval=resource.allow_self_approval,
             strategy=dict(extends.strategy if extends else resource.strategy_settings),
@@ -357,6 +364,18 @@ class Request:
         """Someone asked to end the grant now: the revoke that follows records "revoked"."""
         self.ending = "revoked"
         self.record(at, "revoke_requested", by)
+
+    def close_link(self, field: str, status: str, end: bool, at: datetime) -> str:
+        """A re-check found the field's ticket or incident closed (moved to `status`);
+        with `end` (end_with), the revoke that follows records "revoked". Returns what
+        happened, e.g. "OPS-12 moved to Done"."""
+        link = self.links[field]
+        link["closed"] = status
+        why = f"{link.get('key', field)} moved to {status}"
+        if end:
+            self.ending = "revoked"
+        self.record(at, "link_closed", "link-check", why)
+        return why
 
     def ask_retry(self, by: str, at: datetime) -> None:
         """An admin asked to retry a failed revoke now."""
@@ -662,6 +681,9 @@ class Request:
             created_at=self.created_at,
             extends=self.extends,
             fields=MappingProxyType(dict(self.fields)),
+            links=MappingProxyType(
+                {name: MappingProxyType(_hook_link(link)) for name, link in self.links.items()}
+            ),
             status=self.status.value,
             granted_at=self.granted_at,
             expires_at=self.expires_at,
@@ -737,6 +759,7 @@ class Request:
             escalation=[dict(level) for level in self.escalation],
             earlier_cards=[dict(ref) for ref in self.earlier_cards],
             follow_ups_due=list(self.follow_ups_due),
+            links={k: dict(v) for k, v in self.links.items()},
         )
 
 
@@ -758,3 +781,13 @@ class RequestView:
     expires_at: datetime | None = None
     account: str | None = None  # the target's id for the requester, recorded at grant
     grant_result: Mapping | None = None  # the strategy's JSON answer to the grant, if any
+    # Checked justification: field -> {key, title, status, url, assignee, open, checked}
+    links: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _hook_link(link: Mapping) -> dict:
+    """What a hook sees of one link: what the tracker said when the request was made."""
+    return {
+        name: link.get(name)
+        for name in ("key", "title", "status", "url", "assignee", "open", "checked")
+    }

@@ -85,7 +85,10 @@ class Handlers:
         )
         self.intake.refuse_duplicate(actor, resource.name)
         self.intake.rate.check(actor, self.clock())  # ACCESS_REQUESTS_PER_HOUR
-        request = self.intake.new_request(actor, resource, duration, reason, fields=fields)
+        links = self.intake.checked_links(resource, fields, duration)
+        request = self.intake.new_request(
+            actor, resource, duration, reason, fields=fields, links=links
+        )
         return self._submit(actor, request, resource)
 
     def extend(
@@ -137,6 +140,7 @@ class Handlers:
             reason=request.reason,
             extends=request.extends,
             fields=request.fields or None,
+            links=msg.audit_links(request) or None,
             approvers=", ".join(request.approvers),
         )
 

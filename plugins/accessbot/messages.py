@@ -193,11 +193,17 @@ def _entries_without(request: Request, mine: set[str]):
         yield f"{entry} ({approvers_text(members) if members or not named else 'only the requester'})"
 
 
+TRACKER_NAMES = {"jira": "Jira", "pagerduty": "PagerDuty", "github_issue": "GitHub"}
+
+
 def field_hints(specs) -> str:
     """`; give ticket=... (required: Jira key)` for `!access resources`."""
     hints = [
         f"{s.name}=... ({'required' if s.required else 'optional'}"
-        + (f": {inert(s.help, 80)})" if s.help else ")")
+        + (f": {inert(s.help, 80)}" if s.help else "")
+        + (f"; looked up in {TRACKER_NAMES[s.check['type']]}" if s.check else "")
+        + (", ends access when it closes" if s.end_with else "")
+        + ")"
         for s in specs
     ]
     return f"; give {', '.join(hints)}" if hints else ""
@@ -205,6 +211,46 @@ def field_hints(specs) -> str:
 
 def fields_text(request: Request) -> str:
     return ", ".join(f"{name}={inert(value, 80)}" for name, value in request.fields.items())
+
+
+def link_text(link: dict) -> str:
+    """A checked field as people read it: `OPS-12 "Rotate the DB password" (In Progress
+    at request)`; tracker text is shown as text, like anything a user typed."""
+    key = inert(str(link.get("key", "")), 80)
+    if not link.get("checked", True):
+        return f"{key} (not checked: the tracker could not be reached)"
+    title = inert(str(link.get("title") or ""), 120)
+    state = inert(str(link.get("status") or ""), 40)
+    closed = f", since moved to {inert(str(link['closed']), 40)}" if link.get("closed") else ""
+    return f'{key} "{title}" ({state} at request{closed})' if title else f"{key} ({state}{closed})"
+
+
+def links_lines(request: Request) -> list[str]:
+    """`!access show`'s lines for checked fields: what the tracker said, and where."""
+    return [
+        f"Link: {name} {link_text(link)}"
+        + (f", assigned to {inert(str(link['assignee']), 80)}" if link.get("assignee") else "")
+        + (f" {redact_url(inert(str(link['url']), 200))}" if link.get("url") else "")
+        for name, link in request.links.items()
+    ]
+
+
+def links_sentence(request: Request) -> str:
+    """The requester's DM about a grant: what justified it, and what ends it with."""
+    ending = [link_text(link) for link in request.links.values() if link.get("end_with")]
+    other = [link_text(link) for link in request.links.values() if not link.get("end_with")]
+    text = f" For {', '.join(other)}." if other else ""
+    if ending:
+        text += f" It ends sooner if {' or '.join(ending)} closes."
+    return text
+
+
+def audit_links(request: Request) -> dict:
+    """The links as the audit log keeps them (what the tracker said at request time)."""
+    return {
+        name: {k: link.get(k) for k in ("key", "title", "status", "url", "assignee", "checked")}
+        for name, link in request.links.items()
+    }
 
 
 def card_title(request: Request) -> str:
@@ -223,7 +269,10 @@ def card_fields(request: Request) -> list[tuple[str, str]]:
         ("Duration", format_duration(request.duration)),
         ("Reason", inert(request.reason)),
     ]
-    fields += [(name, inert(value, 80)) for name, value in request.fields.items()]
+    fields += [
+        (name, link_text(request.links[name]) if name in request.links else inert(value, 80))
+        for name, value in request.fields.items()
+    ]
     fields.append(("Approvers", request_approvers(request)))
     if request.approvals_required > 1:
         approved = ", ".join(who(a.by) for a in request.approvals)
@@ -288,6 +337,7 @@ def show(request: Request, now: datetime) -> str:
     ]
     if request.fields:
         lines.append(f"Fields: {fields_text(request)}")
+    lines += links_lines(request)
     lines.append(
         f"Approvers: {request_approvers(request)} "
         f"({request.approvals_required} needed) in {request.channel}"
@@ -1041,8 +1091,8 @@ def granted(request: Request) -> list[Notice]:
         to_requester(
             request,
             f"Your request {request.id} was approved by {by}: you have {request.resource} for "
-            f"{format_duration(request.duration)}, until {until}. End it early with "
-            f"`!access revoke {request.id}`.",
+            f"{format_duration(request.duration)}, until {until}.{links_sentence(request)} "
+            f"End it early with `!access revoke {request.id}`.",
         ),
         to_channel(
             request,
@@ -1082,6 +1132,21 @@ def taken_back(request: Request, why: str) -> list[Notice]:
     return [to_channel(request, text, "alert"), to_requester(request, text)]
 
 
+LINK_CHECK = "link-check"  # who revokes a grant whose ticket or incident closed
+
+
+def link_closed_text(request: Request) -> str:
+    """`OPS-12 moved to Done` for each closed link of the request."""
+    return (
+        "; ".join(
+            f"{inert(str(link.get('key', name)), 80)} moved to {inert(str(link['closed']), 40)}"
+            for name, link in request.links.items()
+            if link.get("closed")
+        )
+        or "its ticket closed"
+    )
+
+
 def grant_ended(request: Request, actor: str) -> list[Notice]:
     """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
     if request.status is Status.EXPIRED:
@@ -1090,6 +1155,17 @@ def grant_ended(request: Request, actor: str) -> list[Notice]:
             f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
         )
         channel_text = expired_in_channel(request)
+    elif actor == LINK_CHECK:
+        why = link_closed_text(request)
+        user_text = (
+            f"Your access to {request.resource} (request {request.id}) was revoked: {why}, "
+            "and this grant ends with it. Still needed? Ask again with an open one: "
+            f"`!access request {request.resource} <duration> <reason>`."
+        )
+        channel_text = (
+            f"Request {request.id}: {who(request.requester)}'s access to {request.resource} "
+            f"was revoked: {why}."
+        )
     else:
         user_text = f"Your access to {request.resource} (request {request.id}) was revoked" + (
             f" by {who(actor)}." if actor != request.requester else "."

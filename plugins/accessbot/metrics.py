@@ -85,6 +85,12 @@ class Metrics:
         self.pagerduty_errors = Counter(
             "accessbot_pagerduty_call_errors", "PagerDuty API calls that failed", registry=r
         )
+        self.link_checks = Counter(
+            "accessbot_link_checks",
+            "Re-checks of active grants' tickets and incidents, by tracker and outcome "
+            "(open, closed, unreachable)",
+            ["type", "outcome"], registry=r,
+        )  # fmt: skip
         self.ticks = Counter(
             "accessbot_scheduler_ticks", "Scheduler ticks this bot ran (as leader)", registry=r
         )

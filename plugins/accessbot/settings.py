@@ -64,6 +64,8 @@ class Settings:
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
     # ACCESS_METRICS_TOKEN (environment only): GET /metrics wants it as a Bearer token.
     metrics_token: str | None = field(default=None, repr=False)
+    # How often the tickets and incidents of active end_with grants are looked up again.
+    link_check: timedelta = timedelta(minutes=1)
 
     @classmethod
     def load(
@@ -190,6 +192,7 @@ class Settings:
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
             # A secret: from the environment only, never from config.py.
             metrics_token=environ.get("ACCESS_METRICS_TOKEN", "").strip() or None,
+            link_check=duration("ACCESS_LINK_CHECK", "1m"),
         )
 
 

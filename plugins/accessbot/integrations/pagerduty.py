@@ -41,6 +41,10 @@ class PagerDutyError(Exception):
     """A lookup failed; the message is safe to show in chat (never the token)."""
 
 
+class IncidentNotFound(PagerDutyError):
+    """PagerDuty has no incident by that id (HTTP 404)."""
+
+
 class OnCallLookups:
     """`ctx.pagerduty` for one request: the checker's answers, failures kept for the card.
 
@@ -506,6 +510,27 @@ class OnCallChecker:
         email = str(user["email"]) if user.get("email") else None
         self._cache.put(("email", user_id), email, self.user_ttl)
         return email
+
+    def incident(self, incident_id: str) -> dict:
+        """`GET /incidents/{id}`, never cached (a checked justification wants its status
+        now); IncidentNotFound for a 404, PagerDutyError for any other failure."""
+
+        def fetch(session: pdpyras.APISession) -> dict:
+            try:
+                return session.rget(f"/incidents/{incident_id}")
+            except pdpyras.PDClientError as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+                    raise IncidentNotFound(f"no PagerDuty incident {incident_id}") from None
+                raise
+
+        answer = self._request(fetch)
+        if not isinstance(answer, dict):
+            raise PagerDutyError("PagerDuty sent an answer that is not the JSON its API documents")
+        return answer
+
+    def email_of(self, user_id: str) -> str | None:
+        """The e-mail of a PagerDuty user id (cached); PagerDutyError when it cannot say."""
+        return self._email_of(user_id)
 
     # Told (seconds, ok) after every API call, for /metrics; the plugin sets it.
     observe: Callable[[float, bool], None] | None = None
