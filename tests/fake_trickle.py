@@ -1,6 +1,7 @@
 """A webhook receiver that trickles its answer: the target of issue 26 item 3.
 
-It grants at once (200, `{"account": ...}`); a `revoke` is answered as `mode` says:
+It grants at once (200, `{"account": ...}`); a `revoke` (or each of `trickled`) is
+answered as `mode` says:
 - "body": the status line and headers at once, then the body one byte a second (a
   Content-Length of a few kB, so the answer never ends within a test);
 - "headers": the status line and headers themselves one byte a second;
@@ -21,8 +22,9 @@ BODY_LENGTH = 4096  # what the trickled body claims: more than an hour at a byte
 
 
 class TricklingTarget:
-    def __init__(self, mode: str = "body"):
+    def __init__(self, mode: str = "body", trickled: tuple[str, ...] = ("revoke",)):
         self.mode = mode
+        self.trickled = trickled  # the actions answered as `mode` says; the rest at once
         self.revokes = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -32,7 +34,7 @@ class TricklingTarget:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 call = json.loads(body)
-                if call.get("action") != "revoke":
+                if call.get("action") not in target.trickled:
                     answer = json.dumps({"account": f"acct-{call['user']}"}).encode()
                     self.respond(200, answer, "application/json")
                     return

@@ -135,3 +135,25 @@ def test_the_deadline_is_the_resources_timeout_or_30_seconds():
     # aws_sso polls Identity Center for up to its `wait` after its calls: both count.
     assert deadline_of({"type": "aws_sso", "timeout": "10s", "wait": "2m"}) == 130
     assert deadline_of({"type": "aws_sso"}) == 90
+
+
+def test_an_approval_whose_grant_trickles_is_answered_at_the_deadline(tmp_path):
+    """The grant an approver waits for runs on their command's thread: it fails at the
+    deadline too, and the approver is told, instead of waiting for the trickle."""
+    target = TricklingTarget(mode="body", trickled=("grant",))
+    try:
+        clock = FakeClock()
+        service = build_service(tmp_path, clock, target.url, policy=trickle_policy(target.url))
+        rid = service.request(person("carol"), "prod-db", timedelta(minutes=30), "INC-8")
+        answered = []
+        approver = threading.Thread(
+            target=lambda: answered.append(service.approve(person("alice"), rid.request.id)),
+            daemon=True,
+        )
+        approver.start()
+        eventually(lambda: answered, "the approval answered")
+        request = service.store.get(rid.request.id)
+        assert request.status is Status.GRANT_FAILED
+        assert "did not finish within 2s" in request.last_error
+    finally:
+        target.close()
