@@ -11,7 +11,8 @@ byte in time), so a timeout per read is no bound on a call. Two bounds make one:
   stops at that same deadline and at `ANSWER_CAP` bytes, so the thread left behind ends
   too, shortly after the deadline, instead of reading a trickle for hours or a huge
   answer into memory. (A target that trickles its status line and headers holds that
-  thread until its own read timeout or the target stops: the caller never waits for it.)
+  thread until its own read timeout or the target stops: the caller never waits for it,
+  and while MAX_LATE such calls to one target still run, the next fails at once.)
 """
 
 from __future__ import annotations
@@ -50,10 +51,6 @@ MAX_LATE = 4
 _DEADLINE: ContextVar[float | None] = ContextVar("accessbot_call_deadline", default=None)
 _late: Counter[str] = Counter()  # target -> its calls given up at their deadline, still running
 _late_lock = threading.Lock()
-
-
-class AnswerTooLong(StrategyError):
-    """The target's answer was longer than the cap: not read to its end."""
 
 
 # Strategies whose call also waits on purpose, and for how long by default: aws_sso polls
