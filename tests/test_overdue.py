@@ -62,7 +62,8 @@ def test_a_grant_its_target_will_not_revoke_is_told_to_the_admins_once_and_fails
 
     clock.advance(seconds=1)
     alarm = chat.wait_for("admin", "OVERDUE")
-    assert rid in alarm and "prod-db" in alarm and "overdue" in alarm.lower()
+    # The contract: the word "overdue" (as written), the request id and the resource.
+    assert rid in alarm and "prod-db" in alarm and "overdue" in alarm
     assert "webhook (url=http://127.0.0.1:" in alarm  # which target
     assert "did not finish within 2s" in alarm  # what the last attempt said
     assert overdue_gauge(plugin) == 1

@@ -1349,7 +1349,7 @@ def overdue_alarm(request: Request, now: datetime, grace: timedelta, under_way: 
         last += " (a revoke call is under way and has not answered)"
     return (
         f"OVERDUE: grant {request.id} ({request.resource} for {who(request.requester)}) "
-        f"ended at {when(request.expires_at)} and is still not revoked, {late} later "
+        f"ended at {when(request.expires_at)} and is overdue: still not revoked {late} later "
         f"(ACCESS_OVERDUE_GRACE is {format_duration(grace)}). Target: "
         f"{target_of(request.strategy)}. Last attempt: {last}. The access may still be in "
         f"place: check the target by hand; `!access retry {request.id}` tries again now."
