@@ -1,0 +1,44 @@
+"""What a new admin reads on the first day (issue 29): suggestions that keep what was
+typed, a floor under durations, typos of a subcommand, the scope of a list, the real
+wait of a time-out, when a grant ended, what a reload changed, and hints that name the
+next command."""
+
+import pytest
+
+from tests.conftest import policy_file, request_id, webhook_policy
+
+DEPLOY = {
+    "description": "Production deploy",
+    "max_duration": "1h",
+    "durations": ["15m", "30m", "1h"],
+    "default_duration": "30m",
+    "fields": {"change": {"pattern": "^CHG-[0-9]+$", "required": True, "help": "CHG-42"}},
+    "strategy": {"type": "none"},
+}
+
+
+@pytest.fixture
+def chat(bot_factory, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    deploy = webhook_policy(webhook.url, **DEPLOY).replace("prod-db", "deploy-prod")
+    policy_file(policy_dir, "deploy.py", deploy)
+    return bot_factory()
+
+
+def test_a_suggested_duration_keeps_every_field_the_person_typed(chat):
+    reply = chat.reply("carol", "!access request deploy-prod 45m change=CHG-42 ship it")
+
+    assert "Try !access request deploy-prod 30m change=CHG-42 ship it" in reply
+    # ...and the suggestion works as typed.
+    rid = request_id(chat.reply("carol", "!access request deploy-prod 30m change=CHG-42 ship it"))
+    assert "Fields: change=CHG-42" in chat.reply("carol", f"!access show {rid}")
+
+
+def test_a_duration_past_the_maximum_is_suggested_with_the_fields(bot_factory, policy_dir, webhook):
+    fields = {"ticket": {"pattern": "^OPS-[0-9]+$", "required": True}}
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url, fields=fields))
+    chat = bot_factory()
+
+    reply = chat.reply("carol", "!access request prod-db 9h ticket=OPS-7 fix the index")
+
+    assert "Try !access request prod-db 4h ticket=OPS-7 fix the index" in reply
