@@ -56,8 +56,10 @@ class Intake:
         clock: Callable[[], datetime],
         lookups: Lookups,
         approval_reminder: timedelta,
+        min_duration: timedelta = timedelta(seconds=30),
     ):
         self.registry = registry
+        self.min_duration = min_duration  # ACCESS_MIN_DURATION: a resource's own wins
         self.permissions = permissions
         self.store = store
         self.clock = clock
@@ -132,6 +134,14 @@ class Intake:
                 f"A duration must be longer than 0s; {resource.name} allows up to "
                 f"{format_duration(resource.max_duration)}, e.g. "
                 f"`{command} {format_duration(resource.default_duration)}{given} <reason>`",
+                field="duration",
+            )
+        floor, source = resource.floor(self.min_duration)
+        if duration < floor:
+            raise AccessError(
+                f"{resource.name} grants at least {format_duration(floor)} ({source}); "
+                f"you asked for {msg.asked(duration)}. Try `{command} {format_duration(floor)}"
+                f"{given} {msg.inert(reason, 80) or '<reason>'}`",
                 field="duration",
             )
         if duration > resource.max_duration:

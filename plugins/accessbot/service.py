@@ -112,6 +112,7 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        min_duration: timedelta = timedelta(seconds=30),
     ):
         self.store = store
         self.audit = audit
@@ -147,7 +148,13 @@ class AccessService:
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)
         self.intake = Intake(
-            self.registry, self.permissions, store, clock, self.lookups, approval_reminder
+            self.registry,
+            self.permissions,
+            store,
+            clock,
+            self.lookups,
+            approval_reminder,
+            min_duration,
         )
         self.handlers = Handlers(
             self.uow, self.intake, self.permissions, self.registry, self, clock

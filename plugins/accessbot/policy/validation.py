@@ -25,6 +25,7 @@ REQUIRED_KEYS = ("max_duration", "strategy")
 OPTIONAL_KEYS = (
     "description",
     "default_duration",
+    "min_duration",
     "approvers",
     "channel",
     "approvals_required",
@@ -227,6 +228,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
     approvers = _approvers(settings, hooks, problems)
     channel = attempt(_channel, settings.get("channel"))
     durations = _durations(settings, max_duration, problems)
+    min_duration = _min_duration(settings, max_duration, default_duration, durations, problems)
     if durations and "default_duration" not in settings:
         default_duration = durations[0]  # the first one listed
     elif durations and default_duration is not None and default_duration not in durations:
@@ -260,6 +262,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
         description=description,
         max_duration=max_duration,
         default_duration=default_duration,
+        min_duration=min_duration,
         approvers=approvers,
         channel=channel,
         approvals_required=approvals_required,
@@ -307,6 +310,52 @@ def _durations(
         elif duration not in found:
             found.append(duration)
     return found
+
+
+def _min_duration(
+    settings: dict,
+    max_duration: timedelta | None,
+    default_duration: timedelta | None,
+    durations: list[timedelta],
+    problems: list[KeyProblem],
+) -> timedelta | None:
+    """The shortest one may ask for, when the resource sets it (else ACCESS_MIN_DURATION
+    applies at request time); it must leave the default and every listed duration
+    requestable."""
+    if "min_duration" not in settings:
+        return None
+    try:
+        floor = _duration(settings, "min_duration")
+    except KeyProblem as problem:
+        problems.append(problem)
+        return None
+    if max_duration is not None and floor > max_duration:
+        problems.append(
+            KeyProblem(
+                "min_duration",
+                f"{format_duration(floor)} is longer than max_duration "
+                f"{format_duration(max_duration)}",
+            )
+        )
+        return floor
+    shorter = [d for d in durations if d < floor]
+    if shorter:
+        problems.append(
+            KeyProblem(
+                "durations",
+                f"{format_duration(shorter[0])} is shorter than min_duration "
+                f"{format_duration(floor)}",
+            )
+        )
+    elif default_duration is not None and default_duration < floor:
+        problems.append(
+            KeyProblem(
+                "default_duration",
+                f"{format_duration(default_duration)} is shorter than min_duration "
+                f"{format_duration(floor)}",
+            )
+        )
+    return floor
 
 
 def _escalation(
