@@ -42,3 +42,29 @@ def test_a_duration_past_the_maximum_is_suggested_with_the_fields(bot_factory, p
     reply = chat.reply("carol", "!access request prod-db 9h ticket=OPS-7 fix the index")
 
     assert "Try !access request prod-db 4h ticket=OPS-7 fix the index" in reply
+
+
+# -- item 10: typos of a subcommand ----------------------------------------------------
+
+
+def test_a_misspelt_subcommand_is_answered_with_the_one_it_resembles(chat):
+    reply = chat.reply("carol", "!access requst deploy-prod 30m change=CHG-42 ship it")
+
+    assert reply.startswith("requst is not an access command; did you mean !access request?")
+    assert "!access cancel" not in reply  # one line that helps, not the whole help
+
+
+def test_a_word_like_no_subcommand_still_gets_the_help(chat):
+    reply = chat.reply("carol", "!access frobnicate")
+
+    assert reply.startswith("frobnicate is not an access command.")
+    assert "!access request" in reply and "!access cancel" in reply
+
+
+@pytest.mark.parametrize("typed, meant", [("verfy", "verify"), ("stauts", "status")])
+def test_a_misspelt_audit_subcommand_is_not_read_as_a_filter(chat, typed, meant):
+    reply = chat.reply("admin", f"!access audit {typed}")
+
+    assert f"did you mean !access audit {meant}?" in reply
+    assert f"user={typed}" in reply  # how to ask for a user of that name
+    assert "No audit events match" not in reply

@@ -36,6 +36,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request,
     parse_resource_arg,
     parse_whatif_args,
+    resembles,
 )
 from accessbot.delivery import (  # noqa: E402
     UndeliveredNotices,
@@ -396,8 +397,22 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         """Just-in-time access; `!access request <resource> [duration] <reason>` to ask."""
         if args.strip():
             word = args.split()[0]
+            meant = resembles(word, self.subcommands())
+            if meant:
+                return (
+                    f"`{messages.inert(word, 40)}` is not an access command; did you mean "
+                    f"`!access {meant}`? (`!access` lists them all.)"
+                )
             return f"`{messages.inert(word, 40)}` is not an access command.\n\n{HELP}"
         return HELP
+
+    def subcommands(self) -> list[str]:
+        """The words after `!access` that are commands (`request`, `audit`, ...)."""
+        return [
+            name.removeprefix("access_")
+            for name in dir(type(self))
+            if name.startswith("access_") and getattr(getattr(self, name), "_err_command", False)
+        ]
 
     @botcmd
     def access_request(self, msg, args):

@@ -362,6 +362,15 @@ def audit_not_understood(words: list[str], user: str, resources: list[str]) -> s
     )
 
 
+def audit_subcommand_misspelt(word: str, meant: str) -> str:
+    """`!access audit verfy`: a typo of a subcommand, not a user to filter by."""
+    shown = inert(word, 40)
+    return (
+        f"`{shown}` is not a resource or a request id; did you mean `!access audit {meant}`? "
+        f"(For the events of a user called {shown}, type `!access audit user={shown}`.)"
+    )
+
+
 def whatif(evaluation) -> str:
     """`!access whatif`: what a request would do, and that nothing was done."""
     e = evaluation

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from . import messages as msg
 from .audit import AuditLog
+from .commands import resembles
 from .domain import AccessError, normalize_handle
 from .permissions import Permissions
 from .policy_registry import PolicyRegistry
@@ -107,6 +108,8 @@ class Queries:
                 resource = term
             elif self.store.exists(term.lower()) and not request_id:
                 request_id = term.lower()
+            elif meant := resembles(term, ("verify", "status")):
+                raise AccessError(msg.audit_subcommand_misspelt(term, meant))
             elif not user:
                 user = term
             else:
