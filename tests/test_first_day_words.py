@@ -12,6 +12,7 @@ DEPLOY = {
     "max_duration": "1h",
     "durations": ["15m", "30m", "1h"],
     "default_duration": "30m",
+    "approvers": ["@dave"],
     "fields": {"change": {"pattern": "^CHG-[0-9]+$", "required": True, "help": "CHG-42"}},
     "strategy": {"type": "none"},
 }
@@ -68,3 +69,21 @@ def test_a_misspelt_audit_subcommand_is_not_read_as_a_filter(chat, typed, meant)
     assert f"did you mean !access audit {meant}?" in reply
     assert f"user={typed}" in reply  # how to ask for a user of that name
     assert "No audit events match" not in reply
+
+
+# -- item 9: the scope of !access list -------------------------------------------------
+
+
+def test_list_for_an_approver_of_some_resources_says_it_shows_only_theirs(chat):
+    rid = request_id(chat.reply("carol", "!access request deploy-prod 30m change=CHG-42 ship"))
+
+    assert chat.reply("alice", "!access list") == (
+        "No pending requests or active grants on the resources you approve (prod-db); "
+        "admins see every resource."
+    )
+    dave = chat.reply("dave", "!access list")
+    assert dave.startswith("Pending requests and active grants on the resources you approve")
+    assert rid in dave
+    everything = chat.reply("admin", "!access list")
+    assert everything.startswith("Pending requests and active grants on every resource:")
+    assert rid in everything

@@ -554,11 +554,18 @@ def mine(own: list[Request], now: datetime) -> str:
     return "Your requests and grants:\n" + "\n".join(f"- {request_line(r, now)}" for r in own)
 
 
-def live_list(live: list[Request], now: datetime) -> str:
-    """`!access list`: the pending requests and active grants one may see."""
+def live_list(live: list[Request], now: datetime, scope: list[str] | None = None) -> str:
+    """`!access list`: the pending requests and active grants one may see; `scope`, the
+    resources an approver approves (None: an admin, who sees every resource)."""
+    if scope is None:
+        where, note = "on every resource", ""
+    else:
+        names = ", ".join(inert(n, 60) for n in scope[:8]) + (", ..." if len(scope) > 8 else "")
+        where = "on the resources you approve" + (f" ({names})" if names else "")
+        note = "; admins see every resource"
     if not live:
-        return "No pending requests or active grants."
-    return "Pending requests and active grants:\n" + "\n".join(
+        return f"No pending requests or active grants {where}{note}."
+    return f"Pending requests and active grants {where}:\n" + "\n".join(
         f"- {request_line(r, now)}" for r in live
     )
 

@@ -50,10 +50,17 @@ class Queries:
 
     def list_live(self, actor: Actor) -> str:
         live = self.store.live()
-        if not actor.is_admin:
-            self._check_any_approver(actor, "list")
-            live = [r for r in live if self.permissions.is_approver(actor, r)]
-        return msg.live_list(live, self.clock())
+        if actor.is_admin:
+            return msg.live_list(live, self.clock())
+        self._check_any_approver(actor, "list")
+        live = [r for r in live if self.permissions.is_approver(actor, r)]
+        policies = self.registry.policies
+        approved = [
+            name
+            for name in (policies.names() if policies else [])
+            if self.permissions.approves_resource(actor, policies.resources[name].approvers)
+        ]
+        return msg.live_list(live, self.clock(), approved)
 
     def review(self, actor: Actor) -> str:
         """The break-glass grants still waiting for a human to acknowledge them."""
