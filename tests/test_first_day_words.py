@@ -87,3 +87,23 @@ def test_list_for_an_approver_of_some_resources_says_it_shows_only_theirs(chat):
     everything = chat.reply("admin", "!access list")
     assert everything.startswith("Pending requests and active grants on every resource:")
     assert rid in everything
+
+
+# -- item 11: a time-out says the real wait ---------------------------------------------
+
+
+def test_a_time_out_after_a_restart_says_how_long_the_request_really_waited(
+    bot_factory, policy_dir, webhook, clock
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_PENDING_TIMEOUT="40s")
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    bot_factory.stop_last()
+
+    clock.advance(minutes=13)  # the bot was away
+    chat = bot_factory(ACCESS_PENDING_TIMEOUT="40s")
+
+    # Told while the bot started: read what it sent from the TestBot's own queue.
+    told = [chat.testbot.pop_message(timeout=15) for _ in range(2)]
+    assert any(f"request {rid} for prod-db timed out after 13m " in t for t in told), told
+    assert any(f"Request {rid} (prod-db for @carol) timed out after 13m;" in t for t in told)
