@@ -107,3 +107,37 @@ def test_a_time_out_after_a_restart_says_how_long_the_request_really_waited(
     told = [chat.testbot.pop_message(timeout=15) for _ in range(2)]
     assert any(f"request {rid} for prod-db timed out after 13m " in t for t in told), told
     assert any(f"Request {rid} (prod-db for @carol) timed out after 13m;" in t for t in told)
+
+
+# -- item 13: when a grant ended, and by how much it is overdue ------------------------
+
+
+def test_show_of_a_revoked_grant_says_when_it_was_revoked(chat, clock):
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    chat.say("alice", f"!approve {rid}")
+    clock.advance(minutes=10)
+    chat.say("carol", f"!access revoke {rid}")
+    chat.wait_for("carol", "revoked")
+
+    shown = chat.reply("carol", f"!access show {rid}")
+
+    assert (
+        "Granted: 2026-11-24 09:00:00 UTC; revoked: 2026-11-24 09:10:00 UTC "
+        "(it was to end 2026-11-24 09:30:00 UTC)"
+    ) in shown
+    assert "ends: 2026-11-24 09:30:00" not in shown
+
+
+def test_an_overdue_grant_says_by_how_much_not_0s_left(chat, clock, webhook):
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    chat.say("alice", f"!approve {rid}")
+    webhook.set_status(503)  # the target refuses the revoke
+    clock.advance(minutes=30)
+    chat.wait_for("#access-approvals", "attempt 1")
+    clock.advance(minutes=1, seconds=50)
+
+    shown = chat.reply("carol", f"!access show {rid}")
+    listed = chat.reply("carol", "!access mine")
+
+    assert "Time left: none, overdue by 1m50s" in shown
+    assert "0s left" not in listed and "overdue by 1m50s" in listed

@@ -250,12 +250,30 @@ def request_line(request: Request, now: datetime) -> str:
         f"{length(request)}: {STATUS_WORDS[request.status]}"
     )
     if request.holds_access and request.expires_at:
-        base += (
-            f", {format_duration(request.remaining(now))} left (until {when(request.expires_at)})"
-        )
+        base += f", {time_left(request, now)} (until {when(request.expires_at)})"
     elif request.status is Status.PENDING and request.approvals_required > 1:
         base += f" ({len(request.approvals)} of {request.approvals_required} approvals)"
     return base
+
+
+def time_left(request: Request, now: datetime) -> str:
+    """`29m44s left`, or past the end without a confirmed revoke `none, overdue by 1m50s`."""
+    if request.expires_at and now > request.expires_at:
+        return f"none, overdue by {format_duration(now - request.expires_at)}"
+    return f"{format_duration(request.remaining(now))} left"
+
+
+def grant_end(request: Request) -> str:
+    """When a grant ends, or ended: a revoke before the end says when it was revoked."""
+    if request.status is Status.REVOKED and request.ended_at:
+        if request.ended_at < request.expires_at:
+            return f"revoked: {when(request.ended_at)} (it was to end {when(request.expires_at)})"
+        return f"revoked: {when(request.ended_at)}"
+    if request.status is Status.EXPIRED and request.ended_at:
+        late = request.ended_at - request.expires_at
+        removed = f" (removed {when(request.ended_at)})" if late >= timedelta(seconds=1) else ""
+        return f"ended: {when(request.expires_at)}{removed}"
+    return f"ends: {when(request.expires_at)}"
 
 
 def show(request: Request, now: datetime) -> str:
@@ -274,9 +292,10 @@ def show(request: Request, now: datetime) -> str:
         f"({request.approvals_required} needed) in {request.channel}"
     )
     if request.expires_at:
-        lines.append(f"Granted: {when(request.granted_at)}; ends: {when(request.expires_at)}")
+        lines.append(f"Granted: {when(request.granted_at)}; {grant_end(request)}")
         if request.holds_access:
-            lines.append(f"Time left: {format_duration(request.remaining(now))}")
+            left = time_left(request, now)
+            lines.append(f"Time left: {left.removesuffix(' left')}")
     if request.last_error:
         lines.append(f"Last error: {inert(request.last_error)}")
     if request.review_required:
