@@ -141,3 +141,87 @@ def test_an_overdue_grant_says_by_how_much_not_0s_left(chat, clock, webhook):
 
     assert "Time left: none, overdue by 1m50s" in shown
     assert "0s left" not in listed and "overdue by 1m50s" in listed
+
+
+# -- item 17: doubled punctuation, hints that name the next command, wording -----------
+
+
+def test_the_degraded_reason_does_not_double_its_punctuation(tmp_path):
+    from accessbot.durable import StoreError
+    from accessbot.rebuild import degraded_reason
+    from accessbot.store import TinyDBStore
+    from tests.builders import a_request
+    from tests.test_rebuild import flip
+
+    store = TinyDBStore(tmp_path / "access.json")
+    store.save_many([a_request(), a_request(id="abc234")])
+    store.compact()
+    store.close()
+    flip(tmp_path / "access.json")
+
+    with pytest.raises(StoreError) as raised:
+        TinyDBStore(tmp_path / "access.json")
+    reason = degraded_reason(raised.value)
+
+    assert "is not valid JSON" in reason
+    assert ".)" not in reason and ").)" not in reason and ".." not in reason
+    assert f"Nothing was done: {reason}.".count("..") == 0
+
+
+def test_deny_on_an_active_grant_points_at_revoke(chat):
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    chat.say("alice", f"!approve {rid}")
+
+    reply = chat.reply("bob", f"!deny {rid} changed my mind")
+
+    assert reply == (
+        f"Request {rid} is already approved and active, so it cannot be denied; "
+        f"to end it now: !access revoke {rid}"
+    )
+
+
+def test_cancel_without_an_id_withdraws_the_callers_only_pending_request(chat):
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    request_id(chat.reply("dave", "!access request prod-db 30m other work"))  # not carol's
+
+    assert chat.reply("carol", "!access cancel") == f"Cancelled {rid}."
+    assert "pending approval" not in chat.reply("carol", "!access mine")
+
+
+def test_cancel_without_an_id_asks_which_when_there_are_several(chat):
+    one = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    two = request_id(chat.reply("carol", "!access request deploy-prod 30m change=CHG-1 ship"))
+
+    reply = chat.reply("carol", "!access cancel")
+
+    assert reply.startswith("You have 2 pending requests: ")
+    assert f"{one} (prod-db)" in reply and f"{two} (deploy-prod)" in reply
+    assert reply.rstrip(".").rsplit("say which: !access cancel ", 1)[1] in (one, two)
+    assert "No pending requests" not in chat.reply("carol", "!access mine")
+
+
+def test_cancel_without_an_id_and_nothing_pending_says_so(chat):
+    assert chat.reply("carol", "!access cancel") == (
+        "You have no pending request to withdraw; !access mine lists yours."
+    )
+
+
+def test_a_timed_out_request_and_the_bots_own_steps_read_plainly(
+    bot_factory, policy_dir, webhook, clock
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory(ACCESS_PENDING_TIMEOUT="40m", ACCESS_APPROVAL_REMINDER="15m")
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m fixing the index"))
+    clock.advance(minutes=16)
+    chat.wait_for("#access-approvals", f"Reminder: request {rid}")
+    clock.advance(minutes=30)
+    chat.wait_for("carol", "timed out")
+
+    approved = chat.reply("alice", f"!approve {rid}")
+    shown = chat.reply("carol", f"!access show {rid}")
+
+    assert "is timed out" not in approved
+    assert approved.startswith(f"Request {rid} timed out without a decision")
+    assert "by @scheduler" not in shown
+    assert "approvers reminded (by the bot)" in shown
+    assert "timed out (by the bot)" in shown

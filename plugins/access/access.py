@@ -454,11 +454,9 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
 
     @botcmd
     def access_cancel(self, msg, args):
-        """Withdraw your pending request: `!access cancel <id>`."""
-        yield from self.run(
-            msg,
-            lambda actor: self.service.cancel(actor, parse_id_and_text(args, "access cancel")[0]),
-        )
+        """Withdraw your pending request: `!access cancel <id>` (no id: your only one)."""
+        request_id = parse_id_and_text(args, "access cancel")[0] if args.strip() else None
+        yield from self.run(msg, lambda actor: self.service.cancel(actor, request_id))
 
     @botcmd
     def access_revoke(self, msg, args):

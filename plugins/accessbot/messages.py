@@ -302,12 +302,22 @@ def show(request: Request, now: datetime) -> str:
         lines.append(f"Break-glass review: {review_status(request)}")
     lines += [f"Note: {inert(n)}" for n in request.notes]
     lines.append("History:")
-    for event in request.history:
-        note = f": {readable_times(inert(event.note))}" if event.note else ""
-        lines.append(
-            f"- {moment(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
-        )
+    lines += [history_line(event) for event in request.history]
     return "\n".join(lines)
+
+
+# Steps the bot takes itself, as a person reads them in a history.
+_HISTORY_WORDS = {"nudge": "approvers reminded", "expiry_reminder": "requester reminded of the end"}
+_SYSTEM_ACTORS = {"scheduler": "the bot", "bot": "the bot", "policy": "the policy"}
+
+
+def history_line(event) -> str:
+    """One step in `!access show`: `approved by @alice`, `approvers reminded (by the bot)`."""
+    note = f": {readable_times(inert(event.note))}" if event.note else ""
+    action = _HISTORY_WORDS.get(event.action, event.action.replace("_", " "))
+    system = _SYSTEM_ACTORS.get(event.actor)
+    by = f" (by {system})" if system else f" by {who(event.actor)}"
+    return f"- {moment(event.at)} {action}{by}{note}"
 
 
 def review_status(request: Request) -> str:
@@ -868,6 +878,17 @@ def _extension_denied(result: Denied) -> Outcome:
         f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}",
         notices,
         extension,
+    )
+
+
+def which_to_cancel(pending: list[Request]) -> str:
+    """`!access cancel` without an id, and not exactly one pending request to withdraw."""
+    if not pending:
+        return "You have no pending request to withdraw; `!access mine` lists yours."
+    shown = ", ".join(f"{r.id} ({r.resource})" for r in pending[:10])
+    return (
+        f"You have {len(pending)} pending requests: {shown}; say which: "
+        f"`!access cancel {pending[0].id}`."
     )
 
 

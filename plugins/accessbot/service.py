@@ -257,7 +257,7 @@ class AccessService:
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Outcome:
         return rendered(self.handlers.deny(actor, request_id, reason))
 
-    def cancel(self, actor: Actor, request_id: str) -> Outcome:
+    def cancel(self, actor: Actor, request_id: str | None) -> Outcome:
         return rendered(self.handlers.cancel(actor, request_id))
 
     def revoke(self, actor: Actor, request_id: str) -> Outcome:
