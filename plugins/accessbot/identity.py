@@ -64,6 +64,11 @@ class NamedPeople:
         return normalize_handle(entry) or None
 
 
+# users.list pages read at most (200 members each): 100,000 people. A workspace larger,
+# or a Slack that keeps answering a next_cursor, stops here rather than loop for ever.
+MAX_USER_PAGES = 500
+
+
 class SlackPeople:
     """Slack: ids as they are; e-mails by `users.lookupByEmail`; handles by the workspace's
     `users.list` (the unique `name`, never a display name). Answers are cached for `ttl`
@@ -80,8 +85,10 @@ class SlackPeople:
         ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         fallback: People | None = None,
+        max_pages: int = MAX_USER_PAGES,
     ):
         self._client = client
+        self.max_pages = max_pages
         self.fallback = fallback or NamedPeople()
         self.ttl = ttl
         self.clock = clock
@@ -130,8 +137,8 @@ class SlackPeople:
                 return self._names[1]
         names: dict[str, str] = {}
         try:
-            cursor = None
-            while True:
+            cursor, seen = None, set()
+            for _ in range(self.max_pages):
                 answer = self._client_now().users_list(limit=200, cursor=cursor)
                 for user in answer.get("members") or []:
                     if user.get("deleted") or not user.get("name"):
@@ -139,10 +146,28 @@ class SlackPeople:
                     if USER_ID.match(str(user.get("id", ""))):
                         name = normalize_handle(user["name"])
                         # Two people with one name (it should not happen): it names nobody.
-                        names[name] = "" if name in names else user["id"]
+                        # (The same person on a repeated page is still one person.)
+                        names[name] = (
+                            "" if names.get(name, user["id"]) != user["id"] else user["id"]
+                        )
                 cursor = (answer.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break
+                if cursor in seen:
+                    log.warning(
+                        "users.list answered the same cursor again after %d page(s); stopped "
+                        "there (handles of people on later pages may name nobody)",
+                        len(seen) + 1,
+                    )
+                    break
+                seen.add(cursor)
+            else:
+                log.warning(
+                    "users.list stopped after %d pages (%d names); handles of people on later "
+                    "pages may name nobody",
+                    self.max_pages,
+                    len(names),
+                )
         except Exception as exc:  # noqa: BLE001 - keep what we had; a handle may name nobody
             log.warning("users.list failed; handles in approver lists may name nobody: %s", exc)
             with self._lock:
