@@ -41,6 +41,7 @@ ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 ESCALATION_KEYS = frozenset({"after", "approvers", "channel"})
 FIELD_KEYS = frozenset({"pattern", "required", "help"})
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_DURATIONS = 100  # Block Kit's most options in one select (the request form)
 CONFIG_GROUPS = "ACCESS_GROUPS"  # where groups from the bot's configuration come from
 
 
@@ -309,6 +310,14 @@ def _durations(
             )
         elif duration not in found:
             found.append(duration)
+    if len(found) > MAX_DURATIONS:
+        problems.append(
+            KeyProblem(
+                "durations",
+                f"lists {len(found)} durations; Slack's request form offers at most "
+                f"{MAX_DURATIONS} (a select's most options): list fewer",
+            )
+        )
     return found
 
 
