@@ -653,7 +653,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     def metrics_endpoint(self, request):
         """Prometheus metrics: requests by status, grants and revokes by outcome, revocation
         lateness, target/chat/PagerDuty call times and errors, the scheduler."""
-        body, content_type = self.metrics.exposition()
+        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
         return body, 200, {"Content-Type": content_type}
 
     @webhook("/health", methods=("GET",), raw=True)

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from .domain import Status
 
@@ -125,9 +124,12 @@ class Metrics:
         if not ok:
             self.target_errors.labels(strategy, action).inc()
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text Prometheus scrapes, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The text Prometheus scrapes, in the format its `Accept` header asks for
+        (prometheus_client's choice: OpenMetrics, or the text format 0.0.4), and its
+        content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
 
 
 class _SinkLag:
