@@ -75,3 +75,20 @@ def test_a_floor_that_contradicts_the_other_durations_is_a_load_error(policy_dir
         load_policies(policy_dir, environ={"TEST_HOOK_SECRET": "s"})
 
     assert says in str(raised.value)
+
+
+def test_the_slack_form_offers_no_duration_below_the_resources_floor(policy_dir):
+    from accessbot.integrations.slack.modal import request_modal
+
+    policy_file(policy_dir, "db.py", webhook_policy("https://hooks.example/x", min_duration="1h"))
+    resource = load_policies(policy_dir, environ={"TEST_HOOK_SECRET": "s"}).resources["prod-db"]
+
+    view = request_modal([resource], "prod-db").to_dict()
+    offered = [
+        option["value"]
+        for block in view["blocks"]
+        for option in (block.get("element") or {}).get("options", [])
+    ]  # the resource's option too ("prod-db"), and every duration offered
+
+    assert "15m" not in offered and "30m" not in offered
+    assert "1h" in offered and "4h" in offered
