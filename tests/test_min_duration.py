@@ -31,6 +31,7 @@ def test_a_resource_sets_its_own_floor(bot_factory, policy_dir, webhook):
         "Try !access request prod-db 15m fixing the index"
     )
     request_id(chat.reply("carol", "!access request prod-db 15m fixing the index"))
+    assert "Max 4h, default 1h, min 15m;" in chat.reply("carol", "!access resources")
 
 
 def test_the_global_floor_comes_from_the_configuration(bot_factory, policy_dir, webhook):

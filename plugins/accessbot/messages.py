@@ -613,7 +613,9 @@ def resource_line(res) -> str:
     return (
         f"- {res.name}: {res.description or 'no description'}. Max "
         f"{format_duration(res.max_duration)}, default "
-        f"{format_duration(res.default_duration)}; approvers: {approvers}"
+        f"{format_duration(res.default_duration)}"
+        + (f", min {format_duration(res.min_duration)}" if res.min_duration else "")
+        + f"; approvers: {approvers}"
         + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
         + f"; channel {res.channel}; grants via {res.strategy.describe()}"
         + ("; can auto-approve" if "on_request" in res.hooks else "")
