@@ -225,3 +225,15 @@ def test_a_timed_out_request_and_the_bots_own_steps_read_plainly(
     assert "by @scheduler" not in shown
     assert "approvers reminded (by the bot)" in shown
     assert "timed out (by the bot)" in shown
+
+
+def test_ask_again_after_a_time_out_keeps_the_fields_given(bot_factory, policy_dir, webhook, clock):
+    deploy = webhook_policy(webhook.url, **DEPLOY).replace("prod-db", "deploy-prod")
+    policy_file(policy_dir, "deploy.py", deploy)
+    chat = bot_factory(ACCESS_PENDING_TIMEOUT="40m")
+    rid = request_id(chat.reply("carol", "!access request deploy-prod 30m change=CHG-42 ship"))
+    clock.advance(minutes=41)
+
+    told = chat.wait_for("carol", f"request {rid} for deploy-prod timed out")
+
+    assert "Ask again with !access request deploy-prod 30m change=CHG-42 <reason>." in told

@@ -113,10 +113,16 @@ def asked(duration: timedelta) -> str:
     return format_duration(duration)
 
 
-def ask_again(resource: str, duration: timedelta, specs=()) -> str:
-    """The command that asks afresh, with a placeholder for every field the resource
-    requires: `!access request payroll 30m ticket=<ticket> <reason>`."""
-    fields = "".join(f" {s.name}=<{s.name}>" for s in specs if s.required)
+def ask_again(resource: str, duration: timedelta, specs=(), values=None) -> str:
+    """The command that asks afresh, with every field the person gave (`values`) and a
+    placeholder for any other the resource requires:
+    `!access request payroll 30m ticket=OPS-12 <reason>`."""
+    values = values or {}
+    fields = "".join(
+        f" {s.name}={inert(values[s.name], 40)}" if s.name in values else f" {s.name}=<{s.name}>"
+        for s in specs
+        if s.required or s.name in values
+    )
     return f"`!access request {resource} {format_duration(duration)}{fields} <reason>`"
 
 

@@ -182,10 +182,10 @@ class PolicyRegistry:
 
     def ask_again(self, request: Request) -> str:
         """The command to ask afresh for what `request` asked, with the fields its
-        resource requires now."""
+        resource takes now, as the person gave them."""
         resource = self.get(request.resource)
         specs = resource.fields.values() if resource else ()
-        return msg.ask_again(request.resource, request.duration, specs)
+        return msg.ask_again(request.resource, request.duration, specs, request.fields)
 
     def reload(self, by: str) -> PolicyReload:
         """Load the policy files again, all or nothing, and say what changed.
