@@ -71,5 +71,6 @@ def bootstrap(
         metrics=metrics,
         notify=notify,
         outbox=outbox,
+        requests_per_hour=settings.requests_per_hour,
         **tuning,
     )

@@ -136,20 +136,28 @@ class SlackPeople:
             if self._names and now - self._names[0] < self.ttl:
                 return self._names[1]
         names: dict[str, str] = {}
+        owners: dict[str, str] = {}  # name -> the first user id seen with it
+        clashes: set[str] = set()
         try:
             cursor, seen = None, set()
             for _ in range(self.max_pages):
                 answer = self._client_now().users_list(limit=200, cursor=cursor)
                 for user in answer.get("members") or []:
-                    if user.get("deleted") or not user.get("name"):
+                    if not user.get("name"):
                         continue
                     if USER_ID.match(str(user.get("id", ""))):
                         name = normalize_handle(user["name"])
-                        # Two people with one name (it should not happen): it names nobody.
-                        # (The same person on a repeated page is still one person.)
-                        names[name] = (
-                            "" if names.get(name, user["id"]) != user["id"] else user["id"]
-                        )
+                        # Two people whose names look alike (compared normalised: the
+                        # Kelvin sign's "Karl" is "karl"): it names nobody. Someone who left
+                        # keeps their name, so a look-alike cannot take it over. The same
+                        # person again (a repeated page) is still one person.
+                        if owners.setdefault(name, user["id"]) != user["id"]:
+                            if name not in clashes:
+                                log.warning(
+                                    "two Slack users are named like %r: it names nobody", name
+                                )
+                            clashes.add(name)
+                        names[name] = "" if name in clashes or user.get("deleted") else user["id"]
                 cursor = (answer.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break

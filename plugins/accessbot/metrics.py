@@ -10,11 +10,14 @@ recently, and the store can be read.
 
 from __future__ import annotations
 
+import hmac
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from prometheus_client import (
     CollectorRegistry,
@@ -81,6 +84,12 @@ class Metrics:
         self.pagerduty_errors = Counter(
             "accessbot_pagerduty_call_errors", "PagerDuty API calls that failed", registry=r
         )
+        self.link_checks = Counter(
+            "accessbot_link_checks",
+            "Re-checks of active grants' tickets and incidents, by tracker and outcome "
+            "(open, closed, unreachable)",
+            ["type", "outcome"], registry=r,
+        )  # fmt: skip
         self.ticks = Counter(
             "accessbot_scheduler_ticks", "Scheduler ticks this bot ran (as leader)", registry=r
         )
@@ -132,6 +141,35 @@ class Metrics:
         return encoder(self.registry), content_type
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def sink_label(name: str) -> str:
+    """A sink's name as a metric label: each URL in it cut to scheme://host[:port]. A
+    token in a URL's path (Slack-style webhooks, some HEC set-ups) or query must not be
+    published to whoever can scrape /metrics."""
+
+    def host_only(match: re.Match) -> str:
+        try:
+            parts = urlsplit(match.group(0))
+        except ValueError:
+            return "(an unreadable URL)"
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    return _URL_IN_TEXT.sub(host_only, name)
+
+
+def bearer_allows(authorization: str | None, token: str | None) -> bool:
+    """Whether a request may read /metrics: always without ACCESS_METRICS_TOKEN, else only
+    with `Authorization: Bearer <token>` (compared in constant time)."""
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 class _SinkLag:
     """Audit events not yet acknowledged by each sink, and whether it is failing."""
 
@@ -150,9 +188,14 @@ class _SinkLag:
         failing = GaugeMetricFamily(
             "accessbot_audit_sink_failing", "1 while the sink's deliveries fail", labels=["sink"]
         )
+        seen: dict[str, int] = {}
         for sink in self.status():
-            lag.add_metric([sink.name, sink.kind], sink.lag)
-            failing.add_metric([sink.name], 1 if sink.failing else 0)
+            label = sink_label(sink.name)
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:  # two sinks on one host: each its own series
+                label = f"{label} #{seen[label]}"
+            lag.add_metric([label, sink.kind], sink.lag)
+            failing.add_metric([label], 1 if sink.failing else 0)
         yield lag
         yield failing
 

@@ -35,6 +35,8 @@ from .identity import NamedPeople, People
 from .intake import Intake, Lookups
 from .integrations.pagerduty import PagerDutyNotConfigured
 from .integrations.slack_groups import NoSlackGroups
+from .integrations.trackers import LinkChecker
+from .link_check import LinkChecks, LinkPass
 from .metrics import Metrics
 from .permissions import Permissions
 from .policy import (
@@ -112,6 +114,8 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        requests_per_hour: int = 0,
+        links=None,
         min_duration: timedelta = timedelta(seconds=30),
     ):
         self.store = store
@@ -144,6 +148,8 @@ class AccessService:
             slack_groups or NoSlackGroups(),
             store,
             hook_timeout,
+            # Checked fields' trackers; PagerDuty incidents through the checker above.
+            links or LinkChecker(lambda: self.lookups.pagerduty),
         )
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)
@@ -154,13 +160,17 @@ class AccessService:
             clock,
             self.lookups,
             approval_reminder,
-            min_duration,
+            requests_per_hour,  # ACCESS_REQUESTS_PER_HOUR; 0 (tools, tests): no limit
+            min_duration=min_duration,
         )
         self.handlers = Handlers(
             self.uow, self.intake, self.permissions, self.registry, self, clock
         )
         self.queries = Queries(self.uow, audit, self.registry, self.permissions, clock)
         self.dry_run = DryRun(self.intake, self.permissions, self.registry, pending_timeout)
+        self._link_checks = LinkChecks(
+            self.uow, self.registry, self.lookups, self.provisioner, clock, self.metrics
+        )
         self._housekeeping = Housekeeping(
             self.uow,
             self.registry,
@@ -194,6 +204,15 @@ class AccessService:
     @pagerduty.setter
     def pagerduty(self, value) -> None:
         self.lookups.pagerduty = value
+
+    @property
+    def links(self):
+        """Where checked fields are looked up (trackers.LinkChecker; StaticLinks in tests)."""
+        return self.lookups.links
+
+    @links.setter
+    def links(self, value) -> None:
+        self.lookups.links = value
 
     @property
     def slack_groups(self):
@@ -406,6 +425,10 @@ class AccessService:
         for owed in self.store.follow_ups_due():
             self._follow_ups.submit(owed.id)  # one a restart or a failed write left
         return notices
+
+    def check_links(self) -> LinkPass:
+        """Look the links of active end_with grants up again; revoke those now closed."""
+        return self._link_checks.run()
 
     def remind_reviews(self) -> list[Notice]:
         """The scheduler's review job: the daily reminder of break-glass grants nobody
