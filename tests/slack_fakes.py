@@ -73,6 +73,9 @@ class FakeSlack:
         self.chat_delay = 0.0  # seconds every chat.* call takes
         self.tiers: SlackTiers | None = None  # Slack's rate limits, once `rate_limit()`
         self.page_size = 2
+        # users.list answers the first page again with this next_cursor (Slack's own
+        # example answer carries one that never changes); None: real paging.
+        self.stuck_cursor: str | None = None
         self.channels = dict(channels or {})
         self.not_member: set[str] = set()  # channel ids the bot was never invited to
         self.archived: set[str] = set()  # channel ids archived
@@ -170,6 +173,18 @@ class FakeSlack:
         if method == "users.list":
             # The workspace's own members: Slack Connect guests of other teams are not listed.
             ids = sorted(u for u in self.users if self._user(u)["team_id"] == TEAM)
+            if self.stuck_cursor is not None:
+                return {
+                    "ok": True,
+                    "members": [self._user(u) for u in ids[: self.page_size]],
+                    # (after 100 calls it lets go, so a client that never stops fails a
+                    # test instead of hanging it)
+                    "response_metadata": {
+                        "next_cursor": self.stuck_cursor
+                        if self.calls.count("users.list") < 100
+                        else ""
+                    },
+                }
             start = int(args.get("cursor") or 0)
             page = ids[start : start + self.page_size]
             more = start + self.page_size < len(ids)

@@ -310,6 +310,9 @@ def test_an_unreachable_slack_is_a_reason_not_a_crash():
 def test_a_group_member_counts_as_an_approver_for_list_and_whatif(bot_factory, policy_dir, webhook):
     policy_file(policy_dir, "db.py", policy(webhook.url, ["group:sre"]))
     chat = bot_factory(ACCESS_GROUPS={"sre": ["@alice"]})
-    assert chat.reply("alice", "!access list") == "No pending requests or active grants."
+    assert chat.reply("alice", "!access list") == (
+        "No pending requests or active grants on the resources you approve (prod-db); "
+        "admins see every resource."
+    )
     assert chat.reply("alice", "!access whatif carol prod-db").startswith("What if @carol")
     assert "is for approvers and admins" in chat.reply("mallory", "!access list")

@@ -35,7 +35,10 @@ def test_an_edited_line_is_named(tmp_path):
     lines[2] = lines[2].replace(b"carol", b"mallory")
     log.path.write_bytes(b"".join(lines))
     result = verify_file(log.path)
-    assert not result.ok and result.bad_line == 4  # line 3 changed, so line 4 no longer follows
+    # Issue 29 item 16: line 3 was changed (line 4 no longer follows it): line 3 is named.
+    assert not result.ok and result.bad_line == 3
+    assert str(result).startswith(f"audit log BROKEN at {log.path} line 3: hash chain broken")
+    assert "line 4 carries the hash of what this line said before" in result.reason
 
 
 def test_a_removed_line_is_reported_as_missing(tmp_path):

@@ -58,7 +58,7 @@ def test_verify_names_the_first_changed_line_and_exits_1(log_copy, tmp_path):
     log_copy.write_text("".join(lines))
     code, out, _ = accessbot("audit", "verify", str(log_copy), cwd=tmp_path)
     assert code == 1
-    assert f"audit log BROKEN at {log_copy} line 11: hash chain broken" in out
+    assert f"audit log BROKEN at {log_copy} line 10: hash chain broken" in out
 
 
 def test_verify_names_a_deleted_line_as_missing(log_copy, tmp_path):

@@ -83,7 +83,7 @@ def test_after_an_escalation_the_earlier_and_the_new_approvers_may_decide(
     assert chat.reply(who, f"!approve {rid}").startswith(f"Approved {rid}")
     assert webhook.actions() == [("grant", rid)]
     shown = chat.reply("carol", f"!access show {rid}")
-    assert "escalated by @scheduler: escalated to level 1 of 2" in shown
+    assert "escalated (by the bot): escalated to level 1 of 2" in shown
 
 
 def test_a_request_decided_in_time_never_escalates(chat, clock, webhook):

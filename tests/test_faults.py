@@ -332,8 +332,8 @@ def test_admins_verify_the_audit_chain_in_chat_and_see_the_broken_line(chat, web
     path.write_text("".join([lines[0], lines[1].replace("bob", "eve"), *lines[2:]]))
     reply = chat.reply("admin", "!access audit verify")
     assert reply == (
-        f"audit log BROKEN at {path} line 3: hash chain broken: this line does not follow "
-        "the line before it (a line was changed, removed or inserted)"
+        f"audit log BROKEN at {path} line 2: hash chain broken: this line was changed after "
+        "it was written (line 3 carries the hash of what this line said before)"
     )
 
     path.write_text("".join(lines[:2]))

@@ -124,7 +124,7 @@ def test_after_grant_runs_once_with_the_account_and_answer_and_tells_requester_a
     assert mine(rid) == [("after_grant", rid, "active", "u-123")]
     (event,) = events(tmp_path, "after_grant")
     assert (event["request_id"], event["outcome"], event["actor"]) == (rid, "ran", "bot")
-    assert "after grant by @bot: ran: told 2 message(s)" in chat.reply(
+    assert "after grant (by the bot): ran: told 2 message(s)" in chat.reply(
         "carol", f"!access show {rid}"
     )
 

@@ -270,7 +270,7 @@ def test_show_history_has_readable_times_and_says_what_an_extension_did(chat, cl
     assert history == [
         "- 2026-11-24 09:00 UTC requested by @carol: deploy",
         "- 2026-11-24 09:00 UTC approved by @alice",
-        "- 2026-11-24 09:00 UTC active by @bot: granted until 2026-11-24 10:00 UTC",
+        "- 2026-11-24 09:00 UTC active (by the bot): granted until 2026-11-24 10:00 UTC",
         f"- 2026-11-24 09:40 UTC extended by @bob: +30m, now until 2026-11-24 10:30 UTC "
         f"(extension {ext})",
     ]
@@ -283,7 +283,7 @@ def test_history_written_before_shows_its_timestamps_readably():
 
     shown = messages.show(request, at)
 
-    assert "- 2026-11-27 16:51 UTC active by @bot: granted until 2026-11-27 17:51 UTC" in shown
+    assert "- 2026-11-27 16:51 UTC active (by the bot): granted until 2026-11-27 17:51 UTC" in shown
 
 
 # -- 11. what was typed is asked about, not guessed -------------------------------------------

@@ -28,8 +28,33 @@ def test_reload_names_what_was_added_removed_and_changed(bot_factory, policy_dir
     reply = chat.reply("admin", "!access reload")
     assert reply == (
         "Reloaded 2 policy file(s), 2 resource(s) (added: prod-k8s; removed: staging-db; "
-        "changed: prod-db). Requests already made keep the rules they were made under."
+        "changed: prod-db (max_duration 4h -> 2h)). Requests already made keep the rules "
+        "they were made under."
     )
+
+
+def test_reload_says_which_keys_of_a_resource_changed(bot_factory, policy_dir, webhook):
+    """Issue 29 item 15: `changed: prod-db` alone did not say what changed."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    policy_file(
+        policy_dir,
+        "db.py",
+        webhook_policy(
+            webhook.url + "?token=hunter2",
+            approvers=["@alice"],
+            allow_self_approval=True,
+            description="Production PostgreSQL, " + "very " * 40 + "long",
+        ),
+    )
+
+    reply = chat.reply("admin", "!access reload")
+
+    assert "changed: prod-db (" in reply
+    assert "approvers @alice, @bob -> @alice" in reply
+    assert "allow_self_approval False -> True" in reply
+    assert "description" in reply and "very very very very very very very very very" not in reply
+    assert "strategy (its settings)" in reply and "hunter2" not in reply
 
 
 def test_a_removed_resources_active_grant_still_expires_and_is_revoked_by_its_strategy(
@@ -70,7 +95,7 @@ def test_the_watcher_reloads_a_changed_file_and_tells_the_admins(bot_factory, po
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url, max_duration="2h"))
 
     told = chat.wait_for("admin", "Policy files changed on disk and were reloaded")
-    assert "(added: none; removed: none; changed: prod-db)" in told
+    assert "(added: none; removed: none; changed: prod-db (max_duration 4h -> 2h))" in told
     assert "Max 2h" in chat.reply("carol", "!access resources")
 
 

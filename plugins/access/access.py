@@ -44,6 +44,7 @@ from accessbot.commands import (  # noqa: E402
     parse_request,
     parse_resource_arg,
     parse_whatif_args,
+    resembles,
 )
 from accessbot.delivery import (  # noqa: E402
     UndeliveredNotices,
@@ -460,8 +461,22 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         """Just-in-time access; `!access request <resource> [duration] <reason>` to ask."""
         if args.strip():
             word = args.split()[0]
+            meant = resembles(word, self.subcommands())
+            if meant:
+                return (
+                    f"`{messages.inert(word, 40)}` is not an access command; did you mean "
+                    f"`!access {meant}`? (`!access` lists them all.)"
+                )
             return f"`{messages.inert(word, 40)}` is not an access command.\n\n{HELP}"
         return HELP
+
+    def subcommands(self) -> list[str]:
+        """The words after `!access` that are commands (`request`, `audit`, ...)."""
+        return [
+            name.removeprefix("access_")
+            for name in dir(type(self))
+            if name.startswith("access_") and getattr(getattr(self, name), "_err_command", False)
+        ]
 
     @botcmd
     def access_request(self, msg, args):
@@ -503,11 +518,9 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
 
     @botcmd
     def access_cancel(self, msg, args):
-        """Withdraw your pending request: `!access cancel <id>`."""
-        yield from self.run(
-            msg,
-            lambda actor: self.service.cancel(actor, parse_id_and_text(args, "access cancel")[0]),
-        )
+        """Withdraw your pending request: `!access cancel <id>` (no id: your only one)."""
+        request_id = parse_id_and_text(args, "access cancel")[0] if args.strip() else None
+        yield from self.run(msg, lambda actor: self.service.cancel(actor, request_id))
 
     @botcmd
     def access_revoke(self, msg, args):
@@ -713,7 +726,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                 401,
                 {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="accessbot"'},
             )
-        body, content_type = self.metrics.exposition()
+        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
         return body, 200, {"Content-Type": content_type}
 
     @webhook("/health", methods=("GET",), raw=True)

@@ -698,6 +698,15 @@ def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = Fals
         walk.name, first_in_file = name, True
         for number, raw in enumerate(lines, start=1):
             problem = walk.step(index, raw, first_in_file)
+            if problem == _CHANGED_BEFORE:
+                # The line before was edited (it hashes to something else now): name it,
+                # not the next line, which only carries the proof.
+                return walk.broken(
+                    number - 1,
+                    "hash chain broken: this line was changed after it was written "
+                    f"(line {number} carries the hash of what this line said before)",
+                    lines_good=walk.count - 1,
+                )
             if problem:
                 return walk.broken(number, problem)
             first_in_file = False
@@ -712,6 +721,11 @@ def verify_sources(sources: list[tuple[str, Iterable[bytes]]], lone: bool = Fals
     )
 
 
+# A line whose `prev` is not the hash of the line before it in the same file, in the
+# right sequence: that line before was changed.
+_CHANGED_BEFORE = "changed before"
+
+
 class _ChainWalk:
     """Where a chain check is: the last line's hash and seq, how many lines are good."""
 
@@ -722,10 +736,9 @@ class _ChainWalk:
         self.count = 0
         self.name = ""
 
-    def broken(self, number: int, reason: str) -> ChainResult:
-        return ChainResult(
-            False, self.count, number, reason, self.name, len(self.paths), self.prev_seq
-        )
+    def broken(self, number: int, reason: str, lines_good: int | None = None) -> ChainResult:
+        good = self.count if lines_good is None else lines_good
+        return ChainResult(False, good, number, reason, self.name, len(self.paths), self.prev_seq)
 
     def step(self, index: int, raw: bytes, first_in_file: bool) -> str | None:
         """Check one raw line; None when it follows the chain (and becomes its end)."""
@@ -743,6 +756,8 @@ class _ChainWalk:
         if problem:
             return problem
         if record.get("prev") != expected:
+            if not first_in_file:
+                return _CHANGED_BEFORE
             return (
                 "hash chain broken: this line does not follow the line before it "
                 "(a line was changed, removed or inserted)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -96,19 +97,42 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# A syslog message that carries one part of a line too long for one UDP datagram (the
+# syslog sink's `part i/n of seq S: `), before the line's own text.
+_PART = re.compile(rb"^[^{]*? - part (\d+)/(\d+) of seq (\d+): ")
+
+
 def read_copy(raw_lines: Iterable[bytes]) -> tuple[list[CopiedEvent], list[str]]:
-    """The events of a copy, and a note for each line that is not one."""
+    """The events of a copy, and a note for each line that is not one. The parts of a
+    line split for syslog over UDP are joined again."""
     events, skipped = [], []
+    parts: dict[int, tuple[int, int, list[bytes]]] = {}  # seq -> first line, of n, pieces
     for number, raw in enumerate(raw_lines, start=1):
         text = raw.rstrip(b"\r\n")
         if not text.strip():
             continue
+        part = _PART.match(text)
+        if part:
+            index, total, seq = (int(g) for g in part.groups())
+            first, _, pieces = parts.setdefault(seq, (number, total, []))
+            if index != len(pieces) + 1:
+                continue  # out of order or repeated: the whole line is reported missing
+            pieces.append(text[part.end() :])
+            if len(pieces) < total:
+                continue
+            del parts[seq]
+            number, text = first, b"".join(pieces)
         start = text.find(b"{")
         event = _copied(text[start:], number) if start >= 0 else None
         if event is None:
             skipped.append(f"note copy line {number}: not an audit event; skipped")
         else:
             events.append(event)
+    skipped += [
+        f"note copy line {first}: part {len(pieces)}/{total} of event {seq} only (the rest "
+        "never arrived); skipped"
+        for seq, (first, total, pieces) in parts.items()
+    ]
     return events, skipped
 
 

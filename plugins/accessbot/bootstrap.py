@@ -57,6 +57,7 @@ def bootstrap(
         policy_dir=settings.policy_dir,
         clock=clock,
         pending_timeout=settings.pending_timeout,
+        min_duration=settings.min_duration,
         pagerduty=pagerduty,
         hook_timeout=settings.hook_timeout,
         expiry_reminder=settings.expiry_reminder,

@@ -506,7 +506,8 @@ def register_check(commands: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--strict",
         action="store_true",
-        help="unset environment variables are errors too, as in the bot (exit 1)",
+        help="unset environment variables are errors too, as in the bot, and so is a webhook "
+        "or an http audit sink without secret_env (unsigned calls) (exit 1)",
     )
 
 
@@ -523,6 +524,38 @@ def _warning(directory: Path, warning: str) -> str:
     """`policies/db.py:7: warning: prod-db.strategy.secret_env: ...`."""
     where, _, message = _located(directory, warning).partition(": ")
     return f"{where}: warning: {message}"
+
+
+def _unsigned(directory: Path, policies, settings: Settings) -> list[str]:
+    """What would call or ship unsigned: a webhook strategy or an http audit sink without
+    `secret_env` (the bot only logs it; `check --strict` refuses it)."""
+    from .policy.lines import key_lines, locate
+
+    found = []
+    for name in policies.names():
+        resource = policies.resources[name]
+        strategy = resource.strategy_settings
+        if strategy.get("type") != "webhook" or strategy.get("secret_env"):
+            continue
+        file = Path(resource.file).name
+        try:
+            lines = key_lines((directory / file).read_text(encoding="utf-8"))
+        except OSError:
+            lines = {}
+        variable = name.upper().replace("-", "_").replace(".", "_") + "_HOOK_SECRET"
+        found.append(
+            f"{locate(file, lines, (name, 'strategy'))}: {name}.strategy.secret_env: not set, "
+            "so the webhook's calls are not signed and its target cannot tell them from "
+            f'anyone\'s; add "secret_env": "{variable}" and set that variable where the bot runs'
+        )
+    for sink in settings.audit_sinks:
+        if sink.type == "http" and not sink.get("secret_env"):
+            found.append(
+                f"ACCESS_AUDIT_SINKS: {sink.name}: no secret_env, so its batches are not "
+                'signed; add "secret_env": "AUDIT_SINK_SECRET" and set that variable where '
+                "the bot runs"
+            )
+    return found
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -546,8 +579,16 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
             print(_warning(directory, warning))
         print(f"{directory}: {len(exc.errors)} problem(s); the bot would not load these policies")
         return EXIT_FAILED
+    unsigned = _unsigned(directory, policies, settings)
+    if args.strict and unsigned:
+        for problem in unsigned:
+            print(_located(directory, problem))
+        print(f"{directory}: {len(unsigned)} problem(s); --strict refuses them")
+        return EXIT_FAILED
     for warning in policies.warnings:
         print(_warning(directory, warning))
+    for problem in unsigned:
+        print(_warning(directory, problem))
     warned = (
         f"; {len(policies.warnings)} warning(s): the bot refuses these policies where those "
         "variables are not set"

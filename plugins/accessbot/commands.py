@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -84,6 +85,12 @@ def _ask_about_stray_duration(
         f"`{command} {duration}{given} {rest}` (to keep {duration} in the reason, give a "
         f"duration first: `{command} <duration>{given} {typed}`). Nothing was requested."
     )
+
+
+def resembles(word: str, choices: Iterable[str]) -> str | None:
+    """The one of `choices` a typo of it most likely meant (`requst` -> `request`)."""
+    close = difflib.get_close_matches(str(word).lower(), list(choices), n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 WHATIF_USAGE = (

@@ -172,7 +172,7 @@ _DONE_WORDS = {
     Status.REVOKED: "already revoked",
     Status.DENIED: "already denied",
     Status.CANCELLED: "cancelled",
-    Status.TIMED_OUT: "timed out",
+    Status.TIMED_OUT: "timed out without a decision",
     Status.GRANT_FAILED: "already decided (the grant failed)",
     Status.REVOKE_FAILED: "already approved (its revoke is being retried)",
     Status.EXTENDED: "already approved and added to its grant",
@@ -508,10 +508,9 @@ class Request:
 
     def move(self, to: Status, at: datetime, actor: str, note: str = "") -> None:
         if to not in TRANSITIONS.get(self.status, set()):
-            raise TransitionError(
-                f"Request {self.id} is {_DONE_WORDS.get(self.status, self.status.value)}; "
-                f"see `!access show {self.id}`"
-            )
+            words = _DONE_WORDS.get(self.status, self.status.value)
+            verb = "" if self.status is Status.TIMED_OUT else "is "  # "timed out", not "is"
+            raise TransitionError(f"Request {self.id} {verb}{words}; see `!access show {self.id}`")
         self.status = to
         self.history.append(Event(at, to.value, actor, note))
 

@@ -238,9 +238,10 @@ class Handlers:
 
     # -- withdrawing and ending -----------------------------------------------------
 
-    def cancel(self, actor: Actor, request_id: str) -> Result:
+    def cancel(self, actor: Actor, request_id: str | None) -> Result:
+        """Withdraw a pending request; without an id, the caller's only one."""
         with self.uow.lock:
-            request = self.uow.get(request_id)
+            request = self.uow.get(request_id or self._only_pending(actor))
             if not request.is_requester(actor.id, actor.handle):
                 approver = self.permissions.is_approver(actor, request)
                 raise AccessError(msg.not_yours_to_cancel(request, approver, actor.is_admin))
@@ -251,6 +252,16 @@ class Handlers:
             request.cancel(actor.handle, self.clock())
             self.uow.commit(request, "cancelled", actor.handle, outcome="cancelled")
             return self._told(Cancelled(request))
+
+    def _only_pending(self, actor: Actor) -> str:
+        pending = [
+            r
+            for r in self.store.live_of(actor.handle)
+            if r.status is Status.PENDING and r.is_requester(actor.id, actor.handle)
+        ]
+        if len(pending) == 1:
+            return pending[0].id
+        raise AccessError(msg.which_to_cancel(pending))
 
     def revoke(self, actor: Actor, request_id: str) -> Result:
         with self.uow.lock:

@@ -55,7 +55,8 @@ class Housekeeping:
                 return []
             request.time_out(self.clock())
             self.uow.commit(request, "timed_out", "scheduler", outcome="timed_out")
-            waited = request.waits_since - request.created_at + self.pending_timeout
+            # The real wait, not the limit: a bot that was away times a request out late.
+            waited = self.clock() - request.created_at
             ask_again = self.registry.ask_again(request)
             return self.uow.announce(msg.timed_out(request, format_duration(waited), ask_again))
 

@@ -64,6 +64,11 @@ class NamedPeople:
         return normalize_handle(entry) or None
 
 
+# users.list pages read at most (200 members each): 100,000 people. A workspace larger,
+# or a Slack that keeps answering a next_cursor, stops here rather than loop for ever.
+MAX_USER_PAGES = 500
+
+
 class SlackPeople:
     """Slack: ids as they are; e-mails by `users.lookupByEmail`; handles by the workspace's
     `users.list` (the unique `name`, never a display name). Answers are cached for `ttl`
@@ -80,8 +85,10 @@ class SlackPeople:
         ttl: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         fallback: People | None = None,
+        max_pages: int = MAX_USER_PAGES,
     ):
         self._client = client
+        self.max_pages = max_pages
         self.fallback = fallback or NamedPeople()
         self.ttl = ttl
         self.clock = clock
@@ -129,9 +136,11 @@ class SlackPeople:
             if self._names and now - self._names[0] < self.ttl:
                 return self._names[1]
         names: dict[str, str] = {}
+        owners: dict[str, str] = {}  # name -> the first user id seen with it
+        clashes: set[str] = set()
         try:
-            cursor = None
-            while True:
+            cursor, seen = None, set()
+            for _ in range(self.max_pages):
                 answer = self._client_now().users_list(limit=200, cursor=cursor)
                 for user in answer.get("members") or []:
                     if not user.get("name"):
@@ -140,14 +149,33 @@ class SlackPeople:
                         name = normalize_handle(user["name"])
                         # Two people whose names look alike (compared normalised: the
                         # Kelvin sign's "Karl" is "karl"): it names nobody. Someone who left
-                        # keeps their name, so a look-alike cannot take it over.
-                        taken = name in names
-                        if taken:
-                            log.warning("two Slack users are named like %r: it names nobody", name)
-                        names[name] = "" if taken or user.get("deleted") else user["id"]
+                        # keeps their name, so a look-alike cannot take it over. The same
+                        # person again (a repeated page) is still one person.
+                        if owners.setdefault(name, user["id"]) != user["id"]:
+                            if name not in clashes:
+                                log.warning(
+                                    "two Slack users are named like %r: it names nobody", name
+                                )
+                            clashes.add(name)
+                        names[name] = "" if name in clashes or user.get("deleted") else user["id"]
                 cursor = (answer.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break
+                if cursor in seen:
+                    log.warning(
+                        "users.list answered the same cursor again after %d page(s); stopped "
+                        "there (handles of people on later pages may name nobody)",
+                        len(seen) + 1,
+                    )
+                    break
+                seen.add(cursor)
+            else:
+                log.warning(
+                    "users.list stopped after %d pages (%d names); handles of people on later "
+                    "pages may name nobody",
+                    self.max_pages,
+                    len(names),
+                )
         except Exception as exc:  # noqa: BLE001 - keep what we had; a handle may name nobody
             log.warning("users.list failed; handles in approver lists may name nobody: %s", exc)
             with self._lock:

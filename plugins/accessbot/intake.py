@@ -101,9 +101,11 @@ class Intake:
         lookups: Lookups,
         approval_reminder: timedelta,
         requests_per_hour: int = 0,
+        min_duration: timedelta = timedelta(seconds=30),
     ):
         self.rate = RequestRate(requests_per_hour)
         self.registry = registry
+        self.min_duration = min_duration  # ACCESS_MIN_DURATION: a resource's own wins
         self.permissions = permissions
         self.store = store
         self.clock = clock
@@ -123,12 +125,15 @@ class Intake:
         resource = self.registry.resource(resource_name)
         if duration is None:
             duration = resource.default_duration
-        self.check_duration(resource, duration, f"!access request {resource.name}", reason)
+        typed = "".join(f" {k}={msg.inert(v, 40)}" for k, v in (fields or {}).items())
+        self.check_duration(
+            resource, duration, f"!access request {resource.name}", reason, given=typed
+        )
         reason = " ".join(str(reason).split())
         if not reason:
             raise AccessError(
                 f"Say why you need it: `!access request {resource.name} "
-                f"{format_duration(duration)} <reason>`.",
+                f"{format_duration(duration)}{typed} <reason>`.",
                 field="reason",
             )
         return resource, duration, reason, self.check_fields(resource, fields or {}, duration)
@@ -254,28 +259,40 @@ class Intake:
             )
 
     def check_duration(
-        self, resource: Resource, duration: timedelta, command: str, reason: str
+        self, resource: Resource, duration: timedelta, command: str, reason: str, given: str = ""
     ) -> None:
+        """Refuse a duration the resource does not allow, suggesting the command again
+        with one it does; `given` (" change=CHG-42") keeps the fields the person typed,
+        so the suggestion works as it stands."""
         if resource.durations and duration not in resource.durations:
             instead = resource.nearest_duration(duration)
             raise AccessError(
                 f"{resource.name} can be asked for {msg.durations_text(resource.durations)} "
                 f"only (its durations); you asked for {msg.asked(duration)}. Try "
-                f"`{command} {format_duration(instead)} {msg.inert(reason, 80) or '<reason>'}`",
+                f"`{command} {format_duration(instead)}{given} {msg.inert(reason, 80) or '<reason>'}`",
                 field="duration",
             )
         if duration <= timedelta(0):
             raise AccessError(
                 f"A duration must be longer than 0s; {resource.name} allows up to "
                 f"{format_duration(resource.max_duration)}, e.g. "
-                f"`{command} {format_duration(resource.default_duration)} <reason>`",
+                f"`{command} {format_duration(resource.default_duration)}{given} <reason>`",
+                field="duration",
+            )
+        floor, source = resource.floor(self.min_duration)
+        if duration < floor:
+            raise AccessError(
+                f"{resource.name} grants at least {format_duration(floor)} ({source}); "
+                f"you asked for {msg.asked(duration)}. Try `{command} {format_duration(floor)}"
+                f"{given} {msg.inert(reason, 80) or '<reason>'}`",
                 field="duration",
             )
         if duration > resource.max_duration:
             raise AccessError(
                 f"{resource.name} allows at most {format_duration(resource.max_duration)}; "
                 f"you asked for {msg.asked(duration)}. Try "
-                f"`{command} {format_duration(resource.max_duration)} {msg.inert(reason, 80) or '<reason>'}`",
+                f"`{command} {format_duration(resource.max_duration)}{given} "
+                f"{msg.inert(reason, 80) or '<reason>'}`",
                 field="duration",
             )
 

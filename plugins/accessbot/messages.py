@@ -132,10 +132,16 @@ def asked(duration: timedelta) -> str:
     return format_duration(duration)
 
 
-def ask_again(resource: str, duration: timedelta, specs=()) -> str:
-    """The command that asks afresh, with a placeholder for every field the resource
-    requires: `!access request payroll 30m ticket=<ticket> <reason>`."""
-    fields = "".join(f" {s.name}=<{s.name}>" for s in specs if s.required)
+def ask_again(resource: str, duration: timedelta, specs=(), values=None) -> str:
+    """The command that asks afresh, with every field the person gave (`values`) and a
+    placeholder for any other the resource requires:
+    `!access request payroll 30m ticket=OPS-12 <reason>`."""
+    values = values or {}
+    fields = "".join(
+        f" {s.name}={inert(values[s.name], 40)}" if s.name in values else f" {s.name}=<{s.name}>"
+        for s in specs
+        if s.required or s.name in values
+    )
     return f"`!access request {resource} {format_duration(duration)}{fields} <reason>`"
 
 
@@ -318,12 +324,30 @@ def request_line(request: Request, now: datetime) -> str:
         f"{length(request)}: {STATUS_WORDS[request.status]}"
     )
     if request.holds_access and request.expires_at:
-        base += (
-            f", {format_duration(request.remaining(now))} left (until {when(request.expires_at)})"
-        )
+        base += f", {time_left(request, now)} (until {when(request.expires_at)})"
     elif request.status is Status.PENDING and request.approvals_required > 1:
         base += f" ({len(request.approvals)} of {request.approvals_required} approvals)"
     return base
+
+
+def time_left(request: Request, now: datetime) -> str:
+    """`29m44s left`, or past the end without a confirmed revoke `none, overdue by 1m50s`."""
+    if request.expires_at and now > request.expires_at:
+        return f"none, overdue by {format_duration(now - request.expires_at)}"
+    return f"{format_duration(request.remaining(now))} left"
+
+
+def grant_end(request: Request) -> str:
+    """When a grant ends, or ended: a revoke before the end says when it was revoked."""
+    if request.status is Status.REVOKED and request.ended_at:
+        if request.ended_at < request.expires_at:
+            return f"revoked: {when(request.ended_at)} (it was to end {when(request.expires_at)})"
+        return f"revoked: {when(request.ended_at)}"
+    if request.status is Status.EXPIRED and request.ended_at:
+        late = request.ended_at - request.expires_at
+        removed = f" (removed {when(request.ended_at)})" if late >= timedelta(seconds=1) else ""
+        return f"ended: {when(request.expires_at)}{removed}"
+    return f"ends: {when(request.expires_at)}"
 
 
 def show(request: Request, now: datetime) -> str:
@@ -343,21 +367,32 @@ def show(request: Request, now: datetime) -> str:
         f"({request.approvals_required} needed) in {request.channel}"
     )
     if request.expires_at:
-        lines.append(f"Granted: {when(request.granted_at)}; ends: {when(request.expires_at)}")
+        lines.append(f"Granted: {when(request.granted_at)}; {grant_end(request)}")
         if request.holds_access:
-            lines.append(f"Time left: {format_duration(request.remaining(now))}")
+            left = time_left(request, now)
+            lines.append(f"Time left: {left.removesuffix(' left')}")
     if request.last_error:
         lines.append(f"Last error: {inert(request.last_error)}")
     if request.review_required:
         lines.append(f"Break-glass review: {review_status(request)}")
     lines += [f"Note: {inert(n)}" for n in request.notes]
     lines.append("History:")
-    for event in request.history:
-        note = f": {readable_times(inert(event.note))}" if event.note else ""
-        lines.append(
-            f"- {moment(event.at)} {event.action.replace('_', ' ')} by {who(event.actor)}{note}"
-        )
+    lines += [history_line(event) for event in request.history]
     return "\n".join(lines)
+
+
+# Steps the bot takes itself, as a person reads them in a history.
+_HISTORY_WORDS = {"nudge": "approvers reminded", "expiry_reminder": "requester reminded of the end"}
+_SYSTEM_ACTORS = {"scheduler": "the bot", "bot": "the bot", "policy": "the policy"}
+
+
+def history_line(event) -> str:
+    """One step in `!access show`: `approved by @alice`, `approvers reminded (by the bot)`."""
+    note = f": {readable_times(inert(event.note))}" if event.note else ""
+    action = _HISTORY_WORDS.get(event.action, event.action.replace("_", " "))
+    system = _SYSTEM_ACTORS.get(event.actor)
+    by = f" (by {system})" if system else f" by {who(event.actor)}"
+    return f"- {moment(event.at)} {action}{by}{note}"
 
 
 def review_status(request: Request) -> str:
@@ -428,6 +463,15 @@ def audit_not_understood(words: list[str], user: str, resources: list[str]) -> s
         f"(`{inert(user, 40)}` was taken as the user). The filters are user=alice, "
         f"resource={example}, id=k3m9qx, since=2h and limit=20; `!access audit verify` "
         f"checks the log. E.g. `!access audit user=alice resource={example} since=2h`."
+    )
+
+
+def audit_subcommand_misspelt(word: str, meant: str) -> str:
+    """`!access audit verfy`: a typo of a subcommand, not a user to filter by."""
+    shown = inert(word, 40)
+    return (
+        f"`{shown}` is not a resource or a request id; did you mean `!access audit {meant}`? "
+        f"(For the events of a user called {shown}, type `!access audit user={shown}`.)"
     )
 
 
@@ -628,11 +672,18 @@ def mine(own: list[Request], now: datetime) -> str:
     return "Your requests and grants:\n" + "\n".join(f"- {request_line(r, now)}" for r in own)
 
 
-def live_list(live: list[Request], now: datetime) -> str:
-    """`!access list`: the pending requests and active grants one may see."""
+def live_list(live: list[Request], now: datetime, scope: list[str] | None = None) -> str:
+    """`!access list`: the pending requests and active grants one may see; `scope`, the
+    resources an approver approves (None: an admin, who sees every resource)."""
+    if scope is None:
+        where, note = "on every resource", ""
+    else:
+        names = ", ".join(inert(n, 60) for n in scope[:8]) + (", ..." if len(scope) > 8 else "")
+        where = "on the resources you approve" + (f" ({names})" if names else "")
+        note = "; admins see every resource"
     if not live:
-        return "No pending requests or active grants."
-    return "Pending requests and active grants:\n" + "\n".join(
+        return f"No pending requests or active grants {where}{note}."
+    return f"Pending requests and active grants {where}:\n" + "\n".join(
         f"- {request_line(r, now)}" for r in live
     )
 
@@ -651,7 +702,9 @@ def resource_line(res) -> str:
     return (
         f"- {res.name}: {res.description or 'no description'}. Max "
         f"{format_duration(res.max_duration)}, default "
-        f"{format_duration(res.default_duration)}; approvers: {approvers}"
+        f"{format_duration(res.default_duration)}"
+        + (f", min {format_duration(res.min_duration)}" if res.min_duration else "")
+        + f"; approvers: {approvers}"
         + (f" ({res.approvals_required} needed)" if res.approvals_required > 1 else "")
         + f"; channel {res.channel}; grants via {res.strategy.describe()}"
         + ("; can auto-approve" if "on_request" in res.hooks else "")
@@ -928,6 +981,17 @@ def _extension_denied(result: Denied) -> Outcome:
         + _deny_hook_failed(result),
         notices,
         extension,
+    )
+
+
+def which_to_cancel(pending: list[Request]) -> str:
+    """`!access cancel` without an id, and not exactly one pending request to withdraw."""
+    if not pending:
+        return "You have no pending request to withdraw; `!access mine` lists yours."
+    shown = ", ".join(f"{r.id} ({r.resource})" for r in pending[:10])
+    return (
+        f"You have {len(pending)} pending requests: {shown}; say which: "
+        f"`!access cancel {pending[0].id}`."
     )
 
 

@@ -21,14 +21,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from .domain import Status
 
@@ -140,9 +139,12 @@ class Metrics:
         if not ok:
             self.target_errors.labels(strategy, action).inc()
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The text Prometheus scrapes, and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The text Prometheus scrapes, in the format its `Accept` header asks for
+        (prometheus_client's choice: OpenMetrics, or the text format 0.0.4), and its
+        content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
 
 
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")

@@ -32,6 +32,11 @@ class Permissions:
 
     def check_approver(self, actor: Actor, request: Request, verb: str) -> None:
         """May `actor` approve or deny (`verb`) this request now? Raises the reason not."""
+        if verb == "deny" and request.holds_access:
+            raise AccessError(
+                f"Request {request.id} is already approved and active, so it cannot be "
+                f"denied; to end it now: `!access revoke {request.id}`"
+            )
         if request.status is not Status.PENDING:
             request.move(Status.APPROVED, self.clock(), actor.handle)  # raises the right words
         is_requester = request.is_requester(actor.id, actor.handle)

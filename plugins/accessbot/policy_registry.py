@@ -30,21 +30,26 @@ class PolicyReload:
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     groups_changed: list[str] = field(default_factory=list)
+    # resource -> what changed in it: ["max_duration 4h -> 2h", "strategy (its settings)"]
+    changed_keys: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def between(cls, old: PolicySet | None, new: PolicySet) -> PolicyReload:
         before = old.resources if old else {}
         after = new.resources
         old_groups = old.groups if old else {}
+        changed_keys = {
+            n: key_changes(before[n].summary(), after[n].summary())
+            for n in set(before) & set(after)
+        }
         return cls(
             ok=True,
             files=len(new.files),
             resources=len(after),
             added=sorted(set(after) - set(before)),
             removed=sorted(set(before) - set(after)),
-            changed=sorted(
-                n for n in set(before) & set(after) if before[n].summary() != after[n].summary()
-            ),
+            changed=sorted(n for n, keys in changed_keys.items() if keys),
+            changed_keys={n: keys for n, keys in changed_keys.items() if keys},
             groups_changed=sorted(
                 g
                 for g in set(old_groups) | set(new.groups)
@@ -56,15 +61,49 @@ class PolicyReload:
     def changes(self) -> str:
         text = (
             f"added: {', '.join(self.added) or 'none'}; removed: {', '.join(self.removed) or 'none'}; "
-            f"changed: {', '.join(self.changed) or 'none'}"
+            f"changed: {', '.join(self._changed_text(n) for n in self.changed) or 'none'}"
         )
         if self.groups_changed:
             text += f"; groups changed: {', '.join(self.groups_changed)}"
         return text
 
+    def _changed_text(self, name: str) -> str:
+        keys = self.changed_keys.get(name)
+        return f"{name} ({'; '.join(keys)})" if keys else name
+
     @property
     def summary(self) -> str:
         return f"{self.files} policy file(s), {self.resources} resource(s) ({self.changes})"
+
+
+def key_changes(before: Mapping, after: Mapping) -> list[str]:
+    """What changed between two resource summaries, key by key, as an admin reads it:
+    `max_duration 4h -> 2h`. A strategy's settings are not shown (a URL or a header may
+    carry a credential); long values are cut."""
+    changes = []
+    for key in [*after, *(k for k in before if k not in after)]:
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if key == "strategy":
+            kinds = (old or {}).get("type"), (new or {}).get("type")
+            same = kinds[0] == kinds[1]
+            changes.append(
+                "strategy (its settings)" if same else f"strategy {kinds[0]} -> {kinds[1]}"
+            )
+        else:
+            changes.append(f"{key} {_shown(old)} -> {_shown(new)}")
+    return changes
+
+
+def _shown(value) -> str:
+    if value is None or value == [] or value == {}:
+        return "none"
+    if isinstance(value, dict):
+        value = ", ".join(str(k) for k in value)
+    elif isinstance(value, list):
+        value = ", ".join(str(v) if not isinstance(v, dict) else "{...}" for v in value)
+    return msg.inert(str(value), 40)
 
 
 class PolicyRegistry:
@@ -145,10 +184,10 @@ class PolicyRegistry:
 
     def ask_again(self, request: Request) -> str:
         """The command to ask afresh for what `request` asked, with the fields its
-        resource requires now."""
+        resource takes now, as the person gave them."""
         resource = self.get(request.resource)
         specs = resource.fields.values() if resource else ()
-        return msg.ask_again(request.resource, request.duration, specs)
+        return msg.ask_again(request.resource, request.duration, specs, request.fields)
 
     def reload(self, by: str) -> PolicyReload:
         """Load the policy files again, all or nothing, and say what changed.

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from . import messages as msg
 from .audit import AuditLog
+from .commands import resembles
 from .domain import AccessError, normalize_handle
 from .permissions import Permissions
 from .policy_registry import PolicyRegistry
@@ -49,10 +50,17 @@ class Queries:
 
     def list_live(self, actor: Actor) -> str:
         live = self.store.live()
-        if not actor.is_admin:
-            self._check_any_approver(actor, "list")
-            live = [r for r in live if self.permissions.is_approver(actor, r)]
-        return msg.live_list(live, self.clock())
+        if actor.is_admin:
+            return msg.live_list(live, self.clock())
+        self._check_any_approver(actor, "list")
+        live = [r for r in live if self.permissions.is_approver(actor, r)]
+        policies = self.registry.policies
+        approved = [
+            name
+            for name in (policies.names() if policies else [])
+            if self.permissions.approves_resource(actor, policies.resources[name].approvers)
+        ]
+        return msg.live_list(live, self.clock(), approved)
 
     def review(self, actor: Actor) -> str:
         """The break-glass grants still waiting for a human to acknowledge them."""
@@ -107,6 +115,8 @@ class Queries:
                 resource = term
             elif self.store.exists(term.lower()) and not request_id:
                 request_id = term.lower()
+            elif meant := resembles(term, ("verify", "status")):
+                raise AccessError(msg.audit_subcommand_misspelt(term, meant))
             elif not user:
                 user = term
             else:

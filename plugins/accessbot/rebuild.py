@@ -471,6 +471,7 @@ def store_held_elsewhere(files: StoreFiles) -> bool:
 
 def degraded_reason(error: Exception) -> str:
     what = str(error).split(" The bot will not start")[0]  # the store's advice is for a stop
+    what = what.rstrip(". ")  # it goes in parentheses, before our own full stop
     return (
         f"the store cannot be read ({what}). The bot runs on the grants its audit log "
         f"holds: it revokes them on time, and takes no new requests or decisions until an "

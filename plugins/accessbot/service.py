@@ -118,6 +118,7 @@ class AccessService:
         requests_per_hour: int = 0,
         links=None,
         overdue_grace: timedelta = DEFAULT_GRACE,
+        min_duration: timedelta = timedelta(seconds=30),
     ):
         self.store = store
         self.audit = audit
@@ -171,6 +172,7 @@ class AccessService:
             self.lookups,
             approval_reminder,
             requests_per_hour,  # ACCESS_REQUESTS_PER_HOUR; 0 (tools, tests): no limit
+            min_duration=min_duration,
         )
         self.handlers = Handlers(
             self.uow, self.intake, self.permissions, self.registry, self, clock
@@ -285,7 +287,7 @@ class AccessService:
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Outcome:
         return rendered(self.handlers.deny(actor, request_id, reason))
 
-    def cancel(self, actor: Actor, request_id: str) -> Outcome:
+    def cancel(self, actor: Actor, request_id: str | None) -> Outcome:
         return rendered(self.handlers.cancel(actor, request_id))
 
     def revoke(self, actor: Actor, request_id: str) -> Outcome:

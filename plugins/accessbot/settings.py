@@ -39,6 +39,8 @@ class Settings:
     pagerduty_url: str = PUBLIC_PAGERDUTY_URL
     pagerduty_timeout: float = 3.0
     pending_timeout: timedelta = timedelta(hours=1)
+    # The shortest duration one may ask for where a resource sets no min_duration; 0: none.
+    min_duration: timedelta = timedelta(seconds=30)
     expiry_reminder: timedelta = timedelta(minutes=10)
     approval_reminder: timedelta = timedelta(minutes=15)
     hook_timeout: float = 10.0  # seconds a policy hook may run
@@ -170,6 +172,9 @@ class Settings:
             pagerduty_url=str(get("ACCESS_PAGERDUTY_URL", PUBLIC_PAGERDUTY_URL)),
             pagerduty_timeout=pd_timeout,
             pending_timeout=duration("ACCESS_PENDING_TIMEOUT", "1h"),
+            min_duration=timedelta(0)
+            if str(get("ACCESS_MIN_DURATION", "30s")).strip() == "0"
+            else duration("ACCESS_MIN_DURATION", "30s"),
             expiry_reminder=duration("ACCESS_EXPIRY_REMINDER", "10m"),
             approval_reminder=duration("ACCESS_APPROVAL_REMINDER", "15m"),
             hook_timeout=seconds("ACCESS_HOOK_TIMEOUT", 10.0, "10 or 10s"),

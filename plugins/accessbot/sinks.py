@@ -240,10 +240,15 @@ SEVERITY_NOTICE, SEVERITY_WARNING = 5, 4
 FAILED_OUTCOMES = frozenset({"failed", "grant_failed", "revoke_failed"})
 
 
+# The largest message every RFC 5424 receiver must accept (section 6.1). Over UDP a
+# longer line goes as several messages, each `part i/n of seq S: ` and a piece of it.
+SYSLOG_UDP_OCTETS = 2048
+
+
 class SyslogSink(Sink):
-    """RFC 5424 messages whose MSG is the stored line, over UDP (one datagram each) or TCP
-    (octet-counted frames, RFC 6587). Syslog has no acknowledgement: a line counts as
-    delivered once the kernel took it."""
+    """RFC 5424 messages whose MSG is the stored line, over UDP (one datagram each, a line
+    past 2,048 octets split into marked parts) or TCP (octet-counted frames, RFC 6587).
+    Syslog has no acknowledgement: a line counts as delivered once the kernel took it."""
 
     kind = "syslog"
 
@@ -256,22 +261,45 @@ class SyslogSink(Sink):
         self._socket: socket.socket | None = None
 
     def message(self, line: StoredLine) -> bytes:
+        return self._header(line) + line.data
+
+    def _header(self, line: StoredLine) -> bytes:
         record = line.record()
         failed = record.get("outcome") in FAILED_OUTCOMES or record.get("event") == SUSPECTED
         pri = FACILITY_LOG_AUDIT * 8 + (SEVERITY_WARNING if failed else SEVERITY_NOTICE)
         msgid = "".join(c for c in str(record.get("event", "-")) if 33 <= ord(c) <= 126)[:32]
         header = f"<{pri}>1 {record.get('ts') or '-'} {self.hostname} accessbot {os.getpid()} "
-        return f"{header}{msgid or '-'} - ".encode() + line.data
+        return f"{header}{msgid or '-'} - ".encode()
+
+    def datagrams(self, line: StoredLine) -> list[bytes]:
+        """The UDP messages of one line: the line whole, or marked parts of it, each at
+        most SYSLOG_UDP_OCTETS (cut between UTF-8 characters; `audit verify --against`
+        joins them again)."""
+        header = self._header(line)
+        if len(header) + len(line.data) <= SYSLOG_UDP_OCTETS:
+            return [header + line.data]
+        marker = b"part %d/%d of seq %d: "
+        room = SYSLOG_UDP_OCTETS - len(header) - len(marker % (999, 999, line.seq))
+        pieces, rest = [], line.data
+        while rest:
+            cut = min(room, len(rest))
+            while cut < len(rest) and cut > 1 and rest[cut] & 0xC0 == 0x80:
+                cut -= 1  # not inside a character
+            pieces.append(rest[:cut])
+            rest = rest[cut:]
+        total = len(pieces)
+        return [header + marker % (i, total, line.seq) + p for i, p in enumerate(pieces, 1)]
 
     def send(self, lines: list[StoredLine]) -> None:
-        messages = [self.message(line) for line in lines]
         where = f"syslog {self.host}:{self.port}/{self.protocol}"
         try:
             if self.protocol == "udp":
                 sock = self._connected(socket.SOCK_DGRAM)
-                for message in messages:
-                    sock.send(message)
+                for line in lines:
+                    for datagram in self.datagrams(line):
+                        sock.send(datagram)
             else:
+                messages = [self.message(line) for line in lines]
                 sock = self._connected(socket.SOCK_STREAM)
                 sock.sendall(b"".join(b"%d %s" % (len(m), m) for m in messages))
         except OSError as exc:

@@ -93,6 +93,15 @@ class Resource:
     standing: tuple[str, ...] = ()
     remove_standing: bool = False
     require_one_of: tuple[str, ...] = ()  # at least one of these fields must be given
+    min_duration: timedelta | None = None  # None: the bot's ACCESS_MIN_DURATION
+
+    def floor(self, default: timedelta) -> tuple[timedelta, str]:
+        """The shortest duration one may ask for, and where it comes from: the resource's
+        `min_duration`, else the bot's `default` (ACCESS_MIN_DURATION), which never rises
+        above the resource's own default or shortest listed duration."""
+        if self.min_duration is not None:
+            return self.min_duration, "its min_duration"
+        return min(default, self.default_duration, *self.durations), "ACCESS_MIN_DURATION"
 
     def nearest_duration(self, duration: timedelta) -> timedelta:
         """A duration one may ask for instead of `duration`: the longest listed one not
@@ -107,6 +116,7 @@ class Resource:
             "description": self.description,
             "max_duration": format_duration(self.max_duration),
             "default_duration": format_duration(self.default_duration),
+            **({"min_duration": format_duration(self.min_duration)} if self.min_duration else {}),
             "approvers": list(self.approvers),
             "channel": self.channel,
             "approvals_required": self.approvals_required,

@@ -26,6 +26,7 @@ REQUIRED_KEYS = ("max_duration", "strategy")
 OPTIONAL_KEYS = (
     "description",
     "default_duration",
+    "min_duration",
     "approvers",
     "channel",
     "approvals_required",
@@ -42,6 +43,7 @@ ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 ESCALATION_KEYS = frozenset({"after", "approvers", "channel"})
 FIELD_KEYS = frozenset({"pattern", "required", "help", "check", "end_with"})
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_DURATIONS = 100  # Block Kit's most options in one select (the request form)
 CONFIG_GROUPS = "ACCESS_GROUPS"  # where groups from the bot's configuration come from
 
 
@@ -262,6 +264,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
     approvers = _approvers(settings, hooks, problems)
     channel = attempt(_channel, settings.get("channel"))
     durations = _durations(settings, max_duration, problems)
+    min_duration = _min_duration(settings, max_duration, default_duration, durations, problems)
     if durations and "default_duration" not in settings:
         default_duration = durations[0]  # the first one listed
     elif durations and default_duration is not None and default_duration not in durations:
@@ -296,6 +299,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
         description=description,
         max_duration=max_duration,
         default_duration=default_duration,
+        min_duration=min_duration,
         approvers=approvers,
         channel=channel,
         approvals_required=approvals_required,
@@ -343,7 +347,61 @@ def _durations(
             )
         elif duration not in found:
             found.append(duration)
+    if len(found) > MAX_DURATIONS:
+        problems.append(
+            KeyProblem(
+                "durations",
+                f"lists {len(found)} durations; Slack's request form offers at most "
+                f"{MAX_DURATIONS} (a select's most options): list fewer",
+            )
+        )
     return found
+
+
+def _min_duration(
+    settings: dict,
+    max_duration: timedelta | None,
+    default_duration: timedelta | None,
+    durations: list[timedelta],
+    problems: list[KeyProblem],
+) -> timedelta | None:
+    """The shortest one may ask for, when the resource sets it (else ACCESS_MIN_DURATION
+    applies at request time); it must leave the default and every listed duration
+    requestable."""
+    if "min_duration" not in settings:
+        return None
+    try:
+        floor = _duration(settings, "min_duration")
+    except KeyProblem as problem:
+        problems.append(problem)
+        return None
+    if max_duration is not None and floor > max_duration:
+        problems.append(
+            KeyProblem(
+                "min_duration",
+                f"{format_duration(floor)} is longer than max_duration "
+                f"{format_duration(max_duration)}",
+            )
+        )
+        return floor
+    shorter = [d for d in durations if d < floor]
+    if shorter:
+        problems.append(
+            KeyProblem(
+                "durations",
+                f"{format_duration(shorter[0])} is shorter than min_duration "
+                f"{format_duration(floor)}",
+            )
+        )
+    elif default_duration is not None and default_duration < floor:
+        problems.append(
+            KeyProblem(
+                "default_duration",
+                f"{format_duration(default_duration)} is shorter than min_duration "
+                f"{format_duration(floor)}",
+            )
+        )
+    return floor
 
 
 def _escalation(

@@ -36,10 +36,14 @@ DURATION_CHOICES = ("15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "2d", "7d
 
 
 def duration_choices(
-    max_duration: timedelta, default: timedelta | None = None, allowed: Iterable[timedelta] = ()
+    max_duration: timedelta,
+    default: timedelta | None = None,
+    allowed: Iterable[timedelta] = (),
+    floor: timedelta | None = None,
 ) -> list[str]:
-    """The usual durations up to `max_duration`, plus the max (and default) themselves;
-    for a resource with fixed `durations`, exactly those."""
+    """The usual durations from `floor` (the resource's min_duration) up to
+    `max_duration`, plus the max (and default) themselves; for a resource with fixed
+    `durations`, exactly those."""
     allowed = sorted(set(allowed))
     if allowed:
         return [format_duration(d) for d in allowed]
@@ -47,7 +51,8 @@ def duration_choices(
     picks.add(max_duration)
     if default is not None and default <= max_duration:
         picks.add(default)
-    return [format_duration(d) for d in sorted(picks) if d > timedelta(0)]
+    lowest = max(floor or timedelta(0), timedelta(0))
+    return [format_duration(d) for d in sorted(picks) if d > timedelta(0) and d >= lowest]
 
 
 def request_modal(resources: Iterable, selected: str | None = None) -> View:
@@ -63,7 +68,10 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
         chosen = resources[0]
     if chosen is not None:
         durations = duration_choices(
-            chosen.max_duration, chosen.default_duration, getattr(chosen, "durations", ())
+            chosen.max_duration,
+            chosen.default_duration,
+            getattr(chosen, "durations", ()),
+            getattr(chosen, "min_duration", None),
         )
         initial_duration = format_duration(chosen.default_duration)
     else:

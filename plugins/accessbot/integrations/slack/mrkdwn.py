@@ -17,7 +17,16 @@ def slack_text(text: str) -> str:
 
 
 def user_text(text: str, limit: int = messages.REASON_LIMIT) -> str:
-    return escape(messages.inert(text, limit))
+    """What someone typed, as text, at most `limit` characters once escaped (`<` takes
+    four as `&lt;`; Slack refuses a text object past 3,000), cut between entities."""
+    shown = escape(messages.inert(text, limit))
+    if len(shown) <= limit:
+        return shown
+    cut = shown[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]  # not half an entity
+    return cut + "…"
 
 
 def mention(handle: str) -> str:
