@@ -61,4 +61,6 @@ def test_the_card_shows_the_ticket_as_jira_told_it(bot, fake, jira):
     (card,) = fake.wait(lambda: fake.cards(CHANNEL), "the approval card")
     blocks = shown(card)
     assert 'OPS-12 "Rotate' in blocks and "(In Progress at request)" in blocks
-    assert "&amp; the &lt;b&gt; key" in blocks and "<!channel>" not in blocks
+    # Escaped like user text: `<` also loses its power to open a Slack link.
+    assert "&amp; the &lt;" in blocks and "b&gt; key" in blocks
+    assert "<!channel>" not in blocks and "<b>" not in blocks

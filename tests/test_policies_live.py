@@ -134,6 +134,13 @@ def test_a_bot_started_with_broken_policies_says_so_and_recovers_on_reload(
 
 def test_a_pending_request_keeps_the_rules_it_was_made_under(chat, policy_dir, webhook):
     rid = request_id(chat.reply("carol", "!access request prod-db 1h x"))
-    policy_file(policy_dir, "db.py", webhook_policy(webhook.url, approvers=["@zed"]))
+    # A new approver and a shorter maximum: the 1h asked under the old rules stands, and an
+    # approver the policy still names decides. (An approver the reload removes loses their
+    # power at once: test_policy_reload.)
+    policy_file(
+        policy_dir,
+        "db.py",
+        webhook_policy(webhook.url, approvers=["@alice", "@zed"], max_duration="30m"),
+    )
     chat.say("admin", "!access reload")
     assert chat.reply("alice", f"!approve {rid}").startswith("Approved")
