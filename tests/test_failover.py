@@ -107,7 +107,8 @@ def test_the_standby_revokes_every_grant_once_within_the_bound_after_the_leader_
         if body["action"] == "revoke"
         else None
     )
-    desk = build_service(tmp_path, utcnow, webhook.url, db_url=pg_url)  # people, no scheduler
+    # People, no scheduler; grants of a few seconds, below the bot's 30s floor.
+    desk = build_service(tmp_path, utcnow, webhook.url, db_url=pg_url, min_duration=timedelta(0))
     try:
         first, second = bots(), bots()
         lease = LeaderLease(desk.store.db)

@@ -118,7 +118,7 @@ class AccessService:
         requests_per_hour: int = 0,
         links=None,
         overdue_grace: timedelta = DEFAULT_GRACE,
-        min_duration: timedelta = timedelta(seconds=30),
+        min_duration: timedelta = timedelta(0),  # the bot passes ACCESS_MIN_DURATION (30s)
     ):
         self.store = store
         self.audit = audit
