@@ -274,9 +274,14 @@ class Provisioner:
         for notify, results in by_notify.values():
             try:
                 _tell(notify, self.record_revokes(results, "scheduler"))
-            except Exception:  # noqa: BLE001 - the other batches go on
-                log.exception(
-                    "could not record %d revocation(s); the next tick tries again", len(results)
+            except Exception as exc:  # noqa: BLE001 - the other batches go on
+                # The database away is one line (the heartbeat logs the outage itself);
+                # anything else gets its traceback.
+                log.error(
+                    "could not record %d revocation(s) (%s); the next tick tries again",
+                    len(results),
+                    exc,
+                    exc_info=not isinstance(exc, (StoreError, AccessError)),
                 )
             finally:
                 self._done(*(request.id for request, _ in results))

@@ -343,7 +343,9 @@ class Claims(MutableSet):
         with self.db.claimed_lock:
             self.db.claimed.discard(request_id)
         try:
-            with self.db.connection() as conn:
+            # Waits no longer than a command: a batch handed back while the database is
+            # away must not wait the pool's timeout once per claim (the heartbeat is there).
+            with self.db.for_command(), self.db.connection() as conn:
                 conn.execute(
                     "DELETE FROM claims WHERE request_id = %s AND owner = %s",
                     (request_id, self.db.bot_id),
