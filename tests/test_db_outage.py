@@ -140,6 +140,10 @@ def test_while_the_database_is_away_commands_say_so_and_decide_nothing(
             reply = chat.reply(who, command)
             assert "database is not answering" in reply, reply
             assert "nothing was decided" in reply
+            # no host, port, user or database name for whoever typed it: the log has them
+            where = db.url.split("@", 1)[1]
+            assert not any(part in reply for part in ["127.0.0.1", "accessbot@", where]), reply
+            assert str(own_server.port) not in reply, reply
     finally:
         own_server.resume()
     assert webhook.actions() == []
@@ -169,7 +173,8 @@ def test_the_admins_hear_once_that_the_scheduler_lost_the_database_and_once_it_i
     assert scheduler.running
     told = [t for t in chat.to("admin") if lost in t or back in t]
     assert len(told) == 2, told
-    assert "nothing was decided" in told[0] and "postgresql://" in told[0]
+    assert "nothing was decided" in told[0]
+    assert "postgresql://" not in told[0] and "127.0.0.1" not in told[0]  # in the log only
 
 
 def scheduler_beats(chat) -> float | None:
@@ -239,3 +244,157 @@ def test_the_scheduler_waits_for_a_connection_at_most_half_its_lease(pg_url):
             backend.store.next_revocation_at()
     finally:
         db.close()
+
+
+# -- seeing the database again, a hung one, and who tells the admins ---------------------
+
+
+def test_a_bot_sees_the_database_within_a_beat_of_its_return_however_long_it_was_away(
+    own_server,
+):
+    """The pool's own reconnect backoff doubled (attempts 1, 3, 7, 15, 31 s into the
+    outage), so after an 18 s outage the next came about 12 s after the database was
+    back; the attempts now come every half second."""
+    import time
+
+    from accessbot.postgres import Database
+    from accessbot.postgres.database import DatabaseError
+
+    db = Database(own_server.database(), lease_seconds=2, heartbeat=False, connect_timeout=2)
+    try:
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+        own_server.halt()
+        away = time.monotonic()
+        while time.monotonic() - away < 18:  # asked as the scheduler asks, in vain
+            with pytest.raises(DatabaseError), db.waiting_at_most(0.5), db.connection() as conn:
+                conn.execute("SELECT 1")
+        own_server.resume()
+        back = time.monotonic()
+        with db.waiting_at_most(2.0), db.connection() as conn:
+            conn.execute("SELECT 1")
+        print(f"\nanswered {time.monotonic() - back:.2f}s after the database came back")
+    finally:
+        db.close()
+
+
+def test_every_query_has_a_statement_timeout(pg_url):
+    from accessbot.postgres import Database
+
+    db = Database(pg_url, lease_seconds=8, heartbeat=False)
+    try:
+        with db.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "8s"
+    finally:
+        db.close()
+
+
+def test_a_database_that_hangs_fails_a_query_like_one_that_is_gone(pg_url):
+    """Through a proxy that stops passing anything on (a server stopped, or cut off without
+    a word): the query gives up a little after the statement timeout instead of waiting
+    for good, so the scheduler notices, as when the database is gone."""
+    from accessbot.postgres import Database
+    from accessbot.postgres.database import DatabaseError
+    from tests.pgproxy import Proxy
+
+    proxy = Proxy(int(pg_url.rsplit(":", 1)[1].split("/")[0]))
+    db = Database(proxy.url(pg_url), lease_seconds=2, heartbeat=False)
+    outcome: list[object] = []
+
+    def ask() -> None:
+        try:
+            with db.connection() as conn:
+                outcome.append(conn.execute("SELECT 1").fetchone())
+        except DatabaseError as exc:
+            outcome.append(exc)
+
+    try:
+        proxy.hang()
+        asking = threading.Thread(target=ask, daemon=True)
+        asking.start()
+        asking.join(60)
+        assert not asking.is_alive(), "the query still waits for a database that hangs"
+        (error,) = outcome
+        assert isinstance(error, DatabaseError), error
+        proxy.open()
+        ask()  # the broken connection was dropped: the next query gets a fresh one
+        assert outcome[-1] == (1,)
+    finally:
+        proxy.open()
+        db.close()
+        proxy.close()
+
+
+@pytest.mark.parametrize("how", ["gone", "hung"])
+def test_the_admins_hear_of_an_outage_once_for_all_the_bots(pg_url, how):
+    """Two bots' lease checks and watches (as the plugin wires them), each through its own
+    proxy: the database goes (or hangs) for both and comes back; the bot that led tells,
+    once each way; the standby tells nothing."""
+    from accessbot.outage import DatabaseWatch
+    from accessbot.postgres import Database, LeaderLease
+    from tests.pgproxy import Proxy
+
+    port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
+    proxies = [Proxy(port), Proxy(port)]
+    dbs = [
+        Database(p.url(pg_url), lease_seconds=2, heartbeat=False, connect_timeout=2)
+        for p in proxies
+    ]
+    told: list[tuple[int, str]] = []
+    leases = [LeaderLease(db) for db in dbs]
+    watches = [DatabaseWatch(lambda text, n=n: told.append((n, text))) for n in range(2)]
+
+    def check_all() -> None:
+        for lease, watch in zip(leases, watches, strict=True):
+            leads = lease.acquire()
+            watch.seen(lease.unreachable, leads)
+
+    try:
+        check_all()
+        assert [lease.held for lease in leases] == [True, False]
+        for proxy in proxies:
+            proxy.cut() if how == "gone" else proxy.hang()
+        for _ in range(2 if how == "gone" else 1):  # told once, however often it is asked
+            check_all()
+        for proxy in proxies:
+            proxy.open()
+        check_all()
+        check_all()
+    finally:
+        for db in dbs:
+            db.close()
+        for proxy in proxies:
+            proxy.close()
+    assert [who for who, _ in told] == [0, 0], told
+    lost, back = (text for _, text in told)
+    assert "cannot reach its database" in lost and "reaches its database again" in back
+    assert "127.0.0.1" not in lost and str(port) not in lost and "postgresql" not in lost
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(pg_url, caplog):
+    """The heartbeat says when the database goes and when it is back; nothing is logged
+    at each failed attempt in between (no line of the pool's per reconnect, no traceback)."""
+    import logging
+
+    from accessbot.postgres import Database
+    from tests.pgproxy import Proxy
+
+    proxy = Proxy(int(pg_url.rsplit(":", 1)[1].split("/")[0]))
+    db = Database(proxy.url(pg_url), lease_seconds=0.6, connect_timeout=1)
+    try:
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        proxy.cut()
+        wait_until(lambda: db.away_since is not None)
+        threading.Event().wait(4)  # beats and reconnect attempts fail meanwhile
+        proxy.open()
+        wait_until(lambda: db.away_since is None)
+    finally:
+        db.close()
+        proxy.close()
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage().split(" (")[0].split(",")[0] for r in loud] == [
+        "the database is away",
+        f"the database at {db.where} answers again",
+    ], [r.getMessage() for r in loud]
+    assert not any(r.exc_info for r in loud)

@@ -423,7 +423,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     def scheduler_beat(self, leads: bool) -> None:
         """The scheduler asked for its lease (and ticks if `leads`): for /health, /metrics,
         and the admins when it lost or got back the database."""
-        self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
+        self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None), leads)
         self.metrics.leader.set(1 if leads else 0)
         if not leads:  # the leader's overdue job watches now (overdue.py)
             self.service.overdue.forget()
@@ -649,7 +649,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             return
         except StoreError as exc:
             log.error("command failed, the store did not answer: %s: %s", msg.body, exc)
-            yield messages.database_not_answering(exc)
+            yield messages.database_not_answering()
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("command failed: %s", msg.body)

@@ -267,7 +267,7 @@ class SlackApp:
             return
         except StoreError as exc:
             log.error("a %s click on %s: %s", click.action, click.request_id, exc)
-            self._answer(click, messages.database_not_answering(exc))
+            self._answer(click, messages.database_not_answering())
             return
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("a %s click on %s failed", click.action, click.request_id)
@@ -315,7 +315,7 @@ class SlackApp:
             return exc
         except StoreError as exc:
             log.error("a request from the Slack form: %s", exc)
-            return messages.database_not_answering(exc)
+            return messages.database_not_answering()
         except Exception:  # noqa: BLE001
             log.exception("a request from the Slack form failed")
             return FAILED

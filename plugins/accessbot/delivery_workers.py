@@ -250,8 +250,9 @@ class DeliveryWorkers:
                 self._urgent_put = False  # this claim hands it out first (outbox.priority)
                 batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
                 self._unreadable = False
-            except Exception:  # noqa: BLE001 - the outbox is unreachable: try again later
-                log.exception("could not read the outbox")
+            except Exception as exc:  # noqa: BLE001 - the outbox is unreachable: try again later
+                if not self._unreadable:  # once while it stays so, not at every attempt
+                    log.warning("could not read the outbox (%s); trying again", exc)
                 self._unreadable = True
             with self._cond:
                 if batch:

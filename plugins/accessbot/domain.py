@@ -239,6 +239,10 @@ class Request:
     extends: str | None = None  # for an extension request: the id of the grant it extends
     extensions: int = 0  # extensions applied to this grant
     grant_round: int = 0  # grants taken back because they could not be recorded
+    # When this round's grant call was first made, recorded before the call: every attempt
+    # under the same grant id (by any bot, after any restart) tells the target the same
+    # end, so one Idempotency-Key always comes with one body.
+    grant_starts_at: datetime | None = None
     reminder_sent: bool = False  # the before-expiry reminder for the current end
     next_nudge_at: datetime | None = None  # when the approvers are reminded next
     nudges: int = 0
@@ -604,6 +608,7 @@ class Request:
         """The grant made in `granted_round` could not be recorded and was taken back at
         the target: the next grant is made under a new grant id (see `grant_id`)."""
         self.grant_round = granted_round + 1
+        self.grant_starts_at = None  # the new id's first call sets its own start
 
     def end(self, at: datetime, actor: str, account: str | None = None) -> Status:
         """The revoke worked: "revoked" if someone asked for it, else "expired". A grant
@@ -720,6 +725,7 @@ class Request:
         for name in (
             "created_at",
             "granted_at",
+            "grant_starts_at",
             "expires_at",
             "ended_at",
             "next_retry_at",

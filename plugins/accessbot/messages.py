@@ -1116,20 +1116,23 @@ def escalation_notices(request: Request, why: str, before: str, after: str) -> l
     ]
 
 
-def database_not_answering(error: Exception) -> str:
-    """A command's answer while the database does not answer (within ACCESS_DB_COMMAND_WAIT)."""
+def database_not_answering() -> str:
+    """A command's answer while the database does not answer (within ACCESS_DB_COMMAND_WAIT).
+    It names no host, port, user or database: the caller logs the error, for admins."""
     return (
-        f"The bot's database is not answering ({error}), so nothing was decided. "
+        "The bot's database is not answering, so nothing was decided. "
         "Try again in a minute; an admin has the details in the bot's log."
     )
 
 
-def database_lost(error: str) -> str:
+def database_lost() -> str:
+    """The admins' alert; the database and the error are in the bot's log, not in chat."""
     return (
-        f"Access bot: the scheduler cannot reach its database ({error}). Until it is back "
-        "this bot revokes, grants and times out nothing (another bot that reaches the "
-        "database takes over), and commands answer that nothing was decided. You are told "
-        "once more when it is back."
+        "Access bot: the scheduler cannot reach its database (the bot's log says which and "
+        "why). Until it is back, a bot that cannot reach it revokes, grants and times out "
+        "nothing (another bot that reaches it takes over), and commands answer that "
+        "nothing was decided. You are told once more when it is back (once for all the "
+        "bots: the one that was running the scheduler tells)."
     )
 
 

@@ -87,8 +87,6 @@ class Provisioner:
         self.inflight = host._inflight
         # Grants taken back because they could not be recorded: id -> (attempts, next try).
         self.grant_waits: dict[str, tuple[int, datetime]] = {}
-        # Grant calls made but not yet recorded: grant id -> when the target was called.
-        self.grant_started: dict[str, datetime] = {}
         self._strategies: dict[str, Strategy] = {}  # shareable strategies by settings
         self._strategies_lock = threading.Lock()
         self._workers = max(1, workers)
@@ -277,9 +275,14 @@ class Provisioner:
         for notify, results in by_notify.values():
             try:
                 _tell(notify, self.record_revokes(results, "scheduler"))
-            except Exception:  # noqa: BLE001 - the other batches go on
-                log.exception(
-                    "could not record %d revocation(s); the next tick tries again", len(results)
+            except Exception as exc:  # noqa: BLE001 - the other batches go on
+                # The database away is one line (the heartbeat logs the outage itself);
+                # anything else gets its traceback.
+                log.error(
+                    "could not record %d revocation(s) (%s); the next tick tries again",
+                    len(results),
+                    exc,
+                    exc_info=not isinstance(exc, (StoreError, AccessError)),
                 )
             finally:
                 self._done(*(request.id for request, _ in results))
@@ -293,6 +296,15 @@ class Provisioner:
                 return False
             self.inflight.add(request_id)
             return True
+
+    def release(self, *request_ids: str) -> None:
+        """Hand back these claims, every one of them: one that fails (the database is
+        away) stops none of the others, and the bot's heartbeat deletes its row later."""
+        for request_id in request_ids:
+            try:
+                self.inflight.discard(request_id)
+            except Exception:  # noqa: BLE001 - the others are handed back all the same
+                log.warning("could not hand back the claim on %s", request_id, exc_info=True)
 
     def claim_current(self, request_id: str, still: Callable[[Request], bool]) -> Request | None:
         """Claim a request and re-read it; None (and no claim) if it is taken or moved on."""
@@ -320,10 +332,11 @@ class Provisioner:
         unrecorded = None
         try:
             error = None
-            # A grant call whose outcome could not be recorded (the database went away) is
-            # made again with the same start, so the same expiry and Idempotency-Key: the
-            # target's answer and the audit tell the same access window.
-            started = self.grant_started.setdefault(request.grant_id, host.clock())
+            # A grant call whose outcome could not be recorded (the database went away, the
+            # bot died) is made again, by any bot, with the start recorded before the first
+            # call: the same expiry under the same Idempotency-Key, and the target's answer
+            # and the audit tell the same access window.
+            started = self.grant_start(request)
             preview = request.with_end(started + request.duration)
             try:
                 done = self.call(request.strategy, "grant", payload_for("grant", preview))
@@ -336,7 +349,6 @@ class Provisioner:
                 if error is None:
                     # the expiry the target was just told; revoke and extend act on its account
                     request.activate(started, done.account, done.answer)
-                    self.grant_started.pop(request.grant_id, None)
                     self.owe_follow_up(request, "after_grant")
                     try:
                         host._commit(
@@ -351,7 +363,6 @@ class Provisioner:
                     except AccessError as exc:
                         unrecorded = str(exc)
                 else:
-                    self.grant_started.pop(request.grant_id, None)
                     request.fail_grant(error, now)
                     host._commit(
                         request, "grant_failed", "bot", outcome="grant_failed", detail=error
@@ -372,6 +383,21 @@ class Provisioner:
             host._follow_ups.submit(request.id)
         return notices
 
+    def grant_start(self, request: Request) -> datetime:
+        """The start the target is told for this grant id: recorded on the request before
+        its first call (a StoreError if it cannot be, and no call), read back on every
+        later one."""
+        if request.grant_starts_at is not None:
+            return request.grant_starts_at
+        host = self.host
+        with host.lock:
+            current = host.store.get(request.id)
+            if current.grant_id == request.grant_id and current.grant_starts_at is None:
+                current.grant_starts_at = host.clock()
+                host.store.save(current)
+        request.grant_starts_at = current.grant_starts_at or host.clock()
+        return request.grant_starts_at
+
     def _backoff(self, request_id: str, attempt: int) -> None:
         self.grant_waits[request_id] = (attempt, self.host.clock() + retry_delay(attempt))
 
@@ -382,7 +408,6 @@ class Provisioner:
         next grant has a new grant id. Announced once, not at every attempt."""
         host = self.host
         self.take_back(granted)
-        self.grant_started.pop(granted.grant_id, None)
         request = host.store.get(granted.id) or granted
         request.take_back(granted.grant_round)
         wait = self.grant_waits.get(request.id)
@@ -501,8 +526,7 @@ class Provisioner:
                     )
                 notices = host.uow.announce(told)
         finally:
-            for claimed, _ in results:
-                self.inflight.discard(claimed.id)
+            self.release(*(claimed.id for claimed, _ in results))
         for request, error, outcome, _ in done:
             if error is None and request.follow_ups_due:
                 host._follow_ups.submit(request.id)
@@ -569,8 +593,7 @@ class Provisioner:
                     told = msg.extension_failed(grant, extension)
                 return host.uow.announce(render(extension, told))
         finally:
-            self.inflight.discard(grant.id)
-            self.inflight.discard(extension.id)
+            self.release(grant.id, extension.id)
 
     # -- follow-ups: what a grant or revoke owes -------------------------------------
 

@@ -7,12 +7,15 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from ..store import StoreError
 from .schema import MIGRATIONS, NEWEST
@@ -32,6 +35,44 @@ class DatabaseError(StoreError):
 
 
 DEAD_AFTER_LEASES = 10  # a bot silent this many lease times is gone: its rows are cleared
+RECONNECT_EVERY = 0.5  # seconds between attempts to reach a database that went away
+CONNECT_TIMEOUT = 3  # seconds one attempt to connect may take (libpq's least is 2)
+MIN_STATEMENT_TIMEOUT = 5.0  # seconds; a query waits at most max(this, the lease)
+
+
+class _Retry(AttemptWithBackoff):
+    """The pool's reconnect attempts at a steady pace, not doubling: psycopg_pool's own
+    backoff (1 s, 2 s, 4 s, ...) left a bot blind for up to half the outage again after
+    the database came back."""
+
+    INITIAL_DELAY = RECONNECT_EVERY
+    DELAY_BACKOFF = 1.0
+
+
+class _Connection(psycopg.Connection):
+    """A connection on which no exchange with the server waits longer than `answer_within`
+    seconds (a little over the statement timeout, which the server applies first): past
+    that the server is taken for hung (stopped, or cut off without a word) and the
+    connection is closed, so the query fails like one to a database that is gone."""
+
+    answer_within: float = 60.0
+
+    def wait(self, gen, interval=0.1, timeout=None):
+        try:
+            return super().wait(gen, interval, self.answer_within if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout:
+            self.pgconn.finish()  # the exchange is cut mid-way: this connection is done
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.answer_within:g}s"
+            ) from None
+
+
+class _Pool(ConnectionPool):
+    """A pool whose reconnect attempts come every RECONNECT_EVERY seconds, however long
+    the database was away: a bot sees it again within about that of its return."""
+
+    def _add_connection(self, attempt, growing: bool = False) -> None:
+        super()._add_connection(attempt or _Retry(timeout=self.reconnect_timeout), growing)
 
 
 def safe_url(url: str) -> str:
@@ -114,19 +155,44 @@ class Database:
                 "(postgresql://user@host/dbname; the password in PGPASSWORD or ~/.pgpass) "
                 "and that the database exists and is reachable"
             ) from exc
-        self.pool = ConnectionPool(
+        # Every query gives up after the statement timeout, so a database that hangs is
+        # noticed (and told) like one that is gone, instead of holding a thread for good.
+        self.statement_timeout = max(MIN_STATEMENT_TIMEOUT, lease_seconds)
+        connection_class = type(
+            "Connection", (_Connection,), {"answer_within": self.statement_timeout + 2.0}
+        )
+        self.pool = _Pool(
             url,
+            connection_class=connection_class,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "application_name": "accessbot"},
+            kwargs={
+                "autocommit": True,
+                "application_name": "accessbot",
+                "connect_timeout": CONNECT_TIMEOUT,
+                "options": _with_statement_timeout(url, self.statement_timeout),
+            },
             configure=_configure,
             check=ConnectionPool.check_connection,
             open=False,
             name="accessbot",
             timeout=connect_timeout,
+            # Never give up reconnecting: the attempts stay RECONNECT_EVERY apart.
+            reconnect_timeout=365 * 24 * 3600.0,
         )
         self.pool.open(wait=True, timeout=connect_timeout)
+        # An outage is logged once when it starts and once when it ends (by the heartbeat),
+        # not once per attempt: the pool's own line per failed reconnect is silenced.
+        self.away_since: float | None = None
+        pool_log = logging.getLogger("psycopg.pool")
+        if pool_log.level == logging.NOTSET:
+            pool_log.setLevel(logging.ERROR)
         self._stop = threading.Event()
+        # What this process is calling a strategy for right now (see postgres.store.Claims):
+        # a claim row of this bot's that is not here outlived its call, and the heartbeat
+        # deletes it, so no claim outlives its reason by more than a beat.
+        self.claimed: set[str] = set()
+        self.claimed_lock = threading.Lock()
         # Other leases to renew at every heartbeat (the scheduler's, while this bot holds
         # it), so a tick longer than the lease never lets another bot take over mid-tick.
         self.renewals: list[Callable[[], None]] = []
@@ -205,10 +271,20 @@ class Database:
     # -- liveness ----------------------------------------------------------------------
 
     def beat(self) -> bool:
-        """Renew this bot's lease; while it is fresh, its claims hold. Also clear what
-        bots long dead left behind: their lease rows and their (lapsed) claims."""
+        """Renew this bot's lease; while it is fresh, its claims hold. Delete this bot's
+        claim rows whose call is no longer under way here (their record or hand-back
+        failed while the database was away). Also clear what bots long dead left
+        behind: their lease rows and their (lapsed) claims."""
         with self.connection() as conn:
             held = renew_lease(conn, f"bot:{self.bot_id}", self.bot_id, self.lease_seconds)
+            # Under the lock, so no claim is taken between the look and the delete; rows
+            # another transaction holds are skipped (it is handing them back or taking them).
+            with self.claimed_lock:
+                conn.execute(
+                    "DELETE FROM claims WHERE request_id IN (SELECT request_id FROM claims "
+                    "WHERE owner = %s AND NOT request_id = ANY(%s) FOR UPDATE SKIP LOCKED)",
+                    (self.bot_id, list(self.claimed)),
+                )
             conn.execute(
                 "DELETE FROM leases WHERE name LIKE 'bot:%%' "
                 "AND expires_at < now() - make_interval(secs => %s)",
@@ -228,7 +304,23 @@ class Database:
                 for renew in list(self.renewals):
                     renew()
             except StoreError as exc:
-                log.warning("heartbeat failed (%s); this bot's claims lapse if it goes on", exc)
+                self.seen(str(exc))
+            else:
+                self.seen(None)
+
+    def seen(self, error: str | None) -> None:
+        """The heartbeat reached the database (`error` None) or not: one log line when that
+        changes, none while it stays so."""
+        if error is not None and self.away_since is None:
+            self.away_since = time.monotonic()
+            log.error(
+                "the database is away (%s); this bot decides, grants and revokes nothing "
+                "until it is back, and its claims lapse",
+                error,
+            )
+        elif error is None and self.away_since is not None:
+            away, self.away_since = time.monotonic() - self.away_since, None
+            log.warning("the database at %s answers again, after about %.0fs", self.where, away)
 
     def close(self) -> None:
         """Stop the heartbeat, hand back this bot's claims and leases, close the pool."""
@@ -293,6 +385,12 @@ def _configure(conn: psycopg.Connection) -> None:
         "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 3; "
         "SET tcp_keepalives_count = 3; SET TIME ZONE 'UTC'"
     )
+
+
+def _with_statement_timeout(url: str, seconds: float) -> str:
+    """The URL's own `options` (if it has any), with the statement timeout added."""
+    given = conninfo_to_dict(url).get("options") or ""
+    return f"{given} -c statement_timeout={int(seconds * 1000)}".strip()
 
 
 def _reason(exc: psycopg.Error) -> str:

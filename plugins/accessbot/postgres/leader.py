@@ -45,7 +45,8 @@ class LeaderLease:
                 held = renew_lease(conn, self.name, self.db.bot_id, self.seconds)
             self.unreachable = None
         except StoreError as exc:
-            log.warning("could not renew the scheduler lease: %s", exc)
+            # said once by the heartbeat when the database goes, not at every tick
+            log.debug("could not renew the scheduler lease: %s", exc)
             self.unreachable = str(exc)
             held = False  # a bot that cannot reach the database must not act as leader
         if held != self.held:

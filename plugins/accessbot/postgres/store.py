@@ -8,7 +8,7 @@ look-ups cost what is due, not what is stored.
 
 from __future__ import annotations
 
-import threading
+import logging
 from collections.abc import Iterable, Iterator, MutableSet
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -16,8 +16,10 @@ from datetime import datetime
 from psycopg.types.json import Jsonb
 
 from ..domain import Request, Status
-from ..store import ConflictError, SinkCursor
+from ..store import ConflictError, SinkCursor, StoreError
 from .database import Database
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = """
     status = %(status)s, final = %(final)s, requester = %(requester)s,
@@ -288,17 +290,19 @@ class Claims(MutableSet):
     `in` is true while any bot whose heartbeat is fresh holds the claim, so a dead bot's
     claims lapse after the lease time and another bot finishes its work. `add` claims for
     this bot (inside the caller's decision transaction, if one is open, so the claim and
-    the decision commit together); `discard` hands back only this bot's own claim.
+    the decision commit together); `discard` hands back only this bot's own claim, and
+    never fails: a row it could not delete (the database was away) is no longer this
+    process's (`Database.claimed`), so the heartbeat deletes it as soon as it can. A live
+    bot's claim therefore lasts as long as its call, plus at most one beat.
     Iterating lists this bot's own claims.
     """
 
     def __init__(self, db: Database):
         self.db = db
-        # What this process is calling right now. A claim row of ours that is not here was
-        # left behind when the database failed before `discard` could delete it: it is
-        # stale, and ours to take again (otherwise the request would wait for good).
-        self._mine: set[str] = set()
-        self._mine_lock = threading.Lock()
+
+    def _mine(self, request_id: str) -> bool:
+        with self.db.claimed_lock:
+            return request_id in self.db.claimed
 
     def __contains__(self, request_id: object) -> bool:
         with self.db.connection() as conn:
@@ -312,30 +316,43 @@ class Claims(MutableSet):
         if row is None:
             return False
         if row[0] == self.db.bot_id:
-            with self._mine_lock:
-                return str(request_id) in self._mine
+            # A row of ours whose call is not under way here outlived it: ours to take again.
+            return self._mine(str(request_id))
         return True
 
     def add(self, request_id: str) -> None:
-        with self.db.connection() as conn:
-            conn.execute(
-                """
-                INSERT INTO claims (request_id, owner) VALUES (%s, %s)
-                ON CONFLICT (request_id) DO UPDATE
-                   SET owner = EXCLUDED.owner, claimed_at = now()
-                """,
-                (request_id, self.db.bot_id),
-            )
-        with self._mine_lock:
-            self._mine.add(request_id)
+        # Noted first, so the heartbeat never takes the fresh row for a leftover.
+        with self.db.claimed_lock:
+            self.db.claimed.add(request_id)
+        try:
+            with self.db.connection() as conn:
+                conn.execute(
+                    """
+                    INSERT INTO claims (request_id, owner) VALUES (%s, %s)
+                    ON CONFLICT (request_id) DO UPDATE
+                       SET owner = EXCLUDED.owner, claimed_at = now()
+                    """,
+                    (request_id, self.db.bot_id),
+                )
+        except BaseException:
+            with self.db.claimed_lock:
+                self.db.claimed.discard(request_id)
+            raise
 
     def discard(self, request_id: str) -> None:
-        with self._mine_lock:
-            self._mine.discard(request_id)
-        with self.db.connection() as conn:
-            conn.execute(
-                "DELETE FROM claims WHERE request_id = %s AND owner = %s",
-                (request_id, self.db.bot_id),
+        with self.db.claimed_lock:
+            self.db.claimed.discard(request_id)
+        try:
+            # Waits no longer than a command: a batch handed back while the database is
+            # away must not wait the pool's timeout once per claim (the heartbeat is there).
+            with self.db.for_command(), self.db.connection() as conn:
+                conn.execute(
+                    "DELETE FROM claims WHERE request_id = %s AND owner = %s",
+                    (request_id, self.db.bot_id),
+                )
+        except StoreError as exc:
+            log.warning(
+                "claim on %s not handed back (%s); the heartbeat clears it", request_id, exc
             )
 
     def __iter__(self) -> Iterator[str]:
