@@ -101,6 +101,8 @@ def build_service(
     or on `store` (a MemoryStore, for tests that need no files for the requests) and the
     audit file. `policy` replaces the two-resource policy, `options` go to the service."""
     policy_file(tmp_path / "policies", "prod.py", policy or two_resource_policy(url))
+    # The tests' desks make grants of a few seconds, below the bot's 30s floor.
+    options.setdefault("min_duration", timedelta(0))
     data = tmp_path / "data"
     if db_url:
         from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
