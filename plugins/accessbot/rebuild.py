@@ -514,11 +514,69 @@ def open_degraded_backend(settings, clock):
 
 
 class DegradedService:
-    """The service of a bot on rebuilt grants: reads, revokes and the scheduler's work go
-    through; anything that would start or decide a request is refused, saying why."""
+    """The service of a bot on rebuilt grants: an explicit allow-list. Reads, revocation
+    and the scheduler's work go through; everything else (anything that would start,
+    decide or change a request, and any method added later until it is listed here) is
+    refused, saying why. tests/test_rebuild_unit.py checks that every public name of
+    AccessService is in ALLOWED or REFUSED."""
 
+    # Answer from the rebuilt grants and the audit log; write nothing.
+    READS = frozenset(
+        {
+            "show",
+            "mine",
+            "list_live",
+            "review",
+            "resources",
+            "audit_events",
+            "verify_audit",
+            "whatif",
+            "evaluate",
+            "evaluate_vote",
+            "field_names",
+            "policies",
+            "policy_error",
+            "policy_dir",
+            "history_counts",
+            "strategy_workers",
+            "next_revocation_at",
+        }
+    )
+    # Ending access, by a person or by the scheduler, and telling about it (the store
+    # holds only grants that hold access, so a retry can only be a revoke's).
+    REVOCATION = frozenset(
+        {
+            "revoke",
+            "retry",
+            "revocation_tick",
+            "tick",
+            "drain",
+            "housekeeping",
+            "remind_reviews",
+            "close",
+        }
+    )
+    # Policy reloads change what a new request would get (none is taken) and no grant:
+    # the rebuilt grants carry their strategy settings.
+    CONFIG = frozenset({"reload", "reload_policies"})
+    # What the plugin wires once (the standing-access report reads through it; the sweep
+    # that removes members does not run degraded).
+    WIRING = frozenset({"store", "clock", "lock"})
+    ALLOWED = READS | REVOCATION | CONFIG | WIRING
+    # Refused on purpose (anything not in ALLOWED is refused as well).
     REFUSED = frozenset(
-        {"request", "checks_at_request", "approve", "deny", "extend", "cancel", "ack"}
+        {
+            "request",
+            "checks_at_request",
+            "approve",
+            "deny",
+            "extend",
+            "cancel",
+            "ack",
+            "remember_card",
+            "pagerduty",
+            "slack_groups",
+        }
     )
 
     def __init__(self, service, reason: str):
@@ -526,13 +584,15 @@ class DegradedService:
         self.reason = reason
 
     def __getattr__(self, name: str):
-        if name in self.REFUSED:
+        if name in self.ALLOWED:
+            return getattr(self._service, name)
+        if name.startswith("__"):
+            raise AttributeError(name)
 
-            def refuse(*args, **kwargs):
-                raise AccessError(f"Nothing was done: {self.reason}.")
+        def refuse(*args, **kwargs):
+            raise AccessError(f"Nothing was done: {self.reason}.")
 
-            return refuse
-        return getattr(self._service, name)
+        return refuse
 
 
 def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
