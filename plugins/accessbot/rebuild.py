@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import memory_store
+from . import integrity, memory_store
 from .domain import (
     FINAL,
     HOLDS_ACCESS,
@@ -358,6 +358,8 @@ def salvage(files: StoreFiles) -> dict[str, Request]:
     def keep(record) -> None:
         try:
             request = Request.from_dict(record)
+            if not (isinstance(request.id, str) and isinstance(request.created_at, datetime)):
+                raise TypeError("not a whole request")
         except (ValueError, KeyError, TypeError, AttributeError):
             return
         known = found.get(request.id)
@@ -368,6 +370,8 @@ def salvage(files: StoreFiles) -> dict[str, Request]:
         keep(record)
     for path in (files.journal, files.archive):
         for line in _lines(path):
+            if integrity.line_verdict(line.rstrip(b"\n")) == integrity.BROKEN:
+                continue  # changed since it was written: not to be trusted
             try:
                 record = json.loads(line)
             except ValueError:
@@ -398,6 +402,10 @@ def _snapshot_records(path: Path) -> Iterator[dict]:
     except ValueError:
         whole = None
     if isinstance(whole, dict):
+        verdict, why = integrity.open_database(data.decode("utf-8", "replace"), whole)
+        if verdict == integrity.BROKEN:
+            log.warning("not salvaging %s: %s", path, why)
+            return
         for table in whole.values():
             if isinstance(table, dict):
                 yield from (doc for doc in table.values() if isinstance(doc, dict))
@@ -451,7 +459,12 @@ class MemoryStore(memory_store.MemoryStore):
         """Hold the grants that still hold access, rebuilt from the audit events and what
         still reads of the damaged store's files. Pending and approved requests are left
         out: nothing is decided meanwhile."""
-        rebuilt = rebuild(events, strategy_for, salvage(files))
+        try:
+            salvaged = salvage(files)
+        except Exception:  # noqa: BLE001 - the audit log alone still says what to revoke
+            log.exception("could not salvage what is left of the damaged store")
+            salvaged = {}
+        rebuilt = rebuild(events, strategy_for, salvaged)
         self._hold([r.copy() for r in rebuilt.holding])
         return rebuilt
 
@@ -511,6 +524,105 @@ def open_degraded_backend(settings, clock):
         SoleLeader(),
         f"grants rebuilt from the audit at {settings.audit_path} (store damaged)",
     )
+
+
+# -- the store checked against the audit log at start -----------------------------------
+
+
+@dataclass
+class _Held:
+    """What the audit log says of one request's grant: its status, account and end."""
+
+    status: Status | None = None
+    account: str | None = None
+    expires_at: str | None = None
+    resource: str = ""
+    user: str = ""
+
+
+def audit_differences(store, events: Iterable[dict]) -> list[str]:
+    """How the store's grants differ from the audit log's (empty: they agree). Every grant
+    the log says holds access must be in the store, holding access, with the same account
+    and end; every grant the store holds must be one the log says holds access. A grant
+    whose events are all in audit files no longer kept (the log does not start with its
+    seed) is not held against the store."""
+    held: dict[str, _Held] = {}
+    complete = None
+    for record in events:
+        if complete is None:
+            complete = "seed" in record
+        request_id = record.get("request_id")
+        if not request_id:
+            continue
+        known = held.setdefault(request_id, _Held())
+        known.status = _STATUS_AFTER.get(record.get("event", ""), known.status)
+        for name in ("account", "expires_at", "resource", "user"):
+            if record.get(name) not in (None, ""):
+                setattr(known, name, record[name])
+    differences = []
+    for request_id, known in held.items():
+        if known.status not in HOLDS_ACCESS:
+            continue
+        stored = store.get(request_id)
+        what = f"grant of {request_id} ({known.resource} for {known.user})"
+        if stored is None or stored.status not in HOLDS_ACCESS:
+            found = "does not hold it" if stored is None else f"says {stored.status.value}"
+            differences.append(
+                f"{what}: the audit log says it holds access until {known.expires_at}, "
+                f"the store {found}"
+            )
+        elif (stored.account or None) != (known.account or None):
+            differences.append(
+                f"{what}: the audit log says account {known.account!r}, the store "
+                f"{stored.account!r}"
+            )
+        elif stored.expires_at != from_iso(known.expires_at):
+            differences.append(
+                f"{what}: the audit log says it ends {known.expires_at}, the store "
+                f"{iso(stored.expires_at)}"
+            )
+    for stored in store.live_in(HOLDS_ACCESS):
+        known = held.get(stored.id)
+        if known is None and not complete:
+            continue  # its events are in audit files no longer kept
+        if known is None or known.status not in HOLDS_ACCESS:
+            said = "has no event of it" if known is None else f"says {known.status}"
+            differences.append(
+                f"grant of {stored.id} ({stored.resource} for {stored.requester}): the store "
+                f"says it holds access until {iso(stored.expires_at)}, the audit log {said}"
+            )
+    return differences
+
+
+def differs_reason(differences: list[str], shown: int = 5) -> str:
+    listed = "; ".join(differences[:shown])
+    more = f"; and {len(differences) - shown} more" if len(differences) > shown else ""
+    return (
+        f"the store does not match the audit log ({len(differences)} difference(s): "
+        f"{listed}{more}). The bot runs on the grants its audit log holds: it revokes them "
+        f"on time, and takes no new requests or decisions until an admin runs "
+        f'`{REBUILD_COMMAND}` (see the README: "A damaged store")'
+    )
+
+
+def checked_against_audit(backend, settings, clock):
+    """(backend, why degraded or None): the opened TinyDB store checked against the audit
+    log; if they differ, the store is closed and the degraded backend (grants rebuilt
+    from the audit log, `open_degraded_backend`) is opened instead. PostgreSQL writes
+    both in one transaction: not checked here."""
+    if settings.db_url:
+        return backend, None
+    try:
+        differences = audit_differences(backend.store, backend.audit.events())
+    except Exception:  # noqa: BLE001 - an unreadable log cannot rebuild grants either
+        log.exception("could not check the store against the audit log")
+        return backend, None
+    if not differences:
+        return backend, None
+    for difference in differences:
+        log.critical("the store does not match the audit log: %s", difference)
+    backend.close()
+    return open_degraded_backend(settings, clock), differs_reason(differences)
 
 
 class DegradedService:
