@@ -166,3 +166,51 @@ def test_a_degraded_service_forwards_the_allowed_and_refuses_the_rest_by_default
     for refused in (degraded.approve, degraded.grant_everyone):
         with pytest.raises(AccessError, match=r"^Nothing was done: the store cannot be read"):
             refused(None, "abc234")
+
+
+def test_events_after_a_broken_chain_may_not_end_a_grant_or_make_it_longer():
+    longer = {
+        "event": "extended",
+        "ts": "2026-11-24T09:20:00Z",
+        "expires_at": "2026-11-25T09:31:00Z",
+    }
+    ended = {"event": "expired", "ts": "2026-11-24T09:21:00Z"}
+    told = events(POLICY, False, longer, ended)
+
+    trusting = rebuild(told)
+    assert trusting.holding == [] and trusting.untrusted == []
+
+    rebuilt = rebuild(told, trusted=3)  # the chain broke at the fourth event
+    (grant,) = rebuilt.holding
+    assert grant.expires_at.isoformat() == "2026-11-24T09:31:00+00:00"  # not a day longer
+    assert grant.ending == "revoked" and grant.revoke_due_at < grant.expires_at  # due now
+    assert rebuilt.untrusted == [
+        "event 4: extended of abc234 (not believed: the grant is revoked again at its target)",
+        "event 5: expired of abc234 (not believed: the grant is revoked again at its target)",
+    ]
+
+
+def test_a_grant_the_log_ended_but_the_store_still_held_is_revoked_again():
+    from datetime import datetime, timedelta
+
+    from accessbot.domain import Request
+
+    held = Request(
+        id="abc234",
+        requester="carol",
+        resource="prod-db",
+        duration=timedelta(minutes=30),
+        reason="INC-42",
+        created_at=datetime.fromisoformat("2026-11-24T09:00:00Z"),
+        channel="#access-approvals",
+        approvers=["alice", "bob"],
+        status=Status.ACTIVE,
+        expires_at=datetime.fromisoformat("2026-11-24T09:31:00Z"),
+    )
+    ended = {"event": "expired", "ts": "2026-11-24T09:05:00Z"}
+
+    rebuilt = rebuild(events(POLICY, False, ended), salvaged={"abc234": held})
+
+    (grant,) = rebuilt.holding
+    assert grant.status is Status.ACTIVE and grant.ending == "revoked"
+    assert "the audit log says expired, the store that it still held access" in rebuilt.untrusted[0]

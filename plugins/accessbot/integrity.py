@@ -33,8 +33,9 @@ DIGEST_TABLE = "_digest"
 LINE_KEY = "_sha256"
 _HEADER = re.compile(r'\{"_digest":\{"1":\{"sha256":"([0-9a-f]{64})"\}\},\n')
 _SUFFIX = re.compile(rb',"_sha256":"([0-9a-f]{64})"\}$')
-# What is left of a digest whose key or value was damaged (no line of ours ends so).
-_NEAR = re.compile(rb'(?:"[0-9a-f]{64}"\}|_sha256"[^,]{0,70}\})$')
+# What is left of a digest whose key, value or closing was damaged (no line of ours
+# ends so, nor has the key near its end).
+_NEAR_VALUE = re.compile(rb'[0-9a-f]{64}"\}$')
 
 SEALED, UNSEALED, BROKEN = "sealed", "unsealed", "broken"
 
@@ -75,7 +76,8 @@ def line_verdict(line: bytes) -> str:
     does not match its digest, or the digest is damaged). `line` without its newline."""
     found = _SUFFIX.search(line)
     if found is None:
-        return BROKEN if _NEAR.search(line) else UNSEALED
+        near = LINE_KEY.encode() in line[-90:] or _NEAR_VALUE.search(line[-70:])
+        return BROKEN if near else UNSEALED
     return SEALED if sha256(line[: found.start()]) == found.group(1).decode() else BROKEN
 
 

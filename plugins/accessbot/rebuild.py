@@ -129,6 +129,9 @@ class Rebuilt:
     # Requests that could not be rebuilt whole, each with what an admin should do.
     problems: list[str] = field(default_factory=list)
     events: int = 0
+    # Events after the hash chain broke (each, and whether it was believed), and grants
+    # whose end the store's copy contradicts: ends the target is to confirm.
+    untrusted: list[str] = field(default_factory=list)
 
     @property
     def holding(self) -> list[Request]:
@@ -157,8 +160,23 @@ class _Trace:
         self.revoke_attempts = 0
         self.extensions = 0
         self.history: list[Event] = []
+        self.unconfirmed_end: str | None = None  # an end only an untrusted event told
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict, trusted: bool = True) -> bool:
+        """Take one event in; False if it was not believed (an event after the hash chain
+        broke may not end a grant, or make it longer: its target must confirm that)."""
+        if not trusted and self.status in HOLDS_ACCESS:
+            ends = _STATUS_AFTER.get(record.get("event", ""), self.status) not in HOLDS_ACCESS
+            old_end, new_end = self.fields.get("expires_at"), record.get("expires_at")
+            longer = bool(old_end and new_end and from_iso(new_end) > from_iso(old_end))
+            if ends or longer:
+                if ends:
+                    self.unconfirmed_end = record.get("event") or "an end"
+                return False
+        self._add(record)
+        return True
+
+    def _add(self, record: dict) -> None:
         event, at = record.get("event", ""), from_iso(record.get("ts"))
         self.fields.update({k: v for k, v in record.items() if v not in (None, "")})
         self.status = _STATUS_AFTER.get(event, self.status)
@@ -240,6 +258,8 @@ class _Trace:
         )
         if self.reviewed:
             request.reviewed_by, request.reviewed_at = self.reviewed
+        if self.unconfirmed_end and request.status is Status.ACTIVE:
+            request.ending = "revoked"  # revoked again at its target at once (idempotent)
         if request.status in FINAL:
             request.ended_at = self.history[-1].at
         return request
@@ -275,21 +295,36 @@ def rebuild(
     events: Iterable[dict],
     strategy_for: Callable[[str], dict | None] = lambda resource: None,
     salvaged: dict[str, Request] | None = None,
+    trusted: int | None = None,
 ) -> Rebuilt:
     """Rebuild the requests from the audit events (oldest first). `strategy_for(resource)`
     gives the current policy's strategy settings; `salvaged` the records still readable
-    in the damaged store, used where the audit agrees with them."""
+    in the damaged store, used where the audit agrees with them. `trusted`: how many
+    events, from the first, follow an intact hash chain (None: all); a later event may
+    not end a grant or make it longer, so a forged `expired` leaves the grant holding
+    access, to be revoked again at its target (`Rebuilt.untrusted` names each)."""
     traces: dict[str, _Trace] = {}
     result = Rebuilt()
-    for record in events:
+    for number, record in enumerate(events):
         result.events += 1
-        request_id = record.get("request_id")
+        request_id, believed = record.get("request_id"), True
         if request_id:
-            traces.setdefault(request_id, _Trace(request_id)).add(record)
+            believed = traces.setdefault(request_id, _Trace(request_id)).add(
+                record, trusted is None or number < trusted
+            )
+        if trusted is not None and number >= trusted:
+            what = f"event {record.get('seq', number + 1)}: {record.get('event')}"
+            if request_id:
+                what += f" of {request_id}"
+            if request_id and not believed:
+                what += " (not believed: the grant is revoked again at its target)"
+            result.untrusted.append(what)
     salvaged = salvaged or {}
     for trace in traces.values():
         request, problem = _choose(*trace.request(strategy_for), salvaged.get(trace.id))
-        if problem:
+        if problem.startswith(AGAIN):
+            result.untrusted.append(problem.removeprefix(AGAIN))
+        elif problem:
             result.problems.append(problem)
         if request is not None:
             (result.finished if request.status in FINAL else result.live).append(request)
@@ -301,6 +336,9 @@ def rebuild(
     return result
 
 
+AGAIN = "again: "  # a `_choose` note of a grant revoked again, not a problem
+
+
 def _choose(
     rebuilt: Request | None, problem: str, base: Request | None
 ) -> tuple[Request | None, str]:
@@ -308,6 +346,21 @@ def _choose(
     admin should hear about it."""
     if base is not None and (rebuilt is None or _agrees(base, rebuilt)):
         return _merged(base, rebuilt), ""  # the salvaged line fills what the audit lacks
+    if (
+        base is not None
+        and rebuilt is not None
+        and base.status in HOLDS_ACCESS
+        and rebuilt.status in (Status.EXPIRED, Status.REVOKED)
+    ):
+        # The log says it ended, the store's last copy that it holds access: the target
+        # confirms it (a revoke is idempotent) before it counts as ended.
+        merged = _merged(base, rebuilt)
+        merged.status, merged.ending, merged.ended_at = Status.ACTIVE, "revoked", None
+        return merged, AGAIN + (
+            f"grant {rebuilt.grant_id} ({rebuilt.resource} for {rebuilt.requester}): the "
+            f"audit log says {rebuilt.status.value}, the store that it still held access; "
+            "it is revoked again at its target"
+        )
     if rebuilt is not None and rebuilt.status in (Status.PENDING, Status.APPROVED):
         return None, _lost(rebuilt)  # the audit does not hold enough to decide it
     return rebuilt, problem
@@ -540,12 +593,14 @@ class _Held:
     user: str = ""
 
 
-def audit_differences(store, events: Iterable[dict]) -> list[str]:
+def audit_differences(store, events: Iterable[dict], now: datetime | None = None) -> list[str]:
     """How the store's grants differ from the audit log's (empty: they agree). Every grant
     the log says holds access must be in the store, holding access, with the same account
-    and end; every grant the store holds must be one the log says holds access. A grant
-    whose events are all in audit files no longer kept (the log does not start with its
-    seed) is not held against the store."""
+    and end; every grant the store holds must be one the log says holds access. Two
+    exceptions: a grant whose events are all in audit files no longer kept (the log does
+    not start with its seed), and a grant the log says ended that the store has due for
+    revocation by `now` (a crash between the two writes, or a rebuild that asks its
+    target to confirm the end): this start revokes it again, and both agree."""
     held: dict[str, _Held] = {}
     complete = None
     for record in events:
@@ -585,6 +640,9 @@ def audit_differences(store, events: Iterable[dict]) -> list[str]:
         known = held.get(stored.id)
         if known is None and not complete:
             continue  # its events are in audit files no longer kept
+        due = stored.revoke_due_at
+        if known is not None and now is not None and due is not None and due <= now:
+            continue  # revoked again at this start: the target confirms the end
         if known is None or known.status not in HOLDS_ACCESS:
             said = "has no event of it" if known is None else f"says {known.status}"
             differences.append(
@@ -613,7 +671,7 @@ def checked_against_audit(backend, settings, clock):
     if settings.db_url:
         return backend, None
     try:
-        differences = audit_differences(backend.store, backend.audit.events())
+        differences = audit_differences(backend.store, backend.audit.events(), clock())
     except Exception:  # noqa: BLE001 - an unreadable log cannot rebuild grants either
         log.exception("could not check the store against the audit log")
         return backend, None
@@ -732,6 +790,7 @@ class RebuildReport:
         if self.aside:
             lines.append(f"the old store files were moved to {self.aside}")
         lines += [f"not restored: {p}" for p in self.rebuilt.problems]
+        lines += [f"not trusted: {u}" for u in self.rebuilt.untrusted]
         return "\n".join(lines)
 
 
@@ -740,17 +799,19 @@ def rebuild_store(
     events: Iterable[dict],
     strategy_for: Callable[[str], dict | None],
     now: datetime,
+    trusted: int | None = None,
 ) -> RebuildReport:
     """Write a fresh store at `store_path` from the audit events and what still reads of
     the old files, which are moved aside into `before-rebuild-<time>/`. Refuses while a
-    bot has the store open. Raises RebuildError."""
+    bot has the store open. `trusted`: how many events follow an intact hash chain (see
+    `rebuild`). Raises RebuildError."""
     from .backup import BackupError, move_aside, store_closed
 
     files = StoreFiles.of(store_path)
     files.snapshot.parent.mkdir(parents=True, exist_ok=True)
     try:
         with store_closed(files, "rebuild"):
-            rebuilt = rebuild(events, strategy_for, salvage(files))
+            rebuilt = rebuild(events, strategy_for, salvage(files), trusted)
             with tempfile.TemporaryDirectory(dir=files.snapshot.parent, prefix=".rebuild-") as d:
                 scratch = StoreFiles.of(Path(d) / files.snapshot.name)
                 fresh = TinyDBStore(scratch.snapshot)
