@@ -177,3 +177,26 @@ def test_a_grant_s_end_changed_in_access_json_starts_the_bot_degraded_and_it_rev
     clock.advance(minutes=2)
     chat.wait_for("carol", f"request {rid}) has expired")
     assert webhook.count("revoke", rid) == 1
+
+
+def test_a_degraded_start_does_not_end_a_grant_on_a_forged_line_after_the_chain_broke(
+    bot_factory, policy_dir, webhook, clock, tmp_path, caplog
+):
+    from tests.test_rebuild import flip
+    from tests.test_store_rebuild_cli import forge_expired
+
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    rid = request_id(chat.reply("carol", "!access request prod-db 2h fixing INC-42"))
+    assert chat.reply("bob", f"!approve {rid}").startswith(f"Approved {rid}:")
+    bot_factory.stop_last()
+    forge_expired(tmp_path / "data" / "audit.jsonl", rid, "2026-11-24T09:05:00Z")
+    flip(tmp_path / "data" / "access.json")
+
+    with caplog.at_level(logging.WARNING):
+        chat = bot_factory()
+        said = sent_at_start(chat, caplog)
+    told = [t for t in said if "the store cannot be read" in t]
+    assert len(told) == 1, said
+    assert f"Not trusted:\n- event 4: expired of {rid} (not believed" in told[0]
+    assert webhook.count("revoke", rid) == 1  # revoked again at once, at its target

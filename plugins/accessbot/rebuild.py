@@ -508,16 +508,18 @@ class MemoryStore(memory_store.MemoryStore):
         files: StoreFiles,
         events: Iterable[dict],
         strategy_for: Callable[[str], dict | None],
+        trusted: int | None = None,
     ) -> Rebuilt:
         """Hold the grants that still hold access, rebuilt from the audit events and what
         still reads of the damaged store's files. Pending and approved requests are left
-        out: nothing is decided meanwhile."""
+        out: nothing is decided meanwhile. `trusted`: as for `rebuild` (an audit log whose
+        chain broke cannot end a grant after the break)."""
         try:
             salvaged = salvage(files)
         except Exception:  # noqa: BLE001 - the audit log alone still says what to revoke
             log.exception("could not salvage what is left of the damaged store")
             salvaged = {}
-        rebuilt = rebuild(events, strategy_for, salvaged)
+        rebuilt = rebuild(events, strategy_for, salvaged, trusted)
         self._hold([r.copy() for r in rebuilt.holding])
         return rebuilt
 
@@ -770,6 +772,11 @@ def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
     text = f"Access bot: {reason}.\nRebuilt from the audit log: {rebuilt.summary()}."
     if rebuilt.problems:
         text += "\nNot restored:\n" + "\n".join(f"- {p}" for p in rebuilt.problems)
+    if rebuilt.untrusted:
+        shown = rebuilt.untrusted[:10]
+        more = len(rebuilt.untrusted) - len(shown)
+        text += "\nNot trusted:\n" + "\n".join(f"- {u}" for u in shown)
+        text += f"\n- and {more} more" if more else ""
     return text
 
 
