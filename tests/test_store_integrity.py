@@ -122,7 +122,7 @@ def test_a_grant_made_longer_in_a_store_without_its_digest_starts_degraded_on_th
     )
     try:
         assert degraded.startswith("the store does not match the audit log (1 difference(s)")
-        assert f"grant of {grant_id} (prod-db for carol)" in degraded
+        assert f"grant of {grant_id} (prod-db)" in degraded
         assert "python -m accessbot store rebuild" in degraded
         backend.store.fill(
             StoreFiles.of(settings.db_path),
@@ -200,3 +200,28 @@ def test_a_degraded_start_does_not_end_a_grant_on_a_forged_line_after_the_chain_
     assert len(told) == 1, said
     assert f"Not trusted:\n- event 4: expired of {rid} (not believed" in told[0]
     assert webhook.count("revoke", rid) == 1  # revoked again at once, at its target
+
+
+def test_the_archive_index_file_is_used_only_while_its_digest_and_the_archive_s_match(
+    tmp_path, caplog
+):
+    from tests.test_store_indexes import answers, archive_with_index
+
+    expected = answers(archive_with_index(tmp_path))
+    index = tmp_path / "access.archive.index.json"
+    archive = tmp_path / "access.archive.jsonl"
+    good_index, good_archive = index.read_bytes(), archive.read_bytes()
+    assert TinyDBStore(tmp_path / "access.json")._archive_indexed_to > 0
+
+    # A status in the history counts changed (valid JSON): the whole archive is read.
+    index.write_bytes(good_index.replace(b'"expired"]', b'"revoked"]', 1))
+    assert index.read_bytes() != good_index
+    store = TinyDBStore(tmp_path / "access.json")
+    assert store._archive_indexed_to == 0 and "its digest does not match" in caplog.text
+    assert answers(store) == expected
+
+    # A line the index covers changed (valid JSON): caught, not trusted on the index's word.
+    index.write_bytes(good_index)
+    archive.write_bytes(good_archive.replace(b'"requester":"dave"', b'"requester":"davf"', 1))
+    with pytest.raises(StoreError, match="does not match its digest"):
+        TinyDBStore(tmp_path / "access.json")

@@ -592,7 +592,6 @@ class _Held:
     account: str | None = None
     expires_at: str | None = None
     resource: str = ""
-    user: str = ""
 
 
 def audit_differences(store, events: Iterable[dict], now: datetime | None = None) -> list[str]:
@@ -613,7 +612,7 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
             continue
         known = held.setdefault(request_id, _Held())
         known.status = _STATUS_AFTER.get(record.get("event", ""), known.status)
-        for name in ("account", "expires_at", "resource", "user"):
+        for name in ("account", "expires_at", "resource"):
             if record.get(name) not in (None, ""):
                 setattr(known, name, record[name])
     differences = []
@@ -621,7 +620,7 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
         if known.status not in HOLDS_ACCESS:
             continue
         stored = store.get(request_id)
-        what = f"grant of {request_id} ({known.resource} for {known.user})"
+        what = f"grant of {request_id} ({known.resource})"  # refusals show it: no names
         if stored is None or stored.status not in HOLDS_ACCESS:
             found = "does not hold it" if stored is None else f"says {stored.status.value}"
             differences.append(
@@ -648,7 +647,7 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
         if known is None or known.status not in HOLDS_ACCESS:
             said = "has no event of it" if known is None else f"says {known.status}"
             differences.append(
-                f"grant of {stored.id} ({stored.resource} for {stored.requester}): the store "
+                f"grant of {stored.id} ({stored.resource}): the store "
                 f"says it holds access until {iso(stored.expires_at)}, the audit log {said}"
             )
     return differences

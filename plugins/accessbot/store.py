@@ -521,7 +521,10 @@ class TinyDBStore(IndexedStore):
         """Fill the archive index from its file; returns the archive offset it covers
         (0 when the file is missing, damaged or does not match the archive)."""
         try:
-            saved = json.loads(self.archive_index_path.read_bytes())
+            raw = self.archive_index_path.read_bytes()
+            if integrity.line_verdict(raw.rstrip(b"\n")) != integrity.SEALED:
+                raise ValueError("its digest does not match its content")
+            saved = json.loads(raw)
             covers, ids = int(saved["covers"]), saved["ids"]
             awaiting, (last_id, last_offset) = saved["awaiting"], saved["last"]
             follow_ups, history = saved["follow_ups"], saved["history"]
@@ -584,7 +587,8 @@ class TinyDBStore(IndexedStore):
             "sha256": self._archive_hash.hexdigest(),  # of the archive up to `covers`
         }
         try:
-            atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
+            text = integrity.seal_line(json.dumps(saved, separators=(",", ":")))
+            atomic_write(self.archive_index_path, text)
         except OSError as exc:
             log.warning("could not write %s: %s", self.archive_index_path, exc)
             return
