@@ -225,3 +225,23 @@ def test_the_archive_index_file_is_used_only_while_its_digest_and_the_archive_s_
     archive.write_bytes(good_archive.replace(b'"requester":"dave"', b'"requester":"davf"', 1))
     with pytest.raises(StoreError, match="does not match its digest"):
         TinyDBStore(tmp_path / "access.json")
+
+
+def test_the_check_at_start_parses_only_the_events_that_move_a_grant(tmp_path):
+    from accessbot.audit import AuditLog
+    from accessbot.rebuild import grant_events
+    from tests.helpers import FakeClock
+
+    audit = AuditLog(tmp_path / "audit.jsonl", FakeClock())
+    audit.append("requested", request_id="abc234", reason='"event":"expired" in a reason')
+    audit.append("granted", request_id="abc234", expires_at="2026-11-24T09:30:00Z")
+    audit.append("expiry_reminder", request_id="abc234")
+    audit.append("expired", request_id="abc234")
+
+    found = list(grant_events(audit))
+
+    assert [e["event"] for e in found] == [found[0]["event"], "granted", "expired"]
+    assert "seed" in found[0]  # the first line: the log starts where its chain does
+    assert [e["event"] for e in found[1:]] == [
+        e["event"] for e in audit.events() if e["event"] in ("granted", "expired")
+    ]

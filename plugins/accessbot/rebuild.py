@@ -594,6 +594,49 @@ class _Held:
     resource: str = ""
 
 
+# The events that move a grant into or out of holding access (the others leave it as it
+# was, or belong to requests never granted): all the check at start needs to parse.
+_GRANT_EVENTS = frozenset(
+    {"granted", "extended", "revoke_failed", "revoke_requested", "expired", "revoked"}
+    | {"grant_taken_back"}
+)
+
+
+def grant_events(audit) -> Iterator[dict]:
+    """The first event of the log (does it start with its seed?) and every event in
+    `_GRANT_EVENTS`, oldest first. From a log on files, only those lines are parsed (the
+    event's name is read from the raw line: keys are sorted, and a quote inside a value
+    is escaped); from any other log, `events()` filtered."""
+    path = getattr(audit, "path", None)
+    if not isinstance(path, Path):
+        first = True
+        for record in audit.events():
+            if first or record.get("event") in _GRANT_EVENTS:
+                yield record
+            first = False
+        return
+    from .audit import chain_files
+
+    first = True
+    for file in chain_files(path):
+        with open(file, "rb") as handle:
+            for raw in handle:
+                if not raw.endswith(b"\n"):
+                    continue
+                if not first:
+                    at = raw.find(b'"event":"')
+                    name = raw[at + 9 : raw.find(b'"', at + 9)] if at >= 0 else b""
+                    if name.decode("utf-8", "replace") not in _GRANT_EVENTS:
+                        continue
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                first = False
+                if isinstance(record, dict):
+                    yield record
+
+
 def audit_differences(store, events: Iterable[dict], now: datetime | None = None) -> list[str]:
     """How the store's grants differ from the audit log's (empty: they agree). Every grant
     the log says holds access must be in the store, holding access, with the same account
@@ -672,7 +715,7 @@ def checked_against_audit(backend, settings, clock):
     if settings.db_url:
         return backend, None
     try:
-        differences = audit_differences(backend.store, backend.audit.events(), clock())
+        differences = audit_differences(backend.store, grant_events(backend.audit), clock())
     except Exception:  # noqa: BLE001 - an unreadable log cannot rebuild grants either
         log.exception("could not check the store against the audit log")
         return backend, None
