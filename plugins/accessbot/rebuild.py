@@ -658,40 +658,45 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
         for name in ("account", "expires_at", "resource"):
             if record.get(name) not in (None, ""):
                 setattr(known, name, record[name])
+    # What the store holds, as small tuples: one pass of copies, not one `get` a grant.
+    holding = {
+        r.id: (r.account, r.expires_at, r.resource, r.revoke_due_at)
+        for r in store.live_in(HOLDS_ACCESS)
+    }
     differences = []
     for request_id, known in held.items():
         if known.status not in HOLDS_ACCESS:
             continue
-        stored = store.get(request_id)
         what = f"grant of {request_id} ({known.resource})"  # refusals show it: no names
-        if stored is None or stored.status not in HOLDS_ACCESS:
+        if request_id not in holding:
+            stored = store.get(request_id)
             found = "does not hold it" if stored is None else f"says {stored.status.value}"
             differences.append(
                 f"{what}: the audit log says it holds access until {known.expires_at}, "
                 f"the store {found}"
             )
-        elif (stored.account or None) != (known.account or None):
+            continue
+        account, expires_at, _, _ = holding[request_id]
+        if (account or None) != (known.account or None):
             differences.append(
-                f"{what}: the audit log says account {known.account!r}, the store "
-                f"{stored.account!r}"
+                f"{what}: the audit log says account {known.account!r}, the store {account!r}"
             )
-        elif stored.expires_at != from_iso(known.expires_at):
+        elif expires_at != from_iso(known.expires_at):
             differences.append(
                 f"{what}: the audit log says it ends {known.expires_at}, the store "
-                f"{iso(stored.expires_at)}"
+                f"{iso(expires_at)}"
             )
-    for stored in store.live_in(HOLDS_ACCESS):
-        known = held.get(stored.id)
+    for request_id, (_, expires_at, resource, due) in holding.items():
+        known = held.get(request_id)
         if known is None and not complete:
             continue  # its events are in audit files no longer kept
-        due = stored.revoke_due_at
         if known is not None and now is not None and due is not None and due <= now:
             continue  # revoked again at this start: the target confirms the end
         if known is None or known.status not in HOLDS_ACCESS:
             said = "has no event of it" if known is None else f"says {known.status}"
             differences.append(
-                f"grant of {stored.id} ({stored.resource}): the store "
-                f"says it holds access until {iso(stored.expires_at)}, the audit log {said}"
+                f"grant of {request_id} ({resource}): the store says it holds access until "
+                f"{iso(expires_at)}, the audit log {said}"
             )
     return differences
 
