@@ -584,9 +584,9 @@ def open_degraded_backend(settings, clock):
 # -- the store checked against the audit log at start -----------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Held:
-    """What the audit log says of one request's grant: its status, account and end."""
+    """What the audit log says of one grant holding access: its status, account and end."""
 
     status: Status | None = None
     account: str | None = None
@@ -645,16 +645,23 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
     not start with its seed), and a grant the log says ended that the store has due for
     revocation by `now` (a crash between the two writes, or a rebuild that asks its
     target to confirm the end): this start revokes it again, and both agree."""
-    held: dict[str, _Held] = {}
+    held: dict[str, _Held] = {}  # the grants the log says hold access
+    ended: dict[str, Status] = {}  # the others, only their status (most of a long log)
     complete = None
     for record in events:
         if complete is None:
             complete = "seed" in record
         request_id = record.get("request_id")
-        if not request_id:
+        status = _STATUS_AFTER.get(record.get("event", ""))
+        if not request_id or status is None:
             continue
+        if status not in HOLDS_ACCESS:
+            held.pop(request_id, None)
+            ended[request_id] = status
+            continue
+        ended.pop(request_id, None)
         known = held.setdefault(request_id, _Held())
-        known.status = _STATUS_AFTER.get(record.get("event", ""), known.status)
+        known.status = status
         for name in ("account", "expires_at", "resource"):
             if record.get(name) not in (None, ""):
                 setattr(known, name, record[name])
@@ -665,8 +672,6 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
     }
     differences = []
     for request_id, known in held.items():
-        if known.status not in HOLDS_ACCESS:
-            continue
         what = f"grant of {request_id} ({known.resource})"  # refusals show it: no names
         if request_id not in holding:
             stored = store.get(request_id)
@@ -687,17 +692,18 @@ def audit_differences(store, events: Iterable[dict], now: datetime | None = None
                 f"{iso(expires_at)}"
             )
     for request_id, (_, expires_at, resource, due) in holding.items():
-        known = held.get(request_id)
-        if known is None and not complete:
+        if request_id in held:
+            continue
+        status = ended.get(request_id)
+        if status is None and not complete:
             continue  # its events are in audit files no longer kept
-        if known is not None and now is not None and due is not None and due <= now:
+        if status is not None and now is not None and due is not None and due <= now:
             continue  # revoked again at this start: the target confirms the end
-        if known is None or known.status not in HOLDS_ACCESS:
-            said = "has no event of it" if known is None else f"says {known.status}"
-            differences.append(
-                f"grant of {request_id} ({resource}): the store says it holds access until "
-                f"{iso(expires_at)}, the audit log {said}"
-            )
+        said = "has no event of it" if status is None else f"says {status.value}"
+        differences.append(
+            f"grant of {request_id} ({resource}): the store says it holds access until "
+            f"{iso(expires_at)}, the audit log {said}"
+        )
     return differences
 
 
