@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DIGEST_TABLE = "_digest"
 LINE_KEY = "_sha256"
-_HEADER = re.compile(r'\{"_digest":\{"1":\{"sha256":"([0-9a-f]{64})"\}\},\n')
+_HEADER = re.compile(rb'\{"_digest":\{"1":\{"sha256":"([0-9a-f]{64})"\}\},\n')
 _SUFFIX = re.compile(rb',"_sha256":"([0-9a-f]{64})"\}$')
 # What is left of a digest whose key, value or closing was damaged (no line of ours
 # ends so, nor has the key near its end).
@@ -50,16 +50,18 @@ def seal_database(body: str) -> str:
     return f'{{"{DIGEST_TABLE}":{{"1":{{"sha256":"{sha256(body)}"}}}},\n{body}'
 
 
-def open_database(text: str, data: dict) -> tuple[str, str]:
-    """(verdict, why) of a parsed database file: SEALED (its digest matches), UNSEALED
-    (none: an older version wrote it) or BROKEN. `data` loses its digest table."""
+def open_database(raw: bytes, data: dict) -> tuple[str, str]:
+    """(verdict, why) of a database file (`raw`, its bytes) parsed into `data`: SEALED
+    (its digest matches), UNSEALED (none: an older version wrote it) or BROKEN. `data`
+    loses its digest table."""
     table = data.pop(DIGEST_TABLE, None)
     if table is None:
         return UNSEALED, ""
-    header = _HEADER.match(text)
-    if header is None or table != {"1": {"sha256": header.group(1)}}:
+    header = _HEADER.match(raw)
+    digest = header.group(1).decode() if header else ""
+    if header is None or table != {"1": {"sha256": digest}}:
         return BROKEN, "its first line, the digest of its content, is damaged"
-    if sha256(text[header.end() :]) != header.group(1):
+    if hashlib.sha256(memoryview(raw)[header.end() :]).hexdigest() != digest:
         return BROKEN, "its content does not match its digest (changed since it was written)"
     return SEALED, ""
 

@@ -455,7 +455,7 @@ def _snapshot_records(path: Path) -> Iterator[dict]:
     except ValueError:
         whole = None
     if isinstance(whole, dict):
-        verdict, why = integrity.open_database(data.decode("utf-8", "replace"), whole)
+        verdict, why = integrity.open_database(data, whole)
         if verdict == integrity.BROKEN:
             log.warning("not salvaging %s: %s", path, why)
             return

@@ -69,9 +69,14 @@ class AtomicJSONStorage(Storage):
 
     def read(self) -> dict | None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise damaged(self.path, line, "not UTF-8 text") from exc
         if not text.strip():
             return None
         try:
@@ -83,7 +88,8 @@ class AtomicJSONStorage(Storage):
             raise damaged(self.path, exc.lineno, exc.msg) from exc
         if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
             raise damaged(self.path, 1, "not a TinyDB database: an object of tables")
-        verdict, why = integrity.open_database(text, data)
+        del text  # the bytes are what the digest covers
+        verdict, why = integrity.open_database(raw, data)
         if verdict == integrity.BROKEN:
             raise damaged(self.path, 1, why)
         unknown = sorted(set(data) - KNOWN_TABLES)
