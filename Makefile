@@ -1,4 +1,5 @@
 VENV    := .venv
+PYTHON3 ?= python3
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip install -q --disable-pip-version-check
 # Two stamps: `make run` installs only what the bot needs (requirements.txt); `make test`,
@@ -8,8 +9,12 @@ DEV     := $(VENV)/.dev-stamp
 
 .PHONY: run venv test lint format bench clean policy-check postgres-server deploy-check
 
+# The Python check first: "accessbot needs Python 3.11 or newer; this is 3.10.12", not an
+# ImportError later (plugins/accessbot/pyversion.py runs on any Python 3).
 $(RUNTIME): requirements.txt pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON3) plugins/accessbot/pyversion.py
+	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	@$(PY) plugins/accessbot/pyversion.py
 	$(PIP) -r requirements.txt
 	# `plugins/` on the venv's path, so `python -m accessbot` works from anywhere.
 	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "accessbot-plugins.pth").write_text("$(CURDIR)/plugins\n")'
@@ -21,6 +26,7 @@ $(DEV): $(RUNTIME) requirements-dev.txt requirements-aws.txt requirements-report
 
 ## Start the bot on the Text backend with the example policies (Slack if SLACK_BOT_TOKEN is set).
 run: $(RUNTIME)
+	@$(PY) plugins/accessbot/pyversion.py
 	mkdir -p data
 	$(VENV)/bin/errbot -c config.py
 

@@ -87,6 +87,9 @@ ACCESS_POLICY_WATCH_SECONDS = 1
 # "0" turns it off. A sweep wanting more removals than the limit removes none.
 ACCESS_STANDING_SWEEP = "1h"
 ACCESS_STANDING_MAX_REMOVALS = 20
+# Requests one person may make in any hour (a flood of request/cancel cycles buries the
+# approvers' channel); the refusal says when they may ask again. 0: no limit.
+ACCESS_REQUESTS_PER_HOUR = 30
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
 # Several bots on one PostgreSQL (README: "Two or more bots on PostgreSQL"). Unset: the
 # TinyDB and audit files above. E.g. postgresql://accessbot@db/accessbot; the password

@@ -2,9 +2,9 @@
 
 A real errbot on the SlackV3 backend code in HTTP mode (tests/slack_harness.py, the fake
 Slack on 127.0.0.1) with the real plugin. A client in its own process streams 200 MB to
-`/slack/interactive` and to `/slack/events`, once with a Content-Length and once chunked;
-this process (the bot) prints its resident memory before and after each, and its peak
-(VmHWM) before and after.
+`/slack/interactive`, to `/slack/events` and to errbot's own `/echo` (issue 26, item 9),
+once with a Content-Length and once chunked; this process (the bot) prints its resident
+memory before and after each, and its peak (VmHWM) before and after.
 
     .venv/bin/python bench/bench_body_limit.py
 """
@@ -68,7 +68,7 @@ def main() -> None:
 
     quiet_logs()
     os.environ[SECRET_ENV] = SECRET
-    header("a 200 MB unauthenticated POST to the Slack URLs (HTTP mode)")
+    header("a 200 MB unauthenticated POST to the listener's URLs (HTTP mode)")
     fake = FakeSlack(users={"UCAROL": ("carol", "carol@acme.com")}, channels={})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -84,7 +84,7 @@ def main() -> None:
         )
         rows = []
         try:
-            for path in ("/slack/interactive", "/slack/events"):
+            for path in ("/slack/interactive", "/slack/events", "/echo"):
                 for chunked in (False, True):
                     before = memory()
                     answer = multiprocessing.Queue()

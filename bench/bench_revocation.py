@@ -117,7 +117,7 @@ def one_burst(targets: list[SlowTarget], workers: int, spread: bool) -> dict:
                 notices.extend(found)
 
         service = service_on(tmp / "data", tmp / "policies", utcnow, workers, told)
-        told(service.tick())  # as the plugin does at start
+        told(service.tick())  # the start pass (nothing is due yet: it waits for no call)
         scheduler = Scheduler(  # the plugin's jobs: the tick hands out calls, never waits
             service.revocation_tick,
             TICK,

@@ -5,8 +5,8 @@ copy of the same data: 100,000 finished requests in the archive (and an audit ev
 each), 10,000 active grants of which 100 expired a minute ago, and a webhook target on
 127.0.0.1 (its own process) taking 20 ms per call. Measured: opening the store alone,
 the time from creating the bot to its first answer (errbot's own start included; the
-plugin revokes the overdue grants before it serves), when the last overdue revoke
-reached the target, and the process's memory once serving. A bot with no data gives
+plugin hands the overdue revokes to its pool and serves without waiting for them), when
+the last overdue revoke reached the target, and the process's memory once serving. A bot with no data gives
 errbot's own share.
 
     .venv/bin/python bench/bench_startup.py [--quick]

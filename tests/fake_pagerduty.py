@@ -1,10 +1,11 @@
 """A small real PagerDuty REST API on 127.0.0.1: `GET /users`, `GET /users/{id}`,
-`GET /oncalls`, `GET /incidents`.
+`GET /oncalls`, `GET /incidents`, `GET /incidents/{id}`.
 
 It answers with the JSON shapes PagerDuty documents, checks the `Authorization: Token
 token=...` header (401 otherwise) and rejects query parameters the real API does not
 take (400), so the real pdpyras client runs against it unchanged. `fail_with` makes it
-misbehave: "500", "401", "429", "hang" (no answer until closed) or "garbage".
+misbehave: "500", "401", "429", "hang" (no answer until closed), "garbage" or "huge" (a
+200 MB answer, made as it is sent; `sent` counts what reached the socket).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ ALLOWED_PARAMS = {
 }
 INCIDENT_STATUSES = {"triggered", "acknowledged", "resolved"}
 DEFAULT_SINCE = "2026-10-24T09:00:00Z"  # a month before the tests' START
-_FAILURES = {"500", "401", "429", "hang", "garbage"}
+_FAILURES = {"500", "401", "429", "hang", "garbage", "huge"}
+HUGE = 200 * 1024 * 1024
 
 
 class FakePagerDuty:
@@ -64,6 +66,7 @@ class FakePagerDuty:
         self.failure: str | None = None
         self.failures_left: int | None = None  # None: fail until told otherwise
         self.lock = threading.Lock()
+        self.sent = 0  # bytes of "huge" answers that reached the socket
         self._release = threading.Event()
         fake = self
 
@@ -88,9 +91,25 @@ class FakePagerDuty:
                     self._json(429, {"error": {"message": "Rate Limit Exceeded", "code": 2020}})
                 elif failure == "garbage":
                     self.respond(200, b"<html>upstream proxy error</html>", "text/html")
+                elif failure == "huge":
+                    self._huge()
                 else:
                     status, body = fake._answer(url.path, params)
                     self._json(status, body)
+
+            def _huge(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(HUGE + 12))
+                self.end_headers()
+                block = b" " * (1024 * 1024)
+                try:
+                    self.wfile.write(b'{"oncalls": ')
+                    for _ in range(HUGE // len(block)):
+                        self.wfile.write(block)
+                        fake.sent += len(block)
+                except OSError:
+                    pass  # the client hung up
 
             def _json(self, status, body):
                 self.respond(status, json.dumps(body).encode(), "application/json")
@@ -164,6 +183,14 @@ class FakePagerDuty:
             self.incidents.append(incident)
         return incident
 
+    def set_status(self, incident_id: str, status: str) -> None:
+        """The incident moves on (acknowledged, resolved), as its responders would move it."""
+        assert status in INCIDENT_STATUSES, status
+        with self.lock:
+            for incident in self.incidents:
+                if incident["id"] == incident_id:
+                    incident["status"] = status
+
     def fail_with(self, failure: str | None, times: int | None = None) -> None:
         """Misbehave on the next `times` calls (every call when None); None heals."""
         assert failure is None or failure in _FAILURES, failure
@@ -202,6 +229,14 @@ class FakePagerDuty:
             if user is None:
                 return 404, {"error": {"message": "Not Found", "code": 2100}}
             return 200, {"user": user}
+        if path.startswith("/incidents/") and path.count("/") == 2:
+            # https://developer.pagerduty.com/api-reference/005299ba2ff09-get-an-incident
+            with self.lock:
+                incident_id = path.rsplit("/", 1)[1]
+                found = next((i for i in self.incidents if i["id"] == incident_id), None)
+            if found is None:
+                return 404, {"error": {"message": "Not Found", "code": 2100}}
+            return 200, {"incident": found}
         allowed = ALLOWED_PARAMS.get(path)
         if allowed is None:
             return 404, {"error": {"message": "Not Found", "code": 2100}}

@@ -212,3 +212,50 @@ class SyslogListener:
         self._stop.set()
         self.thread.join(2)
         self.sock.close()
+
+
+class HugeAnswer:
+    """A receiver that answers every POST with `status` and a body of `size` bytes made as
+    it is sent (`body` repeated; a JSON `prefix` before it and `suffix` after, so a Splunk
+    refusal can carry a huge `text`). `sent` counts the bytes that reached the socket:
+    a client that stops reading makes the server's writes fail long before the end."""
+
+    def __init__(self, size: int, status: int = 200, prefix=b"", suffix=b"", chunked=False):
+        self.sent = 0
+        fake = self
+
+        class Handler(FakeHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                else:
+                    self.send_header("Content-Length", str(len(prefix) + size + len(suffix)))
+                self.end_headers()
+                try:
+                    for part in fake.parts(size, prefix, suffix):
+                        if chunked:
+                            part = b"%x\r\n%s\r\n" % (len(part), part)
+                        self.wfile.write(part)
+                        fake.sent += len(part)
+                    if chunked:
+                        self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client hung up: it read what it wanted
+
+        self.server, self.url = serve_local(Handler)
+
+    @staticmethod
+    def parts(size: int, prefix: bytes, suffix: bytes):
+        yield prefix
+        block = b"x" * (1024 * 1024)
+        left = size
+        while left > 0:
+            yield block[: min(left, len(block))]
+            left -= len(block)
+        yield suffix
+
+    def close(self) -> None:
+        stop_local(self.server)

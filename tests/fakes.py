@@ -98,7 +98,8 @@ class WebhookTarget:
     `status` is what it answers (a list is consumed one per call, then its last value
     repeats); `delay` makes it slow; `answer` is a JSON body for 2xx answers; `location`
     is sent with 3xx answers; `GET /login` is a login page that answers 200. `calls` keeps every accepted JSON body, `headers_seen` the
-    headers of every signed call.
+    headers of every signed call. Every body must carry `idempotency_key`, the header's
+    `Idempotency-Key` (400 otherwise); `calls`, `lists` and `on_call` get the body without it.
 
     `list` calls (the standing-access sweep) are answered apart, and recorded in `lists`,
     not `calls`: from `members` (`{"user", "user_email", "account"}` dicts), or with
@@ -155,6 +156,11 @@ class WebhookTarget:
                     self.respond(401, b"bad signature", "text/plain")
                     return
                 call = json.loads(body)
+                if call.pop("idempotency_key", None) != self.headers.get("Idempotency-Key"):
+                    with target.lock:
+                        target.rejected.append("idempotency_key")
+                    self.respond(400, b"idempotency_key differs from the header", "text/plain")
+                    return
                 if call.get("action") == "list":
                     self.answer_list(call)
                     return
@@ -162,14 +168,14 @@ class WebhookTarget:
                     time.sleep(target.delay)
                 target.hold(call)
                 if target.on_call is not None:
-                    target.on_call(json.loads(body))
+                    target.on_call(dict(call))
                 with target.lock:
                     target.headers_seen.append(dict(self.headers))
                     status = (
                         target.statuses.pop(0) if len(target.statuses) > 1 else target.statuses[0]
                     )
                     if 200 <= status < 300:
-                        target.calls.append(json.loads(body))
+                        target.calls.append(dict(call))
                 if 200 <= status < 300 and target.answer is not None:
                     self.respond(status, json.dumps(target.answer).encode(), "application/json")
                 elif 300 <= status < 400:

@@ -1,4 +1,5 @@
-"""A webhook receiver for accessbot: signed, fresh, idempotent, and it ends access at expires_at."""
+"""A webhook receiver for accessbot: signed, fresh, idempotent on the signed key, no grant
+after its revoke, and it ends access at expires_at."""
 
 import hashlib
 import hmac
@@ -10,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SECRET = os.environ.get("PROD_DB_HOOK_SECRET", "").encode()
 clock = time.time  # unix seconds
-answers = {}  # Idempotency-Key -> the answer given: a retry or a replay changes nothing
+answers = {}  # the signed idempotency_key -> the answer given: a retry or replay changes nothing
+revoked = set()  # grant_ids revoked: a grant or extend for one of them comes too late
 grants = {}  # (resource, user) -> unix time the access ends, whether or not a revoke comes
 
 
@@ -27,14 +29,21 @@ class Receiver(BaseHTTPRequestHandler):
             return self.reply(401, {"error": "bad signature"})
         if not stamp.isdigit() or abs(clock() - int(stamp)) > 300:
             return self.reply(401, {"error": "older than 5 minutes"})
-        key, call = self.headers["Idempotency-Key"], json.loads(body)
-        if call["action"] == "list":  # who holds the resource now: a read, never cached
+        call = json.loads(body)
+        key = call.get("idempotency_key")  # signed, unlike the Idempotency-Key header
+        if not key or (call["action"] == "list" and key in answers):
+            return self.reply(409, {"error": "replayed or without idempotency_key"})
+        if call["action"] == "list":  # who holds the resource now: each signed list once
+            answers[key] = None
             held = [u for (r, u) in grants if r == call["resource"] and holds(r, u)]
             return self.reply(200, {"members": [{"user": u, "account": u} for u in held]})
         if key not in answers:
+            if call["action"] != "revoke" and call["grant_id"] in revoked:
+                return self.reply(409, {"error": "grant_id already revoked"})
             who, ends = (call["resource"], call["user"]), datetime.fromisoformat(call["expires_at"])
             if call["action"] == "revoke":
                 grants.pop(who, None)
+                revoked.add(call["grant_id"])
             elif ends.timestamp() > clock():  # grant or extend: until expires_at, no longer
                 grants[who] = ends.timestamp()
             answers[key] = {"account": call["account"] or call["user"]}  # your stable user id

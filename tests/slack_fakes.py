@@ -68,6 +68,7 @@ class FakeSlack:
         token: str | None = None,
     ):
         self.users = {BOT_USER: ("accessbot", ""), **(users or {})}
+        self.deleted: set[str] = set()  # users who left: still listed, with "deleted": true
         self.broken_users: dict[str, int] = {}
         self.chat_delay = 0.0  # seconds every chat.* call takes
         self.tiers: SlackTiers | None = None  # Slack's rate limits, once `rate_limit()`
@@ -272,7 +273,9 @@ class FakeSlack:
         # is the user's `name`, never "Bob B.".
         shown = f"{name.title()} {name[0].upper()}."
         profile = {"display_name": shown, "real_name": shown, "email": email}
-        return {"id": user, "name": name, "team_id": team[0] if team else TEAM, "profile": profile}
+        team_id = team[0] if team else TEAM
+        found = {"id": user, "name": name, "team_id": team_id, "profile": profile}
+        return {**found, "deleted": True} if user in self.deleted else found
 
     def _channel_id(self, name_or_id: str) -> str | None:
         if name_or_id[:1] in ("C", "G", "D"):
@@ -356,8 +359,10 @@ def click_payload(action_id: str, request_id: str, user_id: str, card: dict) -> 
     }
 
 
-def submission_payload(user_id: str, resource: str, duration: str, reason: str) -> dict:
-    """A `view_submission` payload of the request modal."""
+def submission_payload(
+    user_id: str, resource: str, duration: str, reason: str, fields: dict | None = None
+) -> dict:
+    """A `view_submission` payload of the request modal (`fields`: its prompt fields)."""
 
     def select(value):
         return {
@@ -379,6 +384,10 @@ def submission_payload(user_id: str, resource: str, duration: str, reason: str) 
                     "resource": {"access_pick_resource": select(resource)},
                     "duration": {"duration": select(duration)},
                     "reason": {"reason": {"type": "plain_text_input", "value": reason}},
+                    **{
+                        f"field:{name}": {"value": {"type": "plain_text_input", "value": value}}
+                        for name, value in (fields or {}).items()
+                    },
                 }
             },
         },

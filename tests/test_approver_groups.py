@@ -84,22 +84,23 @@ def test_a_group_defined_in_one_policy_file_is_usable_from_another(
     assert chat.reply("dave", f"!approve {rid}").startswith(f"Approved {rid}")
 
 
-def test_a_reload_that_changes_a_group_does_not_change_who_decides_a_request_already_made(
+def test_a_reload_that_changes_a_group_adds_nobody_to_a_request_made_and_removes_at_once(
     bot_factory, policy_dir, webhook
 ):
-    text = policy(webhook.url, ["group:sre"], "GROUPS = {'sre': ['@alice']}")
+    text = policy(webhook.url, ["group:sre"], "GROUPS = {'sre': ['@alice', '@erin']}")
     policy_file(policy_dir, "db.py", text)
     chat = bot_factory()
     rid = ask(chat)
 
-    policy_file(policy_dir, "db.py", text.replace("['@alice']", "['@bob']"))
+    policy_file(policy_dir, "db.py", text.replace("['@alice', '@erin']", "['@bob', '@erin']"))
     reloaded = chat.reply("admin", "!access reload")
     assert "groups changed: sre" in reloaded
 
-    assert "Only the approvers of prod-db (@alice)" in chat.reply("bob", f"!approve {rid}")
-    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")
+    assert "Only the approvers of prod-db (@alice, @erin)" in chat.reply("bob", f"!approve {rid}")
+    assert "no longer an approver of prod-db" in chat.reply("alice", f"!approve {rid}")
+    assert chat.reply("erin", f"!approve {rid}").startswith(f"Approved {rid}")
     later = ask(chat, user="dave")
-    assert "Approvers: group:sre (@bob)" in chat.to(CHANNEL)[-1] and later
+    assert "Approvers: group:sre (@bob, @erin)" in chat.to(CHANNEL)[-1] and later
 
 
 def test_get_approvers_may_return_a_group(bot_factory, policy_dir, webhook):

@@ -184,3 +184,19 @@ def test_audit_max_bytes_takes_plain_sizes(text, size):
 def test_a_bad_audit_max_bytes_says_what_to_write():
     with pytest.raises(SettingsError, match="like 50MB"):
         Settings.load(environ={"ACCESS_AUDIT_MAX_BYTES": "lots"})
+
+
+def test_a_targets_megabyte_error_is_cut_in_the_audit_event_that_records_it(tmp_path):
+    from accessbot.memory_store import MemoryStore
+    from accessbot.unit_of_work import UnitOfWork
+    from tests.test_domain import make_request
+
+    audit = AuditLog(tmp_path / "audit.jsonl", FakeClock())
+    request = make_request(id="k3m9qx")
+    uow = UnitOfWork(MemoryStore(), audit)
+
+    uow.commit(request, "revoke_failed", "bot", outcome="revoke_failed", detail="E" * 1_000_000)
+
+    line = (tmp_path / "audit.jsonl").read_text()
+    assert len(line) < 3000
+    assert json.loads(line)["detail"].endswith("[cut: 998000 more characters]")

@@ -12,12 +12,13 @@ from datetime import timedelta
 import pytest
 
 from accessbot.audit import AuditLog
+from accessbot.domain import cut_text
 from accessbot.settings import Settings, SettingsError
 from accessbot.sinks import Checkpoints
 from accessbot.store import SinkCursor, TinyDBStore
 from tests.builders import Deployment
 from tests.conftest import FakeClock, policy_file, request_id, sent_at_start, webhook_policy
-from tests.fake_sinks import AuditReceiver, FakeSplunkHec, SyslogListener
+from tests.fake_sinks import AuditReceiver, FakeSplunkHec, HugeAnswer, SyslogListener
 from tests.helpers import eventually
 
 SECRET = "sink-secret"
@@ -162,6 +163,55 @@ def test_splunk_refusing_the_token_is_the_sinks_last_error(deploy, monkeypatch):
         splunk.close()
 
 
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_sinks_200_mb_answer_is_not_read_past_the_cap(deploy, monkeypatch, chunked):
+    monkeypatch.setenv("AUDIT_SINK_SECRET", SECRET)
+    huge = HugeAnswer(200 * MB, chunked=chunked)
+    try:
+        bot = deploy(http_sink(huge.url))
+        bot.events(3)
+
+        assert bot.ship() == 3  # any 2xx acknowledges: the answer's body is not needed
+
+        assert huge.sent < 50 * MB  # the bot hung up instead of reading 200 MB
+    finally:
+        huge.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "says"), [(20 * MB, "answered more than the 262144 bytes"), (200_000, "[cut: ")]
+)
+def test_a_long_splunk_refusal_is_cut_in_the_audit_log_and_says_so(deploy, monkeypatch, size, says):
+    monkeypatch.setenv("SPLUNK_HEC_TOKEN", "hec-token")
+    refusal = HugeAnswer(size, 200, prefix=b'{"code": 6, "text": "', suffix=b'"}')
+    try:
+        bot = deploy({"type": "splunk_hec", "url": refusal.url, "token_env": "SPLUNK_HEC_TOKEN"})
+        bot.events(1)
+
+        assert bot.ship() == 0
+
+        failing = [r for r in bot.audit.query(limit=50) if r["event"] == "sink_failing"]
+        assert failing and all(len(r["detail"]) < 3000 for r in failing)
+        assert says in failing[0]["detail"]
+        assert bot.path.stat().st_size < 20_000
+        assert len(bot.sinks.status_text()) < 3000
+    finally:
+        refusal.close()
+
+
+def test_a_long_error_text_is_cut_to_2000_characters_and_says_how_much_was_cut():
+    text = "e" * 10_000
+
+    cut = cut_text(text)
+
+    assert cut.startswith("e" * 2000)
+    assert cut.endswith("[cut: 8000 more characters]")
+    assert cut_text("short") == "short"
+
+
 def test_the_file_sink_appends_the_lines_byte_for_byte(deploy, tmp_path):
     copy = tmp_path / "worm" / "copy.jsonl"
     copy.parent.mkdir()
@@ -231,6 +281,33 @@ def test_a_log_shorter_than_what_a_sink_acknowledged_is_told_loudly_and_audited(
     assert restarted.told == told
     last = restarted.audit.query(limit=1)[0]
     assert last["event"] == "audit_tampering_suspected" and "ends at event 7" in last["detail"]
+
+
+def test_deleting_the_sinks_cursor_file_with_the_logs_end_is_still_told_at_start(
+    deploy, receiver, tmp_path
+):
+    clock = FakeClock()
+    bot = deploy(http_sink(receiver.url), clock=clock)
+    checkpoints = Checkpoints(bot.audit, timedelta(minutes=5), clock, bot.sinks.acknowledged)
+    bot.events(10)
+    bot.ship()
+    checkpoints.run()
+    clock.advance(minutes=5)
+    assert checkpoints.run()["acked"] == {f"http {receiver.url}": 10}
+    bot.events(5)
+    bot.ship()
+    lines = bot.path.read_bytes().splitlines(keepends=True)
+    bot.path.write_bytes(b"".join(lines[:-3]))  # the newest 3 lines deleted ...
+    (tmp_path / "data" / "access.sinks.json").unlink()  # ... and the sinks' cursors
+
+    restarted = deploy(http_sink(receiver.url), clock=clock)
+    told = restarted.sinks.check_at_start()
+
+    assert len(told) == 1 and told[0].startswith("POSSIBLE TAMPERING: the checkpoint at event 11")
+    assert f"the sink http {receiver.url} had acknowledged events up to 10" in told[0]
+    assert "its cursor is gone" in told[0]
+    last = restarted.audit.query(limit=1)[0]
+    assert last["event"] == "audit_tampering_suspected"
 
 
 def test_a_rewritten_line_where_the_cursor_stands_is_told_at_start(deploy, receiver):

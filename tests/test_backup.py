@@ -3,6 +3,7 @@ while requests flow, put back elsewhere, loaded and verified."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -336,3 +337,122 @@ def test_a_restore_run_as_root_gives_the_files_to_the_bots_user(backup_file, tmp
     restore_backup(backup_file, data / "access.json", data / "audit.jsonl", False, NOW)
     for path in chain_files(data / "audit.jsonl"):
         assert (path.stat().st_uid, path.stat().st_gid) == (12345, 12345)
+
+
+def resealed(data: bytes) -> bytes:
+    """A store file's digests made again (integrity.py): they are not keyed, so whoever
+    changes the file can."""
+    from accessbot import integrity
+
+    header = re.match(rb'\{"_digest":\{"1":\{"sha256":"[0-9a-f]{64}"\}\},\n', data)
+    if header:
+        return integrity.seal_database(data[header.end() :].decode()).encode()
+    lines = []
+    for line in data.splitlines(keepends=True):
+        content = re.sub(rb',"_sha256":"[0-9a-f]{64}"\}\n$', b"}", line)
+        lines.append(integrity.seal_line(content.decode()).encode() + b"\n")
+    return b"".join(lines)
+
+
+def forged(backup: Path, out: Path, old: bytes, new: bytes, audit_too=False) -> Path:
+    """The backup with `old` replaced by `new` in its store files (and its audit log, its
+    hash chain made again), and the manifest's checksums made again: what someone who
+    can write the backup file can do."""
+    with tarfile.open(backup) as source:
+        members = [(m, source.extractfile(m).read()) for m in source.getmembers()]
+    files = {}
+    changed = []
+    for member, data in members:
+        if member.name.startswith("store/"):
+            data = resealed(data.replace(old, new))
+        elif audit_too and member.name.startswith("audit/"):
+            data = rechained(data.replace(old, new))
+        files[member.name] = data
+        changed.append(member)
+    manifest = json.loads(files["manifest.json"])
+    for name in manifest["files"]:
+        manifest["files"][name]["sha256"] = hashlib.sha256(files[name]).hexdigest()
+        manifest["files"][name]["bytes"] = len(files[name])
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w:gz") as copy:
+        for member in changed:
+            member.size = len(files[member.name])
+            copy.addfile(member, io.BytesIO(files[member.name]))
+    return out
+
+
+def rechained(log: bytes) -> bytes:
+    """An audit log's lines with each `prev` made again: the chain verifies."""
+    lines, prev = [], None
+    for line in log.splitlines():
+        record = json.loads(line)
+        if prev is not None:
+            record["prev"] = prev
+        data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+        prev = hashlib.sha256(data).hexdigest()
+        lines.append(data + b"\n")
+    return b"".join(lines)
+
+
+def test_a_restored_grant_whose_end_differs_from_its_audited_end_is_refused_by_name(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    target = WebhookTarget(secret="s3cret")
+    policy_file(tmp_path / "policies", "prod.py", two_resource_policy(target.url))
+    data = tmp_path / "data"
+    store, audit = TinyDBStore(data / "access.json"), AuditLog(data / "audit.jsonl", lambda: NOW)
+    service = wired(store, audit, tmp_path / "policies", lambda: NOW)
+    try:
+        rid = request_id(
+            service.request(person("carol"), "prod-db", timedelta(minutes=30), "fix").reply
+        )
+        service.approve(person("alice"), rid)
+        grant = store.get(rid)
+        assert grant.status.value == "active"
+    finally:
+        store.close()
+        target.close()
+    take_backup(data / "access.json", data / "audit.jsonl", tmp_path / "b.tar.gz", NOW)
+    end = grant.expires_at.isoformat().replace("+00:00", "Z").encode()
+    year = (grant.expires_at + timedelta(days=365)).isoformat().replace("+00:00", "Z").encode()
+    with tarfile.open(tmp_path / "b.tar.gz") as backup:
+        stored = [backup.extractfile(n).read() for n in backup.getnames() if "store/" in n]
+    assert any(end in data for data in stored)  # the grant's end is in the store files
+    bad = forged(tmp_path / "b.tar.gz", tmp_path / "forged.tar.gz", end, year)
+    elsewhere = tmp_path / "restored"
+
+    with pytest.raises(BackupError) as refused:
+        restore_backup(bad, elsewhere / "access.json", elsewhere / "audit.jsonl", False, NOW)
+
+    assert rid in str(refused.value) and "audit log" in str(refused.value)
+    assert "nothing was restored" in str(refused.value)
+    assert not (elsewhere / "access.json").exists()
+    restore_backup(
+        tmp_path / "b.tar.gz", elsewhere / "access.json", elsewhere / "audit.jsonl", False, NOW
+    )
+
+
+def test_with_access_backup_key_a_backup_changed_after_it_was_taken_is_refused(
+    backup_file, tmp_path
+):
+    source = tmp_path / "source"
+    signed = tmp_path / "signed.tar.gz"
+    take_backup(source / "access.json", source / "audit.jsonl", signed, NOW, key="k3y")
+    # Store and audit log rewritten together, checksums made again: the chain still
+    # verifies (it is not keyed), the signature does not.
+    bad = forged(signed, tmp_path / "forged.tar.gz", b"abc234", b"abc235", audit_too=True)
+    data = tmp_path / "data"
+
+    with pytest.raises(BackupError, match="does not match ACCESS_BACKUP_KEY"):
+        restore_backup(bad, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y")
+    with pytest.raises(BackupError, match="is not signed with ACCESS_BACKUP_KEY"):
+        restore_backup(
+            backup_file, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y"
+        )
+    assert not (data / "audit.jsonl").exists()
+
+    restored = restore_backup(
+        signed, data / "access.json", data / "audit.jsonl", False, NOW, key="k3y"
+    )
+    assert restored.signature == "signature verified with ACCESS_BACKUP_KEY"

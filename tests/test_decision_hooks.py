@@ -1,6 +1,8 @@
 """on_approve and on_deny through the real plugin (and a Slack click): a hook runs before
 an approval or denial counts; `ctx.refuse(why)` discards it, tells the person why, audits
-the refusal and leaves the request as it was; a hook that raises or overruns refuses."""
+the refusal and leaves the request as it was. A hook that fails (raises, overruns, returns
+something else) fails closed both ways: a failing on_approve leaves the approval uncounted,
+a failing on_deny leaves the denial standing, audited with the hook's error."""
 
 import json
 
@@ -143,36 +145,59 @@ def test_on_approve_sees_who_approves_their_email_and_comment(bot_factory, polic
     assert chat.reply("bob", f"!approve {rid} checked INC-42").startswith(f"Approved {rid}")
 
 
-@pytest.mark.parametrize(
-    ("verb", "says"),
-    [
-        ("approve", "db.py:5: on_approve raised KeyError: 'bob'"),
-        ("deny", "db.py:9: on_deny raised RuntimeError: the HR system is down"),
-    ],
-)
-def test_a_hook_that_raises_refuses_and_says_so(bot_factory, policy_dir, webhook, verb, says):
+def test_an_on_approve_that_raises_refuses_and_says_so(bot_factory, policy_dir, webhook):
     chat = start(bot_factory, policy_dir, webhook, RAISES)
     rid = ask(chat)
 
-    reply = chat.reply("bob", f"!{verb} {rid} because")
+    reply = chat.reply("bob", f"!approve {rid} because")
 
     assert "was not counted: the policy check failed, so it refuses (fail closed)" in reply
-    assert says in reply
+    assert "db.py:5: on_approve raised KeyError: 'bob'" in reply
     assert "pending approval" in chat.reply("carol", f"!access show {rid}")
     assert webhook.calls == []
 
 
-@pytest.mark.parametrize("verb", ["approve", "deny"])
-def test_a_hook_that_overruns_refuses(bot_factory, policy_dir, webhook, verb):
+def test_an_on_approve_that_overruns_refuses(bot_factory, policy_dir, webhook):
     chat = start(bot_factory, policy_dir, webhook, SLOW)
     rid = ask(chat)
 
-    reply = chat.reply("alice", f"!{verb} {rid} because")
+    reply = chat.reply("alice", f"!approve {rid} because")
 
-    assert f"on_{verb} took longer than 0.5s (ACCESS_HOOK_TIMEOUT)" in reply
+    assert "on_approve took longer than 0.5s (ACCESS_HOOK_TIMEOUT)" in reply
     assert "fail closed" in reply
     assert "pending approval" in chat.reply("carol", f"!access show {rid}")
     assert webhook.calls == []
+
+
+GARBAGE_DENY = "\n\ndef on_deny(request, denial, ctx):\n    return 'fine by me'\n"
+
+
+@pytest.mark.parametrize(
+    ("hooks", "says"),
+    [
+        (RAISES, "db.py:9: on_deny raised RuntimeError: the HR system is down"),
+        (SLOW, "on_deny took longer than 0.5s (ACCESS_HOOK_TIMEOUT)"),
+        (GARBAGE_DENY, "db.py:5: on_deny returned 'fine by me'"),
+    ],
+    ids=["raises", "overruns", "returns-garbage"],
+)
+def test_a_failing_on_deny_leaves_the_denial_standing_and_the_next_approval_refused(
+    bot_factory, policy_dir, webhook, tmp_path, hooks, says
+):
+    chat = start(bot_factory, policy_dir, webhook, hooks)
+    rid = ask(chat)
+
+    reply = chat.reply("bob", f"!deny {rid} not during the freeze")
+
+    assert reply.startswith(f"Denied {rid}; @carol was told.")
+    assert says in reply and "the denial stands" in reply
+    assert "denied" in chat.reply("carol", f"!access show {rid}")
+    assert "Approved" not in chat.reply("alice", f"!approve {rid}")
+    assert webhook.calls == []
+    (denied,) = [e for e in audit(tmp_path) if e["event"] == "denied"]
+    assert (denied["actor"], denied["detail"]) == ("bob", "not during the freeze")
+    assert says in denied["hook_error"]
+    assert "denial_refused" not in [e["event"] for e in audit(tmp_path)]
 
 
 def test_a_hook_that_returns_something_else_refuses(bot_factory, policy_dir, webhook):
@@ -212,3 +237,16 @@ def test_a_click_refused_by_on_approve_is_answered_privately_and_changes_nothing
 
     bot.interact(click_payload(slack.APPROVE, rid, "UALICE", card))
     fake.wait(lambda: "*Approved* by @alice" in shown(current(fake, card)), "the approval")
+
+
+def test_a_huge_on_deny_error_is_cut_before_it_is_audited(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    hook = "\n\ndef on_deny(request, denial, ctx):\n    raise RuntimeError('x' * 5_000_000)\n"
+    chat = start(bot_factory, policy_dir, webhook, hook)
+    rid = ask(chat)
+
+    assert chat.reply("bob", f"!deny {rid} no").startswith(f"Denied {rid}")
+
+    (denied,) = [e for e in audit(tmp_path) if e["event"] == "denied"]
+    assert len(denied["hook_error"]) < 2100 and denied["hook_error"].endswith("more characters]")

@@ -213,3 +213,23 @@ def test_a_follow_up_is_owed_once_and_settled_once_it_ran():
     grant.settle_follow_up("after_grant", START, "ran")
     assert grant.follow_ups_due == []
     assert (grant.history[-1].action, grant.history[-1].note) == ("after_grant", "ran")
+
+
+def test_a_targets_megabyte_error_is_cut_where_it_is_kept_and_in_the_channels_alert():
+    from accessbot import messages
+
+    grant = an_active_grant()
+
+    grant.fail_revoke("E" * 1_000_000, START, "scheduler")
+
+    assert len(grant.last_error) < 2100 and grant.last_error.endswith("more characters]")
+    assert len(grant.history[-1].note) < 2100
+    assert len(messages.revoke_failed(grant).text) < 3000
+
+
+def test_handles_are_compared_after_nfkc_normalisation_and_casefolding():
+    from accessbot.domain import normalize_handle
+
+    assert normalize_handle("\u212aarl") == "karl"  # KELVIN SIGN
+    assert normalize_handle("@\uff4b\uff41\uff52\uff4c") == "karl"  # fullwidth
+    assert normalize_handle(" @Stra\u00dfe ") == "strasse"

@@ -128,7 +128,7 @@ def test_a_resource_without_fields_keeps_key_value_text_in_the_reason():
         ),
         (
             {"ticket": {"patern": "x"}},
-            "prod-db.fields.ticket.patern: unknown key (allowed: help, pattern, required)",
+            "prod-db.fields.ticket.patern: unknown key (allowed: check, end_with, help, pattern, required)",
         ),
         ({"ticket": {"required": "yes"}}, "prod-db.fields.ticket.required: must be True or False"),
         ({"Ticket No": {}}, "is not a field name"),

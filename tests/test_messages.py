@@ -5,6 +5,7 @@ check is acknowledged at once."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -564,3 +565,38 @@ def test_a_follow_up_hooks_messages_are_inert_and_a_failure_goes_to_the_admins()
     assert notices[0].text == "done @\u200bhere"
     assert notices[2].text == messages.follow_up_failed(grant, "after_grant", "boom")
     assert len(messages.follow_up_notices(grant, [], "after_revoke", None)) == 0
+
+
+# -- links in what people typed are shown as text (issue 26, item 12) ---------------------
+
+DISGUISED = "[INC-42 runbook](https://evil.example/login) and <https://evil.example|INC-43>"
+
+
+def links_in(text: str) -> list[str]:
+    """The links errbot's Slack backend would make of `text` (its markdown converter)."""
+    from slackv3.markdown import slack_markdown_converter
+
+    converted = slack_markdown_converter().convert(text)
+    return re.findall(r"<[^<>]*\|[^<>]*>", converted.replace("&lt;", "<").replace("&gt;", ">"))
+
+
+def test_a_link_in_a_reason_is_shown_as_text_in_show_and_the_denial_dm(chat):
+    rid = request_id(chat.reply("carol", f"!access request prod-db 30m {DISGUISED}"))
+    chat.say("bob", f"!deny {rid} see [the policy](https://evil.example/p)")
+
+    shown, told = chat.reply("carol", f"!access show {rid}"), chat.to("carol")[-1]
+
+    for text in (shown, told, chat.to(ROOM)[-1]):
+        assert "INC-42 runbook" in text or "the policy" in text
+        assert "](" not in text and "<https://evil.example|" not in text
+        assert links_in(text) == [], text
+
+
+def test_inert_keeps_the_words_of_a_link_and_drops_its_power():
+    shown = messages.inert("[docs](https://x.example) <https://y.example|INC-1> <#C123>")
+
+    assert shown.replace(messages.ZWSP, "") == (
+        "[docs](https://x.example) <https://y.example\u00a6INC-1> <#C123>"
+    )
+    assert "](" not in shown and "<h" not in shown and "<#" not in shown
+    assert links_in(shown) == []

@@ -121,6 +121,25 @@ def test_held_busy_and_claimed_entries_are_not_handed_out(make_outbox):
     assert box.depth().pending == 3 and box.depth().oldest == START
 
 
+def test_admin_and_alert_notices_go_ahead_of_a_users_600_queued_notices(make_outbox):
+    box = make_outbox()
+    cycles = [make_request(id=f"c{n:05d}") for n in range(300)]  # request, cancel, again
+    box.put(
+        [notice("#ops", f"{r.id} {what}", r) for r in cycles for what in ("card", "cancelled")],
+        START,
+    )
+    failing = make_request(id="dave22")
+    box.put([notice("#ops", "REVOKE FAILED for dave22", failing, kind="alert")], START)
+    box.put([notice("", "the store is damaged", None, audience="admins")], START)
+
+    first = box.claim(owner(box), START)
+    second = box.claim(owner(box), START, busy={"channel:#ops"})
+
+    assert first[0].text == "REVOKE FAILED for dave22"
+    assert [e.text for e in first[1:3]] == ["c00000 card", "c00001 card"]  # then in order
+    assert [e.text for e in second] == ["the store is damaged"]
+
+
 def test_pending_entries_survive_reopening_and_delivered_ones_are_gone(make_outbox):
     box = make_outbox()
     carol = make_request(id="carol1")
@@ -242,6 +261,29 @@ def test_a_rate_limited_channel_waits_its_retry_after_and_is_never_failed_for_it
         pool.stop(drain=0)
     assert chat.texts().index("one") < chat.texts().index("two")  # in order
     assert box.pending() == [] and refusals["left"] == 0  # every 429 waited out, none failed
+
+
+def test_an_alert_put_while_a_channels_batch_goes_out_is_sent_next(workers):
+    clock, chat, box = FakeClock(), Chat(), MemoryOutbox()
+    box.put(
+        [notice("#ops", f"update {n}", make_request(id=f"c{n:05d}")) for n in range(50)], clock()
+    )
+    alert = notice("#ops", "REVOKE FAILED for dave22", make_request(id="dave22"), kind="alert")
+
+    def send(entry: Entry):
+        if entry.text == "update 0":
+            pool.put([alert], clock())  # the scheduler's alert, mid-batch
+        return chat.send(entry)
+
+    pool = DeliveryWorkers(box, send, clock, workers=1, poll=0.01)
+    pool.start()
+    try:
+        pool.wake()
+        eventually(lambda: len(chat.texts()) == 51, "every notice")
+    finally:
+        pool.stop(drain=0)
+
+    assert chat.texts()[:2] == ["update 0", "REVOKE FAILED for dave22"]
 
 
 def test_the_merge_hook_gets_one_channels_batch_and_may_send_one_message_for_many(workers):

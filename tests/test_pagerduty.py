@@ -140,6 +140,16 @@ def test_pagerduty_failure_means_not_on_call_and_says_why(team, clock, failure, 
     assert lookups.failures == [reason]
 
 
+def test_a_200_mb_answer_is_not_read_past_the_cap_and_means_not_on_call(team, clock):
+    team.fail_with("huge")
+    lookups = checker(team, clock).lookups()
+
+    assert lookups.is_on_call("alice@example.com", schedule=SCHEDULE) is False
+
+    assert lookups.failures == ["PagerDuty sent an answer over 262144 bytes; it was not read"]
+    assert team.sent < 50 * 1024 * 1024
+
+
 def test_failures_are_not_cached(team, clock):
     on_call = checker(team, clock)
     team.fail_with("500", times=1)

@@ -184,3 +184,37 @@ def test_admins_are_told_at_start_when_the_policies_do_not_load(bot_factory, pol
     assert any(
         "the policy files did not load" in m and "- db.py:1: syntax error" in m for m in sent
     )
+
+
+def test_an_approver_a_reload_removed_no_longer_decides_a_request_made_before(
+    bot_factory, policy_dir, webhook
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url, approvers=["@alice", "@bob"]))
+    chat = bot_factory()
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m INC-1"))
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url, approvers=["@alice"]))
+    assert chat.reply("admin", "!access reload").startswith("Reloaded")
+
+    for verb in ("approve", "deny"):
+        assert chat.reply("bob", f"!{verb} {rid}") == (
+            f"You are no longer an approver of prod-db (the policy changed since {rid} was "
+            f"made), so you cannot {verb} it; its approvers now: @alice."
+        )
+    assert "pending approval" in chat.reply("carol", f"!access show {rid}")
+    assert webhook.calls == []
+    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")
+
+
+def test_an_approver_whose_group_a_reload_left_them_out_of_no_longer_decides(
+    bot_factory, policy_dir, webhook
+):
+    groups = "\nGROUPS = {'dba': ['@alice', '@bob']}\n"
+    policy = webhook_policy(webhook.url, approvers=["group:dba"])
+    policy_file(policy_dir, "db.py", policy + groups)
+    chat = bot_factory()
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m INC-1"))
+    policy_file(policy_dir, "db.py", policy + groups.replace(", '@bob'", ""))
+    assert chat.reply("admin", "!access reload").startswith("Reloaded")
+
+    assert "no longer an approver of prod-db" in chat.reply("bob", f"!approve {rid}")
+    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")

@@ -1,10 +1,13 @@
 """The webhook receiver the README shows (tests/readme_receiver.py, the same text), run
 against the bot's real webhook strategy: it checks the signature, refuses a call older
-than 5 minutes (a captured grant replayed after the revoke), honours Idempotency-Key and
-ends access at expires_at."""
+than 5 minutes (a captured grant replayed after the revoke), de-duplicates on the signed
+idempotency_key (a replay inside the window with a new Idempotency-Key header changes
+nothing), refuses a grant for a grant_id it has revoked, answers each signed list once
+and ends access at expires_at."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +56,7 @@ def clock(monkeypatch):
     monkeypatch.setattr(readme_receiver, "clock", clock)
     monkeypatch.setattr(readme_receiver, "answers", {})
     monkeypatch.setattr(readme_receiver, "grants", {})
+    monkeypatch.setattr(readme_receiver, "revoked", set())
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
     return clock
 
@@ -114,6 +118,86 @@ def test_a_replay_within_five_minutes_changes_nothing_thanks_to_the_idempotency_
     clock.advance(minutes=2)
     assert replay(captured.sent[0]).status_code == 200  # the same answer as before...
     assert not readme_receiver.holds("prod-db", "carol")  # ...and no grant again
+
+
+class Captured(requests.Session):
+    """A session whose calls never arrive: someone on the path kept them for later."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[dict] = []
+
+    def post(self, url, **kwargs):
+        self.sent.append({"url": url, **kwargs})
+        raise requests.ConnectionError("taken off the wire")
+
+
+def with_header(sent: dict, **headers) -> dict:
+    return {**sent, "headers": {**sent["headers"], **headers}}
+
+
+def test_the_idempotency_key_travels_signed_in_the_body_as_well_as_in_the_header(receiver, clock):
+    captured = Recording()
+    hook(receiver, clock, captured).call("grant", call("grant"))
+    hook(receiver, clock, captured).members("prod-db")
+
+    for sent in captured.sent:
+        assert json.loads(sent["data"])["idempotency_key"] == sent["headers"]["Idempotency-Key"]
+    assert json.loads(captured.sent[0]["data"])["idempotency_key"] == "g-abc234:grant"
+
+
+def test_a_grant_replayed_after_the_revoke_with_a_new_header_key_grants_nothing(receiver, clock):
+    captured = Recording()
+    hook(receiver, clock, captured).call("grant", call("grant"))
+    hook(receiver, clock).call("revoke", call("revoke"))
+    clock.advance(minutes=2)
+
+    replayed = replay(with_header(captured.sent[0], **{"Idempotency-Key": "g-abc234:grant:2"}))
+
+    assert replayed.status_code == 200  # the signed key's first answer, nothing done again
+    assert not readme_receiver.holds("prod-db", "carol")
+
+
+def test_a_grant_held_back_until_after_its_revoke_is_refused(receiver, clock):
+    held_back = Captured()
+    with pytest.raises(StrategyError, match="unreachable"):
+        hook(receiver, clock, held_back).call("grant", call("grant"))
+    hook(receiver, clock).call("revoke", call("revoke"))  # the bot gave up and revoked
+    clock.advance(minutes=1)
+
+    late = replay(held_back.sent[0])
+
+    assert late.status_code == 409 and "already revoked" in late.text
+    assert not readme_receiver.holds("prod-db", "carol")
+
+
+def test_an_extend_held_back_until_after_the_revoke_is_refused(receiver, clock):
+    hook(receiver, clock).call("grant", call("grant"))
+    held_back = Captured()
+    with pytest.raises(StrategyError, match="unreachable"):
+        hook(receiver, clock, held_back).call("extend", call("extend", hours=2))
+    hook(receiver, clock).call("revoke", call("revoke"))
+
+    assert replay(held_back.sent[0]).status_code == 409
+    assert not readme_receiver.holds("prod-db", "carol")
+
+
+def test_a_replayed_list_call_tells_nothing(receiver, clock):
+    hook(receiver, clock).call("grant", call("grant"))
+    captured = Recording()
+    assert hook(receiver, clock, captured).members("prod-db") == [Member("carol", None, "carol")]
+
+    for sent in (captured.sent[0], with_header(captured.sent[0], **{"Idempotency-Key": "x"})):
+        replayed = replay(sent)
+        assert replayed.status_code == 409 and "carol" not in replayed.text
+
+
+def test_an_unsigned_or_forged_list_call_is_refused(receiver, clock):
+    body = json.dumps({"action": "list", "resource": "prod-db", "idempotency_key": "k"})
+    stamp = str(int(clock()))
+    for headers in ({}, {"X-Access-Timestamp": stamp, "X-Access-Signature": "sha256=00"}):
+        answer = requests.post(receiver, data=body, headers=headers, timeout=5)
+        assert answer.status_code == 401 and "members" not in answer.text
 
 
 def test_a_call_from_a_bot_with_the_wrong_secret_is_refused(receiver, clock, monkeypatch):

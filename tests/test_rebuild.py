@@ -10,6 +10,7 @@ import pytest
 
 from accessbot.store import TinyDBStore
 from tests.conftest import access_plugin, policy_file, request_id, sent_at_start, webhook_policy
+from tests.helpers import eventually
 
 APPROVALS = "#access-approvals"
 
@@ -182,7 +183,9 @@ def test_a_failed_revoke_rebuilt_from_the_audit_is_retried_at_once(
     webhook.set_status(200)
     flip(crashed_journal(tmp_path / "data"))
 
-    chat = bot_factory()  # the start-up pass retries it, before the bot answers
+    chat = bot_factory()  # the start-up pass retries it at once (waiting for no call)
 
+    eventually(
+        lambda: "expired" in chat.reply("carol", f"!access show {rid}"), "the retry at start"
+    )
     assert webhook.count("revoke", rid) == 1
-    assert "expired" in chat.reply("carol", f"!access show {rid}")

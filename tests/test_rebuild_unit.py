@@ -214,3 +214,18 @@ def test_a_grant_the_log_ended_but_the_store_still_held_is_revoked_again():
     (grant,) = rebuilt.holding
     assert grant.status is Status.ACTIVE and grant.ending == "revoked"
     assert "the audit log says expired, the store that it still held access" in rebuilt.untrusted[0]
+
+
+def test_every_name_the_plugin_asks_the_service_for_is_allowed_or_refused_on_purpose():
+    import re
+    from pathlib import Path
+
+    from accessbot.rebuild import DegradedService
+
+    plugin = Path(__file__).resolve().parent.parent / "plugins" / "access"
+    asked = set()
+    for source in plugin.glob("*.py"):
+        asked |= set(re.findall(r"\bservice\.([a-z][a-z_]*)", source.read_text()))
+    assert asked, "the plugin calls its service"
+    undecided = asked - DegradedService.ALLOWED - DegradedService.REFUSED
+    assert not undecided, f"add each to DegradedService.ALLOWED or REFUSED: {sorted(undecided)}"

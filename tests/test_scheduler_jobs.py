@@ -81,11 +81,12 @@ def test_the_revocation_tick_makes_strategy_calls_only_and_housekeeping_the_rest
         target.close()
 
 
-def test_the_plugin_registers_three_jobs_each_with_its_cadence(bot_factory, policy_dir, webhook):
+def test_the_plugin_registers_four_jobs_each_with_its_cadence(bot_factory, policy_dir, webhook):
     policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
     chat = bot_factory(ACCESS_TICK_SECONDS=2)
     assert access_plugin(chat.backend).scheduler.cadences() == {
         "revocation tick": 2,
         "housekeeping": 2,
         "review reminders": 2,
+        "overdue grants": 2,
     }

@@ -102,6 +102,24 @@ def test_a_200_mb_post_to_the_events_url_is_refused_with_413(start_bot, fake):
     assert post_huge(bot.url("/slack/events"), chunked) == 413
 
 
+@pytest.mark.parametrize("path", ["/echo", "/metrics", "/health", "/nowhere"])
+def test_a_200_mb_post_to_any_url_of_the_listener_is_refused_with_413(start_bot, fake, path):
+    """errbot's own /echo (unauthenticated, reads the whole body) shares the listener."""
+    bot = start_bot("http")
+
+    assert post_huge(bot.url(path), Zeros(HUGE)) == 413
+    assert post_huge(bot.url(path), ChunkedZeros(HUGE)) == 413
+
+
+def test_a_small_post_to_errbots_echo_is_still_answered(start_bot, fake):
+    bot = start_bot("http")
+
+    response = requests.post(bot.url("/echo"), data="hello", timeout=10)
+
+    assert response.status_code == 200
+    assert "hello" in response.text
+
+
 def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
     bot = start_bot("http")
     bot.type("UCAROL", CHANNEL, "!access resources")  # the app has served a request
@@ -111,6 +129,7 @@ def test_the_limit_is_installed_once_across_plugin_reloads(start_bot, fake):
 
     hooks = errbot.core_plugins.flask_app.before_request_funcs[None]
     assert sum(getattr(h, "guards_slack_urls", False) for h in hooks) == 1
+    assert sum(getattr(h, "limits_bodies", False) for h in hooks) == 1
     assert post_huge(bot.url("/slack/interactive"), Zeros(HUGE)) == 413
 
 
@@ -459,7 +478,7 @@ def test_user_text_on_a_slack_card_is_escaped_in_mrkdwn_and_left_alone_in_plain_
     shown = repr(card["blocks"])
     # The reason as text (slackv3 turns Slack's `<url|label>` into the label).
     assert "channel&gt; &amp; click" in shown
-    assert "a&amp;&lt;b&gt;" in shown  # the field value
+    assert "a&amp;&lt;\\u200bb&gt;" in shown  # the field value (a "<" opens no link)
 
 
 @pytest.mark.parametrize(
@@ -503,3 +522,13 @@ def test_the_form_offer_and_its_hint_are_escaped():
 
     assert_escaped({"text": "", "blocks": blocks})
     assert "&lt;resource&gt;" in repr(blocks)
+
+
+def test_a_link_in_a_reason_or_field_is_shown_as_text_on_the_card():
+    link = "[INC-42 runbook](https://evil.example/login) <https://evil.example|INC-43>"
+    request = a_request(reason=link, fields={"ticket": link})
+
+    shown = repr(card_json(request)) + slack.card_fallback(request)
+
+    assert "INC-42 runbook" in shown and "evil.example" in shown
+    assert "](" not in shown and "|INC-43" not in shown

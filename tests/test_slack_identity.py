@@ -8,6 +8,8 @@ the real plugin (tests/slack_harness.py) against the fake Slack Web API.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from accessbot.integrations import slack
@@ -206,3 +208,47 @@ def test_an_interaction_sent_for_another_slack_app_is_refused(
 
     bot.interact(click_payload(slack.APPROVE, rid, "UALICE", card))  # this app's own card
     fake.wait(lambda: status(bot, rid) == "active", "alice's approval on this app's card")
+
+
+KELVIN = "\u212a"  # KELVIN SIGN: NFKC makes it "K", and .lower() made it "k"
+
+
+def test_a_look_alike_name_does_not_take_over_a_handle_once_its_owner_has_left(
+    start_bot, fake, webhook
+):
+    fake.users["UKARL"] = ("karl", "karl@acme.com")
+    fake.users["UMALLORY"] = (KELVIN + "arl", "mallory@acme.com")
+    fake.deleted.add("UKARL")  # the real karl has left the workspace
+    bot = start_bot("socket", approvers=["@karl", "@alice"])
+    rid, card = request_card(bot, fake)
+
+    assert bot.plugin.service.store.get(rid).approver_ids == ["UALICE"]
+    bot.interact(click_payload(slack.APPROVE, rid, "UMALLORY", card))
+    (answer,) = fake.wait(lambda: fake.ephemeral_to("UMALLORY"), "the look-alike's answer")
+    assert "Only the approvers" in answer
+    assert status(bot, rid) == "pending"
+
+
+def test_a_look_alike_beside_the_real_user_makes_the_handle_name_nobody(start_bot, fake):
+    fake.users["UKARL"] = ("karl", "karl@acme.com")
+    fake.users["UMALLORY"] = ("KARL".replace("K", KELVIN), "mallory@acme.com")
+    bot = start_bot("socket", approvers=["@karl", "@alice"])
+    rid, _card = request_card(bot, fake)
+
+    request = bot.plugin.service.store.get(rid)
+    assert request.approver_ids == ["UALICE"]
+    assert any("@karl" in note for note in request.notes)
+
+
+def test_a_look_alike_name_is_shown_as_the_user_id_not_as_the_name_it_imitates(start_bot, fake):
+    fake.users["UMALLORY"] = (KELVIN + "arl", "mallory@acme.com")
+    bot = start_bot("socket")
+    before = len(fake.cards(CHANNEL))
+
+    bot.type("UMALLORY", CHANNEL, "!access request prod-db 30m fixing INC-42")
+
+    (card,) = fake.wait(lambda: fake.cards(CHANNEL)[before:], "the approval card")
+    rid = re.search(r"Access request (\w+)", card["text"]).group(1)
+    request = bot.plugin.service.store.get(rid)
+    assert (request.requester, request.requester_id) == ("umallory", "UMALLORY")
+    assert "karl" not in card["text"].lower() and KELVIN not in card["text"]

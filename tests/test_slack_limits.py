@@ -199,3 +199,21 @@ def test_a_429_waited_out_in_thread_is_no_error_of_the_call(slack):
         web.chat_postMessage(channel="COPS", text="second")  # refused once, then taken
 
     assert answers.refused == 1 and answers.errors == []
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_200_mb_answer_from_slack_is_not_read_past_the_cap(status):
+    from slack_sdk.errors import SlackRequestError
+
+    from tests.fake_sinks import HugeAnswer
+
+    huge = HugeAnswer(200 * 1024 * 1024, status, prefix=b'{"ok": true, "x": "', suffix=b'"}')
+    try:
+        client = honour_rate_limits(WebClient(token="xoxb-test", base_url=huge.url + "/api/"))
+
+        with pytest.raises(SlackRequestError, match="more than 2097152 bytes"):
+            client.users_info(user="UCAROL")
+
+        assert huge.sent < 50 * 1024 * 1024
+    finally:
+        huge.close()

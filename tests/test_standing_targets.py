@@ -11,6 +11,7 @@ from accessbot.audit import AuditLog
 from accessbot.service import Actor
 from accessbot.standing_sweep import StandingSweep
 from accessbot.store import TinyDBStore
+from accessbot.strategies import build_strategy
 from tests import test_strategy_aws as aws_tests
 from tests.builders import person, wired
 from tests.conftest import policy_file
@@ -99,6 +100,61 @@ def test_okta_someone_added_by_hand_is_found_and_removed_only_with_remove_standi
     assert StandingSweep(service).sweep().found == []  # not announced again
 
 
+def test_a_member_granted_through_another_resource_on_the_same_group_is_left_alone(
+    tmp_path, clock, okta
+):
+    okta.add_user("carol@acme.com", "00ucarol")
+    okta.add_user("mallory@acme.com", "00umallory")
+    okta.groups["00gadmins"].add("00umallory")  # by hand
+    (strategy,) = [r["strategy"] for r in okta_resource(okta).values()]
+    resources = {
+        "okta-admins": {**SETTINGS, "strategy": strategy, "remove_standing": True},
+        "okta-admins-oncall": {**SETTINGS, "strategy": dict(strategy), "remove_standing": True},
+    }
+    service = service_for(tmp_path, clock, resources)
+    grant(service, "okta-admins-oncall", Actor("carol", email="carol@acme.com"))
+
+    result = StandingSweep(service).sweep()
+
+    assert sorted((f.resource, f.user) for f in result.found) == [
+        ("okta-admins", "mallory@acme.com"),
+        ("okta-admins-oncall", "mallory@acme.com"),
+    ]
+    assert okta.groups["00gadmins"] == {"00ucarol"}  # carol's live grant explains her in both
+
+
+def test_a_standing_entry_of_another_resource_on_the_same_group_explains_its_member(
+    tmp_path, clock, okta
+):
+    okta.add_user("svc@acme.com", "00usvc")
+    okta.groups["00gadmins"].add("00usvc")
+    (strategy,) = [r["strategy"] for r in okta_resource(okta).values()]
+    resources = {
+        "okta-admins": {**SETTINGS, "strategy": strategy, "standing": ["svc@acme.com"]},
+        "okta-admins-oncall": {**SETTINGS, "strategy": dict(strategy), "remove_standing": True},
+    }
+    service = service_for(tmp_path, clock, resources)
+
+    assert StandingSweep(service).sweep().found == []
+    assert okta.groups["00gadmins"] == {"00usvc"}
+
+
+def test_resources_on_different_groups_do_not_explain_each_other(tmp_path, clock, okta):
+    okta.add_user("carol@acme.com", "00ucarol")
+    okta.groups["00gother"] = {"00ucarol"}  # by hand
+    (strategy,) = [r["strategy"] for r in okta_resource(okta).values()]
+    resources = {
+        "okta-admins": {**SETTINGS, "strategy": strategy},
+        "okta-other": {**SETTINGS, "strategy": {**strategy, "group_id": "00gother"}},
+    }
+    service = service_for(tmp_path, clock, resources)
+    grant(service, "okta-admins", Actor("carol", email="carol@acme.com"))
+
+    found = StandingSweep(service).sweep().found
+
+    assert [(f.resource, f.user) for f in found] == [("okta-other", "carol@acme.com")]
+
+
 # -- GitHub ---------------------------------------------------------------------------------
 
 
@@ -175,3 +231,36 @@ def test_aws_iam_a_user_added_to_the_group_by_hand_is_removed(tmp_path, clock, a
     assert [f.user for f in result.removed] == ["mallory"]
     members = [u["UserName"] for u in iam.get_group(GroupName="prod-admins")["Users"]]
     assert members == ["carol"]
+
+
+# -- what counts as one target ---------------------------------------------------------------
+
+
+def key(**strategy):
+    return build_strategy(strategy).target_key()
+
+
+def test_one_group_team_or_role_is_one_target_however_its_url_is_written():
+    okta = {"type": "okta_group", "group_id": "00gadmins", "token_env": "T"}
+    assert key(**okta, org_url="https://ACME.okta.com/") == key(
+        **okta, org_url="https://acme.okta.com"
+    )
+    assert key(**okta, org_url="https://acme.okta.com") != key(
+        **{**okta, "group_id": "00gother"}, org_url="https://acme.okta.com"
+    )
+    team = {"type": "github_team", "token_env": "T"}
+    assert key(**team, org="Acme", team="SRE") == key(**team, org="acme", team="sre")
+    repo = {"type": "github_repo", "repo": "acme/api", "token_env": "T"}
+    assert key(**repo, permission="push") == key(**repo, permission="admin")
+
+
+def test_webhooks_share_a_target_only_when_they_name_the_same_one():
+    url = "https://hooks.acme.com/access"
+    assert key(type="webhook", url=url) is None  # each call names its resource
+    assert key(type="webhook", url=url, target="okta:admins") == key(
+        type="webhook", url=url + "/", target="okta:admins"
+    )
+    assert key(type="webhook", url=url, target="okta:admins") != key(
+        type="webhook", url=url, target="okta:readers"
+    )
+    assert key(type="command", argv=["scripts/grant.py"]) is None

@@ -185,7 +185,8 @@ def test_a_second_process_is_refused_with_the_holders_pid_until_it_closes(tmp_pa
     try:
         with pytest.raises(StoreError, match=rf"in use by another process \(pid {child.pid},"):
             TinyDBStore(path)
-        assert (tmp_path / "data" / "access.lock").read_text().strip() == str(child.pid)
+        named = json.loads((tmp_path / "data" / "access.lock").read_text())
+        assert named["pid"] == child.pid and named["host"] and named["since"]
     finally:
         let_go(child)
     TinyDBStore(path).close()  # free again once it closed

@@ -335,3 +335,27 @@ def test_a_transaction_lets_its_exception_through(backend):
         raise RuntimeError("a decision that failed")
     store.save(make_request(id="aftr22"))  # the store is usable afterwards
     assert store.exists("aftr22")
+
+
+def test_a_grants_checked_links_are_kept_live_and_archived(backend):
+    link = {
+        "field": "ticket",
+        "type": "jira",
+        "key": "OPS-12",
+        "title": "Rotate",
+        "status": "In Progress",
+        "url": "https://acme.atlassian.net/browse/OPS-12",
+        "assignee": "carol@acme.com",
+        "open": True,
+        "checked": True,
+    }
+    store = backend.open()
+    request = active("link22", links={"ticket": dict(link)})
+    store.save(request)
+    assert backend.reopen().get("link22").links == {"ticket": link}
+    request = backend.opened[-1].get("link22")
+    request.close_link("ticket", "Done", True, START + timedelta(minutes=5))
+    backend.opened[-1].save(finished(request))
+    archived = list(backend.reopen().archived())
+    assert archived[0].links["ticket"]["closed"] == "Done"
+    assert archived[0].view().links["ticket"]["key"] == "OPS-12"

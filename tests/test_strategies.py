@@ -59,7 +59,8 @@ def test_each_call_carries_its_timestamp_from_the_injected_clock_and_is_signed_w
     strategy.call("grant", PAYLOAD)
     sent = webhook_target.headers_seen[0]
     assert sent["X-Access-Timestamp"] == str(now)
-    body = json.dumps(PAYLOAD, sort_keys=True, separators=(",", ":")).encode()
+    signed = {**PAYLOAD, "idempotency_key": "g-abc234:grant"}
+    body = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
     assert sent["X-Access-Signature"] == sign(body, "s3cret", now)
 
 

@@ -10,23 +10,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from pathlib import Path
-
-from errbot import BotPlugin, botcmd, cmdfilter, webhook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `plugins/` holds accessbot
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # and this folder, slack_app
 
+# First: on a Python too old, errbot logs "accessbot needs Python 3.11 or newer; this is
+# 3.10.12" as why the plugin did not load, not an ImportError about datetime.UTC.
+from accessbot.pyversion import require_python  # noqa: E402
+
+require_python()
+
+from datetime import UTC, datetime  # noqa: E402
+
 from chat_delivery import Delivery, unstored  # noqa: E402
+from errbot import BotPlugin, botcmd, cmdfilter, webhook  # noqa: E402
 from identity_glue import Identity  # noqa: E402
+from listener_limits import limit_bodies  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
 
 from accessbot import messages  # noqa: E402
-from accessbot.backends import open_backend  # noqa: E402
+from accessbot.backends import exposed_folders, hold_data_folder, open_backend  # noqa: E402
 from accessbot.bootstrap import bootstrap  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
@@ -47,7 +55,8 @@ from accessbot.domain import AccessError  # noqa: E402
 from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
-from accessbot.metrics import Health, Metrics  # noqa: E402
+from accessbot.link_check import LinkCheckJob  # noqa: E402
+from accessbot.metrics import Health, Metrics, bearer_allows  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.outbox import notice_of, open_outbox  # noqa: E402
 from accessbot.pacing import Pacer  # noqa: E402
@@ -66,7 +75,7 @@ from accessbot.service import Notice, Outcome  # noqa: E402
 from accessbot.settings import Settings, SettingsError  # noqa: E402
 from accessbot.sinks import AuditSinks, Checkpoints  # noqa: E402
 from accessbot.standing_sweep import StandingJob, StandingSweep  # noqa: E402
-from accessbot.store import StoreError, StoreFiles  # noqa: E402
+from accessbot.store import FolderInUse, StoreError, StoreFiles  # noqa: E402
 from accessbot.watcher import PolicyWatcher  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -96,6 +105,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     """Just-in-time access requests, approvals and automatic revocation."""
 
     def activate(self):
+        # Every file the bot makes (its data, errbot's) is readable by its own user alone.
+        os.umask(0o077)
         # super().activate() registers the commands; the rest starts on its own thread, so
         # errbot routes our webhooks at once (Flask refuses new routes once it has served a
         # request, and Slack may call during a slow start). Until the service, scheduler
@@ -106,9 +117,13 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.startup_error = None
         self.degraded = None
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
+        self.folder_lock = None
         self.outbox = self.deliveries = self.standing = self.sinks = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
+        import errbot.core_plugins
+
+        limit_bodies(errbot.core_plugins.flask_app)  # every route of the listener, errbot's too
         # Routing our webhooks makes werkzeug call ast.parse, which on CPython 3.11 must
         # not run beside another thread's parse (a policy load): see policy/lines.py.
         with PARSING:
@@ -152,11 +167,23 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             count=lambda reason: self.metrics.notices_failed.labels(reason).inc()
         )
         self.degraded = None  # why the bot runs on grants rebuilt from the audit log
+        # One process per data folder, held until the process ends (the kernel lets go if
+        # it dies): taken before anything there is read. A second bot is refused, naming
+        # the first; it is not damage, so it never starts degraded.
+        try:
+            self.folder_lock = hold_data_folder(self.settings)
+        except StoreError as exc:
+            self.startup_error = f"The access bot did not start: {exc}"
+            log.critical("%s", self.startup_error)
+            self.tell_admins(self.startup_error)
+            return
+        for warning in exposed_folders(self.settings):
+            self.tell_admins(f"Access bot: {warning}.")
         try:
             self.backend = open_backend(self.settings, self.clock)
         except StoreError as exc:
             files = StoreFiles.of(self.settings.db_path)
-            if self.settings.db_url or store_held_elsewhere(files):
+            if self.settings.db_url or isinstance(exc, FolderInUse) or store_held_elsewhere(files):
                 self.startup_error = f"The access bot did not start: {exc}"
                 log.critical("%s", self.startup_error)
                 self.tell_admins(self.startup_error)
@@ -263,6 +290,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                     self.tell_admins,
                 )
             )
+        if not self.degraded:  # tickets of end_with grants, looked up again (link_check.py)
+            jobs.append(
+                LinkCheckJob(
+                    self.service.check_links,
+                    self.settings.link_check,
+                    self.clock,
+                    self.hand_over,
+                    self.tell_admins,
+                )
+            )
         # Only the bot holding the scheduler lease ticks and sweeps (always the one bot on
         # TinyDB). Three `schedule` jobs: the revocation tick hands due calls to the
         # provisioner's pool and returns (their notices reach the outbox as each call
@@ -277,7 +314,12 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             bounded=self.backend.for_scheduler,
             jobs=jobs,
             after_tick=[
-                Checkpoints(self.backend.audit, self.settings.audit_checkpoint, self.clock).run
+                Checkpoints(
+                    self.backend.audit,
+                    self.settings.audit_checkpoint,
+                    self.clock,
+                    self.sinks.acknowledged,  # kept in the log too: a deleted cursor is told
+                ).run
             ],
             periodic=[
                 Periodic(
@@ -292,16 +334,26 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                     self.settings.tick_seconds,
                     lambda: self.hand_over(self.service.remind_reviews()),
                 ),
+                # Grants past their end + ACCESS_OVERDUE_GRACE, read from the store: a job
+                # of its own, so no revoke (hanging or failing) can keep it quiet.
+                Periodic(
+                    "overdue grants",
+                    self.settings.tick_seconds,
+                    lambda: self.hand_over(self.service.check_overdue()),
+                ),
             ],
         )
         self.health = Health(
             self.settings.tick_seconds,
             scheduler_alive=lambda: self.scheduler is not None and self.scheduler.running,
             store_readable=self.backend.store.live_counts,
+            overdue=self.service.overdue.ids,
         )
-        # Whatever expired while the bot was down is revoked before anything else: one
-        # full pass that waits for its calls.
-        self.scheduler.run_once(self.run_tick)
+        # Whatever expired while the bot was down is handed out before anything else: a
+        # first pass like any tick, which starts the due calls on the strategy pool and
+        # waits for none of them, so a hanging target never holds the bot's start (its
+        # commands) nor another resource's revoke.
+        self.scheduler.run_once(self.first_pass)
         self.scheduler.start()
         self.sinks.start()
         if self.settings.policy_watch:
@@ -334,6 +386,9 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
+        if getattr(self, "folder_lock", None) is not None:
+            self.folder_lock.release()  # last: nothing of this bot writes after it
+            self.folder_lock = None
         super().deactivate()
 
     def reload_changed_policies(self) -> None:
@@ -376,6 +431,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         and the admins when it lost or got back the database."""
         self.database_watch.seen(getattr(self.backend.leadership, "unreachable", None))
         self.metrics.leader.set(1 if leads else 0)
+        if not leads:  # the leader's overdue job watches now (overdue.py)
+            self.service.overdue.forget()
         if self.deliveries is not None:
             self.deliveries.wake()  # retries whose time has come (the clock may be a test's)
         self.metrics.last_tick.set_to_current_time()
@@ -384,9 +441,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         if self.health is not None:
             self.health.beat()
 
+    def first_pass(self) -> None:
+        """The pass at start: the revocation tick (calls handed to the pool, none waited
+        for), then housekeeping and the review reminders, their notices to the outbox."""
+        self.service.revocation_tick()
+        self.hand_over(self.service.housekeeping())
+        self.hand_over(self.service.remind_reviews())
+
     def run_tick(self) -> None:
-        """One full pass of every job, waiting for its strategy calls (at start, and for
-        tests). People are told by the delivery workers."""
+        """One full pass of every job, waiting for its strategy calls (for tests; the
+        scheduler never waits). People are told by the delivery workers."""
         self.hand_over(self.service.tick())
 
     def hand_over(self, notices: list[Notice]) -> None:
@@ -646,7 +710,16 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     @webhook("/metrics", methods=("GET",), raw=True)
     def metrics_endpoint(self, request):
         """Prometheus metrics: requests by status, grants and revokes by outcome, revocation
-        lateness, target/chat/PagerDuty call times and errors, the scheduler."""
+        lateness, target/chat/PagerDuty call times and errors, the scheduler. With
+        ACCESS_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        settings = getattr(self, "settings", None)
+        token = settings.metrics_token if settings else os.environ.get("ACCESS_METRICS_TOKEN")
+        if not bearer_allows(request.headers.get("Authorization"), token):
+            return (
+                "401: /metrics wants `Authorization: Bearer <ACCESS_METRICS_TOKEN>`\n",
+                401,
+                {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="accessbot"'},
+            )
         body, content_type = self.metrics.exposition()
         return body, 200, {"Content-Type": content_type}
 

@@ -9,7 +9,6 @@ take longer, so clicks are acknowledged at once and decided on a small worker po
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 
+from listener_limits import BODY_LIMIT, too_large
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
@@ -38,9 +38,6 @@ FOREIGN_TEAM = (
     "(an admin can allow a partner team with ACCESS_SLACK_ALLOWED_TEAMS)."
 )
 MODAL_WAIT = 2.5  # seconds a modal submission may take before Slack gives up on us
-# Slack's payloads are a few kB (a modal's state, a message's blocks); anyone may POST to
-# these URLs before the signature is checked, so a body above this is refused unread.
-BODY_LIMIT = 1024 * 1024
 EVENTS_PATH = "/slack/events"  # slackv3's Events API URL, served by slackeventsapi
 GUARDED_PATHS = ("/slack/interactive", EVENTS_PATH)
 
@@ -58,8 +55,9 @@ def guard_slack_urls(app) -> None:
 
 def check_slack_call():
     """A Flask before-request hook for the Slack URLs: 413 for a body over BODY_LIMIT,
-    before it is read; 400 for an Events API body that is not a Slack event (which
-    slackeventsapi would answer with a 500)."""
+    before it is read (also refused ahead of this by `listener_limits`, for every URL);
+    400 for an Events API body that is not a Slack event (which slackeventsapi would
+    answer with a 500)."""
     from flask import request
 
     path = request.path.rstrip("/")
@@ -78,28 +76,6 @@ def check_slack_call():
 
 
 check_slack_call.guards_slack_urls = True
-
-
-def too_large(request) -> bool:
-    """Whether the body is over BODY_LIMIT, reading no more than one byte past it.
-
-    A declared Content-Length is checked without reading. A chunked body is read up to
-    one byte past the limit and, when it fits, put back for the view to read."""
-    length = request.content_length
-    if length is not None:
-        return length > BODY_LIMIT
-    environ = request.environ
-    if not environ.get("wsgi.input_terminated"):
-        return False  # no length and no chunking: werkzeug reads such a body as empty
-    stream, parts, size = environ["wsgi.input"], [], 0
-    while size <= BODY_LIMIT:
-        part = stream.read(BODY_LIMIT + 1 - size)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    environ["wsgi.input"] = io.BytesIO(b"".join(parts))
-    return size > BODY_LIMIT
 
 
 class SlackApp:
@@ -318,7 +294,7 @@ class SlackApp:
             return None
         if error is None:
             return None
-        errors = slack.modal_errors(str(error), getattr(error, "field", None))
+        errors = slack.modal_errors(str(error), getattr(error, "field", None), submission.fields)
         return {"response_action": "errors", "errors": errors}
 
     def _request(
@@ -329,7 +305,11 @@ class SlackApp:
             actor = self.actor(submission.user_id, team)
             with self.for_command():
                 outcome: Outcome = self.service.request(
-                    actor, submission.resource, submission.duration, submission.reason
+                    actor,
+                    submission.resource,
+                    submission.duration,
+                    submission.reason,
+                    submission.fields or None,
                 )
         except (AccessError, slack.SlackLookupError) as exc:
             return exc

@@ -19,14 +19,19 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from stat import S_ISREG
 
 from .domain import from_iso, iso
+from .durable import FileLock, make_private_dir, open_private
 from .store import fsync_dir
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class AuditError(Exception):
@@ -136,14 +141,19 @@ class StoredLine:
 CHECKPOINT = "checkpoint"
 
 
-def checkpoint_fields(seq: int, head: str) -> dict:
-    """The fields of a `checkpoint` event: the chain head it pins."""
-    return {
+def checkpoint_fields(seq: int, head: str, acked: dict[str, int] | None = None) -> dict:
+    """The fields of a `checkpoint` event: the chain head it pins, and how far each audit
+    sink had acknowledged the log (`acked`, sink name -> seq), so that position outlives
+    the cursors' own file."""
+    fields = {
         "actor": "bot",
         "head_seq": seq,
         "head_hash": head,
         "detail": f"chain head: event {seq}",
     }
+    if acked:
+        fields["acked"] = dict(acked)
+    return fields
 
 
 class EventQueries:
@@ -206,6 +216,7 @@ class AuditLog(EventQueries):
         self._last_hash: str | None = None  # of the last line written, in any file
         self._seq = 0
         self._size = 0  # of the live file
+        self._inode: int | None = None  # of the live file, as this process last saw it
         self._repair: str | None = None  # a torn tail we cut, to be recorded
         self._last_event = ""  # the event of the last line, to skip idle checkpoints
         self._positions: dict[int, tuple[int, int]] = {}  # seq -> (inode, offset) after it
@@ -234,6 +245,7 @@ class AuditLog(EventQueries):
                     f"(sha256 {_digest(torn)}) left by a crash mid-write"
                 )
             self._size = end
+            self._inode = self.path.stat().st_ino
             if last:
                 self._adopt(last)
         if self._last_hash is None:
@@ -258,7 +270,7 @@ class AuditLog(EventQueries):
 
     def append(self, event: str, **fields) -> dict:
         """Write one event and fsync it before returning; raises AuditError on failure."""
-        with self._lock:
+        with self._lock, self._writing():
             self._ready()
             record = self._write(event, fields)
         self._appended()
@@ -268,7 +280,7 @@ class AuditLog(EventQueries):
         """Write several events, chained as if appended one by one, with one fsync after
         the last; raises AuditError on failure."""
         events = list(events)
-        with self._lock:
+        with self._lock, self._writing():
             self._ready()
             last = len(events) - 1
             written = [
@@ -278,14 +290,16 @@ class AuditLog(EventQueries):
         self._appended()
         return written
 
-    def append_checkpoint(self) -> dict | None:
-        """Append a `checkpoint` pinning the chain head, unless the head is a checkpoint
-        already (nothing happened since) or the log is empty; raises AuditError."""
-        with self._lock:
+    def append_checkpoint(self, acked: dict[str, int] | None = None) -> dict | None:
+        """Append a `checkpoint` pinning the chain head (and the sinks' `acked` positions),
+        unless the head is a checkpoint already (nothing happened since) or the log is
+        empty; raises AuditError."""
+        with self._lock, self._writing():
             self._ready()
             if self._last_hash is None or self._last_event == CHECKPOINT:
                 return None
-            record = self._write(CHECKPOINT, checkpoint_fields(self._seq, self._last_hash))
+            fields = checkpoint_fields(self._seq, self._last_hash, acked)
+            record = self._write(CHECKPOINT, fields)
         self._appended()
         return record
 
@@ -384,6 +398,47 @@ class AuditLog(EventQueries):
                 return index, 0
         return 0, 0
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a write: the log's lock file (`audit.append.lock`) held exclusively, across
+        processes, and the live file checked to end where this process's last write left
+        it. If another process wrote since (a second bot, a CLI command on the same log),
+        this one reads the tail again and chains on from it: no sequence number is ever
+        written twice, whoever writes."""
+        lock = FileLock(self.path.with_suffix(".append.lock"))
+        try:
+            try:
+                lock.acquire(exclusive=True)
+            except OSError as exc:
+                raise AuditError(
+                    f"could not lock the audit log {self.path}: {exc.strerror or exc}"
+                ) from exc
+            if self._loaded and self._moved_on():
+                log.warning(
+                    "the audit log %s was written by another process since this one's last "
+                    "event %s: chaining on from its end (one process per data folder)",
+                    self.path,
+                    self._seq,
+                )
+                self._loaded = False
+                self._last_hash = None
+                self._seq = 0
+            yield
+        finally:
+            lock.close()
+
+    def _moved_on(self) -> bool:
+        """The live file is not the one, or not as long as, this process last wrote."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return self._size != 0
+        except OSError:
+            return False  # the write says what is wrong
+        if not S_ISREG(stat.st_mode):
+            return False  # not a file: the write fails and says so
+        return stat.st_size != self._size or (self._size != 0 and stat.st_ino != self._inode)
+
     def _ready(self) -> None:
         """Under the lock, before a write: know the tail, and record a repair made at load."""
         try:
@@ -409,18 +464,19 @@ class AuditLog(EventQueries):
                 record["continues"] = self._last_hash  # first line after a rotation
         data = json.dumps(record, separators=(",", ":"), sort_keys=True, default=str).encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             if self.max_bytes and self._size and self._size + len(data) + 1 > self.max_bytes:
                 self._rotate()
                 record["continues"] = self._last_hash
                 data = json.dumps(
                     record, separators=(",", ":"), sort_keys=True, default=str
                 ).encode()
-            with open(self.path, "ab") as handle:
+            with open_private(self.path, "ab") as handle:
                 handle.write(data + b"\n")
                 handle.flush()
                 if sync:
                     os.fsync(handle.fileno())
+                self._inode = os.fstat(handle.fileno()).st_ino
         except OSError as exc:
             # Whatever part of the line reached the disk has no newline; the next append
             # (or the next start) finds it as a torn tail and cuts it.

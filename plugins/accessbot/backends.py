@@ -7,11 +7,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from .audit import AuditLog
+from .durable import ProcessLock
 from .scheduler import Leadership, SoleLeader
 from .settings import Settings
-from .store import RequestStore, TinyDBStore
+from .store import RequestStore, StoreFiles, TinyDBStore
 
 
 @dataclass
@@ -37,6 +39,39 @@ class Backend:
 
     def close(self) -> None:
         self.store.close()
+
+
+def hold_data_folder(settings: Settings) -> ProcessLock:
+    """Take the data folder's lock (`access.lock` beside ACCESS_DB_PATH) for the life of
+    the process, before anything in the folder is read; raises FolderInUse (a StoreError)
+    naming the process that holds it. The plugin takes it with PostgreSQL too: each bot
+    has a data folder of its own (errbot's files are there)."""
+    files = StoreFiles.of(settings.db_path)
+    lock = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
+    lock.acquire()
+    return lock
+
+
+def exposed_folders(settings: Settings) -> list[str]:
+    """A warning for each data folder (the store's, the audit log's) that users other than
+    the bot's may read or enter: its files are created 0600, but files an older version
+    made, or a folder made by hand, may be open to them."""
+    folders = dict.fromkeys(Path(p).parent for p in (settings.db_path, settings.audit_path))
+    warnings = []
+    for folder in folders:
+        try:
+            mode = folder.stat().st_mode & 0o777
+            # A folder inside one that only its owner may enter is out of others' reach.
+            reachable = all(up.stat().st_mode & 0o011 for up in folder.resolve().parents)
+        except OSError:
+            continue
+        if mode & 0o077 and reachable:
+            warnings.append(
+                f"the data folder {folder} is open to other users (mode {mode:04o}): it "
+                "holds who had what access and why; run `chmod 700 "
+                f"{folder}` (and `chmod 600` its files)"
+            )
+    return warnings
 
 
 def open_backend(settings: Settings, clock: Callable[[], datetime]) -> Backend:

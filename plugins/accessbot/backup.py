@@ -10,6 +10,11 @@ under the lock is one point in time: the store as it was, and the audit log at l
 far (every change is audited before it is stored, as after a crash). The copy is then
 loaded and its hash chain verified before the file is written.
 
+With ACCESS_BACKUP_KEY in the environment the manifest (which holds every file's
+SHA-256) carries an HMAC-SHA256 with that key, and a restore with the key refuses a
+backup without it or whose HMAC differs: the checksums and the audit chain are not keyed,
+so whoever can write the file can recompute them; the key is what they cannot.
+
 A restore unpacks into a scratch directory beside the store, checks it the same way, and
 only then, holding the store's open lock exclusively (so no bot has it open, and none
 can start meanwhile), moves the files into place.
@@ -18,6 +23,7 @@ can start meanwhile), moves the files into place.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -33,10 +39,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .audit import VerifyResult, chain_files, verify_chain
-from .domain import iso
+from .domain import HOLDS_ACCESS, iso
+from .durable import ProcessLock, open_private
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
 
 FORMAT = "accessbot-backup/1"
+KEY_ENV = "ACCESS_BACKUP_KEY"  # the secret a backup's manifest is signed with (optional)
 MANIFEST = "manifest.json"
 BLOCK = 1 << 20
 # Inside the tar the files have fixed names; restore maps them onto the configured paths.
@@ -75,14 +83,22 @@ class Contents:
 class Restored:
     contents: Contents
     moved_aside: Path | None  # where the files that were there went (--force)
+    signature: str = ""  # what became of ACCESS_BACKUP_KEY's check
 
 
 # -- backup ------------------------------------------------------------------------------
 
 
-def take_backup(store_path: str | os.PathLike, audit_path: str | os.PathLike, out: Path, now):
+def take_backup(
+    store_path: str | os.PathLike,
+    audit_path: str | os.PathLike,
+    out: Path,
+    now,
+    key: str | None = None,
+):
     """Copy the store and the audit log at `store_path`/`audit_path` into `out`, a
-    .tar.gz readable only by its owner; returns what it holds. Raises BackupError."""
+    .tar.gz readable only by its owner, its manifest signed with `key` (ACCESS_BACKUP_KEY)
+    when given; returns what it holds. Raises BackupError."""
     files, audit = StoreFiles.of(store_path), Path(audit_path)
     if not any(p.exists() for p in files.data) and not chain_files(audit):
         raise BackupError(
@@ -106,6 +122,8 @@ def take_backup(store_path: str | os.PathLike, audit_path: str | os.PathLike, ou
             "audit_events": contents.audit_events,
             "files": {name: _digest(staged / name) for name in _staged_names(staged)},
         }
+        if key:
+            manifest["mac"] = _mac(manifest, key)
         partial = Path(scratch) / "backup.tar.gz"
         _write_tar(partial, staged, manifest, now.timestamp())
         os.replace(partial, out)
@@ -182,7 +200,7 @@ def _write_prefix(target: Path, source: BinaryIO, size: int, whole_lines: bool =
     source.seek(0)
     last_newline = -1
     written = 0
-    with open(target, "wb") as out:
+    with open_private(target, "wb") as out:
         while written < size:
             block = source.read(min(BLOCK, size - written))
             if not block:
@@ -241,30 +259,76 @@ def _check(staged: Path, taken_at: str, nothing_done: str) -> Contents:
     except StoreError as exc:
         raise BackupError(f"the copied store does not load ({exc}); {nothing_done}") from exc
     try:
+        grants = [r for r in store.live() if r.status in HOLDS_ACCESS]
         live, finished = len(store.live()), sum(1 for _ in store.archived())
     finally:
         store.close()
     audit_files = [staged / n for n in _staged_names(staged) if n.startswith("audit/")]
     verdict = verify_chain(audit_files) if audit_files else VerifyResult(True, 0, files=0)
+    if problems := _unaudited_ends(grants, audit_files):
+        raise BackupError(
+            "the copied store disagrees with its audit log: "
+            + "; ".join(problems[:5])
+            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            + f"; {nothing_done}"
+        )
     return Contents(
         live, finished, verdict.lines if verdict.ok else 0, len(audit_files), verdict, taken_at
     )
+
+
+def _unaudited_ends(grants: list, audit_files: list[Path]) -> list[str]:
+    """Each grant holding access whose end is not one its audit events recorded (granted,
+    extended, revoke_failed carry it): a store edited apart from its log, such as a
+    30-minute grant made to last a year. Any end the log recorded for it passes, as a
+    backup may catch the log one change ahead of the store."""
+    wanted = {grant.id for grant in grants}
+    audited: dict[str, set[str]] = {}
+    for path in audit_files:
+        with open(path, "rb") as lines:
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # verify_chain has judged the lines
+                if isinstance(record, dict) and record.get("request_id") in wanted:
+                    ends = audited.setdefault(record["request_id"], set())
+                    if record.get("expires_at"):
+                        ends.add(record["expires_at"])
+    problems = []
+    for grant in grants:
+        ends = audited.get(grant.id)
+        if ends is None:
+            problems.append(f"grant {grant.id} holds access, but the audit log never names it")
+        elif ends and iso(grant.expires_at) not in ends:  # none: a log older than the ends
+            problems.append(
+                f"grant {grant.id} ends at {iso(grant.expires_at)} in the store, but at "
+                f"{max(ends)} in the audit log"
+            )
+    return problems
 
 
 # -- restore -----------------------------------------------------------------------------
 
 
 def restore_backup(
-    source: Path, store_path: str | os.PathLike, audit_path: str | os.PathLike, force: bool, now
+    source: Path,
+    store_path: str | os.PathLike,
+    audit_path: str | os.PathLike,
+    force: bool,
+    now,
+    key: str | None = None,
 ) -> Restored:
     """Put the backup `source` back at `store_path`/`audit_path`. Refuses while a bot has
-    the store open, and where a store or audit log already is unless `force` (then those
-    files are moved aside, never deleted). Raises BackupError."""
+    the store open, where a store or audit log already is unless `force` (then those
+    files are moved aside, never deleted), and, given `key` (ACCESS_BACKUP_KEY), a backup
+    not signed with it. Raises BackupError."""
     files, audit = StoreFiles.of(store_path), Path(audit_path)
     files.snapshot.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=files.snapshot.parent, prefix=".restore-") as scratch:
         staged = Path(scratch)
         manifest = _unpack(Path(source), staged)
+        signature = _signature(source, manifest, key)
         contents = _check(staged, str(manifest.get("taken_at", "")), "nothing was restored")
         expected = (manifest.get("live"), manifest.get("finished"), manifest.get("audit_events"))
         if (contents.live, contents.finished, contents.audit_events) != expected:
@@ -280,7 +344,32 @@ def restore_backup(
                 _owned_like_its_directory(target)
             for directory in {files.snapshot.parent, audit.parent}:
                 fsync_dir(directory)
-    return Restored(contents, moved)
+    return Restored(contents, moved, signature)
+
+
+def _mac(manifest: dict, key: str) -> str:
+    """HMAC-SHA256 of the manifest without its `mac` (it names every file's SHA-256)."""
+    signed = {k: v for k, v in manifest.items() if k != "mac"}
+    data = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
+
+
+def _signature(source: Path, manifest: dict, key: str | None) -> str:
+    """Check the manifest's signature with `key`; what came of it, or BackupError."""
+    mac = manifest.get("mac")
+    if not key:
+        return f"signed, not checked: set {KEY_ENV} to check it" if mac else "not signed"
+    if not isinstance(mac, str):
+        raise BackupError(
+            f"{source} is not signed with {KEY_ENV} (taken without it, or changed since); "
+            f"nothing was restored. Unset {KEY_ENV} only if you trust the file."
+        )
+    if not hmac.compare_digest(mac, _mac(manifest, key)):
+        raise BackupError(
+            f"{source}: its signature does not match {KEY_ENV}: it was changed after it was "
+            "taken, or taken with another key; nothing was restored"
+        )
+    return f"signature verified with {KEY_ENV}"
 
 
 def _unpack(source: Path, staged: Path) -> dict:
@@ -315,7 +404,7 @@ def _unpack(source: Path, staged: Path) -> dict:
                 member = None
             if member is None:
                 raise BackupError(f"{source} lacks {name}, which its manifest lists")
-            with member, open(target, "wb") as out:
+            with member, open_private(target, "wb") as out:
                 shutil.copyfileobj(member, out, BLOCK)
                 out.flush()
                 os.fsync(out.fileno())
@@ -326,16 +415,23 @@ def _unpack(source: Path, staged: Path) -> dict:
 
 @contextmanager
 def store_closed(files: StoreFiles, verb: str = "restore"):
-    """Hold the store's open lock exclusively: no bot has it open, and none can open it."""
+    """Hold the store's open lock exclusively: no bot has it open, and none can open it;
+    and the data folder's lock, so a bot started meanwhile is refused naming this command."""
     lock = FileLock(files.open_lock)
+    folder = ProcessLock(files.lock, f"the data folder {files.snapshot.parent}")
     try:
         if not lock.acquire(exclusive=True, wait=False):
             raise BackupError(
                 f"a bot is running on {files.snapshot} (it holds {files.open_lock.name}): "
                 f"stop it first (Ctrl-C, or `systemctl stop accessbot`), then {verb}"
             )
+        try:
+            folder.acquire()
+        except StoreError as exc:
+            raise BackupError(f"{exc}; nothing was changed") from exc
         yield
     finally:
+        folder.release()
         lock.close()
 
 

@@ -70,5 +70,7 @@ def bootstrap(
         metrics=metrics,
         notify=notify,
         outbox=outbox,
+        requests_per_hour=settings.requests_per_hour,
+        overdue_grace=settings.overdue_grace,
         **tuning,
     )

@@ -43,6 +43,7 @@ from types import SimpleNamespace
 
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
+from .durable import ProcessLock
 from .messages import redact_urls
 from .settings import PROJECT_CONFIG, Settings, SettingsError
 
@@ -151,8 +152,14 @@ def load_settings(source: ConfigSource) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # what a command writes (a restore, a rebuilt store) is the bot's alone
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Named in the data folder's lock while a writing command holds it (a bot started
+    # meanwhile is refused naming it).
+    ProcessLock.role = " ".join(
+        ["python -m accessbot", args.command, getattr(args, "store_command", None) or ""]
+    ).strip()
     try:
         args.source = find_config(getattr(args, "config", None))
         settings = load_settings(args.source)
@@ -796,13 +803,17 @@ def register_backup(commands: argparse._SubParsersAction) -> None:
 
 
 def run_backup(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, take_backup
+    from .backup import KEY_ENV, BackupError, take_backup
 
     if settings.db_url:
         raise CliError(PG_BACKUP, EXIT_USAGE)
     try:
         contents = take_backup(
-            settings.db_path, settings.audit_path, Path(args.out), datetime.now(UTC)
+            settings.db_path,
+            settings.audit_path,
+            Path(args.out),
+            datetime.now(UTC),
+            key=os.environ.get(KEY_ENV) or None,
         )
     except BackupError as exc:
         raise CliError(str(exc)) from exc
@@ -833,13 +844,18 @@ def register_restore(commands: argparse._SubParsersAction) -> None:
 
 
 def run_restore(args: argparse.Namespace, settings: Settings) -> int:
-    from .backup import BackupError, restore_backup
+    from .backup import KEY_ENV, BackupError, restore_backup
 
     if settings.db_url:
         raise CliError(PG_BACKUP, EXIT_USAGE)
     try:
         restored = restore_backup(
-            Path(args.file), settings.db_path, settings.audit_path, args.force, datetime.now(UTC)
+            Path(args.file),
+            settings.db_path,
+            settings.audit_path,
+            args.force,
+            datetime.now(UTC),
+            key=os.environ.get(KEY_ENV) or None,
         )
     except BackupError as exc:
         raise CliError(str(exc)) from exc
@@ -848,7 +864,7 @@ def run_restore(args: argparse.Namespace, settings: Settings) -> int:
         print(f"moved the files that were there to {restored.moved_aside}")
     print(
         f"restored {contents.describe()} as of {contents.taken_at} to {settings.db_path} and "
-        f"{settings.audit_path}; {contents.verdict}.\n"
+        f"{settings.audit_path}; {contents.verdict}; {restored.signature}.\n"
         "Start the bot: it revokes first what expired since. Grants made after the backup "
         "are not in it: compare the targets with the old audit log and revoke those by hand."
     )

@@ -33,7 +33,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 
 from .delivery import CHANNEL_ERRORS, Attempt, error_code
-from .outbox import Entry, Outbox
+from .outbox import Entry, Outbox, urgent
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class DeliveryWorkers:
         self._busy: set[str] = set()  # destinations a worker here is sending to
         self._aside: dict[str, float] = {}  # destination -> monotonic time it may go again
         self._unreadable = False  # the last claim could not read the outbox (an outage)
+        self._urgent_put = False  # an alert was put since the last claim: batches yield
         self._held: set[int] = set()  # put, but not to be sent before the reply
         self._claiming = threading.Lock()  # a claim, or a put with its hold
         # An outbox whose puts no claim sees before their transaction commits needs no
@@ -131,6 +132,8 @@ class DeliveryWorkers:
         holds = scope is not None and not self._visible_at_commit
         with self._claiming if holds else nullcontext():
             entries = self.outbox.put(notices, now)
+            if any(urgent(entry) for entry in entries):
+                self._urgent_put = True
             if scope is not None:
                 ids = {i for entry in entries for i in entry.covers}
                 scope |= ids
@@ -244,6 +247,7 @@ class DeliveryWorkers:
             try:
                 with self._cond:
                     busy, held = self._busy | self._set_aside(), set(self._held)
+                self._urgent_put = False  # this claim hands it out first (outbox.priority)
                 batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
                 self._unreadable = False
             except Exception:  # noqa: BLE001 - the outbox is unreachable: try again later
@@ -264,7 +268,9 @@ class DeliveryWorkers:
             log.exception("merging %d notice(s) failed; sending them one by one", len(batch))
             entries = batch
         left = {e.id for e in batch}
-        for entry in entries:
+        for number, entry in enumerate(entries):
+            if number and self._urgent_put and not urgent(entry):
+                break  # an alert was put meanwhile: the next claim hands it out first
             if self._stopping.is_set() or not self._deliver(entry):
                 break
             left -= set(entry.covers)

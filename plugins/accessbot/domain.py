@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
@@ -83,8 +84,10 @@ def new_id(length: int = 6) -> str:
 
 
 def normalize_handle(handle: str) -> str:
-    """`@Bob`, `bob` and ` bob ` are the same chat user."""
-    return str(handle).strip().lstrip("@").lower()
+    """`@Bob`, `bob` and ` bob ` are the same chat user; so are names that look alike
+    once Unicode-normalised (NFKC) and case-folded: the Kelvin sign `K` (U+212A) and
+    `ｋ` are `k`. Who looks alike is refused where names are resolved (identity.py)."""
+    return unicodedata.normalize("NFKC", str(handle)).strip().lstrip("@").casefold()
 
 
 def utc(dt: datetime) -> datetime:
@@ -97,6 +100,18 @@ def iso(dt: datetime | None) -> str | None:
 
 def from_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None  # 3.11 reads a trailing Z
+
+
+ERROR_TEXT_LIMIT = 2000  # characters of an error text kept in the audit log, store or chat
+
+
+def cut_text(text: str, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying how much was cut. Error texts quote what a
+    target, a sink or a library answered, whose size a broken peer or an attacker picks."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [cut: {len(text) - limit} more characters]"
 
 
 class Status(StrEnum):
@@ -260,6 +275,11 @@ class Request:
     # after_grant / after_revoke hooks owed for this request and not yet run: written in
     # the same store write as the grant or revoke, removed once the hook has run.
     follow_ups_due: list[str] = field(default_factory=list)
+    # Checked justification: field -> what its tracker said when the request was made
+    # (`integrations.trackers.Link.to_dict()`: key, title, status, url, assignee, open,
+    # checked); an extension keeps its grant's. `closed` is set when a re-check found the
+    # link closed (the status it moved to), and an `end_with` grant ends then.
+    links: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def ask(
@@ -273,6 +293,7 @@ class Request:
         next_nudge_at: datetime | None = None,
         extends: Request | None = None,
         fields: Mapping[str, str] | None = None,
+        links: Mapping[str, dict] | None = None,
     ) -> Request:
         """A new request by `actor` (handle, id, address, email) for `resource` (a policy
         resource: its approvers, channel, strategy and escalation are copied on, so a
@@ -292,6 +313,7 @@ class Request:
             approvers=list(resource.approvers),
             approver_entries=list(resource.approvers),
             fields=dict(extends.fields if extends else fields or {}),
+            links={k: dict(v) for k, v in (extends.links if extends else links or {}).items()},
             approvals_required=resource.approvals_required,
             allow_self_approval=resource.allow_self_approval,
             strategy=dict(extends.strategy if extends else resource.strategy_settings),
@@ -342,6 +364,18 @@ class Request:
         """Someone asked to end the grant now: the revoke that follows records "revoked"."""
         self.ending = "revoked"
         self.record(at, "revoke_requested", by)
+
+    def close_link(self, field: str, status: str, end: bool, at: datetime) -> str:
+        """A re-check found the field's ticket or incident closed (moved to `status`);
+        with `end` (end_with), the revoke that follows records "revoked". Returns what
+        happened, e.g. "OPS-12 moved to Done"."""
+        link = self.links[field]
+        link["closed"] = status
+        why = f"{link.get('key', field)} moved to {status}"
+        if end:
+            self.ending = "revoked"
+        self.record(at, "link_closed", "link-check", why)
+        return why
 
     def ask_retry(self, by: str, at: datetime) -> None:
         """An admin asked to retry a failed revoke now."""
@@ -563,6 +597,7 @@ class Request:
 
     def fail_grant(self, error: str, at: datetime) -> None:
         """The grant (or an extension's time) could not be given: nothing was granted."""
+        error = cut_text(error)
         self.move(Status.GRANT_FAILED, at, "bot", error)
         self.last_error = error
 
@@ -585,6 +620,7 @@ class Request:
     def fail_revoke(self, error: str, at: datetime, actor: str, account: str | None = None):
         """The revoke failed: the access stays in place and the revoke is tried again
         after `retry_delay` (10 s, doubling, at most 5 minutes)."""
+        error = cut_text(error)
         self._revoking(account)
         self.move(Status.REVOKE_FAILED, at, actor, error)
         self.revoke_attempts += 1
@@ -645,6 +681,9 @@ class Request:
             created_at=self.created_at,
             extends=self.extends,
             fields=MappingProxyType(dict(self.fields)),
+            links=MappingProxyType(
+                {name: MappingProxyType(_hook_link(link)) for name, link in self.links.items()}
+            ),
             status=self.status.value,
             granted_at=self.granted_at,
             expires_at=self.expires_at,
@@ -720,6 +759,7 @@ class Request:
             escalation=[dict(level) for level in self.escalation],
             earlier_cards=[dict(ref) for ref in self.earlier_cards],
             follow_ups_due=list(self.follow_ups_due),
+            links={k: dict(v) for k, v in self.links.items()},
         )
 
 
@@ -741,3 +781,13 @@ class RequestView:
     expires_at: datetime | None = None
     account: str | None = None  # the target's id for the requester, recorded at grant
     grant_result: Mapping | None = None  # the strategy's JSON answer to the grant, if any
+    # Checked justification: field -> {key, title, status, url, assignee, open, checked}
+    links: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _hook_link(link: Mapping) -> dict:
+    """What a hook sees of one link: what the tracker said when the request was made."""
+    return {
+        name: link.get(name)
+        for name in ("key", "title", "status", "url", "assignee", "open", "checked")
+    }

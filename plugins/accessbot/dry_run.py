@@ -90,6 +90,8 @@ class DryRun:
             self.intake.refuse_duplicate(target, resource.name)
         except AccessError as exc:
             evaluation.notes.append(f"as things stand it would be refused: {exc}")
+        links, link_lines, link_refusal = self._links(resource, fields, duration)
+        refusal = refusal or link_refusal
         request = self.intake.new_request(
             target,
             resource,
@@ -97,6 +99,7 @@ class DryRun:
             typed or "what-if check",  # what hooks see when no reason was given
             fields=fields,
             request_id="whatif",
+            links=links,
         )
         evaluation.request = request
         on_call = RecordedLookups(self.intake.lookups.pagerduty)
@@ -108,8 +111,32 @@ class DryRun:
         # The hooks of the request as it would go (once fixed, for one refused here).
         going = evaluation.if_fixed[0] if evaluation.if_fixed else evaluation.outcome
         evaluation.hooks = msg.hooks_that_run(resource, going, self.pending_timeout)
-        evaluation.lookups = list(on_call.lines) + self._group_lookups(request)
+        evaluation.lookups = list(on_call.lines) + link_lines + self._group_lookups(request)
         return evaluation
+
+    def _links(
+        self, resource: Resource, fields: Mapping[str, str], duration: timedelta
+    ) -> tuple[dict[str, dict], list[str], str]:
+        """What each checked field's tracker says (from a test file's `tickets`, or live):
+        the links a request would carry, a line per look-up, and the refusal if any."""
+        source = getattr(self.intake.lookups.links, "source", "live tracker lookup")
+        links, lines, problems = {}, [], []
+        for spec in resource.fields.values():
+            value = fields.get(spec.name)
+            if spec.check is None or value is None:
+                continue
+            try:
+                link = self.intake.look_up(spec, value)
+            except AccessError as exc:
+                problems.append(str(exc))
+                lines.append(f"{spec.name}={value}: {exc} ({source})")
+                continue
+            links[spec.name] = {**link, "end_with": spec.end_with}
+            ends = ", ends the grant when it closes" if spec.end_with else ""
+            lines.append(f"{spec.name}={value}: {msg.link_text(link)}{ends} ({source})")
+        if not problems:
+            return links, lines, ""
+        return links, lines, str(self.intake.links_refused(resource, fields, duration, problems))
 
     def _route_and_decide(
         self,
@@ -161,7 +188,8 @@ class DryRun:
             self.permissions.check_approver(voter, request, verb)
         except AccessError as exc:
             return str(exc)
-        return self.intake.vote_refusal(resource, request, voter, verb, " ".join(comment.split()))
+        comment = " ".join(comment.split())
+        return self.intake.vote_check(resource, request, voter, verb, comment).refusal
 
     def dry_run_request(
         self,

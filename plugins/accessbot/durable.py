@@ -4,11 +4,14 @@ errors every request store raises."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 try:
@@ -23,6 +26,27 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A write of a request that someone else changed since it was read: nothing was written."""
+
+
+# The bot's files hold who had what access and why: readable by the bot's user alone,
+# whatever the umask of whoever uses this library (the bot and the CLI also set 077).
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+_FLAGS = {
+    "ab": os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+    "ab+": os.O_RDWR | os.O_APPEND | os.O_CREAT,
+    "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+}
+
+
+def open_private(path: str | os.PathLike, mode: str = "ab"):
+    """open(path, mode) for "ab", "ab+" or "wb", a file it creates being mode 0600."""
+    return open(os.open(path, _FLAGS[mode], PRIVATE_FILE), mode)
+
+
+def make_private_dir(path: Path) -> None:
+    """mkdir -p, the folders it creates being mode 0700."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
 
 
 def fsync_dir(path: Path) -> None:
@@ -73,7 +97,7 @@ class AppendFile:
     def append(self, data: bytes, what: Path) -> int:
         """Append whole lines; returns the offset they start at. Raises StoreError."""
         try:
-            with open(self.path, "ab") as handle:
+            with open_private(self.path, "ab") as handle:
                 start = handle.tell()
                 if self.end is not None and start > self.end:
                     handle.truncate(self.end)  # a failed append left part of a line
@@ -117,7 +141,7 @@ class FileLock:
     def acquire(self, *, exclusive: bool, wait: bool = True) -> bool:
         """Take the lock; False if `wait` is off and another holder is in the way."""
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
             # Read-only is enough for flock, so a lock file that another user (root
             # running a backup) created still opens.
             mode = os.O_RDWR if self._writable else os.O_RDONLY
@@ -155,25 +179,58 @@ class FileLock:
             self._fd = None
 
 
+class FolderInUse(StoreError):
+    """Another process holds the data folder's lock: not damage. The message names the
+    holder (pid, host, since when, what it is) and what to do."""
+
+
+def describe_holder(text: str) -> str:
+    """What a lock file says about its holder, for a person: `pid 123 on host web1, since
+    2026-12-08 03:40:01 UTC (the access bot)`; an older file holds only the pid."""
+    text = text.strip()
+    if text.isdigit():
+        return f"pid {text}"
+    try:
+        holder = json.loads(text)
+        pid = int(holder["pid"])
+    except (ValueError, TypeError, KeyError):
+        return "pid unknown"
+    parts = [f"pid {pid}"]
+    if holder.get("host"):
+        parts.append(f"on host {holder['host']}")
+    if holder.get("since"):
+        parts.append(f"since {holder['since']}")
+    what = f" ({holder['what']})" if holder.get("what") else ""
+    return ", ".join(parts) + what
+
+
 class ProcessLock:
-    """The store's lock file (`access.lock`): held exclusively for as long as a process
-    has the store open, with that process's pid written in it, so a second bot or a CLI
-    command on the same files is refused with a message naming the holder. Within the
-    process that holds it, the store may be opened again (a test reading what its bot
-    wrote): those openings share the lock, which is let go when the last one closes."""
+    """The data folder's lock (`access.lock` beside the store): held exclusively for the
+    life of the process that runs on that folder (the bot from before it reads anything,
+    or a CLI command that writes), with the holder's pid, host, start and role written in
+    it, so a second bot or a writing CLI command is refused with a message naming the
+    holder. flock(2): the kernel lets go when the holder dies, so it is never stale.
+    Within the process that holds it, the store may be opened again (a test reading what
+    its bot wrote): those openings share the lock, which is let go when the last one
+    closes."""
+
+    # What this process is, written in the lock file: the CLI sets its command.
+    role = "the access bot"
 
     _held: dict[Path, list] = {}  # lock path -> [FileLock, openings], in this process
     _guard = threading.Lock()
 
-    def __init__(self, path: Path, store: Path):
+    def __init__(self, path: Path, store: Path | str):
         self.path = path
         self._key = path.resolve()
         self._store = store
         self._holding = False
 
     def acquire(self) -> None:
-        """Take the lock or raise StoreError naming the pid that holds it."""
+        """Take the lock or raise FolderInUse naming the process that holds it."""
         with self._guard:
+            if self._holding:
+                return
             held = self._held.get(self._key)
             if held is None:
                 lock = FileLock(self.path, writable=True)
@@ -184,23 +241,37 @@ class ProcessLock:
                     raise StoreError(f"could not open {self.path}: {exc.strerror or exc}") from exc
                 if not taken:
                     lock.close()
-                    raise StoreError(
-                        f"{self._store} is in use by another process (pid {self.holder()}, "
-                        f"named in {self.path}): stop that bot or command first, or point "
-                        "this one at another data directory"
+                    who = self.holder()
+                    pid = who.split(",")[0].removeprefix("pid ")
+                    raise FolderInUse(
+                        f"{self._store} is in use by another process ({who}; named in "
+                        f"{self.path}). One process at a time runs on a data folder: two "
+                        "bots would each revoke, remind and audit the same grants. Stop that "
+                        f"process first (on that host: `kill {pid if pid.isdigit() else '<pid>'}`"
+                        ", or `systemctl stop accessbot`), or give this one a data folder of "
+                        "its own (ACCESS_DB_PATH / ACCESS_AUDIT_PATH, or BOT_DATA_DIR)"
                     )
-                lock.write_text(f"{os.getpid()}\n")
+                lock.write_text(
+                    json.dumps(
+                        {
+                            "pid": os.getpid(),
+                            "host": socket.gethostname(),
+                            "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                            "what": self.role,
+                        }
+                    )
+                    + "\n"
+                )
                 held = self._held[self._key] = [lock, 0]
             held[1] += 1
             self._holding = True
 
     def holder(self) -> str:
-        """The pid the lock file names, or "unknown"."""
+        """Who the lock file names (pid, host, since, what), or "pid unknown"."""
         try:
-            text = self.path.read_text(encoding="utf-8").strip()
+            return describe_holder(self.path.read_text(encoding="utf-8"))
         except OSError:
-            return "unknown"
-        return text if text.isdigit() else "unknown"
+            return "pid unknown"
 
     def release(self) -> None:
         with self._guard:

@@ -84,7 +84,11 @@ class Handlers:
             resource_name, duration, reason, fields
         )
         self.intake.refuse_duplicate(actor, resource.name)
-        request = self.intake.new_request(actor, resource, duration, reason, fields=fields)
+        self.intake.rate.check(actor, self.clock())  # ACCESS_REQUESTS_PER_HOUR
+        links = self.intake.checked_links(resource, fields, duration)
+        request = self.intake.new_request(
+            actor, resource, duration, reason, fields=fields, links=links
+        )
         return self._submit(actor, request, resource)
 
     def extend(
@@ -106,6 +110,8 @@ class Handlers:
             if not request.extends:
                 self.intake.refuse_duplicate(actor, resource.name)  # again, under the lock
             self._commit_requested(actor, request)
+            if not request.extends:
+                self.intake.rate.note(actor, request.created_at)
             if decision is None:
                 return self._told(Submitted(request))
             request.decide_by_policy(decision.approve, decision.reason, request.created_at)
@@ -134,6 +140,7 @@ class Handlers:
             reason=request.reason,
             extends=request.extends,
             fields=request.fields or None,
+            links=msg.audit_links(request) or None,
             approvers=", ".join(request.approvers),
         )
 
@@ -191,26 +198,33 @@ class Handlers:
 
     def deny(self, actor: Actor, request_id: str, reason: str = "") -> Result:
         reason = " ".join(reason.split())
-        self.vet_vote(actor, request_id, "deny", reason)
+        hook_error = self.vet_vote(actor, request_id, "deny", reason)
         with self.uow.lock:
             request = self.uow.get(request_id)
             self.permissions.check_approver(actor, request, "deny")
             request.deny(actor.handle, reason, self.clock())
-            self.uow.commit(request, "denied", actor.handle, outcome="denied", detail=reason)
+            failed = {"hook_error": hook_error} if hook_error else {}
+            self.uow.commit(
+                request, "denied", actor.handle, outcome="denied", detail=reason, **failed
+            )
             grant = self._grant_of(request)
-            return self._told(Denied(request, by=actor.handle, reason=reason, grant=grant))
+            return self._told(
+                Denied(request, by=actor.handle, reason=reason, grant=grant, hook_error=hook_error)
+            )
 
-    def vet_vote(self, actor: Actor, request_id: str, verb: str, comment: str) -> None:
+    def vet_vote(self, actor: Actor, request_id: str, verb: str, comment: str) -> str:
         """Before an approval or denial counts: who may decide (the same checks as under
         the lock), then the policy's on_approve / on_deny, outside the lock so a slow hook
-        holds up no other decision. A refusal (or a hook that raises or overruns: fail
-        closed) is audited and raised to the person; the request stays as it was."""
+        holds up no other decision. A refusal (or an on_approve that fails: fail closed)
+        is audited and raised to the person; the request stays as it was. A failing
+        on_deny refuses nothing: its error comes back, to be audited with the denial."""
         request = self.uow.get(request_id)
         self.permissions.check_approver(actor, request, verb)
         resource = self.registry.get(request.resource)
-        refusal = self.intake.vote_refusal(resource, request, actor, verb, comment)
+        check = self.intake.vote_check(resource, request, actor, verb, comment)
+        refusal = check.refusal
         if refusal is None:
-            return
+            return check.hook_error
         self.uow.audit(
             "approval_refused" if verb == "approve" else "denial_refused",
             actor.handle,

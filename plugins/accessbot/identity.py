@@ -134,12 +134,17 @@ class SlackPeople:
             while True:
                 answer = self._client_now().users_list(limit=200, cursor=cursor)
                 for user in answer.get("members") or []:
-                    if user.get("deleted") or not user.get("name"):
+                    if not user.get("name"):
                         continue
                     if USER_ID.match(str(user.get("id", ""))):
                         name = normalize_handle(user["name"])
-                        # Two people with one name (it should not happen): it names nobody.
-                        names[name] = "" if name in names else user["id"]
+                        # Two people whose names look alike (compared normalised: the
+                        # Kelvin sign's "Karl" is "karl"): it names nobody. Someone who left
+                        # keeps their name, so a look-alike cannot take it over.
+                        taken = name in names
+                        if taken:
+                            log.warning("two Slack users are named like %r: it names nobody", name)
+                        names[name] = "" if taken or user.get("deleted") else user["id"]
                 cursor = (answer.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     break

@@ -9,14 +9,17 @@ to the store or the audit log; the handlers commit what intake prepared.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import messages as msg
 from .approvers import resolve
-from .domain import AccessError, Request, Status, format_duration, new_id
+from .domain import AccessError, Request, Status, cut_text, format_duration, new_id
 from .history import RequestHistory
+from .integrations import trackers
 from .permissions import Permissions
 from .policy import (
     Decision,
@@ -45,6 +48,47 @@ class Lookups:
     slack_groups: object
     history_counts: object  # what ctx.history counts (the store; a test file's answers)
     hook_timeout: float = 10.0
+    links: object = None  # where checked fields are looked up (trackers.LinkChecker)
+
+
+class RequestRate:
+    """At most `limit` requests a person in any hour (ACCESS_REQUESTS_PER_HOUR; 0: no
+    limit), so one person's request/cancel cycles cannot flood the approvers' channels.
+    Counted in this bot's memory: a restart, or another bot on PostgreSQL, counts anew."""
+
+    WINDOW = timedelta(hours=1)
+
+    def __init__(self, limit: int = 30):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._made: dict[str, deque[datetime]] = {}
+
+    def check(self, actor: Actor, now: datetime) -> None:
+        """Refuse (AccessError) a person who made `limit` requests in the last hour,
+        saying when they may ask again."""
+        if not self.limit:
+            return
+        with self._lock:
+            made = self._recent(actor.id, now)
+            if len(made) >= self.limit:
+                again = made[len(made) - self.limit] + self.WINDOW
+                raise AccessError(msg.too_many_requests(self.limit, again, now))
+
+    def note(self, actor: Actor, now: datetime) -> None:
+        """A request of `actor`'s was stored."""
+        if not self.limit:
+            return
+        with self._lock:
+            self._recent(actor.id, now).append(now)
+
+    def _recent(self, who: str, now: datetime) -> deque[datetime]:
+        made = self._made.setdefault(who, deque())
+        while made and made[0] <= now - self.WINDOW:
+            made.popleft()
+        if len(self._made) > 10_000:  # forget people with nothing in the window
+            for key in [k for k, v in self._made.items() if not v and k != who]:
+                del self._made[key]
+        return made
 
 
 class Intake:
@@ -56,7 +100,9 @@ class Intake:
         clock: Callable[[], datetime],
         lookups: Lookups,
         approval_reminder: timedelta,
+        requests_per_hour: int = 0,
     ):
+        self.rate = RequestRate(requests_per_hour)
         self.registry = registry
         self.permissions = permissions
         self.store = store
@@ -96,11 +142,19 @@ class Intake:
         problems += [
             p for spec in resource.fields.values() if (p := _field_problem(resource, spec, values))
         ]
+        if resource.require_one_of and not any(n in values for n in resource.require_one_of):
+            problems.append(
+                f"{resource.name} needs one of "
+                + " or ".join(f"`{name}=...`" for name in resource.require_one_of)
+            )
         if problems:
+            one_of = [n for n in resource.require_one_of if n in values][:1] or list(
+                resource.require_one_of[:1]
+            )
             example = " ".join(
                 f"{spec.name}=<{msg.inert(spec.help, 40) or 'value'}>"
                 for spec in resource.fields.values()
-                if spec.required or spec.name in values
+                if spec.required or spec.name in values or spec.name in one_of
             )
             raise AccessError(
                 "; ".join(problems)
@@ -109,6 +163,95 @@ class Intake:
                 field="fields",
             )
         return {name: str(values[name]) for name in resource.fields if name in values}
+
+    def checked_links(
+        self, resource: Resource, fields: Mapping[str, str], duration: timedelta
+    ) -> dict[str, dict]:
+        """Each checked field's value looked up in its tracker: unknown, closed, in another
+        project or service, or (unless `when_unreachable` is ask_approvers) unreachable is
+        refused, saying which and what to type. Outside any lock: it waits for trackers."""
+        links: dict[str, dict] = {}
+        problems: list[str] = []
+        for spec in resource.fields.values():
+            value = fields.get(spec.name)
+            if spec.check is None or value is None:
+                continue
+            try:
+                links[spec.name] = {**self.look_up(spec, value), "end_with": spec.end_with}
+            except AccessError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise self.links_refused(resource, fields, duration, problems)
+        return links
+
+    @staticmethod
+    def links_refused(
+        resource: Resource, fields: Mapping[str, str], duration: timedelta, problems: list[str]
+    ) -> AccessError:
+        """The refusal for checked fields that cannot justify access: why, what to type."""
+        specs = [s for s in resource.fields.values() if s.check and s.name in fields]
+        example = " ".join(f"{s.name}=<{msg.inert(s.help, 40) or 'value'}>" for s in specs)
+        return AccessError(
+            "; ".join(problems) + f"; give an open {' and '.join(_noun(s) for s in specs)}, "
+            f"e.g. `!access request {resource.name} {format_duration(duration)} {example} "
+            "<reason>`.",
+            field="fields",
+        )
+
+    def look_up(self, spec, value: str) -> dict:
+        """One field's link as its tracker tells it now (`Link.to_dict()`); AccessError
+        saying why it cannot justify access."""
+        early = trackers.early_problem(spec.check, value)
+        if early:
+            raise AccessError(msg.inert(early))
+        try:
+            link = self.lookups.links.look_up(spec.name, spec.check, value)
+        except trackers.Unknown as exc:
+            raise AccessError(msg.inert(str(exc))) from None
+        except trackers.Unreachable as exc:
+            if spec.check.get("when_unreachable") != "ask_approvers":
+                raise AccessError(
+                    f"{spec.name}={msg.inert(value, 80)} could not be checked "
+                    f"({msg.inert(str(exc))}), so nothing was asked; try again in a few "
+                    "minutes"
+                ) from None
+            return trackers.Link(
+                spec.name,
+                spec.check["type"],
+                value,
+                "",
+                "not checked",
+                "",
+                None,
+                True,
+                checked=False,
+                note=msg.inert(str(exc)),
+            ).to_dict()
+        problem = trackers.problem(link, spec.check)
+        if problem:
+            raise AccessError(msg.inert(problem))
+        return link.to_dict()
+
+    def recheck_links(self, grant: Request, resource: Resource) -> None:
+        """An extension keeps its grant's links: refused once one of them is closed."""
+        for name, link in grant.links.items():
+            spec = resource.fields.get(name)
+            if spec is None or spec.check is None:
+                continue
+            if link.get("closed"):
+                problem = f"{link.get('key')} moved to {link['closed']}"
+            else:
+                try:
+                    self.look_up(spec, grant.fields.get(name, link.get("key", "")))
+                    continue
+                except AccessError as exc:
+                    problem = str(exc)
+            raise AccessError(
+                f"{grant.id} cannot be extended: {msg.inert(problem)}. Access is for open "
+                f"work; ask afresh with an open {_noun(spec)}: `!access request "
+                f"{grant.resource} <duration> {name}=<{msg.inert(spec.help, 40) or 'value'}> "
+                "<reason>`."
+            )
 
     def check_duration(
         self, resource: Resource, duration: timedelta, command: str, reason: str
@@ -174,6 +317,7 @@ class Intake:
             )
         resource = self.registry.resource(grant.resource)
         self._check_extensions_left(grant, resource)
+        self.recheck_links(grant, resource)
         return resource
 
     def _check_extensions_left(self, grant: Request, resource: Resource) -> None:
@@ -203,6 +347,7 @@ class Intake:
         extends: Request | None = None,
         fields: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        links: Mapping[str, dict] | None = None,
     ) -> Request:
         now = self.clock()
         request = Request.ask(
@@ -215,7 +360,13 @@ class Intake:
             next_nudge_at=now + self.approval_reminder,
             extends=extends,
             fields=fields,
+            links=links,
         )
+        request.notes += [
+            f"{name} not checked: {link.get('note') or 'the tracker could not be reached'}"
+            for name, link in request.links.items()
+            if not link.get("checked", True) and not extends
+        ]
         if extends:
             request.notes.append(
                 f"extends grant {extends.id}, which has "
@@ -331,14 +482,16 @@ class Intake:
             return None
         return decision
 
-    def vote_refusal(
+    def vote_check(
         self, resource: Resource | None, request: Request, actor: Actor, verb: str, comment: str
-    ) -> str | None:
-        """Why the policy's on_approve / on_deny refuses this person's decision; None when
-        it counts (no hook, or the hook returned None)."""
+    ) -> VoteCheck:
+        """What the policy's on_approve / on_deny says of this person's decision. A hook
+        that fails (raises, overruns, returns something else) fails closed both ways: a
+        failing on_approve refuses the approval, a failing on_deny lets the denial stand
+        (with the error), so a broken check can never turn a "no" into a later "yes"."""
         hook = "on_approve" if verb == "approve" else "on_deny"
         if resource is None or hook not in resource.hooks:
-            return None
+            return VoteCheck()
         vote = Vote(actor.handle, actor.email, comment, actor.id)
         ctx = self.context(
             PolicyContext, self.lookups.pagerduty.lookups(), request, resource, self.clock()
@@ -354,9 +507,23 @@ class Intake:
                 returns=refusal_problem,
             )
         except HookFailed as exc:
+            if verb != "approve":
+                error = cut_text(str(exc))  # it goes into the audit log: bounded
+                log.warning("%s failed, so the denial stands: %s", hook, error)
+                return VoteCheck(hook_error=error)
             log.warning("%s failed, so it refuses: %s", hook, exc)
-            return f"the policy check failed, so it refuses (fail closed): {exc}"
-        return None if answer is None else answer.reason or f"refused by {hook}"
+            return VoteCheck(f"the policy check failed, so it refuses (fail closed): {exc}")
+        return VoteCheck(None if answer is None else answer.reason or f"refused by {hook}")
+
+
+@dataclass(frozen=True)
+class VoteCheck:
+    """What on_approve / on_deny made of one decision: `refusal`, why it does not count
+    (None: it counts); `hook_error`, why a failing on_deny could not be asked (the denial
+    counts all the same)."""
+
+    refusal: str | None = None
+    hook_error: str = ""
 
 
 def _field_problem(resource: Resource, spec, values: Mapping[str, str]) -> str:
@@ -370,3 +537,8 @@ def _field_problem(resource: Resource, spec, values: Mapping[str, str]) -> str:
         )
     problem = spec.problem(str(value))
     return msg.inert(problem) if problem else ""
+
+
+def _noun(spec) -> str:
+    """What a checked field names: ticket, incident or issue."""
+    return {"jira": "ticket", "pagerduty": "incident", "github_issue": "issue"}[spec.check["type"]]

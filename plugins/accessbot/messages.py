@@ -35,6 +35,13 @@ REASON_LIMIT = 300
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _MASS_MENTION = re.compile(r"([@!])(here|channel|everyone)\b", re.IGNORECASE)
 ZWSP = "\u200b"
+# Where what people type could become a link: a markdown link's "](" (errbot's Slack
+# backend turns `[text](url)` into Slack's `<url|text>`), and "<" opening Slack's own
+# `<url|text>`, `<#C…>`, `<@U…>`, `<!here>` or a markdown autolink `<https://…>`.
+_LINK_OPENERS = re.compile(r"\]\(|<(?=[\w#@!/])")
+# Slack's `<url|label>` shows only the label: inside angle brackets a "|" becomes "¦", so
+# no label can hide where a link goes, even where "<" is not read as we expect.
+_ANGLED = re.compile(r"<[^<>]*>")
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>`]+")
 
 STATUS_WORDS = {
@@ -53,9 +60,11 @@ STATUS_WORDS = {
 
 
 def inert(text: str, limit: int = REASON_LIMIT) -> str:
-    """Show user text as text: no mass mentions, no control characters, one line, bounded."""
+    """Show user text as text: no links (a link's words stay, its syntax is broken by a
+    zero-width space), no mass mentions, no control characters, one line, bounded."""
     text = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
-    text = text.replace("<!", "<" + ZWSP + "!").replace("<@", "<" + ZWSP + "@")
+    text = _ANGLED.sub(lambda m: m.group(0).replace("|", "\u00a6"), text)
+    text = _LINK_OPENERS.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
     text = _MASS_MENTION.sub(lambda m: m.group(1) + ZWSP + m.group(2), text)
     text = text.replace("`", "'")
     text = " ".join(text.split())
@@ -77,6 +86,16 @@ def redact_urls(text: str) -> str:
     """`text` with every URL in it shown as `redact_url` shows it (errors from a target or
     a library may quote the URL they called)."""
     return _URL.sub(lambda m: redact_url(m.group(0)), str(text))
+
+
+def too_many_requests(limit: int, again: datetime, now: datetime) -> str:
+    """The refusal of a person's request over ACCESS_REQUESTS_PER_HOUR."""
+    wait = format_duration(max(again - now, timedelta(minutes=1)))
+    return (
+        f"You made {limit} requests in the last hour, the most this bot takes from one "
+        f"person (ACCESS_REQUESTS_PER_HOUR). You can ask again in {wait} "
+        f"({when(again)}); an active grant can be extended with `!access extend <id>`."
+    )
 
 
 def when(dt: datetime | None) -> str:
@@ -174,11 +193,17 @@ def _entries_without(request: Request, mine: set[str]):
         yield f"{entry} ({approvers_text(members) if members or not named else 'only the requester'})"
 
 
+TRACKER_NAMES = {"jira": "Jira", "pagerduty": "PagerDuty", "github_issue": "GitHub"}
+
+
 def field_hints(specs) -> str:
     """`; give ticket=... (required: Jira key)` for `!access resources`."""
     hints = [
         f"{s.name}=... ({'required' if s.required else 'optional'}"
-        + (f": {inert(s.help, 80)})" if s.help else ")")
+        + (f": {inert(s.help, 80)}" if s.help else "")
+        + (f"; looked up in {TRACKER_NAMES[s.check['type']]}" if s.check else "")
+        + (", ends access when it closes" if s.end_with else "")
+        + ")"
         for s in specs
     ]
     return f"; give {', '.join(hints)}" if hints else ""
@@ -186,6 +211,46 @@ def field_hints(specs) -> str:
 
 def fields_text(request: Request) -> str:
     return ", ".join(f"{name}={inert(value, 80)}" for name, value in request.fields.items())
+
+
+def link_text(link: dict) -> str:
+    """A checked field as people read it: `OPS-12 "Rotate the DB password" (In Progress
+    at request)`; tracker text is shown as text, like anything a user typed."""
+    key = inert(str(link.get("key", "")), 80)
+    if not link.get("checked", True):
+        return f"{key} (not checked: the tracker could not be reached)"
+    title = inert(str(link.get("title") or ""), 120)
+    state = inert(str(link.get("status") or ""), 40)
+    closed = f", since moved to {inert(str(link['closed']), 40)}" if link.get("closed") else ""
+    return f'{key} "{title}" ({state} at request{closed})' if title else f"{key} ({state}{closed})"
+
+
+def links_lines(request: Request) -> list[str]:
+    """`!access show`'s lines for checked fields: what the tracker said, and where."""
+    return [
+        f"Link: {name} {link_text(link)}"
+        + (f", assigned to {inert(str(link['assignee']), 80)}" if link.get("assignee") else "")
+        + (f" {redact_url(inert(str(link['url']), 200))}" if link.get("url") else "")
+        for name, link in request.links.items()
+    ]
+
+
+def links_sentence(request: Request) -> str:
+    """The requester's DM about a grant: what justified it, and what ends it with."""
+    ending = [link_text(link) for link in request.links.values() if link.get("end_with")]
+    other = [link_text(link) for link in request.links.values() if not link.get("end_with")]
+    text = f" For {', '.join(other)}." if other else ""
+    if ending:
+        text += f" It ends sooner if {' or '.join(ending)} closes."
+    return text
+
+
+def audit_links(request: Request) -> dict:
+    """The links as the audit log keeps them (what the tracker said at request time)."""
+    return {
+        name: {k: link.get(k) for k in ("key", "title", "status", "url", "assignee", "checked")}
+        for name, link in request.links.items()
+    }
 
 
 def card_title(request: Request) -> str:
@@ -204,7 +269,10 @@ def card_fields(request: Request) -> list[tuple[str, str]]:
         ("Duration", format_duration(request.duration)),
         ("Reason", inert(request.reason)),
     ]
-    fields += [(name, inert(value, 80)) for name, value in request.fields.items()]
+    fields += [
+        (name, link_text(request.links[name]) if name in request.links else inert(value, 80))
+        for name, value in request.fields.items()
+    ]
     fields.append(("Approvers", request_approvers(request)))
     if request.approvals_required > 1:
         approved = ", ".join(who(a.by) for a in request.approvals)
@@ -269,6 +337,7 @@ def show(request: Request, now: datetime) -> str:
     ]
     if request.fields:
         lines.append(f"Fields: {fields_text(request)}")
+    lines += links_lines(request)
     lines.append(
         f"Approvers: {request_approvers(request)} "
         f"({request.approvals_required} needed) in {request.channel}"
@@ -396,6 +465,20 @@ def whatif(evaluation) -> str:
     notes = (request.notes if request is not None else []) + e.notes
     lines += [f"Note: {inert(n, 400)}" for n in notes]
     return "\n".join(lines)
+
+
+def no_longer_approver(request: Request, verb: str, resource) -> str:
+    """The answer to an approver of a request whom the policy in force no longer names."""
+    if resource is None:
+        return (
+            f"{request.resource} is no longer in the policies, so nobody can {verb} "
+            f"{request.id}; ask an admin."
+        )
+    return (
+        f"You are no longer an approver of {request.resource} (the policy changed since "
+        f"{request.id} was made), so you cannot {verb} it; its approvers now: "
+        f"{approvers_text(resource.approvers)}."
+    )
 
 
 def vote_refused(verb: str, request_id: str, why: str) -> str:
@@ -808,7 +891,18 @@ def _denied(result: Denied) -> Outcome:
             f"denied by {by}{because}.",
         ),
     ]
-    return Outcome(f"Denied {request.id}; {who(request.requester)} was told.", notices, request)
+    reply = f"Denied {request.id}; {who(request.requester)} was told."
+    return Outcome(reply + _deny_hook_failed(result), notices, request)
+
+
+def _deny_hook_failed(result: Denied) -> str:
+    """What the denier is told when on_deny failed: the denial stands (fail closed)."""
+    if not result.hook_error:
+        return ""
+    return (
+        f" The policy's on_deny check failed ({inert(result.hook_error, 400)}); the denial "
+        "stands all the same (fail closed)."
+    )
 
 
 def _extension_denied(result: Denied) -> Outcome:
@@ -830,7 +924,8 @@ def _extension_denied(result: Denied) -> Outcome:
         ),
     ]
     return Outcome(
-        f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}",
+        f"Denied extension {extension.id}; {who(extension.requester)} was told. {stays}"
+        + _deny_hook_failed(result),
         notices,
         extension,
     )
@@ -996,8 +1091,8 @@ def granted(request: Request) -> list[Notice]:
         to_requester(
             request,
             f"Your request {request.id} was approved by {by}: you have {request.resource} for "
-            f"{format_duration(request.duration)}, until {until}. End it early with "
-            f"`!access revoke {request.id}`.",
+            f"{format_duration(request.duration)}, until {until}.{links_sentence(request)} "
+            f"End it early with `!access revoke {request.id}`.",
         ),
         to_channel(
             request,
@@ -1037,6 +1132,21 @@ def taken_back(request: Request, why: str) -> list[Notice]:
     return [to_channel(request, text, "alert"), to_requester(request, text)]
 
 
+LINK_CHECK = "link-check"  # who revokes a grant whose ticket or incident closed
+
+
+def link_closed_text(request: Request) -> str:
+    """`OPS-12 moved to Done` for each closed link of the request."""
+    return (
+        "; ".join(
+            f"{inert(str(link.get('key', name)), 80)} moved to {inert(str(link['closed']), 40)}"
+            for name, link in request.links.items()
+            if link.get("closed")
+        )
+        or "its ticket closed"
+    )
+
+
 def grant_ended(request: Request, actor: str) -> list[Notice]:
     """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
     if request.status is Status.EXPIRED:
@@ -1045,6 +1155,17 @@ def grant_ended(request: Request, actor: str) -> list[Notice]:
             f"was removed. Need more? `!access request {request.resource} <duration> <reason>`."
         )
         channel_text = expired_in_channel(request)
+    elif actor == LINK_CHECK:
+        why = link_closed_text(request)
+        user_text = (
+            f"Your access to {request.resource} (request {request.id}) was revoked: {why}, "
+            "and this grant ends with it. Still needed? Ask again with an open one: "
+            f"`!access request {request.resource} <duration> <reason>`."
+        )
+        channel_text = (
+            f"Request {request.id}: {who(request.requester)}'s access to {request.resource} "
+            f"was revoked: {why}."
+        )
     else:
         user_text = f"Your access to {request.resource} (request {request.id}) was revoked" + (
             f" by {who(actor)}." if actor != request.requester else "."
@@ -1190,4 +1311,46 @@ def revokes_failed_together(requests: list[Request], resource: str) -> str:
     return (
         f"REVOKE FAILED for {grants} to {resource}; the access is still in place until a "
         f"revoke succeeds, and each is retried automatically: {each}."
+    )
+
+
+# Strategy settings that say which target a grant is on (never a secret: `*_env` keys
+# only name variables, and URLs are shown without credentials).
+TARGET_KEYS = ("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv")
+
+
+def target_of(strategy: dict | None) -> str:
+    """Which target a grant is on, for the admins: the strategy type and what names it."""
+    if not isinstance(strategy, dict):
+        return "unknown target"
+    named = []
+    for key in TARGET_KEYS:
+        value = strategy.get(key)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        if isinstance(value, str) and value:
+            named.append(f"{key}={redact_url(value) if '://' in value else inert(value, 80)}")
+    kind = inert(str(strategy.get("type", "?")), 40)
+    return f"{kind} ({', '.join(named)})" if named else kind
+
+
+def overdue_alarm(request: Request, now: datetime, grace: timedelta, under_way: bool) -> str:
+    """The admins' alert, once per grant, when a grant is still not revoked `grace` after
+    its end (ACCESS_OVERDUE_GRACE): which grant, which target, what the last attempt said."""
+    late = format_duration(timedelta(seconds=int((now - request.expires_at).total_seconds())))
+    if request.revoke_attempts:
+        last = (
+            f"attempt {request.revoke_attempts} failed: {inert(request.last_error)}; "
+            f"next try at {when(request.next_retry_at)}"
+        )
+    else:
+        last = "no revoke attempt has finished yet"
+    if under_way:
+        last += " (a revoke call is under way and has not answered)"
+    return (
+        f"OVERDUE: grant {request.id} ({request.resource} for {who(request.requester)}) "
+        f"ended at {when(request.expires_at)} and is overdue: still not revoked {late} later "
+        f"(ACCESS_OVERDUE_GRACE is {format_duration(grace)}). Target: "
+        f"{target_of(request.strategy)}. Last attempt: {last}. The access may still be in "
+        f"place: check the target by hand; `!access retry {request.id}` tries again now."
     )

@@ -5,16 +5,20 @@ process). The service and the plugin record events on it (a target call, a grant
 revoke, a tick, a chat delivery); the request counts are read from the store's indexes
 when Prometheus scrapes, so they are never stale. `Health` says whether revocation is
 working right now: the scheduler thread is alive, it ticked (or asked for the lease)
-recently, and the store can be read.
+recently, and the store can be read; and no grant is overdue (past its end plus
+ACCESS_OVERDUE_GRACE without a confirmed revoke: overdue.py).
 """
 
 from __future__ import annotations
 
+import hmac
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -82,6 +86,12 @@ class Metrics:
         self.pagerduty_errors = Counter(
             "accessbot_pagerduty_call_errors", "PagerDuty API calls that failed", registry=r
         )
+        self.link_checks = Counter(
+            "accessbot_link_checks",
+            "Re-checks of active grants' tickets and incidents, by tracker and outcome "
+            "(open, closed, unreachable)",
+            ["type", "outcome"], registry=r,
+        )  # fmt: skip
         self.ticks = Counter(
             "accessbot_scheduler_ticks", "Scheduler ticks this bot ran (as leader)", registry=r
         )
@@ -91,6 +101,11 @@ class Metrics:
         self.last_tick = Gauge(
             "accessbot_scheduler_last_tick_timestamp_seconds",
             "When the scheduler last ticked or asked for the lease (Unix time)",
+            registry=r,
+        )
+        self.overdue = Gauge(
+            "accessbot_grants_overdue",
+            "Grants past their end plus ACCESS_OVERDUE_GRACE without a confirmed revoke",
             registry=r,
         )
         if counts is not None:
@@ -130,6 +145,35 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def sink_label(name: str) -> str:
+    """A sink's name as a metric label: each URL in it cut to scheme://host[:port]. A
+    token in a URL's path (Slack-style webhooks, some HEC set-ups) or query must not be
+    published to whoever can scrape /metrics."""
+
+    def host_only(match: re.Match) -> str:
+        try:
+            parts = urlsplit(match.group(0))
+        except ValueError:
+            return "(an unreadable URL)"
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    return _URL_IN_TEXT.sub(host_only, name)
+
+
+def bearer_allows(authorization: str | None, token: str | None) -> bool:
+    """Whether a request may read /metrics: always without ACCESS_METRICS_TOKEN, else only
+    with `Authorization: Bearer <token>` (compared in constant time)."""
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
 class _SinkLag:
     """Audit events not yet acknowledged by each sink, and whether it is failing."""
 
@@ -148,9 +192,14 @@ class _SinkLag:
         failing = GaugeMetricFamily(
             "accessbot_audit_sink_failing", "1 while the sink's deliveries fail", labels=["sink"]
         )
+        seen: dict[str, int] = {}
         for sink in self.status():
-            lag.add_metric([sink.name, sink.kind], sink.lag)
-            failing.add_metric([sink.name], 1 if sink.failing else 0)
+            label = sink_label(sink.name)
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] > 1:  # two sinks on one host: each its own series
+                label = f"{label} #{seen[label]}"
+            lag.add_metric([label, sink.kind], sink.lag)
+            failing.add_metric([label], 1 if sink.failing else 0)
         yield lag
         yield failing
 
@@ -232,10 +281,12 @@ class Health:
         scheduler_alive: Callable[[], bool],
         store_readable: Callable[[], None],
         now: Callable[[], float] = time.monotonic,
+        overdue: Callable[[], list[str]] = list,
     ):
         self.window = 3 * tick_seconds + 1.0
         self.scheduler_alive = scheduler_alive
         self.store_readable = store_readable
+        self.overdue = overdue  # ids of grants past their end + grace, not revoked
         self.now = now
         self._last_beat: float | None = None
         self._lock = threading.Lock()
@@ -259,4 +310,11 @@ class Health:
             self.store_readable()
         except Exception as exc:  # noqa: BLE001 - any failure to read is unhealthy
             return Verdict(False, f"the store cannot be read: {type(exc).__name__}: {exc}")
+        overdue = self.overdue()
+        if overdue:
+            return Verdict(
+                False,
+                f"overdue: {len(overdue)} grant(s) past their end + ACCESS_OVERDUE_GRACE "
+                f"without a confirmed revoke: {', '.join(overdue[:10])}",
+            )
         return Verdict(True, "ok")

@@ -10,6 +10,9 @@ store when it is sent, since the card may have been posted meanwhile). Entries t
 destination about one request go out in the order they were put (a card before its
 updates and thread replies); `claim` only hands out the first pending entry of each
 (destination, request), so a retrying entry holds back the ones behind it and no other.
+Alerts and notices to the admins (`urgent`: a failed revoke, an overdue grant, a damaged
+store, suspected tampering) are handed out ahead of everything else, so a channel's
+long queue (one user's hundreds of requests and cancellations) never buries them.
 
 Three adapters behind one port (`Outbox`):
 - `MemoryOutbox`: a list in memory (tests, tools).
@@ -120,6 +123,17 @@ class Entry:
         return Request.from_dict(self.request) if self.request else None
 
 
+def urgent(notice) -> bool:
+    """Whether a notice or an entry goes ahead of every other: an alert (`kind`), or
+    anything for the admins (`audience`). By what it is, never by its text."""
+    return notice.audience == "admins" or notice.kind == "alert"
+
+
+def priority(entry: Entry) -> tuple[bool, int]:
+    """The order entries are handed out in: urgent ones first, then as they were put."""
+    return (not urgent(entry), entry.id)
+
+
 def new_entry(notice, entry_id: int, now: datetime) -> Entry:
     """An outbox entry for a service `Notice`."""
     request = notice.request
@@ -220,7 +234,7 @@ class MemoryOutbox:
     def claim(self, owner, now, limit=50, busy=(), held=()) -> list[Entry]:
         with self.lock:
             busy, held = set(busy), set(held)
-            heads = self._heads(now, held)
+            heads = sorted(self._heads(now, held), key=priority)
             destination = next((e.destination for e in heads if e.destination not in busy), None)
             if destination is None:
                 return []

@@ -1,5 +1,7 @@
 """Who may do what to a request. Authorisation compares user ids only: the ids a request's
-approvers named when it was made (see identity.py), never a handle that could be renamed."""
+approvers named when it was made (see identity.py), never a handle that could be renamed,
+and of those only the ones the policy in force still names when they decide (a reload that
+removes an approver removes their say over requests already made)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from . import messages as msg
-from .approvers import static_members
+from .approvers import is_dynamic, static_members
 from .domain import AccessError, Request, Status
 from .identity import People
 from .policy_registry import PolicyRegistry
@@ -51,6 +53,36 @@ class Permissions:
                 f"Only the approvers of {request.resource} "
                 f"({msg.approvers_text(request.deciders)}) can {verb} {request.id}."
             )
+        named_now = self.named_now(request)
+        if named_now is not None and actor.id not in named_now:
+            resource = self.registry.get(request.resource)
+            raise AccessError(msg.no_longer_approver(request, verb, resource))
+
+    def named_now(self, request: Request) -> set[str] | None:
+        """The user ids the policies in force now let decide `request`: the resource's
+        approvers and escalation approvers as they read now (`group:` as GROUPS reads
+        now; a `slack-group:` or `pagerduty:` entry still listed keeps whom it named when
+        the request was made). Empty when the resource is gone; None when the policies
+        cannot say without asking anyone (none loaded, or get_approvers routes it)."""
+        if self.registry.policies is None:
+            return None
+        resource = self.registry.get(request.resource)
+        if resource is None:
+            return set()
+        if "get_approvers" in resource.hooks:
+            return None
+        entries = [
+            *resource.approvers,
+            *(a for level in resource.escalation for a in level.approvers),
+        ]
+        # An entry the request already resolved keeps that person (no lookup, and Slack
+        # being down refuses nobody); a new one is looked up.
+        stored = dict(zip(request.approvers, self.approver_ids(request)))
+        static = static_members(entries, self.registry.all_groups)
+        ids = {stored.get(e) or self.people.user_id(e) for e in static}
+        for entry in filter(is_dynamic, entries):
+            ids |= {stored.get(member) for member in request.approver_groups.get(entry, ())}
+        return {i for i in ids if i}
 
     def approver_ids(self, request: Request) -> list[str]:
         """The user ids a request's approvers named when it was made (requests made before

@@ -134,12 +134,14 @@ class PolicyRegistry:
 
     def checks_at_request(self, resource_name: str) -> bool:
         """Does a request for this resource run policy code or ask another service (on
-        call, Slack groups) before it is answered? Those may take seconds."""
+        call, Slack groups, a tracker for a checked field) before it is answered? Those
+        may take seconds."""
         resource = self.get(resource_name)
         if resource is None:
             return False
         hooks = {"get_approvers", "on_request"} & set(resource.hooks)
-        return bool(hooks) or any(is_dynamic(e) for e in resource.approvers)
+        checked = any(spec.check for spec in resource.fields.values())
+        return bool(hooks) or checked or any(is_dynamic(e) for e in resource.approvers)
 
     def ask_again(self, request: Request) -> str:
         """The command to ask afresh for what `request` asked, with the fields its

@@ -42,7 +42,9 @@ without it nobody is on call), incidents (list of {email, service, status}), pag
 ("down" makes every lookup fail), slack_groups (handle -> user ids), history (what
 ctx.history.count answers: {resource: count} of the user's granted requests, or a list
 of {user, resource, status, count}), approve_as / deny_as (an approver's `!approve` /
-`!deny` of the request, through on_approve / on_deny) with comment, now, expect
+`!deny` of the request, through on_approve / on_deny) with comment, tickets (what the
+trackers of checked fields answer: {OPS-12: {status: In Progress, title: ..., assignee:
+carol@example.com}}, "down" for unreachable; a value not listed is unknown), now, expect
 (required). Expect keys: decision, approvers (compared as a set, `@bob` = `bob`),
 channel, reason, note (a piece of one of the card's notes), approval / denial (counted
 or refused), refusal (a piece of why it was refused).
@@ -67,6 +69,7 @@ from .history import StaticHistory, statuses_for
 from .identity import EntryPeople
 from .integrations.pagerduty import INCIDENT_STATUSES, StaticOnCall
 from .integrations.slack_groups import StaticSlackGroups
+from .integrations.trackers import StaticLinks
 from .memory_store import MemoryStore
 from .policy import PolicyError, normalized_channel
 from .service import Actor, Evaluation
@@ -90,6 +93,7 @@ CASE_KEYS = {
     "comment",
     "history",
     "incidents",
+    "tickets",
 }
 EXPECT_KEYS = {
     "decision",
@@ -138,6 +142,7 @@ class Case:
     # "approve" / "deny" -> (handle, e-mail) of who approves or denies the request
     votes: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     comment: str = ""
+    tickets: dict | str | None = None  # what the trackers answer for checked fields
 
 
 @dataclass
@@ -254,6 +259,7 @@ def _case(index: int, line: int, merged: dict, emails: Mapping[str, str]) -> Cas
         },
         now=_moment(merged.get("now")),
         expect=dict(merged["expect"]),
+        tickets=merged.get("tickets"),
     )
 
 
@@ -290,6 +296,7 @@ def _case_problems(case: dict) -> list[tuple[str, str]]:
         _incident_problems,
         _vote_problems,
         _pagerduty_problems,
+        _ticket_problems,
         _expect_problems,
     )
     return [problem for check in checks for problem in check(case)]
@@ -442,6 +449,26 @@ def _pagerduty_problems(case: dict) -> list[tuple[str, str]]:
     return [("pagerduty", 'pagerduty must be "ok" or "down"')]
 
 
+TICKET_KEYS = {"status", "title", "assignee", "project", "service", "url", "open"}
+
+
+def _ticket_problems(case: dict) -> list[tuple[str, str]]:
+    tickets = case.get("tickets")
+    if tickets is None or tickets == "down":
+        return []
+    if isinstance(tickets, dict) and all(
+        isinstance(v, dict) and set(v) <= TICKET_KEYS for v in tickets.values()
+    ):
+        return []
+    return [
+        (
+            "tickets",
+            'tickets must be "down" or map each ticket or incident to {status: "In Progress", '
+            f"title: ..., assignee: ...}} (keys: {', '.join(sorted(TICKET_KEYS))})",
+        )
+    ]
+
+
 def _expect_problems(case: dict) -> list[tuple[str, str]]:
     expect = case.get("expect")
     if expect and not isinstance(expect, dict):
@@ -531,6 +558,7 @@ def run_cases(policy_dir: Path, cases: list[Case], groups=None, hook_timeout=10.
             )
             service.slack_groups = StaticSlackGroups(case.slack_groups)
             service.history_counts = StaticHistory(case.history)
+            service.links = StaticLinks(case.tickets)  # no network: unlisted is unknown
             duration = parse_duration(str(case.duration)) if case.duration is not None else None
             evaluation = service.evaluate(
                 Actor(case.user, email=case.email),

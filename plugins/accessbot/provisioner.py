@@ -43,6 +43,7 @@ from .notices import Notice
 from .rebuild import grant_fields
 from .store import StoreError
 from .strategies import SettingsError, Strategy, StrategyError, build_strategy, payload_for
+from .strategies.deadline import call_within, deadline_of
 
 log = logging.getLogger(__name__)
 
@@ -584,10 +585,18 @@ class Provisioner:
     # -- the strategies ---------------------------------------------------------------
 
     def call(self, settings: dict, action: str, payload: dict):
-        """One strategy call, timed and counted for /metrics."""
+        """One strategy call, timed and counted for /metrics, with a deadline for the
+        whole call (the resource's `timeout`, 30 s by default): past it, whatever the target
+        still sends, the call is a StrategyError like any failure (strategies/deadline.py)."""
         started, ok = time.monotonic(), False
         try:
-            done = self.strategy(settings).call(action, payload)
+            strategy = self.strategy(settings)
+            done = call_within(
+                deadline_of(settings),
+                f"the {action} call to {strategy.describe()}",
+                lambda: strategy.call(action, payload),
+                strategy.describe(),
+            )
             ok = True
             return done
         finally:

@@ -778,15 +778,17 @@ class DegradedService:
             "drain",
             "housekeeping",
             "remind_reviews",
+            "check_overdue",  # the alarm for grants past their end: it only reads and tells
+            "check_links",  # ends grants whose ticket closed: only ever sooner
             "close",
         }
     )
     # Policy reloads change what a new request would get (none is taken) and no grant:
     # the rebuilt grants carry their strategy settings.
     CONFIG = frozenset({"reload", "reload_policies"})
-    # What the plugin wires once (the standing-access report reads through it; the sweep
-    # that removes members does not run degraded).
-    WIRING = frozenset({"store", "clock", "lock"})
+    # What the plugin wires once (the standing-access report reads through it, /health
+    # the overdue grants; the sweep that removes members does not run degraded).
+    WIRING = frozenset({"store", "clock", "lock", "overdue"})
     ALLOWED = READS | REVOCATION | CONFIG | WIRING
     # Refused on purpose (anything not in ALLOWED is refused as well).
     REFUSED = frozenset(
@@ -801,6 +803,7 @@ class DegradedService:
             "remember_card",
             "pagerduty",
             "slack_groups",
+            "links",
         }
     )
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from .audit import VerifyResult
 from .domain import DurationError, format_duration, from_iso, parse_duration
-from .messages import inert, redact_urls
+from .messages import inert, link_text, redact_urls
 
 BREAK_GLASS_ACTOR = "policy"  # the actor of an approval made by a policy hook
 
@@ -43,6 +43,8 @@ class GrantSpan:
     failing_since: datetime | None = None
     ends_at: datetime | None = None  # the planned end, moved by extensions
     extensions: int = 0
+    links: dict = field(default_factory=dict)  # checked fields, as the tracker told them
+    closed: str = ""  # why it ended with its ticket ("OPS-12 moved to Done")
 
     def held_for(self, until: datetime) -> timedelta:
         return (self.end or until) - self.start
@@ -148,6 +150,8 @@ class _Grants:
             self.spans[rid] = self._span(rid, record, at)
         elif event in ("expired", "revoked") and rid in self.spans:
             self.spans[rid].end, self.spans[rid].ended = at, event
+        elif event == "link_closed" and rid in self.spans:
+            self.spans[rid].closed = str(record.get("detail", ""))
         elif event == "revoke_failed" and rid in self.spans:
             self.spans[rid].revoke_failures += 1
             self.spans[rid].failing_since = self.spans[rid].failing_since or at
@@ -165,6 +169,7 @@ class _Grants:
             duration=first.get("duration", ""),
             break_glass=decision.get("actor") == BREAK_GLASS_ACTOR,
             ends_at=_moment(record.get("expires_at")),
+            links=first.get("links") if isinstance(first.get("links"), dict) else {},
         )
 
 
@@ -594,6 +599,8 @@ def _grants_table(summary: Summary) -> str:
             ended += f" ({s.revoke_failures} failed revoke attempt(s))"
         if s.extensions:
             ended += f" (extended {s.extensions} time(s))"
+        if s.closed:
+            ended += f": {_e(inert(s.closed))}"
         by = (
             "policy <span class='tag bg'>break-glass</span>"
             if s.break_glass
@@ -603,10 +610,19 @@ def _grants_table(summary: Summary) -> str:
             f"<tr><td>{_e(s.resource)}</td><td>@{_e(s.user)}</td><td>{_e(_when(s.start))}</td>"
             f"<td>{_e(_when(s.end))}</td><td>{_e(format_duration(s.held_for(summary.until)))}</td>"
             f"<td>{ended}</td><td>{by}</td><td><code>{_e(s.request_id)}</code></td>"
-            f"<td class='reason'>{_e(inert(s.reason))}</td></tr>"
+            f"<td class='reason'>{_e(inert(s.reason))}{_links_cell(s.links)}</td></tr>"
         )
     head = ["Resource", "User", "From", "Until", "Held", "Ended", "Approved by", "Request"]
     return _table([*head, "Reason"], rows, "grants")
+
+
+def _links_cell(links: dict) -> str:
+    """A grant's checked tickets and incidents, as the tracker told them at request."""
+    return "".join(
+        f"<br>{_e(name)}: {_e(link_text(link))}"
+        for name, link in links.items()
+        if isinstance(link, dict)
+    )
 
 
 def _extensions_table(summary: Summary) -> str:

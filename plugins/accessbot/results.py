@@ -103,6 +103,7 @@ class Denied(Result):
     by: str = ""
     reason: str = ""
     grant: Request | None = None  # for an extension: the grant it would have extended
+    hook_error: str = ""  # on_deny failed; the denial stands all the same (fail closed)
 
 
 @dataclass

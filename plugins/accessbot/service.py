@@ -1,7 +1,7 @@
 """`AccessService`: the facade the plugin, the CLI and the tests call, and the
-scheduler's jobs (`revocation_tick`, `housekeeping`, `remind_reviews`; `tick` runs them
-all and waits). Strategy calls are the provisioner's (provisioner.py); the methods here
-that make them delegate to it.
+scheduler's jobs (`revocation_tick`, `housekeeping`, `remind_reviews`, `check_overdue`;
+`tick` runs them all and waits: for the CLI and tests). Strategy calls are the
+provisioner's (provisioner.py); the methods here that make them delegate to it.
 
 The use cases live in small units, wired here (see ARCHITECTURE.md): `handlers` (one per
 command that changes a request), `intake` (checks, routing, the policy's decision),
@@ -35,7 +35,10 @@ from .identity import NamedPeople, People
 from .intake import Intake, Lookups
 from .integrations.pagerduty import PagerDutyNotConfigured
 from .integrations.slack_groups import NoSlackGroups
+from .integrations.trackers import LinkChecker
+from .link_check import LinkChecks, LinkPass
 from .metrics import Metrics
+from .overdue import DEFAULT_GRACE, OverdueWatch
 from .permissions import Permissions
 from .policy import (
     FollowUpContext,
@@ -112,6 +115,9 @@ class AccessService:
         metrics: Metrics | None = None,
         notify: Callable[[list[Notice]], None] | None = None,
         outbox: NoticeWriter | None = None,
+        requests_per_hour: int = 0,
+        links=None,
+        overdue_grace: timedelta = DEFAULT_GRACE,
     ):
         self.store = store
         self.audit = audit
@@ -134,6 +140,15 @@ class AccessService:
         # Every strategy call and its record; the scheduler's calls on one pool of
         # `strategy_workers` threads, their notices to `notify` (see provisioner.py).
         self.provisioner = Provisioner(self, strategy_workers, self.notify)
+        # Grants past their end + grace without a confirmed revoke: read from the store on a
+        # job of its own, so nothing on the revoke path can keep it quiet (overdue.py).
+        self.overdue = OverdueWatch(
+            store,
+            clock,
+            overdue_grace,
+            under_way=lambda request_id: request_id in self._inflight,
+            gauge=self.metrics.overdue,
+        )
         # The bot has its real environment: a strategy naming an unset variable is a load
         # error, not a failure after a human approved.
         environ = os.environ if check_env else None
@@ -143,17 +158,28 @@ class AccessService:
             slack_groups or NoSlackGroups(),
             store,
             hook_timeout,
+            # Checked fields' trackers; PagerDuty incidents through the checker above.
+            links or LinkChecker(lambda: self.lookups.pagerduty),
         )
         # approver entries -> platform user ids
         self.permissions = Permissions(people or NamedPeople(), self.registry, store, clock)
         self.intake = Intake(
-            self.registry, self.permissions, store, clock, self.lookups, approval_reminder
+            self.registry,
+            self.permissions,
+            store,
+            clock,
+            self.lookups,
+            approval_reminder,
+            requests_per_hour,  # ACCESS_REQUESTS_PER_HOUR; 0 (tools, tests): no limit
         )
         self.handlers = Handlers(
             self.uow, self.intake, self.permissions, self.registry, self, clock
         )
         self.queries = Queries(self.uow, audit, self.registry, self.permissions, clock)
         self.dry_run = DryRun(self.intake, self.permissions, self.registry, pending_timeout)
+        self._link_checks = LinkChecks(
+            self.uow, self.registry, self.lookups, self.provisioner, clock, self.metrics
+        )
         self._housekeeping = Housekeeping(
             self.uow,
             self.registry,
@@ -187,6 +213,15 @@ class AccessService:
     @pagerduty.setter
     def pagerduty(self, value) -> None:
         self.lookups.pagerduty = value
+
+    @property
+    def links(self):
+        """Where checked fields are looked up (trackers.LinkChecker; StaticLinks in tests)."""
+        return self.lookups.links
+
+    @links.setter
+    def links(self, value) -> None:
+        self.lookups.links = value
 
     @property
     def slack_groups(self):
@@ -359,9 +394,9 @@ class AccessService:
 
     def tick(self) -> list[Notice]:
         """Everything the scheduler does, once, waiting for the calls it starts: for the
-        CLI, the tests and the plugin's first pass at start. The scheduler itself runs the
-        three jobs apart (`revocation_tick`, `housekeeping`, `remind_reviews`), and its
-        revocation tick never waits for a call.
+        CLI and the tests (the plugin's first pass at start waits for none). The scheduler
+        itself runs the jobs apart (`revocation_tick`, `housekeeping`, `remind_reviews`,
+        `check_overdue`), and its revocation tick never waits for a call.
 
         Revocations go first: they are the promise that matters most. Every look is an
         index lookup: a tick with nothing due costs next to nothing.
@@ -369,7 +404,13 @@ class AccessService:
         told: list[Notice] = []
         self.provisioner.revocation_tick(notify=told.extend)
         self.provisioner.drain()
-        return told + self.housekeeping() + self.remind_reviews()
+        return told + self.housekeeping() + self.remind_reviews() + self.check_overdue()
+
+    def check_overdue(self) -> list[Notice]:
+        """The scheduler's overdue job: grants past their end + ACCESS_OVERDUE_GRACE
+        without a confirmed revoke; each newly overdue one is an alert for the admins.
+        Reads the store only: it never waits for a revoke (overdue.py)."""
+        return self.overdue.check()
 
     def revocation_tick(self) -> None:
         """The scheduler's revocation job: hand what is due (revokes, then grants left
@@ -399,6 +440,10 @@ class AccessService:
         for owed in self.store.follow_ups_due():
             self._follow_ups.submit(owed.id)  # one a restart or a failed write left
         return notices
+
+    def check_links(self) -> LinkPass:
+        """Look the links of active end_with grants up again; revoke those now closed."""
+        return self._link_checks.run()
 
     def remind_reviews(self) -> list[Notice]:
         """The scheduler's review job: the daily reminder of break-glass grants nobody

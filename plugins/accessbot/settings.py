@@ -59,8 +59,15 @@ class Settings:
     # How often the standing-access sweep compares targets with grants; None: never.
     standing_sweep: timedelta | None = timedelta(hours=1)
     standing_max_removals: int = 20  # a sweep wanting to remove more removes nothing
+    requests_per_hour: int = 30  # requests one person may make in any hour; 0: no limit
     audit_sinks: tuple[SinkConfig, ...] = ()  # ACCESS_AUDIT_SINKS: copies off the host
     audit_checkpoint: timedelta = timedelta(minutes=5)  # 0: no checkpoints
+    # ACCESS_METRICS_TOKEN (environment only): GET /metrics wants it as a Bearer token.
+    metrics_token: str | None = field(default=None, repr=False)
+    # How often the tickets and incidents of active end_with grants are looked up again.
+    link_check: timedelta = timedelta(minutes=1)
+    # A grant this long past its end without a confirmed revoke is told to the admins.
+    overdue_grace: timedelta = timedelta(minutes=2)
 
     @classmethod
     def load(
@@ -180,8 +187,15 @@ class Settings:
             standing_max_removals=_count(
                 get("ACCESS_STANDING_MAX_REMOVALS", 20), "ACCESS_STANDING_MAX_REMOVALS", "20"
             ),
+            requests_per_hour=_count(
+                get("ACCESS_REQUESTS_PER_HOUR", 30), "ACCESS_REQUESTS_PER_HOUR", "30"
+            ),
             audit_sinks=parse_sinks(get("ACCESS_AUDIT_SINKS", ())),
             audit_checkpoint=_checkpoint_every(get("ACCESS_AUDIT_CHECKPOINT", "5m")),
+            # A secret: from the environment only, never from config.py.
+            metrics_token=environ.get("ACCESS_METRICS_TOKEN", "").strip() or None,
+            link_check=duration("ACCESS_LINK_CHECK", "1m"),
+            overdue_grace=duration("ACCESS_OVERDUE_GRACE", "2m"),
         )
 
 

@@ -33,7 +33,9 @@ from urllib.parse import urlsplit
 import requests
 
 from .audit import CHECKPOINT, AuditError, StoredLine
-from .domain import format_duration, from_iso, iso
+from .capped_http import ANSWER_LIMIT, capped, capped_session
+from .domain import cut_text, format_duration, from_iso, iso
+from .durable import open_private
 from .messages import redact_url, redact_urls, when
 from .settings import SinkConfig
 from .store import SinkCursor, StoreError, fsync_dir
@@ -79,12 +81,13 @@ class Sink:
 
 
 class HttpPost:
-    """POSTs for the HTTP kinds: kept-alive, redirects never followed, URLs redacted."""
+    """POSTs for the HTTP kinds: kept-alive, redirects never followed, URLs redacted,
+    answers read up to `capped_http.ANSWER_LIMIT` (the rest is never read)."""
 
     def __init__(self, url: str, timeout: float):
         self.url = url
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = capped_session(requests.Session())
 
     def post(self, body: bytes, headers: dict) -> requests.Response:
         response = post(self.session, self.url, body, headers, self.timeout, SinkError)
@@ -186,6 +189,11 @@ class SplunkHecSink(Sink):
         ).encode()
         headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
         response = self.http.post(body, headers)
+        if capped(response):  # a HEC answer is a few words: this is no acknowledgement
+            raise SinkError(
+                f"Splunk HEC answered more than the {ANSWER_LIMIT} bytes the bot reads; "
+                "not an acknowledgement"
+            )
         try:
             answer = response.json()
         except ValueError:
@@ -213,7 +221,7 @@ class FileSink(Sink):
         body = b"".join(line.data + b"\n" for line in lines)
         try:
             new = not self.path.exists()
-            with open(self.path, "ab+") as handle:
+            with open_private(self.path, "ab+") as handle:
                 if handle.tell() > 0:
                     handle.seek(-1, os.SEEK_END)
                     if handle.read(1) != b"\n":
@@ -445,6 +453,7 @@ class SinkWorker:
         )
 
     def _failed(self, error: str) -> None:
+        error = cut_text(error)  # it may quote what the sink answered
         now = self.clock()
         self.attempts += 1
         delay = min(RETRY_FIRST * 2 ** (self.attempts - 1), RETRY_CAP)
@@ -563,18 +572,37 @@ class AuditSinks:
         log.critical("%s", text)
         self.alarm(text)
 
+    def acknowledged(self) -> dict[str, int]:
+        """How far each sink has acknowledged the log (name -> seq), for the checkpoints."""
+        found = {}
+        for worker in self.workers:
+            cursor = self.store.sink_cursor(worker.name)
+            if cursor is not None and cursor.seq > 0:
+                found[worker.name] = cursor.seq
+        return found
+
     def check_at_start(self) -> list[str]:
         """Compare the log's head with each sink's cursor: a log shorter than what a sink
         acknowledged, or a different line where its cursor stands, is possible tampering
-        (audited and told to the admins). Also a sink that cannot send at all."""
+        (audited and told to the admins). So is a cursor behind what the last checkpoint
+        recorded for its sink (its file deleted or rewritten). Also a sink that cannot
+        send at all."""
         told = []
         head = self.audit.head() if self.workers else None
+        checkpoint = last_checkpoint(self.audit) if self.workers else None
+        recorded = (checkpoint or {}).get("acked") or {}
         for worker in self.workers:
             problem = worker.sink.problem()
             if problem:
                 told.append(f"Audit sink {worker.name} cannot ship: {problem}.")
                 self.alarm(told[-1])
             cursor = self.store.sink_cursor(worker.name)
+            acked = recorded.get(worker.name)
+            if isinstance(acked, int) and acked > (cursor.seq if cursor else 0):
+                text = _cursor_behind(worker.name, checkpoint, acked, cursor)
+                self.suspect(text)
+                told.append(text)
+                continue
             if cursor is None or cursor.seq <= 0:
                 continue
             text = _mismatch(self.audit, head, cursor)
@@ -590,6 +618,16 @@ class AuditSinks:
     def status_text(self) -> str:
         """`!access audit status`: each sink, its cursor, lag and last error."""
         return render_status(self.status(), self.leads(), last_checkpoint(self.audit))
+
+
+def _cursor_behind(name: str, checkpoint: dict, acked: int, cursor: SinkCursor | None) -> str:
+    where = f"is at event {cursor.seq}" if cursor and cursor.seq > 0 else "is gone"
+    return (
+        f"POSSIBLE TAMPERING: the checkpoint at event {checkpoint.get('seq')} of the audit "
+        f"log records that the sink {name} had acknowledged events up to {acked}, but its "
+        f"cursor {where} (its file, access.sinks.json, or its row was deleted or rewritten): "
+        f"whatever the sink received since may be gone from this host's log; {VERIFY_HINT}"
+    )
 
 
 def _mismatch(audit, head: tuple[int, str] | None, cursor: SinkCursor) -> str | None:
@@ -669,10 +707,17 @@ class Checkpoints:
     appends a `checkpoint` event pinning the chain head, if anything happened since the
     last one. `run` is cheap when nothing is due: the scheduler calls it every tick."""
 
-    def __init__(self, audit, every: timedelta, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        audit,
+        every: timedelta,
+        clock: Callable[[], datetime],
+        acked: Callable[[], dict[str, int]] | None = None,
+    ):
         self.audit = audit
         self.every = every
         self.clock = clock
+        self.acked = acked  # AuditSinks.acknowledged: recorded in each checkpoint
         self._due: datetime | None = None
 
     def run(self) -> dict | None:
@@ -685,4 +730,9 @@ class Checkpoints:
         if now < self._due:
             return None
         self._due = now + self.every
-        return self.audit.append_checkpoint()
+        try:
+            acked = self.acked() if self.acked else None
+        except StoreError as exc:
+            log.warning("the checkpoint leaves out the sinks' positions: %s", exc)
+            acked = None
+        return self.audit.append_checkpoint(acked) if acked else self.audit.append_checkpoint()

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from . import messages as msg
 from .approvers import static_members
 from .audit import AuditError
-from .domain import AccessError, Status, iso, retry_delay
+from .domain import AccessError, Status, cut_text, iso, retry_delay
 from .policy import Resource
 from .service import RETRY_FIRST, AccessService, Actor, Notice
 from .standing import (
@@ -204,10 +204,11 @@ class StandingSweep:
         now = self.service.clock()
         # The grants are read before and after the listing: a grant made or ended while
         # the target was being listed explains its member either way.
-        before = self._holders(resource.name)
+        sharing = self._sharing(resource)
+        before = self._holders(sharing)
         members, unlisted = self._list(resource, now)
-        holders = before + self._holders(resource.name)
-        explainer = Explainer(holders, self._allowed(resource))
+        holders = before + self._holders(sharing)
+        explainer = Explainer(holders, self._allowed(sharing))
         with self.service.lock:
             state = self._state(resource.name)
             if unlisted is not None:
@@ -249,9 +250,9 @@ class StandingSweep:
             strategy = self.service._strategy(resource.strategy_settings)
             return strategy.members(resource.name), None
         except CannotList as exc:
-            return [], Unlisted(str(exc), True, now)
+            return [], Unlisted(cut_text(str(exc)), True, now)
         except (StrategyError, SettingsError) as exc:
-            return [], Unlisted(str(exc), False, now)
+            return [], Unlisted(cut_text(str(exc)), False, now)
         except Exception as exc:  # noqa: BLE001 - one resource must not stop the sweep
             log.exception("listing %s failed inside the bot", resource.name)
             return [], Unlisted(f"listing failed inside the bot ({type(exc).__name__})", False, now)
@@ -324,14 +325,15 @@ class StandingSweep:
         ([], []) when it was not made (explained by now, or gone from the store)."""
         member = Member(finding.user, finding.user_email, finding.account, finding.note)
         # A grant may have been made since the sweep: never remove someone it explains.
-        if Explainer(self._holders(resource.name), self._allowed(resource)).why(member):
+        sharing = self._sharing(resource)
+        if Explainer(self._holders(sharing), self._allowed(sharing)).why(member):
             return [], []
         try:
             strategy = self.service._strategy(resource.strategy_settings)
             done = strategy.call("revoke", finding.payload())
             error, note = None, done.note
         except (StrategyError, SettingsError) as exc:
-            error, note = str(exc), ""
+            error, note = cut_text(str(exc)), ""
         now = self.service.clock()
         with self.service.lock:
             state = self._state(resource.name)
@@ -355,11 +357,33 @@ class StandingSweep:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _holders(self, resource: str) -> list[Holder]:
+    def _sharing(self, resource: Resource) -> list[Resource]:
+        """`resource` and every other resource whose strategy grants at the same target
+        (the same group, team, role: `Strategy.target_key`): a live grant or a standing
+        entry of any of them explains a member of all."""
+        key = self._target_key(resource)
+        policies = self.service.policies
+        if key is None or policies is None:
+            return [resource]
+        others = [
+            policies.resources[n]
+            for n in policies.names()
+            if n != resource.name and self._target_key(policies.resources[n]) == key
+        ]
+        return [resource, *others]
+
+    def _target_key(self, resource: Resource) -> tuple | None:
+        try:
+            return self.service._strategy(resource.strategy_settings).target_key()
+        except (SettingsError, StrategyError):
+            return None
+
+    def _holders(self, sharing: list[Resource]) -> list[Holder]:
         accounts = self.service.accounts
+        names = {r.name for r in sharing}
         holders = []
         for request in self.store.live_in(GRANTING):
-            if request.resource != resource:
+            if request.resource not in names:
                 continue
             names = {request.requester, request.requester_email, request.requester_id}
             names |= {accounts.find(s, request.requester) for s in ("github", "aws")}
@@ -368,10 +392,10 @@ class StandingSweep:
             )
         return holders
 
-    def _allowed(self, resource: Resource) -> list[Allowed]:
+    def _allowed(self, sharing: list[Resource]) -> list[Allowed]:
         accounts = self.service.accounts
         allowed = []
-        for entry in resource.standing:
+        for entry in (e for r in sharing for e in r.standing):
             handle = norm(entry)
             names = {entry, self.user_emails.get(handle)}
             names |= {accounts.find(s, handle) for s in ("github", "aws")}

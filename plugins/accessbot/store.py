@@ -55,8 +55,9 @@ from tinydb import TinyDB
 
 from . import gc_pause, integrity
 from .domain import Request, Status
-from .durable import AppendFile, FileLock, ProcessLock, atomic_write
+from .durable import AppendFile, FileLock, ProcessLock, atomic_write, make_private_dir
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
+from .durable import FolderInUse as FolderInUse
 from .durable import StoreError as StoreError
 from .durable import fsync_dir as fsync_dir
 from .live_index import IndexedStore, _history_entry
@@ -348,8 +349,8 @@ class TinyDBStore(IndexedStore):
                     f"{self.path} is being restored from a backup (`python -m accessbot "
                     "restore` holds it); start the bot again once the restore has finished"
                 )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.archive_path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path.parent)
+            make_private_dir(self.archive_path.parent)
             try:
                 self._load()
             except (StoreError, OSError):

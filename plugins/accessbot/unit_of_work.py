@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Protocol
 
 from .audit import AuditError, AuditLog
-from .domain import AccessError, Request
+from .domain import AccessError, Request, cut_text
 from .messages import inert
 from .notices import Notice
 from .store import DecisionLock, RequestStore, StoreError
@@ -90,7 +90,7 @@ class UnitOfWork:
                     "request_id": request.id,
                     "user": request.requester,
                     "resource": request.resource,
-                    **fields,
+                    **_cut_detail(fields),
                 },
             )
             for request, event, actor, fields in items
@@ -133,6 +133,13 @@ class UnitOfWork:
     def audit(self, event: str, actor: str, **fields) -> None:
         """An audit event with no store write (refusals, reloads)."""
         try:
-            self.audit_log.append(event, actor=actor, **fields)
+            self.audit_log.append(event, actor=actor, **_cut_detail(fields))
         except AuditError as exc:
             raise _nothing_changed(exc) from exc
+
+
+def _cut_detail(fields: dict) -> dict:
+    """An event's `detail` cut to `ERROR_TEXT_LIMIT` (it often quotes a target's error)."""
+    if isinstance(fields.get("detail"), str):
+        return {**fields, "detail": cut_text(fields["detail"])}
+    return fields

@@ -27,6 +27,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import pdpyras
 
+from ..capped_http import ANSWER_LIMIT, capped, capped_session
+
 log = logging.getLogger(__name__)
 
 PUBLIC_API_URL = "https://api.pagerduty.com"
@@ -37,6 +39,10 @@ OPEN_STATUSES = ("triggered", "acknowledged")  # what `has_incident` asks about 
 
 class PagerDutyError(Exception):
     """A lookup failed; the message is safe to show in chat (never the token)."""
+
+
+class IncidentNotFound(PagerDutyError):
+    """PagerDuty has no incident by that id (HTTP 404)."""
 
 
 class OnCallLookups:
@@ -505,6 +511,27 @@ class OnCallChecker:
         self._cache.put(("email", user_id), email, self.user_ttl)
         return email
 
+    def incident(self, incident_id: str) -> dict:
+        """`GET /incidents/{id}`, never cached (a checked justification wants its status
+        now); IncidentNotFound for a 404, PagerDutyError for any other failure."""
+
+        def fetch(session: pdpyras.APISession) -> dict:
+            try:
+                return session.rget(f"/incidents/{incident_id}")
+            except pdpyras.PDClientError as exc:
+                if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+                    raise IncidentNotFound(f"no PagerDuty incident {incident_id}") from None
+                raise
+
+        answer = self._request(fetch)
+        if not isinstance(answer, dict):
+            raise PagerDutyError("PagerDuty sent an answer that is not the JSON its API documents")
+        return answer
+
+    def email_of(self, user_id: str) -> str | None:
+        """The e-mail of a PagerDuty user id (cached); PagerDutyError when it cannot say."""
+        return self._email_of(user_id)
+
     # Told (seconds, ok) after every API call, for /metrics; the plugin sets it.
     observe: Callable[[float, bool], None] | None = None
 
@@ -532,7 +559,7 @@ class OnCallChecker:
             return self._sessions.get_nowait()
         except queue.Empty:
             pass
-        session = pdpyras.APISession(self._token)
+        session = capped_session(pdpyras.APISession(self._token))  # answers up to ANSWER_LIMIT
         session.url = self.url
         session.timeout = self.timeout
         # A timeout or refused connection is reported at once, not retried for ~20s.
@@ -545,6 +572,10 @@ class OnCallChecker:
         def count(response, _session=session, _original=session.postprocess):
             with checker._calls_lock:
                 checker._calls += 1
+            if capped(response):
+                raise PagerDutyError(
+                    f"PagerDuty sent an answer over {ANSWER_LIMIT} bytes; it was not read"
+                )
             _original(response)
 
         session.postprocess = count

@@ -13,21 +13,32 @@ inside a call: within `rate_limits_reported()` the handler does not wait, it not
 
 The same handler sees every answer, so `slack_calls_watched()` also tells which Slack
 error a call got even when errbot's send swallowed it (`not_in_channel`, `is_archived`).
+
+The same function caps what a client reads of an answer (`ANSWER_LIMIT`): slack_sdk reads
+a whole body into memory, whatever its size; past the cap the call fails with
+SlackRequestError and the connection is closed.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 MAX_RETRIES = 3  # per call; each waits Slack's Retry-After (about a second for chat.*)
 DEFAULT_RETRY_AFTER = 1.0  # Slack always sends the header; this is for a proxy that drops it
+# Bytes of one Slack answer the bot reads: users.info is a few kB, a page of a list a few
+# hundred; a bigger answer is a broken proxy or an attacker, not Slack.
+ANSWER_LIMIT = 2 * 1024 * 1024
 
 
 @dataclass
@@ -105,12 +116,66 @@ def honour_rate_limits(client, max_retries: int = MAX_RETRIES, observe=None):
     as in `RateLimitRetry`); returns it."""
     if client is None:
         return None
+    cap_answers(client)
     handlers = getattr(client, "retry_handlers", None)
     if handlers is not None and not any(
         isinstance(h, RateLimitErrorRetryHandler) for h in handlers
     ):
         handlers.append(RateLimitRetry(max_retries, observe))
     return client
+
+
+def cap_answers(client, limit: int = ANSWER_LIMIT):
+    """Make `client` (a slack_sdk WebClient) read at most `limit` bytes of an answer.
+
+    slack_sdk's urllib call reads the whole body (`resp.read()`, and `e.read()` for an
+    HTTP error); this instance's call is replaced by the same one reading `limit` + 1
+    bytes. A client without that call (another slack_sdk) is left as it is."""
+    if getattr(client, "_answers_capped", False) or not hasattr(
+        client, "_perform_urllib_http_request_internal"
+    ):
+        return client
+    client._perform_urllib_http_request_internal = _capped_call(client, limit)
+    client._answers_capped = True
+    return client
+
+
+def _capped_call(client, limit: int):
+    def perform(url: str, req) -> dict:
+        if not url.lower().startswith("http"):
+            raise SlackRequestError(f"Invalid URL detected: {url}")
+        try:
+            if client.proxy:
+                proxies = {"http": client.proxy, "https": client.proxy}
+                opener = urllib.request.build_opener(
+                    urllib.request.ProxyHandler(proxies),
+                    urllib.request.HTTPSHandler(context=client.ssl),
+                )
+                resp = opener.open(req, timeout=client.timeout)
+            else:
+                resp = urllib.request.urlopen(req, context=client.ssl, timeout=client.timeout)
+        except urllib.error.HTTPError as error:  # slack_sdk reads its body: give it ours
+            with error:
+                body = _read(error, limit, url)
+            raise urllib.error.HTTPError(
+                error.url, error.code, error.msg, error.headers, io.BytesIO(body)
+            ) from None
+        with resp:
+            body = _read(resp, limit, url)
+        if resp.headers.get_content_type() == "application/gzip":
+            return {"status": resp.code, "headers": resp.headers, "body": body}
+        charset = resp.headers.get_content_charset() or "utf-8"
+        return {"status": resp.code, "headers": resp.headers, "body": body.decode(charset)}
+
+    return perform
+
+
+def _read(answer, limit: int, url: str) -> bytes:
+    body = answer.read(limit + 1)
+    if len(body) > limit:
+        method = url.rstrip("/").rsplit("/", 1)[-1]
+        raise SlackRequestError(f"Slack's answer to {method} is more than {limit} bytes; not read")
+    return body
 
 
 def retry_after(exc: BaseException) -> float | None:

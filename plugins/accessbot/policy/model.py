@@ -32,6 +32,10 @@ class FieldSpec:
     pattern: re.Pattern | None
     required: bool
     help: str
+    # Checked justification: the tracker the value is looked up in (integrations/
+    # trackers.py), and whether the grant ends when what it names closes.
+    check: dict | None = field(default=None, compare=False)
+    end_with: bool = False
 
     def problem(self, value: str) -> str | None:
         """Why `value` is not acceptable, with the help text; None when it is."""
@@ -46,6 +50,7 @@ class FieldSpec:
             "pattern": self.pattern.pattern if self.pattern else None,
             "required": self.required,
             "help": self.help,
+            **({"check": dict(self.check), "end_with": self.end_with} if self.check else {}),
         }
 
 
@@ -87,6 +92,7 @@ class Resource:
     # Who may hold it without a grant, and whether the standing-access sweep removes others.
     standing: tuple[str, ...] = ()
     remove_standing: bool = False
+    require_one_of: tuple[str, ...] = ()  # at least one of these fields must be given
 
     def nearest_duration(self, duration: timedelta) -> timedelta:
         """A duration one may ask for instead of `duration`: the longest listed one not
@@ -116,6 +122,7 @@ class Resource:
             ],
             "standing": list(self.standing),
             "remove_standing": self.remove_standing,
+            **({"require_one_of": list(self.require_one_of)} if self.require_one_of else {}),
         }
 
 

@@ -18,6 +18,7 @@ from ..domain import (
     format_duration,
     parse_duration,
 )
+from ..integrations import trackers
 from ..strategies import Strategy, strategy_problems
 from .model import EscalationLevel, FieldSpec, Resource
 
@@ -35,10 +36,11 @@ OPTIONAL_KEYS = (
     "durations",
     "standing",
     "remove_standing",
+    "require_one_of",
 )
 ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 ESCALATION_KEYS = frozenset({"after", "approvers", "channel"})
-FIELD_KEYS = frozenset({"pattern", "required", "help"})
+FIELD_KEYS = frozenset({"pattern", "required", "help", "check", "end_with"})
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 CONFIG_GROUPS = "ACCESS_GROUPS"  # where groups from the bot's configuration come from
 
@@ -170,7 +172,40 @@ def _field(name: Any, spec: Any, example: str) -> FieldSpec:
     help_text = spec.get("help", "")
     if not isinstance(help_text, str):
         raise KeyProblem(f"fields.{name}.help", 'must be a string, e.g. "Jira key like OPS-12"')
-    return FieldSpec(name, compiled, required, help_text.strip())
+    check = spec.get("check")
+    if check is not None:
+        for key, message in trackers.check_problems(name, check):
+            raise KeyProblem(key, message)
+    end_with = spec.get("end_with", False)
+    if not isinstance(end_with, bool):
+        raise KeyProblem(f"fields.{name}.end_with", "must be True or False")
+    if end_with and check is None:
+        raise KeyProblem(
+            f"fields.{name}.end_with",
+            "needs a check: the grant can only end with a ticket the bot looks up, e.g. "
+            f'"check": {trackers.EXAMPLES["jira"]}',
+        )
+    return FieldSpec(
+        name, compiled, required, help_text.strip(), dict(check) if check else None, end_with
+    )
+
+
+def _require_one_of(settings: dict, fields: Any) -> tuple[str, ...]:
+    """`require_one_of`: two or more of the resource's fields, at least one given."""
+    fields = fields if isinstance(fields, dict) else {}
+    raw = settings.get("require_one_of", [])
+    example = '["ticket", "incident"]'
+    if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
+        raise KeyProblem("require_one_of", f"must be a list of field names like {example}")
+    if raw and len(set(raw)) < 2:
+        raise KeyProblem("require_one_of", f"must name two or more fields, like {example}")
+    unknown = [str(name) for name in raw if name not in fields]
+    if unknown:
+        known = ", ".join(sorted(fields)) or "none are defined"
+        raise KeyProblem(
+            "require_one_of", f"{unknown[0]!r} is not one of the resource's fields ({known})"
+        )
+    return tuple(raw)
 
 
 @dataclass
@@ -248,6 +283,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
         problems.append(KeyProblem("description", "must be a string"))
     strategy = _strategy(settings, problems)
     fields = _fields(settings, problems)
+    require_one_of = attempt(_require_one_of, settings, settings.get("fields"))
     standing = attempt(_standing, settings)
     remove_standing = attempt(_flag, settings, "remove_standing")
     every_approver = approvers + tuple(e for level in escalation for e in level.approvers)
@@ -274,6 +310,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
         escalation=escalation,
         standing=standing,
         remove_standing=remove_standing,
+        require_one_of=require_one_of,
     )
     return checked
 
@@ -508,13 +545,31 @@ def unset_variables(checked: Checked, environ: Mapping[str, str]) -> list[KeyPro
     strategy = checked.strategy
     if strategy is None:
         return []  # its settings are wrong: that is the problem to report
-    return [
+    return _unset_check_variables(checked, environ) + [
         KeyProblem(
             key,
             f"the environment variable {variable} is not set; the {strategy.kind} "
             f"strategy reads it at every grant and revoke: set {variable} where the bot runs",
         )
         for key, variable in type(strategy).env_names(checked.strategy_settings).items()
+        if not str(environ.get(variable, "")).strip()
+    ]
+
+
+def _unset_check_variables(checked: Checked, environ: Mapping[str, str]) -> list[KeyProblem]:
+    """A field's check naming a variable `environ` lacks: every look-up would fail."""
+    resource = checked.resource
+    if resource is None:
+        return []
+    return [
+        KeyProblem(
+            key,
+            f"the environment variable {variable} is not set; the {spec.check['type']} check "
+            f"of {spec.name} reads it at every request: set {variable} where the bot runs",
+        )
+        for spec in resource.fields.values()
+        if spec.check
+        for key, variable in trackers.env_names(spec.name, spec.check).items()
         if not str(environ.get(variable, "")).strip()
     ]
 

@@ -64,15 +64,16 @@ class PostgresAuditLog(EventQueries):
         self._appended()
         return written
 
-    def append_checkpoint(self) -> dict | None:
-        """Append a `checkpoint` pinning the chain head, unless the head is a checkpoint
-        already (nothing happened since) or the table is empty; raises AuditError."""
+    def append_checkpoint(self, acked: dict[str, int] | None = None) -> dict | None:
+        """Append a `checkpoint` pinning the chain head (and the sinks' `acked` positions),
+        unless the head is a checkpoint already (nothing happened since) or the table is
+        empty; raises AuditError."""
 
         def checkpoint(tail: tuple[int, str | None, str]) -> list[tuple[str, dict]]:
             seq, head, event = tail
             if head is None or event == CHECKPOINT:
                 return []
-            return [(CHECKPOINT, checkpoint_fields(seq, head))]
+            return [(CHECKPOINT, checkpoint_fields(seq, head, acked))]
 
         written = self._append(checkpoint)
         if not written:

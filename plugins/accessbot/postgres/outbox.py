@@ -16,7 +16,7 @@ from datetime import datetime
 
 from psycopg.types.json import Jsonb
 
-from ..outbox import DELIVERED, FAILED, Depth, Entry, new_entry
+from ..outbox import DELIVERED, FAILED, Depth, Entry, new_entry, priority
 from .database import Database
 
 CLAIM_SECONDS = 600  # the longest a live bot may keep a batch unsent
@@ -34,7 +34,8 @@ _FREE = """
 _HEADS = f"""
     SELECT id, destination FROM (
         SELECT DISTINCT ON (destination, coalesce(request_id, ''))
-               o.id, o.destination, o.next_at, {_FREE} AS free
+               o.id, o.destination, o.next_at, {_FREE} AS free,
+               (o.audience = 'admins' OR o.kind = 'alert') AS urgent
           FROM outbox o
          WHERE o.state = 'pending'
          ORDER BY destination, coalesce(request_id, ''), o.id
@@ -86,7 +87,8 @@ class PostgresOutbox:
         args = {"now": now, "held": list(held), "owner": owner, "busy": sorted(busy)}
         # Bounded like a command: during an outage a worker gives up fast and retries.
         with self.db.for_command(), self.db.connection() as conn:
-            heads = conn.execute(_HEADS + " ORDER BY id", args).fetchall()
+            # outbox.priority: alerts and the admins' notices first
+            heads = conn.execute(_HEADS + " ORDER BY urgent DESC, id", args).fetchall()
         tried: set[str] = set()
         for _, destination in heads:
             if destination in busy or destination in tried:
@@ -120,7 +122,7 @@ class PostgresOutbox:
                 """,
                 {"owner": owner, "seconds": CLAIM_SECONDS, "ids": [r[0] for r in rows]},
             ).fetchall()
-        return sorted((_entry(row) for row in rows), key=lambda e: e.id)
+        return sorted((_entry(row) for row in rows), key=priority)
 
     def delivered(self, ids: Iterable[int], now: datetime) -> None:
         self._finish(ids, DELIVERED, "")

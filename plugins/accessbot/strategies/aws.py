@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -229,6 +229,9 @@ class AwsIamGroupStrategy(_AwsStrategy):
             lambda: list(paginator.paginate(GroupName=self.group)),
         )
         return [user for page in pages for user in page.get("Users", [])]
+
+    def target_key(self) -> tuple:
+        return (self.kind, target_host(self.endpoint_url), self.group)
 
     def describe(self) -> str:
         return f"aws_iam_group ({self.group}{self._where()})"
@@ -524,6 +527,10 @@ class AwsSsoStrategy(_AwsStrategy):
 
     def _permission_set_name(self) -> str:
         return "permission set " + self.permission_set_arn.rsplit("/", 1)[-1]
+
+    def target_key(self) -> tuple:
+        where = target_host(self.endpoint_url)
+        return (self.kind, where, self.instance_arn, self.permission_set_arn, self.account_id)
 
     def describe(self) -> str:
         return f"aws_sso ({self._permission_set_name()} in {self.account_id}{self._where()})"

@@ -195,6 +195,24 @@ class Strategy:
     def describe(self) -> str:
         return self.kind
 
+    def target_key(self) -> tuple | None:
+        """What this strategy grants at, as a comparable tuple: two resources whose
+        strategies give equal keys share one target (the same Okta group, GitHub team,
+        AWS group or permission set), so a live grant through either explains a member
+        of both. None: the target cannot be told apart from the resource (the resource
+        is its own target)."""
+        return None
+
+
+def target_host(url: str | None) -> str:
+    """A URL as a target's identity: scheme, host and path, case-folded where URLs are
+    case-insensitive (scheme, host), without credentials, query or a trailing slash."""
+    if not url:
+        return ""
+    parsed = urlparse(url)
+    host = (parsed.hostname or "").lower() + (f":{parsed.port}" if parsed.port else "")
+    return f"{parsed.scheme.lower()}://{host}{parsed.path.rstrip('/')}"
+
 
 def payload_for(action: str, request) -> dict:
     return {

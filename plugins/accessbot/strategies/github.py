@@ -25,7 +25,7 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
 from .rest import RestClient, json_field
 
 PUBLIC_API = "https://api.github.com"
@@ -298,6 +298,9 @@ class GitHubTeamStrategy(_GitHubStrategy):
             )
         return f"GitHub: {_who(user_id, login)} was not in {self.org}/{self.team}"
 
+    def target_key(self) -> tuple:
+        return (self.kind, target_host(self.api_url), self.org.lower(), self.team.lower())
+
     def describe(self) -> str:
         return f"github_team ({self.org}/{self.team}{self._host()})"
 
@@ -418,6 +421,10 @@ class GitHubRepoStrategy(_GitHubStrategy):
                 )
             withdrawn += 1
         return withdrawn
+
+    def target_key(self) -> tuple:
+        # A revoke removes the collaborator whatever the permission: one repo, one target.
+        return (self.kind, target_host(self.api_url), self.repo.lower())
 
     def describe(self) -> str:
         return f"github_repo ({self.repo}, {self.permission}{self._host()})"

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError
+from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
 from .rest import RestClient, json_field
 
 
@@ -167,6 +167,9 @@ class OktaGroupStrategy(Strategy):
             return str(found.json()["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StrategyError(f"Okta's answer for user {email} has no id") from exc
+
+    def target_key(self) -> tuple:
+        return (self.kind, target_host(self.org_url), self.group_id)
 
     def describe(self) -> str:
         return f"okta_group (group {self.group_id} at {redact_url(self.org_url)})"

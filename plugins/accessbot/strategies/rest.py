@@ -1,6 +1,7 @@
 """A small JSON-over-HTTP client for the REST targets (Okta, GitHub).
 
-It adds the timeout to every call, waits out a rate limit when the target says how long
+It adds the timeout to every call (and reads each answer by the call's deadline, up
+to 1 MB: deadline.py), waits out a rate limit when the target says how long
 (`Retry-After`, capped and a bounded number of times), and turns network failures and
 error answers into StrategyError in the target's own words. It never logs or repeats
 the token.
@@ -16,6 +17,7 @@ from email.utils import parsedate_to_datetime
 import requests
 
 from .base import StrategyError
+from .deadline import ANSWER_CAP, exchange
 
 MAX_RETRIES = 2  # rate-limited calls are tried at most this many more times
 MAX_WAIT = 10.0  # seconds; a target asking for longer gets a failure the core retries
@@ -50,8 +52,15 @@ class RestClient:
         url = self.base_url + path
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.session.request(
-                    method, url, json=json, headers=self.headers, timeout=self.timeout
+                # read by the call's deadline and up to ANSWER_CAP (deadline.py)
+                response = exchange(
+                    self.session,
+                    method,
+                    url,
+                    self.timeout,
+                    f"{self.name} ({method} {path})",
+                    json=json,
+                    headers=self.headers,
                 )
             except requests.Timeout as exc:
                 raise StrategyError(
@@ -61,6 +70,11 @@ class RestClient:
                 raise StrategyError(
                     f"{self.name} is unreachable ({method} {path}): {type(exc).__name__}"
                 ) from exc
+            if response.cut:
+                raise StrategyError(
+                    f"{self.name} answered {method} {path} with more than "
+                    f"{ANSWER_CAP // 1024 // 1024} MB; not read"
+                )
             wait = rate_limit_wait(response)
             if wait is None:
                 return response

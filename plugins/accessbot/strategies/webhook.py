@@ -2,7 +2,9 @@
 
 The signature covers a timestamp and the body (`X-Access-Timestamp`,
 `X-Access-Signature: sha256=HMAC(secret, "<timestamp>." + body)`), so a receiver can
-refuse a captured call replayed later. Redirects are never followed: a 3xx (an SSO
+refuse a captured call replayed later. The body also carries the call's
+`idempotency_key` (the `Idempotency-Key` header's value, which stays): signed, so a
+receiver that de-duplicates on it cannot be fooled by a replay with a new header. Redirects are never followed: a 3xx (an SSO
 proxy sending the bot to a login page, say) is a failure to retry, not a success.
 """
 
@@ -22,6 +24,7 @@ import requests.adapters
 
 from ..messages import redact_url
 from .base import (
+    LIST_LIMIT,
     RECHECKING,
     CannotList,
     Done,
@@ -32,7 +35,9 @@ from .base import (
     done_from_answer,
     encode_payload,
     members_from_answer,
+    target_host,
 )
+from .deadline import ANSWER_CAP, exchange
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +82,10 @@ def idempotency_key(action: str, payload: dict) -> str:
 
 class WebhookStrategy(Strategy):
     kind = "webhook"
-    allowed_keys = frozenset({"type", "url", "secret_env", "timeout"})
+    allowed_keys = frozenset({"type", "url", "secret_env", "timeout", "target"})
+    # What the receiver grants (a group, a role), when several resources post to one
+    # receiver that grants them the same thing: they then share one target (target_key).
+    target: str | None = None
 
     shareable = True  # reused across calls and threads: keep-alive to the target
 
@@ -120,10 +128,12 @@ class WebhookStrategy(Strategy):
             )
         if secret_env is None and not RECHECKING.get():
             log.warning("webhook %s has no secret_env: its calls are not signed", redact_url(url))
-        return cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
+        strategy = cls(url, secret_env, cls.timeout_setting(settings, "10s"), **wiring)
+        strategy.target = cls.text_setting(settings, "target", "okta:prod-admins", required=False)
+        return strategy
 
     def call(self, action: str, payload: dict) -> Done:
-        response = self._post(encode_payload(payload), idempotency_key(action, payload))
+        response = self._post(payload, idempotency_key(action, payload))
         status = response.status_code
         if not 200 <= status < 300:
             raise self._refused(response)
@@ -133,10 +143,15 @@ class WebhookStrategy(Strategy):
     def members(self, resource: str) -> list[Member]:
         """`{"action": "list", "resource": ...}`, signed like the others; 404 or 501
         means the receiver cannot list."""
-        body = encode_payload({"action": "list", "resource": resource})
         # A read: each call its own key, so a receiver's idempotency cache never answers
-        # an old list.
-        response = self._post(body, f"list:{resource}:{secrets.token_hex(8)}")
+        # an old list, and a receiver can answer each signed list once (a replay: 409).
+        key = f"list:{resource}:{secrets.token_hex(8)}"
+        response = self._post({"action": "list", "resource": resource}, key, LIST_LIMIT)
+        if response.cut:
+            raise StrategyError(
+                f"webhook {redact_url(self.url)} answered more than "
+                f"{LIST_LIMIT // 1024 // 1024} MB to list"
+            )
         if response.status_code in (404, 501):
             raise CannotList(
                 f"webhook {redact_url(self.url)} answered HTTP {response.status_code} to "
@@ -146,8 +161,12 @@ class WebhookStrategy(Strategy):
             raise self._refused(response)
         return members_from_answer(response.content, f"webhook {redact_url(self.url)}")
 
-    def _post(self, body: bytes, key: str) -> requests.Response:
-        """One signed POST; a timeout, an unreachable receiver or a redirect is a failure."""
+    def _post(self, payload: dict, key: str, cap: int = ANSWER_CAP) -> requests.Response:
+        """One signed POST of `payload` with its `idempotency_key` (in the body, so it is
+        signed, and in the header); a timeout, an unreachable receiver or a redirect is a
+        failure. Its answer is read up to `cap` bytes and by the call's deadline
+        (deadline.py)."""
+        body = encode_payload({**payload, "idempotency_key": key})
         timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
@@ -162,10 +181,23 @@ class WebhookStrategy(Strategy):
                     "secret) is not set"
                 )
             headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
-        response = post(
-            self.session, self.url, body, headers, self.timeout, StrategyError, "webhook "
-        )
         where = redact_url(self.url)
+        try:
+            response = exchange(
+                self.session,
+                "POST",
+                self.url,
+                self.timeout,
+                f"webhook {where}",
+                cap,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            raise StrategyError(f"webhook {where} timed out after {self.timeout:g}s") from exc
+        except requests.RequestException as exc:
+            raise StrategyError(f"webhook {where} unreachable: {type(exc).__name__}") from exc
         status = response.status_code
         if 300 <= status < 400:
             to = response.headers.get("Location")
@@ -183,6 +215,11 @@ class WebhookStrategy(Strategy):
             f"webhook {redact_url(self.url)} answered HTTP {response.status_code}"
             + (f": {snippet}" if snippet else "")
         )
+
+    def target_key(self) -> tuple | None:
+        """Each call names its resource, so a receiver may keep resources apart: only a
+        `target` setting says two resources on one url grant the same thing."""
+        return (self.kind, target_host(self.url), self.target) if self.target else None
 
     def describe(self) -> str:
         return f"webhook ({redact_url(self.url)})"

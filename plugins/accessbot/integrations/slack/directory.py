@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,8 +72,9 @@ class SlackDirectory:
         user = SlackUser(
             id=user_id,
             # The unique user name, or the id itself: never the display name, which anyone
-            # can set to "alice".
-            handle=name if isinstance(name, str) and name.strip() else user_id,
+            # can set to "alice"; nor a name Unicode normalises into another (the Kelvin
+            # sign's "Karl" is "karl"), which would be shown and recorded as that one.
+            handle=name if _plain_name(name) else user_id,
             email=profile.get("email") or None,
             display_name=profile.get("display_name") or "",
             team_id=str(data.get("team_id") or ""),
@@ -82,3 +84,10 @@ class SlackDirectory:
                 self._cache.clear()
             self._cache[user_id] = (now, user)
         return user
+
+
+def _plain_name(name) -> bool:
+    """A user name that is what it looks like: text that NFKC normalisation leaves alone."""
+    return (
+        isinstance(name, str) and bool(name.strip()) and unicodedata.normalize("NFKC", name) == name
+    )

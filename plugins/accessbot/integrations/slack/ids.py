@@ -7,3 +7,4 @@ OPEN_FORM = "access_open_request_form"  # the button that opens the request moda
 PICK_RESOURCE = "access_pick_resource"  # the modal's resource select
 REQUEST_MODAL = "access_request_modal"  # callback_id of the modal
 RESOURCE_BLOCK, DURATION_BLOCK, REASON_BLOCK = "resource", "duration", "reason"
+FIELD_BLOCK = "field:"  # + a prompt field's name: its input on the modal (action_id "value")

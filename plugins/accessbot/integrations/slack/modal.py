@@ -23,6 +23,7 @@ from ... import messages
 from ...domain import format_duration, parse_duration
 from .ids import (
     DURATION_BLOCK,
+    FIELD_BLOCK,
     OPEN_FORM,
     PICK_RESOURCE,
     REASON_BLOCK,
@@ -115,6 +116,7 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
                     initial_option=initial_option,
                 ),
             ),
+            *_field_inputs(chosen),
             InputBlock(
                 block_id=REASON_BLOCK,
                 label=PlainTextObject(text="Why"),
@@ -126,6 +128,32 @@ def request_modal(resources: Iterable, selected: str | None = None) -> View:
             ),
         ],
     )
+
+
+def _field_inputs(chosen) -> list[Block]:
+    """The picked resource's prompt fields (`ticket`), each a text input with its help;
+    a checked one says where it is looked up. Optional when one of several will do."""
+    if chosen is None:
+        return []
+    one_of = set(getattr(chosen, "require_one_of", ()))
+    inputs = []
+    for spec in getattr(chosen, "fields", {}).values():
+        hint = spec.help
+        if spec.check:
+            hint += f" (looked up in {messages.TRACKER_NAMES[spec.check['type']]}"
+            hint += "; access ends when it closes)" if spec.end_with else ")"
+        if spec.name in one_of:
+            hint += f" ({' or '.join(sorted(one_of))}: one is needed)"
+        inputs.append(
+            InputBlock(
+                block_id=f"{FIELD_BLOCK}{spec.name}",
+                label=PlainTextObject(text=spec.name),
+                optional=not spec.required or spec.name in one_of,
+                hint=PlainTextObject(text=messages.inert(hint, 150)) if hint.strip() else None,
+                element=PlainTextInputElement(action_id="value", max_length=200),
+            )
+        )
+    return inputs
 
 
 def _duration_hint(chosen) -> str:
@@ -157,8 +185,13 @@ def field_error(message: str) -> str:
     return messages.inert(message.replace("`", ""), 150)
 
 
-def modal_errors(message: str, field: str | None = None) -> dict[str, str]:
+def modal_errors(
+    message: str, field: str | None = None, fields: Iterable[str] = ()
+) -> dict[str, str]:
     """A refusal from the service, placed on the form field it is about: the error's
-    `field` (see AccessError); anything else goes under the reason."""
+    `field` (see AccessError; "fields" goes on the first prompt field the form had,
+    `fields`); anything else goes under the reason."""
     block = {"resource": RESOURCE_BLOCK, "duration": DURATION_BLOCK}.get(field or "")
+    if field == "fields" and fields:
+        block = f"{FIELD_BLOCK}{next(iter(fields))}"
     return {block or REASON_BLOCK: field_error(message)}

@@ -13,6 +13,7 @@ from .ids import (
     APPROVE,
     DENY,
     DURATION_BLOCK,
+    FIELD_BLOCK,
     OPEN_FORM,
     PICK_RESOURCE,
     REASON_BLOCK,
@@ -66,6 +67,7 @@ class RequestSubmission:
     duration: timedelta | None
     reason: str
     field_errors: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # the prompt fields filled in
 
 
 Interaction = Click | OpenForm | ResourcePicked | RequestSubmission
@@ -178,10 +180,18 @@ def _submission(payload: dict, user_id: str) -> RequestSubmission | None:
             duration = parse_duration(duration_text)
         except DurationError as exc:
             errors[DURATION_BLOCK] = field_error(str(exc))
+    fields = {
+        block[len(FIELD_BLOCK) :]: value.strip()
+        for block in values
+        if isinstance(block, str) and block.startswith(FIELD_BLOCK)
+        for value in [_member(state(block, "value"), "value", str)]
+        if value.strip()
+    }
     return RequestSubmission(
         user_id=user_id,
         resource=selected(RESOURCE_BLOCK, PICK_RESOURCE),
         duration=duration,
         reason=_member(state(REASON_BLOCK, "reason"), "value", str),
         field_errors=errors,
+        fields=fields,
     )
