@@ -237,11 +237,15 @@ def test_the_check_at_start_parses_only_the_events_that_move_a_grant(tmp_path):
     audit.append("granted", request_id="abc234", expires_at="2026-11-24T09:30:00Z")
     audit.append("expiry_reminder", request_id="abc234")
     audit.append("expired", request_id="abc234")
+    with open(audit.path, "ab") as handle:  # another writer's spacing: still read
+        handle.write(b'{"event": "revoked", "request_id": "def567"}\n')
 
     found = list(grant_events(audit))
 
-    assert [e["event"] for e in found] == [found[0]["event"], "granted", "expired"]
+    assert [e["event"] for e in found] == [found[0]["event"], "granted", "expired", "revoked"]
     assert "seed" in found[0]  # the first line: the log starts where its chain does
-    assert [e["event"] for e in found[1:]] == [
-        e["event"] for e in audit.events() if e["event"] in ("granted", "expired")
+    assert found[1]["expires_at"] == "2026-11-24T09:30:00Z"  # parsed whole
+    assert found[2:] == [  # an end: whose is all it takes
+        {"event": "expired", "request_id": "abc234"},
+        {"event": "revoked", "request_id": "def567"},
     ]

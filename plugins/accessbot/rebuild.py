@@ -602,11 +602,15 @@ _GRANT_EVENTS = frozenset(
 )
 
 
+_ENDING_EVENTS = frozenset({"expired", "revoked", "grant_taken_back"})
+
+
 def grant_events(audit) -> Iterator[dict]:
     """The first event of the log (does it start with its seed?) and every event in
     `_GRANT_EVENTS`, oldest first. From a log on files, only those lines are parsed (the
     event's name is read from the raw line: keys are sorted, and a quote inside a value
-    is escaped); from any other log, `events()` filtered."""
+    is escaped), and an ending event not even that: its request id is all it gives.
+    From any other log, `events()` filtered."""
     path = getattr(audit, "path", None)
     if not isinstance(path, Path):
         first = True
@@ -624,10 +628,14 @@ def grant_events(audit) -> Iterator[dict]:
                 if not raw.endswith(b"\n"):
                     continue
                 if not first:
-                    at = raw.find(b'"event":"')
-                    name = raw[at + 9 : raw.find(b'"', at + 9)] if at >= 0 else b""
-                    if name.decode("utf-8", "replace") not in _GRANT_EVENTS:
+                    event = _raw_value(raw, b'"event":').decode("utf-8", "replace")
+                    if event not in _GRANT_EVENTS:
                         continue
+                    if event in _ENDING_EVENTS:  # all it takes is whose: no parse
+                        request_id = _raw_value(raw, b'"request_id":')
+                        if request_id and b"\\" not in request_id:
+                            yield {"event": event, "request_id": request_id.decode()}
+                            continue
                 try:
                     record = json.loads(raw)
                 except ValueError:
@@ -635,6 +643,19 @@ def grant_events(audit) -> Iterator[dict]:
                 first = False
                 if isinstance(record, dict):
                     yield record
+
+
+def _raw_value(raw: bytes, key: bytes) -> bytes:
+    """The string value of a top-level `key` of a raw JSON line, read without parsing it
+    (b"" if not there): the audit log writes `"key":"value"`, another writer may put a
+    space after the colon."""
+    at = raw.find(key)
+    if at < 0:
+        return b""
+    start = at + len(key) + (raw[at + len(key) : at + len(key) + 1] == b" ")
+    if raw[start : start + 1] != b'"':
+        return b""
+    return raw[start + 1 : raw.find(b'"', start + 1)]
 
 
 def audit_differences(store, events: Iterable[dict], now: datetime | None = None) -> list[str]:
