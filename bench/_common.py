@@ -27,7 +27,8 @@ sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from accessbot.audit import AuditLog  # noqa: E402
 from accessbot.bootstrap import bootstrap  # noqa: E402
-from accessbot.domain import Request, Status  # noqa: E402
+from accessbot.domain import HOLDS_ACCESS, Request, Status  # noqa: E402
+from accessbot.rebuild import grant_fields  # noqa: E402
 from accessbot.settings import Settings  # noqa: E402
 from accessbot.store import TinyDBStore  # noqa: E402
 
@@ -193,15 +194,18 @@ def write_history(data: Path, requests: list[Request], audit_clock=None) -> None
     store.compact()
     clock = audit_clock or (lambda: datetime.now(UTC))
     audit = AuditLog(data / "audit.jsonl", clock, max_bytes=None)
+    # A grant that holds access has its `granted` event, with what a revoke needs, as the
+    # bot writes it: the store is checked against it at start.
     events = (
         (
-            r.status.value,
+            "granted" if r.status in HOLDS_ACCESS else r.status.value,
             {
                 "actor": "scheduler" if r.is_final else "alice",
                 "request_id": r.id,
                 "user": r.requester,
                 "resource": r.resource,
                 "outcome": r.status.value,
+                **(grant_fields(r) if r.status in HOLDS_ACCESS else {}),
             },
         )
         for r in requests

@@ -311,9 +311,9 @@ def test_a_db_file_of_the_layout_keyed_by_request_id_is_upgraded(tmp_path):
     assert [r.id for r in store.live()] == ["old222"]
     store.close()
     assert [r.id for r in TinyDBStore(tmp_path / "access.json").live()] == ["old222"]
-    assert json.loads((tmp_path / "access.json").read_text()) == {
-        "_default": {"1": grant.to_dict()}
-    }
+    written = json.loads((tmp_path / "access.json").read_text())
+    assert set(written.pop("_digest")["1"]) == {"sha256"}  # the digest of its content
+    assert written == {"_default": {"1": grant.to_dict()}}
 
 
 def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):
@@ -323,9 +323,10 @@ def test_a_damaged_or_cut_db_file_refuses_to_start_and_names_the_line(tmp_path):
     good = (tmp_path / "access.json").read_bytes()
 
     (tmp_path / "access.json").write_bytes(good.replace(b'"status":"active"', b'"status":act', 1))
-    with pytest.raises(StoreError, match=r"access.json is not valid JSON \(line 2"):
-        TinyDBStore(tmp_path / "access.json")
-    (tmp_path / "access.json").write_bytes(good[: good.index(b"\n", 20) + 1])  # cut short
+    with pytest.raises(StoreError, match=r"access.json is not valid JSON \(line 3"):
+        TinyDBStore(tmp_path / "access.json")  # line 1 is the digest, 2 the table's name
+    second = good.index(b"\n", good.index(b"\n") + 1)
+    (tmp_path / "access.json").write_bytes(good[: second + 1])  # cut short
     with pytest.raises(StoreError, match=r"not valid JSON \(line 2: the file ends early"):
         TinyDBStore(tmp_path / "access.json")
 

@@ -3,6 +3,7 @@ reads of a damaged one, the old files kept aside; tested by flipping bytes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from accessbot.store import StoreError, TinyDBStore
-from tests.conftest import accessbot, policy_file, webhook_policy
+from tests.conftest import accessbot, eventually, policy_file, webhook_policy
 from tests.test_rebuild import flip, granted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +145,60 @@ def test_store_rebuild_refuses_while_a_degraded_bot_runs(
     bot_factory.stop_last()
     code, said, err = accessbot("store", "rebuild", cwd=tmp_path, env=env(tmp_path, policy_dir))
     assert code == 0, err
+
+
+def forge_expired(audit_path: Path, request_id: str, at: str) -> None:
+    """What someone who can write the audit file appends: an `expired` event for a grant
+    its target still holds (the hash chain does not follow: they do not bother)."""
+    lines = audit_path.read_bytes().splitlines()
+    granted_line = next(
+        json.loads(line)
+        for line in lines
+        if json.loads(line).get("event") == "granted"
+        and json.loads(line).get("request_id") == request_id
+    )
+    forged = {
+        **granted_line,
+        "event": "expired",
+        "ts": at,
+        "actor": "scheduler",
+        "seq": json.loads(lines[-1])["seq"] + 1,
+        "prev": "0" * 64,
+    }
+    with open(audit_path, "ab") as handle:
+        handle.write(json.dumps(forged).encode() + b"\n")
+
+
+def test_a_forged_expired_line_cannot_end_a_grant_through_store_rebuild(
+    bot_factory, policy_dir, webhook, clock, tmp_path
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    rid = granted(chat, "carol", "2h")
+    bot_factory.stop_last()
+    data = tmp_path / "data"
+    forge_expired(data / "audit.jsonl", rid, "2026-11-24T09:05:00Z")
+    flip(data / "access.json")  # a store to rebuild
+    environ = env(tmp_path, policy_dir)
+
+    code, said, err = accessbot("store", "rebuild", cwd=tmp_path, env=environ)
+    assert code == 1
+    assert "audit log BROKEN" in err and "Nothing was rebuilt" in err
+    assert "--accept-broken-chain" in err
+    assert not list(data.glob("before-rebuild-*"))  # nothing was written
+
+    code, said, err = accessbot(
+        "store", "rebuild", "--accept-broken-chain", cwd=tmp_path, env=environ
+    )
+    assert code == 1, err  # done, but the log it came from is still broken
+    assert f"not trusted: event 4: expired of {rid} (not believed" in said, said
+    store = TinyDBStore(data / "access.json")
+    assert store.get(rid).status.value == "active"  # not ended on the forged line's word
+    store.close()
+
+    chat = bot_factory()  # its first pass revokes it again at the target (idempotent)
+    eventually(
+        lambda: "active" not in chat.reply("carol", f"!access show {rid}"), "the revoke at start"
+    )
+    assert webhook.count("revoke", rid) == 1
+    assert chat.reply("bob", "!access request prod-db 30m INC-44").startswith("Request ")

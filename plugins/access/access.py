@@ -64,6 +64,7 @@ from accessbot.pacing import Pacer  # noqa: E402
 from accessbot.policy.lines import PARSING  # noqa: E402
 from accessbot.rebuild import (  # noqa: E402
     DegradedService,
+    checked_against_audit,
     degraded_reason,
     open_degraded_backend,
     rebuilt_notice,
@@ -193,6 +194,10 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             self.degraded = degraded_reason(exc)
             log.critical("the store is damaged: %s", exc)
             self.backend = open_degraded_backend(self.settings, self.clock)
+        if not self.degraded:  # the store opened: its grants must be the audit log's
+            self.backend, self.degraded = checked_against_audit(
+                self.backend, self.settings, self.clock
+            )
         self.metrics = Metrics(counts=self.backend.store.live_counts)
         # The audit sinks: a log shorter than what a sink acknowledged is told (and
         # audited) before anything else is written; shipping starts with the scheduler.
@@ -248,10 +253,12 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             ),
         )
         if self.degraded:
+            chain = self.backend.audit.verify()  # past a break, no event ends a grant
             rebuilt = self.backend.store.fill(
                 StoreFiles.of(self.settings.db_path),
                 self.backend.audit.events(),
                 strategy_of(self.service.policies),
+                trusted=None if chain.ok else chain.lines,
             )
             self.service = DegradedService(self.service, self.degraded)
             self.tell_admins(rebuilt_notice(rebuilt, self.degraded))

@@ -11,7 +11,7 @@
     python -m accessbot migrate --to postgresql://accessbot@db/accessbot
     python -m accessbot backup --out FILE
     python -m accessbot restore FILE [--force]
-    python -m accessbot store rebuild [--from AUDIT]
+    python -m accessbot store rebuild [--from AUDIT] [--accept-broken-chain]
 
 Paths default to the bot's own Settings, found as the bot finds them from any folder:
 ACCESS_* environment variables win over the keys of the Errbot config file, which is
@@ -934,6 +934,13 @@ def register_store(commands: argparse._SubParsersAction) -> None:
         help="the audit log to rebuild from (default: ACCESS_AUDIT_PATH), e.g. a copy "
         "when the bot's own is lost",
     )
+    rebuild.add_argument(
+        "--accept-broken-chain",
+        action="store_true",
+        help="rebuild even though the audit log's hash chain is broken: the events after "
+        "the break are listed, and none of them may end a grant or make it longer (such "
+        "grants are revoked again at their target)",
+    )
 
 
 def run_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -952,6 +959,15 @@ def run_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     if not any(f.exists() for f in files):
         raise CliError(f"there is no audit log at {audit}: give one with --from AUDIT")
     verdict = verify_chain(files)
+    if not verdict.ok and not args.accept_broken_chain:
+        raise CliError(
+            f"{verdict}. Nothing was rebuilt: the events from there on cannot be trusted "
+            "(a changed or forged line could end a grant its target still holds). Rebuild "
+            "from an intact copy (`--from COPY`, e.g. an audit sink's; `audit verify "
+            "--against COPY` compares them), or add --accept-broken-chain: the events after "
+            "the break are listed, and none of them may end a grant (those grants are "
+            "revoked again at their target when the bot starts)"
+        )
     try:
         policies = load_policies(settings.policy_dir, settings.groups)
     except PolicyError as exc:
@@ -960,7 +976,11 @@ def run_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     try:
         report = rebuild_store(
-            settings.db_path, AuditLog(audit, lambda: now).events(), strategy_of(policies), now
+            settings.db_path,
+            AuditLog(audit, lambda: now).events(),
+            strategy_of(policies),
+            now,
+            trusted=None if verdict.ok else verdict.lines,
         )
     except RebuildError as exc:
         raise CliError(str(exc)) from exc

@@ -215,6 +215,18 @@ class IndexedStore:
             ids = [i for s in statuses for i in self._by_status.get(Status(s), ())]
             return self._copies(ids)
 
+    def holding_grants(self) -> dict[str, tuple]:
+        """Each grant holding access: id -> (account, expires_at, resource, revoke_due_at),
+        read in place, no copies (the check against the audit log at start)."""
+        with self.lock:
+            live = self._live
+            return {
+                i: (r.account, r.expires_at, r.resource, r.revoke_due_at)
+                for s in (Status.ACTIVE, Status.REVOKE_FAILED)
+                for i in self._by_status.get(s, ())
+                for r in (live[i],)
+            }
+
     def extensions_of(self, grant_id: str) -> list[Request]:
         with self.lock:
             return self._copies(self._by_extends.get(grant_id, ()))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from . import memory_store
+from . import integrity, memory_store
 from .domain import (
     FINAL,
     HOLDS_ACCESS,
@@ -129,6 +130,9 @@ class Rebuilt:
     # Requests that could not be rebuilt whole, each with what an admin should do.
     problems: list[str] = field(default_factory=list)
     events: int = 0
+    # Events after the hash chain broke (each, and whether it was believed), and grants
+    # whose end the store's copy contradicts: ends the target is to confirm.
+    untrusted: list[str] = field(default_factory=list)
 
     @property
     def holding(self) -> list[Request]:
@@ -157,8 +161,23 @@ class _Trace:
         self.revoke_attempts = 0
         self.extensions = 0
         self.history: list[Event] = []
+        self.unconfirmed_end: str | None = None  # an end only an untrusted event told
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict, trusted: bool = True) -> bool:
+        """Take one event in; False if it was not believed (an event after the hash chain
+        broke may not end a grant, or make it longer: its target must confirm that)."""
+        if not trusted and self.status in HOLDS_ACCESS:
+            ends = _STATUS_AFTER.get(record.get("event", ""), self.status) not in HOLDS_ACCESS
+            old_end, new_end = self.fields.get("expires_at"), record.get("expires_at")
+            longer = bool(old_end and new_end and from_iso(new_end) > from_iso(old_end))
+            if ends or longer:
+                if ends:
+                    self.unconfirmed_end = record.get("event") or "an end"
+                return False
+        self._add(record)
+        return True
+
+    def _add(self, record: dict) -> None:
         event, at = record.get("event", ""), from_iso(record.get("ts"))
         self.fields.update({k: v for k, v in record.items() if v not in (None, "")})
         self.status = _STATUS_AFTER.get(event, self.status)
@@ -240,6 +259,8 @@ class _Trace:
         )
         if self.reviewed:
             request.reviewed_by, request.reviewed_at = self.reviewed
+        if self.unconfirmed_end and request.status is Status.ACTIVE:
+            request.ending = "revoked"  # revoked again at its target at once (idempotent)
         if request.status in FINAL:
             request.ended_at = self.history[-1].at
         return request
@@ -275,21 +296,36 @@ def rebuild(
     events: Iterable[dict],
     strategy_for: Callable[[str], dict | None] = lambda resource: None,
     salvaged: dict[str, Request] | None = None,
+    trusted: int | None = None,
 ) -> Rebuilt:
     """Rebuild the requests from the audit events (oldest first). `strategy_for(resource)`
     gives the current policy's strategy settings; `salvaged` the records still readable
-    in the damaged store, used where the audit agrees with them."""
+    in the damaged store, used where the audit agrees with them. `trusted`: how many
+    events, from the first, follow an intact hash chain (None: all); a later event may
+    not end a grant or make it longer, so a forged `expired` leaves the grant holding
+    access, to be revoked again at its target (`Rebuilt.untrusted` names each)."""
     traces: dict[str, _Trace] = {}
     result = Rebuilt()
-    for record in events:
+    for number, record in enumerate(events):
         result.events += 1
-        request_id = record.get("request_id")
+        request_id, believed = record.get("request_id"), True
         if request_id:
-            traces.setdefault(request_id, _Trace(request_id)).add(record)
+            believed = traces.setdefault(request_id, _Trace(request_id)).add(
+                record, trusted is None or number < trusted
+            )
+        if trusted is not None and number >= trusted:
+            what = f"event {record.get('seq', number + 1)}: {record.get('event')}"
+            if request_id:
+                what += f" of {request_id}"
+            if request_id and not believed:
+                what += " (not believed: the grant is revoked again at its target)"
+            result.untrusted.append(what)
     salvaged = salvaged or {}
     for trace in traces.values():
         request, problem = _choose(*trace.request(strategy_for), salvaged.get(trace.id))
-        if problem:
+        if problem.startswith(AGAIN):
+            result.untrusted.append(problem.removeprefix(AGAIN))
+        elif problem:
             result.problems.append(problem)
         if request is not None:
             (result.finished if request.status in FINAL else result.live).append(request)
@@ -301,6 +337,9 @@ def rebuild(
     return result
 
 
+AGAIN = "again: "  # a `_choose` note of a grant revoked again, not a problem
+
+
 def _choose(
     rebuilt: Request | None, problem: str, base: Request | None
 ) -> tuple[Request | None, str]:
@@ -308,6 +347,21 @@ def _choose(
     admin should hear about it."""
     if base is not None and (rebuilt is None or _agrees(base, rebuilt)):
         return _merged(base, rebuilt), ""  # the salvaged line fills what the audit lacks
+    if (
+        base is not None
+        and rebuilt is not None
+        and base.status in HOLDS_ACCESS
+        and rebuilt.status in (Status.EXPIRED, Status.REVOKED)
+    ):
+        # The log says it ended, the store's last copy that it holds access: the target
+        # confirms it (a revoke is idempotent) before it counts as ended.
+        merged = _merged(base, rebuilt)
+        merged.status, merged.ending, merged.ended_at = Status.ACTIVE, "revoked", None
+        return merged, AGAIN + (
+            f"grant {rebuilt.grant_id} ({rebuilt.resource} for {rebuilt.requester}): the "
+            f"audit log says {rebuilt.status.value}, the store that it still held access; "
+            "it is revoked again at its target"
+        )
     if rebuilt is not None and rebuilt.status in (Status.PENDING, Status.APPROVED):
         return None, _lost(rebuilt)  # the audit does not hold enough to decide it
     return rebuilt, problem
@@ -358,6 +412,8 @@ def salvage(files: StoreFiles) -> dict[str, Request]:
     def keep(record) -> None:
         try:
             request = Request.from_dict(record)
+            if not (isinstance(request.id, str) and isinstance(request.created_at, datetime)):
+                raise TypeError("not a whole request")
         except (ValueError, KeyError, TypeError, AttributeError):
             return
         known = found.get(request.id)
@@ -368,6 +424,8 @@ def salvage(files: StoreFiles) -> dict[str, Request]:
         keep(record)
     for path in (files.journal, files.archive):
         for line in _lines(path):
+            if integrity.line_verdict(line.rstrip(b"\n")) == integrity.BROKEN:
+                continue  # changed since it was written: not to be trusted
             try:
                 record = json.loads(line)
             except ValueError:
@@ -398,6 +456,10 @@ def _snapshot_records(path: Path) -> Iterator[dict]:
     except ValueError:
         whole = None
     if isinstance(whole, dict):
+        verdict, why = integrity.open_database(data, whole)
+        if verdict == integrity.BROKEN:
+            log.warning("not salvaging %s: %s", path, why)
+            return
         for table in whole.values():
             if isinstance(table, dict):
                 yield from (doc for doc in table.values() if isinstance(doc, dict))
@@ -447,11 +509,18 @@ class MemoryStore(memory_store.MemoryStore):
         files: StoreFiles,
         events: Iterable[dict],
         strategy_for: Callable[[str], dict | None],
+        trusted: int | None = None,
     ) -> Rebuilt:
         """Hold the grants that still hold access, rebuilt from the audit events and what
         still reads of the damaged store's files. Pending and approved requests are left
-        out: nothing is decided meanwhile."""
-        rebuilt = rebuild(events, strategy_for, salvage(files))
+        out: nothing is decided meanwhile. `trusted`: as for `rebuild` (an audit log whose
+        chain broke cannot end a grant after the break)."""
+        try:
+            salvaged = salvage(files)
+        except Exception:  # noqa: BLE001 - the audit log alone still says what to revoke
+            log.exception("could not salvage what is left of the damaged store")
+            salvaged = {}
+        rebuilt = rebuild(events, strategy_for, salvaged, trusted)
         self._hold([r.copy() for r in rebuilt.holding])
         return rebuilt
 
@@ -514,12 +583,275 @@ def open_degraded_backend(settings, clock):
     )
 
 
-class DegradedService:
-    """The service of a bot on rebuilt grants: reads, revokes and the scheduler's work go
-    through; anything that would start or decide a request is refused, saying why."""
+# -- the store checked against the audit log at start -----------------------------------
 
+
+@dataclass(slots=True)
+class _Held:
+    """What the audit log says of one grant holding access: its status, account and end."""
+
+    status: Status | None = None
+    account: str | None = None
+    expires_at: str | None = None
+    resource: str = ""
+
+
+# The events that move a grant into or out of holding access (the others leave it as it
+# was, or belong to requests never granted): all the check at start needs to parse.
+_GRANT_EVENTS = frozenset(
+    {"granted", "extended", "revoke_failed", "revoke_requested", "expired", "revoked"}
+    | {"grant_taken_back"}
+)
+
+
+_ENDING_EVENTS = frozenset({"expired", "revoked", "grant_taken_back"})
+# The `"event":"..."` of a line with one of them (a quote inside a value is escaped, so
+# this matches a key, not text in a reason): an ending one with the line's request id
+# (keys are sorted: `request_id` comes later in the line), the others alone.
+_GRANT_EVENT = re.compile(
+    rb'"event": ?"(?:(expired|revoked|grant_taken_back)"[^\n]*?"request_id": ?"([^"\\\n]*)"'
+    rb'|(granted|extended|revoke_failed|revoke_requested)")'
+)
+
+
+def grant_events(audit) -> Iterator[dict]:
+    """The first event of the log (does it start with its seed?) and every event in
+    `_GRANT_EVENTS`, oldest first. From a log on files, only those lines are parsed
+    (found in blocks by `_grant_lines`), and an ending event not even that: its request
+    id is all it gives. From any other log, `events()` filtered."""
+    path = getattr(audit, "path", None)
+    if not isinstance(path, Path):
+        first = True
+        for record in audit.events():
+            if first or record.get("event") in _GRANT_EVENTS:
+                yield record
+            first = False
+        return
+    from .audit import chain_files
+
+    first = True
+    for file in chain_files(path):
+        with open(file, "rb") as handle:
+            if first:
+                line = handle.readline()
+                if line.endswith(b"\n"):
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        record = {}
+                    yield record if isinstance(record, dict) else {}
+                    first = False
+            rest = b""  # the start of a line the next block finishes (or a torn tail)
+            while chunk := handle.read(1 << 20):
+                block = rest + chunk
+                whole = block.rfind(b"\n") + 1
+                rest = block[whole:]
+                yield from _grant_lines(block[:whole])
+
+
+def _grant_lines(block: bytes) -> Iterator[dict]:
+    """The events of `_GRANT_EVENTS` in a block of whole audit lines, in order, found by
+    one regular expression (in C, not line by line): an ending event as its request id
+    alone, the others parsed whole."""
+    for found in _GRANT_EVENT.finditer(block):
+        ending, request_id, other = found.groups()
+        if ending is not None:
+            yield {"event": ending.decode(), "request_id": request_id.decode()}
+            continue
+        start = block.rfind(b"\n", 0, found.start()) + 1
+        end = block.find(b"\n", found.end())
+        try:
+            record = json.loads(block[start:end])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == other.decode():
+            yield record
+
+
+def _raw_value(raw: bytes, key: bytes) -> bytes:
+    """The string value of a top-level `key` of a raw JSON line, read without parsing it
+    (b"" if not there): the audit log writes `"key":"value"`, another writer may put a
+    space after the colon."""
+    at = raw.find(key)
+    if at < 0:
+        return b""
+    start = at + len(key) + (raw[at + len(key) : at + len(key) + 1] == b" ")
+    if raw[start : start + 1] != b'"':
+        return b""
+    return raw[start + 1 : raw.find(b'"', start + 1)]
+
+
+def audit_differences(store, events: Iterable[dict], now: datetime | None = None) -> list[str]:
+    """How the store's grants differ from the audit log's (empty: they agree). Every grant
+    the log says holds access must be in the store, holding access, with the same account
+    and end; every grant the store holds must be one the log says holds access. Two
+    exceptions: a grant whose events are all in audit files no longer kept (the log does
+    not start with its seed), and a grant the log says ended that the store has due for
+    revocation by `now` (a crash between the two writes, or a rebuild that asks its
+    target to confirm the end): this start revokes it again, and both agree."""
+    held: dict[str, _Held] = {}  # the grants the log says hold access
+    ended: dict[str, Status] = {}  # the others, only their status (most of a long log)
+    complete = None
+    for record in events:
+        if complete is None:
+            complete = "seed" in record
+        request_id = record.get("request_id")
+        status = _STATUS_AFTER.get(record.get("event", ""))
+        if not request_id or status is None:
+            continue
+        if status not in HOLDS_ACCESS:
+            held.pop(request_id, None)
+            ended[request_id] = status
+            continue
+        ended.pop(request_id, None)
+        known = held.setdefault(request_id, _Held())
+        known.status = status
+        for name in ("account", "expires_at", "resource"):
+            if record.get(name) not in (None, ""):
+                setattr(known, name, record[name])
+    # What the store holds, as small tuples (read in place where the store can).
+    if hasattr(store, "holding_grants"):
+        holding = store.holding_grants()
+    else:
+        holding = {
+            r.id: (r.account, r.expires_at, r.resource, r.revoke_due_at)
+            for r in store.live_in(HOLDS_ACCESS)
+        }
+    differences = []
+    for request_id, known in held.items():
+        what = f"grant of {request_id} ({known.resource})"  # refusals show it: no names
+        if request_id not in holding:
+            stored = store.get(request_id)
+            found = "does not hold it" if stored is None else f"says {stored.status.value}"
+            differences.append(
+                f"{what}: the audit log says it holds access until {known.expires_at}, "
+                f"the store {found}"
+            )
+            continue
+        account, expires_at, _, _ = holding[request_id]
+        if (account or None) != (known.account or None):
+            differences.append(
+                f"{what}: the audit log says account {known.account!r}, the store {account!r}"
+            )
+        elif expires_at != from_iso(known.expires_at):
+            differences.append(
+                f"{what}: the audit log says it ends {known.expires_at}, the store "
+                f"{iso(expires_at)}"
+            )
+    for request_id, (_, expires_at, resource, due) in holding.items():
+        if request_id in held:
+            continue
+        status = ended.get(request_id)
+        if status is None and not complete:
+            continue  # its events are in audit files no longer kept
+        if status is not None and now is not None and due is not None and due <= now:
+            continue  # revoked again at this start: the target confirms the end
+        said = "has no event of it" if status is None else f"says {status.value}"
+        differences.append(
+            f"grant of {request_id} ({resource}): the store says it holds access until "
+            f"{iso(expires_at)}, the audit log {said}"
+        )
+    return differences
+
+
+def differs_reason(differences: list[str], shown: int = 5) -> str:
+    listed = "; ".join(differences[:shown])
+    more = f"; and {len(differences) - shown} more" if len(differences) > shown else ""
+    return (
+        f"the store does not match the audit log ({len(differences)} difference(s): "
+        f"{listed}{more}). The bot runs on the grants its audit log holds: it revokes them "
+        f"on time, and takes no new requests or decisions until an admin runs "
+        f'`{REBUILD_COMMAND}` (see the README: "A damaged store")'
+    )
+
+
+def checked_against_audit(backend, settings, clock):
+    """(backend, why degraded or None): the opened TinyDB store checked against the audit
+    log; if they differ, the store is closed and the degraded backend (grants rebuilt
+    from the audit log, `open_degraded_backend`) is opened instead. PostgreSQL writes
+    both in one transaction: not checked here."""
+    if settings.db_url:
+        return backend, None
+    try:
+        differences = audit_differences(backend.store, grant_events(backend.audit), clock())
+    except Exception:  # noqa: BLE001 - an unreadable log cannot rebuild grants either
+        log.exception("could not check the store against the audit log")
+        return backend, None
+    if not differences:
+        return backend, None
+    for difference in differences:
+        log.critical("the store does not match the audit log: %s", difference)
+    backend.close()
+    return open_degraded_backend(settings, clock), differs_reason(differences)
+
+
+class DegradedService:
+    """The service of a bot on rebuilt grants: an explicit allow-list. Reads, revocation
+    and the scheduler's work go through; everything else (anything that would start,
+    decide or change a request, and any method added later until it is listed here) is
+    refused, saying why. tests/test_rebuild_unit.py checks that every public name of
+    AccessService is in ALLOWED or REFUSED."""
+
+    # Answer from the rebuilt grants and the audit log; write nothing.
+    READS = frozenset(
+        {
+            "show",
+            "mine",
+            "list_live",
+            "review",
+            "resources",
+            "audit_events",
+            "verify_audit",
+            "whatif",
+            "evaluate",
+            "evaluate_vote",
+            "field_names",
+            "policies",
+            "policy_error",
+            "policy_dir",
+            "history_counts",
+            "strategy_workers",
+            "next_revocation_at",
+        }
+    )
+    # Ending access, by a person or by the scheduler, and telling about it (the store
+    # holds only grants that hold access, so a retry can only be a revoke's).
+    REVOCATION = frozenset(
+        {
+            "revoke",
+            "retry",
+            "revocation_tick",
+            "tick",
+            "drain",
+            "housekeeping",
+            "remind_reviews",
+            "check_overdue",  # the alarm for grants past their end: it only reads and tells
+            "check_links",  # ends grants whose ticket closed: only ever sooner
+            "close",
+        }
+    )
+    # Policy reloads change what a new request would get (none is taken) and no grant:
+    # the rebuilt grants carry their strategy settings.
+    CONFIG = frozenset({"reload", "reload_policies"})
+    # What the plugin wires once (the standing-access report reads through it, /health
+    # the overdue grants; the sweep that removes members does not run degraded).
+    WIRING = frozenset({"store", "clock", "lock", "overdue"})
+    ALLOWED = READS | REVOCATION | CONFIG | WIRING
+    # Refused on purpose (anything not in ALLOWED is refused as well).
     REFUSED = frozenset(
-        {"request", "checks_at_request", "approve", "deny", "extend", "cancel", "ack"}
+        {
+            "request",
+            "checks_at_request",
+            "approve",
+            "deny",
+            "extend",
+            "cancel",
+            "ack",
+            "remember_card",
+            "pagerduty",
+            "slack_groups",
+            "links",
+        }
     )
 
     def __init__(self, service, reason: str):
@@ -527,13 +859,15 @@ class DegradedService:
         self.reason = reason
 
     def __getattr__(self, name: str):
-        if name in self.REFUSED:
+        if name in self.ALLOWED:
+            return getattr(self._service, name)
+        if name.startswith("__"):
+            raise AttributeError(name)
 
-            def refuse(*args, **kwargs):
-                raise AccessError(f"Nothing was done: {self.reason}.")
+        def refuse(*args, **kwargs):
+            raise AccessError(f"Nothing was done: {self.reason}.")
 
-            return refuse
-        return getattr(self._service, name)
+        return refuse
 
 
 def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
@@ -541,6 +875,11 @@ def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
     text = f"Access bot: {reason}.\nRebuilt from the audit log: {rebuilt.summary()}."
     if rebuilt.problems:
         text += "\nNot restored:\n" + "\n".join(f"- {p}" for p in rebuilt.problems)
+    if rebuilt.untrusted:
+        shown = rebuilt.untrusted[:10]
+        more = len(rebuilt.untrusted) - len(shown)
+        text += "\nNot trusted:\n" + "\n".join(f"- {u}" for u in shown)
+        text += f"\n- and {more} more" if more else ""
     return text
 
 
@@ -561,6 +900,7 @@ class RebuildReport:
         if self.aside:
             lines.append(f"the old store files were moved to {self.aside}")
         lines += [f"not restored: {p}" for p in self.rebuilt.problems]
+        lines += [f"not trusted: {u}" for u in self.rebuilt.untrusted]
         return "\n".join(lines)
 
 
@@ -569,17 +909,19 @@ def rebuild_store(
     events: Iterable[dict],
     strategy_for: Callable[[str], dict | None],
     now: datetime,
+    trusted: int | None = None,
 ) -> RebuildReport:
     """Write a fresh store at `store_path` from the audit events and what still reads of
     the old files, which are moved aside into `before-rebuild-<time>/`. Refuses while a
-    bot has the store open. Raises RebuildError."""
+    bot has the store open. `trusted`: how many events follow an intact hash chain (see
+    `rebuild`). Raises RebuildError."""
     from .backup import BackupError, move_aside, store_closed
 
     files = StoreFiles.of(store_path)
     files.snapshot.parent.mkdir(parents=True, exist_ok=True)
     try:
         with store_closed(files, "rebuild"):
-            rebuilt = rebuild(events, strategy_for, salvage(files))
+            rebuilt = rebuild(events, strategy_for, salvage(files), trusted)
             with tempfile.TemporaryDirectory(dir=files.snapshot.parent, prefix=".rebuild-") as d:
                 scratch = StoreFiles.of(Path(d) / files.snapshot.name)
                 fresh = TinyDBStore(scratch.snapshot)

@@ -38,6 +38,7 @@ plain set.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -52,7 +53,7 @@ from typing import Protocol
 
 from tinydb import TinyDB
 
-from . import gc_pause
+from . import gc_pause, integrity
 from .domain import Request, Status
 from .durable import AppendFile, FileLock, ProcessLock, atomic_write, make_private_dir
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
@@ -334,6 +335,7 @@ class TinyDBStore(IndexedStore):
         self._archive = AppendFile(self.archive_path)
         self._archive_index: dict[str, int] = {}
         self._archive_indexed_to = 0  # how much of the archive the index file covers
+        self._archive_hash = hashlib.sha256()  # of the archive's bytes so far (for the index)
         self._doc_ids: dict[str, int] = {}  # request id -> its TinyDB document id
         self._journal = JournalMiddleware(AtomicJSONStorage, fold_after=compact_after)
         self._db: JournalDB | None = None
@@ -349,7 +351,17 @@ class TinyDBStore(IndexedStore):
                 )
             make_private_dir(self.path.parent)
             make_private_dir(self.archive_path.parent)
-            self._load()
+            try:
+                self._load()
+            except (StoreError, OSError):
+                raise
+            except Exception as exc:  # a record that parses but is no request: damage too
+                raise StoreError(
+                    f"{self.path} (or its journal or archive) holds a record that is not a "
+                    f"request ({type(exc).__name__}: {exc}). The bot will not start on a "
+                    "damaged store: restore the data directory from a backup, or run "
+                    "`python -m accessbot store rebuild`."
+                ) from exc
         except BaseException:
             self._release()
             raise
@@ -445,11 +457,13 @@ class TinyDBStore(IndexedStore):
         if not self.archive_path.exists():
             self._archive.end = 0
             return
+        integrity.finish_sealed_tail(self.archive_path)
         size = self.archive_path.stat().st_size
         offset = self._load_archive_index(size)
         index, awaiting = self._archive_index, self._awaiting_review
         good_end = offset
         rest = b""
+        digest, sealed, unsealed = self._archive_hash, False, 0
         with open(self.archive_path, "rb") as handle:
             handle.seek(offset)
             while chunk := handle.read(1 << 20):
@@ -457,14 +471,20 @@ class TinyDBStore(IndexedStore):
                 rest = lines.pop()  # the start of a line the next block finishes
                 for line in lines:
                     start, offset = offset, offset + len(line) + 1
+                    verdict = integrity.line_verdict(line)
+                    if verdict == integrity.BROKEN or (sealed and verdict != integrity.SEALED):
+                        raise self._damaged_archive(start, verdict)
+                    sealed = verdict == integrity.SEALED
+                    unsealed += not sealed
+                    digest.update(line + b"\n")
                     end = line.find(b'"', 7)
                     if end > 7 and line.startswith(b'{"id":"') and b"\\" not in line[7:end]:
                         request_id = line[7:end].decode()  # the fast path of _archive_id
                     else:
                         try:
                             request_id = _archive_id(line)
-                        except (ValueError, KeyError, TypeError):
-                            continue
+                        except (ValueError, KeyError, TypeError) as exc:
+                            raise self._damaged_archive(start, str(exc)) from exc
                     first = request_id not in index  # else it is saved again: counted
                     index[request_id] = start
                     good_end = offset
@@ -479,13 +499,33 @@ class TinyDBStore(IndexedStore):
                         self._follow_ups.discard(request_id)
                         if first:
                             self._remember_line(request_id, line)
+        if unsealed:
+            log.warning(
+                "%s: %d line(s) without a digest (an older version wrote them): read as they are",
+                self.archive_path,
+                unsealed,
+            )
         self._archive.cut_torn_tail(good_end, offset + len(rest))
+
+    def _damaged_archive(self, offset: int, why: str) -> StoreError:
+        if why == integrity.BROKEN:
+            why = "its content does not match its digest"
+        elif why == integrity.UNSEALED:
+            why = "no digest, after lines with one"
+        return StoreError(
+            f"{self.archive_path} has a damaged line at byte {offset} ({why}). The bot will "
+            "not start on a damaged store: restore the data directory from a backup, or "
+            "run `python -m accessbot store rebuild`."
+        )
 
     def _load_archive_index(self, size: int) -> int:
         """Fill the archive index from its file; returns the archive offset it covers
         (0 when the file is missing, damaged or does not match the archive)."""
         try:
-            saved = json.loads(self.archive_index_path.read_bytes())
+            raw = self.archive_index_path.read_bytes()
+            if integrity.line_verdict(raw.rstrip(b"\n")) != integrity.SEALED:
+                raise ValueError("its digest does not match its content")
+            saved = json.loads(raw)
             covers, ids = int(saved["covers"]), saved["ids"]
             awaiting, (last_id, last_offset) = saved["awaiting"], saved["last"]
             follow_ups, history = saved["follow_ups"], saved["history"]
@@ -503,6 +543,14 @@ class TinyDBStore(IndexedStore):
                 line = handle.readline()
                 if last_offset + len(line) != covers or _archive_id(line) != last_id:
                     raise ValueError("the archive does not match it")
+                # And the archive up to there is what it was (else: read and check it all).
+                handle.seek(0)
+                digest, left = hashlib.sha256(), covers
+                while left and (block := handle.read(min(left, 1 << 20))):
+                    digest.update(block)
+                    left -= len(block)
+                if digest.hexdigest() != saved["sha256"]:
+                    raise ValueError("the archive changed before where it covers")
         except FileNotFoundError:
             return 0
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -521,6 +569,7 @@ class TinyDBStore(IndexedStore):
         self._awaiting_review.update(awaiting)
         self._follow_ups.update(follow_ups)
         self._archive_indexed_to = covers
+        self._archive_hash = digest
         return covers
 
     def _save_archive_index(self) -> None:
@@ -536,9 +585,11 @@ class TinyDBStore(IndexedStore):
             "awaiting": [i for i in self._awaiting_review if i in self._archive_index],
             "follow_ups": [i for i in self._follow_ups if i in self._archive_index],
             "history": self._history.to_json(),
+            "sha256": self._archive_hash.hexdigest(),  # of the archive up to `covers`
         }
         try:
-            atomic_write(self.archive_index_path, json.dumps(saved, separators=(",", ":")))
+            text = integrity.seal_line(json.dumps(saved, separators=(",", ":")))
+            atomic_write(self.archive_index_path, text)
         except OSError as exc:
             log.warning("could not write %s: %s", self.archive_index_path, exc)
             return
@@ -563,6 +614,8 @@ class TinyDBStore(IndexedStore):
             handle.seek(offset)
             line = handle.readline()
         try:
+            if integrity.line_verdict(line.rstrip(b"\n")) == integrity.BROKEN:
+                raise ValueError("its content does not match its digest")
             request = Request.from_dict(json.loads(line))
             if request.id != request_id:
                 raise ValueError(f"it holds {request.id}, not {request_id}")
@@ -604,9 +657,12 @@ class TinyDBStore(IndexedStore):
             self._save_archive_index()  # at a fold, as it is written seldom
 
     def _append_to_archive(self, finished: list[Request]) -> None:
-        lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
+        lines = [
+            integrity.seal_line(json.dumps(r.to_dict(), separators=(",", ":"))) for r in finished
+        ]
         data = "".join(line + "\n" for line in lines).encode()
         offset = self._archive.append(data, self.archive_path)
+        self._archive_hash.update(data)
         for request, line in zip(finished, lines):
             first = request.id not in self._archive_index
             self._archive_index[request.id] = offset

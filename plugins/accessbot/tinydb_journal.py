@@ -41,11 +41,14 @@ from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 from tinydb.table import Table
 
+from . import integrity
 from .durable import AppendFile, StoreError, atomic_write, damaged
 
 log = logging.getLogger(__name__)
 
 FOLD_AFTER = 1000  # journal lines before a fold, or the number of documents if larger
+# The tables the store writes (`requests`: the layout before document ids, upgraded).
+KNOWN_TABLES = frozenset({TinyDB.default_table_name, "requests"})
 
 Render = Callable[[str, str, dict], str]  # (table, doc id, document) -> its JSON
 
@@ -62,12 +65,18 @@ class AtomicJSONStorage(Storage):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.told_unsealed = False  # the warning about a file without a digest, once
 
     def read(self) -> dict | None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise damaged(self.path, line, "not UTF-8 text") from exc
         if not text.strip():
             return None
         try:
@@ -79,6 +88,20 @@ class AtomicJSONStorage(Storage):
             raise damaged(self.path, exc.lineno, exc.msg) from exc
         if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
             raise damaged(self.path, 1, "not a TinyDB database: an object of tables")
+        del text  # the bytes are what the digest covers
+        verdict, why = integrity.open_database(raw, data)
+        if verdict == integrity.BROKEN:
+            raise damaged(self.path, 1, why)
+        unknown = sorted(set(data) - KNOWN_TABLES)
+        if unknown:
+            raise damaged(self.path, 1, f"a table this store never writes: {unknown[0]!r}")
+        if verdict == integrity.UNSEALED and not self.told_unsealed:
+            self.told_unsealed = True
+            log.warning(
+                "%s has no digest of its content (an older version wrote it): read as it "
+                "is; the next fold writes one",
+                self.path,
+            )
         return data
 
     def write(self, data: dict, render: Render = render) -> None:
@@ -90,8 +113,9 @@ class AtomicJSONStorage(Storage):
             tables.append(
                 f"{json.dumps(name)}:{{\n{lines}\n}}" if lines else f"{json.dumps(name)}:{{}}"
             )
+        body = ",\n".join(tables or [f"{json.dumps(TinyDB.default_table_name)}:{{}}"]) + "}\n"
         try:
-            atomic_write(self.path, "{" + ",\n".join(tables) + "}\n")
+            atomic_write(self.path, integrity.seal_database(body))
         except OSError as exc:
             raise StoreError(
                 f"could not write {self.path}: {exc.strerror or exc}; nothing was changed"
@@ -233,7 +257,8 @@ class JournalMiddleware(Middleware):
             doc = docs.get(key)
             text = "null" if doc is None else render(table, key, doc)
             texts[(table, key)] = text
-            lines.append(f'{{"table":{name},"doc_id":{int(key)},"doc":{text}}}\n')
+            line = f'{{"table":{name},"doc_id":{int(key)},"doc":{text}}}'
+            lines.append(integrity.seal_line(line) + "\n")
         if not lines:
             return
         # An error names the database file: the journal is part of it.
@@ -277,18 +302,32 @@ class JournalMiddleware(Middleware):
         if not path.exists():
             self._journal.end = 0
             return
+        integrity.finish_sealed_tail(path)
         offset = good_end = 0
+        sealed = unsealed = 0
         with open(path, "rb") as handle:
             for line in handle:
                 offset += len(line)
                 if not line.endswith(b"\n"):
                     continue
                 try:
+                    verdict = integrity.line_verdict(line[:-1])
+                    if verdict == integrity.BROKEN:
+                        raise ValueError("its content does not match its digest")
+                    if verdict == integrity.UNSEALED and sealed:
+                        raise ValueError("no digest, after lines with one")
+                    sealed += verdict == integrity.SEALED
+                    unsealed += verdict == integrity.UNSEALED
                     record = json.loads(line)
+                    extra = set(record) - {"table", "doc_id", "doc", integrity.LINE_KEY}
+                    if extra:
+                        raise KeyError(f"unknown key {sorted(extra)[0]!r}")
                     table, key, doc = record["table"], str(int(record["doc_id"])), record["doc"]
+                    if table not in KNOWN_TABLES:
+                        raise ValueError(f"a table this store never writes: {table!r}")
                     if doc is not None and not isinstance(doc, dict):
                         raise TypeError("its document is not an object")
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise StoreError(
                         f"{path} has a damaged line at byte {offset - len(line)} ({exc}). "
                         "The bot will not start on a damaged store: restore the data "
@@ -301,4 +340,10 @@ class JournalMiddleware(Middleware):
                     docs[key] = doc
                 self._lines += 1
                 good_end = offset
+        if unsealed:
+            log.warning(
+                "%s: %d line(s) without a digest (an older version wrote them): read as they are",
+                path,
+                unsealed,
+            )
         self._journal.cut_torn_tail(good_end, offset)
