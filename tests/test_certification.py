@@ -1,0 +1,262 @@
+"""Access certification in the running bot (Text backend): a webhook target lists who
+holds prod-db, the scheduler opens a certification, reviewers keep and remove in chat, the
+deadline removes what nobody decided, and the report and the export show all of it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from accessbot.policy import PolicyError, load_policies
+from tests.conftest import policy_file, webhook_policy
+from tests.helpers import accessbot, eventually, request_id
+
+CAROL = {"user": "carol", "user_email": "carol@acme.com", "account": "db-carol"}
+MALLORY = {"user": "mallory", "user_email": "mallory@acme.com", "account": "db-mallory"}
+DAVE = {"user": "dave", "user_email": "dave@acme.com", "account": "db-dave"}
+CERTIFY = {"every": "90d", "deadline": "7d", "on_missed": "remove"}
+
+
+def certify_policy(url: str, **certify) -> str:
+    """prod-db with carol on its `standing` list (on a line of her own) and `certify`."""
+    text = webhook_policy(url, certify={**CERTIFY, **certify})
+    return text.replace(
+        "'prod-db': {", "'prod-db': {\n    'standing': [\n        '@carol',\n    ],\n"
+    )
+
+
+def item_ids(listing: str) -> dict[str, str]:
+    """`!access certify list` -> member -> item id (each line starts with the id)."""
+    found = {}
+    for line in listing.splitlines()[1:]:
+        item, resource, member = line.split()[:3]
+        assert resource == "prod-db"
+        found[member.rstrip(":")] = item
+    return found
+
+
+def revokes(webhook) -> list[dict]:
+    return [c for c in webhook.calls if c["action"] == "revoke"]
+
+
+@pytest.fixture
+def started(bot_factory, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url))
+    webhook.members = [CAROL, MALLORY, DAVE]
+    chat = bot_factory()
+    opened = chat.wait_for("#access-approvals", "ACCESS CERTIFICATION")
+    return chat, opened
+
+
+def test_a_certification_is_kept_removed_and_closed_at_the_deadline_with_evidence(
+    started, webhook, clock, bot_factory, tmp_path, policy_dir
+):
+    chat, opened = started
+    assert "3 account(s) hold it without a grant" in opened
+    assert "allowed by standing (@carol)" in opened
+    assert "mallory (mallory@acme.com; account db-mallory): no grant or standing entry" in opened
+
+    listing = chat.reply("alice", "!access certify list")
+    ids = item_ids(listing)
+    assert set(ids) == {"@carol", "@mallory", "@dave"}
+
+    kept = chat.say("alice", f"!access certify keep {ids['@carol']} still on the DB team")
+    assert kept[0].startswith("Kept @carol on prod-db")
+    assert any(
+        "@carol kept by @alice: still on the DB team" in t for t in chat.to("#access-approvals")
+    )
+
+    removed = chat.say("bob", f"!access certify remove {ids['@mallory']} left the team")
+    assert removed[0].startswith("Removed @mallory on prod-db")
+    [revoke] = revokes(webhook)
+    assert (revoke["account"], revoke["user"], revoke["grant_id"]) == (
+        "db-mallory",
+        "mallory",
+        f"c-{ids['@mallory']}",
+    )
+    assert any(
+        "@mallory removed by @bob: left the team" in t and "account db-mallory" in t
+        for t in chat.to("#access-approvals")
+    )
+    assert any("was removed in access certification" in t for t in chat.to("mallory"))
+
+    # Only dave is left; at the deadline he is removed (on_missed: remove).
+    assert list(item_ids(chat.reply("alice", "!access certify list"))) == ["@dave"]
+    clock.advance(days=7, minutes=1)
+    chat.wait_for("#access-approvals", "the deadline passed")
+    closed = chat.wait_for("#access-approvals", "closed: 1 kept, 2 removed, 0 not reviewed")
+    assert closed
+    assert [r["account"] for r in revokes(webhook)] == ["db-mallory", "db-dave"]
+    assert "No certification items are open" in chat.reply("alice", "!access certify list")
+
+    bot_factory.stop_last()
+    env = {
+        "ACCESS_POLICY_DIR": str(policy_dir),
+        "ACCESS_DB_PATH": str(tmp_path / "data" / "access.json"),
+        "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
+    }
+    code, out, err = accessbot("certify", "export", "--format", "csv", cwd=tmp_path, env=env)
+    assert code == 0, err
+    rows = {r["member"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert set(rows) == {"carol", "mallory", "dave"}
+    assert (rows["carol"]["decision"], rows["carol"]["decided_by"]) == ("keep", "@alice")
+    assert rows["carol"]["note"] == "still on the DB team"
+    assert (rows["mallory"]["decision"], rows["mallory"]["decided_by"]) == ("remove", "@bob")
+    assert rows["mallory"]["outcome"] == "removed at the target (account db-mallory)"
+    assert (rows["dave"]["decision"], rows["dave"]["decided_by"]) == ("remove", "deadline")
+    assert rows["dave"]["outcome"] == "removed at the target (account db-dave)"
+    assert rows["dave"]["closed_at"]
+
+    code, out, err = accessbot("certify", "export", "--format", "json", cwd=tmp_path, env=env)
+    [certification] = json.loads(out)
+    assert certification["resource"] == "prod-db" and len(certification["items"]) == 3
+
+    report = tmp_path / "report.html"
+    code, out, err = accessbot(
+        "report", "--since", "365d", "--out", str(report), cwd=tmp_path, env=env
+    )
+    assert code == 0, err
+    page = report.read_text()
+    assert "<h2>Access certifications</h2>" in page
+    for needle in (
+        "carol",
+        "mallory",
+        "dave",
+        "@alice",
+        "@bob",
+        "deadline",
+        "still on the DB team",
+    ):
+        assert needle in page
+
+
+def test_only_reviewers_decide_and_nobody_decides_their_own_item(bot_factory, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url))
+    webhook.members = [{"user": "alice", "account": "db-alice"}, MALLORY]
+    chat = bot_factory()
+    chat.wait_for("#access-approvals", "ACCESS CERTIFICATION")
+    ids = item_ids(chat.reply("bob", "!access certify list"))
+
+    assert "Only the reviewers of certification" in chat.reply(
+        "carol", f"!access certify keep {ids['@mallory']}"
+    )
+    assert "your own access to prod-db" in chat.reply(
+        "alice", f"!access certify keep {ids['@alice']} I need it"
+    )
+    assert chat.reply("bob", f"!access certify keep {ids['@alice']}").startswith("Kept @alice")
+    assert "was already decided: keep by @bob" in chat.reply(
+        "bob", f"!access certify remove {ids['@alice']}"
+    )
+    assert "No certification items are open for you" in chat.reply("carol", "!access certify list")
+    assert revokes(webhook) == []
+
+
+def test_removing_a_standing_member_names_the_file_and_line_that_still_allows_them(
+    started, webhook
+):
+    chat, _ = started
+    ids = item_ids(chat.reply("alice", "!access certify list"))
+    chat.say("alice", f"!access certify remove {ids['@carol']} moved teams")
+    text = eventually(
+        lambda: next((t for t in chat.to("#access-approvals") if "@carol removed by" in t), None),
+        "the removal announced",
+    )
+    assert "still allowed by 'standing' at db.py:3" in text
+    assert [r["account"] for r in revokes(webhook)] == ["db-carol"]
+
+
+def test_a_member_with_a_live_grant_is_not_reviewed_and_start_is_for_admins(
+    bot_factory, policy_dir, webhook
+):
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))  # no `certify`
+    webhook.members = [MALLORY]
+    chat = bot_factory()
+    assert "Only bot admins" in chat.reply("alice", "!access certify start prod-db")
+    rid = request_id(chat.reply("carol", "!access request prod-db 30m INC-1"))
+    chat.say("alice", f"!approve {rid}")
+    webhook.members = [MALLORY, CAROL]
+
+    said = chat.reply("admin", "!access certify start prod-db")
+
+    assert said.startswith("Certification ") and "1 item(s)" in said
+    assert list(item_ids(chat.reply("admin", "!access certify list"))) == ["@mallory"]
+    assert "is still open" in chat.reply("admin", "!access certify start prod-db")
+
+
+def test_a_target_that_cannot_list_is_named_never_skipped(bot_factory, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url))
+    webhook.members = None  # answers 501 to list
+    chat = bot_factory()
+    text = chat.wait_for("#access-approvals", "ACCESS CERTIFICATION")
+    assert "its target could not be listed" in text
+    assert "could not be listed" in chat.reply("alice", "!access certify list")
+
+
+def test_on_missed_keep_records_not_reviewed_and_removes_nothing(
+    bot_factory, policy_dir, webhook, clock
+):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url, on_missed="keep"))
+    webhook.members = [MALLORY]
+    chat = bot_factory()
+    chat.wait_for("#access-approvals", "ACCESS CERTIFICATION")
+    clock.advance(days=3, hours=13)  # past half the deadline: the reviewers are reminded
+    chat.wait_for("alice", "Reminder: access certification")
+    clock.advance(days=3, hours=12)
+    chat.wait_for("#access-approvals", "closed: 0 kept, 0 removed, 1 not reviewed")
+    assert revokes(webhook) == []
+
+
+def test_on_missed_escalate_lets_the_admins_decide_by_a_new_deadline(
+    bot_factory, policy_dir, webhook, clock
+):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url, on_missed="escalate"))
+    webhook.members = [MALLORY]
+    chat = bot_factory()
+    chat.wait_for("#access-approvals", "ACCESS CERTIFICATION")
+    [item] = item_ids(chat.reply("alice", "!access certify list")).values()
+    assert "Only the reviewers" in chat.reply("admin", f"!access certify keep {item}")
+
+    clock.advance(days=7, minutes=1)
+    chat.wait_for("admin", "escalated")
+    assert chat.reply("admin", f"!access certify keep {item} service owner").startswith("Kept")
+    assert revokes(webhook) == []
+
+
+@pytest.mark.parametrize(
+    ("certify", "error"),
+    [
+        (
+            {"every": "often", "deadline": "7d"},
+            'db.py:8: prod-db.certify.every: "often" is not a duration',
+        ),
+        ({"every": "90d"}, "prod-db.certify.deadline: is required"),
+        ({"every": "7d", "deadline": "7d"}, "certify.deadline: 7d must be shorter than every"),
+        (
+            {"every": "90d", "deadline": "7d", "on_missed": "ignore"},
+            "certify.on_missed: 'ignore' is not one of",
+        ),
+        (
+            {"every": "90d", "deadline": "7d", "reviewers": "@alice"},
+            "certify.reviewers: must be a list",
+        ),
+        ({"every": "90d", "deadline": "7d", "reviewers": ["group:nope"]}, 'unknown group "nope"'),
+        (
+            {"every": "90d", "deadline": "7d", "channel": "ops"},
+            'certify.channel: "ops" is not a channel',
+        ),
+        ({"every": "90d", "deadline": "7d", "when": "x"}, "certify.when: unknown key"),
+    ],
+)
+def test_bad_certify_values_are_load_errors_naming_file_line_and_key(tmp_path, certify, error):
+    lines = ["RESOURCES = {", "    'prod-db': {", "        'max_duration': '4h',"]
+    lines += ["        'approvers': ['@alice'],", "        'channel': '#db',"]
+    lines += ["        'strategy': {'type': 'none'},", "        'certify': {"]
+    lines += [f"            {k!r}: {v!r}," for k, v in certify.items()]
+    lines += ["        },", "    },", "}"]
+    policy_file(tmp_path, "db.py", "\n".join(lines) + "\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policies(tmp_path)
+    assert error in str(raised.value)
