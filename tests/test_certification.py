@@ -260,3 +260,101 @@ def test_bad_certify_values_are_load_errors_naming_file_line_and_key(tmp_path, c
     with pytest.raises(PolicyError) as raised:
         load_policies(tmp_path)
     assert error in str(raised.value)
+
+
+# -- the store: a restart keeps everything; on PostgreSQL each decision counts once ----------
+
+
+def _certifications(store, audit, policy_dir, clock, make_store):
+    from accessbot.certification import Certifications
+    from accessbot.standing_sweep import StandingSweep
+    from tests.builders import wired
+
+    service = wired(store, audit, policy_dir, clock)
+    return Certifications(service, StandingSweep(service), make_store(service))
+
+
+def test_on_postgresql_two_bots_share_a_certification_and_count_each_decision_once(
+    tmp_path, clock, webhook, pg_url, monkeypatch
+):
+    import threading
+
+    from accessbot.certification_store import PostgresCertifications
+    from accessbot.domain import AccessError
+    from accessbot.postgres import Database, PostgresAuditLog, PostgresStore
+    from tests.builders import ADMIN, person
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    policy_file(tmp_path / "policies", "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY, DAVE]
+    dbs = [Database(pg_url, heartbeat=False) for _ in range(2)]
+    try:
+        bots = [
+            _certifications(
+                PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock,
+                lambda service, db=db: PostgresCertifications(db),
+            )
+            for db in dbs
+        ]  # fmt: skip
+        opened = bots[0].start(ADMIN, "prod-db")
+        assert "2 item(s)" in opened.reply
+        ids = item_ids(bots[1].listing(person("alice")))  # the other bot sees it
+        results: list = []
+
+        def decide(bot, who):
+            try:
+                results.append(bot.decide(person(who), ids["@mallory"], "remove", "gone"))
+            except AccessError as exc:
+                results.append(str(exc))
+
+        threads = [
+            threading.Thread(target=decide, args=(bot, who))
+            for bot, who in zip(bots, ("alice", "bob"))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+        assert sum(isinstance(r, str) and "already decided" in r for r in results) == 1
+        assert [r["account"] for r in revokes(webhook)] == ["db-mallory"]
+        events = [e["event"] for e in bots[0].service.audit.events()]
+        assert events.count("certification_decided") == 1
+        assert events.count("certification_opened") == 1
+    finally:
+        for db in dbs:
+            db.close()
+
+
+def test_certifications_and_items_survive_a_restart_on_tinydb(
+    tmp_path, clock, webhook, monkeypatch
+):
+    from accessbot.audit import AuditLog
+    from accessbot.certification_store import TinyDBCertifications
+    from accessbot.store import TinyDBStore
+    from tests.builders import ADMIN, person
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    policy_file(tmp_path / "policies", "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY]
+    data = tmp_path / "data"
+
+    def open_bot():
+        store = TinyDBStore(data / "access.json")
+        bot = _certifications(
+            store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock,
+            lambda service: TinyDBCertifications.beside(data / "access.json"),
+        )  # fmt: skip
+        return store, bot
+
+    store, bot = open_bot()
+    bot.start(ADMIN, "prod-db")
+    bot.store.close()
+    store.close()
+
+    store, again = open_bot()
+    [item] = item_ids(again.listing(person("alice"))).values()
+    assert again.decide(person("alice"), item, "keep", "needed").reply.startswith("Kept @mallory")
+    assert (data / "access.certifications.json").exists()
+    again.store.close()
+    store.close()
