@@ -358,3 +358,96 @@ def test_certifications_and_items_survive_a_restart_on_tinydb(
     assert (data / "access.certifications.json").exists()
     again.store.close()
     store.close()
+
+
+# -- numbers, help, the command line, a failed removal ------------------------------------------
+
+
+def test_metrics_count_open_certifications_and_items_past_the_deadline(started, clock):
+    from tests.conftest import access_plugin
+
+    chat, _ = started
+    plugin = access_plugin(chat.backend)
+
+    def gauges() -> dict[str, float]:
+        text = plugin.metrics.exposition("text/plain")[0].decode()
+        return {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("accessbot_certification")
+        }
+
+    assert gauges() == {
+        "accessbot_certifications_open": 1.0,
+        "accessbot_certification_items_past_deadline": 0.0,
+    }
+    plugin.certifications.store.save(
+        {**plugin.certifications.store.certifications()[0], "deadline_at": "2026-01-01T00:00:00Z"}
+    )  # as if the deadline had passed while the scheduler was away
+    assert gauges()["accessbot_certification_items_past_deadline"] == 3.0
+    assert "!access certify list" in chat.reply("carol", "!access")
+
+
+def test_a_removal_the_target_refuses_is_announced_and_recorded(started, webhook):
+    chat, _ = started
+    ids = item_ids(chat.reply("alice", "!access certify list"))
+    webhook.set_status(500)
+
+    said = chat.say("alice", f"!access certify remove {ids['@dave']} left")
+
+    assert "removal failed" in said[0]
+    assert any(
+        "REMOVAL FAILED of @dave's access to prod-db" in t and "still in place" in t
+        for t in chat.to("#access-approvals")
+    )
+    assert chat.to("dave") == []  # not told of a removal that did not happen
+
+
+def test_the_command_line_opens_a_certification_with_the_bot_stopped(tmp_path, policy_dir, webhook):
+    policy_file(policy_dir, "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY]
+    env = {
+        "ACCESS_POLICY_DIR": str(policy_dir),
+        "ACCESS_DB_PATH": str(tmp_path / "data" / "access.json"),
+        "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
+        "TEST_HOOK_SECRET": "s3cret",
+    }
+    code, out, err = accessbot("certify", "start", "--resource", "prod-db", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "opened: 1 item(s)" in out and "ACCESS CERTIFICATION" in out
+    code, out, err = accessbot("certify", "start", "--resource", "nope", cwd=tmp_path, env=env)
+    assert code == 2 and "Unknown resource" in err
+    code, out, err = accessbot("certify", "export", "--format", "json", cwd=tmp_path, env=env)
+    [certification] = json.loads(out)
+    assert certification["opened_by"] == "cli"
+    assert [i["user"] for i in certification["items"]] == ["mallory"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("", "Use `!access certify list`"),
+        ("approve k3m9qx", "Use `!access certify list`"),
+        ("keep", "Which item? `!access certify keep <item> [note]`"),
+        ("remove ../x", "is not an item id"),
+        ("list all", "`!access certify list` takes nothing more"),
+        ("start a b", "Name one resource"),
+    ],
+)
+def test_a_mistyped_certify_command_says_what_to_type(typed, says):
+    from accessbot.commands import CommandSyntaxError, parse_certify_args
+
+    with pytest.raises(CommandSyntaxError) as raised:
+        parse_certify_args(typed)
+    assert says in str(raised.value)
+
+
+def test_certify_arguments_are_parsed_with_the_note_whole():
+    from accessbot.commands import parse_certify_args
+
+    assert parse_certify_args("keep K3M9QX still on the DB team") == (
+        "keep",
+        "k3m9qx",
+        "still on the DB team",
+    )
+    assert parse_certify_args("start") == ("start", None, "")
