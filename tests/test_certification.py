@@ -385,6 +385,7 @@ def test_metrics_count_open_certifications_and_items_past_the_deadline(started, 
         {**plugin.certifications.store.certifications()[0], "deadline_at": "2026-01-01T00:00:00Z"}
     )  # as if the deadline had passed while the scheduler was away
     assert gauges()["accessbot_certification_items_past_deadline"] == 3.0
+    assert chat.reply("alice", "!access certify list").count("PAST ITS DEADLINE") == 3
     assert "!access certify list" in chat.reply("carol", "!access")
 
 

@@ -326,7 +326,7 @@ class Certifications:
                 )
             for item in self._items_of(certification):
                 if item.decision is None:
-                    lines.append(list_line(certification, item))
+                    lines.append(list_line(certification, item, self.service.clock()))
         if not lines and not unlisted:
             return "No certification items are open for you."
         head = [
@@ -557,7 +557,6 @@ class Certifications:
         if how == "escalate" and not certification.escalated and undecided:
             certification.escalated = True
             certification.deadline_at = now + timedelta(seconds=certification.deadline)
-            certification.reminded = False
             events = [
                 ("certification_missed", _missed_event(certification, i, "escalated"))
                 for i in undecided
@@ -728,11 +727,12 @@ def item_line(item: Item) -> str:
     return f"{item.id} {who}: {item.reason}; seen since {msg.when(item.first_seen)}; {item.history}"
 
 
-def list_line(certification: Certification, item: Item) -> str:
+def list_line(certification: Certification, item: Item, now: datetime) -> str:
     """`!access certify list`: the item's id first, then the resource and `@member`."""
+    late = "PAST ITS DEADLINE " if now >= certification.deadline_at else ""
     return (
         f"{item.id} {item.resource} {msg.inert(item.member, 80)}: {item.reason} (certification "
-        f"{certification.id}, due {msg.when(certification.deadline_at)})"
+        f"{certification.id}, {late}due {msg.when(certification.deadline_at)})"
     )
 
 
