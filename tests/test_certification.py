@@ -389,7 +389,9 @@ def test_metrics_count_open_certifications_and_items_past_the_deadline(started, 
     assert "!access certify list" in chat.reply("carol", "!access")
 
 
-def test_a_removal_the_target_refuses_is_announced_and_recorded(started, webhook):
+def test_a_removal_the_target_refuses_is_announced_and_retried_until_it_succeeds(
+    started, webhook, clock
+):
     chat, _ = started
     ids = item_ids(chat.reply("alice", "!access certify list"))
     webhook.set_status(500)
@@ -402,6 +404,13 @@ def test_a_removal_the_target_refuses_is_announced_and_recorded(started, webhook
         for t in chat.to("#access-approvals")
     )
     assert chat.to("dave") == []  # not told of a removal that did not happen
+
+    webhook.set_status(200)
+    clock.advance(minutes=1)  # the certification job's next look; the retry is due by then
+    done = chat.wait_for("#access-approvals", "removed at the target (account db-dave) after 2")
+    assert "@dave" in done
+    assert any("was removed in access certification" in t for t in chat.to("dave"))
+    assert revokes(webhook)[-1]["account"] == "db-dave"
 
 
 def test_the_command_line_opens_a_certification_with_the_bot_stopped(tmp_path, policy_dir, webhook):

@@ -14,7 +14,8 @@ target listed. At the deadline undecided items follow `on_missed`: "remove" (def
 "keep" (recorded as "not reviewed"), or "escalate" (the admins may decide too, by a new
 deadline; missed again, they are removed). Everything is audited
 (`certification_opened`, `certification_decided`, `certification_missed`,
-`certification_closed`), and the opened event carries the items, so the report and
+`certification_closed`; a failed removal is retried like a revoke, each try audited as
+`certification_removal`), and the opened event carries the items, so the report and
 `certify export` are built from the hash-chained log alone.
 """
 
@@ -34,7 +35,7 @@ from . import messages as msg
 from .approvers import static_members
 from .audit import AuditError
 from .certification_store import CertificationStore
-from .domain import AccessError, Status, cut_text, from_iso, iso, new_id
+from .domain import AccessError, Status, cut_text, from_iso, iso, new_id, retry_delay
 from .notices import Notice
 from .policy import CertifySettings, Resource
 from .policy.lines import key_lines
@@ -75,6 +76,12 @@ class Item:
     decided_at: datetime | None = None
     note: str = ""
     outcome: str = ""
+    attempts: int = 0  # failed removals, retried from `next_try_at` (like a revoke)
+    next_try_at: datetime | None = None
+
+    @property
+    def failing(self) -> bool:
+        return self.decision == "remove" and self.next_try_at is not None
 
     @property
     def member(self) -> str:
@@ -90,6 +97,7 @@ class Item:
         data = asdict(self)
         data["first_seen"] = iso(self.first_seen)
         data["decided_at"] = iso(self.decided_at)
+        data["next_try_at"] = iso(self.next_try_at)
         return data
 
     @classmethod
@@ -97,6 +105,7 @@ class Item:
         values = dict(data)
         values["first_seen"] = from_iso(data["first_seen"])
         values["decided_at"] = from_iso(data.get("decided_at"))
+        values["next_try_at"] = from_iso(data.get("next_try_at"))
         return cls(**values)
 
 
@@ -119,6 +128,7 @@ class Certification:
     reminded: bool = False
     escalated: bool = False
     closed_at: datetime | None = None
+    retrying: bool = False  # a removal failed and is retried (even once it is closed)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -385,6 +395,7 @@ class Certifications:
         notices: list[Notice] = []
         if decision == "remove":
             notices += self._remove(certification, item)
+            self._note_failure(certification, item)
         else:
             item.outcome = "kept"
         self.store.save_item(item.to_dict())
@@ -428,20 +439,28 @@ class Certifications:
         try:
             self.service._strategy(resource.strategy_settings).call("revoke", payload)
         except (StrategyError, SettingsError) as exc:
-            item.outcome = f"removal failed: {cut_text(str(exc), 200)}"
+            item.attempts += 1
+            item.next_try_at = self.service.clock() + retry_delay(item.attempts)
+            item.outcome = f"removal failed (attempt {item.attempts}): {cut_text(str(exc), 200)}"
+            if item.attempts > 1:
+                return []  # announced at the first failure; retried until it succeeds
             return [
                 Notice(
                     "channel",
                     certification.channel,
                     f"REMOVAL FAILED of {item.member}'s access to {item.resource} "
                     f"(certification {certification.id}): {msg.inert(item.outcome, 240)}. "
-                    "The access is still in place: remove it at the target.",
+                    f"The access is still in place; the bot tries again from "
+                    f"{msg.when(item.next_try_at)} until it succeeds.",
                     None,
                     "alert",
                 )
             ]
         account = f" (account {item.account})" if item.account else ""
+        item.next_try_at = None
         item.outcome = f"removed at the target{account}"
+        if item.attempts:
+            item.outcome += f" after {item.attempts + 1} attempts"
         notices = []
         if item.user:
             notices.append(
@@ -457,6 +476,45 @@ class Certifications:
         if item.why == "standing":
             where = self._standing_line(resource, item.entry)
             item.outcome += f"; still allowed by `standing` at {where}"
+        return notices
+
+    def _note_failure(self, certification: Certification, item: Item) -> None:
+        """A failed removal marks its certification, so the job retries it."""
+        if item.failing and not certification.retrying:
+            certification = Certification.from_dict(self.store.certification(certification.id))
+            certification.retrying = True
+            self.store.save(certification.to_dict())
+
+    def retry_removals(self) -> list[Notice]:
+        """Remove again what failed to be removed, once its retry time has come; each try
+        audited (`certification_removal`), success told like the first removal."""
+        now = self.service.clock()
+        notices: list[Notice] = []
+        for doc in self.store.certifications():
+            if not doc.get("retrying"):
+                continue
+            certification = Certification.from_dict(doc)
+            items = self._items_of(certification)
+            for item in items:
+                if not item.failing or item.next_try_at > now:
+                    continue
+                notices += self._remove(certification, item)
+                self.store.save_item(item.to_dict())
+                event = _decided_event(certification, item, "scheduler")
+                event.update(attempt=item.attempts + (0 if item.failing else 1))
+                self._append([("certification_removal", event)])
+                if not item.failing:
+                    notices.append(
+                        Notice(
+                            "channel",
+                            certification.channel,
+                            f"Certification {certification.id} of {item.resource}, item "
+                            f"{item.id}: {msg.inert(item.member, 80)} {item.outcome}.",
+                        )
+                    )
+            if not any(i.failing for i in items):
+                certification.retrying = False
+                self.store.save(certification.to_dict())
         return notices
 
     def _standing_line(self, resource: Resource, entry: str) -> str:
@@ -523,6 +581,7 @@ class Certifications:
                     certification.reminded = True
                     self.store.save(certification.to_dict())
                     notices += self._reminders(certification, undecided)
+            notices += self.retry_removals()
         return notices, alerts
 
     def _opening_due(self, resource: Resource, now: datetime) -> bool:
@@ -582,6 +641,7 @@ class Certifications:
                 )
             else:
                 notices += self._remove(certification, item)
+                self._note_failure(certification, item)
             self.store.save_item(item.to_dict())
             self._append(
                 [("certification_missed", _missed_event(certification, item, item.outcome))]
@@ -897,7 +957,9 @@ def evidence(events: Iterable[dict], since: datetime | None = None) -> list[dict
         item = certification["items"].get(record.get("item"))
         if item is None:
             continue
-        if event == "certification_decided" or record.get("decision") != "escalated":
+        if event == "certification_removal":  # a failed removal tried again
+            item["outcome"] = record.get("outcome") or ""
+        elif event == "certification_decided" or record.get("decision") != "escalated":
             item.update(
                 decision=record.get("decision"),
                 decided_by=record.get("actor") if event == "certification_decided" else "deadline",
