@@ -461,3 +461,45 @@ def test_certify_arguments_are_parsed_with_the_note_whole():
         "still on the DB team",
     )
     assert parse_certify_args("start") == ("start", None, "")
+
+
+def test_on_postgresql_only_the_bot_holding_the_lease_opens_certifications(
+    tmp_path, clock, webhook, pg_url, monkeypatch
+):
+    from accessbot.certification import CertificationJob
+    from accessbot.certification_store import PostgresCertifications
+    from accessbot.postgres import Database, LeaderLease, PostgresAuditLog, PostgresStore
+    from accessbot.scheduler import Scheduler
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    policy_file(tmp_path / "policies", "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY]
+    bots = []
+    try:
+        for _ in range(2):
+            db = Database(pg_url, lease_seconds=5)
+            certifications = _certifications(
+                PostgresStore(db), PostgresAuditLog(db, clock), tmp_path / "policies", clock,
+                lambda service, db=db: PostgresCertifications(db),
+            )  # fmt: skip
+            said: list = []
+            job = CertificationJob(certifications, clock, said.extend, print)
+            service = certifications.service
+            scheduler = Scheduler(service.tick, 3600, LeaderLease(db), clock=clock, jobs=[job])
+            bots.append((scheduler, said, db, certifications))
+        for scheduler, *_ in bots:
+            scheduler.run_once()  # the first takes the lease; the second does not
+        for scheduler, *_ in bots:
+            for thread in scheduler.start_due_jobs():
+                thread.join(30)
+
+        (_, first_said, _, first), (_, second_said, _, _) = bots
+        assert [n.text.split(":")[0] for n in first_said if "CERTIFICATION" in n.text] == [
+            f"ACCESS CERTIFICATION {first.store.certifications()[0]['id']} of prod-db"
+        ]
+        assert second_said == []
+        assert len(first.store.certifications()) == 1
+    finally:
+        for scheduler, _, db, _ in bots:
+            scheduler.stop()
+            db.close()
