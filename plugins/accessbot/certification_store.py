@@ -59,9 +59,10 @@ class TinyDBCertifications:
     def save(self, certification: dict, items: list[dict] | None = None) -> None:
         with self.lock:
             self.db.table("certifications").upsert(certification, Query().id == certification["id"])
-            table = self.db.table("items")
-            for item in items or []:
-                table.upsert(item, Query().id == item["id"])
+            if items:  # two writes of the file, not one per item
+                table = self.db.table("items")
+                table.remove(Query().id.one_of([i["id"] for i in items]))
+                table.insert_multiple(items)
 
     def certification(self, certification_id: str) -> dict | None:
         with self.lock:
