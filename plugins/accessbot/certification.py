@@ -165,7 +165,9 @@ class Certifications:
         self.sweep = sweep
         self.store = store
         self.max_removals = max_removals
-        self.lock = threading.Lock()  # one opening or deadline pass at a time
+        # One opening, deadline pass or closing at a time (a decision's closing may meet
+        # the deadline's): re-entrant, as the deadline pass closes too.
+        self.lock = threading.RLock()
 
     # -- opening ------------------------------------------------------------------------
 
@@ -371,7 +373,10 @@ class Certifications:
                 "shows the open ones, each line starting with its id."
             )
         item = Item.from_dict(found)
-        certification = Certification.from_dict(self.store.certification(item.certification))
+        stored = self.store.certification(item.certification)
+        if stored is None:
+            raise AccessError(f"Item {item.id} belongs to no certification; nothing was changed.")
+        certification = Certification.from_dict(stored)
         if certification.state != "open":
             raise AccessError(f"Certification {certification.id} is closed; nothing was changed.")
         if not self._reviews(actor, certification):
@@ -535,15 +540,16 @@ class Certifications:
         return f"{resource.file}:{start}"
 
     def _close_if_done(self, certification: Certification, by: str) -> list[Notice]:
-        items = self._items_of(certification)
-        if any(i.decision is None for i in items):
-            return []
-        certification = Certification.from_dict(self.store.certification(certification.id))
-        if certification.state != "open":
-            return []
-        certification.state, certification.closed_at = "closed", self.service.clock()
-        self._append([("certification_closed", _closed_event(certification, items, by))])
-        self.store.save(certification.to_dict())
+        with self.lock:
+            items = self._items_of(certification)
+            if any(i.decision is None for i in items):
+                return []
+            certification = Certification.from_dict(self.store.certification(certification.id))
+            if certification.state != "open":
+                return []
+            certification.state, certification.closed_at = "closed", self.service.clock()
+            self._append([("certification_closed", _closed_event(certification, items, by))])
+            self.store.save(certification.to_dict())
         return [Notice("channel", certification.channel, closed_text(certification, items))]
 
     # -- the scheduler's pass --------------------------------------------------------------
