@@ -56,7 +56,11 @@ from accessbot.delivery import (  # noqa: E402
 from accessbot.delivery_workers import DeliveryWorkers  # noqa: E402
 from accessbot.digest import merge, merge_entries  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
-from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
+from accessbot.identity import (  # noqa: E402
+    USER_ID,  # noqa: E402
+    NamedPeople,
+    SlackPeople,
+)
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.link_check import LinkCheckJob  # noqa: E402
@@ -295,8 +299,12 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                 self.standing,
                 open_certifications(self.settings, self.backend),
                 self.settings.standing_max_removals,
+                address=self.member_address,
             )
             self.metrics.registry.register(CertificationCounts(self.certifications.counts))
+            if self.slack is not None:  # a message a certification, Keep / Remove per item
+                self.slack.certifications = self.certifications
+                self.certifications.on_change = self.slack.show_certification
             jobs.append(
                 CertificationJob(self.certifications, self.clock, self.deliver, self.tell_admins)
             )
@@ -406,6 +414,13 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     def reload_changed_policies(self) -> None:
         """The watcher saw the policy files change: reload, and tell the admins."""
         self.tell_admins(messages.watcher_reload(self.service.reload_policies("watcher")))
+
+    def member_address(self, name: str) -> str:
+        """Where a DM goes to a name a target listed or a reviewer entry (certification)."""
+        name = name.strip()
+        if self._bot.mode.startswith("slack"):
+            return f"<@{name}>" if USER_ID.match(name) else "@" + name.lstrip("@")
+        return self.address_of(name.lstrip("@"))
 
     def tell_admins(self, text: str) -> None:
         """DM the admins: BOT_ADMINS_NOTIFICATIONS if set, else every BOT_ADMINS entry

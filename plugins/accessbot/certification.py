@@ -129,6 +129,7 @@ class Certification:
     escalated: bool = False
     closed_at: datetime | None = None
     retrying: bool = False  # a removal failed and is retried (even once it is closed)
+    slack_pages: list = field(default_factory=list)  # where its Slack messages are
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -160,11 +161,16 @@ class Certifications:
         sweep,
         store: CertificationStore,
         max_removals: int = 20,
+        address: Callable[[str], str] = lambda name: name.strip().lstrip("@"),
     ):
         self.service = service
         self.sweep = sweep
         self.store = store
         self.max_removals = max_removals
+        self.address = address  # a member's or reviewer's name -> where a DM to them goes
+        # Told (certification id, item id or None for all) after a certification opens or
+        # changes: the plugin's Slack half posts or updates its messages.
+        self.on_change: Callable[[str, str | None], None] | None = None
         # One opening, deadline pass or closing at a time (a decision's closing may meet
         # the deadline's): re-entrant, as the deadline pass closes too.
         self.lock = threading.RLock()
@@ -215,6 +221,14 @@ class Certifications:
         lines = [started_line(o) for o in opened] + [f"Not opened: {r}." for r in refused]
         return Outcome("\n".join(lines), notices)
 
+    def _changed(self, certification_id: str, item_id: str | None = None) -> None:
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(certification_id, item_id)
+        except Exception:  # noqa: BLE001 - chat is a view; the store holds the truth
+            log.exception("could not show certification %s in chat", certification_id)
+
     def _open(self, resource: Resource, by: str) -> Opened:
         now = self.service.clock()
         settings = resource.certify or ON_DEMAND
@@ -256,6 +270,8 @@ class Certifications:
         self.store.save(certification.to_dict(), [i.to_dict() for i in items])
         if certification.state == "closed":
             self._append([("certification_closed", _closed_event(certification, [], "scheduler"))])
+        elif items:
+            self._changed(certification.id)
         return Opened(certification, items)
 
     def _items(self, certification, resource, members, explainer, now) -> list[Item]:
@@ -411,6 +427,7 @@ class Certifications:
             0, Notice("channel", certification.channel, decided_text(certification, item))
         )
         notices += self._close_if_done(certification, by=item.decided_by)
+        self._changed(certification.id, item.id)
         return Outcome(decided_reply(item), notices)
 
     def _is_member(self, actor: Actor, item: Item) -> bool:
@@ -471,7 +488,7 @@ class Certifications:
             notices.append(
                 Notice(
                     "user",
-                    item.user,
+                    self.address(item.user),
                     f"Your standing access to {item.resource} was removed in access "
                     f"certification {certification.id} ({item.decided_by}"
                     + (f": {msg.inert(item.note)}" if item.note else "")
@@ -608,7 +625,7 @@ class Certifications:
             "`!access certify list` shows them."
         )
         people = static_members(certification.reviewers, groups)
-        return [Notice("user", p.lstrip("@"), text) for p in people] + [
+        return [Notice("user", self.address(p), text) for p in people] + [
             Notice("channel", certification.channel, text)
         ]
 
@@ -663,6 +680,8 @@ class Certifications:
                 f"ACCESS_STANDING_MAX_REMOVALS ({self.max_removals}), so none was removed."
             )
         notices += self._close_if_done(certification, by="deadline")
+        if undecided:
+            self._changed(certification.id)
         return notices, alert
 
     # -- numbers ---------------------------------------------------------------------------
