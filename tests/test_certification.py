@@ -503,3 +503,37 @@ def test_on_postgresql_only_the_bot_holding_the_lease_opens_certifications(
         for scheduler, _, db, _ in bots:
             scheduler.stop()
             db.close()
+
+
+def test_migrate_copies_certifications_and_items_into_postgresql(
+    tmp_path, clock, webhook, pg_url, monkeypatch
+):
+    from accessbot.audit import AuditLog
+    from accessbot.certification_store import PostgresCertifications, TinyDBCertifications
+    from accessbot.postgres import Database
+    from accessbot.postgres.migrate import migrate_tinydb
+    from accessbot.store import TinyDBStore
+    from tests.builders import ADMIN
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    policy_file(tmp_path / "policies", "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY, DAVE]
+    data = tmp_path / "data"
+    store = TinyDBStore(data / "access.json")
+    bot = _certifications(
+        store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock,
+        lambda service: TinyDBCertifications.beside(data / "access.json"),
+    )  # fmt: skip
+    bot.start(ADMIN, "prod-db")
+    bot.store.close()
+    store.close()
+
+    migrate_tinydb(data / "access.json", data / "audit.jsonl", pg_url)
+
+    db = Database(pg_url, heartbeat=False)
+    try:
+        moved = PostgresCertifications(db)
+        [certification] = moved.certifications(open_only=True)
+        assert [i["user"] for i in moved.items(certification["id"])] == ["mallory", "dave"]
+    finally:
+        db.close()
