@@ -269,7 +269,7 @@ class Certifications:
             certification.state, certification.closed_at = "closed", now
         self.store.save(certification.to_dict(), [i.to_dict() for i in items])
         if certification.state == "closed":
-            self._append([("certification_closed", _closed_event(certification, [], "scheduler"))])
+            self._append([("certification_closed", _closed_event(certification, [], by))])
         elif items:
             self._changed(certification.id)
         return Opened(certification, items)
