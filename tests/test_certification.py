@@ -537,3 +537,21 @@ def test_migrate_copies_certifications_and_items_into_postgresql(
         assert [i["user"] for i in moved.items(certification["id"])] == ["mallory", "dave"]
     finally:
         db.close()
+
+
+def test_a_certification_is_closed_once_whichever_store_and_bot(tmp_path, pg_url):
+    from accessbot.certification_store import PostgresCertifications, TinyDBCertifications
+    from accessbot.postgres import Database
+
+    db = Database(pg_url, heartbeat=False)
+    try:
+        for store in (TinyDBCertifications(tmp_path / "c.json"), PostgresCertifications(db)):
+            opened = {"id": "c1", "resource": "prod-db", "state": "open"}
+            store.save({**opened, "opened_at": "2026-11-24T09:00:00Z"})
+            closed = {**opened, "opened_at": "2026-11-24T09:00:00Z", "state": "closed"}
+            assert store.close_once(closed) is True
+            assert store.close_once(closed) is False
+            assert store.certifications(open_only=True) == []
+            store.close()
+    finally:
+        db.close()

@@ -565,8 +565,10 @@ class Certifications:
             if certification.state != "open":
                 return []
             certification.state, certification.closed_at = "closed", self.service.clock()
+            # Closed once, also when two bots' last decisions meet: the write decides.
+            if not self.store.close_once(certification.to_dict()):
+                return []
             self._append([("certification_closed", _closed_event(certification, items, by))])
-            self.store.save(certification.to_dict())
         return [Notice("channel", certification.channel, closed_text(certification, items))]
 
     # -- the scheduler's pass --------------------------------------------------------------

@@ -40,6 +40,10 @@ class CertificationStore(Protocol):
     def save_item(self, item: dict) -> None:
         """Write an item as it is (its removal's outcome after the decision)."""
 
+    def close_once(self, certification: dict) -> bool:
+        """Write `certification` (now closed) only if the stored one is still open; False
+        when another thread or bot closed it first."""
+
     def close(self) -> None: ...
 
 
@@ -96,6 +100,15 @@ class TinyDBCertifications:
     def save_item(self, item: dict) -> None:
         with self.lock:
             self.db.table("items").upsert(item, Query().id == item["id"])
+
+    def close_once(self, certification: dict) -> bool:
+        with self.lock:
+            table = self.db.table("certifications")
+            stored = table.get(Query().id == certification["id"])
+            if stored is None or stored.get("state") != "open":
+                return False
+            table.upsert(certification, Query().id == certification["id"])
+            return True
 
     def close(self) -> None:
         with self.lock:
@@ -188,6 +201,19 @@ class PostgresCertifications:
                 "UPDATE certification_items SET decision = %s, data = %s WHERE id = %s",
                 (item.get("decision"), Jsonb(item), item["id"]),
             )
+
+    def close_once(self, certification: dict) -> bool:
+        from psycopg.types.json import Jsonb
+
+        with self.db.transaction() as conn:
+            written = conn.execute(
+                """
+                UPDATE certifications SET state = %s, data = %s
+                WHERE id = %s AND state = 'open'
+                """,
+                (certification["state"], Jsonb(certification), certification["id"]),
+            ).rowcount
+        return written == 1
 
     def close(self) -> None:
         pass  # the Database is the backend's to close
