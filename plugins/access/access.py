@@ -36,9 +36,12 @@ from slack_glue import STARTING, SlackGlue  # noqa: E402
 from accessbot import messages  # noqa: E402
 from accessbot.backends import exposed_folders, hold_data_folder, open_backend  # noqa: E402
 from accessbot.bootstrap import bootstrap  # noqa: E402
+from accessbot.certification import CertificationJob, Certifications  # noqa: E402
+from accessbot.certification_store import open_certifications  # noqa: E402
 from accessbot.commands import (  # noqa: E402
     CommandSyntaxError,
     parse_audit_args,
+    parse_certify_args,
     parse_extend_args,
     parse_id_and_text,
     parse_request,
@@ -53,11 +56,15 @@ from accessbot.delivery import (  # noqa: E402
 from accessbot.delivery_workers import DeliveryWorkers  # noqa: E402
 from accessbot.digest import merge, merge_entries  # noqa: E402
 from accessbot.domain import AccessError  # noqa: E402
-from accessbot.identity import NamedPeople, SlackPeople  # noqa: E402
+from accessbot.identity import (  # noqa: E402
+    USER_ID,  # noqa: E402
+    NamedPeople,
+    SlackPeople,
+)
 from accessbot.integrations.pagerduty import OnCallChecker, on_call_checker  # noqa: E402
 from accessbot.integrations.slack_groups import SlackGroups  # noqa: E402
 from accessbot.link_check import LinkCheckJob  # noqa: E402
-from accessbot.metrics import Health, Metrics, bearer_allows  # noqa: E402
+from accessbot.metrics import CertificationCounts, Health, Metrics, bearer_allows  # noqa: E402
 from accessbot.outage import DatabaseWatch  # noqa: E402
 from accessbot.outbox import notice_of, open_outbox  # noqa: E402
 from accessbot.pacing import Pacer  # noqa: E402
@@ -94,6 +101,7 @@ HELP = """Just-in-time access. Commands:
 - `!access review`, `!access ack <id> [note]`: list and acknowledge break-glass grants (approvers)
 - `!access whatif <user> <resource> [duration]`: dry run: who would be asked, would a policy decide (approvers, admins)
 - `!access standing [resource]`: who holds access at the targets that no grant explains (approvers, admins)
+- `!access certify list`, `!access certify keep <item> [note]`, `!access certify remove <item> [reason]`: review standing access (reviewers); `!access certify start [resource]` (admins)
 - `!access reload`, `!access audit [user=..] [resource=..] [since=2h] [id=..] [limit=20]`, `!access audit verify`, `!access audit status`: admins
 - `!access retry <id>`: retry a failed revoke now (admins; failed revokes are also retried automatically; a failed grant is final, the requester asks again)"""
 
@@ -120,6 +128,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.scheduler = self.slack = self.watcher = self.backend = self.health = None
         self.folder_lock = None
         self.outbox = self.deliveries = self.standing = self.sinks = None
+        self.certifications = None
         self.metrics = Metrics()  # replaced by one that counts the store's requests
         starting = self.answer_clicks_while_starting()  # before any click can reach us
         import errbot.core_plugins
@@ -291,6 +300,21 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                     self.tell_admins,
                 )
             )
+        if not self.degraded:  # access certification (certification.py): opened, reminded, closed
+            self.certifications = Certifications(
+                self.service,
+                self.standing,
+                open_certifications(self.settings, self.backend),
+                self.settings.standing_max_removals,
+                address=self.member_address,
+            )
+            self.metrics.registry.register(CertificationCounts(self.certifications.counts))
+            if self.slack is not None:  # a message a certification, Keep / Remove per item
+                self.slack.certifications = self.certifications
+                self.certifications.on_change = self.slack.show_certification
+            jobs.append(
+                CertificationJob(self.certifications, self.clock, self.deliver, self.tell_admins)
+            )
         if not self.degraded:  # tickets of end_with grants, looked up again (link_check.py)
             jobs.append(
                 LinkCheckJob(
@@ -384,6 +408,8 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         self.stop_slack()
         if getattr(self, "outbox", None) is not None:
             self.outbox.close()  # what is left goes out after the next start
+        if getattr(self, "certifications", None) is not None:
+            self.certifications.store.close()
         backend = getattr(self, "backend", None)
         if backend is not None:
             backend.close()
@@ -395,6 +421,13 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
     def reload_changed_policies(self) -> None:
         """The watcher saw the policy files change: reload, and tell the admins."""
         self.tell_admins(messages.watcher_reload(self.service.reload_policies("watcher")))
+
+    def member_address(self, name: str) -> str:
+        """Where a DM goes to a name a target listed or a reviewer entry (certification)."""
+        name = name.strip()
+        if self._bot.mode.startswith("slack"):
+            return f"<@{name}>" if USER_ID.match(name) else "@" + name.lstrip("@")
+        return self.address_of(name.lstrip("@"))
 
     def tell_admins(self, text: str) -> None:
         """DM the admins: BOT_ADMINS_NOTIFICATIONS if set, else every BOT_ADMINS entry
@@ -564,6 +597,22 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
             msg,
             lambda actor: self.standing.report(actor, parse_resource_arg(args, "access standing")),
         )
+
+    @botcmd
+    def access_certify(self, msg, args):
+        """Access certification: `!access certify list`, `!access certify keep <item> [note]`, `!access certify remove <item> [reason]`; admins: `!access certify start [prod-db]`."""
+
+        def certify(actor):
+            action, target, text = parse_certify_args(args)
+            if self.certifications is None:
+                raise AccessError("Access certification is not running on this bot (see its log).")
+            if action == "start":
+                return self.certifications.start(actor, target)
+            if action == "list":
+                return self.certifications.listing(actor)
+            return self.certifications.decide(actor, target, action, text)
+
+        yield from self.run(msg, certify)
 
     @botcmd
     def access_audit(self, msg, args):

@@ -107,6 +107,9 @@ class SlackApp:
         # Cards posted by this bot, for a request that finished before its card went out
         # (its store record is final and keeps no card_ref): (request id, channel) -> ref.
         self._posted: dict[tuple[str, str], dict] = {}
+        # Access certification (accessbot.certification), set by the plugin once it runs.
+        self.certifications = None
+        self._certify_lock = threading.Lock()
 
     def close(self) -> None:
         """Finish the clicks under way; called from the plugin's deactivate()."""
@@ -194,7 +197,7 @@ class SlackApp:
             return 401, {"error": "invalid signature"}
         try:
             payload = slack.decode_form(body)
-            action = slack.parse_interaction(payload)
+            action = slack.parse_interaction(payload) or slack.certify_click(payload)
         except slack.InteractionError as exc:
             log.warning("refused a malformed Slack interaction: %s", exc)
             return 400, {"error": "bad payload"}
@@ -215,7 +218,7 @@ class SlackApp:
         """A socket-mode payload; a malformed one is logged and acknowledged plainly
         (Socket Mode has no status code to refuse it with)."""
         try:
-            action = slack.parse_interaction(payload)
+            action = slack.parse_interaction(payload) or slack.certify_click(payload)
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
@@ -245,6 +248,8 @@ class SlackApp:
             self.workers.submit(
                 self._guarded, self.cards.narrow_request_modal, action, self._resources()
             )
+        elif isinstance(action, slack.CertifyClick):
+            self.workers.submit(self._certify, action, team)
         elif isinstance(action, slack.RequestSubmission):
             if action.field_errors:
                 return {"response_action": "errors", "errors": action.field_errors}
@@ -275,6 +280,60 @@ class SlackApp:
             return
         self.deliver_notices(outcome.notices)  # into the outbox before the answer: durable
         self._answer(click, outcome.reply)
+
+    def _certify(self, click: slack.CertifyClick, team: str = "") -> None:
+        """The button's twin of `!access certify keep|remove <item>`."""
+        try:
+            actor = self.actor(click.user_id, team)
+            if self.certifications is None:
+                raise AccessError("Access certification is not running on this bot.")
+            with self.for_command():
+                outcome = self.certifications.decide(actor, click.item_id, click.decision, "")
+        except (AccessError, slack.SlackLookupError) as exc:
+            self._answer(click, str(exc))
+            return
+        except StoreError as exc:
+            log.error("a %s click on item %s: %s", click.decision, click.item_id, exc)
+            self._answer(click, messages.database_not_answering(exc))
+            return
+        except Exception:  # noqa: BLE001 - never a stack trace in chat
+            log.exception("a %s click on item %s failed", click.decision, click.item_id)
+            self._answer(click, FAILED)
+            return
+        self.deliver_notices(outcome.notices)
+        self._answer(click, outcome.reply)
+
+    def show_certification(self, certification_id: str, item_id: str | None = None) -> None:
+        """Post a certification's pages (once), or update the page of `item_id` (None:
+        every page), on the click pool: the command or the scheduler does not wait."""
+        self.workers.submit(self._guarded, self._show_certification, certification_id, item_id)
+
+    def _show_certification(self, certification_id: str, item_id: str | None) -> None:
+        store = self.certifications.store
+        client = self.cards.client
+        with self._certify_lock:
+            doc, items = store.certification(certification_id), store.items(certification_id)
+            if doc is None or not items:
+                return
+            refs = doc.get("slack_pages") or []
+            if not refs:
+                for page in range(slack.page_count(items)):
+                    text, blocks = slack.certification_page(doc, items, page)
+                    answer = client.chat_postMessage(
+                        channel=slack.channel_of(doc["channel"]), text=text, blocks=blocks
+                    )
+                    refs.append({"channel": answer["channel"], "ts": answer["ts"]})
+                doc = store.certification(certification_id)
+                store.save({**doc, "slack_pages": refs})
+                return
+            pages = range(len(refs)) if item_id is None else [slack.page_of(items, item_id)]
+            for page in pages:
+                if page is None or page >= len(refs):
+                    continue
+                text, blocks = slack.certification_page(doc, items, page)
+                client.chat_update(
+                    channel=refs[page]["channel"], ts=refs[page]["ts"], text=text, blocks=blocks
+                )
 
     def _answer(self, click: slack.Click, text: str) -> None:
         """Only the person who clicked sees the answer."""

@@ -988,3 +988,85 @@ def run_store_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     print(f"the audit log it was rebuilt from: {verdict}")
     print("Start the bot: it revokes first what expired since.")
     return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
+# -- certify: access certification (certification.py) -----------------------------------------
+
+
+@subcommand
+def register_certify(commands: argparse._SubParsersAction) -> None:
+    certify = commands.add_parser(
+        "certify", help="access certification: open one now, or export the evidence",
+        parents=[_common()],
+    )  # fmt: skip
+    actions = certify.add_subparsers(dest="certify_command", metavar="ACTION", required=True)
+    start = add_command(
+        actions,
+        "start",
+        "open an access certification now of every resource with `certify` (or --resource): "
+        "who holds it at the target without a grant, one item each (the message for the "
+        "channel is printed; `!access certify list` shows the items). On the TinyDB files the bot must be stopped (with PostgreSQL it may run)",
+        run_certify_start,
+    )
+    start.add_argument("--resource", help="only this resource (it need not have `certify`)")
+    export = add_command(
+        actions,
+        "export",
+        "write every certification since --since, each item with its decision, who decided, "
+        "when, the note and the removal's outcome, read from the audit log (CSV: one row a "
+        "item; JSON: one object a certification)",
+        run_certify_export,
+    )
+    export.add_argument("--since", type=since_type, default="365d", help="365d (default) or a date")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--out", help="a file (default: standard output)")
+    export.add_argument(
+        "--log", help="the audit log file or a postgresql:// URL (default: the bot's own)"
+    )
+
+
+def run_certify_start(args: argparse.Namespace, settings: Settings) -> int:
+    from .certification import Certifications
+    from .certification_store import PostgresCertifications, TinyDBCertifications
+    from .domain import AccessError
+    from .standing_sweep import StandingSweep
+
+    with _standing_service(settings, writing=True) as service:
+        if service.policy_error is not None:
+            raise CliError(
+                "the policies did not load, so who may hold what is not known:\n"
+                + "\n".join(f"  {e}" for e in service.policy_error.errors)
+            )
+        sweep = StandingSweep(service, settings.standing_max_removals, settings.user_emails)
+        db = getattr(service.store, "db", None)
+        store = (
+            PostgresCertifications(db) if db is not None
+            else TinyDBCertifications.beside(settings.db_path)
+        )  # fmt: skip
+        try:
+            outcome = Certifications(service, sweep, store, settings.standing_max_removals).start(
+                None, args.resource, by="cli"
+            )
+        except AccessError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from exc
+        finally:
+            store.close()
+    print(outcome.reply)
+    for notice in outcome.notices:
+        print(notice.text)
+    return EXIT_OK
+
+
+def run_certify_export(args: argparse.Namespace, settings: Settings) -> int:
+    from .certification import evidence, export_text
+
+    since = args.since if isinstance(args.since, datetime) else since_type(args.since)
+    with _opened_log(args.log, settings, None, args.source) as (log, verdict, _):
+        found = evidence(log.events(), since)
+    text = export_text(found, args.format)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    print(f"exported {len(found)} certifications; {verdict}", file=sys.stderr)
+    return EXIT_OK if verdict.ok else EXIT_FAILED

@@ -236,3 +236,45 @@ def parse_audit_args(args: str) -> dict:
         else:
             raise CommandSyntaxError(f"`{inert(key, 20)}` is not a filter; use {AUDIT_USAGE}.")
     return query
+
+
+CERTIFY_USAGE = (
+    "`!access certify list`, `!access certify keep <item> [note]`, "
+    "`!access certify remove <item> [reason]`, or (admins) `!access certify start [resource]`"
+)
+
+
+class CertifyArgs(NamedTuple):
+    action: str  # "start", "list", "keep", "remove"
+    target: str | None  # the resource (start) or the item id (keep, remove)
+    text: str  # the note or reason
+
+
+def parse_certify_args(args: str) -> CertifyArgs:
+    """`start [resource]`, `list`, `keep <item> [note]`, `remove <item> [reason]`."""
+    tokens = str(args).split(maxsplit=2)
+    action = tokens[0].lower() if tokens else ""
+    if action in ("start", "list"):
+        rest = tokens[1:]
+        if action == "list" and rest:
+            raise CommandSyntaxError(f"`!access certify list` takes nothing more. {CERTIFY_USAGE}.")
+        if len(rest) > 1:
+            raise CommandSyntaxError(
+                "Name one resource, or none for every resource with `certify`: "
+                "`!access certify start prod-db`."
+            )
+        return CertifyArgs(action, rest[0].strip("`") if rest else None, "")
+    if action in ("keep", "remove"):
+        if len(tokens) < 2:
+            raise CommandSyntaxError(
+                f"Which item? `!access certify {action} <item> [note]`; "
+                "`!access certify list` shows the items, each line starting with its id."
+            )
+        item = tokens[1].strip("`").lower()
+        if not _ID.match(item):
+            raise CommandSyntaxError(
+                f"`{inert(item, 40)}` is not an item id; ids look like `k3m9qx`. "
+                "`!access certify list` shows them."
+            )
+        return CertifyArgs(action, item, tokens[2] if len(tokens) > 2 else "")
+    raise CommandSyntaxError(f"Use {CERTIFY_USAGE}.")

@@ -320,3 +320,28 @@ class Health:
                 f"without a confirmed revoke: {', '.join(overdue[:10])}",
             )
         return Verdict(True, "ok")
+
+
+class CertificationCounts:
+    """Open access certifications and their undecided items past the deadline, read from
+    the certification store at scrape time (`counts()` gives the two numbers)."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]):
+        self.counts = counts
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        try:
+            open_, late = self.counts()
+        except Exception:  # noqa: BLE001 - a scrape never fails on the store
+            return
+        yield GaugeMetricFamily(
+            "accessbot_certifications_open", "Access certifications not yet closed", value=open_
+        )
+        yield GaugeMetricFamily(
+            "accessbot_certification_items_past_deadline",
+            "Undecided certification items whose deadline has passed",
+            value=late,
+        )

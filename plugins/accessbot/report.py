@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .audit import VerifyResult
+from .certification import evidence
 from .domain import DurationError, format_duration, from_iso, parse_duration
 from .messages import inert, link_text, redact_urls
 
@@ -65,6 +66,7 @@ class Summary:
     sinks: list = field(default_factory=list)  # SinkStatus of each configured sink, now
     events: int = 0
     standing: StandingSummary | None = None
+    certifications: list[dict] = field(default_factory=list)  # certification.evidence
 
     @property
     def break_glass(self) -> list[GrantSpan]:
@@ -117,6 +119,7 @@ def summarize(
     summary.spans.sort(key=lambda s: (s.resource, s.start))
     summary.counts["unreviewed"] = len(summary.unreviewed)
     summary.standing = summarize_standing(records, since, until)
+    summary.certifications = evidence((r for r in records if from_iso(r["ts"]) <= until), since)
     return summary
 
 
@@ -357,6 +360,48 @@ def standing_section(standing: StandingSummary | None) -> str:
     return "\n".join(parts)
 
 
+def certifications_section(certifications: list[dict]) -> str:
+    """The report's "Access certifications" section: each certification opened in the
+    period (when, resource, reviewers), each item with its decision, by whom, when, the
+    note and the removal's outcome at the target; a target that could not be listed."""
+    parts = ["<h2>Access certifications</h2>"]
+    if not certifications:
+        parts.append("<p>No access certification was opened in this period.</p>")
+        return "\n".join(parts)
+    for c in certifications:
+        state = f"closed {_ts(c['closed_at'])}" if c["closed_at"] else "still open"
+        parts.append(
+            f"<h3>{_e(c['resource'])}: certification <code>{_e(c['certification'])}</code></h3>"
+            f"<p>Opened {_ts(c['opened_at'])} by {_e(c['opened_by'])}; reviewers "
+            f"{_e(', '.join(c['reviewers']) or 'nobody')}; deadline {_ts(c['deadline_at'])}; "
+            f"{state}; {len(c['items'])} item(s).</p>"
+        )
+        if c["unlisted"]:
+            parts.append(
+                "<p class='alert'>Its target could not be listed: "
+                f"{_e(inert(redact_urls(c['unlisted']), 200))}. Nobody was reviewed.</p>"
+            )
+        rows = [
+            f"<tr><td><code>{_e(i['item'])}</code></td>"
+            f"<td>{_e(inert(i.get('user') or i.get('user_email') or '?', 80))}</td>"
+            f"<td><code>{_e(inert(i.get('account') or '', 80))}</code></td>"
+            f"<td>{_e(i.get('why'))}{(' (' + _e(i.get('entry')) + ')') if i.get('entry') else ''}</td>"
+            f"<td>{_e(i.get('decision') or 'undecided')}</td><td>{_e(i.get('decided_by'))}</td>"
+            f"<td>{_ts(i.get('decided_at'))}</td><td>{_e(inert(i.get('note') or '', 200))}</td>"
+            f"<td>{_e(inert(redact_urls(i.get('outcome') or ''), 200))}</td></tr>"
+            for i in c["items"]
+        ]
+        parts.append(
+            _table(
+                ["Item", "Member", "Account", "Why there", "Decision", "By", "When", "Note",
+                 "Outcome at the target"],
+                rows,
+                "items",
+            )
+        )  # fmt: skip
+    return "\n".join(parts)
+
+
 # -- the chart -----------------------------------------------------------------------
 
 COLORS = {"approved": "#4c78a8", "break_glass": "#e45756", "failing": "#f58518"}
@@ -553,6 +598,7 @@ def render_html(summary: Summary, *, log_files: list[str], generated: datetime) 
     ):
         parts.append(f"<h2>{title}</h2>" + (section(summary) or f"<p>{empty}</p>"))
     parts.append(standing_section(summary.standing))
+    parts.append(certifications_section(summary.certifications))
     parts.append("<h2>Copies off this host</h2>" + _sinks_section(summary))
     parts.append(
         "<p class='meta'>Check the log yourself: <code>python -m accessbot audit verify</code>, "

@@ -25,7 +25,7 @@ from .hooks import (
     run_hook,
 )
 from .loading import load_policies
-from .model import EscalationLevel, FieldSpec, PolicyError, PolicySet, Resource
+from .model import CertifySettings, EscalationLevel, FieldSpec, PolicyError, PolicySet, Resource
 from .validation import (
     ALLOWED_KEYS,
     OPTIONAL_KEYS,
@@ -42,6 +42,7 @@ __all__ = [
     "OPTIONAL_KEYS",
     "REQUIRED_KEYS",
     "RESOURCE_NAME",
+    "CertifySettings",
     "Decision",
     "EscalationLevel",
     "FieldSpec",

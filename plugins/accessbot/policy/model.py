@@ -71,6 +71,32 @@ class EscalationLevel:
         }
 
 
+ON_MISSED = ("remove", "keep", "escalate")
+
+
+@dataclass(frozen=True)
+class CertifySettings:
+    """`certify`: how often the standing access of a resource is re-confirmed (access
+    certification, certification.py), by whom, how long they have, what happens to the
+    items nobody decided, and where the certification is posted (None: the resource's
+    channel). `reviewers` empty: the resource's approvers."""
+
+    every: timedelta
+    deadline: timedelta
+    reviewers: tuple[str, ...] = ()
+    on_missed: str = "remove"
+    channel: str | None = None
+
+    def summary(self) -> dict:
+        return {
+            "every": format_duration(self.every),
+            "deadline": format_duration(self.deadline),
+            "reviewers": list(self.reviewers),
+            "on_missed": self.on_missed,
+            **({"channel": self.channel} if self.channel else {}),
+        }
+
+
 @dataclass(frozen=True)
 class Resource:
     name: str
@@ -94,6 +120,7 @@ class Resource:
     remove_standing: bool = False
     require_one_of: tuple[str, ...] = ()  # at least one of these fields must be given
     min_duration: timedelta | None = None  # None: the bot's ACCESS_MIN_DURATION
+    certify: CertifySettings | None = None  # periodic access certification, if asked for
 
     def floor(self, default: timedelta) -> tuple[timedelta, str]:
         """The shortest duration one may ask for, and where it comes from: the resource's
@@ -133,6 +160,7 @@ class Resource:
             "standing": list(self.standing),
             "remove_standing": self.remove_standing,
             **({"require_one_of": list(self.require_one_of)} if self.require_one_of else {}),
+            **({"certify": self.certify.summary()} if self.certify else {}),
         }
 
 

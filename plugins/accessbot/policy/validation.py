@@ -20,7 +20,7 @@ from ..domain import (
 )
 from ..integrations import trackers
 from ..strategies import Strategy, strategy_problems
-from .model import EscalationLevel, FieldSpec, Resource
+from .model import ON_MISSED, CertifySettings, EscalationLevel, FieldSpec, Resource
 
 REQUIRED_KEYS = ("max_duration", "strategy")
 OPTIONAL_KEYS = (
@@ -38,9 +38,11 @@ OPTIONAL_KEYS = (
     "standing",
     "remove_standing",
     "require_one_of",
+    "certify",
 )
 ALLOWED_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 ESCALATION_KEYS = frozenset({"after", "approvers", "channel"})
+CERTIFY_KEYS = frozenset({"every", "reviewers", "deadline", "on_missed", "channel"})
 FIELD_KEYS = frozenset({"pattern", "required", "help", "check", "end_with"})
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MAX_DURATIONS = 100  # Block Kit's most options in one select (the request form)
@@ -289,7 +291,9 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
     require_one_of = attempt(_require_one_of, settings, settings.get("fields"))
     standing = attempt(_standing, settings)
     remove_standing = attempt(_flag, settings, "remove_standing")
+    certify = _certify(settings, problems)
     every_approver = approvers + tuple(e for level in escalation for e in level.approvers)
+    every_approver += certify.reviewers if certify else ()
     checked = Checked(None, problems, every_approver, strategy, settings.get("strategy"))
     if problems:
         return checked
@@ -315,6 +319,7 @@ def check_resource(name: Any, settings: Any, file: str, hooks: dict) -> Checked:
         standing=standing,
         remove_standing=remove_standing,
         require_one_of=require_one_of,
+        certify=certify,
     )
     return checked
 
@@ -566,6 +571,79 @@ def _standing(settings: dict) -> tuple[str, ...]:
                 f"like {example}",
             )
     return tuple(e.strip() for e in entries)
+
+
+def _certify(settings: dict, problems: list[KeyProblem]) -> CertifySettings | None:
+    """`certify`: the periodic access certification of the resource's standing access;
+    each bad value a problem naming its key (`certify.every`)."""
+    if "certify" not in settings:
+        return None
+    raw = settings["certify"]
+    example = '{"every": "90d", "deadline": "7d", "on_missed": "remove"}'
+    if not isinstance(raw, dict):
+        problems.append(KeyProblem("certify", f"must be a dict like {example}"))
+        return None
+    count = len(problems)
+    problems += [
+        KeyProblem(f"certify.{key}", f"unknown key (allowed: {', '.join(sorted(CERTIFY_KEYS))})")
+        for key in raw
+        if key not in CERTIFY_KEYS
+    ]
+    found: dict[str, timedelta] = {}
+    for key, sample in (("every", "90d"), ("deadline", "7d")):
+        if key not in raw:
+            problems.append(KeyProblem(f"certify.{key}", f'is required, e.g. "{key}": "{sample}"'))
+            continue
+        try:
+            found[key] = _duration({f"certify.{key}": raw[key]}, f"certify.{key}")
+        except KeyProblem as problem:
+            problems.append(problem)
+    if len(found) == 2 and found["deadline"] >= found["every"]:
+        problems.append(
+            KeyProblem(
+                "certify.deadline",
+                f"{format_duration(found['deadline'])} must be shorter than every "
+                f"({format_duration(found['every'])}): one certification closes before the next opens",
+            )
+        )
+    on_missed = raw.get("on_missed", "remove")
+    if on_missed not in ON_MISSED:
+        problems.append(
+            KeyProblem(
+                "certify.on_missed",
+                f"{on_missed!r} is not one of {', '.join(repr(o) for o in ON_MISSED)} "
+                '(what happens to items nobody decided by the deadline; "remove" is the default)',
+            )
+        )
+    reviewers: list[str] = []
+    raw_reviewers = raw.get("reviewers", [])
+    if isinstance(raw_reviewers, str) or not isinstance(raw_reviewers, (list, tuple)):
+        problems.append(
+            KeyProblem(
+                "certify.reviewers",
+                'must be a list like ["@alice", "group:sre-leads"] (leave it out: the approvers)',
+            )
+        )
+        raw_reviewers = []
+    for entry in raw_reviewers:
+        problem = (
+            "every reviewer must be a handle, user id, e-mail or group:"
+            if not isinstance(entry, str) or not entry.strip()
+            else entry_problem(entry.strip())
+        )
+        if problem:
+            problems.append(KeyProblem("certify.reviewers", problem))
+        else:
+            reviewers.append(entry.strip())
+    channel = None
+    if "channel" in raw:
+        try:
+            channel = _channel(raw["channel"])
+        except KeyProblem as problem:
+            problems.append(KeyProblem("certify.channel", str(problem)))
+    if len(problems) > count:
+        return None
+    return CertifySettings(found["every"], found["deadline"], tuple(reviewers), on_missed, channel)
 
 
 def _whole_number(settings: dict, key: str, default: int, least: int) -> int:

@@ -1,6 +1,7 @@
 """Moving a TinyDB deployment into PostgreSQL: live records, archive and audit chain.
 
-Everything is copied in one transaction (requests, the standing-access sweep's findings),
+Everything is copied in one transaction (requests, the standing-access sweep's findings,
+access certifications and their items),
 into a database that must hold no requests and no audit events yet; the audit lines are copied byte for byte, so the chain in the table
 is the chain of the files and the bots continue it. Afterwards the counts and the chain
 are checked again from the database.
@@ -64,6 +65,7 @@ def migrate_tinydb(db_path: str | Path, audit_path: str | Path, url: str) -> Cop
             for resource, state in source.standing().items():
                 # What the standing-access sweep found: not announced again after the move.
                 store.save_standing(resource, state)
+            _copy_certifications(db_path, db)
             lines = 0
             for path in files:
                 with open(path, "rb") as handle:
@@ -89,6 +91,21 @@ def migrate_tinydb(db_path: str | Path, audit_path: str | Path, url: str) -> Cop
         len(files),
         str(verdict) if verdict else "no audit events to copy",
     )
+
+
+def _copy_certifications(db_path: str | Path, db: Database) -> None:
+    """Access certifications and their items (certification_store.py), as they were."""
+    from ..certification_store import PostgresCertifications, TinyDBCertifications
+
+    if not Path(db_path).with_suffix(".certifications.json").exists():
+        return
+    source = TinyDBCertifications.beside(db_path)
+    try:
+        target = PostgresCertifications(db)
+        for certification in source.certifications():
+            target.save(certification, source.items(certification["id"]))
+    finally:
+        source.close()
 
 
 def _copy_request(conn, request: Request) -> None:

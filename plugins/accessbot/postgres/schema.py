@@ -220,6 +220,31 @@ MIGRATIONS = (
             "CREATE INDEX outbox_finished ON outbox (finished_at) WHERE state <> 'pending'",
         ),
     ),
+    Migration(
+        9,
+        "certifications: access certifications and their items; an item is decided once",
+        (
+            """
+            CREATE TABLE certifications (
+                id        text PRIMARY KEY,
+                resource  text NOT NULL,
+                state     text NOT NULL,
+                opened_at timestamptz NOT NULL,
+                data      jsonb NOT NULL
+            )
+            """,
+            "CREATE INDEX certifications_open ON certifications (opened_at) WHERE state = 'open'",
+            """
+            CREATE TABLE certification_items (
+                id               text PRIMARY KEY,
+                certification_id text NOT NULL REFERENCES certifications (id),
+                decision         text,
+                data             jsonb NOT NULL
+            )
+            """,
+            "CREATE INDEX certification_items_of ON certification_items (certification_id)",
+        ),
+    ),
 )
 
 NEWEST = MIGRATIONS[-1].version

@@ -7,11 +7,15 @@ plugin passes a decoded click to the same service methods as `!approve` / `!deny
 
 One module a concern: `mrkdwn` (escaping), `ids` (the action and block ids), `cards`
 (the approval card), `modal` (the request form), `payloads` (decoding what Slack sends),
-`signing` (request signatures), `directory` (users.info), `web` (the Web API calls).
+`signing` (request signatures), `directory` (users.info), `web` (the Web API calls),
+`certify` (an access certification's pages with Keep / Remove buttons, and their clicks).
 This package re-exports the names the plugin and the tests use.
 """
 
 from .cards import SECTION_FIELDS, approval_card, card_fallback, outcome_text
+from .certify import KEEP as CERTIFY_KEEP
+from .certify import REMOVE as CERTIFY_REMOVE
+from .certify import CertifyClick, certification_page, certify_click, page_count, page_of
 from .directory import NOT_CONFIRMED, SlackDirectory, SlackLookupError, SlackUser
 from .ids import (
     APPROVE,
@@ -59,7 +63,10 @@ __all__ = [
     "RESOURCE_BLOCK",
     "SECTION_FIELDS",
     "SIGNATURE_WINDOW",
+    "CERTIFY_KEEP",
+    "CERTIFY_REMOVE",
     "CardRef",
+    "CertifyClick",
     "Click",
     "Interaction",
     "InteractionError",
@@ -74,6 +81,8 @@ __all__ = [
     "SlackUser",
     "approval_card",
     "card_fallback",
+    "certification_page",
+    "certify_click",
     "channel_of",
     "check_event_body",
     "decode_form",
@@ -83,6 +92,8 @@ __all__ = [
     "mention",
     "modal_errors",
     "outcome_text",
+    "page_count",
+    "page_of",
     "parse_interaction",
     "request_form_button",
     "request_modal",
