@@ -198,7 +198,10 @@ def test_a_degraded_start_does_not_end_a_grant_on_a_forged_line_after_the_chain_
         said = sent_at_start(chat, caplog)
     told = [t for t in said if "the store cannot be read" in t]
     assert len(told) == 1, said
-    assert f"Not trusted:\n- event 4: expired of {rid} (not believed" in told[0]
+    # Where the chain is said to break depends on how verify names an edit (the forged line
+    # copies the granted one's fields): whatever else is listed, the forged end is not believed.
+    assert "Not trusted:\n- event " in told[0]
+    assert f"- event 4: expired of {rid} (not believed" in told[0]
     eventually(lambda: webhook.count("revoke", rid) == 1, "revoked again at once, at its target")
 
 

@@ -47,12 +47,16 @@ class CertificationStore(Protocol):
     def close(self) -> None: ...
 
 
+# The tables of access.certifications.json (TinyDB's default one is written when empty).
+TABLES = frozenset({TinyDB.default_table_name, "certifications", "items"})
+
+
 class TinyDBCertifications:
     """Certifications in a TinyDB file; one process (the data folder's lock)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.db = TinyDB(self.path, storage=AtomicJSONStorage)
+        self.db = TinyDB(self.path, storage=AtomicJSONStorage, tables=TABLES)
         self.lock = threading.Lock()
 
     @classmethod

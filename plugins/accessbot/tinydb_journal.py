@@ -62,9 +62,10 @@ class AtomicJSONStorage(Storage):
     atomically (temp file, fsync, `os.replace`) at each write; a damaged file is a
     StoreError naming it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tables: frozenset[str] = KNOWN_TABLES):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tables = tables  # what this file may hold: another table is damage
         self.told_unsealed = False  # the warning about a file without a digest, once
 
     def read(self) -> dict | None:
@@ -92,7 +93,7 @@ class AtomicJSONStorage(Storage):
         verdict, why = integrity.open_database(raw, data)
         if verdict == integrity.BROKEN:
             raise damaged(self.path, 1, why)
-        unknown = sorted(set(data) - KNOWN_TABLES)
+        unknown = sorted(set(data) - self.tables)
         if unknown:
             raise damaged(self.path, 1, f"a table this store never writes: {unknown[0]!r}")
         if verdict == integrity.UNSEALED and not self.told_unsealed:
