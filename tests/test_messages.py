@@ -545,9 +545,14 @@ def test_extension_notices_read_as_before():
     assert messages.extension_not_applicable(refused, ended=False) == (
         "grant k3m9qx is being revoked right now"
     )
-    assert messages.extension_void(refused, "k3m9qx").text == (
-        "Extension request r2s3t4 is void: grant k3m9qx has ended."
-    )
+    gone = _grant()
+    gone.status = Status.EXPIRED
+    assert [n.text for n in messages.extension_void(refused, gone)] == [
+        "Extension request r2s3t4 is void and withdrawn: grant k3m9qx expired. Nothing to "
+        "approve.",
+        "Your extension request r2s3t4 (30m more on prod-db) was withdrawn: grant k3m9qx "
+        "expired. Still needed? Ask afresh: `!access request prod-db 30m <reason>`.",
+    ]
 
 
 def test_a_follow_up_hooks_messages_are_inert_and_a_failure_goes_to_the_admins():
