@@ -253,7 +253,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                 self.backend.audit.events(),
                 strategy_of(self.service.policies),
             )
-            self.service = DegradedService(self.service, self.degraded)
+            self.service = DegradedService(self.service, self.degraded, rebuilt.waiting)
             self.tell_admins(rebuilt_notice(rebuilt, self.degraded))
         if self.service.policy_error:
             self.tell_admins(
