@@ -7,7 +7,7 @@ PIP     := $(PY) -m pip install -q --disable-pip-version-check
 RUNTIME := $(VENV)/.runtime-stamp
 DEV     := $(VENV)/.dev-stamp
 
-.PHONY: run run-oncall venv test lint format bench clean policy-check postgres-server deploy-check
+.PHONY: run run-oncall venv test lint audit format bench clean policy-check postgres-server deploy-check
 
 # The Python check first: "accessbot needs Python 3.11 or newer; this is 3.10.12", not an
 # ImportError later (plugins/accessbot/pyversion.py runs on any Python 3).
@@ -73,6 +73,12 @@ policy-check: $(RUNTIME)
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/pip_audit.py
+
+## Known advisories in the installed dependencies (pip-audit). Offline, or where PyPI's
+## JSON API answers nothing, it says that nothing was audited and does not fail.
+audit: $(DEV)
+	$(PY) scripts/pip_audit.py
 
 format: $(DEV)
 	$(VENV)/bin/ruff check --fix .
