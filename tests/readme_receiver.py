@@ -41,7 +41,7 @@ class Receiver(BaseHTTPRequestHandler):
             if call["action"] != "revoke" and call["grant_id"] in revoked:
                 return self.reply(409, {"error": "grant_id already revoked"})
             who = (call["resource"], call["user"])
-            if call["action"] == "revoke":  # a standing removal's has expires_at null
+            if call["action"] == "revoke":  # expires_at is null in a standing removal: unused
                 grants.pop(who, None)
                 revoked.add(call["grant_id"])
             else:  # grant or extend: until expires_at, no longer
