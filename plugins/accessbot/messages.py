@@ -297,7 +297,7 @@ def card_body(request: Request) -> str:
     """The approval card as text: everything an approver needs, and the exact commands."""
     lines = [f"**{card_title(request)}**"]
     lines += [f"{name}: {value}" for name, value in card_fields(request)]
-    lines += [f"Note: {inert(n)}" for n in request.notes]
+    lines += [f"Note: {inert(note_now(request, n))}" for n in request.notes]
     if request.status is Status.PENDING:
         lines.append(f"Approve: `!approve {request.id}`   Deny: `!deny {request.id} [reason]`")
     else:
