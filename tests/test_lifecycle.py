@@ -197,7 +197,6 @@ def test_a_bad_extension_duration_says_how_to_write_one(chat):
     assert '"4x" is not a duration' in reply and f"!access extend {rid} 30m" in reply
 
 
-
 def test_a_revoked_grant_withdraws_its_pending_extension(chat, clock):
     """Issue 29 item 8: once the grant is revoked its waiting extension is withdrawn, with
     a notice to the requester and the channel; `show` no longer counts the grant's time
