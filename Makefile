@@ -36,7 +36,7 @@ ONCALL ?= carol@example.com
 run-oncall: $(RUNTIME)
 	@$(PY) plugins/accessbot/pyversion.py
 	mkdir -p data
-	$(PY) scripts/fake_pagerduty.py --port 8799 --on-call $(ONCALL) --user dave@example.com \
+	$(PY) scripts/fake_pagerduty.py --port 8799 --on-call $(ONCALL) --user bob@example.com \
 		>data/fake_pagerduty.log 2>&1 & standin=$$!; trap 'kill $$standin' EXIT INT TERM; \
 	ACCESS_PAGERDUTY_URL=http://127.0.0.1:8799 ACCESS_PAGERDUTY_TOKEN=local-stand-in \
 		$(VENV)/bin/errbot -c config.py
