@@ -7,7 +7,7 @@ PIP     := $(PY) -m pip install -q --disable-pip-version-check
 RUNTIME := $(VENV)/.runtime-stamp
 DEV     := $(VENV)/.dev-stamp
 
-.PHONY: run venv test lint format bench clean policy-check postgres-server deploy-check
+.PHONY: run run-oncall venv test lint audit format bench clean policy-check postgres-server deploy-check
 
 # The Python check first: "accessbot needs Python 3.11 or newer; this is 3.10.12", not an
 # ImportError later (plugins/accessbot/pyversion.py runs on any Python 3).
@@ -29,6 +29,17 @@ run: $(RUNTIME)
 	@$(PY) plugins/accessbot/pyversion.py
 	mkdir -p data
 	$(VENV)/bin/errbot -c config.py
+
+## Break-glass offline: the local on-call stand-in (scripts/fake_pagerduty.py; ONCALL is on
+## call for policies/break_glass.py's schedule), then the bot as `make run`, pointed at it.
+ONCALL ?= carol@example.com
+run-oncall: $(RUNTIME)
+	@$(PY) plugins/accessbot/pyversion.py
+	mkdir -p data
+	$(PY) scripts/fake_pagerduty.py --port 8799 --on-call $(ONCALL) --user bob@example.com \
+		>data/fake_pagerduty.log 2>&1 & standin=$$!; trap 'kill $$standin' EXIT INT TERM; \
+	ACCESS_PAGERDUTY_URL=http://127.0.0.1:8799 ACCESS_PAGERDUTY_TOKEN=local-stand-in \
+		$(VENV)/bin/errbot -c config.py
 
 ## Only the virtualenv with the runtime requirements: what deploy/accessbot.service runs.
 venv: $(RUNTIME)
@@ -62,6 +73,12 @@ policy-check: $(RUNTIME)
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) scripts/pip_audit.py
+
+## Known advisories in the installed dependencies (pip-audit). Offline, or where PyPI's
+## JSON API answers nothing, it says that nothing was audited and does not fail.
+audit: $(DEV)
+	$(PY) scripts/pip_audit.py
 
 format: $(DEV)
 	$(VENV)/bin/ruff check --fix .

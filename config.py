@@ -90,6 +90,10 @@ ACCESS_STANDING_MAX_REMOVALS = 20
 # Requests one person may make in any hour (a flood of request/cancel cycles buries the
 # approvers' channel); the refusal says when they may ask again. 0: no limit.
 ACCESS_REQUESTS_PER_HOUR = 30
+# errbot's webserver (/health, /metrics, /slack/interactive): "3141" listens on
+# 127.0.0.1:3141, "0.0.0.0:3141" on every interface (a container), "off" turns it off;
+# None leaves errbot's own stored Webserver configuration in charge (none: no listener).
+ACCESS_WEBSERVER = None
 # ACCESS_PAGERDUTY_TOKEN comes from the environment only.
 # Several bots on one PostgreSQL (README: "Two or more bots on PostgreSQL"). Unset: the
 # TinyDB and audit files above. E.g. postgresql://accessbot@db/accessbot; the password

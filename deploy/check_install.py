@@ -99,7 +99,68 @@ def check(venv: Path) -> None:
         sys.exit(f"the bot did not take the request:\n{bot.stdout}\n{bot.stderr}")
     if (data / "errbot.log").exists():
         sys.exit("ACCESS_LOG_FILE= (empty) still wrote errbot.log")
-    print("ok: the Dockerfile's installs run the bot and the policy check")
+    check_health(venv, env)
+    print("ok: the Dockerfile's installs run the bot, its HEALTHCHECK and the policy check")
+
+
+def healthcheck_argv(dockerfile: Path) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command (exec form), as it runs outside the image:
+    `python` is the virtualenv's, `/app/` the project root."""
+    import json
+
+    found = [rest for keyword, rest in instructions(dockerfile) if keyword == "HEALTHCHECK"]
+    if len(found) != 1 or "CMD [" not in found[0]:
+        sys.exit(f"the Dockerfile needs one HEALTHCHECK ... CMD [...], not {found}")
+    return json.loads(found[0].split("CMD", 1)[1])
+
+
+def check_health(venv: Path, env: dict) -> None:
+    """The bot started with ACCESS_WEBSERVER on a free port, and the Dockerfile's
+    HEALTHCHECK run against it until it answers 200; the compose healthcheck and the
+    systemd unit name the same check and setting."""
+    import socket
+
+    argv = healthcheck_argv(DOCKERFILE)
+    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    if f"test: {json_list(argv)}" not in compose or "ACCESS_WEBSERVER:" not in compose:
+        sys.exit("compose.yaml's healthcheck must run the Dockerfile's HEALTHCHECK command")
+    unit = (ROOT / "deploy" / "accessbot.service").read_text()
+    if "Environment=ACCESS_WEBSERVER=" not in unit or "deploy/healthcheck.py" not in unit:
+        sys.exit("the systemd unit must set ACCESS_WEBSERVER and name deploy/healthcheck.py")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**env, "ACCESS_WEBSERVER": f"127.0.0.1:{port}"}
+    local = [str(venv / "bin" / "python") if a == "python" else a for a in argv]
+    local = [str(ROOT / a.removeprefix("/app/")) if a.startswith("/app/") else a for a in local]
+    errbot = [str(venv / "bin" / "errbot"), "-c", str(ROOT / "config.py")]
+    print("+", shlex.join(errbot), f"(ACCESS_WEBSERVER={env['ACCESS_WEBSERVER']})", flush=True)
+    bot = subprocess.Popen(
+        errbot, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline, said = time.monotonic() + 120, ""
+        while time.monotonic() < deadline:
+            done = subprocess.run(local, env=env, capture_output=True, text=True, timeout=30)
+            said = done.stdout.strip()
+            if done.returncode == 0:
+                print(f"HEALTHCHECK: {said}")
+                return
+            time.sleep(1)
+        sys.exit(f"the HEALTHCHECK never passed: {said}")
+    finally:
+        bot.stdin.close()
+        try:
+            bot.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+            bot.wait()
+
+
+def json_list(argv: list[str]) -> str:
+    """`["CMD", "python", ...]`, as compose.yaml writes the exec form."""
+    return "[" + ", ".join(f'"{a}"' for a in ["CMD", *argv]) + "]"
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from tests.helpers import (
     plain,
     policy_file,
     request_id,
+    stop_test_bot,
     webhook_policy,
 )
 
@@ -212,12 +213,12 @@ def bot_factory(tmp_path, clock, policy_dir, monkeypatch):
         return Chat(bot)
 
     def stop_last() -> None:
-        started.pop().stop()
+        stop_test_bot(started.pop())
 
     start.stop_last = stop_last
     yield start
     while started:
-        started.pop().stop()
+        stop_test_bot(started.pop())
 
 
 @pytest.fixture

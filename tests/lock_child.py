@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.helpers import PLUGINS
+from tests.helpers import PLUGINS, stop_test_bot
 
 
 def bot(root: str) -> None:
@@ -45,7 +45,7 @@ def bot(root: str) -> None:
     else:
         print("started", flush=True)
     sys.stdin.read()
-    testbot.stop()
+    stop_test_bot(testbot)
 
 
 def audit(path: str, count: str) -> None:

@@ -40,12 +40,14 @@ class Receiver(BaseHTTPRequestHandler):
         if key not in answers:
             if call["action"] != "revoke" and call["grant_id"] in revoked:
                 return self.reply(409, {"error": "grant_id already revoked"})
-            who, ends = (call["resource"], call["user"]), datetime.fromisoformat(call["expires_at"])
-            if call["action"] == "revoke":
+            who = (call["resource"], call["user"])
+            if call["action"] == "revoke":  # expires_at is null in a standing removal: unused
                 grants.pop(who, None)
                 revoked.add(call["grant_id"])
-            elif ends.timestamp() > clock():  # grant or extend: until expires_at, no longer
-                grants[who] = ends.timestamp()
+            else:  # grant or extend: until expires_at, no longer
+                ends = datetime.fromisoformat(call["expires_at"]).timestamp()
+                if ends > clock():
+                    grants[who] = ends
             answers[key] = {"account": call["account"] or call["user"]}  # your stable user id
         self.reply(200, answers[key])
 

@@ -57,7 +57,9 @@ def test_the_image_gets_what_the_bot_runs_and_the_build_context_lets_it_in():
         if keyword == "COPY"
     ]
     sources = {source.rstrip("/") for group in copied for source in group}
-    assert sources == {"requirements.txt", "config.py", "plugins", "scripts", "policies"}
+    assert sources == {
+        "requirements.txt", "config.py", "plugins", "scripts", "policies", "deploy/healthcheck.py"
+    }  # fmt: skip
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     assert ignore[[i for i, line in enumerate(ignore) if not line.startswith("#")][0]] == "*"
     let_in = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}

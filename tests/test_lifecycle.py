@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import policy_file, request_id, webhook_policy
+from tests.conftest import accessbot, policy_file, request_id, webhook_policy
 
 
 def granted(chat, text="!access request prod-db 1h deploy", user="carol") -> str:
@@ -95,7 +95,7 @@ def test_an_extension_of_a_grant_that_ended_cannot_be_approved(chat, clock):
     clock.advance(minutes=50)
     chat.wait_for("#access-approvals", f"{ext} is void")
     reply = chat.reply("bob", f"!approve {ext}")
-    assert "cancelled" in reply
+    assert f"{ext} was withdrawn: grant {rid} expired" in reply
 
 
 def test_a_break_glass_policy_can_auto_approve_an_extension(bot_factory, policy_dir, webhook):
@@ -195,3 +195,52 @@ def test_a_bad_extension_duration_says_how_to_write_one(chat):
     rid = granted(chat)
     reply = chat.reply("carol", f"!access extend {rid} 4x more")
     assert '"4x" is not a duration' in reply and f"!access extend {rid} 30m" in reply
+
+
+def test_a_revoked_grant_withdraws_its_pending_extension(chat, clock):
+    """Issue 29 item 8: once the grant is revoked its waiting extension is withdrawn, with
+    a notice to the requester and the channel; `show` no longer counts the grant's time
+    left, and approving it says it was withdrawn."""
+    rid = granted(chat)
+    clock.advance(minutes=10)
+    ext = extension_id(chat.reply("carol", f"!access extend {rid} 30m"))
+    assert "has 50m left" in chat.reply("carol", f"!access show {ext}")
+    chat.say("alice", f"!access revoke {rid}")
+    chat.wait_for("#access-approvals", f"{ext} is void")
+    assert any(f"{ext}" in t and "withdrawn" in t for t in chat.to("#access-approvals"))
+    told = [t for t in chat.to("carol") if ext in t]
+    assert told and "withdrawn" in told[-1] and f"grant {rid}" in told[-1], told
+    shown = chat.reply("carol", f"!access show {ext}")
+    assert " left" not in shown and "withdrawn" in shown, shown
+    reply = chat.reply("bob", f"!approve {ext}")
+    assert "withdrawn" in reply and f"grant {rid}" in reply, reply
+
+
+def test_a_failed_revoke_withdraws_the_pending_extension_too(
+    bot_factory, policy_dir, webhook, tmp_path
+):
+    """The grant is ending even when its revoke failed (it is retried): its extension can
+    never be applied, so it is withdrawn, not left approvable ("Approved ..., but it was
+    not applied")."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    rid = granted(chat)
+    ext = extension_id(chat.reply("carol", f"!access extend {rid} 30m"))
+    webhook.statuses = [500]
+    chat.say("alice", f"!access revoke {rid}")
+    chat.wait_for("#access-approvals", f"{ext} is void")
+    reply = chat.reply("bob", f"!approve {ext}")
+    assert "not applied" not in reply and "withdrawn" in reply, reply
+    assert "is being revoked" in reply
+    env = {
+        "ACCESS_AUDIT_PATH": str(tmp_path / "data" / "audit.jsonl"),
+        "ACCESS_DB_PATH": str(tmp_path / "data" / "access.json"),
+    }
+    code, _, err = accessbot(
+        "report", "--since", "2026-11-01", "--until", "2026-12-31T00:00Z",
+        "--out", "r.html", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    row = next(line for line in page.splitlines() if f"<code>{ext}</code>" in line)
+    assert f"withdrawn: grant {rid} is being revoked" in row, row

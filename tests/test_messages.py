@@ -545,9 +545,13 @@ def test_extension_notices_read_as_before():
     assert messages.extension_not_applicable(refused, ended=False) == (
         "grant k3m9qx is being revoked right now"
     )
-    assert messages.extension_void(refused, "k3m9qx").text == (
-        "Extension request r2s3t4 is void: grant k3m9qx has ended."
-    )
+    gone = _grant()
+    gone.status = Status.EXPIRED
+    assert [n.text for n in messages.extension_void(refused, gone)] == [
+        "Extension request r2s3t4 is void and withdrawn: grant k3m9qx expired. Nothing to approve.",
+        "Your extension request r2s3t4 (30m more on prod-db) was withdrawn: grant k3m9qx "
+        "expired. Still needed? Ask afresh: `!access request prod-db 30m <reason>`.",
+    ]
 
 
 def test_a_follow_up_hooks_messages_are_inert_and_a_failure_goes_to_the_admins():
@@ -600,3 +604,27 @@ def test_inert_keeps_the_words_of_a_link_and_drops_its_power():
     )
     assert "](" not in shown and "<h" not in shown and "<#" not in shown
     assert links_in(shown) == []
+
+
+def test_a_decided_or_withdrawn_extension_no_longer_counts_its_grant_s_time_left():
+    """The note "which has 50m left" was true while the extension waited; once it was
+    withdrawn (or decided), show, the card and the Slack card name only the grant."""
+    from accessbot.integrations import slack
+
+    note = "extends grant k3m9qx, which has 50m left (ends 2026-11-24 10:00:00 UTC)"
+    waiting = a_request(id="r2s3t4", extends="k3m9qx", notes=[note])
+    assert "which has 50m left" in messages.card_body(waiting)
+    withdrawn = a_request(id="r2s3t4", extends="k3m9qx", notes=[note])
+    withdrawn.cancel("bot", START, "withdrawn: grant k3m9qx was revoked by @alice")
+    for text in (
+        messages.show(withdrawn, START),
+        messages.card_body(withdrawn),
+        json_of(slack.approval_card(withdrawn)),
+    ):
+        assert " left" not in text and "extends grant k3m9qx" in text, text
+
+
+def json_of(blocks) -> str:
+    import json
+
+    return json.dumps([b.to_dict() if hasattr(b, "to_dict") else b for b in blocks])

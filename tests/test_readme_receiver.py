@@ -235,3 +235,53 @@ def test_the_readme_shows_exactly_this_receiver():
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     shown = [b for b in blocks if "class Receiver(BaseHTTPRequestHandler)" in b]
     assert shown == [(ROOT / "tests" / "readme_receiver.py").read_text()]
+
+
+def test_the_bot_grants_extends_sweeps_removes_and_revokes_through_the_readme_receiver(
+    tmp_path, monkeypatch
+):
+    """Issue 29 item 22: every action of the contract, sent by the bot itself (the
+    service and its standing-access sweep, real signatures, real time) to the README's
+    receiver, including the standing removal's revoke, whose `expires_at` is null."""
+    import time
+
+    from accessbot.audit import AuditLog
+    from accessbot.standing_sweep import StandingSweep
+    from accessbot.store import TinyDBStore
+    from tests.builders import person, wired
+    from tests.conftest import FakeClock, policy_file
+    from tests.test_standing import policy
+
+    monkeypatch.setattr(readme_receiver, "SECRET", b"s3cret")
+    monkeypatch.setattr(readme_receiver, "clock", time.time)
+    monkeypatch.setattr(readme_receiver, "answers", {})
+    monkeypatch.setattr(readme_receiver, "revoked", set())
+    # Someone added by hand at the target, with no grant: what the sweep is for.
+    monkeypatch.setattr(readme_receiver, "grants", {("prod-db", "mallory"): time.time() + 86400})
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    server, url = serve_local(readme_receiver.Receiver)
+    policy_file(tmp_path / "policies", "db.py", policy(url + "/access", remove_standing=True))
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    store = TinyDBStore(tmp_path / "data" / "access.json")
+    service = wired(
+        store, AuditLog(tmp_path / "data" / "audit.jsonl", clock), tmp_path / "policies", clock
+    )
+    try:
+        rid = service.request(person("carol"), "prod-db", timedelta(hours=1), "INC-1").request.id
+        service.approve(person("alice"), rid)
+        assert readme_receiver.holds("prod-db", "carol")
+        ext = service.extend(person("carol"), rid, timedelta(minutes=30), "more").request.id
+        assert "now ends" in service.approve(person("bob"), ext).reply
+        ends = readme_receiver.grants[("prod-db", "carol")]
+        assert ends == (clock() + timedelta(hours=1, minutes=30)).timestamp()
+
+        swept = StandingSweep(service, 20, {}, timedelta(hours=1)).sweep()
+
+        assert [f.user for f in swept.removed] == ["mallory"], swept
+        assert not readme_receiver.holds("prod-db", "mallory")
+        assert readme_receiver.holds("prod-db", "carol")  # explained by its grant
+        assert "Revoked" in service.revoke(person("carol"), rid).reply
+        assert not readme_receiver.holds("prod-db", "carol")
+    finally:
+        stop_local(server)
+        store.close()

@@ -189,3 +189,29 @@ def test_a_failed_revoke_rebuilt_from_the_audit_is_retried_at_once(
         lambda: "expired" in chat.reply("carol", f"!access show {rid}"), "the retry at start"
     )
     assert webhook.count("revoke", rid) == 1
+
+
+def test_a_degraded_bot_names_the_waiting_requests_and_what_to_do(
+    bot_factory, policy_dir, webhook, tmp_path, caplog
+):
+    """Issue 29 item 12: a request waiting for approval when the store broke is not held
+    by the degraded bot, but it is not hidden either: the admins' message names it, and
+    `show` of it says what it was and what to do (not "No request with id")."""
+    policy_file(policy_dir, "db.py", webhook_policy(webhook.url))
+    chat = bot_factory()
+    rid = granted(chat)
+    waiting = request_id(chat.reply("dave", "!access request prod-db 1h checking INC-44"))
+    bot_factory.stop_last()
+    flip(crashed_journal(tmp_path / "data"))
+    with caplog.at_level(logging.WARNING):
+        chat = bot_factory()
+        said = sent_at_start(chat, caplog)
+
+    told = next(t for t in said if "the store cannot be read" in t)
+    assert f"- {waiting} (prod-db for @dave, asked 2026-11-24 09:00 UTC): waiting for" in told
+    shown = chat.reply("dave", f"!access show {waiting}")
+    assert "No request with id" not in shown, shown
+    assert f"{waiting} (prod-db for @dave) was waiting for approval" in shown, shown
+    assert "python -m accessbot store rebuild" in shown
+    listed = chat.reply("admin", "!access list")
+    assert waiting in listed and rid in listed, listed

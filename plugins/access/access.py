@@ -32,6 +32,7 @@ from errbot import BotPlugin, botcmd, cmdfilter, webhook  # noqa: E402
 from identity_glue import Identity  # noqa: E402
 from listener_limits import limit_bodies  # noqa: E402
 from slack_glue import STARTING, SlackGlue  # noqa: E402
+from web_listener import apply_listener  # noqa: E402
 
 from accessbot import messages  # noqa: E402
 from accessbot.backends import exposed_folders, hold_data_folder, open_backend  # noqa: E402
@@ -134,6 +135,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
         import errbot.core_plugins
 
         limit_bodies(errbot.core_plugins.flask_app)  # every route of the listener, errbot's too
+        apply_listener(self._bot.plugin_manager, self.bot_config)  # ACCESS_WEBSERVER
         # Routing our webhooks makes werkzeug call ast.parse, which on CPython 3.11 must
         # not run beside another thread's parse (a policy load): see policy/lines.py.
         with PARSING:
@@ -269,7 +271,7 @@ class Access(Delivery, SlackGlue, Identity, BotPlugin):
                 strategy_of(self.service.policies),
                 trusted=None if chain.ok else chain.lines,
             )
-            self.service = DegradedService(self.service, self.degraded)
+            self.service = DegradedService(self.service, self.degraded, rebuilt.waiting)
             self.tell_admins(rebuilt_notice(rebuilt, self.degraded))
         if self.service.policy_error:
             self.tell_admins(

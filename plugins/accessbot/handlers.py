@@ -33,6 +33,7 @@ from .results import (
     Retried,
     Revoked,
     Submitted,
+    Withdrawn,
 )
 from .store import StoreError
 from .unit_of_work import UnitOfWork
@@ -50,6 +51,7 @@ class Provisioning(Protocol):
     ) -> list[Notice]: ...
     def _revoke(self, request: Request, actor: str) -> list[Notice]: ...
     def _claim(self, request_id: str) -> bool: ...
+    def _withdraw_extension(self, extension_id: str, grant: Request) -> list[Notice]: ...
 
 
 class Handlers:
@@ -173,6 +175,9 @@ class Handlers:
         with self.uow.lock:
             request = self.uow.get(request_id)
             self.permissions.check_approver(actor, request, "approve")
+            withdrawn = self._withdrawn(request)
+            if withdrawn:
+                return withdrawn
             if not request.add_approval(actor.handle, self.clock(), comment, actor.id):
                 self.uow.commit(
                     request, "approval", actor.handle, outcome="pending", detail=comment
@@ -185,6 +190,20 @@ class Handlers:
             request = self.store.get(request.id) or request
             return Approved(request, notices, told=True, grant=self.store.get(request.extends))
         return self._grant_approved(request)
+
+    def _withdrawn(self, request: Request) -> Withdrawn | None:
+        """An extension whose grant ended, or is being revoked, can never be applied:
+        withdrawn (now, if it still waited), not approved (the caller holds the lock)."""
+        if not request.extends:
+            return None
+        grant = self.store.get(request.extends)
+        if msg.withdrawn_extension(request):
+            return Withdrawn(request, grant=grant, told=True)
+        ending = grant is None or grant.status is not Status.ACTIVE or grant.ending
+        if request.status is not Status.PENDING or not ending or grant is None:
+            return None
+        notices = self.provisioner._withdraw_extension(request.id, grant)
+        return Withdrawn(self.store.get(request.id) or request, notices, told=True, grant=grant)
 
     def _grant_approved(self, request: Request) -> Result:
         try:

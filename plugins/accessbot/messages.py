@@ -29,6 +29,7 @@ from .results import (
     Retried,
     Revoked,
     Submitted,
+    Withdrawn,
 )
 
 REASON_LIMIT = 300
@@ -296,7 +297,7 @@ def card_body(request: Request) -> str:
     """The approval card as text: everything an approver needs, and the exact commands."""
     lines = [f"**{card_title(request)}**"]
     lines += [f"{name}: {value}" for name, value in card_fields(request)]
-    lines += [f"Note: {inert(n)}" for n in request.notes]
+    lines += [f"Note: {inert(note_now(request, n))}" for n in request.notes]
     if request.status is Status.PENDING:
         lines.append(f"Approve: `!approve {request.id}`   Deny: `!deny {request.id} [reason]`")
     else:
@@ -375,10 +376,20 @@ def show(request: Request, now: datetime) -> str:
         lines.append(f"Last error: {inert(request.last_error)}")
     if request.review_required:
         lines.append(f"Break-glass review: {review_status(request)}")
-    lines += [f"Note: {inert(n)}" for n in request.notes]
+    lines += [f"Note: {inert(note_now(request, n))}" for n in request.notes]
     lines.append("History:")
     lines += [history_line(event) for event in request.history]
     return "\n".join(lines)
+
+
+def note_now(request: Request, note: str) -> str:
+    """A note as it reads now: an extension's "which has 29m44s left" was true only while
+    it waited, so once decided or withdrawn only the grant it extends is named."""
+    if request.extends and request.status is not Status.PENDING:
+        head = f"extends grant {request.extends}, which has "
+        if note.startswith(head):
+            return f"extends grant {request.extends}"
+    return note
 
 
 # Steps the bot takes itself, as a person reads them in a history.
@@ -996,6 +1007,23 @@ def which_to_cancel(pending: list[Request]) -> str:
 
 
 @outcome.register
+def _withdrawn(result: Withdrawn) -> Outcome:
+    """Approving an extension whose grant ended: it was withdrawn (now or before)."""
+    request = result.request
+    why = withdrawn_extension(request) or f"{WITHDRAWN}{request.extends} has ended"
+    return Outcome(withdrawn_reply(request, why), result.notices, request)
+
+
+def withdrawn_reply(extension: Request, why: str) -> str:
+    """To an approver of an extension withdrawn with its grant (`why`: its cancel note)."""
+    return (
+        f"Extension request {extension.id} was {why}; nothing to approve or deny. Still "
+        f"needed? {who(extension.requester)} asks afresh with "
+        f"`!access request {extension.resource} <duration> <reason>`."
+    )
+
+
+@outcome.register
 def _cancelled(result: Cancelled) -> Outcome:
     request = result.request
     notice = to_channel(
@@ -1246,11 +1274,55 @@ def revoke_failed(request: Request) -> Notice:
     return to_channel(request, revoke_failed_in_channel(request), "alert")
 
 
-def extension_void(extension: Request, grant_id: str) -> Notice:
-    """A waiting extension request whose grant ended meanwhile."""
-    return to_channel(
-        extension, f"Extension request {extension.id} is void: grant {grant_id} has ended."
-    )
+def grant_gone(grant: Request) -> str:
+    """Why a grant can take no more time: `was revoked by @alice`, `expired`, or `is being
+    revoked (its revoke failed and is retried)`."""
+    if grant.status is Status.REVOKED:
+        by = next((e.actor for e in reversed(grant.history) if e.action == "revoked"), "")
+        return f"was revoked by {who(by)}" if by and by not in _SYSTEM_ACTORS else "was revoked"
+    if grant.status is Status.EXPIRED:
+        return "expired"
+    if grant.status is Status.REVOKE_FAILED:
+        return "is being revoked (its revoke failed and is retried)"
+    return "has ended"
+
+
+WITHDRAWN = "withdrawn: grant "  # the start of a withdrawn extension's cancel note
+
+
+def extension_withdrawn_note(grant: Request) -> str:
+    """The history note and audit detail of an extension withdrawn with its grant."""
+    return f"{WITHDRAWN}{grant.id} {grant_gone(grant)}"
+
+
+def extension_void(extension: Request, grant: Request) -> list[Notice]:
+    """A waiting extension request whose grant ended meanwhile: withdrawn, and both the
+    requester and the approvers' channel are told."""
+    gone = grant_gone(grant)
+    return [
+        to_channel(
+            extension,
+            f"Extension request {extension.id} is void and withdrawn: grant {grant.id} "
+            f"{gone}. Nothing to approve.",
+        ),
+        to_requester(
+            extension,
+            f"Your extension request {extension.id} ({format_duration(extension.duration)} "
+            f"more on {extension.resource}) was withdrawn: grant {grant.id} {gone}. Still "
+            f"needed? Ask afresh: `!access request {extension.resource} "
+            f"{format_duration(extension.duration)} <reason>`.",
+        ),
+    ]
+
+
+def withdrawn_extension(extension: Request) -> str | None:
+    """The cancel note of an extension withdrawn with its grant (None for any other)."""
+    if not extension.extends or extension.status is not Status.CANCELLED:
+        return None
+    last = extension.history[-1] if extension.history else None
+    if last and last.action == "cancelled" and last.note.startswith(WITHDRAWN):
+        return last.note
+    return None
 
 
 def extension_not_applicable(extension: Request, ended: bool) -> str:

@@ -37,6 +37,9 @@ class Permissions:
                 f"Request {request.id} is already approved and active, so it cannot be "
                 f"denied; to end it now: `!access revoke {request.id}`"
             )
+        withdrawn = msg.withdrawn_extension(request)
+        if withdrawn:
+            raise AccessError(msg.withdrawn_reply(request, withdrawn))
         if request.status is not Status.PENDING:
             request.move(Status.APPROVED, self.clock(), actor.handle)  # raises the right words
         is_requester = request.is_requester(actor.id, actor.handle)

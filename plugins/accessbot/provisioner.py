@@ -534,8 +534,9 @@ class Provisioner:
             if request.status is Status.EXPIRED and request.expires_at is not None:
                 late = (request.ended_at - request.expires_at).total_seconds()
                 host.metrics.lateness.observe(max(late, 0.0))
-            if error is None:  # its waiting extension requests can no longer be granted
-                notices += self.host._cancel_pending_extensions(request)
+            # Ended, or ending (a failed revoke is retried): its waiting extension
+            # requests can no longer be granted.
+            notices += self.host._cancel_pending_extensions(request)
         return notices
 
     # -- extending ------------------------------------------------------------------

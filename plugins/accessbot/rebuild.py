@@ -133,6 +133,9 @@ class Rebuilt:
     # Events after the hash chain broke (each, and whether it was believed), and grants
     # whose end the store's copy contradicts: ends the target is to confirm.
     untrusted: list[str] = field(default_factory=list)
+    # Waiting for a decision (pending, or approved with no grant recorded), as the audit
+    # tells them: a degraded bot decides none of them, but names them.
+    waiting: list[Request] = field(default_factory=list)
 
     @property
     def holding(self) -> list[Request]:
@@ -322,7 +325,10 @@ def rebuild(
             result.untrusted.append(what)
     salvaged = salvaged or {}
     for trace in traces.values():
-        request, problem = _choose(*trace.request(strategy_for), salvaged.get(trace.id))
+        asked, why = trace.request(strategy_for)
+        if asked is not None and asked.status in (Status.PENDING, Status.APPROVED):
+            result.waiting.append(asked)
+        request, problem = _choose(asked, why, salvaged.get(trace.id))
         if problem.startswith(AGAIN):
             result.untrusted.append(problem.removeprefix(AGAIN))
         elif problem:
@@ -333,6 +339,7 @@ def rebuild(
         if request_id not in traces and request.status in FINAL:
             result.finished.append(request)
     result.live.sort(key=lambda r: (r.created_at, r.id))
+    result.waiting.sort(key=lambda r: (r.created_at, r.id))
     result.finished.sort(key=lambda r: (r.created_at, r.id))
     return result
 
@@ -854,9 +861,26 @@ class DegradedService:
         }
     )
 
-    def __init__(self, service, reason: str):
+    def __init__(self, service, reason: str, waiting: Iterable[Request] = ()):
         self._service = service
         self.reason = reason
+        # The requests that were waiting for a decision: not held, but never hidden.
+        self.waiting = {r.id: r for r in waiting}
+
+    def show(self, actor, request_id: str) -> str:
+        try:
+            return self._service.show(actor, request_id)
+        except AccessError:
+            waiting = self.waiting.get(str(request_id).strip().lower())
+            if waiting is None:
+                raise
+            raise AccessError(waiting_text(waiting, self.reason)) from None
+
+    def list_live(self, actor) -> str:
+        text = self._service.list_live(actor)
+        if not self.waiting or not getattr(actor, "is_admin", False):
+            return text
+        return f"{text}\n{waiting_list(self.waiting.values())}"
 
     def __getattr__(self, name: str):
         if name in self.ALLOWED:
@@ -870,9 +894,40 @@ class DegradedService:
         return refuse
 
 
+def waiting_line(request: Request) -> str:
+    what = "waiting for approval" if request.status is Status.PENDING else "approved, not granted"
+    return (
+        f"{request.id} ({request.resource} for @{request.requester}, "
+        f"asked {request.created_at:%Y-%m-%d %H:%M} UTC): {what}"
+    )
+
+
+def waiting_list(requests: Iterable[Request]) -> str:
+    """The requests a degraded bot does not decide, and what becomes of them."""
+    lines = [f"- {waiting_line(r)}" for r in requests]
+    return (
+        "Waiting for a decision when the store broke (none is decided until an admin runs "
+        f"`{REBUILD_COMMAND}`; it keeps each one its old store still reads, else the "
+        "requester asks again):\n" + "\n".join(lines)
+    )
+
+
+def waiting_text(request: Request, reason: str) -> str:
+    """`!access show` of a request the degraded bot does not hold."""
+    what = "waiting for approval" if request.status is Status.PENDING else "approved"
+    return (
+        f"Request {request.id} ({request.resource} for @{request.requester}) was {what} "
+        f"when the store broke; the bot does not decide it now: {reason}. After the "
+        f"rebuild, `!access show {request.id}` says whether it was kept; if not, the "
+        f"requester asks again: `!access request {request.resource} <duration> <reason>`."
+    )
+
+
 def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
     """What the admins are told once when the bot starts degraded."""
     text = f"Access bot: {reason}.\nRebuilt from the audit log: {rebuilt.summary()}."
+    if rebuilt.waiting:
+        text += "\n" + waiting_list(rebuilt.waiting)
     if rebuilt.problems:
         text += "\nNot restored:\n" + "\n".join(f"- {p}" for p in rebuilt.problems)
     if rebuilt.untrusted:

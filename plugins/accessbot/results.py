@@ -112,6 +112,14 @@ class Cancelled(Result):
 
 
 @dataclass
+class Withdrawn(Result):
+    """An extension whose grant ended (or is being revoked): withdrawn, nothing to approve
+    (`notices` say so if it was withdrawn just now)."""
+
+    grant: Request | None = None
+
+
+@dataclass
 class Revoked(Result):
     """A revoke was asked for and attempted (the request says whether it worked)."""
 

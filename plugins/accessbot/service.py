@@ -500,20 +500,25 @@ class AccessService:
         return self.provisioner.apply_extension(extension, render)
 
     def _cancel_pending_extensions(self, grant: Request) -> list[Notice]:
-        """When a grant ends, its waiting extension requests can no longer be granted
-        (each cancelled and announced in one commit)."""
+        """When a grant ends (or its revoke failed: it is ending), its waiting extension
+        requests can no longer be granted: each withdrawn and announced in one commit."""
         notices = []
         for other in self.store.extensions_of(grant.id):
-            if other.status is not Status.PENDING:
-                continue
-            with self.lock:
-                other = self.store.get(other.id)
-                if other.status is not Status.PENDING:
-                    continue
-                other.cancel("bot", self.clock(), f"grant {grant.id} ended")
-                self._commit(other, "cancelled", "bot", outcome="cancelled", detail="grant ended")
-                notices += self.uow.announce([msg.extension_void(other, grant.id)])
+            if other.status is Status.PENDING:
+                notices += self._withdraw_extension(other.id, grant)
         return notices
+
+    def _withdraw_extension(self, extension_id: str, grant: Request) -> list[Notice]:
+        """Withdraw one waiting extension of `grant`, telling its requester and the
+        channel (nothing if it is no longer waiting)."""
+        with self.lock:
+            extension = self.store.get(extension_id)
+            if extension is None or extension.status is not Status.PENDING:
+                return []
+            note = msg.extension_withdrawn_note(grant)
+            extension.cancel("bot", self.clock(), note)
+            self._commit(extension, "cancelled", "bot", outcome="cancelled", detail=note)
+            return self.uow.announce(msg.extension_void(extension, grant))
 
     # -- follow-up hooks: after_grant, after_revoke --------------------------------
 

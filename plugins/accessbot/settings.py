@@ -503,3 +503,28 @@ def _checkpoint_every(value) -> timedelta:
     if every < timedelta(seconds=10):
         raise SettingsError("ACCESS_AUDIT_CHECKPOINT must be at least 10s, e.g. 5m")
     return every
+
+
+LISTENER_HOST = "127.0.0.1"  # where errbot's webserver binds when ACCESS_WEBSERVER names no host
+
+
+def listener(config=None, environ: Mapping[str, str] | None = None) -> tuple[str, int] | str | None:
+    """ACCESS_WEBSERVER: where errbot's webserver (/health, /metrics, /slack/interactive)
+    listens, the environment winning over the config: `3141` (on 127.0.0.1),
+    `127.0.0.1:3141`, `0.0.0.0:3141` (a container, behind its published port), or `off`.
+    None when unset: errbot's own stored Webserver configuration decides (none: off)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("ACCESS_WEBSERVER") or getattr(config, "ACCESS_WEBSERVER", None)
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if text.lower() in ("off", "0", "none", "false"):
+        return "off"
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or LISTENER_HOST
+    if not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise SettingsError(
+            f"ACCESS_WEBSERVER must be a port or host:port, e.g. 127.0.0.1:3141 (or off), "
+            f"not {text!r}"
+        )
+    return host, int(port)

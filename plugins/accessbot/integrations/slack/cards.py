@@ -100,7 +100,7 @@ def approval_card(request: Request) -> list[Block]:
         ),
         SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{user_text(request.reason)}")),
     ]
-    notes = [n for n in request.notes if n] + (
+    notes = [messages.note_now(request, n) for n in request.notes if n] + (
         [f"Policy: {request.auto_decision}"] if request.auto_decision else []
     )
     if notes:
