@@ -7,6 +7,7 @@ import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
@@ -72,6 +73,30 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Sessions:
+    """What a revoke does to the sessions opened with the access before it (a psql session
+    that did SET ROLE, an Okta sign-in, an AWS console session): they are `ended` by the
+    revoke itself, `may_last` up to `seconds` after it (the target's own session length),
+    or their fate is `unknown` to the bot. `what` names them for people ("database
+    sessions"). Recorded on the grant at revoke (`at`) and said in every revoke notice."""
+
+    fate: str = "unknown"  # "ended" | "may_last" | "unknown"
+    what: str = "sessions"
+    seconds: float | None = None  # for "may_last": how long after the revoke, at most
+
+    def at(self, revoked_at: datetime) -> dict:
+        """The statement as recorded on the grant: {"fate", "what"} and, for "may_last",
+        "until" (an ISO time): when the last session opened before may end."""
+        recorded = {"fate": self.fate, "what": self.what}
+        if self.fate == "may_last" and self.seconds is not None:
+            recorded["until"] = iso(revoked_at + timedelta(seconds=self.seconds))
+        return recorded
+
+
+UNKNOWN_SESSIONS = Sessions("unknown", "sessions opened with it before")
+
+
+@dataclass(frozen=True)
 class Done:
     """What a strategy call did: a short note for the log and audit, the target's stable
     id for the user when the call learnt it (recorded at grant, used by revoke and
@@ -80,6 +105,9 @@ class Done:
     note: str = ""
     account: str | None = None
     answer: dict | None = None
+    # What a revoke did to sessions opened before, when the call itself knows better than
+    # the strategy's declaration (`Strategy.sessions_at_revoke`).
+    sessions: Sessions | None = None
 
 
 class Strategy:
@@ -194,6 +222,12 @@ class Strategy:
 
     def describe(self) -> str:
         return self.kind
+
+    def sessions_at_revoke(self) -> Sessions:
+        """What happens, at a successful revoke, to sessions opened with the access before:
+        each strategy declares it (README: "Sessions opened before a revoke"); a strategy
+        that can neither end them nor tell how long they last says `unknown`."""
+        return UNKNOWN_SESSIONS
 
     def target_key(self) -> tuple | None:
         """What this strategy grants at, as a comparable tuple: two resources whose
