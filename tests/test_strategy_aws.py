@@ -448,3 +448,24 @@ def test_a_group_assignment_found_standing_is_removed_through_the_same_strategy(
     done = sso_strategy(aws, sso).call("revoke", payload("revoke", account=f"group:{group_id}"))
 
     assert "removed" in done.note and assigned(sso) == [("USER", sso["user_id"])]
+
+
+# -- sessions opened before a revoke (issue 32) -------------------------------------------
+
+
+def test_sso_revoke_says_sessions_may_last_the_permission_sets_session_length(aws, sso):
+    admin = sso["admin"]
+    longer = admin.create_permission_set(
+        Name="ProdAdmin2h", InstanceArn=sso["instance_arn"], SessionDuration="PT2H"
+    )["PermissionSet"]["PermissionSetArn"]
+    strategy = sso_strategy(aws, sso, permission_set_arn=longer)
+    done = strategy.call("grant", payload())
+
+    revoked = strategy.call("revoke", payload("revoke", account=done.account))
+
+    assert (revoked.sessions.fate, revoked.sessions.seconds) == ("may_last", 7200)
+
+
+def test_an_iam_group_revoke_declares_role_sessions_may_last_twelve_hours(aws, iam):
+    declared = iam_group(aws).sessions_at_revoke()
+    assert (declared.fate, declared.seconds) == ("may_last", 12 * 3600)

@@ -274,6 +274,9 @@ def test_the_bot_grants_the_role_and_at_expiry_revokes_it_and_ends_the_session(
 
     clock.advance(hours=1, seconds=1)
 
-    chat.wait_for("carol", "expired")
+    told = chat.wait_for("carol", "expired")
     assert cluster.members() == set()
     assert not alive(session)
+    assert told.endswith("The login's database sessions opened before: ended.")
+    channel = chat.wait_for("#prod-access", "expired and was revoked")
+    assert channel.endswith("The login's database sessions opened before: ended.")

@@ -13,7 +13,7 @@ from functools import singledispatch
 from urllib.parse import urlsplit, urlunsplit
 
 from .approvers import same_person_key
-from .domain import MAX_DURATION, Request, Status, format_duration
+from .domain import MAX_DURATION, Request, Status, format_duration, from_iso
 from .results import (
     Acknowledged,
     ApprovalCounted,
@@ -1211,6 +1211,27 @@ def link_closed_text(request: Request) -> str:
     )
 
 
+def sessions_said(request: Request) -> str:
+    """What became of sessions opened with the access before its revoke (as its strategy
+    declared, `Request.sessions`), as a sentence to append with its leading space; "" for
+    a grant ended before this was recorded."""
+    said = request.sessions
+    if not isinstance(said, dict):
+        return ""
+    what = inert(str(said.get("what") or "sessions"), 120)
+    what = what[:1].upper() + what[1:]
+    fate = said.get("fate")
+    if fate == "ended":
+        return f" {what} opened before: ended."
+    if fate == "may_last" and said.get("until"):
+        try:
+            until = when(from_iso(str(said["until"])))
+        except ValueError:
+            until = inert(str(said["until"]), 40)
+        return f" {what} opened before: may last until {until}."
+    return f" {what} opened before: unknown (the bot cannot end them or tell how long they last)."
+
+
 def grant_ended(request: Request, actor: str) -> list[Notice]:
     """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
     if request.status is Status.EXPIRED:
@@ -1235,6 +1256,9 @@ def grant_ended(request: Request, actor: str) -> list[Notice]:
             f" by {who(actor)}." if actor != request.requester else "."
         )
         channel_text = revoked_in_channel(request, actor)
+    if request.status is not Status.EXPIRED and actor == LINK_CHECK:
+        channel_text += sessions_said(request)
+    user_text += sessions_said(request)
     return [to_requester(request, user_text), to_channel(request, channel_text)]
 
 
@@ -1328,7 +1352,7 @@ def expired_in_channel(request: Request) -> str:
     """The channel's line when a grant ran out and was revoked."""
     return (
         f"Request {request.id}: {who(request.requester)}'s access to "
-        f"{request.resource} expired and was revoked."
+        f"{request.resource} expired and was revoked." + sessions_said(request)
     )
 
 
@@ -1336,7 +1360,7 @@ def revoked_in_channel(request: Request, actor: str) -> str:
     """The channel's line when someone revoked a grant before its end."""
     return (
         f"Request {request.id}: {who(request.requester)}'s access to "
-        f"{request.resource} was revoked by {who(actor)}."
+        f"{request.resource} was revoked by {who(actor)}." + sessions_said(request)
     )
 
 
@@ -1349,8 +1373,25 @@ def ended_together(requests: list[Request], resource: str, revoked_by: str | Non
     if revoked_by is None:
         return (
             f"{grants} to {resource} expired and {'was' if count == 1 else 'were'} revoked: {held}."
-        )
-    return f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: {held}."
+        ) + _sessions_of_all(requests)
+    return (
+        f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: "
+        f"{held}." + _sessions_of_all(requests)
+    )
+
+
+def _sessions_of_all(requests: list[Request]) -> str:
+    """`sessions_said` for many grants of one resource: each different sentence once, the
+    latest "may last until" standing for the earlier ones of the same kind."""
+    latest: dict[tuple, Request] = {}
+    for request in requests:
+        said = request.sessions if isinstance(request.sessions, dict) else {}
+        key = (said.get("fate"), said.get("what"))
+        if key not in latest or str(said.get("until") or "") >= str(
+            (latest[key].sessions or {}).get("until") or ""
+        ):
+            latest[key] = request
+    return "".join(dict.fromkeys(sessions_said(r) for r in latest.values()))
 
 
 def revoke_failed_in_channel(request: Request) -> str:

@@ -15,10 +15,16 @@ import time
 from collections.abc import Callable
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
+from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError, target_host
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
+MAX_SESSION = 12 * 3600  # seconds: the longest an AWS role or permission set session lasts
+ROLE_SESSIONS = Sessions(
+    "may_last", "AWS role sessions assumed with the group's permissions", MAX_SESSION
+)
+SSO_SESSIONS = "AWS console and CLI sessions of the permission set"
 POLL_INTERVAL = 1.0  # seconds between looks at an Identity Center provisioning request
 GROUP_ACCOUNT = "group:"  # an Identity Center group as a member: "group:<group id>"
 
@@ -230,6 +236,11 @@ class AwsIamGroupStrategy(_AwsStrategy):
         )
         return [user for page in pages for user in page.get("Users", [])]
 
+    def sessions_at_revoke(self) -> Sessions:
+        # The group's own policies stop applying to the user's requests at once (IAM
+        # evaluates every request), but a role session assumed with them lives to its end.
+        return ROLE_SESSIONS
+
     def target_key(self) -> tuple:
         return (self.kind, target_host(self.endpoint_url), self.group)
 
@@ -362,13 +373,39 @@ class AwsSsoStrategy(_AwsStrategy):
             return Done(f"Identity Center: assigned {what}", principal_id)
         if not assigned:
             return Done(f"Identity Center: {what} was not assigned", principal_id)
+        # Asked before the deletion, whose wait is the last thing the call does.
+        sessions = self._sessions_left(sso)
         started = self.aws(
             f"remove the assignment of {what}", sso.delete_account_assignment, **assignment
         )["AccountAssignmentDeletionStatus"]
         self._wait_until_done(
             sso, started, "delete", sso.describe_account_assignment_deletion_status
         )
-        return Done(f"Identity Center: removed {what}", principal_id)
+        return Done(f"Identity Center: removed {what}", principal_id, sessions=sessions)
+
+    def _sessions_left(self, sso) -> Sessions:
+        """How long the sessions of the permission set opened before may last: its
+        SessionDuration (PT1H when it sets none); the 12-hour most when AWS does not say."""
+        try:
+            described = self.aws(
+                f"describe {self._permission_set_name()}",
+                sso.describe_permission_set,
+                InstanceArn=self.instance_arn,
+                PermissionSetArn=self.permission_set_arn,
+            )
+        except StrategyError:
+            return self.sessions_at_revoke()  # the revoke worked; only its length is unknown
+        length = (described.get("PermissionSet") or {}).get("SessionDuration") or "PT1H"
+        found = _ISO_DURATION.match(str(length))
+        if not found or not any(found.groups()):
+            return self.sessions_at_revoke()
+        hours, minutes, seconds = (int(part or 0) for part in found.groups())
+        return Sessions("may_last", SSO_SESSIONS, hours * 3600 + minutes * 60 + seconds)
+
+    def sessions_at_revoke(self) -> Sessions:
+        # Removing an assignment stops new sign-ins to it; credentials already handed out
+        # live to the end of the permission set's session, 12 hours at most.
+        return Sessions("may_last", SSO_SESSIONS, MAX_SESSION)
 
     def _target_principal(self, sso, action: str, payload: dict) -> tuple[str, str, str]:
         """(how to name it, USER or GROUP, the principal id) the call acts on."""

@@ -93,7 +93,7 @@ class Sessions:
         return recorded
 
 
-UNKNOWN_SESSIONS = Sessions("unknown", "sessions opened with it before")
+UNKNOWN_SESSIONS = Sessions("unknown", "sessions")
 
 
 @dataclass(frozen=True)

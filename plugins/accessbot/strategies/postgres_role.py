@@ -33,9 +33,8 @@ from .deadline import time_left
 NAME_BYTES = 63  # PostgreSQL cuts longer identifiers; a cut name would grant another role
 TERMINATE_ROUNDS = 5  # a login reconnecting while we terminate gets this many sweeps
 
-ENDED = Sessions(
-    "ended", "database sessions of that login (every one: the role may be in use in any)"
-)
+# Every session of the login is ended, not only those that ran SET ROLE (module doc).
+ENDED = Sessions("ended", "the login's database sessions")
 
 
 def _identifier(name: str, what: str) -> str:
