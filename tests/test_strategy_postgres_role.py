@@ -14,6 +14,7 @@ import pytest
 
 from accessbot.strategies import Accounts, StrategyError, build_strategy, strategy_problems
 from tests.conftest import policy_file, request_id
+from tests.helpers import accessbot
 from tests.strategy_helpers import payload
 
 DSN_ENV = "TEST_DB_ADMIN_DSN"
@@ -242,6 +243,27 @@ def test_settings_problems_name_each_key():
     assert "strategy.role" in keys and "strategy.dsn_env" in keys
     _, problems = strategy_problems({"type": "postgres_role", "dsn_env": "X", "role": "r" * 64})
     assert "63" in str(problems[0])
+
+
+def test_check_names_file_line_and_key_and_strict_refuses_an_unset_dsn_variable(
+    tmp_path, policy_dir, monkeypatch
+):
+    monkeypatch.delenv(DSN_ENV, raising=False)
+    policy_file(policy_dir, "db.py", postgres_policy("prod_rw"))
+
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path)
+    assert code == 0
+    assert out.splitlines()[0].startswith(
+        f"policies/db.py:6: warning: prod-db.strategy.dsn_env: the environment variable {DSN_ENV} "
+        "is not set"
+    )
+    code, out, _ = accessbot("check", "--strict", "policies", cwd=tmp_path)
+    assert code == 1
+
+    policy_file(policy_dir, "db.py", postgres_policy("prod_rw").replace('"role"', '"rolename"'))
+    code, out, _ = accessbot("check", "policies", cwd=tmp_path, env={DSN_ENV: "x"})
+    assert code == 1
+    assert out.splitlines()[0].startswith("policies/db.py:6: prod-db.strategy.rolename:")
 
 
 # -- the whole bot --------------------------------------------------------------------
