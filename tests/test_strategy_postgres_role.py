@@ -5,6 +5,7 @@ whole bot granting and revoking through errbot."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from urllib.parse import urlsplit
@@ -283,7 +284,7 @@ RESOURCES = {{
 
 
 def test_the_bot_grants_the_role_and_at_expiry_revokes_it_and_ends_the_session(
-    cluster, bot_factory, policy_dir, clock
+    cluster, bot_factory, policy_dir, clock, tmp_path
 ):
     carol = cluster.login("carol")
     policy_file(policy_dir, "db.py", postgres_policy(cluster.role))
@@ -302,3 +303,10 @@ def test_the_bot_grants_the_role_and_at_expiry_revokes_it_and_ends_the_session(
     assert told.endswith("The login's database sessions opened before: ended.")
     channel = chat.wait_for("#prod-access", "expired and was revoked")
     assert channel.endswith("The login's database sessions opened before: ended.")
+    shown = chat.reply("carol", f"!access show {rid}")
+    assert "At the revoke: The login's database sessions opened before: ended." in shown
+    audit = [
+        json.loads(line) for line in (tmp_path / "data" / "audit.jsonl").read_text().splitlines()
+    ]
+    expired = next(e for e in audit if e.get("event") == "expired")
+    assert expired["sessions"] == {"fate": "ended", "what": "the login's database sessions"}

@@ -371,6 +371,8 @@ def show(request: Request, now: datetime) -> str:
         if request.holds_access:
             left = time_left(request, now)
             lines.append(f"Time left: {left.removesuffix(' left')}")
+    if request.sessions:
+        lines.append(f"At the revoke:{sessions_said(request)}")
     if request.last_error:
         lines.append(f"Last error: {inert(request.last_error)}")
     if request.review_required:

@@ -497,6 +497,8 @@ class Provisioner:
                         final = request.end(now, actor, account, sessions)
                         self.owe_follow_up(request, "after_revoke")
                         ended = {"outcome": final.value, **grant_fields(request)}
+                        if request.sessions:  # what became of sessions opened before
+                            ended["sessions"] = request.sessions
                         done.append((request, error, final.value, ended))
                     else:
                         request.fail_revoke(error, now, actor, account)
