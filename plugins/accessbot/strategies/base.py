@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
-from ..domain import DurationError, iso, parse_duration
+from ..domain import DurationError, from_iso, iso, parse_duration
 from ..messages import redact_urls
 
 if TYPE_CHECKING:
@@ -83,12 +83,15 @@ class Sessions:
     fate: str = "unknown"  # "ended" | "may_last" | "unknown"
     what: str = "sessions"
     seconds: float | None = None  # for "may_last": how long after the revoke, at most
+    until: datetime | None = None  # for "may_last", when the target names the time itself
 
     def at(self, revoked_at: datetime) -> dict:
         """The statement as recorded on the grant: {"fate", "what"} and, for "may_last",
         "until" (an ISO time): when the last session opened before may end."""
         recorded = {"fate": self.fate, "what": self.what}
-        if self.fate == "may_last" and self.seconds is not None:
+        if self.fate == "may_last" and self.until is not None:
+            recorded["until"] = iso(self.until)
+        elif self.fate == "may_last" and self.seconds is not None:
             recorded["until"] = iso(revoked_at + timedelta(seconds=self.seconds))
         return recorded
 
@@ -285,7 +288,26 @@ def done_from_answer(note: str, raw: bytes, who: str) -> Done:
     elif len(str(account)) > 200:
         log.warning("%s answered an account longer than 200 characters; not recorded", who)
         account = None
-    return Done(note, None if account is None else str(account), answer)
+    return Done(note, None if account is None else str(account), answer, sessions_of(answer, who))
+
+
+def sessions_of(answer: dict, who: str) -> Sessions | None:
+    """What a revoke's answer says of sessions opened before (README, the webhook
+    contract): `"sessions": "ended"`, `"unknown"`, or an ISO time they may last until;
+    None (the strategy's declaration, unknown) when it says nothing or nothing usable."""
+    said = answer.get("sessions")
+    if said is None:
+        return None
+    if said in ("ended", "unknown"):
+        return Sessions(said)
+    try:
+        until = from_iso(str(said)) if isinstance(said, str) else None
+    except ValueError:
+        until = None
+    if until is None or until.tzinfo is None:
+        log.warning("%s answered sessions that are not ended, unknown or a time: %r", who, said)
+        return None
+    return Sessions("may_last", until=until)
 
 
 def encode_payload(payload: dict) -> bytes:
