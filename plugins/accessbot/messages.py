@@ -1217,7 +1217,11 @@ def sessions_said(request: Request) -> str:
     """What became of sessions opened with the access before its revoke (as its strategy
     declared, `Request.sessions`), as a sentence to append with its leading space; "" for
     a grant ended before this was recorded."""
-    said = request.sessions
+    return sessions_sentence(request.sessions)
+
+
+def sessions_sentence(said) -> str:
+    """`sessions_said` for a recorded statement (the grant's, or a revoke's audit event)."""
     if not isinstance(said, dict):
         return ""
     what = inert(str(said.get("what") or "sessions"), 120)
