@@ -310,3 +310,20 @@ def test_the_bot_grants_the_role_and_at_expiry_revokes_it_and_ends_the_session(
     ]
     expired = next(e for e in audit if e.get("event") == "expired")
     assert expired["sessions"] == {"fate": "ended", "what": "the login's database sessions"}
+
+
+def test_a_login_that_held_the_role_only_through_the_revoked_login_loses_its_sessions_too(cluster):
+    carol, erin, dave = cluster.login("carol"), cluster.login("erin"), cluster.login("dave")
+    cluster.admin.execute(f'GRANT "{carol}" TO "{erin}"')  # erin may SET ROLE to carol
+    cluster.admin.execute(f'GRANT "{carol}" TO "{dave}"')
+    cluster.admin.execute(f'GRANT "{cluster.role}" TO "{dave}"')  # dave holds it himself too
+    granted = strategy(cluster, {"carol": carol}).call("grant", payload())
+    erins = cluster.connect_as(erin)
+    erins.execute(f'SET ROLE "{cluster.role}"')
+    daves = cluster.connect_as(dave)
+    daves.execute(f'SET ROLE "{cluster.role}"')
+
+    strategy(cluster, {"carol": carol}).call("revoke", payload("revoke", account=granted.account))
+
+    assert not alive(erins)
+    assert alive(daves)

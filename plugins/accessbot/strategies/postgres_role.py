@@ -9,11 +9,13 @@ case (alice.smith@acme.com -> alice.smith).
 Grant: `GRANT role TO login`, and the login's OID is recorded as the grant's account.
 Revoke: the login's current name is looked up by that OID in `pg_roles` (a login renamed
 since the grant is still found), then `REVOKE role FROM login`, then every session of that
-login is terminated (`pg_terminate_backend` over `pg_stat_activity` where `usesysid` is the
-OID) and the revoke waits until none is left. Every session, not only the ones that ran
-`SET ROLE`: with INHERIT (the default) the role's privileges apply in every session of a
-member without any SET ROLE, and from outside PostgreSQL cannot tell which session used
-them. A role or login that does not exist is a failure naming it: the bot never creates one.
+login opened before the REVOKE is terminated (`pg_terminate_backend` over `pg_stat_activity`
+where `usesysid` is the OID), with those of logins that held the role only through it (its
+own members, who could SET ROLE to it), and the revoke waits until none is left. Every
+session, not only the ones that ran `SET ROLE`: with INHERIT (the default) the role's
+privileges apply in every session of a member without any SET ROLE, a session that did
+SET ROLE keeps the role after the REVOKE, and from outside PostgreSQL cannot tell which
+session used them. Sessions opened after the REVOKE cannot take the role and are left. A role or login that does not exist is a failure naming it: the bot never creates one.
 Identifiers are always quoted by psycopg (`sql.Identifier`), never formatted into SQL.
 
 Memberships do not expire, so `extend` needs no call. `members()` lists the role's direct
@@ -23,7 +25,6 @@ members (`pg_auth_members`), by OID, for the standing-access sweep and certifica
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,7 +32,7 @@ from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError
 from .deadline import time_left
 
 NAME_BYTES = 63  # PostgreSQL cuts longer identifiers; a cut name would grant another role
-TERMINATE_ROUNDS = 5  # a login reconnecting while we terminate gets this many sweeps
+TERMINATE_ROUNDS = 3  # looks at the sessions opened before the REVOKE, until none is left
 
 # Every session of the login is ended, not only those that ran SET ROLE (module doc).
 ENDED = Sessions("ended", "the login's database sessions")
@@ -203,7 +204,7 @@ class PostgresRoleStrategy(Strategy):
                     f"{login} is still a member of {self.role} after the REVOKE (granted by "
                     f"{grantors}, which the bot's user cannot undo); the revoke is retried"
                 )
-        ended = self._terminate(conn, login_oid)
+        ended = self._terminate(conn, role_oid, login_oid)
         who = f"{login} (OID {login_oid})" if login else f"the dropped login with OID {login_oid}"
         return Done(
             f"PostgreSQL: {who} removed from {self.role}; {ended} session(s) terminated",
@@ -211,15 +212,26 @@ class PostgresRoleStrategy(Strategy):
             sessions=ENDED,
         )
 
-    def _terminate(self, conn, login_oid: int) -> int:
-        """Terminate every session of the login and wait until none is left; how many."""
+    def _terminate(self, conn, role_oid: int, login_oid: int) -> int:
+        """End the sessions that may have the role in effect, and wait until they are gone:
+        every session of the login, and of the logins that held the role only through it
+        (members of the login, who could SET ROLE to it), opened before the REVOKE was
+        committed. A session opened after it cannot take the role, so a client that
+        reconnects at once is left alone. How many were ended."""
+        before = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         ended = 0
         for _ in range(TERMINATE_ROUNDS):
             wait = max(1, int(min(5.0, time_left(self.timeout)) * 1000))
             rows = conn.execute(
-                "SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity "
-                "WHERE usesysid = %s AND pid <> pg_backend_pid()",
-                (wait, login_oid),
+                "WITH RECURSIVE below(oid) AS ("
+                "  SELECT %(login)s::oid"
+                "  UNION SELECT m.member FROM pg_auth_members m JOIN below b ON m.roleid = b.oid"
+                ") "
+                "SELECT a.pid, pg_terminate_backend(a.pid, %(wait)s) FROM pg_stat_activity a "
+                "WHERE a.usesysid IN (SELECT oid FROM below WHERE oid = %(login)s "
+                "  OR NOT pg_has_role(oid, %(role)s::oid, 'MEMBER')) "
+                "AND a.backend_start < %(before)s AND a.pid <> pg_backend_pid()",
+                {"login": login_oid, "role": role_oid, "wait": wait, "before": before},
             ).fetchall()
             if not rows:
                 return ended
@@ -231,10 +243,9 @@ class PostgresRoleStrategy(Strategy):
                     f"login's session(s) {', '.join(refused)} in time (the bot's user needs "
                     "pg_signal_backend); the revoke is retried"
                 )
-            time.sleep(0.05)  # a client that reconnected at once is caught by the next round
         raise StrategyError(
-            f"the membership of {self.role} is removed, but the login keeps opening new "
-            "sessions; the revoke is retried"
+            f"the membership of {self.role} is removed, but sessions opened before it are "
+            "still listed after being ended; the revoke is retried"
         )
 
     def members(self, resource: str) -> list[Member]:
