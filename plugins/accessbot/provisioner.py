@@ -472,14 +472,20 @@ class Provisioner:
             done = self.call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
             return str(exc), None, None
-        return (
-            None,
-            done.account,
-            done.sessions or self.strategy(request.strategy).sessions_at_revoke(),
-        )
+        return None, done.account, done.sessions or self.sessions_declared(request.strategy)
+
+    def sessions_declared(self, settings: dict) -> Sessions:
+        """What the strategy says a revoke does to sessions opened before; unknown when it
+        cannot be built (the revoke itself has worked, so that must not undo it)."""
+        try:
+            return self.strategy(settings).sessions_at_revoke()
+        except (StrategyError, SettingsError):
+            return Sessions()
 
     def record_revokes(
-        self, results: list[tuple[Request, tuple[str | None, str | None]]], actor: str
+        self,
+        results: list[tuple[Request, tuple[str | None, str | None, Sessions | None]]],
+        actor: str,
     ) -> list[Notice]:
         """Record the outcome of claimed revoke calls (error None: it worked) and release
         the claims. Outcomes that arrive together are committed together: all their audit
