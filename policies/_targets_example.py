@@ -7,7 +7,8 @@
 # instance/task role) and needs `pip install -r requirements-aws.txt`.
 # Who each chat user is on GitHub and AWS comes from ACCESS_USER_GITHUB and
 # ACCESS_USER_AWS in config.py (or the environment, as JSON); Okta finds people by
-# their e-mail (chat profile, or ACCESS_USER_EMAILS).
+# their e-mail (chat profile, or ACCESS_USER_EMAILS); a database login comes from
+# ACCESS_USER_DB, else the e-mail's local part.
 
 RESOURCES = {
     "okta-prod-admins": {
