@@ -267,6 +267,14 @@ def test_check_names_file_line_and_key_and_strict_refuses_an_unset_dsn_variable(
     assert out.splitlines()[0].startswith("policies/db.py:6: prod-db.strategy.rolename:")
 
 
+def test_the_overdue_alert_names_the_role_and_the_variable_naming_the_database():
+    from accessbot.messages import target_of
+
+    assert target_of(
+        {"type": "postgres_role", "dsn_env": "PROD_DB_ADMIN_DSN", "role": "prod_rw"}
+    ) == ("postgres_role (role=prod_rw, dsn_env=PROD_DB_ADMIN_DSN)")
+
+
 # -- the whole bot --------------------------------------------------------------------
 
 

@@ -1427,7 +1427,10 @@ def revokes_failed_together(requests: list[Request], resource: str) -> str:
 
 # Strategy settings that say which target a grant is on (never a secret: `*_env` keys
 # only name variables, and URLs are shown without credentials).
-TARGET_KEYS = ("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv")
+TARGET_KEYS = (
+    *("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv"),
+    *("role", "dsn_env"),  # postgres_role: the role, and the variable naming its database
+)
 
 
 def target_of(strategy: dict | None) -> str:
