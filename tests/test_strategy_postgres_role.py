@@ -337,3 +337,30 @@ def test_a_login_that_held_the_role_only_through_the_revoked_login_loses_its_ses
 
     assert not alive(erins)
     assert alive(daves)
+
+
+# -- the standing-access sweep ----------------------------------------------------------
+
+
+def test_the_sweep_finds_a_login_granted_by_hand_and_removes_it_ending_its_sessions(
+    cluster, tmp_path, clock
+):
+    from accessbot.service import Actor
+    from accessbot.standing_sweep import StandingSweep
+    from tests.test_standing_targets import SETTINGS, grant, service_for
+
+    carol, mallory, svc = cluster.login("carol"), cluster.login("mallory"), cluster.login("svc")
+    for login in (mallory, svc):
+        cluster.admin.execute(f'GRANT "{cluster.role}" TO "{login}"')  # by hand
+    strategy = {"type": "postgres_role", "dsn_env": DSN_ENV, "role": cluster.role}
+    resource = {**SETTINGS, "strategy": strategy, "standing": [svc], "remove_standing": True}
+    service = service_for(tmp_path, clock, {"prod-db": resource}, user_db={"carol": carol})
+    grant(service, "prod-db", Actor("carol"))
+    mallorys = cluster.connect_as(mallory)
+    mallorys.execute(f'SET ROLE "{cluster.role}"')
+
+    result = StandingSweep(service).sweep()
+
+    assert [f.user for f in result.found] == [mallory]
+    assert cluster.members() == {carol, svc}
+    assert not alive(mallorys)
