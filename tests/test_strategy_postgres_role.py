@@ -41,6 +41,13 @@ class Cluster:
         self.admin.execute(f'CREATE ROLE "{login}" LOGIN')
         return login
 
+    def made(self) -> list[str]:
+        """The roles this test made (by their names now: a test may rename one)."""
+        rows = self.admin.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%\\_{self.n}",)
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def oid(self, name: str) -> int:
         return self.admin.execute(
             "SELECT oid FROM pg_roles WHERE rolname = %s", (name,)
@@ -68,8 +75,13 @@ class Cluster:
         return conn
 
     def close(self) -> None:
+        """Close the sessions and drop what the test made: roles outlive a database, and
+        ACCESS_TEST_DB_URL may point at a server that is not thrown away."""
         for conn in self.sessions:
             conn.close()
+        self.admin.execute(f'DROP TABLE IF EXISTS "secrets_{self.n}"')
+        for name in self.made():
+            self.admin.execute(f'DROP ROLE IF EXISTS "{name}"')
         self.admin.close()
 
 
