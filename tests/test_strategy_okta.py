@@ -271,3 +271,36 @@ def test_end_sessions_must_be_true_or_false(okta, naps):
 
     with pytest.raises(SettingsError, match="strategy.end_sessions: must be True or False"):
         strategy(okta, naps, end_sessions="yes")
+
+
+def test_through_the_bot_expiry_removes_the_member_clears_her_sessions_and_says_so(
+    okta, bot_factory, policy_dir, clock
+):
+    from tests.conftest import policy_file, request_id
+
+    strategy = {
+        "type": "okta_group",
+        "org_url": okta.url,
+        "group_id": GROUP,
+        "token_env": "OKTA_API_TOKEN",
+        "end_sessions": True,
+    }
+    settings = {"max_duration": "4h", "approvers": ["@alice"], "channel": "#access-approvals"}
+    policy_file(
+        policy_dir,
+        "okta.py",
+        f"RESOURCES = {{'okta-admins': {{**{settings!r}, 'strategy': {strategy!r}}}}}\n",
+    )
+    chat = bot_factory(ACCESS_USER_EMAILS={"carol": "carol@acme.com"})
+    rid = request_id(chat.reply("carol", "!access request okta-admins 30m INC-42"))
+    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")
+    assert okta.groups[GROUP] == {"00ucarol"}
+    okta.sessions["00ucarol"] = 1  # she signed in to Okta in her browser
+
+    clock.advance(minutes=30, seconds=1)
+
+    told = chat.wait_for("carol", "has expired and was removed")
+    assert okta.groups[GROUP] == set() and okta.sessions["00ucarol"] == 0
+    assert told.endswith(
+        "Okta sign-in sessions and the OAuth tokens Okta issued opened before: ended."
+    )
