@@ -4,6 +4,7 @@ import pytest
 
 from accessbot.strategies import StrategyError
 from accessbot.strategies.okta import OktaGroupStrategy
+from tests.conftest import policy_file, request_id
 from tests.fake_targets import FakeOkta
 from tests.strategy_helpers import Naps, payload
 
@@ -276,8 +277,6 @@ def test_end_sessions_must_be_true_or_false(okta, naps):
 def test_through_the_bot_expiry_removes_the_member_clears_her_sessions_and_says_so(
     okta, bot_factory, policy_dir, clock
 ):
-    from tests.conftest import policy_file, request_id
-
     strategy = {
         "type": "okta_group",
         "org_url": okta.url,

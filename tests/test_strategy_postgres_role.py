@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from accessbot.audit import AuditLog
+from accessbot.messages import target_of
+from accessbot.service import Actor
+from accessbot.standing_sweep import StandingSweep
+from accessbot.store import TinyDBStore
 from accessbot.strategies import Accounts, StrategyError, build_strategy, strategy_problems
+from tests.builders import person, wired
 from tests.conftest import policy_file, request_id
 from tests.helpers import accessbot
 from tests.strategy_helpers import payload
@@ -280,8 +286,6 @@ def test_check_names_file_line_and_key_and_strict_refuses_an_unset_dsn_variable(
 
 
 def test_the_overdue_alert_names_the_role_and_the_variable_naming_the_database():
-    from accessbot.messages import target_of
-
     assert target_of(
         {"type": "postgres_role", "dsn_env": "PROD_DB_ADMIN_DSN", "role": "prod_rw"}
     ) == ("postgres_role (role=prod_rw, dsn_env=PROD_DB_ADMIN_DSN)")
@@ -357,17 +361,22 @@ def test_a_login_that_held_the_role_only_through_the_revoked_login_loses_its_ses
 def test_the_sweep_finds_a_login_granted_by_hand_and_removes_it_ending_its_sessions(
     cluster, tmp_path, clock
 ):
-    from accessbot.service import Actor
-    from accessbot.standing_sweep import StandingSweep
-    from tests.test_standing_targets import SETTINGS, grant, service_for
-
     carol, mallory, svc = cluster.login("carol"), cluster.login("mallory"), cluster.login("svc")
     for login in (mallory, svc):
         cluster.admin.execute(f'GRANT "{cluster.role}" TO "{login}"')  # by hand
-    strategy = {"type": "postgres_role", "dsn_env": DSN_ENV, "role": cluster.role}
-    resource = {**SETTINGS, "strategy": strategy, "standing": [svc], "remove_standing": True}
-    service = service_for(tmp_path, clock, {"prod-db": resource}, user_db={"carol": carol})
-    grant(service, "prod-db", Actor("carol"))
+    policy = postgres_policy(cluster.role).replace(
+        '"channel"', f'"standing": ["{svc}"], "remove_standing": True, "channel"'
+    )
+    policy_file(tmp_path / "policies", "db.py", policy)
+    service = wired(
+        TinyDBStore(tmp_path / "data" / "access.json"),
+        AuditLog(tmp_path / "data" / "audit.jsonl", clock),
+        tmp_path / "policies",
+        clock,
+        user_db={"carol": carol},
+    )
+    rid = service.request(Actor("carol"), "prod-db", None, "INC-7").request.id
+    assert service.approve(person("alice"), rid).request.status == "active"
     mallorys = cluster.connect_as(mallory)
     mallorys.execute(f'SET ROLE "{cluster.role}"')
 
