@@ -71,6 +71,9 @@ ACCESS_USER_EMAILS = {
 # ACCESS_USER_GITHUB = {"carol": "carol-gh"}; ACCESS_USER_AWS = {"carol": "carol.doe"}
 ACCESS_USER_GITHUB = {}
 ACCESS_USER_AWS = {}
+# postgres_role: the database login (without an entry: the e-mail's local part), e.g.
+# ACCESS_USER_DB = {"carol": "carol_rw"}
+ACCESS_USER_DB = {}
 ACCESS_PAGERDUTY_URL = "https://api.pagerduty.com"
 ACCESS_PAGERDUTY_TIMEOUT = 3  # seconds; a slower PagerDuty counts as "not on call"
 ACCESS_HOOK_TIMEOUT = 10  # seconds a policy hook may run; a slower one never approves

@@ -7,7 +7,8 @@
 # instance/task role) and needs `pip install -r requirements-aws.txt`.
 # Who each chat user is on GitHub and AWS comes from ACCESS_USER_GITHUB and
 # ACCESS_USER_AWS in config.py (or the environment, as JSON); Okta finds people by
-# their e-mail (chat profile, or ACCESS_USER_EMAILS).
+# their e-mail (chat profile, or ACCESS_USER_EMAILS); a database login comes from
+# ACCESS_USER_DB, else the e-mail's local part.
 
 RESOURCES = {
     "okta-prod-admins": {
@@ -20,6 +21,7 @@ RESOURCES = {
             "org_url": "https://acme.okta.com",
             "group_id": "00g1abcd2EFGH3ijk4x7",  # Okta admin > Groups > the id in the URL
             "token_env": "OKTA_API_TOKEN",  # an API token allowed to manage this group
+            # "end_sessions": True,  # at revoke, also clear their Okta sessions and tokens
         },
     },
     "gh-sre": {
@@ -71,6 +73,19 @@ RESOURCES = {
             "region": "eu-west-1",  # where Identity Center lives
             # "identity_store_id": "d-1234567890",  # optional: found from the instance
             # "wait": "1m",  # how long to wait for the assignment to be provisioned
+        },
+    },
+    "prod-db-rw": {
+        "description": "Role prod_rw on the production PostgreSQL",
+        "max_duration": "4h",
+        "approvers": ["@alice", "@bob"],
+        "channel": "#access-approvals",
+        "strategy": {
+            "type": "postgres_role",
+            # The admin DSN (postgresql://grantor:...@db:5432/prod), from the environment
+            # only; its user needs ADMIN OPTION on the role and pg_signal_backend.
+            "dsn_env": "PROD_DB_ADMIN_DSN",
+            "role": "prod_rw",  # an existing role; logins from ACCESS_USER_DB or e-mail
         },
     },
 }

@@ -17,6 +17,11 @@ RESOURCES = {
         # How access is really granted: this demo script records grants under data/.
         # A real deployment would use a webhook or a script that calls its own CLI.
         "strategy": {"type": "command", "argv": ["scripts/grant.py"], "timeout": "30s"},
+        # With a real database: membership of an existing role for the requester's login
+        # (ACCESS_USER_DB, or their e-mail's local part); at the end the membership is
+        # revoked and the login's open sessions are ended. The DSN comes from the
+        # environment only. (`make run` has no database, so the demo keeps the script.)
+        # "strategy": {"type": "postgres_role", "dsn_env": "PROD_DB_ADMIN_DSN", "role": "prod_rw"},
     },
     "staging-db": {
         "description": "Staging PostgreSQL, read-write",

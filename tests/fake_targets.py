@@ -112,10 +112,14 @@ class FakeOkta(JsonApi):
         ("GET", r"/api/v1/groups/([^/]+)/users", "list_members"),
         ("PUT", r"/api/v1/groups/([^/]+)/users/([^/]+)", "add_member"),
         ("DELETE", r"/api/v1/groups/([^/]+)/users/([^/]+)", "remove_member"),
+        # "Revoke all User sessions" (UserSessions in Okta's management API description).
+        ("DELETE", r"/api/v1/users/([^/]+)/sessions", "revoke_sessions"),
     ]
 
     def __init__(self, token: str = "okta-t0ken"):
         self.token = token
+        self.sessions: dict[str, int] = {}  # user id -> their open Okta sessions
+        self.oauth_tokens: dict[str, int] = {}  # user id -> OAuth tokens Okta issued them
         self.users: dict[str, str] = {}  # user id -> login (an e-mail)
         self.groups: dict[str, set[str]] = {}  # group id -> member user ids
         self.page_size = 1000  # the most users one page holds, whatever `limit` asks
@@ -181,6 +185,16 @@ class FakeOkta(JsonApi):
         if group_id not in self.groups or user_id not in self.users:
             return self.error(404, "E0000007", "Not found: Resource not found")
         self.groups[group_id].add(user_id)
+        return 204, {}, None
+
+    def revoke_sessions(self, user_id, query, **_):
+        """Ends every Okta session of the user; their OAuth tokens too with oauthTokens=true
+        (Okta's default is false). 204, no body; 404 for an unknown user."""
+        if user_id not in self.users:
+            return self.error(404, "E0000007", f"Not found: Resource not found: {user_id} (User)")
+        self.sessions[user_id] = 0
+        if query.get("oauthTokens", ["false"])[0] == "true":
+            self.oauth_tokens[user_id] = 0
         return 204, {}, None
 
     def remove_member(self, group_id, user_id, **_):

@@ -134,6 +134,11 @@ def test_the_deadline_is_the_resources_timeout_or_30_seconds():
     assert deadline_of({"type": "command", "argv": ["x"], "timeout": "2m"}) == 120
     # aws_sso polls Identity Center for up to its `wait` after its calls: both count.
     assert deadline_of({"type": "aws_sso", "timeout": "10s", "wait": "2m"}) == 130
+    # with end_sessions a revoke also waits for the permission set's provisioning
+    assert (
+        deadline_of({"type": "aws_sso", "timeout": "10s", "wait": "2m", "end_sessions": True})
+        == 250
+    )
     assert deadline_of({"type": "aws_sso"}) == 90
 
 

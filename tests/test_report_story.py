@@ -91,3 +91,25 @@ def test_a_ten_minute_grant_is_drawn_a_few_pixels_wide_in_a_thirty_day_report():
     left, width = drawn_span(until - 1 / 1440, until, since, until)  # at the very end
     assert left + width == until
     assert drawn_span(since, since + 3, since, until) == (since, 3)  # a long one as it is
+
+
+def test_the_report_says_what_each_revoke_did_to_sessions_opened_before(tmp_path, webhook):
+    from accessbot.report import render_html, summarize
+
+    clock = FakeClock()
+    service = build_service(tmp_path, clock, webhook.url)
+    try:
+        rid = service.request(person("carol"), "prod-db", timedelta(hours=1), "fix").request.id
+        service.approve(person("alice"), rid)
+        webhook.answer = {"sessions": "ended"}
+        service.revoke(person("carol"), rid)
+        events = list(service.audit.events())
+        summary = summarize(
+            events, clock() - timedelta(days=1), clock() + timedelta(days=1), service.audit.verify()
+        )
+    finally:
+        service.store.close()
+
+    page = render_html(summary, log_files=["audit.jsonl"], generated=clock())
+
+    assert "revoked early. Sessions opened before: ended.</td>" in page

@@ -3,6 +3,9 @@ on 127.0.0.1 for IAM and IAM Identity Center, and against a small fake speaking 
 Identity Center JSON protocol for what moto cannot show (provisioning that stays
 IN_PROGRESS, or fails)."""
 
+import json
+from datetime import UTC, datetime
+
 import boto3
 import pytest
 import requests
@@ -448,3 +451,68 @@ def test_a_group_assignment_found_standing_is_removed_through_the_same_strategy(
     done = sso_strategy(aws, sso).call("revoke", payload("revoke", account=f"group:{group_id}"))
 
     assert "removed" in done.note and assigned(sso) == [("USER", sso["user_id"])]
+
+
+# -- sessions opened before a revoke (issue 32) -------------------------------------------
+
+
+def test_sso_revoke_says_sessions_may_last_the_permission_sets_session_length(aws, sso):
+    admin = sso["admin"]
+    longer = admin.create_permission_set(
+        Name="ProdAdmin2h", InstanceArn=sso["instance_arn"], SessionDuration="PT2H"
+    )["PermissionSet"]["PermissionSetArn"]
+    strategy = sso_strategy(aws, sso, permission_set_arn=longer)
+    done = strategy.call("grant", payload())
+
+    revoked = strategy.call("revoke", payload("revoke", account=done.account))
+
+    assert (revoked.sessions.fate, revoked.sessions.seconds) == ("may_last", 7200)
+
+
+def test_an_iam_group_revoke_declares_role_sessions_may_last_twelve_hours(aws, iam):
+    declared = iam_group(aws).sessions_at_revoke()
+    assert (declared.fate, declared.seconds) == ("may_last", 12 * 3600)
+
+
+def inline_policy(sso, arn=None):
+    found = sso["admin"].get_inline_policy_for_permission_set(
+        InstanceArn=sso["instance_arn"], PermissionSetArn=arn or sso["permission_set_arn"]
+    )["InlinePolicy"]
+    return json.loads(found) if found else {}
+
+
+def test_sso_end_sessions_denies_the_permission_sets_sessions_issued_before_the_revoke(aws, sso):
+    own = {"Sid": "ReadLogs", "Effect": "Allow", "Action": "logs:Get*", "Resource": "*"}
+    sso["admin"].put_inline_policy_to_permission_set(
+        InstanceArn=sso["instance_arn"],
+        PermissionSetArn=sso["permission_set_arn"],
+        InlinePolicy=json.dumps({"Version": "2012-10-17", "Statement": [own]}),
+    )
+    strategy = sso_strategy(aws, sso, end_sessions=True)
+    done = strategy.call("grant", payload())
+    before = datetime.now(UTC).replace(microsecond=0)
+
+    revoked = strategy.call("revoke", payload("revoke", account=done.account))
+    strategy.call("revoke", payload("revoke", account=done.account))  # a retry: one Deny still
+
+    statements = inline_policy(sso)["Statement"]
+    assert statements[0] == own
+    assert len(statements) == 2
+    deny = statements[1]
+    assert (deny["Effect"], deny["Action"], deny["Resource"]) == ("Deny", "*", "*")
+    issued = deny["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+    assert datetime.fromisoformat(issued.replace("Z", "+00:00")) >= before
+    assert assigned(sso) == []
+    provisioned = sso["admin"].list_permission_sets_provisioned_to_account(
+        InstanceArn=sso["instance_arn"], AccountId=ACCOUNT_ID
+    )["PermissionSets"]
+    assert sso["permission_set_arn"] in provisioned
+    assert revoked.sessions.fate == "ended"
+    assert "issued before" in revoked.note
+
+
+def test_sso_without_end_sessions_leaves_the_inline_policy_alone(aws, sso):
+    strategy = sso_strategy(aws, sso)
+    done = strategy.call("grant", payload())
+    strategy.call("revoke", payload("revoke", account=done.account))
+    assert inline_policy(sso) == {}

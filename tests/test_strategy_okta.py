@@ -4,6 +4,7 @@ import pytest
 
 from accessbot.strategies import StrategyError
 from accessbot.strategies.okta import OktaGroupStrategy
+from tests.conftest import policy_file, request_id
 from tests.fake_targets import FakeOkta
 from tests.strategy_helpers import Naps, payload
 
@@ -204,3 +205,101 @@ def test_extend_succeeds_without_calling_okta(okta, naps):
 
 def test_describe_names_the_kind_and_group(okta, naps):
     assert strategy(okta, naps).describe() == f"okta_group (group {GROUP} at {okta.url})"
+
+
+# -- end_sessions (issue 32): the user's sessions cleared after the group removal -------
+
+
+def test_with_end_sessions_the_revoke_clears_the_users_okta_sessions_and_oauth_tokens(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    okta.sessions["00ucarol"], okta.oauth_tokens["00ucarol"] = 2, 3
+
+    done = strategy(okta, naps, end_sessions=True).call("revoke", revoke())
+
+    assert okta.methods() == [
+        f"DELETE /api/v1/groups/{GROUP}/users/00ucarol",
+        "DELETE /api/v1/users/00ucarol/sessions",
+    ]
+    assert okta.groups[GROUP] == set()
+    assert okta.sessions["00ucarol"] == 0 and okta.oauth_tokens["00ucarol"] == 0
+    assert done.sessions.fate == "ended"
+    assert "sessions cleared" in done.note
+
+
+def test_without_end_sessions_the_sessions_are_left_and_said_to_be_unknown(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    okta.sessions["00ucarol"] = 2
+    built = strategy(okta, naps)
+
+    done = built.call("revoke", revoke())
+
+    assert okta.methods() == [f"DELETE /api/v1/groups/{GROUP}/users/00ucarol"]
+    assert okta.sessions["00ucarol"] == 2
+    assert done.sessions is None
+    assert built.sessions_at_revoke().fate == "unknown"
+
+
+def test_a_revoke_retried_after_the_membership_went_still_clears_the_sessions(okta, naps):
+    okta.sessions["00ucarol"] = 1  # the group removal worked; clearing failed last time
+
+    strategy(okta, naps, end_sessions=True).call("revoke", revoke())
+
+    assert okta.sessions["00ucarol"] == 0
+
+
+def test_sessions_okta_will_not_clear_fail_the_revoke_so_it_is_retried(okta, naps):
+    okta.groups[GROUP].add("00ucarol")
+    okta.scripted = [
+        (204, {}, None),
+        (
+            403,
+            {},
+            {
+                "errorCode": "E0000006",
+                "errorSummary": "You do not have permission to perform the requested action",
+            },
+        ),
+    ]
+
+    with pytest.raises(
+        StrategyError, match="clear the Okta sessions of Okta user 00ucarol.*permission"
+    ):
+        strategy(okta, naps, end_sessions=True).call("revoke", revoke())
+
+
+def test_end_sessions_must_be_true_or_false(okta, naps):
+    from accessbot.strategies import SettingsError
+
+    with pytest.raises(SettingsError, match="strategy.end_sessions: must be True or False"):
+        strategy(okta, naps, end_sessions="yes")
+
+
+def test_through_the_bot_expiry_removes_the_member_clears_her_sessions_and_says_so(
+    okta, bot_factory, policy_dir, clock
+):
+    strategy = {
+        "type": "okta_group",
+        "org_url": okta.url,
+        "group_id": GROUP,
+        "token_env": "OKTA_API_TOKEN",
+        "end_sessions": True,
+    }
+    settings = {"max_duration": "4h", "approvers": ["@alice"], "channel": "#access-approvals"}
+    policy_file(
+        policy_dir,
+        "okta.py",
+        f"RESOURCES = {{'okta-admins': {{**{settings!r}, 'strategy': {strategy!r}}}}}\n",
+    )
+    chat = bot_factory(ACCESS_USER_EMAILS={"carol": "carol@acme.com"})
+    rid = request_id(chat.reply("carol", "!access request okta-admins 30m INC-42"))
+    assert chat.reply("alice", f"!approve {rid}").startswith(f"Approved {rid}")
+    assert okta.groups[GROUP] == {"00ucarol"}
+    okta.sessions["00ucarol"] = 1  # she signed in to Okta in her browser
+
+    clock.advance(minutes=30, seconds=1)
+
+    told = chat.wait_for("carol", "has expired and was removed")
+    assert okta.groups[GROUP] == set() and okta.sessions["00ucarol"] == 0
+    assert told.endswith(
+        "Okta sign-in sessions and the OAuth tokens Okta issued opened before: ended."
+    )

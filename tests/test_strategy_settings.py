@@ -36,6 +36,7 @@ VALID = {
         "account_id": "123456789012",
         "region": "eu-west-1",
     },
+    "postgres_role": {"type": "postgres_role", "dsn_env": "PROD_DB_ADMIN_DSN", "role": "prod_rw"},
 }
 REQUIRED = [(kind, key) for kind, settings in VALID.items() for key in settings if key != "type"]
 

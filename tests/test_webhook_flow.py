@@ -133,3 +133,40 @@ def test_an_old_audit_record_with_a_url_secret_is_exported_and_reported_without_
     accessbot("report", *period, "--log", str(audit), "--out", str(report), cwd=tmp_path)
     assert "http://hooks.acme.com/x answered HTTP 500" in report.read_text()
     assert "hunter2" not in report.read_text() and "T0PSECRET" not in report.read_text()
+
+
+def test_a_revoke_answer_saying_sessions_were_ended_is_told_to_requester_and_channel(chat, webhook):
+    rid = granted(chat)
+    webhook.answer = {"sessions": "ended"}
+
+    said = chat.say("carol", f"!access revoke {rid}")
+
+    dm = next(
+        t for t in said if t.startswith(f"Your access to prod-db (request {rid}) was revoked")
+    )
+    assert dm.endswith("Sessions opened before: ended.")
+    line = chat.wait_for(
+        "#access-approvals", f"Request {rid}: @carol's access to prod-db was revoked"
+    )
+    assert line.endswith("Sessions opened before: ended.")
+
+
+def test_a_revoke_answer_naming_a_time_says_sessions_may_last_until_then(chat, webhook, clock):
+    granted(chat)
+    webhook.answer = {"sessions": "2026-11-24T11:30:00Z"}
+
+    clock.advance(hours=1, seconds=1)
+
+    told = chat.wait_for("carol", "has expired and was removed")
+    assert told.endswith("Sessions opened before: may last until 2026-11-24 11:30:00 UTC.")
+
+
+def test_a_revoke_answer_saying_nothing_of_sessions_says_their_fate_is_unknown(chat, webhook):
+    rid = granted(chat)
+    said = chat.say("carol", f"!access revoke {rid}")
+    dm = next(
+        t for t in said if t.startswith(f"Your access to prod-db (request {rid}) was revoked")
+    )
+    assert dm.endswith(
+        "Sessions opened before: unknown (the bot cannot end them or tell how long they last)."
+    )

@@ -62,7 +62,7 @@ def bootstrap(
         hook_timeout=settings.hook_timeout,
         expiry_reminder=settings.expiry_reminder,
         approval_reminder=settings.approval_reminder,
-        accounts=Accounts(github=settings.user_github, aws=settings.user_aws),
+        accounts=Accounts(github=settings.user_github, aws=settings.user_aws, db=settings.user_db),
         groups=settings.groups,
         slack_groups=slack_groups,
         strategy_workers=settings.strategy_workers,

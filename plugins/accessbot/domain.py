@@ -284,6 +284,10 @@ class Request:
     # checked); an extension keeps its grant's. `closed` is set when a re-check found the
     # link closed (the status it moved to), and an `end_with` grant ends then.
     links: dict[str, dict] = field(default_factory=dict)
+    # What the revoke did to sessions opened with the access before it, as its strategy
+    # declared: {"fate": "ended" | "may_last" | "unknown", "what": "...", "until": ISO time
+    # for "may_last"}; None for grants ended before this was recorded.
+    sessions: dict | None = None
 
     @classmethod
     def ask(
@@ -610,10 +614,14 @@ class Request:
         self.grant_round = granted_round + 1
         self.grant_starts_at = None  # the new id's first call sets its own start
 
-    def end(self, at: datetime, actor: str, account: str | None = None) -> Status:
+    def end(
+        self, at: datetime, actor: str, account: str | None = None, sessions: dict | None = None
+    ) -> Status:
         """The revoke worked: "revoked" if someone asked for it, else "expired". A grant
-        made before accounts were recorded keeps the `account` the target named."""
+        made before accounts were recorded keeps the `account` the target named;
+        `sessions` is what the revoke did to sessions opened before (Request.sessions)."""
         self._revoking(account)
+        self.sessions = sessions
         final = Status.REVOKED if self.ending == "revoked" else Status.EXPIRED
         self.move(final, at, actor)
         self.ended_at = at

@@ -13,7 +13,7 @@ from functools import singledispatch
 from urllib.parse import urlsplit, urlunsplit
 
 from .approvers import same_person_key
-from .domain import MAX_DURATION, Request, Status, format_duration
+from .domain import MAX_DURATION, Request, Status, format_duration, from_iso
 from .results import (
     Acknowledged,
     ApprovalCounted,
@@ -372,6 +372,8 @@ def show(request: Request, now: datetime) -> str:
         if request.holds_access:
             left = time_left(request, now)
             lines.append(f"Time left: {left.removesuffix(' left')}")
+    if request.sessions:
+        lines.append(f"At the revoke:{sessions_said(request)}")
     if request.last_error:
         lines.append(f"Last error: {inert(request.last_error)}")
     if request.review_required:
@@ -1242,6 +1244,31 @@ def link_closed_text(request: Request) -> str:
     )
 
 
+def sessions_said(request: Request) -> str:
+    """What became of sessions opened with the access before its revoke (as its strategy
+    declared, `Request.sessions`), as a sentence to append with its leading space; "" for
+    a grant ended before this was recorded."""
+    return sessions_sentence(request.sessions)
+
+
+def sessions_sentence(said) -> str:
+    """`sessions_said` for a recorded statement (the grant's, or a revoke's audit event)."""
+    if not isinstance(said, dict):
+        return ""
+    what = inert(str(said.get("what") or "sessions"), 120)
+    what = what[:1].upper() + what[1:]
+    fate = said.get("fate")
+    if fate == "ended":
+        return f" {what} opened before: ended."
+    if fate == "may_last" and said.get("until"):
+        try:
+            until = when(from_iso(str(said["until"])))
+        except ValueError:
+            until = inert(str(said["until"]), 40)
+        return f" {what} opened before: may last until {until}."
+    return f" {what} opened before: unknown (the bot cannot end them or tell how long they last)."
+
+
 def grant_ended(request: Request, actor: str) -> list[Notice]:
     """The revoke worked: the requester's DM and the channel's line (see digest.py)."""
     if request.status is Status.EXPIRED:
@@ -1266,6 +1293,9 @@ def grant_ended(request: Request, actor: str) -> list[Notice]:
             f" by {who(actor)}." if actor != request.requester else "."
         )
         channel_text = revoked_in_channel(request, actor)
+    if request.status is not Status.EXPIRED and actor == LINK_CHECK:
+        channel_text += sessions_said(request)
+    user_text += sessions_said(request)
     return [to_requester(request, user_text), to_channel(request, channel_text)]
 
 
@@ -1403,7 +1433,7 @@ def expired_in_channel(request: Request) -> str:
     """The channel's line when a grant ran out and was revoked."""
     return (
         f"Request {request.id}: {who(request.requester)}'s access to "
-        f"{request.resource} expired and was revoked."
+        f"{request.resource} expired and was revoked." + sessions_said(request)
     )
 
 
@@ -1411,7 +1441,7 @@ def revoked_in_channel(request: Request, actor: str) -> str:
     """The channel's line when someone revoked a grant before its end."""
     return (
         f"Request {request.id}: {who(request.requester)}'s access to "
-        f"{request.resource} was revoked by {who(actor)}."
+        f"{request.resource} was revoked by {who(actor)}." + sessions_said(request)
     )
 
 
@@ -1424,8 +1454,25 @@ def ended_together(requests: list[Request], resource: str, revoked_by: str | Non
     if revoked_by is None:
         return (
             f"{grants} to {resource} expired and {'was' if count == 1 else 'were'} revoked: {held}."
-        )
-    return f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: {held}."
+        ) + _sessions_of_all(requests)
+    return (
+        f"{grants} to {resource} {'was' if count == 1 else 'were'} revoked by {who(revoked_by)}: "
+        f"{held}." + _sessions_of_all(requests)
+    )
+
+
+def _sessions_of_all(requests: list[Request]) -> str:
+    """`sessions_said` for many grants of one resource: each different sentence once, the
+    latest "may last until" standing for the earlier ones of the same kind."""
+    latest: dict[tuple, Request] = {}
+    for request in requests:
+        said = request.sessions if isinstance(request.sessions, dict) else {}
+        key = (said.get("fate"), said.get("what"))
+        if key not in latest or str(said.get("until") or "") >= str(
+            (latest[key].sessions or {}).get("until") or ""
+        ):
+            latest[key] = request
+    return "".join(dict.fromkeys(sessions_said(r) for r in latest.values()))
 
 
 def revoke_failed_in_channel(request: Request) -> str:
@@ -1455,7 +1502,10 @@ def revokes_failed_together(requests: list[Request], resource: str) -> str:
 
 # Strategy settings that say which target a grant is on (never a secret: `*_env` keys
 # only name variables, and URLs are shown without credentials).
-TARGET_KEYS = ("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv")
+TARGET_KEYS = (
+    *("url", "org_url", "group_id", "org", "team", "repo", "group", "account_id", "argv"),
+    *("role", "dsn_env"),  # postgres_role: the role, and the variable naming its database
+)
 
 
 def target_of(strategy: dict | None) -> str:

@@ -42,7 +42,14 @@ from .domain import AccessError, Request, Status, retry_delay
 from .notices import Notice
 from .rebuild import grant_fields
 from .store import StoreError
-from .strategies import SettingsError, Strategy, StrategyError, build_strategy, payload_for
+from .strategies import (
+    Sessions,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    build_strategy,
+    payload_for,
+)
 from .strategies.deadline import call_within, deadline_of
 
 log = logging.getLogger(__name__)
@@ -482,17 +489,28 @@ class Provisioner:
             raise
         return self.record_revokes([(request, outcome)], actor)
 
-    def revoke_call(self, request: Request) -> tuple[str | None, str | None]:
-        """The strategy's revoke call: what went wrong (None if it worked), and the account
-        the target named (for a grant made before accounts were recorded)."""
+    def revoke_call(self, request: Request) -> tuple[str | None, str | None, Sessions | None]:
+        """The strategy's revoke call: what went wrong (None if it worked), the account
+        the target named (for a grant made before accounts were recorded), and what became
+        of sessions opened before (the call's own word, else its strategy's declaration)."""
         try:
             done = self.call(request.strategy, "revoke", payload_for("revoke", request))
         except (StrategyError, SettingsError) as exc:
-            return str(exc), None
-        return None, done.account
+            return str(exc), None, None
+        return None, done.account, done.sessions or self.sessions_declared(request.strategy)
+
+    def sessions_declared(self, settings: dict) -> Sessions:
+        """What the strategy says a revoke does to sessions opened before; unknown when it
+        cannot be built (the revoke itself has worked, so that must not undo it)."""
+        try:
+            return self.strategy(settings).sessions_at_revoke()
+        except (StrategyError, SettingsError):
+            return Sessions()
 
     def record_revokes(
-        self, results: list[tuple[Request, tuple[str | None, str | None]]], actor: str
+        self,
+        results: list[tuple[Request, tuple[str | None, str | None, Sessions | None]]],
+        actor: str,
     ) -> list[Notice]:
         """Record the outcome of claimed revoke calls (error None: it worked) and release
         the claims. Outcomes that arrive together are committed together: all their audit
@@ -503,12 +521,15 @@ class Provisioner:
             with host.lock:
                 done = []
                 now = host.clock()
-                for claimed, (error, account) in results:
+                for claimed, (error, account, *said) in results:
                     request = host.store.get(claimed.id)
                     if error is None:
-                        final = request.end(now, actor, account)
+                        sessions = said[0].at(now) if said and said[0] is not None else None
+                        final = request.end(now, actor, account, sessions)
                         self.owe_follow_up(request, "after_revoke")
                         ended = {"outcome": final.value, **grant_fields(request)}
+                        if request.sessions:  # what became of sessions opened before
+                            ended["sessions"] = request.sessions
                         done.append((request, error, final.value, ended))
                     else:
                         request.fail_revoke(error, now, actor, account)

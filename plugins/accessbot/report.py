@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from .audit import VerifyResult
 from .certification import evidence
 from .domain import DurationError, format_duration, from_iso, parse_duration
-from .messages import inert, link_text, redact_urls
+from .messages import inert, link_text, redact_urls, sessions_sentence
 
 BREAK_GLASS_ACTOR = "policy"  # the actor of an approval made by a policy hook
 
@@ -46,6 +46,7 @@ class GrantSpan:
     extensions: int = 0
     links: dict = field(default_factory=dict)  # checked fields, as the tracker told them
     closed: str = ""  # why it ended with its ticket ("OPS-12 moved to Done")
+    sessions: dict | None = None  # what the revoke did to sessions opened before
 
     def held_for(self, until: datetime) -> timedelta:
         return (self.end or until) - self.start
@@ -153,6 +154,7 @@ class _Grants:
             self.spans[rid] = self._span(rid, record, at)
         elif event in ("expired", "revoked") and rid in self.spans:
             self.spans[rid].end, self.spans[rid].ended = at, event
+            self.spans[rid].sessions = record.get("sessions")
         elif event == "link_closed" and rid in self.spans:
             self.spans[rid].closed = str(record.get("detail", ""))
         elif event == "revoke_failed" and rid in self.spans:
@@ -647,6 +649,8 @@ def _grants_table(summary: Summary) -> str:
             ended += f" (extended {s.extensions} time(s))"
         if s.closed:
             ended += f": {_e(inert(s.closed))}"
+        if s.sessions:
+            ended += f". {_e(sessions_sentence(s.sessions).strip())}"
         by = (
             "policy <span class='tag bg'>break-glass</span>"
             if s.break_glass

@@ -35,6 +35,7 @@ class Settings:
     user_emails: Mapping[str, str] = field(default_factory=dict)
     user_github: Mapping[str, str] = field(default_factory=dict)  # handle -> GitHub login
     user_aws: Mapping[str, str] = field(default_factory=dict)  # handle -> AWS user name
+    user_db: Mapping[str, str] = field(default_factory=dict)  # handle -> database login
     pagerduty_token: str | None = None
     pagerduty_url: str = PUBLIC_PAGERDUTY_URL
     pagerduty_timeout: float = 3.0
@@ -95,6 +96,7 @@ class Settings:
         emails = _handle_map(get, "ACCESS_USER_EMAILS", "e-mails", "alice@example.com")
         github = _handle_map(get, "ACCESS_USER_GITHUB", "GitHub logins", "alice-gh")
         aws = _handle_map(get, "ACCESS_USER_AWS", "AWS user names", "alice")
+        db = _handle_map(get, "ACCESS_USER_DB", "database logins", "alice_rw")
         try:
             tick = float(get("ACCESS_TICK_SECONDS", 1))
         except (TypeError, ValueError) as exc:
@@ -168,6 +170,7 @@ class Settings:
             user_emails=emails,
             user_github=github,
             user_aws=aws,
+            user_db=db,
             pagerduty_token=get("ACCESS_PAGERDUTY_TOKEN", None) or None,
             pagerduty_url=str(get("ACCESS_PAGERDUTY_URL", PUBLIC_PAGERDUTY_URL)),
             pagerduty_timeout=pd_timeout,

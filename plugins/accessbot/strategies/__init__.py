@@ -18,6 +18,7 @@ from .base import (
     CannotList,
     Done,
     Member,
+    Sessions,
     SettingsError,
     Strategy,
     StrategyError,
@@ -26,6 +27,7 @@ from .base import (
 from .command import CommandStrategy
 from .github import GitHubRepoStrategy, GitHubTeamStrategy
 from .okta import OktaGroupStrategy
+from .postgres_role import PostgresRoleStrategy
 from .webhook import WebhookStrategy
 
 KINDS: dict[str, type[Strategy]] = {
@@ -39,6 +41,7 @@ KINDS: dict[str, type[Strategy]] = {
         AwsIamGroupStrategy,
         AwsSsoStrategy,
         ApprovalOnlyStrategy,
+        PostgresRoleStrategy,
     )
 }
 
@@ -80,6 +83,7 @@ STAND_INS: dict[str, dict] = {
         "account_id": "123456789012",
         "region": "eu-west-1",
     },
+    "postgres_role": {"dsn_env": "PROD_DB_ADMIN_DSN", "role": "prod_rw"},
     "none": {},
 }
 
@@ -130,6 +134,7 @@ __all__ = [
     "CannotList",
     "Done",
     "Member",
+    "Sessions",
     "SettingsError",
     "Strategy",
     "StrategyError",

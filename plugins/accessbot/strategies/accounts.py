@@ -1,4 +1,4 @@
-"""Who a chat user is on each target: the ACCESS_USER_GITHUB / ACCESS_USER_AWS maps.
+"""Who a chat user is on each target: the ACCESS_USER_GITHUB / _AWS / _DB maps.
 
 The service builds one `Accounts` from the bot's settings and hands it to every strategy
 it builds (`build_strategy(settings, accounts)`), so strategies never read the bot's
@@ -15,6 +15,7 @@ from .base import StrategyError
 SYSTEMS = {
     "github": ("GitHub login", "ACCESS_USER_GITHUB"),
     "aws": ("AWS user name", "ACCESS_USER_AWS"),
+    "db": ("database login", "ACCESS_USER_DB"),
 }
 
 

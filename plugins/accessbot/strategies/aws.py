@@ -10,15 +10,23 @@ set's assignments in the account (users, and groups, which give it to all their 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
+from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError, target_host
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
+MAX_SESSION = 12 * 3600  # seconds: the longest an AWS role or permission set session lasts
+ROLE_SESSIONS = Sessions(
+    "may_last", "AWS role sessions assumed with the group's permissions", MAX_SESSION
+)
+SSO_SESSIONS = "AWS console and CLI sessions of the permission set"
 POLL_INTERVAL = 1.0  # seconds between looks at an Identity Center provisioning request
 GROUP_ACCOUNT = "group:"  # an Identity Center group as a member: "group:<group id>"
 
@@ -230,11 +238,47 @@ class AwsIamGroupStrategy(_AwsStrategy):
         )
         return [user for page in pages for user in page.get("Users", [])]
 
+    def sessions_at_revoke(self) -> Sessions:
+        # The group's own policies stop applying to the user's requests at once (IAM
+        # evaluates every request), but a role session assumed with them lives to its end.
+        return ROLE_SESSIONS
+
     def target_key(self) -> tuple:
         return (self.kind, target_host(self.endpoint_url), self.group)
 
     def describe(self) -> str:
         return f"aws_iam_group ({self.group}{self._where()})"
+
+
+REVOKE_OLDER_SID = "AccessbotRevokeOlderSessions"
+REVOKED_OLDER = Sessions(
+    "ended", "AWS console and CLI sessions of the permission set (everyone's, who sign in again)"
+)
+
+
+def revoke_older_sessions(current: str | None, before: str) -> dict:
+    """The permission set's inline policy with our Deny on sessions issued before `before`
+    in place of an earlier one (AWS's "revoke older sessions"); its other statements kept."""
+    try:
+        policy = json.loads(current) if current else {}
+    except ValueError as exc:
+        raise StrategyError("the permission set's inline policy is not JSON") from exc
+    if not isinstance(policy, dict):
+        policy = {}
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    kept = [s for s in statements if not (isinstance(s, dict) and s.get("Sid") == REVOKE_OLDER_SID)]
+    kept.append(
+        {
+            "Sid": REVOKE_OLDER_SID,
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": before}},
+        }
+    )
+    return {"Version": policy.get("Version", "2012-10-17"), "Statement": kept}
 
 
 class AwsSsoStrategy(_AwsStrategy):
@@ -259,6 +303,7 @@ class AwsSsoStrategy(_AwsStrategy):
             "endpoint_url",
             "timeout",
             "wait",
+            "end_sessions",
         }
     )
 
@@ -318,8 +363,11 @@ class AwsSsoStrategy(_AwsStrategy):
         )
         common = cls.common_settings(settings, default_region=None)
         wait = cls.duration_setting(settings, "wait", "1m")
+        end_sessions = settings.get("end_sessions", False)
+        if not isinstance(end_sessions, bool):
+            raise SettingsError("strategy.end_sessions", "must be True or False")
         _require_boto(cls.kind)
-        return cls(
+        strategy = cls(
             instance_arn,
             permission_set_arn,
             account_id,
@@ -328,6 +376,8 @@ class AwsSsoStrategy(_AwsStrategy):
             **common,
             **wiring,
         )
+        strategy.end_sessions = end_sessions
+        return strategy
 
     def call(self, action: str, payload: dict) -> Done:
         if action == "extend":
@@ -361,14 +411,84 @@ class AwsSsoStrategy(_AwsStrategy):
             )
             return Done(f"Identity Center: assigned {what}", principal_id)
         if not assigned:
-            return Done(f"Identity Center: {what} was not assigned", principal_id)
+            return self._older_sessions_ended(
+                sso, Done(f"Identity Center: {what} was not assigned", principal_id)
+            )
+        # Asked before the deletion, whose wait is the last thing the call does.
+        sessions = None if self.end_sessions else self._sessions_left(sso)
         started = self.aws(
             f"remove the assignment of {what}", sso.delete_account_assignment, **assignment
         )["AccountAssignmentDeletionStatus"]
         self._wait_until_done(
             sso, started, "delete", sso.describe_account_assignment_deletion_status
         )
-        return Done(f"Identity Center: removed {what}", principal_id)
+        return self._older_sessions_ended(
+            sso, Done(f"Identity Center: removed {what}", principal_id, sessions=sessions)
+        )
+
+    def _older_sessions_ended(self, sso, done: Done) -> Done:
+        """With `end_sessions`: deny everything to the permission set's sessions issued
+        before now (AWS's "revoke older sessions": a Deny on `aws:TokenIssueTime` in the
+        permission set's inline policy, kept beside its other statements), provisioned to
+        the account. Everyone's older sessions of it end: the others sign in again."""
+        if not self.end_sessions:
+            return done
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        where = {"InstanceArn": self.instance_arn, "PermissionSetArn": self.permission_set_arn}
+        name = self._permission_set_name()
+        current = self.aws(
+            f"read the inline policy of {name}", sso.get_inline_policy_for_permission_set, **where
+        ).get("InlinePolicy")
+        policy = revoke_older_sessions(current, now)
+        self.aws(
+            f"deny sessions of {name} issued before {now}",
+            sso.put_inline_policy_to_permission_set,
+            InlinePolicy=json.dumps(policy),
+            **where,
+        )
+        started = self.aws(
+            f"provision {name} to {self.account_id}",
+            sso.provision_permission_set,
+            TargetId=self.account_id,
+            TargetType="AWS_ACCOUNT",
+            **where,
+        )["PermissionSetProvisioningStatus"]
+        self._wait_until_done(
+            sso, started, "provision", sso.describe_permission_set_provisioning_status
+        )
+        return Done(
+            f"{done.note}; its sessions issued before {now} denied",
+            done.account,
+            sessions=REVOKED_OLDER,
+        )
+
+    def _sessions_left(self, sso) -> Sessions:
+        """How long the sessions of the permission set opened before may last: its
+        SessionDuration (PT1H when it sets none); the 12-hour most when AWS does not say."""
+        try:
+            described = self.aws(
+                f"describe {self._permission_set_name()}",
+                sso.describe_permission_set,
+                InstanceArn=self.instance_arn,
+                PermissionSetArn=self.permission_set_arn,
+            )
+        except StrategyError:
+            return self.sessions_at_revoke()  # the revoke worked; only its length is unknown
+        length = (described.get("PermissionSet") or {}).get("SessionDuration") or "PT1H"
+        found = _ISO_DURATION.match(str(length))
+        if not found or not any(found.groups()):
+            return self.sessions_at_revoke()
+        hours, minutes, seconds = (int(part or 0) for part in found.groups())
+        return Sessions("may_last", SSO_SESSIONS, hours * 3600 + minutes * 60 + seconds)
+
+    end_sessions = False  # from_settings sets the policy's `end_sessions`
+
+    def sessions_at_revoke(self) -> Sessions:
+        if self.end_sessions:
+            return REVOKED_OLDER
+        # Removing an assignment stops new sign-ins to it; credentials already handed out
+        # live to the end of the permission set's session, 12 hours at most.
+        return Sessions("may_last", SSO_SESSIONS, MAX_SESSION)
 
     def _target_principal(self, sso, action: str, payload: dict) -> tuple[str, str, str]:
         """(how to name it, USER or GROUP, the principal id) the call acts on."""
@@ -501,9 +621,12 @@ class AwsSsoStrategy(_AwsStrategy):
         """Poll a provisioning request until it leaves IN_PROGRESS, for at most `wait`."""
         request_id = status.get("RequestId", "")
         deadline = self.monotonic() + self.wait
-        key = "AccountAssignmentCreationRequestId"
-        if verb == "delete":
-            key = "AccountAssignmentDeletionRequestId"
+        key = {
+            "create": "AccountAssignmentCreationRequestId",
+            "delete": "AccountAssignmentDeletionRequestId",
+            "provision": "ProvisionPermissionSetRequestId",
+        }[verb]
+        what = "the permission set" if verb == "provision" else "the assignment"
         while status.get("Status") == "IN_PROGRESS":
             if self.monotonic() >= deadline:
                 raise StrategyError(
@@ -517,10 +640,14 @@ class AwsSsoStrategy(_AwsStrategy):
                 InstanceArn=self.instance_arn,
                 **{key: request_id},
             )
-            status = next(v for k, v in answer.items() if k.startswith("AccountAssignment"))
+            status = next(
+                v
+                for k, v in answer.items()
+                if k.startswith(("AccountAssignment", "PermissionSetProvisioning"))
+            )
         if status.get("Status") != "SUCCEEDED":
             raise StrategyError(
-                f"Identity Center could not {verb} the assignment: "
+                f"Identity Center could not {verb} {what}: "
                 f"{status.get('Status', 'unknown status')}: "
                 f"{status.get('FailureReason') or 'no reason given'} (request {request_id})"
             )

@@ -7,11 +7,12 @@ import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
-from ..domain import DurationError, iso, parse_duration
+from ..domain import DurationError, from_iso, iso, parse_duration
 from ..messages import redact_urls
 
 if TYPE_CHECKING:
@@ -72,6 +73,33 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Sessions:
+    """What a revoke does to the sessions opened with the access before it (a psql session
+    that did SET ROLE, an Okta sign-in, an AWS console session): they are `ended` by the
+    revoke itself, `may_last` up to `seconds` after it (the target's own session length),
+    or their fate is `unknown` to the bot. `what` names them for people ("database
+    sessions"). Recorded on the grant at revoke (`at`) and said in every revoke notice."""
+
+    fate: str = "unknown"  # "ended" | "may_last" | "unknown"
+    what: str = "sessions"
+    seconds: float | None = None  # for "may_last": how long after the revoke, at most
+    until: datetime | None = None  # for "may_last", when the target names the time itself
+
+    def at(self, revoked_at: datetime) -> dict:
+        """The statement as recorded on the grant: {"fate", "what"} and, for "may_last",
+        "until" (an ISO time): when the last session opened before may end."""
+        recorded = {"fate": self.fate, "what": self.what}
+        if self.fate == "may_last" and self.until is not None:
+            recorded["until"] = iso(self.until)
+        elif self.fate == "may_last" and self.seconds is not None:
+            recorded["until"] = iso(revoked_at + timedelta(seconds=self.seconds))
+        return recorded
+
+
+UNKNOWN_SESSIONS = Sessions("unknown", "sessions")
+
+
+@dataclass(frozen=True)
 class Done:
     """What a strategy call did: a short note for the log and audit, the target's stable
     id for the user when the call learnt it (recorded at grant, used by revoke and
@@ -80,6 +108,9 @@ class Done:
     note: str = ""
     account: str | None = None
     answer: dict | None = None
+    # What a revoke did to sessions opened before, when the call itself knows better than
+    # the strategy's declaration (`Strategy.sessions_at_revoke`).
+    sessions: Sessions | None = None
 
 
 class Strategy:
@@ -195,6 +226,12 @@ class Strategy:
     def describe(self) -> str:
         return self.kind
 
+    def sessions_at_revoke(self) -> Sessions:
+        """What happens, at a successful revoke, to sessions opened with the access before:
+        each strategy declares it (README: "Sessions opened before a revoke"); a strategy
+        that can neither end them nor tell how long they last says `unknown`."""
+        return UNKNOWN_SESSIONS
+
     def target_key(self) -> tuple | None:
         """What this strategy grants at, as a comparable tuple: two resources whose
         strategies give equal keys share one target (the same Okta group, GitHub team,
@@ -251,7 +288,26 @@ def done_from_answer(note: str, raw: bytes, who: str) -> Done:
     elif len(str(account)) > 200:
         log.warning("%s answered an account longer than 200 characters; not recorded", who)
         account = None
-    return Done(note, None if account is None else str(account), answer)
+    return Done(note, None if account is None else str(account), answer, sessions_of(answer, who))
+
+
+def sessions_of(answer: dict, who: str) -> Sessions | None:
+    """What a revoke's answer says of sessions opened before (README, the webhook
+    contract): `"sessions": "ended"`, `"unknown"`, or an ISO time they may last until;
+    None (the strategy's declaration, unknown) when it says nothing or nothing usable."""
+    said = answer.get("sessions")
+    if said is None:
+        return None
+    if said in ("ended", "unknown"):
+        return Sessions(said)
+    try:
+        until = from_iso(str(said)) if isinstance(said, str) else None
+    except ValueError:
+        until = None
+    if until is None or until.tzinfo is None:
+        log.warning("%s answered sessions that are not ended, unknown or a time: %r", who, said)
+        return None
+    return Sessions("may_last", until=until)
 
 
 def encode_payload(payload: dict) -> bytes:

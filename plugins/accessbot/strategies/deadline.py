@@ -54,7 +54,8 @@ _late_lock = threading.Lock()
 
 
 # Strategies whose call also waits on purpose, and for how long by default: aws_sso polls
-# Identity Center for up to its `wait` (1m) after its API calls.
+# Identity Center for up to its `wait` (1m) after its API calls (twice with `end_sessions`:
+# the assignment's deletion, then the permission set's provisioning).
 WAITS = {"aws_sso": "1m"}
 
 
@@ -77,7 +78,8 @@ def deadline_of(settings) -> float:
     seconds = _seconds(settings.get("timeout"), DEFAULT_DEADLINE)
     kind = settings.get("type")
     if kind in WAITS:
-        seconds += _seconds(settings.get("wait", WAITS[kind]), 0.0)
+        waits = 2 if settings.get("end_sessions") is True else 1  # aws_sso: + provisioning
+        seconds += waits * _seconds(settings.get("wait", WAITS[kind]), 0.0)
     return seconds
 
 

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
+from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError, target_host
 from .rest import RestClient, json_field
 
 PUBLIC_API = "https://api.github.com"
@@ -92,8 +92,16 @@ def _invited(permission) -> str | None:
     return INVITATION_PERMISSIONS.get(permission, permission) if permission else None
 
 
+# GitHub checks team and repository access on every request (web, API, git), so a
+# session or token opened before the revoke keeps the person's other access, not this.
+GITHUB_SESSIONS = Sessions("ended", "GitHub web sessions and tokens, for this access")
+
+
 class _GitHubStrategy(Strategy):
     target_label = "GitHub"
+
+    def sessions_at_revoke(self) -> Sessions:
+        return GITHUB_SESSIONS
 
     def __init__(
         self,

@@ -7,6 +7,13 @@ user id and does `PUT /api/v1/groups/{group}/users/{id}`; revoke does the same w
 revoke counts as done only when the group's member list, read in full, lacks the id.
 Okta has no expiry on memberships, so `extend` needs no call. `members()` reads the
 group's member list, every page.
+
+With `"end_sessions": true`, the revoke then clears the user's sessions (Okta's "Revoke
+all User sessions": `DELETE /api/v1/users/{id}/sessions?oauthTokens=true`), so a browser
+signed in to Okta must sign in again, and the OAuth and OpenID Connect tokens Okta issued
+to them stop working. Sessions an app keeps on its own (a SAML app's cookie) are that
+app's. Without it, sessions opened before the revoke are left to Okta's session policy,
+which the bot cannot see: its revoke notice says their fate is unknown.
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ from urllib.parse import quote
 import requests
 
 from ..messages import redact_url
-from .base import Done, Member, SettingsError, Strategy, StrategyError, target_host
+from .base import (
+    UNKNOWN_SESSIONS,
+    Done,
+    Member,
+    Sessions,
+    SettingsError,
+    Strategy,
+    StrategyError,
+    target_host,
+)
 from .rest import RestClient, json_field
 
 
@@ -40,9 +56,15 @@ def okta_error(response: requests.Response) -> str:
     return words[:300]
 
 
+CLEARED = Sessions("ended", "Okta sign-in sessions and the OAuth tokens Okta issued")
+OKTA_SESSIONS_UNKNOWN = Sessions(UNKNOWN_SESSIONS.fate, "Okta sign-in sessions")
+
+
 class OktaGroupStrategy(Strategy):
     kind = "okta_group"
-    allowed_keys = frozenset({"type", "org_url", "group_id", "token_env", "timeout"})
+    allowed_keys = frozenset(
+        {"type", "org_url", "group_id", "token_env", "timeout", "end_sessions"}
+    )
 
     def __init__(
         self,
@@ -52,7 +74,9 @@ class OktaGroupStrategy(Strategy):
         timeout: float,
         session: requests.Session | None = None,
         sleep=time.sleep,
+        end_sessions: bool = False,
     ):
+        self.end_sessions = end_sessions
         self.org_url = org_url
         self.group_id = group_id
         self.token_env = token_env
@@ -70,7 +94,17 @@ class OktaGroupStrategy(Strategy):
                 "strategy.group_id", "is the group's id (00g...), not a URL or a name"
             )
         token_env = cls.env_setting(settings, "token_env", "OKTA_API_TOKEN")
-        return cls(org_url, group_id, token_env, cls.timeout_setting(settings, "10s"), **wiring)
+        end_sessions = settings.get("end_sessions", False)
+        if not isinstance(end_sessions, bool):
+            raise SettingsError("strategy.end_sessions", "must be True or False")
+        return cls(
+            org_url,
+            group_id,
+            token_env,
+            cls.timeout_setting(settings, "10s"),
+            end_sessions=end_sessions,
+            **wiring,
+        )
 
     def _client(self) -> RestClient:
         token = self.secret(self.token_env, "the Okta API token")
@@ -112,7 +146,9 @@ class OktaGroupStrategy(Strategy):
             raise client.failure(answer, f"add {who} to group {self.group_id}")
         answer = client.call("DELETE", path)
         if answer.status_code in (200, 204):
-            return Done(f"Okta: {who} removed from group {self.group_id}", account=account)
+            return self._sessions_ended(
+                client, account, who, Done(f"Okta: {who} removed from group {self.group_id}")
+            )
         if answer.status_code != 404:
             raise client.failure(answer, f"remove {who} from group {self.group_id}")
         # Okta says 404 for "not a member", "no such group" and "no such user": only the
@@ -123,7 +159,23 @@ class OktaGroupStrategy(Strategy):
                 f"Okta still lists {who} in group {self.group_id} but would not remove "
                 "them; the revoke is retried"
             )
-        return Done(f"Okta: {who} was not in group {self.group_id}", account=account)
+        return self._sessions_ended(
+            client, account, who, Done(f"Okta: {who} was not in group {self.group_id}")
+        )
+
+    def _sessions_ended(self, client: RestClient, account: str, who: str, done: Done) -> Done:
+        """`done` with the account, after clearing the user's Okta sessions and the OAuth
+        tokens Okta issued to them when the resource asks for it (`end_sessions`)."""
+        if not self.end_sessions:
+            return Done(done.note, account=account)
+        answer = client.call(
+            "DELETE", f"/api/v1/users/{quote(account, safe='')}/sessions?oauthTokens=true"
+        )
+        # 404: Okta has no such user any more, so no session of theirs either.
+        if answer.status_code not in (200, 204, 404):
+            # The membership is gone, but sessions opened with it live on: not done yet.
+            raise client.failure(answer, f"clear the Okta sessions of {who}")
+        return Done(f"{done.note}; their Okta sessions cleared", account=account, sessions=CLEARED)
 
     def members(self, resource: str) -> list[Member]:
         found = []
@@ -167,6 +219,9 @@ class OktaGroupStrategy(Strategy):
             return str(found.json()["id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StrategyError(f"Okta's answer for user {email} has no id") from exc
+
+    def sessions_at_revoke(self) -> Sessions:
+        return CLEARED if self.end_sessions else OKTA_SESSIONS_UNKNOWN
 
     def target_key(self) -> tuple:
         return (self.kind, target_host(self.org_url), self.group_id)
