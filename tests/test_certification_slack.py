@@ -1,9 +1,14 @@
 """Access certification on Slack: the real plugin on errbot's SlackV3 backend code and the
 fake Slack Web API. A certification is a message with Keep / Remove buttons per item
-(paged within Block Kit's 50 blocks); a reviewer's click decides and updates the page; a
-click by anyone else is refused privately."""
+(paged within Block Kit's 50 blocks); a reviewer's click opens a modal with an optional
+note, whose submission decides and updates the page; a click by anyone else is refused
+privately."""
 
 from __future__ import annotations
+
+import json
+
+import pytest
 
 from accessbot.integrations import slack
 from tests.slack_fakes import click_payload
@@ -38,11 +43,49 @@ def item_buttons(message: dict) -> dict[str, str]:
     return found
 
 
-def test_a_reviewers_click_decides_and_updates_the_message_a_strangers_is_refused(
-    start_bot, fake, webhook
+def note_submission(view: dict, user_id: str, note: str) -> dict:
+    """A `view_submission` of the note modal the bot opened, with `note` typed in."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0ACME"},
+        "user": {"id": user_id, "team_id": "T0ACME"},
+        "view": {
+            "id": "V0MODAL",
+            "type": "modal",
+            "hash": "h1",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {
+                "values": {
+                    slack.CERTIFY_NOTE_BLOCK: {"note": {"type": "plain_text_input", "value": note}}
+                }
+            },
+        },
+    }
+
+
+def submitted(bot, fake, payload: dict) -> dict:
+    """What the bot answered a submission with: the socket-mode ack's payload, or the
+    HTTP response's JSON body (signed like Slack's); {} for a plain acknowledgement."""
+    if bot.mode == "http":
+        response = bot.interact(payload)
+        assert response.status_code == 200, response.text
+        return response.json() if response.text else {}
+    envelope = bot.enqueue("interactive", payload)
+    return fake.wait(lambda: bot.acks(envelope), "the acknowledgement")[0].get("payload") or {}
+
+
+def decided_events(tmp_path) -> list[dict]:
+    lines = (tmp_path / "data" / "audit.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == "certification_decided"]
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+def test_a_reviewers_click_opens_a_note_whose_submission_decides_a_strangers_is_refused(
+    start_bot, fake, webhook, tmp_path, mode
 ):
     webhook.members = [MALLORY, DAVE]
-    bot = start_bot("socket", certify=CERTIFY)
+    bot = start_bot(mode, certify=CERTIFY)
     [message] = fake.wait(lambda: certification_messages(fake), "the certification's message")
     buttons = item_buttons(message)
     assert len(buttons) == 2
@@ -50,15 +93,42 @@ def test_a_reviewers_click_decides_and_updates_the_message_a_strangers_is_refuse
     bot.interact(click_payload(slack.CERTIFY_KEEP, mallory, "UCAROL", message))
     refusal = fake.wait(lambda: fake.ephemeral_to("UCAROL"), "carol's refusal")[0]
     assert "Only the reviewers of certification" in refusal
-    assert webhook.count_all("revoke") == 0
+    assert fake.views == []  # no note modal for someone who may not decide
 
     bot.interact(click_payload(slack.CERTIFY_REMOVE, mallory, "UALICE", message))
+    [opened] = fake.wait(lambda: fake.views, "the note modal")
+    assert opened["method"] == "views.open" and opened["trigger_id"] == "1337.42.abcd"
+    assert "Remove" in repr(opened["view"]["blocks"]) and "@mallory" in repr(opened["view"])
+    assert mallory in item_buttons(current(fake, message))  # nothing decided by the click
+    assert webhook.count_all("revoke") == 0
+
+    # Carol replaying alice's modal is refused on the form, privately; nothing is decided.
+    refused = submitted(bot, fake, note_submission(opened["view"], "UCAROL", "mine now"))
+    assert refused["response_action"] == "errors"
+    assert "Only the reviewers" in refused["errors"][slack.CERTIFY_NOTE_BLOCK]
+    assert webhook.count_all("revoke") == 0
+
+    decided = submitted(
+        bot, fake, note_submission(opened["view"], "UALICE", "left the DB team in May")
+    )
+    assert "errors" not in decided
 
     fake.wait(lambda: mallory not in item_buttons(current(fake, message)), "the page updated")
-    assert "Removed by @alice" in shown(current(fake, message))
+    assert "Removed by @alice: left the DB team in May" in shown(current(fake, message))
     assert [c["account"] for c in webhook.calls if c["action"] == "revoke"] == ["db-mallory"]
     answer = fake.wait(lambda: fake.ephemeral_to("UALICE"), "alice's answer")[0]
     assert answer.startswith("Removed @mallory")
+    [event] = fake.wait(lambda: decided_events(tmp_path), "the audit event")
+    assert (event["actor"], event["decision"], event["detail"]) == (
+        "@alice",
+        "remove",
+        "left the DB team in May",
+    )
+    channel = fake.wait(
+        lambda: [m for m in fake.posted(CHANNEL) if "left the DB team in May" in m["text"]],
+        "the channel told, with the note",
+    )
+    assert "removed by @alice" in channel[0]["text"]
 
 
 def test_a_certification_of_500_members_is_paged_within_block_kits_limits(start_bot, fake, webhook):

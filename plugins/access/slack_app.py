@@ -197,7 +197,11 @@ class SlackApp:
             return 401, {"error": "invalid signature"}
         try:
             payload = slack.decode_form(body)
-            action = slack.parse_interaction(payload) or slack.certify_click(payload)
+            action = (
+                slack.parse_interaction(payload)
+                or slack.certify_click(payload)
+                or slack.certify_submission(payload)
+            )
         except slack.InteractionError as exc:
             log.warning("refused a malformed Slack interaction: %s", exc)
             return 400, {"error": "bad payload"}
@@ -218,7 +222,11 @@ class SlackApp:
         """A socket-mode payload; a malformed one is logged and acknowledged plainly
         (Socket Mode has no status code to refuse it with)."""
         try:
-            action = slack.parse_interaction(payload) or slack.certify_click(payload)
+            action = (
+                slack.parse_interaction(payload)
+                or slack.certify_click(payload)
+                or slack.certify_submission(payload)
+            )
         except slack.InteractionError as exc:
             log.warning("ignored a malformed Slack interaction: %s", exc)
             return None
@@ -249,7 +257,9 @@ class SlackApp:
                 self._guarded, self.cards.narrow_request_modal, action, self._resources()
             )
         elif isinstance(action, slack.CertifyClick):
-            self.workers.submit(self._certify, action, team)
+            self.workers.submit(self._certify_note, action, team)
+        elif isinstance(action, slack.CertifySubmission):
+            return self._certify_submit(action, team)
         elif isinstance(action, slack.RequestSubmission):
             if action.field_errors:
                 return {"response_action": "errors", "errors": action.field_errors}
@@ -281,27 +291,76 @@ class SlackApp:
         self.deliver_notices(outcome.notices)  # into the outbox before the answer: durable
         self._answer(click, outcome.reply)
 
-    def _certify(self, click: slack.CertifyClick, team: str = "") -> None:
-        """The button's twin of `!access certify keep|remove <item>`."""
+    def _certify_note(self, click: slack.CertifyClick, team: str = "") -> None:
+        """Keep / Remove pressed: a reviewer who may decide the item gets the note modal
+        (its submission decides); anyone else is told why not, privately."""
         try:
             actor = self.actor(click.user_id, team)
             if self.certifications is None:
                 raise AccessError("Access certification is not running on this bot.")
             with self.for_command():
-                outcome = self.certifications.decide(actor, click.item_id, click.decision, "")
+                item = self.certifications.may_decide(actor, click.item_id)
+            self.cards.client.views_open(
+                trigger_id=click.trigger_id, view=slack.note_modal(click, item.member)
+            )
         except (AccessError, slack.SlackLookupError) as exc:
             self._answer(click, str(exc))
-            return
         except StoreError as exc:
             log.error("a %s click on item %s: %s", click.decision, click.item_id, exc)
-            self._answer(click, messages.database_not_answering(exc))
-            return
+            self._answer(click, messages.database_not_answering())
         except Exception:  # noqa: BLE001 - never a stack trace in chat
             log.exception("a %s click on item %s failed", click.decision, click.item_id)
             self._answer(click, FAILED)
-            return
-        self.deliver_notices(outcome.notices)
-        self._answer(click, outcome.reply)
+
+    def _certify_submit(self, submission: slack.CertifySubmission, team: str = "") -> dict | None:
+        """The note modal submitted: decide with its note. A refusal within Slack's time
+        goes back onto the modal; a later one, like the answer, to the reviewer only."""
+        job = self.workers.submit(self._certify, submission, team)
+        try:
+            error = job.result(timeout=MODAL_WAIT)
+        except FutureTimeout:
+            job.add_done_callback(lambda done: self._late_certify(submission, done.result()))
+            return None
+        if error is None:
+            return None
+        return {
+            "response_action": "errors",
+            "errors": {slack.CERTIFY_NOTE_BLOCK: slack.field_error(str(error))},
+        }
+
+    def _late_certify(self, submission: slack.CertifySubmission, error: str | None) -> None:
+        if error is not None:
+            self._tell_reviewer(submission, error)
+
+    def _certify(self, submission: slack.CertifySubmission, team: str = "") -> str | None:
+        """The modal's twin of `!access certify keep|remove <item> [note]`: None when
+        decided (the reviewer is answered privately), else the refusal."""
+        try:
+            actor = self.actor(submission.user_id, team)
+            if self.certifications is None:
+                raise AccessError("Access certification is not running on this bot.")
+            with self.for_command():
+                outcome = self.certifications.decide(
+                    actor, submission.item_id, submission.decision, submission.note
+                )
+        except (AccessError, slack.SlackLookupError) as exc:
+            return str(exc)
+        except StoreError as exc:
+            log.error("a %s of item %s: %s", submission.decision, submission.item_id, exc)
+            return messages.database_not_answering()
+        except Exception:  # noqa: BLE001 - never a stack trace in chat
+            log.exception("a %s of item %s failed", submission.decision, submission.item_id)
+            return FAILED
+        self.deliver_notices(outcome.notices)  # into the outbox before the answer: durable
+        self._tell_reviewer(submission, outcome.reply)
+        return None
+
+    def _tell_reviewer(self, submission: slack.CertifySubmission, text: str) -> None:
+        """An ephemeral where the click was; a DM when Slack did not say where."""
+        if submission.channel_id:
+            self._answer(submission, text)
+        else:
+            self.tell(f"<@{submission.user_id}>", text)
 
     def show_certification(self, certification_id: str, item_id: str | None = None) -> None:
         """Post a certification's pages (once), or update the page of `item_id` (None:
@@ -335,7 +394,7 @@ class SlackApp:
                     channel=refs[page]["channel"], ts=refs[page]["ts"], text=text, blocks=blocks
                 )
 
-    def _answer(self, click: slack.Click, text: str) -> None:
+    def _answer(self, click, text: str) -> None:
         """Only the person who clicked sees the answer."""
         try:
             self.cards.ephemeral(click.channel_id, click.user_id, text)

@@ -380,8 +380,12 @@ class Certifications:
 
     # -- deciding ------------------------------------------------------------------------
 
-    def decide(self, actor: Actor, item_id: str, decision: str, note: str = "") -> Outcome:
-        """`!access certify keep|remove <item> [note]`: the reviewers, once per item."""
+    def may_decide(self, actor: Actor, item_id: str) -> Item:
+        """The item `actor` may decide now (Slack's note modal opens only then); AccessError
+        saying why not, as `decide` would."""
+        return self._decidable(actor, item_id)[1]
+
+    def _decidable(self, actor: Actor, item_id: str) -> tuple[Certification, Item]:
         found = self.store.item(item_id)
         if found is None:
             raise AccessError(
@@ -407,6 +411,11 @@ class Certifications:
             )
         if item.decision is not None:
             raise AccessError(already_text(item))
+        return certification, item
+
+    def decide(self, actor: Actor, item_id: str, decision: str, note: str = "") -> Outcome:
+        """`!access certify keep|remove <item> [note]`: the reviewers, once per item."""
+        certification, item = self._decidable(actor, item_id)
         item.decision = decision
         item.decided_by = f"@{actor.handle}"
         item.decided_at = self.service.clock()

@@ -14,8 +14,19 @@ This package re-exports the names the plugin and the tests use.
 
 from .cards import SECTION_FIELDS, approval_card, card_fallback, outcome_text
 from .certify import KEEP as CERTIFY_KEEP
+from .certify import NOTE_BLOCK as CERTIFY_NOTE_BLOCK
+from .certify import NOTE_MODAL as CERTIFY_NOTE_MODAL
 from .certify import REMOVE as CERTIFY_REMOVE
-from .certify import CertifyClick, certification_page, certify_click, page_count, page_of
+from .certify import (
+    CertifyClick,
+    CertifySubmission,
+    certification_page,
+    certify_click,
+    certify_submission,
+    note_modal,
+    page_count,
+    page_of,
+)
 from .directory import NOT_CONFIRMED, SlackDirectory, SlackLookupError, SlackUser
 from .ids import (
     APPROVE,
@@ -64,9 +75,12 @@ __all__ = [
     "SECTION_FIELDS",
     "SIGNATURE_WINDOW",
     "CERTIFY_KEEP",
+    "CERTIFY_NOTE_BLOCK",
+    "CERTIFY_NOTE_MODAL",
     "CERTIFY_REMOVE",
     "CardRef",
     "CertifyClick",
+    "CertifySubmission",
     "Click",
     "Interaction",
     "InteractionError",
@@ -83,6 +97,7 @@ __all__ = [
     "card_fallback",
     "certification_page",
     "certify_click",
+    "certify_submission",
     "channel_of",
     "check_event_body",
     "decode_form",
@@ -91,6 +106,7 @@ __all__ = [
     "field_error",
     "mention",
     "modal_errors",
+    "note_modal",
     "outcome_text",
     "page_count",
     "page_of",
