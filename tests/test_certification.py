@@ -360,6 +360,80 @@ def test_certifications_and_items_survive_a_restart_on_tinydb(
     store.close()
 
 
+def test_backup_and_restore_bring_back_an_open_certification_and_its_items(
+    tmp_path, clock, webhook, monkeypatch
+):
+    import shutil
+    import tarfile
+
+    from accessbot.audit import AuditLog
+    from accessbot.backup import BackupError, restore_backup
+    from accessbot.certification_store import TinyDBCertifications
+    from accessbot.store import TinyDBStore
+    from tests.builders import ADMIN, person
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "s3cret")
+    policy_file(tmp_path / "policies", "db.py", certify_policy(webhook.url))
+    webhook.members = [MALLORY, DAVE]
+    data = tmp_path / "data"
+    env = {
+        "ACCESS_DB_PATH": str(data / "access.json"),
+        "ACCESS_AUDIT_PATH": str(data / "audit.jsonl"),
+    }
+
+    def open_bot():
+        store = TinyDBStore(data / "access.json")
+        bot = _certifications(
+            store, AuditLog(data / "audit.jsonl", clock), tmp_path / "policies", clock,
+            lambda service: TinyDBCertifications.beside(data / "access.json"),
+        )  # fmt: skip
+        return store, bot
+
+    store, bot = open_bot()
+    bot.start(ADMIN, "prod-db")
+    ids = item_ids(bot.listing(person("alice")))
+    bot.decide(person("alice"), ids["@dave"], "keep", "on call this quarter")
+    bot.store.close()
+    store.close()
+
+    code, said, err = accessbot("backup", "--out", "b.tar.gz", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "1 certification(s) with 2 item(s)" in said
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert "store/access.certifications.json" in manifest["files"]  # with its checksum
+
+    shutil.rmtree(data)
+    code, said, err = accessbot("restore", "b.tar.gz", cwd=tmp_path, env=env)
+    assert code == 0, err
+    assert "1 certification(s) with 2 item(s)" in said
+
+    store, again = open_bot()
+    assert item_ids(again.listing(person("alice"))) == {"@mallory": ids["@mallory"]}
+    kept = again.store.item(ids["@dave"])
+    assert (kept["decision"], kept["note"]) == ("keep", "on call this quarter")
+    removed = again.decide(person("alice"), ids["@mallory"], "remove", "left")
+    assert removed.reply.startswith("Removed @mallory")
+    again.store.close()
+    store.close()
+
+    # The certifications file is checked like the others: a changed copy is refused.
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(tmp_path / "b.tar.gz") as source, tarfile.open(damaged, "w:gz") as copy:
+        for member in source.getmembers():
+            body = source.extractfile(member).read()
+            if member.name == "store/access.certifications.json":
+                body = body.replace(b'"keep"', b'"kept"')
+            member.size = len(body)
+            copy.addfile(member, io.BytesIO(body))
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(BackupError, match="access.certifications.json is damaged"):
+        restore_backup(
+            damaged, elsewhere / "access.json", elsewhere / "audit.jsonl", False, clock()
+        )
+    assert not (elsewhere / "access.certifications.json").exists()
+
+
 # -- numbers, help, the command line, a failed removal ------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Backup and restore for one bot on files: the TinyDB store (snapshot, journal, archive)
-and every file of the audit log, in one `.tar.gz`.
+"""Backup and restore for one bot on files: the TinyDB store (snapshot, journal, archive),
+the access certifications (`access.certifications.json`) and every file of the audit
+log, in one `.tar.gz`.
 
 A backup may be taken while the bot runs. It holds the store's write lock exclusively
 (`StoreFiles.write_lock`; every write and fold of the bot holds it shared) just long
@@ -7,8 +8,9 @@ enough to read the journal and to open the snapshot, the archive and the audit f
 note their lengths; then it copies those lengths. The snapshot is only ever replaced,
 never rewritten, and the archive and the audit log are append-only, so what was opened
 under the lock is one point in time: the store as it was, and the audit log at least as
-far (every change is audited before it is stored, as after a crash). The copy is then
-loaded and its hash chain verified before the file is written.
+far (every change is audited before it is stored, as after a crash). The certifications
+file is replaced whole at each write, so the one opened under the lock is one version of
+it. The copy is then loaded and its hash chain verified before the file is written.
 
 With ACCESS_BACKUP_KEY in the environment the manifest (which holds every file's
 SHA-256) carries an HMAC-SHA256 with that key, and a restore with the key refuses a
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .audit import VerifyResult, chain_files, verify_chain
+from .certification_store import TinyDBCertifications, path_beside
 from .domain import HOLDS_ACCESS, iso
 from .durable import ProcessLock, open_private
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
@@ -52,6 +55,7 @@ STORE_NAMES = {
     "snapshot": "store/access.json",
     "journal": "store/access.journal.jsonl",
     "archive": "store/access.archive.jsonl",
+    "certifications": "store/access.certifications.json",  # certification_store.py's TinyDB
 }
 AUDIT_LIVE = "audit/audit.jsonl"
 AUDIT_MEMBER = re.compile(r"audit/audit\.jsonl(?:\.(\d+))?")
@@ -71,10 +75,16 @@ class Contents:
     audit_files: int
     verdict: VerifyResult
     taken_at: str
+    certifications: tuple[int, int] | None = None  # (certifications, items); None: no file
 
     def describe(self) -> str:
+        held = (
+            f", {self.certifications[0]} certification(s) with {self.certifications[1]} item(s)"
+            if self.certifications is not None
+            else ""
+        )
         return (
-            f"{self.live} live and {self.finished} finished requests, "
+            f"{self.live} live and {self.finished} finished requests{held}, "
             f"{self.audit_events} audit events in {self.audit_files} file(s)"
         )
 
@@ -120,6 +130,7 @@ def take_backup(
             "live": contents.live,
             "finished": contents.finished,
             "audit_events": contents.audit_events,
+            "certifications": list(contents.certifications or (0, 0)),
             "files": {name: _digest(staged / name) for name in _staged_names(staged)},
         }
         if key:
@@ -165,7 +176,9 @@ def _copy_consistently(files: StoreFiles, audit: Path, staged: Path) -> None:
 
 
 def _open_store_files(files: StoreFiles, opened: ExitStack) -> Iterator[tuple[str, BinaryIO, int]]:
-    for role, path in (("snapshot", files.snapshot), ("archive", files.archive)):
+    paths = _store_paths(files)
+    for role in ("snapshot", "archive", "certifications"):
+        path = paths[role]
         try:
             handle = opened.enter_context(open(path, "rb"))  # noqa: SIM115 - the stack closes it
         except FileNotFoundError:
@@ -263,6 +276,7 @@ def _check(staged: Path, taken_at: str, nothing_done: str) -> Contents:
         live, finished = len(store.live()), sum(1 for _ in store.archived())
     finally:
         store.close()
+    certifications = _certification_counts(staged, nothing_done)
     audit_files = [staged / n for n in _staged_names(staged) if n.startswith("audit/")]
     verdict = verify_chain(audit_files) if audit_files else VerifyResult(True, 0, files=0)
     if problems := _unaudited_ends(grants, audit_files):
@@ -273,8 +287,31 @@ def _check(staged: Path, taken_at: str, nothing_done: str) -> Contents:
             + f"; {nothing_done}"
         )
     return Contents(
-        live, finished, verdict.lines if verdict.ok else 0, len(audit_files), verdict, taken_at
+        live,
+        finished,
+        verdict.lines if verdict.ok else 0,
+        len(audit_files),
+        verdict,
+        taken_at,
+        certifications,
     )
+
+
+def _certification_counts(staged: Path, nothing_done: str) -> tuple[int, int] | None:
+    """(certifications, items) of the copied certifications file; None without one."""
+    path = staged / STORE_NAMES["certifications"]
+    if not path.exists():
+        return None
+    try:
+        copy = TinyDBCertifications(path)
+    except (ValueError, OSError) as exc:
+        raise BackupError(
+            f"the copied certifications ({path.name}) do not load ({exc}); {nothing_done}"
+        ) from exc
+    try:
+        return copy.counts()
+    finally:
+        copy.close()
 
 
 def _unaudited_ends(grants: list, audit_files: list[Path]) -> list[str]:
@@ -331,7 +368,11 @@ def restore_backup(
         signature = _signature(source, manifest, key)
         contents = _check(staged, str(manifest.get("taken_at", "")), "nothing was restored")
         expected = (manifest.get("live"), manifest.get("finished"), manifest.get("audit_events"))
-        if (contents.live, contents.finished, contents.audit_events) != expected:
+        found = (contents.live, contents.finished, contents.audit_events)
+        if "certifications" in manifest:  # a backup taken before they were kept has none
+            expected += (manifest["certifications"],)
+            found += (list(contents.certifications or (0, 0)),)
+        if found != expected:
             raise BackupError(
                 f"{source} does not hold what its manifest says ({contents.describe()}); "
                 "nothing was restored"
@@ -436,7 +477,9 @@ def store_closed(files: StoreFiles, verb: str = "restore"):
 
 
 def _clear(files: StoreFiles, audit: Path, force: bool, now) -> Path | None:
-    present = [p for p in (*files.data, *chain_files(audit)) if p.exists()]
+    present = [
+        p for p in (*files.data, path_beside(files.snapshot), *chain_files(audit)) if p.exists()
+    ]
     holding = [p for p in present if p.stat().st_size and p != files.archive_index]
     if holding and not force:
         more = f" and {len(holding) - 3} more" if len(holding) > 3 else ""
@@ -474,8 +517,18 @@ def _owned_like_its_directory(path: Path) -> None:
         os.chown(path, owner.st_uid, owner.st_gid)
 
 
+def _store_paths(files: StoreFiles) -> dict[str, Path]:
+    """Each role of STORE_NAMES -> where the bot keeps that file."""
+    return {
+        "snapshot": files.snapshot,
+        "journal": files.journal,
+        "archive": files.archive,
+        "certifications": path_beside(files.snapshot),
+    }
+
+
 def _targets(staged: Path, files: StoreFiles, audit: Path) -> Iterator[tuple[str, Path]]:
-    roles = {name: getattr(files, role) for role, name in STORE_NAMES.items()}
+    roles = {name: _store_paths(files)[role] for role, name in STORE_NAMES.items()}
     for name in _staged_names(staged):
         if name in roles:
             yield name, roles[name]

@@ -51,6 +51,11 @@ class CertificationStore(Protocol):
 TABLES = frozenset({TinyDB.default_table_name, "certifications", "items"})
 
 
+def path_beside(db_path: str | Path) -> Path:
+    """Where the TinyDB certifications of the store at `db_path` are (backup finds it here)."""
+    return Path(db_path).with_suffix(".certifications.json")
+
+
 class TinyDBCertifications:
     """Certifications in a TinyDB file; one process (the data folder's lock)."""
 
@@ -62,7 +67,12 @@ class TinyDBCertifications:
     @classmethod
     def beside(cls, db_path: str | Path) -> TinyDBCertifications:
         """The file beside the request store's: `data/access.certifications.json`."""
-        return cls(Path(db_path).with_suffix(".certifications.json"))
+        return cls(path_beside(db_path))
+
+    def counts(self) -> tuple[int, int]:
+        """(certifications, items) in the file: what a backup reports it holds."""
+        with self.lock:
+            return len(self.db.table("certifications")), len(self.db.table("items"))
 
     def save(self, certification: dict, items: list[dict] | None = None) -> None:
         with self.lock:
