@@ -50,15 +50,16 @@ TOKEN = "xoxb-test-token"  # the token a test's own WebClient sends, when the fa
 
 class FakeSlack:
     """Slack's Web API for: auth.test, users.info, team.info, conversations.info/open/list,
-    chat.postMessage/update/postEphemeral, views.open/update, usergroups.list and
-    usergroups.users.list. The one Slack fake of the suite.
+        chat.postMessage/update/postEphemeral, views.open/update, usergroups.list and
+        usergroups.users.list. The one Slack fake of the suite.
 
-    `users` maps a user id to (name, email) or (name, email, team id); `channels` maps
-    a channel name to its id. users.list pages `page_size` users at a time. A user id in
-    `broken_users` makes users.info fail, as a timeout or Slack error would, once it has
-    answered `broken_users[id]` more times. With a `token`, a call without
-    `Authorization: Bearer <token>` is answered `invalid_auth`; with `error` set, every
-    call is answered `{"ok": false, "error": error}`. `add_group` adds a user group.
+        `users` maps a user id to (name, email) or (name, email, team id); `channels` maps
+        a channel name to its id. users.list pages `page_size` users at a time. A user id in
+        `broken_users` makes users.info fail, as a timeout or Slack error would, once it has
+        answered `broken_users[id]` more times. With a `token`, a call without
+        `Authorization: Bearer <token>` is answered `invalid_auth`; with `error` set, every
+        call is answered `{"ok": false, "error": error}`, and with `refuse` the calls it picks.
+    `add_group` adds a user group.
     """
 
     def __init__(
@@ -87,6 +88,9 @@ class FakeSlack:
         self.invalid: list[str] = []
         self.token = token
         self.error: str | None = None
+        # (method, args) -> the error to answer that one call with, or None: a Slack that
+        # refuses some calls (called under the fake's lock).
+        self.refuse = None
         self.groups: list[dict] = []  # {"id", "handle", "users", "date_delete"}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
@@ -151,6 +155,8 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_auth"}
         if self.error:
             return {"ok": False, "error": self.error}
+        if self.refuse is not None and (refused := self.refuse(method, args)):
+            return {"ok": False, "error": refused}
         if method.startswith("usergroups."):
             return self._usergroups(method, args)
         if method == "auth.test":

@@ -131,6 +131,35 @@ def test_a_reviewers_click_opens_a_note_whose_submission_decides_a_strangers_is_
     assert "removed by @alice" in channel[0]["text"]
 
 
+def test_pages_slack_refused_at_opening_are_posted_by_the_outbox_once(
+    start_bot, fake, webhook, clock
+):
+    webhook.members = [MALLORY, DAVE]
+    refused = []
+
+    def refuse_the_first_page(method: str, args: dict) -> str | None:
+        page = method == "chat.postMessage" and "Access certification" in str(args.get("text"))
+        if page and not refused:
+            refused.append(args["text"])
+            return "internal_error"
+        return None
+
+    fake.refuse = refuse_the_first_page
+    start_bot("socket", certify=CERTIFY)
+    fake.wait(lambda: refused, "Slack refusing the page")
+    fake.wait(lambda: [m for m in fake.posted(CHANNEL) if "ACCESS CERTIFICATION" in m["text"]],
+              "the text message")  # fmt: skip
+
+    def posted_again():
+        clock.advance(seconds=15)  # past the outbox's backoff, whenever it was set
+        return certification_messages(fake)
+
+    [message] = fake.wait(posted_again, "the page, posted again")
+    assert len(item_buttons(message)) == 2
+    clock.advance(minutes=10)
+    assert len(certification_messages(fake)) == 1  # posted once
+
+
 def test_a_certification_of_500_members_is_paged_within_block_kits_limits(start_bot, fake, webhook):
     webhook.members = [
         {"user": f"u{n}", "user_email": f"u{n}@acme.com", "account": f"db-{n}"} for n in range(500)

@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager, nullcontext
 
 from accessbot import messages  # noqa: E402
+from accessbot.certification import PAGES as CERTIFICATION_PAGES  # noqa: E402
 from accessbot.delivery import (  # noqa: E402
     CHANNEL_ERRORS,
     RATE_LIMITED,
@@ -163,6 +164,8 @@ class Delivery:
         if notice.audience == "admins":
             self.tell_admins(notice.text)
             return None
+        if self.slack is None and notice.kind == CERTIFICATION_PAGES:
+            return None  # a certification's Slack pages; elsewhere its text message says it
         if self.slack is not None:
             try:
                 if self.slack.deliver(notice):
@@ -170,6 +173,8 @@ class Delivery:
                     return None
             except Exception as exc:  # noqa: BLE001 - the card failed; the plain message still goes
                 log.exception("could not post or update the Slack card for %s", notice.to)
+                if notice.kind == CERTIFICATION_PAGES:  # no plain copy: tried again
+                    return error_code(exc)
                 if error_code(exc) in CHANNEL_ERRORS | {RATE_LIMITED}:
                     # A plain message would fail the same way, and errbot's Slack backend
                     # only logs that: this is the one chance to know. (Rate limited: the

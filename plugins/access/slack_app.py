@@ -21,6 +21,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from accessbot import messages
+from accessbot.certification import PAGES as CERTIFICATION_PAGES
 from accessbot.domain import AccessError
 from accessbot.identity import USER_ID
 from accessbot.integrations import slack
@@ -138,6 +139,10 @@ class SlackApp:
 
     def deliver(self, notice: Notice) -> bool:
         """Post or update the request's card; False when this notice is not card business."""
+        if notice.kind == CERTIFICATION_PAGES:
+            if self.certifications is not None:
+                self.post_certification(notice.text)
+            return True
         request = notice.request
         if request is None or notice.audience != "channel":
             return False
@@ -363,28 +368,38 @@ class SlackApp:
             self.tell(f"<@{submission.user_id}>", text)
 
     def show_certification(self, certification_id: str, item_id: str | None = None) -> None:
-        """Post a certification's pages (once), or update the page of `item_id` (None:
-        every page), on the click pool: the command or the scheduler does not wait."""
+        """Update the page of `item_id` (None: every page) of a posted certification, on
+        the click pool: the command or the scheduler does not wait. (The pages are posted
+        by the outbox's notice, `post_certification`.)"""
         self.workers.submit(self._guarded, self._show_certification, certification_id, item_id)
 
-    def _show_certification(self, certification_id: str, item_id: str | None) -> None:
+    def post_certification(self, certification_id: str) -> None:
+        """Post the pages of a certification not posted yet (a delivery worker's call).
+        Each page's place is saved as it is posted, so a retry after a failure (a rate
+        limit, a crash) posts only the pages still missing."""
         store = self.certifications.store
         client = self.cards.client
         with self._certify_lock:
             doc, items = store.certification(certification_id), store.items(certification_id)
             if doc is None or not items:
                 return
-            refs = doc.get("slack_pages") or []
-            if not refs:
-                for page in range(slack.page_count(items)):
-                    text, blocks = slack.certification_page(doc, items, page)
-                    answer = client.chat_postMessage(
-                        channel=slack.channel_of(doc["channel"]), text=text, blocks=blocks
-                    )
-                    refs.append({"channel": answer["channel"], "ts": answer["ts"]})
-                doc = store.certification(certification_id)
-                store.save({**doc, "slack_pages": refs})
-                return
+            refs = list(doc.get("slack_pages") or [])
+            for page in range(len(refs), slack.page_count(items)):
+                text, blocks = slack.certification_page(doc, items, page)
+                answer = client.chat_postMessage(
+                    channel=slack.channel_of(doc["channel"]), text=text, blocks=blocks
+                )
+                refs.append({"channel": answer["channel"], "ts": answer["ts"]})
+                store.save({**store.certification(certification_id), "slack_pages": refs})
+
+    def _show_certification(self, certification_id: str, item_id: str | None) -> None:
+        store = self.certifications.store
+        client = self.cards.client
+        with self._certify_lock:
+            doc, items = store.certification(certification_id), store.items(certification_id)
+            refs = (doc or {}).get("slack_pages") or []
+            if not refs or not items:
+                return  # not posted yet: the outbox's notice posts them as they are then
             pages = range(len(refs)) if item_id is None else [slack.page_of(items, item_id)]
             for page in pages:
                 if page is None or page >= len(refs):

@@ -51,6 +51,11 @@ SHOWN = 30  # items named in one channel message; `!access certify list` shows t
 ON_DEMAND = CertifySettings(every=timedelta(days=90), deadline=timedelta(days=7))
 GRANTED = (Status.ACTIVE, Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED)
 EVERY_STATUS = tuple(Status)
+# The kind of the outbox notice whose delivery posts a certification's Slack pages (its
+# text is the certification id): durable like every notice, so a crash or a refusal from
+# Slack right after opening leaves the pages to post, not only the text message. Off
+# Slack the text message says it all, and the notice is delivered as done.
+PAGES = "certification"
 CHECK_EVERY = timedelta(minutes=1)  # how often the scheduler's job looks at deadlines
 
 
@@ -214,10 +219,7 @@ class Certifications:
                     )
                     continue
                 opened.append(self._open(resource, by))
-        notices = [
-            Notice("channel", o.certification.channel, opened_text(o), None, "alert")
-            for o in opened
-        ]
+        notices = [notice for o in opened for notice in opened_notices(o)]
         lines = [started_line(o) for o in opened] + [f"Not opened: {r}." for r in refused]
         return Outcome("\n".join(lines), notices)
 
@@ -270,8 +272,6 @@ class Certifications:
         self.store.save(certification.to_dict(), [i.to_dict() for i in items])
         if certification.state == "closed":
             self._append([("certification_closed", _closed_event(certification, [], by))])
-        elif items:
-            self._changed(certification.id)
         return Opened(certification, items)
 
     def _items(self, certification, resource, members, explainer, now) -> list[Item]:
@@ -598,12 +598,7 @@ class Certifications:
         ]
         with self.lock:
             for resource in due:
-                opened = self._open(resource, "scheduler")
-                notices.append(
-                    Notice(
-                        "channel", opened.certification.channel, opened_text(opened), None, "alert"
-                    )
-                )
+                notices += opened_notices(self._open(resource, "scheduler"))
             for certification in self._still_open():
                 items = self._items_of(certification)
                 undecided = [i for i in items if i.decision is None]
@@ -830,6 +825,16 @@ def list_line(certification: Certification, item: Item, now: datetime) -> str:
         f"{item.id} {item.resource} {msg.inert(item.member, 80)}: {item.reason} (certification "
         f"{certification.id}, {late}due {msg.when(certification.deadline_at)})"
     )
+
+
+def opened_notices(opened: Opened) -> list[Notice]:
+    """The channel's message of an opened certification, and (with items to decide) the
+    notice that posts its Slack pages."""
+    certification = opened.certification
+    notices = [Notice("channel", certification.channel, opened_text(opened), None, "alert")]
+    if certification.state == "open" and opened.items:
+        notices.append(Notice("channel", certification.channel, certification.id, None, PAGES))
+    return notices
 
 
 def started_line(opened: Opened) -> str:

@@ -1026,7 +1026,7 @@ def register_certify(commands: argparse._SubParsersAction) -> None:
 
 
 def run_certify_start(args: argparse.Namespace, settings: Settings) -> int:
-    from .certification import Certifications
+    from .certification import PAGES, Certifications
     from .certification_store import PostgresCertifications, TinyDBCertifications
     from .domain import AccessError
     from .standing_sweep import StandingSweep
@@ -1053,7 +1053,8 @@ def run_certify_start(args: argparse.Namespace, settings: Settings) -> int:
             store.close()
     print(outcome.reply)
     for notice in outcome.notices:
-        print(notice.text)
+        if notice.kind != PAGES:  # the Slack pages' notice carries only the id
+            print(notice.text)
     return EXIT_OK
 
 
