@@ -160,6 +160,35 @@ def test_pages_slack_refused_at_opening_are_posted_by_the_outbox_once(
     assert len(certification_messages(fake)) == 1  # posted once
 
 
+def test_pages_not_posted_before_the_bot_stopped_are_posted_after_its_restart(
+    start_bot, fake, webhook, clock
+):
+    webhook.members = [MALLORY, DAVE]
+    refused = []
+
+    def refuse_pages(method: str, args: dict) -> str | None:
+        if method == "chat.postMessage" and "Access certification" in str(args.get("text")):
+            refused.append(args["text"])
+            return "internal_error"
+        return None
+
+    fake.refuse = refuse_pages
+    first = start_bot("socket", certify=CERTIFY)
+    fake.wait(lambda: refused, "Slack refusing the page")
+    first.stop()  # with the pages still to post: only the outbox remembers them
+    assert certification_messages(fake) == []
+
+    fake.refuse = None
+    start_bot("socket")
+
+    def posted():
+        clock.advance(seconds=15)  # past the outbox's backoff of the refused try
+        return certification_messages(fake)
+
+    [message] = fake.wait(posted, "the page, after the restart")
+    assert len(item_buttons(message)) == 2
+
+
 def test_a_certification_of_500_members_is_paged_within_block_kits_limits(start_bot, fake, webhook):
     webhook.members = [
         {"user": f"u{n}", "user_email": f"u{n}@acme.com", "account": f"db-{n}"} for n in range(500)
