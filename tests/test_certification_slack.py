@@ -131,6 +131,19 @@ def test_a_reviewers_click_opens_a_note_whose_submission_decides_a_strangers_is_
     assert "removed by @alice" in channel[0]["text"]
 
 
+@pytest.mark.parametrize(
+    "metadata", ["not json", '{"item": "abc234", "decision": "approve"}', '{"decision": "keep"}']
+)
+def test_a_note_submission_not_shaped_like_ours_is_refused_with_400(start_bot, fake, metadata):
+    bot = start_bot("http")
+    view = {"callback_id": slack.CERTIFY_NOTE_MODAL, "private_metadata": metadata}
+
+    response = bot.interact(note_submission(view, "UALICE", "a note"))
+
+    assert response.status_code == 400
+    assert fake.views == [] and fake.ephemeral_to("UALICE") == []
+
+
 def test_pages_slack_refused_at_opening_are_posted_by_the_outbox_once(
     start_bot, fake, webhook, clock
 ):
