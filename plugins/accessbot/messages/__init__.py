@@ -1,0 +1,227 @@
+"""Every text the bot shows: chat markdown that reads well on any backend.
+
+One module per part of the product the texts speak for:
+- `basics`: times, people and approver lists, a notice to the requester or the channel;
+- `links`: a request's fields and checked links (tickets, incidents);
+- `cards`: the approval card approvers decide on;
+- `requests`: asking, `!access show`, `mine` and `list`;
+- `decisions`: approvals, denials, cancels, time-outs, reminders and escalation;
+- `grants`: what a grant or revoke did, sessions, follow-up hooks;
+- `endings`: the channel's lines for ended grants and failed revokes (merged by digest.py);
+- `extensions`: extending a grant, and extensions withdrawn with their grant;
+- `review`: break-glass grants waiting for review;
+- `policies`: `!access resources`, `whatif`, reloads;
+- `audit_admin`: `!access audit` and the admins' alerts (delivery, database, overdue);
+- `outcome`: the one `outcome(result)` dispatch from the handlers' typed results.
+
+User text goes through `safe_text.inert`, URLs through `safe_text.redact_url`; both are
+re-exported here, as is every text, so `from accessbot.messages import X` keeps working.
+"""
+
+from ..safe_text import REASON_LIMIT, ZWSP, inert, redact_url, redact_urls
+from .audit_admin import (
+    TARGET_KEYS,
+    audit_events,
+    audit_line,
+    audit_not_understood,
+    audit_subcommand_misspelt,
+    database_back,
+    database_lost,
+    database_not_answering,
+    overdue_alarm,
+    target_of,
+    undeliverable,
+    where_it_went,
+)
+from .basics import (
+    STATUS_WORDS,
+    approvers_text,
+    asked,
+    closest,
+    durations_text,
+    moment,
+    readable_times,
+    request_approvers,
+    to_channel,
+    to_requester,
+    when,
+    who,
+)
+from .cards import card, card_body, card_fields, card_title, note_now
+from .decisions import (
+    escalated,
+    escalated_away,
+    escalation_note,
+    escalation_notices,
+    needed,
+    no_longer_approver,
+    not_yours_to_cancel,
+    nudge,
+    timed_out,
+    vote_refused,
+    which_to_cancel,
+)
+from .endings import (
+    ended_together,
+    expired_in_channel,
+    revoke_failed_in_channel,
+    revoked_in_channel,
+    revokes_failed_together,
+    sessions_said,
+    sessions_sentence,
+)
+from .extensions import (
+    WITHDRAWN,
+    extension_applied,
+    extension_failed,
+    extension_not_applicable,
+    extension_refused,
+    extension_void,
+    extension_withdrawn_note,
+    grant_gone,
+    grant_stays,
+    withdrawn_extension,
+    withdrawn_reply,
+)
+from .grants import (
+    expiry_reminder,
+    follow_up_failed,
+    follow_up_notices,
+    grant_ended,
+    grant_failed,
+    granted,
+    revoke_failed,
+    taken_back,
+)
+from .links import (
+    LINK_CHECK,
+    TRACKER_NAMES,
+    audit_links,
+    field_hints,
+    fields_text,
+    link_closed_text,
+    link_text,
+    links_lines,
+    links_sentence,
+)
+from .outcome import outcome
+from .policies import hooks_that_run, reloaded, resource_line, resources, watcher_reload, whatif
+from .requests import (
+    ask_again,
+    checking_policy,
+    grant_end,
+    history_line,
+    length,
+    live_list,
+    mine,
+    request_line,
+    show,
+    time_left,
+    too_many_requests,
+)
+from .review import review_line, review_list, review_reminder, review_status
+
+__all__ = [
+    "REASON_LIMIT",
+    "ZWSP",
+    "inert",
+    "redact_url",
+    "redact_urls",
+    "STATUS_WORDS",
+    "when",
+    "moment",
+    "readable_times",
+    "asked",
+    "durations_text",
+    "closest",
+    "who",
+    "approvers_text",
+    "request_approvers",
+    "to_requester",
+    "to_channel",
+    "TRACKER_NAMES",
+    "field_hints",
+    "fields_text",
+    "link_text",
+    "links_lines",
+    "links_sentence",
+    "audit_links",
+    "LINK_CHECK",
+    "link_closed_text",
+    "card_title",
+    "card_fields",
+    "card_body",
+    "card",
+    "note_now",
+    "too_many_requests",
+    "checking_policy",
+    "ask_again",
+    "length",
+    "request_line",
+    "time_left",
+    "grant_end",
+    "show",
+    "history_line",
+    "mine",
+    "live_list",
+    "needed",
+    "which_to_cancel",
+    "not_yours_to_cancel",
+    "no_longer_approver",
+    "vote_refused",
+    "timed_out",
+    "nudge",
+    "escalation_note",
+    "escalated",
+    "escalated_away",
+    "escalation_notices",
+    "expiry_reminder",
+    "granted",
+    "grant_failed",
+    "taken_back",
+    "grant_ended",
+    "revoke_failed",
+    "follow_up_notices",
+    "follow_up_failed",
+    "sessions_said",
+    "sessions_sentence",
+    "expired_in_channel",
+    "revoked_in_channel",
+    "ended_together",
+    "revoke_failed_in_channel",
+    "revokes_failed_together",
+    "grant_stays",
+    "grant_gone",
+    "WITHDRAWN",
+    "extension_withdrawn_note",
+    "extension_void",
+    "withdrawn_extension",
+    "extension_not_applicable",
+    "extension_refused",
+    "extension_applied",
+    "extension_failed",
+    "withdrawn_reply",
+    "review_status",
+    "review_line",
+    "review_list",
+    "review_reminder",
+    "resources",
+    "resource_line",
+    "whatif",
+    "hooks_that_run",
+    "watcher_reload",
+    "reloaded",
+    "audit_line",
+    "audit_events",
+    "audit_not_understood",
+    "audit_subcommand_misspelt",
+    "where_it_went",
+    "undeliverable",
+    "database_not_answering",
+    "database_lost",
+    "database_back",
+    "TARGET_KEYS",
+    "target_of",
+    "overdue_alarm",
+    "outcome",
+]
