@@ -11,6 +11,7 @@ One module per part of the product the texts speak for:
 - `extensions`: extending a grant, and extensions withdrawn with their grant;
 - `review`: break-glass grants waiting for review;
 - `policies`: `!access resources`, `whatif`, reloads;
+- `standing`: standing access found at the targets, removed, or held back;
 - `audit_admin`: `!access audit` and the admins' alerts (delivery, database, overdue);
 - `outcome`: the one `outcome(result)` dispatch from the handlers' typed results.
 
@@ -120,6 +121,13 @@ from .requests import (
     too_many_requests,
 )
 from .review import review_line, review_list, review_reminder, review_status
+from .standing import (
+    found_text,
+    held_text,
+    removal_failed_text,
+    removed_text,
+    render_report,
+)
 
 __all__ = [
     "REASON_LIMIT",
@@ -224,4 +232,9 @@ __all__ = [
     "target_of",
     "overdue_alarm",
     "outcome",
+    "found_text",
+    "held_text",
+    "removal_failed_text",
+    "removed_text",
+    "render_report",
 ]
