@@ -12,6 +12,7 @@ One module per part of the product the texts speak for:
 - `review`: break-glass grants waiting for review;
 - `policies`: `!access resources`, `whatif`, reloads;
 - `standing`: standing access found at the targets, removed, or held back;
+- `certification`: access certifications opened, decided, missed and closed;
 - `audit_admin`: `!access audit` and the admins' alerts (delivery, database, overdue);
 - `outcome`: the one `outcome(result)` dispatch from the handlers' typed results.
 
@@ -49,6 +50,18 @@ from .basics import (
     who,
 )
 from .cards import card, card_body, card_fields, card_title, note_now
+from .certification import (
+    already_text,
+    closed_text,
+    decided_reply,
+    decided_text,
+    escalated_text,
+    item_line,
+    list_line,
+    missed_text,
+    opened_text,
+    started_line,
+)
 from .decisions import (
     escalated,
     escalated_away,
@@ -232,6 +245,16 @@ __all__ = [
     "target_of",
     "overdue_alarm",
     "outcome",
+    "already_text",
+    "closed_text",
+    "decided_reply",
+    "decided_text",
+    "escalated_text",
+    "item_line",
+    "list_line",
+    "missed_text",
+    "opened_text",
+    "started_line",
     "found_text",
     "held_text",
     "removal_failed_text",
