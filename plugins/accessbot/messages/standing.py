@@ -3,14 +3,19 @@ and failed removals, the admins' alert when a sweep holds back, and `!access sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..domain import format_duration
-from ..policy import Resource
 from ..safe_text import inert
-from ..standing import Finding, ResourceState, Unlisted
+from ..standing import ResourceState
 from .basics import when
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..policy import Resource
+    from ..standing import Finding, Unlisted
 
 SHOWN = 20  # members named in one channel message; the rest are counted
 
