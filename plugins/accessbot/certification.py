@@ -46,7 +46,6 @@ from .strategies import Member, SettingsError, StrategyError
 
 log = logging.getLogger(__name__)
 
-SHOWN = 30  # items named in one channel message; `!access certify list` shows them all
 # Used by `!access certify start <resource>` for a resource without a `certify` key.
 ON_DEMAND = CertifySettings(every=timedelta(days=90), deadline=timedelta(days=7))
 GRANTED = (Status.ACTIVE, Status.EXPIRED, Status.REVOKED, Status.REVOKE_FAILED)
@@ -220,7 +219,7 @@ class Certifications:
                     continue
                 opened.append(self._open(resource, by))
         notices = [notice for o in opened for notice in opened_notices(o)]
-        lines = [started_line(o) for o in opened] + [f"Not opened: {r}." for r in refused]
+        lines = [msg.started_line(o) for o in opened] + [f"Not opened: {r}." for r in refused]
         return Outcome("\n".join(lines), notices)
 
     def _changed(self, certification_id: str, item_id: str | None = None) -> None:
@@ -354,7 +353,7 @@ class Certifications:
                 )
             for item in self._items_of(certification):
                 if item.decision is None:
-                    lines.append(list_line(certification, item, self.service.clock()))
+                    lines.append(msg.list_line(certification, item, self.service.clock()))
         if not lines and not unlisted:
             return "No certification items are open for you."
         head = [
@@ -410,7 +409,7 @@ class Certifications:
                 f"Item {item.id} is your own access to {item.resource}: another reviewer decides it."
             )
         if item.decision is not None:
-            raise AccessError(already_text(item))
+            raise AccessError(msg.already_text(item))
         return certification, item
 
     def decide(self, actor: Actor, item_id: str, decision: str, note: str = "") -> Outcome:
@@ -421,7 +420,7 @@ class Certifications:
         item.decided_at = self.service.clock()
         item.note = cut_text(note.strip(), 300) if note else ""
         if not self.store.decide(item.to_dict()):
-            raise AccessError(already_text(Item.from_dict(self.store.item(item.id))))
+            raise AccessError(msg.already_text(Item.from_dict(self.store.item(item.id))))
         notices: list[Notice] = []
         if decision == "remove":
             notices += self._remove(certification, item)
@@ -433,11 +432,11 @@ class Certifications:
             [("certification_decided", _decided_event(certification, item, item.decided_by))]
         )
         notices.insert(
-            0, Notice("channel", certification.channel, decided_text(certification, item))
+            0, Notice("channel", certification.channel, msg.decided_text(certification, item))
         )
         notices += self._close_if_done(certification, by=item.decided_by)
         self._changed(certification.id, item.id)
-        return Outcome(decided_reply(item), notices)
+        return Outcome(msg.decided_reply(item), notices)
 
     def _is_member(self, actor: Actor, item: Item) -> bool:
         theirs = {norm(n) for n in (item.user, item.user_email, item.account) if n}
@@ -578,7 +577,13 @@ class Certifications:
             if not self.store.close_once(certification.to_dict()):
                 return []
             self._append([("certification_closed", _closed_event(certification, items, by))])
-        return [Notice("channel", certification.channel, closed_text(certification, items))]
+        return [
+            Notice(
+                "channel",
+                certification.channel,
+                msg.closed_text(certification, _closed_event(certification, items, "")),
+            )
+        ]
 
     # -- the scheduler's pass --------------------------------------------------------------
 
@@ -651,7 +656,7 @@ class Certifications:
             ]
             self._append(events)
             self.store.save(certification.to_dict())
-            alert = escalated_text(certification, undecided)
+            alert = msg.escalated_text(certification, undecided)
             return [Notice("channel", certification.channel, alert)], alert
         if how == "escalate":
             how = "remove"  # missed again after the escalation: what an auditor expects
@@ -677,7 +682,7 @@ class Certifications:
             )
         if undecided:
             notices.append(
-                Notice("channel", certification.channel, missed_text(certification, undecided))
+                Notice("channel", certification.channel, msg.missed_text(certification, undecided))
             )
         if held:
             alert = (
@@ -809,124 +814,14 @@ def _closed_event(certification: Certification, items: list[Item], actor: str) -
     }
 
 
-# -- what people read ---------------------------------------------------------------------
-
-
-def item_line(item: Item) -> str:
-    extra = [e for e in (item.user_email, f"account {item.account}" if item.account else "") if e]
-    who = msg.inert(item.member, 80) + (f" ({msg.inert('; '.join(extra), 160)})" if extra else "")
-    return f"{item.id} {who}: {item.reason}; seen since {msg.when(item.first_seen)}; {item.history}"
-
-
-def list_line(certification: Certification, item: Item, now: datetime) -> str:
-    """`!access certify list`: the item's id first, then the resource and `@member`."""
-    late = "PAST ITS DEADLINE " if now >= certification.deadline_at else ""
-    return (
-        f"{item.id} {item.resource} {msg.inert(item.member, 80)}: {item.reason} (certification "
-        f"{certification.id}, {late}due {msg.when(certification.deadline_at)})"
-    )
-
-
 def opened_notices(opened: Opened) -> list[Notice]:
     """The channel's message of an opened certification, and (with items to decide) the
     notice that posts its Slack pages."""
     certification = opened.certification
-    notices = [Notice("channel", certification.channel, opened_text(opened), None, "alert")]
+    notices = [Notice("channel", certification.channel, msg.opened_text(opened), None, "alert")]
     if certification.state == "open" and opened.items:
         notices.append(Notice("channel", certification.channel, certification.id, None, PAGES))
     return notices
-
-
-def started_line(opened: Opened) -> str:
-    c = opened.certification
-    if c.unlisted:
-        return (
-            f"Certification {c.id} of {c.resource} opened, but its target could not be "
-            f"listed: {msg.inert(c.unlisted)}."
-        )
-    if not opened.items:
-        return f"Certification {c.id} of {c.resource}: nobody holds it without a grant; closed."
-    return (
-        f"Certification {c.id} of {c.resource} opened: {len(opened.items)} item(s) for "
-        f"{msg.approvers_text(c.reviewers)}, due {msg.when(c.deadline_at)}."
-    )
-
-
-def opened_text(opened: Opened) -> str:
-    c = opened.certification
-    head = f"ACCESS CERTIFICATION {c.id} of {c.resource}"
-    if c.unlisted:
-        return (
-            f"{head}: its target could not be listed ({msg.inert(c.unlisted)}), so nobody "
-            "is reviewed here: check who holds it at the target by hand."
-        )
-    if not opened.items:
-        return f"{head}: nobody holds it without a grant; nothing to review."
-    lines = [
-        f"{head}: {len(opened.items)} account(s) hold it without a grant. Reviewers "
-        f"({msg.approvers_text(c.reviewers)}), decide by {msg.when(c.deadline_at)} with "
-        "`!access certify keep <item> [note]` or `!access certify remove <item> [reason]` "
-        f"(undecided then: {c.on_missed}):"
-    ]
-    lines += [f"- {item_line(i)}" for i in opened.items[:SHOWN]]
-    if len(opened.items) > SHOWN:
-        lines.append(f"- and {len(opened.items) - SHOWN} more: `!access certify list`")
-    return "\n".join(lines)
-
-
-def decided_text(certification: Certification, item: Item) -> str:
-    """For the channel: `@carol kept by @alice: still on the DB team`."""
-    verb = "kept" if item.decision == "keep" else "removed"
-    note = f": {msg.inert(item.note)}" if item.note else ""
-    text = (
-        f"Certification {certification.id} of {item.resource}, item {item.id}: "
-        f"{msg.inert(item.member, 80)} {verb} by {item.decided_by}{note}."
-    )
-    if item.decision == "remove":
-        outcome = item.outcome[:1].upper() + item.outcome[1:]
-        text += f" {msg.inert(outcome, 300)}."
-    return text
-
-
-def decided_reply(item: Item) -> str:
-    verb = "Kept" if item.decision == "keep" else "Removed"
-    return (
-        f"{verb} {msg.inert(item.member, 80)} on {item.resource} (item {item.id}): {item.outcome}."
-    )
-
-
-def already_text(item: Item) -> str:
-    return (
-        f"Item {item.id} was already decided: {item.decision} by {item.decided_by} at "
-        f"{msg.when(item.decided_at)}."
-    )
-
-
-def missed_text(certification: Certification, undecided: list[Item]) -> str:
-    names = ", ".join(f"{msg.inert(i.member, 80)} ({i.outcome})" for i in undecided[:SHOWN])
-    more = f" and {len(undecided) - SHOWN} more" if len(undecided) > SHOWN else ""
-    return (
-        f"Certification {certification.id} of {certification.resource}: the deadline passed "
-        f"with {len(undecided)} item(s) undecided ({certification.on_missed}): {names}{more}."
-    )
-
-
-def escalated_text(certification: Certification, undecided: list[Item]) -> str:
-    return (
-        f"ACCESS CERTIFICATION {certification.id} of {certification.resource} escalated: "
-        f"{len(undecided)} item(s) undecided at the deadline. The admins may decide them "
-        f"too, by {msg.when(certification.deadline_at)} (then they are removed): "
-        "`!access certify list`."
-    )
-
-
-def closed_text(certification: Certification, items: list[Item]) -> str:
-    counts = _closed_event(certification, items, "")
-    return (
-        f"Certification {certification.id} of {certification.resource} closed: "
-        f"{counts['kept']} kept, {counts['removed']} removed, {counts['not_reviewed']} "
-        "not reviewed."
-    )
 
 
 # -- evidence: the report's section and `certify export`, from the audit log ---------------

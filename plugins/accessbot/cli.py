@@ -44,7 +44,7 @@ from types import SimpleNamespace
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
 from .durable import ProcessLock
-from .messages import redact_urls
+from .safe_text import redact_urls
 from .settings import PROJECT_CONFIG, Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -17,7 +17,7 @@ from .domain import (
     looks_like_duration,
     parse_duration,
 )
-from .messages import inert
+from .safe_text import inert
 
 REQUEST_USAGE = "`!access request <resource> [duration] <reason>`, e.g. `!access request prod-db 30m fix INC-42`"
 _ID = re.compile(r"^[a-z0-9-]{1,40}$")

@@ -1,7 +1,7 @@
 """The scheduler's work on undecided requests and running grants that calls no target:
 time-outs, reminders to the approvers (nudges), escalation levels, the reminder before a
 grant ends and the daily reminder of break-glass grants nobody has reviewed. Each step is
-one domain transition committed under the decision lock, with the notices messages.py
+one domain transition committed under the decision lock, with the notices messages/
 writes for it announced in the same commit (`UnitOfWork.announce`)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The commands that only read: show, mine, list, resources, review, audit. Each checks
 who may look, reads the store, the policies or the audit log, and answers with text
-from messages.py. Nothing here changes a request."""
+from the messages package. Nothing here changes a request."""
 
 from __future__ import annotations
 

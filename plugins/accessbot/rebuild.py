@@ -41,7 +41,7 @@ from .domain import (
     iso,
     parse_duration,
 )
-from .messages import redact_urls
+from .safe_text import redact_urls
 from .store import (
     FileLock,
     SinkCursor,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .domain import DurationError, parse_duration
-from .messages import redact_url
+from .safe_text import redact_url
 
 PUBLIC_PAGERDUTY_URL = "https://api.pagerduty.com"
 # The checkout this package lives in (plugins/accessbot/ -> the project), and the Errbot

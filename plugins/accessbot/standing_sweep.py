@@ -33,12 +33,7 @@ from .standing import (
     ResourceState,
     Unlisted,
     compare,
-    found_text,
-    held_text,
     norm,
-    removal_failed_text,
-    removed_text,
-    render_report,
 )
 from .store import StoreError
 from .strategies import CannotList, Member, SettingsError, StrategyError
@@ -138,7 +133,7 @@ class StandingSweep:
                 Notice(
                     "channel",
                     r.channel,
-                    found_text(r, new, held=bool(result.held_back)),
+                    msg.found_text(r, new, held=bool(result.held_back)),
                     None,
                     "alert",
                 )
@@ -288,7 +283,7 @@ class StandingSweep:
             if held != self._held_alerted:
                 self._held_alerted = held
                 result.alerts.append(
-                    held_text(Counter(r.name for r, _ in chosen), self.max_removals)
+                    msg.held_text(Counter(r.name for r, _ in chosen), self.max_removals)
                 )
                 try:
                     self.service._audit(
@@ -311,10 +306,12 @@ class StandingSweep:
         for resource, removed, failed in by_resource.values():
             if removed:
                 result.notices.append(
-                    Notice("channel", resource.channel, removed_text(resource, removed))
+                    Notice("channel", resource.channel, msg.removed_text(resource, removed))
                 )
             result.notices += [
-                Notice("channel", resource.channel, removal_failed_text(resource, f), None, "alert")
+                Notice(
+                    "channel", resource.channel, msg.removal_failed_text(resource, f), None, "alert"
+                )
                 for f in failed
             ]
 
@@ -451,7 +448,7 @@ class StandingSweep:
                     "`!access standing` is for admins and approvers; it shows the resources "
                     "you approve."
                 )
-        return render_report(
+        return msg.render_report(
             shown, self._states(), self.service.clock(), self.every, self.not_now()
         )
 

@@ -22,8 +22,8 @@ from typing import Protocol
 
 from .audit import AuditError, AuditLog
 from .domain import AccessError, Request, cut_text
-from .messages import inert
 from .notices import Notice
+from .safe_text import inert
 from .store import DecisionLock, RequestStore, StoreError
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..messages import redact_url
+from ..safe_text import redact_url
 from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError, target_host
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
 from ..domain import DurationError, from_iso, iso, parse_duration
-from ..messages import redact_urls
+from ..safe_text import redact_urls
 
 if TYPE_CHECKING:
     from .accounts import Accounts

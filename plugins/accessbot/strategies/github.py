@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import requests
 
-from ..messages import redact_url
+from ..safe_text import redact_url
 from .base import Done, Member, Sessions, SettingsError, Strategy, StrategyError, target_host
 from .rest import RestClient, json_field
 

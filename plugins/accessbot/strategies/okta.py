@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import requests
 
-from ..messages import redact_url
+from ..safe_text import redact_url
 from .base import (
     UNKNOWN_SESSIONS,
     Done,

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import requests
 import requests.adapters
 
-from ..messages import redact_url
+from ..safe_text import redact_url
 from .base import (
     LIST_LIMIT,
     RECHECKING,
