@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     import pdpyras
 
 from ..capped_http import ANSWER_LIMIT, capped, capped_session
+from ..errors import AccessBotError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ INCIDENT_STATUSES = ("triggered", "acknowledged", "resolved")
 OPEN_STATUSES = ("triggered", "acknowledged")  # what `has_incident` asks about by default
 
 
-class PagerDutyError(Exception):
+class PagerDutyError(AccessBotError):
     """A lookup failed; the message is safe to show in chat (never the token)."""
 
 

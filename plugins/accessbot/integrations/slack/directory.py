@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from slack_sdk.web import WebClient
 
+from ...errors import AccessBotError
 from ..slack_limits import honour_rate_limits
 
 
@@ -23,7 +24,7 @@ class SlackUser:
     team_id: str = ""  # the user's own workspace: another one's for a Slack Connect user
 
 
-class SlackLookupError(Exception):
+class SlackLookupError(AccessBotError):
     pass
 
 

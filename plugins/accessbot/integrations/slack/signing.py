@@ -7,10 +7,12 @@ import threading
 
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from ...errors import AccessBotError
+
 SIGNATURE_WINDOW = 5 * 60  # seconds; Slack's documented replay window
 
 
-class SignatureError(Exception):
+class SignatureError(AccessBotError):
     """A call that Slack did not sign, or an old one played again: answered with 401."""
 
 
