@@ -73,6 +73,8 @@ policy-check: $(RUNTIME)
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# The layers of ARCHITECTURE.md (.importlinter); tests/test_import_contracts.py too.
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) scripts/pip_audit.py
 
 ## Known advisories in the installed dependencies (pip-audit). Offline, or where PyPI's

@@ -21,7 +21,16 @@ OPTIONAL = {
     "botocore": ("requirements-aws.txt", {"accessbot/strategies/aws.py"}),
     "matplotlib": ("requirements-report.txt", {"accessbot/report.py"}),
 }
-DEV_TOOLS = ("pytest", "hypothesis", "ruff", "moto", "boto3", "botocore", "matplotlib")
+DEV_TOOLS = (
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "import-linter",
+    "moto",
+    "boto3",
+    "botocore",
+    "matplotlib",
+)
 
 
 def normalized(name: str) -> str:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .domain import normalize_handle
+from .errors import AccessBotError
 
 GROUP = "group:"
 SLACK_GROUP = "slack-group:"
@@ -84,7 +85,7 @@ class Resolved:
     notes: list[str] = field(default_factory=list)
 
 
-class SlackGroupError(Exception):
+class SlackGroupError(AccessBotError):
     """A Slack user group could not be expanded; the message is safe to show in chat."""
 
 

@@ -27,6 +27,7 @@ from stat import S_ISREG
 
 from .domain import from_iso, iso
 from .durable import FileLock, make_private_dir, open_private
+from .errors import AccessBotError
 from .store import fsync_dir
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -34,7 +35,7 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-class AuditError(Exception):
+class AuditError(AccessBotError):
     pass
 
 

@@ -44,6 +44,7 @@ from .audit import VerifyResult, chain_files, verify_chain
 from .certification_store import TinyDBCertifications, path_beside
 from .domain import HOLDS_ACCESS, iso
 from .durable import ProcessLock, open_private
+from .errors import AccessBotError
 from .store import FileLock, StoreError, StoreFiles, TinyDBStore, fsync_dir
 
 FORMAT = "accessbot-backup/1"
@@ -61,7 +62,7 @@ AUDIT_LIVE = "audit/audit.jsonl"
 AUDIT_MEMBER = re.compile(r"audit/audit\.jsonl(?:\.(\d+))?")
 
 
-class BackupError(Exception):
+class BackupError(AccessBotError):
     """A backup or restore that cannot be done; the message says why and what to do."""
 
 

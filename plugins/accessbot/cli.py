@@ -44,6 +44,7 @@ from types import SimpleNamespace
 from .audit import chain_files, verify_chain, verify_file
 from .domain import DurationError, format_duration, from_iso, parse_duration
 from .durable import ProcessLock
+from .errors import AccessBotError
 from .safe_text import redact_urls
 from .settings import PROJECT_CONFIG, Settings, SettingsError
 
@@ -53,7 +54,7 @@ Register = Callable[[argparse._SubParsersAction], None]
 SUBCOMMANDS: list[Register] = []
 
 
-class CliError(Exception):
+class CliError(AccessBotError):
     """A failure to report on stderr; `code` is the exit code."""
 
     def __init__(self, message: str, code: int = EXIT_FAILED):

@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 
+from .errors import AccessBotError
 
-class AccessError(Exception):
+
+class AccessError(AccessBotError):
     """A refusal a user can act on; the message says what to type instead.
 
     `field` names the input it is about when one is to blame ("resource", "duration",

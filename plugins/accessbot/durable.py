@@ -14,13 +14,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .errors import AccessBotError
+
 try:
     import fcntl
 except ImportError:  # not POSIX: no other process can be kept out, the locks do nothing
     fcntl = None
 
 
-class StoreError(Exception):
+class StoreError(AccessBotError):
     """The store cannot be read or written; the message names the path and the fix."""
 
 

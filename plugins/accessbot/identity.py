@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from cachetools import TTLCache
+
 from .domain import normalize_handle
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class NamedPeople:
 # users.list pages read at most (200 members each): 100,000 people. A workspace larger,
 # or a Slack that keeps answering a next_cursor, stops here rather than loop for ever.
 MAX_USER_PAGES = 500
+MAX_EMAILS = 5000  # e-mail look-ups kept by SlackPeople
+_MISSING = object()
 
 
 class SlackPeople:
@@ -92,7 +96,8 @@ class SlackPeople:
         self.fallback = fallback or NamedPeople()
         self.ttl = ttl
         self.clock = clock
-        self._emails: dict[str, tuple[float, str | None]] = {}
+        # e-mail -> user id, or None for nobody; bounded, the least recently used goes first
+        self._emails: TTLCache[str, str | None] = TTLCache(MAX_EMAILS, ttl, timer=clock)
         self._names: tuple[float, dict[str, str]] | None = None
         self._lock = threading.Lock()
 
@@ -111,11 +116,10 @@ class SlackPeople:
         return self._client() if callable(self._client) else self._client
 
     def _by_email(self, email: str) -> str | None:
-        now = self.clock()
         with self._lock:
-            hit = self._emails.get(email)
-            if hit and now - hit[0] < self.ttl:
-                return hit[1]
+            hit = self._emails.get(email, _MISSING)
+        if hit is not _MISSING:
+            return hit
         found = None
         try:
             answer = self._client_now().users_lookupByEmail(email=email)
@@ -125,9 +129,7 @@ class SlackPeople:
         except Exception as exc:  # noqa: BLE001 - users_not_found, or Slack is down: nobody
             log.info("users.lookupByEmail found nobody for an approver entry: %s", exc)
         with self._lock:
-            if len(self._emails) > 5000:
-                self._emails.clear()
-            self._emails[email] = (now, found)
+            self._emails[email] = found
         return found
 
     def _by_name(self) -> dict[str, str]:

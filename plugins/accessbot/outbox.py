@@ -153,7 +153,7 @@ def new_entry(notice, entry_id: int, now: datetime) -> Entry:
 def notice_of(entry: Entry, store=None):
     """The `Notice` to send for an entry: the request as the notice saw it, with where its
     card is now (posted since, perhaps by another bot) from `store`."""
-    from .service import Notice  # the service imports nothing of ours; keep it that way
+    from .notices import Notice
 
     request = entry.snapshot()
     if request is not None and store is not None:

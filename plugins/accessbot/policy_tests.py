@@ -65,6 +65,7 @@ from .approvers import same_person_key
 from .audit import AuditLog
 from .bootstrap import bootstrap
 from .domain import DurationError, from_iso, parse_duration
+from .errors import AccessBotError
 from .history import StaticHistory, statuses_for
 from .identity import EntryPeople
 from .integrations.pagerduty import INCIDENT_STATUSES, StaticOnCall
@@ -110,7 +111,7 @@ DECISIONS = ("approve", "deny", "human", "refused")
 TOP_KEYS = {"defaults", "emails", "cases"}
 
 
-class TestFileError(Exception):
+class TestFileError(AccessBotError):
     """The tests file is not valid; `errors` holds `file:line: message` lines."""
 
     __test__ = False  # not a pytest class

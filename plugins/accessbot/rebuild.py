@@ -41,6 +41,7 @@ from .domain import (
     iso,
     parse_duration,
 )
+from .errors import AccessBotError
 from .safe_text import redact_urls
 from .store import (
     FileLock,
@@ -941,7 +942,7 @@ def rebuilt_notice(rebuilt: Rebuilt, reason: str) -> str:
 # -- `store rebuild` ----------------------------------------------------------------------
 
 
-class RebuildError(Exception):
+class RebuildError(AccessBotError):
     """The store cannot be rebuilt now; the message says why and what to do."""
 
 

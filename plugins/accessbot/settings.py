@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .domain import DurationError, parse_duration
-from .safe_text import redact_url
+from .errors import AccessBotError
+from .safe_text import redact_url, redact_urls
 
 PUBLIC_PAGERDUTY_URL = "https://api.pagerduty.com"
 # The checkout this package lives in (plugins/accessbot/ -> the project), and the Errbot
@@ -21,8 +22,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CONFIG = PROJECT_ROOT / "config.py"
 
 
-class SettingsError(Exception):
-    pass
+class SettingsError(AccessBotError):
+    """A setting is missing or wrong, with what to write instead.
+
+    Two kinds, one class: an ACCESS_* key (`SettingsError(message)`, the message names the
+    key) and a strategy setting in a policy file (`SettingsError(key, message)`, `key` and
+    `message` kept apart for the policy checks; `strategies.SettingsError` is this class;
+    a bad URL setting may carry a password, so URLs in its message are shown redacted)."""
+
+    def __init__(self, key_or_message: str, message: str | None = None):
+        if message is None:
+            key, message = None, key_or_message
+            super().__init__(message)
+        else:
+            key, message = key_or_message, redact_urls(message)
+            super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from .audit import CHECKPOINT, AuditError, StoredLine
 from .capped_http import ANSWER_LIMIT, capped, capped_session
 from .domain import cut_text, format_duration, from_iso, iso
 from .durable import open_private
+from .errors import AccessBotError
 from .messages import redact_url, redact_urls, when
 from .settings import SinkConfig
 from .store import SinkCursor, StoreError, fsync_dir
@@ -50,7 +51,7 @@ SUSPECTED = "audit_tampering_suspected"
 VERIFY_HINT = "compare with the sink's copy: python -m accessbot audit verify --against COPY"
 
 
-class SinkError(Exception):
+class SinkError(AccessBotError):
     """A batch was not delivered; the message says why, without credentials."""
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import requests
+from cachetools import TLRUCache
 
 with warnings.catch_warnings():
     # pdpyras warns at import that it is deprecated in favour of `pagerduty`; it still
@@ -28,6 +29,7 @@ with warnings.catch_warnings():
     import pdpyras
 
 from ..capped_http import ANSWER_LIMIT, capped, capped_session
+from ..errors import AccessBotError
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ INCIDENT_STATUSES = ("triggered", "acknowledged", "resolved")
 OPEN_STATUSES = ("triggered", "acknowledged")  # what `has_incident` asks about by default
 
 
-class PagerDutyError(Exception):
+class PagerDutyError(AccessBotError):
     """A lookup failed; the message is safe to show in chat (never the token)."""
 
 
@@ -282,33 +284,34 @@ class PagerDutyNotConfigured:
 
 
 class _TTLCache:
-    """A small thread-safe cache whose entries expire by the injected clock."""
+    """A bounded thread-safe cache whose entries expire by the injected clock, each after
+    the time it was put with (user ids an hour, on-call answers a minute): cachetools'
+    TLRUCache, its `ttu` reading the time kept beside the value. Full, it drops the entry
+    that expires first."""
 
     MAX_ENTRIES = 5000
+    _MISSING = object()
 
     def __init__(self, clock: Callable[[], datetime]):
-        self._clock = clock
-        self._entries: dict[Any, tuple[datetime, Any]] = {}
-        self._lock = threading.Lock()
+        self._entries = TLRUCache(
+            maxsize=self.MAX_ENTRIES, ttu=lambda _key, kept, now: now + kept[0], timer=clock
+        )
+        self._lock = threading.Lock()  # commands, hooks and clicks ask from many threads
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def get(self, key) -> tuple[bool, Any]:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return False, None
-            if entry[0] <= self._clock():
-                del self._entries[key]
-                return False, None
-            return True, entry[1]
+            kept = self._entries.get(key, self._MISSING)
+        if kept is self._MISSING:
+            return False, None
+        return True, kept[1]
 
     def put(self, key, value, ttl: timedelta) -> None:
-        now = self._clock()
         with self._lock:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries = {k: e for k, e in self._entries.items() if e[0] > now}
-                if len(self._entries) >= self.MAX_ENTRIES:
-                    self._entries.clear()
-            self._entries[key] = (now + ttl, value)
+            self._entries[key] = (ttl, value)
 
 
 class OnCallChecker:

@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from cachetools import TTLCache
+
 from ..approvers import SlackGroupError
 from .slack_limits import honour_rate_limits
 
 log = logging.getLogger(__name__)
 
+MAX_ENTRIES = 1000  # the group list and the member lists of this many groups, at most
 NOT_ON_SLACK = "Slack user groups can only be looked up when the bot runs on Slack"
 
 
@@ -63,12 +66,15 @@ class SlackGroups:
         client: Any,
         clock: Callable[[], datetime],
         ttl: timedelta = timedelta(minutes=5),
+        max_entries: int = MAX_ENTRIES,
     ):
         self._client = client
         self.clock = clock
         self.ttl = ttl
-        self._cache: dict[tuple, tuple[datetime, Any]] = {}
-        self._lock = threading.Lock()
+        # ("groups",) and ("members", group id) -> Slack's answer; bounded, least recently
+        # used first, by the injected clock
+        self._cache: TTLCache[tuple, Any] = TTLCache(max_entries, ttl, timer=clock)
+        self._lock = threading.Lock()  # requests and clicks expand groups on many threads
         self.calls = 0  # Slack Web API calls made, for tests and benchmarks
 
     def members(self, handle: str) -> list[str]:
@@ -127,14 +133,13 @@ class SlackGroups:
         return data
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
-        now = self.clock()
         with self._lock:
             hit = self._cache.get(key)
-            if hit and hit[0] > now:
-                return hit[1]
+        if hit is not None:
+            return hit
         value = load()
         with self._lock:
-            self._cache[key] = (now + self.ttl, value)
+            self._cache[key] = value
         return value
 
 

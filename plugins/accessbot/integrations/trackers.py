@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from ..errors import AccessBotError
 from .pagerduty import IncidentNotFound, PagerDutyError
 
 TYPES = ("jira", "pagerduty", "github_issue")
@@ -59,7 +60,7 @@ EXAMPLES = {
 }
 
 
-class LinkError(Exception):
+class LinkError(AccessBotError):
     """A look-up that gave no usable answer; the message is safe to show in chat."""
 
 

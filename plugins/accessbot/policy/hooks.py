@@ -14,6 +14,7 @@ from typing import Any
 
 from ..approvers import entry_problem
 from ..domain import RequestView
+from ..errors import AccessBotError
 from .context import PolicyContext, Refusal
 from .lines import describe, line_in, running_line
 from .model import Resource
@@ -45,7 +46,7 @@ def hook_problem(hook: str, fn: Any) -> str | None:
     return None
 
 
-class HookFailed(Exception):
+class HookFailed(AccessBotError):
     """A hook raised, overran its time limit or returned nonsense; it never approves."""
 
 

@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..domain import format_duration
+from ..errors import AccessBotError
 from ..strategies import Strategy
 
 FIELD_VALUE_LIMIT = 200
 
 
-class PolicyError(Exception):
+class PolicyError(AccessBotError):
     """The policy directory did not load; `errors` holds one `file:line: message` each,
     `warnings` what would not stop the bot from loading them (see load_policies)."""
 

@@ -18,6 +18,7 @@ from ..domain import (
     format_duration,
     parse_duration,
 )
+from ..errors import AccessBotError
 from ..integrations import trackers
 from ..strategies import Strategy, strategy_problems
 from .model import ON_MISSED, CertifySettings, EscalationLevel, FieldSpec, Resource
@@ -49,7 +50,7 @@ MAX_DURATIONS = 100  # Block Kit's most options in one select (the request form)
 CONFIG_GROUPS = "ACCESS_GROUPS"  # where groups from the bot's configuration come from
 
 
-class KeyProblem(Exception):
+class KeyProblem(AccessBotError):
     """What is wrong with one key of a resource or group; the loader adds `file:line`."""
 
     def __init__(self, key: str, message: str):

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
 from ..domain import DurationError, from_iso, iso, parse_duration
+from ..errors import AccessBotError
 from ..safe_text import redact_urls
+from ..settings import SettingsError  # re-exported: strategies.SettingsError is the one class
 
 if TYPE_CHECKING:
     from .accounts import Accounts
@@ -24,7 +26,7 @@ ANSWER_LIMIT = 16 * 1024  # bytes of a target's JSON answer kept on the request
 log = logging.getLogger(__name__)
 
 
-class StrategyError(Exception):
+class StrategyError(AccessBotError):
     """The target refused or did not answer; the message is the target's own words.
 
     The message reaches chat, alerts and the audit log, so any URL in it is shown as
@@ -44,16 +46,6 @@ class CannotList(StrategyError):
 # what a strategy would log about its settings then would name the stand-ins, not the
 # policy's own values, so it stays quiet.
 RECHECKING: ContextVar[bool] = ContextVar("accessbot_strategy_rechecking", default=False)
-
-
-class SettingsError(Exception):
-    """A strategy setting in a policy file is missing or wrong."""
-
-    def __init__(self, key: str, message: str):
-        message = redact_urls(message)  # a bad URL setting may carry a password
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
 
 
 ACTIONS = ("grant", "revoke", "extend")

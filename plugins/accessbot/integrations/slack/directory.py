@@ -9,8 +9,10 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cachetools import TTLCache
 from slack_sdk.web import WebClient
 
+from ...errors import AccessBotError
 from ..slack_limits import honour_rate_limits
 
 
@@ -23,13 +25,16 @@ class SlackUser:
     team_id: str = ""  # the user's own workspace: another one's for a Slack Connect user
 
 
-class SlackLookupError(Exception):
+class SlackLookupError(AccessBotError):
     pass
 
 
 NOT_CONFIRMED = (
     "Sorry, I could not confirm who you are with Slack, so nothing was done; try again in a moment."
 )
+
+
+MAX_USERS = 5000  # people kept in SlackDirectory's cache
 
 
 class SlackDirectory:
@@ -48,17 +53,17 @@ class SlackDirectory:
         self.client = honour_rate_limits(client)  # users.info is Tier 4: a 429 waits
         self.ttl = ttl
         self.clock = clock
-        self._cache: dict[str, tuple[float, SlackUser]] = {}
-        self._lock = threading.Lock()
+        # Bounded: the least recently used goes first once MAX_USERS are kept.
+        self._cache: TTLCache[str, SlackUser] = TTLCache(MAX_USERS, ttl, timer=clock)
+        self._lock = threading.Lock()  # clicks are answered on many threads
 
     def user(self, user_id: str) -> SlackUser:
         if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", str(user_id)):
             raise SlackLookupError(f"{user_id!r} is not a Slack user id")
-        now = self.clock()
         with self._lock:
             hit = self._cache.get(user_id)
-            if hit and now - hit[0] < self.ttl:
-                return hit[1]
+        if hit is not None:
+            return hit
         try:
             data = self.client.users_info(user=user_id)["user"]
             if not isinstance(data, dict) or data.get("id", user_id) != user_id:
@@ -80,9 +85,7 @@ class SlackDirectory:
             team_id=str(data.get("team_id") or ""),
         )
         with self._lock:
-            if len(self._cache) > 5000:
-                self._cache.clear()
-            self._cache[user_id] = (now, user)
+            self._cache[user_id] = user
         return user
 
 

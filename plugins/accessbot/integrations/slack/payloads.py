@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs
 
 from ...domain import DurationError, parse_duration
+from ...errors import AccessBotError
 from .ids import (
     APPROVE,
     DENY,
@@ -23,7 +24,7 @@ from .ids import (
 from .modal import field_error
 
 
-class InteractionError(ValueError):
+class InteractionError(AccessBotError, ValueError):
     """A payload that is not shaped like Slack's; answered with 400, never acted on."""
 
 

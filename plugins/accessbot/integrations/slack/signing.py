@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import threading
 
+from cachetools import TTLCache
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from ...errors import AccessBotError
+
 SIGNATURE_WINDOW = 5 * 60  # seconds; Slack's documented replay window
+MAX_SEEN = 100_000  # signatures remembered: over 300 calls a second for the whole window
 
 
-class SignatureError(Exception):
+class SignatureError(AccessBotError):
     """A call that Slack did not sign, or an old one played again: answered with 401."""
 
 
@@ -21,7 +25,13 @@ class RequestVerifier:
     def __init__(self, signing_secret: str, clock: Clock | None = None):
         self.verifier = SignatureVerifier(signing_secret, clock or Clock())
         self.clock = self.verifier.clock
-        self._seen: dict[str, float] = {}
+        # Signatures seen in the window. One second more than the window: the clock counts
+        # whole seconds, and a signature seen exactly SIGNATURE_WINDOW ago is still
+        # remembered (its timestamp may still pass the age check). Bounded far above what
+        # Slack sends in 5 minutes; the oldest goes first.
+        self._seen: TTLCache[str, bool] = TTLCache(
+            MAX_SEEN, SIGNATURE_WINDOW + 1, timer=self.clock.now
+        )
         self._lock = threading.Lock()
 
     def verify(self, body: bytes, headers) -> None:
@@ -38,9 +48,7 @@ class RequestVerifier:
             raise SignatureError(f"the request timestamp is {int(age)}s old (a replay?)")
         if not self.verifier.is_valid(body, timestamp, signature):
             raise SignatureError("the request signature does not match the signing secret")
-        now = self.clock.now()
         with self._lock:
-            self._seen = {s: t for s, t in self._seen.items() if now - t <= SIGNATURE_WINDOW}
             if signature in self._seen:
                 raise SignatureError("this exact request was already received (a replay?)")
-            self._seen[signature] = now
+            self._seen[signature] = True
