@@ -10,7 +10,11 @@ or archived), or after MAX_ATTEMPTS: marked failed and counted; the plugin's `se
 told the admins, once. Otherwise tried again after a backoff (10 s doubling to 5 min)
 by the injected clock. Workers sleep until `wake()` (something was put, the scheduler
 ticked) or a poll interval passes; tests never sleep, they move the clock and wait for
-`wait_idle()`.
+`wait_idle()`. A wake-up wakes one worker, not all: the one that claims a batch wakes
+another only while more is due, so a notice costs one claim, not one per worker. Each
+sent entry is marked delivered at once (a killed bot sends again at most the one entry
+each of its workers had in flight); the file outbox writes marks made at the same time
+with one fsync.
 
 Writers put notices through `put` (the service's `UnitOfWork.announce`, inside the
 commit of the change they report). Entries a thread puts inside `holding_puts(scope)`
@@ -87,7 +91,9 @@ class DeliveryWorkers:
         self.metrics = metrics
         self.batch = batch
         self.poll = poll
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # state below; wait_idle waits on it
+        self._bell = threading.Condition(self._cond._lock)  # sleeping workers wait on it
+        self._sleeping = 0  # workers waiting on `_bell`
         self._generation = 0  # bumped by every wake()
         self._in_flight = 0  # workers between a claim and the end of its batch
         self._busy: set[str] = set()  # destinations a worker here is sending to
@@ -117,7 +123,18 @@ class DeliveryWorkers:
         """Something was put, or time moved: look for due entries now."""
         with self._cond:
             self._generation += 1
-            self._cond.notify_all()
+            self._bell.notify()  # one worker: it wakes another if more is due
+            self._cond.notify_all()  # wait_idle
+
+    def _wake_another(self) -> None:
+        """A claim took a batch: if more is due elsewhere, a sleeping worker takes it."""
+        with self._cond:
+            if not self._sleeping:
+                return  # every worker is busy: each claims again when its batch ends
+        if self._due():
+            with self._cond:
+                self._generation += 1
+                self._bell.notify()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -139,11 +156,17 @@ class DeliveryWorkers:
                 scope |= ids
                 with self._cond:
                     self._held |= ids
+                self._local.unheld = getattr(self._local, "unheld", False)
+            else:
+                self._local.unheld = True
         return entries
 
     def committed(self) -> None:
-        """The transaction that put entries has ended: they may be sent now."""
-        self.wake()
+        """The transaction that put entries has ended: they may be sent now (a held put
+        wakes nobody here: its `release` does)."""
+        if getattr(self._local, "unheld", True):
+            self._local.unheld = False
+            self.wake()
 
     @contextmanager
     def holding_puts(self, scope: set[int]):
@@ -177,9 +200,10 @@ class DeliveryWorkers:
         try:
             yield entries
         finally:
-            with self._cond:
-                self._held -= ids
-            self.wake()
+            if ids:  # nothing was put: no worker to wake
+                with self._cond:
+                    self._held -= ids
+                self.wake()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is being sent and nothing is due, or the outbox cannot be
@@ -201,7 +225,10 @@ class DeliveryWorkers:
         if drain > 0 and any(t.is_alive() for t in self._threads):
             self.wait_idle(drain)
         self._stopping.set()
-        self.wake()
+        with self._cond:
+            self._generation += 1
+            self._bell.notify_all()
+            self._cond.notify_all()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -216,6 +243,7 @@ class DeliveryWorkers:
                 seen = self._generation
             batch = self._claim()
             if batch:
+                self._wake_another()
                 try:
                     self._work(batch)
                 finally:
@@ -233,11 +261,15 @@ class DeliveryWorkers:
         """Until `wake()` (the generation moves past `seen`) or a poll interval passes."""
         deadline = time.monotonic() + self.poll
         with self._cond:
-            while self._generation == seen and not self._stopping.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cond.wait(left)
+            self._sleeping += 1
+            try:
+                while self._generation == seen and not self._stopping.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._bell.wait(left)
+            finally:
+                self._sleeping -= 1
 
     def _claim(self) -> list[Entry]:
         with self._cond:
