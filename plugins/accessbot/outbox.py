@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from .domain import Request, from_iso, iso
+from .domain import Request, as_written, from_iso, iso
 from .durable import AppendFile, StoreError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def new_entry(notice, entry_id: int, now: datetime) -> Entry:
         text=notice.text,
         kind=notice.kind,
         request_id=request.id if request is not None else None,
-        request=request.to_dict() if request is not None else None,
+        request=as_written(request) if request is not None else None,
         next_at=now,
     )
 

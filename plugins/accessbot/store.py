@@ -53,7 +53,7 @@ from typing import Protocol
 from tinydb import TinyDB
 
 from . import gc_pause
-from .domain import Request, Status
+from .domain import Request, Status, remember_written
 from .durable import AppendFile, FileLock, ProcessLock, atomic_write, make_private_dir
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
 from .durable import FolderInUse as FolderInUse
@@ -604,7 +604,9 @@ class TinyDBStore(IndexedStore):
             self._save_archive_index()  # at a fold, as it is written seldom
 
     def _append_to_archive(self, finished: list[Request]) -> None:
-        lines = [json.dumps(r.to_dict(), separators=(",", ":")) for r in finished]
+        dicts = [r.to_dict() for r in finished]
+        remember_written(list(zip(finished, dicts)))  # its notices carry these dicts
+        lines = [json.dumps(d, separators=(",", ":")) for d in dicts]
         data = "".join(line + "\n" for line in lines).encode()
         offset = self._archive.append(data, self.archive_path)
         for request, line in zip(finished, lines):
@@ -617,8 +619,11 @@ class TinyDBStore(IndexedStore):
         """The TinyDB side of a write: the finished removed, the live updated or
         inserted, all in one journal append."""
         gone = [self._doc_ids[r.id] for r in finished if r.id in self._doc_ids]
-        changed = {self._doc_ids[r.id]: r.to_dict() for r in live if r.id in self._doc_ids}
-        new = [r.to_dict() for r in live if r.id not in self._doc_ids]
+        dicts = [(r, r.to_dict()) for r in live]
+        if live:
+            remember_written(dicts, keep=bool(finished))  # its notices carry these
+        changed = {self._doc_ids[r.id]: d for r, d in dicts if r.id in self._doc_ids}
+        new = [d for r, d in dicts if r.id not in self._doc_ids]
         if not (gone or changed or new):
             return
         with self._journal.changing(TABLE, [*gone, *changed]) as told:
