@@ -493,7 +493,7 @@ class TinyDBStore(IndexedStore):
                 isinstance(ids, dict)
                 and isinstance(awaiting, list)
                 and isinstance(follow_ups, list)
-                and isinstance(history, list)
+                and isinstance(history, (list, dict))
                 and 0 < covers <= size
             ):
                 raise ValueError("not an index of this archive")
