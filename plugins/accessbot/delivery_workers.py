@@ -59,6 +59,17 @@ def backoff(attempts: int) -> timedelta:
     return min(RETRY_FIRST * (2 ** min(attempts, 16)), RETRY_CAP)
 
 
+class _Held:
+    """The held ids as they are when the outbox reads them (under its lock, in `claim`),
+    not as they were when the claim began: a put holds its entries under that lock."""
+
+    def __init__(self, workers: DeliveryWorkers):
+        self.workers = workers
+
+    def __iter__(self):
+        return iter(self.workers._held)
+
+
 class DeliveryWorkers:
     def __init__(
         self,
@@ -100,7 +111,10 @@ class DeliveryWorkers:
         self._aside: dict[str, float] = {}  # destination -> monotonic time it may go again
         self._unreadable = False  # the last claim could not read the outbox (an outage)
         self._urgent_put = False  # an alert was put since the last claim: batches yield
-        self._held: set[int] = set()  # put, but not to be sent before the reply
+        # Put, but not to be sent before the reply: replaced whole (never changed in
+        # place) under `_held_lock`, so an outbox may read it under its own lock.
+        self._held: frozenset[int] = frozenset()
+        self._held_lock = threading.Lock()  # taken last: never held while taking another
         self._claiming = threading.Lock()  # a claim, or a put with its hold
         # An outbox whose puts no claim sees before their transaction commits needs no
         # `_claiming` around a held put (which would wait on a claim waiting for a
@@ -145,17 +159,22 @@ class DeliveryWorkers:
         scope = getattr(self._local, "scope", None)
         if self.prepare is not None:
             notices = self.prepare(list(notices))
-        # Only a held put must keep claims off between its write and its hold.
+        # Only a held put must keep claims off between its write and its hold: an outbox
+        # that holds them itself, in memory before it writes them (`holds_on_put`), needs
+        # no `_claiming` around its fsync.
         holds = scope is not None and not self._visible_at_commit
-        with self._claiming if holds else nullcontext():
-            entries = self.outbox.put(notices, now)
+        in_put = holds and getattr(self.outbox, "holds_on_put", False)
+        with self._claiming if holds and not in_put else nullcontext():
+            if in_put:
+                entries = self.outbox.put(notices, now, hold=self._hold_entries)
+            else:
+                entries = self.outbox.put(notices, now)
             if any(urgent(entry) for entry in entries):
                 self._urgent_put = True
             if scope is not None:
                 ids = {i for entry in entries for i in entry.covers}
                 scope |= ids
-                with self._cond:
-                    self._held |= ids
+                self._hold(ids)
                 self._local.unheld = getattr(self._local, "unheld", False)
             else:
                 self._local.unheld = True
@@ -181,8 +200,7 @@ class DeliveryWorkers:
 
     def release(self, scope: set[int]) -> None:
         """Let the workers send what was put under `scope`."""
-        with self._cond:
-            self._held -= scope
+        self._unhold(scope)
         scope.clear()
         self.wake()
 
@@ -195,15 +213,25 @@ class DeliveryWorkers:
         with self._claiming:
             entries = put()
             ids = {i for e in entries or () for i in e.covers}
-            with self._cond:
-                self._held |= ids
+            self._hold(ids)
         try:
             yield entries
         finally:
             if ids:  # nothing was put: no worker to wake
-                with self._cond:
-                    self._held -= ids
+                self._unhold(ids)
                 self.wake()
+
+    def _hold(self, ids) -> None:
+        with self._held_lock:
+            self._held = self._held | frozenset(ids)
+
+    def _unhold(self, ids) -> None:
+        with self._held_lock:
+            self._held = self._held - frozenset(ids)
+
+    def _hold_entries(self, entries: list[Entry]) -> None:
+        """The outbox's `hold`: called under its lock, before anything can claim them."""
+        self._hold(i for entry in entries for i in entry.covers)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is being sent and nothing is due, or the outbox cannot be
@@ -278,7 +306,7 @@ class DeliveryWorkers:
         with self._claiming:  # busy at once: the next claim here must not take it too
             try:
                 with self._cond:
-                    busy, held = self._busy | self._set_aside(), set(self._held)
+                    busy, held = self._busy | self._set_aside(), _Held(self)
                 self._urgent_put = False  # this claim hands it out first (outbox.priority)
                 batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
                 self._unreadable = False

@@ -210,7 +210,10 @@ class Outbox(Protocol):
 
 
 class MemoryOutbox:
-    """The outbox in memory: pending entries in the order they were put."""
+    """The outbox in memory: pending entries in the order they were put. `put`'s `hold`
+    is called with the new entries under the lock, before any claim can see them."""
+
+    holds_on_put = True
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -220,13 +223,15 @@ class MemoryOutbox:
 
     # -- the port ---------------------------------------------------------------------
 
-    def put(self, notices: Sequence, now: datetime) -> list[Entry]:
+    def put(self, notices: Sequence, now: datetime, hold=None) -> list[Entry]:
         with self.lock:
             entries = []
             for notice in notices:
                 entries.append(new_entry(notice, self._next_id, now))
                 self._next_id += 1
             self._write_puts(entries)
+            if hold is not None:
+                hold(entries)
             for entry in entries:
                 self._pending[entry.id] = entry
             return entries
@@ -347,9 +352,9 @@ class FileOutbox(MemoryOutbox):
 
     # -- the port: memory first, then the journal outside the lock ---------------------
 
-    def put(self, notices: Sequence, now: datetime) -> list[Entry]:
+    def put(self, notices: Sequence, now: datetime, hold=None) -> list[Entry]:
         self._mine.ticket = 0
-        entries = super().put(notices, now)
+        entries = super().put(notices, now, hold)
         try:
             self._sync()
         except StoreError:
