@@ -3,7 +3,8 @@
 Builds the tree of each older commit with `git worktree add --detach` into /tmp (nothing
 of it is committed or kept in this repository), runs the same probes in this tree and in
 each old one with this same Python (the shared virtualenv), pair by pair, alternating
-which goes first, and prints one table: each side's median, the ratio new/old and the
+which goes first, and prints one table (the worktrees it added are removed at the end,
+unless --keep): each side's median, the ratio new/old and the
 load average while the pairs ran. Wall-clock numbers move with the machine's load, so
 the table also gives counts that do not: fsyncs per request (before its reply, and in
 all, counted by wrapping `os.fsync` in the probe's process) and the request's p50 as a
@@ -19,7 +20,7 @@ Probes (each a fresh process, importing that tree's own bench scripts):
   (bench_audit_sinks' receiver): the rate ratio, and fsyncs per append with and without.
 
     .venv/bin/python bench/bench_side_by_side.py [--old d2dc9a0] [--baseline REV]
-        [--new REV] [--pairs 5] [--probes latency,revocation,sinks] [--reps 150]
+        [--new REV] [--pairs 5] [--keep] [--probes latency,revocation,sinks] [--reps 150]
 """
 
 from __future__ import annotations
@@ -163,8 +164,11 @@ if __name__ == "__main__":
 PROBES = {"latency": LATENCY_PROBE, "revocation": REVOCATION_PROBE, "sinks": SINKS_PROBE}
 
 
+MADE: list[Path] = []  # worktrees this run added (removed at the end unless --keep)
+
+
 def tree_of(rev: str) -> Path:
-    """A detached worktree of `rev` in /tmp (made once, reused)."""
+    """A detached worktree of `rev` in /tmp (made once, reused while it is there)."""
     sha = subprocess.check_output(
         ["git", "-C", str(ROOT), "rev-parse", "--short=10", f"{rev}^{{commit}}"], text=True
     ).strip()
@@ -175,7 +179,16 @@ def tree_of(rev: str) -> Path:
             check=True,
             capture_output=True,
         )
+        MADE.append(path)
     return path
+
+
+def remove_made() -> None:
+    for path in MADE:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+            capture_output=True,
+        )
 
 
 def probe(tree: Path, name: str, reps: int) -> dict:
@@ -201,7 +214,16 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--probes", default="latency,revocation,sinks")
     parser.add_argument("--reps", type=int, default=150)
+    parser.add_argument("--keep", action="store_true", help="keep the /tmp worktrees")
     args = parser.parse_args()
+    try:
+        compare(args)
+    finally:
+        if not args.keep:
+            remove_made()
+
+
+def compare(args) -> None:
     sides = {"old": tree_of(args.old)}
     if args.baseline:
         sides["baseline"] = tree_of(args.baseline)
