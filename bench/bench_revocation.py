@@ -2,8 +2,8 @@
 
 10,000 active grants, 1,000 of them expiring in the same second T, against webhook
 targets on 127.0.0.1 (each its own process) that take 20 ms per call. Two layouts: the
-whole burst on one resource (one resource may use at most a quarter of
-ACCESS_STRATEGY_WORKERS at once, so this row pays for that isolation), and the same burst
+whole burst on one resource (it starts on a quarter of ACCESS_STRATEGY_WORKERS and
+widens into the idle ones while its calls come back fast), and the same burst
 spread over 8 resources on 4 targets. The real service,
 store and Scheduler run on the wall clock as the plugin wires them (regular tick every
 ACCESS_TICK_SECONDS=1, plus a wake-up when the next revocation comes due). Lateness is
@@ -232,8 +232,8 @@ def main() -> None:
             ],
         )
         print(
-            "   one resource may hold a quarter of the workers at once (isolation): a burst "
-            "on one resource\n   runs on that quarter; spread over resources it uses them all."
+            "   a burst on one healthy resource starts on a quarter of the workers and widens "
+            "into the idle ones;\n   a slow or failing resource stays at its quarter."
         )
     finally:
         for target in targets:

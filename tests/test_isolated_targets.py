@@ -1,7 +1,7 @@
 """Targets isolated from each other (issue 17, item 3): each grant or revoke call is its
 own task on the provisioner's pool; the revocation tick hands out what is due and returns
-without waiting; one resource holds at most a quarter of the workers, so a target that
-hangs delays only its own resource's revokes. Time is the injected clock: "recorded on
+without waiting; a slow or failing resource holds at most a quarter of the workers, so a
+target that hangs delays only its own resource's revokes (a healthy one widens, issue 28). Time is the injected clock: "recorded on
 the first tick" means recorded at the tick's own moment, with the clock standing still.
 """
 
@@ -202,3 +202,36 @@ def test_through_the_bot_a_hanging_target_leaves_the_scheduler_and_the_chat_runn
     hanging.release()
     chat.wait_for("dave", f"request {rids['dave']}) has expired")
     assert hanging.count("revoke", rids["dave"]) == 1
+
+
+def test_a_burst_on_one_healthy_resource_grows_past_its_quarter_into_idle_workers(
+    tmp_path, targets
+):
+    """Work-conserving isolation (issue 28): the quarter holds a slow or failing resource;
+    a healthy one whose calls come back fast widens into the idle workers."""
+    healthy, _ = targets
+    clock, told = FakeClock(), Told()
+    service = on_two_targets(tmp_path, clock, targets, told)
+    fine = [granted(service, f"user{n}", "prod-db") for n in range(12)]  # fast: healthy
+    busy, most = [0], [0]
+    lock = threading.Lock()
+
+    def slowish(call):  # each revoke takes a moment, so calls made together overlap
+        if call["action"] != "revoke":
+            return
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        threading.Event().wait(0.05)
+        with lock:
+            busy[0] -= 1
+
+    healthy.on_call = slowish
+    clock.advance(minutes=30)
+
+    service.revocation_tick()
+
+    assert service.drain(20)
+    assert all(service.store.get(rid).status is Status.EXPIRED for rid in fine)
+    assert all(healthy.count("revoke", rid) == 1 for rid in fine)
+    assert most[0] > 1  # 4 workers: a quarter is 1, yet the healthy burst used more

@@ -513,6 +513,51 @@ def test_a_dead_bots_claims_lapse_and_another_bot_sends_them(pg_url):
         living.close()
 
 
+def test_a_notice_goes_out_while_a_held_put_waits_for_its_fsync(tmp_path, monkeypatch):
+    """Issue 28: no lock is held across an outbox fsync. While one command's held put is
+    stuck in its fsync (a slow disk), a worker still claims and sends what is due
+    elsewhere, and the held notices wait for their release."""
+    import os
+
+    box = FileOutbox(tmp_path / "access.outbox.jsonl")
+    chat, clock = Chat(), FakeClock()
+    box.put([notice("#ops", "already due")], clock())
+    stuck, going = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        if threading.current_thread().name == "command":
+            stuck.set()
+            going.wait(60)  # the disk takes its time for this one (longer than a wait)
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    pool = DeliveryWorkers(box, chat.send, clock)  # started below, after the put began
+    held: set[int] = set()
+
+    def command():
+        with pool.holding_puts(held):
+            pool.put([notice("#access", "card")], clock())
+
+    thread = threading.Thread(target=command, name="command")
+    thread.start()
+    assert stuck.wait(10)
+    pool.start()
+    workers_started = [pool]
+    try:
+        pool.wake()
+        eventually(lambda: chat.texts() == ["already due"], "the due notice goes out")
+        going.set()
+        thread.join(10)
+        assert chat.texts() == ["already due"] and held  # the card waits for its release
+        pool.release(held)
+        eventually(lambda: chat.texts() == ["already due", "card"], "the card follows")
+    finally:
+        going.set()
+        for started in workers_started:
+            started.stop(drain=0)
+
+
 # -- a crash ----------------------------------------------------------------------------
 
 CHILD = """

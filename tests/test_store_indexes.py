@@ -3,13 +3,16 @@ and a crash at any step of folding the journal loses nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import shutil
+from array import array
 from datetime import timedelta
 
 import pytest
 
+from accessbot import integrity
 from accessbot.domain import EVER_GRANTED, Status
 from accessbot.store import StoreError, TinyDBStore
 from tests.conftest import START
@@ -453,3 +456,31 @@ def test_history_counts_survive_a_restart_that_reads_the_whole_archive(tmp_path)
 
     assert again._archive_indexed_to == 0
     assert answers(again) == answers(store)
+
+
+def test_the_history_index_is_saved_packed_and_an_older_list_form_still_loads(tmp_path):
+    """Issue 28: the history index file holds packed arrays (base64), not a list of a
+    number and a status word per finished request; an index an older bot wrote (lists)
+    is still read, and both give the same counts."""
+    expected = answers(archive_with_index(tmp_path))
+    path = tmp_path / "access.archive.index.json"
+    saved = json.loads(path.read_text())
+    history = saved["history"]
+    assert isinstance(history, dict) and history["statuses"][0] == list(Status)[0].value
+    assert all(isinstance(field, str) for entry in history["entries"] for field in entry)
+
+    again = TinyDBStore(tmp_path / "access.json")
+    assert again._archive_indexed_to > 0 and answers(again) == expected
+    again.close()
+
+    # The same index as an older bot wrote it: times and status words, as lists.
+    older = []
+    for who, what, times, codes in history["entries"]:
+        times = array("d", base64.b64decode(times))
+        words = [history["statuses"][c] for c in base64.b64decode(codes)]
+        older.append([who, what, list(times), words])
+    saved["history"] = older
+    saved.pop(integrity.LINE_KEY, None)  # sealed again, as the older bot's own save did
+    path.write_text(integrity.seal_line(json.dumps(saved, separators=(",", ":"))))
+    third = TinyDBStore(tmp_path / "access.json")
+    assert third._archive_indexed_to > 0 and answers(third) == expected

@@ -55,6 +55,8 @@ class Delivery:
         """Put the notices (those not in the outbox yet) in the outbox for the delivery
         workers; returns at once."""
         notices = unstored(notices)
+        if not notices:
+            return  # nothing new: no worker to wake
         if self.put(notices) is None:
             self.send_aside(notices)
         elif self.deliveries is not None:

@@ -10,7 +10,11 @@ or archived), or after MAX_ATTEMPTS: marked failed and counted; the plugin's `se
 told the admins, once. Otherwise tried again after a backoff (10 s doubling to 5 min)
 by the injected clock. Workers sleep until `wake()` (something was put, the scheduler
 ticked) or a poll interval passes; tests never sleep, they move the clock and wait for
-`wait_idle()`.
+`wait_idle()`. A wake-up wakes one worker, not all: the one that claims a batch wakes
+another only while more is due, so a notice costs one claim, not one per worker. Each
+sent entry is marked delivered at once (a killed bot sends again at most the one entry
+each of its workers had in flight); the file outbox writes marks made at the same time
+with one fsync.
 
 Writers put notices through `put` (the service's `UnitOfWork.announce`, inside the
 commit of the change they report). Entries a thread puts inside `holding_puts(scope)`
@@ -55,6 +59,17 @@ def backoff(attempts: int) -> timedelta:
     return min(RETRY_FIRST * (2 ** min(attempts, 16)), RETRY_CAP)
 
 
+class _Held:
+    """The held ids as they are when the outbox reads them (under its lock, in `claim`),
+    not as they were when the claim began: a put holds its entries under that lock."""
+
+    def __init__(self, workers: DeliveryWorkers):
+        self.workers = workers
+
+    def __iter__(self):
+        return iter(self.workers._held)
+
+
 class DeliveryWorkers:
     def __init__(
         self,
@@ -87,14 +102,19 @@ class DeliveryWorkers:
         self.metrics = metrics
         self.batch = batch
         self.poll = poll
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # state below; wait_idle waits on it
+        self._bell = threading.Condition(self._cond._lock)  # sleeping workers wait on it
+        self._sleeping = 0  # workers waiting on `_bell`
         self._generation = 0  # bumped by every wake()
         self._in_flight = 0  # workers between a claim and the end of its batch
         self._busy: set[str] = set()  # destinations a worker here is sending to
         self._aside: dict[str, float] = {}  # destination -> monotonic time it may go again
         self._unreadable = False  # the last claim could not read the outbox (an outage)
         self._urgent_put = False  # an alert was put since the last claim: batches yield
-        self._held: set[int] = set()  # put, but not to be sent before the reply
+        # Put, but not to be sent before the reply: replaced whole (never changed in
+        # place) under `_held_lock`, so an outbox may read it under its own lock.
+        self._held: frozenset[int] = frozenset()
+        self._held_lock = threading.Lock()  # taken last: never held while taking another
         self._claiming = threading.Lock()  # a claim, or a put with its hold
         # An outbox whose puts no claim sees before their transaction commits needs no
         # `_claiming` around a held put (which would wait on a claim waiting for a
@@ -117,7 +137,18 @@ class DeliveryWorkers:
         """Something was put, or time moved: look for due entries now."""
         with self._cond:
             self._generation += 1
-            self._cond.notify_all()
+            self._bell.notify()  # one worker: it wakes another if more is due
+            self._cond.notify_all()  # wait_idle
+
+    def _wake_another(self) -> None:
+        """A claim took a batch: if more is due elsewhere, a sleeping worker takes it."""
+        with self._cond:
+            if not self._sleeping:
+                return  # every worker is busy: each claims again when its batch ends
+        if self._due():
+            with self._cond:
+                self._generation += 1
+                self._bell.notify()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -128,22 +159,33 @@ class DeliveryWorkers:
         scope = getattr(self._local, "scope", None)
         if self.prepare is not None:
             notices = self.prepare(list(notices))
-        # Only a held put must keep claims off between its write and its hold.
+        # Only a held put must keep claims off between its write and its hold: an outbox
+        # that holds them itself, in memory before it writes them (`holds_on_put`), needs
+        # no `_claiming` around its fsync.
         holds = scope is not None and not self._visible_at_commit
-        with self._claiming if holds else nullcontext():
-            entries = self.outbox.put(notices, now)
+        in_put = holds and getattr(self.outbox, "holds_on_put", False)
+        with self._claiming if holds and not in_put else nullcontext():
+            if in_put:
+                entries = self.outbox.put(notices, now, hold=self._hold_entries)
+            else:
+                entries = self.outbox.put(notices, now)
             if any(urgent(entry) for entry in entries):
                 self._urgent_put = True
             if scope is not None:
                 ids = {i for entry in entries for i in entry.covers}
                 scope |= ids
-                with self._cond:
-                    self._held |= ids
+                self._hold(ids)
+                self._local.unheld = getattr(self._local, "unheld", False)
+            else:
+                self._local.unheld = True
         return entries
 
     def committed(self) -> None:
-        """The transaction that put entries has ended: they may be sent now."""
-        self.wake()
+        """The transaction that put entries has ended: they may be sent now (a held put
+        wakes nobody here: its `release` does)."""
+        if getattr(self._local, "unheld", True):
+            self._local.unheld = False
+            self.wake()
 
     @contextmanager
     def holding_puts(self, scope: set[int]):
@@ -158,8 +200,7 @@ class DeliveryWorkers:
 
     def release(self, scope: set[int]) -> None:
         """Let the workers send what was put under `scope`."""
-        with self._cond:
-            self._held -= scope
+        self._unhold(scope)
         scope.clear()
         self.wake()
 
@@ -172,14 +213,25 @@ class DeliveryWorkers:
         with self._claiming:
             entries = put()
             ids = {i for e in entries or () for i in e.covers}
-            with self._cond:
-                self._held |= ids
+            self._hold(ids)
         try:
             yield entries
         finally:
-            with self._cond:
-                self._held -= ids
-            self.wake()
+            if ids:  # nothing was put: no worker to wake
+                self._unhold(ids)
+                self.wake()
+
+    def _hold(self, ids) -> None:
+        with self._held_lock:
+            self._held = self._held | frozenset(ids)
+
+    def _unhold(self, ids) -> None:
+        with self._held_lock:
+            self._held = self._held - frozenset(ids)
+
+    def _hold_entries(self, entries: list[Entry]) -> None:
+        """The outbox's `hold`: called under its lock, before anything can claim them."""
+        self._hold(i for entry in entries for i in entry.covers)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is being sent and nothing is due, or the outbox cannot be
@@ -201,7 +253,10 @@ class DeliveryWorkers:
         if drain > 0 and any(t.is_alive() for t in self._threads):
             self.wait_idle(drain)
         self._stopping.set()
-        self.wake()
+        with self._cond:
+            self._generation += 1
+            self._bell.notify_all()
+            self._cond.notify_all()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout)
@@ -216,6 +271,7 @@ class DeliveryWorkers:
                 seen = self._generation
             batch = self._claim()
             if batch:
+                self._wake_another()
                 try:
                     self._work(batch)
                 finally:
@@ -233,11 +289,15 @@ class DeliveryWorkers:
         """Until `wake()` (the generation moves past `seen`) or a poll interval passes."""
         deadline = time.monotonic() + self.poll
         with self._cond:
-            while self._generation == seen and not self._stopping.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cond.wait(left)
+            self._sleeping += 1
+            try:
+                while self._generation == seen and not self._stopping.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._bell.wait(left)
+            finally:
+                self._sleeping -= 1
 
     def _claim(self) -> list[Entry]:
         with self._cond:
@@ -246,7 +306,7 @@ class DeliveryWorkers:
         with self._claiming:  # busy at once: the next claim here must not take it too
             try:
                 with self._cond:
-                    busy, held = self._busy | self._set_aside(), set(self._held)
+                    busy, held = self._busy | self._set_aside(), _Held(self)
                 self._urgent_put = False  # this claim hands it out first (outbox.priority)
                 batch = self.outbox.claim(self.owner, self.clock(), self.batch, busy, held)
                 self._unreadable = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 import secrets
+import threading
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -806,3 +807,34 @@ def _hook_link(link: Mapping) -> dict:
         name: link.get(name)
         for name in ("key", "title", "status", "url", "assignee", "open", "checked")
     }
+
+
+# -- one serialisation per change ------------------------------------------------------
+# A change's store write turns the request into its dict; the notices announced right
+# after it (`UnitOfWork.announce`, on the same thread) carry that dict in the outbox
+# instead of making it a second time.
+_written = threading.local()
+
+
+def remember_written(pairs: list[tuple[Request, dict]], keep: bool = False) -> None:
+    """The dicts a store write just made (each `request.to_dict()`), for `as_written`;
+    only the latest write's on this thread are kept (`keep`: another part of it)."""
+    dicts = getattr(_written, "dicts", None) if keep else None
+    _written.dicts = {**(dicts or {}), **{r.id: data for r, data in pairs}}
+
+
+def as_written(request: Request) -> dict:
+    """`request.to_dict()`: the one its store write on this thread just made, if it is
+    still the request as it is (same version, status, history and card), else anew."""
+    dicts = getattr(_written, "dicts", None)
+    if dicts:
+        data = dicts.get(request.id)
+        if (
+            data is not None
+            and data["version"] == request.version
+            and data["status"] == request.status.value
+            and len(data["history"]) == len(request.history)
+            and data["card_ref"] == request.card_ref
+        ):
+            return data
+    return request.to_dict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from array import array
+from base64 import b64decode, b64encode
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -112,22 +113,47 @@ class _History:
             1 for at, code in zip(*found) if code in wanted and (floor is None or at >= floor)
         )
 
-    def to_json(self) -> list:
-        return [
-            [requester, resource, list(times), [self._STATUSES[c].value for c in codes]]
-            for (requester, resource), (times, codes) in self._by.items()
-        ]
+    def to_json(self) -> dict:
+        """The index as JSON, compact: per (requester, resource) its times and status
+        codes as base64 of the packed arrays (no list of a hundred thousand numbers and
+        strings to build, or to parse at the next start), with the codes' legend."""
+        return {
+            "statuses": [s.value for s in self._STATUSES],
+            "entries": [
+                [
+                    requester,
+                    resource,
+                    b64encode(times.tobytes()).decode(),
+                    b64encode(bytes(codes)).decode(),
+                ]
+                for (requester, resource), (times, codes) in self._by.items()
+            ],
+        }
 
-    def load_json(self, saved: list) -> None:
-        """What `to_json` wrote; ValueError (nothing loaded) if it is not that."""
+    def load_json(self, saved: dict | list) -> None:
+        """What `to_json` wrote (or, older, lists of times and status words); ValueError
+        (nothing loaded) if it is not that."""
         loaded = {}
-        for requester, resource, times, statuses in saved:
-            if len(times) != len(statuses):
-                raise ValueError("a history entry is torn")
-            loaded[(str(requester), str(resource))] = (
-                array("d", map(float, times)),
-                bytearray(self._CODES[Status(s)] for s in statuses),
-            )
+        if isinstance(saved, list):  # an index written before the packed form
+            for requester, resource, times, statuses in saved:
+                if len(times) != len(statuses):
+                    raise ValueError("a history entry is torn")
+                loaded[(str(requester), str(resource))] = (
+                    array("d", map(float, times)),
+                    bytearray(self._CODES[Status(s)] for s in statuses),
+                )
+        else:
+            legend = bytearray(range(256))  # a saved code -> this version's code
+            for code, word in enumerate(saved["statuses"]):
+                legend[code] = self._CODES[Status(word)]
+            known = len(saved["statuses"])
+            for requester, resource, times_b64, codes_b64 in saved["entries"]:
+                times = array("d")
+                times.frombytes(b64decode(times_b64, validate=True))
+                codes = bytearray(b64decode(codes_b64, validate=True))
+                if len(times) != len(codes) or (codes and max(codes) >= known):
+                    raise ValueError("a history entry is torn")
+                loaded[(str(requester), str(resource))] = (times, codes.translate(legend))
         self._by.update(loaded)
 
 

@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from .domain import Request, from_iso, iso
+from .domain import Request, as_written, from_iso, iso
 from .durable import AppendFile, StoreError, atomic_write
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def new_entry(notice, entry_id: int, now: datetime) -> Entry:
         text=notice.text,
         kind=notice.kind,
         request_id=request.id if request is not None else None,
-        request=request.to_dict() if request is not None else None,
+        request=as_written(request) if request is not None else None,
         next_at=now,
     )
 
@@ -210,7 +210,10 @@ class Outbox(Protocol):
 
 
 class MemoryOutbox:
-    """The outbox in memory: pending entries in the order they were put."""
+    """The outbox in memory: pending entries in the order they were put. `put`'s `hold`
+    is called with the new entries under the lock, before any claim can see them."""
+
+    holds_on_put = True
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -220,13 +223,15 @@ class MemoryOutbox:
 
     # -- the port ---------------------------------------------------------------------
 
-    def put(self, notices: Sequence, now: datetime) -> list[Entry]:
+    def put(self, notices: Sequence, now: datetime, hold=None) -> list[Entry]:
         with self.lock:
             entries = []
             for notice in notices:
                 entries.append(new_entry(notice, self._next_id, now))
                 self._next_id += 1
             self._write_puts(entries)
+            if hold is not None:
+                hold(entries)
             for entry in entries:
                 self._pending[entry.id] = entry
             return entries
@@ -322,7 +327,13 @@ class MemoryOutbox:
 
 
 class FileOutbox(MemoryOutbox):
-    """The memory outbox made durable by a journal file (`access.outbox.jsonl`)."""
+    """The memory outbox made durable by a journal file (`access.outbox.jsonl`).
+
+    A change is made in memory under `lock` and its journal lines queued there; the
+    write and its fsync happen after `lock` is let go (a claim never waits for a disk),
+    under `_io`, and take every line queued by then: marks made at the same time by
+    several workers share one fsync (group commit). Each call returns once its own lines
+    are durable, so `put` is still durable when it returns, and so is `delivered`."""
 
     def __init__(self, path: str | Path, fold_after: int = FOLD_AFTER):
         super().__init__()
@@ -331,7 +342,49 @@ class FileOutbox(MemoryOutbox):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._journal = AppendFile(self.path)
         self._lines = 0
+        self._io = threading.Lock()  # the journal file: one writer at a time
+        self._queue: list[str] = []  # lines changed in memory, not written yet
+        self._queued = 0  # tickets handed out (one per queued batch of lines)
+        self._written = 0  # every ticket up to this one is durable
+        self._lost: list[tuple[int, int, StoreError]] = []  # tickets whose write failed
+        self._mine = threading.local()  # .ticket: this thread's last queued batch
         self._load()
+
+    # -- the port: memory first, then the journal outside the lock ---------------------
+
+    def put(self, notices: Sequence, now: datetime, hold=None) -> list[Entry]:
+        self._mine.ticket = 0
+        entries = super().put(notices, now, hold)
+        try:
+            self._sync()
+        except StoreError:
+            with self.lock:  # never written: not an entry (the caller sends them aside)
+                for entry in entries:
+                    self._pending.pop(entry.id, None)
+                    self._claimed.pop(entry.id, None)
+            raise
+        return entries
+
+    def delivered(self, ids, now) -> None:
+        self._mine.ticket = 0
+        super().delivered(ids, now)
+        self._sync()
+
+    def failed(self, ids, error, now) -> None:
+        self._mine.ticket = 0
+        super().failed(ids, error, now)
+        self._sync()
+
+    def retry(self, ids, error, next_at) -> None:
+        self._mine.ticket = 0
+        super().retry(ids, error, next_at)
+        self._sync()
+
+    def close(self) -> None:
+        with self._io:
+            self._write_queued()
+
+    # -- loading -----------------------------------------------------------------------
 
     def _load(self) -> None:
         try:
@@ -351,7 +404,8 @@ class FileOutbox(MemoryOutbox):
                 log.error("%s line %d is damaged (%s); skipped", self.path, number, exc)
         self._journal.cut_torn_tail(good_end, len(data))
         if self._lines > max(self.fold_after, 2 * len(self._pending)):
-            self._fold()
+            with self._io:
+                self._fold()
 
     def _replay(self, record: dict) -> None:
         if "next_id" in record:  # a fold's first line: ids are never used twice
@@ -373,12 +427,46 @@ class FileOutbox(MemoryOutbox):
         else:
             self._pending.pop(int(record["id"]), None)
 
+    # -- writing -----------------------------------------------------------------------
+
     def _append(self, records: list[dict]) -> None:
+        """Queue the lines of a change just made in memory (the caller holds `lock`)."""
         if not records:
             return
-        data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        self._journal.append(data.encode(), self.path)
+        self._queue.append("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
         self._lines += len(records)
+        self._queued += 1
+        self._mine.ticket = self._queued
+
+    def _sync(self) -> None:
+        """Return once this thread's queued lines are durable (written by this call, or
+        by another writer's that took them along); raise StoreError if that write failed."""
+        ticket = getattr(self._mine, "ticket", 0)
+        if not ticket:
+            return
+        with self._io:
+            if self._written < ticket:
+                self._write_queued()
+            for low, high, error in self._lost:
+                if low <= ticket <= high:
+                    raise error
+
+    def _write_queued(self) -> None:
+        """Write and fsync every queued line (the caller holds `_io`), then fold the
+        journal if it has grown."""
+        with self.lock:
+            lines, self._queue = self._queue, []
+            low, high = self._written + 1, self._queued
+        if lines:
+            try:
+                self._journal.append("".join(lines).encode(), self.path)
+            except StoreError as exc:
+                self._lost = [*self._lost[-15:], (low, high, exc)]
+            self._written = high
+        with self.lock:
+            folding = self._lines > max(self.fold_after, 2 * len(self._pending))
+        if folding:
+            self._fold()
 
     def _write_puts(self, entries: list[Entry]) -> None:
         self._append([{"put": e.to_dict()} for e in entries])
@@ -400,13 +488,15 @@ class FileOutbox(MemoryOutbox):
 
     def _write_finished(self, ids: list[int], record: dict) -> None:
         self._append([{"id": i, **record} for i in ids])
-        if self._lines > max(self.fold_after, 2 * (len(self._pending) - len(ids))):
-            self._fold(dropping=set(ids))
 
-    def _fold(self, dropping: set[int] = frozenset()) -> None:
-        """Rewrite the journal as just the pending entries (temp file, fsync, replace)."""
-        keep = [e for i, e in self._pending.items() if i not in dropping]
-        text = json.dumps({"next_id": self._next_id}) + "\n"
+    def _fold(self) -> None:
+        """Rewrite the journal as just the pending entries (temp file, fsync, replace);
+        the caller holds `_io`. Lines still queued are in what it writes, so they go."""
+        with self.lock:
+            keep = list(self._pending.values())
+            next_id = self._next_id
+            taken, covered = len(self._queue), self._queued  # in what is written here
+        text = json.dumps({"next_id": next_id}) + "\n"
         text += "".join(
             json.dumps({"put": e.to_dict()}, separators=(",", ":")) + "\n" for e in keep
         )
@@ -417,7 +507,10 @@ class FileOutbox(MemoryOutbox):
             return
         self._journal = AppendFile(self.path)
         self._journal.end = len(text.encode())
-        self._lines = len(keep) + 1
+        with self.lock:
+            del self._queue[:taken]
+            self._lines = len(keep) + 1 + sum(chunk.count("\n") for chunk in self._queue)
+        self._written = max(self._written, covered)
 
 
 def outbox_path(db_path: str | Path) -> Path:

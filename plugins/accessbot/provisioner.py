@@ -4,10 +4,14 @@ One pool of `workers` threads runs the scheduler's calls, each grant or revoke i
 task. `revocation_tick` hands out what is due and returns at once: a task records its own
 outcome when its call comes back, announcing its notices in that commit (the outbox;
 see unit_of_work.py), and hands them to `notify`, so a target that hangs never holds up
-the tick. One resource holds at most a quarter of
-the workers (at least one) at a time; the rest of its due work waits its turn, claimed,
-and starts as one of that resource's calls finishes, so a hanging target delays only its
-own resource. A request whose call is under way or waiting is claimed (`inflight`, the
+the tick. A burst of due work on one resource starts at a quarter of the workers (at
+least one); the rest waits its turn, claimed. Isolation is work-conserving: each call
+of that resource that comes back fast (under `SLOW_CALL` seconds, done, and not overtaken
+by a pool's width of calls started after it) while the resource has a healthy streak of
+`workers` such calls starts two waiting calls instead of one, so a healthy resource grows
+into every idle worker (8, 16, 32 of 32). A call that is slow or fails ends the streak,
+and while one of its calls runs past `SLOW_CALL` nothing more is added: a hanging or
+failing target stays held to the quarter, and delays only its own resource. A request whose call is under way or waiting is claimed (`inflight`, the
 store's claims: other bots see them too), so it is never handed out twice.
 
 Calls a person waits for (an approval's grant, `!access revoke`, an extension) run on the
@@ -71,6 +75,9 @@ def revoke_due(request: Request, now: datetime) -> bool:
     return due is not None and due <= now
 
 
+SLOW_CALL = 1.0  # seconds: a call running longer holds its resource to the quarter
+
+
 def per_resource(workers: int) -> int:
     """How many of the pool's workers one resource may hold at once."""
     return max(1, workers // 4)
@@ -101,6 +108,12 @@ class Provisioner:
         self._admit = threading.Lock()  # guards the counts below and the pool
         self._idle = threading.Condition(self._admit)
         self._busy: Counter[str] = Counter()  # resource -> its calls on the pool now
+        self._total = 0  # calls on the pool now, all resources
+        self._seq = 0  # calls started, ever (their order)
+        # request id -> [resource, start seq, start monotonic, calls started after it that
+        # came back before it]: the calls on the pool now
+        self._running: dict[str, list] = {}
+        self._streak: Counter[str] = Counter()  # resource -> fast calls back in a row
         # resource -> claimed request id -> (kind, request, notify), waiting for a worker
         self._waiting: dict[str, dict[str, tuple[str, Request, Notify]]] = {}
         self._handed: set[str] = set()  # ids handed out (running or waiting), not yet recorded
@@ -179,8 +192,35 @@ class Provisioner:
             if self._busy[resource] >= per_resource(self._workers):
                 self._waiting.setdefault(resource, {})[request_id] = (kind, request, notify)
                 return
-            self._busy[resource] += 1
+            self._admitted(resource, request_id)
         self._start(kind, request, resource, notify)
+
+    def _admitted(self, resource: str, request_id: str) -> None:
+        """Count a call as on the pool (the caller holds `_admit`)."""
+        self._busy[resource] += 1
+        self._total += 1
+        self._seq += 1
+        self._running[request_id] = [resource, self._seq, time.monotonic(), 0]
+
+    def _came_back(self, request_id: str, ok: bool) -> None:
+        """A call is over: was it fast? (The caller holds `_admit`.)"""
+        call = self._running.pop(request_id, None)
+        if call is None:
+            return
+        resource, seq, started, _ = call
+        for other in self._running.values():
+            if other[1] < seq:
+                other[3] += 1  # overtaken by this later call
+        fast = ok and time.monotonic() - started < SLOW_CALL and call[3] < max(2, self._workers)
+        self._streak[resource] = self._streak[resource] + 1 if fast else 0
+
+    def _may_widen(self, resource: str) -> bool:
+        """Whether `resource` may start one more call past its quarter now: a healthy
+        streak, an idle worker, and none of its calls running long (`_admit` held)."""
+        if self._streak[resource] < self._workers or self._total >= self._workers:
+            return False
+        late = time.monotonic() - SLOW_CALL
+        return not any(c[0] == resource and c[2] < late for c in self._running.values())
 
     def _start(self, kind: str, request: Request, resource: str, notify: Notify) -> None:
         """Hand a claimed request's call to the pool (holding one worker of `resource`)."""
@@ -192,7 +232,7 @@ class Provisioner:
             log.exception("could not start the %s call for %s", kind, request.id)
             self.inflight.discard(request.id)
             self._done(request.id)
-            self._free(resource)
+            self._free(resource, request.id, False)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -213,35 +253,47 @@ class Provisioner:
                 outcome = self.revoke_call(request)
             except Exception as exc:  # noqa: BLE001 - recorded below as not done, and retried
                 outcome = exc
-            self._free(resource)  # the call is over: the resource's next call may start
+            ok = isinstance(outcome, tuple) and outcome[0] is None
+            self._free(resource, request.id, ok)  # the resource's next call may start
             self._finished.put((request, outcome, notify))
             self._record_finished()
             return
+        ok = False
         try:
             grant = self.apply_extension if request.extends else self.grant
             _tell(notify, grant(request))
+            ok = True
         except Exception:  # noqa: BLE001 - its request stays approved: the next tick tries again
             log.exception("the grant call for %s failed; the next tick tries again", request.id)
             self.inflight.discard(request.id)
         finally:
             self._done(request.id)
-            self._free(resource)
+            self._free(resource, request.id, ok)
 
-    def _free(self, resource: str) -> None:
-        """One call of `resource` is over: start the next that waits for its turn."""
+    def _free(self, resource: str, request_id: str, ok: bool) -> None:
+        """One call of `resource` is over: start the next that waits for its turn, and
+        one more while the resource is healthy and a worker is idle (`_may_widen`)."""
+        starts = []
         with self._admit:
             self._busy[resource] -= 1
+            self._total -= 1
+            self._came_back(request_id, ok)
             waiting = self._waiting.get(resource)
-            if not waiting or self._closed:
-                if self._busy[resource] <= 0:
-                    del self._busy[resource]
-                return
-            request_id = next(iter(waiting))
-            kind, request, notify = waiting.pop(request_id)
+            while waiting and not self._closed:
+                cap = per_resource(self._workers)
+                # Past the quarter (widened already, or the one more): only when healthy.
+                past = bool(starts) or self._busy[resource] >= cap
+                if len(starts) >= 2 or (past and not self._may_widen(resource)):
+                    break
+                next_id = next(iter(waiting))
+                starts.append(waiting.pop(next_id))
+                self._admitted(resource, next_id)
             if not waiting:
-                del self._waiting[resource]
-            self._busy[resource] += 1
-        self._start(kind, request, resource, notify)
+                self._waiting.pop(resource, None)
+            if self._busy[resource] <= 0:
+                del self._busy[resource]
+        for kind, request, notify in starts:
+            self._start(kind, request, resource, notify)
 
     def _done(self, *request_ids: str) -> None:
         with self._admit:

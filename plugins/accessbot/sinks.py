@@ -7,7 +7,12 @@ worker thread that reads the stored lines after the sink's cursor (kept in the s
 acknowledged them: every line at least once, never out of order, never past a gap. A
 failure is retried with backoff (1 s doubling up to 5 minutes, on the injected clock).
 Nothing waits for a sink: commands and revocations only append to the log, which wakes
-the workers. With several bots on one database only the bot holding the scheduler lease
+the workers. A worker keeps its cursor in memory and saves it (a file write with two
+fsyncs on TinyDB) at most once every CURSOR_SAVE_SECONDS while it ships, and when it
+stops or stops leading, so a sink adds no disk writes in step with the appends; a crash
+sends at most that last second's lines again (at least once, as always). After a batch
+that was not full it lets lines gather for GATHER_SECONDS before the next, so lines
+appended one by one go out a few at a time, not one request (and read) each. With several bots on one database only the bot holding the scheduler lease
 ships, so each line goes out from one bot.
 
 Kinds: `http` (the stored lines, ndjson, signed as the webhook strategy signs), `splunk_hec`
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 RETRY_FIRST = timedelta(seconds=1)
 RETRY_CAP = timedelta(minutes=5)
 IDLE_SECONDS = 0.5  # how often an idle worker looks for new lines without being woken
+CURSOR_SAVE_SECONDS = 1.0  # a shipping worker saves its cursor at most this often
+GATHER_SECONDS = 0.1  # after a batch that was not full, lines gather this long first
 SUSPECTED = "audit_tampering_suspected"
 VERIFY_HINT = "compare with the sink's copy: python -m accessbot audit verify --against COPY"
 
@@ -382,6 +389,9 @@ class SinkWorker:
         self.failing_since: datetime | None = None
         self.retry_at: datetime | None = None
         self._reported: set[int] = set()  # cursors already found rewritten
+        self._cursor: SinkCursor | None = None  # as shipped; in the store once saved
+        self._dirty = False  # `_cursor` moved since it was saved
+        self._saved_at = float("-inf")  # time.monotonic() of the last save
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -408,6 +418,7 @@ class SinkWorker:
                 log.warning("the audit sink %s is still sending; it stops after that", self.name)
                 return
             self._thread = None
+        self.flush()
         self.sink.close()
 
     def wake(self) -> None:
@@ -416,9 +427,19 @@ class SinkWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()  # before reading: an append meanwhile wakes the next wait
-            shipped = self.step()
+            shipped = self.step(flush=False)
+            if self._dirty and time.monotonic() - self._saved_at >= CURSOR_SAVE_SECONDS:
+                self.flush()
+            if 0 < shipped < self.sink.batch:
+                # Appends come one by one: let some gather rather than send each alone
+                # (a request, a read and a cursor per line would slow the appends).
+                self._stop.wait(GATHER_SECONDS)
             if not shipped:
-                self._wake.wait(self._pause())
+                pause = self._pause()
+                if self._dirty:  # save it once its second is up, if nothing comes first
+                    pause = min(pause, self._saved_at + CURSOR_SAVE_SECONDS - time.monotonic())
+                self._wake.wait(max(0.0, pause))
+        self.flush()
 
     def _pause(self) -> float:
         """Wait for an append, or until the retry is due (polled: the clock may be a
@@ -427,15 +448,22 @@ class SinkWorker:
             return self.idle
         return min(self.idle, 0.05)
 
-    def step(self) -> int:
+    def step(self, flush: bool = True) -> int:
         """One round on the calling thread: ship one batch if this bot leads and no retry
-        is waiting; the number of lines acknowledged (0: nothing done)."""
+        is waiting; the number of lines acknowledged (0: nothing done). With `flush`, a
+        round with nothing to ship saves the cursor (the worker's own loop saves it at
+        most once a second instead)."""
         if not self.leads():
+            self.flush()
+            self._cursor = None  # another bot ships: read its cursor when we lead again
             return 0
         if self.retry_at is not None and self.clock() < self.retry_at:
             return 0
         try:
-            return self.ship_once()
+            shipped = self.ship_once()
+            if not shipped and flush:
+                self.flush()
+            return shipped
         except (SinkError, AuditError, StoreError) as exc:
             self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not end shipping for good
@@ -443,9 +471,27 @@ class SinkWorker:
             self._failed(f"{type(exc).__name__} inside the bot (see its log)")
         return 0
 
+    def flush(self) -> None:
+        """Save the cursor if it moved since it was last saved."""
+        if not self._dirty or self._cursor is None:
+            return
+        try:
+            self.store.save_sink_cursor(self._cursor)
+        except StoreError as exc:  # kept in memory: the next save tries again
+            log.warning("could not save the cursor of audit sink %s: %s", self.name, exc)
+            return
+        self._dirty = False
+        self._saved_at = time.monotonic()
+
+    def _current(self) -> SinkCursor:
+        if self._cursor is None:
+            self._cursor = self.store.sink_cursor(self.name) or SinkCursor(self.name)
+        return self._cursor
+
     def ship_once(self) -> int:
-        """Send the next batch after the cursor; move the cursor once it is acknowledged."""
-        cursor = self.store.sink_cursor(self.name) or SinkCursor(self.name)
+        """Send the next batch after the cursor; move the cursor once it is acknowledged
+        (saved at most once a second, see `flush`)."""
+        cursor = self._current()
         lines = self.audit.lines_after(cursor.seq, self.sink.batch)
         if not lines:
             head = self.audit.head()
@@ -464,9 +510,10 @@ class SinkWorker:
             self._rewritten(cursor, lines[0])
         self.sink.send(lines)
         now = self.clock()
-        self.store.save_sink_cursor(
-            replace(cursor, seq=lines[-1].seq, hash=lines[-1].hash, shipped_at=iso(now))
-        )
+        self._cursor = replace(cursor, seq=lines[-1].seq, hash=lines[-1].hash, shipped_at=iso(now))
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= CURSOR_SAVE_SECONDS:
+            self.flush()
         if self.attempts:
             self._recovered(now)
         return len(lines)
@@ -498,8 +545,9 @@ class SinkWorker:
             self.failing_since = now
             self._audit("sink_failing", f"{self.name}: {error}")
         try:
-            cursor = self.store.sink_cursor(self.name) or SinkCursor(self.name)
-            self.store.save_sink_cursor(replace(cursor, error=error, error_at=iso(now)))
+            self._cursor = replace(self._current(), error=error, error_at=iso(now))
+            self._dirty = True
+            self.flush()
         except StoreError as exc:
             log.warning("could not record the error of audit sink %s: %s", self.name, exc)
 
@@ -520,7 +568,7 @@ class SinkWorker:
             log.warning("could not audit %s for sink %s: %s", event, self.name, exc)
 
     def status(self, head: int) -> SinkStatus:
-        cursor = self.store.sink_cursor(self.name) or SinkCursor(self.name)
+        cursor = self._cursor or self.store.sink_cursor(self.name) or SinkCursor(self.name)
         return status_of(self.sink.kind, cursor, head, self.attempts, self.retry_at)
 
 

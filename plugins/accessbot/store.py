@@ -54,7 +54,7 @@ from typing import Protocol
 from tinydb import TinyDB
 
 from . import gc_pause, integrity
-from .domain import Request, Status
+from .domain import Request, Status, remember_written
 from .durable import AppendFile, FileLock, ProcessLock, atomic_write, make_private_dir
 from .durable import ConflictError as ConflictError  # the port's errors, importable here
 from .durable import FolderInUse as FolderInUse
@@ -533,7 +533,7 @@ class TinyDBStore(IndexedStore):
                 isinstance(ids, dict)
                 and isinstance(awaiting, list)
                 and isinstance(follow_ups, list)
-                and isinstance(history, list)
+                and isinstance(history, (list, dict))
                 and 0 < covers <= size
             ):
                 raise ValueError("not an index of this archive")
@@ -657,9 +657,9 @@ class TinyDBStore(IndexedStore):
             self._save_archive_index()  # at a fold, as it is written seldom
 
     def _append_to_archive(self, finished: list[Request]) -> None:
-        lines = [
-            integrity.seal_line(json.dumps(r.to_dict(), separators=(",", ":"))) for r in finished
-        ]
+        dicts = [r.to_dict() for r in finished]
+        remember_written(list(zip(finished, dicts)))  # its notices carry these dicts
+        lines = [integrity.seal_line(json.dumps(d, separators=(",", ":"))) for d in dicts]
         data = "".join(line + "\n" for line in lines).encode()
         offset = self._archive.append(data, self.archive_path)
         self._archive_hash.update(data)
@@ -673,8 +673,11 @@ class TinyDBStore(IndexedStore):
         """The TinyDB side of a write: the finished removed, the live updated or
         inserted, all in one journal append."""
         gone = [self._doc_ids[r.id] for r in finished if r.id in self._doc_ids]
-        changed = {self._doc_ids[r.id]: r.to_dict() for r in live if r.id in self._doc_ids}
-        new = [r.to_dict() for r in live if r.id not in self._doc_ids]
+        dicts = [(r, r.to_dict()) for r in live]
+        if live:
+            remember_written(dicts, keep=bool(finished))  # its notices carry these
+        changed = {self._doc_ids[r.id]: d for r, d in dicts if r.id in self._doc_ids}
+        new = [d for r, d in dicts if r.id not in self._doc_ids]
         if not (gone or changed or new):
             return
         with self._journal.changing(TABLE, [*gone, *changed]) as told:
