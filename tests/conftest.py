@@ -43,7 +43,8 @@ __all__ = [
     "webhook_policy",
 ]
 
-pytest_plugins = ["tests.slack_fixtures"]  # the Slack fake and bot factory, for any module
+# Fixtures for any module: the Slack fake and bot factory; a PostgreSQL cluster a test may stop.
+pytest_plugins = ["tests.slack_fixtures", "tests.ha_bots"]
 
 # The signing secret the test policies' webhooks name: the bot refuses a policy whose
 # secret_env is not set, so every test environment has it, as a real deployment would.

@@ -14,7 +14,6 @@ from accessbot.store import StoreError
 from tests.builders import build_service, person
 from tests.conftest import START
 from tests.helpers import eventually
-from tests.pgserver import NoServer, PostgresServer, start_server
 
 
 def answered(service) -> None:
@@ -29,19 +28,6 @@ def answered(service) -> None:
         return True
 
     eventually(ticked, "the database answering again", 20)
-
-
-@pytest.fixture
-def own_server():
-    """A cluster of its own: this test stops it, which the shared one must never be."""
-    try:
-        server = start_server(durable=True)  # a commit must survive the crash
-    except NoServer as exc:
-        pytest.skip(f"PostgreSQL tests need a server: {exc}")
-    if not isinstance(server, PostgresServer):
-        pytest.skip("needs a server it may stop (not ACCESS_TEST_DB_URL)")
-    yield server
-    server.stop()
 
 
 def test_a_grant_made_during_an_outage_is_recorded_after_it_with_its_real_start(

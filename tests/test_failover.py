@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +22,7 @@ import pytest
 from accessbot.domain import Status
 from accessbot.postgres import LeaderLease
 from tests.builders import build_service, person
-from tests.conftest import PLUGINS, ROOT
+from tests.ha_bots import spawn
 from tests.helpers import eventually
 
 TICK = 0.2
@@ -40,25 +39,7 @@ class Bot:
     """A bot process; `lines()` gives what it printed, in order."""
 
     def __init__(self, db_url: str, root, tick: float = TICK, lease: float = LEASE):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "ha_child.py"),
-                db_url,
-                str(root),
-                str(tick),
-                str(lease),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=root,
-        )
-        ready = self.process.stdout.readline().split()
-        assert ready[:1] == ["ready"], f"the bot did not start: {ready}"
-        self.bot_id = ready[1]
+        self.process, self.bot_id = spawn(db_url, root, tick, lease)
 
     def send(self, lines: list[str]) -> None:
         self.process.stdin.write("".join(f"{line}\n" for line in lines))

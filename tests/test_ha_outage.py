@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -24,10 +23,9 @@ import pytest
 from accessbot.domain import Status
 from accessbot.postgres import LeaderLease
 from tests.builders import build_service, person
-from tests.conftest import PLUGINS, ROOT
+from tests.ha_bots import spawn
 from tests.helpers import eventually
 from tests.pgproxy import Proxy
-from tests.pgserver import NoServer, PostgresServer, start_server
 
 TICK = 0.5
 LEASE = 3.0
@@ -41,28 +39,9 @@ class Bot:
     """A bot process reaching the database at `db_url`; what it logs goes to a file."""
 
     def __init__(self, db_url: str, root, name: str):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
         self.log = root / f"{name}.log"
         self._log = self.log.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "ha_child.py"),
-                db_url,
-                str(root),
-                str(TICK),
-                str(LEASE),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            env=env,
-            cwd=root,
-        )
-        ready = self.process.stdout.readline().split()
-        assert ready[:1] == ["ready"], f"the bot did not start: {ready} {self.log.read_text()}"
-        self.bot_id = ready[1]
+        self.process, self.bot_id = spawn(db_url, root, TICK, LEASE, stderr=self._log)
 
     def logged(self) -> str:
         return self.log.read_text()
@@ -77,19 +56,6 @@ class Bot:
                 self.process.wait()
         self.process.stdout.close()
         self._log.close()
-
-
-@pytest.fixture
-def own_server():
-    """A cluster of its own: this test stops it, which the shared one must never be."""
-    try:
-        server = start_server(durable=True)  # what was committed survives the crash
-    except NoServer as exc:
-        pytest.skip(f"PostgreSQL tests need a server: {exc}")
-    if not isinstance(server, PostgresServer):
-        pytest.skip("needs a server it may stop (not ACCESS_TEST_DB_URL)")
-    yield server
-    server.stop()
 
 
 def unrecorded(log: str) -> int:
