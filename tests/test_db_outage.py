@@ -384,3 +384,37 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(pg_url, c
         f"the database at {db.where} answers again",
     ], [r.getMessage() for r in loud]
     assert not any(r.exc_info for r in loud)
+
+
+def test_a_decision_on_a_thread_with_no_bound_waits_half_the_lease_not_the_pools_10s(pg_url):
+    """A strategy worker records its call in a decision (holding this process's decision
+    lock) on a thread no command or scheduler bound: during an outage it waited the pool's
+    10 s per record, and every command and worker waited behind it (a batch of three
+    in-flight revokes: 30 s). It waits what the scheduler waits, half the lease."""
+    from urllib.parse import urlsplit
+
+    from accessbot.postgres import Database
+    from accessbot.postgres.database import DatabaseError
+    from tests.pgproxy import Proxy
+
+    proxy = Proxy(urlsplit(pg_url).port)
+    db = Database(proxy.url(pg_url), lease_seconds=3.0, heartbeat=False)
+    try:
+        proxy.cut()  # the database goes: connections dropped, new ones refused
+        failed: list[str] = []
+
+        def record() -> None:  # a worker thread: no command's or scheduler's bound
+            try:
+                with db.transaction():
+                    pass
+            except DatabaseError as exc:
+                failed.append(str(exc))
+
+        worker = threading.Thread(target=record)
+        worker.start()
+        worker.join(30)
+        assert len(failed) == 1
+        assert "after 1.50 sec" in failed[0], failed[0]  # psycopg_pool names the wait
+    finally:
+        db.close()
+        proxy.close()

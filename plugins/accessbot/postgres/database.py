@@ -217,7 +217,7 @@ class Database:
                 yield joined
             return
         try:
-            with self.pool.connection(timeout=self._wait()) as conn, conn.transaction():
+            with self.pool.connection(timeout=self._decision_wait()) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (DECISION_LOCK,))
                 self._local.conn = conn
                 try:
@@ -260,6 +260,16 @@ class Database:
 
     def _wait(self) -> float | None:
         return getattr(self._local, "wait", None)  # None: the pool's own timeout
+
+    def _decision_wait(self) -> float:
+        """How long a decision waits for a connection: the thread's bound, else what the
+        scheduler waits (half the lease). Whoever opens a decision holds this process's
+        decision lock while it waits, so a strategy worker recording its call during an
+        outage must not keep commands and the other workers behind it for the pool's 10 s
+        (a batch of three in-flight revokes held them for 30 s)."""
+        bound = max(1.0, self.lease_seconds / 2)
+        wait = self._wait()
+        return bound if wait is None else min(wait, bound)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
